@@ -1,0 +1,2 @@
+//! Log store benchmarks (being written).
+fn main() {}

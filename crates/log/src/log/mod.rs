@@ -1,0 +1,515 @@
+//! A partition log: ordered segments, one writer, many readers.
+
+mod maintenance;
+mod read;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+pub use maintenance::RetentionOutcome;
+pub use read::{LogSlice, ReadBound, ReadResult};
+
+use crate::batch::{self, BatchHeader, TimestampType};
+use crate::checkpoint::{read_u64, sync_dir, write_u64};
+use crate::clock::Clock;
+use crate::config::{Durability, LogConfig};
+use crate::epoch::{EpochCache, EpochEntry};
+use crate::error::{FormatError, LogError, Result};
+use crate::segment::Segment;
+
+const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+const RECOVERY_POINT: &str = "recovery-point";
+const LOG_START: &str = "log-start-offset";
+const EPOCHS: &str = "leader-epoch-checkpoint";
+
+/// Who is appending: the partition leader assigns offsets; a replica keeps
+/// the leader's offsets and epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// Assign offsets from the log end and stamp this leader epoch.
+    Leader {
+        /// Current leader epoch.
+        epoch: i32,
+    },
+    /// Keep offsets and epochs as given; they must continue the log.
+    Replica,
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Offset of the last record appended.
+    pub last_offset: u64,
+    /// Number of batches.
+    pub batches: usize,
+    /// Number of records.
+    pub records: u64,
+    /// Bytes written.
+    pub bytes: usize,
+    /// Largest record timestamp appended.
+    pub max_timestamp: i64,
+    /// The append time when the log uses log-append time.
+    pub log_append_time: Option<i64>,
+}
+
+/// Point-in-time figures of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// First offset still readable.
+    pub log_start_offset: u64,
+    /// Next offset to be written.
+    pub log_end_offset: u64,
+    /// Offsets below this are visible to consumers.
+    pub high_watermark: u64,
+    /// Offsets below this are known to be fsynced.
+    pub durable_offset: u64,
+    /// Bytes in all segments.
+    pub size_bytes: u64,
+    /// Number of segments.
+    pub segments: usize,
+    /// Largest timestamp in the log, `None` when empty.
+    pub max_timestamp: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    segments: BTreeMap<u64, Arc<Segment>>,
+    log_start: u64,
+    log_end: u64,
+    high_watermark: u64,
+    epochs: EpochCache,
+}
+
+impl Inner {
+    fn active(&self) -> Result<&Arc<Segment>> {
+        self.segments.values().next_back().ok_or_else(|| LogError::InvalidArgument("log has no segment".into()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    durable: u64,
+    in_progress: bool,
+    poison: Option<(&'static str, String)>,
+    closed: bool,
+}
+
+/// A durable, append-only partition log. See the crate docs for the design.
+///
+/// All methods block on file I/O; async callers run them on a blocking pool.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    config: RwLock<LogConfig>,
+    /// Serialises writers (append, roll, truncate, retention).
+    writer: Mutex<()>,
+    inner: RwLock<Inner>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    #[cfg(test)]
+    fail_fsync: std::sync::atomic::AtomicBool,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering from an unclean
+    /// shutdown: the segments after the last recovery point are scanned,
+    /// torn or corrupt tails are truncated, and missing or stale indexes are
+    /// rebuilt.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create log directory", &dir, e))?;
+        let clean = dir.join(CLEAN_SHUTDOWN).exists();
+        let recovery_point = read_u64(&dir.join(RECOVERY_POINT)).unwrap_or(0);
+        let mut log_start = read_u64(&dir.join(LOG_START)).unwrap_or(0);
+        let bases = list_segments(&dir)?;
+        let mut segments = BTreeMap::new();
+        let mut prev_next: Option<u64> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            if prev_next.is_some_and(|n| base < n) {
+                return Err(LogError::InvalidArgument(format!(
+                    "segment {base} in {} overlaps the previous segment; refusing to guess which is right",
+                    dir.display()
+                )));
+            }
+            let next_base = bases.get(i + 1).copied();
+            let trust = clean || next_base.is_some_and(|n| n <= recovery_point);
+            let (seg, outcome) = Segment::open(&dir, base, trust, config.index_interval_bytes, &config.key_index)?;
+            prev_next = Some(seg.next_offset());
+            segments.insert(base, Arc::new(seg));
+            if outcome.stopped_early && next_base.is_some() {
+                // Data after a hole cannot be served in order: drop it.
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(dir = %dir.display(), segment = later, "deleting segment after a corrupt one");
+                    Segment::delete_files_at(&dir, later)?;
+                }
+                break;
+            }
+        }
+        if segments.is_empty() {
+            let seg = Segment::create(&dir, log_start, config.key_index.enabled)?;
+            segments.insert(log_start, Arc::new(seg));
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let active =
+            segments.values().next_back().cloned().ok_or_else(|| LogError::InvalidArgument("no segment".into()))?;
+        let log_end = active.next_offset();
+        log_start = log_start.clamp(first_base, log_end);
+        let mut epochs = EpochCache::load(dir.join(EPOCHS));
+        epochs.truncate_from_end(log_end)?;
+        // What survived the crash is now made durable, so it may be served.
+        active.sync().map_err(|e| LogError::io("fsync segment", &active.log_path, e))?;
+        match std::fs::remove_file(dir.join(CLEAN_SHUTDOWN)) {
+            Ok(()) => sync_dir(&dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io("remove clean-shutdown marker", dir.join(CLEAN_SHUTDOWN), e)),
+        }
+        tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(), "log opened");
+        Ok(Log {
+            dir,
+            clock,
+            config: RwLock::new(config),
+            writer: Mutex::new(()),
+            inner: RwLock::new(Inner { segments, log_start, log_end, high_watermark: log_end, epochs }),
+            sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
+            synced: Condvar::new(),
+            #[cfg(test)]
+            fail_fsync: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the configuration; applies to subsequent operations.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.read().log_start
+    }
+
+    /// Next offset to be written.
+    pub fn log_end_offset(&self) -> u64 {
+        self.inner.read().log_end
+    }
+
+    /// Offsets below this are visible to consumers.
+    pub fn high_watermark(&self) -> u64 {
+        self.inner.read().high_watermark
+    }
+
+    /// Offsets below this are known to be on stable storage.
+    pub fn durable_offset(&self) -> u64 {
+        self.sync.lock().durable
+    }
+
+    /// Moves the high watermark (never past the log end, never backwards).
+    pub fn set_high_watermark(&self, offset: u64) {
+        let mut inner = self.inner.write();
+        inner.high_watermark = inner.high_watermark.max(offset.min(inner.log_end));
+    }
+
+    /// The latest leader epoch and where it started.
+    pub fn latest_epoch(&self) -> Option<EpochEntry> {
+        self.inner.read().epochs.latest()
+    }
+
+    /// All leader epochs with their start offsets, oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.read().epochs.entries().to_vec()
+    }
+
+    /// The largest epoch `<= epoch` and the end offset of that epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let inner = self.inner.read();
+        inner.epochs.end_offset_for(epoch, inner.log_end)
+    }
+
+    /// Figures for monitoring.
+    pub fn stats(&self) -> LogStats {
+        let durable_offset = self.durable_offset();
+        let inner = self.inner.read();
+        let metas = inner.segments.values().map(|s| {
+            let m = s.meta.read();
+            (m.size, m.max_timestamp)
+        });
+        let (size_bytes, max_ts) = metas.fold((0, i64::MIN), |(sz, ts), (s, t)| (sz + s, ts.max(t)));
+        LogStats {
+            log_start_offset: inner.log_start,
+            log_end_offset: inner.log_end,
+            high_watermark: inner.high_watermark,
+            durable_offset,
+            size_bytes,
+            segments: inner.segments.len(),
+            max_timestamp: (max_ts != i64::MIN).then_some(max_ts),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        let s = self.sync.lock();
+        if s.closed {
+            return Err(LogError::Closed(self.dir.clone()));
+        }
+        if let Some((op, reason)) = &s.poison {
+            return Err(LogError::Poisoned { path: self.dir.clone(), op, reason: reason.clone() });
+        }
+        Ok(())
+    }
+
+    /// Marks the log unwritable after a failed write or fsync and returns
+    /// the error to report. Retrying an fsync after failure can report
+    /// success for pages the kernel already dropped, so we never retry.
+    fn poison(&self, op: &'static str, err: LogError) -> LogError {
+        tracing::error!(dir = %self.dir.display(), op, error = %err, "poisoning log");
+        let mut s = self.sync.lock();
+        s.poison.get_or_insert((op, err.to_string()));
+        self.synced.notify_all();
+        err
+    }
+
+    /// Appends one or more complete record batches and returns once the
+    /// durability policy acknowledges them.
+    ///
+    /// Each batch is validated (framing, magic, CRC, records of uncompressed
+    /// batches) before anything is written; one invalid batch rejects the
+    /// whole append. Leaders rewrite base offsets and leader epochs in place
+    /// (outside the CRC), so the stored bytes are the producer's bytes.
+    pub fn append(&self, mut data: BytesMut, origin: AppendOrigin) -> Result<AppendInfo> {
+        let cfg = self.config.read().clone();
+        let guard = self.writer.lock();
+        self.check_writable()?;
+        let mut headers = split_and_validate(&data, cfg.max_message_bytes)?;
+        let now = self.clock.now_ms();
+        let mut next = self.inner.read().log_end;
+        let base_offset = match origin {
+            AppendOrigin::Leader { .. } => next,
+            AppendOrigin::Replica => headers.first().map_or(next, |(_, h)| h.base_offset),
+        };
+        let mut log_append_time = None;
+        for (off, h) in &mut headers {
+            let bytes = &mut data[*off..*off + h.total_len()];
+            match origin {
+                AppendOrigin::Leader { epoch } => {
+                    batch::set_base_offset(bytes, next);
+                    batch::set_leader_epoch(bytes, epoch);
+                    if cfg.timestamp_type == TimestampType::LogAppendTime {
+                        batch::set_log_append_time(bytes, now);
+                        log_append_time = Some(now);
+                    }
+                    *h = BatchHeader::parse(bytes)?;
+                }
+                AppendOrigin::Replica => {
+                    if h.base_offset < next {
+                        return Err(LogError::InvalidArgument(format!(
+                            "replica batch at offset {} does not continue the log ending at {next}",
+                            h.base_offset
+                        )));
+                    }
+                }
+            }
+            next = h.next_offset();
+        }
+        let max_timestamp = headers.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(i64::MIN);
+        let records = headers.iter().map(|(_, h)| u64::from(h.record_count)).sum();
+        let active = self.maybe_roll(&cfg, base_offset, data.len(), next, now)?;
+        if let Err(e) = active.append(&data, &headers, cfg.index_interval_bytes, &cfg.key_index, now) {
+            return Err(self.poison("write", e));
+        }
+        {
+            let mut inner = self.inner.write();
+            for (_, h) in &headers {
+                if let Err(e) = inner.epochs.assign(h.leader_epoch, h.base_offset) {
+                    return Err(self.poison("write leader epoch checkpoint", e));
+                }
+            }
+            inner.log_end = next;
+        }
+        if cfg.durability == Durability::EveryWrite {
+            if let Err(e) = active.sync() {
+                return Err(self.poison("fsync", LogError::io("fsync segment", &active.log_path, e)));
+            }
+            let mut s = self.sync.lock();
+            s.durable = s.durable.max(next);
+            self.synced.notify_all();
+        }
+        drop(guard);
+        if cfg.durability == Durability::GroupCommit {
+            self.wait_durable(next)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            batches: headers.len(),
+            records,
+            bytes: data.len(),
+            max_timestamp,
+            log_append_time,
+        })
+    }
+
+    /// Rolls to a new segment when the active one is full, too old, or its
+    /// relative offsets would overflow. Called with the writer lock held.
+    fn maybe_roll(&self, cfg: &LogConfig, base: u64, len: usize, next: u64, now: i64) -> Result<Arc<Segment>> {
+        let active = self.inner.read().active()?.clone();
+        let (size, first_append) = {
+            let m = active.meta.read();
+            (m.size, m.first_append_ms)
+        };
+        let too_big = size + len as u64 > cfg.segment_bytes;
+        let too_old = first_append.is_some_and(|t| now - t >= cfg.segment_ms);
+        let overflow = next - active.base_offset > u64::from(u32::MAX) || size + len as u64 > u64::from(u32::MAX);
+        if size == 0 || !(too_big || too_old || overflow) {
+            return Ok(active);
+        }
+        self.roll(&active, base)
+    }
+
+    /// Seals `active` (fsync, index files) and starts a segment at `base`.
+    fn roll(&self, active: &Arc<Segment>, base: u64) -> Result<Arc<Segment>> {
+        if let Err(e) = active.sync() {
+            return Err(self.poison("fsync", LogError::io("fsync segment", &active.log_path, e)));
+        }
+        active.write_indexes()?;
+        let cfg = self.config.read().clone();
+        let seg = Arc::new(Segment::create(&self.dir, base, cfg.key_index.enabled)?);
+        sync_dir(&self.dir)?;
+        self.inner.write().segments.insert(base, seg.clone());
+        // Everything before the new segment is fsynced: recovery can skip it.
+        write_u64(&self.dir.join(RECOVERY_POINT), base)?;
+        tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
+        Ok(seg)
+    }
+
+    /// Blocks until every offset below `offset` is fsynced (group commit).
+    ///
+    /// The first waiter to find no sync running becomes the syncer for
+    /// everybody: it fsyncs the active segment outside the lock, then
+    /// publishes the log end it read before syncing. Waiters that arrive
+    /// meanwhile are covered by the next round.
+    pub fn wait_durable(&self, offset: u64) -> Result<()> {
+        let mut s = self.sync.lock();
+        loop {
+            if let Some((op, reason)) = &s.poison {
+                return Err(LogError::Poisoned { path: self.dir.clone(), op, reason: reason.clone() });
+            }
+            if s.durable >= offset {
+                return Ok(());
+            }
+            if s.in_progress {
+                self.synced.wait(&mut s);
+                continue;
+            }
+            s.in_progress = true;
+            drop(s);
+            let result = self.sync_now();
+            s = self.sync.lock();
+            s.in_progress = false;
+            match result {
+                Ok(end) => s.durable = s.durable.max(end),
+                Err(e) => {
+                    s.poison.get_or_insert(("fsync", e.to_string()));
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Fsyncs the active segment; returns the log end it covers. Earlier
+    /// segments were fsynced when they were rolled.
+    fn sync_now(&self) -> Result<u64> {
+        let (end, active) = {
+            let inner = self.inner.read();
+            (inner.log_end, inner.active()?.clone())
+        };
+        #[cfg(test)]
+        if self.fail_fsync.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LogError::io("fsync segment", &active.log_path, std::io::Error::other("injected EIO")));
+        }
+        active.sync().map_err(|e| LogError::io("fsync segment", &active.log_path, e))?;
+        Ok(end)
+    }
+
+    /// Fsyncs everything written so far (interval flushing, shutdown).
+    pub fn flush(&self) -> Result<()> {
+        let end = self.log_end_offset();
+        self.wait_durable(end)
+    }
+}
+
+/// Splits `data` into batches, validating each. Returns (position, header).
+fn split_and_validate(data: &[u8], max_message_bytes: usize) -> Result<Vec<(usize, BatchHeader)>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let total = match batch::peek_total_len(&data[off..]) {
+            None => return Err(FormatError::Truncated("batch").into()),
+            Some(r) => r?,
+        };
+        if total > max_message_bytes {
+            return Err(LogError::MessageTooLarge { size: total, max: max_message_bytes });
+        }
+        if total > data.len() - off {
+            return Err(FormatError::Truncated("batch").into());
+        }
+        let h = batch::validate(&data[off..off + total])?;
+        if h.record_count == 0 {
+            return Err(FormatError::InvalidRecord("batch has no records").into());
+        }
+        out.push((off, h));
+        off += total;
+    }
+    if out.is_empty() {
+        return Err(LogError::InvalidArgument("append of zero batches".into()));
+    }
+    Ok(out)
+}
+
+/// Base offsets of the segments in `dir`, ascending; removes leftovers of
+/// interrupted atomic writes and index files without a log.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| LogError::io("list log directory", dir, e))? {
+        let entry = entry.map_err(|e| LogError::io("list log directory", dir, e))?;
+        let path = entry.path();
+        let (Some(stem), Some(ext)) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
+        else {
+            continue;
+        };
+        match (ext, stem.parse::<u64>()) {
+            ("log", Ok(base)) => bases.push(base),
+            ("tmp", _) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            ("index" | "keys", Ok(base)) => others.push((base, path)),
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in others {
+        if bases.binary_search(&base).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(bases)
+}
+
+#[cfg(test)]
+mod tests;
