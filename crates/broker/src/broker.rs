@@ -1,0 +1,388 @@
+//! The broker: topics, their partitions, committed offsets, groups.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_log::{Clock, Log, LogConfig};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use crate::error::{BrokerError, Result, blocking};
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::offsets::OffsetStore;
+use crate::partition::{Partition, Topic, TopicPartition};
+use crate::topic::{TopicConfig, TopicRecord, validate_topic_name};
+
+const TOPICS_DIR: &str = "topics";
+const OFFSETS_DIR: &str = "internal/consumer-offsets";
+const TRASH_DIR: &str = "trash";
+const TOPIC_FILE: &str = "topic.json";
+const CLUSTER_FILE: &str = "cluster.json";
+
+/// Settings of the broker core.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// This node's id.
+    pub node_id: i32,
+    /// Directory holding all data.
+    pub data_dir: PathBuf,
+    /// Rack of this node, for rack-aware clients.
+    pub rack: Option<String>,
+    /// Default log settings of every partition (topics override them).
+    pub log_defaults: LogConfig,
+    /// How often retention is enforced.
+    pub retention_check_interval: Duration,
+    /// Create unknown topics when clients produce to or ask for them.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    pub default_partitions: u32,
+    /// Most partitions a topic may have.
+    pub max_partitions: u32,
+    /// Consumer group coordinator settings.
+    pub groups: GroupConfig,
+    /// Compact the committed-offsets log when it exceeds this size.
+    pub offsets_compact_bytes: u64,
+}
+
+impl BrokerConfig {
+    /// Defaults with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir: data_dir.into(),
+            rack: None,
+            log_defaults: LogConfig::default(),
+            retention_check_interval: Duration::from_secs(300),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_partitions: 10_000,
+            groups: GroupConfig::default(),
+            offsets_compact_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Identity of the cluster, created once and kept in `cluster.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ClusterFile {
+    cluster_id: String,
+}
+
+/// The protocol-agnostic broker core shared by every gateway.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    cluster_id: String,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, deletion and partition changes.
+    admin: tokio::sync::Mutex<()>,
+    pub(crate) offsets: Arc<OffsetStore>,
+    pub(crate) groups: GroupCoordinator,
+    pub(crate) listeners: RwLock<BTreeMap<String, String>>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    started_ms: i64,
+}
+
+impl Broker {
+    /// Opens the broker: recovers every topic's partitions and the committed
+    /// offsets. Must run inside a tokio runtime.
+    pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
+        let cfg = config.clone();
+        let clk = clock.clone();
+        let (cluster_id, topics, offsets) = blocking(move || -> Result<_> {
+            let dir = &cfg.data_dir;
+            std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
+            let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
+            let cluster_id = load_cluster_id(dir)?;
+            let topics = load_topics(&cfg, &clk)?;
+            let offsets = OffsetStore::open(&dir.join(OFFSETS_DIR), clk.clone(), cfg.offsets_compact_bytes)?;
+            Ok((cluster_id, topics, offsets))
+        })
+        .await??;
+        let (shutdown, _) = watch::channel(false);
+        let groups = GroupCoordinator::new(config.groups.clone());
+        let started_ms = clock.now_ms();
+        tracing::info!(topics = topics.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");
+        Ok(Arc::new(Broker {
+            config,
+            clock,
+            cluster_id,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            offsets: Arc::new(offsets),
+            groups,
+            listeners: RwLock::new(BTreeMap::new()),
+            shutdown,
+            started_ms,
+        }))
+    }
+
+    /// The broker configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The cluster id (stable across restarts).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// When the broker started (ms since epoch).
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
+    /// The injected clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The consumer group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// The committed offsets store.
+    pub fn offsets(&self) -> &Arc<OffsetStore> {
+        &self.offsets
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// A partition, or the precise reason it is not there.
+    pub fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
+        let topic = self.topic(&tp.topic).ok_or_else(|| BrokerError::UnknownTopic(tp.topic.clone()))?;
+        topic
+            .partition(tp.partition)
+            .ok_or_else(|| BrokerError::UnknownPartition { topic: tp.topic.clone(), partition: tp.partition })
+    }
+
+    /// A partition, creating its topic first when auto-creation is on.
+    pub async fn partition_or_create(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
+        match self.partition(tp) {
+            Err(BrokerError::UnknownTopic(_)) if self.config.auto_create_topics => {
+                match self.create_topic(&tp.topic, self.config.default_partitions, TopicConfig::default()).await {
+                    Ok(_) | Err(BrokerError::TopicExists(_)) => self.partition(tp),
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn check_partitions(&self, n: u32) -> Result<()> {
+        if n == 0 || n > self.config.max_partitions {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{n} is outside 1..={} (topics.max_partitions)",
+                self.config.max_partitions
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub async fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        self.check_partitions(partitions)?;
+        let _admin = self.admin.lock().await;
+        if self.topic(name).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let record =
+            TopicRecord { id: uuid::Uuid::new_v4(), name: name.to_string(), partitions, config, internal: false };
+        let cfg = self.config.clone();
+        let clock = self.clock.clone();
+        let topic = blocking(move || -> Result<Topic> {
+            let dir = topic_dir(&cfg.data_dir, &record.name);
+            if dir.exists() {
+                // Left over from a creation interrupted before topic.json was
+                // written: its logs must not leak into the new topic.
+                std::fs::remove_dir_all(&dir).map_err(|e| io_err("remove stale topic directory", &dir, e))?;
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| io_err("create topic directory", &dir, e))?;
+            let log_cfg = record.config.apply(&cfg.log_defaults);
+            let parts = (0..record.partitions)
+                .map(|p| open_partition(&dir, &record.name, p, &log_cfg, &clock))
+                .collect::<Result<Vec<_>>>()?;
+            write_topic_record(&dir, &record)?;
+            Ok(Topic { dir, record: RwLock::new(record), partitions: RwLock::new(parts) })
+        })
+        .await??;
+        let topic = Arc::new(topic);
+        self.topics.write().insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and all its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topics.write().remove(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let trash = self.config.data_dir.join(TRASH_DIR);
+        blocking(move || -> Result<()> {
+            // Rename first so a crash never leaves a half-deleted topic that
+            // would be loaded again; the trash is emptied on the next start.
+            std::fs::create_dir_all(&trash).map_err(|e| io_err("create trash directory", &trash, e))?;
+            let target = trash.join(uuid::Uuid::new_v4().to_string());
+            std::fs::rename(&topic.dir, &target).map_err(|e| io_err("move topic to trash", &topic.dir, e))?;
+            std::fs::remove_dir_all(&target).map_err(|e| io_err("delete topic", &target, e))
+        })
+        .await??;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: u32) -> Result<()> {
+        self.check_partitions(total)?;
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let mut record = topic.record();
+        if total <= record.partitions {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic '{name}' has {} partitions; the count can only grow",
+                record.partitions
+            )));
+        }
+        let cfg = self.config.clone();
+        let clock = self.clock.clone();
+        let t = topic.clone();
+        blocking(move || -> Result<()> {
+            let log_cfg = record.config.apply(&cfg.log_defaults);
+            let new = (record.partitions..total)
+                .map(|p| open_partition(&t.dir, &record.name, p, &log_cfg, &clock))
+                .collect::<Result<Vec<_>>>()?;
+            record.partitions = total;
+            write_topic_record(&t.dir, &record)?;
+            t.partitions.write().extend(new);
+            *t.record.write() = record;
+            Ok(())
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Replaces a topic's configuration overrides (validated) and applies
+    /// them to its open logs.
+    pub async fn set_topic_config(&self, name: &str, config: TopicConfig) -> Result<()> {
+        for (k, v) in &config.0 {
+            TopicConfig::validate_entry(k, v)?;
+        }
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let mut record = topic.record();
+        record.config = config;
+        let dir = topic.dir.clone();
+        let rec = record.clone();
+        blocking(move || write_topic_record(&dir, &rec)).await??;
+        let log_cfg = record.config.apply(&self.config.log_defaults);
+        for p in topic.partitions() {
+            p.log().set_config(log_cfg.clone());
+        }
+        *topic.record.write() = record;
+        Ok(())
+    }
+
+    /// Records the address clients should use for a listener (after bind).
+    pub fn set_advertised_listener(&self, name: &str, address: String) {
+        self.listeners.write().insert(name.to_string(), address);
+    }
+
+    /// A signal that turns `true` when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops background work, then flushes and cleanly closes every log.
+    /// Appends racing with shutdown either complete durably or fail.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.shutdown.send_replace(true);
+        self.groups.shutdown();
+        let topics = self.topics();
+        let offsets = self.offsets.clone();
+        blocking(move || -> Result<()> {
+            for t in topics {
+                for p in t.partitions() {
+                    p.log().close().map_err(|e| BrokerError::log(p.id().to_string(), e))?;
+                }
+            }
+            offsets.close()
+        })
+        .await??;
+        tracing::info!("broker closed cleanly");
+        Ok(())
+    }
+}
+
+pub(crate) fn io_err(op: &str, path: &Path, e: std::io::Error) -> BrokerError {
+    BrokerError::Internal(format!("{op} {}: {e}", path.display()))
+}
+
+fn topic_dir(data: &Path, name: &str) -> PathBuf {
+    data.join(TOPICS_DIR).join(name)
+}
+
+fn write_topic_record(dir: &Path, record: &TopicRecord) -> Result<()> {
+    let json = serde_json::to_vec_pretty(record).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    let path = dir.join(TOPIC_FILE);
+    let tmp = dir.join("topic.json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| io_err("write", &tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("fsync", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync", dir, e))
+}
+
+fn open_partition(dir: &Path, topic: &str, p: u32, cfg: &LogConfig, clock: &Arc<dyn Clock>) -> Result<Arc<Partition>> {
+    let tp = TopicPartition::new(topic, p);
+    let log = Log::open(dir.join(p.to_string()), cfg.clone(), clock.clone())
+        .map_err(|e| BrokerError::log(tp.to_string(), e))?;
+    Ok(Arc::new(Partition::new(tp, log, 0)))
+}
+
+fn load_cluster_id(dir: &Path) -> Result<String> {
+    let path = dir.join(CLUSTER_FILE);
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(f) = serde_json::from_slice::<ClusterFile>(&bytes)
+    {
+        return Ok(f.cluster_id);
+    }
+    // Kafka cluster ids are 22-character URL-safe base64 UUIDs; a simple
+    // hex UUID without dashes is accepted by clients as an opaque string.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let json = serde_json::to_vec(&ClusterFile { cluster_id: id.clone() })
+        .map_err(|e| BrokerError::Internal(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| io_err("write", &path, e))?;
+    Ok(id)
+}
+
+fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<BTreeMap<String, Arc<Topic>>> {
+    let root = cfg.data_dir.join(TOPICS_DIR);
+    let mut topics = BTreeMap::new();
+    for entry in std::fs::read_dir(&root).map_err(|e| io_err("list topics", &root, e))? {
+        let dir = entry.map_err(|e| io_err("list topics", &root, e))?.path();
+        let Ok(bytes) = std::fs::read(dir.join(TOPIC_FILE)) else {
+            tracing::warn!(dir = %dir.display(), "ignoring topic directory without topic.json (interrupted creation)");
+            continue;
+        };
+        let record: TopicRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| BrokerError::Internal(format!("corrupt {}: {e}", dir.join(TOPIC_FILE).display())))?;
+        let log_cfg = record.config.apply(&cfg.log_defaults);
+        let parts = (0..record.partitions)
+            .map(|p| open_partition(&dir, &record.name, p, &log_cfg, clock))
+            .collect::<Result<Vec<_>>>()?;
+        let name = record.name.clone();
+        topics.insert(name, Arc::new(Topic { dir, record: RwLock::new(record), partitions: RwLock::new(parts) }));
+    }
+    Ok(topics)
+}

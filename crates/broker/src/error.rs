@@ -1,0 +1,87 @@
+//! Errors of the broker core. Gateways map them to their protocol's codes.
+
+use fjord_log::LogError;
+
+use crate::group::GroupError;
+
+/// Errors returned by the broker core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The topic does not exist (and auto-creation is off or not allowed).
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    /// The topic exists but not the partition.
+    #[error("topic '{topic}' has no partition {partition}")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// Requested partition.
+        partition: u32,
+    },
+    /// A topic with this name exists already.
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    /// The topic name is not acceptable.
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName {
+        /// Offending name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A partition count is out of range or decreases.
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    /// A topic configuration key or value is invalid.
+    #[error("invalid topic config '{key}': {reason}")]
+    InvalidConfig {
+        /// Configuration key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operation was refused by the log store.
+    #[error("{context}: {source}")]
+    Log {
+        /// Topic-partition or component involved.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: LogError,
+    },
+    /// A consumer-group operation failed.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// A request argument is invalid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// A blocking task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
+        BrokerError::Log { context: context.into(), source }
+    }
+
+    /// The log store error inside, if any.
+    pub fn log_error(&self) -> Option<&LogError> {
+        match self {
+            BrokerError::Log { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias for the broker core.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Runs blocking log work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))
+}

@@ -1,0 +1,153 @@
+//! The coordinator's deadline queue and the single background task that drives it.
+//!
+//! Every timeout of every group (member sessions, pending-member expiry, the join phase and
+//! the pending-sync phase) is one entry in an ordered map keyed by `(deadline, sequence)`.
+//! The owner of a timeout stores its [`TimerKey`] and cancels it explicitly when it is
+//! rescheduled, so the queue holds exactly one entry per live timeout (no garbage from
+//! heartbeats). The task sleeps until the earliest deadline, or until [`Timers::schedule`]
+//! inserts an earlier one and wakes it through a [`Notify`]; it never polls.
+//!
+//! Firing is done outside the queue lock: the task pops the due entries, releases the queue,
+//! then locks each group. Handlers re-check that the key they fire for is still the one the
+//! group holds, which makes a firing that raced with a reschedule a no-op.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::coordinator::Inner;
+
+/// Identifies one scheduled timeout. Unique for the lifetime of a coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct TimerKey {
+    deadline: Instant,
+    seq: u64,
+}
+
+/// What a timeout is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// The session (or new-member join, or pending-member) deadline of one member.
+    Session {
+        /// The member (or pending member) id.
+        member_id: String,
+    },
+    /// The end of the current join phase (initial delay or rebalance timeout).
+    Join,
+    /// The deadline for all members to send SyncGroup after a join phase.
+    PendingSync,
+}
+
+/// A due timeout, handed to the coordinator by the background task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TimerEvent {
+    pub(crate) group_id: String,
+    pub(crate) kind: TimerKind,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    entries: BTreeMap<TimerKey, TimerEvent>,
+    next_seq: u64,
+}
+
+/// The deadline queue shared by all groups of one coordinator.
+#[derive(Debug)]
+pub(crate) struct Timers {
+    queue: Mutex<Queue>,
+    notify: Arc<Notify>,
+}
+
+impl Timers {
+    pub(crate) fn new(notify: Arc<Notify>) -> Self {
+        Timers { queue: Mutex::new(Queue::default()), notify }
+    }
+
+    /// Schedules `kind` for `group_id` at `deadline`.
+    pub(crate) fn schedule(&self, deadline: Instant, group_id: &str, kind: TimerKind) -> TimerKey {
+        let (key, is_earliest) = {
+            let mut queue = self.queue.lock();
+            let key = TimerKey { deadline, seq: queue.next_seq };
+            queue.next_seq += 1;
+            queue.entries.insert(key, TimerEvent { group_id: group_id.to_owned(), kind });
+            let is_earliest = queue.entries.keys().next() == Some(&key);
+            (key, is_earliest)
+        };
+        // Only an entry that moves the earliest deadline forward needs to wake the task;
+        // `notify_one` stores a permit if the task is between reading the deadline and
+        // starting to wait, so the wake-up cannot be lost.
+        if is_earliest {
+            self.notify.notify_one();
+        }
+        key
+    }
+
+    /// Cancels a timeout; cancelling one that already fired is a no-op.
+    pub(crate) fn cancel(&self, key: TimerKey) {
+        self.queue.lock().entries.remove(&key);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.queue.lock().entries.keys().next().map(|key| key.deadline)
+    }
+
+    fn pop_due(&self, now: Instant) -> Vec<(TimerKey, TimerEvent)> {
+        let mut queue = self.queue.lock();
+        let mut due = Vec::new();
+        while let Some(entry) = queue.entries.first_entry() {
+            if entry.key().deadline > now {
+                break;
+            }
+            let key = *entry.key();
+            due.push((key, entry.remove()));
+        }
+        due
+    }
+
+    /// Drops every pending timeout (coordinator shutdown).
+    pub(crate) fn clear(&self) {
+        self.queue.lock().entries.clear();
+    }
+
+    /// Number of scheduled timeouts (tests check that nothing leaks).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().entries.len()
+    }
+}
+
+/// The body of the coordinator's background task.
+///
+/// It only holds a [`Weak`] reference to the coordinator while sleeping, so dropping the
+/// coordinator ends it even if the explicit abort in `shutdown` were missed.
+pub(crate) async fn run(inner: Weak<Inner>, notify: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.is_shut_down() {
+                return;
+            }
+            inner.timers.next_deadline()
+        };
+        match next {
+            Some(deadline) if deadline <= Instant::now() => {}
+            Some(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = notify.notified() => continue,
+                }
+            }
+            None => {
+                notify.notified().await;
+                continue;
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        for (key, event) in inner.timers.pop_due(Instant::now()) {
+            inner.fire_timer(key, event);
+        }
+    }
+}

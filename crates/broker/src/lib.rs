@@ -1,0 +1,57 @@
+//! # fjord-broker: the protocol-agnostic broker core
+//!
+//! Gateways (Kafka, RocketMQ, AMQP, HTTP) translate their wire requests into
+//! calls on one [`Broker`]; storage and groups never learn which protocol a
+//! message came from.
+//!
+//! ## Layout
+//! - [`broker`]: opening and recovering the data directory, topic
+//!   administration, shutdown.
+//! - [`topic`] and [`partition`]: names, per-topic configuration (Kafka
+//!   config names), partitions and their logs.
+//! - [`produce`] and [`fetch`]: appends, long-polling reads, offset lookups.
+//! - [`offsets`] and [`group_offsets`]: durable committed offsets.
+//! - [`group`]: consumer group membership and assignment.
+//! - [`metadata`]: what clients use to find partition leaders.
+//!
+//! ## Data directory
+//! ```text
+//! <data>/cluster.json                       cluster id
+//!        topics/<topic>/topic.json          id, partition count, config overrides
+//!        topics/<topic>/<partition>/        one fjord-log Log per partition
+//!        internal/consumer-offsets/         committed offsets log
+//!        trash/                             deleted topics, emptied on start
+//! ```
+//!
+//! ## Invariants worth naming
+//! - A produce returns only after the partition's durability policy
+//!   acknowledged it, and only then is the high watermark advanced, so a
+//!   consumer never sees a record that a crash could take back.
+//! - Appends to one partition are serialised by its log; their order is the
+//!   order of the acknowledgements' offsets.
+//! - Long-polling fetches subscribe to high-watermark changes before they
+//!   read, so no wake-up is lost between reading and waiting.
+//! - Blocking file I/O runs on tokio's blocking pool, never on a runtime
+//!   worker.
+
+pub mod broker;
+mod error;
+pub mod fetch;
+pub mod group;
+pub mod group_offsets;
+mod maintenance;
+pub mod metadata;
+pub mod offsets;
+pub mod partition;
+pub mod produce;
+pub mod topic;
+
+pub use broker::{Broker, BrokerConfig};
+pub use error::{BrokerError, Result};
+pub use fetch::{FetchPartition, FetchRequest, FetchedPartition, PartitionData};
+pub use group_offsets::CommitIdentity;
+pub use metadata::{ClusterMetadata, NodeInfo, PartitionMetadata, TopicMetadata};
+pub use offsets::CommittedOffset;
+pub use partition::{Partition, Topic, TopicPartition};
+pub use produce::{ListedOffset, OffsetSpec, ProduceResult};
+pub use topic::{CleanupPolicy, TopicConfig, TopicRecord};

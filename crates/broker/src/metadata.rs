@@ -1,0 +1,107 @@
+//! Cluster metadata as clients need it: nodes, their listeners, and the
+//! leader of every partition. A single node leads everything; the shape is
+//! the one replication will fill with several nodes.
+
+use std::collections::BTreeMap;
+
+use crate::broker::Broker;
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised address per listener name (`kafka`, `http`, ...).
+    pub listeners: BTreeMap<String, String>,
+    /// Rack, if configured.
+    pub rack: Option<String>,
+}
+
+/// A partition's placement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionMetadata {
+    /// Partition index.
+    pub partition: u32,
+    /// Leader node.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// All replicas.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// A topic's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicMetadata {
+    /// Name.
+    pub name: String,
+    /// Stable id.
+    pub id: uuid::Uuid,
+    /// Whether it is internal.
+    pub internal: bool,
+    /// Partitions in index order.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// The cluster as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterMetadata {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Controller node.
+    pub controller_id: i32,
+    /// Live nodes.
+    pub nodes: Vec<NodeInfo>,
+    /// Requested topics that exist.
+    pub topics: Vec<TopicMetadata>,
+}
+
+impl Broker {
+    /// This node's description.
+    pub fn node(&self) -> NodeInfo {
+        NodeInfo {
+            node_id: self.config.node_id,
+            listeners: self.listeners.read().clone(),
+            rack: self.config.rack.clone(),
+        }
+    }
+
+    /// Metadata for `topics` (all when `None`). Unknown names are skipped;
+    /// callers that auto-create call [`Broker::partition_or_create`] first.
+    pub fn metadata(&self, topics: Option<&[String]>) -> ClusterMetadata {
+        let me = self.config.node_id;
+        let selected = match topics {
+            None => self.topics(),
+            Some(names) => names.iter().filter_map(|n| self.topic(n)).collect(),
+        };
+        ClusterMetadata {
+            cluster_id: self.cluster_id().to_string(),
+            controller_id: me,
+            nodes: vec![self.node()],
+            topics: selected
+                .iter()
+                .map(|t| {
+                    let rec = t.record();
+                    TopicMetadata {
+                        name: rec.name,
+                        id: rec.id,
+                        internal: rec.internal,
+                        partitions: t
+                            .partitions()
+                            .iter()
+                            .map(|p| PartitionMetadata {
+                                partition: p.id().partition,
+                                leader: me,
+                                leader_epoch: p.leader_epoch(),
+                                replicas: vec![me],
+                                isr: vec![me],
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}

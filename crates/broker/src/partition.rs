@@ -1,0 +1,110 @@
+//! A topic's partitions and their logs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fjord_log::Log;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use crate::topic::TopicRecord;
+
+/// Identifies a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// A topic-partition pair.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// One partition: its log and a signal that fires when its high watermark
+/// moves, which long-polling fetches wait on instead of polling.
+#[derive(Debug)]
+pub struct Partition {
+    id: TopicPartition,
+    log: Arc<Log>,
+    leader_epoch: i32,
+    high_watermark: watch::Sender<u64>,
+}
+
+impl Partition {
+    pub(crate) fn new(id: TopicPartition, log: Log, leader_epoch: i32) -> Partition {
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        Partition { id, log: Arc::new(log), leader_epoch, high_watermark }
+    }
+
+    /// The partition's identity.
+    pub fn id(&self) -> &TopicPartition {
+        &self.id
+    }
+
+    /// The partition's log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// Watches the high watermark.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Makes offsets below `offset` visible and wakes waiting fetches.
+    pub(crate) fn advance_high_watermark(&self, offset: u64) {
+        self.log.set_high_watermark(offset);
+        let hw = self.log.high_watermark();
+        self.high_watermark.send_if_modified(|cur| {
+            let changed = *cur < hw;
+            *cur = (*cur).max(hw);
+            changed
+        });
+    }
+}
+
+/// A topic: its stored record and partitions.
+#[derive(Debug)]
+pub struct Topic {
+    pub(crate) dir: PathBuf,
+    pub(crate) record: RwLock<TopicRecord>,
+    pub(crate) partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    /// The stored description (id, partition count, config overrides).
+    pub fn record(&self) -> TopicRecord {
+        self.record.read().clone()
+    }
+
+    /// Topic name.
+    pub fn name(&self) -> String {
+        self.record.read().name.clone()
+    }
+
+    /// The partitions, in index order.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().clone()
+    }
+
+    /// One partition.
+    pub fn partition(&self, index: u32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(index as usize).cloned()
+    }
+}

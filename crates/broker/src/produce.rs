@@ -1,0 +1,129 @@
+//! Produce, list offsets and delete records.
+
+use bytes::BytesMut;
+use fjord_log::{AppendOrigin, Durability, ReadBound};
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result, blocking};
+use crate::partition::TopicPartition;
+
+/// Outcome of a produce to one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceResult {
+    /// Offset of the first appended record.
+    pub base_offset: u64,
+    /// Offset of the last appended record.
+    pub last_offset: u64,
+    /// Append time when the topic uses log-append time.
+    pub log_append_time: Option<i64>,
+    /// Log start offset after the append.
+    pub log_start_offset: u64,
+}
+
+/// Which offset a list-offsets query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark (next offset a consumer would see).
+    Latest,
+    /// The first offset whose timestamp is `>=` this (ms).
+    Timestamp(i64),
+    /// The record with the largest timestamp.
+    MaxTimestamp,
+}
+
+/// Answer to a list-offsets query: `None` when no record matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// Offset found.
+    pub offset: u64,
+    /// Its timestamp, when the query was by time.
+    pub timestamp: Option<i64>,
+    /// Leader epoch of the partition.
+    pub leader_epoch: i32,
+}
+
+impl Broker {
+    /// Appends record batches to a partition, creating the topic when
+    /// auto-creation is on. Returns once the partition's durability policy
+    /// acknowledges the append; the records are then visible to fetches.
+    pub async fn produce(&self, tp: &TopicPartition, data: BytesMut) -> Result<ProduceResult> {
+        if *self.shutdown.borrow() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        let partition = self.partition_or_create(tp).await?;
+        let p = partition.clone();
+        let epoch = partition.leader_epoch();
+        let info = blocking(move || p.log().append(data, AppendOrigin::Leader { epoch }))
+            .await?
+            .map_err(|e| BrokerError::log(tp.to_string(), e))?;
+        // A single node is its own in-sync replica set: the high watermark is
+        // whatever the durability policy acknowledged.
+        partition.advance_high_watermark(info.last_offset + 1);
+        Ok(ProduceResult {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset: partition.log().log_start_offset(),
+        })
+    }
+
+    /// Looks up an offset by position or time.
+    pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<ListedOffset>> {
+        let partition = self.partition(tp)?;
+        let leader_epoch = partition.leader_epoch();
+        let log = partition.log().clone();
+        let hw = log.high_watermark();
+        let found = match spec {
+            OffsetSpec::Earliest => Some((log.log_start_offset(), None)),
+            OffsetSpec::Latest => Some((hw, None)),
+            OffsetSpec::Timestamp(ts) => blocking(move || log.offset_for_timestamp(ts))
+                .await?
+                .map_err(|e| BrokerError::log(tp.to_string(), e))?
+                .filter(|(o, _)| *o < hw)
+                .map(|(o, t)| (o, Some(t))),
+            OffsetSpec::MaxTimestamp => blocking(move || log.max_timestamp_offset())
+                .await?
+                .map_err(|e| BrokerError::log(tp.to_string(), e))?
+                .filter(|(o, _)| *o < hw)
+                .map(|(o, t)| (o, Some(t))),
+        };
+        Ok(found.map(|(offset, timestamp)| ListedOffset { offset, timestamp, leader_epoch }))
+    }
+
+    /// Makes records before `offset` unreadable; returns the new log start.
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: u64) -> Result<u64> {
+        let log = self.partition(tp)?.log().clone();
+        blocking(move || log.delete_records_before(offset)).await?.map_err(|e| BrokerError::log(tp.to_string(), e))
+    }
+
+    /// Reads decoded records (for gateways and tools that need records, not
+    /// bytes). Bounded by the high watermark.
+    pub async fn read_records(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<fjord_log::batch::Record>> {
+        let log = self.partition(tp)?.log().clone();
+        blocking(move || log.read_records(offset, max_bytes, ReadBound::HighWatermark))
+            .await?
+            .map_err(|e| BrokerError::log(tp.to_string(), e))
+    }
+
+    /// Fsyncs partitions whose durability is interval-based. Returns how
+    /// many logs were flushed.
+    pub async fn flush_interval_logs(&self) -> Result<usize> {
+        let logs: Vec<_> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .filter(|p| matches!(p.log().config().durability, Durability::Interval(_)))
+            .map(|p| p.log().clone())
+            .collect();
+        let n = logs.len();
+        blocking(move || logs.iter().try_for_each(|l| l.flush())).await?.map_err(|e| BrokerError::log("flush", e))?;
+        Ok(n)
+    }
+}

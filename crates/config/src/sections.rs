@@ -1,0 +1,448 @@
+//! The configuration sections. Their field docs are the configuration
+//! reference: each states the unit, the default and the environment
+//! variable that overrides it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::de;
+use crate::error::ConfigError;
+
+// ---------------------------------------------------------------------------
+// node
+// ---------------------------------------------------------------------------
+
+/// `[node]`: identity of this broker and where it keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Broker (node) id, as Kafka's `node.id` / `broker.id`; reported to
+    /// clients in metadata responses. Must be `>= 0`.
+    /// Default `0`. Env `FJORD_NODE__ID`.
+    pub id: i32,
+    /// Cluster name, reported to clients (e.g. as the RocketMQ cluster
+    /// name) and used to tell clusters apart. Must not be empty.
+    /// Default `"fjord"`. Env `FJORD_NODE__CLUSTER_NAME`.
+    #[serde(deserialize_with = "de::string")]
+    pub cluster_name: String,
+    /// Directory holding all persistent state (partition logs, committed
+    /// offsets, metadata); created if missing. Relative paths are resolved
+    /// against the working directory of the server process.
+    /// Default `"./data"`. Env `FJORD_NODE__DATA_DIR`.
+    #[serde(deserialize_with = "de::path")]
+    pub data_dir: PathBuf,
+    /// Rack (failure domain) of this broker, as Kafka's `broker.rack`,
+    /// reported to clients in metadata. `None` (an empty string in TOML or
+    /// the environment) means no rack.
+    /// Default none. Env `FJORD_NODE__RACK`.
+    #[serde(deserialize_with = "de::opt_string", serialize_with = "de::ser_opt_string")]
+    pub rack: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { id: 0, cluster_name: "fjord".to_owned(), data_dir: PathBuf::from("./data"), rack: None }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// listeners
+// ---------------------------------------------------------------------------
+
+/// One network listener (a protocol gateway's socket).
+///
+/// In a file, each listener is a table whose keys are all optional: missing
+/// ones keep that listener's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerConfig {
+    /// Whether the server opens this listener. A gateway that is not built
+    /// yet is simply not started, whatever this says.
+    /// Default `true` for every listener.
+    pub enabled: bool,
+    /// Local socket address to bind, as `ip:port` text (`0.0.0.0:9092`,
+    /// `[::]:9092`, `127.0.0.1:0`). Port `0` picks a free port at startup.
+    /// The default depends on the listener (see [`ListenersConfig`]).
+    pub bind: String,
+    /// Address clients should use to reach this listener, as `host:port`
+    /// (a hostname is allowed), when it differs from `bind` (NAT, containers,
+    /// a wildcard bind address). `None` (an empty string in TOML or the
+    /// environment) means: derive it from `bind`.
+    /// Default none.
+    #[serde(serialize_with = "de::ser_opt_string")]
+    pub advertised: Option<String>,
+}
+
+impl ListenerConfig {
+    /// An enabled listener bound to `bind`, with no advertised address.
+    pub fn new(bind: impl Into<String>) -> Self {
+        ListenerConfig { enabled: true, bind: bind.into(), advertised: None }
+    }
+
+    /// The parsed [`bind`](Self::bind) address.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadAddress`] if `bind` is not `ip:port` text.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind.trim().parse().map_err(|e: std::net::AddrParseError| ConfigError::BadAddress {
+            value: self.bind.clone(),
+            reason: format!("{e}; expected ip:port, e.g. 0.0.0.0:9092 or [::1]:9092"),
+        })
+    }
+}
+
+/// `[listeners]`: the socket of each protocol gateway. Each is a table
+/// `[listeners.<name>]` with `enabled`, `bind` and `advertised`; env
+/// `FJORD_LISTENERS__<NAME>__ENABLED`, `..__BIND`, `..__ADVERTISED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ListenersPatch")]
+pub struct ListenersConfig {
+    /// Kafka wire protocol. Default bind `0.0.0.0:9092`.
+    /// Env `FJORD_LISTENERS__KAFKA__BIND` (etc.).
+    pub kafka: ListenerConfig,
+    /// RocketMQ name server (remoting protocol). Default bind
+    /// `0.0.0.0:9876`. Env `FJORD_LISTENERS__ROCKETMQ_NAMESRV__BIND` (etc.).
+    pub rocketmq_namesrv: ListenerConfig,
+    /// RocketMQ broker (remoting protocol). Default bind `0.0.0.0:10911`.
+    /// Env `FJORD_LISTENERS__ROCKETMQ_BROKER__BIND` (etc.).
+    pub rocketmq_broker: ListenerConfig,
+    /// RocketMQ 5.x gRPC proxy protocol. Default bind `0.0.0.0:8081`.
+    /// Env `FJORD_LISTENERS__ROCKETMQ_GRPC__BIND` (etc.).
+    pub rocketmq_grpc: ListenerConfig,
+    /// AMQP 0-9-1. Default bind `0.0.0.0:5672`.
+    /// Env `FJORD_LISTENERS__AMQP__BIND` (etc.).
+    pub amqp: ListenerConfig,
+    /// HTTP admin API, health and metrics. Default bind `0.0.0.0:9600`.
+    /// Env `FJORD_LISTENERS__HTTP__BIND` (etc.).
+    pub http: ListenerConfig,
+}
+
+impl Default for ListenersConfig {
+    fn default() -> Self {
+        ListenersConfig {
+            kafka: ListenerConfig::new("0.0.0.0:9092"),
+            rocketmq_namesrv: ListenerConfig::new("0.0.0.0:9876"),
+            rocketmq_broker: ListenerConfig::new("0.0.0.0:10911"),
+            rocketmq_grpc: ListenerConfig::new("0.0.0.0:8081"),
+            amqp: ListenerConfig::new("0.0.0.0:5672"),
+            http: ListenerConfig::new("0.0.0.0:9600"),
+        }
+    }
+}
+
+impl ListenersConfig {
+    /// Every listener with its name (the key under `[listeners]`), in a
+    /// fixed order.
+    pub fn all(&self) -> [(&'static str, &ListenerConfig); 6] {
+        [
+            ("kafka", &self.kafka),
+            ("rocketmq_namesrv", &self.rocketmq_namesrv),
+            ("rocketmq_broker", &self.rocketmq_broker),
+            ("rocketmq_grpc", &self.rocketmq_grpc),
+            ("amqp", &self.amqp),
+            ("http", &self.http),
+        ]
+    }
+}
+
+/// What a `[listeners.<name>]` table may say: every key optional, missing
+/// ones keep that listener's own defaults (not some generic listener's).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerPatch {
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "patch_string")]
+    bind: Option<String>,
+    #[serde(default, deserialize_with = "patch_opt_string")]
+    advertised: Option<Option<String>>,
+}
+
+fn patch_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de::string(d).map(Some)
+}
+
+fn patch_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    de::opt_string(d).map(Some)
+}
+
+impl ListenerPatch {
+    fn apply(self, to: &mut ListenerConfig) {
+        if let Some(enabled) = self.enabled {
+            to.enabled = enabled;
+        }
+        if let Some(bind) = self.bind {
+            to.bind = bind;
+        }
+        if let Some(advertised) = self.advertised {
+            to.advertised = advertised;
+        }
+    }
+}
+
+/// What `[listeners]` may say: any subset of the listeners.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenersPatch {
+    kafka: Option<ListenerPatch>,
+    rocketmq_namesrv: Option<ListenerPatch>,
+    rocketmq_broker: Option<ListenerPatch>,
+    rocketmq_grpc: Option<ListenerPatch>,
+    amqp: Option<ListenerPatch>,
+    http: Option<ListenerPatch>,
+}
+
+impl From<ListenersPatch> for ListenersConfig {
+    fn from(p: ListenersPatch) -> Self {
+        let mut c = ListenersConfig::default();
+        let pairs = [
+            (p.kafka, &mut c.kafka),
+            (p.rocketmq_namesrv, &mut c.rocketmq_namesrv),
+            (p.rocketmq_broker, &mut c.rocketmq_broker),
+            (p.rocketmq_grpc, &mut c.rocketmq_grpc),
+            (p.amqp, &mut c.amqp),
+            (p.http, &mut c.http),
+        ];
+        for (patch, listener) in pairs {
+            if let Some(patch) = patch {
+                patch.apply(listener);
+            }
+        }
+        c
+    }
+}
+
+// ---------------------------------------------------------------------------
+// storage
+// ---------------------------------------------------------------------------
+
+/// When an append is made durable (fsynced) relative to when it is
+/// acknowledged to the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// `"every-write"`: each append is fsynced (`fdatasync`) before it is
+    /// acknowledged. Nothing acknowledged is ever lost, even on a machine
+    /// crash; the slowest mode, one fsync per append.
+    EveryWrite,
+    /// `"group-commit"`: appends are written to the page cache and
+    /// acknowledged only after an fsync that covers them; concurrent appends
+    /// share one fsync. Nothing acknowledged is lost on a machine crash, at a
+    /// fraction of `every-write`'s fsync cost under concurrency.
+    #[default]
+    GroupCommit,
+    /// `"interval"`: appends are acknowledged once written to the OS page
+    /// cache and fsynced every `flush_interval_ms`, so a machine crash (not a
+    /// process crash) can lose up to that window of acknowledged appends.
+    Interval,
+}
+
+/// Which timestamp a stored message carries, as Kafka's
+/// `log.message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimestampType {
+    /// `"create-time"`: the timestamp the producer set.
+    #[default]
+    CreateTime,
+    /// `"log-append-time"`: the broker's clock when the message was
+    /// appended, overwriting the producer's.
+    LogAppendTime,
+}
+
+/// `[storage]`: the partition log store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Bytes. Maximum size of one log segment file; a new segment is rolled
+    /// when an append would exceed it. As Kafka's `log.segment.bytes`.
+    /// Between [`MIN_SEGMENT_BYTES`](crate::MIN_SEGMENT_BYTES) and
+    /// [`MAX_SEGMENT_BYTES`](crate::MAX_SEGMENT_BYTES).
+    /// Default `1073741824` (1 GiB). Env `FJORD_STORAGE__SEGMENT_BYTES`.
+    pub segment_bytes: u64,
+    /// Milliseconds. Maximum age of the active segment before it is rolled
+    /// even if not full, so retention can delete old data. As Kafka's
+    /// `log.roll.ms`. Must be `> 0`.
+    /// Default `604800000` (7 days). Env `FJORD_STORAGE__SEGMENT_MS`.
+    pub segment_ms: u64,
+    /// Bytes. Appended bytes between two entries of a segment's sparse
+    /// offset/time index; smaller means faster lookups and larger indexes.
+    /// As Kafka's `log.index.interval.bytes`. `0` indexes every batch.
+    /// Default `4096`. Env `FJORD_STORAGE__INDEX_INTERVAL_BYTES`.
+    pub index_interval_bytes: u32,
+    /// Bytes. Largest record batch (after compression) a producer may append;
+    /// also the default per-topic limit. As Kafka's `message.max.bytes`.
+    /// Between 1 and 2147483647.
+    /// Default `1048588`. Env `FJORD_STORAGE__MAX_MESSAGE_BYTES`.
+    pub max_message_bytes: u32,
+    /// Milliseconds. How long a sealed segment is kept after its newest
+    /// message; older segments are deleted. As Kafka's `log.retention.ms`.
+    /// `None` (`-1` in TOML or the environment) keeps data forever.
+    /// Default `604800000` (7 days). Env `FJORD_STORAGE__RETENTION_MS`.
+    #[serde(deserialize_with = "de::limit", serialize_with = "de::ser_limit")]
+    pub retention_ms: Option<u64>,
+    /// Bytes. Maximum size of one partition's log; the oldest sealed segments
+    /// are deleted while it is larger. As Kafka's `log.retention.bytes`.
+    /// `None` (`-1` in TOML or the environment) means no size limit.
+    /// Default none (`-1`). Env `FJORD_STORAGE__RETENTION_BYTES`.
+    #[serde(deserialize_with = "de::limit", serialize_with = "de::ser_limit")]
+    pub retention_bytes: Option<u64>,
+    /// Milliseconds. How often retention limits are checked. As Kafka's
+    /// `log.retention.check.interval.ms`. Must be `> 0`.
+    /// Default `300000` (5 minutes).
+    /// Env `FJORD_STORAGE__RETENTION_CHECK_INTERVAL_MS`.
+    pub retention_check_interval_ms: u64,
+    /// When appends are fsynced relative to their acknowledgement:
+    /// `"every-write"`, `"group-commit"` or `"interval"` (see [`Durability`]).
+    /// Default `"group-commit"`. Env `FJORD_STORAGE__DURABILITY`.
+    pub durability: Durability,
+    /// Milliseconds. In `"interval"` durability mode, the time between
+    /// fsyncs, i.e. the most acknowledged data a machine crash can lose.
+    /// Ignored by the other modes. As Kafka's `log.flush.interval.ms`.
+    /// Must be `> 0` in interval mode.
+    /// Default `1000`. Env `FJORD_STORAGE__FLUSH_INTERVAL_MS`.
+    pub flush_interval_ms: u64,
+    /// Whether each partition keeps an index from message key to offsets,
+    /// enabling lookups by key (e.g. RocketMQ's query by key).
+    /// Default `false`. Env `FJORD_STORAGE__KEY_INDEX`.
+    pub key_index: bool,
+    /// Header names whose values are also indexed as message keys when
+    /// `key_index` is on (e.g. RocketMQ's `KEYS` property carried as a
+    /// header). Names are matched exactly; must be non-empty and distinct.
+    /// In the environment, a comma-separated list or `[a, b]`.
+    /// Default `[]`. Env `FJORD_STORAGE__KEY_INDEX_HEADERS`.
+    #[serde(deserialize_with = "de::string_list")]
+    pub key_index_headers: Vec<String>,
+    /// Which timestamp stored messages carry: `"create-time"` (the
+    /// producer's) or `"log-append-time"` (the broker's at append). As
+    /// Kafka's `log.message.timestamp.type`.
+    /// Default `"create-time"`. Env `FJORD_STORAGE__MESSAGE_TIMESTAMP_TYPE`.
+    pub message_timestamp_type: TimestampType,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            segment_bytes: 1_073_741_824,
+            segment_ms: 604_800_000,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            retention_ms: Some(604_800_000),
+            retention_bytes: None,
+            retention_check_interval_ms: 300_000,
+            durability: Durability::GroupCommit,
+            flush_interval_ms: 1000,
+            key_index: false,
+            key_index_headers: Vec::new(),
+            message_timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// topics
+// ---------------------------------------------------------------------------
+
+/// `[topics]`: defaults for topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicDefaults {
+    /// Whether a topic that a client produces to or asks metadata for is
+    /// created on first use. As Kafka's `auto.create.topics.enable`.
+    /// Default `true`. Env `FJORD_TOPICS__AUTO_CREATE`.
+    pub auto_create: bool,
+    /// Partition count of auto-created topics and of created topics that do
+    /// not say. As Kafka's `num.partitions`. Between 1 and `max_partitions`.
+    /// Default `1`. Env `FJORD_TOPICS__DEFAULT_PARTITIONS`.
+    pub default_partitions: u32,
+    /// Largest partition count a topic may have; creating or growing a topic
+    /// beyond it fails. Between 1 and 2147483647.
+    /// Default `10000`. Env `FJORD_TOPICS__MAX_PARTITIONS`.
+    pub max_partitions: u32,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults { auto_create: true, default_partitions: 1, max_partitions: 10_000 }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// groups
+// ---------------------------------------------------------------------------
+
+/// `[groups]`: consumer groups and committed offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Milliseconds. Smallest session timeout a consumer may ask for. As
+    /// Kafka's `group.min.session.timeout.ms`. Must be `> 0` and
+    /// `<= session_timeout_max_ms`.
+    /// Default `6000` (6 s). Env `FJORD_GROUPS__SESSION_TIMEOUT_MIN_MS`.
+    pub session_timeout_min_ms: u64,
+    /// Milliseconds. Largest session timeout a consumer may ask for. As
+    /// Kafka's `group.max.session.timeout.ms`. At most 2147483647.
+    /// Default `1800000` (30 min). Env `FJORD_GROUPS__SESSION_TIMEOUT_MAX_MS`.
+    pub session_timeout_max_ms: u64,
+    /// Milliseconds. How long the first rebalance of an empty group waits
+    /// for more members to join. As Kafka's
+    /// `group.initial.rebalance.delay.ms`. `0` disables the wait.
+    /// Default `3000` (3 s). Env `FJORD_GROUPS__INITIAL_REBALANCE_DELAY_MS`.
+    pub initial_rebalance_delay_ms: u64,
+    /// Members a group may have; further joins are rejected. As Kafka's
+    /// `group.max.size`. Must be `> 0`.
+    /// Default `1000`. Env `FJORD_GROUPS__MAX_SIZE`.
+    pub max_size: u32,
+    /// Milliseconds. How long the committed offsets of a group that has
+    /// become empty are kept. As Kafka's `offsets.retention.minutes`, in ms.
+    /// Must be `> 0`.
+    /// Default `604800000` (7 days). Env `FJORD_GROUPS__OFFSETS_RETENTION_MS`.
+    pub offsets_retention_ms: u64,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            session_timeout_min_ms: 6000,
+            session_timeout_max_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3000,
+            max_size: 1000,
+            offsets_retention_ms: 604_800_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// log
+// ---------------------------------------------------------------------------
+
+/// Format of the server's own log output (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `"text"`: human-readable lines.
+    #[default]
+    Text,
+    /// `"json"`: one JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`: the server's own diagnostic log (not the message log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogOutputConfig {
+    /// Output format: `"text"` or `"json"`.
+    /// Default `"text"`. Env `FJORD_LOG__FORMAT`.
+    pub format: LogFormat,
+    /// Which events are logged: a `tracing` `EnvFilter` directive such as
+    /// `"info"` or `"warn,fjord_broker=debug"`. Must not be empty.
+    /// Default `"info"`. Env `FJORD_LOG__LEVEL`.
+    #[serde(deserialize_with = "de::string")]
+    pub level: String,
+}
+
+impl Default for LogOutputConfig {
+    fn default() -> Self {
+        LogOutputConfig { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}

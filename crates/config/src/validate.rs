@@ -1,0 +1,144 @@
+//! Rules checked after loading: ranges and relations between settings.
+
+use std::net::SocketAddr;
+
+use crate::error::InvalidSetting;
+use crate::sections::{Durability, ListenerConfig};
+use crate::{Config, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+
+/// Largest value of a signed 32-bit field on the wire (sizes and timeouts
+/// that Kafka clients carry as `int32`).
+const I32_MAX: u64 = i32::MAX as u64;
+
+/// Every problem with `c`, in a stable order.
+pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
+    let mut p = Problems(Vec::new());
+    node(c, &mut p);
+    listeners(c, &mut p);
+    storage(c, &mut p);
+    topics(c, &mut p);
+    groups(c, &mut p);
+    log(c, &mut p);
+    p.0
+}
+
+struct Problems(Vec<InvalidSetting>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, key: &str, reason: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(InvalidSetting::new(key, reason()));
+        }
+    }
+}
+
+fn node(c: &Config, p: &mut Problems) {
+    let n = &c.node;
+    p.check(n.id >= 0, "node.id", || format!("must be 0 or more, got {}", n.id));
+    p.check(!n.cluster_name.trim().is_empty(), "node.cluster_name", || "must not be empty".to_owned());
+    p.check(!n.data_dir.as_os_str().is_empty(), "node.data_dir", || "must not be empty".to_owned());
+}
+
+fn listeners(c: &Config, p: &mut Problems) {
+    let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
+    for (name, l) in c.listeners.all() {
+        if !l.enabled {
+            continue;
+        }
+        let key = format!("listeners.{name}.bind");
+        match l.bind_addr() {
+            Ok(addr) => {
+                if addr.port() != 0 {
+                    if let Some((other, _)) = bound.iter().find(|(_, b)| conflicts(*b, addr)) {
+                        p.check(false, &key, || {
+                            format!("`{}` uses port {} already bound by listeners.{other}", l.bind, addr.port())
+                        });
+                    }
+                    bound.push((name, addr));
+                }
+            }
+            Err(e) => p.check(false, &key, || e.to_string()),
+        }
+        advertised(name, l, p);
+    }
+}
+
+/// Whether two bind addresses on the same port would clash.
+fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn advertised(name: &str, l: &ListenerConfig, p: &mut Problems) {
+    let Some(adv) = &l.advertised else { return };
+    let key = format!("listeners.{name}.advertised");
+    let ok = match adv.trim().rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|port| port != 0)
+        }
+        None => false,
+    };
+    p.check(ok, &key, || {
+        format!("`{adv}` is not host:port with a port from 1 to 65535, e.g. broker1.example.com:9092")
+    });
+}
+
+fn storage(c: &Config, p: &mut Problems) {
+    let s = &c.storage;
+    p.check((MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&s.segment_bytes), "storage.segment_bytes", || {
+        format!("must be between {MIN_SEGMENT_BYTES} and {MAX_SEGMENT_BYTES} bytes, got {}", s.segment_bytes)
+    });
+    p.check(s.segment_ms > 0, "storage.segment_ms", || "must be more than 0 ms".to_owned());
+    p.check(s.max_message_bytes > 0 && u64::from(s.max_message_bytes) <= I32_MAX, "storage.max_message_bytes", || {
+        format!("must be between 1 and {I32_MAX} bytes, got {}", s.max_message_bytes)
+    });
+    p.check(s.retention_check_interval_ms > 0, "storage.retention_check_interval_ms", || {
+        "must be more than 0 ms".to_owned()
+    });
+    p.check(s.durability != Durability::Interval || s.flush_interval_ms > 0, "storage.flush_interval_ms", || {
+        "must be more than 0 ms when storage.durability is \"interval\"".to_owned()
+    });
+    for (i, h) in s.key_index_headers.iter().enumerate() {
+        p.check(!h.trim().is_empty(), "storage.key_index_headers", || format!("entry {i} is empty"));
+        p.check(!s.key_index_headers[..i].contains(h), "storage.key_index_headers", || {
+            format!("`{h}` is listed more than once")
+        });
+    }
+}
+
+fn topics(c: &Config, p: &mut Problems) {
+    let t = &c.topics;
+    p.check(t.max_partitions > 0 && u64::from(t.max_partitions) <= I32_MAX, "topics.max_partitions", || {
+        format!("must be between 1 and {I32_MAX}, got {}", t.max_partitions)
+    });
+    p.check(
+        t.default_partitions > 0 && t.default_partitions <= t.max_partitions.max(1),
+        "topics.default_partitions",
+        || format!("must be between 1 and topics.max_partitions ({}), got {}", t.max_partitions, t.default_partitions),
+    );
+}
+
+fn groups(c: &Config, p: &mut Problems) {
+    let g = &c.groups;
+    p.check(g.session_timeout_min_ms > 0, "groups.session_timeout_min_ms", || "must be more than 0 ms".to_owned());
+    p.check(g.session_timeout_min_ms <= g.session_timeout_max_ms, "groups.session_timeout_min_ms", || {
+        format!(
+            "must not exceed groups.session_timeout_max_ms ({} ms), got {} ms",
+            g.session_timeout_max_ms, g.session_timeout_min_ms
+        )
+    });
+    p.check(g.session_timeout_max_ms <= I32_MAX, "groups.session_timeout_max_ms", || {
+        format!("must be at most {I32_MAX} ms, got {}", g.session_timeout_max_ms)
+    });
+    p.check(g.initial_rebalance_delay_ms <= I32_MAX, "groups.initial_rebalance_delay_ms", || {
+        format!("must be at most {I32_MAX} ms, got {}", g.initial_rebalance_delay_ms)
+    });
+    p.check(g.max_size > 0, "groups.max_size", || "must be more than 0".to_owned());
+    p.check(g.offsets_retention_ms > 0, "groups.offsets_retention_ms", || "must be more than 0 ms".to_owned());
+}
+
+fn log(c: &Config, p: &mut Problems) {
+    p.check(!c.log.level.trim().is_empty(), "log.level", || {
+        "must not be empty; use e.g. \"info\" or \"warn,fjord_broker=debug\"".to_owned()
+    });
+}

@@ -1,0 +1,73 @@
+//! The `fjord` command: `fjord serve` runs a broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fjord: one broker for Kafka, RocketMQ and AMQP clients.
+#[derive(Debug, Parser)]
+#[command(name = "fjord", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker node. With no options: a single node, data in ./data.
+    Serve(ServeArgs),
+}
+
+/// Options of `fjord serve`; every configuration setting can also be set in
+/// the file or as `FJORD_<SECTION>__<KEY>` environment variables.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see fjord.example.toml).
+    #[arg(long, short, env = "FJORD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides node.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the bound listener addresses as JSON to this file once ready.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = match fjord_config::Config::load(args.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("fjord: configuration error: {e}");
+                    return ExitCode::from(78); // EX_CONFIG
+                }
+            };
+            if let Some(dir) = args.data_dir {
+                config.node.data_dir = dir;
+            }
+            if let Err(e) = fjord::telemetry::init(&config.log) {
+                eprintln!("fjord: cannot set up logging: {e}");
+                return ExitCode::from(78);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("fjord: cannot start the runtime: {e}");
+                    return ExitCode::from(71); // EX_OSERR
+                }
+            };
+            let opts = fjord::serve::Options { ready_file: args.ready_file };
+            match runtime.block_on(fjord::serve::run(config, opts, fjord::serve::shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "fjord stopped with an error");
+                    eprintln!("fjord: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `fjord serve`: open the broker, bind listeners, run until shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fjord_admin::AdminState;
+use fjord_broker::{Broker, BrokerConfig};
+use fjord_config::Config;
+use fjord_log::{Durability, KeyIndexConfig, LogConfig, SystemClock, batch::TimestampType};
+use tokio::net::TcpListener;
+
+/// Options that are not configuration (they concern this process only).
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Where to write the bound addresses once ready.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Maps the configuration file's settings onto the broker core's.
+pub fn broker_config(c: &Config) -> BrokerConfig {
+    let s = &c.storage;
+    let ms = Duration::from_millis;
+    let mut b = BrokerConfig::new(&c.node.data_dir);
+    b.node_id = c.node.id;
+    b.rack = c.node.rack.clone();
+    b.log_defaults = LogConfig {
+        segment_bytes: s.segment_bytes,
+        segment_ms: s.segment_ms as i64,
+        index_interval_bytes: s.index_interval_bytes,
+        max_message_bytes: s.max_message_bytes as usize,
+        retention_ms: s.retention_ms.map(|v| v as i64),
+        retention_bytes: s.retention_bytes,
+        durability: match s.durability {
+            fjord_config::Durability::EveryWrite => Durability::EveryWrite,
+            fjord_config::Durability::GroupCommit => Durability::GroupCommit,
+            fjord_config::Durability::Interval => Durability::Interval(ms(s.flush_interval_ms)),
+        },
+        timestamp_type: match s.message_timestamp_type {
+            fjord_config::TimestampType::CreateTime => TimestampType::CreateTime,
+            fjord_config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+        },
+        key_index: KeyIndexConfig {
+            enabled: s.key_index,
+            header_keys: s.key_index_headers.iter().map(|h| h.as_bytes().to_vec()).collect(),
+        },
+    };
+    b.retention_check_interval = ms(s.retention_check_interval_ms);
+    b.auto_create_topics = c.topics.auto_create;
+    b.default_partitions = c.topics.default_partitions;
+    b.max_partitions = c.topics.max_partitions;
+    b.groups.min_session_timeout = ms(c.groups.session_timeout_min_ms);
+    b.groups.max_session_timeout = ms(c.groups.session_timeout_max_ms);
+    b.groups.initial_rebalance_delay = ms(c.groups.initial_rebalance_delay_ms);
+    b.groups.max_group_size = c.groups.max_size as usize;
+    b
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs a node until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish, flushes and closes every log.
+pub async fn run(
+    config: Config,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let broker = Broker::open(broker_config(&config), Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening data directory {}", config.node.data_dir.display()))?;
+    let background = broker.start_background_tasks();
+
+    let mut bound = serde_json::Map::new();
+    let http_state = AdminState::new(broker.clone());
+    let mut servers = Vec::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for (name, l) in config.listeners.all() {
+        if !l.enabled {
+            continue;
+        }
+        if name != "http" {
+            tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
+            continue;
+        }
+        let addr = l.bind_addr()?;
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("binding the {name} listener to {addr}"))?;
+        let local = listener.local_addr()?;
+        let advertised = l.advertised.clone().unwrap_or_else(|| advertise(local));
+        broker.set_advertised_listener(name, advertised.clone());
+        bound.insert(name.to_string(), serde_json::Value::String(advertised));
+        tracing::info!(listener = name, %local, "listening");
+        let app = fjord_admin::router(http_state.clone());
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }));
+    }
+    if let Some(path) = &opts.ready_file {
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, serde_json::to_vec(&bound)?).await?;
+        tokio::fs::rename(&tmp, path).await?;
+    }
+    http_state.set_ready(true);
+    tracing::info!(node = config.node.id, "fjord is ready");
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    http_state.set_ready(false);
+    let _ = stop_tx.send(true);
+    for s in servers {
+        match tokio::time::timeout(Duration::from_secs(10), s).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "listener ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "listener task failed"),
+            Err(_) => tracing::warn!("listener did not drain within 10 s"),
+        }
+    }
+    broker.shutdown().await.context("closing the logs")?;
+    for t in background {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// The address to tell clients when none is configured: the bound one,
+/// with an unspecified IP replaced by loopback (fine for a single node;
+/// multi-host deployments set `advertised`).
+fn advertise(local: std::net::SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        let ip: std::net::IpAddr =
+            if local.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        std::net::SocketAddr::new(ip, local.port()).to_string()
+    } else {
+        local.to_string()
+    }
+}
