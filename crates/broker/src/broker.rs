@@ -44,6 +44,9 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// Compact the committed-offsets log when it exceeds this size.
     pub offsets_compact_bytes: u64,
+    /// Committed offsets of a group without members expire this long after
+    /// they were committed (Kafka's `offsets.retention.minutes`).
+    pub offsets_retention: Duration,
 }
 
 impl BrokerConfig {
@@ -60,6 +63,7 @@ impl BrokerConfig {
             max_partitions: 10_000,
             groups: GroupConfig::default(),
             offsets_compact_bytes: 64 << 20,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -32,11 +32,14 @@ impl Broker {
             return Err(BrokerError::InvalidRequest("group id must not be empty".into()));
         }
         self.groups.validate_member(group, &who.member_id, who.generation_id, who.group_instance_id.as_deref())?;
+        let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(offsets.len());
         let mut entries = Vec::new();
-        for (tp, off) in offsets {
+        for (tp, mut off) in offsets {
             match self.partition(&tp) {
                 Ok(_) => {
+                    // Expiry runs on the broker's clock, never the client's.
+                    off.commit_timestamp = now;
                     entries.push(((group.to_string(), tp.topic.clone(), tp.partition), Some(off)));
                     results.push((tp, Ok(())));
                 }
@@ -44,7 +47,6 @@ impl Broker {
             }
         }
         let store = self.offsets.clone();
-        let now = self.clock.now_ms();
         blocking(move || store.put(entries, now)).await??;
         Ok(results)
     }

@@ -7,7 +7,8 @@ use fjord_log::Durability;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::error::blocking;
+use crate::error::{Result, blocking};
+use crate::group::{GroupError, GroupState};
 
 impl Broker {
     /// Starts the background tasks; they stop when shutdown begins.
@@ -42,6 +43,9 @@ impl Broker {
                         _ = stop.changed() => return,
                     }
                     broker.enforce_retention().await;
+                    if let Err(e) = broker.expire_offsets().await {
+                        tracing::error!(error = %e, "offset expiry failed");
+                    }
                 }
             })
         };
@@ -73,5 +77,42 @@ impl Broker {
         if let Err(e) = result {
             tracing::error!(error = %e, "retention task failed");
         }
+    }
+}
+
+impl Broker {
+    /// Deletes committed offsets older than `offsets_retention` for groups
+    /// that have no members (Empty, Dead or unknown to the coordinator), and
+    /// then forgets groups left with no offsets. Groups with members keep
+    /// their offsets however old. Returns how many offsets expired.
+    pub async fn expire_offsets(&self) -> Result<usize> {
+        let cutoff = self.clock.now_ms().saturating_sub(self.config.offsets_retention.as_millis() as i64);
+        let mut expired = 0;
+        for group in self.offsets.groups() {
+            let idle = match self.groups.describe_group(&group) {
+                Ok(d) => matches!(d.state, GroupState::Empty | GroupState::Dead),
+                Err(GroupError::GroupIdNotFound { .. }) => true,
+                Err(_) => false,
+            };
+            if !idle {
+                continue;
+            }
+            let old: Vec<_> = self
+                .offsets
+                .group_offsets(&group)
+                .into_iter()
+                .filter(|(_, _, o)| o.commit_timestamp < cutoff)
+                .map(|(t, p, _)| crate::TopicPartition::new(t, p))
+                .collect();
+            if old.is_empty() {
+                continue;
+            }
+            expired += self.delete_offsets(&group, Some(old)).await?;
+            if self.offsets.group_offsets(&group).is_empty() {
+                let _ = self.groups.delete_groups(std::slice::from_ref(&group));
+            }
+            tracing::info!(group, "expired committed offsets of an idle group");
+        }
+        Ok(expired)
     }
 }

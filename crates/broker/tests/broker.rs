@@ -59,11 +59,14 @@ async fn topics_records_and_offsets_survive_a_restart() {
     let r = b.produce(&tp("orders", 1), batch(&["c"], 2)).await.unwrap();
     assert_eq!(r.base_offset, 2);
     let who = CommitIdentity { generation_id: -1, ..Default::default() };
-    let off = CommittedOffset { offset: 2, leader_epoch: 0, metadata: "m".into(), commit_timestamp: 5 };
+    let mut off = CommittedOffset { offset: 2, leader_epoch: 0, metadata: "m".into(), commit_timestamp: 5 };
     let res =
         b.commit_offsets("g1", &who, vec![(tp("orders", 1), off.clone()), (tp("nope", 0), off.clone())]).await.unwrap();
     assert!(res[0].1.is_ok());
     assert!(matches!(res[1].1, Err(BrokerError::UnknownTopic(_))));
+    let stored = b.fetch_offsets("g1", Some(&[tp("orders", 1)]))[0].1.clone().unwrap();
+    assert!(stored.commit_timestamp > 5, "the broker stamps commits with its own clock");
+    off.commit_timestamp = stored.commit_timestamp;
     b.shutdown().await.unwrap();
     drop(b);
 
@@ -74,6 +77,31 @@ async fn topics_records_and_offsets_survive_a_restart() {
     assert_eq!(consume(&b, &tp("orders", 1), 0).await, vec!["a", "b", "c"]);
     assert_eq!(b.fetch_offsets("g1", Some(&[tp("orders", 1)]))[0].1, Some(off));
     assert_eq!(b.produce(&tp("orders", 1), batch(&["d"], 3)).await.unwrap().base_offset, 3);
+}
+
+#[tokio::test]
+async fn offsets_of_idle_groups_expire_after_the_retention_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(fjord_log::ManualClock::new(1_000_000));
+    let mut cfg = BrokerConfig::new(dir.path());
+    cfg.offsets_retention = Duration::from_secs(60);
+    let b = Broker::open(cfg, clock.clone()).await.unwrap();
+    b.create_topic("t", 2, TopicConfig::default()).await.unwrap();
+    let who = CommitIdentity { generation_id: -1, ..Default::default() };
+    let off = |o| CommittedOffset { offset: o, leader_epoch: 0, metadata: String::new(), commit_timestamp: 0 };
+    b.commit_offsets("old", &who, vec![(tp("t", 0), off(1)), (tp("t", 1), off(2))]).await.unwrap();
+    clock.advance(50_000);
+    b.commit_offsets("young", &who, vec![(tp("t", 0), off(3))]).await.unwrap();
+    assert_eq!(b.expire_offsets().await.unwrap(), 0, "nothing is older than 60 s yet");
+    clock.advance(20_000);
+    assert_eq!(b.expire_offsets().await.unwrap(), 2);
+    assert!(b.fetch_offsets("old", None).is_empty());
+    assert_eq!(b.fetch_offsets("young", None).len(), 1);
+    b.shutdown().await.unwrap();
+    drop(b);
+    let b = open(dir.path(), |_| {}).await;
+    assert!(b.fetch_offsets("old", None).is_empty(), "expiry is durable");
+    assert_eq!(b.fetch_offsets("young", None).len(), 1);
 }
 
 #[tokio::test]

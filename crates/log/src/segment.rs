@@ -155,10 +155,19 @@ impl Segment {
             file: Arc::new(file),
             meta: RwLock::new(Self::new_meta(base, keys.enabled)),
         };
-        if trust_index && let Some(outcome) = seg.try_load_indexes(size, keys)? {
-            return Ok((seg, outcome));
+        let outcome = match trust_index {
+            true => match seg.try_load_indexes(size, keys)? {
+                Some(outcome) => outcome,
+                None => seg.rebuild(index_interval, keys)?,
+            },
+            false => seg.rebuild(index_interval, keys)?,
+        };
+        // Age for rolling survives restarts: like Kafka, it counts from the
+        // first batch's timestamp.
+        if seg.size() > 0 {
+            let first = seg.read_header(0)?;
+            seg.meta.write().first_append_ms = Some(first.max_timestamp);
         }
-        let outcome = seg.rebuild(index_interval, keys)?;
         Ok((seg, outcome))
     }
 
@@ -178,10 +187,6 @@ impl Segment {
         let mut pos = start;
         let mut next = self.base_offset;
         let mut max_ts = index.times.last().map_or(i64::MIN, |e| e.ts_before);
-        if size > 0 {
-            let h = self.read_header(0)?;
-            max_ts = max_ts.max(h.max_timestamp);
-        }
         while pos < size {
             let h = self.read_header(pos)?;
             next = h.next_offset();

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(71); // EX_OSERR
                 }
             };
-            let opts = fjord::serve::Options { ready_file: args.ready_file };
+            let opts = fjord::serve::Options { ready_file: args.ready_file, ..Default::default() };
             match runtime.block_on(fjord::serve::run(config, opts, fjord::serve::shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -1,5 +1,6 @@
 //! `fjord serve`: open the broker, bind listeners, run until shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +10,19 @@ use anyhow::Context;
 use fjord_admin::AdminState;
 use fjord_broker::{Broker, BrokerConfig};
 use fjord_config::Config;
-use fjord_log::{Durability, KeyIndexConfig, LogConfig, SystemClock, batch::TimestampType};
+use fjord_log::{Clock, Durability, KeyIndexConfig, LogConfig, SystemClock, batch::TimestampType};
 use tokio::net::TcpListener;
 
 /// Options that are not configuration (they concern this process only).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Options {
     /// Where to write the bound addresses once ready.
     pub ready_file: Option<PathBuf>,
+    /// Already-bound listeners by name (`http`, `kafka`, ...), used instead
+    /// of binding the configured address (tests bind port 0 themselves).
+    pub listeners: HashMap<String, TcpListener>,
+    /// The clock; the system clock when `None`.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// Maps the configuration file's settings onto the broker core's.
@@ -55,6 +61,7 @@ pub fn broker_config(c: &Config) -> BrokerConfig {
     b.groups.max_session_timeout = ms(c.groups.session_timeout_max_ms);
     b.groups.initial_rebalance_delay = ms(c.groups.initial_rebalance_delay_ms);
     b.groups.max_group_size = c.groups.max_size as usize;
+    b.offsets_retention = ms(c.groups.offsets_retention_ms);
     b
 }
 
@@ -84,10 +91,11 @@ pub async fn shutdown_signal() {
 /// in-flight requests finish, flushes and closes every log.
 pub async fn run(
     config: Config,
-    opts: Options,
+    mut opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let broker = Broker::open(broker_config(&config), Arc::new(SystemClock))
+    let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+    let broker = Broker::open(broker_config(&config), clock)
         .await
         .with_context(|| format!("opening data directory {}", config.node.data_dir.display()))?;
     let background = broker.start_background_tasks();
@@ -104,9 +112,13 @@ pub async fn run(
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
-        let addr = l.bind_addr()?;
-        let listener =
-            TcpListener::bind(addr).await.with_context(|| format!("binding the {name} listener to {addr}"))?;
+        let listener = match opts.listeners.remove(name) {
+            Some(l) => l,
+            None => {
+                let addr = l.bind_addr()?;
+                TcpListener::bind(addr).await.with_context(|| format!("binding the {name} listener to {addr}"))?
+            }
+        };
         let local = listener.local_addr()?;
         let advertised = l.advertised.clone().unwrap_or_else(|| advertise(local));
         broker.set_advertised_listener(name, advertised.clone());

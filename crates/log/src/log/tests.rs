@@ -318,6 +318,23 @@ fn time_retention_deletes_old_segments_and_rolls_an_expired_active_segment() {
 }
 
 #[test]
+fn segment_age_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { segment_ms: 60_000, segment_bytes: 1 << 20, ..small_config() };
+    let (log, _) = open(dir.path(), cfg.clone());
+    log.append(batch(&["first"], T0), leader()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let (log, clock) = open(dir.path(), cfg);
+    clock.set(T0 + 30_000);
+    log.append(batch(&["young"], T0 + 30_000), leader()).unwrap();
+    assert_eq!(log.stats().segments, 1);
+    clock.set(T0 + 60_001);
+    log.append(batch(&["old"], T0 + 60_001), leader()).unwrap();
+    assert_eq!(log.stats().segments, 2, "the segment is older than segment_ms counted from its first batch");
+}
+
+#[test]
 fn size_retention_keeps_the_log_under_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), LogConfig { retention_bytes: Some(3000), ..small_config() });
