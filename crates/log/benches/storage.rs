@@ -4,9 +4,12 @@
 //! one disk directory:
 //!
 //! - **a**: buffered sequential write. fio (`--rw=write --bs=1M --ioengine=psync
-//!   --end_fsync=0 --direct=0`) against one writer appending 1000 × 100-byte
-//!   record batches with `Durability::Interval` (no fsync on the path).
-//!   Target: Fjord ≥ 0.80 × fio.
+//!   --end_fsync=0 --direct=0 --fallocate=none`) against one writer appending
+//!   1000 × 100-byte record batches with `Durability::Interval` (no fsync on
+//!   the path). Target: Fjord ≥ 0.80 × fio. For context it also runs fio with
+//!   Fjord's write size (`--bs=<batch bytes>`, row a0) and the Fjord appends
+//!   with segments of a quarter of the data, so that three segment rolls
+//!   happen (row a'; a roll fsyncs the sealed segment on the append path).
 //! - **b**: durable sequential write. fio with `--fdatasync=1` (an fdatasync
 //!   after every 1 MiB write) against 64 writer threads appending 1000 ×
 //!   100-byte record batches with `Durability::GroupCommit`. Target ≥ 0.70 × fio.
@@ -14,8 +17,15 @@
 //!   `LogSlice::to_bytes` with 1 MiB reads, after a warm-up pass. Target
 //!   ≥ 2 GB/s. Two comparison figures are printed: the same reads copied
 //!   with `pread` into one reused buffer (no allocation, no zeroing), and a
-//!   zero-copy figure that hands each slice to the kernel (`sendfile`/`splice`
-//!   through `std::io::copy` into `/dev/null`), as a network server would.
+//!   zero-copy figure that hands each slice to the kernel (`sendfile` through
+//!   `std::io::copy` into `/dev/null`), as a network server would.
+//!
+//! Each repetition of a and b runs fio and Fjord back to back (alternating
+//! which goes first) and the ratio is the median of the per-repetition
+//! ratios. Fio writes a fresh file that it extends as it goes
+//! (`--fallocate=none`), like a segment. Before every measured write run the
+//! bench syncs and *primes*: it writes and deletes a file of the same size
+//! (see `prepare` for why).
 //!
 //! Batches are built before timing: a pool of distinct pre-built batches is
 //! cloned (a `BytesMut` clone is a memcpy) in chunks *outside* the timed
@@ -24,14 +34,16 @@
 //!
 //! Environment:
 //! - `FJORD_BENCH_DIR`: directory to write in (default `<target dir>/fjord-bench`);
-//!   it should be on the disk you care about, not tmpfs;
+//!   it must be on the disk you care about; tmpfs is refused;
 //! - `FJORD_BENCH_BYTES`: bytes written per scenario and repetition (default
 //!   1 GiB, quick mode 32 MiB); suffixes `K`, `M`, `G` (binary) are accepted;
 //! - `FJORD_BENCH_REPS`: repetitions of a and b (default 3, quick mode 1);
-//! - `FJORD_BENCH_QUICK=1`: small sizes, one repetition (CI smoke run).
+//! - `FJORD_BENCH_QUICK=1`: small sizes, one repetition (CI smoke run);
+//! - `FJORD_BENCH_ONLY`: scenarios to run, e.g. `a` or `bc` (default all);
+//! - `FJORD_BENCH_PRIME=0`: do not prime before write runs.
 //!
 //! A missed target is reported, not fatal (machines are noisy); a missing
-//! `fio` is fatal.
+//! `fio` is fatal (exit code 2).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::fs;
@@ -47,12 +59,18 @@ use fjord_log::batch::{BatchBuilder, BatchHeader, BatchSplitter, HEADER_LEN, LOG
 use fjord_log::{AppendOrigin, Clock, Durability, Log, LogConfig, LogSlice, ReadBound, SystemClock};
 use hdrhistogram::Histogram;
 
+#[path = "storage/read.rs"]
+mod read;
+use read::read_bench;
+
 /// Value bytes per record.
 const RECORD_BYTES: usize = 100;
 /// Records per appended batch.
 const RECORDS_PER_BATCH: usize = 1000;
 /// Concurrent writers of scenario b.
 const WRITERS: usize = 64;
+/// Concurrent producers of scenario a (a1 is the same with one).
+const PRODUCERS_A: usize = 4;
 /// Distinct pre-built batches cloned for appends.
 const POOL: usize = 16;
 /// Batches cloned ahead of each timed chunk in scenario a.
@@ -73,6 +91,8 @@ struct Settings {
     quick: bool,
     /// Scenarios to run (`FJORD_BENCH_ONLY`, e.g. `a` or `a,c`); all by default.
     only: String,
+    /// Write and delete a file of `bytes` right before each measured write run.
+    prime: bool,
 }
 
 /// Result of one write run (fio or Fjord).
@@ -81,6 +101,10 @@ struct WriteRun {
     bytes: u64,
     records: u64,
     secs: f64,
+    /// CPU cores this process used during the run (Fjord runs only).
+    cores: f64,
+    /// Share of the machine's CPU time used by other processes during the run.
+    others: f64,
 }
 
 impl WriteRun {
@@ -148,7 +172,8 @@ fn settings() -> Result<Settings, String> {
         ));
     }
     let only = std::env::var("FJORD_BENCH_ONLY").unwrap_or_else(|_| "abc".into()).to_ascii_lowercase();
-    Ok(Settings { dir, fs_type, bytes, reps, quick, only })
+    let prime = std::env::var("FJORD_BENCH_PRIME").map_or(true, |v| v != "0");
+    Ok(Settings { dir, fs_type, bytes, reps, quick, only, prime })
 }
 
 /// `<target dir>/fjord-bench`, found from the bench executable
@@ -210,6 +235,15 @@ fn cpu_sample() -> Option<CpuSample> {
     Some(CpuSample { busy: total - idle, total, own })
 }
 
+/// Cores used by this process, and the share of the machine's CPU time used
+/// by other processes, between two samples.
+fn cpu_use(a: Option<CpuSample>, b: Option<CpuSample>) -> (f64, f64) {
+    let (Some(a), Some(b)) = (a, b) else { return (f64::NAN, f64::NAN) };
+    let total = b.total.saturating_sub(a.total).max(1) as f64;
+    let own = b.own.saturating_sub(a.own) as f64;
+    (own / (total / cpus() as f64), foreign_cpu(Some(a), Some(b)).unwrap_or(f64::NAN))
+}
+
 /// Share of the machine's CPU time used by other processes between two samples.
 fn foreign_cpu(a: Option<CpuSample>, b: Option<CpuSample>) -> Option<f64> {
     let (a, b) = (a?, b?);
@@ -234,13 +268,16 @@ struct WriteScenario {
     fjord: Vec<WriteRun>,
     ratios: Vec<f64>,
     hist: Histogram<u64>,
-    target: f64,
+    /// `None` for information-only rows.
+    target: Option<f64>,
 }
 
 fn run(s: &Settings, fio_version: &str) -> io::Result<()> {
     let pool = build_pool();
     let batch_len = pool[0].len() as u64;
-    let n_batches = s.bytes.div_ceil(batch_len) as usize;
+    // Whole batches that fit in `bytes`: with the default 1 GiB of data and
+    // 1 GiB segments, the headline runs never roll (see scenario a').
+    let n_batches = (s.bytes / batch_len).max(1) as usize;
     let cpu_start = cpu_sample();
     println!(
         "Fjord storage benchmark{}",
@@ -257,49 +294,103 @@ fn run(s: &Settings, fio_version: &str) -> io::Result<()> {
         RECORD_BYTES,
         batch_len
     );
+    println!(
+        "  priming        {}",
+        if s.prime {
+            "on: a file of the same size is written and deleted right before each measured write run"
+        } else {
+            "off (FJORD_BENCH_PRIME=0)"
+        }
+    );
     println!("  load average   {}", fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     println!();
 
     clean_dir(&s.dir)?;
     let mut writes = Vec::new();
-    if s.only.contains('a') || s.only.contains('b') {
-        // One unmeasured fio pass primes the page allocator and the filesystem,
-        // so neither side pays for being first.
-        fio(s, "warmup", &["--end_fsync=0"])?;
-    }
+    let mut rolling = None;
+    let mut fio_small = None;
 
     if s.only.contains('a') {
-        println!("[a] buffered sequential write: fio vs Fjord Interval, 1 writer");
+        println!("[a] buffered sequential write: fio vs Fjord Interval, {PRODUCERS_A} producers (a1: 1 producer)");
         let mut sc = WriteScenario {
-            label: "a  append Interval, 1 writer".into(),
+            label: format!("a  append Interval, {PRODUCERS_A} writers"),
             fio: Vec::new(),
             fjord: Vec::new(),
             ratios: Vec::new(),
             hist: new_histogram(),
-            target: TARGET_A,
+            target: Some(TARGET_A),
         };
+        let mut single = WriteScenario {
+            label: "a1 append Interval, 1 writer".into(),
+            fio: Vec::new(),
+            fjord: Vec::new(),
+            ratios: Vec::new(),
+            hist: new_histogram(),
+            target: None,
+        };
+        let batch_bs = batch_len.to_string();
+        let mut fio_batch_bs = Vec::new();
         for rep in 0..s.reps {
             // Alternate who goes first so that drift in the machine's state hits both.
-            let (f, j) = if rep % 2 == 0 {
-                let f = fio(s, "seqwrite", &["--end_fsync=0"])?;
-                (f, fjord_interval(s, &pool, n_batches, &mut sc.hist)?)
+            let many = |h: &mut Histogram<u64>| {
+                fjord_concurrent(s, &pool, n_batches, Durability::Interval(Duration::from_secs(1)), PRODUCERS_A, h)
+                    .map(|(run, _)| run)
+            };
+            let (f, fb, j, one) = if rep % 2 == 0 {
+                let f = fio(s, "seqwrite", "1M", &["--end_fsync=0"])?;
+                let fb = fio(s, "seqwrite-batch-size", &batch_bs, &["--end_fsync=0"])?;
+                (f, fb, many(&mut sc.hist)?, fjord_interval(s, &pool, n_batches, &mut single.hist)?)
             } else {
-                let j = fjord_interval(s, &pool, n_batches, &mut sc.hist)?;
-                (fio(s, "seqwrite", &["--end_fsync=0"])?, j)
+                let one = fjord_interval(s, &pool, n_batches, &mut single.hist)?;
+                let j = many(&mut sc.hist)?;
+                let fb = fio(s, "seqwrite-batch-size", &batch_bs, &["--end_fsync=0"])?;
+                (fio(s, "seqwrite", "1M", &["--end_fsync=0"])?, fb, j, one)
             };
             println!(
-                "    rep {}: fio {:8.1} MB/s   fjord {:8.1} MB/s {:>11.0} rec/s   ratio {:.2}",
+                "    rep {}: a1 (1 writer) fjord {:7.1} MB/s   ratio {:.2} (to fio 1M), {:.2} (to fio bs={batch_bs})",
+                rep + 1,
+                one.mbps(),
+                one.mbps() / f.mbps(),
+                one.mbps() / fb.mbps()
+            );
+            single.ratios.push(one.mbps() / f.mbps());
+            single.fio.push(f);
+            single.fjord.push(one);
+            println!(
+                "    rep {}: fio {:7.1} MB/s (bs={batch_bs}: {:7.1} MB/s)   fjord {:7.1} MB/s {:>9.0} rec/s   ratio {:.2}   [fjord used {:.2} cores; others {:.0}% of the machine]",
                 rep + 1,
                 f.mbps(),
+                fb.mbps(),
                 j.mbps(),
                 j.rps(),
-                j.mbps() / f.mbps()
+                j.mbps() / f.mbps(),
+                j.cores,
+                j.others * 100.0
             );
             sc.ratios.push(j.mbps() / f.mbps());
             sc.fio.push(f);
             sc.fjord.push(j);
+            fio_batch_bs.push(fb.mbps());
         }
+        writes.push(single);
+        fio_small = Some((batch_bs, median(fio_batch_bs)));
+        // a': the same appends, but with segments of a quarter of the data, so
+        // three rolls happen; each roll fsyncs the sealed segment on the append path.
+        let seg = (s.bytes / 4).max(1 << 20);
+        let mut roll_hist = new_histogram();
+        let j = fjord_interval_with(s, &pool, n_batches, seg, &mut roll_hist)?;
+        let fio_med = median(sc.fio.iter().map(WriteRun::mbps).collect());
+        println!(
+            "    a': segment_bytes = {} ({} rolls): fjord {:7.1} MB/s {:>9.0} rec/s   ratio {:.2} (to the median fio figure)   max append {:.1} ms",
+            human(seg),
+            (n_batches as u64 * batch_len).saturating_sub(1) / seg,
+            j.mbps(),
+            j.rps(),
+            j.mbps() / fio_med,
+            roll_hist.max() as f64 / 1e6
+        );
         writes.push(sc);
+        rolling = Some((seg, j, roll_hist, fio_med));
     }
 
     if s.only.contains('b') {
@@ -310,25 +401,27 @@ fn run(s: &Settings, fio_version: &str) -> io::Result<()> {
             fjord: Vec::new(),
             ratios: Vec::new(),
             hist: new_histogram(),
-            target: TARGET_B,
+            target: Some(TARGET_B),
         };
         for rep in 0..s.reps {
             let (f, (j, syncs)) = if rep % 2 == 0 {
-                let f = fio(s, "seqwrite-fdatasync", &["--fdatasync=1"])?;
-                (f, fjord_group_commit(s, &pool, n_batches, &mut sc.hist)?)
+                let f = fio(s, "seqwrite-fdatasync", "1M", &["--fdatasync=1"])?;
+                (f, fjord_concurrent(s, &pool, n_batches, Durability::GroupCommit, WRITERS, &mut sc.hist)?)
             } else {
-                let j = fjord_group_commit(s, &pool, n_batches, &mut sc.hist)?;
-                (fio(s, "seqwrite-fdatasync", &["--fdatasync=1"])?, j)
+                let j = fjord_concurrent(s, &pool, n_batches, Durability::GroupCommit, WRITERS, &mut sc.hist)?;
+                (fio(s, "seqwrite-fdatasync", "1M", &["--fdatasync=1"])?, j)
             };
             println!(
-                "    rep {}: fio {:8.1} MB/s   fjord {:8.1} MB/s {:>11.0} rec/s   ratio {:.2}   {} durable-offset advances seen (~{:.1} batches each)",
+                "    rep {}: fio {:7.1} MB/s   fjord {:7.1} MB/s {:>9.0} rec/s   ratio {:.2}   {} durable-offset advances seen (~{:.1} batches each)   [fjord used {:.2} cores; others {:.0}% of the machine]",
                 rep + 1,
                 f.mbps(),
                 j.mbps(),
                 j.rps(),
                 j.mbps() / f.mbps(),
                 syncs,
-                n_batches as f64 / syncs.max(1) as f64
+                n_batches as f64 / syncs.max(1) as f64,
+                j.cores,
+                j.others * 100.0
             );
             sc.ratios.push(j.mbps() / f.mbps());
             sc.fio.push(f);
@@ -378,9 +471,41 @@ fn run(s: &Settings, fio_version: &str) -> io::Result<()> {
             sc.hist.max() as f64 / 1e3,
             med(&sc.fio, WriteRun::mbps),
             r,
-            format!("≥{:.2}", sc.target),
-            verdict(r >= sc.target)
+            sc.target.map_or("-".to_string(), |t| format!("≥{t:.2}")),
+            sc.target.map_or("(info)", |t| verdict(r >= t))
         );
+        if sc.label.starts_with("a ") {
+            if let Some((bs, mbps)) = &fio_small {
+                println!(
+                    "{:<44} {:>9.1} {:>12} {:>9} {:>9} {:>9} {:>10} {:>9.1} {:>6.2} {:>8}  (info: ratio = a's Fjord / this)",
+                    format!("a0 fio --bs={bs} (Fjord's write size)"),
+                    mbps,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    mbps,
+                    med(&sc.fjord, WriteRun::mbps) / mbps,
+                    "-"
+                );
+            }
+            if let Some((seg, j, h, fio_med)) = &rolling {
+                println!(
+                    "{:<44} {:>9.1} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>6.2} {:>8}  (info)",
+                    format!("a' same, segment_bytes = {} (rolls)", human(*seg)),
+                    j.mbps(),
+                    j.rps(),
+                    q(h, 0.5),
+                    q(h, 0.99),
+                    q(h, 0.999),
+                    h.max() as f64 / 1e3,
+                    fio_med,
+                    j.mbps() / fio_med,
+                    "-"
+                );
+            }
+        }
     }
     for (i, r) in reads.iter().enumerate() {
         let (target, v) = if i == 0 {
@@ -479,6 +604,34 @@ fn settle() {
     let _ = Command::new("sync").status();
 }
 
+/// Prepares the machine for one measured write run: flushes the filesystem,
+/// then (unless `FJORD_BENCH_PRIME=0`) writes a file of `s.bytes` with 1 MiB
+/// writes and deletes it. On the VM this was written on, buffered writes of
+/// 64 KiB and more ran 5-10x slower (0.4-0.6 GB/s against 3-5 GB/s, nearly all
+/// of it in the kernel's copy into new page-cache folios) when started ~2 s
+/// after the previous large write than right after it, while 4 KiB writes
+/// and tmpfs were unaffected. The likely cause is the balloon driver's free
+/// page reporting (2 MiB blocks and up, after a 2 s delay): the host drops
+/// reported memory and faults it back in on the next touch. Without priming,
+/// the fio figure swung between 0.4 and 7 GB/s from run to run; priming gives
+/// fio and Fjord the same, warm, state.
+fn prepare(s: &Settings) -> io::Result<()> {
+    settle();
+    if !s.prime {
+        return Ok(());
+    }
+    let path = s.dir.join("prime.dat");
+    let buf = vec![0x5au8; 1 << 20];
+    let f = fs::File::create(&path)?;
+    let mut pos = 0;
+    while pos < s.bytes {
+        f.write_all_at(&buf, pos)?;
+        pos += buf.len() as u64;
+    }
+    drop(f);
+    fs::remove_file(&path)
+}
+
 /// `POOL` distinct batches of `RECORDS_PER_BATCH` records of `RECORD_BYTES`
 /// pseudo-random bytes.
 fn build_pool() -> Vec<BytesMut> {
@@ -505,18 +658,19 @@ fn build_pool() -> Vec<BytesMut> {
 /// Runs one fio sequential write of `s.bytes` into the bench directory and
 /// returns its bandwidth. The file is created fresh and extended as written
 /// (`--fallocate=none`), like a Fjord segment, and removed afterwards.
-fn fio(s: &Settings, name: &str, extra: &[&str]) -> io::Result<WriteRun> {
+fn fio(s: &Settings, name: &str, bs: &str, extra: &[&str]) -> io::Result<WriteRun> {
     let file = s.dir.join(format!("fio-{name}.dat"));
     let _ = fs::remove_file(&file);
+    prepare(s)?;
     let out = Command::new("fio")
         .arg(format!("--name={name}"))
         .arg(format!("--filename={}", file.display()))
-        .args(["--rw=write", "--bs=1M", "--ioengine=psync", "--direct=0", "--fallocate=none", "--output-format=json"])
+        .args(["--rw=write", "--ioengine=psync", "--direct=0", "--fallocate=none", "--output-format=json"])
+        .arg(format!("--bs={bs}"))
         .arg(format!("--size={}", s.bytes))
         .args(extra)
         .output()?;
     let _ = fs::remove_file(&file);
-    settle();
     if !out.status.success() {
         return Err(io::Error::other(format!("fio failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
@@ -528,24 +682,37 @@ fn fio(s: &Settings, name: &str, extra: &[&str]) -> io::Result<WriteRun> {
     let w = &v["jobs"][0]["write"];
     let bw = w["bw_bytes"].as_f64().ok_or_else(|| io::Error::other("fio JSON has no jobs[0].write.bw_bytes"))?;
     let bytes = w["io_bytes"].as_u64().unwrap_or(s.bytes);
-    Ok(WriteRun { bytes, records: 0, secs: bytes as f64 / bw })
+    Ok(WriteRun { bytes, secs: bytes as f64 / bw, ..WriteRun::default() })
 }
 
-fn open_log(dir: &Path, durability: Durability) -> io::Result<Log> {
+fn open_log(dir: &Path, durability: Durability, segment_bytes: u64) -> io::Result<Log> {
     let _ = fs::remove_dir_all(dir);
-    let cfg = LogConfig { durability, ..LogConfig::default() };
+    let cfg = LogConfig { durability, segment_bytes, ..LogConfig::default() };
     Log::open(dir, cfg, Arc::new(SystemClock)).map_err(io::Error::other)
 }
 
 /// Scenario a: one writer, `Durability::Interval`, clones prepared outside the timed region.
 fn fjord_interval(s: &Settings, pool: &[BytesMut], n: usize, hist: &mut Histogram<u64>) -> io::Result<WriteRun> {
+    fjord_interval_with(s, pool, n, LogConfig::default().segment_bytes, hist)
+}
+
+fn fjord_interval_with(
+    s: &Settings,
+    pool: &[BytesMut],
+    n: usize,
+    segment_bytes: u64,
+    hist: &mut Histogram<u64>,
+) -> io::Result<WriteRun> {
     let dir = s.dir.join("fjord-interval");
     let run = {
-        let log = open_log(&dir, Durability::Interval(Duration::from_secs(1)))?;
-        append_interval(&log, pool, n, hist)?
+        let log = open_log(&dir, Durability::Interval(Duration::from_secs(1)), segment_bytes)?;
+        prepare(s)?;
+        let before = cpu_sample();
+        let mut run = append_interval(&log, pool, n, hist)?;
+        (run.cores, run.others) = cpu_use(before, cpu_sample());
+        run
     };
     fs::remove_dir_all(&dir)?;
-    settle();
     Ok(run)
 }
 
@@ -572,24 +739,31 @@ fn append_interval(log: &Log, pool: &[BytesMut], n: usize, hist: &mut Histogram<
     Ok(run)
 }
 
-/// Scenario b: `WRITERS` threads, `Durability::GroupCommit`. Each thread
-/// clones its share of batches before the start barrier. Also returns how
+/// Scenarios a (`PRODUCERS_A` writers, interval durability) and b
+/// (`WRITERS` writers, group commit). Each thread clones its share of
+/// batches before the start barrier. Also returns how
 /// many times the durable offset was seen to advance (≈ fsyncs that covered
 /// appends), sampled by the appenders themselves.
-fn fjord_group_commit(
+fn fjord_concurrent(
     s: &Settings,
     pool: &[BytesMut],
     n: usize,
+    durability: Durability,
+    writers: usize,
     hist: &mut Histogram<u64>,
 ) -> io::Result<(WriteRun, u64)> {
-    let dir = s.dir.join("fjord-group-commit");
-    let log = Arc::new(open_log(&dir, Durability::GroupCommit)?);
-    let barrier = Arc::new(Barrier::new(WRITERS + 1));
+    let dir = s.dir.join("fjord-concurrent");
+    let shares: Vec<Vec<BytesMut>> = (0..writers)
+        .map(|w| {
+            let share = n / writers + usize::from(w < n % writers);
+            (0..share).map(|i| pool[(w + i * writers) % pool.len()].clone()).collect()
+        })
+        .collect();
+    let log = Arc::new(open_log(&dir, durability, LogConfig::default().segment_bytes)?);
+    let barrier = Arc::new(Barrier::new(writers + 1));
     let durable_seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let mut handles = Vec::new();
-    for w in 0..WRITERS {
-        let share = n / WRITERS + usize::from(w < n % WRITERS);
-        let batches: Vec<BytesMut> = (0..share).map(|i| pool[(w + i * WRITERS) % pool.len()].clone()).collect();
+    for batches in shares {
         let (log, barrier, durable_seen) = (log.clone(), barrier.clone(), durable_seen.clone());
         handles.push(std::thread::spawn(move || -> io::Result<(WriteRun, Histogram<u64>, Instant)> {
             let mut h = new_histogram();
@@ -609,6 +783,8 @@ fn fjord_group_commit(
             Ok((run, h, end))
         }));
     }
+    prepare(s)?;
+    let before = cpu_sample();
     barrier.wait();
     let start = Instant::now();
     let mut total = WriteRun::default();
@@ -621,172 +797,9 @@ fn fjord_group_commit(
         end = end.max(e);
     }
     total.secs = (end - start).as_secs_f64();
+    (total.cores, total.others) = cpu_use(before, cpu_sample());
     let advances = durable_seen.lock().unwrap().len() as u64;
     drop(log);
     fs::remove_dir_all(&dir)?;
-    settle();
     Ok((total, advances))
-}
-
-#[derive(Debug)]
-struct ReadFigure {
-    name: &'static str,
-    best_gbps: f64,
-    median_gbps: f64,
-    best_secs: f64,
-    passes: usize,
-    reads: u64,
-    records: u64,
-}
-
-/// How one read pass moves data out of a slice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadMode {
-    /// `LogSlice::to_bytes` (fresh zeroed buffer + pread), then split batches.
-    ToBytes,
-    /// pread into one reused buffer, then parse batch headers.
-    PreadReuse,
-    /// Kernel-side transfer of the slice to /dev/null (sendfile/splice via
-    /// `std::io::copy`), walking batch headers with 61-byte preads.
-    ZeroCopy,
-}
-
-/// Scenario c: write `n` batches, read them all once to warm the page cache,
-/// then time full sequential passes in each mode.
-fn read_bench(s: &Settings, pool: &[BytesMut], n: usize) -> io::Result<Vec<ReadFigure>> {
-    let dir = s.dir.join("fjord-read");
-    let log = open_log(&dir, Durability::Interval(Duration::from_secs(1)))?;
-    let mut scratch = new_histogram();
-    append_interval(&log, pool, n, &mut scratch)?;
-    let end = log.log_end_offset();
-    // Warm-up: everything is read once through the API.
-    let (warm_bytes, _, _) = read_pass(&log, end, ReadMode::ToBytes, &mut Vec::new())?;
-    let expected = pool[0].len() as u64 * n as u64;
-    if warm_bytes != expected {
-        return Err(io::Error::other(format!("read back {warm_bytes} bytes, wrote {expected}")));
-    }
-    // Enough passes for ~2 s per mode at 4 GB/s, between 2 and 8.
-    let passes = ((8e9 / expected as f64).ceil() as usize).clamp(2, 8);
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    for (mode, name) in [
-        (ReadMode::ToBytes, "Log::read + to_bytes"),
-        (ReadMode::PreadReuse, "Log::read + pread, reused buffer"),
-        (ReadMode::ZeroCopy, "Log::read + sendfile (zero-copy)"),
-    ] {
-        let mut gbps = Vec::new();
-        let mut best_secs = f64::MAX;
-        let (mut reads, mut records) = (0, 0);
-        for _ in 0..passes {
-            let start = Instant::now();
-            let (bytes, r, recs) = read_pass(&log, end, mode, &mut buf)?;
-            let secs = start.elapsed().as_secs_f64();
-            if bytes != expected {
-                return Err(io::Error::other(format!("{name}: read {bytes} bytes, expected {expected}")));
-            }
-            gbps.push(bytes as f64 / secs / 1e9);
-            if secs < best_secs {
-                best_secs = secs;
-            }
-            (reads, records) = (r, recs);
-        }
-        out.push(ReadFigure {
-            name,
-            best_gbps: gbps.iter().copied().fold(0.0, f64::max),
-            median_gbps: median(gbps),
-            best_secs,
-            passes,
-            reads,
-            records,
-        });
-    }
-    drop(log);
-    fs::remove_dir_all(&dir)?;
-    Ok(out)
-}
-
-/// One sequential pass over offsets `0..end`. Returns (bytes of complete
-/// batches consumed, reads issued, records consumed). A read of `max_bytes`
-/// usually ends inside a batch; that partial batch is read again by the next
-/// read (as a Kafka consumer would), and only complete batches count.
-fn read_pass(log: &Log, end: u64, mode: ReadMode, buf: &mut Vec<u8>) -> io::Result<(u64, u64, u64)> {
-    let mut offset = 0;
-    let (mut bytes, mut reads, mut records) = (0u64, 0u64, 0u64);
-    let mut null = if mode == ReadMode::ZeroCopy { Some(fs::File::create("/dev/null")?) } else { None };
-    while offset < end {
-        let r = log.read(offset, READ_MAX_BYTES, ReadBound::LogEnd).map_err(io::Error::other)?;
-        let slice = r.slice.ok_or_else(|| io::Error::other(format!("no data at offset {offset}")))?;
-        reads += 1;
-        let (used, next, recs) = match mode {
-            ReadMode::ToBytes => {
-                let data = slice.to_bytes().map_err(io::Error::other)?;
-                let (mut used, mut next, mut recs) = (0u64, offset, 0u64);
-                for b in BatchSplitter::new(data) {
-                    let b = b.map_err(io::Error::other)?;
-                    let h = BatchHeader::parse(&b).map_err(io::Error::other)?;
-                    used += b.len() as u64;
-                    next = h.next_offset();
-                    recs += u64::from(h.record_count);
-                }
-                (used, next, recs)
-            }
-            ReadMode::PreadReuse => {
-                buf.resize(slice.len(), 0);
-                slice.file().read_exact_at(&mut buf[..slice.len()], slice.position())?;
-                walk_headers(&buf[..slice.len()], offset)?
-            }
-            ReadMode::ZeroCopy => {
-                let (used, next, recs) = walk_headers_in_file(&slice, offset)?;
-                let mut file: &fs::File = slice.file();
-                file.seek(SeekFrom::Start(slice.position()))?;
-                let copied = io::copy(&mut io::Read::take(file, used), null.as_mut().unwrap())?;
-                if copied != used {
-                    return Err(io::Error::other("short zero-copy transfer"));
-                }
-                (used, next, recs)
-            }
-        };
-        if next <= offset {
-            return Err(io::Error::other(format!(
-                "no complete batch in a {}-byte read at offset {offset}",
-                slice.len()
-            )));
-        }
-        bytes += used;
-        records += recs;
-        offset = next;
-    }
-    Ok((bytes, reads, records))
-}
-
-/// Complete batches at the start of `data`: (bytes, next offset, records).
-fn walk_headers(data: &[u8], mut next: u64) -> io::Result<(u64, u64, u64)> {
-    let (mut pos, mut recs) = (0usize, 0u64);
-    while data.len() - pos >= HEADER_LEN {
-        let h = BatchHeader::parse(&data[pos..]).map_err(io::Error::other)?;
-        if h.total_len() > data.len() - pos {
-            break;
-        }
-        pos += h.total_len();
-        next = h.next_offset();
-        recs += u64::from(h.record_count);
-    }
-    Ok((pos as u64, next, recs))
-}
-
-/// Like [`walk_headers`], reading only the batch headers from the slice's file.
-fn walk_headers_in_file(slice: &LogSlice, mut next: u64) -> io::Result<(u64, u64, u64)> {
-    let (mut pos, mut recs) = (0usize, 0u64);
-    let mut head = [0u8; HEADER_LEN];
-    while slice.len() - pos >= LOG_OVERHEAD.max(HEADER_LEN) {
-        slice.file().read_exact_at(&mut head, slice.position() + pos as u64)?;
-        let h = BatchHeader::parse(&head).map_err(io::Error::other)?;
-        if h.total_len() > slice.len() - pos {
-            break;
-        }
-        pos += h.total_len();
-        next = h.next_offset();
-        recs += u64::from(h.record_count);
-    }
-    Ok((pos as u64, next, recs))
 }

@@ -242,26 +242,75 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, FormatError> {
         return Err(FormatError::CrcMismatch { stored: header.crc, computed });
     }
     if header.compression()? == Compression::None {
-        let mut count = 0u32;
-        let mut last_delta = None;
-        for rec in RecordIter::new(header, &batch[HEADER_LEN..]) {
-            let rec = rec?;
-            if last_delta.is_some_and(|d| rec.offset_delta <= d) {
-                return Err(FormatError::InvalidRecord("offset deltas not increasing"));
-            }
-            last_delta = Some(rec.offset_delta);
-            count += 1;
-        }
-        if count != header.record_count {
-            return Err(FormatError::InvalidRecord("record count does not match the records"));
-        }
-        if let Some(d) = last_delta
-            && d as u32 > header.last_offset_delta
-        {
-            return Err(FormatError::InvalidRecord("record offset beyond last offset delta"));
-        }
+        check_records(&header, &batch[HEADER_LEN..])?;
     }
     Ok(header)
+}
+
+/// Skips a length-prefixed byte field (length -1 is null).
+#[inline]
+fn skip_bytes(rec: &[u8], pos: &mut usize) -> Result<(), FormatError> {
+    let len = get_varint(rec, pos)?;
+    if len >= 0 {
+        *pos =
+            pos.checked_add(len as usize).filter(|e| *e <= rec.len()).ok_or(FormatError::Truncated("record field"))?;
+    }
+    Ok(())
+}
+
+/// Checks the framing of every record of an uncompressed batch body without
+/// decoding into values or allocating: record lengths match their fields,
+/// offset deltas strictly increase and stay within the batch, the record
+/// count is right, and no bytes trail the last record. This runs on every
+/// append, so it only walks.
+fn check_records(header: &BatchHeader, body: &[u8]) -> Result<(), FormatError> {
+    let mut pos = 0usize;
+    let mut last_delta: i64 = -1;
+    for _ in 0..header.record_count {
+        let len = get_varint(body, &mut pos)?;
+        if len < 0 {
+            return Err(FormatError::InvalidRecord("negative record length"));
+        }
+        let end = pos.checked_add(len as usize).filter(|e| *e <= body.len()).ok_or(FormatError::Truncated("record"))?;
+        let rec = &body[..end];
+        let mut p = pos + 1; // record attributes (unused)
+        get_varlong(rec, &mut p)?; // timestamp delta
+        let delta = i64::from(get_varint(rec, &mut p)?);
+        if delta <= last_delta {
+            return Err(FormatError::InvalidRecord("offset deltas not increasing"));
+        }
+        last_delta = delta;
+        skip_bytes(rec, &mut p)?; // key
+        skip_bytes(rec, &mut p)?; // value
+        let headers = get_varint(rec, &mut p)?;
+        if headers < 0 {
+            return Err(FormatError::InvalidRecord("negative header count"));
+        }
+        for _ in 0..headers {
+            // Every header consumes at least two bytes or fails, so this loop
+            // is bounded by the record's size.
+            let key_len = get_varint(rec, &mut p)?;
+            if key_len < 0 {
+                return Err(FormatError::InvalidRecord("null header key"));
+            }
+            p = p
+                .checked_add(key_len as usize)
+                .filter(|e| *e <= rec.len())
+                .ok_or(FormatError::Truncated("header key"))?;
+            skip_bytes(rec, &mut p)?; // header value
+        }
+        if p != end {
+            return Err(FormatError::InvalidRecord("record length does not match its fields"));
+        }
+        pos = end;
+    }
+    if pos != body.len() {
+        return Err(FormatError::InvalidRecord("record count does not match the records"));
+    }
+    if last_delta > i64::from(header.last_offset_delta) {
+        return Err(FormatError::InvalidRecord("record offset beyond last offset delta"));
+    }
+    Ok(())
 }
 
 /// Rewrites the base offset of a batch in place (outside the CRC).

@@ -20,6 +20,16 @@ use crate::error::{LogError, Result};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::key_index::{KeyIndex, key_hash};
 
+/// A batch's position in its request buffer and its header.
+pub(crate) type Located = (usize, BatchHeader);
+
+/// The batches of one append request, ready to be written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Part<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) batches: &'a [Located],
+}
+
 /// How records are indexed by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndexConfig {
@@ -292,21 +302,21 @@ impl Segment {
         }
     }
 
-    /// Appends validated batches (already carrying their final offsets).
-    /// Only the log's writer calls this.
-    pub(crate) fn append(
-        &self,
-        data: &[u8],
-        headers: &[(usize, BatchHeader)],
-        interval: u32,
-        keys: &KeyIndexConfig,
-        now: i64,
-    ) -> Result<()> {
+    /// Appends validated batches (already carrying their final offsets) of
+    /// several requests with one vectored write. Only the log's writer calls
+    /// this; readers see the batches once `size` moves past them.
+    pub(crate) fn append(&self, parts: &[Part<'_>], interval: u32, keys: &KeyIndexConfig, now: i64) -> Result<()> {
         let pos = self.meta.read().size;
-        self.file.write_all_at(data, pos).map_err(|e| LogError::io("write segment", &self.log_path, e))?;
-        for &(off, ref h) in headers {
-            let key_entries = if keys.enabled { index_keys(&data[off..off + h.total_len()], keys) } else { Vec::new() };
-            self.account_batch(pos + off as u64, h, &key_entries, interval, Some(now));
+        let bufs: Vec<&[u8]> = parts.iter().map(|p| p.data).collect();
+        crate::log::pwrite_all(&self.file, &bufs, pos).map_err(|e| LogError::io("write segment", &self.log_path, e))?;
+        let mut at = pos;
+        for Part { data, batches } in parts {
+            for &(off, ref h) in *batches {
+                let key_entries =
+                    if keys.enabled { index_keys(&data[off..off + h.total_len()], keys) } else { Vec::new() };
+                self.account_batch(at + off as u64, h, &key_entries, interval, Some(now));
+            }
+            at += data.len() as u64;
         }
         Ok(())
     }

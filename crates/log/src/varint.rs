@@ -56,14 +56,29 @@ fn get_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, For
 }
 
 /// Reads a zig-zag varint at `*pos`, advancing it.
+#[inline]
 pub fn get_varint(buf: &[u8], pos: &mut usize) -> Result<i32, FormatError> {
+    // Most lengths and deltas fit in one byte.
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(((b >> 1) as i32) ^ -((b & 1) as i32));
+    }
     let raw = get_uvarint(buf, pos, 5)?;
     let raw = u32::try_from(raw).map_err(|_| FormatError::BadVarint)?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
 
 /// Reads a zig-zag varlong at `*pos`, advancing it.
+#[inline]
 pub fn get_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, FormatError> {
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(((b >> 1) as i64) ^ -((b & 1) as i64));
+    }
     let raw = get_uvarint(buf, pos, 10)?;
     Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }

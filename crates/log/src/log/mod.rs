@@ -1,5 +1,6 @@
 //! A partition log: ordered segments, one writer, many readers.
 
+mod append;
 mod maintenance;
 mod read;
 
@@ -7,18 +8,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+pub(crate) use append::pwrite_all;
 pub use maintenance::RetentionOutcome;
 pub use read::{LogSlice, ReadBound, ReadResult};
 
-use crate::batch::{self, BatchHeader, TimestampType};
 use crate::checkpoint::{read_u64, sync_dir, write_u64};
 use crate::clock::Clock;
 use crate::config::{Durability, LogConfig};
 use crate::epoch::{EpochCache, EpochEntry};
-use crate::error::{FormatError, LogError, Result};
+use crate::error::{LogError, Result};
 use crate::segment::Segment;
 
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
@@ -94,6 +94,9 @@ impl Inner {
 
 #[derive(Debug, Default)]
 struct SyncState {
+    /// Sealed segments not yet fsynced (interval mode defers their fsync to
+    /// the next flush so a roll never stalls appends).
+    unsynced_sealed: Vec<Arc<Segment>>,
     durable: u64,
     in_progress: bool,
     poison: Option<(&'static str, String)>,
@@ -113,6 +116,8 @@ pub struct Log {
     inner: RwLock<Inner>,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    /// Appends waiting for a writer (see `append.rs`).
+    write_queue: Mutex<Vec<Arc<append::Slot>>>,
     #[cfg(test)]
     fail_fsync: std::sync::atomic::AtomicBool,
 }
@@ -179,6 +184,7 @@ impl Log {
             inner: RwLock::new(Inner { segments, log_start, log_end, high_watermark: log_end, epochs }),
             sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
             synced: Condvar::new(),
+            write_queue: Mutex::new(Vec::new()),
             #[cfg(test)]
             fail_fsync: std::sync::atomic::AtomicBool::new(false),
         })
@@ -283,86 +289,6 @@ impl Log {
         err
     }
 
-    /// Appends one or more complete record batches and returns once the
-    /// durability policy acknowledges them.
-    ///
-    /// Each batch is validated (framing, magic, CRC, records of uncompressed
-    /// batches) before anything is written; one invalid batch rejects the
-    /// whole append. Leaders rewrite base offsets and leader epochs in place
-    /// (outside the CRC), so the stored bytes are the producer's bytes.
-    pub fn append(&self, mut data: BytesMut, origin: AppendOrigin) -> Result<AppendInfo> {
-        let cfg = self.config.read().clone();
-        let guard = self.writer.lock();
-        self.check_writable()?;
-        let mut headers = split_and_validate(&data, cfg.max_message_bytes)?;
-        let now = self.clock.now_ms();
-        let mut next = self.inner.read().log_end;
-        let base_offset = match origin {
-            AppendOrigin::Leader { .. } => next,
-            AppendOrigin::Replica => headers.first().map_or(next, |(_, h)| h.base_offset),
-        };
-        let mut log_append_time = None;
-        for (off, h) in &mut headers {
-            let bytes = &mut data[*off..*off + h.total_len()];
-            match origin {
-                AppendOrigin::Leader { epoch } => {
-                    batch::set_base_offset(bytes, next);
-                    batch::set_leader_epoch(bytes, epoch);
-                    if cfg.timestamp_type == TimestampType::LogAppendTime {
-                        batch::set_log_append_time(bytes, now);
-                        log_append_time = Some(now);
-                    }
-                    *h = BatchHeader::parse(bytes)?;
-                }
-                AppendOrigin::Replica => {
-                    if h.base_offset < next {
-                        return Err(LogError::InvalidArgument(format!(
-                            "replica batch at offset {} does not continue the log ending at {next}",
-                            h.base_offset
-                        )));
-                    }
-                }
-            }
-            next = h.next_offset();
-        }
-        let max_timestamp = headers.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(i64::MIN);
-        let records = headers.iter().map(|(_, h)| u64::from(h.record_count)).sum();
-        let active = self.maybe_roll(&cfg, base_offset, data.len(), next, now)?;
-        if let Err(e) = active.append(&data, &headers, cfg.index_interval_bytes, &cfg.key_index, now) {
-            return Err(self.poison("write", e));
-        }
-        {
-            let mut inner = self.inner.write();
-            for (_, h) in &headers {
-                if let Err(e) = inner.epochs.assign(h.leader_epoch, h.base_offset) {
-                    return Err(self.poison("write leader epoch checkpoint", e));
-                }
-            }
-            inner.log_end = next;
-        }
-        if cfg.durability == Durability::EveryWrite {
-            if let Err(e) = active.sync() {
-                return Err(self.poison("fsync", LogError::io("fsync segment", &active.log_path, e)));
-            }
-            let mut s = self.sync.lock();
-            s.durable = s.durable.max(next);
-            self.synced.notify_all();
-        }
-        drop(guard);
-        if cfg.durability == Durability::GroupCommit {
-            self.wait_durable(next)?;
-        }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: next - 1,
-            batches: headers.len(),
-            records,
-            bytes: data.len(),
-            max_timestamp,
-            log_append_time,
-        })
-    }
-
     /// Rolls to a new segment when the active one is full, too old, or its
     /// relative offsets would overflow. Called with the writer lock held.
     fn maybe_roll(&self, cfg: &LogConfig, base: u64, len: usize, next: u64, now: i64) -> Result<Arc<Segment>> {
@@ -380,18 +306,27 @@ impl Log {
         self.roll(&active, base)
     }
 
-    /// Seals `active` (fsync, index files) and starts a segment at `base`.
+    /// Seals `active` (index files, fsync) and starts a segment at `base`.
+    ///
+    /// Under interval durability the sealed segment's fsync is left to the
+    /// next flush, which then moves the recovery point; otherwise it is
+    /// fsynced here (cheap: group commit already synced almost all of it).
     fn roll(&self, active: &Arc<Segment>, base: u64) -> Result<Arc<Segment>> {
-        if let Err(e) = active.sync() {
+        let cfg = self.config.read().clone();
+        let deferred = matches!(cfg.durability, Durability::Interval(_));
+        if deferred {
+            self.sync.lock().unsynced_sealed.push(active.clone());
+        } else if let Err(e) = active.sync() {
             return Err(self.poison("fsync", LogError::io("fsync segment", &active.log_path, e)));
         }
         active.write_indexes()?;
-        let cfg = self.config.read().clone();
         let seg = Arc::new(Segment::create(&self.dir, base, cfg.key_index.enabled)?);
         sync_dir(&self.dir)?;
         self.inner.write().segments.insert(base, seg.clone());
-        // Everything before the new segment is fsynced: recovery can skip it.
-        write_u64(&self.dir.join(RECOVERY_POINT), base)?;
+        if !deferred {
+            // Everything before the new segment is fsynced: recovery can skip it.
+            write_u64(&self.dir.join(RECOVERY_POINT), base)?;
+        }
         tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
         Ok(seg)
     }
@@ -437,11 +372,18 @@ impl Log {
             let inner = self.inner.read();
             (inner.log_end, inner.active()?.clone())
         };
+        let sealed = std::mem::take(&mut self.sync.lock().unsynced_sealed);
+        for seg in &sealed {
+            seg.sync().map_err(|e| LogError::io("fsync segment", &seg.log_path, e))?;
+        }
         #[cfg(test)]
         if self.fail_fsync.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(LogError::io("fsync segment", &active.log_path, std::io::Error::other("injected EIO")));
         }
         active.sync().map_err(|e| LogError::io("fsync segment", &active.log_path, e))?;
+        if !sealed.is_empty() {
+            write_u64(&self.dir.join(RECOVERY_POINT), active.base_offset)?;
+        }
         Ok(end)
     }
 
@@ -450,34 +392,6 @@ impl Log {
         let end = self.log_end_offset();
         self.wait_durable(end)
     }
-}
-
-/// Splits `data` into batches, validating each. Returns (position, header).
-fn split_and_validate(data: &[u8], max_message_bytes: usize) -> Result<Vec<(usize, BatchHeader)>> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < data.len() {
-        let total = match batch::peek_total_len(&data[off..]) {
-            None => return Err(FormatError::Truncated("batch").into()),
-            Some(r) => r?,
-        };
-        if total > max_message_bytes {
-            return Err(LogError::MessageTooLarge { size: total, max: max_message_bytes });
-        }
-        if total > data.len() - off {
-            return Err(FormatError::Truncated("batch").into());
-        }
-        let h = batch::validate(&data[off..off + total])?;
-        if h.record_count == 0 {
-            return Err(FormatError::InvalidRecord("batch has no records").into());
-        }
-        out.push((off, h));
-        off += total;
-    }
-    if out.is_empty() {
-        return Err(LogError::InvalidArgument("append of zero batches".into()));
-    }
-    Ok(out)
 }
 
 /// Base offsets of the segments in `dir`, ascending; removes leftovers of

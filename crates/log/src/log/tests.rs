@@ -2,11 +2,12 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::batch::{BatchBuilder, Header, NewRecord};
+use crate::batch::{BatchBuilder, Header, NewRecord, TimestampType};
 use crate::clock::ManualClock;
+use crate::error::FormatError;
 use crate::segment::KeyIndexConfig;
 
 const T0: i64 = 1_700_000_000_000;
@@ -450,6 +451,24 @@ fn interval_durability_acknowledges_before_fsync_and_flush_catches_up() {
     assert_eq!(log.durable_offset(), 0);
     log.flush().unwrap();
     assert_eq!(log.durable_offset(), info.last_offset + 1);
+}
+
+#[test]
+fn interval_mode_defers_the_fsync_of_rolled_segments_to_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { durability: Durability::Interval(std::time::Duration::from_secs(1)), ..small_config() };
+    let (log, _) = open(dir.path(), cfg.clone());
+    fill(&log, 30);
+    assert!(log.stats().segments > 2);
+    let rp = || crate::checkpoint::read_u64(&dir.path().join(RECOVERY_POINT));
+    assert_eq!(rp(), None, "no segment was fsynced yet, so recovery must not skip any");
+    log.flush().unwrap();
+    let active_base = *log.inner.read().segments.keys().next_back().unwrap();
+    assert_eq!(rp(), Some(active_base));
+    assert_eq!(log.durable_offset(), 60);
+    drop(log);
+    let (log, _) = open(dir.path(), cfg);
+    assert_eq!(values(&log, 0).len(), 60);
 }
 
 #[test]
