@@ -194,6 +194,11 @@ impl BatchHeader {
         if last_offset_delta < 0 || record_count < 0 {
             return Err(FormatError::InvalidRecord("negative record count or offset delta"));
         }
+        // Offsets are signed 64-bit on the wire: the offset after the batch
+        // must still be representable.
+        if base_offset.checked_add(i64::from(last_offset_delta) + 1).is_none() {
+            return Err(FormatError::InvalidRecord("batch offsets overflow i64"));
+        }
         Ok(BatchHeader {
             base_offset: base_offset as u64,
             batch_length: batch_length as u32,

@@ -254,21 +254,25 @@ impl Segment {
                 stopped_early = true;
                 break;
             }
-            let header = match batch::validate(&buf) {
-                Ok(h) if h.base_offset >= self.meta.read().next_offset => h,
-                Ok(h) => {
-                    tracing::warn!(segment = %self.log_path.display(), pos, offset = h.base_offset, "batch offset goes backwards; truncating");
-                    stopped_early = true;
-                    break;
+            let next_offset = self.meta.read().next_offset;
+            let problem = match batch::validate(&buf) {
+                Err(e) => Some(e.to_string()),
+                Ok(h) if h.base_offset < next_offset => Some(format!("offset {} goes backwards", h.base_offset)),
+                // Relative offsets in the indexes are 32-bit.
+                Ok(h) if h.last_offset() - self.base_offset > u64::from(u32::MAX) => {
+                    Some(format!("offset {} is beyond the segment's range", h.last_offset()))
                 }
-                Err(e) => {
-                    tracing::warn!(segment = %self.log_path.display(), pos, error = %e, "invalid batch; truncating");
-                    stopped_early = true;
-                    break;
+                Ok(h) => {
+                    let key_entries = if keys.enabled { index_keys(&buf, keys) } else { Vec::new() };
+                    self.account_batch(pos, &h, &key_entries, index_interval, None);
+                    None
                 }
             };
-            let key_entries = if keys.enabled { index_keys(&buf, keys) } else { Vec::new() };
-            self.account_batch(pos, &header, &key_entries, index_interval, None);
+            if let Some(problem) = problem {
+                tracing::warn!(segment = %self.log_path.display(), pos, problem, "invalid batch; truncating");
+                stopped_early = true;
+                break;
+            }
             pos += total as u64;
         }
         let truncated = file_len - pos;

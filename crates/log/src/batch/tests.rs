@@ -159,3 +159,15 @@ fn splitter_stops_at_an_incomplete_tail() {
     let got: Vec<_> = BatchSplitter::new(cut).collect::<Result<_, _>>().unwrap();
     assert_eq!(got.len(), 2);
 }
+
+#[test]
+fn offsets_that_overflow_i64_are_rejected() {
+    let mut b = BatchBuilder::new(0);
+    b.push(&NewRecord::default());
+    b.push(&NewRecord::default());
+    let mut batch = b.build();
+    set_base_offset(&mut batch, (i64::MAX - 1) as u64);
+    assert_eq!(BatchHeader::parse(&batch), Err(FormatError::InvalidRecord("batch offsets overflow i64")));
+    set_base_offset(&mut batch, (i64::MAX - 2) as u64);
+    assert_eq!(BatchHeader::parse(&batch).unwrap().next_offset(), i64::MAX as u64);
+}

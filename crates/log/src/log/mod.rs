@@ -298,7 +298,8 @@ impl Log {
             (m.size, m.first_append_ms)
         };
         let too_big = size + len as u64 > cfg.segment_bytes;
-        let too_old = first_append.is_some_and(|t| now - t >= cfg.segment_ms);
+        // Timestamps come from producers and may be anything.
+        let too_old = first_append.is_some_and(|t| now.saturating_sub(t) >= cfg.segment_ms);
         let overflow = next - active.base_offset > u64::from(u32::MAX) || size + len as u64 > u64::from(u32::MAX);
         if size == 0 || !(too_big || too_old || overflow) {
             return Ok(active);

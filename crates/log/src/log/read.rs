@@ -87,8 +87,11 @@ impl Log {
                 .range(..=offset)
                 .next_back()
                 .into_iter()
+                .chain(inner.segments.range(offset + 1..))
+                // The floor segment holds `offset` unless it ends exactly
+                // there; a couple more cover that without cloning them all.
+                .take(3)
                 .map(|(_, s)| s.clone())
-                .chain(inner.segments.range(offset + 1..).map(|(_, s)| s.clone()))
                 .collect();
             (segs, inner.high_watermark, inner.log_start, inner.log_end)
         };

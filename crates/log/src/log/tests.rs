@@ -336,6 +336,38 @@ fn segment_age_survives_a_restart() {
 }
 
 #[test]
+fn producer_timestamps_near_i64_min_do_not_break_segment_age() {
+    // Found by fuzzing: the age of a reopened segment was `now - first
+    // timestamp`, which overflowed.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { segment_ms: 60_000, ..small_config() };
+    let (log, _) = open(dir.path(), cfg.clone());
+    log.append(batch(&["ancient"], i64::MIN + 3), leader()).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let (log, _) = open(dir.path(), cfg);
+    log.append(batch(&["now"], T0), leader()).unwrap();
+    assert_eq!(log.stats().segments, 2, "an ancient first batch makes the segment old enough to roll");
+}
+
+#[test]
+fn recovery_drops_batches_beyond_the_segments_32_bit_offset_range() {
+    // Found by fuzzing: a batch far past its segment's base offset overflowed
+    // the 32-bit relative offsets of the indexes.
+    let dir = tempfile::tempdir().unwrap();
+    let first = batch(&["a"], T0);
+    let mut far = batch(&["b"], T0);
+    crate::batch::set_base_offset(&mut far, 1 << 33);
+    let mut file = first.to_vec();
+    file.extend_from_slice(&far);
+    std::fs::write(dir.path().join("00000000000000000000.log"), file).unwrap();
+    let (log, _) = open(dir.path(), small_config());
+    assert_eq!(log.log_end_offset(), 1);
+    assert_eq!(values(&log, 0), vec![(0, "a".to_string())]);
+    assert_eq!(log.append(batch(&["c"], T0), leader()).unwrap().base_offset, 1);
+}
+
+#[test]
 fn size_retention_keeps_the_log_under_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), LogConfig { retention_bytes: Some(3000), ..small_config() });
