@@ -58,3 +58,45 @@ fn a_bad_config_file_is_reported_with_exit_code_78() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("segment_bytez"), "{err}");
 }
+
+#[test]
+fn sigint_also_shuts_down_cleanly_and_json_logs_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("stderr.log");
+    let ready = dir.path().join("ready.json");
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("FJORD_LISTENERS__HTTP__BIND", "127.0.0.1:0")
+        .env("FJORD_LOG__FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    for _ in 0..3000 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let http: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let url = format!("http://{}", http["http"].as_str().unwrap());
+    let (status, _) = produce(&agent(), &url, "t", 0, &["x".to_string()]);
+    assert_eq!(status, 200);
+    assert!(std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGINT must exit 0, got {status}");
+    assert!(data.join("topics/t/0/.clean-shutdown").exists());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "expected startup and shutdown logs, got {logs:?}");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(logs.contains("broker closed cleanly"));
+}

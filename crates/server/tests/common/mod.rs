@@ -55,8 +55,13 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the exit status.
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+    pub(crate) fn terminate(self) -> std::process::ExitStatus {
+        self.signal("-TERM")
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`), then waits for the exit status.
+    pub(crate) fn signal(mut self, sig: &str) -> std::process::ExitStatus {
+        let ok = Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().unwrap();
         assert!(ok.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
