@@ -338,9 +338,15 @@ fn topic_dir(data: &Path, name: &str) -> PathBuf {
 }
 
 fn write_topic_record(dir: &Path, record: &TopicRecord) -> Result<()> {
-    let json = serde_json::to_vec_pretty(record).map_err(|e| BrokerError::Internal(e.to_string()))?;
-    let path = dir.join(TOPIC_FILE);
-    let tmp = dir.join("topic.json.tmp");
+    write_json_atomic(dir, TOPIC_FILE, record)
+}
+
+/// Replaces `dir/name` with `value` as JSON: temporary file, fsync, rename,
+/// directory fsync. A crash leaves the old or the new file, never a torn one.
+fn write_json_atomic(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, json).map_err(|e| io_err("write", &tmp, e))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("fsync", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
@@ -363,10 +369,13 @@ fn load_cluster_id(dir: &Path) -> Result<String> {
     }
     // Kafka cluster ids are 22-character URL-safe base64 UUIDs; a simple
     // hex UUID without dashes is accepted by clients as an opaque string.
+    if path.exists() {
+        // Never replace an identity we cannot read: clients and replicas
+        // would silently see a different cluster.
+        return Err(BrokerError::Internal(format!("{} is unreadable; restore it or remove it", path.display())));
+    }
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let json = serde_json::to_vec(&ClusterFile { cluster_id: id.clone() })
-        .map_err(|e| BrokerError::Internal(e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| io_err("write", &path, e))?;
+    write_json_atomic(dir, CLUSTER_FILE, &ClusterFile { cluster_id: id.clone() })?;
     Ok(id)
 }
 

@@ -242,3 +242,16 @@ async fn delete_recreate_grow_and_reconfigure_topics() {
     assert_eq!(meta.topics[0].partitions.len(), 4);
     assert_eq!(meta.cluster_id, b.cluster_id());
 }
+
+#[tokio::test]
+async fn the_cluster_id_is_stable_and_never_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), |_| {}).await;
+    let id = b.cluster_id().to_string();
+    b.shutdown().await.unwrap();
+    drop(b);
+    assert_eq!(open(dir.path(), |_| {}).await.cluster_id(), id);
+    std::fs::write(dir.path().join("cluster.json"), b"{\"cluster_id\": ").unwrap();
+    let err = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap_err();
+    assert!(err.to_string().contains("cluster.json"), "{err}");
+}
