@@ -59,17 +59,18 @@ pub const NO_PRODUCER_ID: i64 = -1;
 
 /// Compression codec of a batch's records (attribute bits 0..2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i16)]
 pub enum Compression {
     /// Uncompressed.
-    None,
+    None = 0,
     /// gzip.
-    Gzip,
+    Gzip = 1,
     /// Snappy.
-    Snappy,
+    Snappy = 2,
     /// LZ4 frame.
-    Lz4,
+    Lz4 = 3,
     /// Zstandard.
-    Zstd,
+    Zstd = 4,
 }
 
 impl Compression {
@@ -459,22 +460,29 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
-/// Decodes all records of one complete, uncompressed batch into owned records.
-///
-/// `batch` is shared, so keys and values are zero-copy slices of it.
-pub fn decode_records(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), crate::LogError> {
+/// The records section of one complete batch, decompressed if needed
+/// (bounded by [`crate::compression::MAX_DECOMPRESSED_BYTES`]).
+pub fn records_body(batch: &Bytes) -> Result<(BatchHeader, Bytes), FormatError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_len() > batch.len() {
-        return Err(FormatError::Truncated("batch").into());
+        return Err(FormatError::Truncated("batch"));
     }
-    let compression = header.compression()?;
-    if compression != Compression::None {
-        return Err(crate::LogError::UnsupportedCompression(compression));
-    }
-    let body = &batch[HEADER_LEN..header.total_len()];
-    let slice = |s: &[u8]| batch.slice_ref(s);
+    let raw = batch.slice(HEADER_LEN..header.total_len());
+    let body = match header.compression()? {
+        Compression::None => raw,
+        codec => Bytes::from(crate::compression::decompress(codec, &raw, crate::compression::MAX_DECOMPRESSED_BYTES)?),
+    };
+    Ok((header, body))
+}
+
+/// Decodes all records of one complete batch (decompressing it if needed)
+/// into owned records. Keys and values are zero-copy slices of `batch`, or
+/// of the decompressed buffer.
+pub fn decode_records(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), crate::LogError> {
+    let (header, body) = records_body(batch)?;
+    let slice = |s: &[u8]| body.slice_ref(s);
     let mut out = Vec::with_capacity((header.record_count as usize).min(body.len() / 7 + 1));
-    for rec in RecordIter::new(header, body) {
+    for rec in RecordIter::new(header, &body) {
         let rec = rec?;
         let timestamp = match header.timestamp_type() {
             TimestampType::LogAppendTime => header.max_timestamp,
@@ -542,6 +550,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     transactional: bool,
+    compression: Compression,
     records: Vec<u8>,
     count: u32,
     max_timestamp: i64,
@@ -556,6 +565,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             transactional: false,
+            compression: Compression::None,
             records: Vec::new(),
             count: 0,
             max_timestamp: base_timestamp,
@@ -573,6 +583,12 @@ impl BatchBuilder {
     /// Marks the batch transactional.
     pub fn transactional(mut self, yes: bool) -> Self {
         self.transactional = yes;
+        self
+    }
+
+    /// Compresses the records with `codec` when built.
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
         self
     }
 
@@ -634,11 +650,15 @@ impl BatchBuilder {
         self.count += 1;
     }
 
-    /// Finishes the batch.
-    pub fn build(self) -> BytesMut {
-        let mut b = BytesMut::with_capacity(self.size());
-        let total = HEADER_LEN + self.records.len();
-        let mut attrs: i16 = 0;
+    /// Finishes the batch. Fails only if compression fails.
+    pub fn try_build(self) -> Result<BytesMut, FormatError> {
+        let records = match self.compression {
+            Compression::None => self.records,
+            codec => crate::compression::compress(codec, &self.records)?,
+        };
+        let mut b = BytesMut::with_capacity(HEADER_LEN + records.len());
+        let total = HEADER_LEN + records.len();
+        let mut attrs: i16 = self.compression as i16;
         if self.transactional {
             attrs |= TRANSACTIONAL_BIT;
         }
@@ -655,10 +675,19 @@ impl BatchBuilder {
         b.extend_from_slice(&self.producer_epoch.to_be_bytes());
         b.extend_from_slice(&self.base_sequence.to_be_bytes());
         b.extend_from_slice(&(self.count as i32).to_be_bytes());
-        b.extend_from_slice(&self.records);
+        b.extend_from_slice(&records);
         let crc = compute_crc(&b);
         b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
-        b
+        Ok(b)
+    }
+
+    /// Finishes an uncompressed batch (building one cannot fail).
+    ///
+    /// # Panics
+    /// If a compression codec was set; use [`BatchBuilder::try_build`] then.
+    pub fn build(self) -> BytesMut {
+        assert_eq!(self.compression, Compression::None, "use try_build with compression");
+        self.try_build().expect("building an uncompressed batch cannot fail")
     }
 }
 

@@ -34,6 +34,21 @@ pub enum FormatError {
     /// The compression codec bits name no known codec.
     #[error("unknown compression codec {0}")]
     UnknownCompression(u8),
+    /// Compressed records could not be decompressed.
+    #[error("cannot decompress {codec} records: {reason}")]
+    Decompression {
+        /// Codec name.
+        codec: String,
+        /// What the decompressor said.
+        reason: String,
+    },
+    /// Decompressed records would exceed the limit (a decompression bomb or
+    /// an absurd batch).
+    #[error("decompressed records exceed {max} bytes")]
+    DecompressedTooLarge {
+        /// The limit in bytes.
+        max: usize,
+    },
 }
 
 /// Errors returned by the log store.
@@ -89,9 +104,6 @@ pub enum LogError {
     /// An argument is outside what the log accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// Records use a compression codec this build cannot decode.
-    #[error("compression codec {0:?} is not supported for record decoding")]
-    UnsupportedCompression(crate::batch::Compression),
 }
 
 impl LogError {

@@ -48,6 +48,7 @@
 pub mod batch;
 mod checkpoint;
 pub mod clock;
+pub mod compression;
 mod config;
 mod epoch;
 mod error;

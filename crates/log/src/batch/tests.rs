@@ -171,3 +171,27 @@ fn offsets_that_overflow_i64_are_rejected() {
     set_base_offset(&mut batch, (i64::MAX - 2) as u64);
     assert_eq!(BatchHeader::parse(&batch).unwrap().next_offset(), i64::MAX as u64);
 }
+
+#[test]
+fn compressed_batches_validate_and_decode_with_every_codec() {
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let mut b = BatchBuilder::new(1_000).compression(codec);
+        for i in 0..200 {
+            b.push(&NewRecord {
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(format!("value {i} ").repeat(20))),
+                headers: vec![Header { key: Bytes::from_static(b"h"), value: Some(Bytes::from(format!("{i}"))) }],
+                timestamp: Some(1_000 + i),
+            });
+        }
+        let batch = b.try_build().unwrap();
+        let h = validate(&batch).unwrap();
+        assert_eq!(h.compression().unwrap(), codec);
+        assert!(batch.len() < 200 * 140 / 2, "{codec:?} did not compress: {} bytes", batch.len());
+        let (_, recs) = decode_records(&batch.freeze()).unwrap();
+        assert_eq!(recs.len(), 200, "{codec:?}");
+        assert_eq!(recs[7].key.as_deref(), Some(&b"key-7"[..]));
+        assert_eq!(recs[7].timestamp, 1_007);
+        assert_eq!(recs[199].headers[0].value.as_deref(), Some(&b"199"[..]));
+    }
+}

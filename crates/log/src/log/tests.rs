@@ -368,6 +368,31 @@ fn recovery_drops_batches_beyond_the_segments_32_bit_offset_range() {
 }
 
 #[test]
+fn compressed_batches_are_served_as_records_and_indexed_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(dir.path(), small_config());
+    log.append(batch(&["plain"], T0), leader()).unwrap();
+    let mut b = BatchBuilder::new(T0).compression(crate::batch::Compression::Zstd);
+    for i in 0..50 {
+        b.push(&NewRecord {
+            key: Some(Bytes::from(format!("zk-{i}"))),
+            value: Some(Bytes::from(format!("zv-{i}"))),
+            ..Default::default()
+        });
+    }
+    let info = log.append(b.try_build().unwrap(), leader()).unwrap();
+    assert_eq!((info.base_offset, info.last_offset, info.records), (1, 50, 50));
+    let recs = log.read_records(10, 1 << 20, ReadBound::LogEnd).unwrap();
+    assert_eq!(recs.first().map(|r| r.offset), Some(10), "records before the requested offset are skipped");
+    assert_eq!(recs.last().and_then(|r| r.value.clone()), Some(Bytes::from("zv-49")));
+    assert_eq!(log.lookup_key(b"zk-33", 5).unwrap()[0].offset, 34);
+    drop(log); // unclean: recovery rescans and rebuilds the key index
+    let (log, _) = open(dir.path(), small_config());
+    assert_eq!(log.lookup_key(b"zk-33", 5).unwrap()[0].offset, 34);
+    assert_eq!(values(&log, 0).len(), 51);
+}
+
+#[test]
 fn size_retention_keeps_the_log_under_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), LogConfig { retention_bytes: Some(3000), ..small_config() });
