@@ -341,16 +341,11 @@ fn write_topic_record(dir: &Path, record: &TopicRecord) -> Result<()> {
     write_json_atomic(dir, TOPIC_FILE, record)
 }
 
-/// Replaces `dir/name` with `value` as JSON: temporary file, fsync, rename,
-/// directory fsync. A crash leaves the old or the new file, never a torn one.
+/// Replaces `dir/name` with `value` as JSON, atomically: a crash leaves the
+/// old or the new file, never a torn one.
 fn write_json_atomic(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| BrokerError::Internal(e.to_string()))?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, json).map_err(|e| io_err("write", &tmp, e))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("fsync", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync", dir, e))
+    fjord_log::write_atomic(&dir.join(name), &json).map_err(|e| BrokerError::log(name, e))
 }
 
 fn open_partition(dir: &Path, topic: &str, p: u32, cfg: &LogConfig, clock: &Arc<dyn Clock>) -> Result<Arc<Partition>> {

@@ -463,14 +463,29 @@ impl<'a> Iterator for RecordIter<'a> {
 /// The records section of one complete batch, decompressed if needed
 /// (bounded by [`crate::compression::MAX_DECOMPRESSED_BYTES`]).
 pub fn records_body(batch: &Bytes) -> Result<(BatchHeader, Bytes), FormatError> {
+    let (header, body) = records_slice(batch)?;
+    let body = match body {
+        std::borrow::Cow::Borrowed(b) => batch.slice_ref(b),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    };
+    Ok((header, body))
+}
+
+/// Like [`records_body`] for a plain slice: the records section borrowed
+/// when uncompressed, decompressed (bounded) otherwise.
+pub fn records_slice(batch: &[u8]) -> Result<(BatchHeader, std::borrow::Cow<'_, [u8]>), FormatError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_len() > batch.len() {
         return Err(FormatError::Truncated("batch"));
     }
-    let raw = batch.slice(HEADER_LEN..header.total_len());
+    let raw = &batch[HEADER_LEN..header.total_len()];
     let body = match header.compression()? {
-        Compression::None => raw,
-        codec => Bytes::from(crate::compression::decompress(codec, &raw, crate::compression::MAX_DECOMPRESSED_BYTES)?),
+        Compression::None => std::borrow::Cow::Borrowed(raw),
+        codec => std::borrow::Cow::Owned(crate::compression::decompress(
+            codec,
+            raw,
+            crate::compression::MAX_DECOMPRESSED_BYTES,
+        )?),
     };
     Ok((header, body))
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use crate::error::{LogError, Result};
 
-/// Atomically replaces `path` with `contents`.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// Atomically replaces `path` with `contents` (for small metadata files).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)

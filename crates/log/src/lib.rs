@@ -58,6 +58,7 @@ mod log;
 mod segment;
 pub mod varint;
 
+pub use checkpoint::write_atomic;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, LogConfig};
 pub use epoch::EpochEntry;

@@ -77,27 +77,13 @@ pub(crate) fn file_stem(base: u64) -> String {
 }
 
 fn index_keys(batch_bytes: &[u8], cfg: &KeyIndexConfig) -> Vec<(u64, u32)> {
-    let Ok(header) = BatchHeader::parse(batch_bytes) else { return Vec::new() };
-    if header.is_control() || batch_bytes.len() < header.total_len() {
+    // Unreadable batches (bad codec payload) simply contribute no keys.
+    let Ok((header, body)) = batch::records_slice(batch_bytes) else { return Vec::new() };
+    if header.is_control() {
         return Vec::new();
     }
-    let decompressed;
-    let body: &[u8] = match header.compression() {
-        Ok(batch::Compression::None) => &batch_bytes[HEADER_LEN..header.total_len()],
-        Ok(codec) => {
-            let raw = &batch_bytes[HEADER_LEN..header.total_len()];
-            match crate::compression::decompress(codec, raw, crate::compression::MAX_DECOMPRESSED_BYTES) {
-                Ok(v) => {
-                    decompressed = v;
-                    &decompressed
-                }
-                Err(_) => return Vec::new(),
-            }
-        }
-        Err(_) => return Vec::new(),
-    };
     let mut out = Vec::new();
-    for rec in batch::RecordIter::new(header, body).flatten() {
+    for rec in batch::RecordIter::new(header, &body).flatten() {
         let rel = rec.offset_delta as u32;
         if let Some(k) = rec.key {
             out.push((key_hash(k), rel));
