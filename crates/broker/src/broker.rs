@@ -88,6 +88,7 @@ pub struct Broker {
     pub(crate) listeners: RwLock<BTreeMap<String, String>>,
     pub(crate) shutdown: watch::Sender<bool>,
     started_ms: i64,
+    producer_ids: crate::producers::ProducerIds,
 }
 
 impl Broker {
@@ -96,14 +97,15 @@ impl Broker {
     pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let cfg = config.clone();
         let clk = clock.clone();
-        let (cluster_id, topics, offsets) = blocking(move || -> Result<_> {
+        let (cluster_id, topics, offsets, producer_ids) = blocking(move || -> Result<_> {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
             let cluster_id = load_cluster_id(dir)?;
             let topics = load_topics(&cfg, &clk)?;
             let offsets = OffsetStore::open(&dir.join(OFFSETS_DIR), clk.clone(), cfg.offsets_compact_bytes)?;
-            Ok((cluster_id, topics, offsets))
+            let producer_ids = crate::producers::ProducerIds::open(dir)?;
+            Ok((cluster_id, topics, offsets, producer_ids))
         })
         .await??;
         let (shutdown, _) = watch::channel(false);
@@ -121,7 +123,14 @@ impl Broker {
             listeners: RwLock::new(BTreeMap::new()),
             shutdown,
             started_ms,
+            producer_ids,
         }))
+    }
+
+    /// A new idempotent-producer id (epoch 0), never handed out before.
+    pub async fn allocate_producer_id(self: &Arc<Self>) -> Result<i64> {
+        let me = self.clone();
+        blocking(move || me.producer_ids.allocate()).await?
     }
 
     /// The broker configuration.
@@ -162,6 +171,17 @@ impl Broker {
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics.read().values().cloned().collect()
+    }
+
+    /// The topic with this id (ids are stable across renames and never
+    /// reused, unlike names).
+    pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().values().find(|t| t.id() == *id).cloned()
+    }
+
+    /// Whether unknown topics are created when clients ask for them.
+    pub fn auto_create_topics(&self) -> bool {
+        self.config.auto_create_topics
     }
 
     /// A partition, or the precise reason it is not there.

@@ -56,6 +56,27 @@ pub enum BrokerError {
     /// A request argument is invalid.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("producer {producer_id}: sequence {got} does not follow {expected_after:?}")]
+    OutOfOrderSequence {
+        /// Producer id.
+        producer_id: i64,
+        /// Last sequence appended in this epoch, if any.
+        expected_after: Option<i32>,
+        /// First sequence of the refused batch.
+        got: i32,
+    },
+    /// An idempotent producer wrote with an epoch older than its current one
+    /// (a zombie instance was fenced by a newer one).
+    #[error("producer {producer_id}: epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Epoch of the refused batch.
+        epoch: i16,
+        /// Current epoch.
+        current: i16,
+    },
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

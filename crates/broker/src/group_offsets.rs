@@ -32,6 +32,20 @@ impl Broker {
             return Err(BrokerError::InvalidRequest("group id must not be empty".into()));
         }
         self.groups.validate_member(group, &who.member_id, who.generation_id, who.group_instance_id.as_deref())?;
+        self.commit_offsets_unchecked(group, offsets).await
+    }
+
+    /// Stores committed offsets without checking membership: for callers
+    /// that validated the committer themselves (consumer-protocol groups,
+    /// whose members are tracked by their own coordinator).
+    pub async fn commit_offsets_unchecked(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<Vec<(TopicPartition, Result<()>)>> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidRequest("group id must not be empty".into()));
+        }
         let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(offsets.len());
         let mut entries = Vec::new();

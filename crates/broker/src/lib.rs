@@ -44,6 +44,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partition;
 pub mod produce;
+pub mod producers;
 pub mod topic;
 
 pub use broker::{Broker, BrokerConfig};

@@ -39,12 +39,13 @@ pub struct Partition {
     log: Arc<Log>,
     leader_epoch: i32,
     high_watermark: watch::Sender<u64>,
+    pub(crate) producers: crate::producers::ProducerTable,
 }
 
 impl Partition {
     pub(crate) fn new(id: TopicPartition, log: Log, leader_epoch: i32) -> Partition {
         let (high_watermark, _) = watch::channel(log.high_watermark());
-        Partition { id, log: Arc::new(log), leader_epoch, high_watermark }
+        Partition { id, log: Arc::new(log), leader_epoch, high_watermark, producers: Default::default() }
     }
 
     /// The partition's identity.
@@ -91,6 +92,11 @@ impl Topic {
     /// The stored description (id, partition count, config overrides).
     pub fn record(&self) -> TopicRecord {
         self.record.read().clone()
+    }
+
+    /// Topic id.
+    pub fn id(&self) -> uuid::Uuid {
+        self.record.read().id
     }
 
     /// Topic name.

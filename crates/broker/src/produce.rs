@@ -5,7 +5,12 @@ use fjord_log::{AppendOrigin, Durability, ReadBound};
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result, blocking};
-use crate::partition::TopicPartition;
+use std::sync::Arc;
+
+use fjord_log::batch::BatchHeader;
+
+use crate::partition::{Partition, TopicPartition};
+use crate::producers::{BatchMeta, Check, Sequenced};
 
 /// Outcome of a produce to one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,41 @@ impl Broker {
             return Err(BrokerError::ShuttingDown);
         }
         let partition = self.partition_or_create(tp).await?;
+        let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;
+        let Some(sequenced) = Sequenced::of(&header) else {
+            return self.append(&partition, data).await;
+        };
+        // Idempotent: one batch per request (as Kafka requires for v2
+        // batches), checked and appended under this producer's lock.
+        if header.total_len() != data.len() {
+            return Err(BrokerError::InvalidRequest(
+                "an idempotent produce must carry exactly one record batch".into(),
+            ));
+        }
+        if header.is_transactional() {
+            return Err(BrokerError::InvalidRequest("transactional batches are not supported yet".into()));
+        }
+        let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
+        let mut guard = entry.lock().await;
+        let (known, state) = &mut *guard;
+        match state.check(*known, &sequenced)? {
+            Check::Duplicate(m) => Ok(ProduceResult {
+                base_offset: m.base_offset,
+                last_offset: m.last_offset,
+                log_append_time: m.log_append_time,
+                log_start_offset: partition.log().log_start_offset(),
+            }),
+            Check::Append => {
+                let r = self.append(&partition, data).await?;
+                state.record(&sequenced, |f, l| BatchMeta::new(f, l, r.base_offset, r.last_offset, r.log_append_time));
+                *known = true;
+                Ok(r)
+            }
+        }
+    }
+
+    async fn append(&self, partition: &Arc<Partition>, data: BytesMut) -> Result<ProduceResult> {
+        let tp = partition.id().clone();
         let p = partition.clone();
         let epoch = partition.leader_epoch();
         let info = blocking(move || p.log().append(data, AppendOrigin::Leader { epoch }))

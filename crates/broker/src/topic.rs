@@ -119,6 +119,41 @@ impl TopicConfig {
         }
     }
 
+    /// Every topic configuration key with its effective value and whether
+    /// it is overridden for this topic (`true`) or the broker default.
+    pub fn effective_entries(&self, defaults: &LogConfig) -> Vec<(&'static str, String, bool)> {
+        let c = self.apply(defaults);
+        let d = defaults;
+        TOPIC_CONFIG_KEYS
+            .iter()
+            .map(|&key| {
+                let default = match key {
+                    "cleanup.policy" => "delete".to_string(),
+                    "retention.ms" => d.retention_ms.unwrap_or(-1).to_string(),
+                    "retention.bytes" => d.retention_bytes.map_or(-1, |v| v as i64).to_string(),
+                    "segment.bytes" => d.segment_bytes.to_string(),
+                    "segment.ms" => d.segment_ms.to_string(),
+                    "max.message.bytes" => d.max_message_bytes.to_string(),
+                    "index.interval.bytes" => d.index_interval_bytes.to_string(),
+                    "message.timestamp.type" => timestamp_type_name(d.timestamp_type).to_string(),
+                    "fjord.durability" => durability_name(d.durability).to_string(),
+                    "fjord.flush.interval.ms" => match c.durability {
+                        Durability::Interval(i) => i.as_millis().to_string(),
+                        _ => match d.durability {
+                            Durability::Interval(i) => i.as_millis().to_string(),
+                            _ => "1000".to_string(),
+                        },
+                    },
+                    _ => String::new(),
+                };
+                match self.0.get(key) {
+                    Some(v) => (key, v.clone(), true),
+                    None => (key, default, false),
+                }
+            })
+            .collect()
+    }
+
     /// The effective log configuration: `defaults` with these overrides.
     pub fn apply(&self, defaults: &LogConfig) -> LogConfig {
         let mut c = defaults.clone();
@@ -168,6 +203,21 @@ impl TopicConfig {
             c.retention_bytes = None;
         }
         c
+    }
+}
+
+fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
+    }
+}
+
+fn durability_name(d: Durability) -> &'static str {
+    match d {
+        Durability::EveryWrite => "every-write",
+        Durability::GroupCommit => "group-commit",
+        Durability::Interval(_) => "interval",
     }
 }
 

@@ -108,7 +108,7 @@ pub async fn run(
         if !l.enabled {
             continue;
         }
-        if name != "http" {
+        if !matches!(name, "http" | "kafka") {
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
@@ -124,15 +124,25 @@ pub async fn run(
         broker.set_advertised_listener(name, advertised.clone());
         bound.insert(name.to_string(), serde_json::Value::String(advertised));
         tracing::info!(listener = name, %local, "listening");
-        let app = fjord_admin::router(http_state.clone());
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
+        let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
+            "kafka" => {
+                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), fjord_kafka::KafkaConfig::default());
+                tokio::spawn(async move { Ok(fjord_kafka::serve(listener, gateway, stop).await?) })
+            }
+            _ => {
+                let app = fjord_admin::router(http_state.clone());
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.changed().await;
+                        })
+                        .await?;
+                    Ok(())
                 })
-                .await
-        }));
+            }
+        };
+        servers.push(server);
     }
     if let Some(path) = &opts.ready_file {
         let tmp = path.with_extension("tmp");

@@ -12,6 +12,7 @@ async fn runs_on_an_injected_listener_with_an_injected_clock_and_stops_on_signal
     let dir = tempfile::tempdir().unwrap();
     let mut config = fjord_config::Config::default();
     config.node.data_dir = dir.path().join("data");
+    config.listeners.kafka.bind = "127.0.0.1:0".to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let clock = Arc::new(ManualClock::new(1_234_000));

@@ -72,6 +72,7 @@ fn sigint_also_shuts_down_cleanly_and_json_logs_are_json() {
         .arg("--ready-file")
         .arg(&ready)
         .env("FJORD_LISTENERS__HTTP__BIND", "127.0.0.1:0")
+        .env("FJORD_LISTENERS__KAFKA__BIND", "127.0.0.1:0")
         .env("FJORD_LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
         .stderr(stderr)

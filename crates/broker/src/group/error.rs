@@ -88,6 +88,60 @@ pub enum GroupError {
     #[error("the group coordinator is not available")]
     CoordinatorNotAvailable,
 
+    /// A malformed request (Kafka INVALID_REQUEST), e.g. a ConsumerGroupHeartbeat that joins
+    /// without a subscription or reports owned partitions while joining.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong with the request.
+        reason: String,
+    },
+
+    /// KIP-848: the member epoch in the request is neither the member's current epoch nor an
+    /// accepted previous one; the member must give up its partitions and rejoin with epoch 0.
+    #[error("member `{member_id}` sent epoch {received} but its current epoch is {current}")]
+    FencedMemberEpoch {
+        /// The member id named by the request.
+        member_id: String,
+        /// The epoch the request carried.
+        received: i32,
+        /// The member's epoch known by the coordinator.
+        current: i32,
+    },
+
+    /// KIP-848: a static member joins while another member still holds its instance id.
+    #[error("instance id `{group_instance_id}` is still used by another member of the group")]
+    UnreleasedInstanceId {
+        /// The instance id that is not released.
+        group_instance_id: String,
+    },
+
+    /// KIP-848: the member asked for a server-side assignor the coordinator does not offer.
+    #[error("server assignor `{assignor}` is not supported")]
+    UnsupportedAssignor {
+        /// The requested assignor name.
+        assignor: String,
+    },
+
+    /// KIP-848: an offset commit or fetch carries a member epoch other than the member's current one.
+    #[error("member `{member_id}` sent epoch {received} but its current epoch is {current}")]
+    StaleMemberEpoch {
+        /// The member id named by the request.
+        member_id: String,
+        /// The epoch the request carried.
+        received: i32,
+        /// The member's current epoch.
+        current: i32,
+    },
+
+    /// KIP-848: the subscribed topic regular expression does not compile.
+    #[error("invalid regular expression `{regex}`: {reason}")]
+    InvalidRegularExpression {
+        /// The regular expression as sent.
+        regex: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
     /// An internal invariant did not hold. This is a bug in the coordinator, reported instead
     /// of panicking so that one bad group cannot take the broker down.
     #[error("internal group coordinator error: {0}")]
@@ -110,6 +164,12 @@ impl GroupError {
             GroupError::NonEmptyGroup { .. } => 68,
             GroupError::GroupIdNotFound { .. } => 69,
             GroupError::CoordinatorNotAvailable => 15,
+            GroupError::InvalidRequest { .. } => 42,
+            GroupError::FencedMemberEpoch { .. } => 110,
+            GroupError::UnreleasedInstanceId { .. } => 111,
+            GroupError::UnsupportedAssignor { .. } => 112,
+            GroupError::StaleMemberEpoch { .. } => 113,
+            GroupError::InvalidRegularExpression { .. } => 128,
             GroupError::UnknownServerError(_) => -1,
         }
     }

@@ -76,6 +76,7 @@
 //!   join order (Kafka leaves it to hash-map order).
 
 pub mod assign;
+pub mod consumer;
 mod coordinator;
 mod error;
 mod join;
@@ -90,6 +91,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use consumer::{ConsumerGroupConfig, ConsumerGroups, TopicMetadataSource};
 pub use coordinator::GroupCoordinator;
 pub use error::GroupError;
 pub use types::{

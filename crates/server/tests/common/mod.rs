@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) http: String,
+    /// Kafka listener address (`host:port`).
+    pub(crate) kafka: String,
     pub(crate) data: PathBuf,
 }
 
@@ -26,6 +28,7 @@ impl Server {
             .arg("--ready-file")
             .arg(&ready)
             .env("FJORD_LISTENERS__HTTP__BIND", "127.0.0.1:0")
+            .env("FJORD_LISTENERS__KAFKA__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -40,7 +43,8 @@ impl Server {
                 && let Ok(v) = serde_json::from_str::<Value>(&text)
             {
                 let http = format!("http://{}", v["http"].as_str().unwrap());
-                return Server { child, http, data: data.to_path_buf() };
+                let kafka = v["kafka"].as_str().unwrap_or_default().to_string();
+                return Server { child, http, kafka, data: data.to_path_buf() };
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("fjord exited before becoming ready: {status}");

@@ -1,0 +1,319 @@
+//! Idempotent producers: durable producer-id allocation and per-partition
+//! sequence checks (Kafka's KIP-98 idempotence, without transactions).
+//!
+//! ## Producer ids
+//! Ids are handed out from blocks of [`ID_BLOCK`]; the end of the current
+//! block is written to `<data>/producer-ids.json` (atomically, fsynced)
+//! *before* any id of the block is given out, so a restart never reissues
+//! an id, whatever happens in between.
+//!
+//! ## Sequence checks
+//! Each partition remembers, per producer id, its epoch and its last
+//! [`CACHED_BATCHES`] batches (first and last sequence, offsets). An append
+//! from an idempotent producer is checked against that entry under the
+//! producer's own lock, held until the append is acknowledged, so checks and
+//! appends of one producer are serialised while different producers still
+//! share group commits:
+//! - a batch equal to a cached one is a duplicate (a retry): it is not
+//!   written again and the original offsets are returned;
+//! - an older epoch is fenced (`INVALID_PRODUCER_EPOCH`);
+//! - a new epoch must start at sequence 0;
+//! - otherwise the first sequence must follow the last one (wrapping at
+//!   `i32::MAX`), else `OUT_OF_ORDER_SEQUENCE_NUMBER`;
+//! - an unknown producer may start anywhere (its state may have been
+//!   dropped with old data), as in Kafka.
+//!
+//! The state is rebuilt lazily, on the first idempotent append after the
+//! partition opened, from the batch headers of the last
+//! [`REBUILD_WINDOW`] offsets of the log: a producer that retries after a
+//! broker crash finds its batches there. Producers idle for longer are
+//! treated as unknown.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fjord_log::batch::BatchHeader;
+use fjord_log::{Log, ReadBound};
+use parking_lot::Mutex;
+
+use crate::error::{BrokerError, Result};
+
+/// Producer ids reserved durably at a time.
+pub const ID_BLOCK: i64 = 1000;
+/// Batches remembered per producer (Kafka's `max.in.flight` limit for
+/// idempotence is 5).
+pub const CACHED_BATCHES: usize = 5;
+/// Offsets of log tail scanned to rebuild producer state.
+pub const REBUILD_WINDOW: u64 = 1_000_000;
+
+const IDS_FILE: &str = "producer-ids.json";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct IdsFile {
+    next_block: i64,
+}
+
+/// Allocates producer ids that are never reused.
+#[derive(Debug)]
+pub struct ProducerIds {
+    dir: PathBuf,
+    /// (next id to give out, end of the durably reserved block)
+    state: Mutex<(i64, i64)>,
+}
+
+impl ProducerIds {
+    pub(crate) fn open(dir: &Path) -> Result<ProducerIds> {
+        let path = dir.join(IDS_FILE);
+        let next_block = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<IdsFile>(&bytes)
+                    .map_err(|e| BrokerError::Internal(format!("{} is unreadable: {e}", path.display())))?
+                    .next_block
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(BrokerError::Internal(format!("reading {}: {e}", path.display()))),
+        };
+        Ok(ProducerIds { dir: dir.to_path_buf(), state: Mutex::new((next_block, next_block)) })
+    }
+
+    /// A fresh producer id. Blocks briefly (an fsync) once per [`ID_BLOCK`].
+    pub(crate) fn allocate(&self) -> Result<i64> {
+        let mut s = self.state.lock();
+        if s.0 >= s.1 {
+            let end = s.1 + ID_BLOCK;
+            let json =
+                serde_json::to_vec(&IdsFile { next_block: end }).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            fjord_log::write_atomic(&self.dir.join(IDS_FILE), &json).map_err(|e| BrokerError::log(IDS_FILE, e))?;
+            s.1 = end;
+        }
+        let id = s.0;
+        s.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Where a batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchMeta {
+    first_seq: i32,
+    last_seq: i32,
+    pub(crate) base_offset: u64,
+    pub(crate) last_offset: u64,
+    pub(crate) log_append_time: Option<i64>,
+}
+
+/// One producer's state in one partition.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+}
+
+/// Outcome of a sequence check.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Append it.
+    Append,
+    /// Already appended: answer with these offsets.
+    Duplicate(BatchMeta),
+}
+
+/// The identity and sequence range of an idempotent batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sequenced {
+    pub(crate) producer_id: i64,
+    epoch: i16,
+    first_seq: i32,
+    last_seq: i32,
+}
+
+impl Sequenced {
+    pub(crate) fn of(h: &BatchHeader) -> Option<Sequenced> {
+        (h.producer_id >= 0).then(|| Sequenced {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            first_seq: h.base_sequence,
+            last_seq: add_seq(h.base_sequence, h.last_offset_delta as i32),
+        })
+    }
+}
+
+fn add_seq(seq: i32, delta: i32) -> i32 {
+    // Sequences wrap from i32::MAX to 0.
+    ((i64::from(seq) + i64::from(delta)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+impl ProducerEntry {
+    pub(crate) fn check(&self, known: bool, b: &Sequenced) -> Result<Check> {
+        if !known {
+            return Ok(Check::Append);
+        }
+        if b.epoch < self.epoch {
+            return Err(BrokerError::InvalidProducerEpoch {
+                producer_id: b.producer_id,
+                epoch: b.epoch,
+                current: self.epoch,
+            });
+        }
+        if b.epoch > self.epoch {
+            return if b.first_seq == 0 { Ok(Check::Append) } else { Err(out_of_order(b, None)) };
+        }
+        if let Some(m) = self.batches.iter().find(|m| m.first_seq == b.first_seq && m.last_seq == b.last_seq) {
+            return Ok(Check::Duplicate(*m));
+        }
+        match self.batches.back() {
+            Some(last) if add_seq(last.last_seq, 1) == b.first_seq => Ok(Check::Append),
+            None => Ok(Check::Append),
+            Some(last) => Err(out_of_order(b, Some(last.last_seq))),
+        }
+    }
+
+    pub(crate) fn record(&mut self, b: &Sequenced, meta_of: impl FnOnce(i32, i32) -> BatchMeta) {
+        if b.epoch != self.epoch {
+            self.epoch = b.epoch;
+            self.batches.clear();
+        }
+        self.batches.push_back(meta_of(b.first_seq, b.last_seq));
+        while self.batches.len() > CACHED_BATCHES {
+            self.batches.pop_front();
+        }
+    }
+}
+
+impl BatchMeta {
+    pub(crate) fn new(first_seq: i32, last_seq: i32, base_offset: u64, last_offset: u64, t: Option<i64>) -> Self {
+        BatchMeta { first_seq, last_seq, base_offset, last_offset, log_append_time: t }
+    }
+}
+
+fn out_of_order(b: &Sequenced, last: Option<i32>) -> BrokerError {
+    BrokerError::OutOfOrderSequence { producer_id: b.producer_id, expected_after: last, got: b.first_seq }
+}
+
+/// One producer's entry behind its own lock; `.0` says whether the
+/// producer was known before (unknown producers may start at any sequence).
+pub(crate) type SharedEntry = Arc<tokio::sync::Mutex<(bool, ProducerEntry)>>;
+
+/// Per-partition producer states: one lock per producer id.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerTable {
+    loaded: tokio::sync::OnceCell<()>,
+    entries: Mutex<HashMap<i64, SharedEntry>>,
+}
+
+impl ProducerTable {
+    /// The entry of `producer_id` (`.0` says whether it was known), after
+    /// rebuilding the table from the log on first use.
+    pub(crate) async fn entry(&self, log: &Arc<Log>, producer_id: i64) -> Result<SharedEntry> {
+        self.loaded
+            .get_or_try_init(|| async {
+                let log = log.clone();
+                let rebuilt = crate::error::blocking(move || rebuild(&log)).await??;
+                let mut entries = self.entries.lock();
+                for (pid, e) in rebuilt {
+                    entries.entry(pid).or_insert_with(|| Arc::new(tokio::sync::Mutex::new((true, e))));
+                }
+                Ok::<(), BrokerError>(())
+            })
+            .await?;
+        Ok(self.entries.lock().entry(producer_id).or_default().clone())
+    }
+}
+
+/// Producer states from the batch headers of the log's tail.
+fn rebuild(log: &Log) -> Result<HashMap<i64, ProducerEntry>> {
+    let ctx = |e| BrokerError::log("rebuilding producer state", e);
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset().max(end.saturating_sub(REBUILD_WINDOW));
+    let mut states: HashMap<i64, ProducerEntry> = HashMap::new();
+    while offset < end {
+        let read = log.read(offset, 8 << 20, ReadBound::LogEnd).map_err(ctx)?;
+        let Some(slice) = read.slice else { break };
+        let bytes = slice.to_bytes().map_err(ctx)?;
+        let mut pos = 0;
+        let before = offset;
+        while pos < bytes.len() {
+            let Ok(h) = BatchHeader::parse(&bytes[pos..]) else { break };
+            if let Some(s) = Sequenced::of(&h) {
+                let e = states.entry(s.producer_id).or_default();
+                e.record(&s, |f, l| BatchMeta::new(f, l, h.base_offset, h.last_offset(), None));
+            }
+            offset = h.next_offset();
+            pos += h.total_len();
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(pid: i64, epoch: i16, first: i32, count: i32) -> Sequenced {
+        Sequenced { producer_id: pid, epoch, first_seq: first, last_seq: add_seq(first, count - 1) }
+    }
+
+    fn append(e: &mut ProducerEntry, s: &Sequenced, base: u64) {
+        e.record(s, |f, l| BatchMeta::new(f, l, base, base + (l - f) as u64, None));
+    }
+
+    #[test]
+    fn in_order_duplicates_gaps_and_epochs() {
+        let mut e = ProducerEntry::default();
+        let b0 = seq(7, 0, 0, 10);
+        assert_eq!(e.check(false, &b0).unwrap(), Check::Append);
+        append(&mut e, &b0, 100);
+        let b1 = seq(7, 0, 10, 5);
+        assert_eq!(e.check(true, &b1).unwrap(), Check::Append);
+        append(&mut e, &b1, 110);
+        // A retry of an acknowledged batch returns its original offsets.
+        match e.check(true, &b0).unwrap() {
+            Check::Duplicate(m) => assert_eq!((m.base_offset, m.last_offset), (100, 109)),
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+        // A gap is refused.
+        assert!(matches!(e.check(true, &seq(7, 0, 16, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
+        // A new epoch restarts at 0; anything else is out of order.
+        assert!(matches!(e.check(true, &seq(7, 1, 3, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
+        assert_eq!(e.check(true, &seq(7, 1, 0, 1)).unwrap(), Check::Append);
+        append(&mut e, &seq(7, 1, 0, 1), 200);
+        // The old epoch is fenced.
+        assert!(matches!(e.check(true, &seq(7, 0, 15, 1)), Err(BrokerError::InvalidProducerEpoch { .. })));
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut e = ProducerEntry::default();
+        let b = seq(1, 0, i32::MAX - 1, 2);
+        append(&mut e, &b, 0);
+        assert_eq!(e.check(true, &seq(1, 0, 0, 3)).unwrap(), Check::Append);
+        assert!(e.check(true, &seq(1, 0, 1, 3)).is_err());
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut e = ProducerEntry::default();
+        for i in 0..7 {
+            append(&mut e, &seq(1, 0, i, 1), i as u64);
+        }
+        assert_eq!(e.batches.len(), CACHED_BATCHES);
+        assert!(matches!(e.check(true, &seq(1, 0, 6, 1)).unwrap(), Check::Duplicate(_)));
+        // Too old to be recognised, and not next in sequence.
+        assert!(e.check(true, &seq(1, 0, 0, 1)).is_err());
+    }
+
+    #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ProducerIds::open(dir.path()).unwrap();
+        let first: Vec<i64> = (0..3).map(|_| a.allocate().unwrap()).collect();
+        assert_eq!(first, vec![0, 1, 2]);
+        drop(a);
+        let b = ProducerIds::open(dir.path()).unwrap();
+        assert_eq!(b.allocate().unwrap(), ID_BLOCK);
+    }
+}

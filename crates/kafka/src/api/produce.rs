@@ -1,0 +1,122 @@
+//! Produce: stores each partition's record batch as sent (no re-encoding),
+//! after `fjord-log` checked its framing and CRC. Partitions of one request
+//! are appended concurrently, so they share group commits.
+
+use bytes::BytesMut;
+use fjord_broker::{BrokerError, TopicPartition};
+use fjord_kafka_codec::kafka_protocol::error::ResponseError;
+use fjord_kafka_codec::kafka_protocol::messages::ProduceRequest;
+use fjord_kafka_codec::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use futures_util::future::join_all;
+
+use super::{RequestContext, sb, topic_name};
+use crate::errors;
+
+pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    if !matches!(acks, -1..=1) {
+        let topics = req
+            .topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| failed(p.index, ResponseError::InvalidRequiredAcks.code(), None))
+                            .collect(),
+                    )
+            })
+            .collect();
+        return Some(ProduceResponse::default().with_responses(topics));
+    }
+    if req.transactional_id.is_some() {
+        let topics = req
+            .topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                failed(
+                                    p.index,
+                                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                                    (ctx.version() >= 8).then_some("transactions are not supported yet"),
+                                )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return Some(ProduceResponse::default().with_responses(topics));
+    }
+
+    let broker = &ctx.gw.broker;
+    let v = ctx.version();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let name = topic_name(ctx, t.name.as_str(), &t.topic_id);
+        let results = join_all(t.partition_data.into_iter().map(|p| {
+            let name = name.clone();
+            async move {
+                let Some(name) = name else {
+                    return failed(p.index, ResponseError::UnknownTopicId.code(), None);
+                };
+                let Some(records) = p.records else {
+                    return failed(p.index, ResponseError::InvalidRecord.code(), (v >= 8).then_some("no records"));
+                };
+                let Ok(index) = u32::try_from(p.index) else {
+                    return failed(p.index, ResponseError::UnknownTopicOrPartition.code(), None);
+                };
+                let tp = TopicPartition::new(name, index);
+                // Produce never creates topics (Kafka creates them on
+                // Metadata only); an unknown one is an error to retry.
+                if let Err(e) = broker.partition(&tp) {
+                    return failed(p.index, errors::code(&e), None);
+                }
+                match broker.produce(&tp, BytesMut::from(records)).await {
+                    Ok(r) => PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_base_offset(r.base_offset as i64)
+                        .with_log_append_time_ms(r.log_append_time.unwrap_or(-1))
+                        .with_log_start_offset(if v >= 5 { r.log_start_offset as i64 } else { -1 }),
+                    Err(e) => {
+                        if !matches!(e, BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. }) {
+                            tracing::debug!(%tp, error = %e, "produce refused");
+                        }
+                        failed(p.index, errors::code(&e), (v >= 8).then(|| e.to_string()).as_deref())
+                    }
+                }
+            }
+        }))
+        .await;
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(results),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}
+
+fn failed(index: i32, code: i16, message: Option<&str>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(sb))
+}

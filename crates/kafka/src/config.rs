@@ -1,0 +1,24 @@
+//! Gateway settings.
+
+/// Settings of the Kafka gateway (Kafka broker config names in the docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `socket.request.max.bytes`: largest request frame accepted (Produce).
+    pub max_request_bytes: usize,
+    /// Largest frame for every API other than Produce: these carry no
+    /// record data, so a much lower limit bounds what an unauthenticated
+    /// peer can make the broker read and decode.
+    pub max_control_request_bytes: usize,
+    /// `group.consumer.heartbeat.interval.ms` for KIP-848 groups.
+    pub consumer_heartbeat_interval_ms: i32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            max_request_bytes: 100 * 1024 * 1024,
+            max_control_request_bytes: 8 * 1024 * 1024,
+            consumer_heartbeat_interval_ms: 5_000,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! One client connection: frames in, responses out, strictly in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_kafka_codec::kafka_protocol::messages::ApiKey;
+use fjord_kafka_codec::peek_api;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::error::KafkaError;
+use crate::server::KafkaGateway;
+
+/// Read buffer growth step: a peer that announces a large frame but sends
+/// slowly holds at most this much more than it actually sent.
+const READ_CHUNK: usize = 256 * 1024;
+
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gw: Arc<KafkaGateway>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KafkaError> {
+    let io = |context| move |source| KafkaError::Io { context, source };
+    stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let client_host = peer.ip().to_string();
+    loop {
+        let size = tokio::select! {
+            r = rd.read_i32() => match r {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(io("reading a frame size")(e)),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let frame = read_frame(&mut rd, size, &gw).await?;
+        let response = gw.handle_frame(frame, &client_host).await?;
+        if let Some(bytes) = response {
+            wr.write_all(&bytes).await.map_err(io("writing a response"))?;
+            // Flush only when no further request is already buffered, so
+            // pipelined requests' responses leave in one write.
+            if rd.buffer().is_empty() {
+                wr.flush().await.map_err(io("writing a response"))?;
+            }
+        }
+    }
+}
+
+async fn read_frame(
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    size: i32,
+    gw: &KafkaGateway,
+) -> Result<Bytes, KafkaError> {
+    let limit = gw.config.max_request_bytes;
+    let too_large = |limit| KafkaError::FrameTooLarge { size: i64::from(size), limit };
+    let size = usize::try_from(size).map_err(|_| too_large(limit))?;
+    if size > limit {
+        return Err(too_large(limit));
+    }
+    let io = |source| KafkaError::Io { context: "reading a frame", source };
+    let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK));
+    // The API key comes first: enforce the lower limit for everything but
+    // Produce before reading further.
+    let head = size.min(4);
+    buf.resize(head, 0);
+    rd.read_exact(&mut buf[..head]).await.map_err(io)?;
+    if let Some((key, _)) = peek_api(&buf)
+        && key != ApiKey::Produce as i16
+        && size > gw.config.max_control_request_bytes
+    {
+        return Err(too_large(gw.config.max_control_request_bytes));
+    }
+    while buf.len() < size {
+        let want = (size - buf.len()).min(READ_CHUNK);
+        buf.reserve(want);
+        let n = (&mut *rd).take(want as u64).read_buf(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    Ok(buf.freeze())
+}

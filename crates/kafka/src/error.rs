@@ -1,0 +1,31 @@
+//! Errors of the Kafka gateway.
+
+/// Errors that stop a listener or a connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaError {
+    /// Socket I/O failed.
+    #[error("I/O error on {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client sent a frame larger than allowed.
+    #[error("request of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge {
+        /// Declared size.
+        size: i64,
+        /// Applicable limit.
+        limit: usize,
+    },
+    /// A request was decoded for an API without a handler (a bug: the
+    /// codec only decodes advertised APIs).
+    #[error("no handler for request {0}")]
+    Unhandled(String),
+    /// The client sent something that cannot be answered.
+    #[error(transparent)]
+    Codec(#[from] fjord_kafka_codec::CodecError),
+}
