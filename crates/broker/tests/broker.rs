@@ -255,3 +255,42 @@ async fn the_cluster_id_is_stable_and_never_silently_replaced() {
     let err = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap_err();
     assert!(err.to_string().contains("cluster.json"), "{err}");
 }
+
+fn idempotent(values: &[&str], producer: i64, epoch: i16, seq: i32) -> BytesMut {
+    let mut b = BatchBuilder::new(1_000).producer(producer, epoch, seq);
+    for v in values {
+        b.push(&NewRecord { timestamp: None, key: None, value: Some(Bytes::from(v.to_string())), headers: vec![] });
+    }
+    b.build()
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_not_written_twice_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tp("idem", 0);
+    {
+        let b = open(dir.path(), |_| {}).await;
+        let pid = b.allocate_producer_id().await.unwrap();
+        let first = b.produce(&t, idempotent(&["a", "b"], pid, 0, 0)).await.unwrap();
+        let second = b.produce(&t, idempotent(&["c"], pid, 0, 2)).await.unwrap();
+        // A retry of the first batch is answered with its original offsets.
+        let retry = b.produce(&t, idempotent(&["a", "b"], pid, 0, 0)).await.unwrap();
+        assert_eq!((retry.base_offset, retry.last_offset), (first.base_offset, first.last_offset));
+        // A gap is refused; an older epoch after a newer one is fenced.
+        let gap = b.produce(&t, idempotent(&["x"], pid, 0, 9)).await.unwrap_err();
+        assert!(matches!(gap, BrokerError::OutOfOrderSequence { .. }), "{gap}");
+        b.produce(&t, idempotent(&["d"], pid, 1, 0)).await.unwrap();
+        let fenced = b.produce(&t, idempotent(&["e"], pid, 0, 3)).await.unwrap_err();
+        assert!(matches!(fenced, BrokerError::InvalidProducerEpoch { .. }), "{fenced}");
+        assert_eq!(second.base_offset, 2);
+        b.shutdown().await.unwrap();
+    }
+    // After a restart the state is rebuilt from the log: the retry of the
+    // epoch-1 batch is still recognised, and ids are never handed out twice.
+    let b = open(dir.path(), |_| {}).await;
+    let again = b.produce(&t, idempotent(&["d"], 0, 1, 0)).await.unwrap();
+    assert_eq!(again.base_offset, 3);
+    assert_eq!(consume(&b, &t, 0).await, vec!["a", "b", "c", "d"]);
+    assert!(b.allocate_producer_id().await.unwrap() > 0);
+    b.shutdown().await.unwrap();
+}
