@@ -108,17 +108,15 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                     ),
                 ]),
         ),
-        ApiKey::OffsetFetch if v >= 8 => RequestKind::OffsetFetch(
-            OffsetFetchRequest::default().with_groups(vec![
-                offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g"))).with_topics(
-                    Some(vec![
+        ApiKey::OffsetFetch if v >= 8 => RequestKind::OffsetFetch(OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g"))).with_topics(Some(
+                vec![
                         offset_fetch_request::OffsetFetchRequestTopics::default()
                             .with_name(tn("t"))
                             .with_partition_indexes(vec![0]),
-                    ]),
-                ),
-            ]),
-        ),
+                    ],
+            )),
+        ])),
         ApiKey::OffsetFetch => RequestKind::OffsetFetch(
             OffsetFetchRequest::default().with_group_id(GroupId(s("g"))).with_topics(Some(vec![
                 offset_fetch_request::OffsetFetchRequestTopic::default()
@@ -168,8 +166,7 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
             GroupId(s("none")),
         ])),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(
-            CreateTopicsRequest::default().with_topics(vec![
+        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
                 create_topics_request::CreatableTopic::default()
                     .with_name(tn(&format!("ct-{v}")))
                     .with_num_partitions(2)
@@ -183,8 +180,7 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                     .with_name(tn("t"))
                     .with_num_partitions(1)
                     .with_replication_factor(1),
-            ]),
-        ),
+            ])),
         ApiKey::DeleteTopics if v >= 6 => RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
             delete_topics_request::DeleteTopicState::default().with_name(Some(tn(&format!("ct-{}", v + 1)))),
             delete_topics_request::DeleteTopicState::default().with_topic_id(uuid::Uuid::new_v4()),
@@ -200,8 +196,8 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
         ApiKey::InitProducerId => {
             RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(1000))
         }
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
-            DescribeConfigsRequest::default().with_resources(vec![
+        ApiKey::DescribeConfigs => {
+            RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
                 describe_configs_request::DescribeConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s("t")),
@@ -211,8 +207,8 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                 describe_configs_request::DescribeConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s("none")),
-            ]),
-        ),
+            ]))
+        }
         ApiKey::CreatePartitions => {
             RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_validate_only(true).with_topics(
                 vec![create_partitions_request::CreatePartitionsTopic::default().with_name(tn("t")).with_count(2)],

@@ -11,9 +11,10 @@
 //!
 //! A frame that passes decodes without error in `kafka-protocol` and makes it
 //! allocate at most the walk's sum for collections: the guard is at least as
-//! strict as the decoder everywhere (it also refuses trailing bytes, tags
-//! above `i32::MAX`, varints longer than 32 bits and a known tagged field
-//! whose value does not fill its declared size exactly).
+//! strict as the decoder everywhere (it also refuses tags above `i32::MAX`,
+//! varints longer than 32 bits and a known tagged field whose value does not
+//! fill its declared size exactly). Bytes after the body are ignored, as by
+//! Kafka and `kafka-protocol`.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -59,6 +60,9 @@ pub(crate) fn walk_request(
         Fault::OverBudget { needed } => CodecError::OverBudget { api, version, needed, budget },
     };
     w.message(header, header_version).map_err(|f| error(f, header.body.name))?;
-    w.message(body, version).and_then(|()| w.finish()).map_err(|f| error(f, body.body.name))?;
+    // Bytes after the body are ignored, as Kafka does: librdkafka 2.16 sends
+    // three of them after a Metadata v13 body, and kafka-protocol stops
+    // decoding at the end of the body anyway.
+    w.message(body, version).map_err(|f| error(f, body.body.name))?;
     Ok(w.needed())
 }

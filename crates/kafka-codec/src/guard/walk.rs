@@ -116,7 +116,9 @@ impl<'a> Walker<'a> {
         self.structure(&msg.body, ctx)
     }
 
-    /// Requires the whole frame to have been read.
+    /// Requires the whole frame to have been read (tests use it to find the
+    /// walker's position).
+    #[cfg(test)]
     pub(crate) fn finish(&self) -> Walk {
         match self.frame.len() - self.pos {
             0 => Ok(()),

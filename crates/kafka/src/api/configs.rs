@@ -112,7 +112,10 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) ->
 fn broker_entries(ctx: &RequestContext<'_>) -> Vec<(&'static str, String, i8)> {
     let c = ctx.gw.broker.config();
     let d = &c.log_defaults;
+    let (host, port) = super::kafka_endpoint(&ctx.gw.broker.node());
     vec![
+        ("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), TYPE_STRING),
+        ("broker.id", ctx.gw.broker.node().node_id.to_string(), TYPE_INT),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), TYPE_BOOLEAN),
         ("num.partitions", c.default_partitions.to_string(), TYPE_INT),
         ("default.replication.factor", "1".to_string(), TYPE_INT),
