@@ -3,17 +3,19 @@
 //! stable offset equals the high watermark, so `read_committed` and
 //! `read_uncommitted` see the same records.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_broker::{FetchPartition, FetchRequest as CoreFetch, TopicPartition};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
-use fjord_kafka_codec::kafka_protocol::messages::FetchRequest;
 use fjord_kafka_codec::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
+use fjord_kafka_codec::kafka_protocol::messages::{FetchRequest, TopicName};
 use fjord_log::ReadBound;
 
+use super::fetch_sessions::{PartitionKey, Plan, Reported, Wanted};
 use super::{RequestContext, topic_name};
 use crate::errors;
 
@@ -21,8 +23,7 @@ use crate::errors;
 /// being parked indefinitely.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Where each requested partition goes in the response, and what it needs
-/// before it can be read.
+/// How each partition of the response is served.
 enum Slot {
     Read(usize),
     Error(i16),
@@ -31,43 +32,80 @@ enum Slot {
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
     let broker = &ctx.gw.broker;
     let v = ctx.version();
+    let requested: Vec<(PartitionKey, Wanted)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                let key = PartitionKey { topic: t.topic.clone(), topic_id: t.topic_id, partition: p.partition };
+                let wanted = Wanted {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                };
+                (key, wanted)
+            })
+        })
+        .collect();
+    // Sessions exist from v7 on; older clients always fetch in full.
+    let plan = if v >= 7 {
+        let forgotten: Vec<PartitionKey> = req
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| PartitionKey {
+                    topic: t.topic.clone(),
+                    topic_id: t.topic_id,
+                    partition: *p,
+                })
+            })
+            .collect();
+        ctx.gw.fetch_sessions.plan(req.session_id, req.session_epoch, &requested, &forgotten)
+    } else {
+        Plan::Full { session_id: 0 }
+    };
+    let (session_id, entries, incremental) = match plan {
+        Plan::Error(code) => return FetchResponse::default().with_error_code(code),
+        Plan::Full { session_id } => (session_id, requested, false),
+        Plan::Incremental { session_id, partitions } => (session_id, partitions, true),
+    };
+
     let mut partitions = Vec::new();
-    let mut plan: Vec<(usize, i32, Slot)> = Vec::new();
-    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
-    for (ti, t) in req.topics.iter().enumerate() {
-        topics.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id));
-        let name = topic_name(ctx, t.topic.as_str(), &t.topic_id);
-        for p in &t.partitions {
-            let slot = match (&name, u32::try_from(p.partition)) {
-                (None, _) => Slot::Error(ResponseError::UnknownTopicId.code()),
-                (Some(_), Err(_)) => Slot::Error(ResponseError::UnknownTopicOrPartition.code()),
-                (Some(name), Ok(index)) => {
-                    let tp = TopicPartition::new(name.clone(), index);
-                    match broker.partition(&tp) {
-                        Err(e) => Slot::Error(errors::code(&e)),
-                        Ok(part) if p.current_leader_epoch > part.leader_epoch() => {
-                            Slot::Error(ResponseError::UnknownLeaderEpoch.code())
-                        }
-                        Ok(part) if p.current_leader_epoch >= 0 && p.current_leader_epoch < part.leader_epoch() => {
-                            Slot::Error(ResponseError::FencedLeaderEpoch.code())
-                        }
-                        Ok(_) if p.fetch_offset < 0 => Slot::Error(ResponseError::OffsetOutOfRange.code()),
-                        Ok(_) => {
-                            partitions.push(FetchPartition {
-                                tp,
-                                offset: p.fetch_offset as u64,
-                                max_bytes: p.partition_max_bytes.max(0) as usize,
-                            });
-                            Slot::Read(partitions.len() - 1)
-                        }
+    let mut slots: Vec<Slot> = Vec::with_capacity(entries.len());
+    let mut names: HashMap<(TopicName, uuid::Uuid), Option<String>> = HashMap::new();
+    for (key, w) in &entries {
+        let name = names
+            .entry((key.topic.clone(), key.topic_id))
+            .or_insert_with(|| topic_name(ctx, key.topic.as_str(), &key.topic_id))
+            .clone();
+        let slot = match (name, u32::try_from(key.partition)) {
+            (None, _) => Slot::Error(ResponseError::UnknownTopicId.code()),
+            (Some(_), Err(_)) => Slot::Error(ResponseError::UnknownTopicOrPartition.code()),
+            (Some(name), Ok(index)) => {
+                let tp = TopicPartition::new(name, index);
+                match broker.partition(&tp) {
+                    Err(e) => Slot::Error(errors::code(&e)),
+                    Ok(part) if w.current_leader_epoch > part.leader_epoch() => {
+                        Slot::Error(ResponseError::UnknownLeaderEpoch.code())
+                    }
+                    Ok(part) if w.current_leader_epoch >= 0 && w.current_leader_epoch < part.leader_epoch() => {
+                        Slot::Error(ResponseError::FencedLeaderEpoch.code())
+                    }
+                    Ok(_) if w.fetch_offset < 0 => Slot::Error(ResponseError::OffsetOutOfRange.code()),
+                    Ok(_) => {
+                        partitions.push(FetchPartition {
+                            tp,
+                            offset: w.fetch_offset as u64,
+                            max_bytes: w.max_bytes.max(0) as usize,
+                        });
+                        Slot::Read(partitions.len() - 1)
                     }
                 }
-            };
-            plan.push((ti, p.partition, slot));
-        }
+            }
+        };
+        slots.push(slot);
     }
-    let has_errors = plan.iter().any(|(_, _, s)| matches!(s, Slot::Error(_)));
-    let max_bytes = if ctx.version() >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let has_errors = slots.iter().any(|s| matches!(s, Slot::Error(_)));
     let core = CoreFetch {
         partitions,
         // An error in the response makes it answer at once, as in Kafka.
@@ -77,32 +115,47 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT)
         },
         min_bytes: req.min_bytes.max(0) as usize,
-        max_bytes,
+        max_bytes: req.max_bytes.max(0) as usize,
         bound: ReadBound::HighWatermark,
     };
     let fetched = broker.fetch(core).await;
-    let data = read_slices(fetched).await;
-    let mut data = data.into_iter().map(Some).collect::<Vec<_>>();
-    for (ti, index, slot) in plan {
+    let mut data = read_slices(fetched).await.into_iter().map(Some).collect::<Vec<_>>();
+
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for ((key, _), slot) in entries.into_iter().zip(slots) {
         let pd = match slot {
-            Slot::Error(code) => error_partition(index, code),
+            Slot::Error(code) => error_partition(key.partition, code),
             Slot::Read(i) => match data.get_mut(i).and_then(Option::take) {
                 Some(Ok((records, hw, start))) => PartitionData::default()
-                    .with_partition_index(index)
+                    .with_partition_index(key.partition)
                     .with_high_watermark(hw)
                     .with_last_stable_offset(hw)
                     .with_log_start_offset(if v >= 5 { start } else { -1 })
                     .with_preferred_read_replica((-1).into())
                     .with_records(Some(records)),
-                Some(Err(code)) => error_partition(index, code),
-                None => error_partition(index, ResponseError::UnknownServerError.code()),
+                Some(Err(code)) => error_partition(key.partition, code),
+                None => error_partition(key.partition, ResponseError::UnknownServerError.code()),
             },
         };
-        if let Some(t) = topics.get_mut(ti) {
-            t.partitions.push(pd);
+        if session_id != 0 {
+            let now = Reported { high_watermark: pd.high_watermark, log_start_offset: pd.log_start_offset };
+            let has_records = pd.records.as_ref().is_some_and(|r| !r.is_empty());
+            let news = ctx.gw.fetch_sessions.report(session_id, &key, now, has_records, pd.error_code != 0);
+            if incremental && !news {
+                continue;
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.topic == key.topic && t.topic_id == key.topic_id => t.partitions.push(pd),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(key.topic)
+                    .with_topic_id(key.topic_id)
+                    .with_partitions(vec![pd]),
+            ),
         }
     }
-    FetchResponse::default().with_responses(topics)
+    FetchResponse::default().with_session_id(session_id).with_responses(topics)
 }
 
 fn error_partition(index: i32, code: i16) -> PartitionData {

@@ -13,6 +13,7 @@ mod cluster;
 mod configs;
 pub(crate) mod consumer_groups;
 mod fetch;
+pub(crate) mod fetch_sessions;
 mod groups;
 mod list_offsets;
 mod metadata;
