@@ -34,11 +34,13 @@
 //!   `kafka-protocol`'s record decoder.
 
 mod error;
+pub mod fetch;
 pub mod frame;
 mod guard;
 pub mod versions;
 
 pub use error::CodecError;
+pub use fetch::{Piece, encode_fetch_response};
 pub use frame::{RequestFrame, decode_request, encode_response, peek_api};
 pub use kafka_protocol;
 pub use versions::{SUPPORTED_APIS, supported_range};

@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fjord_kafka_codec::kafka_protocol::messages::ApiKey;
-use fjord_kafka_codec::peek_api;
+use fjord_kafka_codec::{Piece, peek_api};
+use fjord_log::LogSlice;
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::error::KafkaError;
-use crate::server::KafkaGateway;
+use crate::server::{KafkaGateway, Outgoing};
 
 /// Read buffer growth step: a peer that announces a large frame but sends
 /// slowly holds at most this much more than it actually sent.
@@ -39,14 +41,29 @@ pub(crate) async fn run(
             _ = shutdown.changed() => return Ok(()),
         };
         let frame = read_frame(&mut rd, size, &gw).await?;
-        let response = gw.handle_frame(frame, &client_host).await?;
-        if let Some(bytes) = response {
-            wr.write_all(&bytes).await.map_err(io("writing a response"))?;
-            // Flush only when no further request is already buffered, so
-            // pipelined requests' responses leave in one write.
-            if rd.buffer().is_empty() {
-                wr.flush().await.map_err(io("writing a response"))?;
+        let response = gw.respond(frame, &client_host).await?;
+        match response {
+            None => {}
+            Some(Outgoing::Bytes(bytes)) => wr.write_all(&bytes).await.map_err(io("writing a response"))?,
+            Some(Outgoing::Pieces { pieces, files }) => {
+                for piece in pieces {
+                    match piece {
+                        Piece::Bytes(b) => wr.write_all(&b).await.map_err(io("writing a response"))?,
+                        Piece::Records(i) => {
+                            let slice = files.get(i).and_then(Option::as_ref).ok_or(KafkaError::MissingRecords(i))?;
+                            // Whatever is buffered goes first, then the file
+                            // range straight from the page cache.
+                            wr.flush().await.map_err(io("writing a response"))?;
+                            send_file(wr.get_ref().as_ref(), slice).await.map_err(io("sending records"))?;
+                        }
+                    }
+                }
             }
+        }
+        // Flush only when no further request is already buffered, so
+        // pipelined requests' responses leave in one write.
+        if rd.buffer().is_empty() {
+            wr.flush().await.map_err(io("writing a response"))?;
         }
     }
 }
@@ -84,4 +101,30 @@ async fn read_frame(
         }
     }
     Ok(buf.freeze())
+}
+
+/// Sends a log file range to the socket with `sendfile(2)`: the kernel
+/// copies from the page cache to the socket buffer, the data never enters
+/// this process.
+async fn send_file(sock: &TcpStream, slice: &LogSlice) -> std::io::Result<()> {
+    let file = slice.file().clone();
+    let mut offset = i64::try_from(slice.position()).map_err(std::io::Error::other)?;
+    let end = offset + i64::try_from(slice.len()).map_err(std::io::Error::other)?;
+    while offset < end {
+        sock.writable().await?;
+        let want = usize::try_from(end - offset).map_err(std::io::Error::other)?;
+        let sent = sock.try_io(Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile64(sock, file.as_ref(), Some(&mut offset), want).map_err(std::io::Error::from)
+        });
+        match sent {
+            // The range is inside the file the slice was cut from; a short
+            // file means it changed underneath: the response cannot be
+            // completed, so the connection is closed.
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

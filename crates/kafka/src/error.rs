@@ -25,6 +25,9 @@ pub enum KafkaError {
     /// codec only decodes advertised APIs).
     #[error("no handler for request {0}")]
     Unhandled(String),
+    /// A response piece referred to record data that is not there (a bug).
+    #[error("fetch response refers to missing records of partition {0}")]
+    MissingRecords(usize),
     /// The client sent something that cannot be answered.
     #[error(transparent)]
     Codec(#[from] fjord_kafka_codec::CodecError),

@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use fjord_broker::Broker;
 use fjord_kafka_codec::kafka_protocol::messages::{ApiKey, ResponseKind};
-use fjord_kafka_codec::{CodecError, decode_request, encode_response};
+use fjord_kafka_codec::{CodecError, Piece, decode_request, encode_fetch_response, encode_response};
+use fjord_log::LogSlice;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::{self, RequestContext};
+use crate::api::{self, Reply, RequestContext};
 use crate::config::KafkaConfig;
 use crate::connection;
 use crate::error::KafkaError;
@@ -38,13 +39,29 @@ impl KafkaGateway {
     /// gets no answer (Produce with `acks=0`). An error means the
     /// connection must be closed.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<Bytes>, KafkaError> {
+        match self.respond(frame, client_host).await? {
+            Some(out) => Ok(Some(out.materialize()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`KafkaGateway::handle_frame`], with Fetch record data left in
+    /// the log files for the connection to send without copying.
+    pub(crate) async fn respond(&self, frame: Bytes, client_host: &str) -> Result<Option<Outgoing>, KafkaError> {
         match decode_request(frame) {
             Ok(request) => {
                 let ctx = RequestContext { gw: self, header: &request.header, client_host };
                 let version = request.header.request_api_version;
                 let correlation_id = request.header.correlation_id;
                 match api::handle(&ctx, request.request).await? {
-                    Some(body) => Ok(Some(encode_response(request.api, version, correlation_id, &body)?)),
+                    Some(Reply::Body(body)) => {
+                        Ok(Some(Outgoing::Bytes(encode_response(request.api, version, correlation_id, &body)?)))
+                    }
+                    Some(Reply::Fetch(f)) => {
+                        let lens: Vec<Option<usize>> = f.files.iter().map(|s| s.as_ref().map(LogSlice::len)).collect();
+                        let (pieces, _) = encode_fetch_response(version, correlation_id, &f.response, &lens)?;
+                        Ok(Some(Outgoing::Pieces { pieces, files: f.files }))
+                    }
                     None => Ok(None),
                 }
             }
@@ -52,7 +69,8 @@ impl KafkaGateway {
                 // KIP-511: answer in v0 with the supported ranges so the
                 // client can pick a version both sides speak.
                 let body = api::api_versions::unsupported_version();
-                Ok(Some(encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))?))
+                let bytes = encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))?;
+                Ok(Some(Outgoing::Bytes(bytes)))
             }
             Err(e) => {
                 tracing::info!(client_host, error = %e, "closing kafka connection after a request it cannot serve");
@@ -64,6 +82,41 @@ impl KafkaGateway {
     /// The broker core behind this gateway.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+}
+
+/// An encoded response on its way out.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// All in memory.
+    Bytes(Bytes),
+    /// Encoded pieces with record data to be sent from log files.
+    Pieces { pieces: Vec<Piece>, files: Vec<Option<LogSlice>> },
+}
+
+impl Outgoing {
+    /// The whole response in memory (reads the file ranges).
+    pub(crate) fn materialize(self) -> Result<Bytes, KafkaError> {
+        match self {
+            Outgoing::Bytes(b) => Ok(b),
+            Outgoing::Pieces { pieces, files } => {
+                let mut out = bytes::BytesMut::new();
+                for p in pieces {
+                    match p {
+                        Piece::Bytes(b) => out.extend_from_slice(&b),
+                        Piece::Records(i) => {
+                            let slice = files.get(i).and_then(Option::as_ref).ok_or(KafkaError::MissingRecords(i))?;
+                            let data = slice.to_bytes().map_err(|e| KafkaError::Io {
+                                context: "reading fetched records",
+                                source: std::io::Error::other(e.to_string()),
+                            })?;
+                            out.extend_from_slice(&data);
+                        }
+                    }
+                }
+                Ok(out.freeze())
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use fjord_kafka_codec::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use fjord_kafka_codec::kafka_protocol::messages::{FetchRequest, TopicName};
-use fjord_log::ReadBound;
+use fjord_log::{LogSlice, ReadBound};
 
 use super::fetch_sessions::{PartitionKey, Plan, Reported, Wanted};
 use super::{RequestContext, topic_name};
@@ -29,7 +29,7 @@ enum Slot {
     Error(i16),
 }
 
-pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchReply {
     let broker = &ctx.gw.broker;
     let v = ctx.version();
     let requested: Vec<(PartitionKey, Wanted)> = req
@@ -65,7 +65,9 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         Plan::Full { session_id: 0 }
     };
     let (session_id, entries, incremental) = match plan {
-        Plan::Error(code) => return FetchResponse::default().with_error_code(code),
+        Plan::Error(code) => {
+            return FetchReply { response: FetchResponse::default().with_error_code(code), files: Vec::new() };
+        }
         Plan::Full { session_id } => (session_id, requested, false),
         Plan::Incremental { session_id, partitions } => (session_id, partitions, true),
     };
@@ -119,32 +121,40 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         bound: ReadBound::HighWatermark,
     };
     let fetched = broker.fetch(core).await;
-    let mut data = read_slices(fetched).await.into_iter().map(Some).collect::<Vec<_>>();
+    let mut data = fetched.into_iter().map(|f| Some(f.result)).collect::<Vec<_>>();
+    let mut files: Vec<Option<LogSlice>> = Vec::new();
 
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for ((key, _), slot) in entries.into_iter().zip(slots) {
+        let mut slice = None;
         let pd = match slot {
             Slot::Error(code) => error_partition(key.partition, code),
             Slot::Read(i) => match data.get_mut(i).and_then(Option::take) {
-                Some(Ok((records, hw, start))) => PartitionData::default()
-                    .with_partition_index(key.partition)
-                    .with_high_watermark(hw)
-                    .with_last_stable_offset(hw)
-                    .with_log_start_offset(if v >= 5 { start } else { -1 })
-                    .with_preferred_read_replica((-1).into())
-                    .with_records(Some(records)),
-                Some(Err(code)) => error_partition(key.partition, code),
+                Some(Ok(d)) => {
+                    let hw = d.high_watermark as i64;
+                    let pd = PartitionData::default()
+                        .with_partition_index(key.partition)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(if v >= 5 { d.log_start_offset as i64 } else { -1 })
+                        .with_preferred_read_replica((-1).into())
+                        .with_records(Some(Bytes::new()));
+                    slice = d.slice.filter(|s| !s.is_empty());
+                    pd
+                }
+                Some(Err(e)) => error_partition(key.partition, errors::code(&e)),
                 None => error_partition(key.partition, ResponseError::UnknownServerError.code()),
             },
         };
         if session_id != 0 {
             let now = Reported { high_watermark: pd.high_watermark, log_start_offset: pd.log_start_offset };
-            let has_records = pd.records.as_ref().is_some_and(|r| !r.is_empty());
+            let has_records = slice.is_some();
             let news = ctx.gw.fetch_sessions.report(session_id, &key, now, has_records, pd.error_code != 0);
             if incremental && !news {
                 continue;
             }
         }
+        files.push(slice);
         match topics.last_mut() {
             Some(t) if t.topic == key.topic && t.topic_id == key.topic_id => t.partitions.push(pd),
             _ => topics.push(
@@ -155,7 +165,16 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             ),
         }
     }
-    FetchResponse::default().with_session_id(session_id).with_responses(topics)
+    FetchReply { response: FetchResponse::default().with_session_id(session_id).with_responses(topics), files }
+}
+
+/// A Fetch answer whose record data stays in the log files: partition `i`
+/// (in response order) has `Some(empty)` records in `response` and its
+/// data in `files[i]`.
+#[derive(Debug)]
+pub(crate) struct FetchReply {
+    pub(crate) response: FetchResponse,
+    pub(crate) files: Vec<Option<LogSlice>>,
 }
 
 fn error_partition(index: i32, code: i16) -> PartitionData {
@@ -167,28 +186,4 @@ fn error_partition(index: i32, code: i16) -> PartitionData {
         .with_log_start_offset(-1)
         .with_preferred_read_replica((-1).into())
         .with_records(Some(Bytes::new()))
-}
-
-type Read = Result<(Bytes, i64, i64), i16>;
-
-/// Copies the fetched file ranges into memory on the blocking pool.
-async fn read_slices(fetched: Vec<fjord_broker::FetchedPartition>) -> Vec<Read> {
-    let n = fetched.len();
-    let done = tokio::task::spawn_blocking(move || {
-        fetched
-            .into_iter()
-            .map(|f| match f.result {
-                Ok(d) => {
-                    let records = match &d.slice {
-                        Some(s) => s.to_bytes().map_err(|_| ResponseError::KafkaStorageError.code())?,
-                        None => Bytes::new(),
-                    };
-                    Ok((records, d.high_watermark as i64, d.log_start_offset as i64))
-                }
-                Err(e) => Err(errors::code(&e)),
-            })
-            .collect::<Vec<Read>>()
-    })
-    .await;
-    done.unwrap_or_else(|_| (0..n).map(|_| Err(ResponseError::UnknownServerError.code())).collect())
 }

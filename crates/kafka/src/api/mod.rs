@@ -12,7 +12,7 @@ pub(crate) mod api_versions;
 mod cluster;
 mod configs;
 pub(crate) mod consumer_groups;
-mod fetch;
+pub(crate) mod fetch;
 pub(crate) mod fetch_sessions;
 mod groups;
 mod list_offsets;
@@ -40,14 +40,25 @@ impl RequestContext<'_> {
     }
 }
 
+/// A handler's answer.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// An ordinary response body.
+    Body(ResponseKind),
+    /// A Fetch response whose records stay in the log files.
+    Fetch(fetch::FetchReply),
+}
+
 /// Handles one request. `Ok(None)` means "send no response" (Produce with
 /// `acks=0`); an error closes the connection.
-pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Result<Option<ResponseKind>, KafkaError> {
+pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Result<Option<Reply>, KafkaError> {
     let response = match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::Produce(r) => return Ok(produce::handle(ctx, r).await.map(ResponseKind::Produce)),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::Produce(r) => {
+            return Ok(produce::handle(ctx, r).await.map(|r| Reply::Body(ResponseKind::Produce(r))));
+        }
+        RequestKind::Fetch(r) => return Ok(Some(Reply::Fetch(fetch::handle(ctx, r).await))),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_ids::handle(ctx, r).await),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r)),
@@ -77,7 +88,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         // The codec only decodes advertised APIs, all of which are above.
         other => return Err(KafkaError::Unhandled(format!("{:?}", std::mem::discriminant(&other)))),
     };
-    Ok(Some(response))
+    Ok(Some(Reply::Body(response)))
 }
 
 /// A `StrBytes` from an owned string.
