@@ -398,6 +398,17 @@ pub struct GroupsConfig {
     /// Must be `> 0`.
     /// Default `604800000` (7 days). Env `FJORD_GROUPS__OFFSETS_RETENTION_MS`.
     pub offsets_retention_ms: u64,
+    /// Milliseconds. How often members of KIP-848 (`group.protocol=consumer`)
+    /// groups heartbeat. As Kafka's `group.consumer.heartbeat.interval.ms`.
+    /// Must be `> 0`, at most 2147483647.
+    /// Default `5000` (5 s). Env `FJORD_GROUPS__CONSUMER_HEARTBEAT_INTERVAL_MS`.
+    pub consumer_heartbeat_interval_ms: u64,
+    /// Milliseconds. A KIP-848 member that has not heartbeated for this long
+    /// is removed and its partitions reassigned. As Kafka's
+    /// `group.consumer.session.timeout.ms`. Must be more than
+    /// `consumer_heartbeat_interval_ms`, at most 2147483647.
+    /// Default `45000` (45 s). Env `FJORD_GROUPS__CONSUMER_SESSION_TIMEOUT_MS`.
+    pub consumer_session_timeout_ms: u64,
 }
 
 impl Default for GroupsConfig {
@@ -408,6 +419,8 @@ impl Default for GroupsConfig {
             initial_rebalance_delay_ms: 3000,
             max_size: 1000,
             offsets_retention_ms: 604_800_000,
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45_000,
         }
     }
 }

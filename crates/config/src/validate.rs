@@ -135,6 +135,21 @@ fn groups(c: &Config, p: &mut Problems) {
     });
     p.check(g.max_size > 0, "groups.max_size", || "must be more than 0".to_owned());
     p.check(g.offsets_retention_ms > 0, "groups.offsets_retention_ms", || "must be more than 0 ms".to_owned());
+    p.check(
+        g.consumer_heartbeat_interval_ms > 0 && g.consumer_heartbeat_interval_ms <= I32_MAX,
+        "groups.consumer_heartbeat_interval_ms",
+        || format!("must be 1..=2147483647 ms, got {}", g.consumer_heartbeat_interval_ms),
+    );
+    p.check(
+        g.consumer_session_timeout_ms > g.consumer_heartbeat_interval_ms && g.consumer_session_timeout_ms <= I32_MAX,
+        "groups.consumer_session_timeout_ms",
+        || {
+            format!(
+                "must be more than groups.consumer_heartbeat_interval_ms ({} ms) and at most 2147483647 ms, got {}",
+                g.consumer_heartbeat_interval_ms, g.consumer_session_timeout_ms
+            )
+        },
+    );
 }
 
 fn log(c: &Config, p: &mut Problems) {

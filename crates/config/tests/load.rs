@@ -221,6 +221,8 @@ fn every_setting_is_overridable_by_env() {
         ("groups.initial_rebalance_delay_ms", "0", "0"),
         ("groups.max_size", "2", "2"),
         ("groups.offsets_retention_ms", "60000", "60000"),
+        ("groups.consumer_heartbeat_interval_ms", "1000", "1000"),
+        ("groups.consumer_session_timeout_ms", "9000", "9000"),
         ("log.format", "json", "\"json\""),
         ("log.level", "warn,fjord_broker=debug", "\"warn,fjord_broker=debug\""),
     ];

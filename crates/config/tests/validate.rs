@@ -175,3 +175,16 @@ fn invalid_values_from_a_file_are_rejected() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(err.problems().iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["groups.session_timeout_min_ms"]);
 }
+
+#[test]
+fn consumer_group_timeouts_must_be_positive_and_ordered() {
+    assert!(bad_keys(&with(|_| {})).is_empty());
+    assert_eq!(
+        bad_keys(&with(|c| c.groups.consumer_heartbeat_interval_ms = 0)),
+        vec!["groups.consumer_heartbeat_interval_ms"]
+    );
+    assert_eq!(
+        bad_keys(&with(|c| c.groups.consumer_session_timeout_ms = c.groups.consumer_heartbeat_interval_ms)),
+        vec!["groups.consumer_session_timeout_ms"]
+    );
+}

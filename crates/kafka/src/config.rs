@@ -11,6 +11,8 @@ pub struct KafkaConfig {
     pub max_control_request_bytes: usize,
     /// `group.consumer.heartbeat.interval.ms` for KIP-848 groups.
     pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms` for KIP-848 groups.
+    pub consumer_session_timeout_ms: i32,
 }
 
 impl Default for KafkaConfig {
@@ -19,6 +21,7 @@ impl Default for KafkaConfig {
             max_request_bytes: 100 * 1024 * 1024,
             max_control_request_bytes: 8 * 1024 * 1024,
             consumer_heartbeat_interval_ms: 5_000,
+            consumer_session_timeout_ms: 45_000,
         }
     }
 }

@@ -30,7 +30,11 @@ pub struct KafkaGateway {
 impl KafkaGateway {
     /// A gateway over `broker`.
     pub fn new(broker: Arc<Broker>, config: KafkaConfig) -> Arc<KafkaGateway> {
-        let consumer_groups = crate::api::consumer_groups::coordinator(&broker, config.consumer_heartbeat_interval_ms);
+        let consumer_groups = crate::api::consumer_groups::coordinator(
+            &broker,
+            config.consumer_heartbeat_interval_ms,
+            config.consumer_session_timeout_ms,
+        );
         Arc::new(KafkaGateway { broker, config, consumer_groups, fetch_sessions: Default::default() })
     }
 

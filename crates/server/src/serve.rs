@@ -127,7 +127,12 @@ pub async fn run(
         let mut stop = stop_rx.clone();
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "kafka" => {
-                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), fjord_kafka::KafkaConfig::default());
+                let kafka = fjord_kafka::KafkaConfig {
+                    consumer_heartbeat_interval_ms: config.groups.consumer_heartbeat_interval_ms as i32,
+                    consumer_session_timeout_ms: config.groups.consumer_session_timeout_ms as i32,
+                    ..fjord_kafka::KafkaConfig::default()
+                };
+                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka);
                 tokio::spawn(async move { Ok(fjord_kafka::serve(listener, gateway, stop).await?) })
             }
             _ => {

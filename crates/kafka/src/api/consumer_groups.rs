@@ -40,9 +40,10 @@ impl TopicMetadataSource for BrokerTopics {
 }
 
 /// The KIP-848 coordinator for `broker`.
-pub(crate) fn coordinator(broker: &Arc<Broker>, heartbeat_interval_ms: i32) -> ConsumerGroups {
+pub(crate) fn coordinator(broker: &Arc<Broker>, heartbeat_interval_ms: i32, session_timeout_ms: i32) -> ConsumerGroups {
     let config = ConsumerGroupConfig {
         heartbeat_interval: Duration::from_millis(heartbeat_interval_ms.max(1) as u64),
+        session_timeout: Duration::from_millis(session_timeout_ms.max(1) as u64),
         max_group_size: broker.config().groups.max_group_size,
         ..ConsumerGroupConfig::default()
     };
