@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 # brokers use group.initial.rebalance.delay.ms=0 too.
 TEST_ENV = {
     "FJORD_GROUPS__INITIAL_REBALANCE_DELAY_MS": "0",
+    # KIP-848 members heartbeat every second, so reassignment is quick.
+    "FJORD_GROUPS__CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
     "FJORD_LOG__LEVEL": "info",
 }
 
