@@ -230,6 +230,18 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                     ]),
             ]))
         }
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+            AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configs(vec![
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s(&(100_000 + i64::from(v)).to_string()))),
+                    ]),
+            ]),
+        ),
         ApiKey::OffsetDelete => {
             RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![
                 offset_delete_request::OffsetDeleteRequestTopic::default().with_name(tn("t")).with_partitions(vec![
@@ -348,6 +360,9 @@ fn check(api: ApiKey, v: i16, resp: &ResponseKind) {
             // v4+ first asks for a member id; older versions join at once.
             let expected = if v >= 4 { 79 } else { 0 };
             assert_eq!(r.error_code, expected, "v{v}");
+        }
+        ResponseKind::AlterConfigs(r) => {
+            assert_eq!(r.responses[0].error_code, 0, "v{v}: {:?}", r.responses[0].error_message)
         }
         ResponseKind::ConsumerGroupHeartbeat(r) => {
             assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);

@@ -12,6 +12,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
 
+use kafka_protocol::messages::alter_configs_request::{self, AlterConfigsRequest};
+
 use super::Gen;
 
 pub(super) fn create_topics(v: i16, g: &mut Gen) -> CreateTopicsRequest {
@@ -118,6 +120,28 @@ pub(super) fn incremental_alter_configs(v: i16, g: &mut Gen) -> IncrementalAlter
             let mut c = AlterableConfig::default();
             c.name = g.str();
             c.config_operation = g.i8();
+            c.value = g.opt(Gen::str);
+            c.unknown_tagged_fields = g.tags(flex);
+            c
+        });
+        res.unknown_tagged_fields = g.tags(flex);
+        res
+    });
+    r.validate_only = g.bool();
+    r.unknown_tagged_fields = g.tags(flex);
+    r
+}
+
+pub(super) fn alter_configs(v: i16, g: &mut Gen) -> AlterConfigsRequest {
+    let flex = v >= 2;
+    let mut r = AlterConfigsRequest::default();
+    r.resources = g.vec(|g| {
+        let mut res = alter_configs_request::AlterConfigsResource::default();
+        res.resource_type = g.i8();
+        res.resource_name = g.str();
+        res.configs = g.vec(|g| {
+            let mut c = alter_configs_request::AlterableConfig::default();
+            c.name = g.str();
             c.value = g.opt(Gen::str);
             c.unknown_tagged_fields = g.tags(flex);
             c

@@ -3,13 +3,16 @@
 
 use fjord_broker::TopicConfig;
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
+use fjord_kafka_codec::kafka_protocol::messages::alter_configs_response::{self, AlterConfigsResponse};
 use fjord_kafka_codec::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
 use fjord_kafka_codec::kafka_protocol::messages::incremental_alter_configs_response::{
     AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
 };
-use fjord_kafka_codec::kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+use fjord_kafka_codec::kafka_protocol::messages::{
+    AlterConfigsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+};
 
 use super::topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{RequestContext, sb};
@@ -217,4 +220,44 @@ pub(crate) async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs (the older API): each resource's configuration is replaced
+/// as a whole; keys not listed return to their defaults.
+pub(crate) async fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let broker = &ctx.gw.broker;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let base = alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let name = r.resource_name.to_string();
+        let outcome = if r.resource_type != RESOURCE_TOPIC {
+            Err((ResponseError::InvalidRequest.code(), "only topic configurations can be altered".to_string()))
+        } else if broker.topic(&name).is_none() {
+            Err((ResponseError::UnknownTopicOrPartition.code(), format!("unknown topic '{name}'")))
+        } else {
+            let mut entries = Vec::new();
+            let mut missing = None;
+            for c in &r.configs {
+                match &c.value {
+                    Some(v) => entries.push((c.name.as_str(), v.as_str())),
+                    None => missing = Some(c.name.to_string()),
+                }
+            }
+            match (missing, TopicConfig::from_entries(entries)) {
+                (Some(key), _) => Err((ResponseError::InvalidConfig.code(), format!("config '{key}' has no value"))),
+                (None, Err(e)) => Err((errors::code(&e), e.to_string())),
+                (None, Ok(_)) if req.validate_only => Ok(()),
+                (None, Ok(config)) => {
+                    broker.set_topic_config(&name, config).await.map_err(|e| (errors::code(&e), e.to_string()))
+                }
+            }
+        };
+        responses.push(match outcome {
+            Ok(()) => base,
+            Err((code, message)) => base.with_error_code(code).with_error_message(Some(sb(message))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
 }

@@ -80,6 +80,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
         }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(cluster::describe(ctx, r)),
         RequestKind::ConsumerGroupHeartbeat(r) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(ctx, r).await)

@@ -1,5 +1,8 @@
 //! Administration: topics, partitions and configs.
 
+use kafka_protocol::messages::alter_configs_request::{
+    AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+};
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
@@ -133,3 +136,26 @@ static ALTERABLE_CONFIG: Ty = structure(
         field("Value", "0+", Ty::String).nullable("0+"),
     ],
 );
+
+/// `AlterConfigsRequest.json` (the older, full-replace API).
+pub(crate) static ALTER_CONFIGS: Message = message(
+    "AlterConfigsRequest",
+    "0-2",
+    "2+",
+    &[
+        field("Resources", "0+", array::<LegacyResource>(&LEGACY_ALTER_CONFIGS_RESOURCE)),
+        field("ValidateOnly", "0+", Ty::Bool),
+    ],
+);
+
+static LEGACY_ALTER_CONFIGS_RESOURCE: Ty = structure(
+    "AlterConfigsResource",
+    &[
+        field("ResourceType", "0+", Ty::Int8),
+        field("ResourceName", "0+", Ty::String),
+        field("Configs", "0+", array::<LegacyConfig>(&LEGACY_ALTERABLE_CONFIG)),
+    ],
+);
+
+static LEGACY_ALTERABLE_CONFIG: Ty =
+    structure("AlterableConfig", &[field("Name", "0+", Ty::String), field("Value", "0+", Ty::String).nullable("0+")]);

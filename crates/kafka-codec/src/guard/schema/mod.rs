@@ -262,6 +262,7 @@ pub(crate) fn request(api: ApiKey) -> Option<&'static Message> {
         ApiKey::DescribeConfigs => &admin::DESCRIBE_CONFIGS,
         ApiKey::CreatePartitions => &admin::CREATE_PARTITIONS,
         ApiKey::IncrementalAlterConfigs => &admin::INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::AlterConfigs => &admin::ALTER_CONFIGS,
         _ => return None,
     })
 }
