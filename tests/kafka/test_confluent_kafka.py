@@ -298,6 +298,56 @@ def test_group_of_three_shares_six_partitions_and_rebalances_on_close(bootstrap,
             m.close()
 
 
+KILLED_MEMBER = r"""
+import sys, time
+from confluent_kafka import Consumer
+bootstrap, group, topic = sys.argv[1:4]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "client.id": "doomed",
+              "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+              "auto.offset.reset": "earliest", "enable.auto.commit": False})
+c.subscribe([topic])
+while True:
+    c.poll(0.1)
+    if c.assignment():
+        print("assigned", flush=True)
+"""
+
+
+def test_killed_member_partitions_move_within_the_session_timeout(bootstrap, unique, tmp_path):
+    """A member killed with SIGKILL sends no LeaveGroup: the broker must
+    notice the missing heartbeats and hand its partitions to the others
+    within the session timeout (6 s) plus one rebalance."""
+    import subprocess
+    import sys
+
+    topic, group = unique("topic"), unique("group")
+    create_topic(bootstrap, topic, partitions=6)
+    script = tmp_path / "member.py"
+    script.write_text(KILLED_MEMBER)
+    doomed = subprocess.Popen([sys.executable, str(script), bootstrap, group, topic], stdout=subprocess.PIPE, text=True)
+    members = [Member(bootstrap, group, topic, f"c{i}", **GROUP_CONFIG) for i in range(2)]
+    try:
+        # Three members: the two here own 4 partitions between them.
+        def three_way():
+            poll_all(members, 0.2)
+            owned = [m.partitions() for m in members]
+            return all(owned) and len({p for o in owned for p in o}) == 4
+
+        wait_until(three_way, 20, interval=0, message="three members sharing six partitions")
+        assert doomed.stdout.readline().strip() == "assigned"
+        doomed.kill()
+        doomed.wait()
+        killed_at = time.monotonic()
+        wait_for_balanced(members, topic, 6, timeout=20)
+        took = time.monotonic() - killed_at
+        # Session timeout 6 s, then the survivors rejoin (rebalance timeout).
+        assert 5 < took < 15, f"partitions moved {took:.1f}s after the kill"
+    finally:
+        doomed.kill()
+        for m in members:
+            m.close()
+
+
 def test_cooperative_sticky_rebalance_moves_only_needed_partitions(bootstrap, unique):
     topic, group = unique("topic"), unique("group")
     create_topic(bootstrap, topic, partitions=6)
