@@ -230,8 +230,7 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                     ]),
             ]))
         }
-        ApiKey::AlterConfigs => RequestKind::AlterConfigs(
-            AlterConfigsRequest::default().with_resources(vec![
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s("t"))
@@ -240,8 +239,7 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                             .with_name(s("retention.ms"))
                             .with_value(Some(s(&(100_000 + i64::from(v)).to_string()))),
                     ]),
-            ]),
-        ),
+            ])),
         ApiKey::OffsetDelete => {
             RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![
                 offset_delete_request::OffsetDeleteRequestTopic::default().with_name(tn("t")).with_partitions(vec![
