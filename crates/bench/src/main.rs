@@ -1,0 +1,44 @@
+//! # fjord-bench: load generators for Fjord
+//!
+//! `fjord-bench kafka` drives a broker's Kafka listener the way the
+//! OpenMessaging Benchmark (OMB) drives a Kafka cluster: it creates the
+//! topics, runs producers and consumers for a warm-up and a measured
+//! period, prints one row of rates and latencies per report interval, then
+//! the whole-run aggregates (optionally as one JSON line).
+//!
+//! Two client modes:
+//! - `rdkafka`: librdkafka producers and group consumers, i.e. what users
+//!   of Kafka clients see;
+//! - `batch`: pre-encoded RecordBatch v2 in hand-built Produce requests,
+//!   pipelined over plain TCP connections, and Fetch consumers that count
+//!   records from the batch headers, i.e. what the broker itself can take.
+//!
+//! See `docs/benchmarks.md` for the scenarios and results.
+
+mod cpu;
+mod kafka;
+mod units;
+
+use clap::{Parser, Subcommand};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(name = "fjord-bench", version, about = "Load generators for Fjord")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Kafka protocol load (OpenMessaging-Benchmark shaped): produce and
+    /// consume against a broker's Kafka listener.
+    Kafka(Box<kafka::KafkaArgs>),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Kafka(args) => kafka::run(*args),
+    }
+}
