@@ -17,46 +17,11 @@ use crate::errors;
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
     if !matches!(acks, -1..=1) {
-        let topics = req
-            .topic_data
-            .iter()
-            .map(|t| {
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partition_responses(
-                        t.partition_data
-                            .iter()
-                            .map(|p| failed(p.index, ResponseError::InvalidRequiredAcks.code(), None))
-                            .collect(),
-                    )
-            })
-            .collect();
-        return Some(ProduceResponse::default().with_responses(topics));
+        return Some(fail_all(&req, ResponseError::InvalidRequiredAcks.code(), None));
     }
     if req.transactional_id.is_some() {
-        let topics = req
-            .topic_data
-            .iter()
-            .map(|t| {
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partition_responses(
-                        t.partition_data
-                            .iter()
-                            .map(|p| {
-                                failed(
-                                    p.index,
-                                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                                    (ctx.version() >= 8).then_some("transactions are not supported yet"),
-                                )
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return Some(ProduceResponse::default().with_responses(topics));
+        let message = (ctx.version() >= 8).then_some("transactions are not supported yet");
+        return Some(fail_all(&req, ResponseError::TransactionalIdAuthorizationFailed.code(), message));
     }
 
     let broker = &ctx.gw.broker;
@@ -109,6 +74,21 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
         return None;
     }
     Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// The same error for every partition of the request.
+fn fail_all(req: &ProduceRequest, code: i16, message: Option<&str>) -> ProduceResponse {
+    let topics = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(t.partition_data.iter().map(|p| failed(p.index, code, message)).collect())
+        })
+        .collect();
+    ProduceResponse::default().with_responses(topics)
 }
 
 fn failed(index: i32, code: i16, message: Option<&str>) -> PartitionProduceResponse {
