@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::state::{Ctx, Group};
-use super::timer::{self, TimerEvent, TimerKey, TimerKind, Timers};
+use super::timer::{self, TimerEvent, TimerKey, TimerKind, TimerOwner, Timers};
 use super::{
     GroupConfig, GroupDescription, GroupError, GroupListing, GroupState, HeartbeatRequest, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupMemberResult, LeaveGroupRequest, PendingResponse, SyncGroupRequest, SyncGroupResponse,
@@ -21,7 +21,7 @@ type SharedGroup = Arc<Mutex<Group>>;
 #[derive(Debug)]
 pub(crate) struct Inner {
     config: GroupConfig,
-    pub(crate) timers: Timers,
+    pub(crate) timers: Timers<TimerKind>,
     /// Lock order: `groups` before any group, any group before `timers`' internal lock.
     groups: RwLock<HashMap<String, SharedGroup>>,
     shut_down: AtomicBool,
@@ -49,9 +49,21 @@ impl Inner {
         }
         Ok(groups.entry(group_id.to_owned()).or_insert_with(|| Arc::new(Mutex::new(Group::new(group_id)))).clone())
     }
+}
+
+impl TimerOwner for Inner {
+    type Kind = TimerKind;
+
+    fn timers(&self) -> &Timers<TimerKind> {
+        &self.timers
+    }
+
+    fn is_shut_down(&self) -> bool {
+        Inner::is_shut_down(self)
+    }
 
     /// Dispatches a due timeout to its group. Stale keys are ignored by the handlers.
-    pub(crate) fn fire_timer(&self, key: TimerKey, event: TimerEvent) {
+    fn fire(&self, key: TimerKey, event: TimerEvent<TimerKind>) {
         let Some(group) = self.group(&event.group_id) else {
             return;
         };

@@ -20,7 +20,7 @@ pub(crate) type SyncReply = oneshot::Sender<Result<SyncGroupResponse, GroupError
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a GroupConfig,
-    pub(crate) timers: &'a Timers,
+    pub(crate) timers: &'a Timers<TimerKind>,
 }
 
 /// How the current join phase ends.

@@ -1,4 +1,6 @@
-//! The coordinator's deadline queue and the single background task that drives it.
+//! The coordinators' deadline queue and the single background task that drives it. Both the
+//! classic coordinator and the consumer-protocol one ([`super::consumer`]) use it, each with
+//! its own [`TimerOwner::Kind`] of timeouts.
 //!
 //! Every timeout of every group (member sessions, pending-member expiry, the join phase and
 //! the pending-sync phase) is one entry in an ordered map keyed by `(deadline, sequence)`.
@@ -17,8 +19,6 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use super::coordinator::Inner;
 
 /// Identifies one scheduled timeout. Unique for the lifetime of a coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,31 +43,43 @@ pub(crate) enum TimerKind {
 
 /// A due timeout, handed to the coordinator by the background task.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TimerEvent {
+pub(crate) struct TimerEvent<K> {
     pub(crate) group_id: String,
-    pub(crate) kind: TimerKind,
+    pub(crate) kind: K,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    entries: BTreeMap<TimerKey, TimerEvent>,
+#[derive(Debug)]
+struct Queue<K> {
+    entries: BTreeMap<TimerKey, TimerEvent<K>>,
     next_seq: u64,
 }
 
-/// The deadline queue shared by all groups of one coordinator.
+/// The deadline queue shared by all groups of one coordinator; `K` says what a timeout is for.
 #[derive(Debug)]
-pub(crate) struct Timers {
-    queue: Mutex<Queue>,
+pub(crate) struct Timers<K> {
+    queue: Mutex<Queue<K>>,
     notify: Arc<Notify>,
 }
 
-impl Timers {
+/// A coordinator driven by [`run`].
+pub(crate) trait TimerOwner: Send + Sync + 'static {
+    /// What its timeouts are for.
+    type Kind: Send;
+    /// Its deadline queue.
+    fn timers(&self) -> &Timers<Self::Kind>;
+    /// Whether it was shut down (the task then ends).
+    fn is_shut_down(&self) -> bool;
+    /// Handles a due timeout; handlers ignore keys that are no longer current.
+    fn fire(&self, key: TimerKey, event: TimerEvent<Self::Kind>);
+}
+
+impl<K> Timers<K> {
     pub(crate) fn new(notify: Arc<Notify>) -> Self {
-        Timers { queue: Mutex::new(Queue::default()), notify }
+        Timers { queue: Mutex::new(Queue { entries: BTreeMap::new(), next_seq: 0 }), notify }
     }
 
     /// Schedules `kind` for `group_id` at `deadline`.
-    pub(crate) fn schedule(&self, deadline: Instant, group_id: &str, kind: TimerKind) -> TimerKey {
+    pub(crate) fn schedule(&self, deadline: Instant, group_id: &str, kind: K) -> TimerKey {
         let (key, is_earliest) = {
             let mut queue = self.queue.lock();
             let key = TimerKey { deadline, seq: queue.next_seq };
@@ -94,7 +106,7 @@ impl Timers {
         self.queue.lock().entries.keys().next().map(|key| key.deadline)
     }
 
-    fn pop_due(&self, now: Instant) -> Vec<(TimerKey, TimerEvent)> {
+    fn pop_due(&self, now: Instant) -> Vec<(TimerKey, TimerEvent<K>)> {
         let mut queue = self.queue.lock();
         let mut due = Vec::new();
         while let Some(entry) = queue.entries.first_entry() {
@@ -123,14 +135,14 @@ impl Timers {
 ///
 /// It only holds a [`Weak`] reference to the coordinator while sleeping, so dropping the
 /// coordinator ends it even if the explicit abort in `shutdown` were missed.
-pub(crate) async fn run(inner: Weak<Inner>, notify: Arc<Notify>) {
+pub(crate) async fn run<O: TimerOwner>(inner: Weak<O>, notify: Arc<Notify>) {
     loop {
         let next = {
             let Some(inner) = inner.upgrade() else { return };
             if inner.is_shut_down() {
                 return;
             }
-            inner.timers.next_deadline()
+            inner.timers().next_deadline()
         };
         match next {
             Some(deadline) if deadline <= Instant::now() => {}
@@ -146,8 +158,8 @@ pub(crate) async fn run(inner: Weak<Inner>, notify: Arc<Notify>) {
             }
         }
         let Some(inner) = inner.upgrade() else { return };
-        for (key, event) in inner.timers.pop_due(Instant::now()) {
-            inner.fire_timer(key, event);
+        for (key, event) in inner.timers().pop_due(Instant::now()) {
+            inner.fire(key, event);
         }
     }
 }

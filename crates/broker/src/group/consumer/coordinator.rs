@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::group::{ConsumerGroup, Ctx};
 use super::heartbeat::validate_request;
-use super::timer::{self, TimerKind, Timers};
+use super::timer::{TimerKey, TimerKind, Timers};
 use super::{
     ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupListing, ConsumerHeartbeat, ConsumerHeartbeatResponse,
     TopicMetadataSource,
 };
 use crate::group::GroupError;
+use crate::group::timer::{self, TimerEvent, TimerOwner};
 
 type SharedGroup = Arc<Mutex<ConsumerGroup>>;
 
@@ -66,21 +66,6 @@ impl Inner {
             .clone())
     }
 
-    /// Fires every timeout due at `now`. Stale keys are ignored by the group handlers.
-    pub(super) fn fire_due(&self, now: Instant) {
-        for (key, event) in self.timers.pop_due(now) {
-            let Some(group) = self.group(&event.group_id) else { continue };
-            let mut group = group.lock();
-            let ctx = self.ctx();
-            match event.kind {
-                TimerKind::Session { member_id } => group.on_session_expired(key, &member_id, &ctx),
-                TimerKind::Rebalance { member_id, member_epoch } => {
-                    group.on_rebalance_timeout(key, &member_id, member_epoch, &ctx);
-                }
-            }
-        }
-    }
-
     /// Drops a group that a failed join created, so errors leave nothing behind.
     fn drop_if_unborn(&self, group_id: &str) {
         let mut groups = self.groups.write();
@@ -89,6 +74,31 @@ impl Inner {
         if group.members.is_empty() && group.group_epoch == 0 {
             group.dead = true;
             groups.remove(group_id);
+        }
+    }
+}
+
+impl TimerOwner for Inner {
+    type Kind = TimerKind;
+
+    fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    fn is_shut_down(&self) -> bool {
+        Inner::is_shut_down(self)
+    }
+
+    /// Dispatches a due timeout to its group. Stale keys are ignored by the group handlers.
+    fn fire(&self, key: TimerKey, event: TimerEvent<TimerKind>) {
+        let Some(group) = self.group(&event.group_id) else { return };
+        let mut group = group.lock();
+        let ctx = self.ctx();
+        match event.kind {
+            TimerKind::Session { member_id } => group.on_session_expired(key, &member_id, &ctx),
+            TimerKind::Rebalance { member_id, member_epoch } => {
+                group.on_rebalance_timeout(key, &member_id, member_epoch, &ctx);
+            }
         }
     }
 }
