@@ -709,9 +709,18 @@ def test_kip848_consumer_protocol_group_shares_partitions(bootstrap, unique):
     try:
         wait_for_balanced(members, topic, 6, timeout=15)
         admin = admin_for(bootstrap)
-        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+
+        # Owning the partitions is not yet Stable: the group stays
+        # Reconciling (which librdkafka reports as UNKNOWN) until every
+        # member's next heartbeat acknowledges the new epoch, so keep the
+        # members polling while asking.
+        def described():
+            return admin.describe_consumer_groups([group])[group].result(timeout=10)
+
+        poll_until(members, lambda: described().state == ConsumerGroupState.STABLE, 10, "group Stable")
+        desc = described()
         assert len(desc.members) == 3
-        assert desc.state == ConsumerGroupState.STABLE
+        assert sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions) == list(range(6))
         listed = {g.group_id: g for g in admin.list_consumer_groups().result(timeout=10).valid}
         assert listed[group].type == ConsumerGroupType.CONSUMER
         expected = sorted(f"a{i}".encode() for i in range(60))
