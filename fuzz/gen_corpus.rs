@@ -2,8 +2,8 @@
 //!
 //!     cargo run --manifest-path fuzz/Cargo.toml --example gen_corpus -- fuzz/seeds
 //!
-//! creates OUT/batch_validate, OUT/batch_decode, OUT/log_recovery and
-//! OUT/kafka_request (the structured batch_roundtrip target needs no seeds). The committed
+//! creates OUT/batch_validate, OUT/batch_decode, OUT/log_recovery,
+//! OUT/kafka_request and OUT/filter_parse (the structured batch_roundtrip target needs no seeds). The committed
 //! fuzz/seeds/ were made this way; scripts/fuzz regenerates them when absent.
 
 use std::path::Path;
@@ -275,6 +275,24 @@ fn kafka_requests() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// RocketMQ subscription expressions, SQL92 and tag lists, covering every
+/// operator, comments, quoting, numbers at their limits and nesting.
+fn filter_expressions() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("tags", "TagA || TagB ||TagC"),
+        ("tags_all", "*"),
+        ("logic", "a = 3 and b <> 4 And c > 5 AND d <= 4 OR NOT (e >= 1.5 OR f < -2)"),
+        ("between_in", "(a between 2 and 10) AND (b not between 6 and 9) AND c IN ('x', 'it''s') AND d NOT IN ('y')"),
+        ("null_tests", "a IS NULL OR a = 'hello' OR (b IS NOT NULL AND NOT c)"),
+        ("contains", "TAGS is not null and TAGS CONTAINS 'A' AND b NOT STARTSWITH 'x' AND c ENDSWITH 'z'"),
+        ("numbers", "a > 9223372036854775807 OR b < 2147483648L OR c = .5 OR d >= 1.5E-3 OR e = - -1"),
+        ("booleans", "a = TRUE OR b <> FALSE OR (c = 1) = TRUE OR NULL"),
+        ("comments", "a = 1 /* block */ AND -- line\n b = 'x'"),
+        ("nested", "((((a = 1) OR (b = 2)) AND NOT NOT (c > 3)) OR d BETWEEN -1 AND 1)"),
+        ("precedence", "NOT a = 1 AND a IS NULL IS NULL OR 'x' CONTAINS 'x' CONTAINS 'y'"),
+    ]
+}
+
 fn main() {
     let out = std::env::args().nth(1).unwrap_or_else(|| "fuzz/seeds".into());
     let out = Path::new(&out);
@@ -323,5 +341,9 @@ fn main() {
     ];
     for (name, frame) in killers {
         write(&out.join("kafka_request"), name, frame);
+    }
+
+    for (name, expression) in filter_expressions() {
+        write(&out.join("filter_parse"), name, expression.as_bytes());
     }
 }

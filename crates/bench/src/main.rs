@@ -13,10 +13,14 @@
 //!   pipelined over plain TCP connections, and Fetch consumers that count
 //!   records from the batch headers, i.e. what the broker itself can take.
 //!
+//! `fjord-bench timer` and `fjord-bench pop` measure the messaging layer in
+//! process (see [`messaging`]).
+//!
 //! See `docs/benchmarks.md` for the scenarios and results.
 
 mod cpu;
 mod kafka;
+mod messaging;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -34,11 +38,19 @@ enum Command {
     /// Kafka protocol load (OpenMessaging-Benchmark shaped): produce and
     /// consume against a broker's Kafka listener.
     Kafka(Box<kafka::KafkaArgs>),
+    /// Delayed-message timer: schedule N messages over the next minute,
+    /// report scheduling rate, memory and delivery lateness (in process).
+    Timer(messaging::TimerArgs),
+    /// Pop consumption: receive + ack throughput with several consumers
+    /// (in process).
+    Pop(messaging::PopArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Kafka(args) => kafka::run(*args),
+        Command::Timer(args) => messaging::run_timer(args),
+        Command::Pop(args) => messaging::run_pop(args),
     }
 }

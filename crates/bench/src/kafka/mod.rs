@@ -20,6 +20,7 @@
 mod batch;
 mod rdk;
 mod report;
+pub(crate) use report::say;
 mod stats;
 mod wire;
 

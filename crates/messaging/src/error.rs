@@ -1,0 +1,83 @@
+//! Errors of the messaging layer. Gateways map them to their protocol's codes.
+
+use fjord_broker::BrokerError;
+use fjord_filter::FilterError;
+use fjord_log::LogError;
+
+/// Errors returned by [`crate::Messaging`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessagingError {
+    /// The broker core refused the operation.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A subscription expression does not parse.
+    #[error("invalid subscription expression: {0}")]
+    Filter(#[from] FilterError),
+    /// A message is malformed (bad property name, delay out of range...).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// A request argument is invalid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A receipt handle does not name a message this group holds in flight
+    /// (it was acked already, or its invisibility expired and the message
+    /// was handed out again).
+    #[error("receipt handle is stale or unknown: {0}")]
+    InvalidReceipt(String),
+    /// No message with this id or key is known.
+    #[error("message not found: {0}")]
+    NotFound(String),
+    /// An internal log (timer, pop journal) failed.
+    #[error("{context}: {source}")]
+    Log {
+        /// Component involved.
+        context: String,
+        /// Underlying error.
+        #[source]
+        source: LogError,
+    },
+    /// A file of the messaging state could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// File involved.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored messaging state is damaged.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// Which state.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// A blocking task failed unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MessagingError {
+    pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
+        MessagingError::Log { context: context.into(), source }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        MessagingError::Io { op, path: path.display().to_string(), source }
+    }
+}
+
+/// Result of messaging operations.
+pub type Result<T, E = MessagingError> = std::result::Result<T, E>;
+
+/// Runs blocking file work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| MessagingError::Internal(format!("blocking task failed: {e}")))
+}

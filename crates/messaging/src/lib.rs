@@ -1,0 +1,202 @@
+//! # fjord-messaging: messaging semantics over the broker core
+//!
+//! The broker core ([`fjord_broker`]) stores records in partitions and keeps
+//! Kafka-style committed offsets. This crate adds what RocketMQ is chosen
+//! for, once, for every gateway: message properties ([`message`]), broker-side
+//! tag and SQL92 filtering ([`fjord_filter`]), queries by key, id, offset and
+//! time ([`query`]), delayed and scheduled delivery ([`timer`]), per-message
+//! acknowledgement ("pop", [`pop`]), retry with back-off and dead-letter
+//! queues ([`retry`]), ordered consumption with partition locks ([`order`]),
+//! and clustering vs broadcasting progress ([`pull`]).
+//!
+//! ## Data directory
+//! ```text
+//! <data>/messaging/timer/schedule/    scheduled messages, in full (a fjord-log log)
+//!                  timer/journal/     delivery intents and completions
+//!                  timer/snapshot     pending (deadline, offset) pairs at a point
+//!                  pop/journal/       pop, ack and invisibility changes
+//!                  pop/snapshot       every pop queue's state at a point
+//! ```
+//!
+//! ## Durability
+//! Every state change is written to an internal journal before it is
+//! acknowledged, with the broker's durability policy ([`fjord_log::Durability`]):
+//! with `group-commit` (the default) an acknowledged schedule, pop, ack or
+//! invisibility change survives kill -9 and power loss. Journals are
+//! compacted into snapshots, so restart replays only what came after the
+//! last snapshot.
+//!
+//! ## Invariants worth naming
+//! - A scheduled message is delivered into its target partition exactly
+//!   once, never before its time (see [`timer`] for how a crash between
+//!   delivering and recording the delivery is resolved).
+//! - A popped message is redelivered only when its invisibility expired
+//!   without an ack; an acknowledged ack is never undone.
+//! - A group's committed progress on a partition is its lowest unacked
+//!   offset: everything below it was acked (or filtered out).
+
+pub mod error;
+mod journal;
+pub mod message;
+pub mod order;
+pub mod pop;
+pub mod pull;
+pub mod query;
+pub mod retry;
+pub mod send;
+pub mod timer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::Broker;
+use fjord_log::Durability;
+use tokio::task::JoinHandle;
+
+pub use error::{MessagingError, Result};
+pub use message::{Delivery, Message, StoredMessage};
+pub use pop::{PopRequest, Popped, ReceiptHandle};
+pub use pull::{ConsumeModel, OffsetReset, PullRequest, Pulled};
+pub use query::QueryResult;
+pub use send::{Partitioning, SendReceipt};
+
+/// Settings of the messaging layer.
+#[derive(Debug, Clone)]
+pub struct MessagingConfig {
+    /// Furthest a message may be scheduled ahead (default 40 days).
+    pub max_delay: Duration,
+    /// Resolution of the timer (default 100 ms): messages become visible at
+    /// most about this much after their time under normal load.
+    pub timer_tick: Duration,
+    /// Back-off between consumption attempts of a failed message; the last
+    /// step repeats. RocketMQ's: 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
+    /// 20m 30m 1h 2h.
+    pub retry_backoff: Vec<Duration>,
+    /// Deliveries of one message before it goes to the dead-letter queue,
+    /// unless a group sets its own (default 16, as RocketMQ).
+    pub max_attempts: u32,
+    /// How long an ordered-consumption partition lock lasts without renewal
+    /// (default 60 s, RocketMQ's).
+    pub order_lock_ttl: Duration,
+    /// Most messages a pop queue holds back at once for busy FIFO groups.
+    pub max_held_per_queue: usize,
+    /// Write a snapshot and trim the journals at least this often.
+    pub snapshot_interval: Duration,
+    /// Durability of the internal journals; the broker's by default.
+    pub durability: Durability,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        let m = |n: u64| Duration::from_secs(60 * n);
+        MessagingConfig {
+            max_delay: s(40 * 86_400),
+            timer_tick: Duration::from_millis(100),
+            retry_backoff: vec![
+                s(10),
+                s(30),
+                m(1),
+                m(2),
+                m(3),
+                m(4),
+                m(5),
+                m(6),
+                m(7),
+                m(8),
+                m(9),
+                m(10),
+                m(20),
+                m(30),
+                m(60),
+                m(120),
+            ],
+            max_attempts: 16,
+            order_lock_ttl: s(60),
+            max_held_per_queue: 10_000,
+            snapshot_interval: s(30),
+            durability: Durability::GroupCommit,
+        }
+    }
+}
+
+impl MessagingConfig {
+    /// The back-off before attempt `attempt + 1` (1-based `attempt`).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let i = (attempt.max(1) as usize - 1).min(self.retry_backoff.len().saturating_sub(1));
+        self.retry_backoff.get(i).copied().unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// The messaging layer of one broker. Open it after the broker and before
+/// the gateways start: opening recovers the timer and pop state.
+#[derive(Debug)]
+pub struct Messaging {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) config: MessagingConfig,
+    pub(crate) timer: timer::TimerService,
+    pub(crate) pop: pop::PopService,
+    pub(crate) locks: order::PartitionLocks,
+    pub(crate) sends: send::RoundRobin,
+    dir: PathBuf,
+    /// Lets `&self` methods hand an owned handle to blocking tasks.
+    me: std::sync::Weak<Messaging>,
+}
+
+impl Messaging {
+    /// Opens (recovering) the messaging state under the broker's data
+    /// directory.
+    pub async fn open(broker: Arc<Broker>, config: MessagingConfig) -> Result<Arc<Messaging>> {
+        let dir = broker.config().data_dir.join("messaging");
+        let timer = timer::TimerService::open(&broker, &dir.join("timer"), &config).await?;
+        let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
+        Ok(Arc::new_cyclic(|me| Messaging {
+            broker,
+            locks: order::PartitionLocks::new(config.order_lock_ttl),
+            config,
+            timer,
+            pop,
+            sends: Default::default(),
+            dir,
+            me: me.clone(),
+        }))
+    }
+
+    pub(crate) fn self_ref(&self) -> Result<Arc<Messaging>> {
+        self.me.upgrade().ok_or(MessagingError::ShuttingDown)
+    }
+
+    /// The broker underneath.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &MessagingConfig {
+        &self.config
+    }
+
+    /// Where the messaging state lives.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Starts the timer dispatcher, the pop expiry and the snapshotter; they
+    /// stop when the broker shuts down.
+    pub fn start(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        vec![timer::spawn_dispatcher(self.clone()), pop::spawn_maintenance(self.clone())]
+    }
+
+    /// Writes final snapshots and closes the internal logs. Call after the
+    /// gateways stopped and before [`Broker::shutdown`].
+    pub async fn shutdown(&self) -> Result<()> {
+        self.timer.close().await?;
+        self.pop.close().await
+    }
+}
+
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::timer::wheel::TimingWheel;
+}

@@ -1,0 +1,366 @@
+//! Pop, ack and invisibility changes on one queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::TopicPartition;
+use fjord_log::{Log, ReadBound};
+use parking_lot::Mutex;
+
+use super::service::{PopEntry, QueueId};
+use super::state::{InFlight, QueueState};
+use super::{PopRequest, Popped, ReceiptHandle, StartFrom};
+use crate::Messaging;
+use crate::error::{MessagingError, Result, blocking};
+use crate::message::StoredMessage;
+use crate::pull::ConsumeModel;
+
+/// Messages picked by one pop, and the journal's record of them.
+struct Picks<'a> {
+    tp: &'a TopicPartition,
+    invisible_until: i64,
+    out: Vec<Popped>,
+    delivered: Vec<(u64, InFlight)>,
+}
+
+impl Picks<'_> {
+    fn deliver(&mut self, s: &mut QueueState, m: StoredMessage, attempt: u32, group: Option<u64>, seq: u64) {
+        let f = InFlight { visible_at: self.invisible_until, attempt, seq, group };
+        s.inflight.insert(m.offset, f);
+        self.delivered.push((m.offset, f));
+        let receipt = ReceiptHandle::new(&self.tp.topic, self.tp.partition, m.offset, seq);
+        self.out.push(Popped { receipt, attempt, invisible_until: self.invisible_until, message: m });
+    }
+}
+
+/// What one pop on one queue needs to know.
+struct Ask<'a> {
+    req: &'a PopRequest,
+    max: usize,
+    now: i64,
+    max_attempts: u32,
+    held_cap: usize,
+}
+
+impl Messaging {
+    /// Receives up to `max_messages` messages, each invisible to the group
+    /// for `invisible`. Expired deliveries come first (attempt + 1), then
+    /// held-back FIFO messages whose group is free, then new ones.
+    pub async fn pop(&self, req: PopRequest) -> Result<Vec<Popped>> {
+        if req.max_messages == 0 || req.max_messages > 1024 {
+            return Err(MessagingError::InvalidRequest("max_messages must be within 1..=1024".into()));
+        }
+        let deadline = tokio::time::Instant::now() + req.wait;
+        loop {
+            let partitions = self.pop_partitions(&req)?;
+            // Subscribe before reading so no arrival is missed.
+            let mut watches: Vec<_> = partitions.iter().map(|p| p.subscribe()).collect();
+            let mut out = Vec::new();
+            for p in &partitions {
+                if out.len() >= req.max_messages {
+                    break;
+                }
+                let got = self.pop_queue(&req, p.id().partition, p.log().clone(), req.max_messages - out.len()).await?;
+                out.extend(got);
+            }
+            if !out.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(out);
+            }
+            let changed = futures_any(&mut watches);
+            // Also wake for invisibility expiry: re-check at least every second.
+            let wake = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn pop_partitions(&self, req: &PopRequest) -> Result<Vec<Arc<fjord_broker::Partition>>> {
+        let topic =
+            self.broker.topic(&req.topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(req.topic.clone()))?;
+        let mut parts = topic.partitions();
+        match req.partition {
+            Some(p) => {
+                parts.retain(|x| x.id().partition == p);
+                if parts.is_empty() {
+                    return Err(
+                        fjord_broker::BrokerError::UnknownPartition { topic: req.topic.clone(), partition: p }.into()
+                    );
+                }
+            }
+            None if !parts.is_empty() => {
+                let k = (self.pop.rotate.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize) % parts.len();
+                parts.rotate_left(k);
+            }
+            None => {}
+        }
+        Ok(parts)
+    }
+
+    pub(crate) fn queue_id(&self, group: &str, model: &ConsumeModel, tp: &TopicPartition) -> QueueId {
+        QueueId { group: model.group_key(group), topic: tp.topic.clone(), partition: tp.partition }
+    }
+
+    /// The queue's state, created (journaled) at the group's committed
+    /// offset, or where the request says, when it is new.
+    fn open_queue(&self, q: &QueueId, log: &Log, start: StartFrom) -> Result<Arc<Mutex<QueueState>>> {
+        if let Some(s) = self.pop.queue(q) {
+            return Ok(s);
+        }
+        let committed = self.broker.offsets().get(&q.group, &q.topic, q.partition).map(|c| c.offset.max(0) as u64);
+        let start = committed.unwrap_or(match start {
+            StartFrom::Earliest => log.log_start_offset(),
+            StartFrom::Latest => log.high_watermark(),
+        });
+        let _cut = self.pop.cut.read();
+        let mut queues = self.pop.queues.lock();
+        if let Some(s) = queues.get(q) {
+            return Ok(s.clone());
+        }
+        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start })?;
+        let s = Arc::new(Mutex::new(QueueState::new(start)));
+        queues.insert(q.clone(), s.clone());
+        drop(queues);
+        self.pop.journal.sync(off)?;
+        Ok(s)
+    }
+
+    async fn pop_queue(&self, req: &PopRequest, partition: u32, log: Arc<Log>, max: usize) -> Result<Vec<Popped>> {
+        let tp = TopicPartition::new(&req.topic, partition);
+        let q = self.queue_id(&req.group, &req.model, &tp);
+        let ask = (req.clone(), self.config.max_attempts, self.config.max_held_per_queue);
+        let me = self.self_ref()?;
+        blocking(move || -> Result<Vec<Popped>> {
+            let (req, max_attempts, held_cap) = ask;
+            let state = me.open_queue(&q, &log, req.start)?;
+            let now = me.pop.clock.now_ms();
+            let a = Ask { req: &req, max, now, max_attempts, held_cap };
+            let (out, off) = {
+                let _cut = me.pop.cut.read();
+                let mut s = state.lock();
+                let (out, entry) = me.take(&q, &mut s, &log, &a)?;
+                let off = match entry {
+                    Some(e) => Some(me.pop.write(&e)?),
+                    None => None,
+                };
+                (out, off)
+            };
+            if let Some(off) = off {
+                me.pop.journal.sync(off)?;
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// Picks messages under the queue lock; returns them and the journal
+    /// entry describing the change.
+    fn take(&self, q: &QueueId, s: &mut QueueState, log: &Log, a: &Ask<'_>) -> Result<(Vec<Popped>, Option<PopEntry>)> {
+        let tp = q.tp();
+        let ctx = |e| MessagingError::log(tp.to_string(), e);
+        let invisible_until = a.now + a.req.invisible.as_millis() as i64;
+        let mut k = Picks { tp: &tp, invisible_until, out: Vec::new(), delivered: Vec::new() };
+        let (mut held, mut unheld, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+        // 1. Expired deliveries, oldest first.
+        let expired: Vec<(u64, InFlight)> = s
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.visible_at <= a.now && f.attempt < a.max_attempts)
+            .map(|(o, f)| (*o, *f))
+            .collect();
+        for (o, f) in expired {
+            if k.out.len() >= a.max {
+                break;
+            }
+            if a.req.fifo && f.group.is_some_and(|g| s.group_busy(g, o)) {
+                continue;
+            }
+            match log.read_records(o, 1, ReadBound::HighWatermark).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
+                Some(r) => {
+                    let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
+                    k.deliver(s, m, f.attempt + 1, f.group, self.pop.seq());
+                }
+                None => {
+                    // Gone (retention or DeleteRecords): nothing to deliver.
+                    s.ack(o, f.seq);
+                    dropped.push(o);
+                }
+            }
+        }
+        // 2. Held FIFO messages whose group is free now.
+        let ready: Vec<(u64, u64)> = s.held.iter().map(|(o, g)| (*o, *g)).collect();
+        for (o, g) in ready {
+            if k.out.len() >= a.max {
+                break;
+            }
+            if s.group_busy(g, o) {
+                continue;
+            }
+            if let Some(r) =
+                log.read_records(o, 1, ReadBound::HighWatermark).map_err(ctx)?.into_iter().find(|r| r.offset == o)
+            {
+                s.held.remove(&o);
+                unheld.push(o);
+                let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
+                k.deliver(s, m, 1, Some(g), self.pop.seq());
+            }
+        }
+        // 3. New messages.
+        let start = s.next;
+        let mut offset = start.max(log.log_start_offset());
+        let hw = log.high_watermark();
+        'scan: while k.out.len() < a.max && offset < hw {
+            let recs = log.read_records(offset, 256 << 10, ReadBound::HighWatermark).map_err(ctx)?;
+            let Some(last) = recs.last().map(|r| r.offset) else { break };
+            for r in recs {
+                if k.out.len() >= a.max {
+                    break 'scan;
+                }
+                let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
+                if a.req.filter.matches(&m) {
+                    let group =
+                        if a.req.fifo { m.group.as_deref().map(|g| fjord_log::key_hash(g.as_bytes())) } else { None };
+                    match group {
+                        Some(g) if s.group_busy(g, r.offset) => {
+                            if s.held.len() >= a.held_cap {
+                                break 'scan;
+                            }
+                            s.held.insert(r.offset, g);
+                            held.push((r.offset, g));
+                        }
+                        _ => k.deliver(s, m, 1, group, self.pop.seq()),
+                    }
+                }
+                offset = r.offset + 1;
+            }
+            debug_assert!(offset > last || k.out.len() >= a.max);
+        }
+        s.advance(offset);
+        let Picks { out, delivered, .. } = k;
+        let changed =
+            !delivered.is_empty() || !held.is_empty() || !unheld.is_empty() || !dropped.is_empty() || offset != start;
+        let entry = changed.then(|| PopEntry::Pop { q: q.clone(), upto: offset, delivered, held, unheld, dropped });
+        Ok((out, entry))
+    }
+
+    /// Acknowledges one delivery. Fails with [`MessagingError::InvalidReceipt`]
+    /// when the receipt is stale (acked already, or redelivered since).
+    pub async fn ack(&self, group: &str, model: &ConsumeModel, receipt: &ReceiptHandle) -> Result<()> {
+        let (topic, partition, offset, seq) = receipt.parse()?;
+        let q = self.queue_id(group, model, &TopicPartition::new(topic, partition));
+        let state = self.pop.queue(&q).ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
+        let me = self.self_ref()?;
+        let r = receipt.0.clone();
+        blocking(move || -> Result<()> {
+            let off = {
+                let _cut = me.pop.cut.read();
+                let mut s = state.lock();
+                if !s.ack(offset, seq) {
+                    return Err(MessagingError::InvalidReceipt(r));
+                }
+                me.pop.write(&PopEntry::Ack { q, offset, seq })?
+            };
+            me.pop.journal.sync(off)
+        })
+        .await?
+    }
+
+    /// Makes a delivery invisible for `invisible` from now (extend, or
+    /// shorten: zero makes it visible at once). Returns the new receipt;
+    /// the old one becomes stale.
+    pub async fn change_invisibility(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipt: &ReceiptHandle,
+        invisible: Duration,
+    ) -> Result<ReceiptHandle> {
+        let (topic, partition, offset, seq) = receipt.parse()?;
+        let q = self.queue_id(group, model, &TopicPartition::new(&topic, partition));
+        let state = self.pop.queue(&q).ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
+        let me = self.self_ref()?;
+        let r = receipt.0.clone();
+        blocking(move || -> Result<ReceiptHandle> {
+            let (off, handle) = {
+                let _cut = me.pop.cut.read();
+                let mut s = state.lock();
+                let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else {
+                    return Err(MessagingError::InvalidReceipt(r));
+                };
+                let nf = InFlight {
+                    visible_at: me.pop.clock.now_ms() + invisible.as_millis() as i64,
+                    seq: me.pop.seq(),
+                    ..f
+                };
+                s.inflight.insert(offset, nf);
+                let off = me.pop.write(&PopEntry::Invisible { q, offset, f: nf })?;
+                (off, ReceiptHandle::new(&topic, partition, offset, nf.seq))
+            };
+            me.pop.journal.sync(off)?;
+            Ok(handle)
+        })
+        .await?
+    }
+
+    /// Consumption failed: the message becomes visible again after the
+    /// back-off for its attempt count (10 s, 30 s, 1 m ... by default).
+    pub async fn nack(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipt: &ReceiptHandle,
+        attempt: u32,
+    ) -> Result<ReceiptHandle> {
+        let backoff = self.config.backoff(attempt);
+        self.change_invisibility(group, model, receipt, backoff).await
+    }
+
+    /// Moves a group's pop queues on `topic` to the given offsets (reset).
+    pub(crate) async fn reset_pop_queue(&self, q: QueueId, offset: u64) -> Result<()> {
+        let me = self.self_ref()?;
+        blocking(move || -> Result<()> {
+            let off = {
+                let _cut = me.pop.cut.read();
+                let state = me
+                    .pop
+                    .queues
+                    .lock()
+                    .entry(q.clone())
+                    .or_insert_with(|| Arc::new(Mutex::new(QueueState::new(offset))))
+                    .clone();
+                state.lock().reset(offset);
+                me.pop.write(&PopEntry::Reset { q, offset })?
+            };
+            me.pop.journal.sync(off)
+        })
+        .await?
+    }
+
+    /// Acks an in-flight message on the broker's behalf (dead-lettered).
+    pub(crate) fn ack_internal(&self, q: &QueueId, offset: u64, seq: u64) -> Result<bool> {
+        let Some(state) = self.pop.queue(q) else { return Ok(false) };
+        let off = {
+            let _cut = self.pop.cut.read();
+            let mut s = state.lock();
+            if !s.ack(offset, seq) {
+                return Ok(false);
+            }
+            self.pop.write(&PopEntry::Ack { q: q.clone(), offset, seq })?
+        };
+        self.pop.journal.sync(off)?;
+        Ok(true)
+    }
+}
+
+/// Resolves when any of the watches changes (or all senders are gone).
+async fn futures_any(watches: &mut [tokio::sync::watch::Receiver<u64>]) {
+    if watches.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let futs = watches.iter_mut().map(|w| Box::pin(async move { w.changed().await.is_ok() }));
+    let (ok, _, _) = futures_util::future::select_all(futs).await;
+    if !ok {
+        std::future::pending::<()>().await;
+    }
+}

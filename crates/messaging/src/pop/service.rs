@@ -1,0 +1,289 @@
+//! The pop service: queue states, the pop journal, snapshots, recovery and
+//! the maintenance task (dead-lettering, progress commits, snapshots).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fjord_broker::{Broker, CommittedOffset, TopicPartition};
+use fjord_log::Clock;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::state::{InFlight, QueueState};
+use crate::error::{MessagingError, Result, blocking};
+use crate::journal::Journal;
+use crate::{Messaging, MessagingConfig};
+
+const SNAPSHOT: &str = "snapshot.json";
+
+/// A queue: a group (or broadcasting instance) on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct QueueId {
+    pub(crate) group: String,
+    pub(crate) topic: String,
+    pub(crate) partition: u32,
+}
+
+impl QueueId {
+    pub(crate) fn tp(&self) -> TopicPartition {
+        TopicPartition::new(&self.topic, self.partition)
+    }
+}
+
+/// A pop journal record: replaying them in order rebuilds every queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum PopEntry {
+    Open {
+        q: QueueId,
+        start: u64,
+    },
+    Pop {
+        q: QueueId,
+        upto: u64,
+        delivered: Vec<(u64, InFlight)>,
+        held: Vec<(u64, u64)>,
+        unheld: Vec<u64>,
+        /// In flight, but the record is gone (retention): acked.
+        dropped: Vec<u64>,
+    },
+    Ack {
+        q: QueueId,
+        offset: u64,
+        seq: u64,
+    },
+    Invisible {
+        q: QueueId,
+        offset: u64,
+        f: InFlight,
+    },
+    Reset {
+        q: QueueId,
+        offset: u64,
+    },
+}
+
+impl PopEntry {
+    fn apply(self, queues: &mut HashMap<QueueId, QueueState>) {
+        match self {
+            PopEntry::Open { q, start } => {
+                queues.entry(q).or_insert_with(|| QueueState::new(start));
+            }
+            PopEntry::Pop { q, upto, delivered, held, unheld, dropped } => {
+                let Some(s) = queues.get_mut(&q) else { return };
+                for o in dropped {
+                    s.inflight.remove(&o);
+                    s.acked.insert(o);
+                }
+                for o in unheld {
+                    s.held.remove(&o);
+                }
+                s.inflight.extend(delivered);
+                s.held.extend(held);
+                s.advance(upto);
+            }
+            PopEntry::Ack { q, offset, seq } => {
+                if let Some(s) = queues.get_mut(&q) {
+                    s.ack(offset, seq);
+                }
+            }
+            PopEntry::Invisible { q, offset, f } => {
+                if let Some(s) = queues.get_mut(&q) {
+                    s.inflight.insert(offset, f);
+                }
+            }
+            PopEntry::Reset { q, offset } => {
+                queues.entry(q).or_insert_with(|| QueueState::new(offset)).reset(offset);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    journal_from: u64,
+    next_seq: u64,
+    queues: Vec<(QueueId, QueueState)>,
+}
+
+/// Every pop queue of the broker.
+#[derive(Debug)]
+pub(crate) struct PopService {
+    pub(crate) queues: Mutex<HashMap<QueueId, Arc<Mutex<QueueState>>>>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) next_seq: AtomicU64,
+    /// Progress last committed to the broker's offsets, per queue.
+    committed: Mutex<HashMap<QueueId, u64>>,
+    /// Rotates partitions for pops that name none.
+    pub(crate) rotate: AtomicU64,
+    /// Held while snapshotting, shared by journal writers, so a snapshot's
+    /// journal offset covers exactly the state it saves.
+    pub(crate) cut: Arc<parking_lot::RwLock<()>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    dir: PathBuf,
+}
+
+impl PopService {
+    pub(crate) async fn open(broker: &Arc<Broker>, dir: &Path, config: &MessagingConfig) -> Result<PopService> {
+        let (b, dir, durability) = (broker.clone(), dir.to_path_buf(), config.durability);
+        let clock = broker.clock().clone();
+        blocking(move || -> Result<PopService> {
+            std::fs::create_dir_all(&dir).map_err(|e| MessagingError::io("create pop directory", &dir, e))?;
+            let journal = Journal::open(
+                &dir.join("journal"),
+                "pop journal",
+                &b.config().log_defaults,
+                durability,
+                false,
+                clock.clone(),
+            )?;
+            let snap = read_snapshot(&dir.join(SNAPSHOT))?;
+            let (mut queues, journal_from, mut next_seq) = match snap {
+                Some(s) => (s.queues.into_iter().collect::<HashMap<_, _>>(), s.journal_from, s.next_seq),
+                None => (HashMap::new(), 0, 0),
+            };
+            let mut replayed = 0u64;
+            journal.scan(journal_from, |r| {
+                let e: PopEntry = serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                    .map_err(|e| MessagingError::Corrupt { what: "pop journal", detail: e.to_string() })?;
+                next_seq = next_seq.max(max_seq(&e) + 1);
+                e.apply(&mut queues);
+                replayed += 1;
+                Ok(())
+            })?;
+            tracing::info!(queues = queues.len(), replayed, "pop state opened");
+            Ok(PopService {
+                queues: Mutex::new(queues.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect()),
+                journal: Arc::new(journal),
+                next_seq: AtomicU64::new(next_seq),
+                committed: Default::default(),
+                rotate: AtomicU64::new(0),
+                cut: Default::default(),
+                clock,
+                dir,
+            })
+        })
+        .await?
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn queue(&self, q: &QueueId) -> Option<Arc<Mutex<QueueState>>> {
+        self.queues.lock().get(q).cloned()
+    }
+
+    /// Appends a journal entry (not yet durable); returns its offset.
+    pub(crate) fn write(&self, e: &PopEntry) -> Result<u64> {
+        let v = serde_json::to_vec(e).map_err(|e| MessagingError::Internal(format!("encode pop entry: {e}")))?;
+        self.journal.append_value(v, self.clock.now_ms())
+    }
+
+    /// Saves every queue and trims the journal before the cut.
+    pub(crate) fn snapshot(&self) -> Result<()> {
+        let snap = {
+            let _cut = self.cut.write();
+            let queues: Vec<_> = self.queues.lock().iter().map(|(k, v)| (k.clone(), v.lock().clone())).collect();
+            Snapshot { journal_from: self.journal.end(), next_seq: self.next_seq.load(Ordering::Relaxed), queues }
+        };
+        let bytes =
+            serde_json::to_vec(&snap).map_err(|e| MessagingError::Internal(format!("encode pop snapshot: {e}")))?;
+        fjord_log::write_atomic(&self.dir.join(SNAPSHOT), &bytes)
+            .map_err(|e| MessagingError::log("pop snapshot", e))?;
+        self.journal.trim_before(snap.journal_from)
+    }
+
+    pub(crate) async fn close(&self) -> Result<()> {
+        let journal = self.journal.clone();
+        // The snapshot needs &self; it is cheap enough to run inline.
+        self.snapshot()?;
+        blocking(move || journal.close()).await?
+    }
+}
+
+fn max_seq(e: &PopEntry) -> u64 {
+    match e {
+        PopEntry::Pop { delivered, .. } => delivered.iter().map(|(_, f)| f.seq).max().unwrap_or(0),
+        PopEntry::Invisible { f, .. } => f.seq,
+        PopEntry::Ack { seq, .. } => *seq,
+        _ => 0,
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| MessagingError::Corrupt { what: "pop snapshot", detail: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MessagingError::io("read pop snapshot", path, e)),
+    }
+}
+
+/// Once a second: dead-letters messages out of attempts, commits each
+/// queue's progress to the broker's offsets; snapshots every
+/// `snapshot_interval`.
+pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stop = m.broker.shutdown_signal();
+        let mut last_snapshot = m.pop.clock.now_ms();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = m.pop_maintenance().await {
+                tracing::error!(error = %e, "pop maintenance failed");
+            }
+            if m.pop.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
+                last_snapshot = m.pop.clock.now_ms();
+                let mm = m.clone();
+                match blocking(move || mm.pop.snapshot()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => tracing::error!(error = %e, "pop snapshot failed"),
+                }
+            }
+        }
+    })
+}
+
+impl Messaging {
+    /// Dead-letters expired messages that used up their attempts and
+    /// commits queue progress. Runs every second; public for tests and
+    /// tools.
+    pub async fn pop_maintenance(&self) -> Result<()> {
+        let now = self.pop.clock.now_ms();
+        let queues: Vec<_> = self.pop.queues.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut commits: HashMap<String, Vec<(TopicPartition, CommittedOffset)>> = HashMap::new();
+        for (q, state) in queues {
+            let exhausted: Vec<(u64, InFlight)> = state
+                .lock()
+                .inflight
+                .iter()
+                .filter(|(_, f)| f.visible_at <= now && f.attempt >= self.config.max_attempts)
+                .map(|(o, f)| (*o, *f))
+                .collect();
+            for (offset, f) in exhausted {
+                self.dead_letter_popped(&q, offset, f).await?;
+            }
+            let base = state.lock().ack_base();
+            if self.pop.committed.lock().get(&q) != Some(&base) {
+                let off = CommittedOffset {
+                    offset: base as i64,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp: now,
+                };
+                commits.entry(q.group.clone()).or_default().push((q.tp(), off));
+                self.pop.committed.lock().insert(q.clone(), base);
+            }
+        }
+        for (group, offsets) in commits {
+            self.broker.commit_offsets_unchecked(&group, offsets).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Sending messages: partition choice, id assignment, immediate or
+//! scheduled storage.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use fjord_broker::TopicPartition;
+use fjord_log::batch::{BatchBuilder, NewRecord};
+
+use crate::Messaging;
+use crate::error::{MessagingError, Result};
+use crate::message::{Message, headers, new_message_id};
+
+/// Which partition a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioning {
+    /// By message group when it has one (the same group always lands on
+    /// the same partition, which is what makes FIFO possible), round robin
+    /// otherwise.
+    #[default]
+    Auto,
+    /// This partition (the client chose; RocketMQ producers pick a queue).
+    Explicit(u32),
+}
+
+/// Where a sent message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// The message id (assigned by the broker when the producer gave none).
+    pub id: String,
+    /// Target partition.
+    pub partition: TopicPartition,
+    /// Offset in the target partition; `None` for a scheduled message,
+    /// which gets its offset when it is delivered.
+    pub offset: Option<u64>,
+    /// When a scheduled message becomes visible.
+    pub deliver_at: Option<i64>,
+}
+
+/// Round-robin counter for messages without a group.
+#[derive(Debug, Default)]
+pub(crate) struct RoundRobin(AtomicU32);
+
+/// Stable partition of a message group (FNV-1a, so it never changes
+/// between releases).
+pub fn partition_for_group(group: &str, partitions: u32) -> u32 {
+    (fjord_log::key_hash(group.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+impl Messaging {
+    /// Stores one message: immediately visible, or handed to the timer
+    /// when it has a future delivery time. Returns once it is durable.
+    pub async fn send(&self, msg: Message, partitioning: Partitioning) -> Result<SendReceipt> {
+        Ok(self.send_batch(vec![msg], partitioning).await?.remove(0))
+    }
+
+    /// Stores messages for one topic. Immediate messages for the same
+    /// partition are appended as one batch (atomically); scheduled ones go
+    /// to the timer. Receipts are in input order.
+    pub async fn send_batch(&self, msgs: Vec<Message>, partitioning: Partitioning) -> Result<Vec<SendReceipt>> {
+        self.send_with(msgs, partitioning, &[]).await
+    }
+
+    /// [`Messaging::send_batch`] with extra system headers on every message
+    /// (retry and dead-letter bookkeeping).
+    pub(crate) async fn send_with(
+        &self,
+        msgs: Vec<Message>,
+        partitioning: Partitioning,
+        extra: &[(&str, String)],
+    ) -> Result<Vec<SendReceipt>> {
+        let Some(first) = msgs.first() else {
+            return Err(MessagingError::InvalidRequest("nothing to send".into()));
+        };
+        let topic = first.topic.clone();
+        if msgs.iter().any(|m| m.topic != topic) {
+            return Err(MessagingError::InvalidRequest("a batch must be for one topic".into()));
+        }
+        let partitions = self.partition_count(&topic).await?;
+        let now = self.broker.clock().now_ms();
+        let max_delay = self.config.max_delay.as_millis() as i64;
+        let mut receipts = Vec::with_capacity(msgs.len());
+        let mut immediate: Vec<(u32, Vec<(usize, NewRecord)>)> = Vec::new();
+        let mut scheduled = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            m.validate()?;
+            let p = match partitioning {
+                Partitioning::Explicit(p) if p < partitions => p,
+                Partitioning::Explicit(p) => {
+                    return Err(
+                        fjord_broker::BrokerError::UnknownPartition { topic: topic.clone(), partition: p }.into()
+                    );
+                }
+                Partitioning::Auto => match &m.group {
+                    Some(g) => partition_for_group(g, partitions),
+                    None => self.sends.0.fetch_add(1, Ordering::Relaxed) % partitions,
+                },
+            };
+            let id = m.id.clone().unwrap_or_else(|| new_message_id(now));
+            let deliver_at = m.delivery.deliver_at(now, max_delay)?;
+            receipts.push(SendReceipt {
+                id: id.clone(),
+                partition: TopicPartition::new(&topic, p),
+                offset: None,
+                deliver_at,
+            });
+            match deliver_at {
+                Some(at) => scheduled.push((i, self.timer_record(m, &id, at, p, extra))),
+                None => match immediate.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, v)) => v.push((i, m.to_record(&id, None, extra))),
+                    None => immediate.push((p, vec![(i, m.to_record(&id, None, extra))])),
+                },
+            }
+        }
+        if !scheduled.is_empty() {
+            let recs: Vec<_> = scheduled.iter().map(|(_, r)| r.clone()).collect();
+            self.timer.schedule(recs).await?;
+        }
+        for (p, recs) in immediate {
+            let tp = TopicPartition::new(&topic, p);
+            let base = self.append_records(&tp, recs.iter().map(|(_, r)| r), now).await?;
+            for (n, (i, _)) in recs.iter().enumerate() {
+                receipts[*i].offset = Some(base + n as u64);
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// The record the timer stores: the message plus where it goes.
+    fn timer_record(&self, m: &Message, id: &str, at: i64, partition: u32, extra: &[(&str, String)]) -> NewRecord {
+        let mut h: Vec<(&str, String)> =
+            vec![(headers::TIMER_TOPIC, m.topic.clone()), (headers::TIMER_PARTITION, partition.to_string())];
+        h.extend(extra.iter().cloned());
+        m.to_record(id, Some(at), &h)
+    }
+
+    /// Partitions of a topic, creating it when the broker auto-creates.
+    pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.broker.partition_or_create(&TopicPartition::new(topic, 0)).await?;
+        let t = self.broker.topic(topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(topic.to_string()))?;
+        Ok(t.partitions().len() as u32)
+    }
+
+    /// Appends records as one batch; returns the first offset.
+    pub(crate) async fn append_records<'a>(
+        &self,
+        tp: &TopicPartition,
+        recs: impl IntoIterator<Item = &'a NewRecord>,
+        now: i64,
+    ) -> Result<u64> {
+        let mut b = BatchBuilder::new(now);
+        for r in recs {
+            b.push(r);
+        }
+        let data = b.try_build().map_err(|e| MessagingError::InvalidMessage(e.to_string()))?;
+        Ok(self.broker.produce(tp, data).await?.base_offset)
+    }
+}
