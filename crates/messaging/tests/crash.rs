@@ -71,6 +71,10 @@ async fn crash_child() {
         .await
         .expect("pull");
     env.m.consume_failed("r", &pulled.messages[0], None).await.expect("retry");
+    // At-most-once: commit past a message before processing it; the crash
+    // "during processing" must not bring it back.
+    let amo = ConsumeModel::Clustering;
+    env.m.commit("amo", &amo, &TopicPartition::new("p", 0), 3).await.expect("commit");
     let report = serde_json::json!({ "early": early, "late": late, "acked": acked });
     println!("READY {report}");
     use std::io::Write;
@@ -128,7 +132,24 @@ async fn kill_9_with_pending_delays_in_flight_pops_and_retries() {
     want.sort();
     assert_eq!(ids_in_d(&env).await, want);
     assert_eq!(env.m.timer_stats().pending, 101);
-    // Pop: acked messages never come back; the 5 unacked ones do, once
+    // At-most-once: the committed position survived; offsets 0..3 are not
+    // read again.
+    let amo = env
+        .m
+        .pull(PullRequest {
+            group: "amo".into(),
+            model: ConsumeModel::Clustering,
+            partition: TopicPartition::new("p", 0),
+            offset: None,
+            max_messages: 1,
+            filter: Filter::All,
+            wait: Duration::ZERO,
+        })
+        .await
+        .expect("pull");
+    assert_eq!(amo.messages[0].offset, 3);
+
+    // At-least-once (pop): acked messages never come back; the 5 unacked ones do, once
     // their invisibility ends, with attempt 2; the 10 never popped come too.
     let req = || PopRequest { invisible: Duration::from_secs(30), ..PopRequest::new("g", "p", 100) };
     let now = env.m.pop(req()).await.expect("pop");

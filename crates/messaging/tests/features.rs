@@ -219,6 +219,29 @@ async fn pop_ack_invisibility_redelivery_and_dead_letter() {
 }
 
 #[tokio::test]
+async fn batch_ack_reports_stale_receipts_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("ba", 2).await;
+    for i in 0..6 {
+        env.m.send(msg("ba", &format!("m{i}")), Partitioning::Auto).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    let got = env.m.pop(PopRequest::new("g", "ba", 6)).await.unwrap();
+    assert_eq!(got.len(), 6);
+    env.m.ack("g", &g, &got[0].receipt).await.unwrap();
+    let mut receipts: Vec<_> = got.iter().map(|p| p.receipt.clone()).collect();
+    receipts.push(fjord_messaging::ReceiptHandle("garbage".into()));
+    let r = env.m.ack_many("g", &g, &receipts).await.unwrap();
+    assert_eq!(r.iter().map(Result::is_ok).collect::<Vec<_>>(), vec![false, true, true, true, true, true, false]);
+    env.m.pop_maintenance().await.unwrap();
+    for p in 0..2 {
+        assert_eq!(env.m.committed("g", &g, &TopicPartition::new("ba", p)), Some(3));
+    }
+    env.close().await;
+}
+
+#[tokio::test]
 async fn nack_backs_off_by_the_retry_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;

@@ -15,6 +15,9 @@ use crate::error::{MessagingError, Result, blocking};
 use crate::message::StoredMessage;
 use crate::pull::ConsumeModel;
 
+/// One ack to apply: index in the request, offset, delivery sequence.
+type AckAt = (usize, u64, u64);
+
 /// Messages picked by one pop, and the journal's record of them.
 struct Picks<'a> {
     tp: &'a TopicPartition,
@@ -247,23 +250,67 @@ impl Messaging {
     /// Acknowledges one delivery. Fails with [`MessagingError::InvalidReceipt`]
     /// when the receipt is stale (acked already, or redelivered since).
     pub async fn ack(&self, group: &str, model: &ConsumeModel, receipt: &ReceiptHandle) -> Result<()> {
-        let (topic, partition, offset, seq) = receipt.parse()?;
-        let q = self.queue_id(group, model, &TopicPartition::new(topic, partition));
-        let state = self.pop.queue(&q).ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
+        self.ack_many(group, model, std::slice::from_ref(receipt)).await?.remove(0)
+    }
+
+    /// Acknowledges several deliveries with one journal write per queue and
+    /// one wait for durability (RocketMQ's batch ack). Results are per
+    /// receipt, in order; the call fails as a whole only when the journal
+    /// does.
+    pub async fn ack_many(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+    ) -> Result<Vec<Result<()>>> {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
+        let mut by_queue: Vec<(QueueId, Vec<AckAt>)> = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
+            match r.parse() {
+                Ok((topic, partition, offset, seq)) => {
+                    results.push(Ok(()));
+                    let q = self.queue_id(group, model, &TopicPartition::new(topic, partition));
+                    match by_queue.iter_mut().find(|(k, _)| *k == q) {
+                        Some((_, v)) => v.push((i, offset, seq)),
+                        None => by_queue.push((q, vec![(i, offset, seq)])),
+                    }
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
         let me = self.self_ref()?;
-        let r = receipt.0.clone();
-        blocking(move || -> Result<()> {
-            let off = {
+        let stale: Vec<usize> = blocking(move || -> Result<Vec<usize>> {
+            let mut stale = Vec::new();
+            let mut last = None;
+            for (q, acks) in by_queue {
+                let Some(state) = me.pop.queue(&q) else {
+                    stale.extend(acks.iter().map(|(i, _, _)| *i));
+                    continue;
+                };
                 let _cut = me.pop.cut.read();
                 let mut s = state.lock();
-                if !s.ack(offset, seq) {
-                    return Err(MessagingError::InvalidReceipt(r));
+                let mut done = Vec::new();
+                for (i, offset, seq) in acks {
+                    if s.ack(offset, seq) {
+                        done.push((offset, seq));
+                    } else {
+                        stale.push(i);
+                    }
                 }
-                me.pop.write(&PopEntry::Ack { q, offset, seq })?
-            };
-            me.pop.journal.sync(off)
+                if !done.is_empty() {
+                    last = Some(me.pop.write(&PopEntry::Acks { q, acks: done })?);
+                }
+            }
+            if let Some(off) = last {
+                me.pop.journal.sync(off)?;
+            }
+            Ok(stale)
         })
-        .await?
+        .await??;
+        for i in stale {
+            results[i] = Err(MessagingError::InvalidReceipt(receipts[i].0.clone()));
+        }
+        Ok(results)
     }
 
     /// Makes a delivery invisible for `invisible` from now (extend, or

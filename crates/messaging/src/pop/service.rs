@@ -54,6 +54,10 @@ pub(crate) enum PopEntry {
         offset: u64,
         seq: u64,
     },
+    Acks {
+        q: QueueId,
+        acks: Vec<(u64, u64)>,
+    },
     Invisible {
         q: QueueId,
         offset: u64,
@@ -87,6 +91,13 @@ impl PopEntry {
             PopEntry::Ack { q, offset, seq } => {
                 if let Some(s) = queues.get_mut(&q) {
                     s.ack(offset, seq);
+                }
+            }
+            PopEntry::Acks { q, acks } => {
+                if let Some(s) = queues.get_mut(&q) {
+                    for (offset, seq) in acks {
+                        s.ack(offset, seq);
+                    }
                 }
             }
             PopEntry::Invisible { q, offset, f } => {
@@ -209,6 +220,7 @@ fn max_seq(e: &PopEntry) -> u64 {
         PopEntry::Pop { delivered, .. } => delivered.iter().map(|(_, f)| f.seq).max().unwrap_or(0),
         PopEntry::Invisible { f, .. } => f.seq,
         PopEntry::Ack { seq, .. } => *seq,
+        PopEntry::Acks { acks, .. } => acks.iter().map(|(_, s)| *s).max().unwrap_or(0),
         _ => 0,
     }
 }
