@@ -16,6 +16,7 @@
 //!                  timer/snapshot     pending (deadline, offset) pairs at a point
 //!                  pop/journal/       pop, ack and invisibility changes
 //!                  pop/snapshot       every pop queue's state at a point
+//!        messaging/groups.json        per-group settings (max attempts)
 //! ```
 //!
 //! ## Durability
@@ -36,6 +37,7 @@
 //!   offset: everything below it was acked (or filtered out).
 
 pub mod error;
+pub mod groups;
 mod journal;
 pub mod message;
 pub mod order;
@@ -55,6 +57,7 @@ use fjord_log::Durability;
 use tokio::task::JoinHandle;
 
 pub use error::{MessagingError, Result};
+pub use groups::GroupSettings;
 pub use message::{Delivery, Message, StoredMessage};
 pub use pop::{PopRequest, Popped, ReceiptHandle};
 pub use pull::{ConsumeModel, OffsetReset, PullRequest, Pulled};
@@ -139,6 +142,7 @@ pub struct Messaging {
     pub(crate) pop: pop::PopService,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
+    pub(crate) groups: groups::GroupTable,
     dir: PathBuf,
     /// Lets `&self` methods hand an owned handle to blocking tasks.
     me: std::sync::Weak<Messaging>,
@@ -151,6 +155,7 @@ impl Messaging {
         let dir = broker.config().data_dir.join("messaging");
         let timer = timer::TimerService::open(&broker, &dir.join("timer"), &config).await?;
         let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
+        let groups = groups::GroupTable::open(&dir)?;
         Ok(Arc::new_cyclic(|me| Messaging {
             broker,
             locks: order::PartitionLocks::new(config.order_lock_ttl),
@@ -158,6 +163,7 @@ impl Messaging {
             timer,
             pop,
             sends: Default::default(),
+            groups,
             dir,
             me: me.clone(),
         }))

@@ -66,7 +66,8 @@ impl Messaging {
     /// A consumer of `group` failed to process `m` (delivered with
     /// `m.attempt` earlier attempts). Sends a copy to the retry topic after
     /// the back-off, or to the dead-letter queue when this was attempt
-    /// `max_attempts` (the group's, or the broker default).
+    /// `max_attempts` (given, else the group's setting, else the broker
+    /// default).
     pub async fn consume_failed(
         &self,
         group: &str,
@@ -74,7 +75,7 @@ impl Messaging {
         max_attempts: Option<u32>,
     ) -> Result<SendReceipt> {
         let attempts = m.attempt + 1;
-        if attempts >= max_attempts.unwrap_or(self.config.max_attempts) {
+        if attempts >= max_attempts.unwrap_or_else(|| self.max_attempts(group)) {
             return self.dead_letter(group, m, attempts).await;
         }
         let topic = retry_topic(group);

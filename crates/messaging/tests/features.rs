@@ -242,6 +242,36 @@ async fn batch_ack_reports_stale_receipts_one_by_one() {
 }
 
 #[tokio::test]
+async fn a_group_can_set_its_own_max_attempts_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("ma", 1).await;
+    let s = fjord_messaging::GroupSettings { max_attempts: 2 };
+    assert!(env.m.set_group_settings("g", Some(fjord_messaging::GroupSettings { max_attempts: 0 })).await.is_err());
+    env.m.set_group_settings("g", Some(s)).await.unwrap();
+    let clock = env.clock.clone();
+    env.close().await;
+    let env = common::open_at(dir.path(), clock, fjord_messaging::MessagingConfig::default()).await;
+    assert_eq!(env.m.group_settings("g"), Some(s));
+    assert_eq!(env.m.max_attempts("g"), 2);
+    assert_eq!(env.m.max_attempts("other"), 16);
+    env.m.send(msg("ma", "x"), Partitioning::Auto).await.unwrap();
+    let req = || PopRequest { invisible: Duration::from_secs(1), ..PopRequest::new("g", "ma", 1) };
+    for attempt in 1..=2 {
+        assert_eq!(env.m.pop(req()).await.unwrap()[0].attempt, attempt);
+        env.clock.advance(1_000);
+    }
+    assert!(env.m.pop(req()).await.unwrap().is_empty());
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(env.m.dlq_list("g", 0, 10).await.unwrap()[0].attempt, 2);
+    // consume_failed uses the group's setting too.
+    let m = env.m.query_by_offset(&TopicPartition::new("ma", 0), 0).await.unwrap();
+    let r = env.m.consume_failed("g", &fjord_messaging::StoredMessage { attempt: 1, ..m }, None).await.unwrap();
+    assert_eq!(r.partition.topic, "%DLQ%g");
+    env.close().await;
+}
+
+#[tokio::test]
 async fn nack_backs_off_by_the_retry_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;

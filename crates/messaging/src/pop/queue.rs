@@ -132,7 +132,7 @@ impl Messaging {
     async fn pop_queue(&self, req: &PopRequest, partition: u32, log: Arc<Log>, max: usize) -> Result<Vec<Popped>> {
         let tp = TopicPartition::new(&req.topic, partition);
         let q = self.queue_id(&req.group, &req.model, &tp);
-        let ask = (req.clone(), self.config.max_attempts, self.config.max_held_per_queue);
+        let ask = (req.clone(), self.max_attempts(&req.group), self.config.max_held_per_queue);
         let me = self.self_ref()?;
         blocking(move || -> Result<Vec<Popped>> {
             let (req, max_attempts, held_cap) = ask;

@@ -271,11 +271,12 @@ impl Messaging {
         let queues: Vec<_> = self.pop.queues.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut commits: HashMap<String, Vec<(TopicPartition, CommittedOffset)>> = HashMap::new();
         for (q, state) in queues {
+            let max_attempts = self.max_attempts(&q.group);
             let exhausted: Vec<(u64, InFlight)> = state
                 .lock()
                 .inflight
                 .iter()
-                .filter(|(_, f)| f.visible_at <= now && f.attempt >= self.config.max_attempts)
+                .filter(|(_, f)| f.visible_at <= now && f.attempt >= max_attempts)
                 .map(|(o, f)| (*o, *f))
                 .collect();
             for (offset, f) in exhausted {
