@@ -58,6 +58,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "message.timestamp.type",
     "fjord.durability",
     "fjord.flush.interval.ms",
+    "fjord.key.index",
 ];
 
 /// A topic's configuration overrides (Kafka names, string values).
@@ -96,6 +97,10 @@ impl TopicConfig {
             "fjord.durability" => match value {
                 "every-write" | "group-commit" | "interval" => Ok(()),
                 _ => invalid("must be 'every-write', 'group-commit' or 'interval'"),
+            },
+            "fjord.key.index" => match value {
+                "true" | "false" => Ok(()),
+                _ => invalid("must be 'true' or 'false'"),
             },
             _ => invalid("unknown topic configuration key"),
         }
@@ -137,6 +142,7 @@ impl TopicConfig {
                     "index.interval.bytes" => d.index_interval_bytes.to_string(),
                     "message.timestamp.type" => timestamp_type_name(d.timestamp_type).to_string(),
                     "fjord.durability" => durability_name(d.durability).to_string(),
+                    "fjord.key.index" => d.key_index.enabled.to_string(),
                     "fjord.flush.interval.ms" => match c.durability {
                         Durability::Interval(i) => i.as_millis().to_string(),
                         _ => match d.durability {
@@ -179,6 +185,11 @@ impl TopicConfig {
         match self.0.get("message.timestamp.type").map(String::as_str) {
             Some("LogAppendTime") => c.timestamp_type = TimestampType::LogAppendTime,
             Some("CreateTime") => c.timestamp_type = TimestampType::CreateTime,
+            _ => {}
+        }
+        match self.0.get("fjord.key.index").map(String::as_str) {
+            Some("true") => c.key_index.enabled = true,
+            Some("false") => c.key_index.enabled = false,
             _ => {}
         }
         let interval = num("fjord.flush.interval.ms").map(|ms| Duration::from_millis(ms as u64));

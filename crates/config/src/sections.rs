@@ -310,7 +310,9 @@ pub struct StorageConfig {
     /// `key_index` is on (e.g. RocketMQ's `KEYS` property carried as a
     /// header). Names are matched exactly; must be non-empty and distinct.
     /// In the environment, a comma-separated list or `[a, b]`.
-    /// Default `[]`. Env `FJORD_STORAGE__KEY_INDEX_HEADERS`.
+    /// Default: the messaging layer's `["fjord.key", "fjord.id",
+    /// "fjord.timer-ref"]`, which query by key and by id need.
+    /// Env `FJORD_STORAGE__KEY_INDEX_HEADERS`.
     #[serde(deserialize_with = "de::string_list")]
     pub key_index_headers: Vec<String>,
     /// Which timestamp stored messages carry: `"create-time"` (the
@@ -333,7 +335,7 @@ impl Default for StorageConfig {
             durability: Durability::GroupCommit,
             flush_interval_ms: 1000,
             key_index: false,
-            key_index_headers: Vec::new(),
+            key_index_headers: ["fjord.key", "fjord.id", "fjord.timer-ref"].map(String::from).to_vec(),
             message_timestamp_type: TimestampType::CreateTime,
         }
     }

@@ -116,7 +116,7 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.storage.durability, Durability::GroupCommit);
     assert_eq!(c.storage.flush_interval_ms, 1000);
     assert!(!c.storage.key_index);
-    assert!(c.storage.key_index_headers.is_empty());
+    assert_eq!(c.storage.key_index_headers, ["fjord.key", "fjord.id", "fjord.timer-ref"]);
     assert_eq!(c.storage.message_timestamp_type, TimestampType::CreateTime);
     assert!(c.topics.auto_create);
     assert_eq!(c.topics.default_partitions, 1);

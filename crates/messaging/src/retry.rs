@@ -39,7 +39,9 @@ impl Messaging {
         if self.broker.topic(name).is_some() {
             return Ok(());
         }
-        match self.broker.create_topic(name, 1, TopicConfig::default()).await {
+        // Keyed: dead-lettered messages are looked up by id to be re-sent.
+        let config = TopicConfig::from_entries([("fjord.key.index", "true")])?;
+        match self.broker.create_topic(name, 1, config).await {
             Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }

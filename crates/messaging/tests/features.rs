@@ -447,3 +447,26 @@ async fn ordered_partition_locks_are_exclusive_and_expire() {
     assert_eq!(env.m.lock_holder("g", &tps[0]), None);
     env.close().await;
 }
+
+#[tokio::test]
+async fn queries_need_the_key_index_and_topics_can_turn_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = fjord_broker::BrokerConfig::new(dir.path());
+    c.log_defaults.key_index =
+        fjord_log::KeyIndexConfig { enabled: false, header_keys: fjord_messaging::message::indexed_headers() };
+    let clock = std::sync::Arc::new(fjord_log::ManualClock::new(T0));
+    let broker = fjord_broker::Broker::open(c, clock).await.unwrap();
+    let m = fjord_messaging::Messaging::open(broker.clone(), Default::default()).await.unwrap();
+    broker.create_topic("plain", 1, Default::default()).await.unwrap();
+    let keyed = fjord_broker::TopicConfig::from_entries([("fjord.key.index", "true")]).unwrap();
+    broker.create_topic("keyed", 1, keyed).await.unwrap();
+    for t in ["plain", "keyed"] {
+        m.send(Message { keys: vec!["k1".into()], ..msg(t, "x") }, Partitioning::Auto).await.unwrap();
+    }
+    let err = m.query_by_key("plain", "k1", 10).await.unwrap_err();
+    assert!(err.to_string().contains("key index is disabled"), "{err}");
+    assert_eq!(m.query_by_key("keyed", "k1", 10).await.unwrap().len(), 1);
+    assert!(fjord_broker::TopicConfig::from_entries([("fjord.key.index", "yes")]).is_err());
+    m.shutdown().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
