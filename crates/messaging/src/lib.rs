@@ -146,6 +146,9 @@ pub struct Messaging {
     dir: PathBuf,
     /// Lets `&self` methods hand an owned handle to blocking tasks.
     me: std::sync::Weak<Messaging>,
+    /// Turns `true` when [`Messaging::shutdown`] starts.
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Messaging {
@@ -166,6 +169,8 @@ impl Messaging {
             groups,
             dir,
             me: me.clone(),
+            stop: tokio::sync::watch::channel(false).0,
+            tasks: Default::default(),
         }))
     }
 
@@ -188,15 +193,35 @@ impl Messaging {
         &self.dir
     }
 
-    /// Starts the timer dispatcher, the pop expiry and the snapshotter; they
-    /// stop when the broker shuts down.
-    pub fn start(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        vec![timer::spawn_dispatcher(self.clone()), pop::spawn_maintenance(self.clone())]
+    /// Starts the timer dispatcher and the pop maintenance (dead-lettering,
+    /// progress commits, snapshots); [`Messaging::shutdown`] stops them.
+    pub fn start(self: &Arc<Self>) {
+        let mut tasks = self.tasks.lock();
+        tasks.push(timer::spawn_dispatcher(self.clone()));
+        tasks.push(pop::spawn_maintenance(self.clone()));
     }
 
-    /// Writes final snapshots and closes the internal logs. Call after the
+    /// Resolves when shutdown starts (the messaging layer's or the broker's).
+    pub(crate) async fn stopping(&self) {
+        let mut mine = self.stop.subscribe();
+        let mut broker = self.broker.shutdown_signal();
+        tokio::select! {
+            _ = mine.wait_for(|s| *s) => {}
+            _ = broker.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Stops the background tasks (letting a delivery in progress finish),
+    /// writes final snapshots and closes the internal logs. Call after the
     /// gateways stopped and before [`Broker::shutdown`].
     pub async fn shutdown(&self) -> Result<()> {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "messaging task failed");
+            }
+        }
         self.timer.close().await?;
         self.pop.close().await
     }

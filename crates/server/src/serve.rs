@@ -99,6 +99,15 @@ pub async fn run(
         .await
         .with_context(|| format!("opening data directory {}", config.node.data_dir.display()))?;
     let background = broker.start_background_tasks();
+    // The messaging layer (delayed messages, pop, retry): recovered before
+    // any listener opens, so overdue messages go out and in-flight pops
+    // resume as they were.
+    let messaging_config =
+        fjord_messaging::MessagingConfig { durability: broker.config().log_defaults.durability, ..Default::default() };
+    let messaging = fjord_messaging::Messaging::open(broker.clone(), messaging_config)
+        .await
+        .context("opening the messaging state (timer, pop queues)")?;
+    messaging.start();
 
     let mut bound = serde_json::Map::new();
     let http_state = AdminState::new(broker.clone());
@@ -169,6 +178,7 @@ pub async fn run(
             Err(_) => tracing::warn!("listener did not drain within 10 s"),
         }
     }
+    messaging.shutdown().await.context("closing the messaging state")?;
     broker.shutdown().await.context("closing the logs")?;
     for t in background {
         t.abort();

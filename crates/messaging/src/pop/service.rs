@@ -240,12 +240,11 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>> {
 /// `snapshot_interval`.
 pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut stop = m.broker.shutdown_signal();
         let mut last_snapshot = m.pop.clock.now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return,
+                _ = m.stopping() => return,
             }
             if let Err(e) = m.pop_maintenance().await {
                 tracing::error!(error = %e, "pop maintenance failed");

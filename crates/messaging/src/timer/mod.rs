@@ -290,7 +290,6 @@ impl TimerService {
 /// schedules and on shutdown; snapshots every `snapshot_interval`.
 pub(crate) fn spawn_dispatcher(m: Arc<Messaging>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut stop = m.broker.shutdown_signal();
         let timer = &m.timer;
         let tick = Duration::from_millis(timer.tick_ms);
         let mut last_snapshot = timer.clock.now_ms();
@@ -303,7 +302,7 @@ pub(crate) fn spawn_dispatcher(m: Arc<Messaging>) -> tokio::task::JoinHandle<()>
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = timer.wake.notified() => {}
-                _ = stop.changed() => return,
+                _ = m.stopping() => return,
             }
             loop {
                 match timer.dispatch_due(&m.broker).await {
