@@ -40,6 +40,10 @@ impl Journal {
         cfg.segment_bytes = cfg.segment_bytes.min(64 << 20);
         cfg.max_message_bytes = cfg.max_message_bytes.max(64 << 20);
         cfg.key_index.enabled = key_index;
+        // Internal logs index the messaging headers whatever the broker's
+        // setting: the timer's lookups by id and transaction reference rely
+        // on them.
+        cfg.key_index.header_keys = crate::message::indexed_headers();
         let log = Log::open(dir, cfg, clock).map_err(|e| MessagingError::log(name, e))?;
         Ok(Journal { log, name, durability })
     }

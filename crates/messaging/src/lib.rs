@@ -7,7 +7,8 @@
 //! time ([`query`]), delayed and scheduled delivery ([`timer`]), per-message
 //! acknowledgement ("pop", [`pop`]), retry with back-off and dead-letter
 //! queues ([`retry`]), ordered consumption with partition locks ([`order`]),
-//! and clustering vs broadcasting progress ([`pull`]).
+//! clustering vs broadcasting progress ([`pull`]), and transactional half
+//! messages with check-back ([`tx`]).
 //!
 //! ## Data directory
 //! ```text
@@ -16,6 +17,8 @@
 //!                  timer/snapshot     pending (deadline, offset) pairs at a point
 //!                  pop/journal/       pop, ack and invisibility changes
 //!                  pop/snapshot       every pop queue's state at a point
+//!                  tx/half/           transactional (half) messages, in full
+//!                  tx/journal/        commit / rollback decisions, check-backs
 //!        messaging/groups.json        per-group settings (max attempts)
 //! ```
 //!
@@ -47,6 +50,7 @@ pub mod query;
 pub mod retry;
 pub mod send;
 pub mod timer;
+pub mod tx;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +67,7 @@ pub use pop::{PopRequest, Popped, ReceiptHandle};
 pub use pull::{ConsumeModel, OffsetReset, PullRequest, Pulled};
 pub use query::QueryResult;
 pub use send::{Partitioning, SendReceipt};
+pub use tx::{HalfReceipt, OpenTransaction, TxOutcome};
 
 /// Settings of the messaging layer.
 #[derive(Debug, Clone)]
@@ -140,6 +145,7 @@ pub struct Messaging {
     pub(crate) config: MessagingConfig,
     pub(crate) timer: timer::TimerService,
     pub(crate) pop: pop::PopService,
+    pub(crate) tx: tx::TxService,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
@@ -159,7 +165,8 @@ impl Messaging {
         let timer = timer::TimerService::open(&broker, &dir.join("timer"), &config).await?;
         let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
         let groups = groups::GroupTable::open(&dir)?;
-        Ok(Arc::new_cyclic(|me| Messaging {
+        let (tx, unconfirmed) = tx::TxService::open(&broker, &dir.join("tx"), &config).await?;
+        let m = Arc::new_cyclic(|me| Messaging {
             broker,
             locks: order::PartitionLocks::new(config.order_lock_ttl),
             config,
@@ -171,7 +178,10 @@ impl Messaging {
             me: me.clone(),
             stop: tokio::sync::watch::channel(false).0,
             tasks: Default::default(),
-        }))
+            tx,
+        });
+        m.recover_commits(unconfirmed).await?;
+        Ok(m)
     }
 
     pub(crate) fn self_ref(&self) -> Result<Arc<Messaging>> {
@@ -223,6 +233,7 @@ impl Messaging {
             }
         }
         self.timer.close().await?;
+        self.tx.close().await?;
         self.pop.close().await
     }
 }

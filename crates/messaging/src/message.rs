@@ -44,6 +44,10 @@ pub mod headers {
     /// Identifies one timer entry in a delivered copy, so that delivery
     /// after a crash can tell whether it happened already.
     pub const TIMER_REF: &str = "fjord.timer-ref";
+    /// The half-message (transaction) a committed copy comes from.
+    pub const HALF_REF: &str = "fjord.half-ref";
+    /// Producer group of a half message (for transaction check-back).
+    pub const PRODUCER_GROUP: &str = "fjord.producer-group";
     /// Prefix of every reserved header.
     pub const RESERVED_PREFIX: &str = "fjord.";
 }
@@ -52,7 +56,7 @@ pub mod headers {
 /// message keys and ids, which [`crate::Messaging::query_by_key`] and
 /// [`crate::Messaging::query_by_id`] look up.
 pub fn indexed_headers() -> Vec<Vec<u8>> {
-    [headers::KEY, headers::ID, headers::TIMER_REF].iter().map(|h| h.as_bytes().to_vec()).collect()
+    [headers::KEY, headers::ID, headers::TIMER_REF, headers::HALF_REF].iter().map(|h| h.as_bytes().to_vec()).collect()
 }
 
 /// RocketMQ 4.x delay levels (1-based): 1s 5s 10s 30s 1m 2m ... 2h.

@@ -38,7 +38,7 @@ pub struct SendReceipt {
 
 /// Round-robin counter for messages without a group.
 #[derive(Debug, Default)]
-pub(crate) struct RoundRobin(AtomicU32);
+pub(crate) struct RoundRobin(pub(crate) AtomicU32);
 
 /// Stable partition of a message group (FNV-1a, so it never changes
 /// between releases).

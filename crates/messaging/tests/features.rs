@@ -470,3 +470,46 @@ async fn queries_need_the_key_index_and_topics_can_turn_it_on() {
     m.shutdown().await.unwrap();
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn half_messages_commit_rollback_check_back_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("tx", 1).await;
+    let tp = TopicPartition::new("tx", 0);
+    let read = |env: &common::Env| {
+        let (m, tp) = (env.m.clone(), tp.clone());
+        async move {
+            m.deliver_due().await.unwrap();
+            bodies(&m.pull(pull_req("g", tp, Filter::All)).await.unwrap().messages)
+        }
+    };
+    let a = env.m.send_half(msg("tx", "commit-me"), Partitioning::Auto, "pg").await.unwrap();
+    let b = env.m.send_half(msg("tx", "roll-me-back"), Partitioning::Auto, "pg").await.unwrap();
+    let c = env.m.send_half(msg("tx", "forgotten"), Partitioning::Auto, "pg").await.unwrap();
+    let d = env.m.send_half(msg("tx", "after-restart"), Partitioning::Auto, "pg").await.unwrap();
+    assert!(read(&env).await.is_empty(), "half messages are invisible");
+    env.clock.advance(6_000);
+    let open_txs = env.m.open_transactions(5_000, 10).await.unwrap();
+    assert_eq!(open_txs.iter().map(|t| t.handle).collect::<Vec<_>>(), vec![a.handle, b.handle, c.handle, d.handle]);
+    assert_eq!((open_txs[0].producer_group.as_str(), open_txs[0].message.id.as_deref()), ("pg", Some(a.id.as_str())));
+    env.m.end_transaction(a.handle, fjord_messaging::TxOutcome::Commit).await.unwrap();
+    env.m.end_transaction(b.handle, fjord_messaging::TxOutcome::Rollback).await.unwrap();
+    assert!(env.m.end_transaction(a.handle, fjord_messaging::TxOutcome::Rollback).await.is_err(), "decided once");
+    assert_eq!(read(&env).await, vec!["commit-me"]);
+    let visible = env.m.query_by_id("tx", &a.id).await.unwrap();
+    assert_eq!(visible.body.as_deref(), Some(&b"commit-me"[..]));
+    // Check-backs: after 3 unanswered ones the transaction is rolled back.
+    assert!(env.m.record_check(c.handle, 3).await.unwrap());
+    assert!(env.m.record_check(c.handle, 3).await.unwrap());
+    assert!(!env.m.record_check(c.handle, 3).await.unwrap());
+    // Restart: d is still open, with its checks; committing it works.
+    let clock = env.clock.clone();
+    env.close().await;
+    let env = common::open_at(dir.path(), clock, fjord_messaging::MessagingConfig::default()).await;
+    let open_txs = env.m.open_transactions(0, 10).await.unwrap();
+    assert_eq!(open_txs.iter().map(|t| t.handle).collect::<Vec<_>>(), vec![d.handle]);
+    env.m.end_transaction(d.handle, fjord_messaging::TxOutcome::Commit).await.unwrap();
+    assert_eq!(read(&env).await, vec!["commit-me", "after-restart"]);
+    env.close().await;
+}

@@ -160,6 +160,12 @@ impl TimerService {
         .await?
     }
 
+    /// Whether the timer log holds a record whose (indexed) `name` header
+    /// is `value`.
+    pub(crate) fn has_record_with(&self, name: &str, value: &str) -> Result<bool> {
+        Ok(self.schedule.lookup(value.as_bytes(), 16)?.iter().any(|r| header(r, name) == Some(value)))
+    }
+
     /// Pending count and memory.
     pub(crate) fn stats(&self) -> TimerStats {
         let s = self.state.lock();
