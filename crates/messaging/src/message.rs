@@ -303,6 +303,15 @@ impl fjord_filter::MessageView for StoredMessage {
     }
 }
 
+/// The value of a record's first `name` header, when it is UTF-8.
+pub(crate) fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|h| h.key.as_ref() == name.as_bytes())
+        .and_then(|h| h.value.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// A new unique message id: 32 upper-case hex digits (as RocketMQ's), made
 /// of a random per-process prefix, the time in ms and a counter, so ids
 /// sort roughly by creation time and never repeat within a process.

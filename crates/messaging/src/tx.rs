@@ -23,13 +23,13 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use fjord_broker::{Broker, TopicPartition};
-use fjord_log::batch::{Header, NewRecord, Record};
+use fjord_log::batch::{Header, NewRecord};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MessagingError, Result, blocking};
 use crate::journal::Journal;
-use crate::message::{Message, StoredMessage, headers, new_message_id};
+use crate::message::{Message, StoredMessage, header, headers, new_message_id};
 use crate::send::{Partitioning, partition_for_group};
 use crate::{Messaging, MessagingConfig};
 
@@ -155,14 +155,6 @@ impl TxService {
         })
         .await?
     }
-}
-
-fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|h| h.key.as_ref() == name.as_bytes())
-        .and_then(|h| h.value.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 impl Messaging {

@@ -52,7 +52,7 @@ use tokio::sync::Notify;
 
 use crate::error::{MessagingError, Result, blocking};
 use crate::journal::Journal;
-use crate::message::{StoredMessage, headers};
+use crate::message::{StoredMessage, header, headers};
 use crate::{Messaging, MessagingConfig};
 use wheel::TimingWheel;
 
@@ -352,14 +352,6 @@ impl Messaging {
             }
         }
     }
-}
-
-fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|h| h.key.as_ref() == name.as_bytes())
-        .and_then(|h| h.value.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 fn deliver_at_of_new(r: &NewRecord) -> i64 {

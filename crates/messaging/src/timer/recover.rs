@@ -10,11 +10,11 @@ use fjord_log::ReadBound;
 use parking_lot::Mutex;
 
 use super::wheel::TimingWheel;
-use super::{Entry, IntentTarget, TimerService, TimerState, decode, deliver_at_of, encode, header};
+use super::{Entry, IntentTarget, TimerService, TimerState, decode, deliver_at_of, encode};
 use crate::MessagingConfig;
 use crate::error::{MessagingError, Result, blocking};
 use crate::journal::Journal;
-use crate::message::headers;
+use crate::message::{header, headers};
 
 const MAGIC: &[u8; 4] = b"FJTS";
 const VERSION: u32 = 1;
