@@ -38,7 +38,7 @@ pub struct SendReceipt {
 
 /// Round-robin counter for messages without a group.
 #[derive(Debug, Default)]
-pub(crate) struct RoundRobin(pub(crate) AtomicU32);
+pub(crate) struct RoundRobin(AtomicU32);
 
 /// Stable partition of a message group (FNV-1a, so it never changes
 /// between releases).
@@ -83,18 +83,7 @@ impl Messaging {
         let mut scheduled = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             m.validate()?;
-            let p = match partitioning {
-                Partitioning::Explicit(p) if p < partitions => p,
-                Partitioning::Explicit(p) => {
-                    return Err(
-                        fjord_broker::BrokerError::UnknownPartition { topic: topic.clone(), partition: p }.into()
-                    );
-                }
-                Partitioning::Auto => match &m.group {
-                    Some(g) => partition_for_group(g, partitions),
-                    None => self.sends.0.fetch_add(1, Ordering::Relaxed) % partitions,
-                },
-            };
+            let p = self.route(m, partitioning, partitions)?;
             let id = m.id.clone().unwrap_or_else(|| new_message_id(now));
             let deliver_at = m.delivery.deliver_at(now, max_delay)?;
             receipts.push(SendReceipt {
@@ -126,7 +115,28 @@ impl Messaging {
     }
 
     /// The record the timer stores: the message plus where it goes.
-    fn timer_record(&self, m: &Message, id: &str, at: i64, partition: u32, extra: &[(&str, String)]) -> NewRecord {
+    /// The partition `m` goes to among `partitions`.
+    pub(crate) fn route(&self, m: &Message, partitioning: Partitioning, partitions: u32) -> Result<u32> {
+        Ok(match partitioning {
+            Partitioning::Explicit(p) if p < partitions => p,
+            Partitioning::Explicit(p) => {
+                return Err(fjord_broker::BrokerError::UnknownPartition { topic: m.topic.clone(), partition: p }.into());
+            }
+            Partitioning::Auto => match &m.group {
+                Some(g) => partition_for_group(g, partitions),
+                None => self.sends.0.fetch_add(1, Ordering::Relaxed) % partitions,
+            },
+        })
+    }
+
+    pub(crate) fn timer_record(
+        &self,
+        m: &Message,
+        id: &str,
+        at: i64,
+        partition: u32,
+        extra: &[(&str, String)],
+    ) -> NewRecord {
         let mut h: Vec<(&str, String)> =
             vec![(headers::TIMER_TOPIC, m.topic.clone()), (headers::TIMER_PARTITION, partition.to_string())];
         h.extend(extra.iter().cloned());

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use fjord_broker::{Broker, TopicPartition};
@@ -30,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{MessagingError, Result, blocking};
 use crate::journal::Journal;
 use crate::message::{Message, StoredMessage, header, headers, new_message_id};
-use crate::send::{Partitioning, partition_for_group};
+use crate::send::Partitioning;
 use crate::{Messaging, MessagingConfig};
 
 /// How a transaction ends.
@@ -167,28 +166,11 @@ impl Messaging {
     ) -> Result<HalfReceipt> {
         msg.validate()?;
         let partitions = self.partition_count(&msg.topic).await?;
-        let p = match (partitioning, &msg.group) {
-            (Partitioning::Explicit(p), _) if p < partitions => p,
-            (Partitioning::Explicit(p), _) => {
-                return Err(
-                    fjord_broker::BrokerError::UnknownPartition { topic: msg.topic.clone(), partition: p }.into()
-                );
-            }
-            (Partitioning::Auto, Some(g)) => partition_for_group(g, partitions),
-            (Partitioning::Auto, None) => self.sends.0.fetch_add(1, Ordering::Relaxed) % partitions,
-        };
+        let p = self.route(&msg, partitioning, partitions)?;
         let now = self.broker.clock().now_ms();
         let id = msg.id.clone().unwrap_or_else(|| new_message_id(now));
         let at = msg.delivery.deliver_at(now, self.config.max_delay.as_millis() as i64)?.unwrap_or(0);
-        let rec = msg.to_record(
-            &id,
-            Some(at),
-            &[
-                (headers::TIMER_TOPIC, msg.topic.clone()),
-                (headers::TIMER_PARTITION, p.to_string()),
-                (headers::PRODUCER_GROUP, producer_group.to_string()),
-            ],
-        );
+        let rec = self.timer_record(&msg, &id, at, p, &[(headers::PRODUCER_GROUP, producer_group.to_string())]);
         let me = self.self_ref()?;
         let group = producer_group.to_string();
         let handle = blocking(move || -> Result<u64> {
