@@ -2,15 +2,19 @@
 
 Every test talks to a real `fjord serve` process over TCP with an unmodified
 client from PyPI (kafka-python, confluent-kafka/librdkafka). The process
-handling is in fjord_harness.py.
+handling is in tests/common/fjord_harness.py.
 """
 
 import re
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+# The broker harness is shared with the RocketMQ client tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 import fjord_harness
 from fjord_harness import FjordServer

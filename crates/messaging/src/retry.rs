@@ -24,17 +24,30 @@ use crate::pop::state::InFlight;
 use crate::pull::ConsumeModel;
 use crate::send::{Partitioning, SendReceipt};
 
+/// Prefix of retry topics.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+
+/// Prefix of dead-letter topics.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+
 /// The retry topic of a group.
 pub fn retry_topic(group: &str) -> String {
-    format!("%RETRY%{group}")
+    format!("{RETRY_PREFIX}{group}")
 }
 
 /// The dead-letter topic of a group.
 pub fn dlq_topic(group: &str) -> String {
-    format!("%DLQ%{group}")
+    format!("{DLQ_PREFIX}{group}")
 }
 
 impl Messaging {
+    /// Creates the group's retry topic if it does not exist yet, so its
+    /// consumers can subscribe before the first failure (RocketMQ brokers
+    /// do this on a consumer's heartbeat).
+    pub async fn ensure_retry_topic(&self, group: &str) -> Result<()> {
+        self.ensure_topic(&retry_topic(group)).await
+    }
+
     async fn ensure_topic(&self, name: &str) -> Result<()> {
         if self.broker.topic(name).is_some() {
             return Ok(());

@@ -113,11 +113,12 @@ pub async fn run(
     let http_state = AdminState::new(broker.clone());
     let mut servers = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (mut rocketmq_listeners, mut rocketmq_broker_addr) = (Vec::new(), None);
     for (name, l) in config.listeners.all() {
         if !l.enabled {
             continue;
         }
-        if !matches!(name, "http" | "kafka") {
+        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker") {
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
@@ -131,9 +132,17 @@ pub async fn run(
         let local = listener.local_addr()?;
         let advertised = l.advertised.clone().unwrap_or_else(|| advertise(local));
         broker.set_advertised_listener(name, advertised.clone());
-        bound.insert(name.to_string(), serde_json::Value::String(advertised));
+        bound.insert(name.to_string(), serde_json::Value::String(advertised.clone()));
         tracing::info!(listener = name, %local, "listening");
         let mut stop = stop_rx.clone();
+        if name.starts_with("rocketmq_") {
+            // Both remoting ports share one gateway, started below.
+            if name == "rocketmq_broker" {
+                rocketmq_broker_addr = Some(advertised.clone());
+            }
+            rocketmq_listeners.push(listener);
+            continue;
+        }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "kafka" => {
                 let kafka = fjord_kafka::KafkaConfig {
@@ -157,6 +166,21 @@ pub async fn run(
             }
         };
         servers.push(server);
+    }
+    if !rocketmq_listeners.is_empty() {
+        let rmq = fjord_rocketmq::RocketMqConfig {
+            cluster_name: config.node.cluster_name.clone(),
+            broker_name: format!("broker-{}", config.node.id),
+            // Without a broker port, routes send clients to the name server
+            // port, which serves broker commands too.
+            broker_addr: rocketmq_broker_addr
+                .or_else(|| bound.get("rocketmq_namesrv").and_then(|v| v.as_str()).map(str::to_string))
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let gateway = fjord_rocketmq::RocketMqGateway::new(messaging.clone(), rmq);
+        let stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move { Ok(fjord_rocketmq::serve(rocketmq_listeners, gateway, stop).await?) }));
     }
     if let Some(path) = &opts.ready_file {
         let tmp = path.with_extension("tmp");

@@ -13,6 +13,14 @@ async fn runs_on_an_injected_listener_with_an_injected_clock_and_stops_on_signal
     let mut config = fjord_config::Config::default();
     config.node.data_dir = dir.path().join("data");
     config.listeners.kafka.bind = "127.0.0.1:0".to_string();
+    for l in [
+        &mut config.listeners.rocketmq_namesrv,
+        &mut config.listeners.rocketmq_broker,
+        &mut config.listeners.rocketmq_grpc,
+        &mut config.listeners.amqp,
+    ] {
+        l.bind = "127.0.0.1:0".to_string();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let clock = Arc::new(ManualClock::new(1_234_000));

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # tests/common/ -> repository root
 
 # Settings that keep group rebalances fast in tests: Kafka's own test
 # brokers use group.initial.rebalance.delay.ms=0 too.
@@ -104,6 +104,10 @@ class FjordServer:
         env.update(self.extra_env)
         env["FJORD_LISTENERS__HTTP__BIND"] = "127.0.0.1:0"
         env["FJORD_LISTENERS__KAFKA__BIND"] = f"127.0.0.1:{port}"
+        # Every other listener on an ephemeral port too, so brokers of
+        # parallel tests never collide (and never take the default ports).
+        for name in ("ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP"):
+            env.setdefault(f"FJORD_LISTENERS__{name}__BIND", "127.0.0.1:0")
         self.log_path = self.run_dir / f"fjord-{self.starts}.log"
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -161,6 +165,11 @@ class FjordServer:
     @property
     def bootstrap(self) -> str:
         return self.bound["kafka"]
+
+    @property
+    def namesrv(self) -> str:
+        """The RocketMQ name server address (remoting protocol)."""
+        return self.bound["rocketmq_namesrv"]
 
     @property
     def http(self) -> str:

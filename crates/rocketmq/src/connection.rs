@@ -1,0 +1,118 @@
+//! One client connection. Requests are read in order but answered
+//! concurrently: a long-polling PULL_MESSAGE must not hold up the sends
+//! and heartbeats a client multiplexes over the same connection, so each
+//! request runs in its own task (at most
+//! [`crate::RocketMqConfig::max_in_flight`] per connection; reading stops
+//! while that many are running) and responses go through one writer task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use fjord_rocketmq_codec::frame::frame_len;
+use fjord_rocketmq_codec::{RemotingCommand, SerializeType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::RocketMqGateway;
+use crate::clients::ConnHandle;
+use crate::error::RocketMqError;
+
+/// Responses (and broker requests) queued per connection before senders wait.
+const OUT_QUEUE: usize = 1024;
+
+/// Read buffer growth step: a peer that announces a large frame but sends
+/// slowly holds at most this much more than it actually sent.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What a request handler knows about its connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) conn: ConnHandle,
+}
+
+pub(crate) async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    gw: Arc<RocketMqGateway>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RocketMqError> {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let io = |context| move |source| RocketMqError::Io { context, source };
+    stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
+    let (mut rd, wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
+    let writer = tokio::spawn(async move {
+        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        while let Some(b) = rx.recv().await {
+            wr.write_all(&b).await?;
+            while let Ok(more) = rx.try_recv() {
+                wr.write_all(&more).await?;
+            }
+            wr.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut peer = Peer { conn: ConnHandle { id, tx, serialize_type: SerializeType::Json } };
+    tracing::debug!(conn = id, %addr, "rocketmq connection");
+    let permits = Arc::new(Semaphore::new(gw.config.max_in_flight));
+    let result = loop {
+        let cmd = tokio::select! {
+            r = read_command(&mut rd, gw.config.max_frame_bytes) => match r {
+                Ok(Some(c)) => c,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            _ = shutdown.changed() => break Ok(()),
+        };
+        if cmd.is_response() {
+            // Clients answer broker requests only for codes Fjord sends
+            // one-way; nothing waits for such an answer.
+            continue;
+        }
+        // Broker-initiated requests follow the client's header format.
+        peer.conn.serialize_type = cmd.serialize_type;
+        let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
+        let (gw, peer) = (gw.clone(), peer.clone());
+        tokio::spawn(async move {
+            let oneway = cmd.is_oneway();
+            let resp = crate::handlers::handle(&gw, &peer, cmd).await;
+            if !oneway {
+                let _ = peer.conn.tx.send(resp.encode()).await;
+            }
+            drop(permit);
+        });
+    };
+    gw.connection_closed(id);
+    drop(peer);
+    writer.abort();
+    result
+}
+
+/// Reads one command; `None` at a clean end of stream.
+async fn read_command(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    max: usize,
+) -> Result<Option<RemotingCommand>, RocketMqError> {
+    let io = |source| RocketMqError::Io { context: "reading a frame", source };
+    let mut prefix = [0u8; 4];
+    match rd.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let len = frame_len(prefix, max)?;
+    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+    while buf.len() < len {
+        let want = (len - buf.len()).min(READ_CHUNK);
+        buf.reserve(want);
+        let n = (&mut *rd).take(want as u64).read_buf(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    Ok(Some(RemotingCommand::decode(buf.freeze())?))
+}

@@ -1,0 +1,119 @@
+//! Client registration and consumer coordination: HEART_BEAT,
+//! UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, LOCK/UNLOCK_BATCH_MQ,
+//! CHECK_CLIENT_CONFIG.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::TopicPartition;
+use fjord_filter::{Filter, FilterKind};
+use fjord_messaging::ConsumeModel;
+use fjord_rocketmq_codec::RemotingCommand;
+use fjord_rocketmq_codec::bodies::{
+    ConsumerList, HeartbeatData, LockBatchRequest, LockBatchResponse, MessageQueue, from_json, to_json,
+};
+use fjord_rocketmq_codec::codes::response;
+use tokio::sync::watch;
+
+use super::ok;
+use crate::RocketMqGateway;
+use crate::connection::Peer;
+use crate::error::{Handled, Reject};
+
+pub(crate) async fn heartbeat(gw: &RocketMqGateway, peer: &Peer, req: &RemotingCommand) -> Handled {
+    let hb: HeartbeatData = from_json(&req.body)?;
+    for c in &hb.consumer_data_set {
+        if !c.is_broadcasting() {
+            // Consumers subscribe to their retry topic at start; it must
+            // have a route before the first failure creates it.
+            gw.messaging.ensure_retry_topic(&c.group_name).await?;
+        }
+    }
+    for g in gw.clients.heartbeat(&peer.conn, &hb, gw.now_ms()) {
+        gw.clients.notify_changed(&g);
+    }
+    Ok(ok(req))
+}
+
+pub(crate) fn unregister(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let client = req.required("clientID")?;
+    let nonempty = |n| req.field(n).filter(|v| !v.is_empty());
+    for g in gw.clients.unregister(client, nonempty("producerGroup"), nonempty("consumerGroup")) {
+        gw.clients.notify_changed(&g);
+    }
+    Ok(ok(req))
+}
+
+pub(crate) fn consumer_list(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let group = req.required("consumerGroup")?;
+    let ids = gw.clients.consumer_ids(group);
+    if ids.is_empty() {
+        return Err(Reject::new(response::SYSTEM_ERROR, format!("no consumer for this group, {group}")));
+    }
+    Ok(ok(req).with_body(to_json(&ConsumerList { consumer_id_list: ids })))
+}
+
+fn partitions(mqs: &[MessageQueue]) -> Vec<TopicPartition> {
+    mqs.iter().filter_map(|q| u32::try_from(q.queue_id).ok().map(|p| TopicPartition::new(&q.topic, p))).collect()
+}
+
+/// The lock namespace of a group: broadcasting consumers each consume every
+/// queue, so each locks in its own.
+fn lock_group(gw: &RocketMqGateway, r: &LockBatchRequest) -> String {
+    if gw.clients.is_broadcasting(&r.consumer_group) {
+        ConsumeModel::Broadcasting { instance: r.client_id.clone() }.group_key(&r.consumer_group)
+    } else {
+        r.consumer_group.clone()
+    }
+}
+
+pub(crate) fn lock(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let r: LockBatchRequest = from_json(&req.body)?;
+    let granted = gw.messaging.lock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(&r.mq_set));
+    let ok_set = r
+        .mq_set
+        .into_iter()
+        .filter(|q| granted.iter().any(|tp| tp.topic == q.topic && i64::from(tp.partition) == i64::from(q.queue_id)))
+        .collect();
+    Ok(ok(req).with_body(to_json(&LockBatchResponse { lock_ok_mq_set: ok_set })))
+}
+
+pub(crate) fn unlock(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let r: LockBatchRequest = from_json(&req.body)?;
+    gw.messaging.unlock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(&r.mq_set));
+    Ok(ok(req))
+}
+
+/// Java clients ask whether the broker accepts an SQL92 subscription
+/// before using it.
+pub(crate) fn check_client_config(req: &RemotingCommand) -> Handled {
+    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+    let sub = &v["subscriptionData"];
+    if let Some(expr) = sub["subString"].as_str() {
+        let kind = match sub["expressionType"].as_str() {
+            Some(k) if k.eq_ignore_ascii_case("SQL92") => FilterKind::Sql92,
+            _ => FilterKind::Tag,
+        };
+        Filter::parse(kind, expr).map_err(|e| Reject::new(response::SUBSCRIPTION_PARSE_FAILED, e.to_string()))?;
+    }
+    Ok(ok(req))
+}
+
+/// Forgets clients whose heartbeats stopped, every 10 s.
+pub(crate) async fn run_expiry(
+    gw: Arc<RocketMqGateway>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), crate::RocketMqError> {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        let cutoff = gw.now_ms() - gw.config.client_expiry.as_millis() as i64;
+        for g in gw.clients.remove_where(None, cutoff) {
+            tracing::info!(group = g, "rocketmq consumer expired without heartbeat");
+            gw.clients.notify_changed(&g);
+        }
+    }
+}

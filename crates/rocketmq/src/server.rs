@@ -1,0 +1,71 @@
+//! The listeners: the name server port and the broker port accept the same
+//! commands (a client that asks the broker for a route, or the name server
+//! for a message, is answered all the same), so one accept loop serves
+//! both.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::RocketMqGateway;
+use crate::error::RocketMqError;
+
+/// Serves the given listeners until `stop` turns true; then stops
+/// accepting, closes connections and waits for the background tasks.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    gw: Arc<RocketMqGateway>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), RocketMqError> {
+    let mut tasks = JoinSet::new();
+    for l in listeners {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        tasks.spawn(accept_loop(l, gw, stop));
+    }
+    tasks.spawn(crate::handlers::tx::run_checker(gw.clone(), stop.clone()));
+    tasks.spawn(crate::handlers::consumer::run_expiry(gw.clone(), stop.clone()));
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "rocketmq listener task ended with an error");
+        }
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gw: Arc<RocketMqGateway>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RocketMqError> {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let (gw, stop) = (gw.clone(), stop.clone());
+                    conns.spawn(async move {
+                        if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
+                            tracing::debug!(%peer, error = %e, "rocketmq connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    // Connections saw the same signal; give in-flight requests a moment.
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), async { while conns.join_next().await.is_some() {} })
+            .await;
+    conns.abort_all();
+    Ok(())
+}

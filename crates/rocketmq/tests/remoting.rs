@@ -1,0 +1,237 @@
+//! The gateway over TCP with a raw remoting client (the codec): the
+//! commands the Python C++ wrapper cannot reach (queries, views, binary
+//! headers, SQL filters, dead-lettering, locks) and hostile input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::{Broker, BrokerConfig};
+use fjord_log::SystemClock;
+use fjord_messaging::{Messaging, MessagingConfig};
+use fjord_rocketmq::{RocketMqConfig, RocketMqGateway};
+use fjord_rocketmq_codec::bodies::{
+    LockBatchRequest, LockBatchResponse, MessageQueue, TopicRouteData, from_json, to_json,
+};
+use fjord_rocketmq_codec::codes::{request as rq, response};
+use fjord_rocketmq_codec::frame::{DEFAULT_MAX_FRAME, decode_stream};
+use fjord_rocketmq_codec::message::{decode_offset_msg_id, encode_properties};
+use fjord_rocketmq_codec::{MessageExt, RemotingCommand, SerializeType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Node {
+    addr: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = BrokerConfig::new(dir.path());
+    // As `fjord serve` configures it: message keys and ids are indexed.
+    config.log_defaults.key_index.header_keys = fjord_messaging::message::indexed_headers();
+    let broker = Broker::open(config, Arc::new(SystemClock)).await.expect("broker");
+    let messaging = Messaging::open(broker, MessagingConfig::default()).await.expect("messaging");
+    messaging.start();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let gw = RocketMqGateway::new(messaging, RocketMqConfig { broker_addr: addr.clone(), ..Default::default() });
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(fjord_rocketmq::serve(vec![listener], gw, rx));
+    Node { addr, _stop: stop, _dir: dir }
+}
+
+struct Client {
+    sock: TcpStream,
+    buf: BytesMut,
+    opaque: i32,
+}
+
+impl Client {
+    async fn connect(addr: &str) -> Client {
+        Client { sock: TcpStream::connect(addr).await.expect("connect"), buf: BytesMut::new(), opaque: 0 }
+    }
+
+    async fn call(&mut self, mut cmd: RemotingCommand) -> RemotingCommand {
+        self.opaque += 1;
+        cmd.opaque = self.opaque;
+        self.sock.write_all(&cmd.encode()).await.expect("write");
+        loop {
+            if let Some(resp) = decode_stream(&mut self.buf, DEFAULT_MAX_FRAME).expect("decode") {
+                if resp.is_response() && resp.opaque == self.opaque {
+                    return resp;
+                }
+                continue;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(20), self.sock.read_buf(&mut self.buf))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(n > 0, "connection closed while waiting for a response");
+        }
+    }
+
+    async fn send(&mut self, topic: &str, queue: i32, body: &str, props: &[(&str, &str)]) -> RemotingCommand {
+        let props: Vec<(String, String)> = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let cmd = RemotingCommand::request(rq::SEND_MESSAGE_V2)
+            .with_field("a", "pg")
+            .with_field("b", topic)
+            .with_field("c", "TBW102")
+            .with_field("d", 4)
+            .with_field("e", queue)
+            .with_field("f", 0)
+            .with_field("g", 1_700_000_000_000i64)
+            .with_field("h", 0)
+            .with_field("i", encode_properties(&props))
+            .with_body(Bytes::from(body.to_string()));
+        let r = self.call(cmd).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        r
+    }
+}
+
+fn pull(topic: &str, queue: i32, offset: i64, sub: &str, kind: &str) -> RemotingCommand {
+    RemotingCommand::request(rq::PULL_MESSAGE)
+        .with_field("consumerGroup", "cg")
+        .with_field("topic", topic)
+        .with_field("queueId", queue)
+        .with_field("queueOffset", offset)
+        .with_field("maxMsgNums", 32)
+        .with_field("sysFlag", 4)
+        .with_field("commitOffset", -1)
+        .with_field("suspendTimeoutMillis", 0)
+        .with_field("subscription", sub)
+        .with_field("expressionType", kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_views_and_binary_headers() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    let sent = c.send("orders", 1, "first", &[("KEYS", "order-7 vip"), ("TAGS", "paid"), ("UNIQ_KEY", "AB12")]).await;
+    c.send("orders", 1, "second", &[("KEYS", "order-8")]).await;
+
+    // The route names this broker, with the queues the first send created.
+    let r = c.call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "orders")).await;
+    let route: TopicRouteData = from_json(&r.body).expect("route");
+    assert_eq!(route.queue_datas[0].write_queue_nums, 4);
+    assert_eq!(route.broker_datas[0].broker_addrs["0"], node.addr);
+
+    // By key.
+    let q = RemotingCommand::request(rq::QUERY_MESSAGE)
+        .with_field("topic", "orders")
+        .with_field("key", "order-7")
+        .with_field("maxNum", 10)
+        .with_field("beginTimestamp", 0)
+        .with_field("endTimestamp", i64::MAX);
+    let r = c.call(q).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let found = MessageExt::decode_all(r.body).expect("messages");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].body, Bytes::from_static(b"first"));
+    assert!(found[0].properties.contains(&("KEYS".into(), "order-7 vip".into())));
+    assert!(found[0].properties.contains(&("TAGS".into(), "paid".into())));
+
+    // By unique key.
+    let q = RemotingCommand::request(rq::QUERY_MESSAGE)
+        .with_field("topic", "orders")
+        .with_field("key", "AB12")
+        .with_field("maxNum", 10)
+        .with_field("_UNIQUE_KEY_QUERY", "true");
+    let found = MessageExt::decode_all(c.call(q).await.body).expect("messages");
+    assert_eq!(found[0].body, Bytes::from_static(b"first"));
+    let q = RemotingCommand::request(rq::QUERY_MESSAGE).with_field("topic", "orders").with_field("key", "nope");
+    assert_eq!(c.call(q).await.code, response::QUERY_NOT_FOUND);
+
+    // By offset message id, asked in the binary header serialization: the
+    // answer comes back in it too.
+    let (host, pos) = decode_offset_msg_id(sent.field("msgId").expect("msgId")).expect("offset id");
+    assert_eq!(host.to_string(), node.addr);
+    let mut view = RemotingCommand::request(rq::VIEW_MESSAGE_BY_ID).with_field("offset", pos);
+    view.serialize_type = SerializeType::RocketMq;
+    let r = c.call(view).await;
+    assert_eq!(r.serialize_type, SerializeType::RocketMq);
+    let m = MessageExt::decode_all(r.body).expect("message").remove(0);
+    assert_eq!((m.body.as_ref(), m.queue_id, m.queue_offset, m.commit_log_offset), (&b"first"[..], 1, 0, pos));
+
+    // Queue bounds and lookup by time.
+    let q = |code| RemotingCommand::request(code).with_field("topic", "orders").with_field("queueId", 1);
+    assert_eq!(c.call(q(rq::GET_MAX_OFFSET)).await.field("offset"), Some("2"));
+    assert_eq!(c.call(q(rq::GET_MIN_OFFSET)).await.field("offset"), Some("0"));
+    let r = c.call(q(rq::SEARCH_OFFSET_BY_TIMESTAMP).with_field("timestamp", 0)).await;
+    assert_eq!(r.field("offset"), Some("0"));
+
+    // Unknown codes are refused, the connection stays.
+    let r = c.call(RemotingCommand::request(9999)).await;
+    assert_eq!(r.code, response::REQUEST_CODE_NOT_SUPPORTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql92_filters_dead_letters_and_locks() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    for (i, region) in ["eu", "us", "eu"].iter().enumerate() {
+        c.send("events", 0, &format!("e{i}"), &[("region", region), ("TAGS", "T")]).await;
+    }
+    let r = c.call(pull("events", 0, 0, "region = 'eu' AND TAGS = 'T'", "SQL92")).await;
+    assert_eq!(r.code, response::SUCCESS);
+    let got: Vec<Bytes> = MessageExt::decode_all(r.body.clone()).expect("msgs").into_iter().map(|m| m.body).collect();
+    assert_eq!(got, vec![Bytes::from_static(b"e0"), Bytes::from_static(b"e2")]);
+    assert_eq!(r.field("nextBeginOffset"), Some("3"));
+    let r = c.call(pull("events", 0, 0, "region = ", "SQL92")).await;
+    assert_eq!(r.code, response::SUBSCRIPTION_PARSE_FAILED);
+    let r = c.call(pull("events", 0, 99, "*", "TAG")).await;
+    assert_eq!((r.code, r.field("nextBeginOffset")), (response::PULL_OFFSET_MOVED, Some("3")));
+
+    // A message sent back with delay level -1 goes straight to the DLQ.
+    let r = c.call(pull("events", 0, 1, "*", "TAG")).await;
+    let m = MessageExt::decode_all(r.body).expect("msgs").remove(0);
+    let back = RemotingCommand::request(rq::CONSUMER_SEND_MSG_BACK)
+        .with_field("group", "cg")
+        .with_field("offset", m.commit_log_offset)
+        .with_field("delayLevel", -1);
+    assert_eq!(c.call(back).await.code, response::SUCCESS);
+    let r = c.call(pull("%DLQ%cg", 0, 0, "*", "TAG")).await;
+    let dead = MessageExt::decode_all(r.body).expect("dlq").remove(0);
+    assert_eq!(dead.body, Bytes::from_static(b"e1"));
+
+    // Locks: one holder per queue and group.
+    let lock = |client: &str| {
+        let body = LockBatchRequest {
+            consumer_group: "og".into(),
+            client_id: client.into(),
+            mq_set: vec![MessageQueue { topic: "events".into(), broker_name: "broker-0".into(), queue_id: 0 }],
+        };
+        RemotingCommand::request(rq::LOCK_BATCH_MQ).with_body(to_json(&body))
+    };
+    let a: LockBatchResponse = from_json(&c.call(lock("a")).await.body).expect("lock a");
+    let b: LockBatchResponse = from_json(&c.call(lock("b")).await.body).expect("lock b");
+    assert_eq!((a.lock_ok_mq_set.len(), b.lock_ok_mq_set.len()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_connection() {
+    let node = start().await;
+    let mut good = Client::connect(&node.addr).await;
+    good.send("t", 0, "x", &[]).await;
+    for bad in [
+        // 2 GiB announced: refused from the prefix, nothing allocated.
+        vec![0x7F, 0xFF, 0xFF, 0xFF],
+        // Header length past the frame.
+        vec![0, 0, 0, 8, 0, 0xFF, 0xFF, 0xFF, b'{', b'}', 0, 0],
+        // A JSON header that is not JSON.
+        vec![0, 0, 0, 7, 0, 0, 0, 3, b'{', b'x', b'}'],
+        // Binary header with an extFields length far beyond the frame.
+        vec![0, 0, 0, 25, 1, 0, 0, 21, 0, 34, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF],
+    ] {
+        let mut s = TcpStream::connect(&node.addr).await.expect("connect");
+        s.write_all(&bad).await.expect("write");
+        let mut sink = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the broker closes a connection that sent {bad:?}");
+    }
+    // Everyone else is still served.
+    let r = good.call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "t")).await;
+    assert_eq!(r.code, response::SUCCESS);
+}
