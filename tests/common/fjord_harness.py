@@ -172,6 +172,11 @@ class FjordServer:
         return self.bound["rocketmq_namesrv"]
 
     @property
+    def grpc(self) -> str:
+        """The RocketMQ 5.x gRPC endpoint."""
+        return self.bound["rocketmq_grpc"]
+
+    @property
     def http(self) -> str:
         return self.bound["http"]
 

@@ -1,5 +1,6 @@
 //! Per-group settings (RocketMQ's subscription group config): how many
-//! deliveries a message gets before it is dead-lettered. Kept in
+//! deliveries a message gets before it is dead-lettered, and whether the
+//! group consumes in order. Kept in
 //! `<data>/messaging/groups.json`, rewritten atomically on change.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,10 @@ use crate::error::{MessagingError, Result, blocking};
 pub struct GroupSettings {
     /// Deliveries before the dead-letter queue (1..=64).
     pub max_attempts: u32,
+    /// Ordered consumption (RocketMQ's `consumeMessageOrderly`): pop
+    /// consumers of the group get a message group's messages one at a time.
+    #[serde(default)]
+    pub fifo: bool,
 }
 
 #[derive(Debug)]

@@ -19,8 +19,8 @@ use fjord_broker::{BrokerError, TopicConfig, TopicPartition};
 use crate::Messaging;
 use crate::error::{MessagingError, Result};
 use crate::message::{Delivery, StoredMessage, headers};
-use crate::pop::QueueId;
-use crate::pop::state::InFlight;
+use crate::pop::state::{InFlight, QueueState};
+use crate::pop::{QueueId, ReceiptHandle};
 use crate::pull::ConsumeModel;
 use crate::send::{Partitioning, SendReceipt};
 
@@ -129,6 +129,30 @@ impl Messaging {
         let q = q.clone();
         crate::error::blocking(move || me.ack_internal(&q, offset, f.seq)).await??;
         Ok(())
+    }
+
+    /// A pop consumer gives up on a delivery (RocketMQ 5's
+    /// ForwardMessageToDeadLetterQueue): the message goes to the group's
+    /// dead-letter queue with `attempts` recorded, then the delivery is
+    /// acknowledged. A stale receipt is refused before anything is copied.
+    pub async fn dead_letter_receipt(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipt: &ReceiptHandle,
+        attempts: u32,
+    ) -> Result<SendReceipt> {
+        let (topic, partition, offset, seq) = receipt.parse()?;
+        let tp = TopicPartition::new(&topic, partition);
+        let q = self.queue_id(group, model, &tp);
+        let current = |s: &QueueState| s.inflight.get(&offset).is_some_and(|f| f.seq == seq);
+        if !self.pop.queue(&q).is_some_and(|s| current(&s.lock())) {
+            return Err(MessagingError::InvalidReceipt(receipt.0.clone()));
+        }
+        let m = self.query_by_offset(&tp, offset).await?;
+        let r = self.dead_letter(group, &StoredMessage { attempt: attempts.saturating_sub(1), ..m }, attempts).await?;
+        self.ack(group, model, receipt).await?;
+        Ok(r)
     }
 
     /// Messages in a group's dead-letter queue from `offset`, at most `max`.

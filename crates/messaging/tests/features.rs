@@ -246,8 +246,13 @@ async fn a_group_can_set_its_own_max_attempts_durably() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;
     env.topic("ma", 1).await;
-    let s = fjord_messaging::GroupSettings { max_attempts: 2 };
-    assert!(env.m.set_group_settings("g", Some(fjord_messaging::GroupSettings { max_attempts: 0 })).await.is_err());
+    let s = fjord_messaging::GroupSettings { max_attempts: 2, fifo: false };
+    assert!(
+        env.m
+            .set_group_settings("g", Some(fjord_messaging::GroupSettings { max_attempts: 0, fifo: false }))
+            .await
+            .is_err()
+    );
     env.m.set_group_settings("g", Some(s)).await.unwrap();
     let clock = env.clock.clone();
     env.close().await;

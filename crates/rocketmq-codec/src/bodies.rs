@@ -219,6 +219,27 @@ mod lenient {
     }
 }
 
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP's body (the fields Fjord keeps);
+/// missing fields take RocketMQ's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    /// Group name.
+    pub group_name: String,
+    /// Re-deliveries before the dead-letter queue (RocketMQ's default 16).
+    #[serde(deserialize_with = "lenient::int")]
+    pub retry_max_times: i64,
+    /// Ordered consumption for pop (5.x) consumers.
+    #[serde(deserialize_with = "lenient::boolean")]
+    pub consume_message_orderly: bool,
+}
+
+impl Default for SubscriptionGroupConfig {
+    fn default() -> Self {
+        SubscriptionGroupConfig { group_name: String::new(), retry_max_times: 16, consume_message_orderly: false }
+    }
+}
+
 /// Decodes a JSON body. Java's fastjson writes maps with integer keys
 /// unquoted (`{0:"addr"}`); those keys are quoted first, so bodies from
 /// Java peers parse too.

@@ -118,7 +118,7 @@ pub async fn run(
         if !l.enabled {
             continue;
         }
-        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker") {
+        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker" | "rocketmq_grpc") {
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
@@ -135,6 +135,16 @@ pub async fn run(
         bound.insert(name.to_string(), serde_json::Value::String(advertised.clone()));
         tracing::info!(listener = name, %local, "listening");
         let mut stop = stop_rx.clone();
+        if name == "rocketmq_grpc" {
+            let grpc = fjord_rocketmq_grpc::GrpcConfig {
+                endpoint: advertised,
+                broker_name: format!("broker-{}", config.node.id),
+                ..Default::default()
+            };
+            let gateway = fjord_rocketmq_grpc::GrpcGateway::new(messaging.clone(), grpc);
+            servers.push(tokio::spawn(async move { Ok(fjord_rocketmq_grpc::serve(listener, gateway, stop).await?) }));
+            continue;
+        }
         if name.starts_with("rocketmq_") {
             // Both remoting ports share one gateway, started below.
             if name == "rocketmq_broker" {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use fjord_broker::TopicPartition;
 use fjord_filter::{Filter, FilterKind};
-use fjord_messaging::ConsumeModel;
+use fjord_messaging::{ConsumeModel, GroupSettings};
 use fjord_rocketmq_codec::RemotingCommand;
 use fjord_rocketmq_codec::bodies::{
-    ConsumerList, HeartbeatData, LockBatchRequest, LockBatchResponse, MessageQueue, from_json, to_json,
+    ConsumerList, HeartbeatData, LockBatchRequest, LockBatchResponse, MessageQueue, SubscriptionGroupConfig, from_json,
+    to_json,
 };
 use fjord_rocketmq_codec::codes::response;
 use tokio::sync::watch;
@@ -96,6 +97,26 @@ pub(crate) fn check_client_config(req: &RemotingCommand) -> Handled {
         };
         Filter::parse(kind, expr).map_err(|e| Reject::new(response::SUBSCRIPTION_PARSE_FAILED, e.to_string()))?;
     }
+    Ok(ok(req))
+}
+
+/// `mqadmin updateSubGroup`: retries before the dead-letter queue and
+/// ordered consumption for 5.x (pop) consumers.
+pub(crate) async fn update_group(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let c: SubscriptionGroupConfig = from_json(&req.body)?;
+    if c.group_name.is_empty() {
+        return Err(Reject::new(response::SYSTEM_ERROR, "groupName is required"));
+    }
+    // RocketMQ counts re-deliveries, Fjord deliveries.
+    let max_attempts = (c.retry_max_times.clamp(0, 63) + 1) as u32;
+    let settings = GroupSettings { max_attempts, fifo: c.consume_message_orderly };
+    gw.messaging.set_group_settings(&c.group_name, Some(settings)).await?;
+    Ok(ok(req))
+}
+
+pub(crate) async fn delete_group(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let group = req.required("groupName")?;
+    gw.messaging.set_group_settings(group, None).await?;
     Ok(ok(req))
 }
 

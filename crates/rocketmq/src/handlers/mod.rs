@@ -45,6 +45,8 @@ pub const SUPPORTED: &[(i32, &str)] = &[
     (rq::GET_TOPICS_BY_CLUSTER, "GET_TOPICS_BY_CLUSTER"),
     (rq::GET_KV_CONFIG, "GET_KV_CONFIG"),
     (rq::UPDATE_AND_CREATE_TOPIC, "UPDATE_AND_CREATE_TOPIC"),
+    (rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP"),
+    (rq::DELETE_SUBSCRIPTIONGROUP, "DELETE_SUBSCRIPTIONGROUP"),
     (rq::DELETE_TOPIC_IN_BROKER, "DELETE_TOPIC_IN_BROKER"),
     (rq::DELETE_TOPIC_IN_NAMESRV, "DELETE_TOPIC_IN_NAMESRV"),
 ];
@@ -75,6 +77,8 @@ pub(crate) async fn handle(gw: &RocketMqGateway, peer: &Peer, req: RemotingComma
         rq::GET_ALL_TOPIC_LIST_FROM_NAMESERVER | rq::GET_TOPICS_BY_CLUSTER => route::topic_list(gw, &req),
         rq::GET_KV_CONFIG => Err(Reject::new(response::QUERY_NOT_FOUND, "no such KV config")),
         rq::UPDATE_AND_CREATE_TOPIC => route::create_topic(gw, &req).await,
+        rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => consumer::update_group(gw, &req).await,
+        rq::DELETE_SUBSCRIPTIONGROUP => consumer::delete_group(gw, &req).await,
         rq::DELETE_TOPIC_IN_BROKER | rq::DELETE_TOPIC_IN_NAMESRV => route::delete_topic(gw, &req).await,
         other => Err(Reject::new(
             response::REQUEST_CODE_NOT_SUPPORTED,

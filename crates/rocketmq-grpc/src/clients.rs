@@ -1,0 +1,70 @@
+//! Connected 5.x clients: their latest Settings (from the Telemetry
+//! stream) and a sender for pushing commands to them (transaction
+//! check-backs). Clients are identified by the `x-mq-client-id` metadata
+//! header every call carries.
+
+use std::collections::HashMap;
+
+use fjord_rocketmq_proto::tonic::Status;
+use fjord_rocketmq_proto::v2;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+/// The metadata header naming the calling client.
+pub const CLIENT_ID_HEADER: &str = "x-mq-client-id";
+
+pub(crate) type TelemetryTx = mpsc::Sender<Result<v2::TelemetryCommand, Status>>;
+
+#[derive(Debug, Clone)]
+struct Client {
+    settings: Option<v2::Settings>,
+    telemetry: Option<(u64, TelemetryTx)>,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Clients {
+    inner: Mutex<HashMap<String, Client>>,
+}
+
+impl Clients {
+    pub(crate) fn attach(&self, client: &str, stream: u64, tx: TelemetryTx) {
+        let mut g = self.inner.lock();
+        let c = g.entry(client.to_string()).or_insert(Client { settings: None, telemetry: None });
+        c.telemetry = Some((stream, tx));
+    }
+
+    pub(crate) fn detach(&self, client: &str, stream: u64) {
+        let mut g = self.inner.lock();
+        if let Some(c) = g.get_mut(client)
+            && c.telemetry.as_ref().is_some_and(|(s, _)| *s == stream)
+        {
+            c.telemetry = None;
+        }
+    }
+
+    pub(crate) fn set_settings(&self, client: &str, s: v2::Settings) {
+        let mut g = self.inner.lock();
+        g.entry(client.to_string()).or_insert(Client { settings: None, telemetry: None }).settings = Some(s);
+    }
+
+    pub(crate) fn remove(&self, client: &str) {
+        self.inner.lock().remove(client);
+    }
+
+    /// A telemetry stream to ask about a transaction: the producing client's
+    /// own, else any client publishing to `topic`.
+    pub(crate) fn checker_for(&self, client: &str, topic: &str) -> Option<TelemetryTx> {
+        let g = self.inner.lock();
+        if let Some((_, tx)) = g.get(client).and_then(|c| c.telemetry.as_ref()) {
+            return Some(tx.clone());
+        }
+        g.values().find_map(|c| {
+            let publishes = matches!(
+                c.settings.as_ref().and_then(|s| s.pub_sub.as_ref()),
+                Some(v2::settings::PubSub::Publishing(p)) if p.topics.iter().any(|t| t.name == topic)
+            );
+            if publishes { c.telemetry.as_ref().map(|(_, tx)| tx.clone()) } else { None }
+        })
+    }
+}
