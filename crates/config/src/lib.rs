@@ -85,8 +85,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    Durability, GroupsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig, NodeConfig, StorageConfig,
-    TimestampType, TopicDefaults,
+    Durability, GroupsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig, NodeConfig,
+    RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};
@@ -112,6 +112,9 @@ pub struct Config {
     pub topics: TopicDefaults,
     /// `[groups]`: consumer group and committed offset settings.
     pub groups: GroupsConfig,
+    /// `[rocketmq]`: RocketMQ gateway behaviour (transaction check-backs,
+    /// long polling).
+    pub rocketmq: RocketMqSettings,
     /// `[log]`: the server's diagnostic log output.
     pub log: LogOutputConfig,
 }

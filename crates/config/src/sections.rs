@@ -428,6 +428,44 @@ impl Default for GroupsConfig {
 }
 
 // ---------------------------------------------------------------------------
+// rocketmq
+// ---------------------------------------------------------------------------
+
+/// `[rocketmq]`: behaviour of the RocketMQ gateways (remoting and gRPC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RocketMqSettings {
+    /// Milliseconds. A transaction still open this long after its half
+    /// message was stored is checked back with its producer. RocketMQ's
+    /// `transactionTimeOut`. Must be `> 0`.
+    /// Default `6000` (6 s). Env `FJORD_ROCKETMQ__TRANSACTION_TIMEOUT_MS`.
+    pub transaction_timeout_ms: u64,
+    /// Milliseconds between two check-backs of one open transaction.
+    /// RocketMQ's `transactionCheckInterval`. Must be `> 0`.
+    /// Default `60000` (60 s). Env `FJORD_ROCKETMQ__TRANSACTION_CHECK_INTERVAL_MS`.
+    pub transaction_check_interval_ms: u64,
+    /// Check-backs after which an unresolved transaction is rolled back.
+    /// RocketMQ's `transactionCheckMax`. Must be `> 0`.
+    /// Default `15`. Env `FJORD_ROCKETMQ__TRANSACTION_CHECK_MAX`.
+    pub transaction_check_max: u32,
+    /// Milliseconds. Longest a pull or receive waits for messages, whatever
+    /// the client asks (clients ask 15-30 s). Must be `> 0`.
+    /// Default `30000` (30 s). Env `FJORD_ROCKETMQ__MAX_LONG_POLL_MS`.
+    pub max_long_poll_ms: u64,
+}
+
+impl Default for RocketMqSettings {
+    fn default() -> Self {
+        RocketMqSettings {
+            transaction_timeout_ms: 6000,
+            transaction_check_interval_ms: 60_000,
+            transaction_check_max: 15,
+            max_long_poll_ms: 30_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // log
 // ---------------------------------------------------------------------------
 

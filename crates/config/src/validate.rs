@@ -18,6 +18,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     storage(c, &mut p);
     topics(c, &mut p);
     groups(c, &mut p);
+    rocketmq(c, &mut p);
     log(c, &mut p);
     p.0
 }
@@ -116,6 +117,16 @@ fn topics(c: &Config, p: &mut Problems) {
         "topics.default_partitions",
         || format!("must be between 1 and topics.max_partitions ({}), got {}", t.max_partitions, t.default_partitions),
     );
+}
+
+fn rocketmq(c: &Config, p: &mut Problems) {
+    let r = &c.rocketmq;
+    p.check(r.transaction_timeout_ms > 0, "rocketmq.transaction_timeout_ms", || "must be more than 0 ms".to_owned());
+    p.check(r.transaction_check_interval_ms > 0, "rocketmq.transaction_check_interval_ms", || {
+        "must be more than 0 ms".to_owned()
+    });
+    p.check(r.transaction_check_max > 0, "rocketmq.transaction_check_max", || "must be more than 0".to_owned());
+    p.check(r.max_long_poll_ms > 0, "rocketmq.max_long_poll_ms", || "must be more than 0 ms".to_owned());
 }
 
 fn groups(c: &Config, p: &mut Problems) {

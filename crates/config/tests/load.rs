@@ -126,8 +126,19 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.groups.initial_rebalance_delay_ms, 3000);
     assert_eq!(c.groups.max_size, 1000);
     assert_eq!(c.groups.offsets_retention_ms, 604_800_000);
+    assert_eq!(c.rocketmq.transaction_timeout_ms, 6000);
+    assert_eq!(c.rocketmq.transaction_check_interval_ms, 60_000);
+    assert_eq!(c.rocketmq.transaction_check_max, 15);
+    assert_eq!(c.rocketmq.max_long_poll_ms, 30_000);
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn zero_rocketmq_check_settings_are_refused_by_name() {
+    let vars = [("FJORD_ROCKETMQ__TRANSACTION_CHECK_MAX".to_string(), "0".to_string())];
+    let err = Config::load_from(None, &vars).unwrap_err().to_string();
+    assert!(err.contains("rocketmq.transaction_check_max"), "{err}");
 }
 
 #[test]
@@ -223,6 +234,10 @@ fn every_setting_is_overridable_by_env() {
         ("groups.offsets_retention_ms", "60000", "60000"),
         ("groups.consumer_heartbeat_interval_ms", "1000", "1000"),
         ("groups.consumer_session_timeout_ms", "9000", "9000"),
+        ("rocketmq.transaction_timeout_ms", "1000", "1000"),
+        ("rocketmq.transaction_check_interval_ms", "2000", "2000"),
+        ("rocketmq.transaction_check_max", "3", "3"),
+        ("rocketmq.max_long_poll_ms", "500", "500"),
         ("log.format", "json", "\"json\""),
         ("log.level", "warn,fjord_broker=debug", "\"warn,fjord_broker=debug\""),
     ];

@@ -136,9 +136,14 @@ pub async fn run(
         tracing::info!(listener = name, %local, "listening");
         let mut stop = stop_rx.clone();
         if name == "rocketmq_grpc" {
+            let r = &config.rocketmq;
             let grpc = fjord_rocketmq_grpc::GrpcConfig {
                 endpoint: advertised,
                 broker_name: format!("broker-{}", config.node.id),
+                max_long_poll: Duration::from_millis(r.max_long_poll_ms),
+                transaction_timeout: Duration::from_millis(r.transaction_timeout_ms),
+                transaction_check_interval: Duration::from_millis(r.transaction_check_interval_ms),
+                transaction_check_max: r.transaction_check_max,
                 ..Default::default()
             };
             let gateway = fjord_rocketmq_grpc::GrpcGateway::new(messaging.clone(), grpc);
@@ -178,7 +183,12 @@ pub async fn run(
         servers.push(server);
     }
     if !rocketmq_listeners.is_empty() {
+        let r = &config.rocketmq;
         let rmq = fjord_rocketmq::RocketMqConfig {
+            max_long_poll: Duration::from_millis(r.max_long_poll_ms),
+            transaction_timeout: Duration::from_millis(r.transaction_timeout_ms),
+            transaction_check_interval: Duration::from_millis(r.transaction_check_interval_ms),
+            transaction_check_max: r.transaction_check_max,
             cluster_name: config.node.cluster_name.clone(),
             broker_name: format!("broker-{}", config.node.id),
             // Without a broker port, routes send clients to the name server
