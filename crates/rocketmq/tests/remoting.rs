@@ -10,12 +10,13 @@ use fjord_broker::{Broker, BrokerConfig};
 use fjord_log::SystemClock;
 use fjord_messaging::{Messaging, MessagingConfig};
 use fjord_rocketmq::{RocketMqConfig, RocketMqGateway};
+use fjord_rocketmq_codec::bodies::{ConsumerData, ConsumerList, HeartbeatData, SubscriptionData};
 use fjord_rocketmq_codec::bodies::{
     LockBatchRequest, LockBatchResponse, MessageQueue, TopicRouteData, from_json, to_json,
 };
 use fjord_rocketmq_codec::codes::{request as rq, response};
 use fjord_rocketmq_codec::frame::{DEFAULT_MAX_FRAME, decode_stream};
-use fjord_rocketmq_codec::message::{decode_offset_msg_id, encode_properties};
+use fjord_rocketmq_codec::message::{BatchEntry, decode_offset_msg_id, encode_batch, encode_properties};
 use fjord_rocketmq_codec::{MessageExt, RemotingCommand, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,11 +47,18 @@ struct Client {
     sock: TcpStream,
     buf: BytesMut,
     opaque: i32,
+    /// Requests the broker sent on its own (notifications, check-backs).
+    pushed: Vec<RemotingCommand>,
 }
 
 impl Client {
     async fn connect(addr: &str) -> Client {
-        Client { sock: TcpStream::connect(addr).await.expect("connect"), buf: BytesMut::new(), opaque: 0 }
+        Client {
+            sock: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+            opaque: 0,
+            pushed: vec![],
+        }
     }
 
     async fn call(&mut self, mut cmd: RemotingCommand) -> RemotingCommand {
@@ -61,6 +69,9 @@ impl Client {
             if let Some(resp) = decode_stream(&mut self.buf, DEFAULT_MAX_FRAME).expect("decode") {
                 if resp.is_response() && resp.opaque == self.opaque {
                     return resp;
+                }
+                if !resp.is_response() {
+                    self.pushed.push(resp);
                 }
                 continue;
             }
@@ -234,4 +245,97 @@ async fn hostile_frames_close_only_their_connection() {
     // Everyone else is still served.
     let r = good.call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "t")).await;
     assert_eq!(r.code, response::SUCCESS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_sends_store_every_message_in_order() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    let entries: Vec<BatchEntry> = (0..3)
+        .map(|i| BatchEntry {
+            flag: 0,
+            body: Bytes::from(format!("b{i}")),
+            properties: vec![("KEYS".into(), format!("k{i}")), ("UNIQ_KEY".into(), format!("ID{i}"))],
+        })
+        .collect();
+    let send = RemotingCommand::request(rq::SEND_BATCH_MESSAGE)
+        .with_field("a", "pg")
+        .with_field("b", "batched")
+        .with_field("d", 4)
+        .with_field("e", 2)
+        .with_field("i", "")
+        .with_field("m", "true")
+        .with_body(encode_batch(&entries));
+    let r = c.call(send).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.field("msgId").map(|ids| ids.split(',').count()), Some(3), "one offset id per message");
+    assert_eq!((r.field("queueId"), r.field("queueOffset")), (Some("2"), Some("0")));
+    let p = c.call(pull("batched", 2, 0, "*", "TAG")).await;
+    let got = MessageExt::decode_all(p.body).expect("msgs");
+    let bodies: Vec<&[u8]> = got.iter().map(|m| m.body.as_ref()).collect();
+    assert_eq!(bodies, [&b"b0"[..], b"b1", b"b2"]);
+    assert!(got[1].properties.contains(&("UNIQ_KEY".into(), "ID1".into())));
+    assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+fn heartbeat(client: &str, group: &str) -> RemotingCommand {
+    let hb = HeartbeatData {
+        client_id: client.into(),
+        producer_data_set: vec![],
+        consumer_data_set: vec![ConsumerData {
+            group_name: group.into(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+            subscription_data_set: vec![SubscriptionData {
+                topic: "t".into(),
+                sub_string: "*".into(),
+                expression_type: None,
+                sub_version: 1,
+            }],
+            unit_mode: false,
+        }],
+    };
+    RemotingCommand::request(rq::HEART_BEAT).with_body(to_json(&hb))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_are_told_when_membership_changes() {
+    let node = start().await;
+    let mut a = Client::connect(&node.addr).await;
+    let mut b = Client::connect(&node.addr).await;
+    assert_eq!(a.call(heartbeat("client-a", "g")).await.code, response::SUCCESS);
+    // The group's retry topic exists from the first heartbeat on.
+    let r = a.call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "%RETRY%g")).await;
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(b.call(heartbeat("client-b", "g")).await.code, response::SUCCESS);
+    let list = |r: RemotingCommand| from_json::<ConsumerList>(&r.body).expect("list").consumer_id_list;
+    let q = || RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP).with_field("consumerGroup", "g");
+    assert_eq!(list(a.call(q()).await), ["client-a", "client-b"]);
+
+    // A already holds NOTIFY_CONSUMER_IDS_CHANGED for B's arrival (and its own).
+    let notify = |c: &mut Client| {
+        while let Some(cmd) = decode_stream(&mut c.buf, DEFAULT_MAX_FRAME).expect("decode") {
+            c.pushed.push(cmd);
+        }
+        let seen = c.pushed.iter().filter(|cmd| cmd.code == rq::NOTIFY_CONSUMER_IDS_CHANGED).count();
+        assert!(c.pushed.iter().all(|cmd| cmd.field("consumerGroup") == Some("g")));
+        c.pushed.clear();
+        seen
+    };
+    assert!(notify(&mut a) >= 1, "client A was told about client B");
+
+    // B leaves by closing its connection: A is told and the list shrinks.
+    drop(b);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ids = list(a.call(q()).await);
+        if ids == ["client-a"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "client B still listed: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(300), a.sock.read_buf(&mut a.buf)).await;
+    assert!(notify(&mut a) >= 1, "client A was told that client B left");
 }
