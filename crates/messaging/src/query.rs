@@ -16,6 +16,13 @@ use crate::message::StoredMessage;
 /// Messages found by a query, oldest first per partition.
 pub type QueryResult = Vec<StoredMessage>;
 
+/// The configuration of a topic whose messages are looked up by key and id
+/// (the key index on): RocketMQ gateways create their topics, and this
+/// layer its retry and dead-letter topics, with it.
+pub fn keyed_topic_config() -> fjord_broker::TopicConfig {
+    fjord_broker::TopicConfig::from_entries([("fjord.key.index", "true")]).unwrap_or_default()
+}
+
 impl Messaging {
     fn logs(&self, topic: &str) -> Result<Vec<(u32, Arc<Log>)>> {
         let t = self.broker.topic(topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(topic.to_string()))?;

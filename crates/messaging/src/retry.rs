@@ -14,7 +14,7 @@
 //! records its origin (topic, partition, offset) and the attempts made, so
 //! a dead-lettered message can be sent back where it came from.
 
-use fjord_broker::{BrokerError, TopicConfig, TopicPartition};
+use fjord_broker::{BrokerError, TopicPartition};
 
 use crate::Messaging;
 use crate::error::{MessagingError, Result};
@@ -53,8 +53,7 @@ impl Messaging {
             return Ok(());
         }
         // Keyed: dead-lettered messages are looked up by id to be re-sent.
-        let config = TopicConfig::from_entries([("fjord.key.index", "true")])?;
-        match self.broker.create_topic(name, 1, config).await {
+        match self.broker.create_topic(name, 1, crate::query::keyed_topic_config()).await {
             Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }

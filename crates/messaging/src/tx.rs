@@ -77,6 +77,9 @@ struct Open {
     born_ms: i64,
     group: String,
     checks: u32,
+    /// When it was last checked back (in memory only: after a restart every
+    /// open transaction is due again, which costs one extra check).
+    last_check_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -104,7 +107,7 @@ impl TxService {
             let mut open = BTreeMap::new();
             half.scan(0, |r| {
                 let group = header(&r, headers::PRODUCER_GROUP).unwrap_or_default().to_string();
-                open.insert(r.offset, Open { born_ms: r.timestamp, group, checks: 0 });
+                open.insert(r.offset, Open { born_ms: r.timestamp, group, checks: 0, last_check_ms: None });
                 Ok(())
             })?;
             let mut unconfirmed = BTreeMap::new();
@@ -176,7 +179,7 @@ impl Messaging {
         let handle = blocking(move || -> Result<u64> {
             let off = me.tx.half.append(&rec, now)?;
             me.tx.half.sync(off)?;
-            me.tx.open.lock().insert(off, Open { born_ms: now, group, checks: 0 });
+            me.tx.open.lock().insert(off, Open { born_ms: now, group, checks: 0, last_check_ms: None });
             Ok(off)
         })
         .await??;
@@ -276,13 +279,26 @@ impl Messaging {
     /// Open transactions older than `older_than_ms`, for check-back, at
     /// most `max`.
     pub async fn open_transactions(&self, older_than_ms: i64, max: usize) -> Result<Vec<OpenTransaction>> {
-        let cutoff = self.broker.clock().now_ms() - older_than_ms;
+        self.transactions_to_check(older_than_ms, 0, max).await
+    }
+
+    /// Open transactions due for a check-back (RocketMQ's schedule): older
+    /// than `first_after_ms` and not checked within the last `interval_ms`,
+    /// at most `max`. [`Messaging::record_check`] restarts the interval.
+    pub async fn transactions_to_check(
+        &self,
+        first_after_ms: i64,
+        interval_ms: i64,
+        max: usize,
+    ) -> Result<Vec<OpenTransaction>> {
+        let now = self.broker.clock().now_ms();
         let due: Vec<(u64, Open)> = self
             .tx
             .open
             .lock()
             .iter()
-            .filter(|(_, o)| o.born_ms <= cutoff)
+            .filter(|(_, o)| o.born_ms <= now - first_after_ms)
+            .filter(|(_, o)| o.last_check_ms.is_none_or(|t| now - t >= interval_ms))
             .take(max)
             .map(|(h, o)| (*h, o.clone()))
             .collect();
@@ -305,9 +321,11 @@ impl Messaging {
     /// Records a check-back of an open transaction; after `max_checks` it
     /// is rolled back (RocketMQ: 15). Returns whether it is still open.
     pub async fn record_check(&self, handle: u64, max_checks: u32) -> Result<bool> {
+        let now = self.broker.clock().now_ms();
         let checks = match self.tx.open.lock().get_mut(&handle) {
             Some(o) => {
                 o.checks += 1;
+                o.last_check_ms = Some(now);
                 o.checks
             }
             None => return Ok(false),

@@ -504,10 +504,20 @@ async fn half_messages_commit_rollback_check_back_and_survive_restart() {
     assert_eq!(read(&env).await, vec!["commit-me"]);
     let visible = env.m.query_by_id("tx", &a.id).await.unwrap();
     assert_eq!(visible.body.as_deref(), Some(&b"commit-me"[..]));
-    // Check-backs: after 3 unanswered ones the transaction is rolled back.
+    // Check-backs: a checked transaction is due again only after the
+    // interval; after 3 unanswered checks it is rolled back.
+    let due = |env: &common::Env| {
+        let m = env.m.clone();
+        async move { m.transactions_to_check(5_000, 60_000, 10).await.unwrap().iter().map(|t| t.handle).collect::<Vec<_>>() }
+    };
+    assert_eq!(due(&env).await, vec![c.handle, d.handle]);
     assert!(env.m.record_check(c.handle, 3).await.unwrap());
+    assert_eq!(due(&env).await, vec![d.handle], "checked just now");
+    env.clock.advance(60_000);
+    assert_eq!(due(&env).await, vec![c.handle, d.handle], "due again after the interval");
     assert!(env.m.record_check(c.handle, 3).await.unwrap());
     assert!(!env.m.record_check(c.handle, 3).await.unwrap());
+    assert_eq!(due(&env).await, vec![d.handle], "rolled back: no longer open");
     // Restart: d is still open, with its checks; committing it works.
     let clock = env.clock.clone();
     env.close().await;

@@ -92,13 +92,12 @@ pub struct GrpcGateway {
     pub(crate) messaging: Arc<Messaging>,
     pub(crate) config: GrpcConfig,
     pub(crate) clients: clients::Clients,
-    pub(crate) tx_checks: telemetry::CheckTimes,
 }
 
 impl GrpcGateway {
     /// A gateway over the messaging layer.
     pub fn new(messaging: Arc<Messaging>, config: GrpcConfig) -> Arc<GrpcGateway> {
-        Arc::new(GrpcGateway { messaging, config, clients: Default::default(), tx_checks: Default::default() })
+        Arc::new(GrpcGateway { messaging, config, clients: Default::default() })
     }
 
     pub(crate) fn broker(&self) -> &Arc<Broker> {

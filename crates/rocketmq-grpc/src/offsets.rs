@@ -9,7 +9,7 @@ use fjord_rocketmq_proto::v2::{self, Code};
 
 use crate::GrpcGateway;
 use crate::convert::{Delivered, Fail, duration, millis, ok, status, to_proto};
-use crate::receive::filter;
+use crate::receive::{filter, group_name as group};
 
 fn partition(mq: Option<&v2::MessageQueue>) -> Result<TopicPartition, Fail> {
     let mq = mq.ok_or(Fail::new(Code::BadRequest, "no message queue"))?;
@@ -18,12 +18,6 @@ fn partition(mq: Option<&v2::MessageQueue>) -> Result<TopicPartition, Fail> {
     let id =
         u32::try_from(mq.id).map_err(|_| Fail::new(Code::BadRequest, format!("queue id {} is negative", mq.id)))?;
     Ok(TopicPartition::new(topic, id))
-}
-
-fn group(g: Option<&v2::Resource>) -> Result<&str, Fail> {
-    g.map(|g| g.name.as_str())
-        .filter(|g| !g.is_empty())
-        .ok_or(Fail::new(Code::IllegalConsumerGroup, "no consumer group"))
 }
 
 impl GrpcGateway {

@@ -24,7 +24,7 @@ pub(crate) fn filter(f: Option<&v2::FilterExpression>) -> Result<Filter, Fail> {
     Filter::parse(kind, &f.expression).map_err(|e| Fail::new(Code::IllegalFilterExpression, e.to_string()))
 }
 
-fn group_name(g: Option<&v2::Resource>) -> Result<&str, Fail> {
+pub(crate) fn group_name(g: Option<&v2::Resource>) -> Result<&str, Fail> {
     g.map(|g| g.name.as_str())
         .filter(|g| !g.is_empty())
         .ok_or(Fail::new(Code::IllegalConsumerGroup, "no consumer group"))

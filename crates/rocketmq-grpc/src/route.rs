@@ -28,9 +28,8 @@ impl GrpcGateway {
         let t = match self.broker().topic(name) {
             Some(t) => t,
             None if self.broker().auto_create_topics() => {
-                let config = fjord_broker::TopicConfig::from_entries([("fjord.key.index", "true")]).unwrap_or_default();
                 let partitions = self.broker().config().default_partitions.max(4);
-                match self.broker().create_topic(name, partitions, config).await {
+                match self.broker().create_topic(name, partitions, fjord_messaging::query::keyed_topic_config()).await {
                     Ok(t) => t,
                     Err(BrokerError::TopicExists(_)) => {
                         self.broker().topic(name).ok_or(Fail::new(Code::TopicNotFound, "topic vanished"))?

@@ -76,7 +76,6 @@ impl GrpcGateway {
                 .end_transaction(handle, outcome)
                 .await
                 .map_err(|e| Fail::new(Code::InvalidTransactionId, e.to_string()))?;
-            self.clients_checked_remove(handle);
             Ok(())
         }
         .await;

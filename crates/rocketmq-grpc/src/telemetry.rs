@@ -1,7 +1,6 @@
 //! The Telemetry stream (client Settings in, server Settings and
 //! transaction check-backs out) and the check-back loop.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,21 +8,12 @@ use std::time::Duration;
 use fjord_messaging::message::DELAY_LEVELS_MS;
 use fjord_rocketmq_proto::tonic::{Status, Streaming};
 use fjord_rocketmq_proto::v2::{self, telemetry_command::Command};
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 use crate::GrpcGateway;
 use crate::convert::{Delivered, ok, proto_duration, to_proto};
 
-/// Last check-back time per open transaction (in memory: after a restart
-/// every open transaction is checked once more, which is harmless).
-pub(crate) type CheckTimes = Mutex<HashMap<u64, i64>>;
-
 impl GrpcGateway {
-    pub(crate) fn clients_checked_remove(&self, handle: u64) {
-        self.tx_checks.lock().remove(&handle);
-    }
-
     /// The server's answer to a client's Settings: the client's own, with
     /// the retry policy of its consumer group filled in.
     fn answer_settings(&self, mut s: v2::Settings) -> v2::Settings {
@@ -100,19 +90,13 @@ pub(crate) async fn run_checker(gw: Arc<GrpcGateway>, mut stop: watch::Receiver<
 async fn check_once(gw: &GrpcGateway) -> Result<(), fjord_messaging::MessagingError> {
     let timeout = gw.config.transaction_timeout.as_millis() as i64;
     let interval = gw.config.transaction_check_interval.as_millis() as i64;
-    let now = gw.now_ms();
-    for tx in gw.messaging.open_transactions(timeout, 1000).await? {
-        if gw.tx_checks.lock().get(&tx.handle).is_some_and(|last| now - last < interval) {
-            continue;
-        }
+    for tx in gw.messaging.transactions_to_check(timeout, interval, 1000).await? {
         // Half messages from the remoting gateway name a producer group, not
         // a gRPC client; those are the remoting gateway's to check.
         let Some(sender) = gw.clients.checker_for(&tx.producer_group, &tx.message.topic) else { continue };
         if !gw.messaging.record_check(tx.handle, gw.config.transaction_check_max).await? {
-            gw.tx_checks.lock().remove(&tx.handle);
             continue;
         }
-        gw.tx_checks.lock().insert(tx.handle, now);
         let d = Delivered { attempt: Some(1), ..Default::default() };
         let mut message = to_proto(&tx.message, &gw.config.endpoint, d);
         if let Some(sp) = message.system_properties.as_mut() {

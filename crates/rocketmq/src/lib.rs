@@ -105,7 +105,6 @@ pub struct RocketMqGateway {
     pub(crate) config: RocketMqConfig,
     pub(crate) store_host: SocketAddr,
     pub(crate) clients: clients::Clients,
-    pub(crate) tx_checks: parking_lot::Mutex<std::collections::HashMap<u64, i64>>,
 }
 
 impl RocketMqGateway {
@@ -117,13 +116,7 @@ impl RocketMqGateway {
             let port = config.broker_addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(10911);
             SocketAddr::from(([127, 0, 0, 1], port))
         });
-        Arc::new(RocketMqGateway {
-            messaging,
-            config,
-            store_host,
-            clients: Default::default(),
-            tx_checks: Default::default(),
-        })
+        Arc::new(RocketMqGateway { messaging, config, store_host, clients: Default::default() })
     }
 
     pub(crate) fn broker(&self) -> &Arc<Broker> {

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use fjord_broker::{BrokerError, TopicConfig};
+use fjord_broker::BrokerError;
+use fjord_messaging::query::keyed_topic_config;
 use fjord_rocketmq_codec::RemotingCommand;
 use fjord_rocketmq_codec::bodies::{
     BrokerData, ClusterInfo, PERM_READ_WRITE, QueueData, TopicList, TopicRouteData, to_json,
@@ -25,12 +26,6 @@ impl RocketMqGateway {
             broker_name: self.config.broker_name.clone(),
             broker_addrs: BTreeMap::from([("0".to_string(), self.config.broker_addr.clone())]),
         }
-    }
-
-    /// Topic config of topics RocketMQ clients create: keyed, so query by
-    /// key and by id work.
-    pub(crate) fn new_topic_config() -> TopicConfig {
-        TopicConfig::from_entries([("fjord.key.index", "true")]).unwrap_or_default()
     }
 }
 
@@ -82,7 +77,7 @@ pub(crate) async fn create_topic(gw: &RocketMqGateway, req: &RemotingCommand) ->
     let read: i32 = req.parse_opt("readQueueNums")?.unwrap_or(0);
     let write: i32 = req.parse_opt("writeQueueNums")?.unwrap_or(0);
     let queues = read.max(write).max(1) as u32;
-    match gw.broker().create_topic(topic, queues, RocketMqGateway::new_topic_config()).await {
+    match gw.broker().create_topic(topic, queues, keyed_topic_config()).await {
         Ok(_) => {}
         Err(BrokerError::TopicExists(_)) => {
             let have = gw.broker().topic(topic).map_or(0, |t| t.partitions().len() as u32);

@@ -68,7 +68,7 @@ pub(crate) async fn ensure_topic(gw: &RocketMqGateway, topic: &str, queues: u32)
         return Err(Reject::new(response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist, apply first please!")));
     } else {
         let queues = queues.clamp(1, gw.config.max_auto_create_queues.max(1));
-        match gw.broker().create_topic(topic, queues, RocketMqGateway::new_topic_config()).await {
+        match gw.broker().create_topic(topic, queues, fjord_messaging::query::keyed_topic_config()).await {
             Ok(_) | Err(BrokerError::TopicExists(_)) => {}
             Err(e) => return Err(e.into()),
         }

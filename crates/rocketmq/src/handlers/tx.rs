@@ -47,7 +47,6 @@ pub(crate) async fn end_transaction(gw: &RocketMqGateway, req: &RemotingCommand)
         .end_transaction(handle, outcome)
         .await
         .map_err(|e| Reject::new(response::SYSTEM_ERROR, format!("transaction {handle} cannot be ended: {e}")))?;
-    gw.tx_checks.lock().remove(&handle);
     tracing::debug!(handle, ?outcome, from_check = req.field("fromTransactionCheck"), "transaction ended");
     Ok(ok(req))
 }
@@ -73,22 +72,15 @@ pub async fn run_checker(
 async fn check_once(gw: &RocketMqGateway) -> Result<(), Reject> {
     let timeout = gw.config.transaction_timeout.as_millis() as i64;
     let interval = gw.config.transaction_check_interval.as_millis() as i64;
-    let now = gw.now_ms();
-    for tx in gw.messaging.open_transactions(timeout, 1000).await? {
-        let due = gw.tx_checks.lock().get(&tx.handle).is_none_or(|last| now - last >= interval);
-        if !due {
-            continue;
-        }
+    for tx in gw.messaging.transactions_to_check(timeout, interval, 1000).await? {
         let Some(conn) = gw.clients.producer_conn(&tx.producer_group) else {
             // Nobody to ask; the transaction waits for a producer (RocketMQ
             // likewise skips groups without a live channel).
             continue;
         };
         if !gw.messaging.record_check(tx.handle, gw.config.transaction_check_max).await? {
-            gw.tx_checks.lock().remove(&tx.handle);
             continue;
         }
-        gw.tx_checks.lock().insert(tx.handle, now);
         let id = encode_offset_msg_id(&gw.store_host, tx.handle as i64);
         let mut ext = to_ext(&tx.message, tx.handle as i64, gw.store_host);
         ext.queue_offset = tx.handle as i64;
