@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fjord_broker::BrokerError;
 use fjord_log::LogError;
+use fjord_messaging::MessagingError;
 use serde::Serialize;
 
 /// An API error: HTTP status, stable machine code, human message.
@@ -16,22 +17,48 @@ pub struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unknown_topic`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
 }
 
 impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
     /// A 400 for a malformed parameter or body.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// A 404 for something that does not exist.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// A 409 for a request the current state forbids.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { code: self.code, message: &self.message })).into_response()
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "admin API request failed");
+        }
+        (self.status, Json(ErrorBody { code: self.code.to_string(), message: self.message })).into_response()
     }
 }
 
@@ -50,12 +77,30 @@ impl From<BrokerError> for ApiError {
                 LogError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
                 LogError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
                 LogError::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "invalid_batch"),
+                LogError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 LogError::Poisoned { .. } | LogError::Closed(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             },
             BrokerError::Group(_) => (StatusCode::CONFLICT, "group_error"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
+impl From<MessagingError> for ApiError {
+    fn from(e: MessagingError) -> Self {
+        let (status, code) = match e {
+            MessagingError::Broker(b) => return b.into(),
+            MessagingError::Filter(_) => (StatusCode::BAD_REQUEST, "invalid_filter"),
+            MessagingError::InvalidMessage(_) => (StatusCode::BAD_REQUEST, "invalid_message"),
+            MessagingError::InvalidRequest(_) | MessagingError::InvalidReceipt(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            MessagingError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_message"),
+            MessagingError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError { status, code, message: e.to_string() }

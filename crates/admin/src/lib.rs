@@ -1,23 +1,39 @@
 //! # fjord-admin: the HTTP admin API
 //!
-//! Serves health probes and a JSON API over the broker core on the `http`
-//! listener (9600 by default). Handlers only translate HTTP to
-//! [`fjord_broker::Broker`] calls; errors are JSON objects with a stable
-//! `code` and a human `message`.
+//! Serves the JSON API operators and the `fjord` CLI use, health probes and
+//! Prometheus metrics on the `http` listener (9600 by default). Handlers
+//! only translate HTTP to calls on the broker core ([`fjord_broker::Broker`])
+//! and the messaging layer ([`fjord_messaging::Messaging`]); they own no
+//! state of their own except the traffic-rate sampler.
 //!
-//! Endpoints so far:
-//! - `GET /livez`: the process is up.
-//! - `GET /readyz`: 200 once every listener is bound and all partitions are
-//!   recovered, 503 before and during shutdown.
-//! - `GET /api/v1/cluster`: cluster id, this node, its listeners, uptime.
-//! - `GET|POST /api/v1/topics`, `GET|DELETE /api/v1/topics/{topic}`.
-//! - `POST /api/v1/topics/{topic}/partitions/{p}/records`: produce; answers
-//!   after the partition's durability policy acknowledged the records.
-//! - `GET /api/v1/topics/{topic}/partitions/{p}/records?offset=&max_bytes=`.
+//! ## Design
+//! - **One source of truth for the spec.** Every route is registered through
+//!   `utoipa-axum`, from handlers annotated with `#[utoipa::path]`, so the
+//!   OpenAPI document served at `/api/openapi.json` is generated from the
+//!   very routes that serve requests (CI checks it with schemathesis).
+//! - **Errors** are JSON `{code, message}` ([`ApiError`]) with a stable
+//!   code; malformed paths, queries and bodies are 400s saying what was
+//!   wrong ([`extract`]), unknown routes are 404 `not_found`.
+//! - **Bounded work per request**: list and browse endpoints take a
+//!   `limit` capped at [`MAX_LIMIT`]; tag scans stop after `max_scan`
+//!   records per partition; request bodies are capped at [`MAX_BODY_BYTES`].
+//! - **Metrics** ([`metrics`]): counters the core keeps (traffic, sizes,
+//!   offsets, lag) are read at scrape time; latency histograms and
+//!   connection gauges come from the `metrics` facade, recorded by the
+//!   gateways and rendered by the Prometheus exporter installed here.
+//!
+//! The endpoint overview is `docs/admin-api.md`.
 
+mod cluster;
+mod delayed;
 mod error;
+mod extract;
+mod groups;
+mod messages;
+pub mod metrics;
 mod records;
 mod topics;
+mod view;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,50 +41,141 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use fjord_broker::Broker;
+use fjord_messaging::Messaging;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 /// Largest accepted request body (produce requests included).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Most items one list or browse request returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// Admin API settings that are not the broker's.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Export per-partition series on `/metrics` (off by default: a broker
+    /// with many partitions would otherwise export thousands of series).
+    pub per_partition_metrics: bool,
+}
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     broker: Arc<Broker>,
+    messaging: Arc<Messaging>,
     ready: Arc<AtomicBool>,
+    rates: Arc<cluster::RateSampler>,
+    config: AdminConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AdminState {
-    /// State over `broker`; not ready until [`AdminState::set_ready`].
-    pub fn new(broker: Arc<Broker>) -> Self {
-        AdminState { broker, ready: Arc::new(AtomicBool::new(false)) }
+    /// State over the broker and its messaging layer; not ready until
+    /// [`AdminState::set_ready`].
+    pub fn new(messaging: Arc<Messaging>, config: AdminConfig) -> Self {
+        let broker = messaging.broker().clone();
+        AdminState {
+            rates: Arc::new(cluster::RateSampler::new(broker.clone())),
+            broker,
+            messaging,
+            ready: Arc::new(AtomicBool::new(false)),
+            config,
+            metrics: metrics::handle(),
+        }
     }
 
     /// Marks the node ready (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
+
+    /// Starts sampling traffic counters once a second (for the rates in
+    /// `/api/v1/cluster`); the task ends when the broker shuts down.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        self.rates.clone().spawn()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !*self.broker.shutdown_signal().borrow()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Fjord admin API",
+        description = "Cluster, topics, messages, consumer groups, delayed messages and dead letters of a Fjord broker.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "health", description = "Liveness, readiness and metrics"),
+        (name = "cluster", description = "This cluster and its nodes"),
+        (name = "topics", description = "Topics and partitions"),
+        (name = "messages", description = "Producing, browsing and querying messages"),
+        (name = "groups", description = "Consumer groups, offsets and lag"),
+        (name = "delayed", description = "Delayed and scheduled messages"),
+        (name = "dlq", description = "Dead-letter queues")
+    )
+)]
+struct ApiDoc;
+
+/// The routes and the OpenAPI document describing them.
+fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(livez))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(cluster::info))
+        .routes(routes!(cluster::health))
+        .routes(routes!(topics::list, topics::create))
+        .routes(routes!(topics::describe, topics::alter, topics::delete))
+        .routes(routes!(messages::send, messages::query))
+        .routes(routes!(messages::browse))
+        .routes(routes!(messages::get_one))
+        .routes(routes!(records::produce, records::consume))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::describe, groups::delete))
+        .routes(routes!(groups::reset_offsets))
+        .routes(routes!(delayed::list))
+        .routes(routes!(delayed::dlq_list))
+        .routes(routes!(delayed::dlq_browse))
+        .routes(routes!(delayed::dlq_resend))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the admin API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
 }
 
 /// The admin API router.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/cluster", get(topics::cluster))
-        .route("/api/v1/topics", get(topics::list).post(topics::create))
-        .route("/api/v1/topics/{topic}", get(topics::describe).delete(topics::delete))
-        .route("/api/v1/topics/{topic}/partitions/{partition}/records", get(records::consume).post(records::produce))
+    let (routes, spec) = api();
+    let spec = Arc::new(spec);
+    routes
+        .route("/api/openapi.json", axum::routing::get(move || async move { axum::Json(spec.as_ref().clone()) }))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint; see /api/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics::observe_http))
         .with_state(state)
 }
 
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/livez", tag = "health",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+async fn livez() -> &'static str {
+    "ok"
+}
+
+/// Readiness: every listener is bound and every partition recovered.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready for clients", body = String, content_type = "text/plain"),
+    (status = 503, description = "Starting or shutting down", body = String, content_type = "text/plain")))]
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.ready.load(Ordering::SeqCst) && !*s.broker.shutdown_signal().borrow() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
+    if s.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
 }

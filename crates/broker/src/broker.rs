@@ -89,6 +89,7 @@ pub struct Broker {
     pub(crate) shutdown: watch::Sender<bool>,
     started_ms: i64,
     producer_ids: crate::producers::ProducerIds,
+    pub(crate) traffic: crate::traffic::Traffic,
 }
 
 impl Broker {
@@ -124,6 +125,7 @@ impl Broker {
             shutdown,
             started_ms,
             producer_ids,
+            traffic: Default::default(),
         }))
     }
 
@@ -146,6 +148,12 @@ impl Broker {
     /// When the broker started (ms since epoch).
     pub fn started_ms(&self) -> i64 {
         self.started_ms
+    }
+
+    /// Records and bytes produced and fetched on this node since it started
+    /// (all topics, including deleted ones).
+    pub fn traffic(&self) -> crate::traffic::TrafficSnapshot {
+        self.traffic.snapshot()
     }
 
     /// The injected clock.

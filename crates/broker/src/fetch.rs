@@ -101,6 +101,15 @@ impl Broker {
                 }
                 continue;
             }
+            // Consumers' traffic only; replicas read to the log end.
+            let consumer = matches!(req.bound, ReadBound::HighWatermark);
+            for (fp, (read, p)) in req.partitions.iter().zip(results.iter().zip(known.iter())) {
+                if consumer && let (Some(Ok(PartitionData { slice: Some(slice), .. })), Some(p)) = (read, p) {
+                    let records = slice.end_offset.saturating_sub(fp.offset.max(slice.first_offset));
+                    p.traffic.fetched(records, slice.len() as u64);
+                    self.traffic.fetched(records, slice.len() as u64);
+                }
+            }
             return req
                 .partitions
                 .iter()

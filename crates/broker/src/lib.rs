@@ -13,6 +13,7 @@
 //! - [`offsets`] and [`group_offsets`]: durable committed offsets.
 //! - [`group`]: consumer group membership and assignment.
 //! - [`metadata`]: what clients use to find partition leaders.
+//! - [`traffic`]: records and bytes in and out, per partition and in total.
 //!
 //! ## Data directory
 //! ```text
@@ -46,6 +47,7 @@ pub mod partition;
 pub mod produce;
 pub mod producers;
 pub mod topic;
+pub mod traffic;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{BrokerError, Result};
@@ -56,3 +58,4 @@ pub use offsets::CommittedOffset;
 pub use partition::{Partition, Topic, TopicPartition};
 pub use produce::{ListedOffset, OffsetSpec, ProduceResult};
 pub use topic::{CleanupPolicy, TopicConfig, TopicRecord};
+pub use traffic::{Traffic, TrafficSnapshot};

@@ -40,12 +40,20 @@ pub struct Partition {
     leader_epoch: i32,
     high_watermark: watch::Sender<u64>,
     pub(crate) producers: crate::producers::ProducerTable,
+    pub(crate) traffic: crate::traffic::Traffic,
 }
 
 impl Partition {
     pub(crate) fn new(id: TopicPartition, log: Log, leader_epoch: i32) -> Partition {
         let (high_watermark, _) = watch::channel(log.high_watermark());
-        Partition { id, log: Arc::new(log), leader_epoch, high_watermark, producers: Default::default() }
+        Partition {
+            id,
+            log: Arc::new(log),
+            leader_epoch,
+            high_watermark,
+            producers: Default::default(),
+            traffic: Default::default(),
+        }
     }
 
     /// The partition's identity.
@@ -61,6 +69,12 @@ impl Partition {
     /// Current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
+    }
+
+    /// Records and bytes produced to and fetched from this partition since
+    /// the broker started.
+    pub fn traffic(&self) -> crate::traffic::TrafficSnapshot {
+        self.traffic.snapshot()
     }
 
     /// Watches the high watermark.

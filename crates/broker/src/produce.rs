@@ -95,12 +95,16 @@ impl Broker {
         let tp = partition.id().clone();
         let p = partition.clone();
         let epoch = partition.leader_epoch();
+        let bytes = data.len() as u64;
         let info = blocking(move || p.log().append(data, AppendOrigin::Leader { epoch }))
             .await?
             .map_err(|e| BrokerError::log(tp.to_string(), e))?;
         // A single node is its own in-sync replica set: the high watermark is
         // whatever the durability policy acknowledged.
         partition.advance_high_watermark(info.last_offset + 1);
+        let (records, now) = (info.last_offset + 1 - info.base_offset, self.clock.now_ms());
+        partition.traffic.produced(records, bytes, now);
+        self.traffic.produced(records, bytes, now);
         Ok(ProduceResult {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -138,18 +142,48 @@ impl Broker {
         blocking(move || log.delete_records_before(offset)).await?.map_err(|e| BrokerError::log(tp.to_string(), e))
     }
 
-    /// Reads decoded records (for gateways and tools that need records, not
-    /// bytes). Bounded by the high watermark.
+    /// Reads decoded records for a consumer (gateways that need records,
+    /// not bytes), counted as fetched traffic. Bounded by the high
+    /// watermark.
     pub async fn read_records(
         &self,
         tp: &TopicPartition,
         offset: u64,
         max_bytes: usize,
     ) -> Result<Vec<fjord_log::batch::Record>> {
-        let log = self.partition(tp)?.log().clone();
-        blocking(move || log.read_records(offset, max_bytes, ReadBound::HighWatermark))
+        self.read_records_as(tp, offset, max_bytes, true).await
+    }
+
+    /// As [`Broker::read_records`], for tools that look at messages without
+    /// consuming them (the admin API's browsing and queries): not counted
+    /// as fetched traffic.
+    pub async fn peek_records(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<fjord_log::batch::Record>> {
+        self.read_records_as(tp, offset, max_bytes, false).await
+    }
+
+    async fn read_records_as(
+        &self,
+        tp: &TopicPartition,
+        offset: u64,
+        max_bytes: usize,
+        consumer: bool,
+    ) -> Result<Vec<fjord_log::batch::Record>> {
+        let partition = self.partition(tp)?;
+        let log = partition.log().clone();
+        let records = blocking(move || log.read_records(offset, max_bytes, ReadBound::HighWatermark))
             .await?
-            .map_err(|e| BrokerError::log(tp.to_string(), e))
+            .map_err(|e| BrokerError::log(tp.to_string(), e))?;
+        if consumer {
+            let bytes: usize = records.iter().map(payload_bytes).sum();
+            partition.traffic.fetched(records.len() as u64, bytes as u64);
+            self.traffic.fetched(records.len() as u64, bytes as u64);
+        }
+        Ok(records)
     }
 
     /// Fsyncs partitions whose durability is interval-based. Returns how
@@ -166,4 +200,12 @@ impl Broker {
         blocking(move || logs.iter().try_for_each(|l| l.flush())).await?.map_err(|e| BrokerError::log("flush", e))?;
         Ok(n)
     }
+}
+
+/// Key, value and header bytes of a decoded record (what a consumer of
+/// decoded records receives; raw fetches count batch bytes instead).
+fn payload_bytes(r: &fjord_log::batch::Record) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len())).sum::<usize>()
 }

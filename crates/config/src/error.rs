@@ -111,10 +111,10 @@ fn render_figment(err: &figment::Error) -> String {
 /// itself rather than the table holding it.
 fn error_key(e: &figment::Error) -> String {
     let mut path = e.path.clone();
-    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-        if path.last() != Some(field) {
-            path.push(field.clone());
-        }
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind
+        && path.last() != Some(field)
+    {
+        path.push(field.clone());
     }
     path.join(".")
 }

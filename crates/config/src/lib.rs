@@ -85,7 +85,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    Durability, GroupsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig, NodeConfig,
+    Durability, GroupsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig, MetricsConfig, NodeConfig,
     RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
 };
 
@@ -115,6 +115,8 @@ pub struct Config {
     /// `[rocketmq]`: RocketMQ gateway behaviour (transaction check-backs,
     /// long polling).
     pub rocketmq: RocketMqSettings,
+    /// `[metrics]`: what `/metrics` exports.
+    pub metrics: MetricsConfig,
     /// `[log]`: the server's diagnostic log output.
     pub log: LogOutputConfig,
 }

@@ -466,6 +466,20 @@ impl Default for RocketMqSettings {
 }
 
 // ---------------------------------------------------------------------------
+// metrics
+// ---------------------------------------------------------------------------
+
+/// `[metrics]`: what the admin listener's `/metrics` exports.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Export per-partition series (offsets, sizes, group lag per
+    /// partition). Off by default: with many partitions they are thousands
+    /// of series. Default `false`. Env `FJORD_METRICS__PER_PARTITION`.
+    pub per_partition: bool,
+}
+
+// ---------------------------------------------------------------------------
 // log
 // ---------------------------------------------------------------------------
 

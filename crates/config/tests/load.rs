@@ -238,6 +238,7 @@ fn every_setting_is_overridable_by_env() {
         ("rocketmq.transaction_check_interval_ms", "2000", "2000"),
         ("rocketmq.transaction_check_max", "3", "3"),
         ("rocketmq.max_long_poll_ms", "500", "500"),
+        ("metrics.per_partition", "true", "true"),
         ("log.format", "json", "\"json\""),
         ("log.level", "warn,fjord_broker=debug", "\"warn,fjord_broker=debug\""),
     ];

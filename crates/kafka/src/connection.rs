@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fjord_kafka_codec::kafka_protocol::messages::ApiKey;
@@ -10,9 +11,11 @@ use fjord_log::LogSlice;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 
 use crate::error::KafkaError;
+use crate::instrument;
 use crate::server::{KafkaGateway, Outgoing};
 
 /// Read buffer growth step: a peer that announces a large frame but sends
@@ -41,33 +44,57 @@ pub(crate) async fn run(
             _ = shutdown.changed() => return Ok(()),
         };
         let frame = read_frame(&mut rd, size, &gw).await?;
-        let response = gw.respond(frame, &client_host).await?;
-        match response {
-            None => {}
-            Some(Outgoing::Bytes(bytes)) => wr.write_all(&bytes).await.map_err(io("writing a response"))?,
-            Some(Outgoing::Pieces { pieces, files }) => {
-                for piece in pieces {
-                    match piece {
-                        Piece::Bytes(b) => wr.write_all(&b).await.map_err(io("writing a response"))?,
-                        Piece::Records(i) => {
-                            let slice = files.get(i).and_then(Option::as_ref).ok_or(KafkaError::MissingRecords(i))?;
-                            // Whatever is buffered goes first, then the file
-                            // range straight from the page cache.
-                            wr.flush().await.map_err(io("writing a response"))?;
-                            send_file(wr.get_ref().as_ref(), slice).await.map_err(io("sending records"))?;
-                        }
+        let start = Instant::now();
+        let api = instrument::api_name(peek_api(&frame).map_or(-1, |(key, _)| key));
+        let answer = match gw.respond(frame, &client_host).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                instrument::request_done(api, start, true);
+                return Err(e);
+            }
+        };
+        let mut written = match answer.out {
+            Some(out) => write_response(&mut wr, out).await,
+            None => Ok(()),
+        };
+        // Flush only when no further request is already buffered, so
+        // pipelined requests' responses leave in one write.
+        if written.is_ok() && rd.buffer().is_empty() {
+            written = wr.flush().await.map_err(io("writing a response"));
+        }
+        instrument::request_done(api, start, answer.error);
+        written?;
+    }
+}
+
+/// Writes one response: into the write buffer, Fetch record data with
+/// `sendfile` after flushing what precedes it.
+async fn write_response(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> Result<(), KafkaError> {
+    let io = |source| KafkaError::Io { context: "writing a response", source };
+    match out {
+        Outgoing::Bytes(bytes) => wr.write_all(&bytes).await.map_err(io),
+        Outgoing::Pieces { pieces, files } => {
+            for piece in pieces {
+                match piece {
+                    Piece::Bytes(b) => wr.write_all(&b).await.map_err(io)?,
+                    Piece::Records(i) => {
+                        let slice = files.get(i).and_then(Option::as_ref).ok_or(KafkaError::MissingRecords(i))?;
+                        // Whatever is buffered goes first, then the file
+                        // range straight from the page cache.
+                        wr.flush().await.map_err(io)?;
+                        send_file(wr.get_ref().as_ref(), slice)
+                            .await
+                            .map_err(|source| KafkaError::Io { context: "sending records", source })?;
                     }
                 }
             }
-        }
-        // Flush only when no further request is already buffered, so
-        // pipelined requests' responses leave in one write.
-        if rd.buffer().is_empty() {
-            wr.flush().await.map_err(io("writing a response"))?;
+            Ok(())
         }
     }
 }
 
+/// Reads the rest of a frame of `size` bytes. Frames refused for their size
+/// are counted as request errors (of their API when its key was read).
 async fn read_frame(
     rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     size: i32,
@@ -75,8 +102,12 @@ async fn read_frame(
 ) -> Result<Bytes, KafkaError> {
     let limit = gw.config.max_request_bytes;
     let too_large = |limit| KafkaError::FrameTooLarge { size: i64::from(size), limit };
-    let size = usize::try_from(size).map_err(|_| too_large(limit))?;
+    let Ok(size) = usize::try_from(size) else {
+        instrument::request_failed("Unknown");
+        return Err(too_large(limit));
+    };
     if size > limit {
+        instrument::request_failed("Unknown");
         return Err(too_large(limit));
     }
     let io = |source| KafkaError::Io { context: "reading a frame", source };
@@ -90,6 +121,7 @@ async fn read_frame(
         && key != ApiKey::Produce as i16
         && size > gw.config.max_control_request_bytes
     {
+        instrument::request_failed(instrument::api_name(key));
         return Err(too_large(gw.config.max_control_request_bytes));
     }
     while buf.len() < size {

@@ -28,12 +28,17 @@
 //! - `api`: one module per API family (metadata, produce, fetch, offsets,
 //!   groups, admin, configs, producer ids).
 //! - `errors`: broker-core errors to Kafka error codes.
+//! - `instrument`: request and connection metrics (`fjord_request_duration_seconds`,
+//!   `fjord_request_errors_total`, `fjord_connections`,
+//!   `fjord_connections_accepted_total`, all with `protocol="kafka"`)
+//!   through the `metrics` facade.
 
 mod api;
 mod config;
 mod connection;
 mod error;
 mod errors;
+mod instrument;
 pub mod server;
 
 pub use config::KafkaConfig;

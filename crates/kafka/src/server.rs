@@ -17,6 +17,7 @@ use crate::api::{self, Reply, RequestContext};
 use crate::config::KafkaConfig;
 use crate::connection;
 use crate::error::KafkaError;
+use crate::instrument::{self, ConnectionGuard};
 
 /// Everything a connection needs: the broker core and gateway-wide state.
 #[derive(Debug)]
@@ -43,38 +44,42 @@ impl KafkaGateway {
     /// gets no answer (Produce with `acks=0`). An error means the
     /// connection must be closed.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<Bytes>, KafkaError> {
-        match self.respond(frame, client_host).await? {
+        match self.respond(frame, client_host).await?.out {
             Some(out) => Ok(Some(out.materialize()?)),
             None => Ok(None),
         }
     }
 
     /// As [`KafkaGateway::handle_frame`], with Fetch record data left in
-    /// the log files for the connection to send without copying.
-    pub(crate) async fn respond(&self, frame: Bytes, client_host: &str) -> Result<Option<Outgoing>, KafkaError> {
+    /// the log files for the connection to send without copying, and
+    /// whether the answer carries an error code (for the request metrics).
+    pub(crate) async fn respond(&self, frame: Bytes, client_host: &str) -> Result<Answer, KafkaError> {
         match decode_request(frame) {
             Ok(request) => {
                 let ctx = RequestContext { gw: self, header: &request.header, client_host };
                 let version = request.header.request_api_version;
                 let correlation_id = request.header.correlation_id;
-                match api::handle(&ctx, request.request).await? {
+                let reply = api::handle(&ctx, request.request).await?;
+                let error = reply.as_ref().is_some_and(instrument::reply_has_error);
+                let out = match reply {
                     Some(Reply::Body(body)) => {
-                        Ok(Some(Outgoing::Bytes(encode_response(request.api, version, correlation_id, &body)?)))
+                        Some(Outgoing::Bytes(encode_response(request.api, version, correlation_id, &body)?))
                     }
                     Some(Reply::Fetch(f)) => {
                         let lens: Vec<Option<usize>> = f.files.iter().map(|s| s.as_ref().map(LogSlice::len)).collect();
                         let (pieces, _) = encode_fetch_response(version, correlation_id, &f.response, &lens)?;
-                        Ok(Some(Outgoing::Pieces { pieces, files: f.files }))
+                        Some(Outgoing::Pieces { pieces, files: f.files })
                     }
-                    None => Ok(None),
-                }
+                    None => None,
+                };
+                Ok(Answer { out, error })
             }
             Err(CodecError::UnsupportedVersion { api: ApiKey::ApiVersions, correlation_id, .. }) => {
                 // KIP-511: answer in v0 with the supported ranges so the
                 // client can pick a version both sides speak.
                 let body = api::api_versions::unsupported_version();
                 let bytes = encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))?;
-                Ok(Some(Outgoing::Bytes(bytes)))
+                Ok(Answer { out: Some(Outgoing::Bytes(bytes)), error: true })
             }
             Err(e) => {
                 tracing::info!(client_host, error = %e, "closing kafka connection after a request it cannot serve");
@@ -87,6 +92,15 @@ impl KafkaGateway {
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
+}
+
+/// What a request frame produced.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The response, if the request gets one.
+    pub(crate) out: Option<Outgoing>,
+    /// Whether the response carries an error code.
+    pub(crate) error: bool,
 }
 
 /// An encoded response on its way out.
@@ -142,7 +156,9 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let gw = gateway.clone();
                     let stop = shutdown.clone();
+                    let guard = ConnectionGuard::accepted();
                     connections.spawn(async move {
+                        let _guard = guard;
                         if let Err(e) = connection::run(stream, peer, gw, stop).await {
                             tracing::debug!(%peer, error = %e, "kafka connection closed");
                         }

@@ -18,7 +18,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .open(&tmp)
         .map_err(|e| LogError::io("create", &tmp, e))?;
     f.write_all(contents).map_err(|e| LogError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| LogError::io("fsync", &tmp, e))?;
+    crate::instrument::fsync(|| f.sync_all()).map_err(|e| LogError::io("fsync", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| LogError::io("rename", path, e))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
@@ -28,7 +28,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Fsyncs a directory so that renames and unlinks in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io("fsync directory", dir, e))
+    File::open(dir)
+        .and_then(|d| crate::instrument::fsync(|| d.sync_all()))
+        .map_err(|e| LogError::io("fsync directory", dir, e))
 }
 
 /// Reads a checkpoint holding one decimal `u64`; a missing or unreadable file

@@ -44,6 +44,11 @@
 //! - offsets in a log strictly increase; segment base offsets too;
 //! - `log_start <= high_watermark <= log_end` and `durable <= log_end`;
 //! - nothing at or after a failed write is ever acknowledged.
+//!
+//! ## Metrics
+//! Every fsync is timed into `fjord_fsync_duration_seconds` and failures
+//! are counted in `fjord_fsync_errors_total`, through the `metrics` facade
+//! (no-ops unless the process installs a recorder).
 
 pub mod batch;
 mod checkpoint;
@@ -53,6 +58,7 @@ mod config;
 mod epoch;
 mod error;
 mod index;
+mod instrument;
 mod key_index;
 mod log;
 mod segment;

@@ -280,7 +280,8 @@ impl Segment {
         if truncated > 0 {
             tracing::warn!(segment = %self.log_path.display(), valid_bytes = pos, truncated, "truncating torn or corrupt segment tail");
             self.file.set_len(pos).map_err(|e| LogError::io("truncate segment", &self.log_path, e))?;
-            self.file.sync_all().map_err(|e| LogError::io("fsync segment", &self.log_path, e))?;
+            crate::instrument::fsync(|| self.file.sync_all())
+                .map_err(|e| LogError::io("fsync segment", &self.log_path, e))?;
         }
         Ok(ScanOutcome { truncated_bytes: truncated, stopped_early })
     }
@@ -387,7 +388,7 @@ impl Segment {
 
     /// Fsyncs the segment's data.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+        crate::instrument::fsync(|| self.file.sync_data())
     }
 
     /// Writes the index files for the current contents (at seal or clean close).
@@ -401,7 +402,8 @@ impl Segment {
     /// Cuts the segment at `pos` (a batch boundary) and rebuilds its metadata.
     pub(crate) fn truncate_to(&self, pos: u64, interval: u32, keys: &KeyIndexConfig) -> Result<()> {
         self.file.set_len(pos).map_err(|e| LogError::io("truncate segment", &self.log_path, e))?;
-        self.file.sync_all().map_err(|e| LogError::io("fsync segment", &self.log_path, e))?;
+        crate::instrument::fsync(|| self.file.sync_all())
+            .map_err(|e| LogError::io("fsync segment", &self.log_path, e))?;
         for stale in [&self.index_path, &self.keys_path] {
             let _ = std::fs::remove_file(stale);
         }

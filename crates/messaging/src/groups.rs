@@ -49,6 +49,11 @@ impl Messaging {
         self.groups.groups.read().get(group).copied()
     }
 
+    /// Every group that has its own settings (RocketMQ subscription groups).
+    pub fn configured_groups(&self) -> Vec<String> {
+        self.groups.groups.read().keys().cloned().collect()
+    }
+
     /// Deliveries a message of `group` gets before the dead-letter queue.
     pub fn max_attempts(&self, group: &str) -> u32 {
         self.group_settings(crate::pull::ConsumeModel::base_group(group))

@@ -170,13 +170,21 @@ impl Messaging {
                     self.broker.list_offset(&tp, OffsetSpec::Timestamp(ts)).await?.map_or(end, |l| l.offset)
                 }
             };
-            self.commit(group, model, &tp, offset).await?;
-            let q = self.queue_id(group, model, &tp);
-            if self.pop.queue(&q).is_some() {
-                self.reset_pop_queue(q, offset).await?;
-            }
+            self.set_offset(group, model, &tp, offset).await?;
             out.push((tp.partition, offset));
         }
         Ok(out)
+    }
+
+    /// Moves a group's progress on one partition to `offset` (not clamped),
+    /// resetting its pop queue there if it has one (in-flight and held
+    /// messages are dropped).
+    pub async fn set_offset(&self, group: &str, model: &ConsumeModel, tp: &TopicPartition, offset: u64) -> Result<()> {
+        self.commit(group, model, tp, offset).await?;
+        let q = self.queue_id(group, model, tp);
+        if self.pop.queue(&q).is_some() {
+            self.reset_pop_queue(q, offset).await?;
+        }
+        Ok(())
     }
 }

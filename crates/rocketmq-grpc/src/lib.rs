@@ -23,9 +23,17 @@
 //! - A receive never waits longer than the client's long-polling timeout
 //!   (capped by [`GrpcConfig::max_long_poll`]), so it answers before the
 //!   client's own deadline.
+//!
+//! ## Metrics
+//! Every RPC is recorded in `fjord_request_duration_seconds` and
+//! `fjord_request_errors_total`, and every connection in
+//! `fjord_connections` and `fjord_connections_accepted_total`, all with
+//! `protocol="rocketmq_grpc"`, through the `metrics` facade; the
+//! `instrument` module defines each precisely.
 
 pub mod clients;
 mod convert;
+mod instrument;
 mod offsets;
 mod receive;
 mod route;
@@ -41,6 +49,7 @@ use fjord_messaging::Messaging;
 use fjord_rocketmq_proto::v2::messaging_service_server::MessagingServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 
 /// Errors that stop the gRPC listener.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +125,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), GrpcError> {
     let checker = tokio::spawn(telemetry::run_checker(gw.clone(), stop.clone()));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|r| r.map(instrument::Counted::new));
     let svc = MessagingServiceServer::new(service::Service(gw)).max_decoding_message_size(16 << 20);
     let result = fjord_rocketmq_proto::tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fjord_rocketmq_codec::frame::frame_len;
@@ -19,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::RocketMqGateway;
 use crate::clients::ConnHandle;
 use crate::error::RocketMqError;
+use crate::instrument;
 
 /// Responses (and broker requests) queued per connection before senders wait.
 const OUT_QUEUE: usize = 1024;
@@ -64,7 +66,12 @@ pub(crate) async fn run(
             r = read_command(&mut rd, gw.config.max_frame_bytes) => match r {
                 Ok(Some(c)) => c,
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                Err(e) => {
+                    if matches!(e, RocketMqError::Codec(_)) {
+                        instrument::request_failed("UNKNOWN");
+                    }
+                    break Err(e);
+                }
             },
             _ = shutdown.changed() => break Ok(()),
         };
@@ -78,11 +85,15 @@ pub(crate) async fn run(
         let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
         let (gw, peer) = (gw.clone(), peer.clone());
         tokio::spawn(async move {
+            let start = Instant::now();
+            let api = instrument::api_name(cmd.code);
             let oneway = cmd.is_oneway();
             let resp = crate::handlers::handle(&gw, &peer, cmd).await;
+            let failed = instrument::is_error(resp.code);
             if !oneway {
                 let _ = peer.conn.tx.send(resp.encode()).await;
             }
+            instrument::request_done(api, start, failed);
             drop(permit);
         });
     };

@@ -28,11 +28,19 @@
 //!   (the broker's durability policy).
 //! - Frames are capped before their body is read; a connection runs at most
 //!   [`RocketMqConfig::max_in_flight`] requests at once.
+//!
+//! ## Metrics
+//! Request durations and errors and connection counts go through the
+//! `metrics` facade with `protocol="rocketmq"` (`fjord_request_duration_seconds`,
+//! `fjord_request_errors_total`, `fjord_connections`,
+//! `fjord_connections_accepted_total`); the `instrument` module defines
+//! each precisely.
 
 mod clients;
 mod connection;
 mod error;
 pub mod handlers;
+mod instrument;
 pub mod mapping;
 mod server;
 

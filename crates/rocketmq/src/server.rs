@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::RocketMqGateway;
 use crate::error::RocketMqError;
+use crate::instrument::ConnectionGuard;
 
 /// Serves the given listeners until `stop` turns true; then stops
 /// accepting, closes connections and waits for the background tasks.
@@ -45,7 +46,9 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let (gw, stop) = (gw.clone(), stop.clone());
+                    let guard = ConnectionGuard::accepted();
                     conns.spawn(async move {
+                        let _guard = guard;
                         if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
                             tracing::debug!(%peer, error = %e, "rocketmq connection closed");
                         }

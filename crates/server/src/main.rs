@@ -1,14 +1,19 @@
-//! The `fjord` command: `fjord serve` runs a broker.
+//! The `fjord` command: `fjord serve` runs a broker; the other subcommands
+//! (`fjord topic list`, `fjord group seek`, ...) administer a running one
+//! through its HTTP admin API (see the `fjord-cli` crate for those, and
+//! for the exit codes).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Fjord: one broker for Kafka, RocketMQ and AMQP clients.
 #[derive(Debug, Parser)]
 #[command(name = "fjord", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: fjord_cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a broker node. With no options: a single node, data in ./data.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Admin(fjord_cli::Command),
 }
 
 /// Options of `fjord serve`; every configuration setting can also be set in
@@ -35,39 +42,45 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return fjord_cli::clap_exit(&e),
+    };
     match cli.command {
-        Command::Serve(args) => {
-            let mut config = match fjord_config::Config::load(args.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("fjord: configuration error: {e}");
-                    return ExitCode::from(78); // EX_CONFIG
-                }
-            };
-            if let Some(dir) = args.data_dir {
-                config.node.data_dir = dir;
-            }
-            if let Err(e) = fjord::telemetry::init(&config.log) {
-                eprintln!("fjord: cannot set up logging: {e}");
-                return ExitCode::from(78);
-            }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("fjord: cannot start the runtime: {e}");
-                    return ExitCode::from(71); // EX_OSERR
-                }
-            };
-            let opts = fjord::serve::Options { ready_file: args.ready_file, ..Default::default() };
-            match runtime.block_on(fjord::serve::run(config, opts, fjord::serve::shutdown_signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "fjord stopped with an error");
-                    eprintln!("fjord: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve(args) => serve(args),
+        Command::Admin(command) => fjord_cli::run(&cli.global, command, Cli::command),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match fjord_config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fjord: configuration error: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    if let Some(dir) = args.data_dir {
+        config.node.data_dir = dir;
+    }
+    if let Err(e) = fjord::telemetry::init(&config.log) {
+        eprintln!("fjord: cannot set up logging: {e}");
+        return ExitCode::from(78);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fjord: cannot start the runtime: {e}");
+            return ExitCode::from(71); // EX_OSERR
+        }
+    };
+    let opts = fjord::serve::Options { ready_file: args.ready_file, ..Default::default() };
+    match runtime.block_on(fjord::serve::run(config, opts, fjord::serve::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fjord stopped with an error");
+            eprintln!("fjord: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -110,7 +110,10 @@ pub async fn run(
     messaging.start();
 
     let mut bound = serde_json::Map::new();
-    let http_state = AdminState::new(broker.clone());
+    fjord_admin::metrics::install();
+    let admin_config = fjord_admin::AdminConfig { per_partition_metrics: config.metrics.per_partition };
+    let http_state = AdminState::new(messaging.clone(), admin_config);
+    let sampler = http_state.start();
     let mut servers = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (mut rocketmq_listeners, mut rocketmq_broker_addr) = (Vec::new(), None);
@@ -227,6 +230,7 @@ pub async fn run(
     for t in background {
         t.abort();
     }
+    sampler.abort();
     Ok(())
 }
 

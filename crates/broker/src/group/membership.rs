@@ -138,10 +138,10 @@ impl Group {
         let missing: Vec<String> = self.pending_sync.drain().collect();
         tracing::info!(group = %self.group_id, members = ?missing, "removing members that did not sync in time");
         for member_id in &missing {
-            if let Some(mut member) = self.remove_member(member_id, ctx) {
-                if let Some(reply) = member.join_reply.take() {
-                    let _ = reply.send(Err(GroupError::unknown_member(member_id)));
-                }
+            if let Some(mut member) = self.remove_member(member_id, ctx)
+                && let Some(reply) = member.join_reply.take()
+            {
+                let _ = reply.send(Err(GroupError::unknown_member(member_id)));
             }
         }
         self.prepare_rebalance(ctx);

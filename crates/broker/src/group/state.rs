@@ -310,10 +310,10 @@ impl Group {
 
     pub(crate) fn remove_pending_sync(&mut self, member_id: &str, ctx: &Ctx<'_>) {
         self.pending_sync.remove(member_id);
-        if self.pending_sync.is_empty() {
-            if let Some(key) = self.sync_timer.take() {
-                ctx.timers.cancel(key);
-            }
+        if self.pending_sync.is_empty()
+            && let Some(key) = self.sync_timer.take()
+        {
+            ctx.timers.cancel(key);
         }
     }
 

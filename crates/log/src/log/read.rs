@@ -30,6 +30,9 @@ pub struct LogSlice {
     len: usize,
     /// Base offset of the first batch in the slice.
     pub first_offset: u64,
+    /// The offset after the last whole batch in the slice (a slice cut by
+    /// `max_bytes` may end inside a batch, which consumers discard).
+    pub end_offset: u64,
 }
 
 impl LogSlice {
@@ -75,6 +78,22 @@ pub struct ReadResult {
     pub log_end_offset: u64,
 }
 
+/// The offset after the last batch that lies wholly within `len` bytes from
+/// `pos`: one header read per batch, only for slices cut by `max_bytes`.
+fn whole_batches_end(seg: &Segment, pos: u64, len: usize) -> Result<u64> {
+    let (end, mut at) = (pos + len as u64, pos);
+    let mut next = seg.read_header(pos)?.base_offset;
+    while at < end {
+        let h = seg.read_header(at)?;
+        if at + h.total_len() as u64 > end {
+            break;
+        }
+        next = h.last_offset() + 1;
+        at += h.total_len() as u64;
+    }
+    Ok(next)
+}
+
 impl Log {
     /// Reads whole batches starting with the one containing `offset`, up to
     /// `max_bytes` (but always at least one whole batch, so a batch larger
@@ -109,16 +128,22 @@ impl Log {
             }
             let size = seg.size();
             // Batches at or past `upper` are invisible: find where they begin.
-            let limit = if upper >= seg.next_offset() {
-                size
+            let (limit, limit_offset) = if upper >= seg.next_offset() {
+                (size, seg.next_offset())
             } else {
-                seg.translate_offset(upper, size)?.map_or(size, |(pos, _)| pos)
+                seg.translate_offset(upper, size)?.map_or((size, seg.next_offset()), |(pos, h)| (pos, h.base_offset))
             };
             if let Some((pos, h)) = seg.translate_offset(offset, limit)? {
                 let available = (limit - pos) as usize;
                 let len = available.min(max_bytes.max(h.total_len()));
-                result.slice =
-                    Some(LogSlice { file: seg.file.clone(), position: pos, len, first_offset: h.base_offset });
+                let end_offset = if len == available { limit_offset } else { whole_batches_end(&seg, pos, len)? };
+                result.slice = Some(LogSlice {
+                    file: seg.file.clone(),
+                    position: pos,
+                    len,
+                    first_offset: h.base_offset,
+                    end_offset,
+                });
                 return Ok(result);
             }
         }

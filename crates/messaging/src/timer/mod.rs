@@ -341,6 +341,39 @@ impl Messaging {
         self.timer.stats()
     }
 
+    /// Scheduled messages still waiting, earliest first, with their
+    /// delivery times: at most `limit`, only those for `topic` when given.
+    /// Each message shows its target topic and partition; its offset is
+    /// the timer log's. Costs a copy of the pending (time, offset) pairs
+    /// (16 bytes each) and one read per message listed.
+    pub async fn delayed_messages(&self, topic: Option<&str>, limit: usize) -> Result<Vec<(i64, StoredMessage)>> {
+        let mut pending: Vec<(i64, u64)> = self.timer.state.lock().wheel.iter().map(|(d, o)| (d, *o)).collect();
+        pending.sort_unstable();
+        let (schedule, topic) = (self.timer.schedule.clone(), topic.map(str::to_string));
+        blocking(move || {
+            let mut out = Vec::new();
+            for chunk in pending.chunks(256) {
+                let mut offsets: Vec<u64> = chunk.iter().map(|(_, o)| *o).collect();
+                offsets.sort_unstable();
+                let recs = read_offsets(&schedule, &offsets)?;
+                for (at, o) in chunk {
+                    let Some(r) = recs.iter().find(|r| r.offset == *o) else { continue };
+                    let target = header(r, headers::TIMER_TOPIC).unwrap_or_default();
+                    if topic.as_deref().is_some_and(|t| t != target) {
+                        continue;
+                    }
+                    let partition = header(r, headers::TIMER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(0);
+                    out.push((*at, StoredMessage::from_record(target, partition, r)));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
     /// Delivers every due scheduled message now (tests and tools; the
     /// dispatcher does this on its own). Returns how many were taken.
     pub async fn deliver_due(&self) -> Result<usize> {

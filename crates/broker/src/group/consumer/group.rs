@@ -153,12 +153,12 @@ impl ConsumerGroup {
                 }
             }
         }
-        if let Some(pattern) = regex {
-            if let Some(subscription) = self.regexes.get_mut(pattern) {
-                subscription.refs -= 1;
-                if subscription.refs == 0 {
-                    self.regexes.remove(pattern);
-                }
+        if let Some(pattern) = regex
+            && let Some(subscription) = self.regexes.get_mut(pattern)
+        {
+            subscription.refs -= 1;
+            if subscription.refs == 0 {
+                self.regexes.remove(pattern);
             }
         }
     }
@@ -192,10 +192,10 @@ impl ConsumerGroup {
                 self.owners.remove(&partition);
             }
         }
-        if let Some(instance) = &member.instance_id {
-            if self.static_members.get(instance).is_some_and(|id| id == member_id) {
-                self.static_members.remove(instance);
-            }
+        if let Some(instance) = &member.instance_id
+            && self.static_members.get(instance).is_some_and(|id| id == member_id)
+        {
+            self.static_members.remove(instance);
         }
         self.unsubscribe(&member.subscribed_topic_names, member.subscribed_topic_regex.as_deref());
         Some(member)
@@ -452,10 +452,10 @@ impl ConsumerGroup {
             if member.session_timer.is_none() {
                 return Err(format!("member {id} has no session timeout"));
             }
-            if let Some(instance) = &member.instance_id {
-                if self.static_members.get(instance) != Some(id) {
-                    return Err(format!("instance {instance} of {id} is not indexed"));
-                }
+            if let Some(instance) = &member.instance_id
+                && self.static_members.get(instance) != Some(id)
+            {
+                return Err(format!("instance {instance} of {id} is not indexed"));
             }
         }
         if owners != self.owners {

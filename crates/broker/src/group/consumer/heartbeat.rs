@@ -45,20 +45,16 @@ pub(super) fn validate_request(request: &ConsumerHeartbeat, config: &ConsumerGro
     } else if epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH {
         return invalid("MemberEpoch is invalid.");
     }
-    if let Some(name) = &request.server_assignor {
-        if config.assignor(name).is_none() {
-            return Err(GroupError::UnsupportedAssignor { assignor: name.clone() });
-        }
+    if let Some(name) = &request.server_assignor
+        && config.assignor(name).is_none()
+    {
+        return Err(GroupError::UnsupportedAssignor { assignor: name.clone() });
     }
-    if epoch >= 0 {
-        if let Some(pattern) = request.subscribed_topic_regex.as_deref().filter(|p| !p.is_empty()) {
-            if let Err(error) = compile_regex(pattern) {
-                return Err(GroupError::InvalidRegularExpression {
-                    regex: pattern.to_owned(),
-                    reason: error.to_string(),
-                });
-            }
-        }
+    if epoch >= 0
+        && let Some(pattern) = request.subscribed_topic_regex.as_deref().filter(|p| !p.is_empty())
+        && let Err(error) = compile_regex(pattern)
+    {
+        return Err(GroupError::InvalidRegularExpression { regex: pattern.to_owned(), reason: error.to_string() });
     }
     Ok(())
 }

@@ -55,7 +55,7 @@ struct Scenario {
 
 impl Scenario {
     fn instance(slot: usize) -> Option<String> {
-        (slot % 2 == 0).then(|| format!("instance-{slot}"))
+        slot.is_multiple_of(2).then(|| format!("instance-{slot}"))
     }
 
     fn subscription(&self, slot: usize) -> Vec<&'static str> {
@@ -118,7 +118,7 @@ impl Scenario {
         if !sim.active {
             return;
         }
-        let epoch = if slot % 2 == 0 { -2 } else { -1 };
+        let epoch = if slot.is_multiple_of(2) { -2 } else { -1 };
         let request =
             ConsumerHeartbeat { instance_id: Scenario::instance(slot), ..hb_req(&sim.member_id, epoch, None) };
         let response = self.c.heartbeat(request).expect("leave");

@@ -1,0 +1,267 @@
+//! `GET /api/v1/cluster` (like `mqadmin clusterList`) and
+//! `GET /api/v1/cluster/health`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use fjord_broker::{Broker, TrafficSnapshot};
+use parking_lot::Mutex;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{AdminState, ApiError, ErrorBody};
+
+/// Window over which rates are averaged.
+const RATE_WINDOW_MS: i64 = 10_000;
+
+/// The health check reports the disk when less than this share of it, or
+/// less than [`DISK_LOW_BYTES`], is free.
+const DISK_LOW_RATIO: f64 = 0.01;
+const DISK_LOW_BYTES: u64 = 1 << 30;
+
+/// Samples the broker's traffic counters once a second and keeps the last
+/// [`RATE_WINDOW_MS`] of samples, so rates need no extra work on the
+/// produce and fetch paths.
+#[derive(Debug)]
+pub(crate) struct RateSampler {
+    broker: Arc<Broker>,
+    samples: Mutex<VecDeque<(i64, TrafficSnapshot)>>,
+}
+
+/// Per-second rates over the sampling window.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rates {
+    pub(crate) put_tps: f64,
+    pub(crate) get_tps: f64,
+    pub(crate) bytes_in_per_sec: f64,
+    pub(crate) bytes_out_per_sec: f64,
+}
+
+impl RateSampler {
+    pub(crate) fn new(broker: Arc<Broker>) -> Self {
+        let first = (broker.clock().now_ms(), broker.traffic());
+        RateSampler { broker, samples: Mutex::new(VecDeque::from([first])) }
+    }
+
+    fn sample(&self) {
+        let now = self.broker.clock().now_ms();
+        let mut s = self.samples.lock();
+        s.push_back((now, self.broker.traffic()));
+        while s.len() > 2 && s.front().is_some_and(|(t, _)| now - t > RATE_WINDOW_MS) {
+            s.pop_front();
+        }
+    }
+
+    pub(crate) fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut stop = self.broker.shutdown_signal();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => self.sample(),
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }
+
+    /// Rates between the oldest sample in the window and now.
+    pub(crate) fn rates(&self) -> Rates {
+        let (now, cur) = (self.broker.clock().now_ms(), self.broker.traffic());
+        let Some((t0, old)) = self.samples.lock().front().copied() else { return Rates::default() };
+        let secs = (now - t0) as f64 / 1000.0;
+        if secs <= 0.0 {
+            return Rates::default();
+        }
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+        Rates {
+            put_tps: rate(cur.records_in, old.records_in),
+            get_tps: rate(cur.records_out, old.records_out),
+            bytes_in_per_sec: rate(cur.bytes_in, old.bytes_in),
+            bytes_out_per_sec: rate(cur.bytes_out, old.bytes_out),
+        }
+    }
+}
+
+/// Disk use of the data directory.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DiskView {
+    data_dir: String,
+    /// Bytes in files under the data directory.
+    used_bytes: u64,
+    /// Bytes available to the broker on the data directory's file system.
+    free_bytes: u64,
+    /// Size of that file system.
+    total_bytes: u64,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NodeView {
+    id: i32,
+    rack: Option<String>,
+    version: String,
+    started_ms: i64,
+    uptime_ms: i64,
+    /// Advertised address per listener name.
+    listeners: BTreeMap<String, String>,
+    /// Records produced per second (last 10 s).
+    put_tps: f64,
+    /// Records delivered to consumers per second (last 10 s).
+    get_tps: f64,
+    bytes_in_per_sec: f64,
+    bytes_out_per_sec: f64,
+    records_in_total: u64,
+    records_out_total: u64,
+    bytes_in_total: u64,
+    bytes_out_total: u64,
+    /// Sum of every consumer group's lag, in messages.
+    backlog: u64,
+    disk: DiskView,
+}
+
+/// The cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ClusterView {
+    cluster_id: String,
+    version: String,
+    nodes: Vec<NodeView>,
+    /// Topics (internal ones included).
+    topics: usize,
+    partitions: usize,
+    /// Consumer groups with members or committed offsets.
+    groups: usize,
+}
+
+pub(crate) fn disk_usage(dir: &Path) -> (u64, u64, u64) {
+    fn walk(p: &Path) -> u64 {
+        let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+        rd.flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                Ok(_) => e.metadata().map_or(0, |m| m.len()),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    let (free, total) = match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let frag = s.fragment_size();
+            (s.blocks_available() * frag, s.blocks() * frag)
+        }
+        Err(_) => (0, 0),
+    };
+    (walk(dir), free, total)
+}
+
+async fn disk_view(dir: PathBuf) -> Result<DiskView, ApiError> {
+    let d = dir.clone();
+    let (used_bytes, free_bytes, total_bytes) = tokio::task::spawn_blocking(move || disk_usage(&d))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(DiskView { data_dir: dir.display().to_string(), used_bytes, free_bytes, total_bytes })
+}
+
+/// The cluster, its nodes and their load (like `mqadmin clusterList`).
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", responses(
+    (status = 200, body = ClusterView),
+    (status = 500, body = ErrorBody)))]
+pub(crate) async fn info(State(s): State<AdminState>) -> Result<Json<ClusterView>, ApiError> {
+    let b = &s.broker;
+    let now = b.clock().now_ms();
+    let traffic = b.traffic();
+    let rates = s.rates.rates();
+    let node = b.node();
+    let groups = crate::groups::all_groups(&s);
+    let backlog = groups.iter().map(|g| crate::groups::offsets_of(&s, g).iter().map(|o| o.lag).sum::<u64>()).sum();
+    let topics = b.topics();
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let node = NodeView {
+        id: node.node_id,
+        rack: node.rack,
+        version: version.clone(),
+        started_ms: b.started_ms(),
+        uptime_ms: now - b.started_ms(),
+        listeners: node.listeners,
+        put_tps: rates.put_tps,
+        get_tps: rates.get_tps,
+        bytes_in_per_sec: rates.bytes_in_per_sec,
+        bytes_out_per_sec: rates.bytes_out_per_sec,
+        records_in_total: traffic.records_in,
+        records_out_total: traffic.records_out,
+        bytes_in_total: traffic.bytes_in,
+        bytes_out_total: traffic.bytes_out,
+        backlog,
+        disk: disk_view(b.config().data_dir.clone()).await?,
+    };
+    Ok(Json(ClusterView {
+        cluster_id: b.cluster_id().to_string(),
+        version,
+        nodes: vec![node],
+        partitions: topics.iter().map(|t| t.partitions().len()).sum(),
+        topics: topics.len(),
+        groups: groups.len(),
+    }))
+}
+
+/// One health check.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+/// Overall health.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthView {
+    /// `ok` when every check passes, else `degraded`.
+    status: String,
+    checks: Vec<Check>,
+}
+
+/// Health checks: listeners bound and partitions recovered, data
+/// directory writable, disk not nearly full. Always 200; `status` says.
+#[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster", responses(
+    (status = 200, body = HealthView),
+    (status = 500, body = ErrorBody)))]
+pub(crate) async fn health(State(s): State<AdminState>) -> Result<Json<HealthView>, ApiError> {
+    let dir = s.broker.config().data_dir.clone();
+    let ready = s.is_ready();
+    let probe_dir = dir.clone();
+    let writable = tokio::task::spawn_blocking(move || {
+        let probe = probe_dir.join(".health-probe");
+        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let disk = disk_view(dir).await?;
+    let free_ratio = if disk.total_bytes == 0 { 1.0 } else { disk.free_bytes as f64 / disk.total_bytes as f64 };
+    let checks = vec![
+        Check {
+            name: "ready".into(),
+            ok: ready,
+            detail: if ready { "listeners bound, partitions recovered".into() } else { "starting or stopping".into() },
+        },
+        Check {
+            name: "storage_writable".into(),
+            ok: writable.is_ok(),
+            detail: match &writable {
+                Ok(()) => format!("{} is writable", disk.data_dir),
+                Err(e) => format!("cannot write to {}: {e}", disk.data_dir),
+            },
+        },
+        Check {
+            name: "disk_space".into(),
+            ok: free_ratio >= DISK_LOW_RATIO && (disk.free_bytes >= DISK_LOW_BYTES || disk.total_bytes == 0),
+            detail: format!("{} of {} bytes free ({:.1}%)", disk.free_bytes, disk.total_bytes, free_ratio * 100.0),
+        },
+    ];
+    let status = if checks.iter().all(|c| c.ok) { "ok" } else { "degraded" };
+    Ok(Json(HealthView { status: status.into(), checks }))
+}
