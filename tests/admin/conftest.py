@@ -7,7 +7,6 @@ client (kafka-python) to make traffic.
 
 import json
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,16 +16,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 from fjord_fixtures import *  # noqa: E402,F401,F403
-from fjord_fixtures import stop_checked  # noqa: E402
-from fjord_harness import FjordServer  # noqa: E402
+from fjord_fixtures import run_broker  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fjord():
-    with tempfile.TemporaryDirectory(prefix="fjord-admin-") as d:
-        server = FjordServer(Path(d) / "data", env={"FJORD_STORAGE__KEY_INDEX": "true"}).start()
-        yield server
-        stop_checked(server)
+    yield from run_broker("fjord-admin-", env={"FJORD_STORAGE__KEY_INDEX": "true"})
 
 
 class Api:

@@ -6,17 +6,21 @@ sys.path.
   report.
 - `unique("topic")` gives names no other test uses.
 - `stop_checked(server)` stops a broker and asserts it was alive and exited 0.
+- `run_broker(prefix)` is the body of a session `fjord` fixture: a broker in
+  a temporary data directory, stopped with those checks.
 """
 
 import re
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
 import fjord_harness
 from fjord_harness import FjordServer
 
-__all__ = ["pytest_runtest_makereport", "unique", "stop_checked"]
+__all__ = ["pytest_runtest_makereport", "unique", "stop_checked", "run_broker"]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -49,3 +53,12 @@ def stop_checked(server: FjordServer):
     rc = server.stop()
     assert alive, f"fjord died during the tests (exit {rc}):\n{server.log_tail()}"
     assert rc == 0, f"fjord exited with {rc} on SIGTERM:\n{server.log_tail()}"
+
+
+def run_broker(prefix: str, env: dict | None = None):
+    """`yield from run_broker("fjord-x-")` in a fixture: yields a started
+    broker, then stops it with `stop_checked`."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        server = FjordServer(Path(d) / "data", env=env).start()
+        yield server
+        stop_checked(server)

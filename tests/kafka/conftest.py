@@ -5,48 +5,24 @@ client from PyPI (kafka-python, confluent-kafka/librdkafka). The process
 handling is in tests/common/fjord_harness.py.
 """
 
-import re
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
-# The broker harness is shared with the RocketMQ client tests.
+# The broker harness and fixtures are shared with the other client suites.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
-import fjord_harness
-from fjord_harness import FjordServer
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On a failure, attach the tail of each running broker's log."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for server in fjord_harness.LIVE:
-            if server.proc is not None:
-                report.sections.append((f"fjord log ({server.log_path})", server.log_tail(40)))
-
-
-def _stop_checked(server: FjordServer):
-    if server.proc is None:
-        return
-    alive = server.running
-    rc = server.stop()
-    assert alive, f"fjord died during the tests (exit {rc}):\n{server.log_tail()}"
-    assert rc == 0, f"fjord exited with {rc} on SIGTERM:\n{server.log_tail()}"
+from fjord_fixtures import *  # noqa: E402,F401,F403
+from fjord_fixtures import run_broker, stop_checked  # noqa: E402
+from fjord_harness import FjordServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fjord():
     """The shared broker of the session (use unique topic and group names)."""
-    with tempfile.TemporaryDirectory(prefix="fjord-kafka-") as d:
-        server = FjordServer(Path(d) / "data").start()
-        yield server
-        _stop_checked(server)
+    yield from run_broker("fjord-kafka-")
 
 
 @pytest.fixture(scope="session")
@@ -72,18 +48,7 @@ def fjord_factory():
     yield make
     try:
         for s in servers:
-            _stop_checked(s)
+            stop_checked(s)
     finally:
         for d in dirs:
             d.cleanup()
-
-
-@pytest.fixture
-def unique(request):
-    """unique("topic") -> a name no other test uses."""
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
-
-    def make(kind: str = "t") -> str:
-        return f"{base}-{kind}-{uuid.uuid4().hex[:8]}"
-
-    return make

@@ -22,6 +22,7 @@ use crate::{AdminState, ApiError, ErrorBody};
 /// Every group name, sorted.
 pub(crate) fn all_groups(s: &AdminState) -> Vec<String> {
     let mut names: BTreeSet<String> = s.broker.groups().list_groups(&[]).into_iter().map(|g| g.group_id).collect();
+    names.extend(s.broker.consumer_groups().list().into_iter().map(|g| g.group_id));
     names.extend(s.broker.offsets().groups());
     names.extend(s.messaging.configured_groups());
     names.into_iter().collect()
@@ -73,23 +74,71 @@ pub(crate) fn offsets_of(s: &AdminState, group: &str) -> Vec<OffsetView> {
         .collect()
 }
 
-/// Which engine a group belongs to, and its state.
-fn kind_and_state(s: &AdminState, group: &str) -> (String, String, Option<fjord_broker::group::GroupDescription>) {
-    match s.broker.groups().describe_group(group) {
-        Ok(d) => ("kafka".into(), d.state.as_kafka_str().into(), Some(d)),
-        Err(_) if s.messaging.group_settings(ConsumeModel::base_group(group)).is_some() => {
-            ("rocketmq".into(), "Unknown".into(), None)
-        }
-        Err(_) => ("offsets".into(), GroupState::Empty.as_kafka_str().into(), None),
+/// What the membership engines know of a group.
+struct Membership {
+    protocol: String,
+    protocol_type: String,
+    state: String,
+    members: Vec<MemberView>,
+}
+
+/// Which engine a group belongs to, its state and members.
+fn membership(s: &AdminState, group: &str) -> Membership {
+    if let Ok(d) = s.broker.groups().describe_group(group) {
+        let consumer = d.protocol_type == "consumer";
+        let members = d
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                assignment: if consumer { decode_assignment(&m.assignment) } else { Vec::new() },
+                member_id: m.member_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+            })
+            .collect();
+        return Membership {
+            protocol: "kafka".into(),
+            protocol_type: d.protocol_type,
+            state: d.state.as_kafka_str().into(),
+            members,
+        };
     }
+    if let Some(Ok(d)) = s.broker.consumer_groups().describe(&[group.to_string()]).pop() {
+        let members = d
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                member_id: m.member_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                assignment: m
+                    .assignment
+                    .into_iter()
+                    .map(|a| AssignedTopic { topic: a.topic_name, partitions: a.partitions })
+                    .collect(),
+            })
+            .collect();
+        return Membership {
+            protocol: "kafka".into(),
+            protocol_type: "consumer".into(),
+            state: d.state.as_kafka_str().into(),
+            members,
+        };
+    }
+    let (protocol, state) = if s.messaging.group_settings(ConsumeModel::base_group(group)).is_some() {
+        ("rocketmq", "Unknown")
+    } else {
+        ("offsets", GroupState::Empty.as_kafka_str())
+    };
+    Membership { protocol: protocol.into(), protocol_type: String::new(), state: state.into(), members: Vec::new() }
 }
 
 /// A group in a listing.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct GroupSummary {
     name: String,
-    /// `kafka` (classic membership), `rocketmq` (subscription group) or
-    /// `offsets` (committed offsets only).
+    /// `kafka` (classic or KIP-848 membership), `rocketmq` (subscription
+    /// group) or `offsets` (committed offsets only).
     protocol: String,
     /// Kafka group state (`Stable`, `Empty`, ...); `Unknown` for RocketMQ
     /// groups, whose clients the admin API does not track.
@@ -111,13 +160,13 @@ pub(crate) async fn list(State(s): State<AdminState>) -> Json<GroupList> {
     let groups = all_groups(&s)
         .into_iter()
         .map(|name| {
-            let (protocol, state, d) = kind_and_state(&s, &name);
+            let m = membership(&s, &name);
             GroupSummary {
-                members: d.map_or(0, |d| d.members.len()),
+                members: m.members.len(),
                 lag: offsets_of(&s, &name).iter().map(|o| o.lag).sum(),
                 name,
-                protocol,
-                state,
+                protocol: m.protocol,
+                state: m.state,
             }
         })
         .collect();
@@ -180,7 +229,7 @@ pub(crate) async fn describe(
     if !all_groups(&s).contains(&p.group) {
         return Err(unknown_group(&p.group));
     }
-    let (protocol, state, d) = kind_and_state(&s, &p.group);
+    let m = membership(&s, &p.group);
     let mut offsets = offsets_of(&s, &p.group);
     let now = s.broker.clock().now_ms();
     for o in &mut offsets {
@@ -195,28 +244,13 @@ pub(crate) async fn describe(
             }
         };
     }
-    let protocol_type = d.as_ref().map(|d| d.protocol_type.clone()).unwrap_or_default();
-    let members = d
-        .map(|d| {
-            let consumer = d.protocol_type == "consumer";
-            d.members
-                .into_iter()
-                .map(|m| MemberView {
-                    assignment: if consumer { decode_assignment(&m.assignment) } else { Vec::new() },
-                    member_id: m.member_id,
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     Ok(Json(GroupDetail {
         lag: offsets.iter().map(|o| o.lag).sum(),
         name: p.group,
-        protocol,
-        protocol_type,
-        state,
-        members,
+        protocol: m.protocol,
+        protocol_type: m.protocol_type,
+        state: m.state,
+        members: m.members,
         offsets,
     }))
 }
@@ -301,11 +335,11 @@ pub(crate) struct ResetResponse {
 }
 
 fn live_members(s: &AdminState, group: &str) -> bool {
-    s.broker.groups().describe_group(group).is_ok_and(|d| !d.members.is_empty())
+    !membership(s, group).members.is_empty()
 }
 
 /// Moves a group's committed offsets (clustering progress and pop queues);
-/// refused while the group has live Kafka members.
+/// refused while the group has live Kafka members (classic or KIP-848).
 #[utoipa::path(post, path = "/api/v1/groups/{group}/offsets", tag = "groups", params(GroupPath),
     request_body = ResetRequest, responses(
         (status = 200, body = ResetResponse),
@@ -390,17 +424,19 @@ pub(crate) async fn delete(
     if !all_groups(&s).contains(&p.group) {
         return Err(unknown_group(&p.group));
     }
+    let deleted = |r: Result<(), GroupError>| match r {
+        Ok(()) | Err(GroupError::GroupIdNotFound { .. }) => Ok(()),
+        Err(GroupError::NonEmptyGroup { .. }) => Err(ApiError::conflict(
+            "group_not_empty",
+            format!("group '{}' has live members; stop its consumers first", p.group),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "group_error", e.to_string())),
+    };
     for (_, r) in s.broker.groups().delete_groups(std::slice::from_ref(&p.group)) {
-        match r {
-            Ok(()) | Err(GroupError::GroupIdNotFound { .. }) => {}
-            Err(GroupError::NonEmptyGroup { .. }) => {
-                return Err(ApiError::conflict(
-                    "group_not_empty",
-                    format!("group '{}' has live members; stop its consumers first", p.group),
-                ));
-            }
-            Err(e) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "group_error", e.to_string())),
-        }
+        deleted(r)?;
+    }
+    if s.broker.consumer_groups().contains(&p.group) {
+        deleted(s.broker.consumer_groups().delete(&p.group))?;
     }
     s.broker.delete_offsets(&p.group, None).await?;
     if s.messaging.group_settings(&p.group).is_some() {

@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result, blocking};
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group::{ConsumerGroupConfig, ConsumerGroups, GroupConfig, GroupCoordinator, TopicMetadataSource};
 use crate::offsets::OffsetStore;
 use crate::partition::{Partition, Topic, TopicPartition};
 use crate::topic::{TopicConfig, TopicRecord, validate_topic_name};
@@ -40,8 +40,10 @@ pub struct BrokerConfig {
     pub default_partitions: u32,
     /// Most partitions a topic may have.
     pub max_partitions: u32,
-    /// Consumer group coordinator settings.
+    /// Consumer group coordinator settings (classic protocol).
     pub groups: GroupConfig,
+    /// Settings of KIP-848 `consumer` protocol groups.
+    pub consumer_groups: ConsumerGroupConfig,
     /// Compact the committed-offsets log when it exceeds this size.
     pub offsets_compact_bytes: u64,
     /// Committed offsets of a group without members expire this long after
@@ -62,6 +64,7 @@ impl BrokerConfig {
             default_partitions: 1,
             max_partitions: 10_000,
             groups: GroupConfig::default(),
+            consumer_groups: ConsumerGroupConfig::default(),
             offsets_compact_bytes: 64 << 20,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
         }
@@ -85,6 +88,7 @@ pub struct Broker {
     admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: Arc<OffsetStore>,
     pub(crate) groups: GroupCoordinator,
+    consumer_groups: ConsumerGroups,
     pub(crate) listeners: RwLock<BTreeMap<String, String>>,
     pub(crate) shutdown: watch::Sender<bool>,
     started_ms: i64,
@@ -113,7 +117,9 @@ impl Broker {
         let groups = GroupCoordinator::new(config.groups.clone());
         let started_ms = clock.now_ms();
         tracing::info!(topics = topics.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");
-        Ok(Arc::new(Broker {
+        let consumer_config = config.consumer_groups.clone();
+        Ok(Arc::new_cyclic(|me| Broker {
+            consumer_groups: ConsumerGroups::new(consumer_config, Arc::new(UserTopics(me.clone()))),
             config,
             clock,
             cluster_id,
@@ -161,9 +167,14 @@ impl Broker {
         &self.clock
     }
 
-    /// The consumer group coordinator.
+    /// The consumer group coordinator (classic protocol).
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// The coordinator of KIP-848 `consumer` protocol groups.
+    pub fn consumer_groups(&self) -> &ConsumerGroups {
+        &self.consumer_groups
     }
 
     /// The committed offsets store.
@@ -341,6 +352,7 @@ impl Broker {
     pub async fn shutdown(&self) -> Result<()> {
         self.shutdown.send_replace(true);
         self.groups.shutdown();
+        self.consumer_groups.shutdown();
         let topics = self.topics();
         let offsets = self.offsets.clone();
         blocking(move || -> Result<()> {
@@ -354,6 +366,24 @@ impl Broker {
         .await??;
         tracing::info!("broker closed cleanly");
         Ok(())
+    }
+}
+
+/// What the KIP-848 coordinator may assign and match regexes against: user
+/// topics only (internal topics are never assigned to consumers). Weak, as
+/// the broker owns the coordinator.
+#[derive(Debug)]
+struct UserTopics(std::sync::Weak<Broker>);
+
+impl TopicMetadataSource for UserTopics {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, u32)> {
+        let r = self.0.upgrade()?.topic(name)?.record();
+        (!r.internal).then_some((r.id, r.partitions))
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        let Some(b) = self.0.upgrade() else { return Vec::new() };
+        b.topics().iter().map(|t| t.record()).filter(|r| !r.internal).map(|r| r.name).collect()
     }
 }
 
@@ -402,9 +432,22 @@ fn load_cluster_id(dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<BTreeMap<String, Arc<Topic>>> {
-    let root = cfg.data_dir.join(TOPICS_DIR);
-    let mut topics = BTreeMap::new();
+/// A topic as stored in a data directory, for offline tools.
+#[derive(Debug, Clone)]
+pub struct StoredTopic {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its `topic.json`.
+    pub record: TopicRecord,
+    /// Each partition's log directory, in partition order.
+    pub partition_dirs: Vec<PathBuf>,
+}
+
+/// The topics stored under `data_dir`, read without opening any log (no
+/// recovery, nothing written): what `fjord topic list --data-dir` shows.
+pub fn stored_topics(data_dir: &Path) -> Result<Vec<StoredTopic>> {
+    let root = data_dir.join(TOPICS_DIR);
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(&root).map_err(|e| io_err("list topics", &root, e))? {
         let dir = entry.map_err(|e| io_err("list topics", &root, e))?.path();
         let Ok(bytes) = std::fs::read(dir.join(TOPIC_FILE)) else {
@@ -413,6 +456,16 @@ fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<BTreeMap<St
         };
         let record: TopicRecord = serde_json::from_slice(&bytes)
             .map_err(|e| BrokerError::Internal(format!("corrupt {}: {e}", dir.join(TOPIC_FILE).display())))?;
+        let partition_dirs = (0..record.partitions).map(|p| dir.join(p.to_string())).collect();
+        out.push(StoredTopic { dir, record, partition_dirs });
+    }
+    out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+    Ok(out)
+}
+
+fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<BTreeMap<String, Arc<Topic>>> {
+    let mut topics = BTreeMap::new();
+    for StoredTopic { dir, record, .. } in stored_topics(&cfg.data_dir)? {
         let log_cfg = record.config.apply(&cfg.log_defaults);
         let parts = (0..record.partitions)
             .map(|p| open_partition(&dir, &record.name, p, &log_cfg, clock))

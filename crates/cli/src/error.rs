@@ -83,6 +83,9 @@ pub enum CliError {
     /// The user answered no to a confirmation prompt (exit 1).
     #[error("aborted")]
     Declined,
+    /// A data directory (`--data-dir`) cannot be read (exit 66).
+    #[error("cannot read the data directory: {0}")]
+    Offline(String),
     /// Writing to stdout failed (exit 74).
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
@@ -102,7 +105,7 @@ impl CliError {
             CliError::Unavailable { .. } => exit::UNAVAILABLE,
             CliError::BadResponse { .. } => exit::SOFTWARE,
             CliError::Data(_) => exit::DATAERR,
-            CliError::Input { .. } => exit::NOINPUT,
+            CliError::Input { .. } | CliError::Offline(_) => exit::NOINPUT,
             CliError::Config { .. } => exit::CONFIG,
             CliError::Declined => exit::DECLINED,
             CliError::Output(_) => exit::IOERR,

@@ -47,6 +47,9 @@
 //! - **Long operations** (`topic produce`, `group seek` over many
 //!   partitions) are sent in chunks and show an `indicatif` progress bar
 //!   on stderr when stderr is a terminal.
+//! - **Offline**: `topic list|describe --data-dir DIR` read a (stopped)
+//!   broker's data directory directly, read-only (`offline.rs`), with the
+//!   API's JSON shapes.
 //! - Errors print as `fjord: <code>: <message>` on stderr (the API's error
 //!   code, or `http_<status>` when the answer was not an API error).
 //!
@@ -71,6 +74,7 @@ mod dlq;
 mod error;
 mod group;
 mod msg;
+mod offline;
 mod output;
 mod time;
 mod topic;

@@ -21,7 +21,7 @@ pub enum TopicCommand {
     /// List topics with partition and message counts and sizes.
     List(ListArgs),
     /// Partitions (offsets, sizes) and configuration of a topic.
-    Describe(TopicArg),
+    Describe(DescribeArgs),
     /// Add partitions, set or reset configuration overrides.
     Alter(AlterArgs),
     /// Delete a topic and all its messages (asks first unless --yes).
@@ -33,11 +33,15 @@ pub enum TopicCommand {
     Consume(ConsumeArgs),
 }
 
-/// A topic name.
+/// `fjord topic describe`.
 #[derive(Debug, Args)]
-pub struct TopicArg {
+pub struct DescribeArgs {
     /// Topic name.
     topic: String,
+    /// Read the topic from this data directory instead of asking a broker
+    /// (for a stopped broker; nothing is written).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// `fjord topic create`.
@@ -59,6 +63,10 @@ pub struct ListArgs {
     /// Include the broker's internal topics.
     #[arg(long)]
     internal: bool,
+    /// Read topics from this data directory instead of asking a broker
+    /// (for a stopped broker; nothing is written).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// `fjord topic alter`.
@@ -159,6 +167,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: TopicCommand) -> Result<()> {
             }
             let v = ctx.client.post("/api/v1/topics", &body)?;
             ctx.emit(&v, detail_table)
+        }
+        TopicCommand::List(ListArgs { internal, data_dir: Some(dir) }) => {
+            ctx.emit(&crate::offline::list(&dir, internal)?, list_table)
+        }
+        TopicCommand::Describe(DescribeArgs { topic, data_dir: Some(dir) }) => {
+            ctx.emit(&crate::offline::describe(&dir, &topic)?, detail_table)
         }
         TopicCommand::List(a) => {
             let query = if a.internal { vec![("internal", "true".to_string())] } else { Vec::new() };

@@ -9,19 +9,10 @@ pub struct KafkaConfig {
     /// record data, so a much lower limit bounds what an unauthenticated
     /// peer can make the broker read and decode.
     pub max_control_request_bytes: usize,
-    /// `group.consumer.heartbeat.interval.ms` for KIP-848 groups.
-    pub consumer_heartbeat_interval_ms: i32,
-    /// `group.consumer.session.timeout.ms` for KIP-848 groups.
-    pub consumer_session_timeout_ms: i32,
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig {
-            max_request_bytes: 100 * 1024 * 1024,
-            max_control_request_bytes: 8 * 1024 * 1024,
-            consumer_heartbeat_interval_ms: 5_000,
-            consumer_session_timeout_ms: 45_000,
-        }
+        KafkaConfig { max_request_bytes: 100 * 1024 * 1024, max_control_request_bytes: 8 * 1024 * 1024 }
     }
 }

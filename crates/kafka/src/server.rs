@@ -24,19 +24,13 @@ use crate::instrument::{self, ConnectionGuard};
 pub struct KafkaGateway {
     pub(crate) broker: Arc<Broker>,
     pub(crate) config: KafkaConfig,
-    pub(crate) consumer_groups: fjord_broker::group::ConsumerGroups,
     pub(crate) fetch_sessions: crate::api::fetch_sessions::FetchSessions,
 }
 
 impl KafkaGateway {
     /// A gateway over `broker`.
     pub fn new(broker: Arc<Broker>, config: KafkaConfig) -> Arc<KafkaGateway> {
-        let consumer_groups = crate::api::consumer_groups::coordinator(
-            &broker,
-            config.consumer_heartbeat_interval_ms,
-            config.consumer_session_timeout_ms,
-        );
-        Arc::new(KafkaGateway { broker, config, consumer_groups, fetch_sessions: Default::default() })
+        Arc::new(KafkaGateway { broker, config, fetch_sessions: Default::default() })
     }
 
     /// Handles one request frame (without its size prefix) and returns the

@@ -70,5 +70,7 @@ pub use config::{Durability, LogConfig};
 pub use epoch::EpochEntry;
 pub use error::{FormatError, LogError, Result};
 pub use key_index::key_hash;
-pub use log::{AppendInfo, AppendOrigin, Log, LogSlice, LogStats, ReadBound, ReadResult, RetentionOutcome};
+pub use log::{
+    AppendInfo, AppendOrigin, Log, LogSlice, LogStats, LogSummary, ReadBound, ReadResult, RetentionOutcome, inspect,
+};
 pub use segment::KeyIndexConfig;

@@ -61,6 +61,9 @@ pub fn broker_config(c: &Config) -> BrokerConfig {
     b.groups.max_session_timeout = ms(c.groups.session_timeout_max_ms);
     b.groups.initial_rebalance_delay = ms(c.groups.initial_rebalance_delay_ms);
     b.groups.max_group_size = c.groups.max_size as usize;
+    b.consumer_groups.heartbeat_interval = ms(c.groups.consumer_heartbeat_interval_ms.max(1));
+    b.consumer_groups.session_timeout = ms(c.groups.consumer_session_timeout_ms.max(1));
+    b.consumer_groups.max_group_size = c.groups.max_size as usize;
     b.offsets_retention = ms(c.groups.offsets_retention_ms);
     b
 }
@@ -163,12 +166,7 @@ pub async fn run(
         }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "kafka" => {
-                let kafka = fjord_kafka::KafkaConfig {
-                    consumer_heartbeat_interval_ms: config.groups.consumer_heartbeat_interval_ms as i32,
-                    consumer_session_timeout_ms: config.groups.consumer_session_timeout_ms as i32,
-                    ..fjord_kafka::KafkaConfig::default()
-                };
-                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka);
+                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), fjord_kafka::KafkaConfig::default());
                 tokio::spawn(async move { Ok(fjord_kafka::serve(listener, gateway, stop).await?) })
             }
             _ => {

@@ -544,3 +544,42 @@ fn serve_still_runs() {
     fjord(&server, &["cluster", "info"]).ok();
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+#[test]
+fn offline_topic_list_and_describe_read_a_stopped_brokers_data_dir() {
+    let (dir, server) = start();
+    fjord(&server, &["topic", "create", "ledger", "--partitions", "2"]).ok();
+    fjord_in(&server, &["topic", "produce", "ledger", "--partition", "1"], Some("a\nb\nc\n")).ok();
+    assert!(server.terminate().success());
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let before: Vec<_> = walk(&dir.path().join("data"));
+
+    let table = fjord_env(&["topic", "list", "--data-dir", data], None, &[]);
+    let r = row(table.ok(), "ledger");
+    assert_eq!(r[1..4], ["normal", "2", "3"], "{r:?}");
+    let d = fjord_env(&["topic", "describe", "ledger", "--data-dir", data, "-o", "json"], None, &[]).json();
+    let p1 = &d["partitions"][1];
+    assert_eq!((p1["log_start_offset"].as_u64(), p1["log_end_offset"].as_u64()), (Some(0), Some(3)), "{d}");
+    assert_eq!(p1["clean_shutdown"], true, "{d}");
+    assert_eq!(d["partitions"][0]["messages"], 0);
+    let missing = fjord_env(&["topic", "describe", "nope", "--data-dir", data], None, &[]);
+    assert!(missing.fails(66).contains("unknown_topic"));
+    assert_eq!(walk(&dir.path().join("data")), before, "reading a data directory must not change it");
+}
+
+/// Every file under `dir` with its size and modification time.
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push((e.path(), m.len(), m.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}

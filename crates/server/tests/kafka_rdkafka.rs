@@ -506,6 +506,24 @@ async fn kip848_consumers_share_partitions() {
         l.assignment.iter().all(|a| a.len() == 2) && disjoint_cover(&l.assignment.iter().collect::<Vec<_>>(), 4)
     });
     eprintln!("KIP-848 members assigned after {took:?}: {:?}", log.lock().unwrap().assignment);
+    // The admin API sees the group as its coordinator does.
+    let agent = common::agent();
+    let d: serde_json::Value =
+        agent.get(&server.url("/api/v1/groups/g-848")).call().unwrap().body_mut().read_json().unwrap();
+    assert_eq!(d["protocol_type"], "consumer", "{d}");
+    assert_eq!(d["members"].as_array().map(Vec::len), Some(2), "{d}");
+    let mut owned: Vec<i64> = d["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["assignment"].as_array().unwrap().clone())
+        .filter(|a| a["topic"] == topic)
+        .flat_map(|a| a["partitions"].as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect::<Vec<_>>())
+        .collect();
+    owned.sort_unstable();
+    assert_eq!(owned, vec![0, 1, 2, 3], "{d}");
+    let r = agent.delete(&server.url("/api/v1/groups/g-848")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 409, "a group with live members cannot be deleted");
     std::thread::sleep(Duration::from_millis(300));
     // One member leaves (heartbeat with epoch -1): the other gets all 4.
     members.pop().unwrap().stop();

@@ -1,13 +1,11 @@
 //! KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe)
 //! and the membership checks that offsets need for both group types.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use fjord_broker::CommitIdentity;
 use fjord_broker::group::GroupError;
 use fjord_broker::group::consumer::{ConsumerHeartbeat, NamedTopicPartitions, TopicPartitions as CoreTopicPartitions};
-use fjord_broker::group::{ConsumerGroupConfig, ConsumerGroups, TopicMetadataSource};
-use fjord_broker::{Broker, CommitIdentity};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::consumer_group_describe_response::{
     self as describe_rs, ConsumerGroupDescribeResponse, DescribedGroup, Member,
@@ -22,40 +20,12 @@ use fjord_kafka_codec::kafka_protocol::messages::{
 use super::metadata::OPS_OMITTED;
 use super::{RequestContext, sb};
 
-/// The broker's topics as the consumer-group coordinator sees them:
-/// user topics only (internal topics are never assigned to consumers).
-#[derive(Debug)]
-struct BrokerTopics(Arc<Broker>);
-
-impl TopicMetadataSource for BrokerTopics {
-    fn topic(&self, name: &str) -> Option<(uuid::Uuid, u32)> {
-        let t = self.0.topic(name)?;
-        let r = t.record();
-        (!r.internal).then_some((r.id, r.partitions))
-    }
-
-    fn topic_names(&self) -> Vec<String> {
-        self.0.topics().iter().map(|t| t.record()).filter(|r| !r.internal).map(|r| r.name).collect()
-    }
-}
-
-/// The KIP-848 coordinator for `broker`.
-pub(crate) fn coordinator(broker: &Arc<Broker>, heartbeat_interval_ms: i32, session_timeout_ms: i32) -> ConsumerGroups {
-    let config = ConsumerGroupConfig {
-        heartbeat_interval: Duration::from_millis(heartbeat_interval_ms.max(1) as u64),
-        session_timeout: Duration::from_millis(session_timeout_ms.max(1) as u64),
-        max_group_size: broker.config().groups.max_group_size,
-        ..ConsumerGroupConfig::default()
-    };
-    ConsumerGroups::new(config, Arc::new(BrokerTopics(broker.clone())))
-}
-
 /// `Some(result)` when `group` is a consumer-protocol group (its members
 /// are checked here); `None` for classic groups (the core checks them).
 /// Kafka accepts commits for consumer groups from OffsetCommit v9 on,
 /// except admin commits (no member) to an empty group.
 pub(crate) fn validate_commit(ctx: &RequestContext<'_>, group: &str, who: &CommitIdentity) -> Option<Result<(), i16>> {
-    let groups = &ctx.gw.consumer_groups;
+    let groups = ctx.gw.broker.consumer_groups();
     if !groups.contains(group) {
         return None;
     }
@@ -73,7 +43,7 @@ pub(crate) fn validate_fetch(
     member: &str,
     epoch: i32,
 ) -> Option<Result<(), i16>> {
-    let groups = &ctx.gw.consumer_groups;
+    let groups = ctx.gw.broker.consumer_groups();
     if !groups.contains(group) {
         return None;
     }
@@ -84,7 +54,7 @@ pub(crate) fn validate_fetch(
 /// no members. Classic members' subscriptions are read from their
 /// consumer-protocol metadata.
 pub(crate) fn subscribed_topics(ctx: &RequestContext<'_>, group: &str) -> Option<Vec<String>> {
-    if let Some(Ok(d)) = ctx.gw.consumer_groups.describe(&[group.to_string()]).pop() {
+    if let Some(Ok(d)) = ctx.gw.broker.consumer_groups().describe(&[group.to_string()]).pop() {
         if d.members.is_empty() {
             return None;
         }
@@ -163,7 +133,7 @@ pub(crate) async fn heartbeat(
         client_host: format!("/{}", ctx.client_host),
         member_id_required: ctx.version() >= 1,
     };
-    match ctx.gw.consumer_groups.heartbeat(core) {
+    match ctx.gw.broker.consumer_groups().heartbeat(core) {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(sb(r.member_id)))
             .with_member_epoch(r.member_epoch)
@@ -196,7 +166,8 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: ConsumerGroupDescribeReque
     let ids: Vec<String> = req.group_ids.iter().map(|g| g.to_string()).collect();
     let groups = ctx
         .gw
-        .consumer_groups
+        .broker
+        .consumer_groups()
         .describe(&ids)
         .into_iter()
         .zip(ids)
@@ -239,7 +210,7 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: ConsumerGroupDescribeReque
 
 /// Refuses a classic request on a consumer group.
 pub(crate) fn classic_conflict(ctx: &RequestContext<'_>, group: &str) -> Option<GroupError> {
-    ctx.gw.consumer_groups.contains(group).then_some(GroupError::InconsistentGroupProtocol)
+    ctx.gw.broker.consumer_groups().contains(group).then_some(GroupError::InconsistentGroupProtocol)
 }
 
 #[cfg(test)]

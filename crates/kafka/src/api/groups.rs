@@ -254,7 +254,7 @@ pub(crate) fn list(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> ListGrou
     let listed = broker.groups().list_groups(&states);
     let mut seen: std::collections::HashSet<String> = listed.iter().map(|g| g.group_id.clone()).collect();
     if wants("consumer") && (req.states_filter.is_empty() || !consumer_states.is_empty()) {
-        for g in ctx.gw.consumer_groups.list() {
+        for g in ctx.gw.broker.consumer_groups().list() {
             if (consumer_states.is_empty() || consumer_states.contains(&g.state)) && seen.insert(g.group_id.clone()) {
                 groups.push(
                     ListedGroup::default()
@@ -307,8 +307,8 @@ pub(crate) async fn delete(ctx: &RequestContext<'_>, req: DeleteGroupsRequest) -
     let mut results = Vec::with_capacity(ids.len());
     for (id, outcome) in broker.groups().delete_groups(&ids) {
         let outcome = match outcome {
-            Err(GroupError::GroupIdNotFound { .. }) if ctx.gw.consumer_groups.contains(&id) => {
-                ctx.gw.consumer_groups.delete(&id)
+            Err(GroupError::GroupIdNotFound { .. }) if ctx.gw.broker.consumer_groups().contains(&id) => {
+                ctx.gw.broker.consumer_groups().delete(&id)
             }
             Err(GroupError::GroupIdNotFound { .. }) if has_offsets(ctx, &id) => Ok(()),
             other => other,

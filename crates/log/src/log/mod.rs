@@ -1,6 +1,7 @@
 //! A partition log: ordered segments, one writer, many readers.
 
 mod append;
+mod inspect;
 mod maintenance;
 mod read;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub(crate) use append::pwrite_all;
+pub use inspect::{LogSummary, inspect};
 pub use maintenance::RetentionOutcome;
 pub use read::{LogSlice, ReadBound, ReadResult};
 
