@@ -545,7 +545,18 @@ async fn kip848_consumers_share_partitions() {
     for m in members {
         m.stop();
     }
-    let errors = log.lock().unwrap().errors.clone();
+    // A synchronous commit sent just before the member's epoch moved (its
+    // partner left) is refused with STALE_MEMBER_EPOCH, as Kafka 4.x
+    // brokers refuse it (KIP-848); the member keeps those partitions and
+    // its next commit covers them. Every other client error fails the test.
+    let errors: Vec<String> = log
+        .lock()
+        .unwrap()
+        .errors
+        .iter()
+        .filter(|e| !(e.contains(": commit: ") && e.contains("StaleMemberEpoch")))
+        .cloned()
+        .collect();
     assert!(errors.is_empty(), "client errors: {errors:?}");
     k.assert_no_client_problems();
     assert_eq!(server.terminate().code(), Some(0));
