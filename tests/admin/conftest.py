@@ -52,5 +52,11 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(fjord) -> Api:
-    return Api(f"http://{fjord.http}")
+def make_api():
+    """make_api(server) -> an Api for another broker."""
+    return lambda server: Api(f"http://{server.http}")
+
+
+@pytest.fixture(scope="session")
+def api(fjord, make_api) -> Api:
+    return make_api(fjord)

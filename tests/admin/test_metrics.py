@@ -71,3 +71,25 @@ def test_group_lag_is_exported(fjord, api, unique):
     c.close()
     m = scrape(fjord)
     assert value(m, "fjord_consumer_group_lag", group=g, topic=t) == 4
+
+
+def test_per_partition_series_only_behind_the_flag(fjord, api, unique, make_api):
+    t = unique()
+    api.post("/api/v1/topics", {"name": t, "partitions": 2})
+    api.post(f"/api/v1/topics/{t}/messages", {"messages": [{"value": "x", "partition": 1}]})
+    assert not any(name == "fjord_partition_log_end_offset" for name, _ in scrape(fjord))
+
+    from fjord_fixtures import run_broker
+
+    broker = run_broker("fjord-per-partition-", env={"FJORD_METRICS__PER_PARTITION": "true"})
+    other = next(broker)
+    try:
+        other_api = make_api(other)
+        assert other_api.post("/api/v1/topics", {"name": t, "partitions": 2})[0] == 201
+        other_api.post(f"/api/v1/topics/{t}/messages", {"messages": [{"value": "x", "partition": 1}] * 3})
+        m = scrape(other)
+        assert value(m, "fjord_partition_log_end_offset", topic=t, partition="1") == 3
+        assert value(m, "fjord_partition_log_end_offset", topic=t, partition="0") == 0
+        assert value(m, "fjord_partition_size_bytes", topic=t, partition="1") > 0
+    finally:
+        next(broker, None)
