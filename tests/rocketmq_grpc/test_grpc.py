@@ -205,18 +205,27 @@ class Listener(MessageListener):
             return ConsumeResult.FAILURE if message.delivery_attempt <= self.fail_times else ConsumeResult.SUCCESS
 
 
-def test_push_consumer_receives_everything(endpoint, producer, unique):
-    topic = unique("topic")
+def connected_groups(fjord) -> set:
+    return {g["name"] for g in fjord.http_json("/api/v1/groups")["groups"] if g["members"]}
+
+
+def test_push_consumer_receives_everything(fjord, endpoint, producer, unique):
+    topic, group = unique("topic"), unique("cg")
     p = producer(topic)
     for i in range(20):
         p.send(message(topic, b"p%d" % i))
     listener = Listener()
-    pc = PushConsumer(config(endpoint), unique("cg"), listener, {topic: FilterExpression()})
+    pc = PushConsumer(config(endpoint), group, listener, {topic: FilterExpression()})
     pc.startup()
     try:
         wait_until(lambda: len(listener.seen) >= 20, 30, message="20 messages pushed")
+        # Operators see the connected consumer through the admin API.
+        g = fjord.http_json(f"/api/v1/groups/{group}")
+        assert (g["protocol"], len(g["members"])) == ("rocketmq", 1), g
+        assert g["members"][0]["topics"] == [topic], g
     finally:
         pc.shutdown()
+    wait_until(lambda: group not in connected_groups(fjord), 15, message="the member to leave")
     assert sorted(b for b, _, _ in listener.seen) == sorted(b"p%d" % i for i in range(20))
 
 

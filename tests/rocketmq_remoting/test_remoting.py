@@ -19,7 +19,7 @@ from rmq import Collector, message, producer
 HERE = Path(__file__).resolve().parent
 
 
-def test_send_and_consume_with_tags_keys_and_properties(namesrv, unique):
+def test_send_and_consume_with_tags_keys_and_properties(fjord, namesrv, unique):
     topic, group = unique("topic"), unique("cg")
     p = producer(namesrv, unique("pg"))
     sent = {}
@@ -41,7 +41,12 @@ def test_send_and_consume_with_tags_keys_and_properties(namesrv, unique):
     got = c.wait_for(5)
     time.sleep(1.5)  # nothing else may arrive: TagB is filtered by the broker
     got = c.snapshot()
+    # Operators see the connected consumer (admin API), and see it leave.
+    g = fjord.http_json(f"/api/v1/groups/{group}")
+    assert (g["protocol"], g["state"], len(g["members"])) == ("rocketmq", "Stable", 1), g
+    assert topic in g["members"][0]["topics"] and g["members"][0]["client_host"], g
     c.stop()
+    wait_until(lambda: not fjord.http_json(f"/api/v1/groups/{group}")["members"], 15, message="the member to leave")
     assert sorted(r["keys"] for r in got) == [f"order-{i}" for i in range(0, 10, 2)]
     for r in got:
         i = int(r["keys"].split("-")[1])

@@ -1,9 +1,11 @@
 //! Consumer groups: list, describe with lag, offset reset (with dry run),
 //! delete.
 //!
-//! A group is whatever has members (Kafka classic groups) or committed
-//! progress (every protocol commits through the broker's offset store) or
-//! its own messaging settings (RocketMQ subscription groups).
+//! A group is whatever has members (Kafka classic and KIP-848 groups from
+//! the core's coordinators, RocketMQ clients from the messaging layer's
+//! member directory), committed progress (every protocol commits through
+//! the broker's offset store) or its own messaging settings (RocketMQ
+//! subscription groups).
 
 use std::collections::BTreeSet;
 
@@ -25,6 +27,7 @@ pub(crate) fn all_groups(s: &AdminState) -> Vec<String> {
     names.extend(s.broker.consumer_groups().list().into_iter().map(|g| g.group_id));
     names.extend(s.broker.offsets().groups());
     names.extend(s.messaging.configured_groups());
+    names.extend(s.messaging.groups_with_members());
     names.into_iter().collect()
 }
 
@@ -89,11 +92,15 @@ fn membership(s: &AdminState, group: &str) -> Membership {
         let members = d
             .members
             .into_iter()
-            .map(|m| MemberView {
-                assignment: if consumer { decode_assignment(&m.assignment) } else { Vec::new() },
-                member_id: m.member_id,
-                client_id: m.client_id,
-                client_host: m.client_host,
+            .map(|m| {
+                let assignment = if consumer { decode_assignment(&m.assignment) } else { Vec::new() };
+                MemberView {
+                    topics: assignment.iter().map(|a| a.topic.clone()).collect(),
+                    assignment,
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                }
             })
             .collect();
         return Membership {
@@ -111,6 +118,7 @@ fn membership(s: &AdminState, group: &str) -> Membership {
                 member_id: m.member_id,
                 client_id: m.client_id,
                 client_host: m.client_host,
+                topics: m.subscribed_topic_names,
                 assignment: m
                     .assignment
                     .into_iter()
@@ -125,12 +133,28 @@ fn membership(s: &AdminState, group: &str) -> Membership {
             members,
         };
     }
-    let (protocol, state) = if s.messaging.group_settings(ConsumeModel::base_group(group)).is_some() {
-        ("rocketmq", "Unknown")
-    } else {
-        ("offsets", GroupState::Empty.as_kafka_str())
-    };
-    Membership { protocol: protocol.into(), protocol_type: String::new(), state: state.into(), members: Vec::new() }
+    // RocketMQ clients balance queues among themselves: the broker knows
+    // who is connected and what they subscribe to, not who owns which queue.
+    let members: Vec<MemberView> = s
+        .messaging
+        .group_members(group)
+        .into_iter()
+        .map(|m| MemberView {
+            member_id: m.client_id.clone(),
+            client_id: m.client_id,
+            client_host: m.client_host,
+            topics: m.topics,
+            assignment: Vec::new(),
+        })
+        .collect();
+    let rocketmq = !members.is_empty() || s.messaging.group_settings(ConsumeModel::base_group(group)).is_some();
+    let state = if members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+    Membership {
+        protocol: if rocketmq { "rocketmq" } else { "offsets" }.into(),
+        protocol_type: String::new(),
+        state: state.as_kafka_str().into(),
+        members,
+    }
 }
 
 /// A group in a listing.
@@ -140,8 +164,8 @@ pub(crate) struct GroupSummary {
     /// `kafka` (classic or KIP-848 membership), `rocketmq` (subscription
     /// group) or `offsets` (committed offsets only).
     protocol: String,
-    /// Kafka group state (`Stable`, `Empty`, ...); `Unknown` for RocketMQ
-    /// groups, whose clients the admin API does not track.
+    /// Kafka group state (`Stable`, `Empty`, ...); RocketMQ groups are
+    /// `Stable` while clients are connected, else `Empty`.
     state: String,
     members: usize,
     /// Total lag in messages.
@@ -186,7 +210,12 @@ pub(crate) struct MemberView {
     member_id: String,
     client_id: String,
     client_host: String,
-    /// Decoded when the group uses Kafka's consumer protocol.
+    /// Topics it subscribes to (Kafka classic members: the topics of its
+    /// assignment).
+    topics: Vec<String>,
+    /// Partitions assigned by the broker or the group leader (Kafka's
+    /// consumer protocols); empty for RocketMQ clients, which balance
+    /// queues among themselves.
     assignment: Vec<AssignedTopic>,
 }
 

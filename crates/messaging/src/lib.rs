@@ -7,8 +7,9 @@
 //! time ([`query`]), delayed and scheduled delivery ([`timer`]), per-message
 //! acknowledgement ("pop", [`pop`]), retry with back-off and dead-letter
 //! queues ([`retry`]), ordered consumption with partition locks ([`order`]),
-//! clustering vs broadcasting progress ([`pull`]), and transactional half
-//! messages with check-back ([`tx`]).
+//! clustering vs broadcasting progress ([`pull`]), transactional half
+//! messages with check-back ([`tx`]), and a directory of the clients
+//! consuming for each group ([`members`]).
 //!
 //! ## Data directory
 //! ```text
@@ -42,6 +43,7 @@
 pub mod error;
 pub mod groups;
 mod journal;
+pub mod members;
 pub mod message;
 pub mod order;
 pub mod pop;
@@ -62,6 +64,7 @@ use tokio::task::JoinHandle;
 
 pub use error::{MessagingError, Result};
 pub use groups::GroupSettings;
+pub use members::GroupMember;
 pub use message::{Delivery, Message, StoredMessage};
 pub use pop::{PopRequest, Popped, ReceiptHandle};
 pub use pull::{ConsumeModel, OffsetReset, PullRequest, Pulled};
@@ -149,6 +152,7 @@ pub struct Messaging {
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
+    pub(crate) members: members::MemberDirectory,
     dir: PathBuf,
     /// Lets `&self` methods hand an owned handle to blocking tasks.
     me: std::sync::Weak<Messaging>,
@@ -174,6 +178,7 @@ impl Messaging {
             pop,
             sends: Default::default(),
             groups,
+            members: Default::default(),
             dir,
             me: me.clone(),
             stop: tokio::sync::watch::channel(false).0,

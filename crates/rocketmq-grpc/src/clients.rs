@@ -67,4 +67,38 @@ impl Clients {
             if publishes { c.telemetry.as_ref().map(|(_, tx)| tx.clone()) } else { None }
         })
     }
+
+    /// The consumer group `client`'s settings subscribe it to.
+    pub(crate) fn group_of(&self, client: &str) -> Option<String> {
+        self.inner.lock().get(client).and_then(subscribed_group)
+    }
+
+    /// The clients of consumer `group` with a live telemetry stream.
+    pub(crate) fn consumers(&self, group: &str) -> Vec<fjord_messaging::GroupMember> {
+        let g = self.inner.lock();
+        let mut out: Vec<fjord_messaging::GroupMember> = g
+            .iter()
+            .filter(|(_, c)| c.telemetry.is_some() && subscribed_group(c).as_deref() == Some(group))
+            .map(|(id, c)| fjord_messaging::GroupMember {
+                client_id: id.clone(),
+                client_host: String::new(),
+                topics: match c.settings.as_ref().and_then(|s| s.pub_sub.as_ref()) {
+                    Some(v2::settings::PubSub::Subscription(s)) => {
+                        s.subscriptions.iter().filter_map(|e| e.topic.as_ref().map(|t| t.name.clone())).collect()
+                    }
+                    _ => Vec::new(),
+                },
+                source: "rocketmq_grpc",
+            })
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+}
+
+fn subscribed_group(c: &Client) -> Option<String> {
+    match c.settings.as_ref()?.pub_sub.as_ref()? {
+        v2::settings::PubSub::Subscription(s) => s.group.as_ref().map(|g| g.name.clone()),
+        _ => None,
+    }
 }

@@ -161,7 +161,12 @@ impl MessagingService for Service {
         req: Request<v2::NotifyClientTerminationRequest>,
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, Status> {
         let start = Instant::now();
-        self.0.clients.remove(&client_id(&req));
+        let client = client_id(&req);
+        let group = self.0.clients.group_of(&client);
+        self.0.clients.remove(&client);
+        if let Some(group) = group {
+            self.0.messaging.publish_members("rocketmq_grpc", &group, self.0.clients.consumers(&group));
+        }
         unary("NotifyClientTermination", start, v2::NotifyClientTerminationResponse { status: Some(ok()) })
     }
 

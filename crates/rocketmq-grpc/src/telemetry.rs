@@ -57,6 +57,7 @@ impl GrpcGateway {
                 // Other commands answer requests Fjord never sends.
                 if let Some(Command::Settings(s)) = cmd.command {
                     gw.clients.set_settings(&client, s.clone());
+                    gw.members_changed(&client);
                     let reply = v2::TelemetryCommand {
                         status: Some(ok()),
                         command: Some(Command::Settings(gw.answer_settings(s))),
@@ -67,8 +68,18 @@ impl GrpcGateway {
                 }
             }
             gw.clients.detach(&client, stream);
+            gw.members_changed(&client);
         });
         rx
+    }
+
+    /// Publishes the members of `client`'s consumer group (if it has one)
+    /// to the messaging layer's directory, after its settings or stream
+    /// changed.
+    pub(crate) fn members_changed(&self, client: &str) {
+        if let Some(group) = self.clients.group_of(client) {
+            self.messaging.publish_members("rocketmq_grpc", &group, self.clients.consumers(&group));
+        }
     }
 }
 

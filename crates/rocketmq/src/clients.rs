@@ -24,6 +24,8 @@ pub(crate) struct ConnHandle {
     pub(crate) id: u64,
     pub(crate) tx: mpsc::Sender<Bytes>,
     pub(crate) serialize_type: SerializeType,
+    /// The peer's address, for operators.
+    pub(crate) addr: String,
 }
 
 impl ConnHandle {
@@ -173,6 +175,21 @@ impl Clients {
     pub(crate) fn producer_conn(&self, group: &str) -> Option<ConnHandle> {
         let g = self.inner.lock();
         g.producers.get(group)?.values().max_by_key(|p| p.last_seen_ms).map(|p| p.conn.clone())
+    }
+
+    /// The connected consumers of `group`, as the admin API shows them.
+    pub(crate) fn consumers(&self, group: &str) -> Vec<fjord_messaging::GroupMember> {
+        let g = self.inner.lock();
+        let Some(members) = g.consumers.get(group) else { return Vec::new() };
+        members
+            .iter()
+            .map(|(id, c)| fjord_messaging::GroupMember {
+                client_id: id.clone(),
+                client_host: c.conn.addr.clone(),
+                topics: c.data.subscription_data_set.iter().map(|s| s.topic.clone()).collect(),
+                source: "rocketmq",
+            })
+            .collect()
     }
 
     /// Tells every member of `group` that its membership changed.

@@ -58,7 +58,7 @@ pub(crate) async fn run(
         Ok::<_, std::io::Error>(())
     });
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut peer = Peer { conn: ConnHandle { id, tx, serialize_type: SerializeType::Json } };
+    let mut peer = Peer { conn: ConnHandle { id, tx, serialize_type: SerializeType::Json, addr: addr.to_string() } };
     tracing::debug!(conn = id, %addr, "rocketmq connection");
     let permits = Arc::new(Semaphore::new(gw.config.max_in_flight));
     let result = loop {

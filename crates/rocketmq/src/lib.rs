@@ -137,7 +137,14 @@ impl RocketMqGateway {
 
     fn connection_closed(&self, conn_id: u64) {
         for g in self.clients.remove_where(Some(conn_id), i64::MIN) {
-            self.clients.notify_changed(&g);
+            self.members_changed(&g);
         }
+    }
+
+    /// A consumer group's membership changed: its members are told (they
+    /// rebalance), and the messaging layer's directory is updated.
+    pub(crate) fn members_changed(&self, group: &str) {
+        self.clients.notify_changed(group);
+        self.messaging.publish_members("rocketmq", group, self.clients.consumers(group));
     }
 }

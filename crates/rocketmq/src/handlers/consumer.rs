@@ -31,7 +31,7 @@ pub(crate) async fn heartbeat(gw: &RocketMqGateway, peer: &Peer, req: &RemotingC
         }
     }
     for g in gw.clients.heartbeat(&peer.conn, &hb, gw.now_ms()) {
-        gw.clients.notify_changed(&g);
+        gw.members_changed(&g);
     }
     Ok(ok(req))
 }
@@ -40,7 +40,7 @@ pub(crate) fn unregister(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
     let client = req.required("clientID")?;
     let nonempty = |n| req.field(n).filter(|v| !v.is_empty());
     for g in gw.clients.unregister(client, nonempty("producerGroup"), nonempty("consumerGroup")) {
-        gw.clients.notify_changed(&g);
+        gw.members_changed(&g);
     }
     Ok(ok(req))
 }
@@ -134,7 +134,7 @@ pub(crate) async fn run_expiry(
         let cutoff = gw.now_ms() - gw.config.client_expiry.as_millis() as i64;
         for g in gw.clients.remove_where(None, cutoff) {
             tracing::info!(group = g, "rocketmq consumer expired without heartbeat");
-            gw.clients.notify_changed(&g);
+            gw.members_changed(&g);
         }
     }
 }
