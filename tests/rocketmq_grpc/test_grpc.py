@@ -2,6 +2,7 @@
 real `fjord serve`."""
 
 import threading
+import urllib.error
 import time
 
 import pytest
@@ -226,6 +227,19 @@ def test_push_consumer_receives_everything(fjord, endpoint, producer, unique):
     finally:
         pc.shutdown()
     wait_until(lambda: group not in connected_groups(fjord), 15, message="the member to leave")
+
+    # Acknowledged pops become the group's committed progress: no lag left.
+    def caught_up():
+        try:
+            g = fjord.http_json(f"/api/v1/groups/{group}")
+        except urllib.error.HTTPError as e:  # no progress committed yet: unknown group
+            if e.code == 404:
+                return False
+            raise
+        offsets = [o for o in g["offsets"] if o["topic"] == topic]
+        return sum(o["log_end_offset"] for o in offsets) == 20 and all(o["lag"] == 0 for o in offsets)
+
+    wait_until(caught_up, 15, message="the group's progress to reach the end of the topic")
     assert sorted(b for b, _, _ in listener.seen) == sorted(b"p%d" % i for i in range(20))
 
 
