@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use fjord_broker::{Broker, BrokerConfig};
@@ -43,19 +42,6 @@ async fn api_versions(sock: &mut TcpStream, v: i16, correlation_id: i32) -> i16 
     ApiVersionsResponse::decode(&mut resp, if v > 4 { 0 } else { v }).unwrap().error_code
 }
 
-/// Waits until the recorder's `fjord_connections{protocol="kafka"}` is
-/// back to 0 after having been up.
-async fn connections_back_to_zero(rec: &TestRecorder) -> Vec<f64> {
-    for _ in 0..500 {
-        let history = rec.gauge_history("fjord_connections", &[KAFKA]);
-        if history.last() == Some(&0.0) {
-            return history;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("connection gauge: {:?}", rec.gauge_history("fjord_connections", &[KAFKA]));
-}
-
 #[test]
 fn requests_and_connections_are_recorded() {
     let rec = TestRecorder::default();
@@ -86,7 +72,7 @@ fn requests_and_connections_are_recorded() {
             assert_eq!(rec.counter(ERRORS, &[KAFKA, ("api", "ApiVersions")]), 1);
 
             drop(sock);
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[KAFKA]).await, vec![1.0, 0.0]);
 
             // A frame that cannot be decoded closes the connection: it is
             // an error and still one observation, under the API named by
@@ -99,7 +85,7 @@ fn requests_and_connections_are_recorded() {
             assert!(rest.is_empty(), "closed without an answer");
             assert_eq!(rec.observations(DURATION, &[KAFKA, ("api", "Metadata")]).len(), 1);
             assert_eq!(rec.counter(ERRORS, &[KAFKA, ("api", "Metadata")]), 1);
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0, 1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[KAFKA]).await, vec![1.0, 0.0, 1.0, 0.0]);
             assert_eq!(rec.counter("fjord_connections_accepted_total", &[KAFKA]), 2);
 
             // A frame over the size limit is refused before its API is
@@ -110,14 +96,17 @@ fn requests_and_connections_are_recorded() {
             let _ = sock.read_to_end(&mut rest).await;
             assert_eq!(rec.counter(ERRORS, &[KAFKA, ("api", "Unknown")]), 1);
             assert!(rec.observations(DURATION, &[KAFKA, ("api", "Unknown")]).is_empty());
-            connections_back_to_zero(&rec).await;
+            rec.gauge_back_to_zero("fjord_connections", &[KAFKA]).await;
 
             // A connection still open at shutdown is counted out too.
             let mut sock = TcpStream::connect(addr).await.unwrap();
             assert_eq!(api_versions(&mut sock, 0, 3).await, 0);
             stop.send(true).unwrap();
             server.await.unwrap().unwrap();
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+            assert_eq!(
+                rec.gauge_back_to_zero("fjord_connections", &[KAFKA]).await,
+                vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+            );
             drop(sock);
             broker.shutdown().await.unwrap();
         });

@@ -148,3 +148,22 @@ impl metrics::Recorder for TestRecorder {
         Histogram::from_arc(self.handle(key))
     }
 }
+
+impl TestRecorder {
+    /// Waits (up to 5 s, polling every 10 ms on the current tokio runtime)
+    /// until the gauge `name{labels}` was last set back to 0, e.g. once
+    /// every connection closed; returns its whole history.
+    ///
+    /// # Panics
+    /// When it does not get there in time, showing the history.
+    pub async fn gauge_back_to_zero(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        for _ in 0..500 {
+            let history = self.gauge_history(name, labels);
+            if history.last() == Some(&0.0) {
+                return history;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{name}{labels:?} did not return to 0: {:?}", self.gauge_history(name, labels));
+    }
+}

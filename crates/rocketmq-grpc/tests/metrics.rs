@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fjord_broker::{Broker, BrokerConfig, TopicConfig};
 use fjord_log::SystemClock;
@@ -24,18 +23,6 @@ const GRPC: (&str, &str) = ("protocol", "rocketmq_grpc");
 
 fn resource(name: &str) -> Option<v2::Resource> {
     Some(v2::Resource { resource_namespace: String::new(), name: name.into() })
-}
-
-/// Waits until `fjord_connections{protocol="rocketmq_grpc"}` is back to 0.
-async fn connections_back_to_zero(rec: &TestRecorder) -> Vec<f64> {
-    for _ in 0..500 {
-        let history = rec.gauge_history("fjord_connections", &[GRPC]);
-        if history.last() == Some(&0.0) {
-            return history;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("connection gauge: {:?}", rec.gauge_history("fjord_connections", &[GRPC]));
 }
 
 #[test]
@@ -113,7 +100,7 @@ fn rpcs_and_connections_are_recorded() {
             // the client.
             assert_eq!(rec.counter("fjord_connections_accepted_total", &[GRPC]), 1);
             drop(c);
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[GRPC]).await, vec![1.0, 0.0]);
 
             // A connection still open at shutdown is counted out too.
             let mut c = MessagingServiceClient::connect(format!("http://{addr}")).await.unwrap();
@@ -121,7 +108,7 @@ fn rpcs_and_connections_are_recorded() {
             assert_eq!(rec.gauge_history("fjord_connections", &[GRPC]), vec![1.0, 0.0, 1.0]);
             stop.send(true).unwrap();
             server.await.unwrap().unwrap();
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0, 1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[GRPC]).await, vec![1.0, 0.0, 1.0, 0.0]);
             drop(c);
             broker.shutdown().await.unwrap();
         });

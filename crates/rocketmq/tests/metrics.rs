@@ -39,18 +39,6 @@ async fn call(sock: &mut TcpStream, mut cmd: RemotingCommand, opaque: i32) -> Re
     }
 }
 
-/// Waits until `fjord_connections{protocol="rocketmq"}` is back to 0.
-async fn connections_back_to_zero(rec: &TestRecorder) -> Vec<f64> {
-    for _ in 0..500 {
-        let history = rec.gauge_history("fjord_connections", &[RMQ]);
-        if history.last() == Some(&0.0) {
-            return history;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("connection gauge: {:?}", rec.gauge_history("fjord_connections", &[RMQ]));
-}
-
 #[test]
 fn requests_and_connections_are_recorded() {
     let rec = TestRecorder::default();
@@ -108,7 +96,7 @@ fn requests_and_connections_are_recorded() {
             assert_eq!(rec.counter(ERRORS, &api), 1);
 
             drop(sock);
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[RMQ]).await, vec![1.0, 0.0]);
 
             // A frame too large to read is refused and closes the
             // connection: an error of no known request.
@@ -116,7 +104,7 @@ fn requests_and_connections_are_recorded() {
             sock.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
             let mut rest = Vec::new();
             let _ = sock.read_to_end(&mut rest).await;
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0, 1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[RMQ]).await, vec![1.0, 0.0, 1.0, 0.0]);
             assert_eq!(rec.counter(ERRORS, &api), 2);
             assert_eq!(rec.observations(DURATION, &api).len(), 1, "refused frames are not timed");
             assert_eq!(rec.counter("fjord_connections_accepted_total", &[RMQ]), 2);
@@ -127,7 +115,7 @@ fn requests_and_connections_are_recorded() {
             assert_eq!(cluster.code, response::SUCCESS);
             stop.send(true).unwrap();
             server.await.unwrap().unwrap();
-            assert_eq!(connections_back_to_zero(&rec).await, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+            assert_eq!(rec.gauge_back_to_zero("fjord_connections", &[RMQ]).await, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
             drop(sock);
             broker.shutdown().await.unwrap();
         });
