@@ -15,6 +15,11 @@
 //!   is looked up in the timer log by its `fjord.half-ref` and scheduled
 //!   only if absent, so a commit never yields two copies.
 //! - Both logs are trimmed to their ends whenever no transaction is open.
+//!   "No transaction is open" must include halves appended but not yet
+//!   registered: an append and its registration happen under one lock
+//!   (`appending`), and the trim reads the half log's end under that lock,
+//!   so a trim never passes a half message whose producer is still waiting
+//!   for its fsync.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,6 +92,9 @@ pub(crate) struct TxService {
     half: Arc<Journal>,
     journal: Arc<Journal>,
     open: Mutex<BTreeMap<u64, Open>>,
+    /// Held from a half's append until it is in `open`, and by a trim while
+    /// it decides where to cut (see the module doc).
+    appending: Mutex<()>,
     /// Serialises decisions per broker so one handle is decided once.
     decide: tokio::sync::Mutex<()>,
 }
@@ -136,6 +144,7 @@ impl TxService {
                 half: Arc::new(half),
                 journal: Arc::new(journal),
                 open: Mutex::new(open),
+                appending: Mutex::new(()),
                 decide: Default::default(),
             };
             Ok((svc, unconfirmed.into_keys().collect()))
@@ -177,9 +186,15 @@ impl Messaging {
         let me = self.self_ref()?;
         let group = producer_group.to_string();
         let handle = blocking(move || -> Result<u64> {
-            let off = me.tx.half.append(&rec, now)?;
+            let off = {
+                let _a = me.tx.appending.lock();
+                let off = me.tx.half.append(&rec, now)?;
+                me.tx.open.lock().insert(off, Open { born_ms: now, group, checks: 0, last_check_ms: None });
+                off
+            };
+            // A failed sync leaves it open (and unacknowledged): the
+            // producer's check-back or the check limit ends it.
             me.tx.half.sync(off)?;
-            me.tx.open.lock().insert(off, Open { born_ms: now, group, checks: 0, last_check_ms: None });
             Ok(off)
         })
         .await??;
@@ -265,13 +280,20 @@ impl Messaging {
     }
 
     async fn trim_tx_when_idle(&self) -> Result<()> {
-        if !self.tx.open.lock().is_empty() {
-            return Ok(());
-        }
         let me = self.self_ref()?;
         blocking(move || -> Result<()> {
-            me.tx.half.trim_before(me.tx.half.end())?;
-            me.tx.journal.trim_before(me.tx.journal.end())
+            // Decisions are serialised (`decide`), so every journal entry
+            // below its end belongs to a transaction that is over once
+            // nothing is open; entries written after the cut lie past it.
+            let (half_end, journal_end) = {
+                let _a = me.tx.appending.lock();
+                if !me.tx.open.lock().is_empty() {
+                    return Ok(());
+                }
+                (me.tx.half.end(), me.tx.journal.end())
+            };
+            me.tx.half.trim_before(half_end)?;
+            me.tx.journal.trim_before(journal_end)
         })
         .await?
     }
@@ -306,7 +328,15 @@ impl Messaging {
         blocking(move || -> Result<Vec<OpenTransaction>> {
             let mut out = Vec::new();
             for (handle, o) in due {
-                if let Some(r) = half.read(handle, 1)?.into_iter().find(|r| r.offset == handle) {
+                // One unreadable half must not stop the others' check-backs.
+                let read = match half.read(handle, 1) {
+                    Ok(rs) => rs,
+                    Err(e) => {
+                        tracing::error!(handle, error = %e, "open transaction's half message unreadable");
+                        continue;
+                    }
+                };
+                if let Some(r) = read.into_iter().find(|r| r.offset == handle) {
                     let topic = header(&r, headers::TIMER_TOPIC).unwrap_or_default().to_string();
                     let p = header(&r, headers::TIMER_PARTITION).and_then(|v| v.parse().ok()).unwrap_or(0);
                     let message = StoredMessage::from_record(&topic, p, &r);
@@ -368,6 +398,36 @@ mod tests {
             .await
             .expect("join")
             .expect("write");
+    }
+
+    /// Transactions begun while others end: a trim (run when no
+    /// transaction is open) never removes a half whose producer is still
+    /// waiting for its fsync, so every one can be checked back and
+    /// committed. Before the fix, a trim between a half's append and its
+    /// registration cut it off ("offset out of range" on every check).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn trims_never_cut_off_a_half_still_being_stored() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let clock = Arc::new(ManualClock::new(T0));
+        let m = open(dir.path(), clock).await;
+        let rounds = 300;
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    for _ in 0..rounds {
+                        let h = m.send_half(Message::new("t", "x"), Partitioning::Auto, "pg").await.expect("half");
+                        let due = m.open_transactions(0, usize::MAX).await.expect("check round");
+                        assert!(due.iter().any(|t| t.handle == h.handle), "open half {} readable", h.handle);
+                        m.end_transaction(h.handle, TxOutcome::Commit).await.expect("commit");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(visible(&m).await, 2 * rounds);
     }
 
     /// Crash after the commit decision, before the copy was scheduled: the
