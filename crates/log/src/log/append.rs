@@ -2,13 +2,19 @@
 //!
 //! 1. The caller validates its batches without any lock, so concurrent
 //!    producers validate in parallel.
-//! 2. It queues itself and takes the writer lock. If a previous lock holder
-//!    already wrote its batches, it just picks up its result.
-//! 3. Otherwise it becomes the writer for everything queued so far: it
-//!    assigns offsets in queue order and writes all the batches with one
-//!    vectored write (LevelDB-style group write). Under concurrency writes
-//!    get larger and fewer without delaying anyone's acknowledgement: every
-//!    batch is in the page cache before its append returns.
+//! 2. It queues itself. If no write group is in progress it becomes the
+//!    leader; otherwise it sleeps on its own slot until the leader either
+//!    wrote its batches or handed leadership to it.
+//! 3. The leader takes the writer lock and writes everything queued so far:
+//!    it assigns offsets in queue order and writes all the batches with one
+//!    vectored write (LevelDB-style group write), wakes each appender of the
+//!    group directly, and hands leadership to the first appender that queued
+//!    meanwhile. Under concurrency writes get larger and fewer without
+//!    delaying anyone's acknowledgement: every batch is in the page cache
+//!    before its append returns. Followers never wait for the writer lock
+//!    just to learn their result, so a finished group costs one wake-up per
+//!    appender instead of a convoy through the lock, and the next group
+//!    starts while they return.
 //! 4. Outside the lock, each appender waits for the durability its policy
 //!    requires (group commit shares fsyncs the same way).
 
@@ -16,7 +22,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{AppendInfo, AppendOrigin, Log};
 use crate::batch::{self, BatchHeader, TimestampType};
@@ -32,23 +38,45 @@ struct Request {
     origin: AppendOrigin,
 }
 
+/// Appends waiting for a writer, and whether a leader is writing.
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue {
+    slots: Vec<Arc<Slot>>,
+    leader: bool,
+}
+
 /// One queued append.
 #[derive(Debug)]
-pub(crate) struct Slot(Mutex<SlotState>);
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
 
 #[derive(Debug)]
 enum SlotState {
     Pending(Request),
+    /// Still queued, and now the leader.
+    Promoted(Request),
     Writing,
     Done(Result<AppendInfo>),
     Taken,
 }
 
+/// Why a queued appender woke up.
+enum Woken {
+    Done(Result<AppendInfo>),
+    Promoted,
+}
+
 impl Slot {
+    fn new(r: Request) -> Slot {
+        Slot { state: Mutex::new(SlotState::Pending(r)), changed: Condvar::new() }
+    }
+
     fn take_request(&self) -> Option<Request> {
-        let mut st = self.0.lock();
+        let mut st = self.state.lock();
         match std::mem::replace(&mut *st, SlotState::Writing) {
-            SlotState::Pending(r) => Some(r),
+            SlotState::Pending(r) | SlotState::Promoted(r) => Some(r),
             other => {
                 *st = other;
                 None
@@ -57,11 +85,38 @@ impl Slot {
     }
 
     fn finish(&self, r: Result<AppendInfo>) {
-        *self.0.lock() = SlotState::Done(r);
+        *self.state.lock() = SlotState::Done(r);
+        self.changed.notify_one();
+    }
+
+    fn promote(&self) {
+        // Queued slots stay pending until a leader takes them.
+        let mut st = self.state.lock();
+        *st = match std::mem::replace(&mut *st, SlotState::Writing) {
+            SlotState::Pending(r) => SlotState::Promoted(r),
+            other => other,
+        };
+        self.changed.notify_one();
+    }
+
+    /// Sleeps until this append is written or this appender leads.
+    fn wait(&self) -> Woken {
+        let mut st = self.state.lock();
+        loop {
+            match &*st {
+                SlotState::Done(_) => {
+                    if let SlotState::Done(r) = std::mem::replace(&mut *st, SlotState::Taken) {
+                        return Woken::Done(r);
+                    }
+                }
+                SlotState::Promoted(_) => return Woken::Promoted,
+                _ => self.changed.wait(&mut st),
+            }
+        }
     }
 
     fn take_result(&self) -> Option<Result<AppendInfo>> {
-        let mut st = self.0.lock();
+        let mut st = self.state.lock();
         match std::mem::replace(&mut *st, SlotState::Taken) {
             SlotState::Done(r) => Some(r),
             other => {
@@ -92,17 +147,19 @@ impl Log {
     pub fn append(&self, data: BytesMut, origin: AppendOrigin) -> Result<AppendInfo> {
         let cfg = self.config.read().clone();
         let headers = split_and_validate(&data, cfg.max_message_bytes)?;
-        let slot = Arc::new(Slot(Mutex::new(SlotState::Pending(Request { data, headers, origin }))));
-        self.write_queue.lock().push(slot.clone());
-        let guard = self.writer.lock();
-        let result = match slot.take_result() {
-            Some(r) => r,
-            None => {
-                self.write_group(&cfg);
-                slot.take_result().unwrap_or_else(|| Err(LogError::InvalidArgument("append was not written".into())))
-            }
+        let slot = Arc::new(Slot::new(Request { data, headers, origin }));
+        let lead = {
+            let mut q = self.write_queue.lock();
+            q.slots.push(slot.clone());
+            !std::mem::replace(&mut q.leader, true)
         };
-        drop(guard);
+        let result = match lead {
+            false => match slot.wait() {
+                Woken::Done(r) => r,
+                Woken::Promoted => self.lead(&cfg, &slot),
+            },
+            true => self.lead(&cfg, &slot),
+        };
         let info = result?;
         if cfg.durability == Durability::GroupCommit {
             self.wait_durable(info.last_offset + 1)?;
@@ -110,9 +167,26 @@ impl Log {
         Ok(info)
     }
 
+    /// Writes the queue (which holds `own`) as the leader, then hands
+    /// leadership to whoever queued meanwhile.
+    fn lead(&self, cfg: &LogConfig, own: &Slot) -> Result<AppendInfo> {
+        {
+            let _w = self.writer.lock();
+            self.write_group(cfg);
+        }
+        {
+            let mut q = self.write_queue.lock();
+            match q.slots.first() {
+                Some(next) => next.promote(),
+                None => q.leader = false,
+            }
+        }
+        own.take_result().unwrap_or_else(|| Err(LogError::InvalidArgument("append was not written".into())))
+    }
+
     /// Writes every queued append. Called with the writer lock held.
     fn write_group(&self, cfg: &LogConfig) {
-        let slots = std::mem::take(&mut *self.write_queue.lock());
+        let slots = std::mem::take(&mut self.write_queue.lock().slots);
         if self.check_writable().is_err() {
             for s in slots {
                 if s.take_request().is_some() {

@@ -119,7 +119,7 @@ pub struct Log {
     sync: Mutex<SyncState>,
     synced: Condvar,
     /// Appends waiting for a writer (see `append.rs`).
-    write_queue: Mutex<Vec<Arc<append::Slot>>>,
+    write_queue: Mutex<append::WriteQueue>,
     #[cfg(test)]
     fail_fsync: std::sync::atomic::AtomicBool,
 }
@@ -186,7 +186,7 @@ impl Log {
             inner: RwLock::new(Inner { segments, log_start, log_end, high_watermark: log_end, epochs }),
             sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
             synced: Condvar::new(),
-            write_queue: Mutex::new(Vec::new()),
+            write_queue: Mutex::new(append::WriteQueue::default()),
             #[cfg(test)]
             fail_fsync: std::sync::atomic::AtomicBool::new(false),
         })
