@@ -49,7 +49,7 @@ pub(crate) async fn run(
         let answer = match gw.respond(frame, &client_host).await {
             Ok(answer) => answer,
             Err(e) => {
-                instrument::request_done(api, start, true);
+                instrument::METRICS.request_done(api, start, true);
                 return Err(e);
             }
         };
@@ -62,7 +62,7 @@ pub(crate) async fn run(
         if written.is_ok() && rd.buffer().is_empty() {
             written = wr.flush().await.map_err(io("writing a response"));
         }
-        instrument::request_done(api, start, answer.error);
+        instrument::METRICS.request_done(api, start, answer.error);
         written?;
     }
 }
@@ -103,11 +103,11 @@ async fn read_frame(
     let limit = gw.config.max_request_bytes;
     let too_large = |limit| KafkaError::FrameTooLarge { size: i64::from(size), limit };
     let Ok(size) = usize::try_from(size) else {
-        instrument::request_failed("Unknown");
+        instrument::METRICS.request_failed("Unknown");
         return Err(too_large(limit));
     };
     if size > limit {
-        instrument::request_failed("Unknown");
+        instrument::METRICS.request_failed("Unknown");
         return Err(too_large(limit));
     }
     let io = |source| KafkaError::Io { context: "reading a frame", source };
@@ -121,7 +121,7 @@ async fn read_frame(
         && key != ApiKey::Produce as i16
         && size > gw.config.max_control_request_bytes
     {
-        instrument::request_failed(instrument::api_name(key));
+        instrument::METRICS.request_failed(instrument::api_name(key));
         return Err(too_large(gw.config.max_control_request_bytes));
     }
     while buf.len() < size {

@@ -23,13 +23,12 @@
 //!   `OFFSET_OUT_OF_RANGE` fetches).
 //! - `fjord_connections{protocol="kafka"}` (gauge) and
 //!   `fjord_connections_accepted_total{protocol="kafka"}` (counter): see
-//!   [`ConnectionGuard`].
+//!   [`fjord_gateway_metrics::ConnectionGuard`].
 //!
 //! `api` is the Kafka API name (`Produce`, `Fetch`, `ApiVersions`, ...) for
 //! the APIs Fjord serves, `Unknown` for any other key.
 
-use std::time::Instant;
-
+use fjord_gateway_metrics::GatewayMetrics;
 use fjord_kafka_codec::kafka_protocol::messages::{ApiKey, ResponseKind};
 
 use crate::api::Reply;
@@ -69,40 +68,8 @@ pub(crate) fn api_name(key: i16) -> &'static str {
     }
 }
 
-/// Records one handled request that started at `start`.
-pub(crate) fn request_done(api: &'static str, start: Instant, failed: bool) {
-    metrics::histogram!("fjord_request_duration_seconds", "protocol" => "kafka", "api" => api)
-        .record(start.elapsed().as_secs_f64());
-    if failed {
-        request_failed(api);
-    }
-}
-
-/// Counts one request answered with an error (or refused).
-pub(crate) fn request_failed(api: &'static str) {
-    metrics::counter!("fjord_request_errors_total", "protocol" => "kafka", "api" => api).increment(1);
-}
-
-/// Counts a connection in `fjord_connections_accepted_total` and
-/// `fjord_connections` when created, and out of the latter when dropped,
-/// whichever way its task ends (closed by the client, an error, shutdown,
-/// or the task aborted).
-#[derive(Debug)]
-pub(crate) struct ConnectionGuard(());
-
-impl ConnectionGuard {
-    pub(crate) fn accepted() -> ConnectionGuard {
-        metrics::counter!("fjord_connections_accepted_total", "protocol" => "kafka").increment(1);
-        metrics::gauge!("fjord_connections", "protocol" => "kafka").increment(1.0);
-        ConnectionGuard(())
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        metrics::gauge!("fjord_connections", "protocol" => "kafka").decrement(1.0);
-    }
-}
+/// This gateway's request and connection metrics.
+pub(crate) const METRICS: GatewayMetrics = GatewayMetrics::new("kafka");
 
 /// Whether a handler's reply carries an error code anywhere.
 pub(crate) fn reply_has_error(reply: &Reply) -> bool {

@@ -17,7 +17,7 @@ use crate::api::{self, Reply, RequestContext};
 use crate::config::KafkaConfig;
 use crate::connection;
 use crate::error::KafkaError;
-use crate::instrument::{self, ConnectionGuard};
+use crate::instrument;
 
 /// Everything a connection needs: the broker core and gateway-wide state.
 #[derive(Debug)]
@@ -150,7 +150,7 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     let gw = gateway.clone();
                     let stop = shutdown.clone();
-                    let guard = ConnectionGuard::accepted();
+                    let guard = instrument::METRICS.connection();
                     connections.spawn(async move {
                         let _guard = guard;
                         if let Err(e) = connection::run(stream, peer, gw, stop).await {

@@ -30,21 +30,15 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
+use fjord_gateway_metrics::{ConnectionGuard, GatewayMetrics};
 use fjord_rocketmq_proto::tonic::transport::server::{Connected, TcpConnectInfo};
 use fjord_rocketmq_proto::v2::{self, Code};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Records one handled RPC that started at `start`.
-pub(crate) fn request_done(api: &'static str, start: Instant, failed: bool) {
-    metrics::histogram!("fjord_request_duration_seconds", "protocol" => "rocketmq_grpc", "api" => api)
-        .record(start.elapsed().as_secs_f64());
-    if failed {
-        metrics::counter!("fjord_request_errors_total", "protocol" => "rocketmq_grpc", "api" => api).increment(1);
-    }
-}
+/// This gateway's request and connection metrics.
+pub(crate) const METRICS: GatewayMetrics = GatewayMetrics::new("rocketmq_grpc");
 
 /// Whether an answer counts as a request error.
 pub(crate) trait Outcome {
@@ -102,25 +96,6 @@ impl Outcome for Vec<v2::PullMessageResponse> {
     }
 }
 
-/// Counts a connection in `fjord_connections_accepted_total` and
-/// `fjord_connections` when created, and out of the latter when dropped.
-#[derive(Debug)]
-struct ConnectionGuard(());
-
-impl ConnectionGuard {
-    fn accepted() -> ConnectionGuard {
-        metrics::counter!("fjord_connections_accepted_total", "protocol" => "rocketmq_grpc").increment(1);
-        metrics::gauge!("fjord_connections", "protocol" => "rocketmq_grpc").increment(1.0);
-        ConnectionGuard(())
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        metrics::gauge!("fjord_connections", "protocol" => "rocketmq_grpc").decrement(1.0);
-    }
-}
-
 /// An accepted socket that counts itself in the connection metrics until
 /// the server drops it (when the HTTP/2 connection ends, however it ends).
 #[derive(Debug)]
@@ -131,7 +106,7 @@ pub(crate) struct Counted {
 
 impl Counted {
     pub(crate) fn new(io: TcpStream) -> Counted {
-        Counted { io, _guard: ConnectionGuard::accepted() }
+        Counted { io, _guard: METRICS.connection() }
     }
 }
 

@@ -25,7 +25,7 @@ fn client_id<T>(req: &Request<T>) -> String {
 
 /// A unary answer, recorded in the request metrics.
 fn unary<T: Outcome>(api: &'static str, start: Instant, answer: T) -> Result<Response<T>, Status> {
-    instrument::request_done(api, start, answer.failed());
+    instrument::METRICS.request_done(api, start, answer.failed());
     Ok(Response::new(answer))
 }
 
@@ -38,7 +38,7 @@ fn streamed<T: Send + 'static>(
 where
     Vec<T>: Outcome,
 {
-    instrument::request_done(api, start, items.failed());
+    instrument::METRICS.request_done(api, start, items.failed());
     Ok(Response::new(Box::pin(tokio_stream::iter(items.into_iter().map(Ok)))))
 }
 
@@ -148,11 +148,11 @@ impl MessagingService for Service {
         let start = Instant::now();
         let client = client_id(&req);
         if client.is_empty() {
-            instrument::request_done("Telemetry", start, true);
+            instrument::METRICS.request_done("Telemetry", start, true);
             return Err(Status::invalid_argument(format!("the {CLIENT_ID_HEADER} header is required")));
         }
         let commands = ReceiverStream::new(self.0.telemetry(client, req.into_inner()));
-        instrument::request_done("Telemetry", start, false);
+        instrument::METRICS.request_done("Telemetry", start, false);
         Ok(Response::new(commands))
     }
 

@@ -68,7 +68,7 @@ pub(crate) async fn run(
                 Ok(None) => break Ok(()),
                 Err(e) => {
                     if matches!(e, RocketMqError::Codec(_)) {
-                        instrument::request_failed("UNKNOWN");
+                        instrument::METRICS.request_failed("UNKNOWN");
                     }
                     break Err(e);
                 }
@@ -93,7 +93,7 @@ pub(crate) async fn run(
             if !oneway {
                 let _ = peer.conn.tx.send(resp.encode()).await;
             }
-            instrument::request_done(api, start, failed);
+            instrument::METRICS.request_done(api, start, failed);
             drop(permit);
         });
     };

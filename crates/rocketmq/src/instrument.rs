@@ -20,14 +20,13 @@
 //! - `fjord_connections{protocol="rocketmq"}` (gauge) and
 //!   `fjord_connections_accepted_total{protocol="rocketmq"}` (counter):
 //!   connections of both listeners (name server and broker ports); see
-//!   [`ConnectionGuard`].
+//!   [`fjord_gateway_metrics::ConnectionGuard`].
 //!
 //! `api` is the request code's name in [`crate::handlers::SUPPORTED`]
 //! (`SEND_MESSAGE_V2`, `PULL_MESSAGE`, `HEART_BEAT`, ...), `UNKNOWN` for
 //! codes Fjord does not serve.
 
-use std::time::Instant;
-
+use fjord_gateway_metrics::GatewayMetrics;
 use fjord_rocketmq_codec::codes::response;
 
 /// The `api` label of a request with code `code`.
@@ -40,40 +39,8 @@ pub(crate) fn is_error(code: i32) -> bool {
     !matches!(code, response::SUCCESS | response::PULL_NOT_FOUND | response::PULL_RETRY_IMMEDIATELY)
 }
 
-/// Records one handled request that started at `start`.
-pub(crate) fn request_done(api: &'static str, start: Instant, failed: bool) {
-    metrics::histogram!("fjord_request_duration_seconds", "protocol" => "rocketmq", "api" => api)
-        .record(start.elapsed().as_secs_f64());
-    if failed {
-        request_failed(api);
-    }
-}
-
-/// Counts one request answered with an error (or refused).
-pub(crate) fn request_failed(api: &'static str) {
-    metrics::counter!("fjord_request_errors_total", "protocol" => "rocketmq", "api" => api).increment(1);
-}
-
-/// Counts a connection in `fjord_connections_accepted_total` and
-/// `fjord_connections` when created, and out of the latter when dropped,
-/// whichever way its task ends (closed by the client, an error, shutdown,
-/// or the task aborted).
-#[derive(Debug)]
-pub(crate) struct ConnectionGuard(());
-
-impl ConnectionGuard {
-    pub(crate) fn accepted() -> ConnectionGuard {
-        metrics::counter!("fjord_connections_accepted_total", "protocol" => "rocketmq").increment(1);
-        metrics::gauge!("fjord_connections", "protocol" => "rocketmq").increment(1.0);
-        ConnectionGuard(())
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        metrics::gauge!("fjord_connections", "protocol" => "rocketmq").decrement(1.0);
-    }
-}
+/// This gateway's request and connection metrics.
+pub(crate) const METRICS: GatewayMetrics = GatewayMetrics::new("rocketmq");
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::RocketMqGateway;
 use crate::error::RocketMqError;
-use crate::instrument::ConnectionGuard;
+use crate::instrument;
 
 /// Serves the given listeners until `stop` turns true; then stops
 /// accepting, closes connections and waits for the background tasks.
@@ -46,7 +46,7 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let (gw, stop) = (gw.clone(), stop.clone());
-                    let guard = ConnectionGuard::accepted();
+                    let guard = instrument::METRICS.connection();
                     conns.spawn(async move {
                         let _guard = guard;
                         if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
