@@ -8,16 +8,9 @@ use fjord_messaging::retry::{DLQ_PREFIX, dlq_topic};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, limit};
 use crate::view::{MessageList, MessageView};
 use crate::{AdminState, ApiError, ErrorBody, MAX_LIMIT};
-
-fn limit(l: Option<usize>) -> Result<usize, ApiError> {
-    match l.unwrap_or(100) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}"))),
-    }
-}
 
 /// Which delayed messages.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::ApiError;
+use crate::{ApiError, MAX_LIMIT};
 
 /// Path parameters.
 #[derive(Debug)]
@@ -79,5 +79,13 @@ impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Obj<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
         serde_json::from_value(serde_json::Value::Object(map)).map(Obj).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list request's `limit` (default 100), between 1 and [`MAX_LIMIT`].
+pub(crate) fn limit(l: Option<usize>) -> Result<usize, ApiError> {
+    match l.unwrap_or(100) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}"))),
     }
 }

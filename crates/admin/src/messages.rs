@@ -11,11 +11,11 @@ use fjord_messaging::{Delivery, Message, Partitioning, StoredMessage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Obj};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Obj, limit};
 use crate::records::PartitionPath;
 use crate::topics::TopicPath;
 use crate::view::{MessageList, MessageView};
-use crate::{AdminState, ApiError, ErrorBody, MAX_LIMIT};
+use crate::{AdminState, ApiError, ErrorBody};
 
 /// Most messages in one send request.
 const MAX_SEND: usize = 10_000;
@@ -172,14 +172,6 @@ pub(crate) struct QueryParams {
     /// Tag queries: most records examined per partition (default 10000).
     #[param(minimum = 1, maximum = 1000000)]
     max_scan: Option<u32>,
-}
-
-fn limit(l: Option<usize>) -> Result<usize, ApiError> {
-    match l.unwrap_or(100) {
-        0 => Err(ApiError::bad_request("limit must be at least 1")),
-        n if n > MAX_LIMIT => Err(ApiError::bad_request(format!("limit must be at most {MAX_LIMIT}"))),
-        n => Ok(n),
-    }
 }
 
 /// Finds messages of a topic by key, id, tag or time.
