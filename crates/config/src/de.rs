@@ -211,3 +211,12 @@ pub(crate) fn ser_limit<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S
         None => s.serialize_i64(-1),
     }
 }
+
+/// A list of non-negative integers: an array, or one comma-separated string
+/// (`FJORD_MESSAGING__RETRY_BACKOFF_MS=1000,5000`).
+pub(crate) fn u64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    string_list(d)?
+        .iter()
+        .map(|s| s.parse().map_err(|_| de::Error::invalid_value(de::Unexpected::Str(s), &"a non-negative integer")))
+        .collect()
+}

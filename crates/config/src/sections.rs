@@ -428,6 +428,83 @@ impl Default for GroupsConfig {
 }
 
 // ---------------------------------------------------------------------------
+// messaging
+// ---------------------------------------------------------------------------
+
+/// `[messaging]`: delayed delivery, consumer retries and dead-letter queues,
+/// ordered-consumption locks (the messaging layer every gateway shares).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagingSettings {
+    /// Milliseconds. Furthest ahead a message may be scheduled; later
+    /// delivery times are refused. RocketMQ's `timerMaxDelaySec`. Must be
+    /// `> 0`. Default `3456000000` (40 days).
+    /// Env `FJORD_MESSAGING__MAX_DELAY_MS`.
+    pub max_delay_ms: u64,
+    /// Milliseconds. Resolution of the delivery timer: a delayed message
+    /// becomes visible at most about this much after its time. Must be
+    /// 1..=60000. Default `100`. Env `FJORD_MESSAGING__TIMER_TICK_MS`.
+    pub timer_tick_ms: u64,
+    /// Milliseconds. Back-off before each redelivery of a message a
+    /// consumer failed; the last step repeats. RocketMQ's
+    /// `messageDelayLevel` from level 3 on. Each must be `> 0`, at least
+    /// one. Default 10 s, 30 s, 1-10 min, 20 min, 30 min, 1 h, 2 h.
+    /// Env `FJORD_MESSAGING__RETRY_BACKOFF_MS` (comma-separated).
+    #[serde(deserialize_with = "de::u64_list")]
+    pub retry_backoff_ms: Vec<u64>,
+    /// Deliveries of one message before it goes to the group's dead-letter
+    /// queue, unless the group sets its own. RocketMQ's
+    /// `maxReconsumeTimes` + 1. Must be `> 0`.
+    /// Default `16`. Env `FJORD_MESSAGING__MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// Milliseconds. How long an ordered consumer's partition lock lasts
+    /// without renewal; a crashed consumer's partitions move on after it.
+    /// RocketMQ's `rebalanceLockMaxLiveTime`. Must be `> 0`.
+    /// Default `60000` (60 s). Env `FJORD_MESSAGING__ORDER_LOCK_TTL_MS`.
+    pub order_lock_ttl_ms: u64,
+    /// Most messages one pop queue holds back at once for busy ordered
+    /// (FIFO) message groups. Must be `> 0`.
+    /// Default `10000`. Env `FJORD_MESSAGING__MAX_HELD_PER_QUEUE`.
+    pub max_held_per_queue: u32,
+    /// Milliseconds between snapshots of the timer and pop state (which
+    /// also trim their journals). Must be `> 0`.
+    /// Default `30000` (30 s). Env `FJORD_MESSAGING__SNAPSHOT_INTERVAL_MS`.
+    pub snapshot_interval_ms: u64,
+}
+
+impl Default for MessagingSettings {
+    fn default() -> Self {
+        let min = |n: u64| n * 60_000;
+        MessagingSettings {
+            max_delay_ms: 40 * 86_400_000,
+            timer_tick_ms: 100,
+            retry_backoff_ms: vec![
+                10_000,
+                30_000,
+                min(1),
+                min(2),
+                min(3),
+                min(4),
+                min(5),
+                min(6),
+                min(7),
+                min(8),
+                min(9),
+                min(10),
+                min(20),
+                min(30),
+                min(60),
+                min(120),
+            ],
+            max_attempts: 16,
+            order_lock_ttl_ms: 60_000,
+            max_held_per_queue: 10_000,
+            snapshot_interval_ms: 30_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // rocketmq
 // ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     storage(c, &mut p);
     topics(c, &mut p);
     groups(c, &mut p);
+    messaging(c, &mut p);
     rocketmq(c, &mut p);
     log(c, &mut p);
     p.0
@@ -117,6 +118,22 @@ fn topics(c: &Config, p: &mut Problems) {
         "topics.default_partitions",
         || format!("must be between 1 and topics.max_partitions ({}), got {}", t.max_partitions, t.default_partitions),
     );
+}
+
+fn messaging(c: &Config, p: &mut Problems) {
+    let m = &c.messaging;
+    p.check(m.max_delay_ms > 0, "messaging.max_delay_ms", || "must be more than 0 ms".to_owned());
+    p.check((1..=60_000).contains(&m.timer_tick_ms), "messaging.timer_tick_ms", || {
+        format!("must be between 1 and 60000 ms, got {}", m.timer_tick_ms)
+    });
+    p.check(!m.retry_backoff_ms.is_empty(), "messaging.retry_backoff_ms", || "must list at least one step".to_owned());
+    for (i, step) in m.retry_backoff_ms.iter().enumerate() {
+        p.check(*step > 0, "messaging.retry_backoff_ms", || format!("entry {i} must be more than 0 ms"));
+    }
+    p.check(m.max_attempts > 0, "messaging.max_attempts", || "must be more than 0".to_owned());
+    p.check(m.order_lock_ttl_ms > 0, "messaging.order_lock_ttl_ms", || "must be more than 0 ms".to_owned());
+    p.check(m.max_held_per_queue > 0, "messaging.max_held_per_queue", || "must be more than 0".to_owned());
+    p.check(m.snapshot_interval_ms > 0, "messaging.snapshot_interval_ms", || "must be more than 0 ms".to_owned());
 }
 
 fn rocketmq(c: &Config, p: &mut Problems) {

@@ -126,6 +126,15 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.groups.initial_rebalance_delay_ms, 3000);
     assert_eq!(c.groups.max_size, 1000);
     assert_eq!(c.groups.offsets_retention_ms, 604_800_000);
+    assert_eq!(c.messaging.max_delay_ms, 40 * 86_400_000);
+    assert_eq!(c.messaging.timer_tick_ms, 100);
+    assert_eq!(c.messaging.retry_backoff_ms.len(), 16);
+    assert_eq!(c.messaging.retry_backoff_ms.first(), Some(&10_000));
+    assert_eq!(c.messaging.retry_backoff_ms.last(), Some(&7_200_000));
+    assert_eq!(c.messaging.max_attempts, 16);
+    assert_eq!(c.messaging.order_lock_ttl_ms, 60_000);
+    assert_eq!(c.messaging.max_held_per_queue, 10_000);
+    assert_eq!(c.messaging.snapshot_interval_ms, 30_000);
     assert_eq!(c.rocketmq.transaction_timeout_ms, 6000);
     assert_eq!(c.rocketmq.transaction_check_interval_ms, 60_000);
     assert_eq!(c.rocketmq.transaction_check_max, 15);
@@ -139,6 +148,16 @@ fn zero_rocketmq_check_settings_are_refused_by_name() {
     let vars = [("FJORD_ROCKETMQ__TRANSACTION_CHECK_MAX".to_string(), "0".to_string())];
     let err = Config::load_from(None, &vars).unwrap_err().to_string();
     assert!(err.contains("rocketmq.transaction_check_max"), "{err}");
+}
+
+#[test]
+fn retry_backoff_must_list_positive_steps() {
+    for (value, problem) in [("", "at least one step"), ("1000,0", "entry 1 must be more than 0"), ("1000,x", "x")] {
+        let vars = [("FJORD_MESSAGING__RETRY_BACKOFF_MS".to_string(), value.to_string())];
+        let err = Config::load_from(None, &vars).unwrap_err().to_string();
+        assert!(err.contains("retry_backoff_ms") || err.contains("RETRY_BACKOFF_MS"), "{value}: {err}");
+        assert!(err.contains(problem), "{value}: {err}");
+    }
 }
 
 #[test]
@@ -234,6 +253,13 @@ fn every_setting_is_overridable_by_env() {
         ("groups.offsets_retention_ms", "60000", "60000"),
         ("groups.consumer_heartbeat_interval_ms", "1000", "1000"),
         ("groups.consumer_session_timeout_ms", "9000", "9000"),
+        ("messaging.max_delay_ms", "86400000", "86400000"),
+        ("messaging.timer_tick_ms", "10", "10"),
+        ("messaging.retry_backoff_ms", "1000, 5000", "[1000, 5000]"),
+        ("messaging.max_attempts", "3", "3"),
+        ("messaging.order_lock_ttl_ms", "15000", "15000"),
+        ("messaging.max_held_per_queue", "50", "50"),
+        ("messaging.snapshot_interval_ms", "5000", "5000"),
         ("rocketmq.transaction_timeout_ms", "1000", "1000"),
         ("rocketmq.transaction_check_interval_ms", "2000", "2000"),
         ("rocketmq.transaction_check_max", "3", "3"),

@@ -105,8 +105,7 @@ pub async fn run(
     // The messaging layer (delayed messages, pop, retry): recovered before
     // any listener opens, so overdue messages go out and in-flight pops
     // resume as they were.
-    let messaging_config =
-        fjord_messaging::MessagingConfig { durability: broker.config().log_defaults.durability, ..Default::default() };
+    let messaging_config = messaging_config(&config.messaging, broker.config().log_defaults.durability);
     let messaging = fjord_messaging::Messaging::open(broker.clone(), messaging_config)
         .await
         .context("opening the messaging state (timer, pop queues)")?;
@@ -242,5 +241,56 @@ fn advertise(local: std::net::SocketAddr) -> String {
         std::net::SocketAddr::new(ip, local.port()).to_string()
     } else {
         local.to_string()
+    }
+}
+
+/// The messaging layer's settings from `[messaging]`; its journals are as
+/// durable as the logs.
+fn messaging_config(m: &fjord_config::MessagingSettings, durability: Durability) -> fjord_messaging::MessagingConfig {
+    let ms = Duration::from_millis;
+    fjord_messaging::MessagingConfig {
+        max_delay: ms(m.max_delay_ms),
+        timer_tick: ms(m.timer_tick_ms),
+        retry_backoff: m.retry_backoff_ms.iter().copied().map(ms).collect(),
+        max_attempts: m.max_attempts,
+        order_lock_ttl: ms(m.order_lock_ttl_ms),
+        max_held_per_queue: m.max_held_per_queue as usize,
+        snapshot_interval: ms(m.snapshot_interval_ms),
+        durability,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messaging_settings_reach_the_messaging_layer() {
+        let m = fjord_config::MessagingSettings {
+            max_delay_ms: 86_400_000,
+            timer_tick_ms: 10,
+            retry_backoff_ms: vec![1000, 5000],
+            max_attempts: 3,
+            order_lock_ttl_ms: 25_000,
+            max_held_per_queue: 50,
+            snapshot_interval_ms: 5000,
+        };
+        let c = messaging_config(&m, Durability::EveryWrite);
+        assert_eq!(c.max_delay, Duration::from_secs(86_400));
+        assert_eq!(c.timer_tick, Duration::from_millis(10));
+        assert_eq!(c.retry_backoff, [Duration::from_secs(1), Duration::from_secs(5)]);
+        assert_eq!(c.backoff(7), Duration::from_secs(5), "the last step repeats");
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.order_lock_ttl, Duration::from_secs(25));
+        assert_eq!(c.max_held_per_queue, 50);
+        assert_eq!(c.snapshot_interval, Duration::from_secs(5));
+        assert_eq!(c.durability, Durability::EveryWrite);
+        let defaults = messaging_config(&fjord_config::MessagingSettings::default(), Durability::GroupCommit);
+        let core = fjord_messaging::MessagingConfig::default();
+        assert_eq!(
+            (defaults.max_delay, defaults.retry_backoff, defaults.max_attempts, defaults.order_lock_ttl),
+            (core.max_delay, core.retry_backoff, core.max_attempts, core.order_lock_ttl),
+            "the configuration's defaults are the messaging layer's"
+        );
     }
 }
