@@ -85,8 +85,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    Durability, GroupsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig, MessagingSettings,
-    MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
+    Durability, GroupsConfig, KafkaSettings, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig,
+    MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};
@@ -112,6 +112,8 @@ pub struct Config {
     pub topics: TopicDefaults,
     /// `[groups]`: consumer group and committed offset settings.
     pub groups: GroupsConfig,
+    /// `[kafka]`: Kafka gateway limits (frame sizes, idle connections).
+    pub kafka: KafkaSettings,
     /// `[messaging]`: delays, retries, dead-letter queues, order locks.
     pub messaging: MessagingSettings,
     /// `[rocketmq]`: RocketMQ gateway behaviour (transaction check-backs,

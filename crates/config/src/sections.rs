@@ -428,6 +428,40 @@ impl Default for GroupsConfig {
 }
 
 // ---------------------------------------------------------------------------
+// kafka
+// ---------------------------------------------------------------------------
+
+/// `[kafka]`: limits of the Kafka gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Largest request frame accepted (Produce); bigger frames close the
+    /// connection before their body is read. As Kafka's
+    /// `socket.request.max.bytes`. Must be 1..=2147483647.
+    /// Default `104857600` (100 MiB). Env `FJORD_KAFKA__SOCKET_REQUEST_MAX_BYTES`.
+    pub socket_request_max_bytes: u64,
+    /// Largest frame of every other API (they carry no records), checked
+    /// once the API key is read. Must be 1..=`socket_request_max_bytes`.
+    /// Default `8388608` (8 MiB). Env `FJORD_KAFKA__CONTROL_REQUEST_MAX_BYTES`.
+    pub control_request_max_bytes: u64,
+    /// Milliseconds. A connection that sends no request for this long is
+    /// closed; time spent handling a request (long-poll fetches, rebalances)
+    /// does not count. As Kafka's `connections.max.idle.ms`. Must be `> 0`.
+    /// Default `600000` (10 min). Env `FJORD_KAFKA__CONNECTIONS_MAX_IDLE_MS`.
+    pub connections_max_idle_ms: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            control_request_max_bytes: 8 * 1024 * 1024,
+            connections_max_idle_ms: 600_000,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // messaging
 // ---------------------------------------------------------------------------
 
@@ -529,6 +563,12 @@ pub struct RocketMqSettings {
     /// the client asks (clients ask 15-30 s). Must be `> 0`.
     /// Default `30000` (30 s). Env `FJORD_ROCKETMQ__MAX_LONG_POLL_MS`.
     pub max_long_poll_ms: u64,
+    /// Milliseconds. A remoting connection that sends nothing for this long
+    /// while none of its requests is being handled is closed. RocketMQ's
+    /// `serverChannelMaxIdleTimeSeconds`, in ms (clients heartbeat every
+    /// 30 s). Must be `> 0`.
+    /// Default `120000` (120 s). Env `FJORD_ROCKETMQ__CONNECTIONS_MAX_IDLE_MS`.
+    pub connections_max_idle_ms: u64,
 }
 
 impl Default for RocketMqSettings {
@@ -538,6 +578,7 @@ impl Default for RocketMqSettings {
             transaction_check_interval_ms: 60_000,
             transaction_check_max: 15,
             max_long_poll_ms: 30_000,
+            connections_max_idle_ms: 120_000,
         }
     }
 }

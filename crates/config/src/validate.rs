@@ -18,6 +18,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     storage(c, &mut p);
     topics(c, &mut p);
     groups(c, &mut p);
+    kafka(c, &mut p);
     messaging(c, &mut p);
     rocketmq(c, &mut p);
     log(c, &mut p);
@@ -120,6 +121,24 @@ fn topics(c: &Config, p: &mut Problems) {
     );
 }
 
+fn kafka(c: &Config, p: &mut Problems) {
+    let k = &c.kafka;
+    p.check((1..=I32_MAX).contains(&k.socket_request_max_bytes), "kafka.socket_request_max_bytes", || {
+        format!("must be between 1 and {I32_MAX}, got {}", k.socket_request_max_bytes)
+    });
+    p.check(
+        (1..=k.socket_request_max_bytes.max(1)).contains(&k.control_request_max_bytes),
+        "kafka.control_request_max_bytes",
+        || {
+            format!(
+                "must be between 1 and kafka.socket_request_max_bytes ({}), got {}",
+                k.socket_request_max_bytes, k.control_request_max_bytes
+            )
+        },
+    );
+    p.check(k.connections_max_idle_ms > 0, "kafka.connections_max_idle_ms", || "must be more than 0 ms".to_owned());
+}
+
 fn messaging(c: &Config, p: &mut Problems) {
     let m = &c.messaging;
     p.check(m.max_delay_ms > 0, "messaging.max_delay_ms", || "must be more than 0 ms".to_owned());
@@ -144,6 +163,7 @@ fn rocketmq(c: &Config, p: &mut Problems) {
     });
     p.check(r.transaction_check_max > 0, "rocketmq.transaction_check_max", || "must be more than 0".to_owned());
     p.check(r.max_long_poll_ms > 0, "rocketmq.max_long_poll_ms", || "must be more than 0 ms".to_owned());
+    p.check(r.connections_max_idle_ms > 0, "rocketmq.connections_max_idle_ms", || "must be more than 0 ms".to_owned());
 }
 
 fn groups(c: &Config, p: &mut Problems) {

@@ -126,6 +126,9 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.groups.initial_rebalance_delay_ms, 3000);
     assert_eq!(c.groups.max_size, 1000);
     assert_eq!(c.groups.offsets_retention_ms, 604_800_000);
+    assert_eq!(c.kafka.socket_request_max_bytes, 104_857_600);
+    assert_eq!(c.kafka.control_request_max_bytes, 8_388_608);
+    assert_eq!(c.kafka.connections_max_idle_ms, 600_000);
     assert_eq!(c.messaging.max_delay_ms, 40 * 86_400_000);
     assert_eq!(c.messaging.timer_tick_ms, 100);
     assert_eq!(c.messaging.retry_backoff_ms.len(), 16);
@@ -139,6 +142,7 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.rocketmq.transaction_check_interval_ms, 60_000);
     assert_eq!(c.rocketmq.transaction_check_max, 15);
     assert_eq!(c.rocketmq.max_long_poll_ms, 30_000);
+    assert_eq!(c.rocketmq.connections_max_idle_ms, 120_000);
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.log.level, "info");
 }
@@ -148,6 +152,14 @@ fn zero_rocketmq_check_settings_are_refused_by_name() {
     let vars = [("FJORD_ROCKETMQ__TRANSACTION_CHECK_MAX".to_string(), "0".to_string())];
     let err = Config::load_from(None, &vars).unwrap_err().to_string();
     assert!(err.contains("rocketmq.transaction_check_max"), "{err}");
+}
+
+#[test]
+fn kafka_control_limit_may_not_exceed_the_request_limit() {
+    let vars =
+        env(&[("FJORD_KAFKA__SOCKET_REQUEST_MAX_BYTES", "1000"), ("FJORD_KAFKA__CONTROL_REQUEST_MAX_BYTES", "2000")]);
+    let err = Config::load_from(None, &vars).unwrap_err().to_string();
+    assert!(err.contains("kafka.control_request_max_bytes"), "{err}");
 }
 
 #[test]
@@ -253,6 +265,9 @@ fn every_setting_is_overridable_by_env() {
         ("groups.offsets_retention_ms", "60000", "60000"),
         ("groups.consumer_heartbeat_interval_ms", "1000", "1000"),
         ("groups.consumer_session_timeout_ms", "9000", "9000"),
+        ("kafka.socket_request_max_bytes", "2000000", "2000000"),
+        ("kafka.control_request_max_bytes", "100000", "100000"),
+        ("kafka.connections_max_idle_ms", "1000", "1000"),
         ("messaging.max_delay_ms", "86400000", "86400000"),
         ("messaging.timer_tick_ms", "10", "10"),
         ("messaging.retry_backoff_ms", "1000, 5000", "[1000, 5000]"),
@@ -264,6 +279,7 @@ fn every_setting_is_overridable_by_env() {
         ("rocketmq.transaction_check_interval_ms", "2000", "2000"),
         ("rocketmq.transaction_check_max", "3", "3"),
         ("rocketmq.max_long_poll_ms", "500", "500"),
+        ("rocketmq.connections_max_idle_ms", "5000", "5000"),
         ("metrics.per_partition", "true", "true"),
         ("log.format", "json", "\"json\""),
         ("log.level", "warn,fjord_broker=debug", "\"warn,fjord_broker=debug\""),

@@ -36,10 +36,14 @@ pub(crate) async fn run(
     let client_host = peer.ip().to_string();
     loop {
         let size = tokio::select! {
-            r = rd.read_i32() => match r {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(io("reading a frame size")(e)),
+            r = tokio::time::timeout(gw.config.connections_max_idle, rd.read_i32()) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(io("reading a frame size")(e)),
+                Err(_) => {
+                    tracing::debug!(%peer, idle = ?gw.config.connections_max_idle, "closing idle kafka connection");
+                    return Ok(());
+                }
             },
             _ = shutdown.changed() => return Ok(()),
         };

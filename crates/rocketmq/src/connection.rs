@@ -61,20 +61,26 @@ pub(crate) async fn run(
     let mut peer = Peer { conn: ConnHandle { id, tx, serialize_type: SerializeType::Json, addr: addr.to_string() } };
     tracing::debug!(conn = id, %addr, "rocketmq connection");
     let permits = Arc::new(Semaphore::new(gw.config.max_in_flight));
+    // When the last frame arrived or a request finished: idleness counts
+    // from there, and only while nothing is in flight.
+    let activity = Arc::new(parking_lot::Mutex::new(Instant::now()));
     let result = loop {
-        let cmd = tokio::select! {
-            r = read_command(&mut rd, gw.config.max_frame_bytes) => match r {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(()),
-                Err(e) => {
-                    if matches!(e, RocketMqError::Codec(_)) {
-                        instrument::METRICS.request_failed("UNKNOWN");
-                    }
-                    break Err(e);
+        let read = read_command(&mut rd, gw.config.max_frame_bytes);
+        let cmd = match until_idle(read, &gw, &permits, &activity, &mut shutdown).await {
+            Some(Ok(Some(c))) => c,
+            Some(Ok(None)) => break Ok(()),
+            Some(Err(e)) => {
+                if matches!(e, RocketMqError::Codec(_)) {
+                    instrument::METRICS.request_failed("UNKNOWN");
                 }
-            },
-            _ = shutdown.changed() => break Ok(()),
+                break Err(e);
+            }
+            None => {
+                tracing::debug!(conn = id, %addr, "closing idle or stopped rocketmq connection");
+                break Ok(());
+            }
         };
+        *activity.lock() = Instant::now();
         if cmd.is_response() {
             // Clients answer broker requests only for codes Fjord sends
             // one-way; nothing waits for such an answer.
@@ -83,7 +89,7 @@ pub(crate) async fn run(
         // Broker-initiated requests follow the client's header format.
         peer.conn.serialize_type = cmd.serialize_type;
         let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
-        let (gw, peer) = (gw.clone(), peer.clone());
+        let (gw, peer, activity) = (gw.clone(), peer.clone(), activity.clone());
         tokio::spawn(async move {
             let start = Instant::now();
             let api = instrument::api_name(cmd.code);
@@ -94,6 +100,7 @@ pub(crate) async fn run(
                 let _ = peer.conn.tx.send(resp.encode()).await;
             }
             instrument::METRICS.request_done(api, start, failed);
+            *activity.lock() = Instant::now();
             drop(permit);
         });
     };
@@ -101,6 +108,44 @@ pub(crate) async fn run(
     drop(peer);
     writer.abort();
     result
+}
+
+/// Drives `read` until it completes (`Some`), or returns `None` at
+/// shutdown or once the connection has been idle, with nothing in flight,
+/// for [`crate::RocketMqConfig::connection_max_idle`]. Dropping an
+/// unfinished read is fine: the connection closes.
+async fn until_idle<T>(
+    read: impl std::future::Future<Output = T>,
+    gw: &RocketMqGateway,
+    permits: &Semaphore,
+    activity: &parking_lot::Mutex<Instant>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<T> {
+    let idle = gw.config.connection_max_idle;
+    tokio::pin!(read);
+    loop {
+        let deadline = activity.lock().checked_add(idle);
+        let wait = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut read => return Some(r),
+            _ = wait => {
+                let busy = permits.available_permits() < gw.config.max_in_flight;
+                if !busy && activity.lock().elapsed() >= idle {
+                    return None;
+                }
+                if busy {
+                    // A long poll outlasting the idle time keeps it open.
+                    *activity.lock() = Instant::now();
+                }
+            }
+            _ = shutdown.changed() => return None,
+        }
+    }
 }
 
 /// Reads one command; `None` at a clean end of stream.

@@ -82,6 +82,11 @@ pub struct RocketMqConfig {
     pub transaction_check_max: u32,
     /// A client without a heartbeat for this long is forgotten (120 s).
     pub client_expiry: Duration,
+    /// A connection that sends nothing for this long while none of its
+    /// requests is being handled is closed (RocketMQ's
+    /// `serverChannelMaxIdleTimeSeconds`, 120 s; clients heartbeat every
+    /// 30 s).
+    pub connection_max_idle: Duration,
     /// Retries before a message goes to the dead-letter queue when the
     /// client does not say (RocketMQ's default `maxReconsumeTimes`, 16).
     pub max_reconsume_times: u32,
@@ -101,6 +106,7 @@ impl Default for RocketMqConfig {
             transaction_check_interval: Duration::from_secs(60),
             transaction_check_max: 15,
             client_expiry: Duration::from_secs(120),
+            connection_max_idle: Duration::from_secs(120),
             max_reconsume_times: 16,
         }
     }

@@ -165,7 +165,7 @@ pub async fn run(
         }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "kafka" => {
-                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), fjord_kafka::KafkaConfig::default());
+                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka_config(&config.kafka));
                 tokio::spawn(async move { Ok(fjord_kafka::serve(listener, gateway, stop).await?) })
             }
             _ => {
@@ -189,6 +189,7 @@ pub async fn run(
             transaction_timeout: Duration::from_millis(r.transaction_timeout_ms),
             transaction_check_interval: Duration::from_millis(r.transaction_check_interval_ms),
             transaction_check_max: r.transaction_check_max,
+            connection_max_idle: Duration::from_millis(r.connections_max_idle_ms),
             cluster_name: config.node.cluster_name.clone(),
             broker_name: format!("broker-{}", config.node.id),
             // Without a broker port, routes send clients to the name server
@@ -244,6 +245,16 @@ fn advertise(local: std::net::SocketAddr) -> String {
     }
 }
 
+/// The Kafka gateway's settings from `[kafka]` (validated: the sizes fit
+/// an `i32`).
+fn kafka_config(k: &fjord_config::KafkaSettings) -> fjord_kafka::KafkaConfig {
+    fjord_kafka::KafkaConfig {
+        max_request_bytes: usize::try_from(k.socket_request_max_bytes).unwrap_or(usize::MAX),
+        max_control_request_bytes: usize::try_from(k.control_request_max_bytes).unwrap_or(usize::MAX),
+        connections_max_idle: Duration::from_millis(k.connections_max_idle_ms),
+    }
+}
+
 /// The messaging layer's settings from `[messaging]`; its journals are as
 /// durable as the logs.
 fn messaging_config(m: &fjord_config::MessagingSettings, durability: Durability) -> fjord_messaging::MessagingConfig {
@@ -285,6 +296,8 @@ mod tests {
         assert_eq!(c.max_held_per_queue, 50);
         assert_eq!(c.snapshot_interval, Duration::from_secs(5));
         assert_eq!(c.durability, Durability::EveryWrite);
+        let kafka = kafka_config(&fjord_config::KafkaSettings::default());
+        assert_eq!(kafka, fjord_kafka::KafkaConfig::default(), "the configuration's defaults are the gateway's");
         let defaults = messaging_config(&fjord_config::MessagingSettings::default(), Durability::GroupCommit);
         let core = fjord_messaging::MessagingConfig::default();
         assert_eq!(
