@@ -168,6 +168,12 @@ impl Log {
             segments.values().next_back().cloned().ok_or_else(|| LogError::InvalidArgument("no segment".into()))?;
         let log_end = active.next_offset();
         log_start = log_start.clamp(first_base, log_end);
+        if recovery_point > log_end {
+            // The tail the recovery point vouched for was cut off (a crash
+            // right after a roll, then a torn tail before it): segments
+            // created later at lower offsets must not be trusted by it.
+            write_u64(&dir.join(RECOVERY_POINT), active.base_offset)?;
+        }
         let mut epochs = EpochCache::load(dir.join(EPOCHS));
         epochs.truncate_from_end(log_end)?;
         // What survived the crash is now made durable, so it may be served.

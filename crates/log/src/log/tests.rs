@@ -558,6 +558,32 @@ fn interval_durability_acknowledges_before_fsync_and_flush_catches_up() {
     assert_eq!(log.durable_offset(), info.last_offset + 1);
 }
 
+/// A crash right after a roll (the new segment still empty, the recovery
+/// point already at its base) and a torn tail in the segment before it:
+/// recovery keeps every whole batch, drops the empty segment, and pulls the
+/// recovery point back so later segments are not trusted by it.
+#[test]
+fn torn_tail_before_an_empty_rolled_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(dir.path(), small_config());
+    let expect = fill(&log, 25);
+    let end = log.log_end_offset();
+    drop(log);
+    let sealed = active_segment_path(dir.path());
+    let len = std::fs::metadata(&sealed).unwrap().len();
+    let log = crash_and_damage(dir.path(), |d| {
+        std::fs::File::create(d.join(format!("{end:020}.log"))).unwrap();
+        crate::checkpoint::write_u64(&d.join(RECOVERY_POINT), end).unwrap();
+        OpenOptions::new().write(true).open(&sealed).unwrap().set_len(len - 7).unwrap();
+    });
+    assert_eq!(values(&log, 0), expect[..48].to_vec());
+    assert_eq!(log.log_end_offset(), 48);
+    let rp = crate::checkpoint::read_u64(&dir.path().join(RECOVERY_POINT)).unwrap();
+    assert!(rp <= 48, "recovery point {rp} beyond the log end");
+    assert!(!dir.path().join(format!("{end:020}.log")).exists(), "the empty segment after the tear is gone");
+    assert_eq!(log.append(batch(&["next"], T0), leader()).unwrap().base_offset, 48);
+}
+
 #[test]
 fn interval_mode_defers_the_fsync_of_rolled_segments_to_the_next_flush() {
     let dir = tempfile::tempdir().unwrap();
