@@ -280,6 +280,11 @@ impl Messaging {
     }
 
     async fn trim_tx_when_idle(&self) -> Result<()> {
+        // The usual case (others open) without a trip to the blocking pool;
+        // the decision itself is re-checked under `appending`.
+        if !self.tx.open.lock().is_empty() {
+            return Ok(());
+        }
         let me = self.self_ref()?;
         blocking(move || -> Result<()> {
             // Decisions are serialised (`decide`), so every journal entry
