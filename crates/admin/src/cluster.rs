@@ -225,8 +225,32 @@ pub(crate) struct HealthView {
     checks: Vec<Check>,
 }
 
+/// Logs refusing writes after a failed write or fsync, named; the broker
+/// retries them every few seconds.
+fn logs_writable_check(poisoned: &[fjord_broker::PoisonedLog]) -> Check {
+    let detail = if poisoned.is_empty() {
+        "every log accepts writes".into()
+    } else {
+        let named: Vec<String> = poisoned.iter().map(|p| format!("{} ({})", p.log, p.reason)).collect();
+        format!("refusing writes until recovered: {}", named.join("; "))
+    };
+    Check { name: "logs_writable".into(), ok: poisoned.is_empty(), detail }
+}
+
+/// Topics whose data could not be loaded at start, named with the reason.
+fn topics_online_check(offline: &BTreeMap<String, String>) -> Check {
+    let detail = if offline.is_empty() {
+        "every topic loaded".into()
+    } else {
+        let named: Vec<String> = offline.iter().map(|(t, why)| format!("{t} ({why})")).collect();
+        format!("offline (data kept; repair or delete): {}", named.join("; "))
+    };
+    Check { name: "topics_online".into(), ok: offline.is_empty(), detail }
+}
+
 /// Health checks: listeners bound and partitions recovered, data
-/// directory writable, disk not nearly full. Always 200; `status` says.
+/// directory writable, disk not nearly full, no log refusing writes, no
+/// topic offline. Always 200; `status` says.
 #[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster", responses(
     (status = 200, body = HealthView),
     (status = 500, body = ErrorBody)))]
@@ -261,6 +285,8 @@ pub(crate) async fn health(State(s): State<AdminState>) -> Result<Json<HealthVie
             ok: free_ratio >= DISK_LOW_RATIO && (disk.free_bytes >= DISK_LOW_BYTES || disk.total_bytes == 0),
             detail: format!("{} of {} bytes free ({:.1}%)", disk.free_bytes, disk.total_bytes, free_ratio * 100.0),
         },
+        logs_writable_check(&s.broker.poisoned_logs()),
+        topics_online_check(&s.broker.offline_topics()),
     ];
     let status = if checks.iter().all(|c| c.ok) { "ok" } else { "degraded" };
     Ok(Json(HealthView { status: status.into(), checks }))

@@ -15,10 +15,10 @@ use crate::offsets::OffsetStore;
 use crate::partition::{Partition, Topic, TopicPartition};
 use crate::topic::{TopicConfig, TopicRecord, validate_topic_name};
 
-const TOPICS_DIR: &str = "topics";
+pub(crate) const TOPICS_DIR: &str = "topics";
 const OFFSETS_DIR: &str = "internal/consumer-offsets";
 const TRASH_DIR: &str = "trash";
-const TOPIC_FILE: &str = "topic.json";
+pub(crate) const TOPIC_FILE: &str = "topic.json";
 const CLUSTER_FILE: &str = "cluster.json";
 
 /// Settings of the broker core.
@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     /// Committed offsets of a group without members expire this long after
     /// they were committed (Kafka's `offsets.retention.minutes`).
     pub offsets_retention: Duration,
+    /// How often logs poisoned by a failed write or fsync (a full disk, an
+    /// I/O error) are cut back to their durable point and reopened.
+    pub log_recovery_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -67,6 +70,7 @@ impl BrokerConfig {
             consumer_groups: ConsumerGroupConfig::default(),
             offsets_compact_bytes: 64 << 20,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            log_recovery_interval: Duration::from_secs(5),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Broker {
     pub(crate) clock: Arc<dyn Clock>,
     cluster_id: String,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topics whose data could not be loaded at start: name → reason.
+    offline: RwLock<BTreeMap<String, String>>,
     /// Serialises topic creation, deletion and partition changes.
     admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: Arc<OffsetStore>,
@@ -102,12 +108,12 @@ impl Broker {
     pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let cfg = config.clone();
         let clk = clock.clone();
-        let (cluster_id, topics, offsets, producer_ids) = blocking(move || -> Result<_> {
+        let (cluster_id, loaded, offsets, producer_ids) = blocking(move || -> Result<_> {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
             let cluster_id = load_cluster_id(dir)?;
-            let topics = load_topics(&cfg, &clk)?;
+            let topics = crate::load::load_topics(&cfg, &clk)?;
             let offsets = OffsetStore::open(&dir.join(OFFSETS_DIR), clk.clone(), cfg.offsets_compact_bytes)?;
             let producer_ids = crate::producers::ProducerIds::open(dir)?;
             Ok((cluster_id, topics, offsets, producer_ids))
@@ -116,7 +122,8 @@ impl Broker {
         let (shutdown, _) = watch::channel(false);
         let groups = GroupCoordinator::new(config.groups.clone());
         let started_ms = clock.now_ms();
-        tracing::info!(topics = topics.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");
+        let crate::load::Loaded { topics, offline } = loaded;
+        tracing::info!(topics = topics.len(), offline = offline.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");
         let consumer_config = config.consumer_groups.clone();
         Ok(Arc::new_cyclic(|me| Broker {
             consumer_groups: ConsumerGroups::new(consumer_config, Arc::new(UserTopics(me.clone()))),
@@ -124,6 +131,7 @@ impl Broker {
             clock,
             cluster_id,
             topics: RwLock::new(topics),
+            offline: RwLock::new(offline),
             admin: tokio::sync::Mutex::new(()),
             offsets: Arc::new(offsets),
             groups,
@@ -182,6 +190,19 @@ impl Broker {
         &self.offsets
     }
 
+    /// Topics whose data could not be loaded at start (a partition that
+    /// cannot be opened, a corrupt `topic.json`): name → reason. They are
+    /// served by no one and never created over; deleting one removes its
+    /// data.
+    pub fn offline_topics(&self) -> BTreeMap<String, String> {
+        self.offline.read().clone()
+    }
+
+    fn offline_error(&self, name: &str) -> Option<BrokerError> {
+        let reason = self.offline.read().get(name).cloned()?;
+        Some(BrokerError::TopicOffline { topic: name.to_string(), reason })
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
@@ -205,7 +226,9 @@ impl Broker {
 
     /// A partition, or the precise reason it is not there.
     pub fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
-        let topic = self.topic(&tp.topic).ok_or_else(|| BrokerError::UnknownTopic(tp.topic.clone()))?;
+        let topic = self.topic(&tp.topic).ok_or_else(|| {
+            self.offline_error(&tp.topic).unwrap_or_else(|| BrokerError::UnknownTopic(tp.topic.clone()))
+        })?;
         topic
             .partition(tp.partition)
             .ok_or_else(|| BrokerError::UnknownPartition { topic: tp.topic.clone(), partition: tp.partition })
@@ -242,23 +265,42 @@ impl Broker {
         if self.topic(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
+        if let Some(e) = self.offline_error(name) {
+            // Its data is still on disk: creating over it would destroy it.
+            return Err(e);
+        }
         let record =
             TopicRecord { id: uuid::Uuid::new_v4(), name: name.to_string(), partitions, config, internal: false };
         let cfg = self.config.clone();
         let clock = self.clock.clone();
         let topic = blocking(move || -> Result<Topic> {
             let dir = topic_dir(&cfg.data_dir, &record.name);
-            if dir.exists() {
-                // Left over from a creation interrupted before topic.json was
-                // written: its logs must not leak into the new topic.
-                std::fs::remove_dir_all(&dir).map_err(|e| io_err("remove stale topic directory", &dir, e))?;
+            match dir.join(TOPIC_FILE).try_exists() {
+                // Loaded topics and offline ones were refused above; a topic
+                // record nobody loaded is data we must not guess about.
+                Ok(true) => {
+                    return Err(BrokerError::TopicOffline {
+                        topic: record.name.clone(),
+                        reason: format!("{} exists but was not loaded; restart or remove it", dir.display()),
+                    });
+                }
+                Ok(false) if dir.exists() => {
+                    // Left over from a creation that failed and could not be
+                    // cleaned up: never acknowledged, and its logs must not
+                    // leak into the new topic.
+                    std::fs::remove_dir_all(&dir).map_err(|e| io_err("remove stale topic directory", &dir, e))?;
+                }
+                Ok(false) => {}
+                Err(e) => return Err(io_err("check topic directory", &dir, e)),
             }
-            std::fs::create_dir_all(&dir).map_err(|e| io_err("create topic directory", &dir, e))?;
-            let log_cfg = record.config.apply(&cfg.log_defaults);
-            let parts = (0..record.partitions)
-                .map(|p| open_partition(&dir, &record.name, p, &log_cfg, &clock))
-                .collect::<Result<Vec<_>>>()?;
-            write_topic_record(&dir, &record)?;
+            let created = create_topic_files(&dir, &record, &cfg, &clock);
+            if created.is_err() {
+                // Opened partitions were dropped (closing their files) when
+                // `created` was built; remove everything so a failed creation
+                // leaves nothing behind to reappear after a restart.
+                crate::load::remove_logged(&dir, "removing the directory of a failed topic creation");
+            }
+            let parts = created?;
             Ok(Topic { dir, record: RwLock::new(record), partitions: RwLock::new(parts) })
         })
         .await??;
@@ -271,17 +313,25 @@ impl Broker {
     /// Deletes a topic and all its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock().await;
-        let topic = self.topics.write().remove(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let topic = self.topics.write().remove(name);
+        let dir = match topic {
+            Some(t) => t.dir.clone(),
+            // An offline topic can be deleted: that is how an operator gives
+            // up on its data.
+            None if self.offline.read().contains_key(name) => topic_dir(&self.config.data_dir, name),
+            None => return Err(BrokerError::UnknownTopic(name.to_string())),
+        };
         let trash = self.config.data_dir.join(TRASH_DIR);
         blocking(move || -> Result<()> {
             // Rename first so a crash never leaves a half-deleted topic that
             // would be loaded again; the trash is emptied on the next start.
             std::fs::create_dir_all(&trash).map_err(|e| io_err("create trash directory", &trash, e))?;
             let target = trash.join(uuid::Uuid::new_v4().to_string());
-            std::fs::rename(&topic.dir, &target).map_err(|e| io_err("move topic to trash", &topic.dir, e))?;
+            std::fs::rename(&dir, &target).map_err(|e| io_err("move topic to trash", &dir, e))?;
             std::fs::remove_dir_all(&target).map_err(|e| io_err("delete topic", &target, e))
         })
         .await??;
+        self.offline.write().remove(name);
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -303,11 +353,23 @@ impl Broker {
         let t = topic.clone();
         blocking(move || -> Result<()> {
             let log_cfg = record.config.apply(&cfg.log_defaults);
-            let new = (record.partitions..total)
-                .map(|p| open_partition(&t.dir, &record.name, p, &log_cfg, &clock))
-                .collect::<Result<Vec<_>>>()?;
+            let old = record.partitions;
+            // Leftovers of an earlier failed growth were never acknowledged.
+            crate::load::remove_partitions_from(&t.dir, old);
             record.partitions = total;
-            write_topic_record(&t.dir, &record)?;
+            let created = (old..total)
+                .map(|p| open_partition(&t.dir, &record.name, p, &log_cfg, &clock))
+                .collect::<Result<Vec<_>>>()
+                .and_then(|new| write_topic_record(&t.dir, &record).map(|()| new));
+            let new = match created {
+                Ok(new) => new,
+                Err(e) => {
+                    // The opened logs were dropped with the error; without
+                    // their directories nothing of the growth remains.
+                    crate::load::remove_partitions_from(&t.dir, old);
+                    return Err(e);
+                }
+            };
             t.partitions.write().extend(new);
             *t.record.write() = record;
             Ok(())
@@ -406,8 +468,39 @@ fn write_json_atomic(dir: &Path, name: &str, value: &impl serde::Serialize) -> R
     fjord_log::write_atomic(&dir.join(name), &json).map_err(|e| BrokerError::log(name, e))
 }
 
-fn open_partition(dir: &Path, topic: &str, p: u32, cfg: &LogConfig, clock: &Arc<dyn Clock>) -> Result<Arc<Partition>> {
+/// Opens the partitions of a new topic and then writes its `topic.json`
+/// (last, so a crash before it leaves a directory the next start removes).
+fn create_topic_files(
+    dir: &Path,
+    record: &TopicRecord,
+    cfg: &BrokerConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Vec<Arc<Partition>>> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create topic directory", dir, e))?;
+    let log_cfg = record.config.apply(&cfg.log_defaults);
+    let parts =
+        (0..record.partitions).map(|p| open_partition(dir, &record.name, p, &log_cfg, clock)).collect::<Result<_>>()?;
+    write_topic_record(dir, record)?;
+    Ok(parts)
+}
+
+/// Test hook: opening partition `.1` of topic `.0` fails (as with EMFILE).
+/// Keyed by topic name so tests running in parallel do not interfere.
+#[cfg(test)]
+pub(crate) static FAIL_PARTITION_OPEN: parking_lot::Mutex<Vec<(String, u32)>> = parking_lot::Mutex::new(Vec::new());
+
+pub(crate) fn open_partition(
+    dir: &Path,
+    topic: &str,
+    p: u32,
+    cfg: &LogConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<Partition>> {
     let tp = TopicPartition::new(topic, p);
+    #[cfg(test)]
+    if FAIL_PARTITION_OPEN.lock().iter().any(|(t, n)| t == topic && *n == p) {
+        return Err(BrokerError::Internal(format!("{tp}: injected failure: Too many open files")));
+    }
     let log = Log::open(dir.join(p.to_string()), cfg.clone(), clock.clone())
         .map_err(|e| BrokerError::log(tp.to_string(), e))?;
     Ok(Arc::new(Partition::new(tp, log, 0)))
@@ -461,17 +554,4 @@ pub fn stored_topics(data_dir: &Path) -> Result<Vec<StoredTopic>> {
     }
     out.sort_by(|a, b| a.record.name.cmp(&b.record.name));
     Ok(out)
-}
-
-fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<BTreeMap<String, Arc<Topic>>> {
-    let mut topics = BTreeMap::new();
-    for StoredTopic { dir, record, .. } in stored_topics(&cfg.data_dir)? {
-        let log_cfg = record.config.apply(&cfg.log_defaults);
-        let parts = (0..record.partitions)
-            .map(|p| open_partition(&dir, &record.name, p, &log_cfg, clock))
-            .collect::<Result<Vec<_>>>()?;
-        let name = record.name.clone();
-        topics.insert(name, Arc::new(Topic { dir, record: RwLock::new(record), partitions: RwLock::new(parts) }));
-    }
-    Ok(topics)
 }

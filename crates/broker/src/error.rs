@@ -77,6 +77,16 @@ pub enum BrokerError {
         /// Current epoch.
         current: i16,
     },
+    /// The topic's data exists but could not be loaded at start (a partition
+    /// that cannot be opened, a corrupt `topic.json`): it is served by no
+    /// one and never re-created over, until an operator repairs or deletes it.
+    #[error("topic '{topic}' is offline: {reason}")]
+    TopicOffline {
+        /// Topic name.
+        topic: String,
+        /// Why it could not be loaded.
+        reason: String,
+    },
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

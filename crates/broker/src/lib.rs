@@ -32,14 +32,22 @@
 //!   order of the acknowledgements' offsets.
 //! - Long-polling fetches subscribe to high-watermark changes before they
 //!   read, so no wake-up is lost between reading and waiting.
+//! - One topic that cannot be loaded never stops the broker: it is kept
+//!   offline with its data ([`Broker::offline_topics`]); a failed creation
+//!   leaves nothing behind.
+//! - Logs poisoned by a failed write or fsync are cut back to their durable
+//!   point and reopened in the background ([`Broker::poisoned_logs`]).
 //! - Blocking file I/O runs on tokio's blocking pool, never on a runtime
 //!   worker.
 
 pub mod broker;
+#[cfg(test)]
+mod creation_tests;
 mod error;
 pub mod fetch;
 pub mod group;
 pub mod group_offsets;
+mod load;
 mod maintenance;
 pub mod metadata;
 pub mod offsets;
@@ -53,6 +61,7 @@ pub use broker::{Broker, BrokerConfig, StoredTopic, stored_topics};
 pub use error::{BrokerError, Result};
 pub use fetch::{FetchPartition, FetchRequest, FetchedPartition, PartitionData};
 pub use group_offsets::CommitIdentity;
+pub use maintenance::PoisonedLog;
 pub use metadata::{ClusterMetadata, NodeInfo, PartitionMetadata, TopicMetadata};
 pub use offsets::CommittedOffset;
 pub use partition::{Partition, Topic, TopicPartition};

@@ -1,4 +1,5 @@
-//! Background work: interval flushing and retention.
+//! Background work: interval flushing, retention, and recovery of logs
+//! poisoned by a failed write or fsync.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,15 @@ use fjord_log::Durability;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+
+/// A log that refuses writes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonedLog {
+    /// `consumer-offsets` or `<topic>-<partition>`.
+    pub log: String,
+    /// The failure that poisoned it.
+    pub reason: String,
+}
 use crate::error::{Result, blocking};
 use crate::group::{GroupError, GroupState};
 
@@ -16,6 +26,7 @@ impl Broker {
     /// - Interval flushing runs at the shortest interval configured for
     ///   any topic (re-read each round, so topic changes apply).
     /// - Retention runs every `retention_check_interval`.
+    /// - Poisoned logs are recovered every `log_recovery_interval`.
     pub fn start_background_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let flusher = {
             let broker = Arc::clone(self);
@@ -49,7 +60,75 @@ impl Broker {
                 }
             })
         };
-        vec![flusher, retention]
+        let recovery = {
+            let broker = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut stop = broker.shutdown_signal();
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(broker.config.log_recovery_interval) => {}
+                        _ = stop.changed() => return,
+                    }
+                    broker.recover_poisoned_logs().await;
+                }
+            })
+        };
+        vec![flusher, retention, recovery]
+    }
+
+    /// The logs that refuse writes after a failed write or fsync, named
+    /// (`consumer-offsets`, `<topic>-<partition>`), with the failure. They
+    /// are retried every `log_recovery_interval` until the cause is gone.
+    pub fn poisoned_logs(&self) -> Vec<PoisonedLog> {
+        let offsets = self.offsets.poisoned().map(|reason| PoisonedLog { log: "consumer-offsets".into(), reason });
+        let partitions = self
+            .topics()
+            .into_iter()
+            .flat_map(|t| t.partitions())
+            .filter_map(|p| p.log().poisoned().map(|reason| PoisonedLog { log: p.id().to_string(), reason }));
+        offsets.into_iter().chain(partitions).collect()
+    }
+
+    /// Tries once to recover every poisoned log: each is cut back to what
+    /// its last successful fsync covered and reopened in place (see
+    /// `fjord_log::Log::recover`); a failure leaves it poisoned for the
+    /// next round. Returns how many logs recovered.
+    pub async fn recover_poisoned_logs(&self) -> usize {
+        let poisoned = self.poisoned_logs();
+        if poisoned.is_empty() {
+            return 0;
+        }
+        let offsets = self.offsets.clone();
+        let partitions: Vec<_> =
+            self.topics().into_iter().flat_map(|t| t.partitions()).filter(|p| p.log().poisoned().is_some()).collect();
+        let result = blocking(move || {
+            let mut recovered = 0;
+            match offsets.recover() {
+                Ok(true) => recovered += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(log = "consumer-offsets", error = %e, "poisoned log not recovered yet; retrying later"),
+            }
+            for p in partitions {
+                match p.log().recover() {
+                    Ok(Some(outcome)) => {
+                        recovered += 1;
+                        p.after_recovery();
+                        if outcome.log_end < outcome.previous_high_watermark {
+                            tracing::warn!(partition = %p.id(), dropped_from = outcome.log_end, high_watermark = outcome.previous_high_watermark, "recovery dropped acknowledged records that were never flushed (interval durability)");
+                        }
+                        tracing::info!(partition = %p.id(), log_end = outcome.log_end, "poisoned partition recovered: writes are accepted again");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(partition = %p.id(), error = %e, "poisoned log not recovered yet; retrying later"),
+                }
+            }
+            recovered
+        })
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "log recovery task failed");
+            0
+        })
     }
 
     fn shortest_flush_interval(&self) -> Option<Duration> {

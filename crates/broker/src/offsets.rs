@@ -129,30 +129,40 @@ impl OffsetStore {
             ..LogConfig::default()
         };
         let log = Log::open(dir, cfg, clock).map_err(|e| BrokerError::log("consumer offsets", e))?;
-        log.set_high_watermark(log.log_end_offset());
-        let mut map = BTreeMap::new();
-        let mut next = log.log_start_offset();
-        loop {
-            let recs = log
-                .read_records(next, 1 << 20, ReadBound::LogEnd)
-                .map_err(|e| BrokerError::log("consumer offsets replay", e))?;
-            let Some(last) = recs.last() else { break };
-            next = last.offset + 1;
-            for r in recs {
-                let Some(key) = r.key.as_deref().and_then(decode_key) else { continue };
-                match r.value.as_deref().map(decode_value) {
-                    Some(Some(v)) => {
-                        map.insert(key, v);
-                    }
-                    Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable committed offset"),
-                    None => {
-                        map.remove(&key);
-                    }
-                }
-            }
-        }
+        let map = replay(&log)?;
         tracing::debug!(entries = map.len(), "consumer offsets recovered");
         Ok(OffsetStore { log: Arc::new(log), map: Mutex::new(map), write: Mutex::new(()), compact_after_bytes })
+    }
+
+    /// The backing log (monitoring, fault-injection tests).
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Why the backing log refuses commits, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.log.poisoned()
+    }
+
+    /// Makes a poisoned log accept commits again (see [`Log::recover`]) and
+    /// rebuilds the map from what survived. Returns whether it recovered.
+    ///
+    /// Only commits whose append was fsynced reached the map and recovery
+    /// keeps everything fsynced, so the map is still right; replaying also
+    /// picks up a commit that became durable but was answered with an error,
+    /// so the map is exactly what a restart would rebuild.
+    pub fn recover(&self) -> Result<bool> {
+        let _w = self.write.lock();
+        let recovered = self.log.recover().map_err(|e| BrokerError::log("consumer offsets recovery", e))?;
+        let Some(outcome) = recovered else { return Ok(false) };
+        let map = replay(&self.log)?;
+        tracing::info!(
+            entries = map.len(),
+            log_end = outcome.log_end,
+            "consumer offsets log recovered: commits are accepted again"
+        );
+        *self.map.lock() = map;
+        Ok(true)
     }
 
     /// The current committed offset of one partition.
@@ -191,8 +201,13 @@ impl OffsetStore {
             };
         }
         drop(map);
-        if self.log.stats().size_bytes > self.compact_after_bytes {
-            self.compact(now)?;
+        if self.log.stats().size_bytes > self.compact_after_bytes
+            && let Err(e) = self.compact(now)
+        {
+            // The commits above are durable and applied: failing them now
+            // would make clients retry what succeeded. The next commit
+            // tries to compact again.
+            tracing::warn!(error = %e, "consumer offsets compaction failed");
         }
         Ok(())
     }
@@ -242,6 +257,33 @@ impl OffsetStore {
     pub fn close(&self) -> Result<()> {
         self.log.close().map_err(|e| BrokerError::log("consumer offsets", e))
     }
+}
+
+/// The committed offsets in `log`, replayed from its start.
+fn replay(log: &Log) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
+    log.set_high_watermark(log.log_end_offset());
+    let mut map = BTreeMap::new();
+    let mut next = log.log_start_offset();
+    loop {
+        let recs = log
+            .read_records(next, 1 << 20, ReadBound::LogEnd)
+            .map_err(|e| BrokerError::log("consumer offsets replay", e))?;
+        let Some(last) = recs.last() else { break };
+        next = last.offset + 1;
+        for r in recs {
+            let Some(key) = r.key.as_deref().and_then(decode_key) else { continue };
+            match r.value.as_deref().map(decode_value) {
+                Some(Some(v)) => {
+                    map.insert(key, v);
+                }
+                Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable committed offset"),
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+    Ok(map)
 }
 
 #[cfg(test)]

@@ -82,6 +82,14 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
+    /// After [`Log::recover`] cut the log (its high watermark can only have
+    /// dropped under interval durability): the watched value follows it, so
+    /// waiting fetches are woken by the next append rather than only once
+    /// the old value is passed.
+    pub(crate) fn after_recovery(&self) {
+        self.high_watermark.send_replace(self.log.high_watermark());
+    }
+
     /// Makes offsets below `offset` visible and wakes waiting fetches.
     pub(crate) fn advance_high_watermark(&self, offset: u64) {
         self.log.set_high_watermark(offset);

@@ -23,6 +23,9 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         BrokerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         BrokerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // Its data is on disk but could not be loaded: a storage problem on
+        // this broker, not an unknown topic (clients would try to create it).
+        BrokerError::TopicOffline { .. } => ResponseError::KafkaStorageError,
         BrokerError::Log { source, .. } => log_kind(source),
         _ => ResponseError::UnknownServerError,
     }

@@ -89,7 +89,8 @@ pub enum LogError {
     },
     /// The log refuses writes after a failed fsync or write: the state of the
     /// file on disk is unknown, so retrying could acknowledge lost data.
-    #[error("log {path} is poisoned after a failed {op}; restart to recover: {reason}")]
+    /// [`crate::Log::recover`] (or a restart) makes it writable again.
+    #[error("log {path} is poisoned after a failed {op}; writes are refused until it is recovered: {reason}")]
     Poisoned {
         /// Log directory.
         path: PathBuf,

@@ -12,6 +12,8 @@
 //!   directories.
 //! - `fjord_fsync_errors_total` (counter): those calls that returned an
 //!   error (which poisons the log on the write path).
+//! - `fjord_poisoned_logs` (gauge): live logs that refuse writes after a
+//!   failed write or fsync, until [`crate::Log::recover`] succeeds.
 
 use std::time::Instant;
 
@@ -24,6 +26,12 @@ pub(crate) fn fsync(sync: impl FnOnce() -> std::io::Result<()>) -> std::io::Resu
         metrics::counter!("fjord_fsync_errors_total").increment(1);
     }
     result
+}
+
+/// Moves the `fjord_poisoned_logs` gauge by `delta` (+1 when a log is
+/// poisoned, -1 when it recovers or is dropped poisoned).
+pub(crate) fn poisoned_logs(delta: f64) {
+    metrics::gauge!("fjord_poisoned_logs").increment(delta);
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@
 //! - **Durability** is an explicit [`Durability`] policy; an append returns
 //!   only once its policy acknowledges it. A failed write or fsync
 //!   *poisons* the log: every later append fails with [`LogError::Poisoned`]
-//!   until restart, because retrying an fsync can falsely report success.
+//!   until [`Log::recover`] (or a restart) cuts it back to what the last
+//!   successful fsync covered; the failed fsync is never retried, because
+//!   retrying an fsync can falsely report success.
 //! - **Reads** never take the writer lock; they see a batch only after it
 //!   has been fully written, and never past the high watermark unless asked.
 //! - **Indexes** are sparse and in memory for the active segment, written to
@@ -47,7 +49,8 @@
 //!
 //! ## Metrics
 //! Every fsync is timed into `fjord_fsync_duration_seconds` and failures
-//! are counted in `fjord_fsync_errors_total`, through the `metrics` facade
+//! are counted in `fjord_fsync_errors_total`; `fjord_poisoned_logs` gauges
+//! the live logs refusing writes. All go through the `metrics` facade
 //! (no-ops unless the process installs a recorder).
 
 pub mod batch;
@@ -71,6 +74,7 @@ pub use epoch::EpochEntry;
 pub use error::{FormatError, LogError, Result};
 pub use key_index::key_hash;
 pub use log::{
-    AppendInfo, AppendOrigin, Log, LogSlice, LogStats, LogSummary, ReadBound, ReadResult, RetentionOutcome, inspect,
+    AppendInfo, AppendOrigin, Log, LogSlice, LogStats, LogSummary, ReadBound, ReadResult, RecoveryOutcome,
+    RetentionOutcome, inspect,
 };
 pub use segment::KeyIndexConfig;

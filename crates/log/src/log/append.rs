@@ -30,6 +30,10 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{FormatError, LogError, Result};
 use crate::segment::{Located, Part};
 
+/// An append's outcome with the log generation it was written in (see
+/// `SyncState::generation`).
+type Written = Result<(AppendInfo, u64)>;
+
 /// What an appender hands to the writer.
 #[derive(Debug)]
 struct Request {
@@ -58,13 +62,13 @@ enum SlotState {
     /// Still queued, and now the leader.
     Promoted(Request),
     Writing,
-    Done(Result<AppendInfo>),
+    Done(Written),
     Taken,
 }
 
 /// Why a queued appender woke up.
 enum Woken {
-    Done(Result<AppendInfo>),
+    Done(Written),
     Promoted,
 }
 
@@ -84,7 +88,7 @@ impl Slot {
         }
     }
 
-    fn finish(&self, r: Result<AppendInfo>) {
+    fn finish(&self, r: Written) {
         *self.state.lock() = SlotState::Done(r);
         self.changed.notify_one();
     }
@@ -115,7 +119,7 @@ impl Slot {
         }
     }
 
-    fn take_result(&self) -> Option<Result<AppendInfo>> {
+    fn take_result(&self) -> Option<Written> {
         let mut st = self.state.lock();
         match std::mem::replace(&mut *st, SlotState::Taken) {
             SlotState::Done(r) => Some(r),
@@ -160,16 +164,16 @@ impl Log {
             },
             true => self.lead(&cfg, &slot),
         };
-        let info = result?;
+        let (info, generation) = result?;
         if cfg.durability == Durability::GroupCommit {
-            self.wait_durable(info.last_offset + 1)?;
+            self.wait_durable_in(info.last_offset + 1, generation)?;
         }
         Ok(info)
     }
 
     /// Writes the queue (which holds `own`) as the leader, then hands
     /// leadership to whoever queued meanwhile.
-    fn lead(&self, cfg: &LogConfig, own: &Slot) -> Result<AppendInfo> {
+    fn lead(&self, cfg: &LogConfig, own: &Slot) -> Written {
         {
             let _w = self.writer.lock();
             self.write_group(cfg);
@@ -195,6 +199,8 @@ impl Log {
             }
             return;
         }
+        // Stable while the writer lock is held: recovery takes it too.
+        let generation = self.sync.lock().generation;
         let now = self.clock.now_ms();
         let mut next = self.inner.read().log_end;
         let mut group = Vec::with_capacity(slots.len());
@@ -216,7 +222,7 @@ impl Log {
             return;
         }
         for a in group {
-            a.slot.finish(Ok(a.info));
+            a.slot.finish(Ok((a.info, generation)));
         }
     }
 

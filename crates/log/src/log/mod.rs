@@ -4,6 +4,7 @@ mod append;
 mod inspect;
 mod maintenance;
 mod read;
+mod recover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ pub(crate) use append::pwrite_all;
 pub use inspect::{LogSummary, inspect};
 pub use maintenance::RetentionOutcome;
 pub use read::{LogSlice, ReadBound, ReadResult};
+pub use recover::RecoveryOutcome;
 
 use crate::checkpoint::{read_u64, sync_dir, write_u64};
 use crate::clock::Clock;
@@ -103,6 +105,20 @@ struct SyncState {
     in_progress: bool,
     poison: Option<(&'static str, String)>,
     closed: bool,
+    /// Bumped by every [`Log::recover`]: a write made before a recovery may
+    /// have been cut by it, so its durability wait must not be satisfied by
+    /// a `durable` that later writes reached at the same offsets.
+    generation: u64,
+}
+
+impl SyncState {
+    /// Records the first failure; later ones keep the original reason.
+    fn set_poison(&mut self, op: &'static str, reason: String) {
+        if self.poison.is_none() {
+            crate::instrument::poisoned_logs(1.0);
+            self.poison = Some((op, reason));
+        }
+    }
 }
 
 /// A durable, append-only partition log. See the crate docs for the design.
@@ -120,8 +136,18 @@ pub struct Log {
     synced: Condvar,
     /// Appends waiting for a writer (see `append.rs`).
     write_queue: Mutex<append::WriteQueue>,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     fail_fsync: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Keeps `fjord_poisoned_logs` counting live logs only (a deleted
+        // topic's poisoned partition no longer needs attention).
+        if self.sync.get_mut().poison.is_some() {
+            crate::instrument::poisoned_logs(-1.0);
+        }
+    }
 }
 
 impl Log {
@@ -193,9 +219,23 @@ impl Log {
             sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
             synced: Condvar::new(),
             write_queue: Mutex::new(append::WriteQueue::default()),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             fail_fsync: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Makes every later fsync of the active segment fail (as a disk
+    /// returning EIO would), or stops doing so. For tests of other crates.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_fsync_failure(&self, fail: bool) {
+        self.fail_fsync.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Why the log refuses writes (`"failed <op>: <reason>"`), or `None`
+    /// while it is writable. See [`Log::recover`].
+    pub fn poisoned(&self) -> Option<String> {
+        self.sync.lock().poison.as_ref().map(|(op, reason)| format!("failed {op}: {reason}"))
     }
 
     /// The log's directory.
@@ -292,7 +332,7 @@ impl Log {
     fn poison(&self, op: &'static str, err: LogError) -> LogError {
         tracing::error!(dir = %self.dir.display(), op, error = %err, "poisoning log");
         let mut s = self.sync.lock();
-        s.poison.get_or_insert((op, err.to_string()));
+        s.set_poison(op, err.to_string());
         self.synced.notify_all();
         err
     }
@@ -347,13 +387,29 @@ impl Log {
     /// publishes the log end it read before syncing. Waiters that arrive
     /// meanwhile are covered by the next round.
     pub fn wait_durable(&self, offset: u64) -> Result<()> {
+        let generation = self.sync.lock().generation;
+        self.wait_durable_in(offset, generation)
+    }
+
+    /// [`Log::wait_durable`] for a write made in `generation`: fails if a
+    /// recovery happened since, as it may have cut that write.
+    fn wait_durable_in(&self, offset: u64, generation: u64) -> Result<()> {
         let mut s = self.sync.lock();
         loop {
-            if let Some((op, reason)) = &s.poison {
-                return Err(LogError::Poisoned { path: self.dir.clone(), op, reason: reason.clone() });
+            if s.generation != generation {
+                return Err(LogError::Poisoned {
+                    path: self.dir.clone(),
+                    op: "write",
+                    reason: "the log was recovered before this write was fsynced; it may be lost".into(),
+                });
             }
+            // Checked before the poison: an fsync that succeeded before the
+            // failure covers these offsets, so they are durable regardless.
             if s.durable >= offset {
                 return Ok(());
+            }
+            if let Some((op, reason)) = &s.poison {
+                return Err(LogError::Poisoned { path: self.dir.clone(), op, reason: reason.clone() });
             }
             if s.in_progress {
                 self.synced.wait(&mut s);
@@ -367,7 +423,8 @@ impl Log {
             match result {
                 Ok(end) => s.durable = s.durable.max(end),
                 Err(e) => {
-                    s.poison.get_or_insert(("fsync", e.to_string()));
+                    tracing::error!(dir = %self.dir.display(), error = %e, "poisoning log");
+                    s.set_poison("fsync", e.to_string());
                 }
             }
             self.synced.notify_all();
@@ -385,7 +442,7 @@ impl Log {
         for seg in &sealed {
             seg.sync().map_err(|e| LogError::io("fsync segment", &seg.log_path, e))?;
         }
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         if self.fail_fsync.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(LogError::io("fsync segment", &active.log_path, std::io::Error::other("injected EIO")));
         }
