@@ -3,6 +3,7 @@
 //! was wrong, not axum's plain-text default.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -48,6 +49,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<Obj<T>>::from_request(req, state).await {
             Ok(axum::Json(Obj(v))) => Ok(ApiJson(v)),
+            // A body over the size cap is not malformed: 413, as HTTP says.
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {} bytes", crate::MAX_BODY_BYTES),
+            )),
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
     }

@@ -16,7 +16,10 @@
 //!   wrong ([`extract`]), unknown routes are 404 `not_found`.
 //! - **Bounded work per request**: list and browse endpoints take a
 //!   `limit` capped at [`MAX_LIMIT`]; tag scans stop after `max_scan`
-//!   records per partition; request bodies are capped at [`MAX_BODY_BYTES`].
+//!   records per partition; request bodies are capped at [`MAX_BODY_BYTES`]
+//!   (413 above it) and read whole, within a deadline and the broker-wide
+//!   request budget, before a handler runs ([`serve`]); connections are
+//!   capped and closed when idle (`fjord_net`).
 //! - **Metrics** ([`metrics`]): counters the core keeps (traffic, sizes,
 //!   offsets, lag) are read at scrape time; latency histograms and
 //!   connection gauges come from the `metrics` facade, recorded by the
@@ -32,6 +35,7 @@ mod groups;
 mod messages;
 pub mod metrics;
 mod records;
+mod server;
 mod topics;
 mod view;
 
@@ -48,6 +52,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
+pub use server::serve;
 
 /// Largest accepted request body (produce requests included).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -56,11 +61,31 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub const MAX_LIMIT: usize = 10_000;
 
 /// Admin API settings that are not the broker's.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// Export per-partition series on `/metrics` (off by default: a broker
     /// with many partitions would otherwise export thousands of series).
     pub per_partition_metrics: bool,
+    /// A connection from which no byte arrives for this long while it is
+    /// being read (between requests, or halfway through headers) is
+    /// closed (60 s).
+    pub connections_max_idle: std::time::Duration,
+    /// A request body must arrive whole within this long (60 s); 408
+    /// after it.
+    pub body_timeout: std::time::Duration,
+    /// The broker-wide budget for request bytes being read or handled.
+    pub request_budget: fjord_net::RequestBudget,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            per_partition_metrics: false,
+            connections_max_idle: std::time::Duration::from_secs(60),
+            body_timeout: std::time::Duration::from_secs(60),
+            request_budget: fjord_net::RequestBudget::default(),
+        }
+    }
 }
 
 /// Shared state of the handlers.
@@ -161,6 +186,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/openapi.json", axum::routing::get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint; see /api/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), server::read_body))
         .layer(axum::middleware::from_fn(metrics::observe_http))
         .with_state(state)
 }
@@ -172,10 +198,20 @@ async fn livez() -> &'static str {
     "ok"
 }
 
-/// Readiness: every listener is bound and every partition recovered.
+/// Readiness: every listener is bound, every partition recovered, and no
+/// log refuses writes after a failed write or fsync (those are named; the
+/// broker retries them until the cause, such as a full disk, is gone).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready for clients", body = String, content_type = "text/plain"),
-    (status = 503, description = "Starting or shutting down", body = String, content_type = "text/plain")))]
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    (status = 503, description = "Starting or shutting down, or logs poisoned (named)", body = String, content_type = "text/plain")))]
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    if !s.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready".into());
+    }
+    let poisoned = s.broker.poisoned_logs();
+    if poisoned.is_empty() {
+        return (StatusCode::OK, "ready".into());
+    }
+    let named: Vec<String> = poisoned.iter().map(|p| format!("{}: {}", p.log, p.reason)).collect();
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: logs refusing writes: {}", named.join("; ")))
 }

@@ -85,7 +85,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    Durability, GroupsConfig, KafkaSettings, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig,
+    Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig,
     MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
 };
 
@@ -114,6 +114,9 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// `[kafka]`: Kafka gateway limits (frame sizes, idle connections).
     pub kafka: KafkaSettings,
+    /// `[limits]`: connection caps, the request-memory budget, HTTP
+    /// timeouts (every listener).
+    pub limits: LimitsConfig,
     /// `[messaging]`: delays, retries, dead-letter queues, order locks.
     pub messaging: MessagingSettings,
     /// `[rocketmq]`: RocketMQ gateway behaviour (transaction check-backs,

@@ -449,6 +449,11 @@ pub struct KafkaSettings {
     /// does not count. As Kafka's `connections.max.idle.ms`. Must be `> 0`.
     /// Default `600000` (10 min). Env `FJORD_KAFKA__CONNECTIONS_MAX_IDLE_MS`.
     pub connections_max_idle_ms: u64,
+    /// Most record bytes one Fetch response carries, whatever the request
+    /// asks (a first batch larger than this is still returned whole). As
+    /// Kafka's broker-side `fetch.max.bytes`. Must be 1..=2147483647.
+    /// Default `57671680` (55 MiB). Env `FJORD_KAFKA__FETCH_MAX_BYTES`.
+    pub fetch_max_bytes: u64,
 }
 
 impl Default for KafkaSettings {
@@ -457,6 +462,54 @@ impl Default for KafkaSettings {
             socket_request_max_bytes: 100 * 1024 * 1024,
             control_request_max_bytes: 8 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
+            fetch_max_bytes: 55 * 1024 * 1024,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// limits
+// ---------------------------------------------------------------------------
+
+/// `[limits]`: what every listener bounds, against hostile or stalled
+/// clients (see `docs/reliability.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open connections per listener. At the cap the listener stops
+    /// accepting until one closes (clients wait in the backlog). As
+    /// Kafka's `max.connections`, per listener. Must be `> 0`.
+    /// Default `10000`. Env `FJORD_LIMITS__MAX_CONNECTIONS`.
+    pub max_connections: u32,
+    /// Open connections from one client IP address, all listeners
+    /// together; the surplus connection is closed at once. As Kafka's
+    /// `max.connections.per.ip`. Must be `> 0`.
+    /// Default `1000`. Env `FJORD_LIMITS__MAX_CONNECTIONS_PER_IP`.
+    pub max_connections_per_ip: u32,
+    /// Bytes of requests being read or handled, across all connections of
+    /// all listeners; when spent, connections stop reading until memory is
+    /// released. As Kafka's `queued.max.request.bytes`. Must be at least
+    /// 1 MiB and below 4 GiB.
+    /// Default `536870912` (512 MiB). Env `FJORD_LIMITS__QUEUED_MAX_REQUEST_BYTES`.
+    pub queued_max_request_bytes: u64,
+    /// Milliseconds. An admin HTTP connection from which no byte arrives
+    /// for this long while it is being read is closed. Must be `> 0`.
+    /// Default `60000` (60 s). Env `FJORD_LIMITS__HTTP_CONNECTIONS_MAX_IDLE_MS`.
+    pub http_connections_max_idle_ms: u64,
+    /// Milliseconds. An admin HTTP request body must arrive whole within
+    /// this long (408 after it). Must be `> 0`.
+    /// Default `60000` (60 s). Env `FJORD_LIMITS__HTTP_BODY_TIMEOUT_MS`.
+    pub http_body_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+            http_connections_max_idle_ms: 60_000,
+            http_body_timeout_ms: 60_000,
         }
     }
 }
@@ -563,8 +616,10 @@ pub struct RocketMqSettings {
     /// the client asks (clients ask 15-30 s). Must be `> 0`.
     /// Default `30000` (30 s). Env `FJORD_ROCKETMQ__MAX_LONG_POLL_MS`.
     pub max_long_poll_ms: u64,
-    /// Milliseconds. A remoting connection that sends nothing for this long
-    /// while none of its requests is being handled is closed. RocketMQ's
+    /// Milliseconds. A remoting connection from which no byte arrives for
+    /// this long while none of its requests is being handled is closed
+    /// (also halfway through a frame); a gRPC connection, pinged every
+    /// 30 s, when no byte arrives for this long. RocketMQ's
     /// `serverChannelMaxIdleTimeSeconds`, in ms (clients heartbeat every
     /// 30 s). Must be `> 0`.
     /// Default `120000` (120 s). Env `FJORD_ROCKETMQ__CONNECTIONS_MAX_IDLE_MS`.

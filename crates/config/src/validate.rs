@@ -19,6 +19,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     topics(c, &mut p);
     groups(c, &mut p);
     kafka(c, &mut p);
+    limits(c, &mut p);
     messaging(c, &mut p);
     rocketmq(c, &mut p);
     log(c, &mut p);
@@ -137,6 +138,23 @@ fn kafka(c: &Config, p: &mut Problems) {
         },
     );
     p.check(k.connections_max_idle_ms > 0, "kafka.connections_max_idle_ms", || "must be more than 0 ms".to_owned());
+    p.check((1..=I32_MAX).contains(&k.fetch_max_bytes), "kafka.fetch_max_bytes", || {
+        format!("must be between 1 and {I32_MAX}, got {}", k.fetch_max_bytes)
+    });
+}
+
+fn limits(c: &Config, p: &mut Problems) {
+    let l = &c.limits;
+    p.check(l.max_connections > 0, "limits.max_connections", || "must be more than 0".to_owned());
+    p.check(l.max_connections_per_ip > 0, "limits.max_connections_per_ip", || "must be more than 0".to_owned());
+    let (min, max) = (1u64 << 20, u64::from(u32::MAX));
+    p.check((min..=max).contains(&l.queued_max_request_bytes), "limits.queued_max_request_bytes", || {
+        format!("must be between {min} and {max}, got {}", l.queued_max_request_bytes)
+    });
+    p.check(l.http_connections_max_idle_ms > 0, "limits.http_connections_max_idle_ms", || {
+        "must be more than 0 ms".to_owned()
+    });
+    p.check(l.http_body_timeout_ms > 0, "limits.http_body_timeout_ms", || "must be more than 0 ms".to_owned());
 }
 
 fn messaging(c: &Config, p: &mut Problems) {

@@ -129,6 +129,12 @@ fn defaults_are_valid_and_as_documented() {
     assert_eq!(c.kafka.socket_request_max_bytes, 104_857_600);
     assert_eq!(c.kafka.control_request_max_bytes, 8_388_608);
     assert_eq!(c.kafka.connections_max_idle_ms, 600_000);
+    assert_eq!(c.kafka.fetch_max_bytes, 57_671_680);
+    assert_eq!(c.limits.max_connections, 10_000);
+    assert_eq!(c.limits.max_connections_per_ip, 1_000);
+    assert_eq!(c.limits.queued_max_request_bytes, 536_870_912);
+    assert_eq!(c.limits.http_connections_max_idle_ms, 60_000);
+    assert_eq!(c.limits.http_body_timeout_ms, 60_000);
     assert_eq!(c.messaging.max_delay_ms, 40 * 86_400_000);
     assert_eq!(c.messaging.timer_tick_ms, 100);
     assert_eq!(c.messaging.retry_backoff_ms.len(), 16);
@@ -160,6 +166,21 @@ fn kafka_control_limit_may_not_exceed_the_request_limit() {
         env(&[("FJORD_KAFKA__SOCKET_REQUEST_MAX_BYTES", "1000"), ("FJORD_KAFKA__CONTROL_REQUEST_MAX_BYTES", "2000")]);
     let err = Config::load_from(None, &vars).unwrap_err().to_string();
     assert!(err.contains("kafka.control_request_max_bytes"), "{err}");
+}
+
+#[test]
+fn limits_are_refused_by_name_when_out_of_range() {
+    for (var, value, key) in [
+        ("FJORD_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections"),
+        ("FJORD_LIMITS__MAX_CONNECTIONS_PER_IP", "0", "limits.max_connections_per_ip"),
+        ("FJORD_LIMITS__QUEUED_MAX_REQUEST_BYTES", "1000", "limits.queued_max_request_bytes"),
+        ("FJORD_LIMITS__QUEUED_MAX_REQUEST_BYTES", "4294967296", "limits.queued_max_request_bytes"),
+        ("FJORD_LIMITS__HTTP_BODY_TIMEOUT_MS", "0", "limits.http_body_timeout_ms"),
+        ("FJORD_KAFKA__FETCH_MAX_BYTES", "0", "kafka.fetch_max_bytes"),
+    ] {
+        let err = Config::load_from(None, &env(&[(var, value)])).unwrap_err().to_string();
+        assert!(err.contains(key), "{var}={value}: {err}");
+    }
 }
 
 #[test]
@@ -268,6 +289,12 @@ fn every_setting_is_overridable_by_env() {
         ("kafka.socket_request_max_bytes", "2000000", "2000000"),
         ("kafka.control_request_max_bytes", "100000", "100000"),
         ("kafka.connections_max_idle_ms", "1000", "1000"),
+        ("kafka.fetch_max_bytes", "1048576", "1048576"),
+        ("limits.max_connections", "50", "50"),
+        ("limits.max_connections_per_ip", "5", "5"),
+        ("limits.queued_max_request_bytes", "2097152", "2097152"),
+        ("limits.http_connections_max_idle_ms", "3000", "3000"),
+        ("limits.http_body_timeout_ms", "4000", "4000"),
         ("messaging.max_delay_ms", "86400000", "86400000"),
         ("messaging.timer_tick_ms", "10", "10"),
         ("messaging.retry_backoff_ms", "1000, 5000", "[1000, 5000]"),

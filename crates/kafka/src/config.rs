@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use fjord_net::RequestBudget;
+
 /// Settings of the Kafka gateway (Kafka broker config names in the docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
@@ -11,11 +13,21 @@ pub struct KafkaConfig {
     /// record data, so a much lower limit bounds what an unauthenticated
     /// peer can make the broker read and decode.
     pub max_control_request_bytes: usize,
-    /// `connections.max.idle.ms`: a connection that sends no request for
-    /// this long is closed (clients reconnect when they need to). The time
-    /// a request is being handled (a long-poll Fetch, a JoinGroup waiting
-    /// for its rebalance) does not count. Default 10 minutes, as Kafka.
+    /// `connections.max.idle.ms`: a connection from which no byte arrives
+    /// for this long while it is being read is closed (clients reconnect
+    /// when they need to); a peer that stops halfway through a frame is
+    /// idle too. The time a request is being handled (a long-poll Fetch, a
+    /// JoinGroup waiting for its rebalance) does not count. Default 10
+    /// minutes, as Kafka.
     pub connections_max_idle: Duration,
+    /// Kafka's broker-side `fetch.max.bytes`: the most record bytes one
+    /// Fetch response carries, whatever the request asks (55 MiB, as
+    /// Kafka). A first batch larger than this is still returned whole, so
+    /// consumers always make progress.
+    pub fetch_max_bytes: usize,
+    /// The broker-wide budget for request bytes being read or handled
+    /// (`queued.max.request.bytes`), shared with the other gateways.
+    pub request_budget: RequestBudget,
 }
 
 impl Default for KafkaConfig {
@@ -24,6 +36,8 @@ impl Default for KafkaConfig {
             max_request_bytes: 100 * 1024 * 1024,
             max_control_request_bytes: 8 * 1024 * 1024,
             connections_max_idle: Duration::from_secs(600),
+            fetch_max_bytes: 55 * 1024 * 1024,
+            request_budget: RequestBudget::default(),
         }
     }
 }

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_kafka_codec::kafka_protocol::messages::ApiKey;
 use fjord_kafka_codec::{Piece, peek_api};
 use fjord_log::LogSlice;
+use fjord_net::BudgetPermit;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -18,9 +19,12 @@ use crate::error::KafkaError;
 use crate::instrument;
 use crate::server::{KafkaGateway, Outgoing};
 
-/// Read buffer growth step: a peer that announces a large frame but sends
-/// slowly holds at most this much more than it actually sent.
+/// Most bytes one read of a frame body asks for (each read must see a byte
+/// within the idle time).
 const READ_CHUNK: usize = 256 * 1024;
+
+/// Capacity of each connection's read and write buffers.
+const CONN_BUFFER: usize = 8 * 1024;
 
 pub(crate) async fn run(
     stream: TcpStream,
@@ -31,26 +35,33 @@ pub(crate) async fn run(
     let io = |context| move |source| KafkaError::Io { context, source };
     stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
     let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    // Small buffers: they are allocated for every connection, idle ones
+    // included; reads and writes larger than them bypass them anyway.
+    let mut rd = BufReader::with_capacity(CONN_BUFFER, rd);
+    let mut wr = BufWriter::with_capacity(CONN_BUFFER, wr);
     let client_host = peer.ip().to_string();
+    let idle = gw.config.connections_max_idle;
     loop {
         let size = tokio::select! {
-            r = tokio::time::timeout(gw.config.connections_max_idle, rd.read_i32()) => match r {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(io("reading a frame size")(e)),
-                Err(_) => {
-                    tracing::debug!(%peer, idle = ?gw.config.connections_max_idle, "closing idle kafka connection");
+            r = read_size(&mut rd, idle) => match r {
+                Ok(Some(s)) => s,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    tracing::debug!(%peer, ?idle, "closing idle kafka connection");
                     return Ok(());
                 }
+                Err(e) => return Err(io("reading a frame size")(e)),
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        let frame = read_frame(&mut rd, size, &gw).await?;
+        let (frame, reserved) = read_frame(&mut rd, size, &gw).await?;
         let start = Instant::now();
         let api = instrument::api_name(peek_api(&frame).map_or(-1, |(key, _)| key));
-        let answer = match gw.respond(frame, &client_host).await {
+        let answer = gw.respond(frame, &client_host).await;
+        // The request's bytes are gone once it is handled (the response
+        // is not counted: Kafka's budget covers requests only).
+        drop(reserved);
+        let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
                 instrument::METRICS.request_done(api, start, true);
@@ -69,6 +80,37 @@ pub(crate) async fn run(
         instrument::METRICS.request_done(api, start, answer.error);
         written?;
     }
+}
+
+/// Reads a frame's size prefix; `None` at a clean end of stream.
+async fn read_size(rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, idle: Duration) -> std::io::Result<Option<i32>> {
+    let mut prefix = [0u8; 4];
+    match read_full(rd, &mut prefix, idle).await? {
+        0 => Ok(None),
+        4 => Ok(Some(i32::from_be_bytes(prefix))),
+        _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Fills `buf` unless the stream ends first; returns the bytes read. Each
+/// read must see a byte within `idle` (a `TimedOut` error otherwise), so a
+/// slow but steady peer is never idle.
+async fn read_full(
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut [u8],
+    idle: Duration,
+) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = tokio::time::timeout(idle, rd.read(&mut buf[got..])).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no byte received for {idle:?}"))
+        })??;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
 }
 
 /// Writes one response: into the write buffer, Fetch record data with
@@ -97,13 +139,17 @@ async fn write_response(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> Re
     }
 }
 
-/// Reads the rest of a frame of `size` bytes. Frames refused for their size
-/// are counted as request errors (of their API when its key was read).
+/// Reads the rest of a frame of `size` bytes, after reserving its size in
+/// the broker-wide request budget (waiting, without reading, while the
+/// budget is spent). Every read of the body must see a byte within the
+/// idle time: a peer that stops halfway through a frame is closed like an
+/// idle one. Frames refused for their size are counted as request errors
+/// (of their API when its key was read).
 async fn read_frame(
     rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     size: i32,
     gw: &KafkaGateway,
-) -> Result<Bytes, KafkaError> {
+) -> Result<(Bytes, BudgetPermit), KafkaError> {
     let limit = gw.config.max_request_bytes;
     let too_large = |limit| KafkaError::FrameTooLarge { size: i64::from(size), limit };
     let Ok(size) = usize::try_from(size) else {
@@ -114,13 +160,18 @@ async fn read_frame(
         instrument::METRICS.request_failed("Unknown");
         return Err(too_large(limit));
     }
+    let idle = gw.config.connections_max_idle;
     let io = |source| KafkaError::Io { context: "reading a frame", source };
-    let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK));
+    let stalled =
+        || io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no byte of the frame received for {idle:?}")));
+    let mut buf = BytesMut::with_capacity(size.min(4));
     // The API key comes first: enforce the lower limit for everything but
-    // Produce before reading further.
+    // Produce before reserving memory or reading further.
     let head = size.min(4);
     buf.resize(head, 0);
-    rd.read_exact(&mut buf[..head]).await.map_err(io)?;
+    if read_full(rd, &mut buf[..head], idle).await.map_err(io)? < head {
+        return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     if let Some((key, _)) = peek_api(&buf)
         && key != ApiKey::Produce as i16
         && size > gw.config.max_control_request_bytes
@@ -128,15 +179,20 @@ async fn read_frame(
         instrument::METRICS.request_failed(instrument::api_name(key));
         return Err(too_large(gw.config.max_control_request_bytes));
     }
+    let reserved = gw.config.request_budget.reserve(size).await;
+    // Reserved, so allocated at once: pages are touched only as bytes
+    // arrive, and the buffer is never copied to grow.
+    buf.reserve(size - buf.len());
     while buf.len() < size {
         let want = (size - buf.len()).min(READ_CHUNK);
         buf.reserve(want);
-        let n = (&mut *rd).take(want as u64).read_buf(&mut buf).await.map_err(io)?;
+        let mut chunk = (&mut *rd).take(want as u64);
+        let n = tokio::time::timeout(idle, chunk.read_buf(&mut buf)).await.map_err(|_| stalled())?.map_err(io)?;
         if n == 0 {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(buf.freeze())
+    Ok((buf.freeze(), reserved))
 }
 
 /// Sends a log file range to the socket with `sendfile(2)`: the kernel

@@ -9,7 +9,7 @@ use fjord_broker::Broker;
 use fjord_kafka_codec::kafka_protocol::messages::{ApiKey, ResponseKind};
 use fjord_kafka_codec::{CodecError, Piece, decode_request, encode_fetch_response, encode_response};
 use fjord_log::LogSlice;
-use tokio::net::TcpListener;
+use fjord_net::{Acceptor, LogLimiter};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -76,7 +76,11 @@ impl KafkaGateway {
                 Ok(Answer { out: Some(Outgoing::Bytes(bytes)), error: true })
             }
             Err(e) => {
-                tracing::info!(client_host, error = %e, "closing kafka connection after a request it cannot serve");
+                // A client sending garbage in a loop must not fill the log.
+                static LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+                if let Some(suppressed) = LOG.check() {
+                    tracing::info!(client_host, error = %e, suppressed, "closing kafka connection after a request it cannot serve");
+                }
                 Err(e.into())
             }
         }
@@ -135,36 +139,28 @@ impl Outgoing {
 /// How long connections get to finish their current request at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves Kafka clients on `listener` until `shutdown` turns true; then
-/// stops accepting, lets each connection finish the request it is
-/// handling, and returns.
+/// Serves Kafka clients accepted by `acceptor` (which applies the
+/// connection caps) until `shutdown` turns true; then stops accepting,
+/// lets each connection finish the request it is handling, and returns.
 pub async fn serve(
-    listener: TcpListener,
+    acceptor: Acceptor,
     gateway: Arc<KafkaGateway>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let gw = gateway.clone();
-                    let stop = shutdown.clone();
-                    let guard = instrument::METRICS.connection();
-                    connections.spawn(async move {
-                        let _guard = guard;
-                        if let Err(e) = connection::run(stream, peer, gw, stop).await {
-                            tracing::debug!(%peer, error = %e, "kafka connection closed");
-                        }
-                    });
-                }
-                // Accept errors (EMFILE, aborted handshakes) concern one
-                // connection attempt; back off briefly instead of spinning.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a kafka connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            (stream, peer, admitted) = acceptor.accept() => {
+                let gw = gateway.clone();
+                let stop = shutdown.clone();
+                let guard = instrument::METRICS.connection();
+                connections.spawn(async move {
+                    let _guards = (guard, admitted);
+                    if let Err(e) = connection::run(stream, peer, gw, stop).await {
+                        tracing::debug!(%peer, error = %e, "kafka connection closed");
+                    }
+                });
+            }
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
                     break;
@@ -173,7 +169,7 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(listener);
+    drop(acceptor);
     let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(remaining = connections.len(), "kafka connections did not finish in time; closing them");

@@ -54,7 +54,8 @@ fn requests_and_connections_are_recorded() {
             let addr = listener.local_addr().unwrap();
             let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
             let (stop, rx) = tokio::sync::watch::channel(false);
-            let server = tokio::spawn(fjord_kafka::serve(listener, gw, rx));
+            let server =
+                tokio::spawn(fjord_kafka::serve(fjord_net::Acceptor::with_default_caps(listener, "kafka"), gw, rx));
 
             let mut sock = TcpStream::connect(addr).await.unwrap();
             assert_eq!(api_versions(&mut sock, 3, 1).await, 0);

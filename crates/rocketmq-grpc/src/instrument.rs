@@ -32,6 +32,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use fjord_gateway_metrics::{ConnectionGuard, GatewayMetrics};
+use fjord_net::IdleStream;
 use fjord_rocketmq_proto::tonic::transport::server::{Connected, TcpConnectInfo};
 use fjord_rocketmq_proto::v2::{self, Code};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -100,12 +101,12 @@ impl Outcome for Vec<v2::PullMessageResponse> {
 /// the server drops it (when the HTTP/2 connection ends, however it ends).
 #[derive(Debug)]
 pub(crate) struct Counted {
-    io: TcpStream,
+    io: IdleStream<TcpStream>,
     _guard: ConnectionGuard,
 }
 
 impl Counted {
-    pub(crate) fn new(io: TcpStream) -> Counted {
+    pub(crate) fn new(io: IdleStream<TcpStream>) -> Counted {
         Counted { io, _guard: METRICS.connection() }
     }
 }
@@ -114,7 +115,7 @@ impl Connected for Counted {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+        self.io.get_ref().connect_info()
     }
 }
 

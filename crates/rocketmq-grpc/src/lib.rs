@@ -46,10 +46,11 @@ use std::time::Duration;
 
 use fjord_broker::Broker;
 use fjord_messaging::Messaging;
+use fjord_net::{Acceptor, BudgetBody, IdleStream};
+use fjord_rocketmq_proto::tonic::body::Body;
+use fjord_rocketmq_proto::tonic::codegen::http;
 use fjord_rocketmq_proto::v2::messaging_service_server::MessagingServiceServer;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 
 /// Errors that stop the gRPC listener.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,15 @@ pub struct GrpcConfig {
     pub transaction_check_interval: Duration,
     /// Check-backs before an unresolved transaction is rolled back (15).
     pub transaction_check_max: u32,
+    /// A connection from which no byte arrives for this long is closed.
+    /// The server pings every connection every 30 s and live clients
+    /// answer, so only dead or stalled peers reach it (120 s, as the
+    /// remoting gateway).
+    pub connection_max_idle: Duration,
+    /// The broker-wide budget for request bytes being read or handled:
+    /// request bodies count against it frame by frame until their message
+    /// is whole ([`fjord_net::BudgetBody`]).
+    pub request_budget: fjord_net::RequestBudget,
 }
 
 impl Default for GrpcConfig {
@@ -91,6 +101,8 @@ impl Default for GrpcConfig {
             transaction_timeout: Duration::from_secs(6),
             transaction_check_interval: Duration::from_secs(60),
             transaction_check_max: 15,
+            connection_max_idle: Duration::from_secs(120),
+            request_budget: fjord_net::RequestBudget::default(),
         }
     }
 }
@@ -118,17 +130,29 @@ impl GrpcGateway {
     }
 }
 
-/// Serves gRPC on `listener` until `stop` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    gw: Arc<GrpcGateway>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), GrpcError> {
+/// Serves gRPC on the connections `acceptor` admits until `stop` turns
+/// true.
+pub async fn serve(acceptor: Acceptor, gw: Arc<GrpcGateway>, mut stop: watch::Receiver<bool>) -> Result<(), GrpcError> {
     let checker = tokio::spawn(telemetry::run_checker(gw.clone(), stop.clone()));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|r| r.map(instrument::Counted::new));
+    let idle = gw.config.connection_max_idle;
+    // The acceptor never yields an error (it backs off on failed accepts
+    // itself): tonic retries failed accepts at once, which spins a core
+    // while the process is out of file descriptors.
+    let incoming = futures_util::stream::unfold(acceptor, move |acceptor| async move {
+        let (stream, _, admitted) = acceptor.accept().await;
+        let io = instrument::Counted::new(IdleStream::new(stream, idle).holding(admitted));
+        Some((Ok::<_, std::io::Error>(io), acceptor))
+    });
+    let budget = gw.config.request_budget.clone();
     let svc = MessagingServiceServer::new(service::Service(gw)).max_decoding_message_size(16 << 20);
+    let count_bodies = tower::util::MapRequestLayer::new(move |req: http::Request<Body>| {
+        let budget = budget.clone();
+        req.map(|body| Body::new(BudgetBody::new(body, budget)))
+    });
     let result = fjord_rocketmq_proto::tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(count_bodies)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.changed().await;

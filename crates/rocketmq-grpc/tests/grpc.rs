@@ -15,15 +15,21 @@ use fjord_rocketmq_proto::v2::{self, Code, messaging_service_client::MessagingSe
 use tokio::net::TcpListener;
 
 async fn start() -> (MessagingServiceClient<Channel>, tokio::sync::watch::Sender<bool>, tempfile::TempDir) {
+    start_with(fjord_net::RequestBudget::default()).await
+}
+
+async fn start_with(
+    request_budget: fjord_net::RequestBudget,
+) -> (MessagingServiceClient<Channel>, tokio::sync::watch::Sender<bool>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.expect("broker");
     let messaging = Messaging::open(broker, MessagingConfig::default()).await.expect("messaging");
     messaging.start();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let gw = GrpcGateway::new(messaging, GrpcConfig { endpoint: addr.clone(), ..Default::default() });
+    let gw = GrpcGateway::new(messaging, GrpcConfig { endpoint: addr.clone(), request_budget, ..Default::default() });
     let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(fjord_rocketmq_grpc::serve(listener, gw, rx));
+    tokio::spawn(fjord_rocketmq_grpc::serve(fjord_net::Acceptor::with_default_caps(listener, "rocketmq_grpc"), gw, rx));
     let client = MessagingServiceClient::connect(format!("http://{addr}")).await.expect("connect");
     (client, stop, dir)
 }
@@ -187,4 +193,37 @@ async fn bad_requests_get_statuses_not_crashes() {
     let stream = tokio_stream::iter(Vec::<v2::TelemetryCommand>::new());
     let err = c.telemetry(stream).await.expect_err("refused");
     assert_eq!(err.code(), fjord_rocketmq_proto::tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_wait_while_the_request_budget_is_spent() {
+    let budget = fjord_net::RequestBudget::new(1 << 20);
+    let (mut c, _stop, _dir) = start_with(budget.clone()).await;
+    let send = |c: &mut MessagingServiceClient<Channel>| {
+        let mut c = c.clone();
+        let msg = v2::Message {
+            topic: resource("t"),
+            user_properties: Default::default(),
+            system_properties: Some(v2::SystemProperties {
+                message_id: "01BUDGET".into(),
+                message_type: v2::MessageType::Normal as i32,
+                ..Default::default()
+            }),
+            body: vec![1u8; 4096],
+        };
+        tokio::spawn(async move { c.send_message(v2::SendMessageRequest { messages: vec![msg] }).await })
+    };
+    // Served normally; nothing stays reserved afterwards.
+    let sent = send(&mut c).await.expect("task").expect("send").into_inner();
+    assert_eq!(code(&sent.status), Code::Ok);
+    assert_eq!(budget.in_use(), 0);
+    // With the budget spent elsewhere, the body is not read.
+    let hog = budget.reserve(1 << 20).await;
+    let pending = send(&mut c);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!pending.is_finished(), "a send was read while the request budget was spent");
+    drop(hog);
+    let sent = pending.await.expect("task").expect("send").into_inner();
+    assert_eq!(code(&sent.status), Code::Ok);
+    assert_eq!(budget.in_use(), 0);
 }

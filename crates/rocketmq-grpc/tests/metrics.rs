@@ -40,7 +40,11 @@ fn rpcs_and_connections_are_recorded() {
             let addr = listener.local_addr().unwrap().to_string();
             let gw = GrpcGateway::new(messaging, GrpcConfig { endpoint: addr.clone(), ..Default::default() });
             let (stop, rx) = tokio::sync::watch::channel(false);
-            let server = tokio::spawn(fjord_rocketmq_grpc::serve(listener, gw, rx));
+            let server = tokio::spawn(fjord_rocketmq_grpc::serve(
+                fjord_net::Acceptor::with_default_caps(listener, "rocketmq_grpc"),
+                gw,
+                rx,
+            ));
 
             let mut c = MessagingServiceClient::connect(format!("http://{addr}")).await.unwrap();
             let route = c.query_route(v2::QueryRouteRequest { topic: resource("t"), endpoints: None }).await.unwrap();

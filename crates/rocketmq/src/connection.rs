@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use fjord_net::BudgetPermit;
 use fjord_rocketmq_codec::frame::frame_len;
 use fjord_rocketmq_codec::{RemotingCommand, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -25,8 +26,8 @@ use crate::instrument;
 /// Responses (and broker requests) queued per connection before senders wait.
 const OUT_QUEUE: usize = 1024;
 
-/// Read buffer growth step: a peer that announces a large frame but sends
-/// slowly holds at most this much more than it actually sent.
+/// Most bytes one read of a frame body asks for (each read must see a byte
+/// within the idle time).
 const READ_CHUNK: usize = 256 * 1024;
 
 /// What a request handler knows about its connection.
@@ -65,8 +66,8 @@ pub(crate) async fn run(
     // from there, and only while nothing is in flight.
     let activity = Arc::new(parking_lot::Mutex::new(Instant::now()));
     let result = loop {
-        let read = read_command(&mut rd, gw.config.max_frame_bytes);
-        let cmd = match until_idle(read, &gw, &permits, &activity, &mut shutdown).await {
+        let read = read_command(&mut rd, &gw, &activity);
+        let (cmd, reserved) = match until_idle(read, &gw, &permits, &activity, &mut shutdown).await {
             Some(Ok(Some(c))) => c,
             Some(Ok(None)) => break Ok(()),
             Some(Err(e)) => {
@@ -95,6 +96,7 @@ pub(crate) async fn run(
             let api = instrument::api_name(cmd.code);
             let oneway = cmd.is_oneway();
             let resp = crate::handlers::handle(&gw, &peer, cmd).await;
+            drop(reserved);
             let failed = instrument::is_error(resp.code);
             if !oneway {
                 let _ = peer.conn.tx.send(resp.encode()).await;
@@ -148,11 +150,15 @@ async fn until_idle<T>(
     }
 }
 
-/// Reads one command; `None` at a clean end of stream.
+/// Reads one command; `None` at a clean end of stream. The frame's size
+/// is reserved in the request budget before its body is read (waiting
+/// without reading while the budget is spent), and every chunk received
+/// counts as activity, so idleness runs from the last byte.
 async fn read_command(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
-    max: usize,
-) -> Result<Option<RemotingCommand>, RocketMqError> {
+    gw: &RocketMqGateway,
+    activity: &parking_lot::Mutex<Instant>,
+) -> Result<Option<(RemotingCommand, BudgetPermit)>, RocketMqError> {
     let io = |source| RocketMqError::Io { context: "reading a frame", source };
     let mut prefix = [0u8; 4];
     match rd.read_exact(&mut prefix).await {
@@ -160,8 +166,13 @@ async fn read_command(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(io(e)),
     }
-    let len = frame_len(prefix, max)?;
-    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+    *activity.lock() = Instant::now();
+    let len = frame_len(prefix, gw.config.max_frame_bytes)?;
+    let reserved = gw.config.request_budget.reserve(len).await;
+    *activity.lock() = Instant::now();
+    // Reserved, so allocated at once: pages are touched only as bytes
+    // arrive, and the buffer is never copied to grow.
+    let mut buf = BytesMut::with_capacity(len);
     while buf.len() < len {
         let want = (len - buf.len()).min(READ_CHUNK);
         buf.reserve(want);
@@ -169,6 +180,7 @@ async fn read_command(
         if n == 0 {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
+        *activity.lock() = Instant::now();
     }
-    Ok(Some(RemotingCommand::decode(buf.freeze())?))
+    Ok(Some((RemotingCommand::decode(buf.freeze())?, reserved)))
 }

@@ -82,14 +82,19 @@ pub struct RocketMqConfig {
     pub transaction_check_max: u32,
     /// A client without a heartbeat for this long is forgotten (120 s).
     pub client_expiry: Duration,
-    /// A connection that sends nothing for this long while none of its
-    /// requests is being handled is closed (RocketMQ's
+    /// A connection from which no byte arrives for this long while none of
+    /// its requests is being handled is closed (also halfway through a
+    /// frame) (RocketMQ's
     /// `serverChannelMaxIdleTimeSeconds`, 120 s; clients heartbeat every
     /// 30 s).
     pub connection_max_idle: Duration,
     /// Retries before a message goes to the dead-letter queue when the
     /// client does not say (RocketMQ's default `maxReconsumeTimes`, 16).
     pub max_reconsume_times: u32,
+    /// The broker-wide budget for request bytes being read or handled,
+    /// shared with the other gateways: a frame's size is reserved before
+    /// its body is read and released once its request is handled.
+    pub request_budget: fjord_net::RequestBudget,
 }
 
 impl Default for RocketMqConfig {
@@ -108,6 +113,7 @@ impl Default for RocketMqConfig {
             client_expiry: Duration::from_secs(120),
             connection_max_idle: Duration::from_secs(120),
             max_reconsume_times: 16,
+            request_budget: fjord_net::RequestBudget::default(),
         }
     }
 }

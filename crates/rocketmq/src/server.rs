@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use fjord_net::Acceptor;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -13,10 +13,10 @@ use crate::RocketMqGateway;
 use crate::error::RocketMqError;
 use crate::instrument;
 
-/// Serves the given listeners until `stop` turns true; then stops
+/// Serves the given listeners (each with its connection caps) until `stop` turns true; then stops
 /// accepting, closes connections and waits for the background tasks.
 pub async fn serve(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Acceptor>,
     gw: Arc<RocketMqGateway>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), RocketMqError> {
@@ -36,35 +36,28 @@ pub async fn serve(
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    acceptor: Acceptor,
     gw: Arc<RocketMqGateway>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RocketMqError> {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let (gw, stop) = (gw.clone(), stop.clone());
-                    let guard = instrument::METRICS.connection();
-                    conns.spawn(async move {
-                        let _guard = guard;
-                        if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
-                            tracing::debug!(%peer, error = %e, "rocketmq connection closed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
+            (stream, peer, admitted) = acceptor.accept() => {
+                let (gw, stop) = (gw.clone(), stop.clone());
+                let guard = instrument::METRICS.connection();
+                conns.spawn(async move {
+                    let _guards = (guard, admitted);
+                    if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
+                        tracing::debug!(%peer, error = %e, "rocketmq connection closed");
+                    }
+                });
+            }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.changed() => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     // Connections saw the same signal; give in-flight requests a moment.
     let _ =
         tokio::time::timeout(std::time::Duration::from_secs(5), async { while conns.join_next().await.is_some() {} })

@@ -1,6 +1,7 @@
 //! Idle remoting connections (RocketMQ's `serverChannelMaxIdleTimeSeconds`):
 //! closed when nothing arrives and nothing is in flight for the idle time,
-//! kept while a long-poll pull outlasts it.
+//! also halfway through a frame, kept while a long-poll pull outlasts it;
+//! and the request budget stops reading while it is spent.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -20,6 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 const IDLE: Duration = Duration::from_millis(300);
 
 async fn start() -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>, tempfile::TempDir) {
+    start_with(fjord_net::RequestBudget::default()).await
+}
+
+async fn start_with(
+    request_budget: fjord_net::RequestBudget,
+) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
     broker.create_topic("quiet", 1, TopicConfig::default()).await.unwrap();
@@ -27,10 +34,15 @@ async fn start() -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>, tem
     messaging.start();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = RocketMqConfig { broker_addr: addr.to_string(), connection_max_idle: IDLE, ..Default::default() };
+    let config = RocketMqConfig {
+        broker_addr: addr.to_string(),
+        connection_max_idle: IDLE,
+        request_budget,
+        ..Default::default()
+    };
     let gw = RocketMqGateway::new(messaging, config);
     let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(fjord_rocketmq::serve(vec![listener], gw, rx));
+    tokio::spawn(fjord_rocketmq::serve(vec![fjord_net::Acceptor::with_default_caps(listener, "rocketmq")], gw, rx));
     (addr, stop, dir)
 }
 
@@ -94,4 +106,66 @@ async fn a_long_poll_pull_longer_than_the_idle_time_is_answered() {
     );
     assert!(waited >= Duration::from_millis(900), "the pull was suspended: {waited:?}");
     assert_eq!(call(&mut sock, RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO), 2).await.code, response::SUCCESS);
+}
+
+/// Waits until the broker closes `sock`; panics after 10 s.
+async fn closed_by_broker(sock: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), sock.read(&mut byte)).await {
+        Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(_)) => panic!("unexpected bytes"),
+        Err(_) => panic!("still open after 10 s"),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_halfway_through_a_frame_is_closed_after_the_idle_time() {
+    let (addr, _stop, _dir) = start().await;
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    // Announces a 4 MB frame, sends 3 MB, goes silent.
+    sock.write_all(&4_000_000i32.to_be_bytes()).await.unwrap();
+    sock.write_all(&vec![0u8; 3_000_000]).await.unwrap();
+    let start = Instant::now();
+    closed_by_broker(&mut sock).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_trickled_request_is_not_idle_between_its_bytes() {
+    let (addr, _stop, _dir) = start().await;
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    let mut cmd = RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO);
+    cmd.opaque = 9;
+    for b in cmd.encode().iter() {
+        sock.write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(IDLE / 4).await;
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(resp) = decode_stream(&mut buf, DEFAULT_MAX_FRAME).unwrap() {
+            assert_eq!((resp.opaque, resp.code), (9, response::SUCCESS));
+            break;
+        }
+        assert!(sock.read_buf(&mut buf).await.unwrap() > 0, "answered, not closed");
+    }
+}
+
+#[tokio::test]
+async fn a_spent_request_budget_stops_reading_until_memory_is_released() {
+    let budget = fjord_net::RequestBudget::new(64 * 1024);
+    let (addr, _stop, _dir) = start_with(budget.clone()).await;
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    a.write_all(&(64 * 1024i32).to_be_bytes()).await.unwrap();
+    a.write_all(&[0u8; 100]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while budget.in_use() < 64 * 1024 {
+        assert!(Instant::now() < deadline, "A's frame reserved the budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    let asked = Instant::now();
+    assert_eq!(call(&mut b, RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO), 1).await.code, response::SUCCESS);
+    assert!(asked.elapsed() >= IDLE - Duration::from_millis(50), "B waited for A: {:?}", asked.elapsed());
+    closed_by_broker(&mut a).await;
+    assert_eq!(budget.in_use(), 0);
 }

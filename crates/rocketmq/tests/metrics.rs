@@ -55,7 +55,11 @@ fn requests_and_connections_are_recorded() {
             let config = RocketMqConfig { broker_addr: addr.to_string(), ..Default::default() };
             let gw = RocketMqGateway::new(messaging, config);
             let (stop, rx) = tokio::sync::watch::channel(false);
-            let server = tokio::spawn(fjord_rocketmq::serve(vec![listener], gw, rx));
+            let server = tokio::spawn(fjord_rocketmq::serve(
+                vec![fjord_net::Acceptor::with_default_caps(listener, "rocketmq")],
+                gw,
+                rx,
+            ));
 
             let mut sock = TcpStream::connect(addr).await.unwrap();
             let cluster = call(&mut sock, RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO), 1).await;

@@ -39,7 +39,7 @@ async fn start() -> Node {
     let addr = listener.local_addr().expect("addr").to_string();
     let gw = RocketMqGateway::new(messaging, RocketMqConfig { broker_addr: addr.clone(), ..Default::default() });
     let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(fjord_rocketmq::serve(vec![listener], gw, rx));
+    tokio::spawn(fjord_rocketmq::serve(vec![fjord_net::Acceptor::with_default_caps(listener, "rocketmq")], gw, rx));
     Node { addr, _stop: stop, _dir: dir }
 }
 

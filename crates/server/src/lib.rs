@@ -3,5 +3,6 @@
 //! Wiring only: configuration → broker core → protocol listeners, plus
 //! logging and signal handling. `anyhow` is used here and nowhere below.
 
+mod limits;
 pub mod serve;
 pub mod telemetry;

@@ -98,9 +98,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let clock = opts.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+    // Before any log or socket is opened: segments and connections each
+    // hold a file descriptor.
+    let open_files = crate::limits::raise_open_files();
     let broker = Broker::open(broker_config(&config), clock)
         .await
         .with_context(|| format!("opening data directory {}", config.node.data_dir.display()))?;
+    if let Some(limit) = open_files {
+        let partitions: u64 = broker.topics().iter().map(|t| t.partitions().len() as u64).sum();
+        crate::limits::check_open_files(limit, partitions, u64::from(config.limits.max_connections));
+    }
     let background = broker.start_background_tasks();
     // The messaging layer (delayed messages, pop, retry): recovered before
     // any listener opens, so overdue messages go out and in-flight pops
@@ -113,7 +120,17 @@ pub async fn run(
 
     let mut bound = serde_json::Map::new();
     fjord_admin::metrics::install();
-    let admin_config = fjord_admin::AdminConfig { per_partition_metrics: config.metrics.per_partition };
+    // Shared by every listener: the per-IP connection table and the
+    // request-memory budget.
+    let limits = &config.limits;
+    let ips = fjord_net::IpLimits::new(limits.max_connections_per_ip as usize);
+    let budget = fjord_net::RequestBudget::new(limits.queued_max_request_bytes);
+    let admin_config = fjord_admin::AdminConfig {
+        per_partition_metrics: config.metrics.per_partition,
+        connections_max_idle: Duration::from_millis(limits.http_connections_max_idle_ms),
+        body_timeout: Duration::from_millis(limits.http_body_timeout_ms),
+        request_budget: budget.clone(),
+    };
     let http_state = AdminState::new(messaging.clone(), admin_config);
     let sampler = http_state.start();
     let mut servers = Vec::new();
@@ -139,6 +156,11 @@ pub async fn run(
         broker.set_advertised_listener(name, advertised.clone());
         bound.insert(name.to_string(), serde_json::Value::String(advertised.clone()));
         tracing::info!(listener = name, %local, "listening");
+        let protocol = match name {
+            "rocketmq_namesrv" | "rocketmq_broker" => "rocketmq",
+            other => other,
+        };
+        let acceptor = fjord_net::Acceptor::new(listener, protocol, limits.max_connections as usize, ips.clone());
         let mut stop = stop_rx.clone();
         if name == "rocketmq_grpc" {
             let r = &config.rocketmq;
@@ -149,10 +171,12 @@ pub async fn run(
                 transaction_timeout: Duration::from_millis(r.transaction_timeout_ms),
                 transaction_check_interval: Duration::from_millis(r.transaction_check_interval_ms),
                 transaction_check_max: r.transaction_check_max,
+                connection_max_idle: Duration::from_millis(r.connections_max_idle_ms),
+                request_budget: budget.clone(),
                 ..Default::default()
             };
             let gateway = fjord_rocketmq_grpc::GrpcGateway::new(messaging.clone(), grpc);
-            servers.push(tokio::spawn(async move { Ok(fjord_rocketmq_grpc::serve(listener, gateway, stop).await?) }));
+            servers.push(tokio::spawn(async move { Ok(fjord_rocketmq_grpc::serve(acceptor, gateway, stop).await?) }));
             continue;
         }
         if name.starts_with("rocketmq_") {
@@ -160,22 +184,22 @@ pub async fn run(
             if name == "rocketmq_broker" {
                 rocketmq_broker_addr = Some(advertised.clone());
             }
-            rocketmq_listeners.push(listener);
+            rocketmq_listeners.push(acceptor);
             continue;
         }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "kafka" => {
-                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka_config(&config.kafka));
-                tokio::spawn(async move { Ok(fjord_kafka::serve(listener, gateway, stop).await?) })
+                let kafka = fjord_kafka::KafkaConfig { request_budget: budget.clone(), ..kafka_config(&config.kafka) };
+                let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka);
+                tokio::spawn(async move { Ok(fjord_kafka::serve(acceptor, gateway, stop).await?) })
             }
             _ => {
-                let app = fjord_admin::router(http_state.clone());
+                let state = http_state.clone();
                 tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.changed().await;
-                        })
-                        .await?;
+                    let stop = async move {
+                        let _ = stop.changed().await;
+                    };
+                    fjord_admin::serve(acceptor, state, stop).await?;
                     Ok(())
                 })
             }
@@ -197,6 +221,7 @@ pub async fn run(
             broker_addr: rocketmq_broker_addr
                 .or_else(|| bound.get("rocketmq_namesrv").and_then(|v| v.as_str()).map(str::to_string))
                 .unwrap_or_default(),
+            request_budget: budget.clone(),
             ..Default::default()
         };
         let gateway = fjord_rocketmq::RocketMqGateway::new(messaging.clone(), rmq);
@@ -246,12 +271,14 @@ fn advertise(local: std::net::SocketAddr) -> String {
 }
 
 /// The Kafka gateway's settings from `[kafka]` (validated: the sizes fit
-/// an `i32`).
+/// an `i32`), with a budget of its own (`run` gives it the shared one).
 fn kafka_config(k: &fjord_config::KafkaSettings) -> fjord_kafka::KafkaConfig {
     fjord_kafka::KafkaConfig {
         max_request_bytes: usize::try_from(k.socket_request_max_bytes).unwrap_or(usize::MAX),
         max_control_request_bytes: usize::try_from(k.control_request_max_bytes).unwrap_or(usize::MAX),
         connections_max_idle: Duration::from_millis(k.connections_max_idle_ms),
+        fetch_max_bytes: usize::try_from(k.fetch_max_bytes).unwrap_or(usize::MAX),
+        ..fjord_kafka::KafkaConfig::default()
     }
 }
 

@@ -117,7 +117,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT)
         },
         min_bytes: req.min_bytes.max(0) as usize,
-        max_bytes: req.max_bytes.max(0) as usize,
+        max_bytes: (req.max_bytes.max(0) as usize).min(ctx.gw.config.fetch_max_bytes),
         bound: ReadBound::HighWatermark,
     };
     let fetched = broker.fetch(core).await;

@@ -14,14 +14,40 @@ pub(crate) struct Server {
     /// Kafka listener address (`host:port`).
     pub(crate) kafka: String,
     pub(crate) data: PathBuf,
+    /// The ready file: every listener's bound address by name.
+    pub(crate) listeners: Value,
+}
+
+/// How to launch a node beyond its data directory and environment.
+#[derive(Default)]
+pub(crate) struct Launch<'a> {
+    /// Extra environment variables.
+    pub(crate) env: &'a [(&'a str, &'a str)],
+    /// Where its stderr goes (inherited when `None`).
+    pub(crate) stderr: Option<&'a Path>,
+    /// A command the binary runs under, e.g. `["prlimit", "--nofile=100:100"]`.
+    pub(crate) wrapper: &'a [&'a str],
 }
 
 impl Server {
     /// Starts a node on `data` with an ephemeral HTTP port and extra env.
     pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Server {
+        Server::launch(data, Launch { env, ..Launch::default() })
+    }
+
+    /// Starts a node on `data` as `how` says, every listener on an
+    /// ephemeral port.
+    pub(crate) fn launch(data: &Path, how: Launch<'_>) -> Server {
         let ready = data.with_extension(format!("ready-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&ready);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fjord"));
+        let mut cmd = match how.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_fjord"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_fjord")),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data)
@@ -33,15 +59,14 @@ impl Server {
             .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", "127.0.0.1:0")
             .env("FJORD_LISTENERS__ROCKETMQ_GRPC__BIND", "127.0.0.1:0")
             .env("FJORD_LISTENERS__AMQP__BIND", "127.0.0.1:0")
-            .env("FJORD_LISTENERS__ROCKETMQ_NAMESRV__BIND", "127.0.0.1:0")
-            .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", "127.0.0.1:0")
-            .env("FJORD_LISTENERS__ROCKETMQ_GRPC__BIND", "127.0.0.1:0")
-            .env("FJORD_LISTENERS__AMQP__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
+            .stdout(Stdio::null());
+        match how.stderr {
+            Some(path) => cmd.stderr(std::fs::File::create(path).unwrap()),
+            None => cmd.stderr(Stdio::inherit()),
+        };
+        for (k, v) in how.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
@@ -52,7 +77,7 @@ impl Server {
             {
                 let http = format!("http://{}", v["http"].as_str().unwrap());
                 let kafka = v["kafka"].as_str().unwrap_or_default().to_string();
-                return Server { child, http, kafka, data: data.to_path_buf() };
+                return Server { child, http, kafka, data: data.to_path_buf(), listeners: v };
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("fjord exited before becoming ready: {status}");
@@ -60,6 +85,16 @@ impl Server {
             assert!(Instant::now() < deadline, "fjord did not become ready in 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The address a listener is bound to (`kafka`, `rocketmq_grpc`, ...).
+    pub(crate) fn addr(&self, listener: &str) -> String {
+        self.listeners[listener].as_str().unwrap().to_string()
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
