@@ -73,6 +73,7 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             BrokerError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            BrokerError::TopicOffline { .. } => (StatusCode::SERVICE_UNAVAILABLE, "topic_offline"),
             BrokerError::Log { source, .. } => match source {
                 LogError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
                 LogError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),

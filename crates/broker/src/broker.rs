@@ -52,6 +52,14 @@ pub struct BrokerConfig {
     /// How often logs poisoned by a failed write or fsync (a full disk, an
     /// I/O error) are cut back to their durable point and reopened.
     pub log_recovery_interval: Duration,
+    /// The process's open-file limit, when known. Loading topics at start
+    /// stops short of it by [`BrokerConfig::open_files_reserve`]: topics
+    /// that would not fit stay offline, so the broker's own state and its
+    /// listeners can still open and the rest is served.
+    pub open_files_limit: Option<u64>,
+    /// File descriptors kept free for everything but topics when loading
+    /// them (internal logs, listeners, connections).
+    pub open_files_reserve: u64,
 }
 
 impl BrokerConfig {
@@ -71,6 +79,8 @@ impl BrokerConfig {
             offsets_compact_bytes: 64 << 20,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             log_recovery_interval: Duration::from_secs(5),
+            open_files_limit: None,
+            open_files_reserve: 256,
         }
     }
 }

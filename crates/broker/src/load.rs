@@ -31,8 +31,17 @@ pub(crate) struct Loaded {
 pub(crate) fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<Loaded> {
     let root = cfg.data_dir.join(TOPICS_DIR);
     let mut loaded = Loaded::default();
+    let mut dirs = Vec::new();
     for entry in std::fs::read_dir(&root).map_err(|e| io_err("list topics", &root, e))? {
-        let dir = entry.map_err(|e| io_err("list topics", &root, e))?.path();
+        dirs.push(entry.map_err(|e| io_err("list topics", &root, e))?.path());
+    }
+    // In name order, so which topics fit under the open-file limit does not
+    // change from one start to the next.
+    dirs.sort();
+    // Descriptors topics may still take: the limit, less what is open now
+    // and the reserve for the broker's own state and its listeners.
+    let mut room = cfg.open_files_limit.map(|limit| limit.saturating_sub(open_files_now() + cfg.open_files_reserve));
+    for dir in dirs {
         let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             tracing::warn!(dir = %dir.display(), "ignoring a topic directory whose name is not UTF-8");
             continue;
@@ -40,6 +49,21 @@ pub(crate) fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<
         if !dir.is_dir() {
             tracing::warn!(path = %dir.display(), "ignoring a file among the topic directories");
             continue;
+        }
+        if let Some(room) = room.as_mut() {
+            let need = segment_files(&dir);
+            if need > *room {
+                let reason = format!(
+                    "not opened: its {need} segment files do not fit under the open-file limit ({}) with {} kept for \
+                     the broker itself; raise the limit (ulimit -n, systemd LimitNOFILE) and restart",
+                    cfg.open_files_limit.unwrap_or_default(),
+                    cfg.open_files_reserve
+                );
+                tracing::error!(topic = name, reason, "topic is offline");
+                loaded.offline.insert(name, reason);
+                continue;
+            }
+            *room -= need;
         }
         match load_topic(cfg, clock, &dir) {
             Ok(Some(topic)) => {
@@ -77,6 +101,29 @@ fn load_topic(cfg: &BrokerConfig, clock: &Arc<dyn Clock>, dir: &Path) -> std::re
         .collect::<Result<Vec<_>>>()
         .map_err(|e| e.to_string())?;
     Ok(Some(Topic { dir: dir.to_path_buf(), record: RwLock::new(record), partitions: RwLock::new(partitions) }))
+}
+
+/// File descriptors in use by this process now (Linux: `/proc/self/fd`;
+/// 0 where that cannot be read).
+fn open_files_now() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// Segment files under a topic directory: each holds a descriptor while
+/// its partition is open (at least one per partition directory).
+fn segment_files(dir: &Path) -> u64 {
+    let Ok(parts) = std::fs::read_dir(dir) else { return 1 };
+    parts
+        .flatten()
+        .filter(|p| p.path().is_dir())
+        .map(|p| {
+            let logs = std::fs::read_dir(p.path()).map_or(0, |files| {
+                files.flatten().filter(|f| f.path().extension().is_some_and(|e| e == "log")).count() as u64
+            });
+            logs.max(1)
+        })
+        .sum::<u64>()
+        .max(1)
 }
 
 /// Removes partition directories numbered `count` or more: left by a

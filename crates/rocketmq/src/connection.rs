@@ -64,7 +64,7 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(gw.config.max_in_flight));
     // When the last frame arrived or a request finished: idleness counts
     // from there, and only while nothing is in flight.
-    let activity = Arc::new(parking_lot::Mutex::new(Instant::now()));
+    let activity = Arc::new(parking_lot::Mutex::new(Activity { last: Instant::now(), waiting_for_memory: false }));
     let result = loop {
         let read = read_command(&mut rd, &gw, &activity);
         let (cmd, reserved) = match until_idle(read, &gw, &permits, &activity, &mut shutdown).await {
@@ -81,7 +81,7 @@ pub(crate) async fn run(
                 break Ok(());
             }
         };
-        *activity.lock() = Instant::now();
+        activity.lock().last = Instant::now();
         if cmd.is_response() {
             // Clients answer broker requests only for codes Fjord sends
             // one-way; nothing waits for such an answer.
@@ -102,7 +102,7 @@ pub(crate) async fn run(
                 let _ = peer.conn.tx.send(resp.encode()).await;
             }
             instrument::METRICS.request_done(api, start, failed);
-            *activity.lock() = Instant::now();
+            activity.lock().last = Instant::now();
             drop(permit);
         });
     };
@@ -110,6 +110,14 @@ pub(crate) async fn run(
     drop(peer);
     writer.abort();
     result
+}
+
+/// When the peer last sent a byte (or a request finished), and whether the
+/// connection is waiting for request memory.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    last: Instant,
+    waiting_for_memory: bool,
 }
 
 /// Drives `read` until it completes (`Some`), or returns `None` at
@@ -120,13 +128,13 @@ async fn until_idle<T>(
     read: impl std::future::Future<Output = T>,
     gw: &RocketMqGateway,
     permits: &Semaphore,
-    activity: &parking_lot::Mutex<Instant>,
+    activity: &parking_lot::Mutex<Activity>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<T> {
     let idle = gw.config.connection_max_idle;
     tokio::pin!(read);
     loop {
-        let deadline = activity.lock().checked_add(idle);
+        let deadline = activity.lock().last.checked_add(idle);
         let wait = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -136,13 +144,15 @@ async fn until_idle<T>(
         tokio::select! {
             r = &mut read => return Some(r),
             _ = wait => {
-                let busy = permits.available_permits() < gw.config.max_in_flight;
-                if !busy && activity.lock().elapsed() >= idle {
+                // Waiting for request memory is the broker's doing, not
+                // the peer's idleness.
+                let busy = permits.available_permits() < gw.config.max_in_flight || activity.lock().waiting_for_memory;
+                if !busy && activity.lock().last.elapsed() >= idle {
                     return None;
                 }
                 if busy {
                     // A long poll outlasting the idle time keeps it open.
-                    *activity.lock() = Instant::now();
+                    activity.lock().last = Instant::now();
                 }
             }
             _ = shutdown.changed() => return None,
@@ -157,7 +167,7 @@ async fn until_idle<T>(
 async fn read_command(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     gw: &RocketMqGateway,
-    activity: &parking_lot::Mutex<Instant>,
+    activity: &parking_lot::Mutex<Activity>,
 ) -> Result<Option<(RemotingCommand, BudgetPermit)>, RocketMqError> {
     let io = |source| RocketMqError::Io { context: "reading a frame", source };
     let mut prefix = [0u8; 4];
@@ -166,10 +176,11 @@ async fn read_command(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(io(e)),
     }
-    *activity.lock() = Instant::now();
+    activity.lock().last = Instant::now();
     let len = frame_len(prefix, gw.config.max_frame_bytes)?;
+    activity.lock().waiting_for_memory = true;
     let reserved = gw.config.request_budget.reserve(len).await;
-    *activity.lock() = Instant::now();
+    *activity.lock() = Activity { last: Instant::now(), waiting_for_memory: false };
     // Reserved, so allocated at once: pages are touched only as bytes
     // arrive, and the buffer is never copied to grow.
     let mut buf = BytesMut::with_capacity(len);
@@ -180,7 +191,7 @@ async fn read_command(
         if n == 0 {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
-        *activity.lock() = Instant::now();
+        activity.lock().last = Instant::now();
     }
     Ok(Some((RemotingCommand::decode(buf.freeze())?, reserved)))
 }

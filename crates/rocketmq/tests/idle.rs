@@ -168,4 +168,15 @@ async fn a_spent_request_budget_stops_reading_until_memory_is_released() {
     assert!(asked.elapsed() >= IDLE - Duration::from_millis(50), "B waited for A: {:?}", asked.elapsed());
     closed_by_broker(&mut a).await;
     assert_eq!(budget.in_use(), 0);
+
+    // Waiting for memory longer than the idle time is not idleness: the
+    // request is answered once memory is released, not closed.
+    let hog = budget.reserve(64 * 1024).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let waiting =
+        tokio::spawn(async move { call(&mut c, RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO), 2).await.code });
+    tokio::time::sleep(IDLE * 3).await;
+    assert!(!waiting.is_finished(), "not read while the budget is spent");
+    drop(hog);
+    assert_eq!(waiting.await.unwrap(), response::SUCCESS);
 }

@@ -101,7 +101,8 @@ pub async fn run(
     // Before any log or socket is opened: segments and connections each
     // hold a file descriptor.
     let open_files = crate::limits::raise_open_files();
-    let broker = Broker::open(broker_config(&config), clock)
+    let broker_config = BrokerConfig { open_files_limit: open_files, ..broker_config(&config) };
+    let broker = Broker::open(broker_config, clock)
         .await
         .with_context(|| format!("opening data directory {}", config.node.data_dir.display()))?;
     if let Some(limit) = open_files {

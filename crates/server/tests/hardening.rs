@@ -385,3 +385,75 @@ fn garbage_in_a_loop_costs_a_log_line_per_interval() {
 fn count_lines(path: &Path, needle: &str) -> usize {
     std::fs::read_to_string(path).unwrap().lines().filter(|l| l.contains(needle)).count()
 }
+
+/// Creates topic `name` through the admin API; the HTTP status.
+fn create_topic(agent: &ureq::Agent, http: &str, name: &str) -> u16 {
+    let body = serde_json::json!({ "name": name, "partitions": 1 });
+    match agent.post(format!("{http}/api/v1/topics")).send_json(body) {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => panic!("admin API unreachable: {e}"),
+    }
+}
+
+fn topic_dirs(data: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data.join("topics"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn out_of_file_descriptors_creations_fail_cleanly_and_restarts_serve_what_they_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(&dir);
+    let agent = common::agent();
+    // Every topic holds a segment file open.
+    let created: Vec<String> = {
+        let server = Server::launch(&data, Launch { wrapper: &["prlimit", "--nofile=400:400"], ..Launch::default() });
+        let mut created = Vec::new();
+        let mut failed = None;
+        for i in 0..1000 {
+            let name = format!("t{i:03}");
+            match create_topic(&agent, &server.http, &name) {
+                201 => created.push(name),
+                status => {
+                    assert!(status >= 500, "{name}: {status}");
+                    failed = Some(name);
+                    break;
+                }
+            }
+        }
+        let failed = failed.expect("creations ran out of file descriptors");
+        assert!(!topic_dirs(&data).contains(&failed), "the failed creation of {failed} left its directory");
+        assert_eq!(topic_dirs(&data), created, "exactly the topics created are on disk");
+        assert!(server.terminate().success());
+        created
+    };
+    // With fewer descriptors, not every topic fits: the broker starts
+    // anyway (keeping room for its own state), serves the topics that fit
+    // and reports the others offline.
+    {
+        let server = Server::launch(&data, Launch { wrapper: &["prlimit", "--nofile=330:330"], ..Launch::default() });
+        let health: serde_json::Value =
+            agent.get(server.url("/api/v1/cluster/health")).call().unwrap().body_mut().read_json().unwrap();
+        let text = health.to_string();
+        assert!(text.contains("open-file limit"), "offline topics are reported with the reason: {text}");
+        kafka_roundtrip(&mut connect(&server.kafka), 3).unwrap();
+        let first = &created[0];
+        assert_eq!(create_topic(&agent, &server.http, first), 409, "{first} exists (online: name order)");
+        let last = created.last().unwrap();
+        let status = create_topic(&agent, &server.http, last);
+        assert_eq!(status, 503, "{last} is offline and never created over");
+        assert!(server.terminate().success());
+    }
+    // With enough, every topic is back, none lost.
+    let server = Server::start(&data, &[]);
+    let topics: serde_json::Value =
+        agent.get(server.url("/api/v1/topics")).call().unwrap().body_mut().read_json().unwrap();
+    let text = topics.to_string();
+    for name in &created {
+        assert!(text.contains(&format!("\"{name}\"")), "{name} missing after restart");
+    }
+}
