@@ -8,6 +8,8 @@ use fjord_log::Durability;
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::error::{Result, blocking};
+use crate::group::{GroupError, GroupState};
 
 /// A log that refuses writes, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +19,6 @@ pub struct PoisonedLog {
     /// The failure that poisoned it.
     pub reason: String,
 }
-use crate::error::{Result, blocking};
-use crate::group::{GroupError, GroupState};
 
 impl Broker {
     /// Starts the background tasks; they stop when shutdown begins.
@@ -28,52 +28,50 @@ impl Broker {
     /// - Retention runs every `retention_check_interval`.
     /// - Poisoned logs are recovered every `log_recovery_interval`.
     pub fn start_background_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
-        let flusher = {
-            let broker = Arc::clone(self);
-            tokio::spawn(async move {
-                let mut stop = broker.shutdown_signal();
-                loop {
-                    let interval = broker.shortest_flush_interval().unwrap_or(Duration::from_secs(1));
-                    tokio::select! {
-                        _ = tokio::time::sleep(interval) => {}
-                        _ = stop.changed() => return,
-                    }
-                    if let Err(e) = broker.flush_interval_logs().await {
-                        tracing::error!(error = %e, "interval flush failed");
-                    }
+        let flusher = self.every(
+            |b| b.shortest_flush_interval().unwrap_or(Duration::from_secs(1)),
+            |b| async move {
+                if let Err(e) = b.flush_interval_logs().await {
+                    tracing::error!(error = %e, "interval flush failed");
                 }
-            })
-        };
-        let retention = {
-            let broker = Arc::clone(self);
-            tokio::spawn(async move {
-                let mut stop = broker.shutdown_signal();
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(broker.config.retention_check_interval) => {}
-                        _ = stop.changed() => return,
-                    }
-                    broker.enforce_retention().await;
-                    if let Err(e) = broker.expire_offsets().await {
-                        tracing::error!(error = %e, "offset expiry failed");
-                    }
+            },
+        );
+        let retention = self.every(
+            |b| b.config.retention_check_interval,
+            |b| async move {
+                b.enforce_retention().await;
+                if let Err(e) = b.expire_offsets().await {
+                    tracing::error!(error = %e, "offset expiry failed");
                 }
-            })
-        };
-        let recovery = {
-            let broker = Arc::clone(self);
-            tokio::spawn(async move {
-                let mut stop = broker.shutdown_signal();
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(broker.config.log_recovery_interval) => {}
-                        _ = stop.changed() => return,
-                    }
-                    broker.recover_poisoned_logs().await;
-                }
-            })
-        };
+            },
+        );
+        let recovery = self.every(
+            |b| b.config.log_recovery_interval,
+            |b| async move {
+                b.recover_poisoned_logs().await;
+            },
+        );
         vec![flusher, retention, recovery]
+    }
+
+    /// Runs `work` after each `interval` (re-read every round) until
+    /// shutdown begins.
+    fn every<W, F>(self: &Arc<Self>, interval: fn(&Broker) -> Duration, work: W) -> JoinHandle<()>
+    where
+        W: Fn(Arc<Broker>) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + Send,
+    {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut stop = broker.shutdown_signal();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval(&broker)) => {}
+                    _ = stop.changed() => return,
+                }
+                work(broker.clone()).await;
+            }
+        })
     }
 
     /// The logs that refuse writes after a failed write or fsync, named

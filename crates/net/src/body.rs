@@ -196,6 +196,42 @@ mod tests {
         assert!(f.prefix.is_empty() && f.remaining.is_none());
     }
 
+    proptest::proptest! {
+        /// However the stream is cut into frames, `advance` says a message
+        /// ended exactly for the frames that hold a message's last byte.
+        #[test]
+        fn framing_matches_message_ends_for_any_split(
+            lens in proptest::collection::vec(0usize..300, 1..20),
+            cuts in proptest::collection::vec(1usize..400, 1..60),
+        ) {
+            let stream: Vec<u8> = lens.iter().flat_map(|&l| message(l)).collect();
+            let mut ends = Vec::new();
+            let mut at = 0;
+            for l in &lens {
+                at += 5 + l;
+                ends.push(at);
+            }
+            let mut f = Framing::default();
+            let (mut start, mut i) = (0, 0);
+            while start < stream.len() {
+                let end = (start + cuts[i % cuts.len()]).min(stream.len());
+                let expected = ends.iter().any(|&e| start < e && e <= end);
+                proptest::prop_assert_eq!(f.advance(&stream[start..end]), expected, "frame {}..{}", start, end);
+                start = end;
+                i += 1;
+            }
+        }
+
+        /// Arbitrary bytes never panic the framing.
+        #[test]
+        fn framing_takes_any_bytes(frames in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..32)) {
+            let mut f = Framing::default();
+            for frame in frames {
+                f.advance(&frame);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_message_is_counted_until_it_is_whole_and_taken() {
         let budget = RequestBudget::new(1 << 20);
