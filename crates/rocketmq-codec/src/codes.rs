@@ -48,6 +48,10 @@ pub mod request {
     pub const GET_TOPIC_STATS_INFO: i32 = 202;
     pub const GET_CONSUME_STATS: i32 = 208;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
+    pub const GET_BROKER_CONFIG: i32 = 26;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const GET_ROUTEINFO_BY_TOPIC_LIST: i32 = 316;
     pub const SEND_BATCH_MESSAGE: i32 = 320;

@@ -20,6 +20,7 @@
 //!   [`message::MAX_BATCH_MESSAGES`] messages.
 //! - No tokio here: the gateway (`fjord-rocketmq`) owns sockets.
 
+pub mod admin;
 pub mod bodies;
 pub mod codes;
 pub mod command;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use bytes::Bytes;
 use fjord_rocketmq_codec::bodies::{ConsumerData, HeartbeatData, SubscriptionData};
 use fjord_rocketmq_codec::codes::request;
-use fjord_rocketmq_codec::{FLAG_ONEWAY, RemotingCommand, SerializeType};
+use fjord_rocketmq_codec::{FLAG_ONEWAY, Language, RemotingCommand, SerializeType};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
@@ -26,6 +26,10 @@ pub(crate) struct ConnHandle {
     pub(crate) serialize_type: SerializeType,
     /// The peer's address, for operators.
     pub(crate) addr: String,
+    /// The client's language and release, from its requests (operators'
+    /// consumer-connection listings show them).
+    pub(crate) language: Language,
+    pub(crate) version: i32,
 }
 
 impl ConnHandle {
@@ -189,6 +193,24 @@ impl Clients {
                 topics: c.data.subscription_data_set.iter().map(|s| s.topic.clone()).collect(),
                 source: "rocketmq",
             })
+            .collect()
+    }
+
+    /// A consumer group's live clients, with what they last said in a
+    /// heartbeat (for `GET_CONSUMER_CONNECTION_LIST`).
+    pub(crate) fn consumer_clients(&self, group: &str) -> Vec<(String, ConnHandle, ConsumerData)> {
+        let g = self.inner.lock();
+        let Some(members) = g.consumers.get(group) else { return Vec::new() };
+        members.iter().map(|(id, c)| (id.clone(), c.conn.clone(), c.data.clone())).collect()
+    }
+
+    /// Groups with a live client subscribed to `topic`.
+    pub(crate) fn groups_subscribed_to(&self, topic: &str) -> Vec<String> {
+        let g = self.inner.lock();
+        g.consumers
+            .iter()
+            .filter(|(_, m)| m.values().any(|c| c.data.subscription_data_set.iter().any(|s| s.topic == topic)))
+            .map(|(group, _)| group.clone())
             .collect()
     }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use fjord_net::BudgetPermit;
 use fjord_rocketmq_codec::frame::frame_len;
-use fjord_rocketmq_codec::{RemotingCommand, SerializeType};
+use fjord_rocketmq_codec::{Language, RemotingCommand, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -59,7 +59,15 @@ pub(crate) async fn run(
         Ok::<_, std::io::Error>(())
     });
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut peer = Peer { conn: ConnHandle { id, tx, serialize_type: SerializeType::Json, addr: addr.to_string() } };
+    let conn = ConnHandle {
+        id,
+        tx,
+        serialize_type: SerializeType::Json,
+        addr: addr.to_string(),
+        language: Language::JAVA,
+        version: 0,
+    };
+    let mut peer = Peer { conn };
     tracing::debug!(conn = id, %addr, "rocketmq connection");
     let permits = Arc::new(Semaphore::new(gw.config.max_in_flight));
     // When the last frame arrived or a request finished: idleness counts
@@ -89,6 +97,7 @@ pub(crate) async fn run(
         }
         // Broker-initiated requests follow the client's header format.
         peer.conn.serialize_type = cmd.serialize_type;
+        (peer.conn.language, peer.conn.version) = (cmd.language, cmd.version);
         let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
         let (gw, peer, activity) = (gw.clone(), peer.clone(), activity.clone());
         tokio::spawn(async move {

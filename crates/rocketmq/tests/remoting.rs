@@ -339,3 +339,75 @@ async fn group_members_are_told_when_membership_changes() {
     let _ = tokio::time::timeout(Duration::from_millis(300), a.sock.read_buf(&mut a.buf)).await;
     assert!(notify(&mut a) >= 1, "client A was told that client B left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_report_stats_connections_and_reset_offsets() {
+    use fjord_rocketmq_codec::admin::{ConsumerConnection, GroupList, KvTable};
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    for i in 0..3 {
+        c.send("adm", 0, &format!("m{i}"), &[]).await;
+    }
+    assert_eq!(c.call(heartbeat("client-a", "g")).await.code, response::SUCCESS);
+    let commit = RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET)
+        .with_field("consumerGroup", "g")
+        .with_field("topic", "adm")
+        .with_field("queueId", 0)
+        .with_field("commitOffset", 2);
+    assert_eq!(c.call(commit).await.code, response::SUCCESS);
+    let text = |r: &RemotingCommand| String::from_utf8_lossy(&r.body).to_string();
+
+    let stats = c.call(RemotingCommand::request(rq::GET_TOPIC_STATS_INFO).with_field("topic", "adm")).await;
+    assert_eq!(stats.code, response::SUCCESS);
+    assert!(text(&stats).contains(r#""queueId":0}:{"minOffset":0,"maxOffset":3,"#), "{}", text(&stats));
+    let missing = c.call(RemotingCommand::request(rq::GET_TOPIC_STATS_INFO).with_field("topic", "nope")).await;
+    assert_eq!(missing.code, response::TOPIC_NOT_EXIST);
+
+    let q = RemotingCommand::request(rq::GET_CONSUME_STATS).with_field("consumerGroup", "g").with_field("topic", "adm");
+    let consume = c.call(q).await;
+    assert!(text(&consume).contains(r#""queueId":0}:{"brokerOffset":3,"consumerOffset":2,"#), "{}", text(&consume));
+
+    let conns =
+        c.call(RemotingCommand::request(rq::GET_CONSUMER_CONNECTION_LIST).with_field("consumerGroup", "g")).await;
+    let conns: ConsumerConnection = from_json(&conns.body).expect("connections");
+    assert_eq!(conns.connection_set[0].client_id, "client-a");
+    assert_eq!(conns.connection_set[0].language, "JAVA");
+    assert!(conns.subscription_table.contains_key("t"));
+    assert_eq!((conns.consume_type.as_str(), conns.message_model.as_str()), ("CONSUME_PASSIVELY", "CLUSTERING"));
+    let offline = RemotingCommand::request(rq::GET_CONSUMER_CONNECTION_LIST).with_field("consumerGroup", "nobody");
+    assert_eq!(c.call(offline).await.code, response::CONSUMER_NOT_ONLINE);
+
+    let who = c.call(RemotingCommand::request(rq::QUERY_TOPIC_CONSUME_BY_WHO).with_field("topic", "adm")).await;
+    assert_eq!(from_json::<GroupList>(&who.body).expect("groups").group_list, ["g"]);
+
+    // Reset to the start: stored, answered, and pushed to the live client.
+    let reset = RemotingCommand::request(rq::INVOKE_BROKER_TO_RESET_OFFSET)
+        .with_field("topic", "adm")
+        .with_field("group", "g")
+        .with_field("timestamp", 0)
+        .with_field("isForce", true);
+    let reset = c.call(reset).await;
+    assert_eq!(reset.code, response::SUCCESS, "{:?}", reset.remark);
+    assert!(text(&reset).contains(r#""queueId":0}:0"#), "{}", text(&reset));
+    let query = RemotingCommand::request(rq::QUERY_CONSUMER_OFFSET)
+        .with_field("consumerGroup", "g")
+        .with_field("topic", "adm")
+        .with_field("queueId", 0);
+    assert_eq!(c.call(query).await.field("offset"), Some("0"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !c.pushed.iter().any(|p| p.code == rq::RESET_CONSUMER_CLIENT_OFFSET) {
+        assert!(tokio::time::Instant::now() < deadline, "the live client was not told about the reset");
+        let _ = tokio::time::timeout(Duration::from_millis(100), c.sock.read_buf(&mut c.buf)).await;
+        while let Some(cmd) = decode_stream(&mut c.buf, DEFAULT_MAX_FRAME).expect("decode") {
+            c.pushed.push(cmd);
+        }
+    }
+
+    let info = c.call(RemotingCommand::request(rq::GET_BROKER_RUNTIME_INFO)).await;
+    let info: KvTable = from_json(&info.body).expect("kv table");
+    assert!(info.table["msgPutTotalTodayNow"].parse::<u64>().expect("number") >= 3);
+    assert_eq!(info.table["putTps"].split(' ').count(), 3);
+    let config = c.call(RemotingCommand::request(rq::GET_BROKER_CONFIG)).await;
+    assert!(text(&config).lines().any(|l| l == "brokerName=broker-0"), "{}", text(&config));
+    assert!(text(&config).lines().any(|l| l == "flushDiskType=SYNC_FLUSH"));
+}

@@ -2,6 +2,7 @@
 //! a response or a [`Reject`](crate::error::Reject) that becomes one; none
 //! closes the connection.
 
+pub(crate) mod admin;
 pub(crate) mod consumer;
 pub(crate) mod offsets;
 pub(crate) mod pull;
@@ -49,6 +50,13 @@ pub const SUPPORTED: &[(i32, &str)] = &[
     (rq::DELETE_SUBSCRIPTIONGROUP, "DELETE_SUBSCRIPTIONGROUP"),
     (rq::DELETE_TOPIC_IN_BROKER, "DELETE_TOPIC_IN_BROKER"),
     (rq::DELETE_TOPIC_IN_NAMESRV, "DELETE_TOPIC_IN_NAMESRV"),
+    (rq::GET_BROKER_RUNTIME_INFO, "GET_BROKER_RUNTIME_INFO"),
+    (rq::GET_BROKER_CONFIG, "GET_BROKER_CONFIG"),
+    (rq::GET_TOPIC_STATS_INFO, "GET_TOPIC_STATS_INFO"),
+    (rq::GET_CONSUME_STATS, "GET_CONSUME_STATS"),
+    (rq::GET_CONSUMER_CONNECTION_LIST, "GET_CONSUMER_CONNECTION_LIST"),
+    (rq::QUERY_TOPIC_CONSUME_BY_WHO, "QUERY_TOPIC_CONSUME_BY_WHO"),
+    (rq::INVOKE_BROKER_TO_RESET_OFFSET, "INVOKE_BROKER_TO_RESET_OFFSET"),
 ];
 
 /// Answers one request.
@@ -80,6 +88,13 @@ pub(crate) async fn handle(gw: &RocketMqGateway, peer: &Peer, req: RemotingComma
         rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => consumer::update_group(gw, &req).await,
         rq::DELETE_SUBSCRIPTIONGROUP => consumer::delete_group(gw, &req).await,
         rq::DELETE_TOPIC_IN_BROKER | rq::DELETE_TOPIC_IN_NAMESRV => route::delete_topic(gw, &req).await,
+        rq::GET_BROKER_RUNTIME_INFO => admin::runtime_info(gw, &req),
+        rq::GET_BROKER_CONFIG => admin::broker_config(gw, &req),
+        rq::GET_TOPIC_STATS_INFO => admin::topic_stats(gw, &req),
+        rq::GET_CONSUME_STATS => admin::consume_stats(gw, &req).await,
+        rq::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(gw, &req),
+        rq::QUERY_TOPIC_CONSUME_BY_WHO => admin::consumed_by(gw, &req),
+        rq::INVOKE_BROKER_TO_RESET_OFFSET => admin::reset_offset(gw, &req).await,
         other => Err(Reject::new(
             response::REQUEST_CODE_NOT_SUPPORTED,
             format!("request code {other} is not supported by Fjord"),
