@@ -331,6 +331,10 @@ fn errors_and_exit_codes() {
     fjord_in(&server, &["topic", "produce", "nope"], Some("x\n")).fails(66);
     fjord(&server, &["topic", "delete", "nope", "--yes"]).fails(66);
     fjord(&server, &["msg", "get", "--topic", "nope", "--time", "-1h"]).fails(66);
+    // Query by key on a topic without the key index: says how to enable it.
+    fjord(&server, &["topic", "create", "plain"]).ok();
+    let err = fjord(&server, &["msg", "get", "-t", "plain", "--key", "k1"]).fails(65).to_string();
+    assert!(err.contains("fjord.key.index=true") && err.contains("fjord topic alter"), "{err}");
     // Usage errors: exit 64, nothing sent.
     fjord(&server, &["topic", "create"]).fails(64);
     fjord(&server, &["topic", "frobnicate"]).fails(64);

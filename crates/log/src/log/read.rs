@@ -217,7 +217,13 @@ impl Log {
         let mut out = Vec::new();
         for seg in segments {
             if !seg.has_key_index() {
-                return Err(LogError::InvalidArgument("key index is disabled for this log".into()));
+                return Err(LogError::InvalidArgument(format!(
+                    "key index is disabled for {} (segment {} has none): enable it with the topic config \
+                     fjord.key.index=true (`fjord topic alter <topic> -c fjord.key.index=true`; segments \
+                     written before keep none) or for every topic with storage.key_index = true",
+                    self.dir.display(),
+                    seg.base_offset
+                )));
             }
             let mut offsets = seg.lookup_key(key)?;
             offsets.sort_unstable();

@@ -389,6 +389,37 @@ class RocketMqClientTest {
         assertEquals(Set.copyOf(got), Set.copyOf(all));
     }
 
+    /** The deprecated pull consumer 4.x still ships: fetch queues, pull by offset, store progress. */
+    @Test
+    @SuppressWarnings("deprecation")
+    void pullConsumerPullsByOffsetAndStoresProgress() throws Exception {
+        String topic = FjordBroker.unique("Pull");
+        for (int i = 0; i < 5; i++) {
+            producer.send(new Message(topic, "p", ("pull-" + i).getBytes(StandardCharsets.UTF_8)),
+                    (mqs, msg, arg) -> mqs.get(0), null);
+        }
+        org.apache.rocketmq.client.consumer.DefaultMQPullConsumer pull =
+                new org.apache.rocketmq.client.consumer.DefaultMQPullConsumer(FjordBroker.unique("PullGroup"));
+        pull.setNamesrvAddr(broker.namesrv());
+        pull.setInstanceName(FjordBroker.unique("pull"));
+        pull.start();
+        toClose.add(pull::shutdown);
+        MessageQueue q0 = pull.fetchSubscribeMessageQueues(topic).stream()
+                .filter(q -> q.getQueueId() == 0).findFirst().orElseThrow();
+        assertEquals(5, pull.maxOffset(q0));
+        assertEquals(0, pull.minOffset(q0));
+        org.apache.rocketmq.client.consumer.PullResult r = pull.pull(q0, "*", 1, 32);
+        assertEquals(org.apache.rocketmq.client.consumer.PullStatus.FOUND, r.getPullStatus());
+        assertEquals(List.of("pull-1", "pull-2", "pull-3", "pull-4"),
+                r.getMsgFoundList().stream().map(RocketMqClientTest::body).toList());
+        assertEquals(5, r.getNextBeginOffset());
+        pull.updateConsumeOffset(q0, r.getNextBeginOffset());
+        pull.getOffsetStore().persist(q0);
+        assertEquals(5, pull.fetchConsumeOffset(q0, true));
+        org.apache.rocketmq.client.consumer.PullResult none = pull.pull(q0, "*", 5, 32);
+        assertEquals(org.apache.rocketmq.client.consumer.PullStatus.NO_NEW_MSG, none.getPullStatus());
+    }
+
     @Test
     void queryByKeyAndViewById() throws Exception {
         String topic = FjordBroker.unique("Query");
