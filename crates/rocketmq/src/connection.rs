@@ -4,6 +4,9 @@
 //! request runs in its own task (at most
 //! [`crate::RocketMqConfig::max_in_flight`] per connection; reading stops
 //! while that many are running) and responses go through one writer task.
+//! Offset updates are the exception: they finish before the next request
+//! is read, so reading an offset back right after writing it one-way
+//! sees the new value.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,8 +102,13 @@ pub(crate) async fn run(
         peer.conn.serialize_type = cmd.serialize_type;
         (peer.conn.language, peer.conn.version) = (cmd.language, cmd.version);
         let Ok(permit) = permits.clone().acquire_owned().await else { break Ok(()) };
+        // Offset updates are handled before the next request is read:
+        // clients persist an offset one-way and read it back at once
+        // (`persist` then `fetchConsumeOffset`), and a RocketMQ broker
+        // answers the read with the value just written.
+        let in_order = cmd.code == fjord_rocketmq_codec::codes::request::UPDATE_CONSUMER_OFFSET;
         let (gw, peer, activity) = (gw.clone(), peer.clone(), activity.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let start = Instant::now();
             let api = instrument::api_name(cmd.code);
             let oneway = cmd.is_oneway();
@@ -114,6 +122,9 @@ pub(crate) async fn run(
             activity.lock().last = Instant::now();
             drop(permit);
         });
+        if in_order {
+            let _ = task.await;
+        }
     };
     gw.connection_closed(id);
     drop(peer);

@@ -411,3 +411,43 @@ async fn admin_commands_report_stats_connections_and_reset_offsets() {
     assert!(text(&config).lines().any(|l| l == "brokerName=broker-0"), "{}", text(&config));
     assert!(text(&config).lines().any(|l| l == "flushDiskType=SYNC_FLUSH"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_offset_update_is_seen_by_the_next_query() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    c.send("ow", 0, "m", &[]).await;
+    for offset in 1..50 {
+        // Java's RemoteBrokerOffsetStore.persist sends this one-way, then
+        // fetchConsumeOffset reads it back on the same connection: both
+        // frames arrive together here, so the broker reads them at once.
+        let mut update = RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET)
+            .with_field("consumerGroup", "og")
+            .with_field("topic", "ow")
+            .with_field("queueId", 0)
+            .with_field("commitOffset", offset);
+        update.flag |= fjord_rocketmq_codec::FLAG_ONEWAY;
+        update.opaque = 10_000 + offset;
+        let mut query = RemotingCommand::request(rq::QUERY_CONSUMER_OFFSET)
+            .with_field("consumerGroup", "og")
+            .with_field("topic", "ow")
+            .with_field("queueId", 0);
+        query.opaque = 20_000 + offset;
+        let mut both = update.encode().to_vec();
+        both.extend_from_slice(&query.encode());
+        c.sock.write_all(&both).await.expect("write");
+        let resp = loop {
+            if let Some(r) = decode_stream(&mut c.buf, DEFAULT_MAX_FRAME).expect("decode")
+                && r.opaque == query.opaque
+            {
+                break r;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(20), c.sock.read_buf(&mut c.buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed");
+        };
+        assert_eq!(resp.field("offset"), Some(offset.to_string().as_str()), "round {offset}");
+    }
+}

@@ -17,6 +17,11 @@ import java.util.regex.Pattern;
  * listener on an ephemeral port, data in a temporary directory), stopped
  * with SIGTERM when the JVM exits. Tests use their own topic and group
  * names, so they share it.
+ *
+ * With $FJORD_PEER set (by `scripts/peers test`), the same tests run
+ * against real Apache Kafka and RocketMQ instead: it names their addresses
+ * as `name=host:port` pairs (`kafka`, `rocketmq_namesrv`, `rocketmq_broker`,
+ * `rocketmq_grpc`) plus `cluster` and `broker_name`.
  */
 public final class FjordBroker {
     private static FjordBroker instance;
@@ -31,6 +36,16 @@ public final class FjordBroker {
 
     /** The shared broker, started on first use. */
     public static synchronized FjordBroker get() {
+        String peer = System.getenv("FJORD_PEER");
+        if (instance == null && peer != null && !peer.isEmpty()) {
+            StringBuilder json = new StringBuilder("{");
+            for (String pair : peer.split(",")) {
+                String[] kv = pair.split("=", 2);
+                json.append('"').append(kv[0].trim()).append("\":\"").append(kv[1].trim()).append("\",");
+            }
+            instance = new FjordBroker(null, json.append("}").toString());
+            instance.awaitPeerRoutes();
+        }
         if (instance == null) {
             try {
                 instance = start();
@@ -86,6 +101,31 @@ public final class FjordBroker {
         return b;
     }
 
+    /**
+     * A freshly started RocketMQ broker registers its topics with the name
+     * server shortly after its port opens; producers of new topics need
+     * the route of `TBW102` from then on.
+     */
+    private void awaitPeerRoutes() {
+        org.apache.rocketmq.tools.admin.DefaultMQAdminExt admin = new org.apache.rocketmq.tools.admin.DefaultMQAdminExt();
+        admin.setNamesrvAddr(namesrv());
+        admin.setInstanceName(unique("peer_wait"));
+        try {
+            admin.start();
+            await(Duration.ofSeconds(60), "the peer broker's TBW102 route", () -> {
+                try {
+                    return !admin.examineTopicRouteInfo("TBW102").getQueueDatas().isEmpty();
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+        } catch (Exception e) {
+            throw new IllegalStateException("the peer RocketMQ broker never registered: " + e, e);
+        } finally {
+            admin.shutdown();
+        }
+    }
+
     /** The address a listener is bound to (`kafka`, `rocketmq_namesrv`, ...). */
     public String addr(String listener) {
         Matcher m = Pattern.compile("\"" + Pattern.quote(listener) + "\"\\s*:\\s*\"([^\"]+)\"").matcher(ready);
@@ -103,8 +143,19 @@ public final class FjordBroker {
         return addr("kafka");
     }
 
-    public boolean alive() {
-        return process.isAlive();
+    /** Whether this is Fjord (and not a peer broker). */
+    public boolean isFjord() {
+        return process != null;
+    }
+
+    /** The RocketMQ cluster name routes and `clusterList` show. */
+    public String clusterName() {
+        return isFjord() ? "fjord" : addr("cluster");
+    }
+
+    /** The RocketMQ broker name routes show. */
+    public String brokerName() {
+        return isFjord() ? "broker-0" : addr("broker_name");
     }
 
     /** Polls `condition` every 20 ms until it holds; fails after `timeout`. */
