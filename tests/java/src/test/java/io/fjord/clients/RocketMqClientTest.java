@@ -240,6 +240,11 @@ class RocketMqClientTest {
     void broadcastingDeliversEveryMessageToEveryInstance() throws Exception {
         String topic = FjordBroker.unique("Broadcast");
         String group = FjordBroker.unique("BroadcastGroup");
+        for (int i = 0; i < 6; i++) {
+            producer.send(new Message(topic, "b", ("b-" + i).getBytes(StandardCharsets.UTF_8)));
+        }
+        // Each instance keeps its own progress and starts from the first
+        // offset (pushConsumer's setting), so both get all six.
         List<Set<String>> seen = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
             Set<String> mine = ConcurrentHashMap.newKeySet();
@@ -252,12 +257,6 @@ class RocketMqClientTest {
                 return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
             });
             c.start();
-        }
-        // Broadcasting consumers start at the end of the queues: send after
-        // both have their queues.
-        Thread.sleep(3000);
-        for (int i = 0; i < 6; i++) {
-            producer.send(new Message(topic, "b", ("b-" + i).getBytes(StandardCharsets.UTF_8)));
         }
         FjordBroker.await(Duration.ofSeconds(60), "6 messages at both instances",
                 () -> seen.stream().allMatch(s -> s.size() >= 6));
