@@ -1,5 +1,6 @@
 //! Frames captured from the real RocketMQ C++ client (rocketmq-client-cpp
-//! 1.2.x, as bundled by PyPI rocketmq-client-python 0.5.0rc2) talking to a
+//! 1.2.x, as bundled by PyPI rocketmq-client-python 0.5.0rc2) and the Java
+//! client 4.9.8 (`mqadmin` and `DefaultMQPullConsumer`) talking to a
 //! recording server: each decodes, with the fields the gateway reads.
 
 use bytes::{Bytes, BytesMut};
@@ -9,6 +10,22 @@ use fjord_rocketmq_codec::message::{decode_offset_msg_id, decode_properties, pro
 use fjord_rocketmq_codec::{Language, RemotingCommand, SerializeType};
 
 fn golden(name: &str) -> RemotingCommand {
+    let cmd = frame(name);
+    assert_eq!((cmd.language, cmd.version, cmd.serialize_type), (Language(1), 63, SerializeType::Json), "{name}");
+    assert!(!cmd.is_response());
+    cmd
+}
+
+/// A frame captured from the Java client 4.9.8 (rocketmq-client and
+/// rocketmq-tools' mqadmin, through tests/capture/remoting_proxy.py).
+fn golden_java(name: &str) -> RemotingCommand {
+    let cmd = frame(name);
+    assert_eq!((cmd.language, cmd.version, cmd.serialize_type), (Language::JAVA, 409, SerializeType::Json), "{name}");
+    assert!(!cmd.is_response());
+    cmd
+}
+
+fn frame(name: &str) -> RemotingCommand {
     let path = format!("{}/tests/golden/{name}.hex", env!("CARGO_MANIFEST_DIR"));
     let hex = std::fs::read_to_string(&path).expect("golden file");
     let bytes: Vec<u8> =
@@ -16,8 +33,6 @@ fn golden(name: &str) -> RemotingCommand {
     let mut buf = BytesMut::from(&bytes[..]);
     let cmd = decode_stream(&mut buf, DEFAULT_MAX_FRAME).expect("decodes").expect("a whole frame");
     assert!(buf.is_empty(), "{name}: one frame, nothing left over");
-    assert_eq!((cmd.language, cmd.version, cmd.serialize_type), (Language(1), 63, SerializeType::Json), "{name}");
-    assert!(!cmd.is_response());
     cmd
 }
 
@@ -103,4 +118,42 @@ fn offset_ids_decode_as_the_client_does() {
     // (0xBEEF): the last 16 hex digits.
     let (addr, pos) = decode_offset_msg_id("7F00000100002A9F000000000000BEEF").expect("id");
     assert_eq!((addr.to_string(), pos), ("127.0.0.1:10911".to_string(), 48_879));
+}
+
+#[test]
+fn java_admin_requests_carry_the_fields_the_gateway_reads() {
+    use fjord_rocketmq_codec::codes::request as rq;
+    assert_eq!(golden_java("java_get_broker_runtime_info").code, rq::GET_BROKER_RUNTIME_INFO);
+    assert_eq!(golden_java("java_get_broker_config").code, rq::GET_BROKER_CONFIG);
+    let stats = golden_java("java_get_topic_stats_info");
+    assert_eq!(stats.code, rq::GET_TOPIC_STATS_INFO);
+    assert!(stats.field("topic").is_some_and(|t| t.starts_with("AdminTopic_")));
+    let consume = golden_java("java_get_consume_stats");
+    assert_eq!(consume.code, rq::GET_CONSUME_STATS);
+    assert!(consume.field("consumerGroup").is_some_and(|g| g.starts_with("AdminGroup_")));
+    assert_eq!(consume.field("topic"), None, "no topic: every topic of the group");
+    let conns = golden_java("java_get_consumer_connection_list");
+    assert_eq!(conns.code, rq::GET_CONSUMER_CONNECTION_LIST);
+    assert!(conns.field("consumerGroup").is_some());
+    let who = golden_java("java_query_topic_consume_by_who");
+    assert_eq!(who.code, rq::QUERY_TOPIC_CONSUME_BY_WHO);
+    assert!(who.field("topic").is_some());
+    let reset = golden_java("java_invoke_broker_to_reset_offset");
+    assert_eq!(reset.code, rq::INVOKE_BROKER_TO_RESET_OFFSET);
+    assert_eq!(reset.parse::<i64>("timestamp").expect("timestamp"), 0);
+    assert!(reset.flag_field("isForce").expect("isForce"));
+    assert!(reset.field("group").is_some() && reset.field("topic").is_some());
+}
+
+#[test]
+fn java_persists_offsets_one_way() {
+    // RemoteBrokerOffsetStore.persist: one-way, so the gateway must finish
+    // it before reading the next request (a read-back follows at once).
+    let c = golden_java("java_update_consumer_offset_oneway");
+    assert_eq!(c.code, fjord_rocketmq_codec::codes::request::UPDATE_CONSUMER_OFFSET);
+    assert!(c.is_oneway());
+    assert_eq!(c.parse::<i64>("commitOffset").expect("offset"), 5);
+    assert_eq!(c.parse::<i32>("queueId").expect("queue"), 0);
+    // 4.9.8 also names the broker (`bname`); the gateway ignores it.
+    assert_eq!(c.field("bname"), Some("broker-0"));
 }
