@@ -92,6 +92,14 @@ async fn read_size(rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, idle: Dur
     }
 }
 
+/// Runs one read, failing with `TimedOut` when no byte arrives within
+/// `idle`.
+async fn within_idle<T>(idle: Duration, read: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+    tokio::time::timeout(idle, read)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no byte received for {idle:?}")))?
+}
+
 /// Fills `buf` unless the stream ends first; returns the bytes read. Each
 /// read must see a byte within `idle` (a `TimedOut` error otherwise), so a
 /// slow but steady peer is never idle.
@@ -102,9 +110,7 @@ async fn read_full(
 ) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        let n = tokio::time::timeout(idle, rd.read(&mut buf[got..])).await.map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no byte received for {idle:?}"))
-        })??;
+        let n = within_idle(idle, rd.read(&mut buf[got..])).await?;
         if n == 0 {
             break;
         }
@@ -162,8 +168,6 @@ async fn read_frame(
     }
     let idle = gw.config.connections_max_idle;
     let io = |source| KafkaError::Io { context: "reading a frame", source };
-    let stalled =
-        || io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no byte of the frame received for {idle:?}")));
     let mut buf = BytesMut::with_capacity(size.min(4));
     // The API key comes first: enforce the lower limit for everything but
     // Produce before reserving memory or reading further.
@@ -187,7 +191,7 @@ async fn read_frame(
         let want = (size - buf.len()).min(READ_CHUNK);
         buf.reserve(want);
         let mut chunk = (&mut *rd).take(want as u64);
-        let n = tokio::time::timeout(idle, chunk.read_buf(&mut buf)).await.map_err(|_| stalled())?.map_err(io)?;
+        let n = within_idle(idle, chunk.read_buf(&mut buf)).await.map_err(io)?;
         if n == 0 {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
