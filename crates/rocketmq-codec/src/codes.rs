@@ -59,6 +59,9 @@ pub mod request {
     pub const CHECK_CLIENT_CONFIG: i32 = 46;
     pub const SEND_REPLY_MESSAGE: i32 = 324;
     pub const SEND_REPLY_MESSAGE_V2: i32 = 325;
+    /// 5.x's DefaultLitePullConsumer: PULL_MESSAGE's header and answer, served
+    /// by the broker from its own thread pool.
+    pub const LITE_PULL_MESSAGE: i32 = 361;
 }
 
 /// Response codes.

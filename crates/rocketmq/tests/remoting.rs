@@ -276,6 +276,13 @@ async fn batch_sends_store_every_message_in_order() {
     assert_eq!(bodies, [&b"b0"[..], b"b1", b"b2"]);
     assert!(got[1].properties.contains(&("UNIQ_KEY".into(), "ID1".into())));
     assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [0, 1, 2]);
+    // 5.x's lite pull consumer asks with LITE_PULL_MESSAGE: the same header, the same answer.
+    let mut lite = pull("batched", 2, 1, "*", "TAG");
+    lite.code = rq::LITE_PULL_MESSAGE;
+    let p = c.call(lite).await;
+    assert_eq!(p.code, response::SUCCESS, "{:?}", p.remark);
+    let got = MessageExt::decode_all(p.body).expect("msgs");
+    assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [1, 2]);
 }
 
 fn heartbeat(client: &str, group: &str) -> RemotingCommand {
@@ -304,6 +311,16 @@ async fn group_members_are_told_when_membership_changes() {
     let node = start().await;
     let mut a = Client::connect(&node.addr).await;
     let mut b = Client::connect(&node.addr).await;
+    // A starting consumer asks for its retry topic's route before its first
+    // heartbeat: the route is there at once (a 5.x client would otherwise
+    // learn of it only at its next 30 s route poll).
+    let route = |t: &str| RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", t);
+    let r = a.call(route("%RETRY%early")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let early: TopicRouteData = from_json(&r.body).expect("route");
+    assert_eq!(early.queue_datas[0].read_queue_nums, 1);
+    assert_eq!(a.call(route("%RETRY%")).await.code, response::TOPIC_NOT_EXIST, "no group, no topic");
+    assert_eq!(a.call(route("plain-unknown")).await.code, response::TOPIC_NOT_EXIST);
     assert_eq!(a.call(heartbeat("client-a", "g")).await.code, response::SUCCESS);
     // The group's retry topic exists from the first heartbeat on.
     let r = a.call(RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "%RETRY%g")).await;

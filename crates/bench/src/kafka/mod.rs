@@ -198,6 +198,9 @@ pub(crate) struct KafkaArgs {
     /// Print the aggregates as one JSON line too.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print every report row as a JSON line too (`"row": true`; plots over time).
+    #[arg(long)]
+    pub(crate) json_rows: bool,
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     pub(crate) threads: Option<usize>,

@@ -123,6 +123,7 @@ impl Reporter {
                 let (p, e) = stats.take_histograms();
                 let _ = pub_all.add(&p);
                 let _ = e2e_all.add(&e);
+                let row_cpu = cpu_row.sample();
                 let line = row(
                     &format!("[{label:>8} {:>6.1}s]", (now - start).as_secs_f64()),
                     &last.since(&row_first),
@@ -130,10 +131,26 @@ impl Reporter {
                     backlog(&last),
                     &Latency::of(&p),
                     &Latency::of(&e),
-                    &cpu_row.sample(),
+                    &row_cpu,
                     self.run.args.consumers > 0,
                 );
                 say(&line);
+                if self.run.args.json_rows {
+                    let secs = (now - row_start).as_secs_f64().max(1e-9);
+                    let c = last.since(&row_first);
+                    say(&serde_json::json!({
+                        "row": true,
+                        "label": self.run.args.label,
+                        "phase": label,
+                        "t_s": (now - start).as_secs_f64(),
+                        "pub_msgs_per_s": c.pub_msgs as f64 / secs,
+                        "cons_msgs_per_s": c.cons_msgs as f64 / secs,
+                        "pub_latency_ms": Latency::of(&p).json(),
+                        "e2e_latency_ms": Latency::of(&e).json(),
+                        "broker_cores": row_cpu.broker,
+                    })
+                    .to_string());
+                }
                 (row_start, row_first) = (now, last);
             }
             if finished {

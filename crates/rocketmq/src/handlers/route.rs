@@ -29,8 +29,19 @@ impl RocketMqGateway {
     }
 }
 
-pub(crate) fn route_info(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+pub(crate) async fn route_info(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let topic = req.required("topic")?;
+    // A starting push consumer asks for its group's retry topic before its
+    // first heartbeat creates it; without a route then, the 5.x client
+    // learns of it only at its next route poll (30 s), and every retry
+    // waits that long. The question itself names the group: create it.
+    if let Some(group) = topic.strip_prefix(fjord_messaging::retry::RETRY_PREFIX)
+        && !group.is_empty()
+        && gw.broker().topic(topic).is_none()
+        && gw.broker().auto_create_topics()
+    {
+        gw.messaging.ensure_retry_topic(group).await?;
+    }
     let queues = match gw.broker().topic(topic) {
         Some(t) => t.partitions().len() as i32,
         None if topic == AUTO_CREATE_TOPIC && gw.broker().auto_create_topics() => {
