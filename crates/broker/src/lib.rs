@@ -40,6 +40,7 @@
 //! - Blocking file I/O runs on tokio's blocking pool, never on a runtime
 //!   worker.
 
+mod append_queue;
 pub mod broker;
 #[cfg(test)]
 mod creation_tests;

@@ -41,6 +41,7 @@ pub struct Partition {
     high_watermark: watch::Sender<u64>,
     pub(crate) producers: crate::producers::ProducerTable,
     pub(crate) traffic: crate::traffic::Traffic,
+    pub(crate) appends: Arc<crate::append_queue::AppendQueue>,
 }
 
 impl Partition {
@@ -53,6 +54,7 @@ impl Partition {
             high_watermark,
             producers: Default::default(),
             traffic: Default::default(),
+            appends: Default::default(),
         }
     }
 

@@ -96,7 +96,9 @@ impl Broker {
         let p = partition.clone();
         let epoch = partition.leader_epoch();
         let bytes = data.len() as u64;
-        let info = blocking(move || p.log().append(data, AppendOrigin::Leader { epoch }))
+        let info = p
+            .appends
+            .append(p.log(), data, AppendOrigin::Leader { epoch })
             .await?
             .map_err(|e| BrokerError::log(tp.to_string(), e))?;
         // A single node is its own in-sync replica set: the high watermark is

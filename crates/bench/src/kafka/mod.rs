@@ -135,6 +135,10 @@ pub(crate) struct KafkaArgs {
     /// Message value size in bytes (at least 8: the send time is stored in the first 8).
     #[arg(long, default_value_t = 100)]
     pub(crate) message_size: usize,
+    /// rdkafka mode: give every message its own key (`k<producer>-<n>`; the
+    /// partitioner then spreads by key).
+    #[arg(long)]
+    pub(crate) keys: bool,
     /// Producers (batch mode: connections; rdkafka mode: producer instances, one thread each).
     #[arg(long, default_value_t = 1)]
     pub(crate) producers: usize,

@@ -8,6 +8,7 @@
 //! Callbacks and consumers count into thread-local state that is merged
 //! into the shared [`Stats`] every 100 ms, so no lock is shared per message.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,6 +165,7 @@ pub(crate) fn producer(run: Arc<Run>, index: usize, stats: Arc<Stats>, stop: Arc
     let started = now_us();
     let mut sent: u64 = 0;
     let topics = &run.topics;
+    let mut key = String::new();
     while !stop.load(Ordering::Relaxed) {
         let mut now = now_us();
         if let Some(rate) = per_sec {
@@ -181,7 +183,15 @@ pub(crate) fn producer(run: Arc<Run>, index: usize, stats: Arc<Stats>, stop: Arc
         let topic = &topics[(sent % topics.len() as u64) as usize];
         loop {
             payload[..8].copy_from_slice(&now.to_be_bytes());
-            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..])) {
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(&payload[..]);
+            if a.keys {
+                // A key per message (the key index's worst case: every
+                // record adds an entry).
+                key.clear();
+                let _ = write!(key, "k{index}-{sent}");
+                record = record.key(key.as_bytes());
+            }
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     if stop.load(Ordering::Relaxed) {

@@ -119,6 +119,19 @@ impl Slot {
         }
     }
 
+    /// Sleeps until this append is written or this appender leads, leaving
+    /// a written result in place for `wait`.
+    fn wait_keep(&self) -> Woken {
+        let mut st = self.state.lock();
+        loop {
+            match &*st {
+                SlotState::Done(_) => return Woken::Done(Err(not_written())),
+                SlotState::Promoted(_) => return Woken::Promoted,
+                _ => self.changed.wait(&mut st),
+            }
+        }
+    }
+
     fn take_result(&self) -> Option<Written> {
         let mut st = self.state.lock();
         match std::mem::replace(&mut *st, SlotState::Taken) {
@@ -171,6 +184,78 @@ impl Log {
         Ok(info)
     }
 
+    /// Appends several independent requests (each one or more batches) as
+    /// one write group, and waits once for their durability. Each request
+    /// gets its own outcome, in order: one invalid request fails alone.
+    ///
+    /// For callers that gather appends from many tasks (the broker's
+    /// per-partition append queue): one thread writes what would otherwise
+    /// take one blocked thread per request.
+    pub fn append_many(&self, requests: Vec<(BytesMut, AppendOrigin)>) -> Vec<Result<AppendInfo>> {
+        let cfg = self.config.read().clone();
+        let mut out: Vec<Option<Result<AppendInfo>>> = (0..requests.len()).map(|_| None).collect();
+        let mut queued = Vec::with_capacity(requests.len());
+        for (i, (data, origin)) in requests.into_iter().enumerate() {
+            match split_and_validate(&data, cfg.max_message_bytes) {
+                Ok(headers) => queued.push((i, Arc::new(Slot::new(Request { data, headers, origin })))),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let Some((_, first)) = queued.first() else {
+            return out.into_iter().map(|r| r.unwrap_or_else(|| Err(not_written()))).collect();
+        };
+        // Queued together under one lock: one leader takes them all.
+        let lead = {
+            let mut q = self.write_queue.lock();
+            q.slots.extend(queued.iter().map(|(_, s)| s.clone()));
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            // Leading writes the whole queue; the slots' results are taken below.
+            self.lead_group(&cfg);
+        } else if let Woken::Promoted = first.wait_keep() {
+            self.lead_group(&cfg);
+        }
+        let mut durable_to = None;
+        for (i, slot) in &queued {
+            let written = match slot.wait() {
+                Woken::Done(r) => r,
+                Woken::Promoted => self.lead(&cfg, slot),
+            };
+            out[*i] = Some(written.map(|(info, generation)| {
+                durable_to = Some((info.last_offset + 1, generation));
+                info
+            }));
+        }
+        if cfg.durability == Durability::GroupCommit
+            && let Some((end, generation)) = durable_to
+            && let Err(e) = self.wait_durable_in(end, generation)
+        {
+            // Nothing of this group is acknowledged unless it is durable.
+            let reason = e.to_string();
+            for r in out.iter_mut() {
+                if matches!(r, Some(Ok(_))) {
+                    *r = Some(Err(LogError::Poisoned { path: self.dir.clone(), op: "fsync", reason: reason.clone() }));
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(not_written()))).collect()
+    }
+
+    /// Writes the queue as the leader and hands leadership on; the written
+    /// slots keep their results for their owners.
+    fn lead_group(&self, cfg: &LogConfig) {
+        {
+            let _w = self.writer.lock();
+            self.write_group(cfg);
+        }
+        let mut q = self.write_queue.lock();
+        match q.slots.first() {
+            Some(next) => next.promote(),
+            None => q.leader = false,
+        }
+    }
+
     /// Writes the queue (which holds `own`) as the leader, then hands
     /// leadership to whoever queued meanwhile.
     fn lead(&self, cfg: &LogConfig, own: &Slot) -> Written {
@@ -185,7 +270,7 @@ impl Log {
                 None => q.leader = false,
             }
         }
-        own.take_result().unwrap_or_else(|| Err(LogError::InvalidArgument("append was not written".into())))
+        own.take_result().unwrap_or_else(|| Err(not_written()))
     }
 
     /// Writes every queued append. Called with the writer lock held.
@@ -260,6 +345,10 @@ impl Log {
         }
         Ok(())
     }
+}
+
+fn not_written() -> LogError {
+    LogError::InvalidArgument("append was not written".into())
 }
 
 /// Gives one request its offsets (leaders) or checks them (replicas).

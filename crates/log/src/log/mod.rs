@@ -248,6 +248,12 @@ impl Log {
         self.config.read().clone()
     }
 
+    /// Whether an append waits for an fsync before it returns (group commit,
+    /// every write), rather than only for its write to the page cache.
+    pub fn append_waits_for_fsync(&self) -> bool {
+        !matches!(self.config.read().durability, crate::config::Durability::Interval(_))
+    }
+
     /// Replaces the configuration; applies to subsequent operations.
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write() = config;

@@ -140,6 +140,31 @@ fn oversize_and_malformed_appends_are_rejected_without_writing() {
 }
 
 #[test]
+fn append_many_writes_each_request_in_order_and_fails_only_the_invalid_one() {
+    for durability in [Durability::Interval(std::time::Duration::from_secs(60)), Durability::GroupCommit] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), LogConfig { durability, ..small_config() });
+        fill(&log, 1);
+        let mut bad = batch(&["bad"], T0);
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        let results =
+            log.append_many(vec![(batch(&["a", "b"], T0), leader()), (bad, leader()), (batch(&["c"], T0), leader())]);
+        assert_eq!(results.len(), 3);
+        let offsets: Vec<_> = results.iter().map(|r| r.as_ref().map(|i| (i.base_offset, i.last_offset))).collect();
+        assert!(matches!(offsets[0], Ok((2, 3))), "{durability:?}: {offsets:?}");
+        assert!(matches!(results[1], Err(LogError::InvalidBatch(FormatError::CrcMismatch { .. }))));
+        assert!(matches!(offsets[2], Ok((4, 4))), "{durability:?}: {offsets:?}");
+        let got: Vec<String> = values(&log, 2).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        if durability == Durability::GroupCommit {
+            assert_eq!(log.sync.lock().durable, 5, "acknowledged only once durable");
+        }
+        assert!(log.append_many(Vec::new()).is_empty());
+    }
+}
+
+#[test]
 fn lookup_by_timestamp_is_exact_for_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = open(dir.path(), small_config());
