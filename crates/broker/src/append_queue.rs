@@ -1,27 +1,24 @@
 //! A partition's append queue: appends from many tasks are gathered and
-//! written by one blocking task at a time, as one write group with one wait
-//! for durability ([`Log::append_many`]).
+//! written as one write group at a time ([`Log::write_many`]); the groups
+//! that must be fsynced before they are acknowledged (group commit) wait
+//! for it on a blocking thread per group, while the next groups are
+//! written, so each fsync covers everything written meanwhile.
 //!
 //! Why: the log's append blocks (a write, and under group commit an fsync),
 //! so each append used to take a blocking-pool thread of its own. Small
 //! appends from many producers (RocketMQ sends one message per request)
 //! then cost two thread switches and a pool wake-up each, which was most
-//! of the broker's CPU. Queued here, they cost an async wake-up each and
-//! the queue one thread per group: where an append only writes to the page
-//! cache (interval durability: microseconds, no fsync) the appender that
-//! finds the queue idle writes the group itself, on its own worker, for a
-//! few rounds, and hands what is left to the blocking pool.
-//!
-//! Appends that wait for an fsync (group commit) keep a blocking thread
-//! each: a single drain would write the next group only after the previous
-//! one's fsync, where separate threads write it during that fsync and let
-//! the next fsync cover more (measured: 15% less Kafka produce throughput
-//! through the queue).
+//! of the broker's CPU. Queued here, they cost an async wake-up each. The
+//! appender that finds the queue idle writes the groups itself, on its own
+//! worker (a write to the page cache takes microseconds), for a few rounds,
+//! then hands what is left to the blocking pool; where every write fsyncs
+//! (`every-write` durability) the blocking pool drains from the start.
 //!
 //! Invariants: at most one drain runs per partition, so appends are
 //! written in the order they were queued; every queued append gets an
 //! answer (its result, or a closed channel if the drain panicked, after
-//! which the next append starts a fresh drain).
+//! which the next append starts a fresh drain); nothing is acknowledged
+//! before its durability policy allows it.
 
 use std::sync::Arc;
 
@@ -30,7 +27,7 @@ use fjord_log::{AppendInfo, AppendOrigin, Log};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::error::{BrokerError, Result, blocking};
+use crate::error::{BrokerError, Result};
 
 type Reply = oneshot::Sender<fjord_log::Result<AppendInfo>>;
 
@@ -55,10 +52,6 @@ impl AppendQueue {
         data: BytesMut,
         origin: AppendOrigin,
     ) -> Result<fjord_log::Result<AppendInfo>> {
-        if log.append_waits_for_fsync() {
-            let log = log.clone();
-            return blocking(move || log.append(data, origin)).await;
-        }
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock();
@@ -66,7 +59,7 @@ impl AppendQueue {
             !std::mem::replace(&mut st.draining, true)
         };
         // The appender that found the queue idle writes a few groups itself.
-        if start && !self.drain(log, INLINE_ROUNDS) {
+        if start && (log.write_fsyncs() || !self.drain(log, INLINE_ROUNDS)) {
             let (queue, log) = (self.clone(), log.clone());
             // Not awaited: the drain outlives this append if others queue.
             drop(tokio::task::spawn_blocking(move || queue.drain(&log, usize::MAX)));
@@ -76,7 +69,7 @@ impl AppendQueue {
 
     /// Writes groups until the queue is empty (true) or `rounds` groups were
     /// written (false: still draining, the caller hands on).
-    fn drain(&self, log: &Log, rounds: usize) -> bool {
+    fn drain(&self, log: &Arc<Log>, rounds: usize) -> bool {
         // Whatever way this ends (a panic included), the next append must
         // be able to start a drain, and nobody may wait on a lost reply.
         struct Reset<'a>(&'a AppendQueue);
@@ -105,10 +98,20 @@ impl AppendQueue {
                     (data, origin)
                 })
                 .collect();
-            for (result, reply) in log.append_many(requests).into_iter().zip(replies) {
-                // The appender may have gone (its client disconnected); the
-                // append stands either way, as a blocking append would.
-                let _ = reply.send(result);
+            let (results, mark) = log.write_many(requests);
+            match mark {
+                None => answer(results, replies),
+                Some(mark) => {
+                    let log = log.clone();
+                    // One waiter per group; concurrent waiters share fsyncs.
+                    drop(tokio::task::spawn_blocking(move || {
+                        let mut results = results;
+                        if let Err(e) = log.wait_durable_mark(mark) {
+                            log.fail_unsynced(&mut results, &e);
+                        }
+                        answer(results, replies);
+                    }));
+                }
             }
         }
         // Still draining: the caller hands the queue on.
@@ -117,8 +120,16 @@ impl AppendQueue {
     }
 }
 
+fn answer(results: Vec<fjord_log::Result<AppendInfo>>, replies: Vec<Reply>) {
+    for (result, reply) in results.into_iter().zip(replies) {
+        // The appender may have gone (its client disconnected); the append
+        // stands either way, as a blocking append would.
+        let _ = reply.send(result);
+    }
+}
+
 /// Groups an appender writes on its own worker before handing the rest of
-/// the queue to the blocking pool (interval durability only).
+/// the queue to the blocking pool.
 const INLINE_ROUNDS: usize = 4;
 
 #[cfg(test)]

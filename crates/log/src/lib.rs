@@ -74,7 +74,7 @@ pub use epoch::EpochEntry;
 pub use error::{FormatError, LogError, Result};
 pub use key_index::key_hash;
 pub use log::{
-    AppendInfo, AppendOrigin, Log, LogSlice, LogStats, LogSummary, ReadBound, ReadResult, RecoveryOutcome,
+    AppendInfo, AppendOrigin, DurableMark, Log, LogSlice, LogStats, LogSummary, ReadBound, ReadResult, RecoveryOutcome,
     RetentionOutcome, inspect,
 };
 pub use segment::KeyIndexConfig;

@@ -187,23 +187,51 @@ impl Log {
     /// Appends several independent requests (each one or more batches) as
     /// one write group, and waits once for their durability. Each request
     /// gets its own outcome, in order: one invalid request fails alone.
+    pub fn append_many(&self, requests: Vec<(BytesMut, AppendOrigin)>) -> Vec<Result<AppendInfo>> {
+        let (mut out, mark) = self.write_many(requests);
+        if let Some(mark) = mark
+            && let Err(e) = self.wait_durable_mark(mark)
+        {
+            self.fail_unsynced(&mut out, &e);
+        }
+        out
+    }
+
+    /// After a failed wait for durability nothing of the group is
+    /// acknowledged: its written requests fail with the wait's error.
+    pub fn fail_unsynced(&self, results: &mut [Result<AppendInfo>], e: &LogError) {
+        let reason = e.to_string();
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err(LogError::Poisoned { path: self.dir.clone(), op: "fsync", reason: reason.clone() });
+        }
+    }
+
+    /// [`Log::append_many`] without the wait for durability: returns once
+    /// the requests are written (to the page cache), with the mark to pass
+    /// to [`Log::wait_durable_mark`] when the durability policy wants an
+    /// fsync before they are acknowledged (`None`: nothing to wait for).
     ///
     /// For callers that gather appends from many tasks (the broker's
-    /// per-partition append queue): one thread writes what would otherwise
-    /// take one blocked thread per request.
-    pub fn append_many(&self, requests: Vec<(BytesMut, AppendOrigin)>) -> Vec<Result<AppendInfo>> {
+    /// per-partition append queue): one caller writes group after group
+    /// while earlier groups wait for their fsync elsewhere, so the next
+    /// fsync covers everything written meanwhile.
+    pub fn write_many(
+        &self,
+        requests: Vec<(BytesMut, AppendOrigin)>,
+    ) -> (Vec<Result<AppendInfo>>, Option<DurableMark>) {
         let cfg = self.config.read().clone();
-        let mut out: Vec<Option<Result<AppendInfo>>> = (0..requests.len()).map(|_| None).collect();
+        let mut out: Vec<Result<AppendInfo>> = Vec::with_capacity(requests.len());
         let mut queued = Vec::with_capacity(requests.len());
         for (i, (data, origin)) in requests.into_iter().enumerate() {
             match split_and_validate(&data, cfg.max_message_bytes) {
-                Ok(headers) => queued.push((i, Arc::new(Slot::new(Request { data, headers, origin })))),
-                Err(e) => out[i] = Some(Err(e)),
+                Ok(headers) => {
+                    queued.push((i, Arc::new(Slot::new(Request { data, headers, origin }))));
+                    out.push(Err(not_written()));
+                }
+                Err(e) => out.push(Err(e)),
             }
         }
-        let Some((_, first)) = queued.first() else {
-            return out.into_iter().map(|r| r.unwrap_or_else(|| Err(not_written()))).collect();
-        };
+        let Some((_, first)) = queued.first() else { return (out, None) };
         // Queued together under one lock: one leader takes them all.
         let lead = {
             let mut q = self.write_queue.lock();
@@ -216,30 +244,25 @@ impl Log {
         } else if let Woken::Promoted = first.wait_keep() {
             self.lead_group(&cfg);
         }
-        let mut durable_to = None;
+        let mut mark = None;
         for (i, slot) in &queued {
             let written = match slot.wait() {
                 Woken::Done(r) => r,
                 Woken::Promoted => self.lead(&cfg, slot),
             };
-            out[*i] = Some(written.map(|(info, generation)| {
-                durable_to = Some((info.last_offset + 1, generation));
+            out[*i] = written.map(|(info, generation)| {
+                mark = Some(DurableMark { end: info.last_offset + 1, generation });
                 info
-            }));
+            });
         }
-        if cfg.durability == Durability::GroupCommit
-            && let Some((end, generation)) = durable_to
-            && let Err(e) = self.wait_durable_in(end, generation)
-        {
-            // Nothing of this group is acknowledged unless it is durable.
-            let reason = e.to_string();
-            for r in out.iter_mut() {
-                if matches!(r, Some(Ok(_))) {
-                    *r = Some(Err(LogError::Poisoned { path: self.dir.clone(), op: "fsync", reason: reason.clone() }));
-                }
-            }
-        }
-        out.into_iter().map(|r| r.unwrap_or_else(|| Err(not_written()))).collect()
+        let wait = cfg.durability == Durability::GroupCommit;
+        (out, mark.filter(|_| wait))
+    }
+
+    /// Waits until the writes behind `mark` are durable (sharing fsyncs with
+    /// every other waiter, as appends under group commit do).
+    pub fn wait_durable_mark(&self, mark: DurableMark) -> Result<()> {
+        self.wait_durable_in(mark.end, mark.generation)
     }
 
     /// Writes the queue as the leader and hands leadership on; the written
@@ -345,6 +368,14 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// Where a group of writes ends, and in which generation of the log it was
+/// written (a recovery in between fails the wait: it may have cut them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableMark {
+    end: u64,
+    generation: u64,
 }
 
 fn not_written() -> LogError {

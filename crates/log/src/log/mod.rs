@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+pub use append::DurableMark;
 pub(crate) use append::pwrite_all;
 pub use inspect::{LogSummary, inspect};
 pub use maintenance::RetentionOutcome;
@@ -248,10 +249,10 @@ impl Log {
         self.config.read().clone()
     }
 
-    /// Whether an append waits for an fsync before it returns (group commit,
-    /// every write), rather than only for its write to the page cache.
-    pub fn append_waits_for_fsync(&self) -> bool {
-        !matches!(self.config.read().durability, crate::config::Durability::Interval(_))
+    /// Whether a write itself fsyncs (durability `EveryWrite`), so that it
+    /// may take milliseconds rather than microseconds.
+    pub fn write_fsyncs(&self) -> bool {
+        self.config.read().durability == crate::config::Durability::EveryWrite
     }
 
     /// Replaces the configuration; applies to subsequent operations.
