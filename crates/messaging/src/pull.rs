@@ -92,6 +92,26 @@ pub struct Pulled {
 /// cannot make one pull read a whole partition.
 const MAX_SCAN_BYTES: usize = 4 << 20;
 
+/// The first read of a pull or pop: this much per wanted message (a small
+/// message in its own batch takes ~170 bytes), within these bounds.
+const READ_BYTES_PER_MESSAGE: usize = 256;
+const MIN_READ_BYTES: usize = 4 << 10;
+const MAX_READ_BYTES: usize = 256 << 10;
+
+/// How much to read first for `max` messages: about what is wanted, not a
+/// fixed 256 KiB, since every record read is decoded and checked (a
+/// RocketMQ pull of 32 small messages used to decode ~1,500 to return 32:
+/// 20 µs of broker CPU per message pulled).
+pub(crate) fn first_read(max: usize) -> usize {
+    max.saturating_mul(READ_BYTES_PER_MESSAGE).clamp(MIN_READ_BYTES, MAX_READ_BYTES)
+}
+
+/// The next read after one that did not fill the request (a filter skipped
+/// records): twice as much, up to the cap.
+pub(crate) fn next_read(chunk: usize) -> usize {
+    chunk.saturating_mul(2).min(MAX_READ_BYTES)
+}
+
 impl Messaging {
     /// Reads matching messages from an offset.
     pub async fn pull(&self, req: PullRequest) -> Result<Pulled> {
@@ -110,8 +130,10 @@ impl Messaging {
             let hw = log.high_watermark();
             let mut offset = start.max(log.log_start_offset());
             let (mut out, mut scanned) = (Vec::new(), 0usize);
+            let mut chunk = first_read(max);
             'scan: while offset < hw && scanned < MAX_SCAN_BYTES {
-                let recs = log.read_records(offset, 256 << 10, ReadBound::HighWatermark).map_err(ctx)?;
+                let recs = log.read_records(offset, chunk, ReadBound::HighWatermark).map_err(ctx)?;
+                chunk = next_read(chunk);
                 let Some(last) = recs.last().map(|r| r.offset) else { break };
                 for r in recs {
                     scanned += r.value.as_ref().map_or(0, |v| v.len()) + 64;

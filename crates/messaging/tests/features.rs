@@ -109,6 +109,33 @@ async fn tag_and_sql_filters_run_on_the_broker() {
     env.close().await;
 }
 
+/// Pulls read about what they want and grow their reads past what a
+/// filter skips: the one match after 2,000 skipped messages (more than
+/// one maximal read) is found, and the skipped ones are passed over.
+#[tokio::test]
+async fn pulls_read_past_long_runs_of_skipped_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("skip", 1).await;
+    let filler = "x".repeat(150);
+    for i in 0..2000 {
+        let mut m = msg("skip", &format!("{i}{filler}"));
+        m.tag = Some("A".into());
+        env.m.send(m, Partitioning::Explicit(0)).await.unwrap();
+    }
+    let mut wanted = msg("skip", "wanted");
+    wanted.tag = Some("B".into());
+    env.m.send(wanted, Partitioning::Explicit(0)).await.unwrap();
+    let tp = TopicPartition::new("skip", 0);
+    let one = |filter| PullRequest { max_messages: 1, offset: Some(0), ..pull_req("g", tp.clone(), filter) };
+    let got = env.m.pull(one(Filter::parse(FilterKind::Tag, "B").unwrap())).await.unwrap();
+    assert_eq!(bodies(&got.messages), vec!["wanted"]);
+    assert_eq!(got.next_offset, 2001);
+    let first = env.m.pull(one(Filter::All)).await.unwrap();
+    assert_eq!((first.messages.len(), first.next_offset), (1, 1));
+    env.close().await;
+}
+
 #[tokio::test]
 async fn delayed_messages_appear_at_their_time_and_not_before() {
     let dir = tempfile::tempdir().unwrap();

@@ -213,8 +213,10 @@ impl Messaging {
         let start = s.next;
         let mut offset = start.max(log.log_start_offset());
         let hw = log.high_watermark();
+        let mut chunk = crate::pull::first_read(a.max);
         'scan: while k.out.len() < a.max && offset < hw {
-            let recs = log.read_records(offset, 256 << 10, ReadBound::HighWatermark).map_err(ctx)?;
+            let recs = log.read_records(offset, chunk, ReadBound::HighWatermark).map_err(ctx)?;
+            chunk = crate::pull::next_read(chunk);
             let Some(last) = recs.last().map(|r| r.offset) else { break };
             for r in recs {
                 if k.out.len() >= a.max {
