@@ -157,3 +157,22 @@ fn java_persists_offsets_one_way() {
     // 4.9.8 also names the broker (`bname`); the gateway ignores it.
     assert_eq!(c.field("bname"), Some("broker-0"));
 }
+
+#[test]
+fn java5_lite_pull_is_a_pull_with_its_own_code() {
+    // rocketmq-client 5.5.0's DefaultLitePullConsumer (version 513): the
+    // PULL_MESSAGE header under LITE_PULL_MESSAGE, plus the 5.x fields
+    // `maxMsgBytes` and `bname`; sysFlag 22 = suspend | subscription | lite.
+    let c = frame("java5_lite_pull_message");
+    assert_eq!((c.language, c.version, c.serialize_type), (Language::JAVA, 513, SerializeType::Json));
+    assert_eq!(c.code, fjord_rocketmq_codec::codes::request::LITE_PULL_MESSAGE);
+    assert!(!c.is_response() && !c.is_oneway());
+    assert_eq!(c.field("topic"), Some("Lite_e54bda53c21"));
+    assert_eq!(c.parse::<i32>("queueId").expect("queue"), 1);
+    assert_eq!(c.parse::<i64>("queueOffset").expect("offset"), 2);
+    assert_eq!(c.parse::<i32>("maxMsgNums").expect("max"), 10);
+    assert_eq!(c.parse::<i32>("sysFlag").expect("flags"), 22);
+    assert_eq!(c.parse::<i64>("suspendTimeoutMillis").expect("suspend"), 20_000);
+    assert_eq!((c.field("subscription"), c.field("expressionType")), (Some("*"), Some("TAG")));
+    assert_eq!(c.field("maxMsgBytes"), Some("2147483647"));
+}

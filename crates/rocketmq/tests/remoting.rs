@@ -276,13 +276,38 @@ async fn batch_sends_store_every_message_in_order() {
     assert_eq!(bodies, [&b"b0"[..], b"b1", b"b2"]);
     assert!(got[1].properties.contains(&("UNIQ_KEY".into(), "ID1".into())));
     assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [0, 1, 2]);
-    // 5.x's lite pull consumer asks with LITE_PULL_MESSAGE: the same header, the same answer.
-    let mut lite = pull("batched", 2, 1, "*", "TAG");
-    lite.code = rq::LITE_PULL_MESSAGE;
+}
+
+/// The 5.x Java client's lite pull, replayed byte for byte as captured
+/// (crates/rocketmq-codec/tests/golden): LITE_PULL_MESSAGE on queue 1 from
+/// offset 2 of its topic, long-polling, gets what PULL_MESSAGE would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java5_lite_pull_frame_is_served_as_a_pull() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    let topic = "Lite_e54bda53c21";
+    for i in 0..4 {
+        c.send(topic, 1, &format!("lite-{i}"), &[]).await;
+    }
+    let hex = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rocketmq-codec/tests/golden/java5_lite_pull_message.hex"
+    ))
+    .expect("golden frame");
+    let mut raw = BytesMut::from(&decode_hex(hex.trim())[..]);
+    let mut lite = decode_stream(&mut raw, DEFAULT_MAX_FRAME).expect("decode").expect("one frame");
+    assert_eq!(lite.code, rq::LITE_PULL_MESSAGE);
+    lite.opaque = 0; // Client::call numbers its requests
     let p = c.call(lite).await;
     assert_eq!(p.code, response::SUCCESS, "{:?}", p.remark);
+    assert_eq!(p.field("nextBeginOffset"), Some("4"));
     let got = MessageExt::decode_all(p.body).expect("msgs");
-    assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(&got[0].body[..], b"lite-2");
+}
+
+fn decode_hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
 fn heartbeat(client: &str, group: &str) -> RemotingCommand {
