@@ -282,17 +282,7 @@ impl Log {
     /// Writes the queue (which holds `own`) as the leader, then hands
     /// leadership to whoever queued meanwhile.
     fn lead(&self, cfg: &LogConfig, own: &Slot) -> Written {
-        {
-            let _w = self.writer.lock();
-            self.write_group(cfg);
-        }
-        {
-            let mut q = self.write_queue.lock();
-            match q.slots.first() {
-                Some(next) => next.promote(),
-                None => q.leader = false,
-            }
-        }
+        self.lead_group(cfg);
         own.take_result().unwrap_or_else(|| Err(not_written()))
     }
 

@@ -69,6 +69,7 @@ class RocketMqClientTest {
         for (AutoCloseable c : toClose) {
             c.close();
         }
+        toClose.clear();
         producer.shutdown();
     }
 

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -21,7 +20,6 @@ import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendCallback;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
-import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.junit.jupiter.api.AfterAll;
@@ -37,41 +35,27 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class RocketMq5RemotingTest {
-    static FjordBroker broker;
-    static DefaultMQProducer producer;
-    static final List<AutoCloseable> toClose = new ArrayList<>();
-
+    // The broker, the shared producer and the consumers' clean-up are
+    // RocketMqClientTest's (the same package, compiled into this module).
     @BeforeAll
     static void start() throws Exception {
-        broker = FjordBroker.get();
-        producer = new DefaultMQProducer("rocketmq5_group");
-        producer.setNamesrvAddr(broker.namesrv());
-        producer.setInstanceName(FjordBroker.unique("producer5"));
-        producer.start();
+        RocketMqClientTest.start();
     }
 
     @AfterAll
     static void stop() throws Exception {
-        for (AutoCloseable c : toClose) {
-            c.close();
-        }
-        producer.shutdown();
+        RocketMqClientTest.stop();
     }
 
-    static DefaultMQPushConsumer consumer(String topic, MessageListenerConcurrently listener) throws Exception {
-        DefaultMQPushConsumer c = new DefaultMQPushConsumer(FjordBroker.unique("Group5"));
-        c.setNamesrvAddr(broker.namesrv());
-        c.setInstanceName(FjordBroker.unique("consumer5"));
-        c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+    static void consumer(String topic, MessageListenerConcurrently listener) throws Exception {
+        DefaultMQPushConsumer c = RocketMqClientTest.pushConsumer(FjordBroker.unique("Group5"));
         c.subscribe(topic, "*");
         c.registerMessageListener(listener);
-        toClose.add(c::shutdown);
         c.start();
-        return c;
     }
 
     static String body(MessageExt m) {
-        return new String(m.getBody(), StandardCharsets.UTF_8);
+        return RocketMqClientTest.body(m);
     }
 
     /** Each of the three timers holds its message back until its time, and no longer than needed. */
@@ -87,7 +71,7 @@ class RocketMq5RemotingTest {
         ms.setDelayTimeMs(2000);
         Message now = new Message(topic, "t", "now".getBytes(StandardCharsets.UTF_8));
         for (Message m : List.of(at, sec, ms, now)) {
-            SendResult r = producer.send(m);
+            SendResult r = RocketMqClientTest.producer.send(m);
             assertEquals(SendStatus.SEND_OK, r.getSendStatus(), r.toString());
         }
         Map<String, Long> receivedAt = new ConcurrentHashMap<>();
@@ -110,11 +94,11 @@ class RocketMq5RemotingTest {
     void autoBatchingProducerDeliversEveryMessageOnce() throws Exception {
         String topic = FjordBroker.unique("AutoBatch");
         DefaultMQProducer batching = new DefaultMQProducer(FjordBroker.unique("autobatch_group"));
-        batching.setNamesrvAddr(broker.namesrv());
+        batching.setNamesrvAddr(FjordBroker.get().namesrv());
         batching.setInstanceName(FjordBroker.unique("autobatch"));
         batching.setAutoBatch(true);
         batching.start();
-        toClose.add(batching::shutdown);
+        RocketMqClientTest.toClose.add(batching::shutdown);
         int n = 200;
         CountDownLatch acked = new CountDownLatch(n);
         List<Throwable> errors = new CopyOnWriteArrayList<>();
