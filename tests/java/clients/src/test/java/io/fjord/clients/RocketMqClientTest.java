@@ -93,6 +93,22 @@ class RocketMqClientTest {
         DefaultMQPushConsumer.class.getMethod("setMessageModel", model).invoke(c, Enum.valueOf(model, "BROADCASTING"));
     }
 
+    /** An asynchronous send's callback: counts the answer down, keeps any error. */
+    static SendCallback counting(CountDownLatch answered, List<Throwable> errors) {
+        return new SendCallback() {
+            @Override
+            public void onSuccess(SendResult r) {
+                answered.countDown();
+            }
+
+            @Override
+            public void onException(Throwable e) {
+                errors.add(e);
+                answered.countDown();
+            }
+        };
+    }
+
     static String body(MessageExt m) {
         return new String(m.getBody(), StandardCharsets.UTF_8);
     }
@@ -139,18 +155,7 @@ class RocketMqClientTest {
         for (int i = 0; i < 5; i++) {
             Message m = new Message(topic, "async", ("async-" + i).getBytes(StandardCharsets.UTF_8));
             m.putUserProperty("color", "red");
-            producer.send(m, new SendCallback() {
-                @Override
-                public void onSuccess(SendResult r) {
-                    acked.countDown();
-                }
-
-                @Override
-                public void onException(Throwable e) {
-                    errors.add(e);
-                    acked.countDown();
-                }
-            });
+            producer.send(m, counting(acked, errors));
         }
         assertTrue(acked.await(30, TimeUnit.SECONDS));
         assertTrue(errors.isEmpty(), errors.toString());

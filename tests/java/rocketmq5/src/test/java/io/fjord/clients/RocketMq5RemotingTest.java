@@ -17,7 +17,6 @@ import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
 import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
-import org.apache.rocketmq.client.producer.SendCallback;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.message.Message;
@@ -105,18 +104,7 @@ class RocketMq5RemotingTest {
         for (int i = 0; i < n; i++) {
             Message m = new Message(topic, "ab", "K" + i, ("auto-" + i).getBytes(StandardCharsets.UTF_8));
             m.putUserProperty("i", String.valueOf(i));
-            batching.send(m, new SendCallback() {
-                @Override
-                public void onSuccess(SendResult r) {
-                    acked.countDown();
-                }
-
-                @Override
-                public void onException(Throwable e) {
-                    errors.add(e);
-                    acked.countDown();
-                }
-            });
+            batching.send(m, RocketMqClientTest.counting(acked, errors));
         }
         assertTrue(acked.await(60, TimeUnit.SECONDS), "every send answered");
         assertTrue(errors.isEmpty(), errors.toString());
