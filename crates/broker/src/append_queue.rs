@@ -85,7 +85,11 @@ impl AppendQueue {
             let group = {
                 let mut st = self.state.lock();
                 if st.pending.is_empty() {
+                    // Idle again, under the lock: an appender queuing next
+                    // starts a drain of its own, which `reset` (locking
+                    // afresh) must not disturb.
                     st.draining = false;
+                    std::mem::forget(reset);
                     return true;
                 }
                 std::mem::take(&mut st.pending)
