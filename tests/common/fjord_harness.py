@@ -177,6 +177,12 @@ class FjordServer:
         return self.bound["rocketmq_grpc"]
 
     @property
+    def amqp(self) -> tuple:
+        """The AMQP 0-9-1 listener as (host, port)."""
+        host, port = self.bound["amqp"].rsplit(":", 1)
+        return host, int(port)
+
+    @property
     def http(self) -> str:
         return self.bound["http"]
 

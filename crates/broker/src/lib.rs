@@ -67,5 +67,5 @@ pub use metadata::{ClusterMetadata, NodeInfo, PartitionMetadata, TopicMetadata};
 pub use offsets::CommittedOffset;
 pub use partition::{Partition, Topic, TopicPartition};
 pub use produce::{ListedOffset, OffsetSpec, ProduceResult};
-pub use topic::{CleanupPolicy, TopicConfig, TopicRecord};
+pub use topic::{CleanupPolicy, TopicConfig, TopicRecord, validate_topic_name};
 pub use traffic::{Traffic, TrafficSnapshot};

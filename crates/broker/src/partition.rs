@@ -68,6 +68,16 @@ impl Partition {
         &self.log
     }
 
+    /// The high watermark: offsets below it are committed and readable.
+    pub fn high_watermark(&self) -> u64 {
+        self.log.high_watermark()
+    }
+
+    /// The first offset still retained.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log.log_start_offset()
+    }
+
     /// Current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch

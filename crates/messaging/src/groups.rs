@@ -12,10 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
 
+/// `max_attempts` of a group whose messages are redelivered for ever and
+/// never dead-lettered by the pop service (AMQP queues: the gateway
+/// applies a queue's own delivery limit).
+pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+
 /// Settings of one consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSettings {
-    /// Deliveries before the dead-letter queue (1..=64).
+    /// Deliveries before the dead-letter queue (1..=64, or
+    /// [`UNLIMITED_ATTEMPTS`]).
     pub max_attempts: u32,
     /// Ordered consumption (RocketMQ's `consumeMessageOrderly`): pop
     /// consumers of the group get a message group's messages one at a time.
@@ -64,6 +70,7 @@ impl Messaging {
     pub async fn set_group_settings(&self, group: &str, settings: Option<GroupSettings>) -> Result<()> {
         if let Some(s) = settings
             && !(1..=64).contains(&s.max_attempts)
+            && s.max_attempts != UNLIMITED_ATTEMPTS
         {
             return Err(MessagingError::InvalidRequest(format!("max_attempts {} is outside 1..=64", s.max_attempts)));
         }

@@ -63,7 +63,7 @@ use fjord_log::Durability;
 use tokio::task::JoinHandle;
 
 pub use error::{MessagingError, Result};
-pub use groups::GroupSettings;
+pub use groups::{GroupSettings, UNLIMITED_ATTEMPTS};
 pub use members::GroupMember;
 pub use message::{Delivery, Message, StoredMessage};
 pub use pop::{PopRequest, Popped, ReceiptHandle};

@@ -141,7 +141,7 @@ pub async fn run(
         if !l.enabled {
             continue;
         }
-        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker" | "rocketmq_grpc") {
+        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker" | "rocketmq_grpc" | "amqp") {
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
@@ -189,6 +189,13 @@ pub async fn run(
             continue;
         }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
+            "amqp" => {
+                let amqp = fjord_amqp::AmqpConfig { request_budget: budget.clone(), ..Default::default() };
+                let gateway = fjord_amqp::AmqpGateway::open(messaging.clone(), amqp)
+                    .await
+                    .context("opening the AMQP definitions")?;
+                tokio::spawn(async move { Ok(fjord_amqp::serve(acceptor, gateway, stop).await?) })
+            }
             "kafka" => {
                 let kafka = fjord_kafka::KafkaConfig { request_budget: budget.clone(), ..kafka_config(&config.kafka) };
                 let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka);

@@ -1,0 +1,707 @@
+//! Channels: their state, content assembly (publish → header → bodies),
+//! and the methods of the channel, exchange, queue, basic, confirm and tx
+//! classes. A channel exception closes only its channel: its consumers
+//! stop and its unacked deliveries return to their queues.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use fjord_amqp_codec::protocol::{basic, channel as chan, confirm, exchange, queue, tx};
+use fjord_amqp_codec::{AMQPClass, AMQPFrame, BasicProperties};
+use fjord_messaging::{ConsumeModel, PopRequest, ReceiptHandle};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::connection::{Conn, method_frame};
+use crate::consumer::{self, Consumer};
+use crate::exception::{AmqpException, MethodResult};
+use crate::mapping::{self, Published};
+use crate::model::{AMQP_GROUP, Binding, Exchange, ExchangeKind};
+use crate::ops::QueueSpec;
+use crate::publish::{self, PubCmd, Routed};
+
+/// What the channel's tasks share with it.
+#[derive(Debug)]
+pub(crate) struct ChannelShared {
+    pub(crate) id: u16,
+    pub(crate) out: mpsc::Sender<Vec<u8>>,
+    pub(crate) frame_max: u32,
+    pub(crate) state: parking_lot::Mutex<Deliveries>,
+    /// Woken when acks free prefetch credit (or consumers stop).
+    pub(crate) credit: Notify,
+}
+
+/// Delivery tags and what they stand for.
+#[derive(Debug, Default)]
+pub(crate) struct Deliveries {
+    pub(crate) next_tag: u64,
+    pub(crate) unacked: BTreeMap<u64, Unacked>,
+    /// basic.qos with global=true (0 = unlimited).
+    pub(crate) global_prefetch: u32,
+}
+
+/// An unacked delivery.
+#[derive(Debug)]
+pub(crate) struct Unacked {
+    pub(crate) receipt: ReceiptHandle,
+    pub(crate) consumer: Option<Arc<Consumer>>,
+}
+
+/// A publish waiting for its content header and body.
+#[derive(Debug)]
+struct Content {
+    publish: basic::Publish,
+    properties: Option<BasicProperties>,
+    size: u64,
+    body: Vec<u8>,
+}
+
+/// What a transaction holds until commit: publishes, and settlements
+/// (delivery tag, requeue).
+type TxBuffer = (Vec<Routed>, Vec<(u64, bool)>);
+
+/// One open channel.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    shared: Arc<ChannelShared>,
+    content: Option<Content>,
+    publisher: mpsc::Sender<PubCmd>,
+    publisher_task: JoinHandle<()>,
+    confirm: bool,
+    next_confirm: u64,
+    /// In tx mode: publishes and acks held until commit.
+    tx: Option<TxBuffer>,
+    consumers: HashMap<String, (Arc<Consumer>, JoinHandle<()>)>,
+    /// basic.qos with global=false: for consumers created afterwards.
+    prefetch: u32,
+    /// channel.close was sent; waiting for close-ok.
+    closing: bool,
+}
+
+fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
+    Ok(Some(class))
+}
+
+impl Conn {
+    fn new_channel(&self, id: u16) -> Channel {
+        let shared = Arc::new(ChannelShared {
+            id,
+            out: self.out.clone(),
+            frame_max: self.frame_max,
+            state: Default::default(),
+            credit: Notify::new(),
+        });
+        let (publisher, rx) = mpsc::channel(1024);
+        let publisher_task = tokio::spawn(publish::run(self.gw.clone(), shared.clone(), rx));
+        Channel {
+            shared,
+            content: None,
+            publisher,
+            publisher_task,
+            confirm: false,
+            next_confirm: 0,
+            tx: None,
+            consumers: HashMap::new(),
+            prefetch: 0,
+            closing: false,
+        }
+    }
+
+    /// A frame for channel `id`.
+    pub(crate) async fn on_channel_frame(&mut self, id: u16, frame: AMQPFrame) -> MethodResult<()> {
+        if let AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::Open(_))) = frame {
+            if self.channels.contains_key(&id) {
+                return Err(AmqpException::channel_error(format!("channel {id} is already open")));
+            }
+            if id > self.channel_max {
+                return Err(AmqpException::channel_error(format!(
+                    "channel {id} is above channel_max {}",
+                    self.channel_max
+                )));
+            }
+            let c = self.new_channel(id);
+            self.channels.insert(id, c);
+            self.send(id, AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}))).await;
+            return Ok(());
+        }
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(AmqpException::channel_error(format!("expected 'channel.open' on channel {id}")));
+        };
+        if ch.closing {
+            // After channel.close only close/close-ok count.
+            match frame {
+                AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::CloseOk(_))) => {
+                    self.channels.remove(&id);
+                }
+                AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::Close(_))) => {
+                    self.channels.remove(&id);
+                    self.send(id, AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}))).await;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match frame {
+            AMQPFrame::Method(_, m) => {
+                if ch.content.is_some() {
+                    return Err(AmqpException::unexpected_frame("expected a content header"));
+                }
+                if let Some(reply) = self.on_method(id, m).await? {
+                    self.send(id, reply).await;
+                }
+                Ok(())
+            }
+            AMQPFrame::Header(_, h) => {
+                let max = self.gw.config.max_message_size;
+                let Some(c) = ch.content.as_mut().filter(|c| c.properties.is_none()) else {
+                    return Err(AmqpException::unexpected_frame("content header without basic.publish"));
+                };
+                if h.class_id != 60 {
+                    return Err(AmqpException::frame_error(format!("content header of class {}", h.class_id)));
+                }
+                if h.body_size > max {
+                    ch.content = None;
+                    return Err(AmqpException::precondition_failed(format!(
+                        "message size {} is larger than configured max size {max}",
+                        h.body_size
+                    )));
+                }
+                c.properties = Some(h.properties);
+                c.size = h.body_size;
+                c.body = Vec::with_capacity(h.body_size.min(1 << 20) as usize);
+                if c.size == 0 {
+                    self.publish_content(id).await?;
+                }
+                Ok(())
+            }
+            AMQPFrame::Body(_, b) => {
+                let Some(c) = ch.content.as_mut().filter(|c| c.properties.is_some()) else {
+                    return Err(AmqpException::unexpected_frame("content body without a header"));
+                };
+                if c.body.len() as u64 + b.len() as u64 > c.size {
+                    return Err(AmqpException::frame_error("content body longer than its header said"));
+                }
+                c.body.extend_from_slice(&b);
+                if c.body.len() as u64 == c.size {
+                    self.publish_content(id).await?;
+                }
+                Ok(())
+            }
+            _ => Err(AmqpException::unexpected_frame("unexpected frame")),
+        }
+    }
+
+    fn channel(&mut self, id: u16) -> MethodResult<&mut Channel> {
+        self.channels.get_mut(&id).ok_or_else(|| AmqpException::channel_error("channel is not open"))
+    }
+
+    /// Waits until the channel's publisher stored everything sent before.
+    async fn fence(&mut self, id: u16) -> MethodResult<()> {
+        let (tx, rx) = oneshot::channel();
+        let ch = self.channel(id)?;
+        if ch.publisher.send(PubCmd::Fence(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+
+    /// A whole publish arrived: route it and hand it to the publisher.
+    async fn publish_content(&mut self, id: u16) -> MethodResult<()> {
+        let vhost = self.vhost.clone();
+        let ch = self.channel(id)?;
+        let Some(c) = ch.content.take() else { return Ok(()) };
+        let props = c.properties.unwrap_or_default();
+        let p = c.publish;
+        let topics = self.gw.route(&vhost, p.exchange.as_str(), p.routing_key.as_str(), props.headers().as_ref())?;
+        let ch = self.channel(id)?;
+        let confirm = ch.confirm.then(|| {
+            ch.next_confirm += 1;
+            ch.next_confirm
+        });
+        let routed = Routed {
+            confirm,
+            topics,
+            mandatory: p.mandatory,
+            message: Published {
+                exchange: p.exchange.to_string(),
+                routing_key: p.routing_key.to_string(),
+                properties: props,
+                body: Bytes::from(c.body),
+            },
+        };
+        if let Some((held, _)) = ch.tx.as_mut() {
+            held.push(routed);
+            return Ok(());
+        }
+        ch.publisher
+            .send(PubCmd::Publish(Box::new(routed)))
+            .await
+            .map_err(|_| AmqpException::internal_error("the channel's publisher stopped"))
+    }
+
+    /// Closes a channel because of `e` (channel.close sent; close-ok awaited).
+    pub(crate) async fn fail_channel(&mut self, id: u16, e: AmqpException, class_id: u16, method_id: u16) {
+        tracing::debug!(conn = self.id, channel = id, code = e.code, text = %e.text, "closing amqp channel");
+        if let Some(mut ch) = self.channels.remove(&id) {
+            ch.content = None;
+            self.release_channel(ch).await;
+            let mut placeholder = self.new_channel(id);
+            placeholder.closing = true;
+            placeholder.publisher_task.abort();
+            self.channels.insert(id, placeholder);
+        }
+        let close = chan::Close { reply_code: e.code, reply_text: e.reply_text().into(), class_id, method_id };
+        self.send(id, AMQPClass::Channel(chan::AMQPMethod::Close(close))).await;
+    }
+
+    /// Ends a channel's work: stores what it published, stops its
+    /// consumers and returns its unacked deliveries to their queues.
+    async fn release_channel(&self, ch: Channel) {
+        let Channel { shared, publisher, publisher_task, consumers, .. } = ch;
+        drop(publisher);
+        let _ = publisher_task.await;
+        for (c, _) in consumers.values() {
+            c.stop();
+            *c.active.lock().await = false;
+        }
+        shared.credit.notify_waiters();
+        for (c, task) in consumers.into_values() {
+            let _ = task.await;
+            self.after_consumer_gone(&c).await;
+        }
+        let receipts: Vec<ReceiptHandle> =
+            std::mem::take(&mut shared.state.lock().unacked).into_values().map(|u| u.receipt).collect();
+        if !receipts.is_empty()
+            && let Err(e) = self.gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts).await
+        {
+            tracing::warn!(error = %e, "amqp: could not requeue a closed channel's deliveries");
+        }
+    }
+
+    /// Auto-delete: a queue whose last consumer went is deleted.
+    async fn after_consumer_gone(&self, c: &Arc<Consumer>) {
+        self.gw.consumers.remove(c);
+        if self.gw.consumers.count(&c.topic) > 0 {
+            return;
+        }
+        let snapshot = self.gw.model.snapshot();
+        let Some(v) = snapshot.get(&self.vhost) else { return };
+        if let Some(q) = v.queues.values().find(|q| q.topic == c.topic && q.auto_delete)
+            && let Err(e) = self.gw.remove_queue(&self.vhost, q).await
+        {
+            tracing::warn!(queue = %q.name, error = %e, "amqp: could not auto-delete a queue");
+        }
+    }
+
+    /// Closes every channel (the connection is ending) and deletes the
+    /// connection's exclusive queues.
+    pub(crate) async fn close_all_channels(&mut self) {
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            if let Some(ch) = self.channels.remove(&id) {
+                self.release_channel(ch).await;
+            }
+        }
+        let snapshot = self.gw.model.snapshot();
+        if let Some(v) = snapshot.get(&self.vhost) {
+            for q in v.queues.values().filter(|q| q.owner == Some(self.id)) {
+                if let Err(e) = self.gw.remove_queue(&self.vhost, q).await {
+                    tracing::warn!(queue = %q.name, error = %e, "amqp: could not delete an exclusive queue");
+                }
+            }
+        }
+    }
+
+    /// One method on an open channel; returns the reply to send, if any.
+    async fn on_method(&mut self, id: u16, m: AMQPClass) -> MethodResult<Option<AMQPClass>> {
+        let vhost = self.vhost.clone();
+        match m {
+            AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                let ch = self.channel(id)?;
+                ch.content = Some(Content { publish: p, properties: None, size: 0, body: Vec::new() });
+                Ok(None)
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => self.settle(id, a.delivery_tag, a.multiple, None).await,
+            AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
+                self.settle(id, n.delivery_tag, n.multiple, Some(n.requeue)).await
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Reject(r)) => {
+                self.settle(id, r.delivery_tag, false, Some(r.requeue)).await
+            }
+            AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
+                if let Some(ch) = self.channels.remove(&id) {
+                    self.release_channel(ch).await;
+                }
+                ok(AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})))
+            }
+            AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(None),
+            AMQPClass::Channel(chan::AMQPMethod::Flow(f)) => {
+                ok(AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: f.active })))
+            }
+            AMQPClass::Access(_) => Err(AmqpException::not_implemented("access.request is not supported")),
+            other => {
+                // Everything else sees the channel's earlier publishes stored.
+                self.fence(id).await?;
+                self.on_sync_method(id, &vhost, other).await
+            }
+        }
+    }
+
+    async fn on_sync_method(&mut self, id: u16, vhost: &str, m: AMQPClass) -> MethodResult<Option<AMQPClass>> {
+        use AMQPClass as C;
+        let nowait_none = |nowait: bool, reply: AMQPClass| Ok(if nowait { None } else { Some(reply) });
+        match m {
+            C::Exchange(exchange::AMQPMethod::Declare(d)) => {
+                let kind = ExchangeKind::parse(d.kind.as_str());
+                let kind = match kind {
+                    Some(k) => k,
+                    None if d.passive => ExchangeKind::Direct,
+                    None => return Err(AmqpException::command_invalid(format!("unknown exchange type '{}'", d.kind))),
+                };
+                let e = Exchange {
+                    name: d.exchange.to_string(),
+                    kind,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    arguments: d.arguments,
+                };
+                self.gw.declare_exchange(vhost, e, d.passive).await?;
+                nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})))
+            }
+            C::Exchange(exchange::AMQPMethod::Delete(d)) => {
+                self.gw.delete_exchange(vhost, d.exchange.as_str(), d.if_unused).await?;
+                nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})))
+            }
+            C::Exchange(exchange::AMQPMethod::Bind(b)) => {
+                let binding = Binding {
+                    source: b.source.to_string(),
+                    destination: b.destination.to_string(),
+                    to_exchange: true,
+                    routing_key: b.routing_key.to_string(),
+                    arguments: b.arguments,
+                };
+                self.gw.change_binding(vhost, binding, true).await?;
+                nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})))
+            }
+            C::Exchange(exchange::AMQPMethod::Unbind(b)) => {
+                let binding = Binding {
+                    source: b.source.to_string(),
+                    destination: b.destination.to_string(),
+                    to_exchange: true,
+                    routing_key: b.routing_key.to_string(),
+                    arguments: b.arguments,
+                };
+                self.gw.change_binding(vhost, binding, false).await?;
+                nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})))
+            }
+            C::Queue(queue::AMQPMethod::Declare(d)) => {
+                let spec = QueueSpec {
+                    name: d.queue.to_string(),
+                    passive: d.passive,
+                    durable: d.durable,
+                    exclusive: d.exclusive,
+                    auto_delete: d.auto_delete,
+                    arguments: d.arguments,
+                };
+                let r = self.gw.declare_queue(vhost, self.id, spec).await?;
+                let ok =
+                    queue::DeclareOk { queue: r.name.into(), message_count: r.messages, consumer_count: r.consumers };
+                nowait_none(d.nowait, C::Queue(queue::AMQPMethod::DeclareOk(ok)))
+            }
+            C::Queue(queue::AMQPMethod::Bind(b)) => {
+                let binding = Binding {
+                    source: b.exchange.to_string(),
+                    destination: b.queue.to_string(),
+                    to_exchange: false,
+                    routing_key: b.routing_key.to_string(),
+                    arguments: b.arguments,
+                };
+                self.gw.change_binding(vhost, binding, true).await?;
+                nowait_none(b.nowait, C::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})))
+            }
+            C::Queue(queue::AMQPMethod::Unbind(b)) => {
+                let binding = Binding {
+                    source: b.exchange.to_string(),
+                    destination: b.queue.to_string(),
+                    to_exchange: false,
+                    routing_key: b.routing_key.to_string(),
+                    arguments: b.arguments,
+                };
+                self.gw.change_binding(vhost, binding, false).await?;
+                ok(C::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})))
+            }
+            C::Queue(queue::AMQPMethod::Purge(p)) => {
+                let n = self.gw.purge_queue(vhost, p.queue.as_str()).await?;
+                nowait_none(p.nowait, C::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })))
+            }
+            C::Queue(queue::AMQPMethod::Delete(d)) => {
+                let n = self.gw.delete_queue(vhost, self.id, d.queue.as_str(), d.if_unused, d.if_empty).await?;
+                nowait_none(d.nowait, C::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: n })))
+            }
+            C::Basic(basic::AMQPMethod::Qos(q)) => {
+                let ch = self.channel(id)?;
+                if q.global {
+                    ch.shared.state.lock().global_prefetch = u32::from(q.prefetch_count);
+                    ch.shared.credit.notify_waiters();
+                } else {
+                    ch.prefetch = u32::from(q.prefetch_count);
+                }
+                ok(C::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
+            }
+            C::Basic(basic::AMQPMethod::Consume(c)) => self.consume(id, vhost, c).await,
+            C::Basic(basic::AMQPMethod::Cancel(c)) => {
+                let gw = self.gw.clone();
+                let ch = self.channel(id)?;
+                if let Some((consumer, task)) = ch.consumers.remove(c.consumer_tag.as_str()) {
+                    consumer.stop();
+                    *consumer.active.lock().await = false;
+                    let vhost = vhost.to_string();
+                    let shared = ch.shared.clone();
+                    shared.credit.notify_waiters();
+                    // The task ends within a poll; the queue may auto-delete then.
+                    tokio::spawn(async move {
+                        let _ = task.await;
+                        gw.consumers.remove(&consumer);
+                        if gw.consumers.count(&consumer.topic) == 0 {
+                            let snapshot = gw.model.snapshot();
+                            if let Some(q) = snapshot
+                                .get(&vhost)
+                                .and_then(|v| v.queues.values().find(|q| q.topic == consumer.topic && q.auto_delete))
+                            {
+                                let _ = gw.remove_queue(&vhost, q).await;
+                            }
+                        }
+                    });
+                }
+                let reply = C::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: c.consumer_tag }));
+                nowait_none(c.nowait, reply)
+            }
+            C::Basic(basic::AMQPMethod::Get(g)) => self.get(id, vhost, g).await,
+            C::Basic(basic::AMQPMethod::Recover(_)) | C::Basic(basic::AMQPMethod::RecoverAsync(_)) => {
+                let ch = self.channel(id)?;
+                let all: Vec<Unacked> = std::mem::take(&mut ch.shared.state.lock().unacked).into_values().collect();
+                let receipts: Vec<ReceiptHandle> = all.iter().map(|u| u.receipt.clone()).collect();
+                for u in &all {
+                    if let Some(c) = &u.consumer {
+                        c.unacked.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+                ch.shared.credit.notify_waiters();
+                self.gw
+                    .messaging
+                    .release_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts)
+                    .await
+                    .map_err(|e| AmqpException::internal_error(e.to_string()))?;
+                ok(C::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})))
+            }
+            C::Confirm(confirm::AMQPMethod::Select(s)) => {
+                let ch = self.channel(id)?;
+                if ch.tx.is_some() {
+                    return Err(AmqpException::precondition_failed("cannot switch from tx to confirm mode"));
+                }
+                ch.confirm = true;
+                nowait_none(s.nowait, C::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})))
+            }
+            C::Tx(tx::AMQPMethod::Select(_)) => {
+                let ch = self.channel(id)?;
+                if ch.confirm {
+                    return Err(AmqpException::precondition_failed("cannot switch from confirm to tx mode"));
+                }
+                ch.tx.get_or_insert_with(Default::default);
+                ok(C::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})))
+            }
+            C::Tx(tx::AMQPMethod::Commit(_)) => {
+                let ch = self.channel(id)?;
+                let Some((publishes, acks)) = ch.tx.as_mut().map(std::mem::take) else {
+                    return Err(AmqpException::precondition_failed("channel is not transactional"));
+                };
+                for p in publishes {
+                    let _ = ch.publisher.send(PubCmd::Publish(Box::new(p))).await;
+                }
+                self.fence(id).await?;
+                for (tag, requeue) in acks {
+                    let action = if requeue { Some(true) } else { None };
+                    self.settle_now(id, tag, false, action).await?;
+                }
+                ok(C::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})))
+            }
+            C::Tx(tx::AMQPMethod::Rollback(_)) => {
+                let ch = self.channel(id)?;
+                let Some(held) = ch.tx.as_mut() else {
+                    return Err(AmqpException::precondition_failed("channel is not transactional"));
+                };
+                *held = Default::default();
+                ok(C::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})))
+            }
+            C::Channel(chan::AMQPMethod::Open(_)) => Err(AmqpException::channel_error("channel is already open")),
+            other => Err(AmqpException::command_invalid(format!(
+                "method {}.{} is not valid from a client here",
+                other.get_amqp_class_id(),
+                other.get_amqp_method_id()
+            ))),
+        }
+    }
+
+    async fn consume(&mut self, id: u16, vhost: &str, c: basic::Consume) -> MethodResult<Option<AMQPClass>> {
+        let snapshot = self.gw.model.snapshot();
+        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
+        let q = self
+            .gw
+            .find_queue(v, vhost, c.queue.as_str())
+            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", c.queue)))?;
+        if q.owner.is_some_and(|o| o != self.id) {
+            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
+        }
+        if self.gw.consumers.has_exclusive(&q.topic) || (c.exclusive && self.gw.consumers.count(&q.topic) > 0) {
+            return Err(AmqpException::access_refused(format!(
+                "queue '{}' in vhost '{vhost}' in exclusive use",
+                q.name
+            )));
+        }
+        let cancel_notify = self.cancel_notify;
+        let gw = self.gw.clone();
+        let ch = self.channel(id)?;
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            format!("amq.ctag-{:016x}", crate::ops::rand_u64())
+        } else {
+            c.consumer_tag.to_string()
+        };
+        if ch.consumers.contains_key(&tag) {
+            return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
+        let consumer = Arc::new(Consumer::new(tag.clone(), q.topic.clone(), c.no_ack, c.exclusive, ch.prefetch, ttl));
+        gw.consumers.add(&consumer, &ch.shared);
+        if !c.nowait {
+            let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
+            let _ = ch.shared.out.send(method_frame(id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(reply)))).await;
+        }
+        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone(), cancel_notify));
+        ch.consumers.insert(tag, (consumer, task));
+        Ok(None)
+    }
+
+    async fn get(&mut self, id: u16, vhost: &str, g: basic::Get) -> MethodResult<Option<AMQPClass>> {
+        let snapshot = self.gw.model.snapshot();
+        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
+        let q = self
+            .gw
+            .find_queue(v, vhost, g.queue.as_str())
+            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
+        if q.owner.is_some_and(|o| o != self.id) {
+            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
+        }
+        let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
+        let internal = |e: fjord_messaging::MessagingError| AmqpException::internal_error(e.to_string());
+        let model = ConsumeModel::Clustering;
+        loop {
+            let mut req = PopRequest::new(AMQP_GROUP, &q.topic, 1);
+            req.invisible = self.gw.config.consumer_timeout;
+            let Some(p) = self.gw.messaging.pop(req).await.map_err(internal)?.pop() else {
+                return ok(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+            };
+            let now = self.gw.messaging.broker().clock().now_ms();
+            if mapping::expires_at(&p.message, ttl).is_some_and(|at| at <= now) {
+                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
+                continue;
+            }
+            let ch = self.channel(id)?;
+            let tag = {
+                let mut st = ch.shared.state.lock();
+                st.next_tag += 1;
+                let tag = st.next_tag;
+                if !g.no_ack {
+                    st.unacked.insert(tag, Unacked { receipt: p.receipt.clone(), consumer: None });
+                }
+                tag
+            };
+            let (ready, _) = self.gw.depth(&q.topic);
+            let (exchange, routing_key, props) = mapping::from_stored(&p.message);
+            let get_ok = basic::GetOk {
+                delivery_tag: tag,
+                redelivered: p.attempt > 1,
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                message_count: u32::try_from(ready).unwrap_or(u32::MAX),
+            };
+            let mut buf = Vec::new();
+            let body = p.message.body.as_deref().unwrap_or_default();
+            let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok));
+            fjord_amqp_codec::encode_content(id, m, props, body, self.frame_max, &mut buf)
+                .map_err(|e| AmqpException::internal_error(e.to_string()))?;
+            let _ = self.out.send(buf).await;
+            if g.no_ack {
+                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
+            }
+            return Ok(None);
+        }
+    }
+
+    /// basic.ack (`requeue` None), basic.nack / basic.reject (requeue or
+    /// drop). In tx mode the settlement waits for commit.
+    async fn settle(
+        &mut self,
+        id: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: Option<bool>,
+    ) -> MethodResult<Option<AMQPClass>> {
+        let ch = self.channel(id)?;
+        if let Some((_, acks)) = ch.tx.as_mut() {
+            if multiple {
+                let tags: Vec<u64> = ch.shared.state.lock().unacked.range(..=tag).map(|(t, _)| *t).collect();
+                acks.extend(tags.into_iter().map(|t| (t, requeue == Some(true))));
+            } else {
+                acks.push((tag, requeue == Some(true)));
+            }
+            return Ok(None);
+        }
+        self.settle_now(id, tag, multiple, requeue.filter(|r| *r)).await?;
+        Ok(None)
+    }
+
+    /// Settles now: `Some(true)` requeues, anything else acks (a rejected
+    /// message without requeue is dropped; dead-lettering comes with DLX).
+    async fn settle_now(&mut self, id: u16, tag: u64, multiple: bool, requeue: Option<bool>) -> MethodResult<()> {
+        let ch = self.channel(id)?;
+        let taken: Vec<Unacked> = {
+            let mut st = ch.shared.state.lock();
+            if multiple {
+                let keys: Vec<u64> = st.unacked.range(..=tag).map(|(t, _)| *t).collect();
+                if tag != 0 && keys.is_empty() {
+                    return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}")));
+                }
+                keys.into_iter().filter_map(|k| st.unacked.remove(&k)).collect()
+            } else {
+                match st.unacked.remove(&tag) {
+                    Some(u) => vec![u],
+                    None => return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}"))),
+                }
+            }
+        };
+        for u in &taken {
+            if let Some(c) = &u.consumer {
+                c.unacked.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        ch.shared.credit.notify_waiters();
+        let receipts: Vec<ReceiptHandle> = taken.into_iter().map(|u| u.receipt).collect();
+        let gw = self.gw.clone();
+        // Acks need no answer: their durability wait runs off the read loop.
+        tokio::spawn(async move {
+            let model = ConsumeModel::Clustering;
+            let r = if requeue == Some(true) {
+                gw.messaging.release_many(AMQP_GROUP, &model, &receipts).await.map(drop)
+            } else {
+                gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await.map(drop)
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "amqp: could not settle deliveries");
+            }
+        });
+        Ok(())
+    }
+}

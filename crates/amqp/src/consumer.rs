@@ -1,0 +1,249 @@
+//! Push consumers (basic.consume): one task per consumer pops from its
+//! queue's topic as long as its prefetch (and the channel's) allows and
+//! writes basic.deliver frames. Every delivery is recorded in the
+//! channel's unacked table before it is written.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use fjord_amqp_codec::protocol::basic;
+use fjord_amqp_codec::{AMQPClass, encode_content};
+use fjord_messaging::{ConsumeModel, PopRequest, Popped, ReceiptHandle};
+use parking_lot::Mutex;
+
+use crate::AmqpGateway;
+use crate::channel::{ChannelShared, Unacked};
+use crate::mapping;
+use crate::model::AMQP_GROUP;
+
+/// Most messages one pop asks for.
+const MAX_BATCH: u32 = 64;
+/// How long one pop waits for messages (a cancel takes effect within it).
+const POLL: Duration = Duration::from_millis(500);
+
+/// One basic.consume.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    pub(crate) tag: String,
+    pub(crate) topic: String,
+    pub(crate) no_ack: bool,
+    pub(crate) exclusive: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub(crate) prefetch: u32,
+    /// The queue's `x-message-ttl`.
+    pub(crate) queue_ttl: Option<i64>,
+    pub(crate) unacked: AtomicU32,
+    /// Held while deliveries are written; `false` once cancelled, so no
+    /// delivery follows cancel-ok.
+    pub(crate) active: tokio::sync::Mutex<bool>,
+    stop: AtomicBool,
+    /// The queue went away: tell the client (basic.cancel from the server).
+    server_cancelled: AtomicBool,
+}
+
+impl Consumer {
+    pub(crate) fn new(
+        tag: String,
+        topic: String,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u32,
+        queue_ttl: Option<i64>,
+    ) -> Consumer {
+        Consumer {
+            tag,
+            topic,
+            no_ack,
+            exclusive,
+            prefetch,
+            queue_ttl,
+            unacked: AtomicU32::new(0),
+            active: tokio::sync::Mutex::new(true),
+            stop: AtomicBool::new(false),
+            server_cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the delivery task (after its current poll).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Every live consumer, by topic: consumer counts, exclusivity, and
+/// server-sent cancels when a queue is deleted.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_topic: Mutex<HashMap<String, Vec<Registered>>>,
+}
+
+/// A consumer and its channel.
+type Registered = (Weak<Consumer>, Arc<ChannelShared>);
+
+impl Registry {
+    pub(crate) fn count(&self, topic: &str) -> usize {
+        self.by_topic.lock().get(topic).map_or(0, |v| v.iter().filter(|(c, _)| c.strong_count() > 0).count())
+    }
+
+    pub(crate) fn has_exclusive(&self, topic: &str) -> bool {
+        self.by_topic.lock().get(topic).is_some_and(|v| v.iter().any(|(c, _)| c.upgrade().is_some_and(|c| c.exclusive)))
+    }
+
+    pub(crate) fn add(&self, c: &Arc<Consumer>, ch: &Arc<ChannelShared>) {
+        let mut m = self.by_topic.lock();
+        let v = m.entry(c.topic.clone()).or_default();
+        v.retain(|(w, _)| w.strong_count() > 0);
+        v.push((Arc::downgrade(c), ch.clone()));
+    }
+
+    /// Removes a consumer; returns how many the topic still has.
+    pub(crate) fn remove(&self, c: &Arc<Consumer>) -> usize {
+        let mut m = self.by_topic.lock();
+        let Some(v) = m.get_mut(&c.topic) else { return 0 };
+        v.retain(|(w, _)| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(c)));
+        let n = v.len();
+        if n == 0 {
+            m.remove(&c.topic);
+        }
+        n
+    }
+
+    /// The queue is gone: every consumer stops and tells its client.
+    pub(crate) fn cancel_all(&self, topic: &str) {
+        let list = self.by_topic.lock().remove(topic).unwrap_or_default();
+        for (w, _) in list {
+            if let Some(c) = w.upgrade() {
+                c.server_cancelled.store(true, Ordering::Release);
+                c.stop();
+            }
+        }
+    }
+}
+
+/// How many more messages `c` may be sent now.
+fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
+    if c.no_ack {
+        return MAX_BATCH;
+    }
+    let own = match c.prefetch {
+        0 => MAX_BATCH,
+        p => p.saturating_sub(c.unacked.load(Ordering::Acquire)),
+    };
+    let st = ch.state.lock();
+    let global = match st.global_prefetch {
+        0 => MAX_BATCH,
+        p => p.saturating_sub(st.unacked.len() as u32),
+    };
+    own.min(global).min(MAX_BATCH)
+}
+
+/// The delivery loop of one consumer.
+pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Consumer>, cancel_notify: bool) {
+    while !c.stopped() {
+        let want = credit(&ch, &c);
+        if want == 0 {
+            let woken = ch.credit.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if credit(&ch, &c) == 0 && !c.stopped() {
+                let _ = tokio::time::timeout(POLL, woken).await;
+            }
+            continue;
+        }
+        let mut req = PopRequest::new(AMQP_GROUP, &c.topic, want as usize);
+        req.invisible = gw.config.consumer_timeout;
+        req.wait = POLL;
+        let popped = match gw.messaging.pop(req).await {
+            Ok(p) => p,
+            Err(e) => {
+                if gw.messaging.broker().topic(&c.topic).is_none() {
+                    c.server_cancelled.store(true, Ordering::Release);
+                    break;
+                }
+                tracing::warn!(topic = %c.topic, error = %e, "amqp consumer could not pop");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        if popped.is_empty() {
+            continue;
+        }
+        deliver(&gw, &ch, &c, popped).await;
+    }
+    gw.consumers.remove(&c);
+    if c.server_cancelled.load(Ordering::Acquire) && cancel_notify {
+        let active = c.active.lock().await;
+        if *active {
+            let cancel = basic::Cancel { consumer_tag: c.tag.as_str().into(), nowait: true };
+            let _ = ch
+                .out
+                .send(crate::connection::method_frame(ch.id, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))))
+                .await;
+        }
+    }
+}
+
+async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped: Vec<Popped>) {
+    let model = ConsumeModel::Clustering;
+    let active = c.active.lock().await;
+    if !*active || c.stopped() {
+        drop(active);
+        let receipts: Vec<ReceiptHandle> = popped.into_iter().map(|p| p.receipt).collect();
+        if let Err(e) = gw.messaging.release_many(AMQP_GROUP, &model, &receipts).await {
+            tracing::warn!(error = %e, "amqp: could not requeue deliveries of a cancelled consumer");
+        }
+        return;
+    }
+    let now = gw.messaging.broker().clock().now_ms();
+    let mut buf = Vec::new();
+    let mut settle = Vec::new();
+    for p in popped {
+        if mapping::expires_at(&p.message, c.queue_ttl).is_some_and(|at| at <= now) {
+            // Expired at the head: dropped (dead-lettering is not wired yet).
+            settle.push(p.receipt);
+            continue;
+        }
+        let tag = {
+            let mut st = ch.state.lock();
+            st.next_tag += 1;
+            let tag = st.next_tag;
+            if !c.no_ack {
+                st.unacked.insert(tag, Unacked { receipt: p.receipt.clone(), consumer: Some(c.clone()) });
+                c.unacked.fetch_add(1, Ordering::AcqRel);
+            }
+            tag
+        };
+        if c.no_ack {
+            settle.push(p.receipt.clone());
+        }
+        let (exchange, routing_key, props) = mapping::from_stored(&p.message);
+        let d = basic::Deliver {
+            consumer_tag: c.tag.as_str().into(),
+            delivery_tag: tag,
+            redelivered: p.attempt > 1,
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+        };
+        let body = p.message.body.as_deref().unwrap_or_default();
+        if let Err(e) =
+            encode_content(ch.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)), props, body, ch.frame_max, &mut buf)
+        {
+            tracing::warn!(error = %e, "amqp: could not encode a delivery");
+        }
+    }
+    if !buf.is_empty() {
+        let _ = ch.out.send(buf).await;
+    }
+    drop(active);
+    if !settle.is_empty()
+        && let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &settle).await
+    {
+        tracing::warn!(error = %e, "amqp: could not settle no-ack or expired deliveries");
+    }
+}

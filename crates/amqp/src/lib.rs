@@ -1,0 +1,147 @@
+//! # fjord-amqp: AMQP 0-9-1 (RabbitMQ's protocol) over Fjord
+//!
+//! RabbitMQ clients (pika, amqp-client, amqp091-go, lapin, amqplib) connect
+//! to port 5672, open channels, declare exchanges and queues, bind them,
+//! publish to exchanges and consume from queues with per-message acks.
+//! This gateway maps that onto the one message model:
+//!
+//! - **Queues are topics** ([`model::queue_topic`]): a queue `hello` of
+//!   virtual host `/` is the topic `hello`, so what pika publishes a Kafka
+//!   or RocketMQ consumer reads, and any existing topic is a queue.
+//! - **Deliveries are pops** of the consumer group [`model::AMQP_GROUP`]
+//!   ([`fjord_messaging::pop`]): each delivery is invisible to other
+//!   consumers until acked; a nack, a reject with requeue, or the end of
+//!   its channel makes it visible again (redelivered). Acks, pops and
+//!   requeues are journaled by the messaging layer, so nothing acked comes
+//!   back and nothing unacked is lost across a crash; at start every
+//!   delivery of the group is released, since no connection survives.
+//! - **Exchanges and bindings** are definitions ([`model`]), routed in
+//!   memory and kept durably in `<data>/amqp/definitions.json`.
+//! - **Publishes** are appended in channel order by a per-channel
+//!   publisher ([`publish`]) in batches; with confirms on, a publish is
+//!   acked once it is durable in every queue it was routed to.
+//!
+//! Layout: [`connection`] (handshake, frames, heartbeats, channel
+//! dispatch), [`channel`] (the methods), [`consumer`] (push delivery with
+//! prefetch), [`publish`], [`ops`] (declare/delete/bind on the model and
+//! the broker), [`mapping`] (properties ↔ record headers).
+//!
+//! ## Invariants worth naming
+//! - A frame's announced size is checked against `frame_max` before its
+//!   payload is read; a content body's announced size against
+//!   `max_message_size` before any of it is buffered.
+//! - After `basic.cancel-ok` no delivery for that consumer tag is sent.
+//! - A delivery is in a channel's unacked table before its frame is
+//!   written, so an ack can never race ahead of its bookkeeping.
+
+pub mod channel;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod exception;
+pub mod mapping;
+pub mod model;
+pub mod ops;
+pub mod publish;
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fjord_messaging::{ConsumeModel, Messaging};
+use fjord_net::RequestBudget;
+
+pub use error::{AmqpError, Result};
+pub use server::serve;
+
+/// Settings of the AMQP gateway.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// Largest frame the server accepts and proposes (default 131072, as
+    /// RabbitMQ).
+    pub frame_max: u32,
+    /// Most channels per connection (default 2047, as RabbitMQ).
+    pub channel_max: u16,
+    /// Heartbeat interval proposed, seconds (default 60; 0 = off).
+    pub heartbeat: u16,
+    /// Largest message body accepted (default 128 MiB, RabbitMQ's
+    /// `max_message_size`).
+    pub max_message_size: u64,
+    /// How long an unacked delivery stays with its consumer before it is
+    /// redelivered (RabbitMQ's `consumer_timeout`, default 30 min).
+    pub consumer_timeout: Duration,
+    /// How long a new connection may take to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// Broker-wide budget for request bytes being read.
+    pub request_budget: RequestBudget,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            consumer_timeout: Duration::from_secs(30 * 60),
+            handshake_timeout: Duration::from_secs(10),
+            request_budget: RequestBudget::new(fjord_net::DEFAULT_REQUEST_BUDGET_BYTES),
+        }
+    }
+}
+
+/// The AMQP gateway of one broker.
+#[derive(Debug)]
+pub struct AmqpGateway {
+    pub(crate) messaging: Arc<Messaging>,
+    pub(crate) config: AmqpConfig,
+    pub(crate) model: model::Model,
+    pub(crate) consumers: consumer::Registry,
+    next_id: AtomicU64,
+}
+
+impl AmqpGateway {
+    /// Loads the definitions, deletes the topics of transient queues left
+    /// by the previous run and returns every queue's deliveries (no
+    /// connection survived a restart).
+    pub async fn open(messaging: Arc<Messaging>, config: AmqpConfig) -> Result<Arc<AmqpGateway>> {
+        let dir = messaging.broker().config().data_dir.join("amqp");
+        let (model, transient) = model::Model::open(&dir)?;
+        for topic in transient {
+            match messaging.broker().delete_topic(&topic).await {
+                Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
+                Err(e) => tracing::warn!(%topic, error = %e, "could not delete a transient queue's topic"),
+            }
+        }
+        // Requeues go on for ever; queues with a delivery limit apply it.
+        let unlimited =
+            fjord_messaging::GroupSettings { max_attempts: fjord_messaging::UNLIMITED_ATTEMPTS, fifo: false };
+        if messaging.group_settings(model::AMQP_GROUP) != Some(unlimited) {
+            messaging.set_group_settings(model::AMQP_GROUP, Some(unlimited)).await?;
+        }
+        for v in model.snapshot().values() {
+            for q in v.queues.values() {
+                if messaging.broker().topic(&q.topic).is_some() {
+                    messaging.release_all(model::AMQP_GROUP, &ConsumeModel::Clustering, &q.topic).await?;
+                }
+            }
+        }
+        Ok(Arc::new(AmqpGateway {
+            messaging,
+            config,
+            model,
+            consumers: Default::default(),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// The definitions.
+    pub fn model(&self) -> &model::Model {
+        &self.model
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,347 @@
+//! The AMQP model of one broker: virtual hosts, each with exchanges,
+//! queues and bindings.
+//!
+//! Definitions are metadata; messages live in topics. Every queue is a
+//! Fjord topic ([`queue_topic`]): a queue `q` of the default virtual host
+//! `/` is the topic `q` when the name is a valid topic name, so Kafka and
+//! RocketMQ clients read and write it by that name, and any existing topic
+//! is a (durable) queue of `/` that can be consumed and published to
+//! without declaring it. Deliveries and acks go through the messaging
+//! layer's pop queues under one consumer group, [`AMQP_GROUP`].
+//!
+//! Durable definitions are kept in `<data>/amqp/definitions.json`,
+//! rewritten atomically (write, fsync, rename) before a declare, bind or
+//! delete is answered. Transient ones live in memory; their topics are
+//! deleted when the broker restarts, as RabbitMQ drops transient queues.
+
+pub mod routing;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fjord_amqp_codec::{AMQPValue, FieldTable};
+use serde::{Deserialize, Serialize};
+
+pub use store::Model;
+
+/// The virtual host every broker has.
+pub const DEFAULT_VHOST: &str = "/";
+/// The consumer group whose pop queues hold every AMQP queue's deliveries.
+pub const AMQP_GROUP: &str = "fjord-amqp";
+
+/// Exchange types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeKind {
+    /// Routing key equals binding key.
+    Direct,
+    /// Every bound destination.
+    Fanout,
+    /// Dotted patterns with `*` and `#`.
+    Topic,
+    /// Header matching (`x-match`).
+    Headers,
+    /// The delayed-message plugin's type: routes as its `x-delayed-type`
+    /// after the `x-delay` header's milliseconds.
+    XDelayedMessage,
+}
+
+impl ExchangeKind {
+    /// Parses an `exchange.declare` type.
+    pub fn parse(s: &str) -> Option<ExchangeKind> {
+        Some(match s {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            "x-delayed-message" => ExchangeKind::XDelayedMessage,
+            _ => return None,
+        })
+    }
+
+    /// The name clients use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+            ExchangeKind::XDelayedMessage => "x-delayed-message",
+        }
+    }
+}
+
+/// An exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Name (unique in its virtual host).
+    pub name: String,
+    /// Type.
+    pub kind: ExchangeKind,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Deleted when its last binding (as a source) goes.
+    pub auto_delete: bool,
+    /// Clients cannot publish to it directly.
+    pub internal: bool,
+    /// Declared arguments (`alternate-exchange`, `x-delayed-type`).
+    pub arguments: FieldTable,
+}
+
+impl Exchange {
+    /// The exchange's `alternate-exchange`, if any.
+    pub fn alternate(&self) -> Option<String> {
+        string_arg(&self.arguments, "alternate-exchange")
+    }
+}
+
+/// A queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queue {
+    /// Name (unique in its virtual host).
+    pub name: String,
+    /// The topic holding its messages.
+    pub topic: String,
+    /// Survives a restart.
+    pub durable: bool,
+    /// Used only by the connection that declared it, deleted with it.
+    /// (Not persisted: exclusive queues are never durable past their
+    /// connection.)
+    #[serde(skip)]
+    pub owner: Option<u64>,
+    /// Declared exclusive.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes (after having had one).
+    pub auto_delete: bool,
+    /// Declared arguments (`x-message-ttl`, `x-dead-letter-exchange`, ...).
+    pub arguments: FieldTable,
+    /// True when the topic existed before (created by another protocol):
+    /// deleting the queue then leaves the topic alone.
+    #[serde(default)]
+    pub adopted: bool,
+}
+
+/// A binding from an exchange to a queue or another exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Binding {
+    /// Source exchange.
+    pub source: String,
+    /// Destination queue or exchange name.
+    pub destination: String,
+    /// Whether the destination is an exchange.
+    pub to_exchange: bool,
+    /// Binding key.
+    pub routing_key: String,
+    /// Arguments (headers exchanges match on them).
+    pub arguments: FieldTable,
+}
+
+/// One virtual host's definitions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VHost {
+    /// Exchanges by name.
+    pub exchanges: BTreeMap<String, Exchange>,
+    /// Queues by name.
+    pub queues: BTreeMap<String, Queue>,
+    /// Bindings, in declaration order.
+    pub bindings: Vec<Binding>,
+}
+
+impl VHost {
+    /// A new virtual host with the predeclared exchanges.
+    pub fn with_predeclared() -> VHost {
+        let mut v = VHost::default();
+        for (name, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let e = Exchange {
+                name: name.into(),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            };
+            v.exchanges.insert(name.into(), e);
+        }
+        v
+    }
+
+    /// The destinations of a message published to `exchange`: queue
+    /// names, following exchange-to-exchange bindings (each exchange
+    /// visited once) and alternate exchanges when nothing matched.
+    pub fn route(&self, exchange: &str, key: &str, headers: Option<&FieldTable>) -> BTreeSet<String> {
+        let mut queues = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![exchange.to_string()];
+        while let Some(x) = todo.pop() {
+            if !seen.insert(x.clone()) {
+                continue;
+            }
+            let Some(e) = self.exchanges.get(&x) else { continue };
+            let before = (queues.len(), todo.len());
+            if x.is_empty() {
+                // The default exchange: every queue, by its name.
+                if self.queues.contains_key(key) {
+                    queues.insert(key.to_string());
+                }
+                continue;
+            }
+            let kind = match e.kind {
+                ExchangeKind::XDelayedMessage => string_arg(&e.arguments, "x-delayed-type")
+                    .and_then(|t| ExchangeKind::parse(&t))
+                    .unwrap_or(ExchangeKind::Direct),
+                k => k,
+            };
+            for b in self.bindings.iter().filter(|b| b.source == x) {
+                let hit = match kind {
+                    ExchangeKind::Fanout => true,
+                    ExchangeKind::Topic => routing::topic_matches(&b.routing_key, key),
+                    ExchangeKind::Headers => routing::headers_match(&b.arguments, headers),
+                    _ => b.routing_key == key,
+                };
+                if hit {
+                    if b.to_exchange {
+                        todo.push(b.destination.clone());
+                    } else {
+                        queues.insert(b.destination.clone());
+                    }
+                }
+            }
+            if (queues.len(), todo.len()) == before
+                && let Some(alt) = e.alternate()
+            {
+                todo.push(alt);
+            }
+        }
+        queues
+    }
+}
+
+/// A string argument (long or short string).
+pub fn string_arg(args: &FieldTable, name: &str) -> Option<String> {
+    match args.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// An integer argument of any width.
+pub fn int_arg(args: &FieldTable, name: &str) -> Option<i64> {
+    Some(match args.inner().get(name)? {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok()?,
+        _ => return None,
+    })
+}
+
+/// The topic holding a queue's messages: the queue's own name in the
+/// default virtual host when that is a valid topic name (so other
+/// protocols see it by name); otherwise bytes outside `[A-Za-z0-9._-]` are
+/// written `%XX`, and other virtual hosts prefix their (escaped) name and
+/// `%%`, which no escaped name contains.
+pub fn queue_topic(vhost: &str, queue: &str) -> String {
+    let plain = vhost == DEFAULT_VHOST && fjord_broker::validate_topic_name(queue).is_ok() && !queue.contains('%');
+    if plain {
+        return queue.to_string();
+    }
+    let esc = |s: &str| {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    if vhost == DEFAULT_VHOST { esc(queue) } else { format!("{}%%{}", esc(vhost), esc(queue)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(v: &mut VHost, source: &str, dest: &str, key: &str, to_exchange: bool) {
+        v.bindings.push(Binding {
+            source: source.into(),
+            destination: dest.into(),
+            to_exchange,
+            routing_key: key.into(),
+            arguments: FieldTable::default(),
+        });
+    }
+
+    fn exchange(v: &mut VHost, name: &str, kind: ExchangeKind, alternate: Option<&str>) {
+        let mut arguments = FieldTable::default();
+        if let Some(a) = alternate {
+            arguments.insert("alternate-exchange".into(), AMQPValue::LongString(a.into()));
+        }
+        let e = Exchange { name: name.into(), kind, durable: true, auto_delete: false, internal: false, arguments };
+        v.exchanges.insert(name.into(), e);
+    }
+
+    fn queue(v: &mut VHost, name: &str) {
+        let q = Queue {
+            name: name.into(),
+            topic: name.into(),
+            durable: true,
+            owner: None,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+            adopted: false,
+        };
+        v.queues.insert(name.into(), q);
+    }
+
+    #[test]
+    fn routes_through_exchange_bindings_and_alternates() {
+        let mut v = VHost::with_predeclared();
+        for q in ["a", "b", "unrouted"] {
+            queue(&mut v, q);
+        }
+        exchange(&mut v, "logs", ExchangeKind::Topic, Some("ae"));
+        exchange(&mut v, "ae", ExchangeKind::Fanout, None);
+        exchange(&mut v, "copy", ExchangeKind::Fanout, None);
+        bind(&mut v, "logs", "a", "kern.*", false);
+        bind(&mut v, "logs", "copy", "#.crit", true);
+        bind(&mut v, "copy", "b", "", false);
+        // A cycle back to the source is followed once.
+        bind(&mut v, "copy", "logs", "", true);
+        bind(&mut v, "ae", "unrouted", "", false);
+        let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(v.route("logs", "kern.crit", None), set(&["a", "b"]));
+        assert_eq!(v.route("logs", "kern.info", None), set(&["a"]));
+        assert_eq!(v.route("logs", "user.info", None), set(&["unrouted"]));
+        assert_eq!(v.route("", "a", None), set(&["a"]));
+        assert_eq!(v.route("", "nope", None), set(&[]));
+        assert_eq!(v.route("missing", "a", None), set(&[]));
+    }
+
+    #[test]
+    fn queue_topics_are_unique_and_valid() {
+        assert_eq!(queue_topic("/", "hello"), "hello");
+        assert_eq!(queue_topic("/", "task queue"), "task%20queue");
+        assert_eq!(queue_topic("/", "50%"), "50%25");
+        assert_eq!(queue_topic("prod", "hello"), "prod%%hello");
+        assert_eq!(queue_topic("/a", "b"), "%2Fa%%b");
+        assert_ne!(queue_topic("a%%b", "c"), queue_topic("a", "b%%c"));
+        for t in [queue_topic("/", "ü/ñ"), queue_topic("vh", "x y")] {
+            assert!(fjord_broker::validate_topic_name(&t).is_ok(), "{t}");
+        }
+    }
+}

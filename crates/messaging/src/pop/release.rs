@@ -1,0 +1,123 @@
+//! Making deliveries visible again at once, many at a time: what a
+//! per-message-ack protocol needs when a consumer goes away (AMQP returns
+//! a closed channel's unacked messages to its queue) or when a broker
+//! restarts with nobody left holding them.
+
+use fjord_broker::TopicPartition;
+
+use super::ReceiptHandle;
+use super::service::PopEntry;
+use super::state::InFlight;
+use crate::Messaging;
+use crate::error::{Result, blocking};
+use crate::pull::ConsumeModel;
+
+impl Messaging {
+    /// Makes each delivery visible again at once (a requeue), with one
+    /// journal write per queue and one wait for durability. Stale or
+    /// unknown receipts are skipped: the message was acked, or already
+    /// redelivered to someone else. Returns how many were released.
+    pub async fn release_many(&self, group: &str, model: &ConsumeModel, receipts: &[ReceiptHandle]) -> Result<usize> {
+        let mut by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)> = Vec::new();
+        for r in receipts {
+            let Ok((topic, partition, offset, seq)) = r.parse() else { continue };
+            let q = self.queue_id(group, model, &TopicPartition::new(topic, partition));
+            match by_queue.iter_mut().find(|(k, _)| *k == q) {
+                Some((_, v)) => v.push((offset, seq)),
+                None => by_queue.push((q, vec![(offset, seq)])),
+            }
+        }
+        let me = self.self_ref()?;
+        blocking(move || -> Result<usize> {
+            let (mut released, mut last) = (0, None);
+            for (q, deliveries) in by_queue {
+                let Some(state) = me.pop.queue(&q) else { continue };
+                let _cut = me.pop.cut.read();
+                let mut s = state.lock();
+                let now = me.pop.clock.now_ms();
+                for (offset, seq) in deliveries {
+                    let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else { continue };
+                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), ..f };
+                    s.inflight.insert(offset, nf);
+                    last = Some(me.pop.write(&PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
+                    released += 1;
+                }
+            }
+            if let Some(off) = last {
+                me.pop.journal.sync(off)?;
+            }
+            Ok(released)
+        })
+        .await?
+    }
+
+    /// Makes every delivery of `group` on `topic` visible at once: after a restart nobody
+    /// holds the deliveries of a connection-bound protocol (AMQP), so they
+    /// go back to their queue instead of waiting out their invisibility.
+    pub async fn release_all(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<usize> {
+        let queues: Vec<_> = {
+            let base = self.queue_id(group, model, &TopicPartition::new(topic, 0));
+            self.pop
+                .queues
+                .lock()
+                .iter()
+                .filter(|(q, _)| q.group == base.group && q.topic == topic)
+                .map(|(q, s)| (q.clone(), s.clone()))
+                .collect()
+        };
+        let me = self.self_ref()?;
+        blocking(move || -> Result<usize> {
+            let (mut released, mut last) = (0, None);
+            for (q, state) in queues {
+                let _cut = me.pop.cut.read();
+                let mut s = state.lock();
+                let now = me.pop.clock.now_ms();
+                let waiting: Vec<(u64, InFlight)> =
+                    s.inflight.iter().filter(|(_, f)| f.visible_at > now).map(|(o, f)| (*o, *f)).collect();
+                for (offset, f) in waiting {
+                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), ..f };
+                    s.inflight.insert(offset, nf);
+                    last = Some(me.pop.write(&PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
+                    released += 1;
+                }
+            }
+            if let Some(off) = last {
+                me.pop.journal.sync(off)?;
+            }
+            Ok(released)
+        })
+        .await?
+    }
+
+    /// A group's backlog on `topic`: messages ready to be popped (never
+    /// handed out, or whose invisibility ran out) and messages in flight
+    /// (handed out, not acked). Partitions the group never popped count
+    /// from its committed offset (or the log start).
+    pub fn pop_depth(&self, group: &str, model: &ConsumeModel, topic: &str) -> (u64, u64) {
+        let Some(t) = self.broker.topic(topic) else { return (0, 0) };
+        let now = self.pop.clock.now_ms();
+        let (mut ready, mut unacked) = (0u64, 0u64);
+        for p in t.partitions() {
+            let q = self.queue_id(group, model, p.id());
+            let hw = p.high_watermark();
+            match self.pop.queue(&q) {
+                Some(state) => {
+                    let s = state.lock();
+                    let waiting = s.inflight.values().filter(|f| f.visible_at > now).count() as u64;
+                    let expired = s.inflight.len() as u64 - waiting;
+                    ready += hw.saturating_sub(s.next) + expired + s.held.len() as u64;
+                    unacked += waiting;
+                }
+                None => {
+                    let from = self
+                        .broker
+                        .offsets()
+                        .get(&q.group, &q.topic, q.partition)
+                        .map_or(p.log_start_offset(), |c| c.offset.max(0) as u64);
+                    ready += hw.saturating_sub(from.max(p.log_start_offset()));
+                }
+            }
+        }
+        (ready, unacked)
+    }
+}

@@ -1,0 +1,80 @@
+//! Requeueing many deliveries at once, releasing a group's deliveries
+//! after a restart, the pop backlog counts, and groups without a delivery
+//! limit (what the AMQP gateway builds on).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::open;
+use fjord_messaging::{ConsumeModel, GroupSettings, Message, Partitioning, PopRequest, UNLIMITED_ATTEMPTS};
+
+fn req(n: usize) -> PopRequest {
+    PopRequest { invisible: Duration::from_secs(600), ..PopRequest::new("g", "q", n) }
+}
+
+#[tokio::test]
+async fn release_many_requeues_at_once_and_skips_stale_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    for i in 0..4 {
+        env.m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    assert_eq!(env.m.pop_depth("g", &g, "q"), (4, 0), "never popped: all ready");
+    let got = env.m.pop(req(4)).await.unwrap();
+    assert_eq!(env.m.pop_depth("g", &g, "q"), (0, 4));
+    env.m.ack("g", &g, &got[0].receipt).await.unwrap();
+    let receipts: Vec<_> = got.iter().map(|p| p.receipt.clone()).collect();
+    // m0 was acked: its receipt is skipped; the other three are visible now.
+    assert_eq!(env.m.release_many("g", &g, &receipts).await.unwrap(), 3);
+    assert_eq!(env.m.pop_depth("g", &g, "q"), (3, 0));
+    let again = env.m.pop(req(10)).await.unwrap();
+    assert_eq!(again.iter().map(|p| p.message.offset).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(again.iter().all(|p| p.attempt == 2));
+    // Old receipts are stale now.
+    assert_eq!(env.m.release_many("g", &g, &receipts).await.unwrap(), 0);
+    env.close().await;
+}
+
+#[tokio::test]
+async fn release_all_returns_a_groups_deliveries_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    for i in 0..3 {
+        env.m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    assert_eq!(env.m.pop(req(3)).await.unwrap().len(), 3);
+    let clock = env.clock.clone();
+    env.close().await;
+    let env = common::open_at(dir.path(), clock, Default::default()).await;
+    // The pops were journaled: still invisible for ten minutes...
+    assert!(env.m.pop(req(3)).await.unwrap().is_empty());
+    assert_eq!(env.m.release_all("g", &g, "q").await.unwrap(), 3);
+    let got = env.m.pop(req(3)).await.unwrap();
+    assert_eq!(got.len(), 3, "...until released");
+    assert!(got.iter().all(|p| p.attempt == 2));
+    env.close().await;
+}
+
+#[tokio::test]
+async fn an_unlimited_group_is_never_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    env.m.set_group_settings("g", Some(GroupSettings { max_attempts: UNLIMITED_ATTEMPTS, fifo: false })).await.unwrap();
+    env.m.send(Message::new("q", "poison"), Partitioning::Auto).await.unwrap();
+    let g = ConsumeModel::Clustering;
+    for attempt in 1..=(env.m.config().max_attempts + 5) {
+        let got = env.m.pop(req(1)).await.unwrap();
+        assert_eq!(got[0].attempt, attempt);
+        env.m.release_many("g", &g, &[got[0].receipt.clone()]).await.unwrap();
+        env.m.pop_maintenance().await.unwrap();
+    }
+    assert!(env.m.dlq_list("g", 0, 10).await.unwrap().is_empty());
+    env.close().await;
+}
