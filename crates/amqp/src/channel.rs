@@ -10,15 +10,15 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use fjord_amqp_codec::protocol::{basic, channel as chan, confirm, exchange, queue, tx};
 use fjord_amqp_codec::{AMQPClass, AMQPFrame, BasicProperties};
-use fjord_messaging::{ConsumeModel, PopRequest, ReceiptHandle};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::connection::{Conn, method_frame};
-use crate::consumer::{self, Consumer};
+use crate::connection::Conn;
+use crate::consumer::Consumer;
+use crate::delivery::{Settle, Unacked, requeue};
 use crate::exception::{AmqpException, MethodResult};
-use crate::mapping::{self, Published};
-use crate::model::{AMQP_GROUP, Binding, Exchange, ExchangeKind};
+use crate::mapping::Published;
+use crate::model::{Binding, Exchange, ExchangeKind};
 use crate::ops::QueueSpec;
 use crate::publish::{self, PubCmd, Routed};
 
@@ -26,6 +26,7 @@ use crate::publish::{self, PubCmd, Routed};
 #[derive(Debug)]
 pub(crate) struct ChannelShared {
     pub(crate) id: u16,
+    pub(crate) vhost: String,
     pub(crate) out: mpsc::Sender<Vec<u8>>,
     pub(crate) frame_max: u32,
     pub(crate) state: parking_lot::Mutex<Deliveries>,
@@ -42,13 +43,6 @@ pub(crate) struct Deliveries {
     pub(crate) global_prefetch: u32,
 }
 
-/// An unacked delivery.
-#[derive(Debug)]
-pub(crate) struct Unacked {
-    pub(crate) receipt: ReceiptHandle,
-    pub(crate) consumer: Option<Arc<Consumer>>,
-}
-
 /// A publish waiting for its content header and body.
 #[derive(Debug)]
 struct Content {
@@ -58,26 +52,25 @@ struct Content {
     body: Vec<u8>,
 }
 
-/// What a transaction holds until commit: publishes, and settlements
-/// (delivery tag, requeue).
-type TxBuffer = (Vec<Routed>, Vec<(u64, bool)>);
+/// What a transaction holds until commit: publishes, and settlements.
+type TxBuffer = (Vec<Routed>, Vec<(u64, Settle)>);
 
 /// One open channel.
 #[derive(Debug)]
 pub(crate) struct Channel {
-    shared: Arc<ChannelShared>,
+    pub(crate) shared: Arc<ChannelShared>,
     content: Option<Content>,
-    publisher: mpsc::Sender<PubCmd>,
-    publisher_task: JoinHandle<()>,
-    confirm: bool,
-    next_confirm: u64,
+    pub(crate) publisher: mpsc::Sender<PubCmd>,
+    pub(crate) publisher_task: JoinHandle<()>,
+    pub(crate) confirm: bool,
+    pub(crate) next_confirm: u64,
     /// In tx mode: publishes and acks held until commit.
-    tx: Option<TxBuffer>,
-    consumers: HashMap<String, (Arc<Consumer>, JoinHandle<()>)>,
+    pub(crate) tx: Option<TxBuffer>,
+    pub(crate) consumers: HashMap<String, (Arc<Consumer>, JoinHandle<()>)>,
     /// basic.qos with global=false: for consumers created afterwards.
-    prefetch: u32,
+    pub(crate) prefetch: u32,
     /// channel.close was sent; waiting for close-ok.
-    closing: bool,
+    pub(crate) closing: bool,
 }
 
 fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
@@ -88,6 +81,7 @@ impl Conn {
     fn new_channel(&self, id: u16) -> Channel {
         let shared = Arc::new(ChannelShared {
             id,
+            vhost: self.vhost.clone(),
             out: self.out.clone(),
             frame_max: self.frame_max,
             state: Default::default(),
@@ -193,12 +187,12 @@ impl Conn {
         }
     }
 
-    fn channel(&mut self, id: u16) -> MethodResult<&mut Channel> {
+    pub(crate) fn channel(&mut self, id: u16) -> MethodResult<&mut Channel> {
         self.channels.get_mut(&id).ok_or_else(|| AmqpException::channel_error("channel is not open"))
     }
 
     /// Waits until the channel's publisher stored everything sent before.
-    async fn fence(&mut self, id: u16) -> MethodResult<()> {
+    pub(crate) async fn fence(&mut self, id: u16) -> MethodResult<()> {
         let (tx, rx) = oneshot::channel();
         let ch = self.channel(id)?;
         if ch.publisher.send(PubCmd::Fence(tx)).await.is_ok() {
@@ -215,6 +209,7 @@ impl Conn {
         let props = c.properties.unwrap_or_default();
         let p = c.publish;
         let topics = self.gw.route(&vhost, p.exchange.as_str(), p.routing_key.as_str(), props.headers().as_ref())?;
+        let deliver_at = self.gw.delay(&vhost, p.exchange.as_str(), props.headers().as_ref());
         let ch = self.channel(id)?;
         let confirm = ch.confirm.then(|| {
             ch.next_confirm += 1;
@@ -222,6 +217,7 @@ impl Conn {
         });
         let routed = Routed {
             confirm,
+            deliver_at,
             topics,
             mandatory: p.mandatory,
             message: Published {
@@ -271,13 +267,8 @@ impl Conn {
             let _ = task.await;
             self.after_consumer_gone(&c).await;
         }
-        let receipts: Vec<ReceiptHandle> =
-            std::mem::take(&mut shared.state.lock().unacked).into_values().map(|u| u.receipt).collect();
-        if !receipts.is_empty()
-            && let Err(e) = self.gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts).await
-        {
-            tracing::warn!(error = %e, "amqp: could not requeue a closed channel's deliveries");
-        }
+        let taken: Vec<Unacked> = std::mem::take(&mut shared.state.lock().unacked).into_values().collect();
+        requeue(&self.gw, taken).await;
     }
 
     /// Auto-delete: a queue whose last consumer went is deleted.
@@ -360,6 +351,16 @@ impl Conn {
                     None if d.passive => ExchangeKind::Direct,
                     None => return Err(AmqpException::command_invalid(format!("unknown exchange type '{}'", d.kind))),
                 };
+                if kind == ExchangeKind::XDelayedMessage
+                    && !d.passive
+                    && crate::model::string_arg(&d.arguments, "x-delayed-type")
+                        .and_then(|t| ExchangeKind::parse(&t))
+                        .is_none_or(|t| t == ExchangeKind::XDelayedMessage)
+                {
+                    return Err(AmqpException::precondition_failed(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    ));
+                }
                 let e = Exchange {
                     name: d.exchange.to_string(),
                     kind,
@@ -483,18 +484,13 @@ impl Conn {
             C::Basic(basic::AMQPMethod::Recover(_)) | C::Basic(basic::AMQPMethod::RecoverAsync(_)) => {
                 let ch = self.channel(id)?;
                 let all: Vec<Unacked> = std::mem::take(&mut ch.shared.state.lock().unacked).into_values().collect();
-                let receipts: Vec<ReceiptHandle> = all.iter().map(|u| u.receipt.clone()).collect();
                 for u in &all {
                     if let Some(c) = &u.consumer {
                         c.unacked.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
                 ch.shared.credit.notify_waiters();
-                self.gw
-                    .messaging
-                    .release_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts)
-                    .await
-                    .map_err(|e| AmqpException::internal_error(e.to_string()))?;
+                requeue(&self.gw, all).await;
                 ok(C::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})))
             }
             C::Confirm(confirm::AMQPMethod::Select(s)) => {
@@ -522,9 +518,8 @@ impl Conn {
                     let _ = ch.publisher.send(PubCmd::Publish(Box::new(p))).await;
                 }
                 self.fence(id).await?;
-                for (tag, requeue) in acks {
-                    let action = if requeue { Some(true) } else { None };
-                    self.settle_now(id, tag, false, action).await?;
+                for (tag, how) in acks {
+                    self.settle_now(id, tag, false, how).await?;
                 }
                 ok(C::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})))
             }
@@ -543,165 +538,5 @@ impl Conn {
                 other.get_amqp_method_id()
             ))),
         }
-    }
-
-    async fn consume(&mut self, id: u16, vhost: &str, c: basic::Consume) -> MethodResult<Option<AMQPClass>> {
-        let snapshot = self.gw.model.snapshot();
-        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
-        let q = self
-            .gw
-            .find_queue(v, vhost, c.queue.as_str())
-            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", c.queue)))?;
-        if q.owner.is_some_and(|o| o != self.id) {
-            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
-        }
-        if self.gw.consumers.has_exclusive(&q.topic) || (c.exclusive && self.gw.consumers.count(&q.topic) > 0) {
-            return Err(AmqpException::access_refused(format!(
-                "queue '{}' in vhost '{vhost}' in exclusive use",
-                q.name
-            )));
-        }
-        let cancel_notify = self.cancel_notify;
-        let gw = self.gw.clone();
-        let ch = self.channel(id)?;
-        let tag = if c.consumer_tag.as_str().is_empty() {
-            format!("amq.ctag-{:016x}", crate::ops::rand_u64())
-        } else {
-            c.consumer_tag.to_string()
-        };
-        if ch.consumers.contains_key(&tag) {
-            return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
-        }
-        let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
-        let consumer = Arc::new(Consumer::new(tag.clone(), q.topic.clone(), c.no_ack, c.exclusive, ch.prefetch, ttl));
-        gw.consumers.add(&consumer, &ch.shared);
-        if !c.nowait {
-            let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
-            let _ = ch.shared.out.send(method_frame(id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(reply)))).await;
-        }
-        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone(), cancel_notify));
-        ch.consumers.insert(tag, (consumer, task));
-        Ok(None)
-    }
-
-    async fn get(&mut self, id: u16, vhost: &str, g: basic::Get) -> MethodResult<Option<AMQPClass>> {
-        let snapshot = self.gw.model.snapshot();
-        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
-        let q = self
-            .gw
-            .find_queue(v, vhost, g.queue.as_str())
-            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
-        if q.owner.is_some_and(|o| o != self.id) {
-            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
-        }
-        let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
-        let internal = |e: fjord_messaging::MessagingError| AmqpException::internal_error(e.to_string());
-        let model = ConsumeModel::Clustering;
-        loop {
-            let mut req = PopRequest::new(AMQP_GROUP, &q.topic, 1);
-            req.invisible = self.gw.config.consumer_timeout;
-            let Some(p) = self.gw.messaging.pop(req).await.map_err(internal)?.pop() else {
-                return ok(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
-            };
-            let now = self.gw.messaging.broker().clock().now_ms();
-            if mapping::expires_at(&p.message, ttl).is_some_and(|at| at <= now) {
-                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
-                continue;
-            }
-            let ch = self.channel(id)?;
-            let tag = {
-                let mut st = ch.shared.state.lock();
-                st.next_tag += 1;
-                let tag = st.next_tag;
-                if !g.no_ack {
-                    st.unacked.insert(tag, Unacked { receipt: p.receipt.clone(), consumer: None });
-                }
-                tag
-            };
-            let (ready, _) = self.gw.depth(&q.topic);
-            let (exchange, routing_key, props) = mapping::from_stored(&p.message);
-            let get_ok = basic::GetOk {
-                delivery_tag: tag,
-                redelivered: p.attempt > 1,
-                exchange: exchange.into(),
-                routing_key: routing_key.into(),
-                message_count: u32::try_from(ready).unwrap_or(u32::MAX),
-            };
-            let mut buf = Vec::new();
-            let body = p.message.body.as_deref().unwrap_or_default();
-            let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok));
-            fjord_amqp_codec::encode_content(id, m, props, body, self.frame_max, &mut buf)
-                .map_err(|e| AmqpException::internal_error(e.to_string()))?;
-            let _ = self.out.send(buf).await;
-            if g.no_ack {
-                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
-            }
-            return Ok(None);
-        }
-    }
-
-    /// basic.ack (`requeue` None), basic.nack / basic.reject (requeue or
-    /// drop). In tx mode the settlement waits for commit.
-    async fn settle(
-        &mut self,
-        id: u16,
-        tag: u64,
-        multiple: bool,
-        requeue: Option<bool>,
-    ) -> MethodResult<Option<AMQPClass>> {
-        let ch = self.channel(id)?;
-        if let Some((_, acks)) = ch.tx.as_mut() {
-            if multiple {
-                let tags: Vec<u64> = ch.shared.state.lock().unacked.range(..=tag).map(|(t, _)| *t).collect();
-                acks.extend(tags.into_iter().map(|t| (t, requeue == Some(true))));
-            } else {
-                acks.push((tag, requeue == Some(true)));
-            }
-            return Ok(None);
-        }
-        self.settle_now(id, tag, multiple, requeue.filter(|r| *r)).await?;
-        Ok(None)
-    }
-
-    /// Settles now: `Some(true)` requeues, anything else acks (a rejected
-    /// message without requeue is dropped; dead-lettering comes with DLX).
-    async fn settle_now(&mut self, id: u16, tag: u64, multiple: bool, requeue: Option<bool>) -> MethodResult<()> {
-        let ch = self.channel(id)?;
-        let taken: Vec<Unacked> = {
-            let mut st = ch.shared.state.lock();
-            if multiple {
-                let keys: Vec<u64> = st.unacked.range(..=tag).map(|(t, _)| *t).collect();
-                if tag != 0 && keys.is_empty() {
-                    return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}")));
-                }
-                keys.into_iter().filter_map(|k| st.unacked.remove(&k)).collect()
-            } else {
-                match st.unacked.remove(&tag) {
-                    Some(u) => vec![u],
-                    None => return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}"))),
-                }
-            }
-        };
-        for u in &taken {
-            if let Some(c) = &u.consumer {
-                c.unacked.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        ch.shared.credit.notify_waiters();
-        let receipts: Vec<ReceiptHandle> = taken.into_iter().map(|u| u.receipt).collect();
-        let gw = self.gw.clone();
-        // Acks need no answer: their durability wait runs off the read loop.
-        tokio::spawn(async move {
-            let model = ConsumeModel::Clustering;
-            let r = if requeue == Some(true) {
-                gw.messaging.release_many(AMQP_GROUP, &model, &receipts).await.map(drop)
-            } else {
-                gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await.map(drop)
-            };
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "amqp: could not settle deliveries");
-            }
-        });
-        Ok(())
     }
 }

@@ -14,9 +14,11 @@ use fjord_messaging::{ConsumeModel, PopRequest, Popped, ReceiptHandle};
 use parking_lot::Mutex;
 
 use crate::AmqpGateway;
-use crate::channel::{ChannelShared, Unacked};
+use crate::channel::ChannelShared;
+use crate::deadletter::{QueueRef, Reason};
+use crate::delivery::Unacked;
 use crate::mapping;
-use crate::model::AMQP_GROUP;
+use crate::model::{AMQP_GROUP, int_arg};
 
 /// Most messages one pop asks for.
 const MAX_BATCH: u32 = 64;
@@ -34,6 +36,10 @@ pub(crate) struct Consumer {
     pub(crate) prefetch: u32,
     /// The queue's `x-message-ttl`.
     pub(crate) queue_ttl: Option<i64>,
+    /// The queue's `x-delivery-limit`.
+    pub(crate) delivery_limit: Option<i64>,
+    /// The queue, for dead-lettering.
+    pub(crate) queue: Arc<QueueRef>,
     pub(crate) unacked: AtomicU32,
     /// Held while deliveries are written; `false` once cancelled, so no
     /// delivery follows cancel-ok.
@@ -44,21 +50,17 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn new(
-        tag: String,
-        topic: String,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch: u32,
-        queue_ttl: Option<i64>,
-    ) -> Consumer {
+    pub(crate) fn new(tag: String, queue: Arc<QueueRef>, no_ack: bool, exclusive: bool, prefetch: u32) -> Consumer {
+        let args = &queue.queue.arguments;
         Consumer {
             tag,
-            topic,
+            topic: queue.queue.topic.clone(),
             no_ack,
             exclusive,
             prefetch,
-            queue_ttl,
+            queue_ttl: int_arg(args, "x-message-ttl"),
+            delivery_limit: int_arg(args, "x-delivery-limit"),
+            queue: queue.clone(),
             unacked: AtomicU32::new(0),
             active: tokio::sync::Mutex::new(true),
             stop: AtomicBool::new(false),
@@ -203,18 +205,33 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     let now = gw.messaging.broker().clock().now_ms();
     let mut buf = Vec::new();
     let mut settle = Vec::new();
+    let (mut expired, mut over_limit) = (Vec::new(), Vec::new());
     for p in popped {
         if mapping::expires_at(&p.message, c.queue_ttl).is_some_and(|at| at <= now) {
-            // Expired at the head: dropped (dead-lettering is not wired yet).
-            settle.push(p.receipt);
+            expired.push((p.message, p.receipt));
             continue;
         }
+        // Returned more than the limit allows (RabbitMQ: delivery count > limit).
+        if c.delivery_limit.is_some_and(|l| i64::from(p.attempt) > l.saturating_add(1)) {
+            over_limit.push((p.message, p.receipt));
+            continue;
+        }
+        let message = Arc::new(p.message);
         let tag = {
             let mut st = ch.state.lock();
             st.next_tag += 1;
             let tag = st.next_tag;
             if !c.no_ack {
-                st.unacked.insert(tag, Unacked { receipt: p.receipt.clone(), consumer: Some(c.clone()) });
+                st.unacked.insert(
+                    tag,
+                    Unacked {
+                        receipt: p.receipt.clone(),
+                        consumer: Some(c.clone()),
+                        queue: c.queue.clone(),
+                        message: message.clone(),
+                        attempt: p.attempt,
+                    },
+                );
                 c.unacked.fetch_add(1, Ordering::AcqRel);
             }
             tag
@@ -222,7 +239,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
         if c.no_ack {
             settle.push(p.receipt.clone());
         }
-        let (exchange, routing_key, props) = mapping::from_stored(&p.message);
+        let (exchange, routing_key, props) = mapping::from_stored(&message);
         let d = basic::Deliver {
             consumer_tag: c.tag.as_str().into(),
             delivery_tag: tag,
@@ -230,7 +247,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
             exchange: exchange.into(),
             routing_key: routing_key.into(),
         };
-        let body = p.message.body.as_deref().unwrap_or_default();
+        let body = message.body.as_deref().unwrap_or_default();
         if let Err(e) =
             encode_content(ch.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)), props, body, ch.frame_max, &mut buf)
         {
@@ -241,6 +258,8 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
         let _ = ch.out.send(buf).await;
     }
     drop(active);
+    gw.dead_letter(&c.queue, expired, Reason::Expired).await;
+    gw.dead_letter(&c.queue, over_limit, Reason::DeliveryLimit).await;
     if !settle.is_empty()
         && let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &settle).await
     {

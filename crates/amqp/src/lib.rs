@@ -37,8 +37,11 @@
 pub mod channel;
 pub mod connection;
 pub mod consumer;
+pub mod deadletter;
+mod delivery;
 pub mod error;
 pub mod exception;
+mod expiry;
 pub mod mapping;
 pub mod model;
 pub mod ops;

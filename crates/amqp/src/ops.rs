@@ -375,6 +375,21 @@ impl AmqpGateway {
     }
 }
 
+impl AmqpGateway {
+    /// When a message published to a delayed-message exchange with an
+    /// `x-delay` header (ms) is delivered; `None` for other exchanges or
+    /// without a positive delay.
+    pub fn delay(&self, vhost: &str, exchange: &str, headers: Option<&FieldTable>) -> Option<i64> {
+        let snapshot = self.model.snapshot();
+        let e = snapshot.get(vhost)?.exchanges.get(exchange)?;
+        if e.kind != crate::model::ExchangeKind::XDelayedMessage {
+            return None;
+        }
+        let ms = crate::model::int_arg(headers?, "x-delay").filter(|d| *d > 0)?;
+        Some(self.messaging.broker().clock().now_ms().saturating_add(ms))
+    }
+}
+
 /// Random enough for server-generated names (not a secret).
 pub(crate) fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};

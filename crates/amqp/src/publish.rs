@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::AmqpGateway;
 use crate::channel::ChannelShared;
 use crate::connection::method_frame;
+use crate::deadletter::{QueueRef, Reason};
 use crate::mapping::{self, Published};
+use crate::model::{AMQP_GROUP, int_arg, string_arg};
 
 /// Publishes taken into one batch at most.
 const MAX_BATCH: usize = 512;
@@ -31,6 +33,8 @@ type Call = (Vec<usize>, Vec<Message>);
 pub(crate) struct Routed {
     /// Confirm-mode delivery tag.
     pub(crate) confirm: Option<u64>,
+    /// When a delayed-message exchange delivers it (ms since the epoch).
+    pub(crate) deliver_at: Option<i64>,
     /// Topics of the queues it goes to.
     pub(crate) topics: Vec<String>,
     pub(crate) mandatory: bool,
@@ -71,11 +75,24 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, mut rx: mp
 }
 
 async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
+    let mut failed = vec![false; batch.len()];
+    let mut limits = Limits::new(gw, &ch.vhost);
     // Per topic, in publish order, cut into calls of bounded size.
     let mut calls: Vec<(String, Vec<usize>, Vec<Message>, usize)> = Vec::new();
     for (i, r) in batch.iter().enumerate() {
         for t in &r.topics {
-            let m = mapping::to_message(&r.message, t);
+            if !limits.admit(t) {
+                // reject-publish(-dlx): this queue refuses it; confirms say nack.
+                failed[i] = true;
+                if let Some(q) = limits.dead_letter_refused(t) {
+                    gw.dead_letter_published(&q, &r.message, Reason::Maxlen).await;
+                }
+                continue;
+            }
+            let mut m = mapping::to_message(&r.message, t);
+            if let Some(at) = r.deliver_at {
+                m.delivery = fjord_messaging::message::Delivery::At(at);
+            }
             let size = m.body.len();
             match calls.iter_mut().rev().find(|c| &c.0 == t) {
                 Some(c) if c.3 + size <= MAX_BATCH_BYTES => {
@@ -87,7 +104,6 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
             }
         }
     }
-    let mut failed = vec![false; batch.len()];
     // Calls for one topic run in order; topics run concurrently.
     let mut by_topic: Vec<(String, Vec<Call>)> = Vec::new();
     for (t, idx, msgs, _) in calls {
@@ -111,6 +127,8 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
             failed[i] = true;
         }
     }
+    // x-max-length with drop-head: the oldest go (dead-lettered).
+    limits.drop_heads(gw).await;
     let mut out = Vec::new();
     for r in &batch {
         if r.mandatory && r.topics.is_empty() {
@@ -152,5 +170,95 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     }
     if !out.is_empty() {
         let _ = ch.out.send(out).await;
+    }
+}
+
+/// `x-max-length` of the queues one batch goes to.
+struct Limits {
+    /// Per topic, its queue's limit (if any).
+    queues: Vec<(String, Option<Limit>)>,
+    snapshot: Arc<std::collections::BTreeMap<String, crate::model::VHost>>,
+    vhost: String,
+    depth: Box<dyn Fn(&str) -> u64 + Send + Sync>,
+}
+
+/// A queue's length limit: (queue, max length, overflow, ready count as
+/// admitted so far).
+type Limit = (Arc<QueueRef>, u64, Overflow, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overflow {
+    DropHead,
+    RejectPublish,
+    RejectPublishDlx,
+}
+
+impl Limits {
+    fn new(gw: &AmqpGateway, vhost: &str) -> Limits {
+        let messaging = gw.messaging.clone();
+        Limits {
+            queues: Vec::new(),
+            snapshot: gw.model.snapshot(),
+            vhost: vhost.to_string(),
+            depth: Box::new(move |t| messaging.pop_depth(AMQP_GROUP, &fjord_messaging::ConsumeModel::Clustering, t).0),
+        }
+    }
+
+    fn entry(&mut self, topic: &str) -> Option<&mut Limit> {
+        if !self.queues.iter().any(|(t, _)| t == topic) {
+            let q = self.snapshot.get(&self.vhost).and_then(|v| v.queues.values().find(|q| q.topic == topic));
+            let limit = q.and_then(|q| {
+                let max = int_arg(&q.arguments, "x-max-length")?;
+                let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
+                    Some("reject-publish") => Overflow::RejectPublish,
+                    Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                    _ => Overflow::DropHead,
+                };
+                let queue = Arc::new(QueueRef { vhost: self.vhost.clone(), queue: q.clone() });
+                Some((queue, max.max(0) as u64, overflow, (self.depth)(topic)))
+            });
+            self.queues.push((topic.to_string(), limit));
+        }
+        self.queues.iter_mut().find(|(t, _)| t == topic).and_then(|(_, l)| l.as_mut())
+    }
+
+    /// Whether one more message may go to `topic` (counting it if so).
+    fn admit(&mut self, topic: &str) -> bool {
+        match self.entry(topic) {
+            Some((_, max, overflow, ready)) if *overflow != Overflow::DropHead && *ready >= *max => false,
+            Some((_, _, _, ready)) => {
+                *ready += 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// The queue to dead-letter a refused publish from (reject-publish-dlx).
+    fn dead_letter_refused(&mut self, topic: &str) -> Option<Arc<QueueRef>> {
+        match self.entry(topic) {
+            Some((q, _, Overflow::RejectPublishDlx, _)) => Some(q.clone()),
+            _ => None,
+        }
+    }
+
+    /// Trims drop-head queues back to their length.
+    async fn drop_heads(&mut self, gw: &AmqpGateway) {
+        for (topic, limit) in &self.queues {
+            let Some((q, max, Overflow::DropHead, _)) = limit else { continue };
+            let mut excess = (self.depth)(topic).saturating_sub(*max);
+            while excess > 0 {
+                let n = excess.min(1024) as usize;
+                let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, topic.as_str(), n);
+                req.invisible = std::time::Duration::from_secs(60);
+                let popped = match gw.messaging.pop(req).await {
+                    Ok(p) if !p.is_empty() => p,
+                    _ => break,
+                };
+                excess = excess.saturating_sub(popped.len() as u64);
+                let msgs = popped.into_iter().map(|p| (p.message, p.receipt)).collect();
+                gw.dead_letter(q, msgs, Reason::Maxlen).await;
+            }
+        }
     }
 }

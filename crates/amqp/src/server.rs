@@ -13,6 +13,7 @@ use crate::error::Result;
 /// connections to close (320 CONNECTION_FORCED) and waits for them.
 pub async fn serve(acceptor: Acceptor, gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) -> Result<()> {
     let mut conns = JoinSet::new();
+    let sweeper = tokio::spawn(crate::expiry::run(gw.clone(), stop.clone()));
     loop {
         tokio::select! {
             (stream, peer, admitted) = acceptor.accept() => {
@@ -33,5 +34,6 @@ pub async fn serve(acceptor: Acceptor, gw: Arc<AmqpGateway>, mut stop: watch::Re
         tokio::time::timeout(std::time::Duration::from_secs(5), async { while conns.join_next().await.is_some() {} })
             .await;
     conns.abort_all();
+    let _ = sweeper.await;
     Ok(())
 }

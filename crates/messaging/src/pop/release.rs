@@ -18,6 +18,24 @@ impl Messaging {
     /// unknown receipts are skipped: the message was acked, or already
     /// redelivered to someone else. Returns how many were released.
     pub async fn release_many(&self, group: &str, model: &ConsumeModel, receipts: &[ReceiptHandle]) -> Result<usize> {
+        self.release(group, model, receipts, false).await
+    }
+
+    /// Takes deliveries back as if they had not happened: visible at once
+    /// and with the attempt count they had before, so the next delivery is
+    /// not a redelivery. For looking at a queue's head without consuming it
+    /// (the AMQP gateway's expiry sweep).
+    pub async fn unpop_many(&self, group: &str, model: &ConsumeModel, receipts: &[ReceiptHandle]) -> Result<usize> {
+        self.release(group, model, receipts, true).await
+    }
+
+    async fn release(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+        undo: bool,
+    ) -> Result<usize> {
         let mut by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)> = Vec::new();
         for r in receipts {
             let Ok((topic, partition, offset, seq)) = r.parse() else { continue };
@@ -37,7 +55,8 @@ impl Messaging {
                 let now = me.pop.clock.now_ms();
                 for (offset, seq) in deliveries {
                     let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else { continue };
-                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), ..f };
+                    let attempt = if undo { f.attempt.saturating_sub(1) } else { f.attempt };
+                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), attempt, ..f };
                     s.inflight.insert(offset, nf);
                     last = Some(me.pop.write(&PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
                     released += 1;

@@ -1,0 +1,277 @@
+//! Consumption on a channel: basic.consume (starting a [`crate::consumer`]
+//! task), basic.get, and settling deliveries — ack, requeue (with
+//! `x-delivery-limit`), or reject (dead-letter).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fjord_amqp_codec::AMQPClass;
+use fjord_amqp_codec::protocol::basic;
+use fjord_messaging::{ConsumeModel, PopRequest, ReceiptHandle, StoredMessage};
+
+use crate::connection::{Conn, method_frame};
+use crate::consumer::{self, Consumer};
+use crate::deadletter::{QueueRef, Reason};
+use crate::exception::{AmqpException, MethodResult};
+use crate::mapping;
+use crate::model::AMQP_GROUP;
+
+/// Messages to dead-letter, grouped by the queue they leave.
+type ByQueue = Vec<(Arc<QueueRef>, Vec<(StoredMessage, ReceiptHandle)>)>;
+
+fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
+    Ok(Some(class))
+}
+
+/// An unacked delivery.
+#[derive(Debug)]
+pub(crate) struct Unacked {
+    pub(crate) receipt: ReceiptHandle,
+    pub(crate) consumer: Option<Arc<Consumer>>,
+    /// Where it came from and what it was, for dead-lettering.
+    pub(crate) queue: Arc<QueueRef>,
+    pub(crate) message: Arc<StoredMessage>,
+    /// Which delivery of the message this is (1 = first).
+    pub(crate) attempt: u32,
+}
+
+/// Returns deliveries to their queues; one returned more often than its
+/// queue's `x-delivery-limit` allows is dead-lettered instead (RabbitMQ's
+/// quorum queues count every return).
+pub(crate) async fn requeue(gw: &crate::AmqpGateway, taken: Vec<Unacked>) {
+    let mut back = Vec::new();
+    let mut over: ByQueue = Vec::new();
+    for u in taken {
+        let limit = crate::model::int_arg(&u.queue.queue.arguments, "x-delivery-limit");
+        if limit.is_some_and(|l| i64::from(u.attempt) > l) {
+            let m = ((*u.message).clone(), u.receipt);
+            match over.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                Some((_, v)) => v.push(m),
+                None => over.push((u.queue, vec![m])),
+            }
+        } else {
+            back.push(u.receipt);
+        }
+    }
+    if !back.is_empty()
+        && let Err(e) = gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &back).await
+    {
+        tracing::warn!(error = %e, "amqp: could not requeue deliveries");
+    }
+    for (q, msgs) in over {
+        gw.dead_letter(&q, msgs, Reason::DeliveryLimit).await;
+    }
+}
+
+/// What becomes of settled deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// basic.ack: done.
+    Ack,
+    /// nack/reject with requeue: back to the queue.
+    Requeue,
+    /// nack/reject without requeue: dead-lettered or dropped.
+    Reject,
+}
+
+impl From<Option<bool>> for Settle {
+    /// `None` is an ack; `Some(requeue)` a nack or reject.
+    fn from(requeue: Option<bool>) -> Settle {
+        match requeue {
+            None => Settle::Ack,
+            Some(true) => Settle::Requeue,
+            Some(false) => Settle::Reject,
+        }
+    }
+}
+
+impl Conn {
+    pub(crate) async fn consume(&mut self, id: u16, vhost: &str, c: basic::Consume) -> MethodResult<Option<AMQPClass>> {
+        let snapshot = self.gw.model.snapshot();
+        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
+        let q = self
+            .gw
+            .find_queue(v, vhost, c.queue.as_str())
+            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", c.queue)))?;
+        if q.owner.is_some_and(|o| o != self.id) {
+            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
+        }
+        if self.gw.consumers.has_exclusive(&q.topic) || (c.exclusive && self.gw.consumers.count(&q.topic) > 0) {
+            return Err(AmqpException::access_refused(format!(
+                "queue '{}' in vhost '{vhost}' in exclusive use",
+                q.name
+            )));
+        }
+        let cancel_notify = self.cancel_notify;
+        let gw = self.gw.clone();
+        let ch = self.channel(id)?;
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            format!("amq.ctag-{:016x}", crate::ops::rand_u64())
+        } else {
+            c.consumer_tag.to_string()
+        };
+        if ch.consumers.contains_key(&tag) {
+            return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
+        let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch));
+        gw.consumers.add(&consumer, &ch.shared);
+        if !c.nowait {
+            let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
+            let _ = ch.shared.out.send(method_frame(id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(reply)))).await;
+        }
+        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone(), cancel_notify));
+        ch.consumers.insert(tag, (consumer, task));
+        Ok(None)
+    }
+
+    pub(crate) async fn get(&mut self, id: u16, vhost: &str, g: basic::Get) -> MethodResult<Option<AMQPClass>> {
+        let snapshot = self.gw.model.snapshot();
+        let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
+        let q = self
+            .gw
+            .find_queue(v, vhost, g.queue.as_str())
+            .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
+        if q.owner.is_some_and(|o| o != self.id) {
+            return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
+        }
+        let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
+        let limit = crate::model::int_arg(&q.arguments, "x-delivery-limit");
+        let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
+        let internal = |e: fjord_messaging::MessagingError| AmqpException::internal_error(e.to_string());
+        let model = ConsumeModel::Clustering;
+        loop {
+            let mut req = PopRequest::new(AMQP_GROUP, &q.topic, 1);
+            req.invisible = self.gw.config.consumer_timeout;
+            let Some(p) = self.gw.messaging.pop(req).await.map_err(internal)?.pop() else {
+                return ok(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+            };
+            let now = self.gw.messaging.broker().clock().now_ms();
+            if mapping::expires_at(&p.message, ttl).is_some_and(|at| at <= now) {
+                self.gw.dead_letter(&queue, vec![(p.message, p.receipt)], Reason::Expired).await;
+                continue;
+            }
+            if limit.is_some_and(|l| i64::from(p.attempt) > l.saturating_add(1)) {
+                self.gw.dead_letter(&queue, vec![(p.message, p.receipt)], Reason::DeliveryLimit).await;
+                continue;
+            }
+            let message = Arc::new(p.message);
+            let ch = self.channel(id)?;
+            let tag = {
+                let mut st = ch.shared.state.lock();
+                st.next_tag += 1;
+                let tag = st.next_tag;
+                if !g.no_ack {
+                    let u = Unacked {
+                        receipt: p.receipt.clone(),
+                        consumer: None,
+                        queue: queue.clone(),
+                        message: message.clone(),
+                        attempt: p.attempt,
+                    };
+                    st.unacked.insert(tag, u);
+                }
+                tag
+            };
+            let (ready, _) = self.gw.depth(&q.topic);
+            let (exchange, routing_key, props) = mapping::from_stored(&message);
+            let get_ok = basic::GetOk {
+                delivery_tag: tag,
+                redelivered: p.attempt > 1,
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                message_count: u32::try_from(ready).unwrap_or(u32::MAX),
+            };
+            let mut buf = Vec::new();
+            let body = message.body.as_deref().unwrap_or_default();
+            let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok));
+            fjord_amqp_codec::encode_content(id, m, props, body, self.frame_max, &mut buf)
+                .map_err(|e| AmqpException::internal_error(e.to_string()))?;
+            let _ = self.out.send(buf).await;
+            if g.no_ack {
+                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
+            }
+            return Ok(None);
+        }
+    }
+
+    /// basic.ack (`requeue` None), basic.nack / basic.reject (requeue or
+    /// drop). In tx mode the settlement waits for commit.
+    pub(crate) async fn settle(
+        &mut self,
+        id: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: Option<bool>,
+    ) -> MethodResult<Option<AMQPClass>> {
+        let ch = self.channel(id)?;
+        if let Some((_, acks)) = ch.tx.as_mut() {
+            let how = Settle::from(requeue);
+            if multiple {
+                let tags: Vec<u64> = ch.shared.state.lock().unacked.range(..=tag).map(|(t, _)| *t).collect();
+                acks.extend(tags.into_iter().map(|t| (t, how)));
+            } else {
+                acks.push((tag, how));
+            }
+            return Ok(None);
+        }
+        self.settle_now(id, tag, multiple, Settle::from(requeue)).await?;
+        Ok(None)
+    }
+
+    /// Settles now: acks, requeues, or rejects (dead-letters, or drops
+    /// without a dead-letter exchange).
+    pub(crate) async fn settle_now(&mut self, id: u16, tag: u64, multiple: bool, action: Settle) -> MethodResult<()> {
+        let ch = self.channel(id)?;
+        let taken: Vec<Unacked> = {
+            let mut st = ch.shared.state.lock();
+            if multiple {
+                let keys: Vec<u64> = st.unacked.range(..=tag).map(|(t, _)| *t).collect();
+                if tag != 0 && keys.is_empty() {
+                    return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}")));
+                }
+                keys.into_iter().filter_map(|k| st.unacked.remove(&k)).collect()
+            } else {
+                match st.unacked.remove(&tag) {
+                    Some(u) => vec![u],
+                    None => return Err(AmqpException::precondition_failed(format!("unknown delivery tag {tag}"))),
+                }
+            }
+        };
+        for u in &taken {
+            if let Some(c) = &u.consumer {
+                c.unacked.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        ch.shared.credit.notify_waiters();
+        let gw = self.gw.clone();
+        // Settlements need no answer: their durability wait runs off the read loop.
+        tokio::spawn(async move {
+            let model = ConsumeModel::Clustering;
+            match action {
+                Settle::Requeue => requeue(&gw, taken).await,
+                Settle::Ack => {
+                    let receipts: Vec<ReceiptHandle> = taken.into_iter().map(|u| u.receipt).collect();
+                    if let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await {
+                        tracing::warn!(error = %e, "amqp: could not settle deliveries");
+                    }
+                }
+                Settle::Reject => {
+                    // Per queue: each has its own dead-letter settings.
+                    let mut by_queue: ByQueue = Vec::new();
+                    for u in taken {
+                        let m = ((*u.message).clone(), u.receipt);
+                        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                            Some((_, v)) => v.push(m),
+                            None => by_queue.push((u.queue, vec![m])),
+                        }
+                    }
+                    for (q, msgs) in by_queue {
+                        gw.dead_letter(&q, msgs, Reason::Rejected).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}

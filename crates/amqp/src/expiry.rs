@@ -1,0 +1,68 @@
+//! Expiry without consumers: once a second, queues with `x-message-ttl` or
+//! a dead-letter exchange and no consumer have their expired head messages
+//! dead-lettered (reason `expired`), as RabbitMQ expires at the head. A
+//! queue with consumers expires at delivery instead (see [`crate::consumer`]),
+//! so the sweep never reorders what a consumer receives.
+//!
+//! Looking at the head is a pop taken back unchanged when the message has
+//! not expired ([`fjord_messaging::Messaging::unpop_many`]), so the message
+//! is not counted as redelivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_messaging::{ConsumeModel, PopRequest};
+use tokio::sync::watch;
+
+use crate::AmqpGateway;
+use crate::deadletter::{QueueRef, Reason};
+use crate::mapping;
+use crate::model::{AMQP_GROUP, int_arg, string_arg};
+
+/// Most messages one queue expires per sweep.
+const MAX_PER_SWEEP: usize = 10_000;
+
+/// Sweeps until `stop` turns true.
+pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (vhost, v) in gw.model.snapshot().iter() {
+            for q in v.queues.values() {
+                let ttl = int_arg(&q.arguments, "x-message-ttl");
+                let dlx = string_arg(&q.arguments, "x-dead-letter-exchange");
+                if (ttl.is_none() && dlx.is_none()) || gw.consumers.count(&q.topic) > 0 {
+                    continue;
+                }
+                let queue = QueueRef { vhost: vhost.clone(), queue: q.clone() };
+                sweep(&gw, &queue, ttl).await;
+            }
+        }
+    }
+}
+
+async fn sweep(gw: &AmqpGateway, q: &QueueRef, ttl: Option<i64>) {
+    let model = ConsumeModel::Clustering;
+    if gw.depth(&q.queue.topic).0 == 0 {
+        return;
+    }
+    for _ in 0..MAX_PER_SWEEP {
+        let mut req = PopRequest::new(AMQP_GROUP, q.queue.topic.as_str(), 1);
+        req.invisible = Duration::from_secs(60);
+        let Ok(mut popped) = gw.messaging.pop(req).await else { return };
+        let Some(p) = popped.pop() else { return };
+        let now = gw.messaging.broker().clock().now_ms();
+        if mapping::expires_at(&p.message, ttl).is_some_and(|at| at <= now) {
+            gw.dead_letter(q, vec![(p.message, p.receipt)], Reason::Expired).await;
+            continue;
+        }
+        if let Err(e) = gw.messaging.unpop_many(AMQP_GROUP, &model, &[p.receipt]).await {
+            tracing::warn!(queue = %q.queue.name, error = %e, "amqp: could not put back a queue's head");
+        }
+        return;
+    }
+}

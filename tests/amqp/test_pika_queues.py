@@ -1,0 +1,137 @@
+"""pika against `fjord serve`: queue arguments — dead-letter exchanges with
+exact `x-death` headers (rejected, expired, maxlen, delivery_limit),
+message TTL with no consumer, `x-max-length` overflow policies, and the
+delayed-message exchange."""
+
+import time
+
+import pika
+import pytest
+from pika.exceptions import ChannelClosedByBroker, NackError
+
+from test_pika import drain
+
+
+def dlx_pair(ch, unique, **extra):
+    """A queue dead-lettering through the default exchange into a second queue."""
+    dlq = unique("dlq")
+    ch.queue_declare(dlq, durable=True)
+    work = unique("work")
+    args = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+    args.update(extra)
+    ch.queue_declare(work, durable=True, arguments=args)
+    return work, dlq
+
+
+def death(props):
+    (d,) = props.headers["x-death"][:1]
+    return d
+
+
+def test_rejected_messages_go_to_the_dead_letter_exchange_with_x_death(ch, unique):
+    ch.confirm_delivery()
+    dlx = unique("dlx")
+    ch.exchange_declare(dlx, "fanout")
+    dlq = unique("dlq")
+    ch.queue_declare(dlq)
+    ch.queue_bind(dlq, dlx)
+    work = unique("work")
+    ch.queue_declare(work, arguments={"x-dead-letter-exchange": dlx})
+    ch.basic_publish("", work, b"bad", pika.BasicProperties(headers={"order": "o-1"}))
+    (m, _, _), = drain(ch, work, 1, ack=False)
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    (dm, props, body), = drain(ch, dlq, 1)
+    assert body == b"bad"
+    assert dm.exchange == dlx and dm.routing_key == work
+    d = death(props)
+    assert (d["reason"], d["queue"], d["count"], d["exchange"], d["routing-keys"]) == ("rejected", work, 1, "", [work])
+    assert props.headers["x-first-death-reason"] == "rejected"
+    assert props.headers["x-first-death-queue"] == work
+    assert props.headers["order"] == "o-1"
+    # nack without requeue, multiple: the same.
+    for i in range(2):
+        ch.basic_publish("", work, f"n{i}".encode())
+    got = drain(ch, work, 2, ack=False)
+    ch.basic_nack(got[-1][0].delivery_tag, multiple=True, requeue=False)
+    assert sorted(b for _, _, b in drain(ch, dlq, 2)) == [b"n0", b"n1"]
+
+
+def test_expired_messages_are_dead_lettered_without_a_consumer(ch, unique):
+    ch.confirm_delivery()
+    work, dlq = dlx_pair(ch, unique, **{"x-message-ttl": 300})
+    ch.basic_publish("", work, b"late", pika.BasicProperties(delivery_mode=2))
+    # A per-message expiration on a queue with a dead-letter exchange too.
+    other, dlq2 = dlx_pair(ch, unique)
+    ch.basic_publish("", other, b"short-lived", pika.BasicProperties(expiration="200"))
+    (_, props, body), = drain(ch, dlq, 1, timeout=15)
+    assert body == b"late"
+    d = death(props)
+    assert (d["reason"], d["queue"], d["count"]) == ("expired", work, 1)
+    (_, props2, body2), = drain(ch, dlq2, 1, timeout=15)
+    assert body2 == b"short-lived"
+    assert death(props2)["original-expiration"] == "200"
+    assert props2.expiration is None
+    assert drain(ch, work, 1, timeout=0.2) == []
+
+
+def test_max_length_drop_head_dead_letters_the_oldest(ch, unique):
+    ch.confirm_delivery()
+    work, dlq = dlx_pair(ch, unique, **{"x-max-length": 2})
+    for i in range(5):
+        ch.basic_publish("", work, f"m{i}".encode())
+    assert ch.queue_declare(work, passive=True).method.message_count == 2
+    assert [b for _, _, b in drain(ch, work, 2)] == [b"m3", b"m4"]
+    dropped = drain(ch, dlq, 3)
+    assert sorted(b for _, _, b in dropped) == [b"m0", b"m1", b"m2"]
+    assert {death(p)["reason"] for _, p, _ in dropped} == {"maxlen"}
+
+
+def test_max_length_reject_publish_nacks_and_reject_publish_dlx_dead_letters(ch, unique):
+    ch.confirm_delivery()
+    q = unique("full")
+    ch.queue_declare(q, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.basic_publish("", q, b"first")
+    with pytest.raises(NackError):
+        ch.basic_publish("", q, b"second")
+    assert [b for _, _, b in drain(ch, q, 1)] == [b"first"]
+    work, dlq = dlx_pair(ch, unique, **{"x-max-length": 1, "x-overflow": "reject-publish-dlx"})
+    ch.basic_publish("", work, b"kept")
+    with pytest.raises(NackError):
+        ch.basic_publish("", work, b"refused")
+    (_, props, body), = drain(ch, dlq, 1)
+    assert body == b"refused" and death(props)["reason"] == "maxlen"
+
+
+def test_quorum_delivery_limit_dead_letters_after_too_many_returns(ch, unique):
+    ch.confirm_delivery()
+    work, dlq = dlx_pair(ch, unique, **{"x-queue-type": "quorum", "x-delivery-limit": 1})
+    ch.basic_publish("", work, b"poison")
+    for attempt in range(2):
+        got = drain(ch, work, 1, ack=False)
+        assert len(got) == 1, f"delivery {attempt + 1}: {ch.queue_declare(work, passive=True).method}"
+        (m, _, _), = got
+        assert m.redelivered == (attempt > 0)
+        ch.basic_nack(m.delivery_tag, requeue=True)
+    (_, props, body), = drain(ch, dlq, 1)
+    assert body == b"poison" and death(props)["reason"] == "delivery_limit"
+
+
+def test_delayed_message_exchange_holds_messages_for_x_delay(ch, unique):
+    ch.confirm_delivery()
+    x = unique("delayed")
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.exchange_declare(x, "x-delayed-message")
+    assert e.value.reply_code == 406
+    ch = ch.connection.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare(x, "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    q = unique("q")
+    ch.queue_declare(q)
+    ch.queue_bind(q, x, "k")
+    t0 = time.monotonic()
+    ch.basic_publish(x, "k", b"later", pika.BasicProperties(headers={"x-delay": 1500}))
+    ch.basic_publish(x, "k", b"now")
+    assert [b for _, _, b in drain(ch, q, 1)] == [b"now"]
+    (_, _, body), = drain(ch, q, 1, timeout=15)
+    assert body == b"later"
+    assert time.monotonic() - t0 >= 1.4
