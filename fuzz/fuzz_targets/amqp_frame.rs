@@ -2,8 +2,8 @@
 //! headers are checked against frame_max, then every frame is decoded
 //! (nesting guard, then amq-protocol's parser) — what a client can send
 //! before it has authenticated. Nothing may panic, overflow the stack or
-//! allocate beyond the input; a decoded frame re-encodes to one that
-//! decodes to the same value. The bytes are also tried as a bare field
+//! allocate beyond the input; a decoded frame re-encodes to bytes that
+//! decode and re-encode to themselves. The bytes are also tried as a bare field
 //! table (AMQPLAIN responses and stored headers are decoded that way).
 #![no_main]
 
@@ -25,7 +25,13 @@ fuzz_target!(|data: &[u8]| {
         let Ok(f) = decode(frame) else { continue };
         let mut out = Vec::new();
         if encode(&f, &mut out).is_ok() {
-            assert_eq!(decode(&out).expect("a re-encoded frame decodes"), f);
+            // Compared as bytes: a float header may be NaN (never equal to
+            // itself), and tables come back sorted, so the first
+            // re-encoding is the fixed point.
+            let again = decode(&out).expect("a re-encoded frame decodes");
+            let mut out2 = Vec::new();
+            encode(&again, &mut out2).expect("encodes again");
+            assert_eq!(out2, out);
         }
     }
     let _ = decode_table(data);

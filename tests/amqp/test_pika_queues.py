@@ -9,6 +9,8 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker, NackError
 
+import urllib.request
+
 from test_pika import drain
 
 
@@ -135,3 +137,36 @@ def test_delayed_message_exchange_holds_messages_for_x_delay(ch, unique):
     (_, _, body), = drain(ch, q, 1, timeout=15)
     assert body == b"later"
     assert time.monotonic() - t0 >= 1.4
+
+
+def metric(fjord, name, *labels):
+    """The value of the sample of `name` carrying every `label="value"` given."""
+    text = urllib.request.urlopen(f"http://{fjord.http}/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] == name and all(lbl in head for lbl in labels):
+            return float(value)
+    return None
+
+
+def test_queues_and_traffic_show_in_metrics_with_rabbitmq_names(fjord, conn, ch, unique):
+    q = unique("metered")
+    ch.queue_declare(q)
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", q, b"x")
+    (m, _, _), = drain(ch, q, 1, ack=False)
+    ch.basic_consume(q, lambda *a: None)
+    labels = (f'queue="{q}"', 'vhost="/"')
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ready = metric(fjord, "rabbitmq_queue_messages_ready", *labels)
+        if ready is not None and metric(fjord, "rabbitmq_queue_consumers", *labels) == 1:
+            break
+        conn.process_data_events(time_limit=0.5)
+    assert metric(fjord, "rabbitmq_queue_consumers", *labels) == 1
+    assert metric(fjord, "rabbitmq_queue_messages_unacked", *labels) >= 1
+    assert metric(fjord, "rabbitmq_global_messages_received_total") >= 3
+    assert metric(fjord, "rabbitmq_global_messages_confirmed_total") >= 3
+    assert metric(fjord, "rabbitmq_global_messages_delivered_total") >= 1
+    assert metric(fjord, "fjord_connections", 'protocol="amqp"') >= 1

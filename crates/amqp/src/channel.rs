@@ -121,6 +121,11 @@ impl Conn {
             return Ok(());
         }
         let Some(ch) = self.channels.get_mut(&id) else {
+            // Both sides closed at once: the peer's close-ok for our close
+            // arrives after we answered its close.
+            if let AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::CloseOk(_))) = frame {
+                return Ok(());
+            }
             return Err(AmqpException::channel_error(format!("expected 'channel.open' on channel {id}")));
         };
         if ch.closing {
@@ -310,6 +315,10 @@ impl Conn {
         let vhost = self.vhost.clone();
         match m {
             AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
+                if p.immediate {
+                    // As RabbitMQ since 3.0.
+                    return Err(AmqpException::not_implemented("immediate=true"));
+                }
                 let ch = self.channel(id)?;
                 ch.content = Some(Content { publish: p, properties: None, size: 0, body: Vec::new() });
                 Ok(None)
@@ -328,6 +337,11 @@ impl Conn {
                 ok(AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})))
             }
             AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(None),
+            // Pausing deliveries is not implemented (as in RabbitMQ, which
+            // answers active=false the same way; prefetch is the tool).
+            AMQPClass::Channel(chan::AMQPMethod::Flow(f)) if !f.active => {
+                Err(AmqpException::not_implemented("active=false"))
+            }
             AMQPClass::Channel(chan::AMQPMethod::Flow(f)) => {
                 ok(AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: f.active })))
             }

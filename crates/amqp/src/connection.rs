@@ -23,6 +23,7 @@ use crate::AmqpGateway;
 use crate::channel::Channel;
 use crate::error::{AmqpError, Result};
 use crate::exception::AmqpException;
+use crate::instrument;
 
 /// Frames queued for the writer before senders wait.
 const OUT_QUEUE: usize = 1024;
@@ -400,11 +401,18 @@ impl Conn {
             }
             f => {
                 let id = f.channel_id();
-                let ids = match &f {
-                    AMQPFrame::Method(_, m) => (m.get_amqp_class_id(), m.get_amqp_method_id()),
-                    _ => (0, 0),
+                let (ids, api) = match &f {
+                    AMQPFrame::Method(_, m) => {
+                        ((m.get_amqp_class_id(), m.get_amqp_method_id()), Some(instrument::api_name(m)))
+                    }
+                    _ => ((0, 0), None),
                 };
-                match self.on_channel_frame(id, f).await {
+                let start = std::time::Instant::now();
+                let r = self.on_channel_frame(id, f).await;
+                if let Some(api) = api {
+                    instrument::METRICS.request_done(api, start, r.is_err());
+                }
+                match r {
                     Ok(()) => Ok(true),
                     Err(e) if e.is_connection_level() => Err((e, ids.0, ids.1)),
                     Err(e) => {

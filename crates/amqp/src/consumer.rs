@@ -47,10 +47,19 @@ pub(crate) struct Consumer {
     stop: AtomicBool,
     /// The queue went away: tell the client (basic.cancel from the server).
     server_cancelled: AtomicBool,
+    /// The client understands a server-sent basic.cancel.
+    pub(crate) cancel_notify: bool,
 }
 
 impl Consumer {
-    pub(crate) fn new(tag: String, queue: Arc<QueueRef>, no_ack: bool, exclusive: bool, prefetch: u32) -> Consumer {
+    pub(crate) fn new(
+        tag: String,
+        queue: Arc<QueueRef>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u32,
+        cancel_notify: bool,
+    ) -> Consumer {
         let args = &queue.queue.arguments;
         Consumer {
             tag,
@@ -65,7 +74,26 @@ impl Consumer {
             active: tokio::sync::Mutex::new(true),
             stop: AtomicBool::new(false),
             server_cancelled: AtomicBool::new(false),
+            cancel_notify,
         }
+    }
+
+    /// The server ends this consumer (its queue is gone): no delivery
+    /// follows, and a client that understands it gets a basic.cancel at
+    /// once.
+    pub(crate) async fn cancel_by_server(&self, ch: &ChannelShared) {
+        self.server_cancelled.store(true, Ordering::Release);
+        self.stop();
+        let mut active = self.active.lock().await;
+        if *active {
+            *active = false;
+            if self.cancel_notify {
+                let cancel = basic::Cancel { consumer_tag: self.tag.as_str().into(), nowait: true };
+                let frame = crate::connection::method_frame(ch.id, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)));
+                let _ = ch.out.send(frame).await;
+            }
+        }
+        ch.credit.notify_waiters();
     }
 
     /// Stops the delivery task (after its current poll).
@@ -117,12 +145,11 @@ impl Registry {
     }
 
     /// The queue is gone: every consumer stops and tells its client.
-    pub(crate) fn cancel_all(&self, topic: &str) {
+    pub(crate) async fn cancel_all(&self, topic: &str) {
         let list = self.by_topic.lock().remove(topic).unwrap_or_default();
-        for (w, _) in list {
+        for (w, ch) in list {
             if let Some(c) = w.upgrade() {
-                c.server_cancelled.store(true, Ordering::Release);
-                c.stop();
+                c.cancel_by_server(&ch).await;
             }
         }
     }
@@ -146,7 +173,7 @@ fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
 }
 
 /// The delivery loop of one consumer.
-pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Consumer>, cancel_notify: bool) {
+pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Consumer>) {
     while !c.stopped() {
         let want = credit(&ch, &c);
         if want == 0 {
@@ -165,7 +192,8 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
             Ok(p) => p,
             Err(e) => {
                 if gw.messaging.broker().topic(&c.topic).is_none() {
-                    c.server_cancelled.store(true, Ordering::Release);
+                    // Deleted under us (by another protocol's admin, say).
+                    c.cancel_by_server(&ch).await;
                     break;
                 }
                 tracing::warn!(topic = %c.topic, error = %e, "amqp consumer could not pop");
@@ -179,16 +207,6 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
         deliver(&gw, &ch, &c, popped).await;
     }
     gw.consumers.remove(&c);
-    if c.server_cancelled.load(Ordering::Acquire) && cancel_notify {
-        let active = c.active.lock().await;
-        if *active {
-            let cancel = basic::Cancel { consumer_tag: c.tag.as_str().into(), nowait: true };
-            let _ = ch
-                .out
-                .send(crate::connection::method_frame(ch.id, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel))))
-                .await;
-        }
-    }
 }
 
 async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped: Vec<Popped>) {
@@ -206,6 +224,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     let mut buf = Vec::new();
     let mut settle = Vec::new();
     let (mut expired, mut over_limit) = (Vec::new(), Vec::new());
+    let (mut delivered, mut redelivered) = (0u64, 0u64);
     for p in popped {
         if mapping::expires_at(&p.message, c.queue_ttl).is_some_and(|at| at <= now) {
             expired.push((p.message, p.receipt));
@@ -217,6 +236,8 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
             continue;
         }
         let message = Arc::new(p.message);
+        delivered += 1;
+        redelivered += u64::from(p.attempt > 1);
         let tag = {
             let mut st = ch.state.lock();
             st.next_tag += 1;
@@ -257,6 +278,8 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     if !buf.is_empty() {
         let _ = ch.out.send(buf).await;
     }
+    crate::instrument::count("rabbitmq_global_messages_delivered_total", delivered);
+    crate::instrument::count("rabbitmq_global_messages_redelivered_total", redelivered);
     drop(active);
     gw.dead_letter(&c.queue, expired, Reason::Expired).await;
     gw.dead_letter(&c.queue, over_limit, Reason::DeliveryLimit).await;

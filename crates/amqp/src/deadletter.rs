@@ -126,6 +126,7 @@ impl AmqpGateway {
             return;
         }
         let model = ConsumeModel::Clustering;
+        crate::instrument::dead_lettered(reason.as_str(), msgs.len() as u64);
         let receipts: Vec<ReceiptHandle> = msgs.iter().map(|(_, r)| r.clone()).collect();
         if let Some(dlx) = string_arg(&q.queue.arguments, "x-dead-letter-exchange")
             && let Err(e) = self.republish(q, &dlx, &msgs, reason).await

@@ -114,13 +114,13 @@ impl Conn {
             return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
         }
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
-        let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch));
+        let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify));
         gw.consumers.add(&consumer, &ch.shared);
         if !c.nowait {
             let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
             let _ = ch.shared.out.send(method_frame(id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(reply)))).await;
         }
-        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone(), cancel_notify));
+        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone()));
         ch.consumers.insert(tag, (consumer, task));
         Ok(None)
     }
@@ -188,6 +188,8 @@ impl Conn {
             fjord_amqp_codec::encode_content(id, m, props, body, self.frame_max, &mut buf)
                 .map_err(|e| AmqpException::internal_error(e.to_string()))?;
             let _ = self.out.send(buf).await;
+            crate::instrument::count("rabbitmq_global_messages_delivered_total", 1);
+            crate::instrument::count("rabbitmq_global_messages_redelivered_total", u64::from(p.attempt > 1));
             if g.no_ack {
                 self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
             }
@@ -252,6 +254,7 @@ impl Conn {
                 Settle::Requeue => requeue(&gw, taken).await,
                 Settle::Ack => {
                     let receipts: Vec<ReceiptHandle> = taken.into_iter().map(|u| u.receipt).collect();
+                    crate::instrument::count("rabbitmq_global_messages_acknowledged_total", receipts.len() as u64);
                     if let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await {
                         tracing::warn!(error = %e, "amqp: could not settle deliveries");
                     }

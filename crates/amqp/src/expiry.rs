@@ -1,4 +1,4 @@
-//! Expiry without consumers: once a second, queues with `x-message-ttl` or
+//! Expiry without consumers, and the queue gauges ([`crate::instrument`]): once a second, queues with `x-message-ttl` or
 //! a dead-letter exchange and no consumer have their expired head messages
 //! dead-lettered (reason `expired`), as RabbitMQ expires at the head. A
 //! queue with consumers expires at delivery instead (see [`crate::consumer`]),
@@ -19,6 +19,9 @@ use crate::deadletter::{QueueRef, Reason};
 use crate::mapping;
 use crate::model::{AMQP_GROUP, int_arg, string_arg};
 
+/// Ticks between two samples of the queue gauges.
+const SAMPLE_EVERY: u64 = 5;
+
 /// Most messages one queue expires per sweep.
 const MAX_PER_SWEEP: usize = 10_000;
 
@@ -26,13 +29,19 @@ const MAX_PER_SWEEP: usize = 10_000;
 pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        ticks += 1;
         for (vhost, v) in gw.model.snapshot().iter() {
             for q in v.queues.values() {
+                if ticks % SAMPLE_EVERY == 1 {
+                    let (ready, unacked) = gw.depth(&q.topic);
+                    crate::instrument::queue_sample(vhost, &q.name, ready, unacked, gw.consumers.count(&q.topic));
+                }
                 let ttl = int_arg(&q.arguments, "x-message-ttl");
                 let dlx = string_arg(&q.arguments, "x-dead-letter-exchange");
                 if (ttl.is_none() && dlx.is_none()) || gw.consumers.count(&q.topic) > 0 {

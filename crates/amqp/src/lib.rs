@@ -42,6 +42,7 @@ mod delivery;
 pub mod error;
 pub mod exception;
 mod expiry;
+mod instrument;
 pub mod mapping;
 pub mod model;
 pub mod ops;

@@ -212,7 +212,8 @@ impl AmqpGateway {
             })
             .await
             .map_err(internal)??;
-        self.consumers.cancel_all(&q.topic);
+        self.consumers.cancel_all(&q.topic).await;
+        crate::instrument::queue_sample(vhost, &q.name, 0, 0, 0);
         if !q.adopted {
             match self.messaging.broker().delete_topic(&q.topic).await {
                 Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}

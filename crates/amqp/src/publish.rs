@@ -16,6 +16,7 @@ use crate::AmqpGateway;
 use crate::channel::ChannelShared;
 use crate::connection::method_frame;
 use crate::deadletter::{QueueRef, Reason};
+use crate::instrument;
 use crate::mapping::{self, Published};
 use crate::model::{AMQP_GROUP, int_arg, string_arg};
 
@@ -129,6 +130,12 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     }
     // x-max-length with drop-head: the oldest go (dead-lettered).
     limits.drop_heads(gw).await;
+    let routed = batch.iter().filter(|r| !r.topics.is_empty()).count() as u64;
+    let returned = batch.iter().filter(|r| r.topics.is_empty() && r.mandatory).count() as u64;
+    instrument::count("rabbitmq_global_messages_received_total", batch.len() as u64);
+    instrument::count("rabbitmq_global_messages_routed_total", routed);
+    instrument::count("rabbitmq_global_messages_unroutable_returned_total", returned);
+    instrument::count("rabbitmq_global_messages_unroutable_dropped_total", batch.len() as u64 - routed - returned);
     let mut out = Vec::new();
     for r in &batch {
         if r.mandatory && r.topics.is_empty() {
@@ -152,6 +159,7 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
         }
     }
     let tags: Vec<(u64, bool)> = batch.iter().zip(&failed).filter_map(|(r, f)| r.confirm.map(|t| (t, *f))).collect();
+    instrument::count("rabbitmq_global_messages_confirmed_total", tags.iter().filter(|(_, f)| !f).count() as u64);
     if let Some(&(last, _)) = tags.last() {
         if tags.iter().all(|(_, f)| !f) {
             let multiple = tags.len() > 1;

@@ -18,8 +18,9 @@ pub async fn serve(acceptor: Acceptor, gw: Arc<AmqpGateway>, mut stop: watch::Re
         tokio::select! {
             (stream, peer, admitted) = acceptor.accept() => {
                 let (gw, stop) = (gw.clone(), stop.clone());
+                let guard = crate::instrument::METRICS.connection();
                 conns.spawn(async move {
-                    let _admitted = admitted;
+                    let _guards = (admitted, guard);
                     if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
                         tracing::debug!(%peer, error = %e, "amqp connection ended with an error");
                     }

@@ -135,6 +135,13 @@ public final class FjordBroker {
         return m.group(1);
     }
 
+    /** The AMQP 0-9-1 listener as host and port. */
+    public String[] amqp() {
+        String a = addr("amqp");
+        int i = a.lastIndexOf(':');
+        return new String[] {a.substring(0, i), a.substring(i + 1)};
+    }
+
     public String namesrv() {
         return addr("rocketmq_namesrv");
     }
