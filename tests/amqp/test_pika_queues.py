@@ -170,3 +170,53 @@ def test_queues_and_traffic_show_in_metrics_with_rabbitmq_names(fjord, conn, ch,
     assert metric(fjord, "rabbitmq_global_messages_confirmed_total") >= 3
     assert metric(fjord, "rabbitmq_global_messages_delivered_total") >= 1
     assert metric(fjord, "fjord_connections", 'protocol="amqp"') >= 1
+
+
+def test_priority_queue_delivers_higher_priorities_first(ch, unique):
+    ch.confirm_delivery()
+    q = unique("prio")
+    ch.queue_declare(q, durable=True, arguments={"x-max-priority": 5})
+    order = [(0, "low-1"), (5, "high-1"), (2, "mid-1"), (None, "none-1"), (9, "over-max"), (5, "high-2"), (2, "mid-2")]
+    for prio, body in order:
+        ch.basic_publish("", q, body.encode(), pika.BasicProperties(priority=prio))
+    got = [b.decode() for _, _, b in drain(ch, q, len(order))]
+    # Highest first; publish order within a priority; above x-max-priority counts as the max.
+    assert got == ["high-1", "over-max", "high-2", "mid-1", "mid-2", "low-1", "none-1"]
+
+
+def test_x_expires_deletes_an_unused_queue(conn, ch, unique):
+    q = unique("expiring")
+    ch.queue_declare(q, arguments={"x-expires": 1000})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        probe = conn.channel()
+        try:
+            probe.queue_declare(q, passive=True)
+            probe.close()
+        except ChannelClosedByBroker as e:
+            assert e.reply_code == 404
+            return
+        time.sleep(0.3)
+    pytest.fail("the queue outlived its x-expires")
+
+
+def test_single_active_consumer_takes_over_when_the_active_one_cancels(conn, ch, unique):
+    ch.confirm_delivery()
+    q = unique("sac")
+    ch.queue_declare(q, arguments={"x-single-active-consumer": True})
+    got = {"a": [], "b": []}
+    c1, c2 = conn.channel(), conn.channel()
+    tag_a = c1.basic_consume(q, lambda c, m, p, b: got["a"].append(b), auto_ack=True)
+    c2.basic_consume(q, lambda c, m, p, b: got["b"].append(b), auto_ack=True)
+    for i in range(4):
+        ch.basic_publish("", q, f"m{i}".encode())
+    deadline = time.monotonic() + 10
+    while len(got["a"]) < 4 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert (len(got["a"]), got["b"]) == (4, [])
+    c1.basic_cancel(tag_a)
+    ch.basic_publish("", q, b"after")
+    deadline = time.monotonic() + 10
+    while not got["b"] and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert got["b"] == [b"after"]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fjord_amqp_codec::protocol::basic;
 use fjord_amqp_codec::{AMQPClass, encode_content};
-use fjord_messaging::{ConsumeModel, PopRequest, Popped, ReceiptHandle};
+use fjord_messaging::{ConsumeModel, Popped, ReceiptHandle};
 use parking_lot::Mutex;
 
 use crate::AmqpGateway;
@@ -132,6 +132,14 @@ impl Registry {
         v.push((Arc::downgrade(c), ch.clone()));
     }
 
+    /// Whether `c` is its queue's active consumer under
+    /// `x-single-active-consumer`: the longest-registered live one.
+    pub(crate) fn is_single_active(&self, c: &Arc<Consumer>) -> bool {
+        let m = self.by_topic.lock();
+        let first = m.get(&c.topic).and_then(|v| v.iter().find_map(|(w, _)| w.upgrade().filter(|x| !x.stopped())));
+        first.is_some_and(|f| Arc::ptr_eq(&f, c))
+    }
+
     /// Removes a consumer; returns how many the topic still has.
     pub(crate) fn remove(&self, c: &Arc<Consumer>) -> usize {
         let mut m = self.by_topic.lock();
@@ -174,7 +182,16 @@ fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
 
 /// The delivery loop of one consumer.
 pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Consumer>) {
+    let single_active = matches!(
+        c.queue.queue.arguments.inner().get("x-single-active-consumer"),
+        Some(fjord_amqp_codec::AMQPValue::Boolean(true))
+    );
     while !c.stopped() {
+        if single_active && !gw.consumers.is_single_active(&c) {
+            // Waits its turn: the active consumer cancels or goes away.
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         let want = credit(&ch, &c);
         if want == 0 {
             let woken = ch.credit.notified();
@@ -185,10 +202,8 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
             }
             continue;
         }
-        let mut req = PopRequest::new(AMQP_GROUP, &c.topic, want as usize);
-        req.invisible = gw.config.consumer_timeout;
-        req.wait = POLL;
-        let popped = match gw.messaging.pop(req).await {
+        let args = &c.queue.queue.arguments;
+        let popped = match crate::priority::pop(&gw, &c.topic, args, want as usize, POLL).await {
             Ok(p) => p,
             Err(e) => {
                 if gw.messaging.broker().topic(&c.topic).is_none() {

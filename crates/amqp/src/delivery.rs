@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use fjord_amqp_codec::AMQPClass;
 use fjord_amqp_codec::protocol::basic;
-use fjord_messaging::{ConsumeModel, PopRequest, ReceiptHandle, StoredMessage};
+use fjord_messaging::{ConsumeModel, ReceiptHandle, StoredMessage};
 
 use crate::connection::{Conn, method_frame};
 use crate::consumer::{self, Consumer};
@@ -113,6 +113,7 @@ impl Conn {
         if ch.consumers.contains_key(&tag) {
             return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
         }
+        gw.touch(&q.topic);
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
         let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify));
         gw.consumers.add(&consumer, &ch.shared);
@@ -135,15 +136,15 @@ impl Conn {
         if q.owner.is_some_and(|o| o != self.id) {
             return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
         }
+        self.gw.touch(&q.topic);
         let ttl = crate::model::int_arg(&q.arguments, "x-message-ttl");
         let limit = crate::model::int_arg(&q.arguments, "x-delivery-limit");
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
         let internal = |e: fjord_messaging::MessagingError| AmqpException::internal_error(e.to_string());
         let model = ConsumeModel::Clustering;
         loop {
-            let mut req = PopRequest::new(AMQP_GROUP, &q.topic, 1);
-            req.invisible = self.gw.config.consumer_timeout;
-            let Some(p) = self.gw.messaging.pop(req).await.map_err(internal)?.pop() else {
+            let popped = crate::priority::pop(&self.gw, &q.topic, &q.arguments, 1, std::time::Duration::ZERO).await;
+            let Some(p) = popped.map_err(internal)?.pop() else {
                 return ok(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             };
             let now = self.gw.messaging.broker().clock().now_ms();

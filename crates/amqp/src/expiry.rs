@@ -1,4 +1,5 @@
-//! Expiry without consumers, and the queue gauges ([`crate::instrument`]): once a second, queues with `x-message-ttl` or
+//! Queues unused for their `x-expires` are deleted; the queue gauges
+//! ([`crate::instrument`]) are sampled; and expiry without consumers: once a second, queues with `x-message-ttl` or
 //! a dead-letter exchange and no consumer have their expired head messages
 //! dead-lettered (reason `expired`), as RabbitMQ expires at the head. A
 //! queue with consumers expires at delivery instead (see [`crate::consumer`]),
@@ -41,6 +42,22 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
                 if ticks % SAMPLE_EVERY == 1 {
                     let (ready, unacked) = gw.depth(&q.topic);
                     crate::instrument::queue_sample(vhost, &q.name, ready, unacked, gw.consumers.count(&q.topic));
+                }
+                if let Some(expires) = int_arg(&q.arguments, "x-expires").filter(|e| *e > 0)
+                    && gw.consumers.count(&q.topic) == 0
+                {
+                    let idle = {
+                        let mut used = gw.last_used.lock();
+                        used.entry(q.topic.clone()).or_insert_with(std::time::Instant::now).elapsed()
+                    };
+                    if idle.as_millis() >= expires as u128 {
+                        tracing::info!(queue = %q.name, %vhost, "amqp: queue unused for x-expires, deleting it");
+                        if let Err(e) = gw.remove_queue(vhost, q).await {
+                            tracing::warn!(queue = %q.name, error = %e, "amqp: could not delete an expired queue");
+                        }
+                        gw.last_used.lock().remove(&q.topic);
+                        continue;
+                    }
                 }
                 let ttl = int_arg(&q.arguments, "x-message-ttl");
                 let dlx = string_arg(&q.arguments, "x-dead-letter-exchange");

@@ -46,6 +46,7 @@ mod instrument;
 pub mod mapping;
 pub mod model;
 pub mod ops;
+pub mod priority;
 pub mod publish;
 mod server;
 
@@ -102,6 +103,9 @@ pub struct AmqpGateway {
     pub(crate) config: AmqpConfig,
     pub(crate) model: model::Model,
     pub(crate) consumers: consumer::Registry,
+    /// When each queue (by topic) was last used — declared, consumed
+    /// from, or read with basic.get — for `x-expires`.
+    pub(crate) last_used: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     next_id: AtomicU64,
 }
 
@@ -136,6 +140,7 @@ impl AmqpGateway {
             config,
             model,
             consumers: Default::default(),
+            last_used: Default::default(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -143,6 +148,11 @@ impl AmqpGateway {
     /// The definitions.
     pub fn model(&self) -> &model::Model {
         &self.model
+    }
+
+    /// Marks a queue as used now (`x-expires` counts from here).
+    pub(crate) fn touch(&self, topic: &str) {
+        self.last_used.lock().insert(topic.to_string(), std::time::Instant::now());
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -90,6 +90,10 @@ impl AmqpGateway {
         }
         let snapshot = self.model.snapshot();
         let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
+        if !spec.passive {
+            // A redeclare counts as use for `x-expires` (a passive check does not).
+            self.touch(&queue_topic(vhost, &spec.name));
+        }
         let existing = self.find_queue(v, vhost, &spec.name);
         if let Some(q) = &existing {
             if let Some(owner) = q.owner
@@ -129,7 +133,8 @@ impl AmqpGateway {
             .map_err(|e| AmqpException::precondition_failed(format!("queue name '{}': {e}", spec.name)))?;
         let adopted = self.messaging.broker().topic(&topic).is_some();
         if !adopted {
-            match self.messaging.broker().create_topic(&topic, 1, TopicConfig::default()).await {
+            let partitions = crate::priority::levels(&spec.arguments);
+            match self.messaging.broker().create_topic(&topic, partitions, TopicConfig::default()).await {
                 Ok(_) | Err(fjord_broker::BrokerError::TopicExists(_)) => {}
                 Err(e) => return Err(internal(e)),
             }

@@ -26,8 +26,12 @@ const MAX_BATCH: usize = 512;
 /// must stay under the topic's `max.message.bytes`).
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
-/// One append: the batch indexes of its messages, and the messages.
-type Call = (Vec<usize>, Vec<Message>);
+/// One append: the batch indexes of its messages, the messages, and the
+/// priority level (partition) they all go to.
+type Call = (Vec<usize>, Vec<Message>, Option<u32>);
+
+/// Where an append goes: topic, and priority level for priority queues.
+type Target = (String, Option<u32>);
 
 /// A routed publish.
 #[derive(Debug)]
@@ -79,7 +83,7 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     let mut failed = vec![false; batch.len()];
     let mut limits = Limits::new(gw, &ch.vhost);
     // Per topic, in publish order, cut into calls of bounded size.
-    let mut calls: Vec<(String, Vec<usize>, Vec<Message>, usize)> = Vec::new();
+    let mut calls: Vec<(Target, Vec<usize>, Vec<Message>, usize)> = Vec::new();
     for (i, r) in batch.iter().enumerate() {
         for t in &r.topics {
             if !limits.admit(t) {
@@ -95,28 +99,30 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
                 m.delivery = fjord_messaging::message::Delivery::At(at);
             }
             let size = m.body.len();
-            match calls.iter_mut().rev().find(|c| &c.0 == t) {
+            let target = (t.clone(), limits.level(t, *r.message.properties.priority()));
+            match calls.iter_mut().rev().find(|c| c.0 == target) {
                 Some(c) if c.3 + size <= MAX_BATCH_BYTES => {
                     c.1.push(i);
                     c.2.push(m);
                     c.3 += size;
                 }
-                _ => calls.push((t.clone(), vec![i], vec![m], size)),
+                _ => calls.push((target, vec![i], vec![m], size)),
             }
         }
     }
     // Calls for one topic run in order; topics run concurrently.
     let mut by_topic: Vec<(String, Vec<Call>)> = Vec::new();
-    for (t, idx, msgs, _) in calls {
+    for ((t, level), idx, msgs, _) in calls {
         match by_topic.iter_mut().find(|(x, _)| *x == t) {
-            Some((_, v)) => v.push((idx, msgs)),
-            None => by_topic.push((t, vec![(idx, msgs)])),
+            Some((_, v)) => v.push((idx, msgs, level)),
+            None => by_topic.push((t, vec![(idx, msgs, level)])),
         }
     }
     let runs = by_topic.into_iter().map(|(topic, parts)| async move {
         let mut bad = Vec::new();
-        for (idx, msgs) in parts {
-            if let Err(e) = gw.messaging.send_batch(msgs, Partitioning::Auto).await {
+        for (idx, msgs, level) in parts {
+            let partitioning = level.map_or(Partitioning::Auto, Partitioning::Explicit);
+            if let Err(e) = gw.messaging.send_batch(msgs, partitioning).await {
                 tracing::warn!(%topic, error = %e, "amqp publish could not be stored");
                 bad.extend(idx);
             }
@@ -228,6 +234,13 @@ impl Limits {
             self.queues.push((topic.to_string(), limit));
         }
         self.queues.iter_mut().find(|(t, _)| t == topic).and_then(|(_, l)| l.as_mut())
+    }
+
+    /// The priority level (partition) of a message with `priority` in the
+    /// queue of `topic`, if that is a priority queue.
+    fn level(&self, topic: &str, priority: Option<u8>) -> Option<u32> {
+        let q = self.snapshot.get(&self.vhost)?.queues.values().find(|q| q.topic == topic)?;
+        crate::priority::level(&q.arguments, priority)
     }
 
     /// Whether one more message may go to `topic` (counting it if so).
