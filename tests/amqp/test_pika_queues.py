@@ -220,3 +220,16 @@ def test_single_active_consumer_takes_over_when_the_active_one_cancels(conn, ch,
     while not got["b"] and time.monotonic() < deadline:
         conn.process_data_events(time_limit=0.2)
     assert got["b"] == [b"after"]
+
+
+def test_a_queue_declared_again_after_delete_starts_afresh(ch, unique):
+    ch.confirm_delivery()
+    q = unique("again")
+    ch.queue_declare(q)
+    for i in range(3):
+        ch.basic_publish("", q, f"old{i}".encode())
+    assert len(drain(ch, q, 3)) == 3
+    ch.queue_delete(q)
+    ch.queue_declare(q)
+    ch.basic_publish("", q, b"new")
+    assert [b for _, _, b in drain(ch, q, 1)] == [b"new"]

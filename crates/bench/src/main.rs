@@ -13,11 +13,15 @@
 //!   pipelined over plain TCP connections, and Fetch consumers that count
 //!   records from the batch headers, i.e. what the broker itself can take.
 //!
+//! `fjord-bench amqp` does the same for AMQP 0-9-1 brokers with lapin
+//! (see [`amqp`]).
+//!
 //! `fjord-bench timer` and `fjord-bench pop` measure the messaging layer in
 //! process (see [`messaging`]).
 //!
 //! See `docs/benchmarks.md` for the scenarios and results.
 
+mod amqp;
 mod cpu;
 mod kafka;
 mod messaging;
@@ -38,6 +42,9 @@ enum Command {
     /// Kafka protocol load (OpenMessaging-Benchmark shaped): produce and
     /// consume against a broker's Kafka listener.
     Kafka(Box<kafka::KafkaArgs>),
+    /// AMQP 0-9-1 load with lapin: persistent messages with publisher
+    /// confirms, consumed with acks (Fjord or RabbitMQ).
+    Amqp(Box<amqp::AmqpArgs>),
     /// Delayed-message timer: schedule N messages over the next minute,
     /// report scheduling rate, memory and delivery lateness (in process).
     Timer(messaging::TimerArgs),
@@ -50,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Kafka(args) => kafka::run(*args),
+        Command::Amqp(args) => amqp::run(*args),
         Command::Timer(args) => messaging::run_timer(args),
         Command::Pop(args) => messaging::run_pop(args),
     }

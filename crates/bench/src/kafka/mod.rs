@@ -21,7 +21,7 @@ mod batch;
 mod rdk;
 mod report;
 pub(crate) use report::say;
-mod stats;
+pub(crate) mod stats;
 mod wire;
 
 use std::fmt;
