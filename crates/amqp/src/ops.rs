@@ -235,10 +235,7 @@ impl AmqpGateway {
     async fn forget_progress(&self, topic: &str) -> MethodResult<()> {
         let Some(t) = self.messaging.broker().topic(topic) else { return Ok(()) };
         for p in t.partitions() {
-            self.messaging
-                .set_offset(AMQP_GROUP, &ConsumeModel::Clustering, p.id(), 0)
-                .await
-                .map_err(internal)?;
+            self.messaging.set_offset(AMQP_GROUP, &ConsumeModel::Clustering, p.id(), 0).await.map_err(internal)?;
         }
         Ok(())
     }

@@ -222,9 +222,8 @@ async fn publish_loop(args: &AmqpArgs, queue: &str, stats: &Stats, stop: &Atomic
         }
         let sent = now_us();
         body[..8].copy_from_slice(&sent.to_be_bytes());
-        let confirm = ch
-            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, props.clone())
-            .await?;
+        let confirm =
+            ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &body, props.clone()).await?;
         inflight.push(async move { (confirm.await, sent) });
         while let Some(Some(r)) = futures_util::FutureExt::now_or_never(inflight.next()) {
             settle(Some(r), stats, &mut local, args.size);
