@@ -391,24 +391,14 @@ impl Conn {
                 nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})))
             }
             C::Exchange(exchange::AMQPMethod::Bind(b)) => {
-                let binding = Binding {
-                    source: b.source.to_string(),
-                    destination: b.destination.to_string(),
-                    to_exchange: true,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let binding =
+                    Binding::new(b.source.as_str(), b.destination.as_str(), true, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, true).await?;
                 nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})))
             }
             C::Exchange(exchange::AMQPMethod::Unbind(b)) => {
-                let binding = Binding {
-                    source: b.source.to_string(),
-                    destination: b.destination.to_string(),
-                    to_exchange: true,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let binding =
+                    Binding::new(b.source.as_str(), b.destination.as_str(), true, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, false).await?;
                 nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})))
             }
@@ -427,24 +417,14 @@ impl Conn {
                 nowait_none(d.nowait, C::Queue(queue::AMQPMethod::DeclareOk(ok)))
             }
             C::Queue(queue::AMQPMethod::Bind(b)) => {
-                let binding = Binding {
-                    source: b.exchange.to_string(),
-                    destination: b.queue.to_string(),
-                    to_exchange: false,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let binding =
+                    Binding::new(b.exchange.as_str(), b.queue.as_str(), false, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, true).await?;
                 nowait_none(b.nowait, C::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})))
             }
             C::Queue(queue::AMQPMethod::Unbind(b)) => {
-                let binding = Binding {
-                    source: b.exchange.to_string(),
-                    destination: b.queue.to_string(),
-                    to_exchange: false,
-                    routing_key: b.routing_key.to_string(),
-                    arguments: b.arguments,
-                };
+                let binding =
+                    Binding::new(b.exchange.as_str(), b.queue.as_str(), false, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, false).await?;
                 ok(C::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})))
             }

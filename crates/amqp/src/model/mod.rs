@@ -136,6 +136,25 @@ pub struct Binding {
     pub arguments: FieldTable,
 }
 
+impl Binding {
+    /// A binding from the names a bind or unbind method carries.
+    pub fn new(
+        source: &str,
+        destination: &str,
+        to_exchange: bool,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> Binding {
+        Binding {
+            source: source.to_string(),
+            destination: destination.to_string(),
+            to_exchange,
+            routing_key: routing_key.to_string(),
+            arguments,
+        }
+    }
+}
+
 /// One virtual host's definitions.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VHost {

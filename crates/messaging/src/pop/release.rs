@@ -45,6 +45,12 @@ impl Messaging {
                 None => by_queue.push((q, vec![(offset, seq)])),
             }
         }
+        self.release_at(by_queue, undo).await
+    }
+
+    /// Makes the given deliveries (offset, delivery sequence) visible now,
+    /// per queue; `undo` takes their attempt back too.
+    async fn release_at(&self, by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)>, undo: bool) -> Result<usize> {
         let me = self.self_ref()?;
         blocking(move || -> Result<usize> {
             let (mut released, mut last) = (0, None);
@@ -74,38 +80,26 @@ impl Messaging {
     /// holds the deliveries of a connection-bound protocol (AMQP), so they
     /// go back to their queue instead of waiting out their invisibility.
     pub async fn release_all(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<usize> {
-        let queues: Vec<_> = {
-            let base = self.queue_id(group, model, &TopicPartition::new(topic, 0));
-            self.pop
-                .queues
-                .lock()
-                .iter()
-                .filter(|(q, _)| q.group == base.group && q.topic == topic)
-                .map(|(q, s)| (q.clone(), s.clone()))
-                .collect()
-        };
-        let me = self.self_ref()?;
-        blocking(move || -> Result<usize> {
-            let (mut released, mut last) = (0, None);
-            for (q, state) in queues {
-                let _cut = me.pop.cut.read();
-                let mut s = state.lock();
-                let now = me.pop.clock.now_ms();
-                let waiting: Vec<(u64, InFlight)> =
-                    s.inflight.iter().filter(|(_, f)| f.visible_at > now).map(|(o, f)| (*o, *f)).collect();
-                for (offset, f) in waiting {
-                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), ..f };
-                    s.inflight.insert(offset, nf);
-                    last = Some(me.pop.write(&PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
-                    released += 1;
-                }
-            }
-            if let Some(off) = last {
-                me.pop.journal.sync(off)?;
-            }
-            Ok(released)
-        })
-        .await?
+        let base = self.queue_id(group, model, &TopicPartition::new(topic, 0));
+        let now = self.pop.clock.now_ms();
+        let queues: Vec<_> = self
+            .pop
+            .queues
+            .lock()
+            .iter()
+            .filter(|(q, _)| q.group == base.group && q.topic == topic)
+            .map(|(q, s)| (q.clone(), s.clone()))
+            .collect();
+        // Taken under each queue's lock; release_at checks them again under it.
+        let by_queue = queues
+            .into_iter()
+            .map(|(q, state)| {
+                let s = state.lock();
+                let waiting = s.inflight.iter().filter(|(_, f)| f.visible_at > now).map(|(o, f)| (*o, f.seq)).collect();
+                (q, waiting)
+            })
+            .collect();
+        self.release_at(by_queue, false).await
     }
 
     /// A group's backlog on `topic`: messages ready to be popped (never
