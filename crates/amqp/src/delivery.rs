@@ -39,28 +39,32 @@ pub(crate) struct Unacked {
 /// queue's `x-delivery-limit` allows is dead-lettered instead (RabbitMQ's
 /// quorum queues count every return).
 pub(crate) async fn requeue(gw: &crate::AmqpGateway, taken: Vec<Unacked>) {
-    let mut back = Vec::new();
-    let mut over: ByQueue = Vec::new();
-    for u in taken {
-        let limit = crate::model::int_arg(&u.queue.queue.arguments, "x-delivery-limit");
-        if limit.is_some_and(|l| i64::from(u.attempt) > l) {
-            let m = ((*u.message).clone(), u.receipt);
-            match over.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                Some((_, v)) => v.push(m),
-                None => over.push((u.queue, vec![m])),
-            }
-        } else {
-            back.push(u.receipt);
-        }
-    }
+    let (over, back): (Vec<Unacked>, Vec<Unacked>) = taken.into_iter().partition(|u| {
+        crate::model::int_arg(&u.queue.queue.arguments, "x-delivery-limit").is_some_and(|l| i64::from(u.attempt) > l)
+    });
+    let back: Vec<ReceiptHandle> = back.into_iter().map(|u| u.receipt).collect();
     if !back.is_empty()
         && let Err(e) = gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &back).await
     {
         tracing::warn!(error = %e, "amqp: could not requeue deliveries");
     }
-    for (q, msgs) in over {
+    for (q, msgs) in by_queue(over) {
         gw.dead_letter(&q, msgs, Reason::DeliveryLimit).await;
     }
+}
+
+/// Deliveries grouped by the queue they came from (each queue has its own
+/// dead-letter settings).
+fn by_queue(taken: Vec<Unacked>) -> ByQueue {
+    let mut out: ByQueue = Vec::new();
+    for u in taken {
+        let m = ((*u.message).clone(), u.receipt);
+        match out.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(m),
+            None => out.push((u.queue, vec![m])),
+        }
+    }
+    out
 }
 
 /// What becomes of settled deliveries.
@@ -261,16 +265,7 @@ impl Conn {
                     }
                 }
                 Settle::Reject => {
-                    // Per queue: each has its own dead-letter settings.
-                    let mut by_queue: ByQueue = Vec::new();
-                    for u in taken {
-                        let m = ((*u.message).clone(), u.receipt);
-                        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                            Some((_, v)) => v.push(m),
-                            None => by_queue.push((u.queue, vec![m])),
-                        }
-                    }
-                    for (q, msgs) in by_queue {
+                    for (q, msgs) in by_queue(taken) {
                         gw.dead_letter(&q, msgs, Reason::Rejected).await;
                     }
                 }

@@ -48,16 +48,7 @@ impl AmqpException {
 
     /// The reply text as RabbitMQ writes it: `NOT_FOUND - no queue 'q'`.
     pub fn reply_text(&self) -> String {
-        let mut t = format!("{} - {}", reply::name(self.code), self.text);
-        // A short string: at most 255 bytes, cut on a character boundary.
-        if t.len() > 255 {
-            let mut end = 255;
-            while !t.is_char_boundary(end) {
-                end -= 1;
-            }
-            t.truncate(end);
-        }
-        t
+        crate::mapping::truncate(&format!("{} - {}", reply::name(self.code), self.text))
     }
 }
 

@@ -158,8 +158,9 @@ pub fn from_stored(m: &StoredMessage) -> (String, String, BasicProperties) {
     (exchange, truncate(&key), props)
 }
 
-/// A short string holds at most 255 bytes.
-fn truncate(s: &str) -> String {
+/// A short string holds at most 255 bytes: `s` cut to that, on a
+/// character boundary.
+pub(crate) fn truncate(s: &str) -> String {
     if s.len() <= 255 {
         return s.to_string();
     }

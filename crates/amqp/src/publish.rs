@@ -187,10 +187,10 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     }
 }
 
-/// `x-max-length` of the queues one batch goes to.
+/// `x-max-length` and `x-max-priority` of the queues one batch goes to,
+/// looked up once per topic per batch.
 struct Limits {
-    /// Per topic, its queue's limit (if any).
-    queues: Vec<(String, Option<Limit>)>,
+    queues: Vec<Known>,
     snapshot: Arc<std::collections::BTreeMap<String, crate::model::VHost>>,
     vhost: String,
     depth: Box<dyn Fn(&str) -> u64 + Send + Sync>,
@@ -199,6 +199,14 @@ struct Limits {
 /// A queue's length limit: (queue, max length, overflow, ready count as
 /// admitted so far).
 type Limit = (Arc<QueueRef>, u64, Overflow, u64);
+
+/// What a batch needs to know of one topic's queue.
+struct Known {
+    topic: String,
+    limit: Option<Limit>,
+    /// The queue's arguments, when it is a priority queue.
+    priority: Option<fjord_amqp_codec::FieldTable>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Overflow {
@@ -218,29 +226,37 @@ impl Limits {
         }
     }
 
+    fn known(&mut self, topic: &str) -> &mut Known {
+        let i = match self.queues.iter().position(|k| k.topic == topic) {
+            Some(i) => i,
+            None => {
+                let q = self.snapshot.get(&self.vhost).and_then(|v| v.queues.values().find(|q| q.topic == topic));
+                let limit = q.and_then(|q| {
+                    let max = int_arg(&q.arguments, "x-max-length")?;
+                    let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
+                        Some("reject-publish") => Overflow::RejectPublish,
+                        Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                        _ => Overflow::DropHead,
+                    };
+                    let queue = Arc::new(QueueRef { vhost: self.vhost.clone(), queue: q.clone() });
+                    Some((queue, max.max(0) as u64, overflow, (self.depth)(topic)))
+                });
+                let priority = q.filter(|q| crate::priority::levels(&q.arguments) > 1).map(|q| q.arguments.clone());
+                self.queues.push(Known { topic: topic.to_string(), limit, priority });
+                self.queues.len() - 1
+            }
+        };
+        &mut self.queues[i]
+    }
+
     fn entry(&mut self, topic: &str) -> Option<&mut Limit> {
-        if !self.queues.iter().any(|(t, _)| t == topic) {
-            let q = self.snapshot.get(&self.vhost).and_then(|v| v.queues.values().find(|q| q.topic == topic));
-            let limit = q.and_then(|q| {
-                let max = int_arg(&q.arguments, "x-max-length")?;
-                let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
-                    Some("reject-publish") => Overflow::RejectPublish,
-                    Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-                    _ => Overflow::DropHead,
-                };
-                let queue = Arc::new(QueueRef { vhost: self.vhost.clone(), queue: q.clone() });
-                Some((queue, max.max(0) as u64, overflow, (self.depth)(topic)))
-            });
-            self.queues.push((topic.to_string(), limit));
-        }
-        self.queues.iter_mut().find(|(t, _)| t == topic).and_then(|(_, l)| l.as_mut())
+        self.known(topic).limit.as_mut()
     }
 
     /// The priority level (partition) of a message with `priority` in the
     /// queue of `topic`, if that is a priority queue.
-    fn level(&self, topic: &str, priority: Option<u8>) -> Option<u32> {
-        let q = self.snapshot.get(&self.vhost)?.queues.values().find(|q| q.topic == topic)?;
-        crate::priority::level(&q.arguments, priority)
+    fn level(&mut self, topic: &str, priority: Option<u8>) -> Option<u32> {
+        crate::priority::level(self.known(topic).priority.as_ref()?, priority)
     }
 
     /// Whether one more message may go to `topic` (counting it if so).
@@ -265,7 +281,7 @@ impl Limits {
 
     /// Trims drop-head queues back to their length.
     async fn drop_heads(&mut self, gw: &AmqpGateway) {
-        for (topic, limit) in &self.queues {
+        for Known { topic, limit, .. } in &self.queues {
             let Some((q, max, Overflow::DropHead, _)) = limit else { continue };
             let mut excess = (self.depth)(topic).saturating_sub(*max);
             while excess > 0 {
