@@ -27,6 +27,7 @@
 //!
 //! The endpoint overview is `docs/admin-api.md`.
 
+mod amqp;
 mod cluster;
 mod delayed;
 mod error;
@@ -97,6 +98,8 @@ pub struct AdminState {
     rates: Arc<cluster::RateSampler>,
     config: AdminConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The AMQP gateway, once its listener is up.
+    amqp: Arc<std::sync::OnceLock<Arc<fjord_amqp::AmqpGateway>>>,
 }
 
 impl AdminState {
@@ -111,7 +114,14 @@ impl AdminState {
             ready: Arc::new(AtomicBool::new(false)),
             config,
             metrics: metrics::handle(),
+            amqp: Default::default(),
         }
+    }
+
+    /// Serves the AMQP gateway's definitions, users and permissions under
+    /// `/api/v1/amqp` (404 `amqp_disabled` until this is called).
+    pub fn set_amqp(&self, gateway: Arc<fjord_amqp::AmqpGateway>) {
+        let _ = self.amqp.set(gateway);
     }
 
     /// Marks the node ready (or not) for `/readyz`.
@@ -144,7 +154,8 @@ impl AdminState {
         (name = "messages", description = "Producing, browsing and querying messages"),
         (name = "groups", description = "Consumer groups, offsets and lag"),
         (name = "delayed", description = "Delayed and scheduled messages"),
-        (name = "dlq", description = "Dead-letter queues")
+        (name = "dlq", description = "Dead-letter queues"),
+        (name = "amqp", description = "AMQP virtual hosts, queues, exchanges, bindings, users and permissions")
     )
 )]
 struct ApiDoc;
@@ -170,6 +181,15 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(delayed::dlq_list))
         .routes(routes!(delayed::dlq_browse))
         .routes(routes!(delayed::dlq_resend))
+        .routes(routes!(amqp::vhosts))
+        .routes(routes!(amqp::put_vhost, amqp::delete_vhost))
+        .routes(routes!(amqp::queues))
+        .routes(routes!(amqp::exchanges))
+        .routes(routes!(amqp::bindings))
+        .routes(routes!(amqp::users))
+        .routes(routes!(amqp::put_user, amqp::delete_user))
+        .routes(routes!(amqp::permissions))
+        .routes(routes!(amqp::put_permission, amqp::delete_permission))
         .split_for_parts()
 }
 

@@ -13,6 +13,7 @@ use fjord_amqp_codec::{AMQPClass, AMQPFrame, BasicProperties};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::access::Right;
 use crate::connection::Conn;
 use crate::consumer::Consumer;
 use crate::delivery::{Settle, Unacked, requeue};
@@ -78,6 +79,11 @@ fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
 }
 
 impl Conn {
+    /// Checks the connection's user's `right` on a resource of its vhost.
+    fn allow(&self, right: Right, kind: &str, name: &str) -> MethodResult<()> {
+        self.gw.users.check(&self.user, &self.vhost, right, kind, name)
+    }
+
     fn new_channel(&self, id: u16) -> Channel {
         let shared = Arc::new(ChannelShared {
             id,
@@ -319,6 +325,7 @@ impl Conn {
                     // As RabbitMQ since 3.0.
                     return Err(AmqpException::not_implemented("immediate=true"));
                 }
+                self.allow(Right::Write, "exchange", p.exchange.as_str())?;
                 let ch = self.channel(id)?;
                 ch.content = Some(Content { publish: p, properties: None, size: 0, body: Vec::new() });
                 Ok(None)
@@ -375,6 +382,13 @@ impl Conn {
                         "Invalid argument, 'x-delayed-type' must be an existing exchange type",
                     ));
                 }
+                if !d.passive {
+                    self.allow(Right::Configure, "exchange", d.exchange.as_str())?;
+                    if let Some(alt) = crate::model::string_arg(&d.arguments, "alternate-exchange") {
+                        self.allow(Right::Write, "exchange", &alt)?;
+                        self.allow(Right::Read, "exchange", d.exchange.as_str())?;
+                    }
+                }
                 let e = Exchange {
                     name: d.exchange.to_string(),
                     kind,
@@ -387,24 +401,43 @@ impl Conn {
                 nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})))
             }
             C::Exchange(exchange::AMQPMethod::Delete(d)) => {
+                self.allow(Right::Configure, "exchange", d.exchange.as_str())?;
                 self.gw.delete_exchange(vhost, d.exchange.as_str(), d.if_unused).await?;
                 nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})))
             }
             C::Exchange(exchange::AMQPMethod::Bind(b)) => {
+                self.allow(Right::Write, "exchange", b.destination.as_str())?;
+                self.allow(Right::Read, "exchange", b.source.as_str())?;
                 let binding =
                     Binding::new(b.source.as_str(), b.destination.as_str(), true, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, true).await?;
                 nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})))
             }
             C::Exchange(exchange::AMQPMethod::Unbind(b)) => {
+                self.allow(Right::Write, "exchange", b.destination.as_str())?;
+                self.allow(Right::Read, "exchange", b.source.as_str())?;
                 let binding =
                     Binding::new(b.source.as_str(), b.destination.as_str(), true, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, false).await?;
                 nowait_none(b.nowait, C::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})))
             }
             C::Queue(queue::AMQPMethod::Declare(d)) => {
+                let mut name = d.queue.to_string();
+                let server_named = name.is_empty() && !d.passive;
+                if !d.passive {
+                    if server_named {
+                        // Named first, so the check sees the real name.
+                        name = self.gw.server_queue_name();
+                    }
+                    self.allow(Right::Configure, "queue", &name)?;
+                    if let Some(dlx) = crate::model::string_arg(&d.arguments, "x-dead-letter-exchange") {
+                        self.allow(Right::Write, "exchange", &dlx)?;
+                        self.allow(Right::Read, "queue", &name)?;
+                    }
+                }
                 let spec = QueueSpec {
-                    name: d.queue.to_string(),
+                    name,
+                    server_named,
                     passive: d.passive,
                     durable: d.durable,
                     exclusive: d.exclusive,
@@ -417,22 +450,28 @@ impl Conn {
                 nowait_none(d.nowait, C::Queue(queue::AMQPMethod::DeclareOk(ok)))
             }
             C::Queue(queue::AMQPMethod::Bind(b)) => {
+                self.allow(Right::Write, "queue", b.queue.as_str())?;
+                self.allow(Right::Read, "exchange", b.exchange.as_str())?;
                 let binding =
                     Binding::new(b.exchange.as_str(), b.queue.as_str(), false, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, true).await?;
                 nowait_none(b.nowait, C::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})))
             }
             C::Queue(queue::AMQPMethod::Unbind(b)) => {
+                self.allow(Right::Write, "queue", b.queue.as_str())?;
+                self.allow(Right::Read, "exchange", b.exchange.as_str())?;
                 let binding =
                     Binding::new(b.exchange.as_str(), b.queue.as_str(), false, b.routing_key.as_str(), b.arguments);
                 self.gw.change_binding(vhost, binding, false).await?;
                 ok(C::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})))
             }
             C::Queue(queue::AMQPMethod::Purge(p)) => {
+                self.allow(Right::Read, "queue", p.queue.as_str())?;
                 let n = self.gw.purge_queue(vhost, p.queue.as_str()).await?;
                 nowait_none(p.nowait, C::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })))
             }
             C::Queue(queue::AMQPMethod::Delete(d)) => {
+                self.allow(Right::Configure, "queue", d.queue.as_str())?;
                 let n = self.gw.delete_queue(vhost, self.id, d.queue.as_str(), d.if_unused, d.if_empty).await?;
                 nowait_none(d.nowait, C::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: n })))
             }
@@ -446,7 +485,10 @@ impl Conn {
                 }
                 ok(C::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
             }
-            C::Basic(basic::AMQPMethod::Consume(c)) => self.consume(id, vhost, c).await,
+            C::Basic(basic::AMQPMethod::Consume(c)) => {
+                self.allow(Right::Read, "queue", c.queue.as_str())?;
+                self.consume(id, vhost, c).await
+            }
             C::Basic(basic::AMQPMethod::Cancel(c)) => {
                 let gw = self.gw.clone();
                 let ch = self.channel(id)?;
@@ -474,7 +516,10 @@ impl Conn {
                 let reply = C::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: c.consumer_tag }));
                 nowait_none(c.nowait, reply)
             }
-            C::Basic(basic::AMQPMethod::Get(g)) => self.get(id, vhost, g).await,
+            C::Basic(basic::AMQPMethod::Get(g)) => {
+                self.allow(Right::Read, "queue", g.queue.as_str())?;
+                self.get(id, vhost, g).await
+            }
             C::Basic(basic::AMQPMethod::Recover(_)) | C::Basic(basic::AMQPMethod::RecoverAsync(_)) => {
                 let ch = self.channel(id)?;
                 let all: Vec<Unacked> = std::mem::take(&mut ch.shared.state.lock().unacked).into_values().collect();

@@ -44,6 +44,8 @@ pub(crate) struct Conn {
     pub(crate) gw: Arc<AmqpGateway>,
     pub(crate) id: u64,
     pub(crate) vhost: String,
+    /// The authenticated user.
+    pub(crate) user: String,
     pub(crate) frame_max: u32,
     pub(crate) channel_max: u16,
     pub(crate) out: mpsc::Sender<Vec<u8>>,
@@ -98,6 +100,7 @@ pub(crate) async fn run(
         id: gw.next_id(),
         gw: gw.clone(),
         vhost: String::new(),
+        user: String::new(),
         frame_max: gw.config.frame_max,
         channel_max: gw.config.channel_max,
         out,
@@ -292,11 +295,12 @@ impl Conn {
         let mechanism = ok.mechanism.as_str().to_string();
         let login = credentials(&mechanism, ok.response.as_bytes());
         let allowed = match &login {
-            // RabbitMQ's default user: guest/guest, from loopback only.
-            Some((u, p)) => u == "guest" && p == "guest" && peer.ip().is_loopback(),
+            Some((u, p)) => self.gw.users.authenticate(u, p, peer.ip().is_loopback()),
             None => false,
         };
-        if !allowed {
+        if let (true, Some((u, _))) = (allowed, &login) {
+            self.user = u.clone();
+        } else {
             let user = login.map(|(u, _)| u).unwrap_or_default();
             let e = AmqpException::access_refused(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -331,6 +335,12 @@ impl Conn {
         let vhost = open.virtual_host.as_str();
         if !self.gw.model.has_vhost(vhost) {
             let e = AmqpException::not_allowed(format!("vhost {vhost} not found"));
+            self.close_connection(e, 10, 40).await;
+            return Ok(None);
+        }
+        if !self.gw.users.may_open(&self.user, vhost) {
+            let e = AmqpException::not_allowed(format!("access to vhost '{vhost}' refused for user '{}'", self.user));
+            tracing::info!(%peer, user = %self.user, %vhost, "amqp vhost access refused");
             self.close_connection(e, 10, 40).await;
             return Ok(None);
         }

@@ -25,6 +25,13 @@ pub enum AmqpError {
     /// The definitions file is unreadable or could not be written.
     #[error("AMQP definitions: {0}")]
     Definitions(String),
+    /// A management request named a user, vhost or permission that does
+    /// not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A management request was invalid (bad name, bad expression...).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result of this crate.

@@ -34,6 +34,7 @@
 //! - A delivery is in a channel's unacked table before its frame is
 //!   written, so an ack can never race ahead of its bookkeeping.
 
+pub mod access;
 pub mod channel;
 pub mod connection;
 pub mod consumer;
@@ -43,6 +44,7 @@ pub mod error;
 pub mod exception;
 mod expiry;
 mod instrument;
+pub mod manage;
 pub mod mapping;
 pub mod model;
 pub mod ops;
@@ -80,6 +82,13 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Broker-wide budget for request bytes being read.
     pub request_budget: RequestBudget,
+    /// The user (name, password) created with every permission on `/`
+    /// when the data directory has no users yet (RabbitMQ's
+    /// `default_user`/`default_pass`; default guest/guest).
+    pub default_user: (String, String),
+    /// Users who may log in from loopback addresses only (RabbitMQ's
+    /// `loopback_users`; default `guest`).
+    pub loopback_users: Vec<String>,
 }
 
 impl Default for AmqpConfig {
@@ -92,6 +101,8 @@ impl Default for AmqpConfig {
             consumer_timeout: Duration::from_secs(30 * 60),
             handshake_timeout: Duration::from_secs(10),
             request_budget: RequestBudget::new(fjord_net::DEFAULT_REQUEST_BUDGET_BYTES),
+            default_user: ("guest".into(), "guest".into()),
+            loopback_users: vec!["guest".into()],
         }
     }
 }
@@ -102,6 +113,7 @@ pub struct AmqpGateway {
     pub(crate) messaging: Arc<Messaging>,
     pub(crate) config: AmqpConfig,
     pub(crate) model: model::Model,
+    pub(crate) users: access::Users,
     pub(crate) consumers: consumer::Registry,
     /// When each queue (by topic) was last used — declared, consumed
     /// from, or read with basic.get — for `x-expires`.
@@ -116,6 +128,8 @@ impl AmqpGateway {
     pub async fn open(messaging: Arc<Messaging>, config: AmqpConfig) -> Result<Arc<AmqpGateway>> {
         let dir = messaging.broker().config().data_dir.join("amqp");
         let (model, transient) = model::Model::open(&dir)?;
+        let (user, pass) = &config.default_user;
+        let users = access::Users::open(&dir, (user, pass), config.loopback_users.clone())?;
         for topic in transient {
             match messaging.broker().delete_topic(&topic).await {
                 Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
@@ -139,6 +153,7 @@ impl AmqpGateway {
             messaging,
             config,
             model,
+            users,
             consumers: Default::default(),
             last_used: Default::default(),
             next_id: AtomicU64::new(1),
@@ -148,6 +163,11 @@ impl AmqpGateway {
     /// The definitions.
     pub fn model(&self) -> &model::Model {
         &self.model
+    }
+
+    /// Users and permissions.
+    pub fn users(&self) -> &access::Users {
+        &self.users
     }
 
     /// Marks a queue as used now (`x-expires` counts from here).

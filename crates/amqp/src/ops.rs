@@ -15,6 +15,9 @@ use crate::model::{AMQP_GROUP, Binding, DEFAULT_VHOST, Exchange, Queue, VHost, q
 pub struct QueueSpec {
     /// Name; empty asks the server for one.
     pub name: String,
+    /// The name was chosen by [`AmqpGateway::server_queue_name`] (so its
+    /// reserved `amq.` prefix is allowed).
+    pub server_named: bool,
     /// Only check that it exists.
     pub passive: bool,
     /// Survives a restart.
@@ -75,14 +78,19 @@ impl AmqpGateway {
         self.messaging.pop_depth(AMQP_GROUP, &ConsumeModel::Clustering, topic)
     }
 
+    /// A fresh server-chosen queue name (`amq.gen-...`, as RabbitMQ).
+    pub fn server_queue_name(&self) -> String {
+        format!("amq.gen-{:016x}{:08x}", rand_u64(), self.next_id())
+    }
+
     /// queue.declare.
     pub async fn declare_queue(&self, vhost: &str, conn: u64, mut spec: QueueSpec) -> MethodResult<Declared> {
         if spec.name.is_empty() {
             if spec.passive {
                 return Err(AmqpException::not_found("a passive declare needs a queue name"));
             }
-            spec.name = format!("amq.gen-{:016x}{:08x}", rand_u64(), self.next_id());
-        } else if spec.name.starts_with("amq.") && !spec.passive {
+            spec.name = self.server_queue_name();
+        } else if spec.name.starts_with("amq.") && !spec.passive && !spec.server_named {
             return Err(AmqpException::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
                 spec.name

@@ -88,6 +88,13 @@ impl Client {
         self.finish(path, status, &bytes)
     }
 
+    /// `PUT path` with a JSON body; `Value::Null` for an empty answer.
+    pub(crate) fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = self.url(path);
+        let (status, bytes) = read(&url, self.agent.put(&url).send_json(body))?;
+        self.finish(path, status, &bytes)
+    }
+
     /// `DELETE path`; `Value::Null` for an empty (204) answer.
     pub(crate) fn delete(&self, path: &str) -> Result<Value> {
         let url = self.url(path);

@@ -9,6 +9,7 @@
 //! fjord group   list|describe|seek --to earliest|latest|<time>|<offset> [--dry-run]|delete
 //! fjord msg     get --topic T --id|--key|--tag|--time|--partition P --offset O
 //! fjord dlq     list|browse|resend
+//! fjord amqp    vhosts|queues|exchanges|bindings|users|permissions, add-/delete-vhost, add-/delete-user, set-/clear-permissions
 //! fjord delay   list
 //! fjord completions bash|zsh|fish|elvish|powershell
 //! ```
@@ -66,6 +67,7 @@
 //! | 74 | `EX_IOERR` | writing the output failed |
 //! | 78 | `EX_CONFIG` | malformed profile file, unknown profile |
 
+mod amqp;
 mod client;
 mod cluster;
 mod config;
@@ -87,6 +89,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+pub use amqp::AmqpCommand;
 pub use cluster::ClusterCommand;
 pub use delay::DelayCommand;
 pub use dlq::DlqCommand;
@@ -153,6 +156,9 @@ pub enum Command {
     /// Delayed (scheduled) messages.
     #[command(subcommand)]
     Delay(DelayCommand),
+    /// AMQP virtual hosts, queues, exchanges, bindings, users and permissions.
+    #[command(subcommand)]
+    Amqp(AmqpCommand),
     /// Print a shell completion script for `fjord` to stdout.
     ///
     /// For example: `fjord completions bash > /etc/bash_completion.d/fjord`.
@@ -222,6 +228,7 @@ fn execute(global: &GlobalArgs, command: Command, app: impl FnOnce() -> clap::Co
         Command::Msg(c) => msg::run(&ctx, c),
         Command::Dlq(c) => dlq::run(&ctx, c),
         Command::Delay(c) => delay::run(&ctx, c),
+        Command::Amqp(c) => amqp::run(&ctx, c),
         Command::Completions { .. } => Ok(()),
     }
 }

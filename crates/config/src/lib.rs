@@ -85,8 +85,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat, LogOutputConfig,
-    MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType, TopicDefaults,
+    AmqpSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat,
+    LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType,
+    TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};
@@ -122,6 +123,8 @@ pub struct Config {
     /// `[rocketmq]`: RocketMQ gateway behaviour (transaction check-backs,
     /// long polling).
     pub rocketmq: RocketMqSettings,
+    /// `[amqp]`: the AMQP gateway's default user.
+    pub amqp: AmqpSettings,
     /// `[metrics]`: what `/metrics` exports.
     pub metrics: MetricsConfig,
     /// `[log]`: the server's diagnostic log output.

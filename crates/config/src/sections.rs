@@ -639,6 +639,40 @@ impl Default for RocketMqSettings {
 }
 
 // ---------------------------------------------------------------------------
+// amqp
+// ---------------------------------------------------------------------------
+
+/// `[amqp]`: the AMQP 0-9-1 gateway's default user (RabbitMQ's
+/// `default_user`, `default_pass`, `loopback_users`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// User created, with every permission on vhost `/`, when the data
+    /// directory has no AMQP users yet. Default `guest`.
+    /// Env `FJORD_AMQP__DEFAULT_USER`.
+    #[serde(deserialize_with = "de::string")]
+    pub default_user: String,
+    /// That user's password (stored hashed). Default `guest`.
+    /// Env `FJORD_AMQP__DEFAULT_PASS`.
+    #[serde(deserialize_with = "de::string")]
+    pub default_pass: String,
+    /// Users who may log in from loopback addresses only.
+    /// Default `["guest"]`. Env `FJORD_AMQP__LOOPBACK_USERS`.
+    #[serde(deserialize_with = "de::string_list")]
+    pub loopback_users: Vec<String>,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            loopback_users: vec!["guest".into()],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // metrics
 // ---------------------------------------------------------------------------
 

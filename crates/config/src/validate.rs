@@ -22,6 +22,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     limits(c, &mut p);
     messaging(c, &mut p);
     rocketmq(c, &mut p);
+    amqp(c, &mut p);
     log(c, &mut p);
     p.0
 }
@@ -171,6 +172,12 @@ fn messaging(c: &Config, p: &mut Problems) {
     p.check(m.order_lock_ttl_ms > 0, "messaging.order_lock_ttl_ms", || "must be more than 0 ms".to_owned());
     p.check(m.max_held_per_queue > 0, "messaging.max_held_per_queue", || "must be more than 0".to_owned());
     p.check(m.snapshot_interval_ms > 0, "messaging.snapshot_interval_ms", || "must be more than 0 ms".to_owned());
+}
+
+fn amqp(c: &Config, p: &mut Problems) {
+    let a = &c.amqp;
+    let len = a.default_user.len();
+    p.check((1..=255).contains(&len), "amqp.default_user", || "must be 1 to 255 bytes".to_owned());
 }
 
 fn rocketmq(c: &Config, p: &mut Problems) {

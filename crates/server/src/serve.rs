@@ -190,10 +190,17 @@ pub async fn run(
         }
         let server: tokio::task::JoinHandle<anyhow::Result<()>> = match name {
             "amqp" => {
-                let amqp = fjord_amqp::AmqpConfig { request_budget: budget.clone(), ..Default::default() };
+                let a = &config.amqp;
+                let amqp = fjord_amqp::AmqpConfig {
+                    request_budget: budget.clone(),
+                    default_user: (a.default_user.clone(), a.default_pass.clone()),
+                    loopback_users: a.loopback_users.clone(),
+                    ..Default::default()
+                };
                 let gateway = fjord_amqp::AmqpGateway::open(messaging.clone(), amqp)
                     .await
                     .context("opening the AMQP definitions")?;
+                http_state.set_amqp(gateway.clone());
                 tokio::spawn(async move { Ok(fjord_amqp::serve(acceptor, gateway, stop).await?) })
             }
             "kafka" => {

@@ -80,6 +80,37 @@ impl Model {
         Ok(Ok(out))
     }
 
+    /// Creates virtual host `name` with the predeclared exchanges; false
+    /// when it already exists.
+    pub async fn add_vhost(&self, name: &str) -> Result<bool> {
+        if name.is_empty() || name.len() > 255 {
+            return Err(AmqpError::Invalid("a vhost name is 1 to 255 bytes".into()));
+        }
+        let _w = self.write.lock().await;
+        let mut next = (**self.vhosts.read()).clone();
+        if next.contains_key(name) {
+            return Ok(false);
+        }
+        next.insert(name.to_string(), VHost::with_predeclared());
+        self.save(&next).await?;
+        *self.vhosts.write() = Arc::new(next);
+        Ok(true)
+    }
+
+    /// Removes virtual host `name` and returns what it had (its queues'
+    /// topics are the caller's to delete). `/` cannot be deleted.
+    pub async fn delete_vhost(&self, name: &str) -> Result<VHost> {
+        if name == DEFAULT_VHOST {
+            return Err(AmqpError::Invalid("the default vhost '/' cannot be deleted".into()));
+        }
+        let _w = self.write.lock().await;
+        let mut next = (**self.vhosts.read()).clone();
+        let gone = next.remove(name).ok_or_else(|| AmqpError::NotFound(format!("no vhost '{name}'")))?;
+        self.save(&next).await?;
+        *self.vhosts.write() = Arc::new(next);
+        Ok(gone)
+    }
+
     async fn save(&self, all: &BTreeMap<String, VHost>) -> Result<()> {
         let mut saved = Saved::default();
         for (name, v) in all {

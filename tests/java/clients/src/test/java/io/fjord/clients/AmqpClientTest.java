@@ -105,11 +105,13 @@ class AmqpClientTest {
                     unacked[0]++;
                     inFlight.add(unacked[0]);
                 }
-                got.add(s(body));
                 synchronized (unacked) {
                     unacked[0]--;
                 }
+                // Acked before it is handed over, so the test thread never
+                // closes the channel under an ack still to be sent.
                 getChannel().basicAck(env.getDeliveryTag(), false);
+                got.add(s(body));
             }
         });
         List<String> bodies = new ArrayList<>();
