@@ -101,7 +101,7 @@ impl Consumer {
         self.stop.store(true, Ordering::Release);
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
 }
@@ -164,7 +164,7 @@ impl Registry {
 }
 
 /// How many more messages `c` may be sent now.
-fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
+pub(crate) fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
     if c.no_ack {
         return MAX_BATCH;
     }
@@ -178,6 +178,16 @@ fn credit(ch: &ChannelShared, c: &Consumer) -> u32 {
         p => p.saturating_sub(st.unacked.len() as u32),
     };
     own.min(global).min(MAX_BATCH)
+}
+
+/// Waits (at most one poll) until acks may have freed credit.
+pub(crate) async fn wait_for_credit(ch: &ChannelShared, c: &Consumer) {
+    let woken = ch.credit.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    if credit(ch, c) == 0 && !c.stopped() {
+        let _ = tokio::time::timeout(POLL, woken).await;
+    }
 }
 
 /// The delivery loop of one consumer.
@@ -194,12 +204,7 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
         }
         let want = credit(&ch, &c);
         if want == 0 {
-            let woken = ch.credit.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            if credit(&ch, &c) == 0 && !c.stopped() {
-                let _ = tokio::time::timeout(POLL, woken).await;
-            }
+            wait_for_credit(&ch, &c).await;
             continue;
         }
         let args = &c.queue.queue.arguments;
@@ -261,7 +266,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
                 st.unacked.insert(
                     tag,
                     Unacked {
-                        receipt: p.receipt.clone(),
+                        receipt: Some(p.receipt.clone()),
                         consumer: Some(c.clone()),
                         queue: c.queue.clone(),
                         message: message.clone(),

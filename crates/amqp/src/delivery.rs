@@ -26,7 +26,9 @@ fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
 /// An unacked delivery.
 #[derive(Debug)]
 pub(crate) struct Unacked {
-    pub(crate) receipt: ReceiptHandle,
+    /// The pop it came from; `None` for a stream queue's delivery (read,
+    /// not popped: settling it only returns credit).
+    pub(crate) receipt: Option<ReceiptHandle>,
     pub(crate) consumer: Option<Arc<Consumer>>,
     /// Where it came from and what it was, for dead-lettering.
     pub(crate) queue: Arc<QueueRef>,
@@ -42,7 +44,7 @@ pub(crate) async fn requeue(gw: &crate::AmqpGateway, taken: Vec<Unacked>) {
     let (over, back): (Vec<Unacked>, Vec<Unacked>) = taken.into_iter().partition(|u| {
         crate::model::int_arg(&u.queue.queue.arguments, "x-delivery-limit").is_some_and(|l| i64::from(u.attempt) > l)
     });
-    let back: Vec<ReceiptHandle> = back.into_iter().map(|u| u.receipt).collect();
+    let back: Vec<ReceiptHandle> = back.into_iter().filter_map(|u| u.receipt).collect();
     if !back.is_empty()
         && let Err(e) = gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &back).await
     {
@@ -58,7 +60,8 @@ pub(crate) async fn requeue(gw: &crate::AmqpGateway, taken: Vec<Unacked>) {
 fn by_queue(taken: Vec<Unacked>) -> ByQueue {
     let mut out: ByQueue = Vec::new();
     for u in taken {
-        let m = ((*u.message).clone(), u.receipt);
+        let Some(receipt) = u.receipt else { continue };
+        let m = ((*u.message).clone(), receipt);
         match out.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, v)) => v.push(m),
             None => out.push((u.queue, vec![m])),
@@ -117,6 +120,19 @@ impl Conn {
         if ch.consumers.contains_key(&tag) {
             return Err(AmqpException::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
         }
+        let stream = if crate::stream::is_stream(&q) {
+            // As RabbitMQ: stream consumers ack (acks return credit) and
+            // must have a prefetch.
+            if c.no_ack {
+                return Err(AmqpException::precondition_failed("stream queues do not support auto-ack consumers"));
+            }
+            if ch.prefetch == 0 && ch.shared.state.lock().global_prefetch == 0 {
+                return Err(AmqpException::precondition_failed("stream consumers need a basic.qos prefetch count"));
+            }
+            Some(crate::stream::start_of(&c.arguments, gw.messaging.broker().clock().now_ms())?)
+        } else {
+            None
+        };
         gw.touch(&q.topic);
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
         let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify));
@@ -125,7 +141,10 @@ impl Conn {
             let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
             let _ = ch.shared.out.send(method_frame(id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(reply)))).await;
         }
-        let task = tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone()));
+        let task = match stream {
+            Some(start) => tokio::spawn(crate::stream::run(gw, ch.shared.clone(), consumer.clone(), start)),
+            None => tokio::spawn(consumer::run(gw, ch.shared.clone(), consumer.clone())),
+        };
         ch.consumers.insert(tag, (consumer, task));
         Ok(None)
     }
@@ -137,6 +156,10 @@ impl Conn {
             .gw
             .find_queue(v, vhost, g.queue.as_str())
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
+        if crate::stream::is_stream(&q) {
+            // As RabbitMQ: a stream is read by consumers with an offset.
+            return Err(AmqpException::not_implemented("basic.get not supported by stream queues"));
+        }
         if q.owner.is_some_and(|o| o != self.id) {
             return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
         }
@@ -168,7 +191,7 @@ impl Conn {
                 let tag = st.next_tag;
                 if !g.no_ack {
                     let u = Unacked {
-                        receipt: p.receipt.clone(),
+                        receipt: Some(p.receipt.clone()),
                         consumer: None,
                         queue: queue.clone(),
                         message: message.clone(),
@@ -258,8 +281,8 @@ impl Conn {
             match action {
                 Settle::Requeue => requeue(&gw, taken).await,
                 Settle::Ack => {
-                    let receipts: Vec<ReceiptHandle> = taken.into_iter().map(|u| u.receipt).collect();
-                    crate::instrument::count("rabbitmq_global_messages_acknowledged_total", receipts.len() as u64);
+                    crate::instrument::count("rabbitmq_global_messages_acknowledged_total", taken.len() as u64);
+                    let receipts: Vec<ReceiptHandle> = taken.into_iter().filter_map(|u| u.receipt).collect();
                     if let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await {
                         tracing::warn!(error = %e, "amqp: could not settle deliveries");
                     }

@@ -50,6 +50,7 @@ pub mod model;
 pub mod ops;
 pub mod priority;
 pub mod publish;
+pub mod stream;
 mod server;
 
 use std::sync::Arc;

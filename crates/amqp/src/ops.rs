@@ -139,10 +139,16 @@ impl AmqpGateway {
         let topic = queue_topic(vhost, &spec.name);
         fjord_broker::validate_topic_name(&topic)
             .map_err(|e| AmqpException::precondition_failed(format!("queue name '{}': {e}", spec.name)))?;
+        let stream = crate::model::string_arg(&spec.arguments, "x-queue-type").is_some_and(|t| t == "stream");
+        let mut config = TopicConfig::default();
+        if stream {
+            let retention = crate::stream::declare_checks(spec.durable, spec.exclusive, spec.auto_delete, &spec.arguments)?;
+            config.0.extend(retention);
+        }
         let adopted = self.messaging.broker().topic(&topic).is_some();
         if !adopted {
             let partitions = crate::priority::levels(&spec.arguments);
-            match self.messaging.broker().create_topic(&topic, partitions, TopicConfig::default()).await {
+            match self.messaging.broker().create_topic(&topic, partitions, config).await {
                 Ok(_) | Err(fjord_broker::BrokerError::TopicExists(_)) => {}
                 Err(e) => return Err(internal(e)),
             }
