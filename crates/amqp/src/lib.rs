@@ -50,8 +50,8 @@ pub mod model;
 pub mod ops;
 pub mod priority;
 pub mod publish;
-pub mod stream;
 mod server;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -142,7 +142,8 @@ impl AmqpGateway {
         let stream = crate::model::string_arg(&spec.arguments, "x-queue-type").is_some_and(|t| t == "stream");
         let mut config = TopicConfig::default();
         if stream {
-            let retention = crate::stream::declare_checks(spec.durable, spec.exclusive, spec.auto_delete, &spec.arguments)?;
+            let retention =
+                crate::stream::declare_checks(spec.durable, spec.exclusive, spec.auto_delete, &spec.arguments)?;
             config.0.extend(retention);
         }
         let adopted = self.messaging.broker().topic(&topic).is_some();

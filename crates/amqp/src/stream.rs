@@ -104,7 +104,9 @@ pub fn start_of(args: &FieldTable, now_ms: i64) -> MethodResult<StreamStart> {
     let bad = |v: &dyn std::fmt::Debug| AmqpException::precondition_failed(format!("invalid x-stream-offset {v:?}"));
     let Some(v) = args.inner().get("x-stream-offset") else { return Ok(StreamStart::Next) };
     Ok(match v {
-        AMQPValue::Timestamp(secs) => StreamStart::Timestamp(i64::try_from(*secs).unwrap_or(i64::MAX).saturating_mul(1000)),
+        AMQPValue::Timestamp(secs) => {
+            StreamStart::Timestamp(i64::try_from(*secs).unwrap_or(i64::MAX).saturating_mul(1000))
+        }
         AMQPValue::LongString(_) | AMQPValue::ShortString(_) => {
             let s = string_arg(args, "x-stream-offset").unwrap_or_default();
             match s.as_str() {
@@ -130,12 +132,10 @@ async fn resolve(gw: &AmqpGateway, tp: &TopicPartition, start: StreamStart) -> u
         StreamStart::Last => end.saturating_sub(1).max(first),
         StreamStart::Next => end,
         StreamStart::Offset(o) => o.clamp(first, end),
-        StreamStart::Timestamp(ts) => {
-            match gw.messaging.broker().list_offset(tp, OffsetSpec::Timestamp(ts)).await {
-                Ok(Some(l)) => l.offset,
-                _ => end,
-            }
-        }
+        StreamStart::Timestamp(ts) => match gw.messaging.broker().list_offset(tp, OffsetSpec::Timestamp(ts)).await {
+            Ok(Some(l)) => l.offset,
+            _ => end,
+        },
     }
 }
 
