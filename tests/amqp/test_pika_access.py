@@ -5,6 +5,7 @@ the connection with 530, a bad password is refused at login)."""
 
 import json
 import socket
+import time
 import subprocess
 import urllib.error
 import urllib.parse
@@ -156,3 +157,59 @@ def test_guest_logs_in_from_loopback_only(tmp_path):
         connect(server, "guest", "guest").close()
     finally:
         stop_checked(server)
+
+
+def wait_until(cond, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_disk_alarm_blocks_publishers_until_space_is_back(fjord, params, unique):
+    q = unique("q")
+    conn = pika.BlockingConnection(params)
+    events = []
+    conn.add_on_connection_blocked_callback(lambda c, m: events.append(("blocked", m.method.reason)))
+    conn.add_on_connection_unblocked_callback(lambda c, m: events.append(("unblocked", None)))
+    ch = conn.channel()
+    ch.queue_declare(q)
+    ch.basic_publish("", q, b"before")
+    other = pika.BlockingConnection(params)
+    try:
+        # A limit above any free space raises the alarm at once.
+        status, body = api(fjord, "PUT", "/api/v1/amqp/disk-alarm", {"limit_bytes": 2**62})
+        assert status == 200 and body["alarm"] is True, body
+        wait_until(lambda: conn.process_data_events(time_limit=0.05) or events, what="connection.blocked")
+        assert events == [("blocked", "low on disk")]
+        ch.basic_publish("", q, b"while-blocked")
+        # Consumers go on: the message stored before the alarm is delivered.
+        got = other.channel().basic_get(q, auto_ack=True)
+        assert got[2] == b"before"
+        # The blocked publish is held, not stored, until the alarm clears.
+        conn.process_data_events(time_limit=1)
+        oc = other.channel()
+        assert oc.basic_get(q, auto_ack=True) == (None, None, None)
+        assert "alarm" in cli(fjord, "amqp", "disk-alarm")
+        cli(fjord, "amqp", "disk-alarm", "--limit", "0")
+        wait_until(lambda: conn.process_data_events(time_limit=0.05) or len(events) == 2, what="connection.unblocked")
+        assert events[1] == ("unblocked", None)
+        wait_until(lambda: oc.basic_get(q, auto_ack=True)[2] == b"while-blocked", what="the held publish")
+    finally:
+        api(fjord, "PUT", "/api/v1/amqp/disk-alarm", {"limit_bytes": 50_000_000})
+        other.close()
+        if conn.is_open:
+            conn.close()
+
+
+def test_deleting_a_user_closes_its_connections(fjord, unique):
+    user = unique("user")
+    assert api(fjord, "PUT", f"/api/v1/amqp/users/{q(user)}", {"password": "pw"})[0] == 204
+    api(fjord, "PUT", f"/api/v1/amqp/permissions/%2F/{q(user)}", {"configure": ".*", "write": ".*", "read": ".*"})
+    conn = connect(fjord, user, "pw")
+    conn.channel()
+    assert api(fjord, "DELETE", f"/api/v1/amqp/users/{q(user)}")[0] == 204
+    with pytest.raises(ConnectionClosedByBroker) as e:
+        wait_until(lambda: conn.process_data_events(time_limit=0.1) or False, what="the forced close")
+    assert e.value.reply_code == 320
+    assert f"user '{user}' is deleted" in e.value.reply_text

@@ -106,7 +106,8 @@ pub(crate) async fn put_vhost(
 }
 
 /// Deletes a virtual host with its queues (their topics too), exchanges,
-/// bindings and permissions. `/` cannot be deleted.
+/// bindings and permissions; its connections are closed (320). `/` cannot
+/// be deleted.
 #[utoipa::path(delete, path = "/api/v1/amqp/vhosts/{vhost}", tag = "amqp", params(VHostPath), responses(
     (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_vhost(
@@ -306,14 +307,14 @@ pub(crate) async fn put_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a user and its permissions.
+/// Deletes a user and its permissions; its connections are closed (320).
 #[utoipa::path(delete, path = "/api/v1/amqp/users/{user}", tag = "amqp", params(UserPath), responses(
     (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_user(
     State(s): State<AdminState>,
     ApiPath(p): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    gateway(&s)?.users().delete_user(&p.user).await?;
+    gateway(&s)?.delete_user(&p.user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,4 +384,48 @@ pub(crate) async fn delete_permission(
 ) -> Result<StatusCode, ApiError> {
     gateway(&s)?.set_permission(&p.vhost, &p.user, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The disk alarm: publishers are blocked while the data directory's file
+/// system has less free space than `limit_bytes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DiskAlarm {
+    limit_bytes: u64,
+    /// Free bytes at the last check (checked every second); null if unknown.
+    free_bytes: Option<u64>,
+    /// Whether publishers are blocked now.
+    alarm: bool,
+}
+
+impl From<fjord_amqp::alarm::DiskStatus> for DiskAlarm {
+    fn from(d: fjord_amqp::alarm::DiskStatus) -> Self {
+        DiskAlarm { limit_bytes: d.limit_bytes, free_bytes: d.free_bytes, alarm: d.alarm }
+    }
+}
+
+/// A new free-space limit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiskLimitBody {
+    /// Bytes; `0` never blocks.
+    #[serde(deserialize_with = "crate::extract::int64")]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    limit_bytes: u64,
+}
+
+/// The disk alarm's limit, the free space and whether publishers are blocked.
+#[utoipa::path(get, path = "/api/v1/amqp/disk-alarm", tag = "amqp", responses(
+    (status = 200, body = DiskAlarm), (status = 404, body = ErrorBody)))]
+pub(crate) async fn disk_alarm(State(s): State<AdminState>) -> Result<Json<DiskAlarm>, ApiError> {
+    Ok(Json(gateway(&s)?.disk_status().into()))
+}
+
+/// Sets the free-space limit (RabbitMQ's `set_disk_free_limit`); applied at once.
+#[utoipa::path(put, path = "/api/v1/amqp/disk-alarm", tag = "amqp", request_body = DiskLimitBody, responses(
+    (status = 200, body = DiskAlarm), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_disk_limit(
+    State(s): State<AdminState>,
+    ApiJson(b): ApiJson<DiskLimitBody>,
+) -> Result<Json<DiskAlarm>, ApiError> {
+    Ok(Json(gateway(&s)?.set_disk_free_limit(b.limit_bytes).await.into()))
 }

@@ -190,6 +190,7 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(amqp::put_user, amqp::delete_user))
         .routes(routes!(amqp::permissions))
         .routes(routes!(amqp::put_permission, amqp::delete_permission))
+        .routes(routes!(amqp::disk_alarm, amqp::set_disk_limit))
         .split_for_parts()
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Conn {
     pub(crate) channels: HashMap<u16, Channel>,
     /// The client understands server-sent basic.cancel.
     pub(crate) cancel_notify: bool,
+    /// The client understands connection.blocked/unblocked.
+    pub(crate) blocked_notify: bool,
 }
 
 /// How a connection ended, for the close sequence.
@@ -106,6 +108,7 @@ pub(crate) async fn run(
         out,
         channels: HashMap::new(),
         cancel_notify: false,
+        blocked_notify: false,
     };
     let handshake = tokio::time::timeout(gw.config.handshake_timeout, c.handshake(&mut rd, peer)).await;
     let heartbeat = match handshake {
@@ -139,10 +142,27 @@ pub(crate) async fn run(
     });
     // Two missed heartbeats, as RabbitMQ; without heartbeats, only TCP.
     let idle = (heartbeat > 0).then(|| Duration::from_secs(2 * u64::from(heartbeat)));
+    // Outside events (disk alarm, revocations) are watched by a side task,
+    // so the frame being read is never cancelled halfway for them.
+    let (kill_tx, mut kill) = watch::channel(None::<AmqpException>);
+    let side = tokio::spawn(watch_events(
+        gw.clone(),
+        c.out.clone(),
+        c.user.clone(),
+        c.vhost.clone(),
+        c.blocked_notify,
+        kill_tx,
+    ));
+    let mut alarm = gw.alarm.subscribe();
     let end = loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, c.frame_max, &gw, idle) => f,
             _ = stop.changed() => break End::Close(AmqpException { code: reply::CONNECTION_FORCED, text: "broker shutdown".into() }, 0, 0),
+            // (An ended side task disables this branch, never spins it.)
+            Ok(()) = kill.changed() => {
+                let e = kill.borrow().clone();
+                break End::Close(e.unwrap_or_else(|| AmqpException { code: reply::CONNECTION_FORCED, text: "closed".into() }), 0, 0);
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -155,6 +175,22 @@ pub(crate) async fn run(
                 break End::Done;
             }
         };
+        if matches!(
+            frame,
+            AMQPFrame::Method(_, AMQPClass::Basic(fjord_amqp_codec::protocol::basic::AMQPMethod::Publish(_)))
+        ) && *alarm.borrow()
+        {
+            // Blocked: this publisher is not read from until disk space is back.
+            tokio::select! {
+                _ = alarm.wait_for(|on| !*on) => {}
+                _ = stop.changed() => break End::Close(AmqpException { code: reply::CONNECTION_FORCED, text: "broker shutdown".into() }, 0, 0),
+                r = kill.wait_for(Option::is_some) => {
+                    let e = r.ok().and_then(|e| e.clone());
+                    let e = e.unwrap_or_else(|| AmqpException { code: reply::CONNECTION_FORCED, text: "closed".into() });
+                    break End::Close(e, 0, 0);
+                }
+            }
+        }
         match c.on_frame(frame).await {
             Ok(true) => continue,
             Ok(false) => break End::Done,
@@ -175,6 +211,7 @@ pub(crate) async fn run(
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
     }
+    side.abort();
     c.close_all_channels().await;
     if let Some(b) = beats {
         b.abort();
@@ -182,6 +219,49 @@ pub(crate) async fn run(
     drop(c);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     Ok(())
+}
+
+/// Tells the client about the disk alarm (when it understands
+/// connection.blocked) and asks the connection to close when its user or
+/// virtual host is deleted.
+async fn watch_events(
+    gw: Arc<AmqpGateway>,
+    out: mpsc::Sender<Vec<u8>>,
+    user: String,
+    vhost: String,
+    blocked_notify: bool,
+    kill: watch::Sender<Option<AmqpException>>,
+) {
+    let mut alarm = gw.alarm.subscribe();
+    let mut revoked = gw.revoked.subscribe();
+    let mut told = false;
+    loop {
+        let on = *alarm.borrow_and_update();
+        if blocked_notify && on != told {
+            let m = if on {
+                conn::AMQPMethod::Blocked(conn::Blocked { reason: "low on disk".into() })
+            } else {
+                conn::AMQPMethod::Unblocked(conn::Unblocked {})
+            };
+            if out.send(method_frame(0, AMQPClass::Connection(m))).await.is_err() {
+                return;
+            }
+            told = on;
+        }
+        tokio::select! {
+            r = alarm.changed() => if r.is_err() { return },
+            r = revoked.recv() => {
+                let text = match r {
+                    Ok(crate::alarm::Revoked::User(u)) if u == user => format!("user '{u}' is deleted"),
+                    Ok(crate::alarm::Revoked::VHost(v)) if v == vhost => format!("vhost '{v}' is deleted"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => continue,
+                };
+                let _ = kill.send(Some(AmqpException { code: reply::CONNECTION_FORCED, text }));
+                return;
+            }
+        }
+    }
 }
 
 pub(crate) enum ReadError {
@@ -290,7 +370,9 @@ impl Conn {
             return Ok(None);
         };
         if let Some(AMQPValue::FieldTable(caps)) = ok.client_properties.inner().get("capabilities") {
-            self.cancel_notify = matches!(caps.inner().get("consumer_cancel_notify"), Some(AMQPValue::Boolean(true)));
+            let has = |cap: &str| matches!(caps.inner().get(cap), Some(AMQPValue::Boolean(true)));
+            self.cancel_notify = has("consumer_cancel_notify");
+            self.blocked_notify = has("connection.blocked");
         }
         let mechanism = ok.mechanism.as_str().to_string();
         let login = credentials(&mechanism, ok.response.as_bytes());

@@ -35,6 +35,7 @@
 //!   written, so an ack can never race ahead of its bookkeeping.
 
 pub mod access;
+pub mod alarm;
 pub mod channel;
 pub mod connection;
 pub mod consumer;
@@ -90,6 +91,9 @@ pub struct AmqpConfig {
     /// Users who may log in from loopback addresses only (RabbitMQ's
     /// `loopback_users`; default `guest`).
     pub loopback_users: Vec<String>,
+    /// Publishers are blocked while the data directory's file system has
+    /// less free space than this (RabbitMQ's `disk_free_limit`, 50 MB).
+    pub disk_free_limit: u64,
 }
 
 impl Default for AmqpConfig {
@@ -104,6 +108,7 @@ impl Default for AmqpConfig {
             request_budget: RequestBudget::new(fjord_net::DEFAULT_REQUEST_BUDGET_BYTES),
             default_user: ("guest".into(), "guest".into()),
             loopback_users: vec!["guest".into()],
+            disk_free_limit: alarm::DEFAULT_DISK_FREE_LIMIT,
         }
     }
 }
@@ -119,6 +124,13 @@ pub struct AmqpGateway {
     /// When each queue (by topic) was last used — declared, consumed
     /// from, or read with basic.get — for `x-expires`.
     pub(crate) last_used: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The disk alarm: true while publishers are blocked.
+    pub(crate) alarm: tokio::sync::watch::Sender<bool>,
+    pub(crate) disk_free_limit: AtomicU64,
+    /// Free bytes at the last check (`u64::MAX`: unknown).
+    pub(crate) disk_free: AtomicU64,
+    /// Deleted users and vhosts, for their connections to close.
+    pub(crate) revoked: tokio::sync::broadcast::Sender<alarm::Revoked>,
     next_id: AtomicU64,
 }
 
@@ -150,6 +162,7 @@ impl AmqpGateway {
                 }
             }
         }
+        let disk_free_limit = config.disk_free_limit;
         Ok(Arc::new(AmqpGateway {
             messaging,
             config,
@@ -157,6 +170,10 @@ impl AmqpGateway {
             users,
             consumers: Default::default(),
             last_used: Default::default(),
+            alarm: tokio::sync::watch::Sender::new(false),
+            disk_free_limit: AtomicU64::new(disk_free_limit),
+            disk_free: AtomicU64::new(u64::MAX),
+            revoked: tokio::sync::broadcast::Sender::new(64),
             next_id: AtomicU64::new(1),
         }))
     }

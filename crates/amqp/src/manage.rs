@@ -153,7 +153,17 @@ impl AmqpGateway {
                 }
             }
         }
-        self.users.forget_vhost(name).await
+        self.users.forget_vhost(name).await?;
+        self.revoke(crate::alarm::Revoked::VHost(name.to_string()));
+        Ok(())
+    }
+
+    /// Deletes a user and its permissions; its open connections are closed
+    /// (320 CONNECTION_FORCED).
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        self.users.delete_user(name).await?;
+        self.revoke(crate::alarm::Revoked::User(name.to_string()));
+        Ok(())
     }
 
     /// Queues of one virtual host, or of all.

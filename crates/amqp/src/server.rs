@@ -14,6 +14,7 @@ use crate::error::Result;
 pub async fn serve(acceptor: Acceptor, gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) -> Result<()> {
     let mut conns = JoinSet::new();
     let sweeper = tokio::spawn(crate::expiry::run(gw.clone(), stop.clone()));
+    let disk = tokio::spawn(crate::alarm::run(gw.clone(), stop.clone()));
     loop {
         tokio::select! {
             (stream, peer, admitted) = acceptor.accept() => {
@@ -36,5 +37,6 @@ pub async fn serve(acceptor: Acceptor, gw: Arc<AmqpGateway>, mut stop: watch::Re
             .await;
     conns.abort_all();
     let _ = sweeper.await;
+    let _ = disk.await;
     Ok(())
 }

@@ -71,6 +71,12 @@ pub enum AmqpCommand {
         #[arg(short = 'p', long, default_value = "/")]
         vhost: String,
     },
+    /// The disk alarm: free space, the limit, whether publishers are blocked; `--limit` sets the limit.
+    DiskAlarm {
+        /// New limit in bytes (0 never blocks).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Remove a user's permissions on a virtual host.
     ClearPermissions {
         /// User name.
@@ -196,6 +202,20 @@ pub(crate) fn run(ctx: &Ctx, cmd: AmqpCommand) -> Result<()> {
             let body = json!({ "configure": configure, "write": write, "read": read });
             ctx.client.put(&permission_path(&vhost, &user), &body)?;
             ctx.emit(&body, done(format!("Set permissions of '{user}' on virtual host '{vhost}'.")))
+        }
+        AmqpCommand::DiskAlarm { limit } => {
+            let v = match limit {
+                Some(l) => ctx.client.put("/api/v1/amqp/disk-alarm", &json!({ "limit_bytes": l }))?,
+                None => ctx.client.get("/api/v1/amqp/disk-alarm", &[])?,
+            };
+            ctx.emit(&v, |v| {
+                let state = if v["alarm"].as_bool() == Some(true) { "ON: publishers blocked" } else { "off" };
+                crate::output::fields(vec![
+                    ("alarm", state.to_string()),
+                    ("free", crate::output::bytes(&v["free_bytes"])),
+                    ("limit", crate::output::bytes(&v["limit_bytes"])),
+                ])
+            })
         }
         AmqpCommand::ClearPermissions { user, vhost } => {
             ctx.client.delete(&permission_path(&vhost, &user))?;

@@ -9,7 +9,7 @@
 //! fjord group   list|describe|seek --to earliest|latest|<time>|<offset> [--dry-run]|delete
 //! fjord msg     get --topic T --id|--key|--tag|--time|--partition P --offset O
 //! fjord dlq     list|browse|resend
-//! fjord amqp    vhosts|queues|exchanges|bindings|users|permissions, add-/delete-vhost, add-/delete-user, set-/clear-permissions
+//! fjord amqp    vhosts|queues|exchanges|bindings|users|permissions|disk-alarm, add-/delete-vhost, add-/delete-user, set-/clear-permissions
 //! fjord delay   list
 //! fjord completions bash|zsh|fish|elvish|powershell
 //! ```

@@ -660,6 +660,11 @@ pub struct AmqpSettings {
     /// Default `["guest"]`. Env `FJORD_AMQP__LOOPBACK_USERS`.
     #[serde(deserialize_with = "de::string_list")]
     pub loopback_users: Vec<String>,
+    /// Bytes. Publishers are blocked (`connection.blocked`) while the data
+    /// directory's file system has less free space; `0` never blocks.
+    /// RabbitMQ's `disk_free_limit`. Default `50000000` (50 MB).
+    /// Env `FJORD_AMQP__DISK_FREE_LIMIT`.
+    pub disk_free_limit: u64,
 }
 
 impl Default for AmqpSettings {
@@ -668,6 +673,7 @@ impl Default for AmqpSettings {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             loopback_users: vec!["guest".into()],
+            disk_free_limit: 50_000_000,
         }
     }
 }

@@ -310,6 +310,7 @@ fn every_setting_is_overridable_by_env() {
         ("amqp.default_user", "admin", "\"admin\""),
         ("amqp.default_pass", "s3cret", "\"s3cret\""),
         ("amqp.loopback_users", "guest, admin", "[\"guest\", \"admin\"]"),
+        ("amqp.disk_free_limit", "1000000", "1000000"),
         ("metrics.per_partition", "true", "true"),
         ("log.format", "json", "\"json\""),
         ("log.level", "warn,fjord_broker=debug", "\"warn,fjord_broker=debug\""),

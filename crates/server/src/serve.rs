@@ -195,6 +195,7 @@ pub async fn run(
                     request_budget: budget.clone(),
                     default_user: (a.default_user.clone(), a.default_pass.clone()),
                     loopback_users: a.loopback_users.clone(),
+                    disk_free_limit: a.disk_free_limit,
                     ..Default::default()
                 };
                 let gateway = fjord_amqp::AmqpGateway::open(messaging.clone(), amqp)
