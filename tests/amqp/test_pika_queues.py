@@ -233,3 +233,39 @@ def test_a_queue_declared_again_after_delete_starts_afresh(ch, unique):
     ch.queue_declare(q)
     ch.basic_publish("", q, b"new")
     assert [b for _, _, b in drain(ch, q, 1)] == [b"new"]
+
+
+def test_consumer_priorities(params, unique):
+    """x-priority: the higher-priority consumer receives while it has
+    prefetch room; the lower one only once it is full."""
+    q = unique("prio")
+    conn = pika.BlockingConnection(params)
+    setup = conn.channel()
+    setup.queue_declare(q)
+    high, low = conn.channel(), conn.channel()
+    high.basic_qos(prefetch_count=5)
+    low.basic_qos(prefetch_count=100)
+    got = {"high": [], "low": []}
+    # Neither consumer acks: the high one is full after 5.
+    high.basic_consume(q, lambda c, m, p, b: got["high"].append(b), arguments={"x-priority": 10})
+    low.basic_consume(q, lambda c, m, p, b: got["low"].append(b))
+    pub = pika.BlockingConnection(params)
+    pch = pub.channel()
+    pch.confirm_delivery()
+    for i in range(5):
+        pch.basic_publish("", q, f"a{i}".encode())
+    deadline = time.monotonic() + 15
+    while len(got["high"]) < 5 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert got == {"high": [f"a{i}".encode() for i in range(5)], "low": []}
+    for i in range(5):
+        pch.basic_publish("", q, f"b{i}".encode())
+    while len(got["low"]) < 5 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert got["low"] == [f"b{i}".encode() for i in range(5)]
+    assert len(got["high"]) == 5
+    with pytest.raises(ChannelClosedByBroker) as e:
+        conn.channel().basic_consume(q, lambda *a: None, arguments={"x-priority": "high"})
+    assert e.value.reply_code == 406
+    pub.close()
+    conn.close()

@@ -24,6 +24,8 @@ use crate::model::{AMQP_GROUP, int_arg};
 const MAX_BATCH: u32 = 64;
 /// How long one pop waits for messages (a cancel takes effect within it).
 const POLL: Duration = Duration::from_millis(500);
+/// How often a consumer outranked by a higher `x-priority` looks again.
+const OUTRANKED_POLL: Duration = Duration::from_millis(20);
 
 /// One basic.consume.
 #[derive(Debug)]
@@ -49,6 +51,9 @@ pub(crate) struct Consumer {
     server_cancelled: AtomicBool,
     /// The client understands a server-sent basic.cancel.
     pub(crate) cancel_notify: bool,
+    /// `x-priority` of basic.consume (default 0): consumers of a lower
+    /// priority receive only while every higher one is out of credit.
+    pub(crate) priority: i64,
 }
 
 impl Consumer {
@@ -75,6 +80,7 @@ impl Consumer {
             stop: AtomicBool::new(false),
             server_cancelled: AtomicBool::new(false),
             cancel_notify,
+            priority: 0,
         }
     }
 
@@ -138,6 +144,17 @@ impl Registry {
         let m = self.by_topic.lock();
         let first = m.get(&c.topic).and_then(|v| v.iter().find_map(|(w, _)| w.upgrade().filter(|x| !x.stopped())));
         first.is_some_and(|f| Arc::ptr_eq(&f, c))
+    }
+
+    /// Whether a live consumer of `c`'s queue with a higher `x-priority`
+    /// could take a message now (it has credit), so `c` must leave the
+    /// queue to it.
+    pub(crate) fn outranked(&self, c: &Arc<Consumer>) -> bool {
+        let m = self.by_topic.lock();
+        let Some(v) = m.get(&c.topic) else { return false };
+        v.iter().any(|(w, ch)| {
+            w.upgrade().is_some_and(|o| o.priority > c.priority && !o.stopped() && credit(ch, &o) > 0)
+        })
     }
 
     /// Removes a consumer; returns how many the topic still has.
@@ -205,6 +222,11 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
         let want = credit(&ch, &c);
         if want == 0 {
             wait_for_credit(&ch, &c).await;
+            continue;
+        }
+        if gw.consumers.outranked(&c) {
+            // A higher-priority consumer has room: it takes what comes.
+            tokio::time::sleep(OUTRANKED_POLL).await;
             continue;
         }
         let args = &c.queue.queue.arguments;

@@ -135,7 +135,14 @@ impl Conn {
         };
         gw.touch(&q.topic);
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
-        let consumer = Arc::new(Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify));
+        let mut consumer = Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify);
+        consumer.priority = match c.arguments.inner().get("x-priority") {
+            None => 0,
+            Some(_) => crate::model::int_arg(&c.arguments, "x-priority").ok_or_else(|| {
+                AmqpException::precondition_failed("invalid arg 'x-priority': an integer is expected")
+            })?,
+        };
+        let consumer = Arc::new(consumer);
         gw.consumers.add(&consumer, &ch.shared);
         if !c.nowait {
             let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
