@@ -152,9 +152,8 @@ impl Registry {
     pub(crate) fn outranked(&self, c: &Arc<Consumer>) -> bool {
         let m = self.by_topic.lock();
         let Some(v) = m.get(&c.topic) else { return false };
-        v.iter().any(|(w, ch)| {
-            w.upgrade().is_some_and(|o| o.priority > c.priority && !o.stopped() && credit(ch, &o) > 0)
-        })
+        v.iter()
+            .any(|(w, ch)| w.upgrade().is_some_and(|o| o.priority > c.priority && !o.stopped() && credit(ch, &o) > 0))
     }
 
     /// Removes a consumer; returns how many the topic still has.
