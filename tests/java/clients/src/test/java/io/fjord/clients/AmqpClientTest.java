@@ -32,6 +32,12 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.rocketmq.client.consumer.DefaultLitePullConsumer;
+import org.apache.rocketmq.client.producer.DefaultMQProducer;
+import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -222,5 +228,58 @@ class AmqpClientTest {
             assertEquals("amqp", s(records.get(0).headers().lastHeader("origin").value()));
             assertEquals("2", s(records.get(0).headers().lastHeader("amqp.delivery-mode").value()));
         }
+    }
+
+    /** amqp-client and RocketMQ's Java client on one queue: properties and headers carried both ways. */
+    @Test
+    void messagesCrossBetweenAmqpAndRocketMq() throws Exception {
+        Channel ch = conn.createChannel();
+        String q = FjordBroker.unique("java_to_rmq");
+        ch.queueDeclare(q, true, false, false, null);
+        ch.confirmSelect();
+        AMQP.BasicProperties props = new AMQP.BasicProperties.Builder()
+            .correlationId("c-9").headers(Map.of("tenant", "acme")).deliveryMode(2).build();
+        ch.basicPublish("", q, props, "from-amqp".getBytes(StandardCharsets.UTF_8));
+        ch.waitForConfirmsOrDie(10_000);
+
+        DefaultLitePullConsumer rmq = new DefaultLitePullConsumer(FjordBroker.unique("AmqpReader"));
+        rmq.setNamesrvAddr(broker.namesrv());
+        rmq.setInstanceName(FjordBroker.unique("amqp-reader"));
+        rmq.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        rmq.subscribe(q, "*");
+        rmq.start();
+        List<MessageExt> got = new ArrayList<>();
+        try {
+            FjordBroker.await(Duration.ofSeconds(60), "the AMQP message via RocketMQ", () -> {
+                got.addAll(rmq.poll(500));
+                return !got.isEmpty();
+            });
+        } finally {
+            rmq.shutdown();
+        }
+        MessageExt m = got.get(0);
+        assertEquals("from-amqp", s(m.getBody()));
+        assertEquals("acme", m.getUserProperty("tenant"));
+        assertEquals("c-9", m.getUserProperty("amqp.correlation-id"));
+
+        String topic = FjordBroker.unique("RmqToAmqp");
+        DefaultMQProducer producer = new DefaultMQProducer(FjordBroker.unique("AmqpCrossProducer"));
+        producer.setNamesrvAddr(broker.namesrv());
+        producer.setInstanceName(FjordBroker.unique("cross"));
+        producer.start();
+        try {
+            Message out = new Message(topic, "TagA", "order-7", "from-rocketmq".getBytes(StandardCharsets.UTF_8));
+            out.putUserProperty("origin", "rocketmq");
+            assertEquals(SendStatus.SEND_OK, producer.send(out).getSendStatus());
+        } finally {
+            producer.shutdown();
+        }
+        // The topic is a queue for AMQP clients without being declared.
+        GetResponse r = getWithin(ch, topic, true);
+        assertNotNull(r);
+        assertEquals("from-rocketmq", s(r.getBody()));
+        assertEquals("TagA", r.getEnvelope().getRoutingKey());
+        assertEquals("rocketmq", r.getProps().getHeaders().get("origin").toString());
+        ch.close();
     }
 }
