@@ -269,3 +269,17 @@ def test_consumer_priorities(params, unique):
     assert e.value.reply_code == 406
     pub.close()
     conn.close()
+
+
+def test_auto_delete_exchange_goes_with_its_last_binding(conn, ch, unique):
+    x, q = unique("x"), unique("q")
+    ch.exchange_declare(x, "direct", auto_delete=True)
+    ch.queue_declare(q)
+    ch.queue_bind(q, x, "a")
+    ch.queue_bind(q, x, "b")
+    ch.queue_unbind(q, x, "a")
+    ch.exchange_declare(x, "direct", passive=True)  # one binding left
+    ch.queue_unbind(q, x, "b")
+    with pytest.raises(ChannelClosedByBroker) as e:
+        ch.exchange_declare(x, "direct", passive=True)
+    assert e.value.reply_code == 404

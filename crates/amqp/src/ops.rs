@@ -227,7 +227,7 @@ impl AmqpGateway {
         self.model
             .update(vhost, move |v| {
                 v.queues.remove(&name);
-                v.bindings.retain(|b| b.to_exchange || b.destination != name);
+                v.unbind_where(|b| !b.to_exchange && b.destination == name);
                 Ok(())
             })
             .await
@@ -326,7 +326,7 @@ impl AmqpGateway {
                     )));
                 }
                 v.exchanges.remove(&name);
-                v.bindings.retain(|b| b.source != name && !(b.to_exchange && b.destination == name));
+                v.unbind_where(|b| b.source == name || (b.to_exchange && b.destination == name));
                 Ok(())
             })
             .await
@@ -370,7 +370,7 @@ impl AmqpGateway {
                 if bind && !exists {
                     v.bindings.push(b);
                 } else if !bind {
-                    v.bindings.retain(|x| !same(x));
+                    v.unbind_where(same);
                 }
                 Ok(())
             })

@@ -191,6 +191,23 @@ impl VHost {
         v
     }
 
+    /// Removes the bindings `gone` selects. An auto-delete exchange whose
+    /// last binding as a source goes is deleted too, with the bindings to
+    /// it, and so on down the chain (as RabbitMQ).
+    pub fn unbind_where(&mut self, gone: impl Fn(&Binding) -> bool) {
+        let mut sources: Vec<String> = self.bindings.iter().filter(|b| gone(b)).map(|b| b.source.clone()).collect();
+        self.bindings.retain(|b| !gone(b));
+        while let Some(x) = sources.pop() {
+            let auto = self.exchanges.get(&x).is_some_and(|e| e.auto_delete);
+            if auto && !self.bindings.iter().any(|b| b.source == x) {
+                self.exchanges.remove(&x);
+                let to_it = |b: &Binding| b.to_exchange && b.destination == x;
+                sources.extend(self.bindings.iter().filter(|b| to_it(b)).map(|b| b.source.clone()));
+                self.bindings.retain(|b| !to_it(b));
+            }
+        }
+    }
+
     /// The destinations of a message published to `exchange`: queue
     /// names, following exchange-to-exchange bindings (each exchange
     /// visited once) and alternate exchanges when nothing matched.
@@ -349,6 +366,32 @@ mod tests {
         assert_eq!(v.route("", "a", None), set(&["a"]));
         assert_eq!(v.route("", "nope", None), set(&[]));
         assert_eq!(v.route("missing", "a", None), set(&[]));
+    }
+
+    #[test]
+    fn auto_delete_exchanges_go_with_their_last_binding() {
+        let mut v = VHost::with_predeclared();
+        queue(&mut v, "q");
+        exchange(&mut v, "keep", ExchangeKind::Fanout, None);
+        exchange(&mut v, "auto", ExchangeKind::Fanout, None);
+        exchange(&mut v, "upstream", ExchangeKind::Fanout, None);
+        for name in ["auto", "upstream"] {
+            if let Some(e) = v.exchanges.get_mut(name) {
+                e.auto_delete = true;
+            }
+        }
+        bind(&mut v, "keep", "q", "", false);
+        bind(&mut v, "auto", "q", "a", false);
+        bind(&mut v, "auto", "q", "b", false);
+        bind(&mut v, "upstream", "auto", "", true);
+        v.unbind_where(|b| b.source == "auto" && b.routing_key == "a");
+        assert!(v.exchanges.contains_key("auto"), "one binding is left");
+        v.unbind_where(|b| !b.to_exchange && b.destination == "q");
+        assert!(v.exchanges.contains_key("keep"), "not auto-delete");
+        assert!(!v.exchanges.contains_key("auto"));
+        // `upstream` lost its only binding (to `auto`) with it.
+        assert!(!v.exchanges.contains_key("upstream"));
+        assert!(v.bindings.is_empty());
     }
 
     #[test]
