@@ -19,9 +19,10 @@ import java.util.regex.Pattern;
  * names, so they share it.
  *
  * With $FJORD_PEER set (by `scripts/peers test`), the same tests run
- * against real Apache Kafka and RocketMQ instead: it names their addresses
- * as `name=host:port` pairs (`kafka`, `rocketmq_namesrv`, `rocketmq_broker`,
- * `rocketmq_grpc`) plus `cluster` and `broker_name`.
+ * against real Apache Kafka, RocketMQ and RabbitMQ instead: it names their
+ * addresses as `name=host:port` pairs (`kafka`, `rocketmq_namesrv`,
+ * `rocketmq_broker`, `rocketmq_grpc`, `amqp`) plus `cluster` and
+ * `broker_name`.
  */
 public final class FjordBroker {
     private static FjordBroker instance;
@@ -44,7 +45,9 @@ public final class FjordBroker {
                 json.append('"').append(kv[0].trim()).append("\":\"").append(kv[1].trim()).append("\",");
             }
             instance = new FjordBroker(null, json.append("}").toString());
-            instance.awaitPeerRoutes();
+            if (peer.contains("rocketmq_namesrv=")) {
+                instance.awaitPeerRoutes();
+            }
         }
         if (instance == null) {
             try {
