@@ -54,6 +54,7 @@ def consume(conn, ch, queue, n, timeout=15.0, auto_ack=True):
 # -- the article --------------------------------------------------------------
 
 
+@pytest.mark.fjord_only
 def test_the_articles_producer_and_consumer_run_as_written():
     """tests/amqp/seed/*.py are the article's code blocks byte for byte:
     they connect to localhost:5672 with pika's defaults."""
@@ -397,6 +398,7 @@ def test_kafka_records_are_consumed_from_the_topic_as_a_queue(fjord, conn, ch, u
 # -- restarts -------------------------------------------------------------------
 
 
+@pytest.mark.fjord_only
 def test_durable_definitions_and_messages_survive_a_restart():
     with tempfile.TemporaryDirectory(prefix="fjord-amqp-restart-") as d:
         server = fjord_harness.FjordServer(Path(d) / "data").start()
@@ -525,6 +527,7 @@ def test_hostile_frames_get_their_close_codes_and_others_are_served(fjord, ch, u
     assert bodies(ch, q, 1) == [b"still-here"]
 
 
+@pytest.mark.fjord_only
 def test_confirmed_and_acked_state_survives_kill_9():
     """Confirmed messages are never lost and acked ones never come back
     after SIGKILL; unacked ones are redelivered."""

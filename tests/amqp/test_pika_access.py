@@ -140,6 +140,7 @@ def non_loopback_address():
     return None if addr.startswith("127.") else addr
 
 
+@pytest.mark.fjord_only
 def test_guest_logs_in_from_loopback_only(tmp_path):
     addr = non_loopback_address()
     if addr is None:

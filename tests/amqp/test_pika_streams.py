@@ -40,7 +40,7 @@ def publish(ch, queue, bodies):
         ch.basic_publish("", queue, b, pika.BasicProperties(delivery_mode=2))
 
 
-def test_stream_consumers_each_read_the_log_from_their_offset(fjord, conn, ch, unique):
+def test_stream_consumers_each_read_the_log_from_their_offset(conn, ch, unique):
     q = unique("stream")
     ch.queue_declare(q, durable=True, arguments={**STREAM, "x-max-age": "7D"})
     ch.confirm_delivery()
@@ -71,9 +71,6 @@ def test_stream_consumers_each_read_the_log_from_their_offset(fjord, conn, ch, u
     publish(ch, q, [b"after-ts"])
     assert consume(conn, q, 1, since) == [(11, b"after-ts")]
 
-    # The stream's retention is the topic's.
-    detail = json.load(urllib.request.urlopen(f"http://{fjord.http}/api/v1/topics/{q}", timeout=10))
-    assert detail["config"]["retention.ms"] == str(7 * 86400 * 1000)
 
 
 def test_kafka_topic_read_as_a_stream(fjord, conn, ch, unique):
@@ -84,11 +81,16 @@ def test_kafka_topic_read_as_a_stream(fjord, conn, ch, unique):
     kp.close()
     ch.queue_declare(topic, durable=True, arguments=STREAM)
     assert [b for _, b in consume(conn, topic, 3, "first")] == [b"k0", b"k1", b"k2"]
+    # A new stream's retention is its topic's.
+    q = unique("aged")
+    ch.queue_declare(q, durable=True, arguments={**STREAM, "x-max-age": "7D"})
+    detail = json.load(urllib.request.urlopen(f"http://{fjord.http}/api/v1/topics/{q}", timeout=10))
+    assert detail["config"]["retention.ms"] == str(7 * 86400 * 1000)
     # The stream did not consume the topic's messages away from its other readers.
     assert [b for _, b in consume(conn, topic, 3, 0)] == [b"k0", b"k1", b"k2"]
 
 
-def test_stream_rules_as_rabbitmq(fjord, params, conn, ch, unique):
+def test_stream_rules_as_rabbitmq(params, conn, ch, unique):
     with pytest.raises(ChannelClosedByBroker) as e:
         ch.queue_declare(unique("transient"), durable=False, arguments=STREAM)
     assert e.value.reply_code == 406

@@ -98,10 +98,9 @@ impl AmqpGateway {
         }
         let snapshot = self.model.snapshot();
         let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
-        if !spec.passive {
-            // A redeclare counts as use for `x-expires` (a passive check does not).
-            self.touch(&queue_topic(vhost, &spec.name));
-        }
+        // A declare counts as use for `x-expires`, a passive one too (as in
+        // RabbitMQ, where asking for a queue's counts renews its lease).
+        self.touch(&queue_topic(vhost, &spec.name));
         let existing = self.find_queue(v, vhost, &spec.name);
         if let Some(q) = &existing {
             if let Some(owner) = q.owner
