@@ -150,7 +150,15 @@ fn membership(s: &AdminState, group: &str) -> Membership {
     let rocketmq = !members.is_empty() || s.messaging.group_settings(ConsumeModel::base_group(group)).is_some();
     let state = if members.is_empty() { GroupState::Empty } else { GroupState::Stable };
     Membership {
-        protocol: if rocketmq { "rocketmq" } else { "offsets" }.into(),
+        // The AMQP gateway's deliveries are pops of one group of its own.
+        protocol: if group == fjord_amqp::model::AMQP_GROUP {
+            "amqp"
+        } else if rocketmq {
+            "rocketmq"
+        } else {
+            "offsets"
+        }
+        .into(),
         protocol_type: String::new(),
         state: state.as_kafka_str().into(),
         members,
