@@ -250,6 +250,43 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
     gw.consumers.remove(&c);
 }
 
+/// Takes the channel's next delivery tag; with `unacked`, records the
+/// delivery before its frame exists (an ack never outruns it).
+pub(crate) fn register(ch: &ChannelShared, c: &Consumer, unacked: Option<Unacked>) -> u64 {
+    let mut st = ch.state.lock();
+    st.next_tag += 1;
+    let tag = st.next_tag;
+    if let Some(u) = unacked {
+        st.unacked.insert(tag, u);
+        c.unacked.fetch_add(1, Ordering::AcqRel);
+    }
+    tag
+}
+
+/// Appends a basic.deliver with its content to `buf`.
+pub(crate) fn encode_deliver(
+    ch: &ChannelShared,
+    c: &Consumer,
+    tag: u64,
+    redelivered: bool,
+    (exchange, routing_key, props): (String, String, fjord_amqp_codec::BasicProperties),
+    message: &fjord_messaging::StoredMessage,
+    buf: &mut Vec<u8>,
+) {
+    let d = basic::Deliver {
+        consumer_tag: c.tag.as_str().into(),
+        delivery_tag: tag,
+        redelivered,
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
+    };
+    let body = message.body.as_deref().unwrap_or_default();
+    let m = AMQPClass::Basic(basic::AMQPMethod::Deliver(d));
+    if let Err(e) = encode_content(ch.id, m, props, body, ch.frame_max, buf) {
+        tracing::warn!(error = %e, "amqp: could not encode a delivery");
+    }
+}
+
 async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped: Vec<Popped>) {
     let model = ConsumeModel::Clustering;
     let active = c.active.lock().await;
@@ -279,42 +316,19 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
         let message = Arc::new(p.message);
         delivered += 1;
         redelivered += u64::from(p.attempt > 1);
-        let tag = {
-            let mut st = ch.state.lock();
-            st.next_tag += 1;
-            let tag = st.next_tag;
-            if !c.no_ack {
-                st.unacked.insert(
-                    tag,
-                    Unacked {
-                        receipt: Some(p.receipt.clone()),
-                        consumer: Some(c.clone()),
-                        queue: c.queue.clone(),
-                        message: message.clone(),
-                        attempt: p.attempt,
-                    },
-                );
-                c.unacked.fetch_add(1, Ordering::AcqRel);
-            }
-            tag
-        };
         if c.no_ack {
             settle.push(p.receipt.clone());
         }
+        let unacked = (!c.no_ack).then(|| Unacked {
+            receipt: Some(p.receipt),
+            consumer: Some(c.clone()),
+            queue: c.queue.clone(),
+            message: message.clone(),
+            attempt: p.attempt,
+        });
+        let tag = register(ch, c, unacked);
         let (exchange, routing_key, props) = mapping::from_stored(&message);
-        let d = basic::Deliver {
-            consumer_tag: c.tag.as_str().into(),
-            delivery_tag: tag,
-            redelivered: p.attempt > 1,
-            exchange: exchange.into(),
-            routing_key: routing_key.into(),
-        };
-        let body = message.body.as_deref().unwrap_or_default();
-        if let Err(e) =
-            encode_content(ch.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)), props, body, ch.frame_max, &mut buf)
-        {
-            tracing::warn!(error = %e, "amqp: could not encode a delivery");
-        }
+        encode_deliver(ch, c, tag, p.attempt > 1, (exchange, routing_key, props), &message, &mut buf);
     }
     if !buf.is_empty() {
         let _ = ch.out.send(buf).await;

@@ -13,8 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_amqp_codec::protocol::basic;
-use fjord_amqp_codec::{AMQPClass, AMQPValue, FieldTable, encode_content};
+use fjord_amqp_codec::{AMQPValue, FieldTable};
 use fjord_broker::{OffsetSpec, TopicPartition};
 use fjord_messaging::{ConsumeModel, PullRequest, StoredMessage};
 
@@ -211,41 +210,20 @@ async fn deliver(ch: &ChannelShared, c: &Arc<Consumer>, messages: Vec<StoredMess
     let n = messages.len() as u64;
     for m in messages {
         let message = Arc::new(m);
-        let tag = {
-            let mut st = ch.state.lock();
-            st.next_tag += 1;
-            let tag = st.next_tag;
-            st.unacked.insert(
-                tag,
-                Unacked {
-                    receipt: None,
-                    consumer: Some(c.clone()),
-                    queue: c.queue.clone(),
-                    message: message.clone(),
-                    attempt: 1,
-                },
-            );
-            c.unacked.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            tag
+        let unacked = Unacked {
+            receipt: None,
+            consumer: Some(c.clone()),
+            queue: c.queue.clone(),
+            message: message.clone(),
+            attempt: 1,
         };
+        let tag = crate::consumer::register(ch, c, Some(unacked));
         let (exchange, routing_key, props) = mapping::from_stored(&message);
         let mut headers = props.headers().clone().unwrap_or_default();
         let offset = i64::try_from(message.offset).unwrap_or(i64::MAX);
         headers.insert("x-stream-offset".into(), AMQPValue::LongLongInt(offset));
         let props = props.with_headers(headers);
-        let d = basic::Deliver {
-            consumer_tag: c.tag.as_str().into(),
-            delivery_tag: tag,
-            redelivered: false,
-            exchange: exchange.into(),
-            routing_key: routing_key.into(),
-        };
-        let body = message.body.as_deref().unwrap_or_default();
-        if let Err(e) =
-            encode_content(ch.id, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)), props, body, ch.frame_max, &mut buf)
-        {
-            tracing::warn!(error = %e, "amqp: could not encode a stream delivery");
-        }
+        crate::consumer::encode_deliver(ch, c, tag, false, (exchange, routing_key, props), &message, &mut buf);
     }
     if !buf.is_empty() {
         let _ = ch.out.send(buf).await;
