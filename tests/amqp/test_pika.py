@@ -275,6 +275,24 @@ def test_queue_delete_purge_and_conditions(conn, ch, unique):
     assert e.value.reply_code == 404
 
 
+def test_purge_keeps_unacked_deliveries(conn, ch, unique):
+    """As RabbitMQ: queue.purge drops the ready messages only; a delivery
+    awaiting its ack stays with its consumer and returns on a requeue."""
+    q = unique("q")
+    ch.queue_declare(q)
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"taken")
+    method, _, body = ch.basic_get(q, auto_ack=False)
+    assert body == b"taken"
+    for i in range(3):
+        ch.basic_publish("", q, f"ready-{i}".encode())
+    other = conn.channel()
+    assert other.queue_purge(q).method.message_count == 3
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    back = drain(other, q, 2, timeout=2)
+    assert [b for _, _, b in back] == [b"taken"]
+
+
 def test_exclusive_queues_belong_to_their_connection(params, conn, unique):
     ch = conn.channel()
     q = ch.queue_declare("", exclusive=True).method.queue

@@ -261,12 +261,31 @@ impl AmqpGateway {
         let q = self
             .find_queue(v, vhost, name)
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{name}' in vhost '{vhost}'")))?;
-        let (ready, _) = self.depth(&q.topic);
-        self.messaging
-            .reset_offsets(AMQP_GROUP, &ConsumeModel::Clustering, &q.topic, OffsetReset::Latest)
-            .await
-            .map_err(internal)?;
-        Ok(u32::try_from(ready).unwrap_or(u32::MAX))
+        let (ready, unacked) = self.depth(&q.topic);
+        if unacked == 0 {
+            // Nothing delivered is pending: move past everything at once.
+            self.messaging
+                .reset_offsets(AMQP_GROUP, &ConsumeModel::Clustering, &q.topic, OffsetReset::Latest)
+                .await
+                .map_err(internal)?;
+            return Ok(u32::try_from(ready).unwrap_or(u32::MAX));
+        }
+        // Deliveries awaiting their ack stay theirs (as RabbitMQ): only the
+        // ready messages are taken and dropped.
+        let mut purged = 0u64;
+        while purged < ready {
+            let n = (ready - purged).min(1024) as usize;
+            let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, q.topic.as_str(), n);
+            req.invisible = std::time::Duration::from_secs(60);
+            let popped = self.messaging.pop(req).await.map_err(internal)?;
+            if popped.is_empty() {
+                break;
+            }
+            purged += popped.len() as u64;
+            let receipts: Vec<_> = popped.into_iter().map(|p| p.receipt).collect();
+            self.messaging.ack_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts).await.map_err(internal)?;
+        }
+        Ok(u32::try_from(purged).unwrap_or(u32::MAX))
     }
 
     /// exchange.declare.
