@@ -342,6 +342,13 @@ impl Broker {
         })
         .await??;
         self.offline.write().remove(name);
+        // Committed offsets go with the topic (as in Kafka): a topic created
+        // again under this name starts unconsumed for every group.
+        let keys = self.offsets.keys_of_topic(name);
+        if !keys.is_empty() {
+            let (offsets, now) = (self.offsets.clone(), self.clock.now_ms());
+            blocking(move || offsets.put(keys.into_iter().map(|k| (k, None)).collect(), now)).await??;
+        }
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }

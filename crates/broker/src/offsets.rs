@@ -179,6 +179,11 @@ impl OffsetStore {
             .collect()
     }
 
+    /// The keys of every committed offset on `topic`, all groups.
+    pub fn keys_of_topic(&self, topic: &str) -> Vec<OffsetKey> {
+        self.map.lock().keys().filter(|(_, t, _)| t == topic).cloned().collect()
+    }
+
     /// Every group with at least one committed offset.
     pub fn groups(&self) -> Vec<String> {
         let mut out: Vec<String> = self.map.lock().keys().map(|(g, _, _)| g.clone()).collect();

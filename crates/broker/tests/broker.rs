@@ -220,10 +220,17 @@ async fn delete_recreate_grow_and_reconfigure_topics() {
     let b = open(dir.path(), |_| {}).await;
     b.create_topic("t", 1, TopicConfig::default()).await.unwrap();
     b.produce(&tp("t", 0), batch(&["old"], 1)).await.unwrap();
+    let committed = CommittedOffset { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+    for group in ["g1", "g2"] {
+        b.commit_offsets_unchecked(group, vec![(tp("t", 0), committed.clone())]).await.unwrap();
+    }
     b.delete_topic("t").await.unwrap();
     assert!(matches!(b.delete_topic("t").await, Err(BrokerError::UnknownTopic(_))));
     b.create_topic("t", 1, TopicConfig::default()).await.unwrap();
     assert!(consume(&b, &tp("t", 0), 0).await.is_empty(), "a recreated topic must not see old data");
+    // Committed offsets went with the old topic, as in Kafka.
+    assert_eq!(b.offsets().get("g1", "t", 0), None);
+    assert_eq!(b.offsets().get("g2", "t", 0), None);
     b.create_partitions("t", 4).await.unwrap();
     assert!(matches!(b.create_partitions("t", 2).await, Err(BrokerError::InvalidPartitions(_))));
     b.set_topic_config("t", TopicConfig::from_entries([("segment.bytes", "2048")]).unwrap()).await.unwrap();
