@@ -144,14 +144,7 @@ impl AmqpGateway {
     pub async fn delete_vhost(&self, name: &str) -> Result<()> {
         let gone = self.model.delete_vhost(name).await?;
         for q in gone.queues.values() {
-            self.consumers.cancel_all(&q.topic).await;
-            crate::instrument::queue_sample(name, &q.name, 0, 0, 0);
-            if !q.adopted {
-                match self.messaging.broker().delete_topic(&q.topic).await {
-                    Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            self.discard_queue(name, q).await.map_err(|e| AmqpError::Definitions(e.to_string()))?;
         }
         self.users.forget_vhost(name).await?;
         self.revoke(crate::alarm::Revoked::VHost(name.to_string()));
