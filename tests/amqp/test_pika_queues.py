@@ -1,6 +1,7 @@
 """pika against `fjord serve`: queue arguments — dead-letter exchanges with
 exact `x-death` headers (rejected, expired, maxlen, delivery_limit),
-message TTL with no consumer, `x-max-length` overflow policies, and the
+message TTL with no consumer, `x-max-length`/`x-max-length-bytes` overflow
+policies, and the
 delayed-message exchange."""
 
 import time
@@ -102,6 +103,42 @@ def test_max_length_reject_publish_nacks_and_reject_publish_dlx_dead_letters(ch,
         ch.basic_publish("", work, b"refused")
     (_, props, body), = drain(ch, dlq, 1)
     assert body == b"refused" and death(props)["reason"] == "maxlen"
+
+
+def test_max_length_bytes_drop_head_counts_ready_body_bytes(ch, unique):
+    ch.confirm_delivery()
+    work, dlq = dlx_pair(ch, unique, **{"x-max-length-bytes": 10})
+    for body in (b"aaaa", b"bbbb", b"cccc"):
+        ch.basic_publish("", work, body)
+    # 12 bytes ready: the head goes.
+    assert ch.queue_declare(work, passive=True).method.message_count == 2
+    (_, props, body), = drain(ch, dlq, 1)
+    assert body == b"aaaa" and death(props)["reason"] == "maxlen"
+    # A delivery awaiting its ack is not ready: it does not count.
+    (m, _, held), = drain(ch, work, 1, ack=False)
+    assert held == b"bbbb"
+    ch.basic_publish("", work, b"dddd")
+    assert ch.queue_declare(work, passive=True).method.message_count == 2
+    # One message over the limit by itself pushes out everything ready, itself too.
+    ch.basic_publish("", work, b"e" * 11)
+    assert ch.queue_declare(work, passive=True).method.message_count == 0
+    assert sorted(b for _, _, b in drain(ch, dlq, 3)) == [b"cccc", b"dddd", b"e" * 11]
+    ch.basic_ack(m.delivery_tag)
+
+
+def test_max_length_bytes_reject_publish_nacks_what_would_not_fit(ch, unique):
+    ch.confirm_delivery()
+    q = unique("bytes")
+    ch.queue_declare(q, arguments={"x-max-length-bytes": 8, "x-overflow": "reject-publish"})
+    ch.basic_publish("", q, b"12345")
+    with pytest.raises(NackError):
+        ch.basic_publish("", q, b"6789")
+    ch.basic_publish("", q, b"678")
+    with pytest.raises(NackError):
+        ch.basic_publish("", q, b"9")
+    assert [b for _, _, b in drain(ch, q, 2)] == [b"12345", b"678"]
+    ch.basic_publish("", q, b"87654321")
+    assert [b for _, _, b in drain(ch, q, 1)] == [b"87654321"]
 
 
 def test_quorum_delivery_limit_dead_letters_after_too_many_returns(ch, unique):

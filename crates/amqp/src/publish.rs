@@ -81,12 +81,18 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, mut rx: mp
 
 async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     let mut failed = vec![false; batch.len()];
-    let mut limits = Limits::new(gw, &ch.vhost);
+    let mut topics: Vec<&str> = Vec::new();
+    for t in batch.iter().flat_map(|r| r.topics.iter()) {
+        if !topics.contains(&t.as_str()) {
+            topics.push(t);
+        }
+    }
+    let mut limits = Limits::load(gw, &ch.vhost, &topics).await;
     // Per topic, in publish order, cut into calls of bounded size.
     let mut calls: Vec<(Target, Vec<usize>, Vec<Message>, usize)> = Vec::new();
     for (i, r) in batch.iter().enumerate() {
         for t in &r.topics {
-            if !limits.admit(t) {
+            if !limits.admit(t, r.message.body.len() as u64) {
                 // reject-publish(-dlx): this queue refuses it; confirms say nack.
                 failed[i] = true;
                 if let Some(q) = limits.dead_letter_refused(t) {
@@ -187,18 +193,43 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
     }
 }
 
-/// `x-max-length` and `x-max-priority` of the queues one batch goes to,
-/// looked up once per topic per batch.
+/// `x-max-length`, `x-max-length-bytes` and `x-max-priority` of the
+/// queues one batch goes to, looked up once per topic per batch.
 struct Limits {
     queues: Vec<Known>,
-    snapshot: Arc<std::collections::BTreeMap<String, crate::model::VHost>>,
-    vhost: String,
-    depth: Box<dyn Fn(&str) -> u64 + Send + Sync>,
 }
 
-/// A queue's length limit: (queue, max length, overflow, ready count as
-/// admitted so far).
-type Limit = (Arc<QueueRef>, u64, Overflow, u64);
+/// A queue's length limits and what its ready part holds as admitted so
+/// far (RabbitMQ counts ready messages and their body bytes).
+struct Limit {
+    queue: Arc<QueueRef>,
+    max_len: Option<u64>,
+    max_bytes: Option<u64>,
+    overflow: Overflow,
+    ready: u64,
+    ready_bytes: u64,
+}
+
+impl Limit {
+    /// RabbitMQ's `will_overflow`: whether one more message of `size` body
+    /// bytes would take the ready part over a limit.
+    fn would_overflow(&self, size: u64) -> bool {
+        self.max_len.is_some_and(|m| self.ready + 1 > m) || self.max_bytes.is_some_and(|m| self.ready_bytes + size > m)
+    }
+
+    /// How many messages to drop from the head of a ready part with these
+    /// body sizes (in pop order) so it is within both limits again.
+    fn excess(&self, sizes: &[u64]) -> usize {
+        let (mut len, mut bytes) = (sizes.len() as u64, sizes.iter().sum::<u64>());
+        let mut n = 0;
+        while n < sizes.len() && (self.max_len.is_some_and(|m| len > m) || self.max_bytes.is_some_and(|m| bytes > m)) {
+            len -= 1;
+            bytes -= sizes[n];
+            n += 1;
+        }
+        n
+    }
+}
 
 /// What a batch needs to know of one topic's queue.
 struct Known {
@@ -215,56 +246,70 @@ enum Overflow {
     RejectPublishDlx,
 }
 
-impl Limits {
-    fn new(gw: &AmqpGateway, vhost: &str) -> Limits {
-        let messaging = gw.messaging.clone();
-        Limits {
-            queues: Vec::new(),
-            snapshot: gw.model.snapshot(),
-            vhost: vhost.to_string(),
-            depth: Box::new(move |t| messaging.pop_depth(AMQP_GROUP, &fjord_messaging::ConsumeModel::Clustering, t).0),
+/// The ready part of the AMQP group on `topic`: count and body sizes (the
+/// sizes only when the queue is bounded by bytes: they cost a read).
+async fn ready_part(gw: &AmqpGateway, topic: &str, with_sizes: bool) -> (u64, Vec<u64>) {
+    let model = fjord_messaging::ConsumeModel::Clustering;
+    if !with_sizes {
+        return (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, Vec::new());
+    }
+    match gw.messaging.pop_ready_sizes(AMQP_GROUP, &model, topic).await {
+        Ok(sizes) => (sizes.len() as u64, sizes),
+        Err(e) => {
+            tracing::warn!(%topic, error = %e, "amqp: could not measure a queue's ready bytes");
+            (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, Vec::new())
         }
     }
+}
 
-    fn known(&mut self, topic: &str) -> &mut Known {
-        let i = match self.queues.iter().position(|k| k.topic == topic) {
-            Some(i) => i,
-            None => {
-                let q = self.snapshot.get(&self.vhost).and_then(|v| v.queues.values().find(|q| q.topic == topic));
-                let limit = q.and_then(|q| {
-                    let max = int_arg(&q.arguments, "x-max-length")?;
+impl Limits {
+    /// Looks up the queues of `topics` in `vhost`, with the ready part of
+    /// those that have a length limit.
+    async fn load(gw: &AmqpGateway, vhost: &str, topics: &[&str]) -> Limits {
+        let snapshot = gw.model.snapshot();
+        let mut queues = Vec::new();
+        for topic in topics {
+            let q = snapshot.get(vhost).and_then(|v| v.queues.values().find(|q| q.topic == *topic));
+            let mut limit = None;
+            if let Some(q) = q {
+                let max_len = int_arg(&q.arguments, "x-max-length").map(|n| n.max(0) as u64);
+                let max_bytes = int_arg(&q.arguments, "x-max-length-bytes").map(|n| n.max(0) as u64);
+                if max_len.is_some() || max_bytes.is_some() {
                     let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
                         Some("reject-publish") => Overflow::RejectPublish,
                         Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
                         _ => Overflow::DropHead,
                     };
-                    let queue = Arc::new(QueueRef { vhost: self.vhost.clone(), queue: q.clone() });
-                    Some((queue, max.max(0) as u64, overflow, (self.depth)(topic)))
-                });
-                let priority = q.filter(|q| crate::priority::levels(&q.arguments) > 1).map(|q| q.arguments.clone());
-                self.queues.push(Known { topic: topic.to_string(), limit, priority });
-                self.queues.len() - 1
+                    let (ready, sizes) = ready_part(gw, topic, max_bytes.is_some()).await;
+                    let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
+                    let ready_bytes = sizes.iter().sum();
+                    limit = Some(Limit { queue, max_len, max_bytes, overflow, ready, ready_bytes });
+                }
             }
-        };
-        &mut self.queues[i]
+            let priority = q.filter(|q| crate::priority::levels(&q.arguments) > 1).map(|q| q.arguments.clone());
+            queues.push(Known { topic: topic.to_string(), limit, priority });
+        }
+        Limits { queues }
     }
 
-    fn entry(&mut self, topic: &str) -> Option<&mut Limit> {
-        self.known(topic).limit.as_mut()
+    fn known(&mut self, topic: &str) -> Option<&mut Known> {
+        self.queues.iter_mut().find(|k| k.topic == topic)
     }
 
     /// The priority level (partition) of a message with `priority` in the
     /// queue of `topic`, if that is a priority queue.
     fn level(&mut self, topic: &str, priority: Option<u8>) -> Option<u32> {
-        crate::priority::level(self.known(topic).priority.as_ref()?, priority)
+        crate::priority::level(self.known(topic)?.priority.as_ref()?, priority)
     }
 
-    /// Whether one more message may go to `topic` (counting it if so).
-    fn admit(&mut self, topic: &str) -> bool {
-        match self.entry(topic) {
-            Some((_, max, overflow, ready)) if *overflow != Overflow::DropHead && *ready >= *max => false,
-            Some((_, _, _, ready)) => {
-                *ready += 1;
+    /// Whether a message of `size` body bytes may go to `topic` (counting
+    /// it if so).
+    fn admit(&mut self, topic: &str, size: u64) -> bool {
+        match self.known(topic).and_then(|k| k.limit.as_mut()) {
+            Some(l) if l.overflow != Overflow::DropHead && l.would_overflow(size) => false,
+            Some(l) => {
+                l.ready += 1;
+                l.ready_bytes += size;
                 true
             }
             None => true,
@@ -273,17 +318,23 @@ impl Limits {
 
     /// The queue to dead-letter a refused publish from (reject-publish-dlx).
     fn dead_letter_refused(&mut self, topic: &str) -> Option<Arc<QueueRef>> {
-        match self.entry(topic) {
-            Some((q, _, Overflow::RejectPublishDlx, _)) => Some(q.clone()),
+        match self.known(topic)?.limit.as_ref()? {
+            l if l.overflow == Overflow::RejectPublishDlx => Some(l.queue.clone()),
             _ => None,
         }
     }
 
-    /// Trims drop-head queues back to their length.
+    /// Trims drop-head queues back within their limits, oldest first
+    /// (dead-lettered with reason `maxlen`).
     async fn drop_heads(&mut self, gw: &AmqpGateway) {
         for Known { topic, limit, .. } in &self.queues {
-            let Some((q, max, Overflow::DropHead, _)) = limit else { continue };
-            let mut excess = (self.depth)(topic).saturating_sub(*max);
+            let Some(l) = limit.as_ref().filter(|l| l.overflow == Overflow::DropHead) else { continue };
+            let (ready, sizes) = ready_part(gw, topic, l.max_bytes.is_some()).await;
+            let mut excess = if sizes.is_empty() && ready > 0 {
+                ready.saturating_sub(l.max_len.unwrap_or(u64::MAX))
+            } else {
+                l.excess(&sizes) as u64
+            };
             while excess > 0 {
                 let n = excess.min(1024) as usize;
                 let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, topic.as_str(), n);
@@ -294,7 +345,7 @@ impl Limits {
                 };
                 excess = excess.saturating_sub(popped.len() as u64);
                 let msgs = popped.into_iter().map(|p| (p.message, p.receipt)).collect();
-                gw.dead_letter(q, msgs, Reason::Maxlen).await;
+                gw.dead_letter(&l.queue, msgs, Reason::Maxlen).await;
             }
         }
     }

@@ -40,6 +40,28 @@ async fn release_many_requeues_at_once_and_skips_stale_receipts() {
 }
 
 #[tokio::test]
+async fn ready_sizes_count_ready_bodies_only_in_pop_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    let g = ConsumeModel::Clustering;
+    assert_eq!(env.m.pop_ready_sizes("g", &g, "q").await.unwrap(), Vec::<u64>::new());
+    for body in ["a", "bb", "ccc", "dddd"] {
+        env.m.send(Message::new("q", body), Partitioning::Auto).await.unwrap();
+    }
+    assert_eq!(env.m.pop_ready_sizes("g", &g, "q").await.unwrap(), vec![1, 2, 3, 4], "never popped");
+    let got = env.m.pop(req(3)).await.unwrap();
+    // a acked, bb in flight (not ready), ccc released: ready again, and first.
+    env.m.ack("g", &g, &got[0].receipt).await.unwrap();
+    env.m.release_many("g", &g, std::slice::from_ref(&got[2].receipt)).await.unwrap();
+    assert_eq!(env.m.pop_ready_sizes("g", &g, "q").await.unwrap(), vec![3, 4]);
+    let next = env.m.pop(req(1)).await.unwrap();
+    assert_eq!(next[0].message.body.as_deref(), Some(&b"ccc"[..]), "pops hand them out in that order");
+    assert_eq!(env.m.pop_ready_sizes("g", &g, "q").await.unwrap(), vec![4]);
+    env.close().await;
+}
+
+#[tokio::test]
 async fn release_all_returns_a_groups_deliveries_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;

@@ -21,6 +21,7 @@
 //! an acknowledged ack is never undone.
 
 mod queue;
+mod ready;
 mod release;
 mod service;
 pub(crate) mod state;
