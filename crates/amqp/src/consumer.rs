@@ -21,7 +21,7 @@ use crate::mapping;
 use crate::model::{AMQP_GROUP, int_arg};
 
 /// Most messages one pop asks for.
-const MAX_BATCH: u32 = 64;
+const MAX_BATCH: u32 = 256;
 /// How long one pop waits for messages (a cancel takes effect within it).
 const POLL: Duration = Duration::from_millis(500);
 /// How often a consumer outranked by a higher `x-priority` looks again.
@@ -339,7 +339,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     gw.dead_letter(&c.queue, expired, Reason::Expired).await;
     gw.dead_letter(&c.queue, over_limit, Reason::DeliveryLimit).await;
     if !settle.is_empty()
-        && let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &settle).await
+        && let Err(e) = gw.messaging.ack_many_unsynced(AMQP_GROUP, &model, &settle).await
     {
         tracing::warn!(error = %e, "amqp: could not settle no-ack or expired deliveries");
     }

@@ -290,7 +290,9 @@ impl Conn {
                 Settle::Ack => {
                     crate::instrument::count("rabbitmq_global_messages_acknowledged_total", taken.len() as u64);
                     let receipts: Vec<ReceiptHandle> = taken.into_iter().filter_map(|u| u.receipt).collect();
-                    if let Err(e) = gw.messaging.ack_many(AMQP_GROUP, &model, &receipts).await {
+                    // basic.ack has no answer to wait for: a machine crash
+                    // within the next sync (a second) redelivers these.
+                    if let Err(e) = gw.messaging.ack_many_unsynced(AMQP_GROUP, &model, &receipts).await {
                         tracing::warn!(error = %e, "amqp: could not settle deliveries");
                     }
                 }

@@ -89,6 +89,12 @@ impl Journal {
         }
     }
 
+    /// One past the last record known to be on disk.
+    #[cfg(test)]
+    pub(crate) fn durable_end(&self) -> u64 {
+        self.log.durable_offset()
+    }
+
     /// Reads records from `offset` (to the log end), about `max_bytes`.
     pub(crate) fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<Record>> {
         self.log.read_records(offset, max_bytes, ReadBound::LogEnd).map_err(|e| MessagingError::log(self.name, e))

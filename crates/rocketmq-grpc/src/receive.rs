@@ -69,6 +69,7 @@ impl GrpcGateway {
                     fifo: self.messaging.group_settings(&group_key).is_some_and(|g| g.fifo),
                     wait,
                     start: StartFrom::Earliest,
+                    durable: true,
                 })
                 .await?;
             Ok::<_, Fail>((popped, invisible))

@@ -8,6 +8,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// mimalloc: glibc's malloc spent about a quarter of the broker's CPU under
+/// AMQP load (arena locks, `malloc_consolidate` after each batch's
+/// buffers); per-thread free lists make a request's small allocations
+/// cheap (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fjord: one broker for Kafka, RocketMQ and AMQP clients.
 #[derive(Debug, Parser)]
 #[command(name = "fjord", version, about)]

@@ -18,13 +18,19 @@
 //! under the queue's lock so the journal order is the order of the
 //! changes. Restart = last snapshot + journal replay. A pop whose journal
 //! write did not survive a crash is simply delivered again (at least once);
-//! an acknowledged ack is never undone.
+//! an acknowledged ack is never undone. Callers whose pops and acks have
+//! no answer to make durable (AMQP: `basic.ack` has none, and every
+//! unacked delivery goes back to its queue after a restart) may skip the
+//! wait ([`PopRequest::durable`], [`Messaging::ack_many_unsynced`]); the
+//! maintenance syncs what they wrote within a second.
 
 mod queue;
 mod ready;
 mod release;
 mod service;
 pub(crate) mod state;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -70,6 +76,13 @@ pub struct PopRequest {
     pub wait: Duration,
     /// Where a brand-new queue starts.
     pub start: StartFrom,
+    /// Answer only once the pop's journal record is durable (the default).
+    /// `false` answers once it is written: a crash of the machine before
+    /// the next sync (another caller's, or the maintenance within a
+    /// second) delivers those messages again. For protocols that hand
+    /// every unacked delivery back after a restart anyway (AMQP), where
+    /// waiting buys nothing.
+    pub durable: bool,
 }
 
 impl PopRequest {
@@ -87,6 +100,7 @@ impl PopRequest {
             fifo: false,
             wait: Duration::ZERO,
             start: StartFrom::Earliest,
+            durable: true,
         }
     }
 }

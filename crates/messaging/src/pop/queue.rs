@@ -149,8 +149,10 @@ impl Messaging {
                 };
                 (out, off)
             };
-            if let Some(off) = off {
-                me.pop.journal.sync(off)?;
+            match off {
+                Some(off) if req.durable => me.pop.journal.sync(off)?,
+                Some(off) => me.pop.written_unsynced(off),
+                None => {}
             }
             Ok(out)
         })
@@ -265,6 +267,29 @@ impl Messaging {
         model: &ConsumeModel,
         receipts: &[ReceiptHandle],
     ) -> Result<Vec<Result<()>>> {
+        self.ack_many_with(group, model, receipts, true).await
+    }
+
+    /// [`Messaging::ack_many`] answered once the acks are applied and
+    /// written, before they are durable: a crash of the machine before the
+    /// next sync (within a second) delivers those messages again. For
+    /// acks nobody waits for (AMQP's `basic.ack`).
+    pub async fn ack_many_unsynced(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+    ) -> Result<Vec<Result<()>>> {
+        self.ack_many_with(group, model, receipts, false).await
+    }
+
+    async fn ack_many_with(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+        durable: bool,
+    ) -> Result<Vec<Result<()>>> {
         let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
         let mut by_queue: Vec<(QueueId, Vec<AckAt>)> = Vec::new();
         for (i, r) in receipts.iter().enumerate() {
@@ -303,8 +328,10 @@ impl Messaging {
                     last = Some(me.pop.write(&PopEntry::Acks { q, acks: done })?);
                 }
             }
-            if let Some(off) = last {
-                me.pop.journal.sync(off)?;
+            match last {
+                Some(off) if durable => me.pop.journal.sync(off)?,
+                Some(off) => me.pop.written_unsynced(off),
+                None => {}
             }
             Ok(stale)
         })

@@ -134,6 +134,9 @@ pub(crate) struct PopService {
     pub(crate) cut: Arc<parking_lot::RwLock<()>>,
     pub(crate) clock: Arc<dyn Clock>,
     dir: PathBuf,
+    /// One past the last journal record written without waiting for it
+    /// (0: none pending); the maintenance syncs up to it.
+    unsynced: AtomicU64,
 }
 
 impl PopService {
@@ -174,6 +177,7 @@ impl PopService {
                 cut: Default::default(),
                 clock,
                 dir,
+                unsynced: AtomicU64::new(0),
             })
         })
         .await?
@@ -191,6 +195,23 @@ impl PopService {
     pub(crate) fn write(&self, e: &PopEntry) -> Result<u64> {
         let v = serde_json::to_vec(e).map_err(|e| MessagingError::Internal(format!("encode pop entry: {e}")))?;
         self.journal.append_value(v, self.clock.now_ms())
+    }
+
+    /// Notes a journal record at `offset` written without a sync.
+    pub(crate) fn written_unsynced(&self, offset: u64) {
+        self.unsynced.fetch_max(offset + 1, Ordering::AcqRel);
+    }
+
+    /// Syncs the records written without a sync, if any.
+    pub(crate) fn sync_unsynced(&self) -> Result<()> {
+        let end = self.unsynced.swap(0, Ordering::AcqRel);
+        if end > 0 {
+            if let Err(e) = self.journal.sync(end - 1) {
+                self.unsynced.fetch_max(end, Ordering::AcqRel);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Saves every queue and trims the journal before the cut.
@@ -249,6 +270,7 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
             if let Err(e) = m.pop_maintenance().await {
                 tracing::error!(error = %e, "pop maintenance failed");
             }
+
             if m.pop.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
                 last_snapshot = m.pop.clock.now_ms();
                 let mm = m.clone();
@@ -262,8 +284,8 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
 }
 
 impl Messaging {
-    /// Dead-letters expired messages that used up their attempts and
-    /// commits queue progress. Runs every second; public for tests and
+    /// Dead-letters expired messages that used up their attempts, commits
+    /// queue progress and syncs journal records written without a wait. Runs every second; public for tests and
     /// tools.
     pub async fn pop_maintenance(&self) -> Result<()> {
         let now = self.pop.clock.now_ms();
@@ -296,6 +318,8 @@ impl Messaging {
         for (group, offsets) in commits {
             self.broker.commit_offsets_unchecked(&group, offsets).await?;
         }
-        Ok(())
+        // What pops and acks wrote without waiting becomes durable now.
+        let me = self.self_ref()?;
+        blocking(move || me.pop.sync_unsynced()).await?
     }
 }
