@@ -205,11 +205,11 @@ impl PopService {
     /// Syncs the records written without a sync, if any.
     pub(crate) fn sync_unsynced(&self) -> Result<()> {
         let end = self.unsynced.swap(0, Ordering::AcqRel);
-        if end > 0 {
-            if let Err(e) = self.journal.sync(end - 1) {
-                self.unsynced.fetch_max(end, Ordering::AcqRel);
-                return Err(e);
-            }
+        if end > 0
+            && let Err(e) = self.journal.sync(end - 1)
+        {
+            self.unsynced.fetch_max(end, Ordering::AcqRel);
+            return Err(e);
         }
         Ok(())
     }
