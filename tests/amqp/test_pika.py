@@ -454,16 +454,18 @@ def test_durable_definitions_and_messages_survive_a_restart():
 # -- hostile input ----------------------------------------------------------------
 
 
-def raw_connect(fjord):
-    """A socket past connection.open, speaking raw frames (as guest)."""
-    s = socket.create_connection(fjord.amqp, timeout=10)
+def raw_connect(broker, heartbeat=0):
+    """A socket past connection.open, speaking raw frames (as guest), to
+    the Fjord fixture or a (host, port)."""
+    addr = broker if isinstance(broker, tuple) else broker.amqp
+    s = socket.create_connection(addr, timeout=10)
     s.sendall(b"AMQP\x00\x00\x09\x01")
     read_frame(s)  # start
     resp = b"\x00guest\x00guest"
     args = struct.pack(">I", 0) + bytes([5]) + b"PLAIN" + struct.pack(">I", len(resp)) + resp + bytes([5]) + b"en_US"
     send_method(s, 0, 10, 11, args)
     read_frame(s)  # tune
-    send_method(s, 0, 10, 31, struct.pack(">HIH", 0, 131072, 0))
+    send_method(s, 0, 10, 31, struct.pack(">HIH", 2047, 131072, heartbeat))
     send_method(s, 0, 10, 40, bytes([1]) + b"/" + bytes([0]) + bytes([0]))
     assert read_frame(s)[2][:4] == struct.pack(">HH", 10, 41)
     send_method(s, 1, 20, 10, bytes([0]))
@@ -498,6 +500,30 @@ def close_code(s):
         kind, channel, payload = read_frame(s)
         if kind == 1 and payload[:4] == struct.pack(">HH", 10, 50):
             return struct.unpack(">H", payload[4:6])[0]
+
+
+def test_a_client_that_misses_its_heartbeats_is_disconnected(amqp_addr):
+    quiet, lively = raw_connect(amqp_addr, heartbeat=1), raw_connect(amqp_addr, heartbeat=1)
+    start, closed_after = time.monotonic(), None
+    quiet.settimeout(0.25)
+    while closed_after is None and time.monotonic() - start < 10:
+        lively.sendall(b"\x08\x00\x00\x00\x00\x00\x00\xce")
+        try:
+            if quiet.recv(4096) == b"":
+                closed_after = time.monotonic() - start
+        except socket.timeout:
+            pass
+        except ConnectionResetError:  # RabbitMQ resets it
+            closed_after = time.monotonic() - start
+    # Two missed heartbeats (of 1 s): closed after about 2 s, not before.
+    assert closed_after is not None and 1.5 <= closed_after < 5, closed_after
+    # The one that sent its heartbeats is still served.
+    send_method(lively, 2, 20, 10, bytes([0]))
+    while True:
+        kind, channel, payload = read_frame(lively)
+        if kind == 1:
+            assert (channel, payload[:4]) == (2, struct.pack(">HH", 20, 11))
+            break
 
 
 def test_a_wrong_protocol_header_is_answered_with_ours(fjord):

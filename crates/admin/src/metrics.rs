@@ -155,6 +155,8 @@ fn broker_state(s: &AdminState) -> String {
         f.header("fjord_disk_total_bytes", "gauge", "Size of the data directory's file system.");
         f.sample("fjord_disk_total_bytes", &[], st.blocks() as f64 * frag);
     }
+    f.header("fjord_request_budget_bytes_in_use", "gauge", "Bytes of requests being read or handled, all listeners.");
+    f.sample("fjord_request_budget_bytes_in_use", &[], s.config.request_budget.in_use() as f64);
     f.header("fjord_delayed_messages", "gauge", "Scheduled messages waiting for their time.");
     f.sample("fjord_delayed_messages", &[], s.messaging.timer_stats().pending as f64);
 

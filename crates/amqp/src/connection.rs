@@ -10,13 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_amqp_codec::protocol::connection as conn;
-use fjord_amqp_codec::{
-    AMQPClass, AMQPFrame, AMQPValue, CodecError, FRAME_HEADER_LEN, FRAME_MIN_SIZE, FieldTable, FrameHeader,
-    PROTOCOL_HEADER, reply,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use fjord_amqp_codec::{AMQPClass, AMQPFrame, AMQPValue, FRAME_MIN_SIZE, FieldTable, PROTOCOL_HEADER, reply};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
 use crate::AmqpGateway;
@@ -24,6 +20,7 @@ use crate::channel::Channel;
 use crate::error::{AmqpError, Result};
 use crate::exception::AmqpException;
 use crate::instrument;
+use crate::reader::{FrameReader, ReadError};
 
 /// Frames queued for the writer before senders wait.
 const OUT_QUEUE: usize = 1024;
@@ -73,12 +70,11 @@ pub(crate) async fn run(
     let io = |context| move |source| AmqpError::Io { context, source };
     stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut header = [0u8; 8];
-    match tokio::time::timeout(gw.config.handshake_timeout, rd.read_exact(&mut header)).await {
-        Ok(Ok(_)) => {}
+    let mut rd = FrameReader::new(rd, gw.config.frame_max);
+    let header = match tokio::time::timeout(gw.config.handshake_timeout, rd.protocol_header()).await {
+        Ok(Some(h)) => h,
         _ => return Ok(()),
-    }
+    };
     if fjord_amqp_codec::check_protocol_header(&header).is_err() {
         // The spec: answer with the header we speak, then close.
         let _ = wr.write_all(&PROTOCOL_HEADER).await;
@@ -154,9 +150,21 @@ pub(crate) async fn run(
         kill_tx,
     ));
     let mut alarm = gw.alarm.subscribe();
+    // One timer for heartbeat idleness, moved on lazily from the last byte.
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(idle_timer);
     let end = loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, c.frame_max, &gw, idle) => f,
+            f = rd.next(&gw.config.request_budget) => f,
+            () = &mut idle_timer, if idle.is_some() => {
+                let due = rd.last_read() + idle.unwrap_or_default();
+                if due <= tokio::time::Instant::now() {
+                    tracing::debug!(conn = c.id, %peer, "amqp connection missed its heartbeats");
+                    break End::Done;
+                }
+                idle_timer.as_mut().reset(due);
+                continue;
+            }
             _ = stop.changed() => break End::Close(AmqpException { code: reply::CONNECTION_FORCED, text: "broker shutdown".into() }, 0, 0),
             // (An ended side task disables this branch, never spins it.)
             Ok(()) = kill.changed() => {
@@ -203,7 +211,7 @@ pub(crate) async fn run(
         let _ = c.out.send(method_frame(0, AMQPClass::Connection(conn::AMQPMethod::Close(close)))).await;
         // Wait briefly for close-ok, discarding anything else.
         let wait = async {
-            while let Ok(Some(f)) = read_frame(&mut rd, c.frame_max, &gw, None).await {
+            while let Ok(Some(f)) = rd.next(&gw.config.request_budget).await {
                 if matches!(f, AMQPFrame::Method(0, AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)))) {
                     break;
                 }
@@ -264,44 +272,6 @@ async fn watch_events(
     }
 }
 
-pub(crate) enum ReadError {
-    Codec(CodecError),
-    Io(std::io::Error),
-}
-
-/// Reads one frame: `None` at a clean end of stream. The payload's size
-/// is checked against `frame_max` and reserved in the request budget
-/// before it is read.
-async fn read_frame(
-    rd: &mut BufReader<OwnedReadHalf>,
-    frame_max: u32,
-    gw: &AmqpGateway,
-    idle: Option<Duration>,
-) -> std::result::Result<Option<AMQPFrame>, ReadError> {
-    let read = async {
-        let mut h = [0u8; FRAME_HEADER_LEN];
-        match rd.read_exact(&mut h).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(ReadError::Io(e)),
-        }
-        let header = FrameHeader::parse(&h);
-        header.check(frame_max).map_err(ReadError::Codec)?;
-        let len = header.frame_len() as usize;
-        let _permit = gw.config.request_budget.reserve(len).await;
-        let mut buf = vec![0u8; len];
-        buf[..FRAME_HEADER_LEN].copy_from_slice(&h);
-        rd.read_exact(&mut buf[FRAME_HEADER_LEN..]).await.map_err(ReadError::Io)?;
-        fjord_amqp_codec::decode(&buf).map(Some).map_err(ReadError::Codec)
-    };
-    match idle {
-        Some(d) => tokio::time::timeout(d, read).await.unwrap_or_else(|_| {
-            Err(ReadError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "missed heartbeats")))
-        }),
-        None => read.await,
-    }
-}
-
 fn long_str(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
@@ -354,7 +324,7 @@ fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
 impl Conn {
     /// Runs start/tune/open. `Some(heartbeat)` once open; `None` when the
     /// client gave up or was refused (a close was sent).
-    async fn handshake(&mut self, rd: &mut BufReader<OwnedReadHalf>, peer: SocketAddr) -> Result<Option<u16>> {
+    async fn handshake(&mut self, rd: &mut FrameReader, peer: SocketAddr) -> Result<Option<u16>> {
         let start = conn::Start {
             version_major: 0,
             version_minor: 9,
@@ -406,6 +376,7 @@ impl Conn {
             return Ok(None);
         }
         self.frame_max = negotiate(t.frame_max, cfg.frame_max);
+        rd.frame_max = self.frame_max;
         self.channel_max = negotiate(u32::from(t.channel_max), u32::from(cfg.channel_max)) as u16;
         // The client has the last word (tune-ok).
         let heartbeat = t.heartbeat;
@@ -432,9 +403,9 @@ impl Conn {
     }
 
     /// The next handshake frame; heartbeats are skipped, a bad frame closes.
-    async fn handshake_frame(&mut self, rd: &mut BufReader<OwnedReadHalf>) -> Result<Option<AMQPFrame>> {
+    async fn handshake_frame(&mut self, rd: &mut FrameReader) -> Result<Option<AMQPFrame>> {
         loop {
-            match read_frame(rd, self.frame_max, &self.gw, None).await {
+            match rd.next(&self.gw.config.request_budget).await {
                 Ok(Some(AMQPFrame::Heartbeat)) => continue,
                 Ok(Some(f)) => return Ok(Some(f)),
                 Ok(None) | Err(ReadError::Io(_)) => return Ok(None),

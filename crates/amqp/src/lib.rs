@@ -21,8 +21,8 @@
 //!   publisher ([`publish`]) in batches; with confirms on, a publish is
 //!   acked once it is durable in every queue it was routed to.
 //!
-//! Layout: [`connection`] (handshake, frames, heartbeats, channel
-//! dispatch), [`channel`] (the methods), [`consumer`] (push delivery with
+//! Layout: [`connection`] (handshake, heartbeats, channel dispatch),
+//! `reader` (frames out of one read buffer), [`channel`] (the methods), [`consumer`] (push delivery with
 //! prefetch), [`publish`], [`ops`] (declare/delete/bind on the model and
 //! the broker), [`mapping`] (properties ↔ record headers).
 //!
@@ -51,6 +51,7 @@ pub mod model;
 pub mod ops;
 pub mod priority;
 pub mod publish;
+mod reader;
 mod server;
 pub mod stream;
 

@@ -20,18 +20,13 @@ pub struct RequestBudget {
 }
 
 /// Reserved request bytes, given back when dropped.
+///
+/// No metric is touched per reservation (one per frame is too hot a path
+/// for a registry lookup): `/metrics` reads [`RequestBudget::in_use`] when
+/// it is scraped.
 #[derive(Debug)]
 pub struct BudgetPermit {
     _permit: Option<OwnedSemaphorePermit>,
-    bytes: u32,
-}
-
-impl Drop for BudgetPermit {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            metrics::gauge!("fjord_request_budget_bytes_in_use").decrement(f64::from(self.bytes));
-        }
-    }
 }
 
 impl PartialEq for RequestBudget {
@@ -70,11 +65,10 @@ impl RequestBudget {
     pub fn try_reserve(&self, bytes: usize) -> Option<BudgetPermit> {
         let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
         if n == 0 {
-            return Some(BudgetPermit { _permit: None, bytes: 0 });
+            return Some(BudgetPermit { _permit: None });
         }
         let permit = self.sem.clone().try_acquire_many_owned(n).ok()?;
-        metrics::gauge!("fjord_request_budget_bytes_in_use").increment(f64::from(n));
-        Some(BudgetPermit { _permit: Some(permit), bytes: n })
+        Some(BudgetPermit { _permit: Some(permit) })
     }
 
     /// Reserves `bytes` (at most the whole budget), waiting while too much
@@ -82,7 +76,7 @@ impl RequestBudget {
     pub async fn reserve(&self, bytes: usize) -> BudgetPermit {
         let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
         if n == 0 {
-            return BudgetPermit { _permit: None, bytes: 0 };
+            return BudgetPermit { _permit: None };
         }
         if let Some(permit) = self.try_reserve(bytes) {
             return permit;
@@ -92,10 +86,9 @@ impl RequestBudget {
             Ok(p) => p,
             // The semaphore is never closed; an unbounded permit is the only
             // sane answer if it ever were.
-            Err(_) => return BudgetPermit { _permit: None, bytes: 0 },
+            Err(_) => return BudgetPermit { _permit: None },
         };
-        metrics::gauge!("fjord_request_budget_bytes_in_use").increment(f64::from(n));
-        BudgetPermit { _permit: Some(permit), bytes: n }
+        BudgetPermit { _permit: Some(permit) }
     }
 }
 

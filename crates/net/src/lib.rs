@@ -40,7 +40,8 @@
 //!   `per_ip_limit`; connections waiting for a listener slot are not
 //!   refused, only delayed.
 //! - `fjord_accept_errors_total{protocol}`: failed `accept` calls.
-//! - `fjord_request_budget_bytes_in_use` (gauge) and
+//! - `fjord_request_budget_bytes_in_use` (gauge, read from
+//!   [`RequestBudget::in_use`] by the admin's `/metrics` when scraped) and
 //!   `fjord_request_budget_waits_total` (counter: reservations that had
 //!   to wait for memory to be released).
 

@@ -91,6 +91,13 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// `fjord_request_budget_bytes_in_use` as /metrics reports it.
+fn budget_in_use(server: &Server) -> f64 {
+    let page = http_get(&server.addr("http"), "/metrics");
+    let line = page.lines().find(|l| l.starts_with("fjord_request_budget_bytes_in_use "));
+    line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).expect("the gauge is exported")
+}
+
 fn data(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("data")
 }
@@ -127,9 +134,11 @@ fn stalled_partial_frames_hold_no_memory_for_long() {
         })
         .collect();
     let mut peak = base;
+    let mut budget_peak = 0.0f64;
     let deadline = Instant::now() + Duration::from_secs(90);
     while clients.iter().any(|c| !c.is_finished()) {
         peak = peak.max(rss_mib(server.pid()));
+        budget_peak = budget_peak.max(budget_in_use(&server));
         assert!(Instant::now() < deadline, "stalled clients still connected after 90 s");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -137,6 +146,11 @@ fn stalled_partial_frames_hold_no_memory_for_long() {
         c.join().unwrap();
     }
     assert!(peak - base < 120, "RSS grew by {} MiB for stalled frames (budget 64 MiB)", peak - base);
+    assert!(
+        budget_peak > 0.0 && budget_peak <= 67_108_864.0,
+        "/metrics showed {budget_peak} bytes of the budget in use"
+    );
+    assert_eq!(budget_in_use(&server), 0.0, "released with the connections");
     // And the broker serves as before.
     kafka_roundtrip(&mut connect(&server.kafka), 1).unwrap();
 }
