@@ -17,7 +17,7 @@
 pub mod routing;
 mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fjord_amqp_codec::{AMQPValue, FieldTable};
 use serde::{Deserialize, Serialize};
@@ -162,8 +162,29 @@ pub struct VHost {
     pub exchanges: BTreeMap<String, Exchange>,
     /// Queues by name.
     pub queues: BTreeMap<String, Queue>,
-    /// Bindings, in declaration order.
+    /// Bindings, in declaration order. After changing them, call
+    /// [`VHost::reindex`] ([`Model::update`] does).
     pub bindings: Vec<Binding>,
+    /// Derived from `bindings`, never saved.
+    #[serde(skip)]
+    index: RouteIndex,
+}
+
+/// The bindings of each source exchange, and of each of its binding keys
+/// (what direct routing looks up), as positions in [`VHost::bindings`]:
+/// routing a publish costs what its exchange has bound, or what matches
+/// its key, rather than every binding of the virtual host.
+#[derive(Debug, Clone, Default)]
+struct RouteIndex {
+    by_source: HashMap<String, SourceBindings>,
+    /// How many bindings it was built from (a stale index is not used).
+    built_from: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SourceBindings {
+    all: Vec<usize>,
+    by_key: HashMap<String, Vec<usize>>,
 }
 
 impl VHost {
@@ -191,6 +212,29 @@ impl VHost {
         v
     }
 
+    /// Rebuilds the routing index from `bindings`.
+    pub fn reindex(&mut self) {
+        let mut by_source: HashMap<String, SourceBindings> = HashMap::new();
+        for (i, b) in self.bindings.iter().enumerate() {
+            let s = by_source.entry(b.source.clone()).or_default();
+            s.all.push(i);
+            s.by_key.entry(b.routing_key.clone()).or_default().push(i);
+        }
+        self.index = RouteIndex { by_source, built_from: self.bindings.len() };
+    }
+
+    /// The bindings from exchange `x` that may match `key` (all of them
+    /// unless `direct`), in declaration order.
+    fn bindings_from<'a>(&'a self, x: &'a str, key: &str, direct: bool) -> Box<dyn Iterator<Item = &'a Binding> + 'a> {
+        if self.index.built_from != self.bindings.len() {
+            // Not rebuilt after a change: correct, only slower.
+            return Box::new(self.bindings.iter().filter(move |b| b.source == x));
+        }
+        let Some(s) = self.index.by_source.get(x) else { return Box::new(std::iter::empty()) };
+        let at = if direct { s.by_key.get(key).map_or(&[][..], Vec::as_slice) } else { s.all.as_slice() };
+        Box::new(at.iter().filter_map(|i| self.bindings.get(*i)))
+    }
+
     /// Removes the bindings `gone` selects. An auto-delete exchange whose
     /// last binding as a source goes is deleted too, with the bindings to
     /// it, and so on down the chain (as RabbitMQ).
@@ -206,6 +250,7 @@ impl VHost {
                 self.bindings.retain(|b| !to_it(b));
             }
         }
+        self.reindex();
     }
 
     /// The destinations of a message published to `exchange`: queue
@@ -234,7 +279,8 @@ impl VHost {
                     .unwrap_or(ExchangeKind::Direct),
                 k => k,
             };
-            for b in self.bindings.iter().filter(|b| b.source == x) {
+            let direct = kind == ExchangeKind::Direct;
+            for b in self.bindings_from(&x, key, direct) {
                 let hit = match kind {
                     ExchangeKind::Fanout => true,
                     ExchangeKind::Topic => routing::topic_matches(&b.routing_key, key),
@@ -319,6 +365,7 @@ mod tests {
             routing_key: key.into(),
             arguments: FieldTable::default(),
         });
+        v.reindex();
     }
 
     fn exchange(v: &mut VHost, name: &str, kind: ExchangeKind, alternate: Option<&str>) {
@@ -366,6 +413,43 @@ mod tests {
         assert_eq!(v.route("", "a", None), set(&["a"]));
         assert_eq!(v.route("", "nope", None), set(&[]));
         assert_eq!(v.route("missing", "a", None), set(&[]));
+    }
+
+    proptest::proptest! {
+        /// Routing through the index finds what scanning every binding finds.
+        #[test]
+        fn indexed_routing_matches_a_scan(
+            kinds in proptest::collection::vec(0usize..4, 4),
+            binds in proptest::collection::vec((0usize..4, 0usize..6, 0usize..5, proptest::bool::ANY), 0..40),
+            unbind in proptest::collection::vec(0usize..40, 0..5),
+            key in 0usize..5,
+        ) {
+            let keys = ["a", "b", "a.b", "*.b", "#"];
+            let kinds_all = [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers];
+            let mut v = VHost::with_predeclared();
+            for q in 0..6 {
+                queue(&mut v, &format!("q{q}"));
+            }
+            for (i, k) in kinds.iter().enumerate() {
+                exchange(&mut v, &format!("x{i}"), kinds_all[*k], None);
+            }
+            for (src, dest, k, to_exchange) in binds {
+                let dest = if to_exchange { format!("x{}", dest % 4) } else { format!("q{dest}") };
+                bind(&mut v, &format!("x{src}"), &dest, keys[k], to_exchange);
+            }
+            for i in unbind {
+                if let Some(b) = v.bindings.get(i).cloned() {
+                    v.unbind_where(|x| *x == b);
+                }
+            }
+            let mut scan = v.clone();
+            scan.index = RouteIndex::default();
+            scan.index.built_from = usize::MAX;
+            for x in 0..4 {
+                let x = format!("x{x}");
+                proptest::prop_assert_eq!(v.route(&x, keys[key], None), scan.route(&x, keys[key], None));
+            }
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl Model {
             Err(e) => return Err(AmqpError::Io { context: "reading the AMQP definitions", source: e }),
         };
         saved.vhosts.entry(DEFAULT_VHOST.to_string()).or_insert_with(VHost::with_predeclared);
+        saved.vhosts.values_mut().for_each(VHost::reindex);
         let model = Model { path, vhosts: RwLock::new(Arc::new(saved.vhosts)), write: Default::default() };
         Ok((model, saved.transient_topics))
     }
@@ -75,6 +76,7 @@ impl Model {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        v.reindex();
         self.save(&next).await?;
         *self.vhosts.write() = Arc::new(next);
         Ok(Ok(out))
