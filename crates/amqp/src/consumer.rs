@@ -251,14 +251,17 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, ch: Arc<ChannelShared>, c: Arc<Con
 }
 
 /// Takes the channel's next delivery tag; with `unacked`, records the
-/// delivery before its frame exists (an ack never outruns it).
-pub(crate) fn register(ch: &ChannelShared, c: &Consumer, unacked: Option<Unacked>) -> u64 {
+/// delivery (and counts it against its consumer's prefetch) before its
+/// frame exists, so an ack never outruns it.
+pub(crate) fn register(ch: &ChannelShared, unacked: Option<Unacked>) -> u64 {
     let mut st = ch.state.lock();
     st.next_tag += 1;
     let tag = st.next_tag;
     if let Some(u) = unacked {
+        if let Some(c) = &u.consumer {
+            c.unacked.fetch_add(1, Ordering::AcqRel);
+        }
         st.unacked.insert(tag, u);
-        c.unacked.fetch_add(1, Ordering::AcqRel);
     }
     tag
 }
@@ -326,7 +329,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
             message: message.clone(),
             attempt: p.attempt,
         });
-        let tag = register(ch, c, unacked);
+        let tag = register(ch, unacked);
         let (exchange, routing_key, props) = mapping::from_stored(&message);
         encode_deliver(ch, c, tag, p.attempt > 1, (exchange, routing_key, props), &message, &mut buf);
     }

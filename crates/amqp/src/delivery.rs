@@ -192,22 +192,14 @@ impl Conn {
             }
             let message = Arc::new(p.message);
             let ch = self.channel(id)?;
-            let tag = {
-                let mut st = ch.shared.state.lock();
-                st.next_tag += 1;
-                let tag = st.next_tag;
-                if !g.no_ack {
-                    let u = Unacked {
-                        receipt: Some(p.receipt.clone()),
-                        consumer: None,
-                        queue: queue.clone(),
-                        message: message.clone(),
-                        attempt: p.attempt,
-                    };
-                    st.unacked.insert(tag, u);
-                }
-                tag
-            };
+            let unacked = (!g.no_ack).then(|| Unacked {
+                receipt: Some(p.receipt.clone()),
+                consumer: None,
+                queue: queue.clone(),
+                message: message.clone(),
+                attempt: p.attempt,
+            });
+            let tag = consumer::register(&ch.shared, unacked);
             let (ready, _) = self.gw.depth(&q.topic);
             let (exchange, routing_key, props) = mapping::from_stored(&message);
             let get_ok = basic::GetOk {

@@ -84,16 +84,12 @@ pub struct BindingInfo {
 /// A field value as JSON (numbers as numbers, strings as strings, tables
 /// and arrays nested).
 pub fn value_json(v: &AMQPValue) -> Value {
+    if let Some(n) = crate::model::value_int(v) {
+        // Every AMQP integer fits an i64 or a u64.
+        return i64::try_from(n).map(Value::from).or_else(|_| u64::try_from(n).map(Value::from)).unwrap_or(Value::Null);
+    }
     match v {
         AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::ShortShortInt(n) => Value::from(*n),
-        AMQPValue::ShortShortUInt(n) => Value::from(*n),
-        AMQPValue::ShortInt(n) => Value::from(*n),
-        AMQPValue::ShortUInt(n) => Value::from(*n),
-        AMQPValue::LongInt(n) => Value::from(*n),
-        AMQPValue::LongUInt(n) => Value::from(*n),
-        AMQPValue::LongLongInt(n) => Value::from(*n),
-        AMQPValue::Timestamp(n) => Value::from(*n),
         AMQPValue::Float(f) => Value::from(f64::from(*f)),
         AMQPValue::Double(f) => Value::from(*f),
         AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),

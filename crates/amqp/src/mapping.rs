@@ -39,18 +39,13 @@ pub struct Published {
 
 /// Renders a header value as text for other protocols.
 fn value_text(v: &AMQPValue) -> String {
+    if let Some(n) = crate::model::value_int(v) {
+        return n.to_string();
+    }
     match v {
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         AMQPValue::ShortString(s) => s.as_str().to_string(),
         AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::ShortShortInt(n) => n.to_string(),
-        AMQPValue::ShortShortUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::ShortUInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::Timestamp(n) => n.to_string(),
         AMQPValue::Float(f) => f.to_string(),
         AMQPValue::Double(f) => f.to_string(),
         AMQPValue::Void => String::new(),

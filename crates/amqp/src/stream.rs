@@ -217,7 +217,7 @@ async fn deliver(ch: &ChannelShared, c: &Arc<Consumer>, messages: Vec<StoredMess
             message: message.clone(),
             attempt: 1,
         };
-        let tag = crate::consumer::register(ch, c, Some(unacked));
+        let tag = crate::consumer::register(ch, Some(unacked));
         let (exchange, routing_key, props) = mapping::from_stored(&message);
         let mut headers = props.headers().clone().unwrap_or_default();
         let offset = i64::try_from(message.offset).unwrap_or(i64::MAX);

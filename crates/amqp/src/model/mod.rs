@@ -314,19 +314,28 @@ pub fn string_arg(args: &FieldTable, name: &str) -> Option<String> {
     }
 }
 
-/// An integer argument of any width.
-pub fn int_arg(args: &FieldTable, name: &str) -> Option<i64> {
-    Some(match args.inner().get(name)? {
-        AMQPValue::ShortShortInt(n) => i64::from(*n),
-        AMQPValue::ShortShortUInt(n) => i64::from(*n),
-        AMQPValue::ShortInt(n) => i64::from(*n),
-        AMQPValue::ShortUInt(n) => i64::from(*n),
-        AMQPValue::LongInt(n) => i64::from(*n),
-        AMQPValue::LongUInt(n) => i64::from(*n),
-        AMQPValue::LongLongInt(n) => *n,
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok()?,
+/// The value of an integer field of any width (timestamps included).
+pub fn value_int(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        AMQPValue::Timestamp(n) => i128::from(*n),
         _ => return None,
     })
+}
+
+/// An integer argument of any width, or a string holding one (as some
+/// clients send numbers).
+pub fn int_arg(args: &FieldTable, name: &str) -> Option<i64> {
+    match args.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
+        v => i64::try_from(value_int(v)?).ok(),
+    }
 }
 
 /// The topic holding a queue's messages: the queue's own name in the

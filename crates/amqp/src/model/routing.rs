@@ -78,7 +78,7 @@ fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
     if let (Some(x), Some(y)) = (as_bytes(a), as_bytes(b)) {
         return x == y;
     }
-    if let (Some(x), Some(y)) = (as_int(a), as_int(b)) {
+    if let (Some(x), Some(y)) = (super::value_int(a), super::value_int(b)) {
         return x == y;
     }
     a == b
@@ -91,20 +91,6 @@ fn as_bytes(v: &AMQPValue) -> Option<&[u8]> {
         AMQPValue::ByteArray(b) => Some(b.as_slice()),
         _ => None,
     }
-}
-
-fn as_int(v: &AMQPValue) -> Option<i128> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => i128::from(*n),
-        AMQPValue::ShortShortUInt(n) => i128::from(*n),
-        AMQPValue::ShortInt(n) => i128::from(*n),
-        AMQPValue::ShortUInt(n) => i128::from(*n),
-        AMQPValue::LongInt(n) => i128::from(*n),
-        AMQPValue::LongUInt(n) => i128::from(*n),
-        AMQPValue::LongLongInt(n) => i128::from(*n),
-        AMQPValue::Timestamp(n) => i128::from(*n),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
