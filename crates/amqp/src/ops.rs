@@ -241,22 +241,12 @@ impl AmqpGateway {
         self.consumers.cancel_all(&q.topic).await;
         crate::instrument::queue_sample(vhost, &q.name, 0, 0, 0);
         if !q.adopted {
-            self.forget_progress(&q.topic).await?;
+            // The broker drops every group's offsets and pop queues on
+            // the topic with it: a queue declared again starts empty.
             match self.messaging.broker().delete_topic(&q.topic).await {
                 Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(internal(e)),
             }
-        }
-        Ok(())
-    }
-
-    /// Resets the AMQP group's progress and pop state on a topic about to
-    /// be deleted, so a queue declared again under the same name (a new
-    /// topic, offsets from 0) is read from its start.
-    async fn forget_progress(&self, topic: &str) -> MethodResult<()> {
-        let Some(t) = self.messaging.broker().topic(topic) else { return Ok(()) };
-        for p in t.partitions() {
-            self.messaging.set_offset(AMQP_GROUP, &ConsumeModel::Clustering, p.id(), 0).await.map_err(internal)?;
         }
         Ok(())
     }

@@ -110,6 +110,22 @@ pub struct Broker {
     started_ms: i64,
     producer_ids: crate::producers::ProducerIds,
     pub(crate) traffic: crate::traffic::Traffic,
+    /// Called with a topic's name once it is deleted (see
+    /// [`Broker::on_topic_deleted`]).
+    deleted_hooks: DeletedHooks,
+}
+
+/// What a layer above runs when a topic is deleted: it drops its own state
+/// of that topic. Runs on a blocking thread, before the deletion returns.
+pub type TopicDeletedHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Default)]
+struct DeletedHooks(RwLock<Vec<TopicDeletedHook>>);
+
+impl std::fmt::Debug for DeletedHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} topic-deleted hooks", self.0.read().len())
+    }
 }
 
 impl Broker {
@@ -142,6 +158,7 @@ impl Broker {
             cluster_id,
             topics: RwLock::new(topics),
             offline: RwLock::new(offline),
+            deleted_hooks: DeletedHooks::default(),
             admin: tokio::sync::Mutex::new(()),
             offsets: Arc::new(offsets),
             groups,
@@ -349,8 +366,20 @@ impl Broker {
             let (offsets, now) = (self.offsets.clone(), self.clock.now_ms());
             blocking(move || offsets.put(keys.into_iter().map(|k| (k, None)).collect(), now)).await??;
         }
+        let hooks = self.deleted_hooks.0.read().clone();
+        if !hooks.is_empty() {
+            let topic = name.to_string();
+            blocking(move || hooks.iter().for_each(|h| h(&topic))).await?;
+        }
         tracing::info!(topic = name, "topic deleted");
         Ok(())
+    }
+
+    /// Runs `hook` with the name of every topic deleted from now on, before
+    /// the deletion returns (so a topic created again under the name starts
+    /// without the old one's state in the layers above: pop queues, say).
+    pub fn on_topic_deleted(&self, hook: TopicDeletedHook) {
+        self.deleted_hooks.0.write().push(hook);
     }
 
     /// Grows a topic to `total` partitions.

@@ -58,7 +58,7 @@ pub mod producers;
 pub mod topic;
 pub mod traffic;
 
-pub use broker::{Broker, BrokerConfig, StoredTopic, stored_topics};
+pub use broker::{Broker, BrokerConfig, StoredTopic, TopicDeletedHook, stored_topics};
 pub use error::{BrokerError, Result};
 pub use fetch::{FetchPartition, FetchRequest, FetchedPartition, PartitionData};
 pub use group_offsets::CommitIdentity;

@@ -186,6 +186,16 @@ impl Messaging {
             tx,
         });
         m.recover_commits(unconfirmed).await?;
+        // A deleted topic takes its pop queues along: one created again
+        // under the name (offsets from 0) is popped from its start.
+        let me = Arc::downgrade(&m);
+        m.broker.on_topic_deleted(Arc::new(move |topic: &str| {
+            if let Some(m) = me.upgrade()
+                && let Err(e) = m.pop.forget_topic(topic)
+            {
+                tracing::error!(%topic, error = %e, "could not drop the pop queues of a deleted topic");
+            }
+        }));
         Ok(m)
     }
 

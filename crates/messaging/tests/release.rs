@@ -1,6 +1,7 @@
 //! Requeueing many deliveries at once, releasing a group's deliveries
-//! after a restart, the pop backlog counts, and groups without a delivery
-//! limit (what the AMQP gateway builds on).
+//! after a restart, the pop backlog counts, groups without a delivery
+//! limit (what the AMQP gateway builds on), and pop queues going with
+//! their topic.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -98,5 +99,34 @@ async fn an_unlimited_group_is_never_dead_lettered() {
         env.m.pop_maintenance().await.unwrap();
     }
     assert!(env.m.dlq_list("g", 0, 10).await.unwrap().is_empty());
+    env.close().await;
+}
+
+#[tokio::test]
+async fn a_topic_created_again_after_deletion_is_popped_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    for i in 0..5 {
+        env.m.send(Message::new("q", format!("old{i}")), Partitioning::Auto).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    let got = env.m.pop(req(3)).await.unwrap();
+    env.m.ack("g", &g, &got[0].receipt).await.unwrap();
+    // Deleted by any protocol's admin (not through the pop API), then made again.
+    env.broker.delete_topic("q").await.unwrap();
+    env.topic("q", 1).await;
+    for i in 0..2 {
+        env.m.send(Message::new("q", format!("new{i}")), Partitioning::Auto).await.unwrap();
+    }
+    assert_eq!(env.m.pop_depth("g", &g, "q"), (2, 0), "nothing of the old topic's state is left");
+    let dir_path = dir.path().to_path_buf();
+    env.close().await;
+    // And so after a restart (the journal says so too).
+    let env = open(&dir_path).await;
+    assert_eq!(env.m.pop_depth("g", &g, "q"), (2, 0));
+    let again = env.m.pop(req(10)).await.unwrap();
+    let bodies: Vec<_> = again.iter().map(|p| p.message.body.clone().unwrap()).collect();
+    assert_eq!(bodies, vec![bytes::Bytes::from("new0"), bytes::Bytes::from("new1")]);
     env.close().await;
 }

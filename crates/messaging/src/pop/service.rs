@@ -67,6 +67,10 @@ pub(crate) enum PopEntry {
         q: QueueId,
         offset: u64,
     },
+    /// The topic was deleted: every queue on it goes.
+    Forget {
+        topic: String,
+    },
 }
 
 impl PopEntry {
@@ -108,6 +112,7 @@ impl PopEntry {
             PopEntry::Reset { q, offset } => {
                 queues.entry(q).or_insert_with(|| QueueState::new(offset)).reset(offset);
             }
+            PopEntry::Forget { topic } => queues.retain(|q, _| q.topic != topic),
         }
     }
 }
@@ -195,6 +200,22 @@ impl PopService {
     pub(crate) fn write(&self, e: &PopEntry) -> Result<u64> {
         let v = serde_json::to_vec(e).map_err(|e| MessagingError::Internal(format!("encode pop entry: {e}")))?;
         self.journal.append_value(v, self.clock.now_ms())
+    }
+
+    /// Drops every queue on `topic` (deleted), durably.
+    pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
+        let off = {
+            let _cut = self.cut.read();
+            let mut queues = self.queues.lock();
+            let before = queues.len();
+            queues.retain(|q, _| q.topic != topic);
+            if queues.len() == before {
+                return Ok(());
+            }
+            self.committed.lock().retain(|q, _| q.topic != topic);
+            self.write(&PopEntry::Forget { topic: topic.to_string() })?
+        };
+        self.journal.sync(off)
     }
 
     /// Notes a journal record at `offset` written without a sync.
