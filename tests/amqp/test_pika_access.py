@@ -214,3 +214,36 @@ def test_deleting_a_user_closes_its_connections(fjord, unique):
         wait_until(lambda: conn.process_data_events(time_limit=0.1) or False, what="the forced close")
     assert e.value.reply_code == 320
     assert f"user '{user}' is deleted" in e.value.reply_text
+
+
+def test_management_api_needs_a_management_tag_and_shows_own_connections(fjord, unique):
+    """RabbitMQ's management API (listeners.amqp_management): a user
+    without a management tag is refused; a `management` user sees only its
+    own connections and may not close others'."""
+    from test_pika_management import call
+
+    mgmt = "http://" + fjord.bound["amqp_management"]
+    plain, manager = unique("plain"), unique("manager")
+    for user, tags in ((plain, []), (manager, ["management"])):
+        body = {"password": "pw", "tags": tags}
+        assert api(fjord, "PUT", f"/api/v1/amqp/users/{q(user)}", body)[0] == 204
+        api(fjord, "PUT", f"/api/v1/amqp/permissions/%2F/{q(user)}", {"configure": ".*", "write": ".*", "read": ".*"})
+    status, body = call(mgmt, "GET", "/api/connections", user=plain, password="pw")
+    assert (status, body["reason"]) == (401, "Not management user")
+    mine, guests = connect(fjord, manager, "pw"), connect(fjord, "guest", "guest")
+    try:
+        def names(user, password):
+            status, conns = call(mgmt, "GET", "/api/connections", user=user, password=password)
+            assert status == 200
+            return {c["user"] for c in conns}
+
+        assert names(manager, "pw") == {manager}
+        assert {manager, "guest"} <= names("guest", "guest")
+        status, conns = call(mgmt, "GET", "/api/connections")
+        guest_conn = next(c["name"] for c in conns if c["user"] == "guest")
+        path = "/api/connections/" + q(guest_conn)
+        assert call(mgmt, "DELETE", path, user=manager, password="pw")[0] == 401
+        assert guests.is_open
+    finally:
+        mine.close()
+        guests.close()

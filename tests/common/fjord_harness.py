@@ -106,7 +106,7 @@ class FjordServer:
         env["FJORD_LISTENERS__KAFKA__BIND"] = f"127.0.0.1:{port}"
         # Every other listener on an ephemeral port too, so brokers of
         # parallel tests never collide (and never take the default ports).
-        for name in ("ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP"):
+        for name in ("ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"):
             env.setdefault(f"FJORD_LISTENERS__{name}__BIND", "127.0.0.1:0")
         self.log_path = self.run_dir / f"fjord-{self.starts}.log"
         log = open(self.log_path, "wb")

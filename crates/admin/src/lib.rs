@@ -35,6 +35,7 @@ mod extract;
 mod groups;
 mod messages;
 pub mod metrics;
+mod rabbit;
 mod records;
 mod server;
 mod topics;
@@ -53,7 +54,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
-pub use server::serve;
+pub use server::{serve, serve_rabbitmq_management};
 
 /// Largest accepted request body (produce requests included).
 pub const MAX_BODY_BYTES: usize = 16 << 20;

@@ -49,6 +49,30 @@ pub async fn serve(
     axum::serve(Admitting { acceptor, idle }, app).with_graceful_shutdown(stop).await
 }
 
+/// The client's address, for handlers (`ConnectInfo<PeerAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Admitting>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Admitting>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Serves the RabbitMQ-compatible management API ([`crate::rabbit`]) on
+/// the connections `acceptor` admits until `stop` resolves.
+pub async fn serve_rabbitmq_management(
+    acceptor: Acceptor,
+    state: AdminState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let idle = state.config.connections_max_idle;
+    let app = crate::rabbit::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, read_body))
+        .into_make_service_with_connect_info::<PeerAddr>();
+    axum::serve(Admitting { acceptor, idle }, app).with_graceful_shutdown(stop).await
+}
+
 /// Reads a request's body before any handler runs: within
 /// [`crate::AdminConfig::body_timeout`] (408 after it), at most
 /// [`MAX_BODY_BYTES`] (413 above it), with its size reserved in the

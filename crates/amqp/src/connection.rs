@@ -51,6 +51,8 @@ pub(crate) struct Conn {
     pub(crate) cancel_notify: bool,
     /// The client understands connection.blocked/unblocked.
     pub(crate) blocked_notify: bool,
+    /// What the client said of itself in start-ok.
+    pub(crate) client_properties: FieldTable,
 }
 
 /// How a connection ended, for the close sequence.
@@ -69,6 +71,7 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let io = |context| move |source| AmqpError::Io { context, source };
     stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
+    let local = stream.local_addr().map_err(io("reading the local address"))?;
     let (rd, mut wr) = stream.into_split();
     let mut rd = FrameReader::new(rd, gw.config.frame_max);
     let header = match tokio::time::timeout(gw.config.handshake_timeout, rd.protocol_header()).await {
@@ -105,6 +108,7 @@ pub(crate) async fn run(
         channels: HashMap::new(),
         cancel_notify: false,
         blocked_notify: false,
+        client_properties: FieldTable::default(),
     };
     let handshake = tokio::time::timeout(gw.config.handshake_timeout, c.handshake(&mut rd, peer)).await;
     let heartbeat = match handshake {
@@ -141,6 +145,21 @@ pub(crate) async fn run(
     // Outside events (disk alarm, revocations) are watched by a side task,
     // so the frame being read is never cancelled halfway for them.
     let (kill_tx, mut kill) = watch::channel(None::<AmqpException>);
+    let kill_tx = Arc::new(kill_tx);
+    let info = crate::conns::ConnectionInfo {
+        name: format!("{peer} -> {local}"),
+        peer,
+        local,
+        user: c.user.clone(),
+        vhost: c.vhost.clone(),
+        client_properties: std::mem::take(&mut c.client_properties),
+        frame_max: c.frame_max,
+        channel_max: c.channel_max,
+        heartbeat,
+        connected_at: gw.messaging.broker().clock().now_ms(),
+        channels: 0,
+    };
+    let listed = gw.connections.add(c.id, info, kill_tx.clone());
     let side = tokio::spawn(watch_events(
         gw.clone(),
         c.out.clone(),
@@ -199,7 +218,9 @@ pub(crate) async fn run(
                 }
             }
         }
-        match c.on_frame(frame).await {
+        let r = c.on_frame(frame).await;
+        listed.channels.store(c.channels.len(), std::sync::atomic::Ordering::Relaxed);
+        match r {
             Ok(true) => continue,
             Ok(false) => break End::Done,
             Err((e, class, method)) => break End::Close(e, class, method),
@@ -220,6 +241,7 @@ pub(crate) async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
     }
     side.abort();
+    drop(listed);
     c.close_all_channels().await;
     if let Some(b) = beats {
         b.abort();
@@ -238,7 +260,7 @@ async fn watch_events(
     user: String,
     vhost: String,
     blocked_notify: bool,
-    kill: watch::Sender<Option<AmqpException>>,
+    kill: Arc<watch::Sender<Option<AmqpException>>>,
 ) {
     let mut alarm = gw.alarm.subscribe();
     let mut revoked = gw.revoked.subscribe();
@@ -339,6 +361,7 @@ impl Conn {
         else {
             return Ok(None);
         };
+        self.client_properties = ok.client_properties.clone();
         if let Some(AMQPValue::FieldTable(caps)) = ok.client_properties.inner().get("capabilities") {
             let has = |cap: &str| matches!(caps.inner().get(cap), Some(AMQPValue::Boolean(true)));
             self.cancel_notify = has("consumer_cancel_notify");

@@ -12,9 +12,11 @@
 //!   ([`fjord_messaging::pop`]): each delivery is invisible to other
 //!   consumers until acked; a nack, a reject with requeue, or the end of
 //!   its channel makes it visible again (redelivered). Acks, pops and
-//!   requeues are journaled by the messaging layer, so nothing acked comes
-//!   back and nothing unacked is lost across a crash; at start every
-//!   delivery of the group is released, since no connection survives.
+//!   requeues are journaled by the messaging layer, so nothing unacked is
+//!   lost across a crash and nothing acked comes back after a process
+//!   crash (pops and acks are synced within a second, not waited for: a
+//!   machine crash in that second redelivers); at start every delivery of
+//!   the group is released, since no connection survives.
 //! - **Exchanges and bindings** are definitions ([`model`]), routed in
 //!   memory and kept durably in `<data>/amqp/definitions.json`.
 //! - **Publishes** are appended in channel order by a per-channel
@@ -38,6 +40,7 @@ pub mod access;
 pub mod alarm;
 pub mod channel;
 pub mod connection;
+pub mod conns;
 pub mod consumer;
 pub mod deadletter;
 mod delivery;
@@ -132,6 +135,8 @@ pub struct AmqpGateway {
     pub(crate) disk_free: AtomicU64,
     /// Deleted users and vhosts, for their connections to close.
     pub(crate) revoked: tokio::sync::broadcast::Sender<alarm::Revoked>,
+    /// Open connections (management: list, close).
+    pub(crate) connections: conns::Connections,
     next_id: AtomicU64,
 }
 
@@ -175,6 +180,7 @@ impl AmqpGateway {
             disk_free_limit: AtomicU64::new(disk_free_limit),
             disk_free: AtomicU64::new(u64::MAX),
             revoked: tokio::sync::broadcast::Sender::new(64),
+            connections: Default::default(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -187,6 +193,11 @@ impl AmqpGateway {
     /// Users and permissions.
     pub fn users(&self) -> &access::Users {
         &self.users
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> &conns::Connections {
+        &self.connections
     }
 
     /// Marks a queue as used now (`x-expires` counts from here).

@@ -113,6 +113,11 @@ pub struct ListenersConfig {
     /// AMQP 0-9-1. Default bind `0.0.0.0:5672`.
     /// Env `FJORD_LISTENERS__AMQP__BIND` (etc.).
     pub amqp: ListenerConfig,
+    /// The part of RabbitMQ's management HTTP API that AMQP clients' tools
+    /// and test suites use (connections, queues, vhosts), where RabbitMQ
+    /// serves it. Default bind `0.0.0.0:15672`.
+    /// Env `FJORD_LISTENERS__AMQP_MANAGEMENT__BIND` (etc.).
+    pub amqp_management: ListenerConfig,
     /// HTTP admin API, health and metrics. Default bind `0.0.0.0:9600`.
     /// Env `FJORD_LISTENERS__HTTP__BIND` (etc.).
     pub http: ListenerConfig,
@@ -126,6 +131,7 @@ impl Default for ListenersConfig {
             rocketmq_broker: ListenerConfig::new("0.0.0.0:10911"),
             rocketmq_grpc: ListenerConfig::new("0.0.0.0:8081"),
             amqp: ListenerConfig::new("0.0.0.0:5672"),
+            amqp_management: ListenerConfig::new("0.0.0.0:15672"),
             http: ListenerConfig::new("0.0.0.0:9600"),
         }
     }
@@ -134,13 +140,14 @@ impl Default for ListenersConfig {
 impl ListenersConfig {
     /// Every listener with its name (the key under `[listeners]`), in a
     /// fixed order.
-    pub fn all(&self) -> [(&'static str, &ListenerConfig); 6] {
+    pub fn all(&self) -> [(&'static str, &ListenerConfig); 7] {
         [
             ("kafka", &self.kafka),
             ("rocketmq_namesrv", &self.rocketmq_namesrv),
             ("rocketmq_broker", &self.rocketmq_broker),
             ("rocketmq_grpc", &self.rocketmq_grpc),
             ("amqp", &self.amqp),
+            ("amqp_management", &self.amqp_management),
             ("http", &self.http),
         ]
     }
@@ -189,6 +196,7 @@ struct ListenersPatch {
     rocketmq_broker: Option<ListenerPatch>,
     rocketmq_grpc: Option<ListenerPatch>,
     amqp: Option<ListenerPatch>,
+    amqp_management: Option<ListenerPatch>,
     http: Option<ListenerPatch>,
 }
 
@@ -201,6 +209,7 @@ impl From<ListenersPatch> for ListenersConfig {
             (p.rocketmq_broker, &mut c.rocketmq_broker),
             (p.rocketmq_grpc, &mut c.rocketmq_grpc),
             (p.amqp, &mut c.amqp),
+            (p.amqp_management, &mut c.amqp_management),
             (p.http, &mut c.http),
         ];
         for (patch, listener) in pairs {

@@ -103,6 +103,7 @@ fn defaults_are_valid_and_as_documented() {
             ("rocketmq_broker", "0.0.0.0:10911", true, None),
             ("rocketmq_grpc", "0.0.0.0:8081", true, None),
             ("amqp", "0.0.0.0:5672", true, None),
+            ("amqp_management", "0.0.0.0:15672", true, None),
             ("http", "0.0.0.0:9600", true, None),
         ]
     );
@@ -321,6 +322,7 @@ fn every_setting_is_overridable_by_env() {
         ("rocketmq_broker", 3),
         ("rocketmq_grpc", 4),
         ("amqp", 5),
+        ("amqp_management", 7),
         ("http", 6),
     ];
     let mut all: Vec<(String, String, String)> =

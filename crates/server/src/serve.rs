@@ -141,7 +141,10 @@ pub async fn run(
         if !l.enabled {
             continue;
         }
-        if !matches!(name, "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker" | "rocketmq_grpc" | "amqp") {
+        if !matches!(
+            name,
+            "http" | "kafka" | "rocketmq_namesrv" | "rocketmq_broker" | "rocketmq_grpc" | "amqp" | "amqp_management"
+        ) {
             tracing::info!(listener = name, "protocol gateway not available in this build; listener not started");
             continue;
         }
@@ -159,6 +162,7 @@ pub async fn run(
         tracing::info!(listener = name, %local, "listening");
         let protocol = match name {
             "rocketmq_namesrv" | "rocketmq_broker" => "rocketmq",
+            "amqp_management" => "http",
             other => other,
         };
         let acceptor = fjord_net::Acceptor::new(listener, protocol, limits.max_connections as usize, ips.clone());
@@ -203,6 +207,18 @@ pub async fn run(
                     .context("opening the AMQP definitions")?;
                 http_state.set_amqp(gateway.clone());
                 tokio::spawn(async move { Ok(fjord_amqp::serve(acceptor, gateway, stop).await?) })
+            }
+            "amqp_management" => {
+                // Listed after `amqp` in `all()`, so the gateway is set by now
+                // (503 when the AMQP listener is off).
+                let state = http_state.clone();
+                tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stop.changed().await;
+                    };
+                    fjord_admin::serve_rabbitmq_management(acceptor, state, stop).await?;
+                    Ok(())
+                })
             }
             "kafka" => {
                 let kafka = fjord_kafka::KafkaConfig { request_budget: budget.clone(), ..kafka_config(&config.kafka) };

@@ -18,6 +18,7 @@ async fn runs_on_an_injected_listener_with_an_injected_clock_and_stops_on_signal
         &mut config.listeners.rocketmq_broker,
         &mut config.listeners.rocketmq_grpc,
         &mut config.listeners.amqp,
+        &mut config.listeners.amqp_management,
     ] {
         l.bind = "127.0.0.1:0".to_string();
     }

@@ -77,6 +77,7 @@ fn sigint_also_shuts_down_cleanly_and_json_logs_are_json() {
         .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", "127.0.0.1:0")
         .env("FJORD_LISTENERS__ROCKETMQ_GRPC__BIND", "127.0.0.1:0")
         .env("FJORD_LISTENERS__AMQP__BIND", "127.0.0.1:0")
+        .env("FJORD_LISTENERS__AMQP_MANAGEMENT__BIND", "127.0.0.1:0")
         .env("FJORD_LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
         .stderr(stderr)

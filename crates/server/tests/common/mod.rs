@@ -59,6 +59,7 @@ impl Server {
             .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", "127.0.0.1:0")
             .env("FJORD_LISTENERS__ROCKETMQ_GRPC__BIND", "127.0.0.1:0")
             .env("FJORD_LISTENERS__AMQP__BIND", "127.0.0.1:0")
+            .env("FJORD_LISTENERS__AMQP_MANAGEMENT__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());

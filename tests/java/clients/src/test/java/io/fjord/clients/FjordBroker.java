@@ -69,7 +69,7 @@ public final class FjordBroker {
         ProcessBuilder pb = new ProcessBuilder(bin, "serve", "--data-dir", dir.resolve("data").toString(),
                 "--ready-file", readyFile.toString());
         Map<String, String> env = pb.environment();
-        for (String l : new String[] {"HTTP", "KAFKA", "ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP"}) {
+        for (String l : new String[] {"HTTP", "KAFKA", "ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"}) {
             env.put("FJORD_LISTENERS__" + l + "__BIND", "127.0.0.1:0");
         }
         env.putIfAbsent("RUST_LOG", "warn");
