@@ -112,3 +112,31 @@ def test_queue_counts_ready_unacked_and_consumers(ch, mgmt, unique):
     status, _ = call(mgmt, "GET", "/api/queues/%2F/no-such-queue-" + q)
     assert status == 404
     ch.basic_ack(method.delivery_tag)
+
+
+def test_exchanges_and_bindings_are_shown_as_rabbitmq_shows_them(ch, mgmt, unique):
+    x, q = unique("x"), unique("q")
+    ch.exchange_declare(x, "topic", durable=True)
+    ch.queue_declare(q, durable=True)
+    ch.queue_bind(q, x, "orders.*")
+    quoted = urllib.parse.quote
+
+    def exchange():
+        status, body = call(mgmt, "GET", f"/api/exchanges/%2F/{quoted(x, safe='')}")
+        return body if status == 200 else None
+
+    body = poll(exchange)
+    assert body and (body["name"], body["type"], body["durable"], body["internal"]) == (x, "topic", True, False)
+    status, default = call(mgmt, "GET", "/api/exchanges/%2F/amq.default")
+    assert status == 200 and default["name"] == "" and default["type"] == "direct"
+    status, listed = call(mgmt, "GET", "/api/exchanges/%2F")
+    assert status == 200 and {"", "amq.topic", x} <= {e["name"] for e in listed}
+
+    status, bindings = call(mgmt, "GET", f"/api/queues/%2F/{quoted(q, safe='')}/bindings")
+    assert status == 200
+    seen = {(b["source"], b["routing_key"], b["destination_type"]) for b in bindings}
+    # The default exchange's implicit binding, then the declared one.
+    assert seen == {("", q, "queue"), (x, "orders.*", "queue")}
+    status, all_bindings = call(mgmt, "GET", "/api/bindings/%2F")
+    assert status == 200 and any(b["source"] == x and b["destination"] == q for b in all_bindings)
+    assert call(mgmt, "GET", "/api/exchanges/no-such-vhost-" + q)[0] == 404

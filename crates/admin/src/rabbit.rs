@@ -1,6 +1,7 @@
 //! The part of RabbitMQ's management HTTP API (`rabbitmq_management`, port
 //! 15672) that AMQP tools and client test suites call: overview, whoami,
-//! connections (list, show, close), virtual hosts and queues, in
+//! connections (list, show, close), virtual hosts, queues, exchanges and
+//! bindings (read-only), in
 //! RabbitMQ's JSON shapes and paths. Served on its own listener
 //! (`listeners.amqp_management`), apart from Fjord's `/api/v1`.
 //!
@@ -22,7 +23,7 @@ use axum::routing::get;
 use base64::Engine;
 use fjord_amqp::AmqpGateway;
 use fjord_amqp::conns::ConnectionInfo;
-use fjord_amqp::manage::{QueueInfo, table_json};
+use fjord_amqp::manage::{BindingInfo, ExchangeInfo, QueueInfo, table_json};
 use serde_json::{Value, json};
 
 use crate::AdminState;
@@ -113,7 +114,15 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/api/queues/", get(queues))
         .route("/api/queues/{vhost}", get(queues_of))
         .route("/api/queues/{vhost}/{name}", get(queue))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found") })
+        .route("/api/queues/{vhost}/{name}/bindings", get(queue_bindings))
+        .route("/api/exchanges", get(exchanges))
+        .route("/api/exchanges/", get(exchanges))
+        .route("/api/exchanges/{vhost}", get(exchanges_of))
+        .route("/api/exchanges/{vhost}/{name}", get(exchange))
+        .route("/api/bindings", get(bindings))
+        .route("/api/bindings/", get(bindings))
+        .route("/api/bindings/{vhost}", get(bindings_of))
+        .fallback(|| async { not_found() })
         .with_state(state)
 }
 
@@ -211,7 +220,7 @@ async fn connection(
     };
     match visible_connections(&c).iter().find(|x| x.name == name) {
         Some(x) => axum::Json(connection_json(x)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+        None => not_found(),
     }
 }
 
@@ -228,17 +237,13 @@ async fn close_connection(
         Err(r) => return r.into_response(),
     };
     let Some(target) = c.gw.connections().list().into_iter().find(|x| x.name == name) else {
-        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+        return not_found();
     };
     if target.user != c.user && !c.is_admin() {
         return error(StatusCode::UNAUTHORIZED, "not_authorized", "Not administrator user");
     }
     let reason = headers.get("x-reason").and_then(|v| v.to_str().ok()).unwrap_or("Closed via management plugin");
-    if c.gw.connections().close(&name, reason) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
-    }
+    if c.gw.connections().close(&name, reason) { StatusCode::NO_CONTENT.into_response() } else { not_found() }
 }
 
 async fn vhosts(
@@ -304,8 +309,8 @@ async fn queues_of(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    if !c.gw.model().has_vhost(&vhost) || !c.sees_vhost(&vhost) {
-        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    if !known_vhost(&c, &vhost) {
+        return not_found();
     }
     axum::Json(visible_queues(&c, Some(&vhost)).iter().map(queue_json).collect::<Vec<_>>()).into_response()
 }
@@ -320,11 +325,185 @@ async fn queue(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    if !c.gw.model().has_vhost(&vhost) || !c.sees_vhost(&vhost) {
-        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    if !known_vhost(&c, &vhost) {
+        return not_found();
     }
     match visible_queues(&c, Some(&vhost)).iter().find(|q| q.name == name) {
         Some(q) => axum::Json(queue_json(q)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+        None => not_found(),
     }
+}
+
+fn exchange_json(e: &ExchangeInfo) -> Value {
+    json!({
+        "name": e.name,
+        "vhost": e.vhost,
+        "type": e.kind,
+        "durable": e.durable,
+        "auto_delete": e.auto_delete,
+        "internal": e.internal,
+        "arguments": e.arguments,
+        "user_who_performed_action": "",
+    })
+}
+
+/// The exchanges of the virtual hosts the caller sees (or of one).
+fn visible_exchanges(c: &Caller, vhost: Option<&str>) -> Vec<ExchangeInfo> {
+    let all = c.gw.exchanges(vhost).unwrap_or_default();
+    all.into_iter().filter(|e| c.sees_vhost(&e.vhost)).collect()
+}
+
+/// RabbitMQ's key for a binding within its source and destination: the
+/// routing key (`~` when empty), and a hash of the arguments when any.
+fn properties_key(b: &BindingInfo) -> String {
+    let key = if b.routing_key.is_empty() { "~".to_string() } else { b.routing_key.clone() };
+    match &b.arguments {
+        Value::Object(m) if !m.is_empty() => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            b.arguments.to_string().hash(&mut h);
+            format!("{key}~{:x}", h.finish() & 0xffff_ffff)
+        }
+        _ => key,
+    }
+}
+
+fn binding_json(b: &BindingInfo) -> Value {
+    json!({
+        "source": b.source,
+        "vhost": b.vhost,
+        "destination": b.destination,
+        "destination_type": b.destination_type,
+        "routing_key": b.routing_key,
+        "arguments": b.arguments,
+        "properties_key": properties_key(b),
+    })
+}
+
+/// The bindings of the virtual hosts the caller sees (or of one), with the
+/// default exchange's implicit binding to every queue first, as RabbitMQ
+/// lists them.
+fn visible_bindings(c: &Caller, vhost: Option<&str>) -> Vec<BindingInfo> {
+    let mut out: Vec<BindingInfo> = visible_queues(c, vhost)
+        .into_iter()
+        .map(|q| BindingInfo {
+            vhost: q.vhost,
+            source: String::new(),
+            destination: q.name.clone(),
+            destination_type: "queue",
+            routing_key: q.name,
+            arguments: json!({}),
+        })
+        .collect();
+    let explicit = c.gw.bindings(vhost).unwrap_or_default();
+    out.extend(explicit.into_iter().filter(|b| c.sees_vhost(&b.vhost)));
+    out
+}
+
+/// Whether `vhost` exists and the caller may see it.
+fn known_vhost(c: &Caller, vhost: &str) -> bool {
+    c.gw.model().has_vhost(vhost) && c.sees_vhost(vhost)
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
+}
+
+async fn exchanges(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+) -> Response {
+    match caller(&s, &headers, peer) {
+        Ok(c) => axum::Json(visible_exchanges(&c, None).iter().map(exchange_json).collect::<Vec<_>>()).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn exchanges_of(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+) -> Response {
+    let c = match caller(&s, &headers, peer) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if !known_vhost(&c, &vhost) {
+        return not_found();
+    }
+    axum::Json(visible_exchanges(&c, Some(&vhost)).iter().map(exchange_json).collect::<Vec<_>>()).into_response()
+}
+
+async fn exchange(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> Response {
+    let c = match caller(&s, &headers, peer) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if !known_vhost(&c, &vhost) {
+        return not_found();
+    }
+    // The default exchange is `amq.default` in paths.
+    let name = if name == "amq.default" { String::new() } else { name };
+    match visible_exchanges(&c, Some(&vhost)).iter().find(|e| e.name == name) {
+        Some(e) => axum::Json(exchange_json(e)).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn bindings(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+) -> Response {
+    match caller(&s, &headers, peer) {
+        Ok(c) => axum::Json(visible_bindings(&c, None).iter().map(binding_json).collect::<Vec<_>>()).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn bindings_of(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+) -> Response {
+    let c = match caller(&s, &headers, peer) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if !known_vhost(&c, &vhost) {
+        return not_found();
+    }
+    axum::Json(visible_bindings(&c, Some(&vhost)).iter().map(binding_json).collect::<Vec<_>>()).into_response()
+}
+
+async fn queue_bindings(
+    State(s): State<AdminState>,
+    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> Response {
+    let c = match caller(&s, &headers, peer) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if !known_vhost(&c, &vhost) {
+        return not_found();
+    }
+    if !visible_queues(&c, Some(&vhost)).iter().any(|q| q.name == name) {
+        return not_found();
+    }
+    let list: Vec<Value> = visible_bindings(&c, Some(&vhost))
+        .iter()
+        .filter(|b| b.destination_type == "queue" && b.destination == name)
+        .map(binding_json)
+        .collect();
+    axum::Json(list).into_response()
 }
