@@ -16,7 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -100,6 +101,19 @@ fn caller(s: &AdminState, headers: &HeaderMap, peer: SocketAddr) -> Result<Calle
     Ok(Caller { gw, user: user.to_string(), tags })
 }
 
+/// Every handler starts by authenticating its caller.
+impl FromRequestParts<AdminState> for Caller {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AdminState) -> Result<Caller, Refused> {
+        let peer = parts.extensions.get::<ConnectInfo<crate::server::PeerAddr>>().map(|c| c.0.0);
+        // Without the peer's address (never, on the management listener),
+        // loopback-only users are refused.
+        let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        caller(s, &parts.headers, peer)
+    }
+}
+
 /// The router of the management listener.
 pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
@@ -126,17 +140,21 @@ pub(crate) fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-type Peer = ConnectInfo<crate::server::PeerAddr>;
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
+}
 
-async fn overview(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+/// A JSON array of `items`.
+fn list(items: impl Iterator<Item = Value>) -> Response {
+    axum::Json(items.collect::<Vec<_>>()).into_response()
+}
+
+/// Whether `vhost` exists and the caller may see it.
+fn known_vhost(c: &Caller, vhost: &str) -> bool {
+    c.gw.model().has_vhost(vhost) && c.sees_vhost(vhost)
+}
+
+async fn overview(State(s): State<AdminState>, c: Caller) -> Response {
     let queues = visible_queues(&c, None);
     let conns = visible_connections(&c);
     let (ready, unacked): (u64, u64) =
@@ -159,15 +177,8 @@ async fn overview(
     .into_response()
 }
 
-async fn whoami(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    match caller(&s, &headers, peer) {
-        Ok(c) => axum::Json(json!({ "name": c.user, "tags": c.tags })).into_response(),
-        Err(r) => r.into_response(),
-    }
+async fn whoami(c: Caller) -> Response {
+    axum::Json(json!({ "name": c.user, "tags": c.tags })).into_response()
 }
 
 fn visible_connections(c: &Caller) -> Vec<ConnectionInfo> {
@@ -197,27 +208,11 @@ fn connection_json(c: &ConnectionInfo) -> Value {
     })
 }
 
-async fn connections(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    match caller(&s, &headers, peer) {
-        Ok(c) => axum::Json(visible_connections(&c).iter().map(connection_json).collect::<Vec<_>>()).into_response(),
-        Err(r) => r.into_response(),
-    }
+async fn connections(c: Caller) -> Response {
+    list(visible_connections(&c).iter().map(connection_json))
 }
 
-async fn connection(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn connection(c: Caller, Path(name): Path<String>) -> Response {
     match visible_connections(&c).iter().find(|x| x.name == name) {
         Some(x) => axum::Json(connection_json(x)).into_response(),
         None => not_found(),
@@ -226,19 +221,8 @@ async fn connection(
 
 /// Closes a connection (320 CONNECTION_FORCED; the `X-Reason` header is
 /// the reason, as RabbitMQ).
-async fn close_connection(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let Some(target) = c.gw.connections().list().into_iter().find(|x| x.name == name) else {
-        return not_found();
-    };
+async fn close_connection(c: Caller, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    let Some(target) = c.gw.connections().list().into_iter().find(|x| x.name == name) else { return not_found() };
     if target.user != c.user && !c.is_admin() {
         return error(StatusCode::UNAUTHORIZED, "not_authorized", "Not administrator user");
     }
@@ -246,22 +230,9 @@ async fn close_connection(
     if c.gw.connections().close(&name, reason) { StatusCode::NO_CONTENT.into_response() } else { not_found() }
 }
 
-async fn vhosts(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let list: Vec<Value> =
-        c.gw.vhosts()
-            .into_iter()
-            .filter(|v| c.sees_vhost(&v.name))
-            .map(|v| json!({ "name": v.name, "tracing": false }))
-            .collect();
-    axum::Json(list).into_response()
+async fn vhosts(c: Caller) -> Response {
+    let all = c.gw.vhosts();
+    list(all.into_iter().filter(|v| c.sees_vhost(&v.name)).map(|v| json!({ "name": v.name, "tracing": false })))
 }
 
 fn visible_queues(c: &Caller, vhost: Option<&str>) -> Vec<QueueInfo> {
@@ -288,50 +259,24 @@ fn queue_json(q: &QueueInfo) -> Value {
     })
 }
 
-async fn queues(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    match caller(&s, &headers, peer) {
-        Ok(c) => axum::Json(visible_queues(&c, None).iter().map(queue_json).collect::<Vec<_>>()).into_response(),
-        Err(r) => r.into_response(),
-    }
+async fn queues(c: Caller) -> Response {
+    list(visible_queues(&c, None).iter().map(queue_json))
 }
 
-async fn queues_of(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path(vhost): Path<String>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn queues_of(c: Caller, Path(vhost): Path<String>) -> Response {
     if !known_vhost(&c, &vhost) {
         return not_found();
     }
-    axum::Json(visible_queues(&c, Some(&vhost)).iter().map(queue_json).collect::<Vec<_>>()).into_response()
+    list(visible_queues(&c, Some(&vhost)).iter().map(queue_json))
 }
 
-async fn queue(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path((vhost, name)): Path<(String, String)>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
+async fn queue(c: Caller, Path((vhost, name)): Path<(String, String)>) -> Response {
+    let found = if known_vhost(&c, &vhost) {
+        visible_queues(&c, Some(&vhost)).into_iter().find(|q| q.name == name)
+    } else {
+        None
     };
-    if !known_vhost(&c, &vhost) {
-        return not_found();
-    }
-    match visible_queues(&c, Some(&vhost)).iter().find(|q| q.name == name) {
-        Some(q) => axum::Json(queue_json(q)).into_response(),
-        None => not_found(),
-    }
+    found.map_or_else(not_found, |q| axum::Json(queue_json(&q)).into_response())
 }
 
 fn exchange_json(e: &ExchangeInfo) -> Value {
@@ -351,6 +296,28 @@ fn exchange_json(e: &ExchangeInfo) -> Value {
 fn visible_exchanges(c: &Caller, vhost: Option<&str>) -> Vec<ExchangeInfo> {
     let all = c.gw.exchanges(vhost).unwrap_or_default();
     all.into_iter().filter(|e| c.sees_vhost(&e.vhost)).collect()
+}
+
+async fn exchanges(c: Caller) -> Response {
+    list(visible_exchanges(&c, None).iter().map(exchange_json))
+}
+
+async fn exchanges_of(c: Caller, Path(vhost): Path<String>) -> Response {
+    if !known_vhost(&c, &vhost) {
+        return not_found();
+    }
+    list(visible_exchanges(&c, Some(&vhost)).iter().map(exchange_json))
+}
+
+async fn exchange(c: Caller, Path((vhost, name)): Path<(String, String)>) -> Response {
+    // The default exchange is `amq.default` in paths.
+    let name = if name == "amq.default" { String::new() } else { name };
+    let found = if known_vhost(&c, &vhost) {
+        visible_exchanges(&c, Some(&vhost)).into_iter().find(|e| e.name == name)
+    } else {
+        None
+    };
+    found.map_or_else(not_found, |e| axum::Json(exchange_json(&e)).into_response())
 }
 
 /// RabbitMQ's key for a binding within its source and destination: the
@@ -400,110 +367,21 @@ fn visible_bindings(c: &Caller, vhost: Option<&str>) -> Vec<BindingInfo> {
     out
 }
 
-/// Whether `vhost` exists and the caller may see it.
-fn known_vhost(c: &Caller, vhost: &str) -> bool {
-    c.gw.model().has_vhost(vhost) && c.sees_vhost(vhost)
+async fn bindings(c: Caller) -> Response {
+    list(visible_bindings(&c, None).iter().map(binding_json))
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
-}
-
-async fn exchanges(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    match caller(&s, &headers, peer) {
-        Ok(c) => axum::Json(visible_exchanges(&c, None).iter().map(exchange_json).collect::<Vec<_>>()).into_response(),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn exchanges_of(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path(vhost): Path<String>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn bindings_of(c: Caller, Path(vhost): Path<String>) -> Response {
     if !known_vhost(&c, &vhost) {
         return not_found();
     }
-    axum::Json(visible_exchanges(&c, Some(&vhost)).iter().map(exchange_json).collect::<Vec<_>>()).into_response()
+    list(visible_bindings(&c, Some(&vhost)).iter().map(binding_json))
 }
 
-async fn exchange(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path((vhost, name)): Path<(String, String)>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if !known_vhost(&c, &vhost) {
+async fn queue_bindings(c: Caller, Path((vhost, name)): Path<(String, String)>) -> Response {
+    if !known_vhost(&c, &vhost) || !visible_queues(&c, Some(&vhost)).iter().any(|q| q.name == name) {
         return not_found();
     }
-    // The default exchange is `amq.default` in paths.
-    let name = if name == "amq.default" { String::new() } else { name };
-    match visible_exchanges(&c, Some(&vhost)).iter().find(|e| e.name == name) {
-        Some(e) => axum::Json(exchange_json(e)).into_response(),
-        None => not_found(),
-    }
-}
-
-async fn bindings(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-) -> Response {
-    match caller(&s, &headers, peer) {
-        Ok(c) => axum::Json(visible_bindings(&c, None).iter().map(binding_json).collect::<Vec<_>>()).into_response(),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn bindings_of(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path(vhost): Path<String>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if !known_vhost(&c, &vhost) {
-        return not_found();
-    }
-    axum::Json(visible_bindings(&c, Some(&vhost)).iter().map(binding_json).collect::<Vec<_>>()).into_response()
-}
-
-async fn queue_bindings(
-    State(s): State<AdminState>,
-    ConnectInfo(crate::server::PeerAddr(peer)): Peer,
-    headers: HeaderMap,
-    Path((vhost, name)): Path<(String, String)>,
-) -> Response {
-    let c = match caller(&s, &headers, peer) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    if !known_vhost(&c, &vhost) {
-        return not_found();
-    }
-    if !visible_queues(&c, Some(&vhost)).iter().any(|q| q.name == name) {
-        return not_found();
-    }
-    let list: Vec<Value> = visible_bindings(&c, Some(&vhost))
-        .iter()
-        .filter(|b| b.destination_type == "queue" && b.destination == name)
-        .map(binding_json)
-        .collect();
-    axum::Json(list).into_response()
+    let all = visible_bindings(&c, Some(&vhost));
+    list(all.iter().filter(|b| b.destination_type == "queue" && b.destination == name).map(binding_json))
 }
