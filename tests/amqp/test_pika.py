@@ -526,6 +526,16 @@ def test_a_client_that_misses_its_heartbeats_is_disconnected(amqp_addr):
             break
 
 
+def test_a_qos_prefetch_size_is_refused_with_540(amqp_addr):
+    s = raw_connect(amqp_addr)
+    send_method(s, 1, 60, 10, struct.pack(">IHB", 4096, 10, 0))
+    assert close_code(s) == 540
+    # A zero prefetch_size (what clients send) is fine.
+    s = raw_connect(amqp_addr)
+    send_method(s, 1, 60, 10, struct.pack(">IHB", 0, 10, 0))
+    assert read_frame(s)[2][:4] == struct.pack(">HH", 60, 11)
+
+
 def test_a_wrong_protocol_header_is_answered_with_ours(fjord):
     s = socket.create_connection(fjord.amqp, timeout=10)
     s.sendall(b"AMQP\x01\x01\x00\x0a")

@@ -106,6 +106,10 @@ pub enum CodecError {
         /// The parser's account.
         detail: String,
     },
+    /// A method argument the protocol defines and RabbitMQ (so Fjord)
+    /// does not implement: `basic.qos` with a `prefetch_size`.
+    #[error("{0}")]
+    NotImplemented(String),
     /// A frame could not be generated (an argument too long for its type).
     #[error("encoding a frame: {0}")]
     Encode(String),
@@ -118,7 +122,7 @@ impl CodecError {
             CodecError::FrameTooLarge { .. } | CodecError::BadFrameEnd(_) | CodecError::UnknownFrameType(_) => {
                 reply::FRAME_ERROR
             }
-            CodecError::UnknownMethod { .. } => reply::NOT_IMPLEMENTED,
+            CodecError::UnknownMethod { .. } | CodecError::NotImplemented(_) => reply::NOT_IMPLEMENTED,
             CodecError::TooDeep { .. } | CodecError::Malformed { .. } | CodecError::WrongProtocolHeader(_) => {
                 reply::SYNTAX_ERROR
             }
@@ -189,7 +193,17 @@ pub fn decode(frame: &[u8]) -> Result<AMQPFrame> {
     }
     let payload = &frame[FRAME_HEADER_LEN..frame.len() - 1];
     match h.kind {
-        frame_type::METHOD => guard::check_method(payload)?,
+        frame_type::METHOD => {
+            guard::check_method(payload)?;
+            // basic.qos: amq-protocol's Qos has no prefetch_size to carry
+            // on, and RabbitMQ refuses a non-zero one (540).
+            if payload.starts_with(&[0, 60, 0, 10])
+                && let Some(size) = payload.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                && size != 0
+            {
+                return Err(CodecError::NotImplemented(format!("prefetch_size!=0 ({size})")));
+            }
+        }
         frame_type::HEADER => guard::check_content_header(payload)?,
         _ => {}
     }

@@ -49,6 +49,27 @@ fn tables_nested_past_the_limit_are_refused_without_recursion() {
     assert_eq!(err.reply_code(), reply::SYNTAX_ERROR);
 }
 
+/// basic.qos on channel 1 with this prefetch_size and count 10.
+fn qos(prefetch_size: u32) -> Vec<u8> {
+    let mut payload = vec![0, 60, 0, 10];
+    payload.extend_from_slice(&prefetch_size.to_be_bytes());
+    payload.extend_from_slice(&10u16.to_be_bytes());
+    payload.push(0);
+    let mut f = vec![1, 0, 1];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    f
+}
+
+#[test]
+fn a_qos_prefetch_size_is_not_implemented_as_in_rabbitmq() {
+    assert!(decode(&qos(0)).is_ok());
+    let err = decode(&qos(4096)).unwrap_err();
+    assert_eq!(err.reply_code(), reply::NOT_IMPLEMENTED);
+    assert_eq!(err.to_string(), "prefetch_size!=0 (4096)");
+}
+
 #[test]
 fn unknown_methods_and_frame_types_get_their_reply_codes() {
     let mut f = nested_consume(0);
