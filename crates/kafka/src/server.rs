@@ -11,7 +11,6 @@ use fjord_kafka_codec::{CodecError, Piece, decode_request, encode_fetch_response
 use fjord_log::LogSlice;
 use fjord_net::{Acceptor, LogLimiter};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::api::{self, Reply, RequestContext};
 use crate::config::KafkaConfig;
@@ -145,35 +144,19 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub async fn serve(
     acceptor: Acceptor,
     gateway: Arc<KafkaGateway>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            (stream, peer, admitted) = acceptor.accept() => {
-                let gw = gateway.clone();
-                let stop = shutdown.clone();
-                let guard = instrument::METRICS.connection();
-                connections.spawn(async move {
-                    let _guards = (guard, admitted);
-                    if let Err(e) = connection::run(stream, peer, gw, stop).await {
-                        tracing::debug!(%peer, error = %e, "kafka connection closed");
-                    }
-                });
+    let stop = shutdown.clone();
+    fjord_net::serve_connections("kafka", acceptor, shutdown, DRAIN, move |stream, peer| {
+        let (gw, stop) = (gateway.clone(), stop.clone());
+        let guard = instrument::METRICS.connection();
+        async move {
+            let _guard = guard;
+            if let Err(e) = connection::run(stream, peer, gw, stop).await {
+                tracing::debug!(%peer, error = %e, "kafka connection closed");
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    break;
-                }
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    }
-    drop(acceptor);
-    let drained = tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(remaining = connections.len(), "kafka connections did not finish in time; closing them");
-        connections.shutdown().await;
-    }
+    })
+    .await;
     Ok(())
 }

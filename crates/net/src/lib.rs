@@ -50,12 +50,14 @@ mod body;
 mod budget;
 mod idle;
 mod ratelog;
+mod serve;
 
 pub use accept::{Acceptor, Admitted, IpLimits};
 pub use body::BudgetBody;
 pub use budget::{BudgetPermit, RequestBudget};
 pub use idle::IdleStream;
 pub use ratelog::LogLimiter;
+pub use serve::serve_connections;
 
 /// Default cap on one listener's open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;

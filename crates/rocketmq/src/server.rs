@@ -38,30 +38,20 @@ pub async fn serve(
 async fn accept_loop(
     acceptor: Acceptor,
     gw: Arc<RocketMqGateway>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), RocketMqError> {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            (stream, peer, admitted) = acceptor.accept() => {
-                let (gw, stop) = (gw.clone(), stop.clone());
-                let guard = instrument::METRICS.connection();
-                conns.spawn(async move {
-                    let _guards = (guard, admitted);
-                    if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
-                        tracing::debug!(%peer, error = %e, "rocketmq connection closed");
-                    }
-                });
+    let conn_stop = stop.clone();
+    // Connections see the same signal; in-flight requests get a moment.
+    fjord_net::serve_connections("rocketmq", acceptor, stop, std::time::Duration::from_secs(5), move |stream, peer| {
+        let (gw, stop) = (gw.clone(), conn_stop.clone());
+        let guard = instrument::METRICS.connection();
+        async move {
+            let _guard = guard;
+            if let Err(e) = crate::connection::run(stream, peer, gw, stop).await {
+                tracing::debug!(%peer, error = %e, "rocketmq connection closed");
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => break,
         }
-    }
-    drop(acceptor);
-    // Connections saw the same signal; give in-flight requests a moment.
-    let _ =
-        tokio::time::timeout(std::time::Duration::from_secs(5), async { while conns.join_next().await.is_some() {} })
-            .await;
-    conns.abort_all();
+    })
+    .await;
     Ok(())
 }
