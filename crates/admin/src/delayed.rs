@@ -85,11 +85,7 @@ pub(crate) async fn dlq_list(State(s): State<AdminState>) -> Json<DlqList> {
         .filter_map(|t| {
             let name = t.name();
             let group = name.strip_prefix(DLQ_PREFIX)?.to_string();
-            let messages = t
-                .partitions()
-                .iter()
-                .map(|p| p.log().high_watermark().saturating_sub(p.log().log_start_offset()))
-                .sum();
+            let messages = t.partitions().iter().map(|p| p.high_watermark().saturating_sub(p.log_start_offset())).sum();
             Some(DlqView { group, topic: name, messages })
         })
         .collect();
@@ -135,8 +131,8 @@ pub(crate) async fn dlq_browse(
     let topic = dlq_topic(&p.group);
     let tp = TopicPartition::new(&topic, 0);
     let part = s.broker.partition(&tp).map_err(|_| unknown_dlq(&p.group))?;
-    let hw = part.log().high_watermark();
-    let mut offset = q.offset.unwrap_or_else(|| part.log().log_start_offset());
+    let hw = part.high_watermark();
+    let mut offset = q.offset.unwrap_or_else(|| part.log_start_offset());
     let mut messages = Vec::new();
     while offset < hw && messages.len() < limit {
         let recs = s.broker.peek_records(&tp, offset, 1 << 20).await?;

@@ -60,7 +60,7 @@ pub(crate) fn offsets_of(s: &AdminState, group: &str) -> Vec<OffsetView> {
             let (start, end) = s
                 .broker
                 .partition(&TopicPartition::new(&topic, partition))
-                .map(|p| (p.log().log_start_offset(), p.log().high_watermark()))
+                .map(|p| (p.log_start_offset(), p.high_watermark()))
                 .unwrap_or((0, 0));
             let from = u64::try_from(c.offset).unwrap_or(start).max(start);
             OffsetView {
@@ -428,7 +428,7 @@ pub(crate) async fn reset_offsets(
     let mut changes = Vec::with_capacity(targets.len());
     for tp in targets {
         let Ok(part) = s.broker.partition(&tp) else { continue };
-        let (start, end) = (part.log().log_start_offset(), part.log().high_watermark());
+        let (start, end) = (part.log_start_offset(), part.high_watermark());
         let new_offset = match req.to {
             ResetTarget::Earliest => start,
             ResetTarget::Latest => end,

@@ -253,9 +253,9 @@ async fn scan_tag(
                 Some(l) => l.offset,
                 None => continue,
             },
-            None => part.log().log_start_offset(),
+            None => part.log_start_offset(),
         };
-        let (hw, mut budget) = (part.log().high_watermark(), max_scan);
+        let (hw, mut budget) = (part.high_watermark(), max_scan);
         while offset < hw && budget > 0 && out.len() < limit {
             let recs = s.broker.peek_records(&tp, offset, READ_STEP).await?;
             let Some(last) = recs.last().map(|r| r.offset) else { break };
@@ -303,7 +303,7 @@ pub(crate) async fn browse(
     let limit = limit(q.limit)?;
     let tp = TopicPartition::new(p.topic, p.partition);
     let part = s.broker.partition(&tp)?;
-    let hw = part.log().high_watermark();
+    let hw = part.high_watermark();
     let by_time = match q.start_ms {
         Some(ts) => Some(s.broker.list_offset(&tp, OffsetSpec::Timestamp(ts)).await?.map_or(hw, |l| l.offset)),
         None => None,
@@ -312,7 +312,7 @@ pub(crate) async fn browse(
         (Some(o), Some(t)) => o.max(t),
         (Some(o), None) => o,
         (None, Some(t)) => t,
-        (None, None) => part.log().log_start_offset(),
+        (None, None) => part.log_start_offset(),
     };
     let mut messages = Vec::new();
     while offset < hw && messages.len() < limit {

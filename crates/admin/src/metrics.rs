@@ -123,7 +123,7 @@ fn broker_state(s: &AdminState) -> String {
         .map(|t| {
             let ps = t.partitions();
             let traffic = ps.iter().map(|p| p.traffic()).fold(Default::default(), |a, x| a + x);
-            (t.name(), traffic, ps.iter().map(|p| p.log().stats().size_bytes).sum())
+            (t.name(), traffic, ps.iter().map(|p| p.log_stats().size_bytes).sum())
         })
         .collect();
     type Pick = fn(&fjord_broker::TrafficSnapshot) -> u64;
@@ -185,7 +185,7 @@ fn broker_state(s: &AdminState) -> String {
             for p in &parts {
                 let id = p.id();
                 let part = id.partition.to_string();
-                f.sample(name, &[("topic", &id.topic), ("partition", &part)], pick(&p.log().stats()) as f64);
+                f.sample(name, &[("topic", &id.topic), ("partition", &part)], pick(&p.log_stats()) as f64);
             }
         }
         f.header("fjord_consumer_group_partition_lag", "gauge", "Messages not yet consumed, per partition.");

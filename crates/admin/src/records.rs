@@ -169,7 +169,7 @@ pub(crate) async fn consume(
         _ => return Err(ApiError::bad_request(format!("max_bytes must be between 1 and {}", crate::MAX_BODY_BYTES))),
     };
     let recs = s.broker.peek_records(&tp, q.offset, max_bytes).await?;
-    let hw = s.broker.partition(&tp)?.log().high_watermark();
+    let hw = s.broker.partition(&tp)?.high_watermark();
     let records = recs
         .iter()
         .map(|r| OutRecord {

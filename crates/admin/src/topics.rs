@@ -91,7 +91,7 @@ fn partitions(t: &Topic) -> Vec<PartitionView> {
     t.partitions()
         .iter()
         .map(|p| {
-            let s = p.log().stats();
+            let s = p.log_stats();
             let last = p.traffic().last_append_ms;
             PartitionView {
                 partition: p.id().partition,

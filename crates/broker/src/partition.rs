@@ -78,6 +78,16 @@ impl Partition {
         self.log.log_start_offset()
     }
 
+    /// The next offset to be written (appended, maybe not yet committed).
+    pub fn log_end_offset(&self) -> u64 {
+        self.log.log_end_offset()
+    }
+
+    /// Sizes and offsets of the partition's log.
+    pub fn log_stats(&self) -> fjord_log::LogStats {
+        self.log.stats()
+    }
+
     /// Current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch

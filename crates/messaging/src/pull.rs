@@ -118,9 +118,9 @@ impl Messaging {
         let p = self.broker.partition(&req.partition)?;
         let start = match req.offset {
             Some(o) => o,
-            None => self.committed(&req.group, &req.model, &req.partition).unwrap_or(p.log().log_start_offset()),
+            None => self.committed(&req.group, &req.model, &req.partition).unwrap_or(p.log_start_offset()),
         };
-        if p.log().high_watermark() <= start && !req.wait.is_zero() {
+        if p.high_watermark() <= start && !req.wait.is_zero() {
             let mut w = p.subscribe();
             let _ = tokio::time::timeout(req.wait, w.wait_for(|hw| *hw > start)).await;
         }
@@ -183,7 +183,7 @@ impl Messaging {
         let mut out = Vec::new();
         for p in t.partitions() {
             let tp = p.id().clone();
-            let (start, end) = (p.log().log_start_offset(), p.log().high_watermark());
+            let (start, end) = (p.log_start_offset(), p.high_watermark());
             let offset = match to {
                 OffsetReset::Earliest => start,
                 OffsetReset::Latest => end,

@@ -29,7 +29,7 @@ impl GrpcGateway {
             let group = group(req.group.as_ref())?.to_string();
             let p = self.broker().partition(&tp)?;
             let offset = u64::try_from(req.offset).map_err(|_| Fail::new(Code::IllegalOffset, "negative offset"))?;
-            let (start, end) = (p.log().log_start_offset(), p.log().high_watermark());
+            let (start, end) = (p.log_start_offset(), p.high_watermark());
             if offset < start || offset > end {
                 return Err(Fail::new(Code::IllegalOffset, format!("offset {offset} is outside [{start}, {end}]")));
             }
@@ -106,7 +106,7 @@ impl GrpcGateway {
                 Err(_) => return Err(Fail::new(Code::BadRequest, "unknown offset policy")),
             };
             let found = self.broker().list_offset(&tp, spec).await?;
-            let end = self.broker().partition(&tp)?.log().high_watermark();
+            let end = self.broker().partition(&tp)?.high_watermark();
             Ok::<_, Fail>(found.map_or(end, |f| f.offset))
         }
         .await;

@@ -229,8 +229,8 @@ pub(crate) async fn delete_records(ctx: &RequestContext<'_>, req: DeleteRecordsR
             // -1 means "up to the high watermark".
             let target = match (p.offset, broker.partition(&tp)) {
                 (_, Err(e)) => Err(errors::code(&e)),
-                (-1, Ok(part)) => Ok(part.log().high_watermark()),
-                (o, Ok(part)) if o < 0 || o as u64 > part.log().high_watermark() => {
+                (-1, Ok(part)) => Ok(part.high_watermark()),
+                (o, Ok(part)) if o < 0 || o as u64 > part.high_watermark() => {
                     Err(ResponseError::OffsetOutOfRange.code())
                 }
                 (o, Ok(_)) => Ok(o as u64),

@@ -222,7 +222,7 @@ impl TimerService {
             let mut targets = Vec::new();
             for ((topic, partition), recs) in by_target {
                 let log_end = match b.partition(&TopicPartition::new(&topic, partition)) {
-                    Ok(p) => p.log().log_end_offset(),
+                    Ok(p) => p.log_end_offset(),
                     Err(_) => 0,
                 };
                 let offsets = recs.iter().map(|(o, _)| *o).collect();

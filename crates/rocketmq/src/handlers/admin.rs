@@ -47,7 +47,7 @@ pub(crate) fn runtime_info(gw: &RocketMqGateway, req: &RemotingCommand) -> Handl
         .topics()
         .iter()
         .flat_map(|t| t.partitions())
-        .filter_map(|p| p.log().stats().max_timestamp)
+        .filter_map(|p| p.log_stats().max_timestamp)
         .min()
         .unwrap_or(now);
     let disk_ratio = disk_used_ratio(&broker.config().data_dir);
@@ -153,7 +153,7 @@ pub(crate) fn topic_stats(gw: &RocketMqGateway, req: &RemotingCommand) -> Handle
         .partitions()
         .iter()
         .map(|p| {
-            let s = p.log().stats();
+            let s = p.log_stats();
             let offset = TopicOffset {
                 min_offset: s.log_start_offset as i64,
                 max_offset: s.high_watermark as i64,
@@ -190,13 +190,13 @@ pub(crate) async fn consume_stats(gw: &RocketMqGateway, req: &RemotingCommand) -
             let tp = p.id().clone();
             let consumer = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp).unwrap_or(0);
             let last = match consumer.checked_sub(1) {
-                Some(o) if o >= p.log().log_start_offset() => {
+                Some(o) if o >= p.log_start_offset() => {
                     gw.messaging.query_by_offset(&tp, o).await.map_or(0, |m| m.timestamp)
                 }
                 _ => 0,
             };
             let w = OffsetWrapper {
-                broker_offset: p.log().high_watermark() as i64,
+                broker_offset: p.high_watermark() as i64,
                 consumer_offset: consumer as i64,
                 last_timestamp: last,
             };
@@ -288,7 +288,7 @@ pub(crate) async fn reset_offset(gw: &RocketMqGateway, req: &RemotingCommand) ->
         let tp = p.id().clone();
         let target = match gw.broker().list_offset(&tp, OffsetSpec::Timestamp(timestamp)).await? {
             Some(found) => found.offset,
-            None => p.log().high_watermark(),
+            None => p.high_watermark(),
         };
         let committed = gw.messaging.committed(group, &model, &tp);
         let offset = match committed {

@@ -18,7 +18,7 @@ pub(crate) fn query_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand)
     // RocketMQ: a group without progress on a queue that still holds its
     // first message starts from 0, whatever its consume-from setting.
     let p = gw.broker().partition(&tp)?;
-    if p.log().log_start_offset() == 0 {
+    if p.log_start_offset() == 0 {
         return Ok(ok(req).with_field("offset", 0));
     }
     Err(Reject::new(response::QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"))
@@ -36,17 +36,17 @@ pub(crate) async fn update_consumer_offset(gw: &RocketMqGateway, req: &RemotingC
 
 pub(crate) fn max_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let p = gw.broker().partition(&queue(req)?)?;
-    Ok(ok(req).with_field("offset", p.log().high_watermark()))
+    Ok(ok(req).with_field("offset", p.high_watermark()))
 }
 
 pub(crate) fn min_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let p = gw.broker().partition(&queue(req)?)?;
-    Ok(ok(req).with_field("offset", p.log().log_start_offset()))
+    Ok(ok(req).with_field("offset", p.log_start_offset()))
 }
 
 pub(crate) async fn earliest_store_time(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let tp = queue(req)?;
-    let start = gw.broker().partition(&tp)?.log().log_start_offset();
+    let start = gw.broker().partition(&tp)?.log_start_offset();
     let m = gw.messaging.query_by_offset(&tp, start).await?;
     Ok(ok(req).with_field("timestamp", m.timestamp))
 }
@@ -58,7 +58,7 @@ pub(crate) async fn search_by_timestamp(gw: &RocketMqGateway, req: &RemotingComm
     let offset = match found {
         Some(f) => f.offset,
         // Nothing at or after that time: the end of the queue.
-        None => gw.broker().partition(&tp)?.log().high_watermark(),
+        None => gw.broker().partition(&tp)?.high_watermark(),
     };
     Ok(ok(req).with_field("offset", offset))
 }

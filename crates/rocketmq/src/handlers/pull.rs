@@ -63,7 +63,7 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
     {
         gw.messaging.commit(group, &ConsumeModel::Clustering, &tp, commit as u64).await?;
     }
-    let (min, hw) = (p.log().log_start_offset(), p.log().high_watermark());
+    let (min, hw) = (p.log_start_offset(), p.high_watermark());
     let moved = |next: u64| {
         RemotingCommand::response_to(req, response::PULL_OFFSET_MOVED, Some("offset moved".into()))
             .with_field("nextBeginOffset", next)
@@ -95,7 +95,7 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
             wait,
         })
         .await?;
-    let (min, hw) = (p.log().log_start_offset(), pulled.high_watermark);
+    let (min, hw) = (p.log_start_offset(), pulled.high_watermark);
     let resp = if pulled.messages.is_empty() {
         let code =
             if pulled.next_offset > offset { response::PULL_RETRY_IMMEDIATELY } else { response::PULL_NOT_FOUND };
