@@ -87,8 +87,10 @@ impl AmqpGateway {
 
     /// Ends the connections of a deleted user or virtual host.
     pub(crate) fn revoke(&self, r: Revoked) {
-        // No receiver means no connection to close.
-        let _ = self.revoked.send(r);
+        match &r {
+            Revoked::User(u) => self.connections.close_where(|c| c.user == *u, &format!("user '{u}' is deleted")),
+            Revoked::VHost(v) => self.connections.close_where(|c| c.vhost == *v, &format!("vhost '{v}' is deleted")),
+        };
     }
 }
 

@@ -142,10 +142,6 @@ pub(crate) async fn run(
     });
     // Two missed heartbeats, as RabbitMQ; without heartbeats, only TCP.
     let idle = (heartbeat > 0).then(|| Duration::from_secs(2 * u64::from(heartbeat)));
-    // Outside events (disk alarm, revocations) are watched by a side task,
-    // so the frame being read is never cancelled halfway for them.
-    let (kill_tx, mut kill) = watch::channel(None::<AmqpException>);
-    let kill_tx = Arc::new(kill_tx);
     let info = crate::conns::ConnectionInfo {
         name: format!("{peer} -> {local}"),
         peer,
@@ -159,15 +155,12 @@ pub(crate) async fn run(
         connected_at: gw.messaging.broker().clock().now_ms(),
         channels: 0,
     };
-    let listed = gw.connections.add(c.id, info, kill_tx.clone());
-    let side = tokio::spawn(watch_events(
-        gw.clone(),
-        c.out.clone(),
-        c.user.clone(),
-        c.vhost.clone(),
-        c.blocked_notify,
-        kill_tx,
-    ));
+    // Closed from outside (management API, a deleted user or vhost)
+    // through its entry in the connection table.
+    let mut listed = gw.connections.add(c.id, info);
+    // The disk alarm is told by a side task, so the frame being read is
+    // never cancelled halfway for it.
+    let side = c.blocked_notify.then(|| tokio::spawn(tell_disk_alarm(gw.clone(), c.out.clone())));
     let mut alarm = gw.alarm.subscribe();
     // One timer for heartbeat idleness, moved on lazily from the last byte.
     let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4));
@@ -185,9 +178,9 @@ pub(crate) async fn run(
                 continue;
             }
             _ = stop.changed() => break End::Close(AmqpException { code: reply::CONNECTION_FORCED, text: "broker shutdown".into() }, 0, 0),
-            // (An ended side task disables this branch, never spins it.)
-            Ok(()) = kill.changed() => {
-                let e = kill.borrow().clone();
+            // (The sender stays in the connection table while this runs.)
+            Ok(()) = listed.kill.changed() => {
+                let e = listed.kill.borrow().clone();
                 break End::Close(e.unwrap_or_else(|| AmqpException { code: reply::CONNECTION_FORCED, text: "closed".into() }), 0, 0);
             }
         };
@@ -211,7 +204,7 @@ pub(crate) async fn run(
             tokio::select! {
                 _ = alarm.wait_for(|on| !*on) => {}
                 _ = stop.changed() => break End::Close(AmqpException { code: reply::CONNECTION_FORCED, text: "broker shutdown".into() }, 0, 0),
-                r = kill.wait_for(Option::is_some) => {
+                r = listed.kill.wait_for(Option::is_some) => {
                     let e = r.ok().and_then(|e| e.clone());
                     let e = e.unwrap_or_else(|| AmqpException { code: reply::CONNECTION_FORCED, text: "closed".into() });
                     break End::Close(e, 0, 0);
@@ -240,7 +233,9 @@ pub(crate) async fn run(
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
     }
-    side.abort();
+    if let Some(side) = side {
+        side.abort();
+    }
     drop(listed);
     c.close_all_channels().await;
     if let Some(b) = beats {
@@ -251,23 +246,14 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// Tells the client about the disk alarm (when it understands
-/// connection.blocked) and asks the connection to close when its user or
-/// virtual host is deleted.
-async fn watch_events(
-    gw: Arc<AmqpGateway>,
-    out: mpsc::Sender<Vec<u8>>,
-    user: String,
-    vhost: String,
-    blocked_notify: bool,
-    kill: Arc<watch::Sender<Option<AmqpException>>>,
-) {
+/// Tells a client that understands connection.blocked when the disk alarm
+/// goes on and off.
+async fn tell_disk_alarm(gw: Arc<AmqpGateway>, out: mpsc::Sender<Vec<u8>>) {
     let mut alarm = gw.alarm.subscribe();
-    let mut revoked = gw.revoked.subscribe();
     let mut told = false;
     loop {
         let on = *alarm.borrow_and_update();
-        if blocked_notify && on != told {
+        if on != told {
             let m = if on {
                 conn::AMQPMethod::Blocked(conn::Blocked { reason: "low on disk".into() })
             } else {
@@ -278,18 +264,8 @@ async fn watch_events(
             }
             told = on;
         }
-        tokio::select! {
-            r = alarm.changed() => if r.is_err() { return },
-            r = revoked.recv() => {
-                let text = match r {
-                    Ok(crate::alarm::Revoked::User(u)) if u == user => format!("user '{u}' is deleted"),
-                    Ok(crate::alarm::Revoked::VHost(v)) if v == vhost => format!("vhost '{v}' is deleted"),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    _ => continue,
-                };
-                let _ = kill.send(Some(AmqpException { code: reply::CONNECTION_FORCED, text }));
-                return;
-            }
+        if alarm.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The open connections, as RabbitMQ's management API shows them (and
-//! closes them): name `"peer -> local"`, user, vhost, the client's
-//! properties (`connection_name` among them), channels, when it opened.
-//! A connection is listed from `connection.open-ok` until it ends.
+//! The open connections, as RabbitMQ's management API shows them: name
+//! `"peer -> local"`, user, vhost, the client's properties
+//! (`connection_name` among them), channels, when it opened. A connection
+//! is listed from `connection.open-ok` until it ends, and is closed from
+//! outside through its entry: by the management API, or when its user or
+//! virtual host is deleted.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,7 +47,8 @@ pub struct ConnectionInfo {
 struct Entry {
     info: ConnectionInfo,
     channels: Arc<AtomicUsize>,
-    kill: Arc<watch::Sender<Option<AmqpException>>>,
+    /// Tells the connection to close, with this exception.
+    kill: watch::Sender<Option<AmqpException>>,
 }
 
 /// Every open connection by id.
@@ -61,6 +64,8 @@ pub(crate) struct Listed<'a> {
     id: u64,
     /// The connection's open channels (kept by the connection).
     pub(crate) channels: Arc<AtomicUsize>,
+    /// Turns `Some` when the connection is to close with that exception.
+    pub(crate) kill: watch::Receiver<Option<AmqpException>>,
 }
 
 impl Drop for Listed<'_> {
@@ -70,16 +75,12 @@ impl Drop for Listed<'_> {
 }
 
 impl Connections {
-    /// Lists connection `id`; `kill` asks it to close.
-    pub(crate) fn add(
-        &self,
-        id: u64,
-        info: ConnectionInfo,
-        kill: Arc<watch::Sender<Option<AmqpException>>>,
-    ) -> Listed<'_> {
+    /// Lists connection `id` until the returned entry is dropped.
+    pub(crate) fn add(&self, id: u64, info: ConnectionInfo) -> Listed<'_> {
         let channels = Arc::new(AtomicUsize::new(0));
+        let (kill, killed) = watch::channel(None);
         self.open.lock().insert(id, Entry { info, channels: channels.clone(), kill });
-        Listed { table: self, id, channels }
+        Listed { table: self, id, channels, kill: killed }
     }
 
     /// Every open connection, oldest first.
@@ -94,9 +95,18 @@ impl Connections {
     /// `reason`, as RabbitMQ's management API does); false when there is
     /// none by that name.
     pub fn close(&self, name: &str, reason: &str) -> bool {
+        self.close_where(|c| c.name == name, reason) > 0
+    }
+
+    /// Closes every connection `which` selects (320 CONNECTION_FORCED with
+    /// `reason`); returns how many.
+    pub(crate) fn close_where(&self, which: impl Fn(&ConnectionInfo) -> bool, reason: &str) -> usize {
         let open = self.open.lock();
-        let Some(e) = open.values().find(|e| e.info.name == name) else { return false };
-        e.kill.send_replace(Some(AmqpException { code: reply::CONNECTION_FORCED, text: reason.to_string() }));
-        true
+        let mut n = 0;
+        for e in open.values().filter(|e| which(&e.info)) {
+            e.kill.send_replace(Some(AmqpException { code: reply::CONNECTION_FORCED, text: reason.to_string() }));
+            n += 1;
+        }
+        n
     }
 }

@@ -24,9 +24,10 @@
 //!   acked once it is durable in every queue it was routed to.
 //!
 //! Layout: [`connection`] (handshake, heartbeats, channel dispatch),
-//! `reader` (frames out of one read buffer), [`channel`] (the methods), [`consumer`] (push delivery with
-//! prefetch), [`publish`], [`ops`] (declare/delete/bind on the model and
-//! the broker), [`mapping`] (properties ↔ record headers).
+//! `reader` (frames out of one read buffer), [`channel`] (the methods),
+//! [`consumer`] (push delivery with prefetch), [`publish`], [`ops`]
+//! (declare/delete/bind on the model and the broker), [`mapping`]
+//! (properties ↔ record headers), [`conns`] (open connections).
 //!
 //! ## Invariants worth naming
 //! - A frame's announced size is checked against `frame_max` before its
@@ -133,9 +134,7 @@ pub struct AmqpGateway {
     pub(crate) disk_free_limit: AtomicU64,
     /// Free bytes at the last check (`u64::MAX`: unknown).
     pub(crate) disk_free: AtomicU64,
-    /// Deleted users and vhosts, for their connections to close.
-    pub(crate) revoked: tokio::sync::broadcast::Sender<alarm::Revoked>,
-    /// Open connections (management: list, close).
+    /// Open connections (management: list, close; forced closes).
     pub(crate) connections: conns::Connections,
     next_id: AtomicU64,
 }
@@ -179,7 +178,6 @@ impl AmqpGateway {
             alarm: tokio::sync::watch::Sender::new(false),
             disk_free_limit: AtomicU64::new(disk_free_limit),
             disk_free: AtomicU64::new(u64::MAX),
-            revoked: tokio::sync::broadcast::Sender::new(64),
             connections: Default::default(),
             next_id: AtomicU64::new(1),
         }))
