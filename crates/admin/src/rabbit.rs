@@ -379,9 +379,15 @@ async fn bindings_of(c: Caller, Path(vhost): Path<String>) -> Response {
 }
 
 async fn queue_bindings(c: Caller, Path((vhost, name)): Path<(String, String)>) -> Response {
-    if !known_vhost(&c, &vhost) || !visible_queues(&c, Some(&vhost)).iter().any(|q| q.name == name) {
+    if !known_vhost(&c, &vhost) {
         return not_found();
     }
     let all = visible_bindings(&c, Some(&vhost));
-    list(all.iter().filter(|b| b.destination_type == "queue" && b.destination == name).map(binding_json))
+    let to_it: Vec<&BindingInfo> =
+        all.iter().filter(|b| b.destination_type == "queue" && b.destination == name).collect();
+    // Every queue has the default exchange's binding: none means no queue.
+    if to_it.is_empty() {
+        return not_found();
+    }
+    list(to_it.into_iter().map(binding_json))
 }

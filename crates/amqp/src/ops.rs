@@ -235,8 +235,8 @@ impl AmqpGateway {
     }
 
     /// What goes with a queue whose definition is gone: its consumers are
-    /// cancelled, its gauges zeroed, and its topic deleted (after the AMQP
-    /// group's progress on it is reset) unless adopted from another protocol.
+    /// cancelled, its gauges zeroed, and its topic deleted (with every
+    /// group's progress on it) unless adopted from another protocol.
     pub(crate) async fn discard_queue(&self, vhost: &str, q: &Queue) -> MethodResult<()> {
         self.consumers.cancel_all(&q.topic).await;
         crate::instrument::queue_sample(vhost, &q.name, 0, 0, 0);

@@ -246,25 +246,24 @@ enum Overflow {
     RejectPublishDlx,
 }
 
-/// The ready part of the AMQP group on `topic`: count and body sizes (the
-/// sizes only when the queue is bounded by bytes: they cost a read).
-async fn ready_part(gw: &AmqpGateway, topic: &str, with_sizes: bool) -> (u64, Vec<u64>) {
+/// The ready part of the AMQP group on `topic`: its count, and its body
+/// sizes in pop order when `with_sizes` (queues bounded by bytes: they cost
+/// a read) and they could be read.
+async fn ready_part(gw: &AmqpGateway, topic: &str, with_sizes: bool) -> (u64, Option<Vec<u64>>) {
     let model = fjord_messaging::ConsumeModel::Clustering;
-    if !with_sizes {
-        return (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, Vec::new());
-    }
-    match gw.messaging.pop_ready_sizes(AMQP_GROUP, &model, topic).await {
-        Ok(sizes) => (sizes.len() as u64, sizes),
-        Err(e) => {
-            tracing::warn!(%topic, error = %e, "amqp: could not measure a queue's ready bytes");
-            (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, Vec::new())
+    if with_sizes {
+        match gw.messaging.pop_ready_sizes(AMQP_GROUP, &model, topic).await {
+            Ok(sizes) => return (sizes.len() as u64, Some(sizes)),
+            Err(e) => tracing::warn!(%topic, error = %e, "amqp: could not measure a queue's ready bytes"),
         }
     }
+    (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, None)
 }
 
 impl Limits {
     /// Looks up the queues of `topics` in `vhost`, with the ready part of
-    /// those that have a length limit.
+    /// those that refuse publishes over a length limit (a drop-head queue
+    /// takes every publish and is measured after, by `drop_heads`).
     async fn load(gw: &AmqpGateway, vhost: &str, topics: &[&str]) -> Limits {
         let snapshot = gw.model.snapshot();
         let mut queues = Vec::new();
@@ -280,9 +279,13 @@ impl Limits {
                         Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
                         _ => Overflow::DropHead,
                     };
-                    let (ready, sizes) = ready_part(gw, topic, max_bytes.is_some()).await;
+                    let (ready, sizes) = if overflow == Overflow::DropHead {
+                        (0, None)
+                    } else {
+                        ready_part(gw, topic, max_bytes.is_some()).await
+                    };
                     let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
-                    let ready_bytes = sizes.iter().sum();
+                    let ready_bytes = sizes.map_or(0, |s| s.iter().sum());
                     limit = Some(Limit { queue, max_len, max_bytes, overflow, ready, ready_bytes });
                 }
             }
@@ -329,11 +332,10 @@ impl Limits {
     async fn drop_heads(&mut self, gw: &AmqpGateway) {
         for Known { topic, limit, .. } in &self.queues {
             let Some(l) = limit.as_ref().filter(|l| l.overflow == Overflow::DropHead) else { continue };
-            let (ready, sizes) = ready_part(gw, topic, l.max_bytes.is_some()).await;
-            let mut excess = if sizes.is_empty() && ready > 0 {
-                ready.saturating_sub(l.max_len.unwrap_or(u64::MAX))
-            } else {
-                l.excess(&sizes) as u64
+            let mut excess = match ready_part(gw, topic, l.max_bytes.is_some()).await {
+                (_, Some(sizes)) => l.excess(&sizes) as u64,
+                // Counted only (no byte limit, or the sizes could not be read).
+                (ready, None) => ready.saturating_sub(l.max_len.unwrap_or(u64::MAX)),
             };
             while excess > 0 {
                 let n = excess.min(1024) as usize;

@@ -38,10 +38,7 @@ pub async fn serve_connections<F, Fut>(
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             // A closed sender ends it too: nobody is left to say stop.
-            r = stop.wait_for(|s| *s) => {
-                let _ = r;
-                break;
-            }
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
     drop(acceptor);

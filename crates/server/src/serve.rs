@@ -208,30 +208,25 @@ pub async fn run(
                 http_state.set_amqp(gateway.clone());
                 tokio::spawn(async move { Ok(fjord_amqp::serve(acceptor, gateway, stop).await?) })
             }
-            "amqp_management" => {
-                // Listed after `amqp` in `all()`, so the gateway is set by now
-                // (503 when the AMQP listener is off).
-                let state = http_state.clone();
-                tokio::spawn(async move {
-                    let stop = async move {
-                        let _ = stop.changed().await;
-                    };
-                    fjord_admin::serve_rabbitmq_management(acceptor, state, stop).await?;
-                    Ok(())
-                })
-            }
             "kafka" => {
                 let kafka = fjord_kafka::KafkaConfig { request_budget: budget.clone(), ..kafka_config(&config.kafka) };
                 let gateway = fjord_kafka::KafkaGateway::new(broker.clone(), kafka);
                 tokio::spawn(async move { Ok(fjord_kafka::serve(acceptor, gateway, stop).await?) })
             }
             _ => {
-                let state = http_state.clone();
+                // The admin API, or RabbitMQ's management API: listed after
+                // `amqp` in `all()`, so the gateway is set by now (503 when
+                // the AMQP listener is off).
+                let (state, rabbit) = (http_state.clone(), name == "amqp_management");
                 tokio::spawn(async move {
                     let stop = async move {
                         let _ = stop.changed().await;
                     };
-                    fjord_admin::serve(acceptor, state, stop).await?;
+                    if rabbit {
+                        fjord_admin::serve_rabbitmq_management(acceptor, state, stop).await?;
+                    } else {
+                        fjord_admin::serve(acceptor, state, stop).await?;
+                    }
                     Ok(())
                 })
             }

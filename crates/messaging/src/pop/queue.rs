@@ -149,11 +149,7 @@ impl Messaging {
                 };
                 (out, off)
             };
-            match off {
-                Some(off) if req.durable => me.pop.journal.sync(off)?,
-                Some(off) => me.pop.written_unsynced(off),
-                None => {}
-            }
+            me.pop.settle(off, req.durable)?;
             Ok(out)
         })
         .await?
@@ -328,11 +324,7 @@ impl Messaging {
                     last = Some(me.pop.write(&PopEntry::Acks { q, acks: done })?);
                 }
             }
-            match last {
-                Some(off) if durable => me.pop.journal.sync(off)?,
-                Some(off) => me.pop.written_unsynced(off),
-                None => {}
-            }
+            me.pop.settle(last, durable)?;
             Ok(stale)
         })
         .await??;

@@ -218,9 +218,18 @@ impl PopService {
         self.journal.sync(off)
     }
 
-    /// Notes a journal record at `offset` written without a sync.
-    pub(crate) fn written_unsynced(&self, offset: u64) {
-        self.unsynced.fetch_max(offset + 1, Ordering::AcqRel);
+    /// After writing journal records up to `offset` (if any): waits until
+    /// they are durable when `durable`, else leaves them to the next
+    /// [`PopService::sync_unsynced`].
+    pub(crate) fn settle(&self, offset: Option<u64>, durable: bool) -> Result<()> {
+        match offset {
+            Some(off) if durable => self.journal.sync(off),
+            Some(off) => {
+                self.unsynced.fetch_max(off + 1, Ordering::AcqRel);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Syncs the records written without a sync, if any.
@@ -291,7 +300,6 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
             if let Err(e) = m.pop_maintenance().await {
                 tracing::error!(error = %e, "pop maintenance failed");
             }
-
             if m.pop.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
                 last_snapshot = m.pop.clock.now_ms();
                 let mm = m.clone();
@@ -306,8 +314,8 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
 
 impl Messaging {
     /// Dead-letters expired messages that used up their attempts, commits
-    /// queue progress and syncs journal records written without a wait. Runs every second; public for tests and
-    /// tools.
+    /// queue progress and syncs journal records written without a wait.
+    /// Runs every second; public for tests and tools.
     pub async fn pop_maintenance(&self) -> Result<()> {
         let now = self.pop.clock.now_ms();
         let queues: Vec<_> = self.pop.queues.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
