@@ -95,10 +95,16 @@ class FjordServer:
         raise RuntimeError("could not start fjord: no free port")
 
     def _spawn(self, port: int, timeout: float):
+        self.launch(port)
+        self.await_ready(timeout)
+
+    def launch(self, port: int):
+        """Starts the process without waiting for it to be ready (cluster
+        nodes get ready together, once a quorum of them runs)."""
         self.starts += 1
-        ready = self.run_dir / "ready.json"
-        if ready.exists():
-            ready.unlink()
+        self.ready_path = self.run_dir / "ready.json"
+        if self.ready_path.exists():
+            self.ready_path.unlink()
         env = dict(os.environ)
         env.update(TEST_ENV)
         env.update(self.extra_env)
@@ -111,17 +117,19 @@ class FjordServer:
         self.log_path = self.run_dir / f"fjord-{self.starts}.log"
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [fjord_bin(), "serve", "--data-dir", str(self.data_dir), "--ready-file", str(ready)],
+            [fjord_bin(), "serve", "--data-dir", str(self.data_dir), "--ready-file", str(self.ready_path)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
+
+    def await_ready(self, timeout: float):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ready.exists():
-                self.bound = json.loads(ready.read_text())
+            if self.ready_path.exists():
+                self.bound = json.loads(self.ready_path.read_text())
                 return
             rc = self.proc.poll()
             if rc is not None:

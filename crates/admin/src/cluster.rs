@@ -89,7 +89,7 @@ impl RateSampler {
 }
 
 /// Disk use of the data directory.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub(crate) struct DiskView {
     data_dir: String,
     /// Bytes in files under the data directory.
@@ -101,7 +101,7 @@ pub(crate) struct DiskView {
 }
 
 /// One node of the cluster.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub(crate) struct NodeView {
     id: i32,
     rack: Option<String>,
@@ -125,12 +125,31 @@ pub(crate) struct NodeView {
     disk: DiskView,
 }
 
+/// A node of the cluster that did not report: fenced (its lease ran out)
+/// or unreachable from the node that answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UnavailableNode {
+    id: i32,
+    /// `fenced` or `unreachable`.
+    state: String,
+    /// Advertised address per listener name.
+    listeners: BTreeMap<String, String>,
+    /// Why it did not report.
+    reason: String,
+}
+
 /// The cluster.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ClusterView {
     cluster_id: String,
     version: String,
+    /// The node leading the controller quorum (this node, alone).
+    controller_id: i32,
+    /// Nodes that reported, each with its own figures (in a cluster, the
+    /// node that answers asks the others).
     nodes: Vec<NodeView>,
+    /// Nodes of the cluster that did not report.
+    unavailable_nodes: Vec<UnavailableNode>,
     /// Topics (internal ones included).
     topics: usize,
     partitions: usize,
@@ -167,18 +186,93 @@ async fn disk_view(dir: PathBuf) -> Result<DiskView, ApiError> {
     Ok(DiskView { data_dir: dir.display().to_string(), used_bytes, free_bytes, total_bytes })
 }
 
-/// The cluster, its nodes and their load (like `mqadmin clusterList`).
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", responses(
+/// `?scope=node`: only the node asked (what nodes ask each other).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(crate) struct InfoQuery {
+    /// `cluster` (default): every node; `node`: only this one.
+    scope: Option<String>,
+}
+
+/// The cluster, its nodes and their load (like `mqadmin clusterList`). Any
+/// node answers for the whole cluster: it asks the other serving nodes
+/// for their own figures (2 s each) and lists those that did not answer.
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", params(InfoQuery), responses(
     (status = 200, body = ClusterView),
+    (status = 400, body = ErrorBody),
     (status = 500, body = ErrorBody)))]
-pub(crate) async fn info(State(s): State<AdminState>) -> Result<Json<ClusterView>, ApiError> {
+pub(crate) async fn info(
+    State(s): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<InfoQuery>,
+) -> Result<Json<ClusterView>, ApiError> {
+    let whole = match q.scope.as_deref() {
+        None | Some("cluster") => true,
+        Some("node") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("scope must be `cluster` or `node`, not `{other}`"),
+            ));
+        }
+    };
+    let mut view = local_info(&s).await?;
+    if let (true, Some(placement)) = (whole, s.broker.placement()) {
+        view.controller_id = placement.controller_id;
+        let me = s.broker.config().node_id;
+        let others: Vec<_> = placement.nodes.iter().filter(|n| n.node_id != me).cloned().collect();
+        let asked = others.into_iter().map(|n| async move {
+            let r = remote_node(&n).await;
+            (n, r)
+        });
+        for (n, r) in futures_util::future::join_all(asked).await {
+            match r {
+                Ok(v) => view.nodes.push(v),
+                Err(reason) => view.unavailable_nodes.push(UnavailableNode {
+                    id: n.node_id,
+                    state: "unreachable".into(),
+                    listeners: n.listeners,
+                    reason,
+                }),
+            }
+        }
+        for n in &placement.fenced {
+            view.unavailable_nodes.push(UnavailableNode {
+                id: n.node_id,
+                state: "fenced".into(),
+                listeners: n.listeners.clone(),
+                reason: "its lease with the controller ran out".into(),
+            });
+        }
+        view.nodes.sort_by_key(|n| n.id);
+    }
+    Ok(Json(view))
+}
+
+/// Another node's own view of itself, through its admin API.
+async fn remote_node(n: &fjord_broker::NodeInfo) -> Result<NodeView, String> {
+    let Some(http) = n.listeners.get("http").cloned() else {
+        return Err("it has no admin listener".into());
+    };
+    let url = format!("http://{http}/api/v1/cluster?scope=node");
+    let fetched = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().new_agent();
+        let mut resp = agent.get(&url).call().map_err(|e| e.to_string())?;
+        resp.body_mut().read_json::<serde_json::Value>().map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let node = fetched["nodes"].get(0).cloned().ok_or("its answer lists no node")?;
+    serde_json::from_value(node).map_err(|e| format!("its answer is malformed: {e}"))
+}
+
+async fn local_info(s: &AdminState) -> Result<ClusterView, ApiError> {
     let b = &s.broker;
     let now = b.clock().now_ms();
     let traffic = b.traffic();
     let rates = s.rates.rates();
     let node = b.node();
-    let groups = crate::groups::all_groups(&s);
-    let backlog = groups.iter().map(|g| crate::groups::offsets_of(&s, g).iter().map(|o| o.lag).sum::<u64>()).sum();
+    let groups = crate::groups::all_groups(s);
+    let backlog = groups.iter().map(|g| crate::groups::offsets_of(s, g).iter().map(|o| o.lag).sum::<u64>()).sum();
     let topics = b.topics();
     let version = env!("CARGO_PKG_VERSION").to_string();
     let node = NodeView {
@@ -199,14 +293,16 @@ pub(crate) async fn info(State(s): State<AdminState>) -> Result<Json<ClusterView
         backlog,
         disk: disk_view(b.config().data_dir.clone()).await?,
     };
-    Ok(Json(ClusterView {
+    Ok(ClusterView {
         cluster_id: b.cluster_id().to_string(),
         version,
+        controller_id: b.config().node_id,
         nodes: vec![node],
+        unavailable_nodes: Vec::new(),
         partitions: topics.iter().map(|t| t.partitions().len()).sum(),
         topics: topics.len(),
         groups: groups.len(),
-    }))
+    })
 }
 
 /// One health check.

@@ -60,6 +60,10 @@ pub struct BrokerConfig {
     /// File descriptors kept free for everything but topics when loading
     /// them (internal logs, listeners, connections).
     pub open_files_reserve: u64,
+    /// The cluster's id when the node belongs to a cluster (the same on
+    /// every node); a data directory that belongs to another cluster is
+    /// refused. `None`: the id is made up once and kept.
+    pub cluster_id: Option<String>,
 }
 
 impl BrokerConfig {
@@ -81,6 +85,7 @@ impl BrokerConfig {
             log_recovery_interval: Duration::from_secs(5),
             open_files_limit: None,
             open_files_reserve: 256,
+            cluster_id: None,
         }
     }
 }
@@ -113,6 +118,11 @@ pub struct Broker {
     /// Called with a topic's name once it is deleted (see
     /// [`Broker::on_topic_deleted`]).
     deleted_hooks: DeletedHooks,
+    /// The cluster's placement; `None` on a single node (see
+    /// [`crate::placement`]).
+    pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
+    /// Decides topic changes in a cluster.
+    pub(crate) authority: std::sync::OnceLock<Arc<dyn crate::placement::MetadataAuthority>>,
 }
 
 /// What a layer above runs when a topic is deleted: it drops its own state
@@ -138,7 +148,7 @@ impl Broker {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
-            let cluster_id = load_cluster_id(dir)?;
+            let cluster_id = load_cluster_id(dir, cfg.cluster_id.as_deref())?;
             let topics = crate::load::load_topics(&cfg, &clk)?;
             let offsets = OffsetStore::open(&dir.join(OFFSETS_DIR), clk.clone(), cfg.offsets_compact_bytes)?;
             let producer_ids = crate::producers::ProducerIds::open(dir)?;
@@ -167,6 +177,8 @@ impl Broker {
             started_ms,
             producer_ids,
             traffic: Default::default(),
+            placement: RwLock::new(None),
+            authority: std::sync::OnceLock::new(),
         }))
     }
 
@@ -284,8 +296,28 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates a topic with `partitions` partitions.
+    /// Creates a topic with `partitions` partitions (in a cluster, through
+    /// the controller quorum; it exists on this node when this returns).
     pub async fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        self.check_partitions(partitions)?;
+        if let Some(authority) = self.authority() {
+            authority.create_topic(name, partitions, &config).await?;
+            return self.topic(name).ok_or_else(|| {
+                BrokerError::Internal(format!("topic '{name}' was created in the cluster but not on this node"))
+            });
+        }
+        let record =
+            TopicRecord { id: uuid::Uuid::new_v4(), name: name.to_string(), partitions, config, internal: false };
+        self.create_topic_local(record).await
+    }
+
+    /// Creates a topic on this node's disk as `record` describes it (its id
+    /// included): what [`Broker::create_topic`] does on a single node, and
+    /// what the cluster layer does on every node once a creation commits.
+    pub async fn create_topic_local(&self, record: TopicRecord) -> Result<Arc<Topic>> {
+        let (name, partitions) = (record.name.clone(), record.partitions);
+        let name = name.as_str();
         validate_topic_name(name)?;
         self.check_partitions(partitions)?;
         let _admin = self.admin.lock().await;
@@ -296,8 +328,6 @@ impl Broker {
             // Its data is still on disk: creating over it would destroy it.
             return Err(e);
         }
-        let record =
-            TopicRecord { id: uuid::Uuid::new_v4(), name: name.to_string(), partitions, config, internal: false };
         let cfg = self.config.clone();
         let clock = self.clock.clone();
         let topic = blocking(move || -> Result<Topic> {
@@ -337,8 +367,16 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Deletes a topic and all its data.
+    /// Deletes a topic and all its data (in a cluster, on every node).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        match self.authority() {
+            Some(authority) => authority.delete_topic(name).await,
+            None => self.delete_topic_local(name).await,
+        }
+    }
+
+    /// Deletes a topic from this node's disk.
+    pub async fn delete_topic_local(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock().await;
         let topic = self.topics.write().remove(name);
         let dir = match topic {
@@ -382,8 +420,17 @@ impl Broker {
         self.deleted_hooks.0.write().push(hook);
     }
 
-    /// Grows a topic to `total` partitions.
+    /// Grows a topic to `total` partitions (in a cluster, on every node).
     pub async fn create_partitions(&self, name: &str, total: u32) -> Result<()> {
+        self.check_partitions(total)?;
+        match self.authority() {
+            Some(authority) => authority.create_partitions(name, total).await,
+            None => self.create_partitions_local(name, total).await,
+        }
+    }
+
+    /// Grows a topic on this node's disk.
+    pub async fn create_partitions_local(&self, name: &str, total: u32) -> Result<()> {
         self.check_partitions(total)?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
@@ -425,8 +472,19 @@ impl Broker {
     }
 
     /// Replaces a topic's configuration overrides (validated) and applies
-    /// them to its open logs.
+    /// them to its open logs (in a cluster, on every node).
     pub async fn set_topic_config(&self, name: &str, config: TopicConfig) -> Result<()> {
+        for (k, v) in &config.0 {
+            TopicConfig::validate_entry(k, v)?;
+        }
+        match self.authority() {
+            Some(authority) => authority.set_topic_config(name, &config).await,
+            None => self.set_topic_config_local(name, config).await,
+        }
+    }
+
+    /// Replaces a topic's configuration overrides on this node.
+    pub async fn set_topic_config_local(&self, name: &str, config: TopicConfig) -> Result<()> {
         for (k, v) in &config.0 {
             TopicConfig::validate_entry(k, v)?;
         }
@@ -552,12 +610,20 @@ pub(crate) fn open_partition(
     Ok(Arc::new(Partition::new(tp, log, 0)))
 }
 
-fn load_cluster_id(dir: &Path) -> Result<String> {
+fn load_cluster_id(dir: &Path, wanted: Option<&str>) -> Result<String> {
     let path = dir.join(CLUSTER_FILE);
     if let Ok(bytes) = std::fs::read(&path)
         && let Ok(f) = serde_json::from_slice::<ClusterFile>(&bytes)
     {
-        return Ok(f.cluster_id);
+        return match wanted {
+            Some(w) if w != f.cluster_id => Err(BrokerError::Internal(format!(
+                "{} belongs to cluster '{}', not '{w}': a node never mixes clusters' data \
+                 (point node.data_dir elsewhere, or remove the directory)",
+                dir.display(),
+                f.cluster_id
+            ))),
+            _ => Ok(f.cluster_id),
+        };
     }
     // Kafka cluster ids are 22-character URL-safe base64 UUIDs; a simple
     // hex UUID without dashes is accepted by clients as an opaque string.
@@ -566,7 +632,7 @@ fn load_cluster_id(dir: &Path) -> Result<String> {
         // would silently see a different cluster.
         return Err(BrokerError::Internal(format!("{} is unreadable; restore it or remove it", path.display())));
     }
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = wanted.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
     write_json_atomic(dir, CLUSTER_FILE, &ClusterFile { cluster_id: id.clone() })?;
     Ok(id)
 }

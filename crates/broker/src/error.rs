@@ -93,6 +93,23 @@ pub enum BrokerError {
     /// A blocking task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The cluster cannot decide now (no controller quorum, a lost
+    /// connection): retriable.
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
+
+    /// This node does not lead the partition (in a cluster): the client
+    /// must go to `leader`, or retry later when no leader serves it.
+    #[error("this node does not lead {tp}{}", .leader.as_ref().map(|l| format!("; node {} does", l.node_id)).unwrap_or_default())]
+    NotLeader {
+        /// The partition.
+        tp: String,
+        /// Its current leader, when one is serving.
+        leader: Option<crate::metadata::NodeInfo>,
+        /// The leader epoch the cluster's metadata gives it.
+        leader_epoch: i32,
+    },
 }
 
 impl BrokerError {

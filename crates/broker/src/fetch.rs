@@ -71,7 +71,8 @@ impl Broker {
     /// at once (without waiting), next to data from the others.
     pub async fn fetch(&self, req: FetchRequest) -> Vec<FetchedPartition> {
         let deadline = Instant::now() + req.max_wait;
-        let mut lookups: Vec<Result<Arc<Partition>>> = req.partitions.iter().map(|p| self.partition(&p.tp)).collect();
+        let mut lookups: Vec<Result<Arc<Partition>>> =
+            req.partitions.iter().map(|p| self.led_partition(&p.tp)).collect();
         let known: Vec<Option<Arc<Partition>>> = lookups.iter().map(|r| r.as_ref().ok().cloned()).collect();
         let lookup_failed = known.iter().any(Option::is_none);
         let mut shutdown = self.shutdown_signal();

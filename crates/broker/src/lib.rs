@@ -13,6 +13,8 @@
 //! - [`offsets`] and [`group_offsets`]: durable committed offsets.
 //! - [`group`]: consumer group membership and assignment.
 //! - [`metadata`]: what clients use to find partition leaders.
+//! - [`placement`]: in a cluster, which node leads what, and who decides
+//!   topic changes.
 //! - [`traffic`]: records and bytes in and out, per partition and in total.
 //!
 //! ## Data directory
@@ -53,6 +55,7 @@ mod maintenance;
 pub mod metadata;
 pub mod offsets;
 pub mod partition;
+pub mod placement;
 pub mod produce;
 pub mod producers;
 pub mod topic;
@@ -66,6 +69,7 @@ pub use maintenance::PoisonedLog;
 pub use metadata::{ClusterMetadata, NodeInfo, PartitionMetadata, TopicMetadata};
 pub use offsets::CommittedOffset;
 pub use partition::{Partition, Topic, TopicPartition};
+pub use placement::{Leadership, MetadataAuthority, PartitionPlacement, Placement};
 pub use produce::{ListedOffset, OffsetSpec, ProduceResult};
 pub use topic::{CleanupPolicy, TopicConfig, TopicRecord, validate_topic_name};
 pub use traffic::{Traffic, TrafficSnapshot};

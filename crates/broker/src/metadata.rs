@@ -1,6 +1,6 @@
 //! Cluster metadata as clients need it: nodes, their listeners, and the
-//! leader of every partition. A single node leads everything; the shape is
-//! the one replication will fill with several nodes.
+//! leader of every partition. A single node leads everything; in a cluster
+//! the answer comes from the installed [`crate::placement::Placement`].
 
 use std::collections::BTreeMap;
 
@@ -76,30 +76,43 @@ impl Broker {
             None => self.topics(),
             Some(names) => names.iter().filter_map(|n| self.topic(n)).collect(),
         };
+        let placement = self.placement();
+        let place = |name: &str, p: &crate::partition::Partition| match placement.as_ref() {
+            None => PartitionMetadata {
+                partition: p.id().partition,
+                leader: me,
+                leader_epoch: p.leader_epoch(),
+                replicas: vec![me],
+                isr: vec![me],
+            },
+            Some(pl) => {
+                let at = pl.topics.get(name).and_then(|parts| parts.get(p.id().partition as usize));
+                // Without a serving leader, clients see -1 and retry.
+                let leader = at.map(|a| a.leader).filter(|l| pl.node(*l).is_some() || *l == me).unwrap_or(-1);
+                let replicas = at.map(|a| a.replicas.clone()).unwrap_or_default();
+                PartitionMetadata {
+                    partition: p.id().partition,
+                    leader,
+                    leader_epoch: at.map_or(0, |a| a.leader_epoch),
+                    isr: replicas.iter().copied().filter(|r| pl.node(*r).is_some()).collect(),
+                    replicas,
+                }
+            }
+        };
+        let (controller_id, nodes) = match placement.as_ref() {
+            None => (me, vec![self.node()]),
+            Some(pl) => (pl.controller_id, pl.nodes.clone()),
+        };
         ClusterMetadata {
             cluster_id: self.cluster_id().to_string(),
-            controller_id: me,
-            nodes: vec![self.node()],
+            controller_id,
+            nodes,
             topics: selected
                 .iter()
                 .map(|t| {
                     let rec = t.record();
-                    TopicMetadata {
-                        name: rec.name,
-                        id: rec.id,
-                        internal: rec.internal,
-                        partitions: t
-                            .partitions()
-                            .iter()
-                            .map(|p| PartitionMetadata {
-                                partition: p.id().partition,
-                                leader: me,
-                                leader_epoch: p.leader_epoch(),
-                                replicas: vec![me],
-                                isr: vec![me],
-                            })
-                            .collect(),
-                    }
+                    let partitions = t.partitions().iter().map(|p| place(&rec.name, p)).collect();
+                    TopicMetadata { name: rec.name, id: rec.id, internal: rec.internal, partitions }
                 })
                 .collect(),
         }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fjord_log::Log;
+use fjord_log::batch::Record;
+use fjord_log::{Log, LogError, ReadBound};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -63,9 +64,49 @@ impl Partition {
         &self.id
     }
 
-    /// The partition's log.
-    pub fn log(&self) -> &Arc<Log> {
+    /// The partition's log: the broker's own business (appends, retention,
+    /// truncation); everyone else reads through the methods below, which
+    /// stop at the commit point.
+    pub(crate) fn log(&self) -> &Arc<Log> {
         &self.log
+    }
+
+    /// The log, for tests that inject storage faults or inspect it.
+    #[cfg(feature = "fault-injection")]
+    pub fn log_for_tests(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Committed records from `offset` (the batch holding it and those
+    /// after), about `max_bytes` of them, never past the high watermark.
+    /// Blocking file I/O: call it from the blocking pool.
+    pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<Vec<Record>, LogError> {
+        self.log.read_records(offset, max_bytes, ReadBound::HighWatermark)
+    }
+
+    /// Records from `offset` up to the log end, including appended ones the
+    /// high watermark does not cover yet. Only for recovery, which must see
+    /// what an interrupted write left (e.g. the timer checking which of its
+    /// deliveries landed); consumers use [`Partition::read_committed`].
+    /// Blocking file I/O.
+    pub fn read_appended(&self, offset: u64, max_bytes: usize) -> Result<Vec<Record>, LogError> {
+        self.log.read_records(offset, max_bytes, ReadBound::LogEnd)
+    }
+
+    /// Committed records whose key (or indexed header) hashes to `key`'s,
+    /// at most `limit` (callers check the key itself: the index holds
+    /// hashes). Needs the topic's key index. Blocking file I/O.
+    pub fn lookup_key(&self, key: &[u8], limit: usize) -> Result<Vec<Record>, LogError> {
+        let hw = self.high_watermark();
+        let mut recs = self.log.lookup_key(key, limit)?;
+        recs.retain(|r| r.offset < hw);
+        Ok(recs)
+    }
+
+    /// The first offset whose timestamp is at or after `ts` (ms), with that
+    /// timestamp; `None` when every record is older. Blocking file I/O.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(u64, i64)>, LogError> {
+        self.log.offset_for_timestamp(ts)
     }
 
     /// The high watermark: offsets below it are committed and readable.

@@ -58,6 +58,7 @@ impl Broker {
             return Err(BrokerError::ShuttingDown);
         }
         let partition = self.partition_or_create(tp).await?;
+        self.check_leader(tp)?;
         let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;
         let Some(sequenced) = Sequenced::of(&header) else {
             return self.append(&partition, data).await;
@@ -117,7 +118,7 @@ impl Broker {
 
     /// Looks up an offset by position or time.
     pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<ListedOffset>> {
-        let partition = self.partition(tp)?;
+        let partition = self.led_partition(tp)?;
         let leader_epoch = partition.leader_epoch();
         let log = partition.log().clone();
         let hw = log.high_watermark();
@@ -140,7 +141,7 @@ impl Broker {
 
     /// Makes records before `offset` unreadable; returns the new log start.
     pub async fn delete_records(&self, tp: &TopicPartition, offset: u64) -> Result<u64> {
-        let log = self.partition(tp)?.log().clone();
+        let log = self.led_partition(tp)?.log().clone();
         blocking(move || log.delete_records_before(offset)).await?.map_err(|e| BrokerError::log(tp.to_string(), e))
     }
 

@@ -243,7 +243,7 @@ async fn delete_recreate_grow_and_reconfigure_topics() {
     let b = open(dir.path(), |_| {}).await;
     let t = b.topic("t").unwrap();
     assert_eq!(t.partitions().len(), 4);
-    assert_eq!(t.partition(3).unwrap().log().config().segment_bytes, 2048);
+    assert_eq!(t.partition(3).unwrap().log_for_tests().config().segment_bytes, 2048);
     let meta = b.metadata(None);
     assert_eq!(meta.topics.len(), 1);
     assert_eq!(meta.topics[0].partitions.len(), 4);

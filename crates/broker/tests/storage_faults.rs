@@ -147,7 +147,7 @@ async fn a_poisoned_partition_recovers_in_the_background() {
     b.create_topic("t", 1, TopicConfig::default()).await.unwrap();
     let t0 = tp("t", 0);
     b.produce(&t0, batch(&["kept"])).await.unwrap();
-    let log = b.partition(&t0).unwrap().log().clone();
+    let log = b.partition(&t0).unwrap().log_for_tests().clone();
     log.inject_fsync_failure(true);
     assert!(b.produce(&t0, batch(&["refused"])).await.is_err());
     log.inject_fsync_failure(false);

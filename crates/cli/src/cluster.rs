@@ -29,6 +29,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<()> {
 fn info_table(v: &Value) -> String {
     let summary = fields(vec![
         ("Cluster", s(&v["cluster_id"])),
+        ("Controller", s(&v["controller_id"])),
         ("Version", s(&v["version"])),
         ("Topics", s(&v["topics"])),
         ("Partitions", s(&v["partitions"])),
@@ -74,7 +75,10 @@ fn info_table(v: &Value) -> String {
         .map(|n| vec![s(&n["id"]), time(&n["started_ms"]), s(&n["records_in_total"]), s(&n["records_out_total"])])
         .collect();
     let totals = table(&["node", "started", "records in", "records out"], started);
-    blocks(vec![summary, nodes, totals, listeners])
+    let down: Vec<Vec<String>> =
+        arr(&v["unavailable_nodes"]).iter().map(|n| vec![s(&n["id"]), s(&n["state"]), s(&n["reason"])]).collect();
+    let down = if down.is_empty() { String::new() } else { table(&["node", "state", "reason"], down) };
+    blocks(vec![summary, nodes, down, totals, listeners])
 }
 
 fn health(ctx: &Ctx) -> Result<()> {

@@ -85,9 +85,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    AmqpSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat,
-    LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType,
-    TopicDefaults,
+    AmqpSettings, ClusterSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig,
+    ListenersConfig, LogFormat, LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings,
+    StorageConfig, TimestampType, TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};
@@ -125,6 +125,8 @@ pub struct Config {
     pub rocketmq: RocketMqSettings,
     /// `[amqp]`: the AMQP gateway's default user.
     pub amqp: AmqpSettings,
+    /// `[cluster]`: the controller quorum this node joins, if any.
+    pub cluster: ClusterSettings,
     /// `[metrics]`: what `/metrics` exports.
     pub metrics: MetricsConfig,
     /// `[log]`: the server's diagnostic log output.

@@ -23,6 +23,7 @@ pub(crate) fn problems(c: &Config) -> Vec<InvalidSetting> {
     messaging(c, &mut p);
     rocketmq(c, &mut p);
     amqp(c, &mut p);
+    cluster(c, &mut p);
     log(c, &mut p);
     p.0
 }
@@ -178,6 +179,32 @@ fn amqp(c: &Config, p: &mut Problems) {
     let a = &c.amqp;
     let len = a.default_user.len();
     p.check((1..=255).contains(&len), "amqp.default_user", || "must be 1 to 255 bytes".to_owned());
+}
+
+fn cluster(c: &Config, p: &mut Problems) {
+    let k = &c.cluster;
+    if !k.enabled() {
+        return;
+    }
+    match k.voters() {
+        Ok(v) => {
+            let mut ids: Vec<u64> = v.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            p.check(ids.len() == v.len(), "cluster.controllers", || "lists a node id twice".to_owned());
+        }
+        Err(e) => p.check(false, "cluster.controllers", || e),
+    }
+    p.check((1..=255).contains(&k.cluster_id.len()), "cluster.cluster_id", || {
+        "must be set (1 to 255 bytes, the same on every node) when cluster.controllers is".to_owned()
+    });
+    p.check(c.node.id >= 1, "node.id", || "must be 1 or more in a cluster".to_owned());
+    p.check(k.bind.parse::<SocketAddr>().is_ok(), "cluster.bind", || format!("`{}` is not ip:port", k.bind));
+    p.check(k.heartbeat_interval_ms > 0, "cluster.heartbeat_interval_ms", || "must be more than 0 ms".to_owned());
+    p.check(k.lease_ms > 2 * k.heartbeat_interval_ms, "cluster.lease_ms", || {
+        format!("must exceed two heartbeat intervals ({} ms)", 2 * k.heartbeat_interval_ms)
+    });
+    p.check(k.election_timeout_ms >= 300, "cluster.election_timeout_ms", || "must be 300 ms or more".to_owned());
 }
 
 fn rocketmq(c: &Config, p: &mut Problems) {

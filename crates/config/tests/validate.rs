@@ -188,3 +188,36 @@ fn consumer_group_timeouts_must_be_positive_and_ordered() {
         vec!["groups.consumer_session_timeout_ms"]
     );
 }
+
+#[test]
+fn cluster_settings_are_checked_only_in_a_cluster() {
+    let cluster = |f: fn(&mut Config)| {
+        with(move |c| {
+            c.node.id = 1;
+            c.cluster.controllers = vec!["1@127.0.0.1:9700".into(), "2@127.0.0.1:9701".into(), "3@h:9702".into()];
+            c.cluster.cluster_id = "c".into();
+            f(c);
+        })
+    };
+    assert!(bad_keys(&cluster(|_| {})).is_empty());
+    // Alone, nothing about [cluster] matters.
+    assert!(bad_keys(&with(|c| c.cluster.cluster_id = String::new())).is_empty());
+    assert_eq!(bad_keys(&cluster(|c| c.cluster.cluster_id = String::new())), ["cluster.cluster_id"]);
+    assert_eq!(bad_keys(&cluster(|c| c.node.id = 0)), ["node.id"]);
+    for bad in ["1-127.0.0.1:9700", "x@h:1", "0@h:1", "1@h", "1@h:0"] {
+        let mut c = with(|c| {
+            c.node.id = 1;
+            c.cluster.cluster_id = "c".into();
+        });
+        c.cluster.controllers = vec![bad.into()];
+        assert_eq!(bad_keys(&c), ["cluster.controllers"], "{bad}");
+    }
+    assert_eq!(
+        bad_keys(&cluster(|c| c.cluster.controllers = vec!["1@a:1".into(), "1@b:2".into()])),
+        ["cluster.controllers"]
+    );
+    assert_eq!(bad_keys(&cluster(|c| c.cluster.lease_ms = 2000)), ["cluster.lease_ms"]);
+    assert_eq!(bad_keys(&cluster(|c| c.cluster.bind = "nowhere".into())), ["cluster.bind"]);
+    let voters = cluster(|_| {}).cluster.voters().unwrap();
+    assert_eq!(voters[2], (3, "h:9702".to_string()));
+}

@@ -102,9 +102,14 @@ pub enum LogError {
     /// The log was closed.
     #[error("log {0} is closed")]
     Closed(PathBuf),
-    /// An argument is outside what the log accepts.
+    /// An argument is outside what the log accepts (the caller's mistake).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// An invariant of the log store did not hold: a bug or a damaged
+    /// directory, never the caller's request. Gateways report it as a
+    /// server-side error.
+    #[error("internal log store error: {0}")]
+    Internal(String),
 }
 
 impl LogError {

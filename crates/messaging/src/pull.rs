@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use fjord_broker::{CommittedOffset, OffsetSpec, TopicPartition};
 use fjord_filter::Filter;
-use fjord_log::ReadBound;
 
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
@@ -124,7 +123,7 @@ impl Messaging {
             let mut w = p.subscribe();
             let _ = tokio::time::timeout(req.wait, w.wait_for(|hw| *hw > start)).await;
         }
-        let (log, tp, max, filter) = (p.log().clone(), req.partition.clone(), req.max_messages.max(1), req.filter);
+        let (log, tp, max, filter) = (p.clone(), req.partition.clone(), req.max_messages.max(1), req.filter);
         blocking(move || -> Result<Pulled> {
             let ctx = |e| MessagingError::log(tp.to_string(), e);
             let hw = log.high_watermark();
@@ -132,7 +131,7 @@ impl Messaging {
             let (mut out, mut scanned) = (Vec::new(), 0usize);
             let mut chunk = first_read(max);
             'scan: while offset < hw && scanned < MAX_SCAN_BYTES {
-                let recs = log.read_records(offset, chunk, ReadBound::HighWatermark).map_err(ctx)?;
+                let recs = log.read_committed(offset, chunk).map_err(ctx)?;
                 chunk = next_read(chunk);
                 let Some(last) = recs.last().map(|r| r.offset) else { break };
                 for r in recs {

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use fjord_broker::TopicPartition;
-use fjord_log::{Log, ReadBound};
+use fjord_broker::{Partition, TopicPartition};
 
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
@@ -24,9 +23,9 @@ pub fn keyed_topic_config() -> fjord_broker::TopicConfig {
 }
 
 impl Messaging {
-    fn logs(&self, topic: &str) -> Result<Vec<(u32, Arc<Log>)>> {
+    fn logs(&self, topic: &str) -> Result<Vec<(u32, Arc<Partition>)>> {
         let t = self.broker.topic(topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(topic.to_string()))?;
-        Ok(t.partitions().iter().map(|p| (p.id().partition, p.log().clone())).collect())
+        Ok(t.partitions().iter().map(|p| (p.id().partition, p.clone())).collect())
     }
 
     /// Messages of `topic` carrying `key` (a message key, or the record
@@ -112,7 +111,7 @@ impl Messaging {
                 let stop = log.offset_for_timestamp(end_ms.saturating_add(1)).map_err(ctx)?.map(|(o, _)| o);
                 let hw = log.high_watermark();
                 'part: while offset < hw && stop.is_none_or(|s| offset < s) && out.len() < limit {
-                    let recs = log.read_records(offset, 1 << 20, ReadBound::HighWatermark).map_err(ctx)?;
+                    let recs = log.read_committed(offset, 1 << 20).map_err(ctx)?;
                     let Some(last) = recs.last().map(|r| r.offset) else { break };
                     for r in &recs {
                         if out.len() >= limit {

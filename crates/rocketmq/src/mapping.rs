@@ -70,7 +70,7 @@ impl Position {
                 return None;
             }
             let part = t.partition(partition)?;
-            let log = part.log();
+            let log = &part;
             (offset >= log.log_start_offset() && offset < log.high_watermark())
                 .then(|| (TopicPartition::new(t.name(), partition), offset))
         })

@@ -29,8 +29,19 @@ struct Cli {
 enum Command {
     /// Run a broker node. With no options: a single node, data in ./data.
     Serve(ServeArgs),
+    /// Development helpers.
+    #[command(subcommand)]
+    Dev(DevCommand),
     #[command(flatten)]
     Admin(fjord_cli::Command),
+}
+
+/// `fjord dev ...`
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Run a local cluster, each node its own `fjord serve` process, until
+    /// Ctrl-C; `-o json` prints the nodes as a JSON array once all are ready.
+    Cluster(fjord::dev_cluster::DevClusterArgs),
 }
 
 /// Options of `fjord serve`; every configuration setting can also be set in
@@ -55,6 +66,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Dev(DevCommand::Cluster(args)) => {
+            dev_cluster(args, cli.global.output == Some(fjord_cli::Format::Json))
+        }
         Command::Admin(command) => fjord_cli::run(&cli.global, command, Cli::command),
     }
 }
@@ -87,6 +101,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fjord stopped with an error");
             eprintln!("fjord: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dev_cluster(args: fjord::dev_cluster::DevClusterArgs, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fjord: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match runtime.block_on(fjord::dev_cluster::run(args, json, fjord::serve::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fjord dev cluster: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -65,7 +65,27 @@ pub fn broker_config(c: &Config) -> BrokerConfig {
     b.consumer_groups.session_timeout = ms(c.groups.consumer_session_timeout_ms.max(1));
     b.consumer_groups.max_group_size = c.groups.max_size as usize;
     b.offsets_retention = ms(c.groups.offsets_retention_ms);
+    b.cluster_id = c.cluster.enabled().then(|| c.cluster.cluster_id.clone());
     b
+}
+
+/// The cluster runtime's settings from `[cluster]` (validated).
+fn cluster_config(c: &Config, advertised: String) -> anyhow::Result<fjord_cluster::ClusterConfig> {
+    let k = &c.cluster;
+    let voters = k.voters().map_err(|e| anyhow::anyhow!("cluster.controllers: {e}"))?;
+    let ms = Duration::from_millis;
+    Ok(fjord_cluster::ClusterConfig {
+        node_id: c.node.id as u64,
+        cluster_id: k.cluster_id.clone(),
+        controllers: voters.into_iter().collect(),
+        advertised,
+        rack: c.node.rack.clone(),
+        dir: c.node.data_dir.join("controller"),
+        heartbeat_interval: ms(k.heartbeat_interval_ms),
+        lease: ms(k.lease_ms),
+        election_timeout: ms(k.election_timeout_ms),
+        offsets_partitions: 16,
+    })
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -110,6 +130,29 @@ pub async fn run(
         crate::limits::check_open_files(limit, partitions, u64::from(config.limits.max_connections));
     }
     let background = broker.start_background_tasks();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut bound = serde_json::Map::new();
+    // In a cluster, topic changes go through the controller quorum from
+    // here on, and nothing is served until this node has the metadata.
+    let cluster = if config.cluster.enabled() {
+        let listener = match opts.listeners.remove("cluster") {
+            Some(l) => l,
+            None => {
+                let addr: std::net::SocketAddr = config.cluster.bind.parse().context("cluster.bind")?;
+                TcpListener::bind(addr).await.with_context(|| format!("binding the cluster listener to {addr}"))?
+            }
+        };
+        let local = listener.local_addr()?;
+        let advertised = config.cluster.advertised.clone().unwrap_or_else(|| advertise(local));
+        bound.insert("cluster".into(), serde_json::Value::String(advertised.clone()));
+        let node =
+            fjord_cluster::start(cluster_config(&config, advertised)?, broker.clone(), listener, stop_rx.clone())
+                .await
+                .context("starting the cluster node")?;
+        Some(node)
+    } else {
+        None
+    };
     // The messaging layer (delayed messages, pop, retry): recovered before
     // any listener opens, so overdue messages go out and in-flight pops
     // resume as they were.
@@ -119,7 +162,6 @@ pub async fn run(
         .context("opening the messaging state (timer, pop queues)")?;
     messaging.start();
 
-    let mut bound = serde_json::Map::new();
     fjord_admin::metrics::install();
     // Shared by every listener: the per-IP connection table and the
     // request-memory budget.
@@ -135,7 +177,6 @@ pub async fn run(
     let http_state = AdminState::new(messaging.clone(), admin_config);
     let sampler = http_state.start();
     let mut servers = Vec::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (mut rocketmq_listeners, mut rocketmq_broker_addr) = (Vec::new(), None);
     for (name, l) in config.listeners.all() {
         if !l.enabled {
@@ -255,6 +296,10 @@ pub async fn run(
         let stop = stop_rx.clone();
         servers.push(tokio::spawn(async move { Ok(fjord_rocketmq::serve(rocketmq_listeners, gateway, stop).await?) }));
     }
+    if let Some(node) = &cluster {
+        let listeners = broker.node().listeners;
+        node.join(listeners, stop_rx.clone()).await.context("joining the cluster")?;
+    }
     if let Some(path) = &opts.ready_file {
         let tmp = path.with_extension("tmp");
         tokio::fs::write(&tmp, serde_json::to_vec(&bound)?).await?;
@@ -276,6 +321,9 @@ pub async fn run(
         }
     }
     messaging.shutdown().await.context("closing the messaging state")?;
+    if let Some(node) = &cluster {
+        node.shutdown().await;
+    }
     broker.shutdown().await.context("closing the logs")?;
     for t in background {
         t.abort();

@@ -1,17 +1,17 @@
-//! The single error type of the group coordinator and its Kafka error-code mapping.
+//! The single error type of the group coordinator.
 
 use std::time::Duration;
 
 /// Every way a group-coordinator operation can fail.
 ///
-/// The variants mirror the Kafka error codes a classic-protocol client understands, so a
-/// gateway can translate with [`GroupError::kafka_code`]; other gateways (RocketMQ) map them
-/// to their own codes. Variants carry just enough context for a useful log line.
+/// The variants mirror the errors a Kafka group client understands; gateways map
+/// [`GroupError::kind`] to their protocol's codes (the Kafka gateway in its `errors` module). Variants carry just enough context for a useful log line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupError {
     /// The group id is empty (or otherwise unusable) for an operation that needs a real group.
     #[error("the group id is empty or invalid")]
+    /// See [`GroupError::InvalidGroupId`].
     InvalidGroupId,
 
     /// The member id (or the group instance id) is not a current member of the group.
@@ -30,6 +30,7 @@ pub enum GroupError {
 
     /// The group is rebalancing: the member must (re)send JoinGroup.
     #[error("the group is rebalancing, the member must rejoin")]
+    /// See [`GroupError::RebalanceInProgress`].
     RebalanceInProgress,
 
     /// JoinGroup v4+ without a member id: the client must rejoin with the id it is given here.
@@ -42,6 +43,7 @@ pub enum GroupError {
     /// The protocol type differs from the group's, no protocol is common to all members, or a
     /// SyncGroup names another protocol type / name than the group selected.
     #[error("the member's protocol type or protocols are incompatible with the group")]
+    /// See [`GroupError::InconsistentGroupProtocol`].
     InconsistentGroupProtocol,
 
     /// The requested session timeout is outside the coordinator's configured bounds.
@@ -86,6 +88,7 @@ pub enum GroupError {
     /// The coordinator has been shut down, or the group was deleted concurrently with the
     /// request; the client should rediscover the coordinator and retry.
     #[error("the group coordinator is not available")]
+    /// See [`GroupError::CoordinatorNotAvailable`].
     CoordinatorNotAvailable,
 
     /// A malformed request (Kafka INVALID_REQUEST), e.g. a ConsumerGroupHeartbeat that joins
@@ -149,28 +152,29 @@ pub enum GroupError {
 }
 
 impl GroupError {
-    /// The Kafka protocol error code for this error.
-    pub fn kafka_code(&self) -> i16 {
+    /// Which error this is, without its details: what a gateway maps to
+    /// its protocol's error code (the Kafka gateway to Kafka's codes).
+    pub fn kind(&self) -> GroupErrorKind {
         match self {
-            GroupError::InvalidGroupId => 24,
-            GroupError::UnknownMemberId { .. } => 25,
-            GroupError::IllegalGeneration { .. } => 22,
-            GroupError::RebalanceInProgress => 27,
-            GroupError::MemberIdRequired { .. } => 79,
-            GroupError::InconsistentGroupProtocol => 23,
-            GroupError::InvalidSessionTimeout { .. } => 26,
-            GroupError::GroupMaxSizeReached { .. } => 81,
-            GroupError::FencedInstanceId { .. } => 82,
-            GroupError::NonEmptyGroup { .. } => 68,
-            GroupError::GroupIdNotFound { .. } => 69,
-            GroupError::CoordinatorNotAvailable => 15,
-            GroupError::InvalidRequest { .. } => 42,
-            GroupError::FencedMemberEpoch { .. } => 110,
-            GroupError::UnreleasedInstanceId { .. } => 111,
-            GroupError::UnsupportedAssignor { .. } => 112,
-            GroupError::StaleMemberEpoch { .. } => 113,
-            GroupError::InvalidRegularExpression { .. } => 128,
-            GroupError::UnknownServerError(_) => -1,
+            GroupError::InvalidGroupId => GroupErrorKind::InvalidGroupId,
+            GroupError::UnknownMemberId { .. } => GroupErrorKind::UnknownMemberId,
+            GroupError::IllegalGeneration { .. } => GroupErrorKind::IllegalGeneration,
+            GroupError::RebalanceInProgress => GroupErrorKind::RebalanceInProgress,
+            GroupError::MemberIdRequired { .. } => GroupErrorKind::MemberIdRequired,
+            GroupError::InconsistentGroupProtocol => GroupErrorKind::InconsistentGroupProtocol,
+            GroupError::InvalidSessionTimeout { .. } => GroupErrorKind::InvalidSessionTimeout,
+            GroupError::GroupMaxSizeReached { .. } => GroupErrorKind::GroupMaxSizeReached,
+            GroupError::FencedInstanceId { .. } => GroupErrorKind::FencedInstanceId,
+            GroupError::NonEmptyGroup { .. } => GroupErrorKind::NonEmptyGroup,
+            GroupError::GroupIdNotFound { .. } => GroupErrorKind::GroupIdNotFound,
+            GroupError::CoordinatorNotAvailable => GroupErrorKind::CoordinatorNotAvailable,
+            GroupError::InvalidRequest { .. } => GroupErrorKind::InvalidRequest,
+            GroupError::FencedMemberEpoch { .. } => GroupErrorKind::FencedMemberEpoch,
+            GroupError::UnreleasedInstanceId { .. } => GroupErrorKind::UnreleasedInstanceId,
+            GroupError::UnsupportedAssignor { .. } => GroupErrorKind::UnsupportedAssignor,
+            GroupError::StaleMemberEpoch { .. } => GroupErrorKind::StaleMemberEpoch,
+            GroupError::InvalidRegularExpression { .. } => GroupErrorKind::InvalidRegularExpression,
+            GroupError::UnknownServerError(_) => GroupErrorKind::UnknownServerError,
         }
     }
 
@@ -178,4 +182,47 @@ impl GroupError {
     pub(crate) fn unknown_member(member_id: &str) -> Self {
         GroupError::UnknownMemberId { member_id: member_id.to_owned() }
     }
+}
+
+/// The variants of [`GroupError`] without their fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupErrorKind {
+    /// See [`GroupError::InvalidGroupId`].
+    InvalidGroupId,
+    /// See [`GroupError::UnknownMemberId`].
+    UnknownMemberId,
+    /// See [`GroupError::IllegalGeneration`].
+    IllegalGeneration,
+    /// See [`GroupError::RebalanceInProgress`].
+    RebalanceInProgress,
+    /// See [`GroupError::MemberIdRequired`].
+    MemberIdRequired,
+    /// See [`GroupError::InconsistentGroupProtocol`].
+    InconsistentGroupProtocol,
+    /// See [`GroupError::InvalidSessionTimeout`].
+    InvalidSessionTimeout,
+    /// See [`GroupError::GroupMaxSizeReached`].
+    GroupMaxSizeReached,
+    /// See [`GroupError::FencedInstanceId`].
+    FencedInstanceId,
+    /// See [`GroupError::NonEmptyGroup`].
+    NonEmptyGroup,
+    /// See [`GroupError::GroupIdNotFound`].
+    GroupIdNotFound,
+    /// See [`GroupError::CoordinatorNotAvailable`].
+    CoordinatorNotAvailable,
+    /// See [`GroupError::InvalidRequest`].
+    InvalidRequest,
+    /// See [`GroupError::FencedMemberEpoch`].
+    FencedMemberEpoch,
+    /// See [`GroupError::UnreleasedInstanceId`].
+    UnreleasedInstanceId,
+    /// See [`GroupError::UnsupportedAssignor`].
+    UnsupportedAssignor,
+    /// See [`GroupError::StaleMemberEpoch`].
+    StaleMemberEpoch,
+    /// See [`GroupError::InvalidRegularExpression`].
+    InvalidRegularExpression,
+    /// See [`GroupError::UnknownServerError`].
+    UnknownServerError,
 }

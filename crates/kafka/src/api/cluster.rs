@@ -1,4 +1,4 @@
-//! DescribeCluster: this node, the cluster id and the controller.
+//! DescribeCluster: every serving node, the cluster id and the controller.
 
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::describe_cluster_response::{
@@ -15,23 +15,29 @@ const ENDPOINT_BROKERS: i8 = 1;
 
 pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let broker = &ctx.gw.broker;
-    let node = broker.node();
+    let cluster = broker.metadata(Some(&[]));
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(sb(broker.cluster_id()))
-        .with_controller_id(BrokerId(node.node_id))
+        .with_controller_id(BrokerId(cluster.controller_id))
         .with_cluster_authorized_operations(OPS_OMITTED);
     if ctx.version() >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
         return base
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(sb("only broker endpoints are served")));
     }
-    let (host, port) = kafka_endpoint(&node);
-    base.with_brokers(vec![
-        DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(node.node_id))
-            .with_host(sb(host))
-            .with_port(port)
-            .with_rack(node.rack.map(sb)),
-    ])
+    base.with_brokers(
+        cluster
+            .nodes
+            .into_iter()
+            .map(|node| {
+                let (host, port) = kafka_endpoint(&node);
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(node.node_id))
+                    .with_host(sb(host))
+                    .with_port(port)
+                    .with_rack(node.rack.map(sb))
+            })
+            .collect(),
+    )
 }

@@ -33,7 +33,7 @@ pub(crate) fn validate_commit(ctx: &RequestContext<'_>, group: &str, who: &Commi
     if ctx.version() < 9 && !admin {
         return Some(Err(ResponseError::UnsupportedVersion.code()));
     }
-    Some(groups.validate_commit(group, &who.member_id, who.generation_id).map_err(|e| e.kafka_code()))
+    Some(groups.validate_commit(group, &who.member_id, who.generation_id).map_err(|e| crate::errors::group_code(&e)))
 }
 
 /// As [`validate_commit`], for OffsetFetch v9's member id and epoch.
@@ -47,7 +47,7 @@ pub(crate) fn validate_fetch(
     if !groups.contains(group) {
         return None;
     }
-    Some(groups.validate_fetch(group, Some(member), epoch).map_err(|e| e.kafka_code()))
+    Some(groups.validate_fetch(group, Some(member), epoch).map_err(|e| crate::errors::group_code(&e)))
 }
 
 /// Topics the members of `group` subscribe to, or `None` if the group has
@@ -107,6 +107,9 @@ pub(crate) async fn heartbeat(
     let failed = |code: i16, message: String| {
         ConsumerGroupHeartbeatResponse::default().with_error_code(code).with_error_message(Some(sb(message)))
     };
+    if let Some(code) = super::groups::not_coordinator(ctx, &group) {
+        return failed(code, format!("this node does not coordinate group '{group}'"));
+    }
     // A group id belongs to one protocol: a live classic group is not a
     // consumer group (Kafka answers GROUP_ID_NOT_FOUND).
     if let Ok(d) = ctx.gw.broker.groups().describe_group(&group)
@@ -145,7 +148,7 @@ pub(crate) async fn heartbeat(
                         .collect(),
                 )
             })),
-        Err(e) => failed(e.kafka_code(), e.to_string()),
+        Err(e) => failed(crate::errors::group_code(&e), e.to_string()),
     }
 }
 
@@ -172,6 +175,9 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: ConsumerGroupDescribeReque
         .into_iter()
         .zip(ids)
         .map(|(result, id)| {
+            if let Some(code) = super::groups::not_coordinator(ctx, &id) {
+                return DescribedGroup::default().with_group_id(GroupId(sb(id))).with_error_code(code);
+            }
             let base = DescribedGroup::default().with_group_id(GroupId(sb(id))).with_authorized_operations(OPS_OMITTED);
             match result {
                 Ok(d) => base
@@ -201,7 +207,9 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: ConsumerGroupDescribeReque
                             })
                             .collect(),
                     ),
-                Err(e) => base.with_error_code(e.kafka_code()).with_error_message(Some(sb(e.to_string()))),
+                Err(e) => {
+                    base.with_error_code(crate::errors::group_code(&e)).with_error_message(Some(sb(e.to_string())))
+                }
             }
         })
         .collect();

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use fjord_broker::{FetchPartition, FetchRequest as CoreFetch, TopicPartition};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use fjord_kafka_codec::kafka_protocol::messages::{FetchRequest, TopicName};
 use fjord_log::{LogSlice, ReadBound};
@@ -27,6 +27,8 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 enum Slot {
     Read(usize),
     Error(i16),
+    /// Led elsewhere (KIP-951: the response names the leader).
+    Moved(errors::MovedTo),
 }
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchReply {
@@ -85,8 +87,8 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             (Some(_), Err(_)) => Slot::Error(ResponseError::UnknownTopicOrPartition.code()),
             (Some(name), Ok(index)) => {
                 let tp = TopicPartition::new(name, index);
-                match broker.partition(&tp) {
-                    Err(e) => Slot::Error(errors::code(&e)),
+                match broker.led_partition(&tp) {
+                    Err(e) => errors::moved_to(&e).map_or_else(|| Slot::Error(errors::code(&e)), Slot::Moved),
                     Ok(part) if w.current_leader_epoch > part.leader_epoch() => {
                         Slot::Error(ResponseError::UnknownLeaderEpoch.code())
                     }
@@ -107,7 +109,8 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         };
         slots.push(slot);
     }
-    let has_errors = slots.iter().any(|s| matches!(s, Slot::Error(_)));
+    let has_errors = slots.iter().any(|s| !matches!(s, Slot::Read(_)));
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let core = CoreFetch {
         partitions,
         // An error in the response makes it answer at once, as in Kafka.
@@ -129,6 +132,21 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         let mut slice = None;
         let pd = match slot {
             Slot::Error(code) => error_partition(key.partition, code),
+            Slot::Moved(m) => {
+                if v >= 16 && !endpoints.iter().any(|e| e.node_id.0 == m.node_id) {
+                    let (host, port) = super::kafka_endpoint(&m.node);
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(m.node_id.into())
+                            .with_host(super::sb(&host))
+                            .with_port(port)
+                            .with_rack(m.node.rack.as_deref().map(super::sb)),
+                    );
+                }
+                error_partition(key.partition, ResponseError::NotLeaderOrFollower.code()).with_current_leader(
+                    LeaderIdAndEpoch::default().with_leader_id(m.node_id.into()).with_leader_epoch(m.leader_epoch),
+                )
+            }
             Slot::Read(i) => match data.get_mut(i).and_then(Option::take) {
                 Some(Ok(d)) => {
                     let hw = d.high_watermark as i64;
@@ -165,7 +183,9 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             ),
         }
     }
-    FetchReply { response: FetchResponse::default().with_session_id(session_id).with_responses(topics), files }
+    let response =
+        FetchResponse::default().with_session_id(session_id).with_responses(topics).with_node_endpoints(endpoints);
+    FetchReply { response, files }
 }
 
 /// A Fetch answer whose record data stays in the log files: partition `i`

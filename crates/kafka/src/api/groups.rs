@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use fjord_broker::Leadership;
 use fjord_broker::group::consumer::ConsumerGroupState;
 use fjord_broker::group::{
     GroupError, GroupState, HeartbeatRequest as CoreHeartbeat, JoinGroupRequest as CoreJoin, LeaveGroupMember,
@@ -38,40 +39,74 @@ fn opt(s: &Option<StrBytes>) -> Option<String> {
 }
 
 pub(crate) fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let node = ctx.gw.broker.node();
-    let (host, port) = kafka_endpoint(&node);
-    // Groups (key type 0) and transactional ids (1) are coordinated by
-    // this node; share-group keys (2) are not served.
-    let code = if matches!(req.key_type, 0 | 1) { 0 } else { ResponseError::InvalidRequest.code() };
+    // Groups (key type 0) and transactional ids (1) are coordinated by the
+    // leader of their coordinator partition (this node, alone); share-group
+    // keys (2) are not served.
+    let serves = matches!(req.key_type, 0 | 1);
+    let find = |key: &str| -> Result<(i32, String, i32), i16> {
+        if !serves {
+            return Err(ResponseError::InvalidRequest.code());
+        }
+        let node = match ctx.gw.broker.coordinator(key) {
+            Leadership::Local => ctx.gw.broker.node(),
+            Leadership::Remote(node) => node,
+            Leadership::Unavailable => return Err(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        let (host, port) = kafka_endpoint(&node);
+        Ok((node.node_id, host, port))
+    };
     if ctx.version() < 4 {
-        return FindCoordinatorResponse::default()
-            .with_error_code(code)
-            .with_node_id(BrokerId(if code == 0 { node.node_id } else { -1 }))
-            .with_host(sb(if code == 0 { host } else { String::new() }))
-            .with_port(if code == 0 { port } else { -1 });
+        return match find(req.key.as_str()) {
+            Ok((id, host, port)) => {
+                FindCoordinatorResponse::default().with_node_id(BrokerId(id)).with_host(sb(host)).with_port(port)
+            }
+            Err(code) => FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_host(sb(String::new()))
+                .with_port(-1),
+        };
     }
     let coordinators = req
         .coordinator_keys
         .into_iter()
         .map(|key| {
-            Coordinator::default()
-                .with_key(key)
-                .with_error_code(code)
-                .with_node_id(BrokerId(if code == 0 { node.node_id } else { -1 }))
-                .with_host(sb(if code == 0 { host.clone() } else { String::new() }))
-                .with_port(if code == 0 { port } else { -1 })
+            let c = match find(key.as_str()) {
+                Ok((id, host, port)) => {
+                    Coordinator::default().with_node_id(BrokerId(id)).with_host(sb(host)).with_port(port)
+                }
+                Err(code) => Coordinator::default()
+                    .with_error_code(code)
+                    .with_node_id(BrokerId(-1))
+                    .with_host(sb(String::new()))
+                    .with_port(-1),
+            };
+            c.with_key(key)
         })
         .collect();
     FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+/// `NOT_COORDINATOR` when another node coordinates `group` (the client
+/// asks FindCoordinator again), `COORDINATOR_NOT_AVAILABLE` when none does.
+pub(crate) fn not_coordinator(ctx: &RequestContext<'_>, group: &str) -> Option<i16> {
+    match ctx.gw.broker.coordinator(group) {
+        Leadership::Local => None,
+        Leadership::Remote(_) => Some(ResponseError::NotCoordinator.code()),
+        Leadership::Unavailable => Some(ResponseError::CoordinatorNotAvailable.code()),
+    }
 }
 
 pub(crate) async fn join(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let v = ctx.version();
     let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
     let member_id = req.member_id.to_string();
+    if let Some(code) = not_coordinator(ctx, req.group_id.as_str()) {
+        return JoinGroupResponse::default().with_error_code(code).with_generation_id(-1).with_member_id(req.member_id);
+    }
     if let Some(e) = super::consumer_groups::classic_conflict(ctx, req.group_id.as_str()) {
         return JoinGroupResponse::default()
-            .with_error_code(e.kafka_code())
+            .with_error_code(crate::errors::group_code(&e))
             .with_generation_id(-1)
             .with_member_id(req.member_id);
     }
@@ -119,7 +154,7 @@ pub(crate) async fn join(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> Joi
                 _ => member_id,
             };
             JoinGroupResponse::default()
-                .with_error_code(e.kafka_code())
+                .with_error_code(crate::errors::group_code(&e))
                 .with_generation_id(-1)
                 .with_protocol_name(if v >= 7 { None } else { Some(StrBytes::default()) })
                 .with_member_id(sb(member))
@@ -128,6 +163,9 @@ pub(crate) async fn join(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> Joi
 }
 
 pub(crate) async fn sync(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(code) = not_coordinator(ctx, req.group_id.as_str()) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let core = CoreSync {
         group_id: req.group_id.to_string(),
         generation_id: req.generation_id,
@@ -144,22 +182,28 @@ pub(crate) async fn sync(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> Syn
             .with_protocol_name(r.protocol_name.map(sb))
             .with_assignment(r.assignment),
         Ok(r) => SyncGroupResponse::default().with_assignment(r.assignment),
-        Err(e) => SyncGroupResponse::default().with_error_code(e.kafka_code()),
+        Err(e) => SyncGroupResponse::default().with_error_code(crate::errors::group_code(&e)),
     }
 }
 
 pub(crate) fn heartbeat(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(code) = not_coordinator(ctx, req.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let core = CoreHeartbeat {
         group_id: req.group_id.to_string(),
         member_id: req.member_id.to_string(),
         group_instance_id: opt(&req.group_instance_id),
         generation_id: req.generation_id,
     };
-    let code = ctx.gw.broker.groups().heartbeat(&core).err().map_or(0, |e| e.kafka_code());
+    let code = ctx.gw.broker.groups().heartbeat(&core).err().map_or(0, |e| crate::errors::group_code(&e));
     HeartbeatResponse::default().with_error_code(code)
 }
 
 pub(crate) fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if let Some(code) = not_coordinator(ctx, req.group_id.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let v = ctx.version();
     let members = if v < 3 {
         vec![LeaveGroupMember { member_id: req.member_id.to_string(), group_instance_id: None }]
@@ -176,7 +220,7 @@ pub(crate) fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGr
     match ctx.gw.broker.groups().leave_group(core) {
         Ok(results) if v < 3 => {
             // One member and no per-member list: its result is the answer.
-            let code = results.first().and_then(|r| r.result.as_ref().err()).map_or(0, GroupError::kafka_code);
+            let code = results.first().and_then(|r| r.result.as_ref().err()).map_or(0, crate::errors::group_code);
             LeaveGroupResponse::default().with_error_code(code)
         }
         Ok(results) => LeaveGroupResponse::default().with_members(
@@ -186,11 +230,11 @@ pub(crate) fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGr
                     MemberResponse::default()
                         .with_member_id(sb(r.member_id))
                         .with_group_instance_id(r.group_instance_id.map(sb))
-                        .with_error_code(r.result.err().map_or(0, |e| e.kafka_code()))
+                        .with_error_code(r.result.err().map_or(0, |e| crate::errors::group_code(&e)))
                 })
                 .collect(),
         ),
-        Err(e) => LeaveGroupResponse::default().with_error_code(e.kafka_code()),
+        Err(e) => LeaveGroupResponse::default().with_error_code(crate::errors::group_code(&e)),
     }
 }
 
@@ -202,6 +246,9 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeGroupsRequest) -> 
         .into_iter()
         .map(|id| {
             let base = DescribedGroup::default().with_group_id(id.clone()).with_authorized_operations(OPS_OMITTED);
+            if let Some(code) = not_coordinator(ctx, id.as_str()) {
+                return base.with_error_code(code);
+            }
             match broker.groups().describe_group(id.as_str()) {
                 Ok(d) => base
                     .with_group_state(sb(d.state.as_kafka_str()))
@@ -227,7 +274,7 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeGroupsRequest) -> 
                 // v6+ reports unknown groups as an error; older versions as
                 // a Dead group, which is what clients of those versions expect.
                 Err(GroupError::GroupIdNotFound { .. }) if v < 6 => base.with_group_state(sb("Dead")),
-                Err(e) => base.with_error_code(e.kafka_code()).with_error_message(if v >= 6 {
+                Err(e) => base.with_error_code(crate::errors::group_code(&e)).with_error_message(if v >= 6 {
                     Some(sb(e.to_string()))
                 } else {
                     None
@@ -303,8 +350,14 @@ pub(crate) fn list(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> ListGrou
 
 pub(crate) async fn delete(ctx: &RequestContext<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let broker = &ctx.gw.broker;
-    let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
-    let mut results = Vec::with_capacity(ids.len());
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    let mut ids: Vec<String> = Vec::with_capacity(req.groups_names.len());
+    for g in &req.groups_names {
+        match not_coordinator(ctx, g.as_str()) {
+            Some(code) => results.push(DeletableGroupResult::default().with_group_id(g.clone()).with_error_code(code)),
+            None => ids.push(g.to_string()),
+        }
+    }
     for (id, outcome) in broker.groups().delete_groups(&ids) {
         let outcome = match outcome {
             Err(GroupError::GroupIdNotFound { .. }) if ctx.gw.broker.consumer_groups().contains(&id) => {
@@ -318,7 +371,7 @@ pub(crate) async fn delete(ctx: &RequestContext<'_>, req: DeleteGroupsRequest) -
                 Ok(_) => 0,
                 Err(e) => crate::errors::code(&e),
             },
-            Err(e) => e.kafka_code(),
+            Err(e) => crate::errors::group_code(&e),
         };
         results.push(DeletableGroupResult::default().with_group_id(GroupId(sb(id))).with_error_code(code));
     }

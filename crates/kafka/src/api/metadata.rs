@@ -48,9 +48,10 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> Me
             }
         }
     }
-    let mut r = MetadataResponse::default().with_brokers(brokers(ctx)).with_topics(topics);
+    let cluster = broker.metadata(Some(&[]));
+    let mut r = MetadataResponse::default().with_brokers(brokers(ctx, &cluster.nodes)).with_topics(topics);
     if v >= 1 {
-        r = r.with_controller_id(BrokerId(broker.node().node_id));
+        r = r.with_controller_id(BrokerId(cluster.controller_id));
     }
     if v >= 2 {
         r = r.with_cluster_id(Some(sb(broker.cluster_id())));
@@ -104,6 +105,8 @@ fn topic_response(t: &TopicMetadata, v: i16) -> MetadataResponseTopic {
             .iter()
             .map(|p| {
                 MetadataResponsePartition::default()
+                    // No serving leader (its node is down): clients retry.
+                    .with_error_code(if p.leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 })
                     .with_partition_index(p.partition as i32)
                     .with_leader_id(BrokerId(p.leader))
                     .with_leader_epoch(if v >= 7 { p.leader_epoch } else { -1 })
@@ -114,14 +117,16 @@ fn topic_response(t: &TopicMetadata, v: i16) -> MetadataResponseTopic {
     )
 }
 
-fn brokers(ctx: &RequestContext<'_>) -> Vec<MetadataResponseBroker> {
-    let node = ctx.gw.broker.node();
-    let (host, port) = super::kafka_endpoint(&node);
-    vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node.node_id))
-            .with_host(sb(host))
-            .with_port(port)
-            .with_rack(if ctx.version() >= 1 { node.rack.map(sb) } else { None }),
-    ]
+fn brokers(ctx: &RequestContext<'_>, nodes: &[fjord_broker::NodeInfo]) -> Vec<MetadataResponseBroker> {
+    nodes
+        .iter()
+        .map(|node| {
+            let (host, port) = super::kafka_endpoint(node);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node.node_id))
+                .with_host(sb(host))
+                .with_port(port)
+                .with_rack(if ctx.version() >= 1 { node.rack.clone().map(sb) } else { None })
+        })
+        .collect()
 }

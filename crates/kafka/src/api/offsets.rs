@@ -50,7 +50,9 @@ pub(crate) async fn commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -
         }
         layout.push((t.name.clone(), t.topic_id, name.is_some(), parts));
     }
+    let coordinator = super::groups::not_coordinator(ctx, &group);
     let outcome = match super::consumer_groups::validate_commit(ctx, &group, &who) {
+        _ if coordinator.is_some() => Err(coordinator.unwrap_or_default()),
         Some(Err(code)) => Err(code),
         Some(Ok(())) => broker.commit_offsets_unchecked(&group, wanted).await.map_err(|e| errors::code(&e)),
         None => broker.commit_offsets(&group, &who, wanted).await.map_err(|e| errors::code(&e)),
@@ -124,6 +126,9 @@ fn values(o: Option<CommittedOffset>) -> (i64, i32, String) {
 pub(crate) fn fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
     if ctx.version() < 8 {
         let group = req.group_id.to_string();
+        if let Some(code) = super::groups::not_coordinator(ctx, &group) {
+            return OffsetFetchResponse::default().with_error_code(code);
+        }
         let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
         let topics = lookup(ctx, &group, wanted)
             .into_iter()
@@ -151,6 +156,9 @@ pub(crate) fn fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> Offset
         .map(|g| {
             let group = g.group_id.to_string();
             let base = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            if let Some(code) = super::groups::not_coordinator(ctx, &group) {
+                return base.with_error_code(code);
+            }
             if let Some(member) = &g.member_id
                 && let Some(Err(code)) =
                     super::consumer_groups::validate_fetch(ctx, &group, member.as_str(), g.member_epoch)
@@ -190,6 +198,9 @@ pub(crate) fn fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> Offset
 pub(crate) async fn delete(ctx: &RequestContext<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let broker = &ctx.gw.broker;
     let group = req.group_id.to_string();
+    if let Some(code) = super::groups::not_coordinator(ctx, &group) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
     let subscribed = super::consumer_groups::subscribed_topics(ctx, &group);
     let known_group = subscribed.is_some() || !broker.offsets().group_offsets(&group).is_empty();
     if !known_group {

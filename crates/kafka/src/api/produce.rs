@@ -7,7 +7,7 @@ use fjord_broker::{BrokerError, TopicPartition};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::ProduceRequest;
 use fjord_kafka_codec::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use futures_util::future::join_all;
 
@@ -54,10 +54,23 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
                         .with_log_append_time_ms(r.log_append_time.unwrap_or(-1))
                         .with_log_start_offset(if v >= 5 { r.log_start_offset as i64 } else { -1 }),
                     Err(e) => {
-                        if !matches!(e, BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. }) {
+                        if !matches!(
+                            e,
+                            BrokerError::UnknownTopic(_)
+                                | BrokerError::UnknownPartition { .. }
+                                | BrokerError::NotLeader { .. }
+                        ) {
                             tracing::debug!(%tp, error = %e, "produce refused");
                         }
-                        failed(p.index, errors::code(&e), (v >= 8).then(|| e.to_string()).as_deref())
+                        let r = failed(p.index, errors::code(&e), (v >= 8).then(|| e.to_string()).as_deref());
+                        match errors::moved_to(&e) {
+                            Some(m) => r.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(m.node_id.into())
+                                    .with_leader_epoch(m.leader_epoch),
+                            ),
+                            None => r,
+                        }
                     }
                 }
             }
@@ -73,7 +86,27 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
     if acks == 0 {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(topics))
+    // KIP-951: the endpoints of the leaders named above (v10+).
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    if v >= 10 {
+        let leaders = topics.iter().flat_map(|t| &t.partition_responses).map(|p| p.current_leader.leader_id.0);
+        for id in leaders.filter(|id| *id >= 0) {
+            if endpoints.iter().any(|e| e.node_id.0 == id) {
+                continue;
+            }
+            if let Some(node) = broker.placement().and_then(|pl| pl.node(id).cloned()) {
+                let (host, port) = super::kafka_endpoint(&node);
+                endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(id.into())
+                        .with_host(sb(&host))
+                        .with_port(port)
+                        .with_rack(node.rack.as_deref().map(sb)),
+                );
+            }
+        }
+    }
+    Some(ProduceResponse::default().with_responses(topics).with_node_endpoints(endpoints))
 }
 
 /// The same error for every partition of the request.

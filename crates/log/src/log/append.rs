@@ -328,7 +328,7 @@ impl Log {
     fn refusal(&self) -> LogError {
         match self.check_writable() {
             Err(e) => e,
-            Ok(()) => LogError::InvalidArgument("append failed together with another in its write group".into()),
+            Ok(()) => LogError::Internal("append failed together with another in its write group".into()),
         }
     }
 
@@ -369,7 +369,7 @@ pub struct DurableMark {
 }
 
 fn not_written() -> LogError {
-    LogError::InvalidArgument("append was not written".into())
+    LogError::Internal("append was not written".into())
 }
 
 /// Gives one request its offsets (leaders) or checks them (replicas).

@@ -93,7 +93,7 @@ struct Inner {
 
 impl Inner {
     fn active(&self) -> Result<&Arc<Segment>> {
-        self.segments.values().next_back().ok_or_else(|| LogError::InvalidArgument("log has no segment".into()))
+        self.segments.values().next_back().ok_or_else(|| LogError::Internal("log has no segment".into()))
     }
 }
 
@@ -167,7 +167,7 @@ impl Log {
         let mut prev_next: Option<u64> = None;
         for (i, &base) in bases.iter().enumerate() {
             if prev_next.is_some_and(|n| base < n) {
-                return Err(LogError::InvalidArgument(format!(
+                return Err(LogError::Internal(format!(
                     "segment {base} in {} overlaps the previous segment; refusing to guess which is right",
                     dir.display()
                 )));
@@ -191,8 +191,7 @@ impl Log {
             segments.insert(log_start, Arc::new(seg));
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
-        let active =
-            segments.values().next_back().cloned().ok_or_else(|| LogError::InvalidArgument("no segment".into()))?;
+        let active = segments.values().next_back().cloned().ok_or_else(|| LogError::Internal("no segment".into()))?;
         let log_end = active.next_offset();
         log_start = log_start.clamp(first_base, log_end);
         if recovery_point > log_end {

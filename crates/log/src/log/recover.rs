@@ -73,10 +73,7 @@ impl Log {
             (inner.log_end, inner.high_watermark, cut, later)
         };
         let cut = cut.ok_or_else(|| {
-            LogError::InvalidArgument(format!(
-                "no segment holds the durable offset {durable} of {}",
-                self.dir.display()
-            ))
+            LogError::Internal(format!("no segment holds the durable offset {durable} of {}", self.dir.display()))
         })?;
         // Positions below the durable point come from the in-memory index
         // and headers that were fsynced, so they can be trusted.

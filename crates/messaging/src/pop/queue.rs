@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::TopicPartition;
-use fjord_log::{Log, ReadBound};
+use fjord_broker::{Partition, TopicPartition};
 use parking_lot::Mutex;
 
 use super::service::{PopEntry, QueueId};
@@ -63,7 +62,7 @@ impl Messaging {
                 if out.len() >= req.max_messages {
                     break;
                 }
-                let got = self.pop_queue(&req, p.id().partition, p.log().clone(), req.max_messages - out.len()).await?;
+                let got = self.pop_queue(&req, p.id().partition, p.clone(), req.max_messages - out.len()).await?;
                 out.extend(got);
             }
             if !out.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -107,7 +106,7 @@ impl Messaging {
 
     /// The queue's state, created (journaled) at the group's committed
     /// offset, or where the request says, when it is new.
-    fn open_queue(&self, q: &QueueId, log: &Log, start: StartFrom) -> Result<Arc<Mutex<QueueState>>> {
+    fn open_queue(&self, q: &QueueId, log: &Partition, start: StartFrom) -> Result<Arc<Mutex<QueueState>>> {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
         }
@@ -129,7 +128,13 @@ impl Messaging {
         Ok(s)
     }
 
-    async fn pop_queue(&self, req: &PopRequest, partition: u32, log: Arc<Log>, max: usize) -> Result<Vec<Popped>> {
+    async fn pop_queue(
+        &self,
+        req: &PopRequest,
+        partition: u32,
+        log: Arc<Partition>,
+        max: usize,
+    ) -> Result<Vec<Popped>> {
         let tp = TopicPartition::new(&req.topic, partition);
         let q = self.queue_id(&req.group, &req.model, &tp);
         let ask = (req.clone(), self.max_attempts(&req.group), self.config.max_held_per_queue);
@@ -157,7 +162,13 @@ impl Messaging {
 
     /// Picks messages under the queue lock; returns them and the journal
     /// entry describing the change.
-    fn take(&self, q: &QueueId, s: &mut QueueState, log: &Log, a: &Ask<'_>) -> Result<(Vec<Popped>, Option<PopEntry>)> {
+    fn take(
+        &self,
+        q: &QueueId,
+        s: &mut QueueState,
+        log: &Partition,
+        a: &Ask<'_>,
+    ) -> Result<(Vec<Popped>, Option<PopEntry>)> {
         let tp = q.tp();
         let ctx = |e| MessagingError::log(tp.to_string(), e);
         let invisible_until = a.now + a.req.invisible.as_millis() as i64;
@@ -177,7 +188,7 @@ impl Messaging {
             if a.req.fifo && f.group.is_some_and(|g| s.group_busy(g, o)) {
                 continue;
             }
-            match log.read_records(o, 1, ReadBound::HighWatermark).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
+            match log.read_committed(o, 1).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
                 Some(r) => {
                     let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
                     k.deliver(s, m, f.attempt + 1, f.group, self.pop.seq());
@@ -198,9 +209,7 @@ impl Messaging {
             if s.group_busy(g, o) {
                 continue;
             }
-            if let Some(r) =
-                log.read_records(o, 1, ReadBound::HighWatermark).map_err(ctx)?.into_iter().find(|r| r.offset == o)
-            {
+            if let Some(r) = log.read_committed(o, 1).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
                 s.held.remove(&o);
                 unheld.push(o);
                 let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
@@ -213,7 +222,7 @@ impl Messaging {
         let hw = log.high_watermark();
         let mut chunk = crate::pull::first_read(a.max);
         'scan: while k.out.len() < a.max && offset < hw {
-            let recs = log.read_records(offset, chunk, ReadBound::HighWatermark).map_err(ctx)?;
+            let recs = log.read_committed(offset, chunk).map_err(ctx)?;
             chunk = crate::pull::next_read(chunk);
             let Some(last) = recs.last().map(|r| r.offset) else { break };
             for r in recs {

@@ -4,8 +4,6 @@
 //! held-back FIFO messages and messages never handed out. Delivered,
 //! unacked messages do not count.
 
-use fjord_log::ReadBound;
-
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
 use crate::pull::{ConsumeModel, first_read};
@@ -22,7 +20,7 @@ impl Messaging {
         let mut plan = Vec::new();
         for p in t.partitions() {
             let q = self.queue_id(group, model, p.id());
-            let log = p.log().clone();
+            let log = p.clone();
             let (singles, from) = match self.pop.queue(&q) {
                 Some(state) => {
                     let s = state.lock();
@@ -44,13 +42,13 @@ impl Messaging {
                 let ctx = |e| MessagingError::log(tp.clone(), e);
                 let size = |r: &fjord_log::batch::Record| r.value.as_ref().map_or(0, |v| v.len() as u64);
                 for o in singles {
-                    let recs = log.read_records(o, 1, ReadBound::HighWatermark).map_err(ctx)?;
+                    let recs = log.read_committed(o, 1).map_err(ctx)?;
                     sizes.extend(recs.iter().find(|r| r.offset == o).map(size));
                 }
                 let hw = log.high_watermark();
                 let mut offset = from.max(log.log_start_offset());
                 while offset < hw {
-                    let recs = log.read_records(offset, first_read(1024), ReadBound::HighWatermark).map_err(ctx)?;
+                    let recs = log.read_committed(offset, first_read(1024)).map_err(ctx)?;
                     let Some(last) = recs.last().map(|r| r.offset) else { break };
                     sizes.extend(recs.iter().filter(|r| r.offset >= offset).map(size));
                     offset = last + 1;

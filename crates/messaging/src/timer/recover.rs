@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fjord_broker::{Broker, TopicPartition};
-use fjord_log::ReadBound;
 use parking_lot::Mutex;
 
 use super::wheel::TimingWheel;
@@ -102,12 +101,12 @@ fn resolve_intent(broker: &Broker, targets: &[IntentTarget]) -> Result<Vec<u64>>
     let mut found = Vec::new();
     for t in targets {
         let Ok(p) = broker.partition(&TopicPartition::new(&t.topic, t.partition)) else { continue };
-        let log = p.log();
+        let log = &p;
         let mut refs = HashSet::new();
         let mut offset = t.log_end.max(log.log_start_offset());
         while offset < log.log_end_offset() {
             let recs = log
-                .read_records(offset, 1 << 20, ReadBound::LogEnd)
+                .read_appended(offset, 1 << 20)
                 .map_err(|e| MessagingError::log(format!("{}-{}", t.topic, t.partition), e))?;
             let Some(last) = recs.last().map(|r| r.offset) else { break };
             refs.extend(recs.iter().filter_map(|r| header(r, headers::TIMER_REF)?.parse::<u64>().ok()));

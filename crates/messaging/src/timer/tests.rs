@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fjord_broker::{Broker, BrokerConfig, TopicConfig, TopicPartition};
-use fjord_log::{Clock, ManualClock, ReadBound};
+use fjord_log::{Clock, ManualClock};
 
 use crate::message::{Delivery, Message, headers};
 use crate::send::Partitioning;
@@ -23,7 +23,7 @@ async fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Arc<Messaging> 
 
 fn ids_in(m: &Messaging) -> Vec<String> {
     let p = m.broker.partition(&TopicPartition::new("d", 0)).expect("partition");
-    let recs = p.log().read_records(0, 1 << 24, ReadBound::LogEnd).expect("read");
+    let recs = p.read_appended(0, 1 << 24).expect("read");
     recs.iter().map(|r| crate::message::StoredMessage::from_record("d", 0, r).id.expect("id")).collect()
 }
 
@@ -86,7 +86,7 @@ async fn crash_after_the_append_does_not_deliver_twice() {
     want.sort();
     assert_eq!(got, want);
     let p = m.broker.partition(&TopicPartition::new("d", 0)).expect("p");
-    let recs = p.log().read_records(0, 1 << 20, ReadBound::LogEnd).expect("read");
+    let recs = p.read_appended(0, 1 << 20).expect("read");
     assert!(recs.iter().all(|r| r.headers.iter().any(|h| h.key.as_ref() == headers::TIMER_REF.as_bytes())));
     assert!(clock.now_ms() > T0);
 }

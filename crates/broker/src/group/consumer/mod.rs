@@ -7,7 +7,7 @@
 //! INCONSISTENT_GROUP_PROTOCOL when a request of one protocol hits a group of the other.
 //! Everything here is protocol-agnostic: gateways decode ConsumerGroupHeartbeat into a
 //! [`ConsumerHeartbeat`] and encode the [`ConsumerHeartbeatResponse`] (or the
-//! [`super::GroupError`], via [`super::GroupError::kafka_code`]) back.
+//! [`super::GroupError`], via [`super::GroupError::kind`]) back.
 //!
 //! Partition counts and topic ids come from a [`TopicMetadataSource`] the gateway provides;
 //! it is consulted on every heartbeat, so topic creation (for regex subscriptions) and

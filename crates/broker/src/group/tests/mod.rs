@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{
-    GroupConfig, GroupCoordinator, GroupError, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    GroupConfig, GroupCoordinator, GroupError, GroupErrorKind, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
 
 pub(super) const SESSION: Duration = Duration::from_secs(10);

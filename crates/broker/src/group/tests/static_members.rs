@@ -48,7 +48,7 @@ async fn restarted_static_member_replaces_its_old_id_without_a_rebalance() {
     // The old incarnation is fenced when it names the instance id, unknown otherwise.
     let fenced = static_heartbeat(&c, &old.member_id, Some("i2"), 1).unwrap_err();
     assert_eq!(fenced, GroupError::FencedInstanceId { group_instance_id: "i2".to_owned() });
-    assert_eq!(fenced.kafka_code(), 82);
+    assert_eq!(fenced.kind(), GroupErrorKind::FencedInstanceId);
     assert!(matches!(static_heartbeat(&c, &old.member_id, None, 1), Err(GroupError::UnknownMemberId { .. })));
     let zombie_join = JoinGroupRequest { member_id: old.member_id.clone(), ..static_join_req("g", "i2", &["range"]) };
     assert_eq!(c.join_group(zombie_join).await.unwrap_err(), fenced);

@@ -55,12 +55,12 @@ async fn sync_rejects_invalid_requests() {
     let wrong_generation = SyncGroupRequest { generation_id: 7, ..sync_req("g", b, Vec::new()) };
     let err = c.sync_group(wrong_generation).await.unwrap_err();
     assert_eq!(err, GroupError::IllegalGeneration { generation: 7 });
-    assert_eq!(err.kafka_code(), 22);
+    assert_eq!(err.kind(), GroupErrorKind::IllegalGeneration);
 
     let unknown = SyncGroupRequest { member_id: "ghost".to_owned(), ..sync_req("g", b, Vec::new()) };
     let err = c.sync_group(unknown).await.unwrap_err();
     assert_eq!(err, GroupError::UnknownMemberId { member_id: "ghost".to_owned() });
-    assert_eq!(err.kafka_code(), 25);
+    assert_eq!(err.kind(), GroupErrorKind::UnknownMemberId);
 
     let other_protocol =
         SyncGroupRequest { protocol_name: Some("roundrobin".to_owned()), ..sync_req("g", b, Vec::new()) };
@@ -70,7 +70,7 @@ async fn sync_rejects_invalid_requests() {
     let _rejoin = c.join_group(rejoin_req("g", &members[0], "a"));
     let err = c.sync_group(sync_req("g", b, Vec::new())).await.unwrap_err();
     assert_eq!(err, GroupError::RebalanceInProgress);
-    assert_eq!(err.kafka_code(), 27);
+    assert_eq!(err.kind(), GroupErrorKind::RebalanceInProgress);
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ async fn describe_reports_epochs_members_and_assignments() {
     let (mut b, _) = Client::join(&c, "b", &["t"]);
 
     let mut described = c.describe(&[GROUP.to_owned(), "missing".to_owned()]);
-    assert_eq!(described[1].as_ref().unwrap_err().kafka_code(), 69);
+    assert_eq!(described[1].as_ref().unwrap_err().kind(), GroupErrorKind::GroupIdNotFound);
     let group = described.remove(0).unwrap();
     assert_eq!(group.group_id, GROUP);
     assert_eq!(group.state, ConsumerGroupState::Reconciling);
@@ -55,7 +55,7 @@ async fn list_contains_and_delete() {
     let topics = Topics::with(&[("t", 1)]);
     let c = coordinator(&topics);
     assert!(!c.contains(GROUP));
-    assert_eq!(c.delete(GROUP).unwrap_err().kafka_code(), 69);
+    assert_eq!(c.delete(GROUP).unwrap_err().kind(), GroupErrorKind::GroupIdNotFound);
     Client::join(&c, "a", &["t"]);
     let other = ConsumerHeartbeat { group_id: "another".to_owned(), ..join_req("x", &["t"]) };
     c.heartbeat(other).unwrap();
@@ -65,13 +65,13 @@ async fn list_contains_and_delete() {
     assert_eq!(ConsumerGroupListing::GROUP_TYPE, "consumer");
     assert!(c.contains(GROUP));
 
-    assert_eq!(c.delete(GROUP).unwrap_err().kafka_code(), 68);
+    assert_eq!(c.delete(GROUP).unwrap_err().kind(), GroupErrorKind::NonEmptyGroup);
     c.heartbeat(hb_req("a", -1, None)).unwrap();
     assert_eq!(state(&c), ConsumerGroupState::Empty);
     c.delete(GROUP).unwrap();
     assert!(!c.contains(GROUP));
     assert_eq!(c.list().len(), 1);
-    assert_eq!(c.heartbeat(hb_req("a", 1, None)).unwrap_err().kafka_code(), 69);
+    assert_eq!(c.heartbeat(hb_req("a", 1, None)).unwrap_err().kind(), GroupErrorKind::GroupIdNotFound);
     // A join re-creates it from scratch.
     let (client, _) = Client::join(&c, "a", &["t"]);
     assert_eq!(client.epoch, 1);
@@ -81,30 +81,30 @@ async fn list_contains_and_delete() {
 async fn commits_are_validated_against_the_member_epoch() {
     let topics = Topics::with(&[("t", 2)]);
     let c = coordinator(&topics);
-    assert_eq!(c.validate_commit(GROUP, "a", 1).unwrap_err().kafka_code(), 69);
+    assert_eq!(c.validate_commit(GROUP, "a", 1).unwrap_err().kind(), GroupErrorKind::GroupIdNotFound);
     let (mut a, _) = Client::join(&c, "a", &["t"]);
     c.validate_commit(GROUP, "a", 1).unwrap();
     assert_eq!(
         c.validate_commit(GROUP, "a", 0).unwrap_err(),
         GroupError::StaleMemberEpoch { member_id: "a".to_owned(), received: 0, current: 1 }
     );
-    assert_eq!(c.validate_commit(GROUP, "a", 2).unwrap_err().kafka_code(), 113);
-    assert_eq!(c.validate_commit(GROUP, "zzz", 1).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.validate_commit(GROUP, "a", 2).unwrap_err().kind(), GroupErrorKind::StaleMemberEpoch);
+    assert_eq!(c.validate_commit(GROUP, "zzz", 1).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
     // Admin-style commits (epoch -1) only while the group is empty.
-    assert_eq!(c.validate_commit(GROUP, "", -1).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.validate_commit(GROUP, "", -1).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
 
     // Fetches: admin clients pass, members are checked.
     c.validate_fetch(GROUP, None, -1).unwrap();
     c.validate_fetch(GROUP, Some("a"), 1).unwrap();
-    assert_eq!(c.validate_fetch(GROUP, Some("a"), 3).unwrap_err().kafka_code(), 113);
-    assert_eq!(c.validate_fetch(GROUP, Some("zzz"), 1).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.validate_fetch(GROUP, Some("a"), 3).unwrap_err().kind(), GroupErrorKind::StaleMemberEpoch);
+    assert_eq!(c.validate_fetch(GROUP, Some("zzz"), 1).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
 
     // The epoch moves with the group.
     Client::join(&c, "b", &["t"]);
     a.heartbeat(&c).unwrap();
     a.heartbeat(&c).unwrap();
     assert_eq!(a.epoch, 2);
-    assert_eq!(c.validate_commit(GROUP, "a", 1).unwrap_err().kafka_code(), 113);
+    assert_eq!(c.validate_commit(GROUP, "a", 1).unwrap_err().kind(), GroupErrorKind::StaleMemberEpoch);
     c.validate_commit(GROUP, "a", 2).unwrap();
 
     c.heartbeat(hb_req("a", -1, None)).unwrap();

@@ -203,7 +203,7 @@ async fn epoch_validation_follows_kafka() {
 
     let ahead = c.heartbeat(hb_req("a", 5, Some(unflatten(&a.owned)))).unwrap_err();
     assert_eq!(ahead, GroupError::FencedMemberEpoch { member_id: "a".to_owned(), received: 5, current: 1 });
-    assert_eq!(ahead.kafka_code(), 110);
+    assert_eq!(ahead.kind(), GroupErrorKind::FencedMemberEpoch);
 
     // Move A to epoch 2 (B joins; A keeps p0): previous epoch 1.
     let (mut b, _) = Client::join(&c, "b", &["t"]);
@@ -218,19 +218,23 @@ async fn epoch_validation_follows_kafka() {
     assert_eq!(lost.member_epoch, 2);
     // ...but not with partitions outside its assignment, nor without owned partitions.
     let bad = c.heartbeat(hb_req("a", 1, Some(unflatten(&tps(t, &[0, 1]))))).unwrap_err();
-    assert_eq!(bad.kafka_code(), 110);
-    assert_eq!(c.heartbeat(hb_req("a", 1, None)).unwrap_err().kafka_code(), 110);
+    assert_eq!(bad.kind(), GroupErrorKind::FencedMemberEpoch);
+    assert_eq!(c.heartbeat(hb_req("a", 1, None)).unwrap_err().kind(), GroupErrorKind::FencedMemberEpoch);
     // An older epoch is always fenced.
-    assert_eq!(c.heartbeat(hb_req("a", 0, Some(Vec::new()))).unwrap_err().kafka_code(), 42, "join needs fields");
+    assert_eq!(
+        c.heartbeat(hb_req("a", 0, Some(Vec::new()))).unwrap_err().kind(),
+        GroupErrorKind::InvalidRequest,
+        "join needs fields"
+    );
     let older = ConsumerHeartbeat { member_epoch: 0, ..join_req("a", &["t"]) };
-    assert_eq!(c.heartbeat(older).unwrap_err().kafka_code(), 110);
+    assert_eq!(c.heartbeat(older).unwrap_err().kind(), GroupErrorKind::FencedMemberEpoch);
 
     // Unknown members and groups.
-    assert_eq!(c.heartbeat(hb_req("nobody", 1, None)).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.heartbeat(hb_req("nobody", 1, None)).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
     let other_group = ConsumerHeartbeat { group_id: "nope".to_owned(), ..hb_req("a", 1, None) };
-    assert_eq!(c.heartbeat(other_group).unwrap_err().kafka_code(), 69);
+    assert_eq!(c.heartbeat(other_group).unwrap_err().kind(), GroupErrorKind::GroupIdNotFound);
     let leave_unknown = hb_req("nobody", -1, None);
-    assert_eq!(c.heartbeat(leave_unknown).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.heartbeat(leave_unknown).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,22 +253,49 @@ async fn a_join_retried_after_a_lost_response_is_accepted() {
 async fn malformed_requests_are_rejected() {
     let topics = Topics::with(&[("t", 2)]);
     let c = coordinator(&topics);
-    let code = |request: ConsumerHeartbeat| c.heartbeat(request).unwrap_err().kafka_code();
+    let code = |request: ConsumerHeartbeat| c.heartbeat(request).unwrap_err().kind();
 
-    assert_eq!(code(ConsumerHeartbeat { member_id: String::new(), ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { group_id: String::new(), ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { rebalance_timeout: None, ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { owned_partitions: None, ..join_req("m", &["t"]) }), 42);
+    assert_eq!(
+        code(ConsumerHeartbeat { member_id: String::new(), ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { group_id: String::new(), ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { rebalance_timeout: None, ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { owned_partitions: None, ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
     let owned = Some(vec![TopicPartitions { topic_id: topics.id("t"), partitions: vec![0] }]);
-    assert_eq!(code(ConsumerHeartbeat { owned_partitions: owned, ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { subscribed_topic_names: None, ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { instance_id: Some(String::new()), ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(ConsumerHeartbeat { rack_id: Some(String::new()), ..join_req("m", &["t"]) }), 42);
-    assert_eq!(code(hb_req("m", -3, None)), 42);
-    assert_eq!(code(hb_req("m", -2, None)), 42, "a static leave needs the instance id");
-    assert_eq!(code(ConsumerHeartbeat { server_assignor: Some("sticky".to_owned()), ..join_req("m", &["t"]) }), 112);
+    assert_eq!(
+        code(ConsumerHeartbeat { owned_partitions: owned, ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { subscribed_topic_names: None, ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { instance_id: Some(String::new()), ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        code(ConsumerHeartbeat { rack_id: Some(String::new()), ..join_req("m", &["t"]) }),
+        GroupErrorKind::InvalidRequest
+    );
+    assert_eq!(code(hb_req("m", -3, None)), GroupErrorKind::InvalidRequest);
+    assert_eq!(code(hb_req("m", -2, None)), GroupErrorKind::InvalidRequest, "a static leave needs the instance id");
+    assert_eq!(
+        code(ConsumerHeartbeat { server_assignor: Some("sticky".to_owned()), ..join_req("m", &["t"]) }),
+        GroupErrorKind::UnsupportedAssignor
+    );
     let regex = ConsumerHeartbeat { subscribed_topic_regex: Some("orders-(".to_owned()), ..join_req("m", &[]) };
-    assert_eq!(code(regex), 128);
+    assert_eq!(code(regex), GroupErrorKind::InvalidRegularExpression);
     // Nothing was created by the failed joins.
     assert!(!c.contains(GROUP));
     assert!(c.list().is_empty());
@@ -285,7 +316,7 @@ async fn max_group_size_is_enforced() {
     Client::join(&c, "b", &["t"]);
     let error = c.heartbeat(join_req("c", &["t"])).unwrap_err();
     assert_eq!(error, GroupError::GroupMaxSizeReached { max_size: 2 });
-    assert_eq!(error.kafka_code(), 81);
+    assert_eq!(error.kind(), GroupErrorKind::GroupMaxSizeReached);
     // Existing members keep heartbeating.
     a.heartbeat(&c).unwrap();
 }

@@ -18,7 +18,7 @@ use super::{
     ConsumerGroupConfig, ConsumerGroupState, ConsumerGroups, ConsumerHeartbeat, ConsumerHeartbeatResponse,
     TopicMetadataSource, TopicPartitions,
 };
-use crate::group::GroupError;
+use crate::group::{GroupError, GroupErrorKind};
 
 pub(super) const SESSION: Duration = Duration::from_secs(45);
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(5);

@@ -37,17 +37,17 @@ async fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(
 
     // The old member id is fenced by the new one.
     let old = ConsumerHeartbeat { instance_id: Some("instance-a".to_owned()), ..hb_req("a1", epoch, None) };
-    assert_eq!(c.heartbeat(old).unwrap_err().kafka_code(), 82);
+    assert_eq!(c.heartbeat(old).unwrap_err().kind(), GroupErrorKind::FencedInstanceId);
     // Another process cannot take an instance id that is in use.
     let thief = ConsumerHeartbeat { instance_id: Some("instance-a".to_owned()), ..join_req("a3", &["t"]) };
     let error = c.heartbeat(thief).unwrap_err();
     assert_eq!(error, GroupError::UnreleasedInstanceId { group_instance_id: "instance-a".to_owned() });
-    assert_eq!(error.kafka_code(), 111);
+    assert_eq!(error.kind(), GroupErrorKind::UnreleasedInstanceId);
     // Only the holder may leave for the instance.
     let wrong = ConsumerHeartbeat { instance_id: Some("instance-a".to_owned()), ..hb_req("a1", -2, None) };
-    assert_eq!(c.heartbeat(wrong).unwrap_err().kafka_code(), 82);
+    assert_eq!(c.heartbeat(wrong).unwrap_err().kind(), GroupErrorKind::FencedInstanceId);
     let unknown = ConsumerHeartbeat { instance_id: Some("nope".to_owned()), ..hb_req("a1", -2, None) };
-    assert_eq!(c.heartbeat(unknown).unwrap_err().kafka_code(), 25);
+    assert_eq!(c.heartbeat(unknown).unwrap_err().kind(), GroupErrorKind::UnknownMemberId);
     check(&c);
 }
 

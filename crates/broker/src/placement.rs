@@ -1,0 +1,164 @@
+//! Which node leads each partition, as the cluster layer tells the broker.
+//!
+//! A broker alone (`fjord serve` without `[cluster]`) leads every
+//! partition it holds and decides topic changes itself. In a cluster, the
+//! cluster layer (`fjord-cluster`) installs two things:
+//! - a [`Placement`]: the nodes and every partition's leader, replicas and
+//!   leader epoch, from the controller quorum's metadata. The broker serves
+//!   produce, fetch and offset requests only for partitions it leads and
+//!   answers the others with [`BrokerError::NotLeader`], naming the leader
+//!   when it knows it (gateways turn that into their protocol's redirect);
+//! - a [`MetadataAuthority`]: topic creation, deletion, growth and
+//!   configuration go to the controller quorum instead of this node's disk.
+//!   The cluster layer applies the committed result on every node through
+//!   the `*_local` methods (the same code a single node runs).
+//!
+//! The broker never learns how the cluster agrees; it only reads the result.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::metadata::NodeInfo;
+use crate::partition::{Partition, TopicPartition};
+use crate::topic::TopicConfig;
+
+/// Where one partition is led.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    /// The leader's node id.
+    pub leader: i32,
+    /// Bumped by every leader change.
+    pub leader_epoch: i32,
+    /// Every replica, preferred leader first.
+    pub replicas: Vec<i32>,
+}
+
+/// The cluster as the controller quorum last described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The node currently leading the controller quorum (-1: none known).
+    pub controller_id: i32,
+    /// Nodes that serve clients (registered and not fenced).
+    pub nodes: Vec<NodeInfo>,
+    /// Registered nodes whose lease ran out: they serve nothing.
+    pub fenced: Vec<NodeInfo>,
+    /// Partitions of each topic, in index order.
+    pub topics: HashMap<String, Vec<PartitionPlacement>>,
+}
+
+impl Placement {
+    /// A node by id.
+    pub fn node(&self, id: i32) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.node_id == id)
+    }
+
+    /// One partition's placement.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionPlacement> {
+        self.topics.get(&tp.topic)?.get(tp.partition as usize)
+    }
+}
+
+/// The internal topic whose partitions place group coordinators, as
+/// Kafka's `__consumer_offsets`: a group is coordinated by the leader of
+/// partition `hash(group) % partitions`. In the metadata only for now (the
+/// committed offsets themselves still live in the coordinator's offsets
+/// store; replication moves them onto this partition).
+pub const OFFSETS_TOPIC: &str = "__fjord_offsets";
+
+/// A boxed future, for the object-safe [`MetadataAuthority`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Decides topic changes for the whole cluster. Each method returns once
+/// the change is committed *and applied on this node*, so a caller that
+/// creates a topic can use it right away.
+pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
+    /// Creates a topic (placement chosen by the authority).
+    fn create_topic<'a>(&'a self, name: &'a str, partitions: u32, config: &'a TopicConfig)
+    -> BoxFuture<'a, Result<()>>;
+    /// Deletes a topic everywhere.
+    fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Grows a topic to `total` partitions.
+    fn create_partitions<'a>(&'a self, name: &'a str, total: u32) -> BoxFuture<'a, Result<()>>;
+    /// Replaces a topic's configuration overrides.
+    fn set_topic_config<'a>(&'a self, name: &'a str, config: &'a TopicConfig) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Who leads a partition, from this node's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leadership {
+    /// This node.
+    Local,
+    /// Another node, known and serving.
+    Remote(NodeInfo),
+    /// Nobody that can serve it now (its leader is fenced or unknown).
+    Unavailable,
+}
+
+impl Broker {
+    /// Installs the cluster's placement (the cluster layer calls this after
+    /// every metadata change). Fetches waiting on partitions that moved
+    /// away are not woken: they answer at their deadline, and the next
+    /// request is redirected.
+    pub fn set_placement(&self, placement: Placement) {
+        *self.placement.write() = Some(Arc::new(placement));
+    }
+
+    /// The installed placement; `None` on a single node.
+    pub fn placement(&self) -> Option<Arc<Placement>> {
+        self.placement.read().clone()
+    }
+
+    /// Hands topic changes to the cluster's authority. Set once, at start.
+    pub fn set_metadata_authority(&self, authority: Arc<dyn MetadataAuthority>) {
+        let _ = self.authority.set(authority);
+    }
+
+    pub(crate) fn authority(&self) -> Option<&Arc<dyn MetadataAuthority>> {
+        self.authority.get()
+    }
+
+    /// Who leads `tp`. A single node leads everything it holds.
+    pub fn leadership(&self, tp: &TopicPartition) -> Leadership {
+        let Some(placement) = self.placement() else { return Leadership::Local };
+        match placement.partition(tp) {
+            Some(p) if p.leader == self.config.node_id => Leadership::Local,
+            Some(p) => placement.node(p.leader).cloned().map_or(Leadership::Unavailable, Leadership::Remote),
+            // Not in the cluster's metadata (yet): a topic this node holds
+            // but the controller does not know is not served.
+            None => Leadership::Unavailable,
+        }
+    }
+
+    /// Which node coordinates `group` (its offsets, membership and pops).
+    /// A single node coordinates every group.
+    pub fn coordinator(&self, group: &str) -> Leadership {
+        let Some(placement) = self.placement() else { return Leadership::Local };
+        let Some(parts) = placement.topics.get(OFFSETS_TOPIC).filter(|p| !p.is_empty()) else {
+            return Leadership::Unavailable;
+        };
+        let index = (fjord_log::key_hash(group.as_bytes()) % parts.len() as u64) as u32;
+        self.leadership(&TopicPartition::new(OFFSETS_TOPIC, index))
+    }
+
+    /// The partition, if this node leads it: what produce, fetch and
+    /// offset requests are served from.
+    pub fn led_partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
+        let p = self.partition(tp)?;
+        self.check_leader(tp)?;
+        Ok(p)
+    }
+
+    pub(crate) fn check_leader(&self, tp: &TopicPartition) -> Result<()> {
+        let leader = match self.leadership(tp) {
+            Leadership::Local => return Ok(()),
+            Leadership::Remote(leader) => Some(leader),
+            Leadership::Unavailable => None,
+        };
+        let leader_epoch = self.placement().and_then(|p| p.partition(tp).map(|a| a.leader_epoch)).unwrap_or(-1);
+        Err(BrokerError::NotLeader { tp: tp.to_string(), leader, leader_epoch })
+    }
+}

@@ -1,0 +1,132 @@
+//! Golden bytes (the format is frozen: peers of different versions meet in
+//! rolling upgrades), round trips and hostile input.
+
+use bytes::{Bytes, BytesMut};
+use fjord_cluster_codec::*;
+use proptest::prelude::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn golden_hello_request() {
+    let hello = Hello { version: Hello::VERSION, cluster_id: "fjord".into(), node_id: 3 };
+    let f = Frame::request(Kind::Hello, 7, hello.encode().unwrap());
+    let mut out = BytesMut::new();
+    encode(&f, &mut out).unwrap();
+    // len=7+16 | kind=1 | flags=0 | corr=7 | version=1 | node=3 | 5 "fjord"
+    assert_eq!(hex(&out), "00000017000100000000070001000000000000000305666a6f7264");
+    let back = decode(&mut out, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    assert_eq!(Hello::decode(back.body.clone()).unwrap(), hello);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn golden_heartbeat_error_response() {
+    let req = Frame::request(Kind::Heartbeat, 1, Heartbeat { node_id: 2, incarnation: 9 }.encode());
+    let mut out = BytesMut::new();
+    encode(&req.error("not the leader"), &mut out).unwrap();
+    assert_eq!(hex(&out[..11]), "00000015000603".to_string() + "00000001");
+    let back = decode(&mut out, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    assert!(back.is_response());
+    assert_eq!(back.error_message().as_deref(), Some("not the leader"));
+}
+
+#[test]
+fn partial_frames_wait_for_more_bytes() {
+    let f = Frame::request(Kind::RaftAppend, 42, Bytes::from_static(b"{\"entries\":[]}"));
+    let mut whole = BytesMut::new();
+    encode(&f, &mut whole).unwrap();
+    let mut buf = BytesMut::new();
+    for (i, b) in whole.iter().enumerate() {
+        assert_eq!(decode(&mut buf, DEFAULT_MAX_FRAME).unwrap(), None, "complete after {i} bytes?");
+        buf.extend_from_slice(&[*b]);
+    }
+    assert_eq!(decode(&mut buf, DEFAULT_MAX_FRAME).unwrap(), Some(f));
+}
+
+#[test]
+fn hostile_prefixes_are_refused_before_allocating() {
+    let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0, 1][..]);
+    assert_eq!(decode(&mut buf, 1 << 20), Err(CodecError::TooLarge { len: u32::MAX, max: 1 << 20 }));
+    assert!(buf.capacity() < 1024, "nothing reserved for a refused frame");
+    let mut short = BytesMut::from(&[0, 0, 0, 3, 0, 1, 0][..]);
+    assert_eq!(decode(&mut short, 1 << 20), Err(CodecError::TooShort(3)));
+    let mut flags = BytesMut::from(&[0, 0, 0, 7, 0, 1, 0x80, 0, 0, 0, 1][..]);
+    assert_eq!(decode(&mut flags, 1 << 20), Err(CodecError::BadFlags(0x80)));
+    // An error flag without the response flag is meaningless.
+    let mut err_req = BytesMut::from(&[0, 0, 0, 7, 0, 1, 0x02, 0, 0, 0, 1][..]);
+    assert_eq!(decode(&mut err_req, 1 << 20), Err(CodecError::BadFlags(2)));
+}
+
+#[test]
+fn unknown_kinds_decode_so_they_can_be_answered() {
+    let mut buf = BytesMut::from(&[0, 0, 0, 7, 0x12, 0x34, 0, 0, 0, 0, 9][..]);
+    let f = decode(&mut buf, 1 << 20).unwrap().unwrap();
+    assert_eq!(f.kind, Kind::Unknown(0x1234));
+    let mut out = BytesMut::new();
+    encode(&f.error("unsupported"), &mut out).unwrap();
+    assert_eq!(&out[4..6], &[0x12, 0x34]);
+}
+
+#[test]
+fn bodies_reject_short_and_trailing_bytes() {
+    let hb = Heartbeat { node_id: 1, incarnation: 2 }.encode();
+    assert!(Heartbeat::decode(hb.slice(..15)).is_err());
+    let mut long = BytesMut::from(&hb[..]);
+    long.extend_from_slice(&[0]);
+    assert!(Heartbeat::decode(long.freeze()).is_err());
+    assert!(Hello::decode(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, b'a'])).is_err());
+    assert!(Hello { version: 1, cluster_id: "x".repeat(256), node_id: 1 }.encode().is_err());
+    let ack = HeartbeatAck { lease_ms: 3000, metadata_index: 17 };
+    assert_eq!(HeartbeatAck::decode(ack.encode()).unwrap(), ack);
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    any::<u16>().prop_map(Kind::from_code)
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip_in_a_stream(frames in proptest::collection::vec(
+        (kind(), prop_oneof![Just(0u8), Just(FLAG_RESPONSE), Just(FLAG_RESPONSE | FLAG_ERROR)], any::<u32>(),
+         proptest::collection::vec(any::<u8>(), 0..300)),
+        1..8)) {
+        let frames: Vec<Frame> = frames.into_iter()
+            .map(|(kind, flags, correlation, body)| Frame { kind, flags, correlation, body: body.into() })
+            .collect();
+        let mut buf = BytesMut::new();
+        for f in &frames {
+            encode(f, &mut buf).unwrap();
+        }
+        for f in &frames {
+            let got = decode(&mut buf, DEFAULT_MAX_FRAME).unwrap();
+            prop_assert_eq!(got.as_ref(), Some(f));
+        }
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn kind_codes_round_trip(c in any::<u16>()) {
+        prop_assert_eq!(Kind::from_code(c).code(), c);
+    }
+
+    #[test]
+    fn hello_round_trips(version in any::<u16>(), node_id in any::<u64>(), cluster_id in "\\PC{0,40}") {
+        let h = Hello { version, cluster_id, node_id };
+        if let Ok(b) = h.encode() {
+            prop_assert_eq!(Hello::decode(b).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut buf = BytesMut::from(&data[..]);
+        while let Ok(Some(f)) = decode(&mut buf, 4096) {
+            let _ = Hello::decode(f.body.clone());
+            let _ = Heartbeat::decode(f.body.clone());
+            let _ = HeartbeatAck::decode(f.body);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Topic changes for the whole cluster: the broker's
+//! [`MetadataAuthority`], backed by the controller quorum.
+//!
+//! Placement is decided by the proposing node from the metadata it has
+//! applied and written into the command, so applying it is deterministic.
+//! Partitions go round-robin over the serving nodes (sorted by id, racks
+//! interleaved when racks are set), starting after the node that leads the
+//! fewest partitions, so leaders stay spread as topics come and go.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use fjord_broker::placement::BoxFuture;
+use fjord_broker::{BrokerError, MetadataAuthority, TopicConfig};
+use fjord_controller::{Command, Metadata, NodeId, NodeState, PartitionAssignment, Rejection, TopicAssignment};
+
+use crate::error::ClusterError;
+use crate::node::ClusterNode;
+
+/// How long a topic change may wait for the quorum (a leader election
+/// included) before the client gets a retriable error.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The broker's authority in a cluster.
+#[derive(Debug)]
+pub struct ClusterAuthority {
+    pub(crate) node: Weak<ClusterNode>,
+}
+
+impl ClusterAuthority {
+    /// Proposes a change of topic `name` and waits until this node's
+    /// broker reflects it.
+    async fn change(&self, name: &str, cmd: Command) -> Result<(), BrokerError> {
+        let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        let fail = |e| to_broker(name, e);
+        let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(fail)?;
+        node.await_reconciled(index, deadline).await.map_err(fail)
+    }
+}
+
+/// A cluster failure of a change to topic `name`, as the broker reports it.
+pub(crate) fn to_broker(name: &str, e: ClusterError) -> BrokerError {
+    match e {
+        ClusterError::Rejected { reason: Rejection::TopicExists, .. } => BrokerError::TopicExists(name.to_string()),
+        ClusterError::Rejected { reason: Rejection::UnknownTopic, .. } => BrokerError::UnknownTopic(name.to_string()),
+        ClusterError::Rejected { reason: Rejection::Invalid | Rejection::UnknownNode, message } => {
+            BrokerError::InvalidPartitions(message)
+        }
+        // No quorum, no leader, a lost connection: retriable.
+        other => BrokerError::Unavailable(other.to_string()),
+    }
+}
+
+impl MetadataAuthority for ClusterAuthority {
+    fn create_topic<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: u32,
+        config: &'a TopicConfig,
+    ) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let m = node.metadata();
+            if m.topics.contains_key(name) {
+                return Err(BrokerError::TopicExists(name.to_string()));
+            }
+            let parts = place(&m, partitions).ok_or_else(no_nodes)?;
+            let topic =
+                TopicAssignment { id: uuid::Uuid::new_v4().to_string(), config: config.0.clone(), partitions: parts };
+            self.change(name, Command::CreateTopic { name: name.to_string(), topic }).await
+        })
+    }
+
+    fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(self.change(name, Command::DeleteTopic { name: name.to_string() }))
+    }
+
+    fn create_partitions<'a>(&'a self, name: &'a str, total: u32) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let m = node.metadata();
+            let have =
+                m.topics.get(name).ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?.partitions.len() as u32;
+            if total <= have {
+                return Err(BrokerError::InvalidPartitions(format!(
+                    "topic '{name}' has {have} partitions; the count can only grow"
+                )));
+            }
+            let added = place(&m, total - have).ok_or_else(no_nodes)?;
+            self.change(name, Command::CreatePartitions { name: name.to_string(), added }).await
+        })
+    }
+
+    fn set_topic_config<'a>(
+        &'a self,
+        name: &'a str,
+        config: &'a TopicConfig,
+    ) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(self.change(name, Command::AlterTopicConfig { name: name.to_string(), config: config.0.clone() }))
+    }
+}
+
+fn no_nodes() -> BrokerError {
+    BrokerError::Unavailable("no node is serving: none can lead new partitions".into())
+}
+
+/// Serving nodes in placement order: by rack, interleaved, then by id.
+fn serving(m: &Metadata) -> Vec<NodeId> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+    for n in m.nodes.values().filter(|n| n.state == NodeState::Active) {
+        by_rack.entry(n.rack.as_deref()).or_default().push(n.id);
+    }
+    let mut racks: Vec<Vec<NodeId>> = by_rack.into_values().collect();
+    let mut out = Vec::new();
+    let longest = racks.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for r in &mut racks {
+            if let Some(id) = r.get(i) {
+                out.push(*id);
+            }
+        }
+    }
+    out
+}
+
+/// Places `count` new partitions: one replica each for now (replication
+/// adds followers), leaders round-robin starting at the serving node
+/// leading the fewest partitions.
+pub(crate) fn place(m: &Metadata, count: u32) -> Option<Vec<PartitionAssignment>> {
+    let nodes = serving(m);
+    if nodes.is_empty() {
+        return None;
+    }
+    let mut load: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    for t in m.topics.values() {
+        for p in &t.partitions {
+            if let Some(l) = load.get_mut(&p.leader) {
+                *l += 1;
+            }
+        }
+    }
+    let start = nodes.iter().enumerate().min_by_key(|(i, n)| (load[n], *i)).map_or(0, |(i, _)| i);
+    Some(
+        (0..count as usize)
+            .map(|i| {
+                let leader = nodes[(start + i) % nodes.len()];
+                PartitionAssignment { replicas: vec![leader], leader, leader_epoch: 0 }
+            })
+            .collect(),
+    )
+}
+
+/// Installs the cluster's authority on the node's broker.
+pub(crate) fn install(node: &Arc<ClusterNode>) {
+    node.broker.set_metadata_authority(Arc::new(ClusterAuthority { node: Arc::downgrade(node) }));
+}

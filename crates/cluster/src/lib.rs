@@ -1,0 +1,151 @@
+//! # fjord-cluster: several `fjord serve` nodes acting as one broker
+//!
+//! Each node runs one [`ClusterNode`]: a member of the metadata Raft group
+//! (`fjord-controller`; a voter on the configured controllers, a learner
+//! elsewhere) reached over the internode transport ([`transport`], frames
+//! from `fjord-cluster-codec`), plus three loops:
+//! - the **reconciler** ([`reconcile`]) turns applied metadata into the
+//!   broker's state: local topics with the cluster's ids, and the
+//!   [`fjord_broker::Placement`] that tells gateways who leads what;
+//! - **heartbeats** to the controller leader, whose **leader duties**
+//!   ([`leader`]) fence nodes that go silent, unfence them when they come
+//!   back and make every registered node a Raft learner;
+//! - topic changes from any gateway go through [`authority`], which places
+//!   partitions and proposes them to the quorum.
+//!
+//! ## Invariants
+//! - Before it has applied metadata, a node serves no partition (its
+//!   placement is empty, so every partition is "unavailable" rather than
+//!   wrongly led here).
+//! - A topic change returns to its caller only once this node's broker
+//!   reflects it (read-your-writes across gateways on one node).
+//! - The cluster id is checked in every internode handshake, and the node
+//!   id of the answering peer against the one the caller meant.
+//! - Metadata changes are proposed with the placement already decided, so
+//!   applying them is deterministic on every node.
+
+pub mod authority;
+mod error;
+pub(crate) mod leader;
+pub mod node;
+pub mod raft_net;
+pub mod reconcile;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use fjord_broker::{Broker, Placement};
+use fjord_net::{Acceptor, serve_connections};
+use openraft::Raft;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::{ClusterError, Result};
+pub use node::{ClusterConfig, ClusterNode};
+
+/// Starts this node's part of the cluster: opens the controller store,
+/// starts Raft and the internode server on `internode`, forms the quorum
+/// on first start, and installs the cluster's authority on `broker` (which
+/// serves nothing until [`ClusterNode::join`] brought it up to date).
+pub async fn start(
+    cfg: ClusterConfig,
+    broker: Arc<Broker>,
+    internode: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Result<Arc<ClusterNode>> {
+    cfg.validate()?;
+    // Nothing is served until the metadata says what this node leads.
+    broker.set_placement(Placement::default());
+    let identity = node::identity(&cfg);
+    let peers = transport::Peers::new(identity.clone());
+    let (log, sm, metadata) = fjord_controller::store::open(&cfg.dir).await?;
+    let config = Arc::new(node::raft_config(&cfg)?);
+    let raft = Raft::new(cfg.node_id, config, raft_net::RaftNet::new(peers.clone()), log, sm)
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+    let (reconciled, _) = watch::channel(0);
+    let node = Arc::new(ClusterNode {
+        cfg,
+        raft,
+        peers,
+        metadata,
+        broker,
+        incarnation: AtomicU64::new(0),
+        reconciled,
+        leases: Default::default(),
+    });
+
+    let handler: Arc<dyn transport::Handler> = Arc::new(node::NodeHandler(node.clone()));
+    let acceptor = Acceptor::with_default_caps(internode, "internode");
+    let serve_stop = stop.clone();
+    tokio::spawn(serve_connections("internode", acceptor, stop.clone(), Duration::from_secs(2), move |s, _| {
+        transport::serve_peer(s, identity.clone(), handler.clone(), serve_stop.clone())
+    }));
+
+    if node.cfg.is_controller() {
+        let initialized = node.raft.is_initialized().await.map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if !initialized {
+            // Every voter proposes the same membership: safe to race.
+            match node.raft.initialize(node::voters(&node.cfg)).await {
+                Ok(()) => {
+                    tracing::info!(voters = ?node.cfg.controllers.keys().collect::<Vec<_>>(), "controller quorum initialized")
+                }
+                Err(e) => tracing::debug!(error = %e, "quorum already initialized"),
+            }
+        }
+        tokio::spawn(leader::run(node.clone(), stop.clone()));
+    }
+    authority::install(&node);
+    tokio::spawn(reconcile::run(node.clone(), stop.clone()));
+    Ok(node)
+}
+
+impl ClusterNode {
+    /// Registers this node with its client listeners (call once they are
+    /// bound), waits until its broker reflects the metadata, then keeps
+    /// heartbeating to the controller leader until `stop`.
+    pub async fn join(
+        self: &Arc<Self>,
+        listeners: BTreeMap<String, String>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.register(listeners).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let index = self.metadata.borrow().index;
+        self.await_reconciled(index, deadline).await?;
+        tokio::spawn(heartbeats(self.clone(), stop));
+        Ok(())
+    }
+
+    /// Stops Raft (the internode server stops with the shutdown signal).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "controller shutdown");
+        }
+    }
+}
+
+async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        match node.heartbeat().await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("heartbeats reach the controller leader again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "heartbeat to the controller leader failed");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(node.cfg.heartbeat_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Brings this node's broker in line with the applied metadata: topics the
+//! cluster has are created here (with the cluster's topic id), grown and
+//! reconfigured; topics the cluster deleted are deleted; and the broker's
+//! placement (who leads what, which nodes serve) is replaced.
+//!
+//! Every node holds a log for every partition of every topic (empty where
+//! it neither leads nor, later, replicates): the seam replication fills in.
+//! A topic found on disk but absent from the metadata the node first sees
+//! is kept and not served (a warning says so): data is never deleted on a
+//! guess; only a deletion this node sees happen removes a topic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use fjord_broker::{BrokerError, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicRecord};
+use fjord_controller::{Metadata, NodeState};
+
+use crate::node::ClusterNode;
+
+/// Internal topics that exist in the metadata only (placement), not as logs
+/// on the nodes yet.
+pub(crate) fn is_placement_only(name: &str) -> bool {
+    name.starts_with("__fjord_")
+}
+
+/// Follows the metadata until `stop`.
+pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut rx = node.subscribe();
+    let mut seen: Option<BTreeSet<String>> = None;
+    let mut leader_rx = node.raft.metrics();
+    loop {
+        let applied = rx.borrow_and_update().clone();
+        install_placement(&node, &applied.metadata);
+        match apply(&node, &applied.metadata, seen.as_ref()).await {
+            Ok(()) => {
+                node.reconciled.send_replace(applied.index);
+                seen = Some(applied.metadata.topics.keys().cloned().collect());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, index = applied.index, "could not apply cluster metadata here; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            // The controller leader is part of the placement clients see.
+            r = leader_rx.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn install_placement(node: &ClusterNode, m: &Metadata) {
+    let info = |n: &fjord_controller::NodeRecord| NodeInfo {
+        node_id: n.id as i32,
+        listeners: n.listeners.clone(),
+        rack: n.rack.clone(),
+    };
+    let nodes: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state != NodeState::Fenced).map(info).collect();
+    let fenced: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state == NodeState::Fenced).map(info).collect();
+    let topics = m
+        .topics
+        .iter()
+        .map(|(name, t)| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| PartitionPlacement {
+                    leader: p.leader as i32,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.iter().map(|r| *r as i32).collect(),
+                })
+                .collect();
+            (name.clone(), parts)
+        })
+        .collect();
+    let controller_id = node.controller_leader().map_or(-1, |l| l as i32);
+    node.broker.set_placement(Placement { controller_id, nodes, fenced, topics });
+}
+
+async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>) -> Result<(), BrokerError> {
+    let broker = &node.broker;
+    for (name, t) in m.topics.iter().filter(|(n, _)| !is_placement_only(n)) {
+        let id = uuid::Uuid::parse_str(&t.id)
+            .map_err(|e| BrokerError::Internal(format!("topic '{name}' has a malformed id in the metadata: {e}")))?;
+        let config = TopicConfig(t.config.clone());
+        let partitions = t.partitions.len() as u32;
+        match broker.topic(name) {
+            Some(local) if local.id() != id => {
+                // Deleted and created again while this node was away.
+                tracing::info!(topic = %name, "replacing an older topic of the same name");
+                broker.delete_topic_local(name).await?;
+                create(broker, id, name, partitions, config).await?;
+            }
+            Some(local) => {
+                let rec = local.record();
+                if rec.partitions < partitions {
+                    broker.create_partitions_local(name, partitions).await?;
+                }
+                if rec.config != config {
+                    broker.set_topic_config_local(name, config).await?;
+                }
+            }
+            None => create(broker, id, name, partitions, config).await?,
+        }
+    }
+    if let Some(before) = seen {
+        for gone in before.iter().filter(|n| !m.topics.contains_key(*n) && !is_placement_only(n)) {
+            match broker.delete_topic_local(gone).await {
+                Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    } else {
+        let strays: BTreeMap<String, ()> =
+            broker.topics().iter().map(|t| (t.name(), ())).filter(|(n, _)| !m.topics.contains_key(n)).collect();
+        for name in strays.keys() {
+            tracing::warn!(topic = %name, "this node holds a topic the cluster does not know; it is kept but not served");
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    broker: &fjord_broker::Broker,
+    id: uuid::Uuid,
+    name: &str,
+    partitions: u32,
+    config: TopicConfig,
+) -> Result<(), BrokerError> {
+    let record = TopicRecord { id, name: name.to_string(), partitions, config, internal: false };
+    match broker.create_topic_local(record).await {
+        Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

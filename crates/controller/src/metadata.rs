@@ -1,0 +1,322 @@
+//! The metadata state machine: nodes and topic placement.
+//!
+//! Liveness follows KRaft: heartbeats go to the controller leader and stay
+//! in its memory; only a change of a node's state (fenced, unfenced,
+//! decommissioned) is written to the log, so an idle cluster does not grow
+//! its log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// A node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node's id.
+    pub id: NodeId,
+    /// Internode `host:port` (controller traffic, forwarding, replication).
+    pub internode: String,
+    /// Client listeners by protocol name (`kafka`, `rocketmq_namesrv`,
+    /// `rocketmq_broker`, `rocketmq_grpc`, `amqp`, `http`): advertised
+    /// `host:port`.
+    pub listeners: BTreeMap<String, String>,
+    /// Rack, for rack-aware placement.
+    pub rack: Option<String>,
+    /// Liveness and lifecycle.
+    pub state: NodeState,
+    /// Bumped by every registration: a restarted node registers again, and
+    /// leases name the incarnation they belong to.
+    pub incarnation: u64,
+}
+
+/// Where a node is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Heartbeating: may lead partitions.
+    Active,
+    /// Missed its lease: its partitions are unavailable (or, with replicas,
+    /// led elsewhere) until it heartbeats again.
+    Fenced,
+    /// Being emptied: gets no new partitions.
+    Decommissioning,
+}
+
+/// Where one partition lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Replicas, preferred leader first.
+    pub replicas: Vec<NodeId>,
+    /// Current leader.
+    pub leader: NodeId,
+    /// Bumped by every leader change.
+    pub leader_epoch: i32,
+}
+
+/// A topic's identity, configuration overrides and placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicAssignment {
+    /// Topic id (UUID text), the same on every node.
+    pub id: String,
+    /// Configuration overrides (Kafka config names).
+    pub config: BTreeMap<String, String>,
+    /// Partitions in index order.
+    pub partitions: Vec<PartitionAssignment>,
+}
+
+/// A change to the metadata, proposed to the controller quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A node joins, or rejoins after a restart (new incarnation).
+    RegisterNode {
+        /// The node's id.
+        id: NodeId,
+        /// Internode `host:port`.
+        internode: String,
+        /// Advertised client listeners.
+        listeners: BTreeMap<String, String>,
+        /// Rack.
+        rack: Option<String>,
+    },
+    /// A node's lease ran out (decided by the controller leader).
+    FenceNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// A fenced node heartbeats again.
+    UnfenceNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// Starts emptying a node.
+    DecommissionNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// Forgets a node that leads and replicates nothing.
+    RemoveNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// Creates a topic with its placement.
+    CreateTopic {
+        /// Topic name.
+        name: String,
+        /// Identity, config and placement.
+        topic: TopicAssignment,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Adds partitions to a topic.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// The new partitions, appended in order.
+        added: Vec<PartitionAssignment>,
+    },
+    /// Replaces a topic's configuration overrides.
+    AlterTopicConfig {
+        /// Topic name.
+        name: String,
+        /// The new overrides.
+        config: BTreeMap<String, String>,
+    },
+    /// Moves a partition: new replicas and leader, epoch bumped.
+    AssignPartition {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// New replicas.
+        replicas: Vec<NodeId>,
+        /// New leader (one of `replicas`).
+        leader: NodeId,
+    },
+}
+
+/// The outcome of applying a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Reply {
+    /// Applied (also the reply to Raft's own blank and membership entries).
+    #[default]
+    Ok,
+    /// Broke a rule; nothing changed.
+    Rejected {
+        /// Why.
+        reason: Rejection,
+        /// What was wrong, for people.
+        message: String,
+    },
+}
+
+/// Why a command was rejected: what a gateway maps to its protocol's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The topic exists.
+    TopicExists,
+    /// No such topic.
+    UnknownTopic,
+    /// No such node, or a node in the wrong state.
+    UnknownNode,
+    /// A malformed command (placement naming no replicas, a partition count
+    /// that shrinks, ...).
+    Invalid,
+}
+
+/// The cluster's metadata, as of the last applied log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Nodes by id.
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicAssignment>,
+}
+
+fn rejected(reason: Rejection, message: impl Into<String>) -> Reply {
+    Reply::Rejected { reason, message: message.into() }
+}
+
+impl Metadata {
+    /// Applies one committed command (deterministic; see the crate docs).
+    pub fn apply(&mut self, cmd: &Command) -> Reply {
+        match cmd {
+            Command::RegisterNode { id, internode, listeners, rack } => {
+                let incarnation = self.nodes.get(id).map_or(1, |n| n.incarnation + 1);
+                let state = match self.nodes.get(id).map(|n| n.state) {
+                    Some(NodeState::Decommissioning) => NodeState::Decommissioning,
+                    _ => NodeState::Active,
+                };
+                let record = NodeRecord {
+                    id: *id,
+                    internode: internode.clone(),
+                    listeners: listeners.clone(),
+                    rack: rack.clone(),
+                    state,
+                    incarnation,
+                };
+                self.nodes.insert(*id, record);
+                Reply::Ok
+            }
+            Command::FenceNode { id } => self.set_state(*id, NodeState::Active, NodeState::Fenced),
+            Command::UnfenceNode { id } => self.set_state(*id, NodeState::Fenced, NodeState::Active),
+            Command::DecommissionNode { id } => match self.nodes.get_mut(id) {
+                Some(n) => {
+                    n.state = NodeState::Decommissioning;
+                    Reply::Ok
+                }
+                None => rejected(Rejection::UnknownNode, format!("node {id} is not registered")),
+            },
+            Command::RemoveNode { id } => {
+                if !self.nodes.contains_key(id) {
+                    return rejected(Rejection::UnknownNode, format!("node {id} is not registered"));
+                }
+                if let Some((t, p)) = self.partitions_on(*id).next() {
+                    return rejected(Rejection::Invalid, format!("node {id} still holds {t}-{p}"));
+                }
+                self.nodes.remove(id);
+                Reply::Ok
+            }
+            Command::CreateTopic { name, topic } => {
+                if self.topics.contains_key(name) {
+                    return rejected(Rejection::TopicExists, format!("topic '{name}' already exists"));
+                }
+                if let Err(r) = self.check_placement(&topic.partitions) {
+                    return r;
+                }
+                self.topics.insert(name.clone(), topic.clone());
+                Reply::Ok
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Reply::Ok,
+                None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
+            },
+            Command::CreatePartitions { name, added } => {
+                if let Err(r) = self.check_placement(added) {
+                    return r;
+                }
+                match self.topics.get_mut(name) {
+                    Some(t) => {
+                        t.partitions.extend(added.iter().cloned());
+                        Reply::Ok
+                    }
+                    None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
+                }
+            }
+            Command::AlterTopicConfig { name, config } => match self.topics.get_mut(name) {
+                Some(t) => {
+                    t.config = config.clone();
+                    Reply::Ok
+                }
+                None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
+            },
+            Command::AssignPartition { name, partition, replicas, leader } => {
+                let proposed = [PartitionAssignment { replicas: replicas.clone(), leader: *leader, leader_epoch: 0 }];
+                if let Err(r) = self.check_placement(&proposed) {
+                    return r;
+                }
+                let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(*partition as usize)) else {
+                    return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
+                };
+                p.replicas = replicas.clone();
+                if p.leader != *leader {
+                    p.leader = *leader;
+                    p.leader_epoch += 1;
+                }
+                Reply::Ok
+            }
+        }
+    }
+
+    fn set_state(&mut self, id: NodeId, from: NodeState, to: NodeState) -> Reply {
+        match self.nodes.get_mut(&id) {
+            Some(n) if n.state == from => {
+                n.state = to;
+                Reply::Ok
+            }
+            // Fencing a decommissioning node, or unfencing an active one,
+            // changes nothing: not an error, the proposer raced a heartbeat.
+            Some(_) => Reply::Ok,
+            None => rejected(Rejection::UnknownNode, format!("node {id} is not registered")),
+        }
+    }
+
+    fn check_placement(&self, parts: &[PartitionAssignment]) -> Result<(), Reply> {
+        for p in parts {
+            if p.replicas.is_empty() || !p.replicas.contains(&p.leader) {
+                return Err(rejected(Rejection::Invalid, "a partition needs replicas including its leader"));
+            }
+            if let Some(n) = p.replicas.iter().find(|n| !self.nodes.contains_key(n)) {
+                return Err(rejected(Rejection::UnknownNode, format!("node {n} is not registered")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions (topic, index) that `node` leads or replicates.
+    pub fn partitions_on(&self, node: NodeId) -> impl Iterator<Item = (&str, u32)> + '_ {
+        self.topics.iter().flat_map(move |(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.replicas.contains(&node) || p.leader == node)
+                .map(move |(i, _)| (name.as_str(), i as u32))
+        })
+    }
+
+    /// Serializes the whole state (a snapshot's body).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    /// Reads a snapshot's body.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Metadata, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+"""A real cluster of `fjord serve` processes for the multi-node suites.
+
+One cluster per session (3 nodes, all controllers), shared by the tests;
+tests that kill a node restore it before they end (`cluster.restart(n)`).
+Clients are unmodified ones from PyPI, bootstrapping from any node.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+
+from fjord_fixtures import *  # noqa: E402,F401,F403
+from fjord_fixtures import stop_checked  # noqa: E402
+from fjord_harness import FjordServer, free_port  # noqa: E402
+
+# Fast failure detection for tests: a node is fenced after 2 s of silence
+# and a controller election starts after 0.5-1 s without a leader.
+CLUSTER_ENV = {
+    "FJORD_CLUSTER__CLUSTER_ID": "fjord-test-cluster",
+    "FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS": "300",
+    "FJORD_CLUSTER__LEASE_MS": "2000",
+    "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "500",
+}
+
+
+class Cluster:
+    """`n` nodes, the first `voters` of them controllers."""
+
+    def __init__(self, root: Path, n: int = 3, voters: int = 3):
+        internode = [free_port() for _ in range(n)]
+        controllers = ",".join(f"{i + 1}@127.0.0.1:{internode[i]}" for i in range(voters))
+        self.nodes = []
+        for i in range(n):
+            env = dict(CLUSTER_ENV)
+            env["FJORD_NODE__ID"] = str(i + 1)
+            env["FJORD_CLUSTER__CONTROLLERS"] = controllers
+            env["FJORD_CLUSTER__BIND"] = f"127.0.0.1:{internode[i]}"
+            (root / f"node-{i + 1}").mkdir(parents=True, exist_ok=True)
+            self.nodes.append(FjordServer(root / f"node-{i + 1}" / "data", kafka_port=free_port(), env=env))
+
+    def start(self, timeout: float = 90.0) -> "Cluster":
+        for n in self.nodes:
+            n.launch(n.kafka_port)
+        for n in self.nodes:
+            n.await_ready(timeout)
+        return self
+
+    def node(self, node_id: int) -> FjordServer:
+        return self.nodes[node_id - 1]
+
+    def kill(self, node_id: int):
+        """SIGKILL: no clean shutdown, as a crash."""
+        n = self.node(node_id)
+        n.proc.kill()
+        n.proc.wait()
+        n.proc = None
+
+    def restart(self, node_id: int, timeout: float = 60.0):
+        n = self.node(node_id)
+        n.launch(n.kafka_port)
+        n.await_ready(timeout)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes if n.running)
+
+    def stop(self):
+        for n in self.nodes:
+            stop_checked(n)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with tempfile.TemporaryDirectory(prefix="fjord-cluster-") as d:
+        c = Cluster(Path(d)).start()
+        yield c
+        c.stop()
+
+
+def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
