@@ -23,13 +23,20 @@ def metadata(node, topic=None):
 
 def leaders(node, topic) -> dict:
     md = metadata(node, topic)
-    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+    t = md.topics.get(topic)
+    return {p.id: p.leader for p in t.partitions.values()} if t and not t.error else {}
 
 
-def create_topic(node, name, partitions):
+def create_topic(node, name, partitions, everywhere=None):
+    """Creates a topic through `node`; with `everywhere` (the cluster),
+    waits until every node's metadata has it, as a client retrying
+    UNKNOWN_TOPIC_OR_PARTITION would (nodes apply the metadata log each at
+    its own pace, a few milliseconds apart)."""
     a = admin(node)
     fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     fs[name].result(timeout=30)
+    for n in (everywhere.nodes if everywhere else []):
+        wait_for(lambda: len(leaders(n, name)) == partitions, 10, f"{name} on node {n.bootstrap}")
 
 
 def produce(bootstrap, topic, values, **conf):
@@ -94,7 +101,7 @@ def test_any_nodes_admin_api_reports_every_node(cluster):
 
 def test_a_topic_created_on_one_node_is_spread_over_all(cluster):
     topic = f"spread-{uuid.uuid4().hex[:8]}"
-    create_topic(cluster.node(2), topic, 12)
+    create_topic(cluster.node(2), topic, 12, cluster)
     for n in cluster.nodes:
         got = leaders(n, topic)
         assert len(got) == 12
@@ -103,7 +110,7 @@ def test_a_topic_created_on_one_node_is_spread_over_all(cluster):
 
 def test_produce_and_consume_across_nodes(cluster):
     topic = f"across-{uuid.uuid4().hex[:8]}"
-    create_topic(cluster.node(1), topic, 12)
+    create_topic(cluster.node(1), topic, 12, cluster)
     values = [f"v{i}" for i in range(600)]
     # Bootstrapped from one node, the clients find every leader.
     produce(cluster.node(3).bootstrap, topic, values)
@@ -137,7 +144,7 @@ def test_group_coordinators_are_spread(cluster):
 
 def test_a_killed_node_stops_only_its_partitions_and_loses_nothing(cluster):
     topic = f"loss-{uuid.uuid4().hex[:8]}"
-    create_topic(cluster.node(1), topic, 6)
+    create_topic(cluster.node(1), topic, 6, cluster)
     before = [f"b{i}" for i in range(300)]
     produce(cluster.bootstrap, topic, before)
     placed = leaders(cluster.node(1), topic)

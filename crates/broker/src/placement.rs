@@ -144,6 +144,44 @@ impl Broker {
         self.leadership(&TopicPartition::new(OFFSETS_TOPIC, index))
     }
 
+    /// The partitions of `topic` this node leads, ascending: every one on a
+    /// single node. What this node serves to protocols that number queues
+    /// per broker (RocketMQ) and where it puts messages whose partition it
+    /// picks itself.
+    pub fn led_partitions(&self, topic: &str) -> Vec<u32> {
+        let Some(t) = self.topic(topic) else { return Vec::new() };
+        let n = t.partitions().len() as u32;
+        match self.placement() {
+            None => (0..n).collect(),
+            Some(p) => match p.topics.get(topic) {
+                Some(parts) => {
+                    (0..n).filter(|i| parts.get(*i as usize).is_some_and(|a| a.leader == self.config.node_id)).collect()
+                }
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// The partition numbered `index` among those of `topic` this node
+    /// leads, for protocols that number queues per broker (RocketMQ).
+    /// Alone, that is partition `index` itself (when the topic exists or
+    /// not: the caller's lookup reports a missing one).
+    pub fn led_partition_at(&self, topic: &str, index: u32) -> Option<u32> {
+        if self.placement().is_none() {
+            return Some(index);
+        }
+        self.led_partitions(topic).get(index as usize).copied()
+    }
+
+    /// The number of `tp` among the partitions of its topic this node
+    /// leads (the inverse of [`Broker::led_partition_at`]).
+    pub fn led_index_of(&self, tp: &TopicPartition) -> Option<u32> {
+        if self.placement().is_none() {
+            return Some(tp.partition);
+        }
+        self.led_partitions(&tp.topic).iter().position(|p| *p == tp.partition).map(|i| i as u32)
+    }
+
     /// The partition, if this node leads it: what produce, fetch and
     /// offset requests are served from.
     pub fn led_partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {

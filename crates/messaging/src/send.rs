@@ -75,7 +75,7 @@ impl Messaging {
         if msgs.iter().any(|m| m.topic != topic) {
             return Err(MessagingError::InvalidRequest("a batch must be for one topic".into()));
         }
-        let partitions = self.partition_count(&topic).await?;
+        let partitions = self.led_partitions(&topic).await?;
         let now = self.broker.clock().now_ms();
         let max_delay = self.config.max_delay.as_millis() as i64;
         let mut receipts = Vec::with_capacity(msgs.len());
@@ -83,7 +83,7 @@ impl Messaging {
         let mut scheduled = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             m.validate()?;
-            let p = self.route(m, partitioning, partitions)?;
+            let p = self.route(m, partitioning, &partitions)?;
             let id = m.id.clone().unwrap_or_else(|| new_message_id(now));
             let deliver_at = m.delivery.deliver_at(now, max_delay)?;
             receipts.push(SendReceipt {
@@ -115,17 +115,39 @@ impl Messaging {
     }
 
     /// The record the timer stores: the message plus where it goes.
-    /// The partition `m` goes to among `partitions`.
-    pub(crate) fn route(&self, m: &Message, partitioning: Partitioning, partitions: u32) -> Result<u32> {
+    /// The partition `m` goes to: the one asked for, or one of `led` (the
+    /// partitions this node leads; every one on a single node) by message
+    /// group or round robin.
+    pub(crate) fn route(&self, m: &Message, partitioning: Partitioning, led: &[u32]) -> Result<u32> {
         Ok(match partitioning {
-            Partitioning::Explicit(p) if p < partitions => p,
             Partitioning::Explicit(p) => {
-                return Err(fjord_broker::BrokerError::UnknownPartition { topic: m.topic.clone(), partition: p }.into());
+                // Checked now: a scheduled message would otherwise fail only
+                // when it is due.
+                let exists = self.broker.topic(&m.topic).is_some_and(|t| p < t.partitions().len() as u32);
+                if !exists {
+                    let topic = m.topic.clone();
+                    return Err(fjord_broker::BrokerError::UnknownPartition { topic, partition: p }.into());
+                }
+                p
             }
-            Partitioning::Auto => match &m.group {
-                Some(g) => partition_for_group(g, partitions),
-                None => self.sends.0.fetch_add(1, Ordering::Relaxed) % partitions,
-            },
+            Partitioning::Auto => {
+                let n = led.len() as u32;
+                if n == 0 {
+                    // A cluster whose partitions of this topic are all led
+                    // elsewhere: the client must send to another node.
+                    return Err(fjord_broker::BrokerError::NotLeader {
+                        tp: format!("{} (no partition led here)", m.topic),
+                        leader: None,
+                        leader_epoch: -1,
+                    }
+                    .into());
+                }
+                let i = match &m.group {
+                    Some(g) => partition_for_group(g, n),
+                    None => self.sends.0.fetch_add(1, Ordering::Relaxed) % n,
+                };
+                led[i as usize]
+            }
         })
     }
 
@@ -143,11 +165,14 @@ impl Messaging {
         m.to_record(id, Some(at), &h)
     }
 
-    /// Partitions of a topic, creating it when the broker auto-creates.
-    pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32> {
+    /// The partitions of a topic this node leads (all of them alone),
+    /// creating the topic when the broker auto-creates.
+    pub(crate) async fn led_partitions(&self, topic: &str) -> Result<Vec<u32>> {
         self.broker.partition_or_create(&TopicPartition::new(topic, 0)).await?;
-        let t = self.broker.topic(topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(topic.to_string()))?;
-        Ok(t.partitions().len() as u32)
+        if self.broker.topic(topic).is_none() {
+            return Err(fjord_broker::BrokerError::UnknownTopic(topic.to_string()).into());
+        }
+        Ok(self.broker.led_partitions(topic))
     }
 
     /// Appends records as one batch; returns the first offset.

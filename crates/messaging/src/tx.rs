@@ -177,8 +177,8 @@ impl Messaging {
         producer_group: &str,
     ) -> Result<HalfReceipt> {
         msg.validate()?;
-        let partitions = self.partition_count(&msg.topic).await?;
-        let p = self.route(&msg, partitioning, partitions)?;
+        let partitions = self.led_partitions(&msg.topic).await?;
+        let p = self.route(&msg, partitioning, &partitions)?;
         let now = self.broker.clock().now_ms();
         let id = msg.id.clone().unwrap_or_else(|| new_message_id(now));
         let at = msg.delivery.deliver_at(now, self.config.max_delay.as_millis() as i64)?.unwrap_or(0);

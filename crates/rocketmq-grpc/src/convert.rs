@@ -30,6 +30,9 @@ impl From<BrokerError> for Fail {
             BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => Code::TopicNotFound,
             BrokerError::InvalidTopicName { .. } => Code::IllegalTopic,
             BrokerError::ShuttingDown => Code::InternalServerError,
+            // Led by another node (or none now): the client refreshes its
+            // route and retries.
+            BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) => Code::HaNotAvailable,
             _ => Code::InternalServerError,
         };
         Fail(code, e.to_string())
@@ -133,7 +136,8 @@ pub(crate) struct Delivered {
 }
 
 /// A stored message as 5.x consumers see it.
-pub(crate) fn to_proto(m: &StoredMessage, store_host: &str, d: Delivered) -> v2::Message {
+/// `queue_id`: the message's queue on this broker (its partition alone).
+pub(crate) fn to_proto(m: &StoredMessage, queue_id: i32, store_host: &str, d: Delivered) -> v2::Message {
     let body = m.body.clone().unwrap_or_default();
     let kind = if m.group.is_some() {
         v2::MessageType::Fifo
@@ -170,7 +174,7 @@ pub(crate) fn to_proto(m: &StoredMessage, store_host: &str, d: Delivered) -> v2:
             store_host: store_host.to_string(),
             delivery_timestamp: m.deliver_at.map(timestamp),
             receipt_handle: d.receipt_handle,
-            queue_id: m.partition as i32,
+            queue_id,
             queue_offset: Some(m.offset as i64),
             invisible_duration: d.invisible.map(proto_duration),
             delivery_attempt: d.attempt.map(|a| a as i32),

@@ -11,13 +11,19 @@ use crate::GrpcGateway;
 use crate::convert::{Delivered, Fail, duration, millis, ok, status, to_proto};
 use crate::receive::{filter, group_name as group};
 
-fn partition(mq: Option<&v2::MessageQueue>) -> Result<TopicPartition, Fail> {
+/// The partition behind a message queue of this broker (queues are
+/// numbered per broker: the partitions this node leads, in order).
+fn partition(gw: &GrpcGateway, mq: Option<&v2::MessageQueue>) -> Result<TopicPartition, Fail> {
     let mq = mq.ok_or(Fail::new(Code::BadRequest, "no message queue"))?;
     let topic = mq.topic.as_ref().map(|t| t.name.clone()).filter(|t| !t.is_empty());
     let topic = topic.ok_or(Fail::new(Code::IllegalTopic, "no topic"))?;
     let id =
         u32::try_from(mq.id).map_err(|_| Fail::new(Code::BadRequest, format!("queue id {} is negative", mq.id)))?;
-    Ok(TopicPartition::new(topic, id))
+    let p = gw
+        .broker()
+        .led_partition_at(&topic, id)
+        .ok_or_else(|| Fail::new(Code::HaNotAvailable, format!("queue {id} of topic {topic} is not on this broker")))?;
+    Ok(TopicPartition::new(topic, p))
 }
 
 impl GrpcGateway {
@@ -25,7 +31,7 @@ impl GrpcGateway {
     pub(crate) async fn pull(&self, req: v2::PullMessageRequest) -> Vec<v2::PullMessageResponse> {
         use v2::pull_message_response::Content;
         let r = async {
-            let tp = partition(req.message_queue.as_ref())?;
+            let tp = partition(self, req.message_queue.as_ref())?;
             let group = group(req.group.as_ref())?.to_string();
             let p = self.broker().partition(&tp)?;
             let offset = u64::try_from(req.offset).map_err(|_| Fail::new(Code::IllegalOffset, "negative offset"))?;
@@ -58,7 +64,12 @@ impl GrpcGateway {
                 let mut out = vec![v2::PullMessageResponse { content: Some(Content::Status(head)) }];
                 for m in &pulled.messages {
                     out.push(v2::PullMessageResponse {
-                        content: Some(Content::Message(to_proto(m, &self.config.endpoint, Delivered::default()))),
+                        content: Some(Content::Message(to_proto(
+                            m,
+                            self.queue_of(m),
+                            &self.config.endpoint,
+                            Delivered::default(),
+                        ))),
                     });
                 }
                 out.push(v2::PullMessageResponse { content: Some(Content::NextOffset(pulled.next_offset as i64)) });
@@ -69,7 +80,7 @@ impl GrpcGateway {
 
     pub(crate) async fn update_offset(&self, req: v2::UpdateOffsetRequest) -> v2::UpdateOffsetResponse {
         let r = async {
-            let tp = partition(req.message_queue.as_ref())?;
+            let tp = partition(self, req.message_queue.as_ref())?;
             let g = group(req.group.as_ref())?;
             let offset = u64::try_from(req.offset).map_err(|_| Fail::new(Code::IllegalOffset, "negative offset"))?;
             self.broker().partition(&tp)?;
@@ -82,7 +93,7 @@ impl GrpcGateway {
 
     pub(crate) fn get_offset(&self, req: v2::GetOffsetRequest) -> v2::GetOffsetResponse {
         let r = (|| {
-            let tp = partition(req.message_queue.as_ref())?;
+            let tp = partition(self, req.message_queue.as_ref())?;
             let g = group(req.group.as_ref())?;
             self.messaging
                 .committed(g, &ConsumeModel::Clustering, &tp)
@@ -96,7 +107,7 @@ impl GrpcGateway {
 
     pub(crate) async fn query_offset(&self, req: v2::QueryOffsetRequest) -> v2::QueryOffsetResponse {
         let r = async {
-            let tp = partition(req.message_queue.as_ref())?;
+            let tp = partition(self, req.message_queue.as_ref())?;
             let spec = match v2::QueryOffsetPolicy::try_from(req.query_offset_policy) {
                 Ok(v2::QueryOffsetPolicy::Beginning) => OffsetSpec::Earliest,
                 Ok(v2::QueryOffsetPolicy::End) => OffsetSpec::Latest,

@@ -89,7 +89,12 @@ impl GrpcGateway {
                         invisible: Some(invisible),
                     };
                     out.push(v2::ReceiveMessageResponse {
-                        content: Some(Content::Message(to_proto(&p.message, &self.config.endpoint, d))),
+                        content: Some(Content::Message(to_proto(
+                            &p.message,
+                            self.queue_of(&p.message),
+                            &self.config.endpoint,
+                            d,
+                        ))),
                     });
                 }
                 // As the Java proxy: the delivery time closes the stream.

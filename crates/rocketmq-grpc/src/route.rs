@@ -6,19 +6,54 @@ use fjord_rocketmq_proto::v2::{self, Code};
 use crate::GrpcGateway;
 use crate::convert::{Fail, ok};
 
+/// `host:port` as gRPC endpoints.
+fn endpoints_of(endpoint: &str) -> v2::Endpoints {
+    let (host, port) = endpoint.rsplit_once(':').unwrap_or((endpoint, "8081"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let scheme = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => v2::AddressScheme::IPv6,
+        Ok(_) => v2::AddressScheme::IPv4,
+        Err(_) => v2::AddressScheme::DomainName,
+    };
+    v2::Endpoints {
+        scheme: scheme as i32,
+        addresses: vec![v2::Address { host: host.to_string(), port: port.parse().unwrap_or(8081) }],
+    }
+}
+
 impl GrpcGateway {
-    fn endpoints(&self) -> v2::Endpoints {
-        let (host, port) = self.config.endpoint.rsplit_once(':').unwrap_or((&self.config.endpoint, "8081"));
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let scheme = match host.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V6(_)) => v2::AddressScheme::IPv6,
-            Ok(_) => v2::AddressScheme::IPv4,
-            Err(_) => v2::AddressScheme::DomainName,
+    /// The queue id of a stored message on this broker: the partitions
+    /// this node leads, numbered from 0 (the partition itself alone).
+    pub(crate) fn queue_of(&self, m: &fjord_messaging::StoredMessage) -> i32 {
+        let tp = fjord_broker::TopicPartition::new(&m.topic, m.partition);
+        self.broker().led_index_of(&tp).map_or(-1, |q| q as i32)
+    }
+
+    /// Every broker serving `topic` with its queue count: each node leading
+    /// some of its partitions (this node, alone, with all of them).
+    fn brokers_of(&self, topic: &str, total: usize) -> Vec<(v2::Broker, usize)> {
+        let Some(placement) = self.broker().placement() else {
+            let broker = v2::Broker { name: self.config.broker_name.clone(), id: 0, endpoints: Some(self.endpoints()) };
+            return vec![(broker, total)];
         };
-        v2::Endpoints {
-            scheme: scheme as i32,
-            addresses: vec![v2::Address { host: host.to_string(), port: port.parse().unwrap_or(8081) }],
-        }
+        placement
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let led = placement.topics.get(topic).map_or(0, |p| p.iter().filter(|a| a.leader == n.node_id).count());
+                let endpoint = n.listeners.get("rocketmq_grpc")?;
+                let broker = v2::Broker {
+                    name: format!("broker-{}", n.node_id),
+                    id: 0,
+                    endpoints: Some(endpoints_of(endpoint)),
+                };
+                (led > 0).then_some((broker, led))
+            })
+            .collect()
+    }
+
+    fn endpoints(&self) -> v2::Endpoints {
+        endpoints_of(&self.config.endpoint)
     }
 
     /// The topic's partitions as message queues; created on first use when
@@ -39,16 +74,19 @@ impl GrpcGateway {
             }
             None => return Err(Fail::new(Code::TopicNotFound, format!("topic {name} does not exist"))),
         };
-        let broker = v2::Broker { name: self.config.broker_name.clone(), id: 0, endpoints: Some(self.endpoints()) };
         let types =
             [v2::MessageType::Normal, v2::MessageType::Fifo, v2::MessageType::Delay, v2::MessageType::Transaction];
-        Ok((0..t.partitions().len() as i32)
-            .map(|id| v2::MessageQueue {
-                topic: Some(topic.clone()),
-                id,
-                permission: v2::Permission::ReadWrite as i32,
-                broker: Some(broker.clone()),
-                accept_message_types: types.iter().map(|t| *t as i32).collect(),
+        Ok(self
+            .brokers_of(name, t.partitions().len())
+            .into_iter()
+            .flat_map(|(broker, queues)| {
+                (0..queues as i32).map(move |id| v2::MessageQueue {
+                    topic: Some(topic.clone()),
+                    id,
+                    permission: v2::Permission::ReadWrite as i32,
+                    broker: Some(broker.clone()),
+                    accept_message_types: types.iter().map(|t| *t as i32).collect(),
+                })
             })
             .collect())
     }
@@ -68,7 +106,7 @@ impl GrpcGateway {
 
     /// Push consumers pop from every queue of the topic through one
     /// assignment per broker (pop consumption shares queues), as the Java
-    /// proxy assigns.
+    /// proxy assigns: one per node leading some of its partitions.
     pub(crate) async fn query_assignment(&self, req: v2::QueryAssignmentRequest) -> v2::QueryAssignmentResponse {
         let Some(topic) = req.topic else {
             return v2::QueryAssignmentResponse {
@@ -81,7 +119,7 @@ impl GrpcGateway {
                 status: Some(ok()),
                 assignments: q
                     .into_iter()
-                    .take(1)
+                    .filter(|mq| mq.id == 0)
                     .map(|mut mq| {
                         mq.id = -1;
                         v2::Assignment { message_queue: Some(mq) }

@@ -109,7 +109,7 @@ async fn check_once(gw: &GrpcGateway) -> Result<(), fjord_messaging::MessagingEr
             continue;
         }
         let d = Delivered { attempt: Some(1), ..Default::default() };
-        let mut message = to_proto(&tx.message, &gw.config.endpoint, d);
+        let mut message = to_proto(&tx.message, gw.queue_of(&tx.message), &gw.config.endpoint, d);
         if let Some(sp) = message.system_properties.as_mut() {
             sp.message_type = v2::MessageType::Transaction as i32;
         }

@@ -49,7 +49,11 @@ impl From<BrokerError> for Reject {
             BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => response::TOPIC_NOT_EXIST,
             BrokerError::TopicExists(_) => response::TOPIC_EXIST_ALREADY,
             BrokerError::InvalidTopicName { .. } | BrokerError::InvalidConfig { .. } => response::MESSAGE_ILLEGAL,
-            BrokerError::ShuttingDown => response::SERVICE_NOT_AVAILABLE,
+            // Retriable for producers and consumers: they refresh the
+            // route and try again (another broker, or later).
+            BrokerError::ShuttingDown | BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) => {
+                response::SERVICE_NOT_AVAILABLE
+            }
             _ => response::SYSTEM_ERROR,
         };
         Reject::new(code, e.to_string())

@@ -42,6 +42,7 @@ mod error;
 pub mod handlers;
 mod instrument;
 pub mod mapping;
+mod queues;
 mod server;
 
 use std::net::SocketAddr;

@@ -191,11 +191,12 @@ pub(crate) fn properties_of(m: &StoredMessage) -> Vec<(String, String)> {
     props
 }
 
-/// The commitlog form of a stored message.
-pub(crate) fn to_ext(m: &StoredMessage, position: i64, store_host: SocketAddr) -> MessageExt {
+/// The commitlog form of a stored message, in queue `queue_id` of this
+/// broker.
+pub(crate) fn to_ext(m: &StoredMessage, queue_id: i32, position: i64, store_host: SocketAddr) -> MessageExt {
     MessageExt {
         topic: m.topic.clone(),
-        queue_id: m.partition as i32,
+        queue_id,
         flag: 0,
         queue_offset: m.offset as i64,
         commit_log_offset: position,

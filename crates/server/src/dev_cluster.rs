@@ -7,7 +7,8 @@
 //! (`fjord.log`) and its ready file. Node `i` listens on each default port
 //! plus `10 * (i - 1)` (Kafka 9092, 9102, 9112, ...; internode 9700, 9710,
 //! ...), so up to 9 nodes fit beside each other; the first 1, 3 or 5 nodes
-//! are the controller quorum's voters.
+//! are the controller quorum's voters. A node that exits is reported and
+//! the others keep running (kill one to watch the cluster cope).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -146,11 +147,11 @@ pub async fn run(args: DevClusterArgs, json: bool, stop: impl std::future::Futur
         }
     };
     print_nodes(&listing, &id, json);
+    // A node that dies (or is killed, to watch the cluster cope) is
+    // reported; the others keep running until Ctrl-C or all are gone.
     tokio::select! {
         _ = stop => {}
-        gone = watch_children(&mut nodes) => {
-            eprintln!("fjord dev cluster: node {gone} exited; stopping the others");
-        }
+        _ = watch_children(&mut nodes) => eprintln!("fjord dev cluster: every node exited"),
     }
     stop_all(&mut nodes).await;
     Ok(())
@@ -183,12 +184,20 @@ async fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<Vec<Value>> {
     }
 }
 
-async fn watch_children(nodes: &mut [Node]) -> u32 {
+/// Reports each node that exits; returns once none is left.
+async fn watch_children(nodes: &mut [Node]) {
+    let mut gone = vec![false; nodes.len()];
     loop {
-        for n in nodes.iter_mut() {
-            if !matches!(n.child.try_wait(), Ok(None)) {
-                return n.id;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !gone[i]
+                && let Ok(Some(status)) = n.child.try_wait()
+            {
+                gone[i] = true;
+                eprintln!("fjord dev cluster: node {} exited ({status}); see {}", n.id, n.log.display());
             }
+        }
+        if gone.iter().all(|g| *g) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -210,8 +219,8 @@ fn print_nodes(listing: &[Value], cluster_id: &str, json: bool) {
         let s = |k: &str| l[k].as_str().unwrap_or("-").to_string();
         println!(
             "{:<5} {:<8} {:<16} {:<16} {:<16} {:<16} {:<16}",
-            n["node_id"],
-            n["pid"],
+            n["node_id"].to_string(),
+            n["pid"].to_string(),
             s("kafka"),
             s("rocketmq_namesrv"),
             s("amqp"),
@@ -223,7 +232,11 @@ fn print_nodes(listing: &[Value], cluster_id: &str, json: bool) {
 
 /// SIGTERM to every node, then waits for each (SIGKILL after 20 s).
 async fn stop_all(nodes: &mut [Node]) {
-    for n in nodes.iter() {
+    for n in nodes.iter_mut() {
+        // Never signal a pid that was already reaped (it may be reused).
+        if !matches!(n.child.try_wait(), Ok(None)) {
+            continue;
+        }
         let pid = nix::unistd::Pid::from_raw(n.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     }

@@ -82,6 +82,11 @@ impl Messaging {
         let topic =
             self.broker.topic(&req.topic).ok_or_else(|| fjord_broker::BrokerError::UnknownTopic(req.topic.clone()))?;
         let mut parts = topic.partitions();
+        if req.partition.is_none() {
+            // Pops without a partition take from what this node leads.
+            let led = self.broker.led_partitions(&req.topic);
+            parts.retain(|p| led.contains(&p.id().partition));
+        }
         match req.partition {
             Some(p) => {
                 parts.retain(|x| x.id().partition == p);

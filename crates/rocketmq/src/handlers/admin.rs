@@ -26,7 +26,7 @@ impl RocketMqGateway {
         MessageQueue {
             topic: tp.topic.clone(),
             broker_name: self.config.broker_name.clone(),
-            queue_id: i32::try_from(tp.partition).unwrap_or(i32::MAX),
+            queue_id: self.queue_of(tp),
         }
     }
 }
@@ -149,9 +149,11 @@ pub(crate) fn topic_stats(gw: &RocketMqGateway, req: &RemotingCommand) -> Handle
         .broker()
         .topic(name)
         .ok_or_else(|| Reject::new(response::TOPIC_NOT_EXIST, format!("topic[{name}] not exist")))?;
+    let led = gw.broker().led_partitions(name);
     let offsets: Vec<(MessageQueue, TopicOffset)> = topic
         .partitions()
         .iter()
+        .filter(|p| led.contains(&p.id().partition))
         .map(|p| {
             let s = p.log_stats();
             let offset = TopicOffset {

@@ -54,8 +54,8 @@ pub(crate) fn consumer_list(gw: &RocketMqGateway, req: &RemotingCommand) -> Hand
     Ok(ok(req).with_body(to_json(&ConsumerList { consumer_id_list: ids })))
 }
 
-fn partitions(mqs: &[MessageQueue]) -> Vec<TopicPartition> {
-    mqs.iter().filter_map(|q| u32::try_from(q.queue_id).ok().map(|p| TopicPartition::new(&q.topic, p))).collect()
+fn partitions(gw: &RocketMqGateway, mqs: &[MessageQueue]) -> Vec<TopicPartition> {
+    mqs.iter().filter_map(|q| gw.partition_of(&q.topic, q.queue_id).ok()).collect()
 }
 
 /// The lock namespace of a group: broadcasting consumers each consume every
@@ -70,18 +70,18 @@ fn lock_group(gw: &RocketMqGateway, r: &LockBatchRequest) -> String {
 
 pub(crate) fn lock(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let r: LockBatchRequest = from_json(&req.body)?;
-    let granted = gw.messaging.lock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(&r.mq_set));
+    let granted = gw.messaging.lock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(gw, &r.mq_set));
     let ok_set = r
         .mq_set
         .into_iter()
-        .filter(|q| granted.iter().any(|tp| tp.topic == q.topic && i64::from(tp.partition) == i64::from(q.queue_id)))
+        .filter(|q| granted.iter().any(|tp| tp.topic == q.topic && gw.queue_of(tp) == q.queue_id))
         .collect();
     Ok(ok(req).with_body(to_json(&LockBatchResponse { lock_ok_mq_set: ok_set })))
 }
 
 pub(crate) fn unlock(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let r: LockBatchRequest = from_json(&req.body)?;
-    gw.messaging.unlock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(&r.mq_set));
+    gw.messaging.unlock_partitions(&lock_group(gw, &r), &r.client_id, &partitions(gw, &r.mq_set));
     Ok(ok(req))
 }
 

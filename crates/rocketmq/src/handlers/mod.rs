@@ -115,10 +115,10 @@ pub(crate) fn ok(req: &RemotingCommand) -> RemotingCommand {
     RemotingCommand::response_to(req, response::SUCCESS, None)
 }
 
-/// The partition a request names with `topic` and `queueId`.
-pub(crate) fn queue(req: &RemotingCommand) -> Result<fjord_broker::TopicPartition, Reject> {
+/// The partition a request names with `topic` and `queueId` (this
+/// broker's queue numbering, see `queues.rs`).
+pub(crate) fn queue(gw: &RocketMqGateway, req: &RemotingCommand) -> Result<fjord_broker::TopicPartition, Reject> {
     let topic = req.required("topic")?;
     let q: i32 = req.parse("queueId")?;
-    let q = u32::try_from(q).map_err(|_| Reject::new(response::SYSTEM_ERROR, format!("queueId {q} is negative")))?;
-    Ok(fjord_broker::TopicPartition::new(topic, q))
+    gw.partition_of(topic, q)
 }

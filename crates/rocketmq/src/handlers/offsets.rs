@@ -11,7 +11,7 @@ use crate::error::{Handled, Reject};
 
 pub(crate) fn query_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let group = req.required("consumerGroup")?;
-    let tp = queue(req)?;
+    let tp = queue(gw, req)?;
     if let Some(o) = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp) {
         return Ok(ok(req).with_field("offset", o));
     }
@@ -26,7 +26,7 @@ pub(crate) fn query_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand)
 
 pub(crate) async fn update_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let group = req.required("consumerGroup")?;
-    let tp = queue(req)?;
+    let tp = queue(gw, req)?;
     let offset: i64 = req.parse("commitOffset")?;
     let offset = u64::try_from(offset).map_err(|_| Reject::new(response::SYSTEM_ERROR, "negative commitOffset"))?;
     gw.broker().partition(&tp)?;
@@ -35,24 +35,24 @@ pub(crate) async fn update_consumer_offset(gw: &RocketMqGateway, req: &RemotingC
 }
 
 pub(crate) fn max_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
-    let p = gw.broker().partition(&queue(req)?)?;
+    let p = gw.broker().partition(&queue(gw, req)?)?;
     Ok(ok(req).with_field("offset", p.high_watermark()))
 }
 
 pub(crate) fn min_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
-    let p = gw.broker().partition(&queue(req)?)?;
+    let p = gw.broker().partition(&queue(gw, req)?)?;
     Ok(ok(req).with_field("offset", p.log_start_offset()))
 }
 
 pub(crate) async fn earliest_store_time(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
-    let tp = queue(req)?;
+    let tp = queue(gw, req)?;
     let start = gw.broker().partition(&tp)?.log_start_offset();
     let m = gw.messaging.query_by_offset(&tp, start).await?;
     Ok(ok(req).with_field("timestamp", m.timestamp))
 }
 
 pub(crate) async fn search_by_timestamp(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
-    let tp = queue(req)?;
+    let tp = queue(gw, req)?;
     let ts: i64 = req.parse("timestamp")?;
     let found = gw.broker().list_offset(&tp, OffsetSpec::Timestamp(ts)).await?;
     let offset = match found {

@@ -50,7 +50,7 @@ fn filter(gw: &RocketMqGateway, req: &RemotingCommand, group: &str, topic: &str,
 
 pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let group = req.required("consumerGroup")?;
-    let tp = queue(req)?;
+    let tp = queue(gw, req)?;
     let offset: i64 = req.parse("queueOffset")?;
     let max = req.parse_opt::<i32>("maxMsgNums")?.unwrap_or(32).clamp(1, MAX_PULL_MESSAGES as i32) as usize;
     let flags: i32 = req.parse_opt("sysFlag")?.unwrap_or(0);
@@ -103,8 +103,13 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
     } else {
         let mut body = BytesMut::new();
         for m in &pulled.messages {
-            to_ext(m, Position::of_message(gw.broker(), &m.topic, m.partition, m.offset), gw.store_host)
-                .encode_into(&mut body);
+            to_ext(
+                m,
+                gw.queue_of_message(m),
+                Position::of_message(gw.broker(), &m.topic, m.partition, m.offset),
+                gw.store_host,
+            )
+            .encode_into(&mut body);
         }
         ok(req).with_body(body.freeze())
     };

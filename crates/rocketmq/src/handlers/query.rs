@@ -32,8 +32,13 @@ pub(crate) async fn query_message(gw: &RocketMqGateway, req: &RemotingCommand) -
     let mut body = BytesMut::new();
     let mut n = 0;
     for m in found.iter().filter(|m| m.timestamp >= begin && m.timestamp <= end).take(max) {
-        to_ext(m, Position::of_message(gw.broker(), &m.topic, m.partition, m.offset), gw.store_host)
-            .encode_into(&mut body);
+        to_ext(
+            m,
+            gw.queue_of_message(m),
+            Position::of_message(gw.broker(), &m.topic, m.partition, m.offset),
+            gw.store_host,
+        )
+        .encode_into(&mut body);
         n += 1;
     }
     if n == 0 {
@@ -52,6 +57,6 @@ pub(crate) async fn view_by_id(gw: &RocketMqGateway, req: &RemotingCommand) -> H
         .ok_or_else(|| Reject::new(response::SYSTEM_ERROR, format!("can not find message by the offset, {pos}")))?;
     let m = gw.messaging.query_by_offset(&tp, offset).await?;
     let mut body = BytesMut::new();
-    to_ext(&m, pos, gw.store_host).encode_into(&mut body);
+    to_ext(&m, gw.queue_of_message(&m), pos, gw.store_host).encode_into(&mut body);
     Ok(ok(req).with_body(body.freeze()))
 }

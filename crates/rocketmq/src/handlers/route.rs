@@ -1,5 +1,7 @@
 //! Name server commands: routes, cluster and topic listings, topic admin.
-//! Every route points at this node.
+//! Alone, every route points at this node. In a cluster every node is
+//! broker `broker-<id>` of one cluster, and the name server on any node
+//! lists each serving broker with the queues it leads (`queues.rs`).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,43 @@ impl RocketMqGateway {
             broker_name: self.config.broker_name.clone(),
             broker_addrs: BTreeMap::from([("0".to_string(), self.config.broker_addr.clone())]),
         }
+    }
+
+    /// The brokers of the cluster: every serving node (this one alone).
+    fn brokers(&self) -> Vec<(i32, BrokerData)> {
+        let Some(placement) = self.broker().placement() else {
+            return vec![(self.broker().config().node_id, self.broker_data())];
+        };
+        placement
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let addr = n.listeners.get("rocketmq_broker").or_else(|| n.listeners.get("rocketmq_namesrv"))?;
+                let data = BrokerData {
+                    cluster: self.config.cluster_name.clone(),
+                    broker_name: format!("broker-{}", n.node_id),
+                    broker_addrs: BTreeMap::from([("0".to_string(), addr.clone())]),
+                };
+                Some((n.node_id, data))
+            })
+            .collect()
+    }
+
+    /// Queues of `topic` per broker: those of its partitions each leads.
+    fn queues_by_broker(&self, topic: &str, total: i32) -> Vec<(BrokerData, i32)> {
+        let placement = self.broker().placement();
+        self.brokers()
+            .into_iter()
+            .filter_map(|(id, data)| {
+                let queues = match placement.as_ref() {
+                    None => total,
+                    Some(p) => {
+                        p.topics.get(topic).map_or(0, |parts| parts.iter().filter(|a| a.leader == id).count()) as i32
+                    }
+                };
+                (queues > 0).then_some((data, queues))
+            })
+            .collect()
     }
 }
 
@@ -54,25 +93,43 @@ pub(crate) async fn route_info(gw: &RocketMqGateway, req: &RemotingCommand) -> H
             ));
         }
     };
+    // The auto-create route offers every broker; a real topic's brokers
+    // are those leading its partitions.
+    let per_broker = if gw.broker().topic(topic).is_none() {
+        gw.brokers().into_iter().map(|(_, b)| (b, queues)).collect()
+    } else {
+        gw.queues_by_broker(topic, queues)
+    };
+    if per_broker.is_empty() {
+        return Err(Reject::new(
+            response::TOPIC_NOT_EXIST,
+            format!("No topic route info in name server for the topic: {topic} (no serving broker leads it)"),
+        ));
+    }
     let route = TopicRouteData {
         order_topic_conf: None,
-        queue_datas: vec![QueueData {
-            broker_name: gw.config.broker_name.clone(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: PERM_READ_WRITE,
-            topic_sys_flag: 0,
-        }],
-        broker_datas: vec![gw.broker_data()],
+        queue_datas: per_broker
+            .iter()
+            .map(|(b, n)| QueueData {
+                broker_name: b.broker_name.clone(),
+                read_queue_nums: *n,
+                write_queue_nums: *n,
+                perm: PERM_READ_WRITE,
+                topic_sys_flag: 0,
+            })
+            .collect(),
+        broker_datas: per_broker.into_iter().map(|(b, _)| b).collect(),
         filter_server_table: BTreeMap::new(),
     };
     Ok(ok(req).with_body(to_json(&route)))
 }
 
 pub(crate) fn cluster_info(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let brokers = gw.brokers();
+    let names = brokers.iter().map(|(_, b)| b.broker_name.clone()).collect();
     let info = ClusterInfo {
-        broker_addr_table: BTreeMap::from([(gw.config.broker_name.clone(), gw.broker_data())]),
-        cluster_addr_table: BTreeMap::from([(gw.config.cluster_name.clone(), vec![gw.config.broker_name.clone()])]),
+        broker_addr_table: brokers.into_iter().map(|(_, b)| (b.broker_name.clone(), b)).collect(),
+        cluster_addr_table: BTreeMap::from([(gw.config.cluster_name.clone(), names)]),
     };
     Ok(ok(req).with_body(to_json(&info)))
 }

@@ -98,7 +98,15 @@ pub(crate) async fn send(gw: &RocketMqGateway, peer: &Peer, req: &RemotingComman
     gw.clients.touch_producer(h.producer_group, &peer.conn, gw.now_ms());
     let partitions = ensure_topic(gw, h.topic, h.default_queues).await?;
     let partitioning = match u32::try_from(h.queue_id) {
-        Ok(q) => Partitioning::Explicit(q % partitions.max(1)),
+        // A queue of this broker; a stale route's queue id wraps, as before.
+        Ok(q) => {
+            let queues = if gw.broker().placement().is_some() {
+                gw.broker().led_partitions(h.topic).len() as u32
+            } else {
+                partitions
+            };
+            Partitioning::Explicit(gw.partition_of(h.topic, (q % queues.max(1)) as i32)?.partition)
+        }
         Err(_) => Partitioning::Auto,
     };
     let now = gw.now_ms();
@@ -151,14 +159,14 @@ fn offset_id(gw: &RocketMqGateway, r: &SendReceipt) -> String {
 
 fn send_response(
     req: &RemotingCommand,
-    _gw: &RocketMqGateway,
+    gw: &RocketMqGateway,
     tp: &TopicPartition,
     ids: &[String],
     queue_offset: i64,
 ) -> RemotingCommand {
     ok(req)
         .with_field("msgId", ids.join(","))
-        .with_field("queueId", tp.partition)
+        .with_field("queueId", gw.queue_of(tp))
         .with_field("queueOffset", queue_offset)
         .with_field(property::MSG_REGION, "DefaultRegion")
         .with_field(property::TRACE_ON, "true")

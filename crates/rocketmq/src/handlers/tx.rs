@@ -82,7 +82,7 @@ async fn check_once(gw: &RocketMqGateway) -> Result<(), Reject> {
             continue;
         }
         let id = encode_offset_msg_id(&gw.store_host, tx.handle as i64);
-        let mut ext = to_ext(&tx.message, tx.handle as i64, gw.store_host);
+        let mut ext = to_ext(&tx.message, gw.queue_of_message(&tx.message), tx.handle as i64, gw.store_host);
         ext.queue_offset = tx.handle as i64;
         ext.sys_flag |= sys_flag::TRANSACTION_PREPARED;
         ext.properties.push((property::TRAN_MSG.into(), "true".into()));
