@@ -148,7 +148,10 @@ impl AmqpGateway {
         let adopted = self.messaging.broker().topic(&topic).is_some();
         if !adopted {
             let partitions = crate::priority::levels(&spec.arguments);
-            match self.messaging.broker().create_topic(&topic, partitions, config).await {
+            // Led by this node in a cluster (RabbitMQ's client-local
+            // locator): the declaring client's publishes and consumes stay
+            // here.
+            match self.messaging.broker().create_topic_here(&topic, partitions, config).await {
                 Ok(_) | Err(fjord_broker::BrokerError::TopicExists(_)) => {}
                 Err(e) => return Err(internal(e)),
             }

@@ -299,10 +299,27 @@ impl Broker {
     /// Creates a topic with `partitions` partitions (in a cluster, through
     /// the controller quorum; it exists on this node when this returns).
     pub async fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.create_topic_placed(name, partitions, config, false).await
+    }
+
+    /// [`Broker::create_topic`] with every partition led by this node (in
+    /// a cluster; the same thing alone): for queues a client uses through
+    /// the node it is connected to (AMQP).
+    pub async fn create_topic_here(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.create_topic_placed(name, partitions, config, true).await
+    }
+
+    async fn create_topic_placed(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        here: bool,
+    ) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         self.check_partitions(partitions)?;
         if let Some(authority) = self.authority() {
-            authority.create_topic(name, partitions, &config).await?;
+            authority.create_topic(name, partitions, &config, here).await?;
             return self.topic(name).ok_or_else(|| {
                 BrokerError::Internal(format!("topic '{name}' was created in the cluster but not on this node"))
             });

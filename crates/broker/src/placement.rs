@@ -76,9 +76,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the change is committed *and applied on this node*, so a caller that
 /// creates a topic can use it right away.
 pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
-    /// Creates a topic (placement chosen by the authority).
-    fn create_topic<'a>(&'a self, name: &'a str, partitions: u32, config: &'a TopicConfig)
-    -> BoxFuture<'a, Result<()>>;
+    /// Creates a topic. `here`: every partition led by this node (when it
+    /// serves), as RabbitMQ's default `client-local` queue locator places
+    /// a queue on the node its declaring client is connected to; otherwise
+    /// spread over the serving nodes.
+    fn create_topic<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: u32,
+        config: &'a TopicConfig,
+        here: bool,
+    ) -> BoxFuture<'a, Result<()>>;
     /// Deletes a topic everywhere.
     fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Grows a topic to `total` partitions.
@@ -142,6 +150,12 @@ impl Broker {
         };
         let index = (fjord_log::key_hash(group.as_bytes()) % parts.len() as u64) as u32;
         self.leadership(&TopicPartition::new(OFFSETS_TOPIC, index))
+    }
+
+    /// How many nodes serve clients: 1 alone. Topics that every node needs
+    /// a partition of (retry and dead-letter topics) get this many.
+    pub fn serving_nodes(&self) -> u32 {
+        self.placement().map_or(1, |p| p.nodes.len().max(1) as u32)
     }
 
     /// The partitions of `topic` this node leads, ascending: every one on a

@@ -59,6 +59,7 @@ impl MetadataAuthority for ClusterAuthority {
         name: &'a str,
         partitions: u32,
         config: &'a TopicConfig,
+        here: bool,
     ) -> BoxFuture<'a, fjord_broker::Result<()>> {
         Box::pin(async move {
             let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
@@ -66,7 +67,14 @@ impl MetadataAuthority for ClusterAuthority {
             if m.topics.contains_key(name) {
                 return Err(BrokerError::TopicExists(name.to_string()));
             }
-            let parts = place(&m, partitions).ok_or_else(no_nodes)?;
+            let me = node.cfg.node_id;
+            let serving_here = m.nodes.get(&me).is_some_and(|n| n.state == NodeState::Active);
+            let parts = if here && serving_here {
+                let local = PartitionAssignment { replicas: vec![me], leader: me, leader_epoch: 0 };
+                vec![local; partitions as usize]
+            } else {
+                place(&m, partitions).ok_or_else(no_nodes)?
+            };
             let topic =
                 TopicAssignment { id: uuid::Uuid::new_v4().to_string(), config: config.0.clone(), partitions: parts };
             self.change(name, Command::CreateTopic { name: name.to_string(), topic }).await

@@ -53,7 +53,10 @@ impl Messaging {
             return Ok(());
         }
         // Keyed: dead-lettered messages are looked up by id to be re-sent.
-        match self.broker.create_topic(name, 1, crate::query::keyed_topic_config()).await {
+        // One partition per serving node (one alone): in a cluster every
+        // node leads one, so each retries and dead-letters locally.
+        let partitions = self.broker.serving_nodes();
+        match self.broker.create_topic(name, partitions, crate::query::keyed_topic_config()).await {
             Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
