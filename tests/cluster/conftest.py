@@ -7,7 +7,6 @@ Clients are unmodified ones from PyPI, bootstrapping from any node.
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 from fjord_fixtures import *  # noqa: E402,F401,F403
 from fjord_fixtures import stop_checked  # noqa: E402
-from fjord_harness import FjordServer, free_port  # noqa: E402
+from fjord_harness import FjordServer, free_port, wait_until  # noqa: E402
 
 # Fast failure detection for tests: a node is fenced after 2 s of silence
 # and a controller election starts after 0.5-1 s without a leader.
@@ -83,11 +82,5 @@ def cluster():
 
 
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+    """fjord_harness.wait_until, named for these tests."""
+    return wait_until(predicate, timeout, interval=interval, message=message)

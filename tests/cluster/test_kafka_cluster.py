@@ -4,6 +4,8 @@ nodes, and the loss of a node (or of the controller leader) stops only
 what it led, with nothing acknowledged lost.
 """
 
+import json
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -11,6 +13,7 @@ from collections import Counter
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import wait_for
+from fjord_harness import fjord_bin
 
 
 def admin(node) -> AdminClient:
@@ -99,6 +102,21 @@ def test_any_nodes_admin_api_reports_every_node(cluster):
     assert [x["id"] for x in alone["nodes"]] == [2]
 
 
+def cluster_nodes(node):
+    """`fjord cluster nodes -o json` against `node`'s admin API."""
+    out = subprocess.run([fjord_bin(), "--server", f"http://{node.http}", "cluster", "nodes", "-o", "json"],
+                         check=True, capture_output=True, text=True).stdout
+    return {n["id"]: n for n in json.loads(out)}
+
+
+def test_fjord_cluster_nodes_lists_roles_and_states(cluster):
+    nodes = cluster_nodes(cluster.node(3))
+    assert sorted(nodes) == [1, 2, 3]
+    assert all(n["state"] == "serving" and n["controller"] for n in nodes.values()), nodes
+    assert sum(n["controller_leader"] for n in nodes.values()) == 1
+    assert nodes[1]["listeners"]["kafka"] == cluster.node(1).bootstrap
+
+
 def test_a_topic_created_on_one_node_is_spread_over_all(cluster):
     topic = f"spread-{uuid.uuid4().hex[:8]}"
     create_topic(cluster.node(2), topic, 12, cluster)
@@ -160,6 +178,7 @@ def test_a_killed_node_stops_only_its_partitions_and_loses_nothing(cluster):
         wait_for(fenced, 20, "the dead node's partitions to lose their leader")
         down = cluster.node(1).http_json("/api/v1/cluster")["unavailable_nodes"]
         assert [(d["id"], d["state"]) for d in down] == [(victim, "fenced")], down
+        assert cluster_nodes(cluster.node(2))[victim]["state"] == "fenced"
         # Writes to the surviving partitions still succeed.
         p = Producer({"bootstrap.servers": cluster.node(1).bootstrap, "acks": "all"})
         alive = [part for part, leader in placed.items() if leader != victim]

@@ -305,6 +305,58 @@ async fn local_info(s: &AdminState) -> Result<ClusterView, ApiError> {
     })
 }
 
+/// A node as the cluster's metadata describes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ClusterNodeView {
+    id: i32,
+    /// `serving` or `fenced` (its lease with the controller ran out).
+    state: String,
+    rack: Option<String>,
+    /// Advertised address per listener name.
+    listeners: BTreeMap<String, String>,
+    /// A voter of the controller quorum.
+    controller: bool,
+    /// The controller quorum's current leader.
+    controller_leader: bool,
+    /// Partitions this node leads (internal ones included).
+    partitions_led: usize,
+}
+
+/// Every node of the cluster with its state and role (`fjord cluster
+/// nodes`); on a single node, that node.
+#[utoipa::path(get, path = "/api/v1/cluster/nodes", tag = "cluster", responses(
+    (status = 200, body = [ClusterNodeView])))]
+pub(crate) async fn nodes(State(s): State<AdminState>) -> Json<Vec<ClusterNodeView>> {
+    let b = &s.broker;
+    let Some(p) = b.placement() else {
+        let n = b.node();
+        let partitions_led = b.topics().iter().map(|t| t.partitions().len()).sum();
+        return Json(vec![ClusterNodeView {
+            id: n.node_id,
+            state: "serving".into(),
+            rack: n.rack,
+            listeners: n.listeners,
+            controller: true,
+            controller_leader: true,
+            partitions_led,
+        }]);
+    };
+    let led = |id: i32| p.topics.values().flatten().filter(|a| a.leader == id).count();
+    let view = |n: &fjord_broker::NodeInfo, state: &str| ClusterNodeView {
+        id: n.node_id,
+        state: state.into(),
+        rack: n.rack.clone(),
+        listeners: n.listeners.clone(),
+        controller: p.controllers.contains(&n.node_id),
+        controller_leader: p.controller_id == n.node_id,
+        partitions_led: led(n.node_id),
+    };
+    let mut out: Vec<ClusterNodeView> =
+        p.nodes.iter().map(|n| view(n, "serving")).chain(p.fenced.iter().map(|n| view(n, "fenced"))).collect();
+    out.sort_by_key(|n| n.id);
+    Json(out)
+}
+
 /// One health check.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Check {

@@ -168,6 +168,7 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(readyz))
         .routes(routes!(metrics::scrape))
         .routes(routes!(cluster::info))
+        .routes(routes!(cluster::nodes))
         .routes(routes!(cluster::health))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::describe, topics::alter, topics::delete))

@@ -46,6 +46,8 @@ pub struct Placement {
     pub nodes: Vec<NodeInfo>,
     /// Registered nodes whose lease ran out: they serve nothing.
     pub fenced: Vec<NodeInfo>,
+    /// The controller quorum's voters.
+    pub controllers: Vec<i32>,
     /// Partitions of each topic, in index order.
     pub topics: HashMap<String, Vec<PartitionPlacement>>,
 }

@@ -14,6 +14,8 @@ pub enum ClusterCommand {
     Info,
     /// Health checks (listeners, storage, disk); exits 69 when degraded.
     Health,
+    /// Every node of the cluster: state, controller role, partitions led.
+    Nodes,
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<()> {
@@ -23,7 +25,33 @@ pub(crate) fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<()> {
             ctx.emit(&v, info_table)
         }
         ClusterCommand::Health => health(ctx),
+        ClusterCommand::Nodes => {
+            let v = ctx.client.get("/api/v1/cluster/nodes", &[])?;
+            ctx.emit(&v, nodes_table)
+        }
     }
+}
+
+fn nodes_table(v: &Value) -> String {
+    let rows = arr(v)
+        .iter()
+        .map(|n| {
+            let role = match (n["controller"].as_bool(), n["controller_leader"].as_bool()) {
+                (_, Some(true)) => "controller (leader)",
+                (Some(true), _) => "controller",
+                _ => "broker",
+            };
+            vec![
+                s(&n["id"]),
+                s(&n["state"]),
+                role.to_string(),
+                s(&n["partitions_led"]),
+                s(&n["rack"]),
+                s(&n["listeners"]["kafka"]),
+            ]
+        })
+        .collect();
+    table(&["node", "state", "role", "partitions led", "rack", "kafka"], rows)
 }
 
 fn info_table(v: &Value) -> String {

@@ -164,3 +164,44 @@ pub(crate) fn place(m: &Metadata, count: u32) -> Option<Vec<PartitionAssignment>
 pub(crate) fn install(node: &Arc<ClusterNode>) {
     node.broker.set_metadata_authority(Arc::new(ClusterAuthority { node: Arc::downgrade(node) }));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_controller::{Command, Metadata};
+
+    use super::*;
+
+    fn cluster(racks: &[(u64, Option<&str>)]) -> Metadata {
+        let mut m = Metadata::default();
+        for (id, rack) in racks {
+            m.apply(&Command::RegisterNode {
+                id: *id,
+                internode: String::new(),
+                listeners: BTreeMap::new(),
+                rack: rack.map(str::to_string),
+            });
+        }
+        m
+    }
+
+    #[test]
+    fn leaders_alternate_racks_and_start_at_the_least_loaded_node() {
+        // Racks a, a, b: consecutive partitions never share a rack where
+        // another rack is available.
+        let m = cluster(&[(1, Some("a")), (2, Some("a")), (3, Some("b"))]);
+        let leaders: Vec<u64> = place(&m, 6).unwrap().iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, [1, 3, 2, 1, 3, 2]);
+        // With node 1 already leading more, the next topic starts elsewhere.
+        let mut m = m;
+        let topic = TopicAssignment { id: "x".into(), config: BTreeMap::new(), partitions: place(&m, 2).unwrap() };
+        m.apply(&Command::CreateTopic { name: "x".into(), topic });
+        let next: Vec<u64> = place(&m, 3).unwrap().iter().map(|p| p.leader).collect();
+        assert_eq!(next, [2, 1, 3], "node 2 leads nothing yet");
+        // Fenced nodes get nothing; no serving node: no placement.
+        m.apply(&Command::FenceNode { id: 2 });
+        assert!(place(&m, 4).unwrap().iter().all(|p| p.leader != 2));
+        assert!(place(&Metadata::default(), 1).is_none());
+    }
+}

@@ -42,6 +42,9 @@ pub struct ClusterConfig {
     pub election_timeout: Duration,
     /// Partitions of the internal topic that places group coordinators.
     pub offsets_partitions: u32,
+    /// Raft snapshots are taken after this many metadata log entries (and
+    /// sent to nodes too far behind to catch up from the log).
+    pub snapshot_every: u64,
 }
 
 impl ClusterConfig {
@@ -311,8 +314,8 @@ pub(crate) fn raft_config(cfg: &ClusterConfig) -> Result<openraft::Config> {
         heartbeat_interval: (election / 5).max(50),
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 1 << 20,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
-        max_in_snapshot_log_to_keep: 100,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+        max_in_snapshot_log_to_keep: cfg.snapshot_every.clamp(1, 100),
         ..Default::default()
     };
     c.validate().map_err(|e| ClusterError::Config(e.to_string()))

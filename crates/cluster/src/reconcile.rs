@@ -76,7 +76,8 @@ fn install_placement(node: &ClusterNode, m: &Metadata) {
         })
         .collect();
     let controller_id = node.controller_leader().map_or(-1, |l| l as i32);
-    node.broker.set_placement(Placement { controller_id, nodes, fenced, topics });
+    let controllers = node.cfg.controllers.keys().map(|c| *c as i32).collect();
+    node.broker.set_placement(Placement { controller_id, nodes, fenced, controllers, topics });
 }
 
 async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>) -> Result<(), BrokerError> {

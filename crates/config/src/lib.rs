@@ -71,6 +71,7 @@
 //! # Ok::<(), fjord_config::ConfigError>(())
 //! ```
 
+mod cluster;
 mod de;
 mod error;
 mod providers;
@@ -83,11 +84,12 @@ use figment::Figment;
 use figment::providers::Serialized;
 use serde::{Deserialize, Serialize};
 
+pub use cluster::ClusterSettings;
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
-    AmqpSettings, ClusterSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig,
-    ListenersConfig, LogFormat, LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings,
-    StorageConfig, TimestampType, TopicDefaults,
+    AmqpSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat,
+    LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType,
+    TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};

@@ -72,6 +72,7 @@ async fn node_one() -> (tempfile::TempDir, Arc<Broker>, Arc<KafkaGateway>) {
         nodes: vec![node(1, 9092), node(2, 9093)],
         fenced: vec![node(3, 9094)],
         topics,
+        controllers: vec![1, 2, 3],
     });
     let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
     (dir, broker, gw)

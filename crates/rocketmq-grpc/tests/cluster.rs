@@ -47,6 +47,7 @@ async fn node_one()
         nodes: vec![node(1), node(2), node(3)],
         fenced: Vec::new(),
         topics: HashMap::from([("t".to_string(), parts)]),
+        controllers: vec![1, 2, 3],
     });
     let messaging = Messaging::open(broker.clone(), MessagingConfig::default()).await.unwrap();
     messaging.start();

@@ -85,6 +85,7 @@ fn cluster_config(c: &Config, advertised: String) -> anyhow::Result<fjord_cluste
         lease: ms(k.lease_ms),
         election_timeout: ms(k.election_timeout_ms),
         offsets_partitions: 16,
+        snapshot_every: 1000,
     })
 }
 

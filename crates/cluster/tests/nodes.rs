@@ -1,0 +1,175 @@
+//! Several cluster nodes in one process, each with its own broker, data
+//! directory and internode listener on loopback: the quorum forms, every
+//! node (learners included) follows the metadata, topic changes from any
+//! node reach every broker, a late node catches up from a snapshot, and a
+//! silent node is fenced and unfenced.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::{Broker, BrokerConfig, Leadership, TopicConfig, TopicPartition};
+use fjord_cluster::{ClusterConfig, ClusterNode};
+use fjord_controller::NodeState;
+use fjord_log::SystemClock;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+struct TestNode {
+    node: Arc<ClusterNode>,
+    broker: Arc<Broker>,
+    stop: watch::Sender<bool>,
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    addrs: Vec<String>,
+    voters: BTreeMap<u64, String>,
+    nodes: BTreeMap<u64, TestNode>,
+}
+
+fn config(id: u64, voters: &BTreeMap<u64, String>, addr: &str, dir: &std::path::Path) -> ClusterConfig {
+    ClusterConfig {
+        node_id: id,
+        cluster_id: "test".into(),
+        controllers: voters.clone(),
+        advertised: addr.to_string(),
+        rack: None,
+        dir: dir.join("controller"),
+        heartbeat_interval: Duration::from_millis(100),
+        lease: Duration::from_millis(800),
+        election_timeout: Duration::from_millis(300),
+        offsets_partitions: 4,
+        snapshot_every: 10,
+    }
+}
+
+impl Cluster {
+    /// Binds `n` internode listeners; the first `voters` are controllers.
+    async fn new(n: usize, voters: usize) -> (Cluster, Vec<TcpListener>) {
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+        let voters = (0..voters).map(|i| (i as u64 + 1, addrs[i].clone())).collect();
+        let c = Cluster { dir: tempfile::tempdir().unwrap(), addrs, voters, nodes: BTreeMap::new() };
+        (c, listeners)
+    }
+
+    /// Starts node `id` on `listener` (data under the cluster's directory,
+    /// kept across restarts).
+    async fn start(&mut self, id: u64, listener: TcpListener) -> Arc<ClusterNode> {
+        let data = self.dir.path().join(format!("node-{id}"));
+        let bc = BrokerConfig { node_id: id as i32, cluster_id: Some("test".into()), ..BrokerConfig::new(&data) };
+        let broker = Broker::open(bc, Arc::new(SystemClock)).await.unwrap();
+        broker.set_advertised_listener("kafka", format!("10.0.0.{id}:9092"));
+        let (stop, rx) = watch::channel(false);
+        let cfg = config(id, &self.voters, &self.addrs[id as usize - 1], &data);
+        let node = fjord_cluster::start(cfg, broker.clone(), listener, rx).await.unwrap();
+        self.nodes.insert(id, TestNode { node: node.clone(), broker, stop });
+        node
+    }
+
+    /// Joins the given nodes together (registration needs the quorum).
+    async fn join(&self, ids: &[u64]) {
+        let joins = ids.iter().map(|id| {
+            let n = &self.nodes[id];
+            let (node, rx) = (n.node.clone(), n.stop.subscribe());
+            let listeners = n.broker.node().listeners;
+            async move { node.join(listeners, rx).await.unwrap() }
+        });
+        futures_util::future::join_all(joins).await;
+    }
+
+    /// Stops node `id` as a crash would, from the cluster's point of view:
+    /// it neither answers nor heartbeats any more.
+    async fn stop(&mut self, id: u64) {
+        let n = self.nodes.remove(&id).unwrap();
+        let _ = n.stop.send(true);
+        n.node.shutdown().await;
+        n.broker.shutdown().await.unwrap();
+    }
+
+    async fn until(&self, what: &str, mut ok: impl FnMut(&Cluster) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !ok(self) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker() {
+    let (mut c, listeners) = Cluster::new(4, 3).await;
+    for (i, l) in listeners.into_iter().enumerate() {
+        c.start(i as u64 + 1, l).await;
+    }
+    c.join(&[1, 2, 3, 4]).await;
+    c.until("every node to know all four", |c| c.nodes.values().all(|n| n.node.metadata().nodes.len() == 4)).await;
+
+    // Created through the learner (node 4): forwarded to the controller
+    // leader, applied everywhere, spread over the four nodes.
+    c.nodes[&4].broker.create_topic("t", 8, TopicConfig::default()).await.unwrap();
+    c.until("the topic on every broker", |c| c.nodes.values().all(|n| n.broker.topic("t").is_some())).await;
+    let placement = c.nodes[&1].broker.placement().unwrap();
+    let mut leaders: Vec<i32> = placement.topics["t"].iter().map(|p| p.leader).collect();
+    leaders.sort_unstable();
+    assert_eq!(leaders, [1, 1, 2, 2, 3, 3, 4, 4]);
+    // Every node agrees who leads partition 0, and only that node serves it.
+    let tp = TopicPartition::new("t", 0);
+    let local: Vec<u64> =
+        c.nodes.iter().filter(|(_, n)| n.broker.leadership(&tp) == Leadership::Local).map(|(id, _)| *id).collect();
+    assert_eq!(local.len(), 1, "{local:?}");
+    // The same topic id everywhere (Kafka clients see one topic).
+    let ids: Vec<_> = c.nodes.values().map(|n| n.broker.topic("t").unwrap().id()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    // A second creation is refused wherever it is tried.
+    let again = c.nodes[&2].broker.create_topic("t", 1, TopicConfig::default()).await;
+    assert!(matches!(again, Err(fjord_broker::BrokerError::TopicExists(_))), "{again:?}");
+
+    // Deleting through another node removes it from every broker.
+    c.nodes[&3].broker.delete_topic("t").await.unwrap();
+    c.until("the topic gone everywhere", |c| c.nodes.values().all(|n| n.broker.topic("t").is_none())).await;
+    for id in [1, 2, 3, 4] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
+    let (mut c, mut listeners) = Cluster::new(4, 3).await;
+    let late = listeners.pop().unwrap();
+    for (i, l) in listeners.into_iter().enumerate() {
+        c.start(i as u64 + 1, l).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    // Enough metadata changes for several snapshots (one every 10 entries)
+    // and purged logs behind them.
+    for i in 0..30 {
+        c.nodes[&1].broker.create_topic(&format!("t{i}"), 1, TopicConfig::default()).await.unwrap();
+    }
+    c.start(4, late).await;
+    c.join(&[4]).await;
+    c.until("node 4 to have every topic", |c| (0..30).all(|i| c.nodes[&4].broker.topic(&format!("t{i}")).is_some()))
+        .await;
+    let snapshot = c.nodes[&4].node.raft().metrics().borrow().snapshot;
+    assert!(snapshot.is_some(), "node 4 caught up through a snapshot");
+
+    // Node 3 goes silent: the others fence it once its lease runs out, and
+    // its partitions have no serving leader.
+    c.stop(3).await;
+    c.until("node 3 fenced", |c| c.nodes[&1].node.metadata().nodes[&3].state == NodeState::Fenced).await;
+    let metadata = c.nodes[&1].node.metadata();
+    let led_by_3: Vec<(&str, u32)> = metadata.partitions_on(3).filter(|(t, _)| !t.starts_with("__")).collect();
+    assert!(!led_by_3.is_empty());
+    let tp = TopicPartition::new(led_by_3[0].0, led_by_3[0].1);
+    assert_eq!(c.nodes[&1].broker.leadership(&tp), Leadership::Unavailable);
+    // Changes still commit with two of three voters.
+    c.nodes[&2].broker.create_topic("after", 2, TopicConfig::default()).await.unwrap();
+    for id in [1, 2, 4] {
+        c.stop(id).await;
+    }
+}

@@ -1,0 +1,48 @@
+"""A 5-node cluster with 5 controllers, started for this test alone: the
+quorum survives the loss of two voters (three of five remain), and
+partitions and group coordinators spread over all five nodes.
+"""
+
+import tempfile
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from conftest import Cluster, wait_for
+from test_kafka_cluster import consume_all, create_topic, leaders, metadata, produce
+
+
+def test_five_nodes_survive_the_loss_of_two_controllers():
+    with tempfile.TemporaryDirectory(prefix="fjord-cluster5-") as d:
+        c = Cluster(Path(d), n=5, voters=5).start()
+        try:
+            assert sorted(metadata(c.node(5)).brokers) == [1, 2, 3, 4, 5]
+            topic = f"five-{uuid.uuid4().hex[:8]}"
+            create_topic(c.node(4), topic, 10, c)
+            assert Counter(leaders(c.node(1), topic).values()) == {1: 2, 2: 2, 3: 2, 4: 2, 5: 2}
+            values = [f"v{i}" for i in range(200)]
+            produce(c.node(5).bootstrap, topic, values)
+            assert set(consume_all(c.node(2).bootstrap, topic, f"g-{topic}", len(values))) == set(values)
+
+            # Two voters down, the controller leader among them.
+            leader = metadata(c.node(1)).controller_id
+            victims = [leader, next(i for i in range(1, 6) if i != leader)]
+            for v in victims:
+                c.kill(v)
+            alive = [n for i, n in enumerate(c.nodes, start=1) if i not in victims]
+            wait_for(lambda: metadata(alive[0]).controller_id not in (-1, *victims), 20, "a new controller leader")
+            # A new leader grants every node a full lease first (it cannot
+            # tell who was heartbeating to the old one): the victims are
+            # fenced one lease later, and only then left out of placement.
+            survivors = {i for i in range(1, 6) if i not in victims}
+            wait_for(lambda: set(metadata(alive[0]).brokers) == survivors, 20, "the victims fenced")
+            after = f"after-{uuid.uuid4().hex[:6]}"
+            create_topic(alive[-1], after, 3)
+            # Its partitions went to the three serving nodes only.
+            wait_for(lambda: set(leaders(alive[0], after).values()) <= survivors and leaders(alive[0], after), 10,
+                     "the new topic's leaders")
+            for v in victims:
+                c.restart(v)
+            wait_for(lambda: sorted(metadata(c.node(victims[0])).brokers) == [1, 2, 3, 4, 5], 30, "both back")
+        finally:
+            c.stop()
