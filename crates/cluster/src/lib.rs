@@ -76,6 +76,7 @@ pub async fn start(
         incarnation: AtomicU64::new(0),
         reconciled,
         leases: Default::default(),
+        isolated: parking_lot::Mutex::new(false),
     });
 
     let handler: Arc<dyn transport::Handler> = Arc::new(node::NodeHandler(node.clone()));
@@ -128,20 +129,34 @@ impl ClusterNode {
     }
 }
 
+/// Heartbeats to the controller leader until `stop`. A node whose
+/// heartbeats have gone unanswered for a whole lease stops serving (the
+/// controller fences it at about the same time, and may hand its
+/// partitions to others once they have replicas): its placement is
+/// emptied until heartbeats are answered again.
 async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
-    let mut failing = false;
+    let mut last_ok = tokio::time::Instant::now();
     loop {
         match node.heartbeat().await {
-            Ok(_) if failing => {
-                failing = false;
-                tracing::info!("heartbeats reach the controller leader again");
+            Ok(_) => {
+                last_ok = tokio::time::Instant::now();
+                let mut isolated = node.isolated.lock();
+                if *isolated {
+                    *isolated = false;
+                    tracing::info!("heartbeats reach the controller leader again; serving");
+                    reconcile::install_placement(&node, &node.metadata());
+                }
             }
-            Ok(_) => {}
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(error = %e, "heartbeat to the controller leader failed");
+            Err(e) if last_ok.elapsed() > node.cfg.lease => {
+                let mut isolated = node.isolated.lock();
+                if !*isolated {
+                    *isolated = true;
+                    tracing::warn!(error = %e, lease_ms = node.cfg.lease.as_millis() as u64,
+                        "no controller leader answered for a whole lease; serving nothing until one does");
+                    node.broker.set_placement(Placement { controller_id: -1, ..Placement::default() });
+                }
             }
-            Err(_) => {}
+            Err(e) => tracing::debug!(error = %e, "heartbeat to the controller leader failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(node.cfg.heartbeat_interval) => {}

@@ -100,6 +100,9 @@ pub struct ClusterNode {
     pub(crate) reconciled: watch::Sender<u64>,
     /// Leader side: when each node last heartbeated.
     pub(crate) leases: crate::leader::Leases,
+    /// Set while no controller leader answers this node's heartbeats: it
+    /// serves nothing then. The lock orders placement installs with it.
+    pub(crate) isolated: parking_lot::Mutex<bool>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -168,6 +171,12 @@ impl ClusterNode {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// Whether this node stopped serving because no controller leader
+    /// answered its heartbeats for a lease.
+    pub fn isolated(&self) -> bool {
+        *self.isolated.lock()
+    }
+
     /// The Raft handle (status and tests).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
@@ -191,6 +200,14 @@ impl ClusterNode {
         let m = self.raft.metrics().borrow().clone();
         if m.current_leader != Some(self.cfg.node_id) {
             return Err(ClusterError::NoLeader(format!("node {} is not the controller leader", self.cfg.node_id)));
+        }
+        // A leader cut off from its quorum is no authority on leases.
+        let quorum_ms = m.millis_since_quorum_ack.unwrap_or(u64::MAX);
+        if self.cfg.controllers.len() > 1 && quorum_ms > self.cfg.lease.as_millis() as u64 {
+            return Err(ClusterError::NoLeader(format!(
+                "no quorum has answered node {} for {quorum_ms} ms",
+                self.cfg.node_id
+            )));
         }
         self.leases.renew(hb.node_id, hb.incarnation);
         Ok(HeartbeatAck {

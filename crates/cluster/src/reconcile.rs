@@ -30,7 +30,13 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
     let mut leader_rx = node.raft.metrics();
     loop {
         let applied = rx.borrow_and_update().clone();
-        install_placement(&node, &applied.metadata);
+        {
+            // Not while isolated: the heartbeat loop reinstalls it then.
+            let isolated = node.isolated.lock();
+            if !*isolated {
+                install_placement(&node, &applied.metadata);
+            }
+        }
         match apply(&node, &applied.metadata, seen.as_ref()).await {
             Ok(()) => {
                 node.reconciled.send_replace(applied.index);
@@ -51,7 +57,8 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
     }
 }
 
-fn install_placement(node: &ClusterNode, m: &Metadata) {
+/// Replaces the broker's placement with the one `m` describes.
+pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
     let info = |n: &fjord_controller::NodeRecord| NodeInfo {
         node_id: n.id as i32,
         listeners: n.listeners.clone(),

@@ -133,6 +133,25 @@ async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker(
     // Deleting through another node removes it from every broker.
     c.nodes[&3].broker.delete_topic("t").await.unwrap();
     c.until("the topic gone everywhere", |c| c.nodes.values().all(|n| n.broker.topic("t").is_none())).await;
+
+    // Two voters gone: no quorum, no leader answers heartbeats. After a
+    // lease, the remaining nodes stop serving even what they led...
+    c.nodes[&4].broker.create_topic("u", 8, TopicConfig::default()).await.unwrap();
+    let mine = |c: &Cluster, id: u64| {
+        (0..8).filter(|p| c.nodes[&id].broker.leadership(&TopicPartition::new("u", *p)) == Leadership::Local).count()
+    };
+    c.until("node 4 to lead some of u", |c| mine(c, 4) > 0).await;
+    c.stop(1).await;
+    c.stop(2).await;
+    c.until("nodes 3 and 4 to stop serving", |c| c.nodes[&3].node.isolated() && c.nodes[&4].node.isolated()).await;
+    assert_eq!(mine(&c, 4), 0);
+    // ... and serve again once the quorum is back.
+    for id in [1u64, 2] {
+        let l = TcpListener::bind(c.addrs[id as usize - 1].as_str()).await.unwrap();
+        c.start(id, l).await;
+    }
+    c.until("nodes 3 and 4 serving again", |c| !c.nodes[&3].node.isolated() && !c.nodes[&4].node.isolated()).await;
+    c.until("node 4 leading its partitions again", |c| mine(c, 4) > 0).await;
     for id in [1, 2, 3, 4] {
         c.stop(id).await;
     }
