@@ -64,7 +64,7 @@ impl AppendQueue {
             // Not awaited: the drain outlives this append if others queue.
             drop(tokio::task::spawn_blocking(move || queue.drain(&log, usize::MAX)));
         }
-        rx.await.map_err(|_| BrokerError::Internal("the partition's append task failed".into()))
+        rx.await.map_err(|_| BrokerError::internal("the partition's append task failed"))
     }
 
     /// Writes groups until the queue is empty (true) or `rounds` groups were

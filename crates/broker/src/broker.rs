@@ -321,7 +321,7 @@ impl Broker {
         if let Some(authority) = self.authority() {
             authority.create_topic(name, partitions, &config, here).await?;
             return self.topic(name).ok_or_else(|| {
-                BrokerError::Internal(format!("topic '{name}' was created in the cluster but not on this node"))
+                BrokerError::internal(format!("topic '{name}' was created in the cluster but not on this node"))
             });
         }
         let record =
@@ -571,7 +571,7 @@ impl TopicMetadataSource for UserTopics {
 }
 
 pub(crate) fn io_err(op: &str, path: &Path, e: std::io::Error) -> BrokerError {
-    BrokerError::Internal(format!("{op} {}: {e}", path.display()))
+    BrokerError::internal_from(format!("{op} {}", path.display()), e)
 }
 
 fn topic_dir(data: &Path, name: &str) -> PathBuf {
@@ -585,7 +585,7 @@ fn write_topic_record(dir: &Path, record: &TopicRecord) -> Result<()> {
 /// Replaces `dir/name` with `value` as JSON, atomically: a crash leaves the
 /// old or the new file, never a torn one.
 fn write_json_atomic(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
-    let json = serde_json::to_vec_pretty(value).map_err(|e| BrokerError::Internal(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| BrokerError::internal_from("encoding a JSON file", e))?;
     fjord_log::write_atomic(&dir.join(name), &json).map_err(|e| BrokerError::log(name, e))
 }
 
@@ -620,7 +620,7 @@ pub(crate) fn open_partition(
     let tp = TopicPartition::new(topic, p);
     #[cfg(test)]
     if FAIL_PARTITION_OPEN.lock().iter().any(|(t, n)| t == topic && *n == p) {
-        return Err(BrokerError::Internal(format!("{tp}: injected failure: Too many open files")));
+        return Err(BrokerError::internal(format!("{tp}: injected failure: Too many open files")));
     }
     let log = Log::open(dir.join(p.to_string()), cfg.clone(), clock.clone())
         .map_err(|e| BrokerError::log(tp.to_string(), e))?;
@@ -633,7 +633,7 @@ fn load_cluster_id(dir: &Path, wanted: Option<&str>) -> Result<String> {
         && let Ok(f) = serde_json::from_slice::<ClusterFile>(&bytes)
     {
         return match wanted {
-            Some(w) if w != f.cluster_id => Err(BrokerError::Internal(format!(
+            Some(w) if w != f.cluster_id => Err(BrokerError::internal(format!(
                 "{} belongs to cluster '{}', not '{w}': a node never mixes clusters' data \
                  (point node.data_dir elsewhere, or remove the directory)",
                 dir.display(),
@@ -647,7 +647,7 @@ fn load_cluster_id(dir: &Path, wanted: Option<&str>) -> Result<String> {
     if path.exists() {
         // Never replace an identity we cannot read: clients and replicas
         // would silently see a different cluster.
-        return Err(BrokerError::Internal(format!("{} is unreadable; restore it or remove it", path.display())));
+        return Err(BrokerError::internal(format!("{} is unreadable; restore it or remove it", path.display())));
     }
     let id = wanted.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
     write_json_atomic(dir, CLUSTER_FILE, &ClusterFile { cluster_id: id.clone() })?;
@@ -677,7 +677,7 @@ pub fn stored_topics(data_dir: &Path) -> Result<Vec<StoredTopic>> {
             continue;
         };
         let record: TopicRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| BrokerError::Internal(format!("corrupt {}: {e}", dir.join(TOPIC_FILE).display())))?;
+            .map_err(|e| BrokerError::internal_from(format!("corrupt {}", dir.join(TOPIC_FILE).display()), e))?;
         let partition_dirs = (0..record.partitions).map(|p| dir.join(p.to_string())).collect();
         out.push(StoredTopic { dir, record, partition_dirs });
     }

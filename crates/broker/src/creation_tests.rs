@@ -54,7 +54,7 @@ async fn a_failed_partition_growth_leaves_no_partition_directory() {
     b.create_topic("rollback-grow", 1, TopicConfig::default()).await.unwrap();
     fail_opening("rollback-grow", 2, true);
     let err = b.create_partitions("rollback-grow", 3).await.unwrap_err();
-    assert!(matches!(err, BrokerError::Internal(_)), "{err}");
+    assert!(matches!(err, BrokerError::Internal { .. }), "{err}");
     let topic_dir = dir.path().join("topics/rollback-grow");
     assert!(!topic_dir.join("1").exists(), "partition 1 was left behind");
     assert!(topic_dir.join("0").exists());

@@ -90,9 +90,18 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
-    /// A blocking task failed unexpectedly.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Something no request caused went wrong: a broken invariant, a task
+    /// that died, a stored file that cannot be read. Gateways report it as
+    /// a server-side error (never as the client's bad request); the cause,
+    /// when there is one, is kept as the error's source.
+    #[error("internal error: {what}{}", .source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Internal {
+        /// What failed.
+        what: String,
+        /// Why, when another error caused it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     /// The cluster cannot decide now (no controller quorum, a lost
     /// connection): retriable.
@@ -113,6 +122,19 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// An internal error without an underlying cause.
+    pub fn internal(what: impl Into<String>) -> BrokerError {
+        BrokerError::Internal { what: what.into(), source: None }
+    }
+
+    /// An internal error caused by `source`.
+    pub fn internal_from(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BrokerError {
+        BrokerError::Internal { what: what.into(), source: Some(Box::new(source)) }
+    }
+
     pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
         BrokerError::Log { context: context.into(), source }
     }
@@ -131,5 +153,21 @@ pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
 /// Runs blocking log work on tokio's blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::Internal(format!("blocking task failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| BrokerError::internal_from("a blocking task failed", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn internal_errors_keep_their_cause() {
+        let io = std::io::Error::other("disk on fire");
+        let e = BrokerError::internal_from("reading topic.json", io);
+        assert_eq!(e.to_string(), "internal error: reading topic.json: disk on fire");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("disk on fire"));
+        assert!(BrokerError::internal("no cause").source().is_none());
+    }
 }

@@ -119,7 +119,7 @@ impl Broker {
                     let result = match (read.take(), std::mem::replace(lookup, Err(BrokerError::ShuttingDown))) {
                         (Some(r), _) => r,
                         (None, Err(e)) => Err(e),
-                        (None, Ok(_)) => Err(BrokerError::Internal("partition was not read".into())),
+                        (None, Ok(_)) => Err(BrokerError::internal("partition was not read")),
                     };
                     FetchedPartition { tp: fp.tp.clone(), result }
                 })
@@ -163,6 +163,8 @@ async fn read_all(req: &FetchRequest, known: &[Option<Arc<Partition>>]) -> Vec<O
     .await;
     match read {
         Ok(v) => v,
-        Err(e) => (0..n).map(|_| Some(Err(BrokerError::Internal(e.to_string())))).collect(),
+        Err(e) => {
+            (0..n).map(|_| Some(Err(BrokerError::internal(format!("reading the partitions failed: {e}"))))).collect()
+        }
     }
 }

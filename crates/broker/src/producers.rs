@@ -68,11 +68,11 @@ impl ProducerIds {
         let next_block = match std::fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice::<IdsFile>(&bytes)
-                    .map_err(|e| BrokerError::Internal(format!("{} is unreadable: {e}", path.display())))?
+                    .map_err(|e| BrokerError::internal_from(format!("{} is unreadable", path.display()), e))?
                     .next_block
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(BrokerError::Internal(format!("reading {}: {e}", path.display()))),
+            Err(e) => return Err(BrokerError::internal_from(format!("reading {}", path.display()), e)),
         };
         Ok(ProducerIds { dir: dir.to_path_buf(), state: Mutex::new((next_block, next_block)) })
     }
@@ -82,8 +82,8 @@ impl ProducerIds {
         let mut s = self.state.lock();
         if s.0 >= s.1 {
             let end = s.1 + ID_BLOCK;
-            let json =
-                serde_json::to_vec(&IdsFile { next_block: end }).map_err(|e| BrokerError::Internal(e.to_string()))?;
+            let json = serde_json::to_vec(&IdsFile { next_block: end })
+                .map_err(|e| BrokerError::internal_from("encoding the producer id block", e))?;
             fjord_log::write_atomic(&self.dir.join(IDS_FILE), &json).map_err(|e| BrokerError::log(IDS_FILE, e))?;
             s.1 = end;
         }

@@ -91,7 +91,7 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
     let broker = &node.broker;
     for (name, t) in m.topics.iter().filter(|(n, _)| !is_placement_only(n)) {
         let id = uuid::Uuid::parse_str(&t.id)
-            .map_err(|e| BrokerError::Internal(format!("topic '{name}' has a malformed id in the metadata: {e}")))?;
+            .map_err(|e| BrokerError::internal_from(format!("topic '{name}' has a malformed id in the metadata"), e))?;
         let config = TopicConfig(t.config.clone());
         let partitions = t.partitions.len() as u32;
         match broker.topic(name) {
