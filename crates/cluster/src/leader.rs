@@ -20,24 +20,24 @@ use crate::node::ClusterNode;
 
 /// Leader-side liveness: the last heartbeat of each node.
 #[derive(Debug, Default)]
-pub(crate) struct Leases(Mutex<HashMap<NodeId, (Instant, u64)>>);
+pub(crate) struct Leases(Mutex<HashMap<NodeId, Instant>>);
 
 impl Leases {
-    pub(crate) fn renew(&self, node: NodeId, incarnation: u64) {
-        self.0.lock().insert(node, (Instant::now(), incarnation));
+    pub(crate) fn renew(&self, node: NodeId) {
+        self.0.lock().insert(node, Instant::now());
     }
 
     /// When `node` last heartbeated; a node never seen (it registered
     /// since this leader took over) gets a full lease from now.
     fn last_seen(&self, node: NodeId) -> Instant {
-        self.0.lock().entry(node).or_insert_with(|| (Instant::now(), 0)).0
+        *self.0.lock().entry(node).or_insert_with(Instant::now)
     }
 
     fn grant_all(&self, nodes: impl Iterator<Item = NodeId>) {
         let now = Instant::now();
         let mut m = self.0.lock();
         m.clear();
-        m.extend(nodes.map(|n| (n, (now, 0))));
+        m.extend(nodes.map(|n| (n, now)));
     }
 }
 

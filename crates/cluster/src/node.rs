@@ -209,7 +209,7 @@ impl ClusterNode {
                 self.cfg.node_id
             )));
         }
-        self.leases.renew(hb.node_id, hb.incarnation);
+        self.leases.renew(hb.node_id);
         Ok(HeartbeatAck {
             lease_ms: self.cfg.lease.as_millis().min(u32::MAX as u128) as u32,
             metadata_index: m.last_applied.map_or(0, |l| l.index),
@@ -237,8 +237,9 @@ impl ClusterNode {
         let mut last = String::from("no controller answered");
         let mut round = 0u32;
         let written = 'found: loop {
-            let mut targets: Vec<NodeId> = self.controller_leader().into_iter().collect();
-            targets.extend(self.cfg.controllers.keys().filter(|c| Some(**c) != self.controller_leader()));
+            let leader = self.controller_leader();
+            let mut targets: Vec<NodeId> = leader.into_iter().collect();
+            targets.extend(self.cfg.controllers.keys().filter(|c| Some(**c) != leader));
             for target in targets {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(ClusterError::NoLeader(last));
@@ -273,23 +274,21 @@ impl ClusterNode {
     /// Waits until this node applied the metadata log up to `index`.
     pub(crate) async fn await_applied(&self, index: u64, deadline: tokio::time::Instant) -> Result<()> {
         let mut rx = self.metadata.clone();
-        let wait = rx.wait_for(|a| a.index >= index);
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ClusterError::Raft("the metadata state machine stopped".into())),
-            Err(_) => Err(ClusterError::NoLeader(format!("metadata index {index} did not reach this node in time"))),
-        }
+        let reached = rx.wait_for(|a| a.index >= index);
+        until(deadline, reached, "the metadata state machine stopped", || {
+            format!("metadata index {index} did not reach this node in time")
+        })
+        .await
     }
 
     /// Waits until the broker reflects the metadata up to `index`.
     pub(crate) async fn await_reconciled(&self, index: u64, deadline: tokio::time::Instant) -> Result<()> {
         let mut rx = self.reconciled.subscribe();
-        let wait = rx.wait_for(|r| *r >= index);
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ClusterError::Raft("the reconciler stopped".into())),
-            Err(_) => Err(ClusterError::NoLeader(format!("this node did not apply metadata index {index} in time"))),
-        }
+        let reached = rx.wait_for(|r| *r >= index);
+        until(deadline, reached, "the reconciler stopped", || {
+            format!("this node did not apply metadata index {index} in time")
+        })
+        .await
     }
 
     /// Registers this node (again, after a restart: a new incarnation).
@@ -318,6 +317,21 @@ impl ClusterNode {
         let addr = self.address_of(leader).ok_or_else(|| ClusterError::NoLeader(format!("no address for {leader}")))?;
         let b = self.peers.call(leader, &addr, Kind::Heartbeat, hb.encode(), self.cfg.heartbeat_interval * 2).await?;
         HeartbeatAck::decode(b).map_err(ClusterError::Codec)
+    }
+}
+
+/// Awaits a watch condition until `deadline`: a closed watch is `stopped`,
+/// the deadline a retriable "no leader" error saying `late`.
+async fn until<T>(
+    deadline: tokio::time::Instant,
+    reached: impl std::future::Future<Output = std::result::Result<T, watch::error::RecvError>>,
+    stopped: &str,
+    late: impl FnOnce() -> String,
+) -> Result<()> {
+    match tokio::time::timeout_at(deadline, reached).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ClusterError::Raft(stopped.into())),
+        Err(_) => Err(ClusterError::NoLeader(late())),
     }
 }
 

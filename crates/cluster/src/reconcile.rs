@@ -9,7 +9,7 @@
 //! is kept and not served (a warning says so): data is never deleted on a
 //! guess; only a deletion this node sees happen removes a topic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use fjord_broker::{BrokerError, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicRecord};
@@ -121,9 +121,7 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
             }
         }
     } else {
-        let strays: BTreeMap<String, ()> =
-            broker.topics().iter().map(|t| (t.name(), ())).filter(|(n, _)| !m.topics.contains_key(n)).collect();
-        for name in strays.keys() {
+        for name in broker.topics().iter().map(|t| t.name()).filter(|n| !m.topics.contains_key(n)) {
             tracing::warn!(topic = %name, "this node holds a topic the cluster does not know; it is kept but not served");
         }
     }
