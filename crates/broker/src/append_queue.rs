@@ -1,8 +1,11 @@
 //! A partition's append queue: appends from many tasks are gathered and
-//! written as one write group at a time ([`Log::write_many`]); the groups
-//! that must be fsynced before they are acknowledged (group commit) wait
-//! for it on a blocking thread per group, while the next groups are
-//! written, so each fsync covers everything written meanwhile.
+//! written as one write group at a time ([`Log::write_many`]). Each append
+//! is answered as soon as its group is written (offsets assigned); its
+//! commit is a separate wait ([`crate::commit`]). The groups that must be
+//! fsynced before they count as durable (group commit) wait for it on a
+//! blocking thread per group, while the next groups are written, so each
+//! fsync covers everything written meanwhile; when it completes the commit
+//! point learns the group is durable.
 //!
 //! Why: the log's append blocks (a write, and under group commit an fsync),
 //! so each append used to take a blocking-pool thread of its own. Small
@@ -17,23 +20,27 @@
 //! Invariants: at most one drain runs per partition, so appends are
 //! written in the order they were queued; every queued append gets an
 //! answer (its result, or a closed channel if the drain panicked, after
-//! which the next append starts a fresh drain); nothing is acknowledged
-//! before its durability policy allows it.
+//! which the next append starts a fresh drain); the commit point hears of
+//! a group's durability only once its policy allows it, and of a failure
+//! before its waiters could be told anything else.
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use fjord_log::{AppendInfo, AppendOrigin, Log};
+use fjord_log::{AppendInfo, AppendOrigin, Log, LogError};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use crate::commit::{CommitPoint, Written};
 use crate::error::{BrokerError, Result};
 
-type Reply = oneshot::Sender<fjord_log::Result<AppendInfo>>;
+type Reply = oneshot::Sender<fjord_log::Result<(AppendInfo, Written)>>;
 
 /// Appends waiting for the partition's drain.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AppendQueue {
+    log: Arc<Log>,
+    commit: Arc<CommitPoint>,
     state: Mutex<State>,
 }
 
@@ -44,14 +51,18 @@ struct State {
 }
 
 impl AppendQueue {
-    /// Appends `data` to `log` with the others queued meanwhile; returns
-    /// once the log's durability policy acknowledged it.
+    pub(crate) fn new(log: Arc<Log>, commit: Arc<CommitPoint>) -> AppendQueue {
+        AppendQueue { log, commit, state: Mutex::default() }
+    }
+
+    /// Writes `data` with the others queued meanwhile; returns once it is
+    /// written, with what to wait on for its commit.
     pub(crate) async fn append(
         self: &Arc<Self>,
-        log: &Arc<Log>,
         data: BytesMut,
         origin: AppendOrigin,
-    ) -> Result<fjord_log::Result<AppendInfo>> {
+    ) -> Result<fjord_log::Result<(AppendInfo, Written)>> {
+        let log = &self.log;
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock();
@@ -59,17 +70,17 @@ impl AppendQueue {
             !std::mem::replace(&mut st.draining, true)
         };
         // The appender that found the queue idle writes a few groups itself.
-        if start && (log.write_fsyncs() || !self.drain(log, INLINE_ROUNDS)) {
-            let (queue, log) = (self.clone(), log.clone());
+        if start && (log.write_fsyncs() || !self.drain(INLINE_ROUNDS)) {
+            let queue = self.clone();
             // Not awaited: the drain outlives this append if others queue.
-            drop(tokio::task::spawn_blocking(move || queue.drain(&log, usize::MAX)));
+            drop(tokio::task::spawn_blocking(move || queue.drain(usize::MAX)));
         }
         rx.await.map_err(|_| BrokerError::internal("the partition's append task failed"))
     }
 
     /// Writes groups until the queue is empty (true) or `rounds` groups were
     /// written (false: still draining, the caller hands on).
-    fn drain(&self, log: &Arc<Log>, rounds: usize) -> bool {
+    fn drain(&self, rounds: usize) -> bool {
         // Whatever way this ends (a panic included), the next append must
         // be able to start a drain, and nobody may wait on a lost reply.
         struct Reset<'a>(&'a AppendQueue);
@@ -102,20 +113,26 @@ impl AppendQueue {
                     (data, origin)
                 })
                 .collect();
-            let (results, mark) = log.write_many(requests);
-            match mark {
-                None => answer(results, replies),
-                Some(mark) => {
-                    let log = log.clone();
+            let generation = self.commit.generation();
+            let (results, mark) = self.log.write_many(requests);
+            let end = results.iter().filter_map(|r| r.as_ref().ok()).map(|i| i.last_offset + 1).max();
+            let failed = results.iter().any(|r| matches!(r, Err(LogError::Poisoned { .. } | LogError::Io { .. })));
+            answer(generation, results, replies);
+            if failed {
+                // The log is poisoned: waiters past its durable point fail.
+                self.commit.durability_failed();
+            }
+            match (mark, end) {
+                (Some(mark), Some(end)) => {
+                    let (log, commit) = (self.log.clone(), self.commit.clone());
                     // One waiter per group; concurrent waiters share fsyncs.
-                    drop(tokio::task::spawn_blocking(move || {
-                        let mut results = results;
-                        if let Err(e) = log.wait_durable_mark(mark) {
-                            log.fail_unsynced(&mut results, &e);
-                        }
-                        answer(results, replies);
+                    drop(tokio::task::spawn_blocking(move || match log.wait_durable_mark(mark) {
+                        Ok(()) => commit.locally_durable(end),
+                        Err(_) => commit.durability_failed(),
                     }));
                 }
+                (None, Some(end)) if !failed => self.commit.locally_durable(end),
+                _ => {}
             }
         }
         // Still draining: the caller hands the queue on.
@@ -124,11 +141,11 @@ impl AppendQueue {
     }
 }
 
-fn answer(results: Vec<fjord_log::Result<AppendInfo>>, replies: Vec<Reply>) {
+fn answer(generation: u64, results: Vec<fjord_log::Result<AppendInfo>>, replies: Vec<Reply>) {
     for (result, reply) in results.into_iter().zip(replies) {
         // The appender may have gone (its client disconnected); the append
         // stands either way, as a blocking append would.
-        let _ = reply.send(result);
+        let _ = reply.send(result.map(|info| (info, CommitPoint::written(generation, info.last_offset))));
     }
 }
 
@@ -161,13 +178,16 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let cfg = LogConfig { durability, ..LogConfig::default() };
             let log = Arc::new(Log::open(dir.path(), cfg, Arc::new(SystemClock)).expect("open"));
-            let queue = Arc::new(AppendQueue::default());
+            let commit = Arc::new(CommitPoint::new(log.clone()));
+            let queue = Arc::new(AppendQueue::new(log.clone(), commit.clone()));
             let tasks: Vec<_> = (0..200)
                 .map(|i| {
-                    let (queue, log) = (queue.clone(), log.clone());
+                    let (queue, commit) = (queue.clone(), commit.clone());
                     tokio::spawn(async move {
-                        let info = queue.append(&log, one(format!("m{i}")), AppendOrigin::Leader { epoch: 0 }).await;
-                        (i, info.expect("queued").expect("appended").base_offset)
+                        let appended = queue.append(one(format!("m{i}")), AppendOrigin::Leader { epoch: 0 }).await;
+                        let (info, written) = appended.expect("queued").expect("appended");
+                        commit.committed(written).await.expect("committed");
+                        (i, info.base_offset)
                     })
                 })
                 .collect();
@@ -178,7 +198,8 @@ mod tests {
             let mut seen: Vec<u64> = offsets.iter().map(|(_, o)| *o).collect();
             seen.sort_unstable();
             assert_eq!(seen, (0..200).collect::<Vec<_>>(), "{durability:?}");
-            let records = log.read_records(0, 1 << 20, ReadBound::LogEnd).expect("read");
+            assert_eq!(commit.high_watermark(), 200, "{durability:?}");
+            let records = log.read_records(0, 1 << 20, ReadBound::HighWatermark).expect("read");
             for (i, offset) in offsets {
                 let r = &records[offset as usize];
                 assert_eq!(r.value.as_deref(), Some(format!("m{i}").as_bytes()));

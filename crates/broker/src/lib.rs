@@ -27,9 +27,13 @@
 //! ```
 //!
 //! ## Invariants worth naming
-//! - A produce returns only after the partition's durability policy
-//!   acknowledged it, and only then is the high watermark advanced, so a
-//!   consumer never sees a record that a crash could take back.
+//! - An append is *written* (offsets assigned) before it is *committed*
+//!   (the high watermark covers it); a produce returns only once it is
+//!   committed, and readers stop at the high watermark, so a consumer never
+//!   sees a record that a crash could take back. What moves the high
+//!   watermark is the partition's commit point (`commit.rs`): with one
+//!   replica, the durability policy; a cut of the log fails every write
+//!   waiting past it, even if later writes reuse its offsets.
 //! - Appends to one partition are serialised by its log; their order is the
 //!   order of the acknowledgements' offsets.
 //! - Long-polling fetches subscribe to high-watermark changes before they
@@ -44,6 +48,7 @@
 
 mod append_queue;
 pub mod broker;
+mod commit;
 #[cfg(test)]
 mod creation_tests;
 mod error;

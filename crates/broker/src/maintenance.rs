@@ -107,10 +107,9 @@ impl Broker {
                 Err(e) => tracing::warn!(log = "consumer-offsets", error = %e, "poisoned log not recovered yet; retrying later"),
             }
             for p in partitions {
-                match p.log().recover() {
+                match p.recover() {
                     Ok(Some(outcome)) => {
                         recovered += 1;
-                        p.after_recovery();
                         if outcome.log_end < outcome.previous_high_watermark {
                             tracing::warn!(partition = %p.id(), dropped_from = outcome.log_end, high_watermark = outcome.previous_high_watermark, "recovery dropped acknowledged records that were never flushed (interval durability)");
                         }

@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use fjord_log::batch::Record;
-use fjord_log::{Log, LogError, ReadBound};
+use fjord_log::{AppendInfo, AppendOrigin, Log, LogError, ReadBound};
 use parking_lot::RwLock;
 use tokio::sync::watch;
+
+use crate::append_queue::AppendQueue;
+use crate::commit::{CommitPoint, Written};
 
 use crate::topic::TopicRecord;
 
@@ -32,31 +36,69 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
-/// One partition: its log and a signal that fires when its high watermark
-/// moves, which long-polling fetches wait on instead of polling.
+/// One partition: its log, its commit point (the high watermark, which
+/// long-polling fetches wait on instead of polling) and its append queue.
+///
+/// Writes go through [`Partition::append`], which returns once the batch is
+/// written, and [`Partition::committed`], which resolves once the high
+/// watermark covers it; readers see committed records only.
 #[derive(Debug)]
 pub struct Partition {
     id: TopicPartition,
     log: Arc<Log>,
     leader_epoch: i32,
-    high_watermark: watch::Sender<u64>,
+    commit: Arc<CommitPoint>,
+    appends: Arc<AppendQueue>,
     pub(crate) producers: crate::producers::ProducerTable,
     pub(crate) traffic: crate::traffic::Traffic,
-    pub(crate) appends: Arc<crate::append_queue::AppendQueue>,
 }
 
 impl Partition {
     pub(crate) fn new(id: TopicPartition, log: Log, leader_epoch: i32) -> Partition {
-        let (high_watermark, _) = watch::channel(log.high_watermark());
+        let log = Arc::new(log);
+        let commit = Arc::new(CommitPoint::new(log.clone()));
         Partition {
             id,
-            log: Arc::new(log),
+            appends: Arc::new(AppendQueue::new(log.clone(), commit.clone())),
+            log,
             leader_epoch,
-            high_watermark,
+            commit,
             producers: Default::default(),
             traffic: Default::default(),
-            appends: Default::default(),
         }
+    }
+
+    /// Writes record batches (offsets assigned, stamped with this leader's
+    /// epoch); returns once they are in the log, before they are committed:
+    /// wait for that with [`Partition::committed`].
+    pub(crate) async fn append(&self, data: BytesMut) -> crate::error::Result<Result<(AppendInfo, Written), LogError>> {
+        self.appends.append(data, AppendOrigin::Leader { epoch: self.leader_epoch }).await
+    }
+
+    /// Resolves once the high watermark covers a write; fails when it never
+    /// will (the log failed before, or was cut after, the write).
+    pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
+        self.commit.committed(written).await
+    }
+
+    /// Waits until every offset below `offset` is on stable storage,
+    /// whatever the durability policy (which decides only when a write
+    /// counts as committed). Blocking: call it from the blocking pool.
+    pub fn wait_durable(&self, offset: u64) -> Result<(), LogError> {
+        self.log.wait_durable(offset)
+    }
+
+    /// Makes a poisoned log writable again by cutting it back to its
+    /// durable point (see [`Log::recover`]); writes waiting for their commit
+    /// past that point fail. Blocking file I/O.
+    pub(crate) fn recover(&self) -> Result<Option<fjord_log::RecoveryOutcome>, LogError> {
+        if self.log.poisoned().is_none() {
+            return Ok(None);
+        }
+        self.commit.before_cut();
+        let outcome = self.log.recover();
+        self.commit.after_cut();
+        outcome
     }
 
     /// The partition's identity.
@@ -111,7 +153,7 @@ impl Partition {
 
     /// The high watermark: offsets below it are committed and readable.
     pub fn high_watermark(&self) -> u64 {
-        self.log.high_watermark()
+        self.commit.high_watermark()
     }
 
     /// The first offset still retained.
@@ -142,26 +184,7 @@ impl Partition {
 
     /// Watches the high watermark.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.high_watermark.subscribe()
-    }
-
-    /// After [`Log::recover`] cut the log (its high watermark can only have
-    /// dropped under interval durability): the watched value follows it, so
-    /// waiting fetches are woken by the next append rather than only once
-    /// the old value is passed.
-    pub(crate) fn after_recovery(&self) {
-        self.high_watermark.send_replace(self.log.high_watermark());
-    }
-
-    /// Makes offsets below `offset` visible and wakes waiting fetches.
-    pub(crate) fn advance_high_watermark(&self, offset: u64) {
-        self.log.set_high_watermark(offset);
-        let hw = self.log.high_watermark();
-        self.high_watermark.send_if_modified(|cur| {
-            let changed = *cur < hw;
-            *cur = (*cur).max(hw);
-            changed
-        });
+        self.commit.subscribe()
     }
 }
 

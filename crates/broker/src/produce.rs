@@ -1,7 +1,7 @@
 //! Produce, list offsets and delete records.
 
 use bytes::BytesMut;
-use fjord_log::{AppendOrigin, Durability, ReadBound};
+use fjord_log::{Durability, ReadBound};
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result, blocking};
@@ -93,18 +93,10 @@ impl Broker {
     }
 
     async fn append(&self, partition: &Arc<Partition>, data: BytesMut) -> Result<ProduceResult> {
-        let tp = partition.id().clone();
-        let p = partition.clone();
-        let epoch = partition.leader_epoch();
+        let tp = partition.id();
         let bytes = data.len() as u64;
-        let info = p
-            .appends
-            .append(p.log(), data, AppendOrigin::Leader { epoch })
-            .await?
-            .map_err(|e| BrokerError::log(tp.to_string(), e))?;
-        // A single node is its own in-sync replica set: the high watermark is
-        // whatever the durability policy acknowledged.
-        partition.advance_high_watermark(info.last_offset + 1);
+        let (info, written) = partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))?;
+        partition.committed(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?;
         let (records, now) = (info.last_offset + 1 - info.base_offset, self.clock.now_ms());
         partition.traffic.produced(records, bytes, now);
         self.traffic.produced(records, bytes, now);

@@ -1,0 +1,209 @@
+//! A partition's commit point: the high watermark, and the appends waiting
+//! for it to cover them.
+//!
+//! An append is *written* when its batch is in the log with offsets
+//! assigned, and *committed* when the high watermark passes it; only then is
+//! it acknowledged to its producer and shown to consumers. The two are
+//! separate steps so that a leader can hand written batches to followers
+//! while its own fsync runs, and acknowledge once the replicas the topic
+//! requires hold them. What moves the commit point is the partition's
+//! replica policy; with one replica (the only policy so far) it is the
+//! local durability policy: the end of what was written under `interval`
+//! durability, the end of what was fsynced under `group-commit`.
+//!
+//! Invariants:
+//! - the high watermark never passes the log end, and moves back only when
+//!   the log is cut ([`CommitPoint::after_truncation`]);
+//! - a waiter is released with success only if the high watermark covered
+//!   its write *in the log generation it was written in*: a cut followed by
+//!   new writes at the same offsets must not acknowledge the lost write;
+//! - every waiter is woken when its write can no longer commit (the log was
+//!   poisoned or cut), so no producer hangs on a failed fsync.
+
+use std::sync::Arc;
+
+use fjord_log::{Log, LogError};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+/// The high watermark of one partition and the signal waiters and
+/// long-polling fetches wait on.
+#[derive(Debug)]
+pub(crate) struct CommitPoint {
+    log: Arc<Log>,
+    high_watermark: watch::Sender<u64>,
+    cuts: Mutex<Cuts>,
+}
+
+/// Cuts of the log below what was written.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cuts {
+    /// Bumped when a cut begins: writes of an older generation may be gone.
+    generation: u64,
+    /// The high watermark when the last cut began: writes of the generation
+    /// before it that end below this were committed before the cut.
+    committed_before: u64,
+}
+
+/// A written append, waiting to be committed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    last_offset: u64,
+    generation: u64,
+}
+
+impl CommitPoint {
+    pub(crate) fn new(log: Arc<Log>) -> CommitPoint {
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        CommitPoint { log, high_watermark, cuts: Mutex::default() }
+    }
+
+    /// The committed end: offsets below it are readable.
+    pub(crate) fn high_watermark(&self) -> u64 {
+        self.log.high_watermark()
+    }
+
+    /// Watches the high watermark.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// The generation a write about to start belongs to. Read *before*
+    /// writing: a cut between the read and the write can then only make the
+    /// write fail, never let it pass for one of a later generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.cuts.lock().generation
+    }
+
+    /// Marks an append of `generation` that was written up to `last_offset`.
+    pub(crate) fn written(generation: u64, last_offset: u64) -> Written {
+        Written { last_offset, generation }
+    }
+
+    /// The local replica holds everything below `end` as its durability
+    /// policy requires. With one replica that commits it.
+    pub(crate) fn locally_durable(&self, end: u64) {
+        self.advance(end);
+    }
+
+    /// A write or a wait for durability failed (the log is now poisoned):
+    /// whatever an earlier fsync covered is still committed, and the writes
+    /// past it never will be, so their waiters are woken to fail.
+    pub(crate) fn durability_failed(&self) {
+        self.advance(self.log.durable_offset());
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Makes offsets below `offset` visible and wakes waiting fetches.
+    fn advance(&self, offset: u64) {
+        self.log.set_high_watermark(offset);
+        let hw = self.log.high_watermark();
+        self.high_watermark.send_if_modified(|cur| {
+            let changed = *cur < hw;
+            *cur = (*cur).max(hw);
+            changed
+        });
+    }
+
+    /// The log is about to be cut (recovery of a poisoned log, or a
+    /// diverged tail removed): what is durable stays committed, writes
+    /// waiting past it will fail. Call [`CommitPoint::after_cut`] once the
+    /// log is cut.
+    pub(crate) fn before_cut(&self) {
+        self.advance(self.log.durable_offset());
+        {
+            let mut cuts = self.cuts.lock();
+            cuts.generation += 1;
+            cuts.committed_before = self.log.high_watermark();
+        }
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// The log was cut: the high watermark follows it down.
+    pub(crate) fn after_cut(&self) {
+        self.high_watermark.send_replace(self.log.high_watermark());
+    }
+
+    /// Waits until the high watermark covers `written`; fails when it never
+    /// will (the log was poisoned before, or cut after, the write).
+    pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
+        let mut rx = self.high_watermark.subscribe();
+        loop {
+            let cuts = *self.cuts.lock();
+            if cuts.generation != written.generation {
+                // Committed before the cut began, or lost to it.
+                if cuts.generation == written.generation + 1 && written.last_offset < cuts.committed_before {
+                    return Ok(());
+                }
+                return Err(self.lost("the log was cut before this write was committed; it may be lost".into()));
+            }
+            // Checked before the poison: a commit that covered the write
+            // before the failure stands.
+            if self.log.high_watermark() > written.last_offset {
+                return Ok(());
+            }
+            if let Some(reason) = self.log.poisoned() {
+                return Err(self.lost(reason));
+            }
+            if rx.changed().await.is_err() {
+                return Err(LogError::Closed(self.log.dir().to_path_buf()));
+            }
+        }
+    }
+
+    fn lost(&self, reason: String) -> LogError {
+        LogError::Poisoned { path: self.log.dir().to_path_buf(), op: "commit", reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use fjord_log::batch::{BatchBuilder, NewRecord};
+    use fjord_log::{Durability, LogConfig, SystemClock};
+
+    use crate::partition::{Partition, TopicPartition};
+
+    fn one(value: &str) -> BytesMut {
+        let mut b = BatchBuilder::new(1_700_000_000_000);
+        b.push(&NewRecord { value: Some(Bytes::from(value.to_string())), ..Default::default() });
+        b.build()
+    }
+
+    fn partition(dir: &std::path::Path) -> Partition {
+        let cfg = LogConfig { durability: Durability::GroupCommit, ..LogConfig::default() };
+        let log = fjord_log::Log::open(dir, cfg, std::sync::Arc::new(SystemClock)).expect("open");
+        Partition::new(TopicPartition::new("t", 0), log, 0)
+    }
+
+    /// Written is not committed: with fsyncs failing the append still gets
+    /// its offset, but its commit fails, the high watermark stays and no
+    /// reader sees it; after the log is cut and rewritten at the same
+    /// offset, the lost write still reports failure while a write committed
+    /// before the cut reports success.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_commits_only_when_the_high_watermark_covers_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        let (info, first) = p.append(one("durable")).await.expect("queued").expect("written");
+        assert_eq!(info.base_offset, 0);
+        p.committed(first).await.expect("committed");
+        assert_eq!(p.high_watermark(), 1);
+
+        p.log_for_tests().inject_fsync_failure(true);
+        let (info, lost) = p.append(one("lost")).await.expect("queued").expect("written before its fsync");
+        assert_eq!(info.base_offset, 1, "offsets are assigned at write");
+        assert!(p.committed(lost).await.is_err(), "a write whose fsync failed must not commit");
+        assert_eq!(p.high_watermark(), 1);
+        assert_eq!(p.read_committed(0, 1 << 20).expect("read").len(), 1);
+
+        p.log_for_tests().inject_fsync_failure(false);
+        assert!(p.recover().expect("recovered").is_some());
+        let (info, again) = p.append(one("rewritten")).await.expect("queued").expect("written");
+        assert_eq!(info.base_offset, 1, "the cut tail's offset is reused");
+        p.committed(again).await.expect("committed");
+        assert_eq!(p.high_watermark(), 2);
+        assert!(p.committed(lost).await.is_err(), "a cut write must not pass for the one rewritten at its offset");
+        p.committed(first).await.expect("a write committed before the cut stays committed");
+    }
+}
