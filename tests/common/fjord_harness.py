@@ -6,6 +6,7 @@ else target/debug/fjord under the repository root.
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -35,7 +36,24 @@ def fjord_bin() -> str:
     return path
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A port free now, outside the kernel's ephemeral range when possible:
+    a port a process will bind later (a node restarted on its old port, a
+    node started after others) must not be taken meanwhile by some outgoing
+    connection's ephemeral source port."""
+    lo, hi = _ephemeral_range()
+    candidates = [p for p in range(20000, 32000) if not lo <= p <= hi]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        if port_is_free(port):
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

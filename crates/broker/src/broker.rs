@@ -16,7 +16,6 @@ use crate::partition::{Partition, Topic, TopicPartition};
 use crate::topic::{TopicConfig, TopicRecord, validate_topic_name};
 
 pub(crate) const TOPICS_DIR: &str = "topics";
-const OFFSETS_DIR: &str = "internal/consumer-offsets";
 const TRASH_DIR: &str = "trash";
 pub(crate) const TOPIC_FILE: &str = "topic.json";
 const CLUSTER_FILE: &str = "cluster.json";
@@ -44,8 +43,11 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// Settings of KIP-848 `consumer` protocol groups.
     pub consumer_groups: ConsumerGroupConfig,
-    /// Compact the committed-offsets log when it exceeds this size.
+    /// Compact a `__fjord_offsets` partition when its log exceeds this size.
     pub offsets_compact_bytes: u64,
+    /// Partitions of `__fjord_offsets` when a single node creates it (a
+    /// cluster's controller places its own).
+    pub offsets_partitions: u32,
     /// Committed offsets of a group without members expire this long after
     /// they were committed (Kafka's `offsets.retention.minutes`).
     pub offsets_retention: Duration,
@@ -81,6 +83,7 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             consumer_groups: ConsumerGroupConfig::default(),
             offsets_compact_bytes: 64 << 20,
+            offsets_partitions: 16,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             log_recovery_interval: Duration::from_secs(5),
             open_files_limit: None,
@@ -144,15 +147,14 @@ impl Broker {
     pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let cfg = config.clone();
         let clk = clock.clone();
-        let (cluster_id, loaded, offsets, producer_ids) = blocking(move || -> Result<_> {
+        let (cluster_id, loaded, producer_ids) = blocking(move || -> Result<_> {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
             let cluster_id = load_cluster_id(dir, cfg.cluster_id.as_deref())?;
             let topics = crate::load::load_topics(&cfg, &clk)?;
-            let offsets = OffsetStore::open(&dir.join(OFFSETS_DIR), clk.clone(), cfg.offsets_compact_bytes)?;
             let producer_ids = crate::producers::ProducerIds::open(dir)?;
-            Ok((cluster_id, topics, offsets, producer_ids))
+            Ok((cluster_id, topics, producer_ids))
         })
         .await??;
         let (shutdown, _) = watch::channel(false);
@@ -161,7 +163,8 @@ impl Broker {
         let crate::load::Loaded { topics, offline } = loaded;
         tracing::info!(topics = topics.len(), offline = offline.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");
         let consumer_config = config.consumer_groups.clone();
-        Ok(Arc::new_cyclic(|me| Broker {
+        let offsets = Arc::new(OffsetStore::new(config.offsets_compact_bytes));
+        let broker = Arc::new_cyclic(|me| Broker {
             consumer_groups: ConsumerGroups::new(consumer_config, Arc::new(UserTopics(me.clone()))),
             config,
             clock,
@@ -170,7 +173,7 @@ impl Broker {
             offline: RwLock::new(offline),
             deleted_hooks: DeletedHooks::default(),
             admin: tokio::sync::Mutex::new(()),
-            offsets: Arc::new(offsets),
+            offsets,
             groups,
             listeners: RwLock::new(BTreeMap::new()),
             shutdown,
@@ -179,7 +182,9 @@ impl Broker {
             traffic: Default::default(),
             placement: RwLock::new(None),
             authority: std::sync::OnceLock::new(),
-        }))
+        });
+        broker.open_offsets().await?;
+        Ok(broker)
     }
 
     /// A new idempotent-producer id (epoch 0), never handed out before.
@@ -381,11 +386,13 @@ impl Broker {
         let topic = Arc::new(topic);
         self.topics.write().insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "topic created");
+        self.topic_added(&topic).await?;
         Ok(topic)
     }
 
     /// Deletes a topic and all its data (in a cluster, on every node).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        refuse_internal(name, "deleted")?;
         match self.authority() {
             Some(authority) => authority.delete_topic(name).await,
             None => self.delete_topic_local(name).await,
@@ -418,8 +425,7 @@ impl Broker {
         // again under this name starts unconsumed for every group.
         let keys = self.offsets.keys_of_topic(name);
         if !keys.is_empty() {
-            let (offsets, now) = (self.offsets.clone(), self.clock.now_ms());
-            blocking(move || offsets.put(keys.into_iter().map(|k| (k, None)).collect(), now)).await??;
+            self.offsets.put(keys.into_iter().map(|k| (k, None)).collect(), self.clock.now_ms()).await?;
         }
         let hooks = self.deleted_hooks.0.read().clone();
         if !hooks.is_empty() {
@@ -439,6 +445,7 @@ impl Broker {
 
     /// Grows a topic to `total` partitions (in a cluster, on every node).
     pub async fn create_partitions(&self, name: &str, total: u32) -> Result<()> {
+        refuse_internal(name, "grown")?;
         self.check_partitions(total)?;
         match self.authority() {
             Some(authority) => authority.create_partitions(name, total).await,
@@ -537,14 +544,13 @@ impl Broker {
         self.groups.shutdown();
         self.consumer_groups.shutdown();
         let topics = self.topics();
-        let offsets = self.offsets.clone();
         blocking(move || -> Result<()> {
             for t in topics {
                 for p in t.partitions() {
                     p.log().close().map_err(|e| BrokerError::log(p.id().to_string(), e))?;
                 }
             }
-            offsets.close()
+            Ok(())
         })
         .await??;
         tracing::info!("broker closed cleanly");
@@ -568,6 +574,21 @@ impl TopicMetadataSource for UserTopics {
         let Some(b) = self.0.upgrade() else { return Vec::new() };
         b.topics().iter().map(|t| t.record()).filter(|r| !r.internal).map(|r| r.name).collect()
     }
+}
+
+/// Internal topics are the broker's own: clients may read them only.
+pub(crate) fn refuse_internal(name: &str, what: &'static str) -> Result<()> {
+    if crate::offsets::is_internal_topic(name) {
+        return Err(BrokerError::InvalidTopicName {
+            name: name.to_string(),
+            reason: match what {
+                "deleted" => "an internal topic cannot be deleted",
+                "grown" => "an internal topic cannot be given more partitions",
+                _ => "an internal topic is written by the broker only",
+            },
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn io_err(op: &str, path: &Path, e: std::io::Error) -> BrokerError {

@@ -2,9 +2,14 @@
 //! membership.
 
 use crate::broker::Broker;
-use crate::error::{BrokerError, Result, blocking};
+use crate::error::{BrokerError, Result};
 use crate::offsets::CommittedOffset;
 use crate::partition::TopicPartition;
+use crate::placement::Leadership;
+
+fn not_coordinator(group: &str) -> BrokerError {
+    BrokerError::Unavailable(format!("this node no longer coordinates group '{group}'"))
+}
 
 /// Who is committing: a group member (checked against the current
 /// generation) or a standalone consumer (`generation_id < 0`, empty member).
@@ -37,7 +42,9 @@ impl Broker {
 
     /// Stores committed offsets without checking membership: for callers
     /// that validated the committer themselves (consumer-protocol groups,
-    /// whose members are tracked by their own coordinator).
+    /// whose members are tracked by their own coordinator, and protocols
+    /// whose consumers track their own progress). In a cluster they go to
+    /// the group's coordinator, wherever it is.
     pub async fn commit_offsets_unchecked(
         &self,
         group: &str,
@@ -45,6 +52,24 @@ impl Broker {
     ) -> Result<Vec<(TopicPartition, Result<()>)>> {
         if group.is_empty() {
             return Err(BrokerError::InvalidRequest("group id must not be empty".into()));
+        }
+        if let Some(node) = self.remote_coordinator(group)? {
+            let tps: Vec<TopicPartition> = offsets.iter().map(|(tp, _)| tp.clone()).collect();
+            let results = self.forwarder()?.commit_offsets_at(node, group, offsets).await?;
+            return Ok(tps.into_iter().zip(results).collect());
+        }
+        self.commit_offsets_here(group, offsets).await
+    }
+
+    /// Stores committed offsets of a group this node coordinates (what a
+    /// commit forwarded from another node runs).
+    pub async fn commit_offsets_here(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<Vec<(TopicPartition, Result<()>)>> {
+        if self.remote_coordinator(group)?.is_some() {
+            return Err(not_coordinator(group));
         }
         let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(offsets.len());
@@ -60,9 +85,36 @@ impl Broker {
                 Err(e) => results.push((tp, Err(e))),
             }
         }
-        let store = self.offsets.clone();
-        blocking(move || store.put(entries, now)).await??;
+        self.offsets.put(entries, now).await?;
         Ok(results)
+    }
+
+    /// The committed offset of one partition for `group`, from the group's
+    /// coordinator wherever it is (in a cluster, another node may hold it).
+    pub async fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<CommittedOffset>> {
+        match self.remote_coordinator(group)? {
+            None => Ok(self.offsets.get(group, &tp.topic, tp.partition)),
+            Some(node) => {
+                let found = self.forwarder()?.fetch_offsets_at(node, group, vec![tp.clone()]).await?;
+                Ok(found.into_iter().next().flatten())
+            }
+        }
+    }
+
+    /// The node coordinating `group` when it is another one; an error when
+    /// nobody serves it now (retriable).
+    fn remote_coordinator(&self, group: &str) -> Result<Option<i32>> {
+        match self.coordinator(group) {
+            Leadership::Local => Ok(None),
+            Leadership::Remote(node) => Ok(Some(node.node_id)),
+            Leadership::Unavailable => Err(BrokerError::Unavailable(format!(
+                "no node coordinates group '{group}' now (its offsets partition has no serving leader)"
+            ))),
+        }
+    }
+
+    fn forwarder(&self) -> Result<&std::sync::Arc<dyn crate::MetadataAuthority>> {
+        self.authority().ok_or_else(|| BrokerError::internal("a remote coordinator without a cluster"))
     }
 
     /// Committed offsets of a group: for the given partitions, or all.
@@ -99,9 +151,7 @@ impl Broker {
                 .collect(),
         };
         let n = keys.len();
-        let store = self.offsets.clone();
-        let now = self.clock.now_ms();
-        blocking(move || store.put(keys, now)).await??;
+        self.offsets.put(keys, self.clock.now_ms()).await?;
         Ok(n)
     }
 }

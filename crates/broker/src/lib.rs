@@ -10,7 +10,8 @@
 //! - [`topic`] and [`partition`]: names, per-topic configuration (Kafka
 //!   config names), partitions and their logs.
 //! - [`produce`] and [`fetch`]: appends, long-polling reads, offset lookups.
-//! - [`offsets`] and [`group_offsets`]: durable committed offsets.
+//! - [`offsets`] and [`group_offsets`]: committed offsets, stored on the
+//!   internal topic `__fjord_offsets`.
 //! - [`group`]: consumer group membership and assignment.
 //! - [`metadata`]: what clients use to find partition leaders.
 //! - [`placement`]: in a cluster, which node leads what, and who decides
@@ -22,7 +23,7 @@
 //! <data>/cluster.json                       cluster id
 //!        topics/<topic>/topic.json          id, partition count, config overrides
 //!        topics/<topic>/<partition>/        one fjord-log Log per partition
-//!        internal/consumer-offsets/         committed offsets log
+//!        topics/__fjord_offsets/            committed offsets (internal topic)
 //!        trash/                             deleted topics, emptied on start
 //! ```
 //!

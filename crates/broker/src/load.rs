@@ -35,9 +35,12 @@ pub(crate) fn load_topics(cfg: &BrokerConfig, clock: &Arc<dyn Clock>) -> Result<
     for entry in std::fs::read_dir(&root).map_err(|e| io_err("list topics", &root, e))? {
         dirs.push(entry.map_err(|e| io_err("list topics", &root, e))?.path());
     }
-    // In name order, so which topics fit under the open-file limit does not
+    // Internal topics first (the broker's own state must load), then in
+    // name order, so which topics fit under the open-file limit does not
     // change from one start to the next.
-    dirs.sort();
+    let user =
+        |d: &std::path::PathBuf| !d.file_name().and_then(|n| n.to_str()).is_some_and(crate::offsets::is_internal_topic);
+    dirs.sort_by(|a, b| (user(a), a).cmp(&(user(b), b)));
     // Descriptors topics may still take: the limit, less what is open now
     // and the reserve for the broker's own state and its listeners.
     let mut room = cfg.open_files_limit.map(|limit| limit.saturating_sub(open_files_now() + cfg.open_files_reserve));

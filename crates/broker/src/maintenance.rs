@@ -14,7 +14,7 @@ use crate::group::{GroupError, GroupState};
 /// A log that refuses writes, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoisonedLog {
-    /// `consumer-offsets` or `<topic>-<partition>`.
+    /// `<topic>-<partition>` (committed offsets: `__fjord_offsets-<n>`).
     pub log: String,
     /// The failure that poisoned it.
     pub reason: String,
@@ -75,16 +75,15 @@ impl Broker {
     }
 
     /// The logs that refuse writes after a failed write or fsync, named
-    /// (`consumer-offsets`, `<topic>-<partition>`), with the failure. They
+    /// (`<topic>-<partition>`, committed offsets' `__fjord_offsets-<n>`
+    /// included), with the failure. They
     /// are retried every `log_recovery_interval` until the cause is gone.
     pub fn poisoned_logs(&self) -> Vec<PoisonedLog> {
-        let offsets = self.offsets.poisoned().map(|reason| PoisonedLog { log: "consumer-offsets".into(), reason });
-        let partitions = self
-            .topics()
+        self.topics()
             .into_iter()
             .flat_map(|t| t.partitions())
-            .filter_map(|p| p.log().poisoned().map(|reason| PoisonedLog { log: p.id().to_string(), reason }));
-        offsets.into_iter().chain(partitions).collect()
+            .filter_map(|p| p.log().poisoned().map(|reason| PoisonedLog { log: p.id().to_string(), reason }))
+            .collect()
     }
 
     /// Tries once to recover every poisoned log: each is cut back to what
@@ -101,15 +100,15 @@ impl Broker {
             self.topics().into_iter().flat_map(|t| t.partitions()).filter(|p| p.log().poisoned().is_some()).collect();
         let result = blocking(move || {
             let mut recovered = 0;
-            match offsets.recover() {
-                Ok(true) => recovered += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(log = "consumer-offsets", error = %e, "poisoned log not recovered yet; retrying later"),
-            }
             for p in partitions {
                 match p.recover() {
                     Ok(Some(outcome)) => {
                         recovered += 1;
+                        if p.id().topic == crate::placement::OFFSETS_TOPIC
+                            && let Err(e) = offsets.reload(p.id().partition)
+                        {
+                            tracing::error!(partition = %p.id(), error = %e, "committed offsets could not be replayed after recovery");
+                        }
                         if outcome.log_end < outcome.previous_high_watermark {
                             tracing::warn!(partition = %p.id(), dropped_from = outcome.log_end, high_watermark = outcome.previous_high_watermark, "recovery dropped acknowledged records that were never flushed (interval durability)");
                         }

@@ -15,6 +15,7 @@
 //!
 //! The broker never learns how the cluster agrees; it only reads the result.
 
+use crate::CommittedOffset;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -64,19 +65,19 @@ impl Placement {
     }
 }
 
-/// The internal topic whose partitions place group coordinators, as
-/// Kafka's `__consumer_offsets`: a group is coordinated by the leader of
-/// partition `hash(group) % partitions`. In the metadata only for now (the
-/// committed offsets themselves still live in the coordinator's offsets
-/// store; replication moves them onto this partition).
+/// The internal topic holding committed offsets, as Kafka's
+/// `__consumer_offsets`: a group is coordinated by the leader of partition
+/// `hash(group) % partitions`, which stores its commits (see
+/// [`crate::offsets`]).
 pub const OFFSETS_TOPIC: &str = "__fjord_offsets";
 
 /// A boxed future, for the object-safe [`MetadataAuthority`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Decides topic changes for the whole cluster. Each method returns once
-/// the change is committed *and applied on this node*, so a caller that
-/// creates a topic can use it right away.
+/// The cluster's side of the broker: decides topic changes for the whole
+/// cluster, and reaches the node that serves what this one does not. Each
+/// topic change returns once it is committed *and applied on this node*,
+/// so a caller that creates a topic can use it right away.
 pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
     /// Creates a topic. `here`: every partition led by this node (when it
     /// serves), as RabbitMQ's default `client-local` queue locator places
@@ -95,6 +96,22 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
     fn create_partitions<'a>(&'a self, name: &'a str, total: u32) -> BoxFuture<'a, Result<()>>;
     /// Replaces a topic's configuration overrides.
     fn set_topic_config<'a>(&'a self, name: &'a str, config: &'a TopicConfig) -> BoxFuture<'a, Result<()>>;
+    /// Stores offsets on `node`, the coordinator of `group`: for callers
+    /// whose clients commit to another node (RocketMQ consumers commit to
+    /// the broker of each queue). Per-partition outcomes, in order.
+    fn commit_offsets_at<'a>(
+        &'a self,
+        node: i32,
+        group: &'a str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> BoxFuture<'a, Result<Vec<Result<()>>>>;
+    /// Reads offsets of `group` from `node`, its coordinator.
+    fn fetch_offsets_at<'a>(
+        &'a self,
+        node: i32,
+        group: &'a str,
+        partitions: Vec<TopicPartition>,
+    ) -> BoxFuture<'a, Result<Vec<Option<CommittedOffset>>>>;
 }
 
 /// Who leads a partition, from this node's point of view.

@@ -245,8 +245,12 @@ async fn delete_recreate_grow_and_reconfigure_topics() {
     assert_eq!(t.partitions().len(), 4);
     assert_eq!(t.partition(3).unwrap().log_for_tests().config().segment_bytes, 2048);
     let meta = b.metadata(None);
-    assert_eq!(meta.topics.len(), 1);
-    assert_eq!(meta.topics[0].partitions.len(), 4);
+    // As Kafka lists `__consumer_offsets`: the internal topic is listed,
+    // marked internal.
+    let user: Vec<_> = meta.topics.iter().filter(|t| !t.internal).collect();
+    assert_eq!(user.len(), 1);
+    assert_eq!(user[0].partitions.len(), 4);
+    assert!(meta.topics.iter().any(|t| t.internal && t.name == "__fjord_offsets"));
     assert_eq!(meta.cluster_id, b.cluster_id());
 }
 

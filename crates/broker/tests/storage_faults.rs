@@ -105,14 +105,17 @@ async fn a_poisoned_offsets_log_recovers_without_a_restart() {
     commit(&b, "g", &t0, 1).await.unwrap();
 
     // The disk fails an fsync (as when it is full): the commit is refused
-    // and so is every later one while the log is poisoned.
-    b.offsets().log().inject_fsync_failure(true);
+    // and so is every later one while the log is poisoned. The group's
+    // offsets live on one `__fjord_offsets` partition.
+    let index = b.offsets().shard_of("g").expect("offsets loaded");
+    let shard = b.topic(fjord_broker::placement::OFFSETS_TOPIC).unwrap().partition(index).unwrap();
+    shard.log_for_tests().inject_fsync_failure(true);
     let err = commit(&b, "g", &t0, 2).await.unwrap_err();
     assert!(err.to_string().contains("poisoned"), "{err}");
     assert!(commit(&b, "g", &t0, 3).await.is_err());
     let poisoned = b.poisoned_logs();
     assert_eq!(poisoned.len(), 1);
-    assert_eq!(poisoned[0].log, "consumer-offsets");
+    assert_eq!(poisoned[0].log, format!("__fjord_offsets-{index}"));
     assert!(poisoned[0].reason.contains("injected EIO"), "{}", poisoned[0].reason);
     assert_eq!(committed(&b, "g", &t0), Some(1), "a refused commit is not applied");
 
@@ -121,7 +124,7 @@ async fn a_poisoned_offsets_log_recovers_without_a_restart() {
     assert!(commit(&b, "g", &t0, 4).await.is_err());
 
     // Space is back: the next round recovers it and commits succeed again.
-    b.offsets().log().inject_fsync_failure(false);
+    shard.log_for_tests().inject_fsync_failure(false);
     assert_eq!(b.recover_poisoned_logs().await, 1);
     assert!(b.poisoned_logs().is_empty());
     assert_eq!(committed(&b, "before", &t0), Some(7));

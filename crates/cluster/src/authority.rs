@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fjord_broker::placement::BoxFuture;
-use fjord_broker::{BrokerError, MetadataAuthority, TopicConfig};
+use fjord_broker::{BrokerError, CommittedOffset, MetadataAuthority, TopicConfig, TopicPartition};
 use fjord_controller::{Command, Metadata, NodeId, NodeState, PartitionAssignment, Rejection, TopicAssignment};
 
 use crate::error::ClusterError;
@@ -107,6 +107,30 @@ impl MetadataAuthority for ClusterAuthority {
         config: &'a TopicConfig,
     ) -> BoxFuture<'a, fjord_broker::Result<()>> {
         Box::pin(self.change(name, Command::AlterTopicConfig { name: name.to_string(), config: config.0.clone() }))
+    }
+
+    fn commit_offsets_at<'a>(
+        &'a self,
+        node: i32,
+        group: &'a str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> BoxFuture<'a, fjord_broker::Result<Vec<fjord_broker::Result<()>>>> {
+        Box::pin(async move {
+            let cluster = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            crate::forward::commit_offsets(&cluster, node, group, offsets).await
+        })
+    }
+
+    fn fetch_offsets_at<'a>(
+        &'a self,
+        node: i32,
+        group: &'a str,
+        partitions: Vec<TopicPartition>,
+    ) -> BoxFuture<'a, fjord_broker::Result<Vec<Option<CommittedOffset>>>> {
+        Box::pin(async move {
+            let cluster = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            crate::forward::fetch_offsets(&cluster, node, group, partitions).await
+        })
     }
 }
 

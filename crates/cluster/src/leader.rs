@@ -84,7 +84,7 @@ async fn ensure_offsets_topic(node: &ClusterNode, leader_since: Instant) {
     let Some(partitions) = crate::authority::place(&m, node.cfg.offsets_partitions) else { return };
     let topic = fjord_controller::TopicAssignment {
         id: uuid::Uuid::new_v4().to_string(),
-        config: Default::default(),
+        config: fjord_broker::offsets::offsets_topic_config(node.broker.config().offsets_compact_bytes).0,
         partitions,
     };
     match node.propose(Command::CreateTopic { name: OFFSETS_TOPIC.into(), topic }, node.cfg.lease).await {

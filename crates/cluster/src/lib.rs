@@ -26,6 +26,7 @@
 
 pub mod authority;
 mod error;
+mod forward;
 pub(crate) mod leader;
 pub mod node;
 pub mod raft_net;

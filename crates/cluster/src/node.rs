@@ -144,6 +144,7 @@ impl Handler for NodeHandler {
                     let ack = node.heartbeat_here(hb).map_err(|e| e.to_string())?;
                     Ok(ack.encode())
                 }
+                Kind::Forward => crate::forward::serve(&node.broker, &body).await,
                 other => Err(format!("{other:?} is not served yet")),
             }
         })

@@ -17,12 +17,6 @@ use fjord_controller::{Metadata, NodeState};
 
 use crate::node::ClusterNode;
 
-/// Internal topics that exist in the metadata only (placement), not as logs
-/// on the nodes yet.
-pub(crate) fn is_placement_only(name: &str) -> bool {
-    name.starts_with("__fjord_")
-}
-
 /// Follows the metadata until `stop`.
 pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut rx = node.subscribe();
@@ -89,7 +83,7 @@ pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
 
 async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>) -> Result<(), BrokerError> {
     let broker = &node.broker;
-    for (name, t) in m.topics.iter().filter(|(n, _)| !is_placement_only(n)) {
+    for (name, t) in &m.topics {
         let id = uuid::Uuid::parse_str(&t.id)
             .map_err(|e| BrokerError::internal_from(format!("topic '{name}' has a malformed id in the metadata"), e))?;
         let config = TopicConfig(t.config.clone());
@@ -114,7 +108,7 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
         }
     }
     if let Some(before) = seen {
-        for gone in before.iter().filter(|n| !m.topics.contains_key(*n) && !is_placement_only(n)) {
+        for gone in before.iter().filter(|n| !m.topics.contains_key(*n)) {
             match broker.delete_topic_local(gone).await {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(e),
@@ -135,7 +129,8 @@ async fn create(
     partitions: u32,
     config: TopicConfig,
 ) -> Result<(), BrokerError> {
-    let record = TopicRecord { id, name: name.to_string(), partitions, config, internal: false };
+    let internal = fjord_broker::offsets::is_internal_topic(name);
+    let record = TopicRecord { id, name: name.to_string(), partitions, config, internal };
     match broker.create_topic_local(record).await {
         Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
         Err(e) => Err(e),

@@ -130,6 +130,33 @@ async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker(
     let again = c.nodes[&2].broker.create_topic("t", 1, TopicConfig::default()).await;
     assert!(matches!(again, Err(fjord_broker::BrokerError::TopicExists(_))), "{again:?}");
 
+    // Committed offsets live at the group's coordinator: a commit through
+    // another node (as a RocketMQ consumer commits to a queue's broker) is
+    // forwarded there, stored on its `__fjord_offsets` partition, and read
+    // back through a third node.
+    c.until("committed offsets loaded everywhere", |c| c.nodes.values().all(|n| n.broker.offsets().is_loaded())).await;
+    let group = "orders-app";
+    let coordinator_seen_by = |c: &Cluster, id: u64| match c.nodes[&id].broker.coordinator(group) {
+        Leadership::Local => id as i32,
+        Leadership::Remote(n) => n.node_id,
+        Leadership::Unavailable => -1,
+    };
+    c.until("a coordinator for the group", |c| (1..=4).all(|id| coordinator_seen_by(c, id) > 0)).await;
+    let coordinator = coordinator_seen_by(&c, 1) as u64;
+    let others: Vec<u64> = (1..=4).filter(|id| *id != coordinator).collect();
+    let tp0 = TopicPartition::new("t", 0);
+    let off = fjord_broker::CommittedOffset { offset: 42, leader_epoch: 0, metadata: "m".into(), commit_timestamp: 0 };
+    let results = c.nodes[&others[0]].broker.commit_offsets_unchecked(group, vec![(tp0.clone(), off)]).await.unwrap();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let read = c.nodes[&others[1]].broker.committed_offset(group, &tp0).await.unwrap();
+    assert_eq!(read.map(|o| o.offset), Some(42));
+    let at = &c.nodes[&coordinator].broker;
+    assert_eq!(at.offsets().get(group, "t", 0).map(|o| o.offset), Some(42));
+    assert_eq!(c.nodes[&others[0]].broker.offsets().get(group, "t", 0), None, "stored at the coordinator only");
+    let shard = at.offsets().shard_of(group).unwrap();
+    let stored = at.topic("__fjord_offsets").unwrap().partition(shard).unwrap();
+    assert!(stored.high_watermark() > 0, "the commit is a record on the coordinator's partition");
+
     // Deleting through another node removes it from every broker.
     c.nodes[&3].broker.delete_topic("t").await.unwrap();
     c.until("the topic gone everywhere", |c| c.nodes.values().all(|n| n.broker.topic("t").is_none())).await;

@@ -117,7 +117,7 @@ impl Messaging {
         let p = self.broker.partition(&req.partition)?;
         let start = match req.offset {
             Some(o) => o,
-            None => self.committed(&req.group, &req.model, &req.partition).unwrap_or(p.log_start_offset()),
+            None => self.committed(&req.group, &req.model, &req.partition).await?.unwrap_or(p.log_start_offset()),
         };
         if p.high_watermark() <= start && !req.wait.is_zero() {
             let mut w = p.subscribe();
@@ -152,9 +152,11 @@ impl Messaging {
         .await?
     }
 
-    /// The stored progress of a group (or broadcasting instance).
-    pub fn committed(&self, group: &str, model: &ConsumeModel, tp: &TopicPartition) -> Option<u64> {
-        self.broker.offsets().get(&model.group_key(group), &tp.topic, tp.partition).map(|c| c.offset.max(0) as u64)
+    /// The stored progress of a group (or broadcasting instance), from
+    /// its coordinator wherever it is.
+    pub async fn committed(&self, group: &str, model: &ConsumeModel, tp: &TopicPartition) -> Result<Option<u64>> {
+        let found = self.broker.committed_offset(&model.group_key(group), tp).await?;
+        Ok(found.map(|c| c.offset.max(0) as u64))
     }
 
     /// Stores progress durably (at-most-once consumers commit before

@@ -201,7 +201,7 @@ async fn pop_ack_invisibility_redelivery_and_dead_letter() {
     env.m.ack("g", &g, &first[1].receipt).await.unwrap();
     assert!(matches!(env.m.ack("g", &g, &first[1].receipt).await, Err(MessagingError::InvalidReceipt(_))));
     env.m.pop_maintenance().await.unwrap();
-    assert_eq!(env.m.committed("g", &g, &TopicPartition::new("p", 0)), Some(0));
+    assert_eq!(env.m.committed("g", &g, &TopicPartition::new("p", 0)).await.unwrap(), Some(0));
     // Extend m2, ack the others except m0.
     let m2 = env.m.change_invisibility("g", &g, &first[2].receipt, Duration::from_secs(60)).await.unwrap();
     assert!(env.m.ack("g", &g, &first[2].receipt).await.is_err(), "old receipt is stale");
@@ -217,7 +217,7 @@ async fn pop_ack_invisibility_redelivery_and_dead_letter() {
     env.m.ack("g", &g, &m2).await.unwrap();
     env.m.ack("g", &g, &again[0].receipt).await.unwrap();
     env.m.pop_maintenance().await.unwrap();
-    assert_eq!(env.m.committed("g", &g, &TopicPartition::new("p", 0)), Some(5));
+    assert_eq!(env.m.committed("g", &g, &TopicPartition::new("p", 0)).await.unwrap(), Some(5));
 
     // A message never acked: redelivered up to max_attempts, then the DLQ.
     let sent = env.m.send(msg("p", "poison"), Partitioning::Auto).await.unwrap();
@@ -236,7 +236,11 @@ async fn pop_ack_invisibility_redelivery_and_dead_letter() {
     assert_eq!(dlq[0].attempt, max);
     assert_eq!(dlq[0].origin, Some(("p".to_string(), 0, sent.offset)));
     env.m.pop_maintenance().await.unwrap();
-    assert_eq!(env.m.committed("g", &g, &TopicPartition::new("p", 0)), Some(6), "dead-lettered counts as done");
+    assert_eq!(
+        env.m.committed("g", &g, &TopicPartition::new("p", 0)).await.unwrap(),
+        Some(6),
+        "dead-lettered counts as done"
+    );
     // Re-send from the DLQ to the original topic.
     let back = env.m.dlq_resend("g", &sent.id).await.unwrap();
     assert_eq!(back.partition.topic, "p");
@@ -263,7 +267,7 @@ async fn batch_ack_reports_stale_receipts_one_by_one() {
     assert_eq!(r.iter().map(Result::is_ok).collect::<Vec<_>>(), vec![false, true, true, true, true, true, false]);
     env.m.pop_maintenance().await.unwrap();
     for p in 0..2 {
-        assert_eq!(env.m.committed("g", &g, &TopicPartition::new("ba", p)), Some(3));
+        assert_eq!(env.m.committed("g", &g, &TopicPartition::new("ba", p)).await.unwrap(), Some(3));
     }
     env.close().await;
 }
@@ -436,9 +440,9 @@ async fn broadcasting_instances_keep_their_own_progress_and_resets_move_it() {
     }
     env.m.commit("g", &inst("x"), &tp, 4).await.unwrap();
     env.m.commit("g", &inst("y"), &tp, 1).await.unwrap();
-    assert_eq!(env.m.committed("g", &inst("x"), &tp), Some(4));
-    assert_eq!(env.m.committed("g", &inst("y"), &tp), Some(1));
-    assert_eq!(env.m.committed("g", &ConsumeModel::Clustering, &tp), None);
+    assert_eq!(env.m.committed("g", &inst("x"), &tp).await.unwrap(), Some(4));
+    assert_eq!(env.m.committed("g", &inst("y"), &tp).await.unwrap(), Some(1));
+    assert_eq!(env.m.committed("g", &ConsumeModel::Clustering, &tp).await.unwrap(), None);
     // Pop in broadcasting mode: both instances get the same message.
     let px = env
         .m
@@ -453,7 +457,7 @@ async fn broadcasting_instances_keep_their_own_progress_and_resets_move_it() {
     assert_eq!(env.m.reset_offsets("g", &c, "b", OffsetReset::Earliest).await.unwrap(), vec![(0, 0)]);
     assert_eq!(env.m.reset_offsets("g", &c, "b", OffsetReset::Offset(2)).await.unwrap(), vec![(0, 2)]);
     assert_eq!(env.m.reset_offsets("g", &c, "b", OffsetReset::Timestamp(T0 + 2500)).await.unwrap(), vec![(0, 2)]);
-    assert_eq!(env.m.committed("g", &c, &tp), Some(2));
+    assert_eq!(env.m.committed("g", &c, &tp).await.unwrap(), Some(2));
     // A reset moves pop queues too: in-flight messages are dropped.
     env.m.reset_offsets("h", &inst("x"), "b", OffsetReset::Offset(3)).await.unwrap();
     let px = env.m.pop(PopRequest { model: inst("x"), ..PopRequest::new("h", "b", 10) }).await.unwrap();

@@ -91,14 +91,16 @@ impl GrpcGateway {
         v2::UpdateOffsetResponse { status: Some(r.map_or_else(|f| f.status(), |()| ok())) }
     }
 
-    pub(crate) fn get_offset(&self, req: v2::GetOffsetRequest) -> v2::GetOffsetResponse {
-        let r = (|| {
+    pub(crate) async fn get_offset(&self, req: v2::GetOffsetRequest) -> v2::GetOffsetResponse {
+        let r = async {
             let tp = partition(self, req.message_queue.as_ref())?;
             let g = group(req.group.as_ref())?;
             self.messaging
                 .committed(g, &ConsumeModel::Clustering, &tp)
+                .await?
                 .ok_or_else(|| Fail::new(Code::OffsetNotFound, format!("group {g} has no offset on {tp}")))
-        })();
+        }
+        .await;
         match r {
             Ok(o) => v2::GetOffsetResponse { status: Some(ok()), offset: o as i64 },
             Err(f) => v2::GetOffsetResponse { status: Some(f.status()), offset: 0 },

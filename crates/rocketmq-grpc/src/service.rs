@@ -120,7 +120,7 @@ impl MessagingService for Service {
 
     async fn get_offset(&self, req: Request<v2::GetOffsetRequest>) -> Result<Response<v2::GetOffsetResponse>, Status> {
         let start = Instant::now();
-        unary("GetOffset", start, self.0.get_offset(req.into_inner()))
+        unary("GetOffset", start, self.0.get_offset(req.into_inner()).await)
     }
 
     async fn query_offset(

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use fjord_broker::placement::OFFSETS_TOPIC;
 use fjord_broker::{Broker, BrokerConfig, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicPartition};
 use fjord_log::SystemClock;
 use fjord_messaging::{Messaging, MessagingConfig};
@@ -42,11 +43,14 @@ async fn node_one()
     let leaders = [1, 2, 3, 1, 2, 3];
     let parts =
         leaders.iter().map(|l| PartitionPlacement { leader: *l, leader_epoch: 0, replicas: vec![*l] }).collect();
+    // The groups' coordinators (committed offsets) are on this node.
+    let offsets_partitions = broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
+    let coordinators = vec![PartitionPlacement { leader: 1, leader_epoch: 0, replicas: vec![1] }; offsets_partitions];
     broker.set_placement(Placement {
         controller_id: 1,
         nodes: vec![node(1), node(2), node(3)],
         fenced: Vec::new(),
-        topics: HashMap::from([("t".to_string(), parts)]),
+        topics: HashMap::from([("t".to_string(), parts), (OFFSETS_TOPIC.to_string(), coordinators)]),
         controllers: vec![1, 2, 3],
     });
     let messaging = Messaging::open(broker.clone(), MessagingConfig::default()).await.unwrap();

@@ -409,10 +409,12 @@ fn create_topic(agent: &ureq::Agent, http: &str, name: &str) -> u16 {
     }
 }
 
+/// The user topics on disk (the broker's internal ones left out).
 fn topic_dirs(data: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(data.join("topics"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("__"))
         .collect();
     v.sort();
     v

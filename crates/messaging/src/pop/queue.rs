@@ -110,12 +110,18 @@ impl Messaging {
     }
 
     /// The queue's state, created (journaled) at the group's committed
-    /// offset, or where the request says, when it is new.
-    fn open_queue(&self, q: &QueueId, log: &Partition, start: StartFrom) -> Result<Arc<Mutex<QueueState>>> {
+    /// offset (`committed`, read beforehand from the group's coordinator),
+    /// or where the request says, when it is new.
+    fn open_queue(
+        &self,
+        q: &QueueId,
+        log: &Partition,
+        start: StartFrom,
+        committed: Option<u64>,
+    ) -> Result<Arc<Mutex<QueueState>>> {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
         }
-        let committed = self.broker.offsets().get(&q.group, &q.topic, q.partition).map(|c| c.offset.max(0) as u64);
         let start = committed.unwrap_or(match start {
             StartFrom::Earliest => log.log_start_offset(),
             StartFrom::Latest => log.high_watermark(),
@@ -144,9 +150,13 @@ impl Messaging {
         let q = self.queue_id(&req.group, &req.model, &tp);
         let ask = (req.clone(), self.max_attempts(&req.group), self.config.max_held_per_queue);
         let me = self.self_ref()?;
+        let committed = match self.pop.queue(&q) {
+            Some(_) => None,
+            None => self.broker.committed_offset(&q.group, &tp).await?.map(|c| c.offset.max(0) as u64),
+        };
         blocking(move || -> Result<Vec<Popped>> {
             let (req, max_attempts, held_cap) = ask;
-            let state = me.open_queue(&q, &log, req.start)?;
+            let state = me.open_queue(&q, &log, req.start, committed)?;
             let now = me.pop.clock.now_ms();
             let a = Ask { req: &req, max, now, max_attempts, held_cap };
             let (out, off) = {

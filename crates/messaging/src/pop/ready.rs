@@ -30,7 +30,7 @@ impl Messaging {
                     (singles, s.next)
                 }
                 None => {
-                    let committed = self.broker.offsets().get(&q.group, &q.topic, q.partition);
+                    let committed = self.broker.committed_offset(&q.group, p.id()).await?;
                     (Vec::new(), committed.map_or(0, |c| c.offset.max(0) as u64))
                 }
             };

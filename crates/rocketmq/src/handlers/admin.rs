@@ -190,7 +190,7 @@ pub(crate) async fn consume_stats(gw: &RocketMqGateway, req: &RemotingCommand) -
         let Some(topic) = gw.broker().topic(&name) else { continue };
         for p in topic.partitions() {
             let tp = p.id().clone();
-            let consumer = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp).unwrap_or(0);
+            let consumer = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp).await?.unwrap_or(0);
             let last = match consumer.checked_sub(1) {
                 Some(o) if o >= p.log_start_offset() => {
                     gw.messaging.query_by_offset(&tp, o).await.map_or(0, |m| m.timestamp)
@@ -292,7 +292,7 @@ pub(crate) async fn reset_offset(gw: &RocketMqGateway, req: &RemotingCommand) ->
             Some(found) => found.offset,
             None => p.high_watermark(),
         };
-        let committed = gw.messaging.committed(group, &model, &tp);
+        let committed = gw.messaging.committed(group, &model, &tp).await?;
         let offset = match committed {
             Some(c) if !force && c < target => c,
             _ => target,

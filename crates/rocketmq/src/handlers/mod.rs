@@ -68,7 +68,7 @@ pub(crate) async fn handle(gw: &RocketMqGateway, peer: &Peer, req: RemotingComma
         rq::PULL_MESSAGE | rq::LITE_PULL_MESSAGE => pull::pull(gw, &req).await,
         rq::QUERY_MESSAGE => query::query_message(gw, &req).await,
         rq::VIEW_MESSAGE_BY_ID => query::view_by_id(gw, &req).await,
-        rq::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(gw, &req),
+        rq::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(gw, &req).await,
         rq::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(gw, &req).await,
         rq::GET_MAX_OFFSET => offsets::max_offset(gw, &req),
         rq::GET_MIN_OFFSET => offsets::min_offset(gw, &req),

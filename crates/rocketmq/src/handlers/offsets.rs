@@ -9,10 +9,10 @@ use super::{ok, queue};
 use crate::RocketMqGateway;
 use crate::error::{Handled, Reject};
 
-pub(crate) fn query_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+pub(crate) async fn query_consumer_offset(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let group = req.required("consumerGroup")?;
     let tp = queue(gw, req)?;
-    if let Some(o) = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp) {
+    if let Some(o) = gw.messaging.committed(group, &ConsumeModel::Clustering, &tp).await? {
         return Ok(ok(req).with_field("offset", o));
     }
     // RocketMQ: a group without progress on a queue that still holds its

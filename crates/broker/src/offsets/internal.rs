@@ -1,0 +1,108 @@
+//! The `__fjord_offsets` topic: created on a single node when the broker
+//! opens (in a cluster the controller creates it and every node gets it
+//! like any other topic), attached to the store whenever it appears here,
+//! and fed once with the offsets of the node-local log earlier versions
+//! kept.
+
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result, blocking};
+use crate::partition::Topic;
+use crate::placement::OFFSETS_TOPIC;
+use crate::topic::{TopicConfig, TopicRecord};
+
+/// Whether `name` is a topic the broker keeps for itself: clients may read
+/// it but never write, delete or grow it.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+/// The settings `__fjord_offsets` is created with: commits are fsynced
+/// before they are acknowledged whatever the broker's default durability,
+/// never expire by time (the store compacts them), and segments stay small
+/// enough for compaction to free space early.
+pub fn offsets_topic_config(compact_after_bytes: u64) -> TopicConfig {
+    let segment = (compact_after_bytes / 4).max(1 << 20).min(i32::MAX as u64).to_string();
+    TopicConfig(
+        [
+            ("fjord.durability", "group-commit".to_string()),
+            ("retention.ms", "-1".to_string()),
+            ("retention.bytes", "-1".to_string()),
+            ("segment.bytes", segment),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+}
+
+impl Broker {
+    /// At open: attaches `__fjord_offsets` if it was loaded, creates it on
+    /// a single node, and moves the offsets of an old node-local log onto
+    /// it.
+    pub(crate) async fn open_offsets(&self) -> Result<()> {
+        let topic = match self.topic(OFFSETS_TOPIC) {
+            Some(t) => Some(t),
+            None if self.config.cluster_id.is_none() => {
+                let record = TopicRecord {
+                    id: uuid::Uuid::new_v4(),
+                    name: OFFSETS_TOPIC.to_string(),
+                    partitions: self.config.offsets_partitions.max(1),
+                    config: offsets_topic_config(self.config.offsets_compact_bytes),
+                    internal: true,
+                };
+                // Attached by the creation itself.
+                self.create_topic_local(record).await?;
+                None
+            }
+            // The cluster's controller creates it; it is attached when it
+            // arrives.
+            None => None,
+        };
+        if let Some(t) = topic {
+            self.topic_added(&t).await?;
+        }
+        self.migrate_legacy_offsets().await
+    }
+
+    /// Called whenever a topic is created or loaded here: the offsets topic
+    /// is replayed into the store.
+    pub(crate) async fn topic_added(&self, topic: &Arc<Topic>) -> Result<()> {
+        if topic.name() != OFFSETS_TOPIC {
+            return Ok(());
+        }
+        let (store, partitions) = (self.offsets.clone(), topic.partitions());
+        blocking(move || store.attach(&partitions)).await??;
+        tracing::info!(partitions = topic.partitions().len(), "committed offsets loaded");
+        Ok(())
+    }
+
+    /// Moves the offsets of the node-local log earlier versions kept (under
+    /// `internal/consumer-offsets`) onto `__fjord_offsets`, then deletes it.
+    /// A crash midway leaves the old log, and the move runs again: the
+    /// same values written twice replay to the same map.
+    async fn migrate_legacy_offsets(&self) -> Result<()> {
+        let dir = self.config.data_dir.join(super::legacy::LEGACY_DIR);
+        if !dir.exists() {
+            return Ok(());
+        }
+        if !self.offsets.is_loaded() {
+            // A cluster node before its metadata arrived: moved on a later
+            // start, once the topic exists here.
+            tracing::warn!(dir = %dir.display(), "committed offsets of an earlier version wait for __fjord_offsets to exist on this node");
+            return Ok(());
+        }
+        let (d, clock) = (dir.clone(), self.clock.clone());
+        let map = blocking(move || super::legacy::read(&d, clock)).await??;
+        let n = map.len();
+        let now = self.clock.now_ms();
+        self.offsets.put(map.into_iter().map(|(k, v)| (k, Some(v))).collect(), now).await?;
+        let d = dir.clone();
+        blocking(move || std::fs::remove_dir_all(&d))
+            .await?
+            .map_err(|e| BrokerError::internal_from(format!("removing {}", dir.display()), e))?;
+        tracing::info!(offsets = n, "moved committed offsets of an earlier version onto __fjord_offsets");
+        Ok(())
+    }
+}

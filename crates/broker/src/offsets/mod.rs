@@ -1,0 +1,286 @@
+//! Committed consumer-group offsets, stored on the partitions of the
+//! internal topic `__fjord_offsets` (Kafka's `__consumer_offsets`).
+//!
+//! A group's offsets live on partition `key_hash(group) % partitions`, the
+//! same partition whose leader coordinates the group
+//! ([`crate::Broker::coordinator`]), so a group's coordinator writes its
+//! commits to a partition it leads, and the partition carries them wherever
+//! it is placed or, later, replicated. Each partition this node holds is a
+//! *shard*: the partition plus an in-memory map rebuilt from it by replaying
+//! its records (key `(group, topic, partition)`, value the offset; a null
+//! value deletes — see `codec.rs`).
+//!
+//! A commit is acknowledged once its records are committed on the partition
+//! (under the topic's `group-commit` durability: fsynced), and only then is
+//! it applied to the map, so a reader never sees an offset a crash could
+//! take back. Commits to one shard are serialised so the map's order is the
+//! log's.
+//!
+//! Compaction without a cleaner: when a shard's log has grown past a
+//! threshold, its current map is appended again as a snapshot, and once that
+//! is committed the log start moves to the snapshot's first offset, letting
+//! retention drop every older segment. A crash midway leaves old records
+//! plus part of the snapshot, which replays to the same map, because
+//! snapshot records only repeat current values.
+
+mod codec;
+mod internal;
+pub(crate) mod legacy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use fjord_log::batch::{BatchBuilder, NewRecord, Record};
+use parking_lot::{Mutex, RwLock};
+
+pub(crate) use codec::decode_key;
+pub use codec::{CommittedOffset, OffsetKey};
+use codec::{decode_value, encode_key, encode_value};
+pub use internal::{is_internal_topic, offsets_topic_config};
+
+use crate::error::{BrokerError, Result, blocking};
+use crate::partition::Partition;
+
+/// Records per batch when writing many commits or a snapshot.
+const BATCH_RECORDS: usize = 500;
+
+/// The committed-offsets store: one shard per `__fjord_offsets` partition
+/// held on this node.
+#[derive(Debug)]
+pub struct OffsetStore {
+    /// By partition index; `None` until the partition is attached.
+    shards: RwLock<Vec<Option<Arc<Shard>>>>,
+    compact_after_bytes: u64,
+}
+
+/// One `__fjord_offsets` partition and the offsets replayed from it.
+#[derive(Debug)]
+struct Shard {
+    partition: Arc<Partition>,
+    map: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// Serialises appends with map updates so the map order matches the log.
+    write: tokio::sync::Mutex<()>,
+}
+
+impl OffsetStore {
+    pub(crate) fn new(compact_after_bytes: u64) -> OffsetStore {
+        OffsetStore { shards: RwLock::new(Vec::new()), compact_after_bytes }
+    }
+
+    /// Replays `partitions` (the topic's, in index order) and serves them.
+    /// Blocking file I/O.
+    pub(crate) fn attach(&self, partitions: &[Arc<Partition>]) -> Result<()> {
+        let mut shards = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let map = replay(p)?;
+            tracing::debug!(partition = %p.id(), entries = map.len(), "committed offsets loaded");
+            shards.push(Some(Arc::new(Shard {
+                partition: p.clone(),
+                map: Mutex::new(map),
+                write: tokio::sync::Mutex::new(()),
+            })));
+        }
+        *self.shards.write() = shards;
+        Ok(())
+    }
+
+    /// Rebuilds a shard's map from its partition, after the partition's log
+    /// was cut back to its durable point: exactly what a restart would
+    /// rebuild. Blocking file I/O.
+    pub(crate) fn reload(&self, index: u32) -> Result<()> {
+        let Some(shard) = self.shard_at(index) else { return Ok(()) };
+        let _w = shard.write.blocking_lock();
+        *shard.map.lock() = replay(&shard.partition)?;
+        Ok(())
+    }
+
+    /// Whether the offsets are loaded (the internal topic exists here).
+    pub fn is_loaded(&self) -> bool {
+        !self.shards.read().is_empty()
+    }
+
+    /// The `__fjord_offsets` partition holding `group`'s offsets, once the
+    /// topic exists here.
+    pub fn shard_of(&self, group: &str) -> Option<u32> {
+        let n = self.shards.read().len() as u64;
+        (n > 0).then(|| (fjord_log::key_hash(group.as_bytes()) % n) as u32)
+    }
+
+    fn shard_at(&self, index: u32) -> Option<Arc<Shard>> {
+        self.shards.read().get(index as usize).cloned().flatten()
+    }
+
+    fn shard(&self, group: &str) -> Option<Arc<Shard>> {
+        self.shard_of(group).and_then(|i| self.shard_at(i))
+    }
+
+    fn all(&self) -> Vec<Arc<Shard>> {
+        self.shards.read().iter().flatten().cloned().collect()
+    }
+
+    /// The current committed offset of one partition.
+    pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<CommittedOffset> {
+        self.shard(group)?.map.lock().get(&(group.to_string(), topic.to_string(), partition)).cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn group_offsets(&self, group: &str) -> Vec<(String, u32, CommittedOffset)> {
+        let Some(shard) = self.shard(group) else { return Vec::new() };
+        let map = shard.map.lock();
+        map.range((group.to_string(), String::new(), 0)..)
+            .take_while(|((g, _, _), _)| g == group)
+            .map(|((_, t, p), v)| (t.clone(), *p, v.clone()))
+            .collect()
+    }
+
+    /// The keys of every committed offset on `topic`, all groups.
+    pub fn keys_of_topic(&self, topic: &str) -> Vec<OffsetKey> {
+        self.all()
+            .iter()
+            .flat_map(|s| s.map.lock().keys().filter(|(_, t, _)| t == topic).cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Every group with at least one committed offset.
+    pub fn groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .all()
+            .iter()
+            .flat_map(|s| s.map.lock().keys().map(|(g, _, _)| g.clone()).collect::<Vec<_>>())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Stores offsets (`None` deletes); returns once they are committed.
+    pub async fn put(&self, entries: Vec<(OffsetKey, Option<CommittedOffset>)>, now: i64) -> Result<()> {
+        let mut by_shard: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+        for e in entries {
+            let index = self.shard_of(&e.0.0).ok_or_else(not_loaded)?;
+            by_shard.entry(index).or_default().push(e);
+        }
+        for (index, entries) in by_shard {
+            let shard = self.shard_at(index).ok_or_else(not_loaded)?;
+            shard.put(entries, now, self.compact_after_bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Size in bytes of every shard's log.
+    pub fn log_size(&self) -> u64 {
+        self.all().iter().map(|s| s.partition.log_stats().size_bytes).sum()
+    }
+}
+
+fn not_loaded() -> BrokerError {
+    BrokerError::Unavailable("the committed offsets are not loaded on this node yet".into())
+}
+
+impl Shard {
+    async fn put(
+        &self,
+        entries: Vec<(OffsetKey, Option<CommittedOffset>)>,
+        now: i64,
+        compact_after: u64,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _w = self.write.lock().await;
+        self.append(&entries, now).await?;
+        {
+            let mut map = self.map.lock();
+            for (k, v) in entries {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+        }
+        if self.partition.log_stats().size_bytes > compact_after
+            && let Err(e) = self.compact(now).await
+        {
+            // The commits above are committed and applied: failing them now
+            // would make clients retry what succeeded. The next commit
+            // tries to compact again.
+            tracing::warn!(partition = %self.partition.id(), error = %e, "committed offsets compaction failed");
+        }
+        Ok(())
+    }
+
+    async fn append(&self, entries: &[(OffsetKey, Option<CommittedOffset>)], now: i64) -> Result<()> {
+        let mut data = BytesMut::new();
+        for chunk in entries.chunks(BATCH_RECORDS) {
+            let mut b = BatchBuilder::new(now);
+            for ((g, t, p), v) in chunk {
+                b.push(&NewRecord {
+                    key: Some(encode_key(g, t, *p)),
+                    value: v.as_ref().map(encode_value),
+                    ..Default::default()
+                });
+            }
+            data.extend_from_slice(&b.build());
+        }
+        let p = &self.partition;
+        let fail = |e| BrokerError::log(p.id().to_string(), e);
+        let (_, written) = p.append(data).await?.map_err(fail)?;
+        p.committed(written).await.map_err(fail)
+    }
+
+    /// Re-appends the live map and moves the log start past older records.
+    /// Called with the write lock held.
+    async fn compact(&self, now: i64) -> Result<()> {
+        let snapshot: Vec<(OffsetKey, Option<CommittedOffset>)> =
+            self.map.lock().iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let start = self.partition.log_end_offset();
+        if !snapshot.is_empty() {
+            self.append(&snapshot, now).await?;
+        }
+        let p = self.partition.clone();
+        blocking(move || {
+            p.log().delete_records_before(start)?;
+            p.log().enforce_retention()
+        })
+        .await?
+        .map_err(|e| BrokerError::log(format!("{} compaction", self.partition.id()), e))?;
+        tracing::debug!(partition = %self.partition.id(), entries = snapshot.len(), log_start = start, "compacted committed offsets");
+        Ok(())
+    }
+}
+
+/// The committed offsets in `partition`, replayed from its start (all of
+/// it: on the node that leads it, everything in its log was committed).
+fn replay(partition: &Partition) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
+    let mut map = BTreeMap::new();
+    let mut next = partition.log_start_offset();
+    loop {
+        let recs = partition
+            .read_appended(next, 1 << 20)
+            .map_err(|e| BrokerError::log(format!("{} replay", partition.id()), e))?;
+        let Some(last) = recs.last() else { break };
+        next = last.offset + 1;
+        apply(&mut map, recs);
+    }
+    Ok(map)
+}
+
+/// Applies stored commit records to `map`, in order.
+fn apply(map: &mut BTreeMap<OffsetKey, CommittedOffset>, records: Vec<Record>) {
+    for r in records {
+        let Some(key) = r.key.as_deref().and_then(decode_key) else { continue };
+        match r.value.as_deref().map(decode_value) {
+            Some(Some(v)) => {
+                map.insert(key, v);
+            }
+            Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable committed offset"),
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
