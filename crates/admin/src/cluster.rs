@@ -250,17 +250,7 @@ pub(crate) async fn info(
 
 /// Another node's own view of itself, through its admin API.
 async fn remote_node(n: &fjord_broker::NodeInfo) -> Result<NodeView, String> {
-    let Some(http) = n.listeners.get("http").cloned() else {
-        return Err("it has no admin listener".into());
-    };
-    let url = format!("http://{http}/api/v1/cluster?scope=node");
-    let fetched = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().new_agent();
-        let mut resp = agent.get(&url).call().map_err(|e| e.to_string())?;
-        resp.body_mut().read_json::<serde_json::Value>().map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let fetched = crate::forward::get_json(n, "/api/v1/cluster?scope=node").await?;
     let node = fetched["nodes"].get(0).cloned().ok_or("its answer lists no node")?;
     serde_json::from_value(node).map_err(|e| format!("its answer is malformed: {e}"))
 }
@@ -272,7 +262,7 @@ async fn local_info(s: &AdminState) -> Result<ClusterView, ApiError> {
     let rates = s.rates.rates();
     let node = b.node();
     let groups = crate::groups::all_groups(s);
-    let backlog = groups.iter().map(|g| crate::groups::offsets_of(s, g).iter().map(|o| o.lag).sum::<u64>()).sum();
+    let backlog = crate::groups::lags(s, &groups).await.iter().flatten().map(|o| o.lag).sum();
     let topics = b.topics();
     let version = env!("CARGO_PKG_VERSION").to_string();
     let node = NodeView {

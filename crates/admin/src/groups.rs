@@ -18,7 +18,7 @@ use fjord_messaging::ConsumeModel;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{AdminState, ApiError, ErrorBody};
 
 /// Every group name, sorted.
@@ -51,28 +51,40 @@ pub(crate) struct OffsetView {
 
 /// Committed offsets with their lag (without `lag_seconds`, which needs a
 /// read per lagging partition).
-pub(crate) fn offsets_of(s: &AdminState, group: &str) -> Vec<OffsetView> {
-    s.broker
-        .offsets()
-        .group_offsets(group)
+pub(crate) async fn offsets_of(s: &AdminState, group: &str) -> Vec<OffsetView> {
+    lags(s, &[group.to_string()]).await.pop().unwrap_or_default()
+}
+
+/// The committed offsets of each of `groups`, with the lag behind each
+/// partition's high watermark as its leader reports it (in a cluster,
+/// one request per other node for all of them).
+pub(crate) async fn lags(s: &AdminState, groups: &[String]) -> Vec<Vec<OffsetView>> {
+    let committed: Vec<Vec<(String, u32, fjord_broker::CommittedOffset)>> =
+        groups.iter().map(|g| s.broker.offsets().group_offsets(g)).collect();
+    let tps: Vec<TopicPartition> =
+        committed.iter().flatten().map(|(t, p, _)| TopicPartition::new(t.as_str(), *p)).collect();
+    let mut states = s.broker.partition_states(&tps).await.into_iter();
+    committed
         .into_iter()
-        .map(|(topic, partition, c)| {
-            let (start, end) = s
-                .broker
-                .partition(&TopicPartition::new(&topic, partition))
-                .map(|p| (p.log_start_offset(), p.high_watermark()))
-                .unwrap_or((0, 0));
-            let from = u64::try_from(c.offset).unwrap_or(start).max(start);
-            OffsetView {
-                topic,
-                partition,
-                committed_offset: c.offset,
-                log_end_offset: end,
-                lag: end.saturating_sub(from),
-                lag_seconds: None,
-                metadata: c.metadata,
-                commit_timestamp_ms: c.commit_timestamp,
-            }
+        .map(|offsets| {
+            offsets
+                .into_iter()
+                .map(|(topic, partition, c)| {
+                    let (start, end) =
+                        states.next().flatten().map_or((0, 0), |st| (st.log_start_offset, st.high_watermark));
+                    let from = u64::try_from(c.offset).unwrap_or(start).max(start);
+                    OffsetView {
+                        topic,
+                        partition,
+                        committed_offset: c.offset,
+                        log_end_offset: end,
+                        lag: end.saturating_sub(from),
+                        lag_seconds: None,
+                        metadata: c.metadata,
+                        commit_timestamp_ms: c.commit_timestamp,
+                    }
+                })
+                .collect()
         })
         .collect()
 }
@@ -166,7 +178,7 @@ fn membership(s: &AdminState, group: &str) -> Membership {
 }
 
 /// A group in a listing.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct GroupSummary {
     name: String,
     /// `kafka` (classic or KIP-848 membership), `rocketmq` (subscription
@@ -181,28 +193,87 @@ pub(crate) struct GroupSummary {
 }
 
 /// `{groups: [...]}`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct GroupList {
     groups: Vec<GroupSummary>,
 }
 
-/// Every consumer group with its state and total lag.
-#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", responses((status = 200, body = GroupList)))]
-pub(crate) async fn list(State(s): State<AdminState>) -> Json<GroupList> {
-    let groups = all_groups(&s)
+/// `?scope=node`: only the groups the node asked knows (what nodes ask
+/// each other).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListGroupsQuery {
+    /// `cluster` (default): every node's groups; `node`: this node's.
+    scope: Option<String>,
+}
+
+/// Every consumer group with its state and total lag. In a cluster the
+/// node asked lists every node's groups (a group's figures from its
+/// coordinator).
+#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(ListGroupsQuery), responses(
+    (status = 200, body = GroupList),
+    (status = 400, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(s): State<AdminState>,
+    ApiQuery(q): ApiQuery<ListGroupsQuery>,
+) -> Result<Json<GroupList>, ApiError> {
+    let whole = match q.scope.as_deref() {
+        None | Some("cluster") => true,
+        Some("node") => false,
+        Some(other) => return Err(ApiError::bad_request(format!("scope must be `cluster` or `node`, not `{other}`"))),
+    };
+    let mut list = local_groups(&s).await;
+    if let (true, Some(placement)) = (whole, s.broker.placement()) {
+        let me = s.broker.config().node_id;
+        let asked = placement
+            .nodes
+            .iter()
+            .filter(|n| n.node_id != me)
+            .map(|n| async move { (n.node_id, crate::forward::get_json(n, "/api/v1/groups?scope=node").await) });
+        for (node, answer) in futures_util::future::join_all(asked).await {
+            let theirs = answer.and_then(|v| serde_json::from_value::<GroupList>(v).map_err(|e| e.to_string()));
+            match theirs {
+                Ok(theirs) => merge(&s, &mut list.groups, node, theirs.groups),
+                Err(e) => tracing::debug!(node, error = %e, "a node did not list its groups"),
+            }
+        }
+        list.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(Json(list))
+}
+
+/// Adds `node`'s groups to `ours`: a group known to both keeps the
+/// figures of the node that coordinates it.
+fn merge(s: &AdminState, ours: &mut Vec<GroupSummary>, node: i32, theirs: Vec<GroupSummary>) {
+    for g in theirs {
+        let coordinated_there =
+            matches!(s.broker.coordinator(&g.name), fjord_broker::Leadership::Remote(ref n) if n.node_id == node);
+        match ours.iter_mut().find(|o| o.name == g.name) {
+            Some(o) if coordinated_there => *o = g,
+            Some(o) => o.members = o.members.max(g.members),
+            None => ours.push(g),
+        }
+    }
+}
+
+async fn local_groups(s: &AdminState) -> GroupList {
+    let names = all_groups(s);
+    let lags = lags(s, &names).await;
+    let groups = names
         .into_iter()
-        .map(|name| {
-            let m = membership(&s, &name);
+        .zip(lags)
+        .map(|(name, offsets)| {
+            let m = membership(s, &name);
             GroupSummary {
                 members: m.members.len(),
-                lag: offsets_of(&s, &name).iter().map(|o| o.lag).sum(),
+                lag: offsets.iter().map(|o| o.lag).sum(),
                 name,
                 protocol: m.protocol,
                 state: m.state,
             }
         })
         .collect();
-    Json(GroupList { groups })
+    GroupList { groups }
 }
 
 /// Partitions of one topic assigned to a member.
@@ -267,7 +338,7 @@ pub(crate) async fn describe(
         return Err(unknown_group(&p.group));
     }
     let m = membership(&s, &p.group);
-    let mut offsets = offsets_of(&s, &p.group);
+    let mut offsets = offsets_of(&s, &p.group).await;
     let now = s.broker.clock().now_ms();
     for o in &mut offsets {
         o.lag_seconds = if o.lag == 0 {

@@ -20,6 +20,10 @@
 //!   (413 above it) and read whole, within a deadline and the broker-wide
 //!   request budget, before a handler runs ([`serve`]); connections are
 //!   capped and closed when idle (`fjord_net`).
+//! - **Any node answers for the cluster**: requests about a partition
+//!   another node leads or a group another node coordinates are relayed to
+//!   that node's admin listener (`forward.rs`, never relayed twice);
+//!   `GET /api/v1/cluster` asks every node for its own figures.
 //! - **Metrics** ([`metrics`]): counters the core keeps (traffic, sizes,
 //!   offsets, lag) are read at scrape time; latency histograms and
 //!   connection gauges come from the `metrics` facade, recorded by the
@@ -32,6 +36,7 @@ mod cluster;
 mod delayed;
 mod error;
 mod extract;
+mod forward;
 mod groups;
 mod messages;
 pub mod metrics;
@@ -209,6 +214,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/openapi.json", axum::routing::get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint; see /api/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // After routing (it needs the route) and after the body was read.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::relay))
         .layer(axum::middleware::from_fn_with_state(state.clone(), server::read_body))
         .layer(axum::middleware::from_fn(metrics::observe_http))
         .with_state(state)

@@ -108,7 +108,8 @@ fn escape(v: &str) -> String {
 }
 
 /// The broker state part of the page.
-fn broker_state(s: &AdminState) -> String {
+/// `lags`: each group this node knows with its committed offsets and lag.
+fn broker_state(s: &AdminState, lags: Vec<(String, Vec<crate::groups::OffsetView>)>) -> String {
     let b = &s.broker;
     let mut out = String::new();
     let mut f = Family { out: &mut out };
@@ -160,8 +161,7 @@ fn broker_state(s: &AdminState) -> String {
     f.header("fjord_delayed_messages", "gauge", "Scheduled messages waiting for their time.");
     f.sample("fjord_delayed_messages", &[], s.messaging.timer_stats().pending as f64);
 
-    let groups: Vec<(String, Vec<crate::groups::OffsetView>)> =
-        crate::groups::all_groups(s).into_iter().map(|g| (g.clone(), crate::groups::offsets_of(s, &g))).collect();
+    let groups: Vec<(String, Vec<crate::groups::OffsetView>)> = lags;
     f.header("fjord_consumer_group_lag", "gauge", "Messages not yet consumed by a group, per topic.");
     for (g, offsets) in &groups {
         let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
@@ -208,7 +208,9 @@ fn broker_state(s: &AdminState) -> String {
     (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
      content_type = "text/plain")))]
 pub(crate) async fn scrape(State(s): State<AdminState>) -> Response {
-    let mut page = broker_state(&s);
+    let names = crate::groups::all_groups(&s);
+    let lags = crate::groups::lags(&s, &names).await;
+    let mut page = broker_state(&s, names.into_iter().zip(lags).collect());
     if let Some(h) = &s.metrics {
         h.run_upkeep();
         page.push_str(&h.render());

@@ -1,11 +1,12 @@
 //! Topic endpoints: list, create, describe, alter, delete.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use fjord_broker::{Topic, TopicConfig};
+use fjord_broker::{Topic, TopicConfig, TopicPartition};
 use fjord_messaging::retry::{DLQ_PREFIX, RETRY_PREFIX};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -54,8 +55,12 @@ pub(crate) struct PartitionView {
     messages: u64,
     size_bytes: u64,
     segments: u64,
-    /// When the last append was acknowledged since the broker started.
+    /// When the last append was acknowledged since its leader started.
     last_append_ms: Option<i64>,
+    /// The node whose figures these are (the partition's leader); absent
+    /// when no leader answered (its figures are then zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<i32>,
 }
 
 /// A topic with its partitions and configuration overrides.
@@ -87,34 +92,44 @@ pub(crate) struct TopicList {
     topics: Vec<TopicSummary>,
 }
 
-fn partitions(t: &Topic) -> Vec<PartitionView> {
-    t.partitions()
-        .iter()
-        .map(|p| {
-            let s = p.log_stats();
-            let last = p.traffic().last_append_ms;
-            PartitionView {
-                partition: p.id().partition,
-                log_start_offset: s.log_start_offset,
-                log_end_offset: s.log_end_offset,
-                high_watermark: s.high_watermark,
-                messages: s.log_end_offset - s.log_start_offset,
-                size_bytes: s.size_bytes,
-                segments: s.segments as u64,
-                last_append_ms: (last > 0).then_some(last),
-            }
+/// Each partition's figures from its leader (in a cluster, other nodes
+/// are asked for theirs).
+async fn partitions(s: &AdminState, topics: &[Arc<Topic>]) -> Vec<Vec<PartitionView>> {
+    let tps: Vec<Vec<TopicPartition>> =
+        topics.iter().map(|t| t.partitions().iter().map(|p| p.id().clone()).collect()).collect();
+    let flat: Vec<TopicPartition> = tps.iter().flatten().cloned().collect();
+    let mut states = s.broker.partition_states(&flat).await.into_iter();
+    tps.iter()
+        .map(|ps| {
+            ps.iter()
+                .map(|tp| {
+                    let st = states.next().flatten();
+                    let v = st.unwrap_or_default();
+                    PartitionView {
+                        partition: tp.partition,
+                        log_start_offset: v.log_start_offset,
+                        log_end_offset: v.log_end_offset,
+                        high_watermark: v.high_watermark,
+                        messages: v.log_end_offset.saturating_sub(v.log_start_offset),
+                        size_bytes: v.size_bytes,
+                        segments: v.segments,
+                        last_append_ms: (v.last_append_ms > 0).then_some(v.last_append_ms),
+                        leader: st.map(|s| s.leader),
+                    }
+                })
+                .collect()
         })
         .collect()
 }
 
-pub(crate) fn detail(t: &Topic) -> TopicDetail {
+pub(crate) async fn detail(s: &AdminState, t: &Arc<Topic>) -> TopicDetail {
     let rec = t.record();
     TopicDetail {
         name: rec.name,
         id: rec.id.to_string(),
         kind: kind(t),
         config: rec.config.0,
-        partitions: partitions(t),
+        partitions: partitions(s, std::slice::from_ref(t)).await.pop().unwrap_or_default(),
     }
 }
 
@@ -132,21 +147,19 @@ pub(crate) struct ListQuery {
     (status = 200, body = TopicList),
     (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(State(s): State<AdminState>, ApiQuery(q): ApiQuery<ListQuery>) -> Json<TopicList> {
-    let topics = s
-        .broker
-        .topics()
+    let listed: Vec<Arc<Topic>> =
+        s.broker.topics().into_iter().filter(|t| q.internal || kind(t) != TopicKind::Internal).collect();
+    let views = partitions(&s, &listed).await;
+    let topics = listed
         .iter()
-        .filter(|t| q.internal || kind(t) != TopicKind::Internal)
-        .map(|t| {
-            let ps = partitions(t);
-            TopicSummary {
-                name: t.name(),
-                kind: kind(t),
-                partitions: ps.len() as u32,
-                messages: ps.iter().map(|p| p.messages).sum(),
-                size_bytes: ps.iter().map(|p| p.size_bytes).sum(),
-                last_append_ms: ps.iter().filter_map(|p| p.last_append_ms).max(),
-            }
+        .zip(views)
+        .map(|(t, ps)| TopicSummary {
+            name: t.name(),
+            kind: kind(t),
+            partitions: ps.len() as u32,
+            messages: ps.iter().map(|p| p.messages).sum(),
+            size_bytes: ps.iter().map(|p| p.size_bytes).sum(),
+            last_append_ms: ps.iter().filter_map(|p| p.last_append_ms).max(),
         })
         .collect();
     Json(TopicList { topics })
@@ -170,7 +183,7 @@ pub(crate) async fn describe(
     ApiPath(p): ApiPath<TopicPath>,
 ) -> Result<Json<TopicDetail>, ApiError> {
     let t = s.broker.topic(&p.topic).ok_or(fjord_broker::BrokerError::UnknownTopic(p.topic))?;
-    Ok(Json(detail(&t)))
+    Ok(Json(detail(&s, &t).await))
 }
 
 /// A topic to create.
@@ -200,7 +213,7 @@ pub(crate) async fn create(
     let config = TopicConfig::from_entries(req.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let partitions = req.partitions.unwrap_or(s.broker.config().default_partitions);
     let t = s.broker.create_topic(&req.name, partitions, config).await?;
-    Ok((StatusCode::CREATED, Json(detail(&t))))
+    Ok((StatusCode::CREATED, Json(detail(&s, &t).await)))
 }
 
 /// Changes to a topic.
@@ -256,7 +269,7 @@ pub(crate) async fn alter(
     if let Some(n) = req.partitions.filter(|&n| n > t.partitions().len() as u32) {
         s.broker.create_partitions(&p.topic, n).await?;
     }
-    Ok(Json(detail(&t)))
+    Ok(Json(detail(&s, &t).await))
 }
 
 /// Deletes a topic and its data.

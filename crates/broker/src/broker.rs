@@ -153,7 +153,9 @@ impl Broker {
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
             let cluster_id = load_cluster_id(dir, cfg.cluster_id.as_deref())?;
             let topics = crate::load::load_topics(&cfg, &clk)?;
-            let producer_ids = crate::producers::ProducerIds::open(dir)?;
+            // Cluster nodes allocate from ranges of their own.
+            let node = cfg.cluster_id.is_some().then_some(cfg.node_id);
+            let producer_ids = crate::producers::ProducerIds::open(dir, node)?;
             Ok((cluster_id, topics, producer_ids))
         })
         .await??;

@@ -112,6 +112,13 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
         group: &'a str,
         partitions: Vec<TopicPartition>,
     ) -> BoxFuture<'a, Result<Vec<Option<CommittedOffset>>>>;
+    /// The states of `partitions` as `node` (their leader) reports them;
+    /// `None` for one it does not lead.
+    fn partition_states_at(
+        &self,
+        node: i32,
+        partitions: Vec<TopicPartition>,
+    ) -> BoxFuture<'_, Result<Vec<Option<crate::PartitionState>>>>;
 }
 
 /// Who leads a partition, from this node's point of view.

@@ -54,16 +54,33 @@ struct IdsFile {
     next_block: i64,
 }
 
-/// Allocates producer ids that are never reused.
+/// Allocates producer ids that are never reused. In a cluster every node
+/// allocates from its own range (`node_id << NODE_ID_SHIFT` onwards), so
+/// two nodes never hand out the same id without asking each other (a
+/// producer may write to partitions on every node with one id).
 #[derive(Debug)]
 pub struct ProducerIds {
     dir: PathBuf,
-    /// (next id to give out, end of the durably reserved block)
+    /// First id of this node's range (0 on a single node).
+    base: i64,
+    /// (next id to give out, end of the durably reserved block), relative
+    /// to `base`
     state: Mutex<(i64, i64)>,
 }
 
+/// Ids per node in a cluster: 2^40 (a million producers a second for
+/// twelve days before a node's range runs out).
+pub const NODE_ID_SHIFT: u32 = 40;
+
 impl ProducerIds {
-    pub(crate) fn open(dir: &Path) -> Result<ProducerIds> {
+    /// Opens the allocator; `node` is this node's id in a cluster.
+    pub(crate) fn open(dir: &Path, node: Option<i32>) -> Result<ProducerIds> {
+        let base = match node {
+            None => 0,
+            // 2^22 node ids fit below i64::MAX with 2^40 ids each.
+            Some(id) if (0..1 << 22).contains(&id) => i64::from(id) << NODE_ID_SHIFT,
+            Some(id) => return Err(BrokerError::internal(format!("node id {id} leaves no producer id range"))),
+        };
         let path = dir.join(IDS_FILE);
         let next_block = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -74,12 +91,15 @@ impl ProducerIds {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(BrokerError::internal_from(format!("reading {}", path.display()), e)),
         };
-        Ok(ProducerIds { dir: dir.to_path_buf(), state: Mutex::new((next_block, next_block)) })
+        Ok(ProducerIds { dir: dir.to_path_buf(), base, state: Mutex::new((next_block, next_block)) })
     }
 
     /// A fresh producer id. Blocks briefly (an fsync) once per [`ID_BLOCK`].
     pub(crate) fn allocate(&self) -> Result<i64> {
         let mut s = self.state.lock();
+        if s.0 >= 1 << NODE_ID_SHIFT {
+            return Err(BrokerError::internal("this node's producer id range is used up"));
+        }
         if s.0 >= s.1 {
             let end = s.1 + ID_BLOCK;
             let json = serde_json::to_vec(&IdsFile { next_block: end })
@@ -87,7 +107,7 @@ impl ProducerIds {
             fjord_log::write_atomic(&self.dir.join(IDS_FILE), &json).map_err(|e| BrokerError::log(IDS_FILE, e))?;
             s.1 = end;
         }
-        let id = s.0;
+        let id = self.base + s.0;
         s.0 += 1;
         Ok(id)
     }
@@ -309,11 +329,27 @@ mod tests {
     #[test]
     fn producer_ids_are_never_reused_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let a = ProducerIds::open(dir.path()).unwrap();
+        let a = ProducerIds::open(dir.path(), None).unwrap();
         let first: Vec<i64> = (0..3).map(|_| a.allocate().unwrap()).collect();
         assert_eq!(first, vec![0, 1, 2]);
         drop(a);
-        let b = ProducerIds::open(dir.path()).unwrap();
+        let b = ProducerIds::open(dir.path(), None).unwrap();
         assert_eq!(b.allocate().unwrap(), ID_BLOCK);
+    }
+
+    /// Nodes of a cluster never hand out the same id: each has its range.
+    #[test]
+    fn cluster_nodes_allocate_from_ranges_of_their_own() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, d) in dirs.iter().enumerate() {
+            let ids = ProducerIds::open(d.path(), Some(i as i32 + 1)).unwrap();
+            for _ in 0..5 {
+                let id = ids.allocate().unwrap();
+                assert_eq!(id >> NODE_ID_SHIFT, i as i64 + 1, "{id} outside node {}'s range", i + 1);
+                assert!(seen.insert(id), "{id} handed out twice");
+            }
+        }
+        assert!(ProducerIds::open(dirs[0].path(), Some(1 << 22)).is_err());
     }
 }

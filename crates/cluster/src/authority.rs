@@ -132,6 +132,17 @@ impl MetadataAuthority for ClusterAuthority {
             crate::forward::fetch_offsets(&cluster, node, group, partitions).await
         })
     }
+
+    fn partition_states_at(
+        &self,
+        node: i32,
+        partitions: Vec<TopicPartition>,
+    ) -> BoxFuture<'_, fjord_broker::Result<Vec<Option<fjord_broker::PartitionState>>>> {
+        Box::pin(async move {
+            let cluster = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            crate::forward::partition_states(&cluster, node, partitions).await
+        })
+    }
 }
 
 fn no_nodes() -> BrokerError {

@@ -2,7 +2,8 @@
 //! ([`Kind::Forward`] frames, JSON bodies): committed offsets read and
 //! written at a group's coordinator for clients connected elsewhere (a
 //! RocketMQ consumer commits to the broker of each queue it consumes, which
-//! need not coordinate its group).
+//! need not coordinate its group), and partition states from their leaders
+//! for cluster-wide views.
 //!
 //! The serving node only ever answers from its own state
 //! ([`fjord_broker::Broker::commit_offsets_here`]): a request that reaches
@@ -12,7 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Broker, BrokerError, CommittedOffset, TopicPartition};
+use fjord_broker::{Broker, BrokerError, CommittedOffset, PartitionState, TopicPartition};
 use fjord_cluster_codec::Kind;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,21 @@ enum Forwarded {
     CommitOffsets { group: String, offsets: Vec<(String, u32, Offset)> },
     /// Read offsets of a group (reply: one offset or `null` per partition).
     FetchOffsets { group: String, partitions: Vec<(String, u32)> },
+    /// Report partitions this node leads (reply: one state or `null` per
+    /// partition).
+    PartitionStates { partitions: Vec<(String, u32)> },
+}
+
+/// A partition's state on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    log_start_offset: u64,
+    log_end_offset: u64,
+    high_watermark: u64,
+    size_bytes: u64,
+    segments: u64,
+    last_append_ms: i64,
+    leader: i32,
 }
 
 /// A committed offset on the wire.
@@ -81,6 +97,28 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
             let found: Vec<Option<Offset>> =
                 partitions.iter().map(|(t, p)| broker.offsets().get(&group, t, *p).map(Offset::from)).collect();
             serde_json::to_vec(&found)
+        }
+        Forwarded::PartitionStates { partitions } => {
+            let states: Vec<Option<State>> = partitions
+                .into_iter()
+                .map(|(t, p)| {
+                    let tp = TopicPartition::new(t, p);
+                    // Only a leader's figures are the partition's.
+                    if broker.leadership(&tp) != fjord_broker::Leadership::Local {
+                        return None;
+                    }
+                    broker.local_partition_state(&tp).map(|s| State {
+                        log_start_offset: s.log_start_offset,
+                        log_end_offset: s.log_end_offset,
+                        high_watermark: s.high_watermark,
+                        size_bytes: s.size_bytes,
+                        segments: s.segments,
+                        last_append_ms: s.last_append_ms,
+                        leader: s.leader,
+                    })
+                })
+                .collect();
+            serde_json::to_vec(&states)
         }
     };
     reply.map(Bytes::from).map_err(|e| e.to_string())
@@ -140,4 +178,33 @@ pub(crate) async fn fetch_offsets(
         return Err(BrokerError::internal(format!("node {node} answered {} of {n} offsets", found.len())));
     }
     Ok(found.into_iter().map(|o| o.map(CommittedOffset::from)).collect())
+}
+
+/// Partition states from `node`, their leader.
+pub(crate) async fn partition_states(
+    cluster: &ClusterNode,
+    node: i32,
+    partitions: Vec<TopicPartition>,
+) -> Result<Vec<Option<PartitionState>>, BrokerError> {
+    let n = partitions.len();
+    let req =
+        Forwarded::PartitionStates { partitions: partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect() };
+    let found: Vec<Option<State>> = call(cluster, node, &req).await?;
+    if found.len() != n {
+        return Err(BrokerError::internal(format!("node {node} answered {} of {n} partitions", found.len())));
+    }
+    Ok(found
+        .into_iter()
+        .map(|s| {
+            s.map(|s| PartitionState {
+                log_start_offset: s.log_start_offset,
+                log_end_offset: s.log_end_offset,
+                high_watermark: s.high_watermark,
+                size_bytes: s.size_bytes,
+                segments: s.segments,
+                last_append_ms: s.last_append_ms,
+                leader: s.leader,
+            })
+        })
+        .collect())
 }
