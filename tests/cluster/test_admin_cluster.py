@@ -34,6 +34,9 @@ def test_any_node_answers_for_topics_groups_and_messages(cluster):
         assert g["lag"] == 30, g
         summary = [x for x in n.http_json("/api/v1/groups")["groups"] if x["name"] == group]
         assert len(summary) == 1 and summary[0]["lag"] == 30, summary
+        # A query searches every node's partitions.
+        found = n.http_json(f"/api/v1/topics/{topic}/messages?start_ms=0&limit=1000")["messages"]
+        assert len(found) == 90 and len({(m["partition"], m["offset"]) for m in found}) == 90
 
     # A partition led by node 2, browsed through node 1 and node 3.
     p = next(p for p, leader in led.items() if leader == 2)

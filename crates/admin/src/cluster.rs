@@ -204,17 +204,7 @@ pub(crate) async fn info(
     State(s): State<AdminState>,
     axum::extract::Query(q): axum::extract::Query<InfoQuery>,
 ) -> Result<Json<ClusterView>, ApiError> {
-    let whole = match q.scope.as_deref() {
-        None | Some("cluster") => true,
-        Some("node") => false,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("scope must be `cluster` or `node`, not `{other}`"),
-            ));
-        }
-    };
+    let whole = crate::forward::whole_cluster(q.scope.as_deref())?;
     let mut view = local_info(&s).await?;
     if let (true, Some(placement)) = (whole, s.broker.placement()) {
         view.controller_id = placement.controller_id;

@@ -151,3 +151,26 @@ pub(crate) async fn get_json(node: &NodeInfo, path: &str) -> Result<serde_json::
     .await
     .map_err(|e| e.to_string())?
 }
+
+/// `?scope=`: `cluster` (the default) asks every node, `node` answers for
+/// the node asked only (what nodes ask each other).
+pub(crate) fn whole_cluster(scope: Option<&str>) -> Result<bool, ApiError> {
+    match scope {
+        None | Some("cluster") => Ok(true),
+        Some("node") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!("scope must be `cluster` or `node`, not `{other}`"))),
+    }
+}
+
+/// A path segment as it goes in a URL (topic and group names may hold
+/// `%`, as RocketMQ's `%RETRY%` topics do).
+pub(crate) fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

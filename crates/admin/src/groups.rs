@@ -217,11 +217,7 @@ pub(crate) async fn list(
     State(s): State<AdminState>,
     ApiQuery(q): ApiQuery<ListGroupsQuery>,
 ) -> Result<Json<GroupList>, ApiError> {
-    let whole = match q.scope.as_deref() {
-        None | Some("cluster") => true,
-        Some("node") => false,
-        Some(other) => return Err(ApiError::bad_request(format!("scope must be `cluster` or `node`, not `{other}`"))),
-    };
+    let whole = crate::forward::whole_cluster(q.scope.as_deref())?;
     let mut list = local_groups(&s).await;
     if let (true, Some(placement)) = (whole, s.broker.placement()) {
         let me = s.broker.config().node_id;

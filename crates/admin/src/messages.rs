@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use bytes::Bytes;
 use fjord_broker::{OffsetSpec, TopicPartition};
 use fjord_messaging::{Delivery, Message, Partitioning, StoredMessage};
@@ -172,26 +172,69 @@ pub(crate) struct QueryParams {
     /// Tag queries: most records examined per partition (default 10000).
     #[param(minimum = 1, maximum = 1000000)]
     max_scan: Option<u32>,
+    /// `cluster` (default): search every node's partitions; `node`: the
+    /// partitions the node asked leads.
+    scope: Option<String>,
 }
 
-/// Finds messages of a topic by key, id, tag or time.
+/// Finds messages of a topic by key, id, tag or time (in a cluster, on
+/// every node's partitions).
 #[utoipa::path(get, path = "/api/v1/topics/{topic}/messages", tag = "messages", params(TopicPath, QueryParams),
     responses(
         (status = 200, body = MessageList),
         (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub(crate) async fn query(
     State(s): State<AdminState>,
     ApiPath(p): ApiPath<TopicPath>,
     ApiQuery(q): ApiQuery<QueryParams>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<MessageList>, ApiError> {
+    let whole = crate::forward::whole_cluster(q.scope.as_deref())?;
+    let mut found = local_query(&s, &p, &q).await?;
+    let Some(placement) = s.broker.placement().filter(|_| whole) else { return Ok(Json(found)) };
+    // Every other node searches the partitions it leads.
+    let path =
+        format!("/api/v1/topics/{}/messages?{}&scope=node", crate::forward::segment(&p.topic), raw.unwrap_or_default());
+    let me = s.broker.config().node_id;
+    let asked = placement.nodes.iter().filter(|n| n.node_id != me).map(|n| {
+        let path = path.clone();
+        async move { (n.node_id, crate::forward::get_json(n, &path).await) }
+    });
+    for (node, answer) in futures_util::future::join_all(asked).await {
+        match answer.and_then(|v| serde_json::from_value::<MessageList>(v).map_err(|e| e.to_string())) {
+            Ok(theirs) => {
+                found.messages.extend(theirs.messages);
+                found.scanned = match (found.scanned, theirs.scanned) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("node {node} could not search its partitions: {e}"),
+                ));
+            }
+        }
+    }
+    found.messages.sort_by_key(|m| (m.partition, m.offset));
+    found.messages.dedup_by_key(|m| (m.partition, m.offset));
+    found.messages.truncate(limit(q.limit)?);
+    Ok(Json(found))
+}
+
+/// What this node finds (on a single node, everything).
+async fn local_query(s: &AdminState, p: &TopicPath, q: &QueryParams) -> Result<MessageList, ApiError> {
     let limit = limit(q.limit)?;
     let chosen = [q.key.is_some(), q.id.is_some(), q.tag.is_some(), q.start_ms.is_some() && q.tag.is_none()];
     if chosen.iter().filter(|c| **c).count() != 1 {
         return Err(ApiError::bad_request("give exactly one of key, id, tag or start_ms"));
     }
     if s.broker.topic(&p.topic).is_none() {
-        return Err(fjord_broker::BrokerError::UnknownTopic(p.topic).into());
+        return Err(fjord_broker::BrokerError::UnknownTopic(p.topic.clone()).into());
     }
     let list = |messages: Vec<MessageView>, scanned| MessageList {
         messages,
@@ -201,7 +244,7 @@ pub(crate) async fn query(
     };
     if let Some(key) = &q.key {
         let found = s.messaging.query_by_key(&p.topic, key, limit).await.map_err(index_error)?;
-        return Ok(Json(list(found.iter().map(MessageView::from_stored).collect(), None)));
+        return Ok(list(found.iter().map(MessageView::from_stored).collect(), None));
     }
     if let Some(id) = &q.id {
         let found = match s.messaging.query_by_id(&p.topic, id).await.map_err(index_error) {
@@ -209,20 +252,20 @@ pub(crate) async fn query(
             Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => Vec::new(),
             Err(e) => return Err(e),
         };
-        return Ok(Json(list(found, None)));
+        return Ok(list(found, None));
     }
     if let Some(tag) = &q.tag {
         let max_scan = match q.max_scan.map_or(DEFAULT_MAX_SCAN, u64::from) {
             n @ 1..=MAX_SCAN => n,
             _ => return Err(ApiError::bad_request(format!("max_scan must be between 1 and {MAX_SCAN}"))),
         };
-        let (found, scanned) = scan_tag(&s, &p.topic, tag, q.start_ms, limit, max_scan).await?;
-        return Ok(Json(list(found, Some(scanned))));
+        let (found, scanned) = scan_tag(s, &p.topic, tag, q.start_ms, limit, max_scan).await?;
+        return Ok(list(found, Some(scanned)));
     }
     let start = q.start_ms.unwrap_or_default();
     let end = q.end_ms.unwrap_or_else(|| s.broker.clock().now_ms().max(start));
     let found = s.messaging.query_by_time(&p.topic, start, end, limit).await?;
-    Ok(Json(list(found.iter().map(MessageView::from_stored).collect(), None)))
+    Ok(list(found.iter().map(MessageView::from_stored).collect(), None))
 }
 
 /// A topic without the key index cannot be queried by key or id: that is

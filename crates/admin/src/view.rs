@@ -6,11 +6,11 @@ use base64::Engine;
 use bytes::Bytes;
 use fjord_log::batch::Record;
 use fjord_messaging::StoredMessage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// How a byte field is written in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Encoding {
     /// The bytes were valid UTF-8 and are shown as text.
@@ -28,7 +28,7 @@ pub(crate) fn encode(b: &[u8]) -> (String, Encoding) {
 }
 
 /// One record header.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct HeaderView {
     /// Header name (lossy UTF-8).
     key: String,
@@ -39,7 +39,7 @@ pub(crate) struct HeaderView {
 }
 
 /// A message (a stored record) with what the messaging layer knows of it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct MessageView {
     pub(crate) topic: String,
     pub(crate) partition: u32,
@@ -151,7 +151,7 @@ impl MessageView {
 }
 
 /// `{messages: [...]}` with continuation details.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct MessageList {
     pub(crate) messages: Vec<MessageView>,
     /// Where to continue browsing (browse endpoints) or `null`.
