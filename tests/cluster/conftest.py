@@ -14,63 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 from fjord_fixtures import *  # noqa: E402,F401,F403
-from fjord_fixtures import stop_checked  # noqa: E402
-from fjord_harness import FjordServer, free_port, wait_until  # noqa: E402
-
-# Fast failure detection for tests: a node is fenced after 2 s of silence
-# and a controller election starts after 0.5-1 s without a leader.
-CLUSTER_ENV = {
-    "FJORD_CLUSTER__CLUSTER_ID": "fjord-test-cluster",
-    "FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS": "300",
-    "FJORD_CLUSTER__LEASE_MS": "2000",
-    "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "500",
-}
-
-
-class Cluster:
-    """`n` nodes, the first `voters` of them controllers."""
-
-    def __init__(self, root: Path, n: int = 3, voters: int = 3):
-        internode = [free_port() for _ in range(n)]
-        controllers = ",".join(f"{i + 1}@127.0.0.1:{internode[i]}" for i in range(voters))
-        self.nodes = []
-        for i in range(n):
-            env = dict(CLUSTER_ENV)
-            env["FJORD_NODE__ID"] = str(i + 1)
-            env["FJORD_CLUSTER__CONTROLLERS"] = controllers
-            env["FJORD_CLUSTER__BIND"] = f"127.0.0.1:{internode[i]}"
-            (root / f"node-{i + 1}").mkdir(parents=True, exist_ok=True)
-            self.nodes.append(FjordServer(root / f"node-{i + 1}" / "data", kafka_port=free_port(), env=env))
-
-    def start(self, timeout: float = 90.0) -> "Cluster":
-        for n in self.nodes:
-            n.launch(n.kafka_port)
-        for n in self.nodes:
-            n.await_ready(timeout)
-        return self
-
-    def node(self, node_id: int) -> FjordServer:
-        return self.nodes[node_id - 1]
-
-    def kill(self, node_id: int):
-        """SIGKILL: no clean shutdown, as a crash."""
-        n = self.node(node_id)
-        n.proc.kill()
-        n.proc.wait()
-        n.proc = None
-
-    def restart(self, node_id: int, timeout: float = 60.0):
-        n = self.node(node_id)
-        n.launch(n.kafka_port)
-        n.await_ready(timeout)
-
-    @property
-    def bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.nodes if n.running)
-
-    def stop(self):
-        for n in self.nodes:
-            stop_checked(n)
+from fjord_cluster import CLUSTER_ENV, Cluster  # noqa: E402,F401
+from fjord_harness import wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,17 @@ class ClusterClientTest {
                     return false;
                 }
             });
+            // Group coordinators are placed once the controllers serve;
+            // until then group requests get retriable errors.
+            FjordBroker.await(Duration.ofSeconds(60), "group coordinators placed", () -> {
+                try {
+                    TopicDescription d = admin.describeTopics(List.of("__fjord_offsets"))
+                            .allTopicNames().get(10, TimeUnit.SECONDS).get("__fjord_offsets");
+                    return d.partitions().stream().allMatch(p -> p.leader() != null && p.leader().id() >= 0);
+                } catch (Exception e) {
+                    return false;
+                }
+            });
         }
     }
 
