@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rocketmq.client import SendStatus
 from conftest import wait_for
-from test_kafka_cluster import consume_all, create_topic, leaders
+from test_kafka_cluster import admin, consume_all, create_topic, leaders
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rocketmq_remoting"))
 
@@ -67,3 +67,48 @@ def test_remoting_clients_send_and_consume_on_every_broker(cluster):
     assert Counter(r["keys"] for r in got) == Counter(sent)
     # Queue ids are per broker: two queues on each.
     assert {r["queue_id"] for r in got} == {0, 1}
+
+
+def test_a_killed_broker_leaves_the_routes_and_the_others_keep_serving(cluster):
+    topic = f"rmq-loss-{uuid.uuid4().hex[:8]}"
+    create_topic(cluster.node(1), topic, 6, cluster)
+
+    def brokers(node):
+        header, body = route(cluster.node(node).namesrv, topic)
+        return sorted(b["brokerName"] for b in json.loads(body)["brokerDatas"]) if header["code"] == 0 else None
+
+    wait_for(lambda: brokers(1) == ["broker-1", "broker-2", "broker-3"], 10, "the route on node 1")
+    # A group coordinated by a surviving node: the group's offsets live on
+    # its coordinator's `__fjord_offsets` partition, which (until issue 17
+    # replicates it) is unavailable while that node is down.
+    victim = 3
+    a = admin(cluster.node(1))
+    for i in range(30):
+        group = f"cg-{topic}-{i}"
+        if a.describe_consumer_groups([group])[group].result(timeout=10).coordinator.id != victim:
+            break
+    c = Collector(cluster.node(2).namesrv, group, topic)
+    try:
+        p = producer(cluster.node(1).namesrv, f"pg-{topic}")
+        before = [f"b{i}" for i in range(30)]
+        for k in before:
+            assert p.send_sync(message(topic, k.encode(), keys=k)).status == SendStatus.OK
+        p.shutdown()
+        c.wait_for(len(before), timeout=60)
+        cluster.kill(victim)
+        try:
+            # Once its lease runs out the name servers route around it.
+            wait_for(lambda: brokers(1) == ["broker-1", "broker-2"], 20, "broker-3 gone from node 1's route")
+            p = producer(cluster.node(1).namesrv, f"pg2-{topic}")
+            during = [f"d{i}" for i in range(30)]
+            for k in during:
+                assert p.send_sync(message(topic, k.encode(), keys=k)).status == SendStatus.OK
+            p.shutdown()
+            # The consumer keeps getting what the surviving brokers take.
+            got = c.wait_for(len(before) + len(during), timeout=60)
+            assert Counter(r["keys"] for r in got) == Counter(before + during)
+        finally:
+            cluster.restart(victim)
+        wait_for(lambda: brokers(2) == ["broker-1", "broker-2", "broker-3"], 30, "broker-3 back in the route")
+    finally:
+        c.stop()
