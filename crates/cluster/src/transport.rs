@@ -9,7 +9,10 @@
 //! allocated for them, the handshake included.
 //!
 //! A connection that fails fails every request waiting on it; the next
-//! call connects again. Callers bound each call with a timeout.
+//! call connects again (one attempt per address at a time). Callers bound
+//! each call with a timeout. A server runs each peer's requests
+//! concurrently, at most 256 and 256 MiB of them per connection: past
+//! that it stops reading the connection until some finish.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,6 +69,9 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Peers {
     me: Identity,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
+    /// One connection attempt per address at a time: calls racing to a
+    /// peer with no connection share the one that is being made.
+    connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Calls waiting for their response, by correlation id; `None` once the
@@ -89,7 +95,7 @@ impl Conn {
 impl Peers {
     /// A pool for `me`.
     pub fn new(me: Identity) -> Arc<Peers> {
-        Arc::new(Peers { me, conns: Mutex::new(HashMap::new()) })
+        Arc::new(Peers { me, conns: Mutex::new(HashMap::new()), connecting: Mutex::new(HashMap::new()) })
     }
 
     /// Who we are.
@@ -124,7 +130,13 @@ impl Peers {
     }
 
     async fn conn(&self, expect: u64, addr: &str) -> Result<Arc<Conn>> {
-        if let Some(c) = self.conns.lock().get(addr).filter(|c| c.is_open() && (expect == 0 || c.peer == expect)) {
+        let usable = |c: &&Arc<Conn>| c.is_open() && (expect == 0 || c.peer == expect);
+        if let Some(c) = self.conns.lock().get(addr).filter(usable) {
+            return Ok(c.clone());
+        }
+        let gate = self.connecting.lock().entry(addr.to_string()).or_default().clone();
+        let _connecting = gate.lock().await;
+        if let Some(c) = self.conns.lock().get(addr).filter(usable) {
             return Ok(c.clone());
         }
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(expect, addr))
@@ -229,6 +241,13 @@ async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut, max: u32) -> Res
     }
 }
 
+/// Requests one peer may have in flight on a connection.
+const MAX_IN_FLIGHT_REQUESTS: usize = 256;
+/// Bytes of requests one peer may have in flight on a connection.
+const MAX_IN_FLIGHT_BYTES: usize = 256 << 20;
+/// The byte budget's unit (permits are counted in these).
+const BUDGET_UNIT: usize = 4096;
+
 /// Serves one accepted internode connection until it closes or `stop`.
 pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handler>, mut stop: watch::Receiver<bool>) {
     let peer_addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -272,6 +291,11 @@ pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handle
     }
     let (out, rx) = mpsc::channel(1024);
     let writer = tokio::spawn(write_loop(wr, rx));
+    // What one peer may have in flight here: so many requests, so many
+    // bytes of them. Past either, this connection stops reading (TCP pushes
+    // back on the peer) until requests finish; other peers are unaffected.
+    let requests = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_REQUESTS));
+    let bytes = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT));
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, &mut buf, me.max_frame) => f,
@@ -285,10 +309,17 @@ pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handle
                 break;
             }
         };
+        let units = (f.body.len() / BUDGET_UNIT + 1).min(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT) as u32;
+        let permits = tokio::select! {
+            p = async { (requests.clone().acquire_owned().await, bytes.clone().acquire_many_owned(units).await) } => p,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (Ok(request_permit), Ok(byte_permits)) = permits else { break };
         let (handler, out) = (handler.clone(), out.clone());
         // Requests run concurrently: a slow snapshot must not hold back
         // heartbeats sharing the connection.
         tokio::spawn(async move {
+            let _permits = (request_permit, byte_permits);
             let reply = match f.kind {
                 Kind::Unknown(c) => f.error(&format!("unknown request kind {c}")),
                 kind => match handler.handle(from, kind, f.body.clone()).await {
