@@ -105,16 +105,28 @@ impl CommitPoint {
         });
     }
 
-    /// The log is about to be cut (recovery of a poisoned log, or a
-    /// diverged tail removed): what is durable stays committed, writes
-    /// waiting past it will fail. Call [`CommitPoint::after_cut`] once the
-    /// log is cut.
-    pub(crate) fn before_cut(&self) {
+    /// A poisoned log is about to be cut back to its durable point: what
+    /// is durable stays committed (a sole replica commits what it holds
+    /// durably), writes waiting past it will fail. Call
+    /// [`CommitPoint::after_cut`] once the log is cut.
+    pub(crate) fn before_recovery(&self) {
         self.advance(self.log.durable_offset());
+        self.begin_cut(self.log.high_watermark());
+    }
+
+    /// The log is about to be cut at `offset` (a tail that diverged from
+    /// the leader's): writes below both the cut and the high watermark
+    /// stay committed, writes waiting past either will fail. Call
+    /// [`CommitPoint::after_cut`] once the log is cut.
+    pub(crate) fn before_truncation(&self, offset: u64) {
+        self.begin_cut(self.log.high_watermark().min(offset));
+    }
+
+    fn begin_cut(&self, committed_before: u64) {
         {
             let mut cuts = self.cuts.lock();
             cuts.generation += 1;
-            cuts.committed_before = self.log.high_watermark();
+            cuts.committed_before = committed_before;
         }
         self.high_watermark.send_modify(|_| {});
     }
@@ -205,5 +217,31 @@ mod tests {
         assert_eq!(p.high_watermark(), 2);
         assert!(p.committed(lost).await.is_err(), "a cut write must not pass for the one rewritten at its offset");
         p.committed(first).await.expect("a write committed before the cut stays committed");
+    }
+
+    /// A truncation moves the high watermark back with the log, wakes
+    /// fetches watching it, and fails writes waiting past the cut.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncation_moves_the_high_watermark_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = partition(dir.path());
+        let mut written = Vec::new();
+        for v in ["a", "b", "c", "d"] {
+            let (_, w) = p.append(one(v)).await.expect("queued").expect("written");
+            p.committed(w).await.expect("committed");
+            written.push(w);
+        }
+        let mut watch = p.subscribe();
+        watch.borrow_and_update();
+        assert_eq!(p.truncate_to(2).expect("truncated"), 2);
+        assert_eq!(p.high_watermark(), 2);
+        assert_eq!(p.log_end_offset(), 2);
+        assert!(watch.has_changed().expect("open"), "watchers see the high watermark move");
+        assert_eq!(*watch.borrow(), 2);
+        p.committed(written[1]).await.expect("below the cut: still committed");
+        assert!(p.committed(written[3]).await.is_err(), "past the cut: lost");
+        let texts: Vec<_> =
+            p.read_committed(0, 1 << 20).expect("read").iter().filter_map(|r| r.value.clone()).collect();
+        assert_eq!(texts, vec![bytes::Bytes::from("a"), bytes::Bytes::from("b")]);
     }
 }

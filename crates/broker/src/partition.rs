@@ -95,10 +95,22 @@ impl Partition {
         if self.log.poisoned().is_none() {
             return Ok(None);
         }
-        self.commit.before_cut();
+        self.commit.before_recovery();
         let outcome = self.log.recover();
         self.commit.after_cut();
         outcome
+    }
+
+    /// Cuts the log at `offset` (a tail that diverged from the leader's;
+    /// the cut lands on a batch boundary at or below it) and returns the
+    /// new log end. The high watermark moves back with it (and its
+    /// checkpoint), and writes waiting for a commit past the cut fail.
+    /// Blocking file I/O.
+    pub fn truncate_to(&self, offset: u64) -> Result<u64, LogError> {
+        self.commit.before_truncation(offset);
+        let end = self.log.truncate_to(offset);
+        self.commit.after_cut();
+        end
     }
 
     /// The partition's identity.

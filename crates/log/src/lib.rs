@@ -11,6 +11,7 @@
 //!       00000000000000000000.index   sparse offset + time index (sealed segments)
 //!       00000000000000000000.keys    key index, sorted by key hash (sealed, optional)
 //!       recovery-point                segments below this base are fsynced and indexed
+//!       high-watermark                the high watermark at the last checkpoint (clean close)
 //!       log-start-offset              first readable offset (retention, DeleteRecords)
 //!       leader-epoch-checkpoint       epoch -> first offset, for replica divergence
 //!       .clean-shutdown               present only between a clean close and the next open

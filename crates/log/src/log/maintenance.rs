@@ -145,6 +145,12 @@ impl Log {
         sync_dir(&self.dir)?;
         inner.log_end = new_end;
         inner.high_watermark = inner.high_watermark.min(new_end);
+        if inner.hw_checkpoint.is_some_and(|hw| hw > new_end) {
+            // The cut records were never committed everywhere: a restart
+            // must not believe they were.
+            write_u64(&self.dir.join(super::HIGH_WATERMARK), new_end)?;
+            inner.hw_checkpoint = Some(new_end);
+        }
         inner.epochs.truncate_from_end(new_end)?;
         let rp = crate::checkpoint::read_u64(&self.dir.join(RECOVERY_POINT)).unwrap_or(0);
         if rp > new_end {
@@ -177,6 +183,7 @@ impl Log {
         let active = self.inner.read().active()?.clone();
         active.write_indexes()?;
         write_u64(&self.dir.join(RECOVERY_POINT), active.base_offset)?;
+        self.write_hw_checkpoint()?;
         write_atomic(&self.dir.join(CLEAN_SHUTDOWN), b"")?;
         self.sync.lock().closed = true;
         Ok(())

@@ -30,6 +30,7 @@ const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const RECOVERY_POINT: &str = "recovery-point";
 const LOG_START: &str = "log-start-offset";
 const EPOCHS: &str = "leader-epoch-checkpoint";
+const HIGH_WATERMARK: &str = "high-watermark";
 
 /// Who is appending: the partition leader assigns offsets; a replica keeps
 /// the leader's offsets and epochs.
@@ -88,6 +89,9 @@ struct Inner {
     log_start: u64,
     log_end: u64,
     high_watermark: u64,
+    /// The high watermark last checkpointed, as found at open (clamped to
+    /// the log) and lowered by truncation.
+    hw_checkpoint: Option<u64>,
     epochs: EpochCache,
 }
 
@@ -202,6 +206,7 @@ impl Log {
         }
         let mut epochs = EpochCache::load(dir.join(EPOCHS));
         epochs.truncate_from_end(log_end)?;
+        let hw_checkpoint = read_u64(&dir.join(HIGH_WATERMARK)).map(|hw| hw.clamp(log_start, log_end));
         // What survived the crash is now made durable, so it may be served.
         active.sync().map_err(|e| LogError::io("fsync segment", &active.log_path, e))?;
         match std::fs::remove_file(dir.join(CLEAN_SHUTDOWN)) {
@@ -215,7 +220,7 @@ impl Log {
             clock,
             config: RwLock::new(config),
             writer: Mutex::new(()),
-            inner: RwLock::new(Inner { segments, log_start, log_end, high_watermark: log_end, epochs }),
+            inner: RwLock::new(Inner { segments, log_start, log_end, high_watermark: log_end, hw_checkpoint, epochs }),
             sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
             synced: Condvar::new(),
             write_queue: Mutex::new(append::WriteQueue::default()),
@@ -463,6 +468,40 @@ impl Log {
     pub fn flush(&self) -> Result<()> {
         let end = self.log_end_offset();
         self.wait_durable(end)
+    }
+
+    /// Writes the current high watermark to the `high-watermark` file, if
+    /// it moved since the last checkpoint (a clean close always does). A
+    /// log opened later reports it ([`Log::checkpointed_high_watermark`]):
+    /// its own high watermark starts at the log end, which is right for a
+    /// partition's only replica, while a follower must not serve more than
+    /// the leader had committed, which the checkpoint bounds. A truncation
+    /// below it lowers it.
+    pub fn checkpoint_high_watermark(&self) -> Result<()> {
+        // Under the writer lock: a truncation cannot lower the high
+        // watermark between reading and writing it.
+        let _w = self.writer.lock();
+        self.write_hw_checkpoint()
+    }
+
+    /// [`Log::checkpoint_high_watermark`] with the writer lock held.
+    pub(super) fn write_hw_checkpoint(&self) -> Result<()> {
+        let (hw, last) = {
+            let inner = self.inner.read();
+            (inner.high_watermark, inner.hw_checkpoint)
+        };
+        if last == Some(hw) && self.dir.join(HIGH_WATERMARK).exists() {
+            return Ok(());
+        }
+        write_u64(&self.dir.join(HIGH_WATERMARK), hw)?;
+        self.inner.write().hw_checkpoint = Some(hw);
+        Ok(())
+    }
+
+    /// The high watermark last checkpointed (clamped to what the log
+    /// holds), or `None` if it never was.
+    pub fn checkpointed_high_watermark(&self) -> Option<u64> {
+        self.inner.read().hw_checkpoint
     }
 }
 

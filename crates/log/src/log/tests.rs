@@ -718,3 +718,31 @@ mod model {
         }
     }
 }
+
+#[test]
+fn the_high_watermark_checkpoint_survives_a_reopen_and_follows_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(dir.path(), small_config());
+    assert_eq!(log.checkpointed_high_watermark(), None, "never checkpointed");
+    fill(&log, 10);
+    let log_end = log.log_end_offset();
+    log.set_high_watermark(4);
+    log.checkpoint_high_watermark().unwrap();
+    assert_eq!(log.checkpointed_high_watermark(), Some(4));
+    log.set_high_watermark(6);
+    log.close().unwrap();
+    drop(log);
+    let (log, _) = open(dir.path(), small_config());
+    // The log's own high watermark starts at its end (a sole replica's);
+    // the checkpoint tells a follower how much was committed.
+    assert_eq!(log.high_watermark(), log_end);
+    assert_eq!(log.checkpointed_high_watermark(), Some(6), "a clean close checkpoints the current one");
+    // A cut below the checkpoint lowers it, on disk too.
+    let end = log.truncate_to(4).unwrap();
+    assert!(end <= 4);
+    assert_eq!(log.high_watermark(), end);
+    assert_eq!(log.checkpointed_high_watermark(), Some(end));
+    drop(log);
+    let (log, _) = open(dir.path(), small_config());
+    assert_eq!(log.checkpointed_high_watermark(), Some(end));
+}
