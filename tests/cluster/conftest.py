@@ -6,7 +6,6 @@ Clients are unmodified ones from PyPI, bootstrapping from any node.
 """
 
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 
 from fjord_fixtures import *  # noqa: E402,F401,F403
-from fjord_cluster import CLUSTER_ENV, Cluster  # noqa: E402,F401
+from fjord_cluster import CLUSTER_ENV, Cluster, running_cluster  # noqa: E402,F401
 from fjord_harness import wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def cluster():
-    with tempfile.TemporaryDirectory(prefix="fjord-cluster-") as d:
-        c = Cluster(Path(d)).start()
+    with running_cluster("fjord-cluster-") as c:
         yield c
-        c.stop()
 
 
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):

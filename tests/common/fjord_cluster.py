@@ -2,6 +2,8 @@
 (tests/cluster, and the suites whose clients need a virtualenv of their
 own, such as tests/rocketmq_grpc)."""
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 from fjord_fixtures import stop_checked
@@ -76,3 +78,15 @@ class Cluster:
     def stop(self):
         for n in self.nodes:
             stop_checked(n)
+
+
+@contextlib.contextmanager
+def running_cluster(prefix: str, n: int = 3, voters: int = 3):
+    """A started cluster under a temporary directory, stopped (and checked
+    for clean exits) afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        c = Cluster(Path(d), n=n, voters=voters).start()
+        try:
+            yield c
+        finally:
+            c.stop()

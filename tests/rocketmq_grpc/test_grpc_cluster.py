@@ -5,27 +5,23 @@ message once, and the group's progress reaches its coordinator (the admin
 API of node 3 reports no lag)."""
 
 import json
-import tempfile
 import time
 import urllib.request
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from rocketmq import FilterExpression, Producer, SimpleConsumer
 
-from fjord_cluster import Cluster
+from fjord_cluster import running_cluster
 from fjord_harness import wait_until
 from test_grpc import config, message, receive_all
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with tempfile.TemporaryDirectory(prefix="fjord-grpc-cluster-") as d:
-        c = Cluster(Path(d)).start()
+    with running_cluster("fjord-grpc-cluster-") as c:
         yield c
-        c.stop()
 
 
 def post_json(node, path, body):
@@ -44,32 +40,21 @@ def leaders(node, topic):
     return {p["partition"]: p.get("leader") for p in parts}
 
 
-@pytest.fixture
-def producer_on():
-    made = []
-
-    def make(endpoint, *topics):
-        p = Producer(config(endpoint), tuple(topics))
-        p.startup()
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.shutdown()
-
-
-def test_grpc_clients_send_and_consume_through_different_nodes(cluster, producer_on):
+def test_grpc_clients_send_and_consume_through_different_nodes(cluster):
     topic = f"grpc-{uuid.uuid4().hex[:8]}"
     post_json(cluster.node(1), "/api/v1/topics", {"name": topic, "partitions": 6})
     for n in cluster.nodes:
         wait_until(lambda n=n: sorted(v or 0 for v in leaders(n, topic).values()) == [1, 1, 2, 2, 3, 3], 20,
                    message=f"{topic} placed, seen from {n.http}")
 
-    p = producer_on(cluster.node(1).grpc, topic)
+    p = Producer(config(cluster.node(1).grpc), (topic,))
+    p.startup()
     bodies = [b"g%d" % i for i in range(30)]
-    for b in bodies:
-        p.send(message(topic, b, tag="t"))
+    try:
+        for b in bodies:
+            p.send(message(topic, b, tag="t"))
+    finally:
+        p.shutdown()
     # Node 1's route spread the sends over every broker's queues.
     parts = cluster.node(3).http_json(f"/api/v1/topics/{topic}")["partitions"]
     per_node = Counter()

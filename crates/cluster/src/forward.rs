@@ -79,6 +79,37 @@ impl From<Offset> for CommittedOffset {
     }
 }
 
+impl From<PartitionState> for State {
+    fn from(s: PartitionState) -> State {
+        let PartitionState {
+            log_start_offset,
+            log_end_offset,
+            high_watermark,
+            size_bytes,
+            segments,
+            last_append_ms,
+            leader,
+        } = s;
+        State { log_start_offset, log_end_offset, high_watermark, size_bytes, segments, last_append_ms, leader }
+    }
+}
+
+impl From<State> for PartitionState {
+    fn from(s: State) -> PartitionState {
+        let State { log_start_offset, log_end_offset, high_watermark, size_bytes, segments, last_append_ms, leader } =
+            s;
+        PartitionState {
+            log_start_offset,
+            log_end_offset,
+            high_watermark,
+            size_bytes,
+            segments,
+            last_append_ms,
+            leader,
+        }
+    }
+}
+
 /// Serves a forwarded request on this node.
 pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String> {
     let req: Forwarded = serde_json::from_slice(body).map_err(|e| format!("malformed forwarded request: {e}"))?;
@@ -107,15 +138,7 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
                     if broker.leadership(&tp) != fjord_broker::Leadership::Local {
                         return None;
                     }
-                    broker.local_partition_state(&tp).map(|s| State {
-                        log_start_offset: s.log_start_offset,
-                        log_end_offset: s.log_end_offset,
-                        high_watermark: s.high_watermark,
-                        size_bytes: s.size_bytes,
-                        segments: s.segments,
-                        last_append_ms: s.last_append_ms,
-                        leader: s.leader,
-                    })
+                    broker.local_partition_state(&tp).map(State::from)
                 })
                 .collect();
             serde_json::to_vec(&states)
@@ -193,18 +216,5 @@ pub(crate) async fn partition_states(
     if found.len() != n {
         return Err(BrokerError::internal(format!("node {node} answered {} of {n} partitions", found.len())));
     }
-    Ok(found
-        .into_iter()
-        .map(|s| {
-            s.map(|s| PartitionState {
-                log_start_offset: s.log_start_offset,
-                log_end_offset: s.log_end_offset,
-                high_watermark: s.high_watermark,
-                size_bytes: s.size_bytes,
-                segments: s.segments,
-                last_append_ms: s.last_append_ms,
-                leader: s.leader,
-            })
-        })
-        .collect())
+    Ok(found.into_iter().map(|s| s.map(PartitionState::from)).collect())
 }

@@ -66,19 +66,13 @@ public final class FjordBroker {
         }
         Path dir = Files.createTempDirectory("fjord-java");
         Path readyFile = dir.resolve("ready.json");
-        ProcessBuilder pb = new ProcessBuilder(bin, "serve", "--data-dir", dir.resolve("data").toString(),
-                "--ready-file", readyFile.toString());
+        ProcessBuilder pb = serve(bin, dir.resolve("data"), readyFile);
         Map<String, String> env = pb.environment();
-        for (String l : new String[] {"HTTP", "KAFKA", "ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"}) {
-            env.put("FJORD_LISTENERS__" + l + "__BIND", "127.0.0.1:0");
-        }
-        env.putIfAbsent("RUST_LOG", "warn");
         // Quick check-backs and retries, so transaction and retry tests
         // finish in seconds (defaults: 6 s / 60 s, 10 s back-off).
         env.put("FJORD_ROCKETMQ__TRANSACTION_TIMEOUT_MS", "1000");
         env.put("FJORD_ROCKETMQ__TRANSACTION_CHECK_INTERVAL_MS", "1000");
         env.put("FJORD_MESSAGING__RETRY_BACKOFF_MS", "1000");
-        pb.redirectOutput(ProcessBuilder.Redirect.DISCARD);
         pb.redirectError(new File(dir.toFile(), "fjord.log"));
         Process p = pb.start();
         Instant deadline = Instant.now().plus(Duration.ofSeconds(60));
@@ -102,6 +96,22 @@ public final class FjordBroker {
             }
         }));
         return b;
+    }
+
+    /**
+     * `fjord serve` with its data in `data`, every listener on an ephemeral
+     * loopback port (the bound addresses go to `readyFile`), its stdout
+     * discarded.
+     */
+    static ProcessBuilder serve(String bin, Path data, Path readyFile) {
+        ProcessBuilder pb = new ProcessBuilder(bin, "serve", "--data-dir", data.toString(), "--ready-file", readyFile.toString());
+        Map<String, String> env = pb.environment();
+        for (String l : new String[] {"HTTP", "KAFKA", "ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"}) {
+            env.put("FJORD_LISTENERS__" + l + "__BIND", "127.0.0.1:0");
+        }
+        env.putIfAbsent("RUST_LOG", "warn");
+        pb.redirectOutput(ProcessBuilder.Redirect.DISCARD);
+        return pb;
     }
 
     /**

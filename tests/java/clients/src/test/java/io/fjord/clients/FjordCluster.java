@@ -55,13 +55,8 @@ public final class FjordCluster implements AutoCloseable {
             Files.createDirectories(node);
             Path readyFile = node.resolve("ready.json");
             readyFiles.add(readyFile);
-            ProcessBuilder pb = new ProcessBuilder(bin, "serve", "--data-dir", node.resolve("data").toString(),
-                    "--ready-file", readyFile.toString());
+            ProcessBuilder pb = FjordBroker.serve(bin, node.resolve("data"), readyFile);
             Map<String, String> env = pb.environment();
-            for (String l : new String[] {"HTTP", "KAFKA", "ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"}) {
-                env.put("FJORD_LISTENERS__" + l + "__BIND", "127.0.0.1:0");
-            }
-            env.putIfAbsent("RUST_LOG", "warn");
             env.put("FJORD_NODE__ID", String.valueOf(i + 1));
             env.put("FJORD_CLUSTER__CLUSTER_ID", "fjord-java-cluster");
             env.put("FJORD_CLUSTER__CONTROLLERS", controllers.toString());
@@ -69,7 +64,6 @@ public final class FjordCluster implements AutoCloseable {
             env.put("FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS", "300");
             env.put("FJORD_CLUSTER__LEASE_MS", "2000");
             env.put("FJORD_CLUSTER__ELECTION_TIMEOUT_MS", "500");
-            pb.redirectOutput(ProcessBuilder.Redirect.DISCARD);
             pb.redirectError(new File(node.toFile(), "fjord.log"));
             c.processes.add(pb.start());
         }
