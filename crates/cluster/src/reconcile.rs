@@ -6,8 +6,9 @@
 //! Every node holds a log for every partition of every topic (empty where
 //! it neither leads nor, later, replicates): the seam replication fills in.
 //! A topic found on disk but absent from the metadata the node first sees
-//! is kept and not served (a warning says so): data is never deleted on a
-//! guess; only a deletion this node sees happen removes a topic.
+//! is deleted if the metadata lists its id among deleted topics (it was
+//! deleted while this node was down), and otherwise kept and not served (a
+//! warning says so): data is never deleted on a guess.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -107,15 +108,22 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
             None => create(broker, id, name, partitions, config).await?,
         }
     }
-    if let Some(before) = seen {
-        for gone in before.iter().filter(|n| !m.topics.contains_key(*n)) {
-            match broker.delete_topic_local(gone).await {
+    let unknown: Vec<_> = broker.topics().into_iter().filter(|t| !m.topics.contains_key(&t.name())).collect();
+    for t in unknown {
+        let name = t.name();
+        // Deleted since this node last looked (seen it go), or while it was
+        // away (its id is among the deleted ones): its data goes too.
+        let deleted = seen.is_some_and(|before| before.contains(&name))
+            || m.deleted_topic_ids.iter().any(|id| *id == t.id().to_string());
+        if deleted {
+            if seen.is_none_or(|before| !before.contains(&name)) {
+                tracing::info!(topic = %name, "deleting a topic the cluster deleted while this node was away");
+            }
+            match broker.delete_topic_local(&name).await {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(e),
             }
-        }
-    } else {
-        for name in broker.topics().iter().map(|t| t.name()).filter(|n| !m.topics.contains_key(n)) {
+        } else if seen.is_none() {
             tracing::warn!(topic = %name, "this node holds a topic the cluster does not know; it is kept but not served");
         }
     }

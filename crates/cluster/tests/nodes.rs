@@ -1,8 +1,9 @@
 //! Several cluster nodes in one process, each with its own broker, data
 //! directory and internode listener on loopback: the quorum forms, every
 //! node (learners included) follows the metadata, topic changes from any
-//! node reach every broker, a late node catches up from a snapshot, and a
-//! silent node is fenced and unfenced.
+//! node reach every broker, a late node catches up from a snapshot, a
+//! silent node is fenced and unfenced, and a node back from an outage
+//! drops the topics deleted meanwhile.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -101,6 +102,18 @@ impl Cluster {
     }
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker() {
     let (mut c, listeners) = Cluster::new(4, 3).await;
@@ -192,6 +205,15 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
         c.start(i as u64 + 1, l).await;
     }
     c.join(&[1, 2, 3]).await;
+    // Node 4 will arrive holding the data of a topic deleted long before
+    // (as a node back from a long outage does, catching up from a
+    // snapshot taken after the deletion): the metadata names deleted
+    // topics, so it deletes that data rather than keep what nobody can
+    // reach.
+    c.nodes[&1].broker.create_topic("gone", 1, TopicConfig::default()).await.unwrap();
+    let gone = |id: u64| c.dir.path().join(format!("node-{id}")).join("topics").join("gone");
+    copy_dir(&gone(1), &gone(4));
+    c.nodes[&1].broker.delete_topic("gone").await.unwrap();
     // Enough metadata changes for several snapshots (one every 10 entries)
     // and purged logs behind them.
     for i in 0..30 {
@@ -201,6 +223,8 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
     c.join(&[4]).await;
     c.until("node 4 to have every topic", |c| (0..30).all(|i| c.nodes[&4].broker.topic(&format!("t{i}")).is_some()))
         .await;
+    c.until("the deleted topic's data gone from node 4", |c| c.nodes[&4].broker.topic("gone").is_none()).await;
+    assert!(!c.dir.path().join("node-4").join("topics").join("gone").exists());
     let snapshot = c.nodes[&4].node.raft().metrics().borrow().snapshot;
     assert!(snapshot.is_some(), "node 4 caught up through a snapshot");
 

@@ -174,7 +174,16 @@ pub struct Metadata {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicAssignment>,
+    /// Ids of the most recently deleted topics (at most
+    /// [`DELETED_TOPICS_KEPT`], oldest first): a node that was down while
+    /// a topic was deleted still holds its data, and deletes it on seeing
+    /// its id here, rather than keeping data nobody can reach.
+    #[serde(default)]
+    pub deleted_topic_ids: std::collections::VecDeque<String>,
 }
+
+/// Deleted topic ids the metadata remembers.
+pub const DELETED_TOPICS_KEPT: usize = 10_000;
 
 fn rejected(reason: Rejection, message: impl Into<String>) -> Reply {
     Reply::Rejected { reason, message: message.into() }
@@ -231,7 +240,13 @@ impl Metadata {
                 Reply::Ok
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(_) => Reply::Ok,
+                Some(t) => {
+                    self.deleted_topic_ids.push_back(t.id);
+                    while self.deleted_topic_ids.len() > DELETED_TOPICS_KEPT {
+                        self.deleted_topic_ids.pop_front();
+                    }
+                    Reply::Ok
+                }
                 None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
             },
             Command::CreatePartitions { name, added } => {

@@ -93,3 +93,31 @@ proptest! {
         prop_assert_eq!(Metadata::from_bytes(&bytes).expect("decode"), a);
     }
 }
+
+#[test]
+fn deleted_topics_are_remembered_by_id_boundedly() {
+    let mut m = Metadata::default();
+    m.apply(&register(1));
+    for i in 0..3u32 {
+        let mut t = topic(&[1]);
+        t.id = format!("id-{i}");
+        m.apply(&Command::CreateTopic { name: format!("t{i}"), topic: t });
+    }
+    m.apply(&Command::DeleteTopic { name: "t1".into() });
+    m.apply(&Command::DeleteTopic { name: "t0".into() });
+    assert_eq!(m.deleted_topic_ids, ["id-1", "id-0"]);
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), m);
+    // Metadata written before tombstones existed still loads.
+    let old = r#"{"nodes":{},"topics":{}}"#;
+    assert!(serde_json::from_str::<Metadata>(old).unwrap().deleted_topic_ids.is_empty());
+    for i in 0..DELETED_TOPICS_KEPT + 5 {
+        m.deleted_topic_ids.push_back(format!("x{i}"));
+    }
+    let mut t = topic(&[1]);
+    t.id = "last".into();
+    m.apply(&Command::CreateTopic { name: "t9".into(), topic: t });
+    m.apply(&Command::DeleteTopic { name: "t9".into() });
+    assert_eq!(m.deleted_topic_ids.len(), DELETED_TOPICS_KEPT);
+    assert_eq!(m.deleted_topic_ids.back().map(String::as_str), Some("last"));
+}
