@@ -239,6 +239,15 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
     assert_eq!(c.nodes[&1].broker.leadership(&tp), Leadership::Unavailable);
     // Changes still commit with two of three voters.
     c.nodes[&2].broker.create_topic("after", 2, TopicConfig::default()).await.unwrap();
+    // A learner whose controller state is lost (a replaced disk) rejoins
+    // with an empty Raft log: the leader replicates to it from scratch.
+    c.stop(4).await;
+    std::fs::remove_dir_all(c.dir.path().join("node-4").join("controller")).unwrap();
+    c.nodes[&1].broker.create_topic("while-away", 1, TopicConfig::default()).await.unwrap();
+    let l = TcpListener::bind(c.addrs[3].as_str()).await.unwrap();
+    c.start(4, l).await;
+    c.join(&[4]).await;
+    c.until("node 4 caught up again", |c| c.nodes[&4].broker.topic("while-away").is_some()).await;
     for id in [1, 2, 4] {
         c.stop(id).await;
     }
