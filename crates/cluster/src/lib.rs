@@ -60,6 +60,20 @@ pub async fn start(
     cfg.validate()?;
     // Nothing is served until the metadata says what this node leads.
     broker.set_placement(Placement::default());
+    // A voter that lost its Raft state but not its data (a wiped or
+    // restored-from-old-backup controller directory) would vote as if it
+    // had never voted, and the quorum could lose committed metadata.
+    // (A learner is caught up from scratch; a brand-new node holds no
+    // topics.)
+    if cfg.is_controller() && !fjord_controller::store::has_state(&cfg.dir) && !broker.topics().is_empty() {
+        return Err(ClusterError::Config(format!(
+            "node {} is a controller, its controller state ({}) is missing, and its data directory holds topics: \
+             restore that directory, or take node {} out of `cluster.controllers` on every node before it rejoins",
+            cfg.node_id,
+            cfg.dir.display(),
+            cfg.node_id
+        )));
+    }
     let identity = node::identity(&cfg);
     let peers = transport::Peers::new(identity.clone());
     let (log, sm, metadata) = fjord_controller::store::open(&cfg.dir).await?;

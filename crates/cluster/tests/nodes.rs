@@ -248,7 +248,19 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
     c.start(4, l).await;
     c.join(&[4]).await;
     c.until("node 4 caught up again", |c| c.nodes[&4].broker.topic("while-away").is_some()).await;
-    for id in [1, 2, 4] {
+    // A voter that lost its controller state but kept its data is refused:
+    // voting as if it never had could lose committed metadata.
+    c.stop(2).await;
+    let data = c.dir.path().join("node-2");
+    std::fs::remove_dir_all(data.join("controller")).unwrap();
+    let bc = BrokerConfig { node_id: 2, cluster_id: Some("test".into()), ..BrokerConfig::new(&data) };
+    let broker = Broker::open(bc, Arc::new(SystemClock)).await.unwrap();
+    let (_stop, rx) = watch::channel(false);
+    let l = TcpListener::bind(c.addrs[1].as_str()).await.unwrap();
+    let refused = fjord_cluster::start(config(2, &c.voters, &c.addrs[1], &data), broker.clone(), l, rx).await;
+    assert!(matches!(refused, Err(fjord_cluster::ClusterError::Config(_))), "{:?}", refused.err());
+    broker.shutdown().await.unwrap();
+    for id in [1, 4] {
         c.stop(id).await;
     }
 }

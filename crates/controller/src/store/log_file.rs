@@ -40,7 +40,7 @@ pub(super) type LogEntry = openraft::Entry<TypeConfig>;
 
 /// The frames file.
 pub(super) const LOG_FILE: &str = "raft.log";
-const VOTE_FILE: &str = "vote.json";
+pub(super) const VOTE_FILE: &str = "vote.json";
 /// Every file of the log (for removing unfinished writes on open).
 pub(super) const FILES: [&str; 4] = [LOG_FILE, VOTE_FILE, PURGED_FILE, COMMITTED_FILE];
 const PURGED_FILE: &str = "purged.json";

@@ -52,6 +52,13 @@ pub use state_machine::{Applied, SnapshotBuilder, StateMachineStore};
 
 use crate::ControllerError;
 
+/// Whether `dir` holds Raft state (a vote or log entries) from an earlier
+/// run: a node that had some and lost it must not vote as if it never
+/// voted.
+pub fn has_state(dir: &Path) -> bool {
+    [log_file::VOTE_FILE, log_file::LOG_FILE].iter().any(|f| dir.join(f).exists())
+}
+
 /// Opens (or creates) the controller store in `dir`: the Raft log, the state
 /// machine started from its last snapshot, and a watch of the applied
 /// metadata (the same as [`StateMachineStore::subscribe`]).
