@@ -100,6 +100,7 @@ impl Conn {
             .gw
             .find_queue(v, vhost, c.queue.as_str())
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", c.queue)))?;
+        self.gw.served_here(vhost, &q.name, &q.topic)?;
         if q.owner.is_some_and(|o| o != self.id) {
             return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
         }
@@ -163,6 +164,7 @@ impl Conn {
             .gw
             .find_queue(v, vhost, g.queue.as_str())
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
+        self.gw.served_here(vhost, &q.name, &q.topic)?;
         if crate::stream::is_stream(&q) {
             // As RabbitMQ: a stream is read by consumers with an offset.
             return Err(AmqpException::not_implemented("basic.get not supported by stream queues"));

@@ -73,6 +73,30 @@ impl AmqpGateway {
         })
     }
 
+    /// In a cluster a queue is used through a node that leads its
+    /// partitions (RabbitMQ's client-local placement puts them on the
+    /// declaring client's node): elsewhere its messages are not at hand and
+    /// publishes cannot land. Until queues are reachable from every node,
+    /// that is refused with 404 naming the queue's node, as RabbitMQ
+    /// answers when a queue's home node is out of reach.
+    pub(crate) fn served_here(&self, vhost: &str, name: &str, topic: &str) -> MethodResult<()> {
+        let b = self.messaging.broker();
+        if b.placement().is_none() || b.topic(topic).is_none() || !b.led_partitions(topic).is_empty() {
+            return Ok(());
+        }
+        let home = match b.leadership(&fjord_broker::TopicPartition::new(topic, 0)) {
+            fjord_broker::Leadership::Remote(n) => format!(
+                "it lives on node {}{}",
+                n.node_id,
+                n.listeners.get("amqp").map(|a| format!(" (AMQP {a})")).unwrap_or_default()
+            ),
+            _ => "the node it lives on is down".to_string(),
+        };
+        Err(AmqpException::not_found(format!(
+            "queue '{name}' in vhost '{vhost}' is not served by this node: {home}; connect to that node to use it"
+        )))
+    }
+
     /// Ready and unacked messages of a queue's topic.
     pub fn depth(&self, topic: &str) -> (u64, u64) {
         self.messaging.pop_depth(AMQP_GROUP, &ConsumeModel::Clustering, topic)
@@ -102,6 +126,7 @@ impl AmqpGateway {
         // RabbitMQ, where asking for a queue's counts renews its lease).
         self.touch(&queue_topic(vhost, &spec.name));
         let existing = self.find_queue(v, vhost, &spec.name);
+        self.served_here(vhost, &spec.name, &queue_topic(vhost, &spec.name))?;
         if let Some(q) = &existing {
             if let Some(owner) = q.owner
                 && owner != conn
@@ -261,6 +286,7 @@ impl AmqpGateway {
         let q = self
             .find_queue(v, vhost, name)
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{name}' in vhost '{vhost}'")))?;
+        self.served_here(vhost, &q.name, &q.topic)?;
         let (ready, unacked) = self.depth(&q.topic);
         if unacked == 0 {
             // Nothing delivered is pending: move past everything at once.
@@ -365,8 +391,13 @@ impl AmqpGateway {
             if !v.exchanges.contains_key(&b.destination) {
                 return Err(AmqpException::not_found(format!("no exchange '{}' in vhost '{vhost}'", b.destination)));
             }
-        } else if self.find_queue(v, vhost, &b.destination).is_none() {
-            return Err(AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", b.destination)));
+        } else {
+            match self.find_queue(v, vhost, &b.destination) {
+                None => {
+                    return Err(AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", b.destination)));
+                }
+                Some(q) => self.served_here(vhost, &q.name, &q.topic)?,
+            }
         }
         // Binding an undeclared topic adopts it as a durable queue.
         let adopt = (!b.to_exchange && !v.queues.contains_key(&b.destination))
