@@ -388,6 +388,9 @@ impl Broker {
         let topic = Arc::new(topic);
         self.topics.write().insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "topic created");
+        if let Some(placement) = self.placement() {
+            self.adopt_leader_epochs(&placement, &topic);
+        }
         self.topic_added(&topic).await?;
         Ok(topic)
     }
@@ -494,6 +497,9 @@ impl Broker {
             Ok(())
         })
         .await??;
+        if let (Some(placement), Some(t)) = (self.placement(), self.topic(name)) {
+            self.adopt_leader_epochs(&placement, &t);
+        }
         Ok(())
     }
 

@@ -46,7 +46,10 @@ impl std::fmt::Display for TopicPartition {
 pub struct Partition {
     id: TopicPartition,
     log: Arc<Log>,
-    leader_epoch: i32,
+    /// The epoch this node leads the partition in (stamped on every batch
+    /// it appends); raised when the cluster's placement gives it a newer
+    /// one, never lowered.
+    leader_epoch: std::sync::atomic::AtomicI32,
     commit: Arc<CommitPoint>,
     appends: Arc<AppendQueue>,
     pub(crate) producers: crate::producers::ProducerTable,
@@ -61,7 +64,7 @@ impl Partition {
             id,
             appends: Arc::new(AppendQueue::new(log.clone(), commit.clone())),
             log,
-            leader_epoch,
+            leader_epoch: std::sync::atomic::AtomicI32::new(leader_epoch),
             commit,
             producers: Default::default(),
             traffic: Default::default(),
@@ -72,7 +75,7 @@ impl Partition {
     /// epoch); returns once they are in the log, before they are committed:
     /// wait for that with [`Partition::committed`].
     pub(crate) async fn append(&self, data: BytesMut) -> crate::error::Result<Result<(AppendInfo, Written), LogError>> {
-        self.appends.append(data, AppendOrigin::Leader { epoch: self.leader_epoch }).await
+        self.appends.append(data, AppendOrigin::Leader { epoch: self.leader_epoch() }).await
     }
 
     /// Resolves once the high watermark covers a write; fails when it never
@@ -185,7 +188,14 @@ impl Partition {
 
     /// Current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Adopts the leader epoch the cluster gives this node's leadership
+    /// (ignored when not newer): later appends are stamped with it, and
+    /// requests naming an older one are fenced.
+    pub(crate) fn raise_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Records and bytes produced to and fetched from this partition since

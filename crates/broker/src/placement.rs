@@ -138,7 +138,25 @@ impl Broker {
     /// away are not woken: they answer at their deadline, and the next
     /// request is redirected.
     pub fn set_placement(&self, placement: Placement) {
-        *self.placement.write() = Some(Arc::new(placement));
+        let placement = Arc::new(placement);
+        *self.placement.write() = Some(placement.clone());
+        for topic in self.topics() {
+            self.adopt_leader_epochs(&placement, &topic);
+        }
+    }
+
+    /// The partitions of `topic` led here take the epochs the cluster gives
+    /// them, so their batches and fencing agree with what clients are told
+    /// (called for every topic when the placement changes, and for a topic
+    /// created or grown here afterwards).
+    pub(crate) fn adopt_leader_epochs(&self, placement: &Placement, topic: &crate::Topic) {
+        let Some(parts) = placement.topics.get(&topic.name()) else { return };
+        let me = self.config.node_id;
+        for (i, a) in parts.iter().enumerate().filter(|(_, a)| a.leader == me) {
+            if let Some(p) = topic.partition(i as u32) {
+                p.raise_leader_epoch(a.leader_epoch);
+            }
+        }
     }
 
     /// The installed placement; `None` on a single node.

@@ -2,8 +2,9 @@
 //! cluster layer installs: requests for partitions led elsewhere get
 //! NOT_LEADER_OR_FOLLOWER naming the leader (KIP-951), Metadata and
 //! DescribeCluster list every node and the controller, a partition whose
-//! leader is down reports LEADER_NOT_AVAILABLE, and group requests go to
-//! the coordinator FindCoordinator names.
+//! leader is down reports LEADER_NOT_AVAILABLE, group requests go to the
+//! coordinator FindCoordinator names, and requests are fenced by the
+//! cluster's leader epoch.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -144,6 +145,58 @@ async fn fetch_and_list_offsets_are_served_by_the_leader_only() {
     let r: ListOffsetsResponse = call(&gw, ApiKey::ListOffsets, 7, &list).await;
     let codes: Vec<i16> = r.topics[0].partitions.iter().map(|p| p.error_code).collect();
     assert_eq!(codes, [0, 6, 6]);
+    broker.shutdown().await.unwrap();
+}
+
+/// The leader epoch the cluster gives this node's partitions (3 here, as
+/// Metadata tells clients) is the one its batches carry and requests are
+/// fenced by: an older one is FENCED_LEADER_EPOCH, a newer one
+/// UNKNOWN_LEADER_EPOCH, the current one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_fenced_by_the_clusters_leader_epoch() {
+    let (_dir, broker, gw) = node_one().await;
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(name("t")).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch())),
+        ]),
+    ]);
+    let r: ProduceResponse = call(&gw, ApiKey::Produce, 11, &produce).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let fetch = |epoch: i32| {
+        FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+            fetch_request::FetchTopic::default().with_topic(name("t")).with_partitions(vec![
+                fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20),
+            ]),
+        ])
+    };
+    let codes = |r: FetchResponse| r.responses[0].partitions[0].error_code;
+    assert_eq!(codes(call(&gw, ApiKey::Fetch, 12, &fetch(2)).await), 74, "FENCED_LEADER_EPOCH");
+    assert_eq!(codes(call(&gw, ApiKey::Fetch, 12, &fetch(4)).await), 75, "UNKNOWN_LEADER_EPOCH");
+    let served: FetchResponse = call(&gw, ApiKey::Fetch, 12, &fetch(3)).await;
+    let p = &served.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    // The stored batch carries epoch 3 (partitionLeaderEpoch, bytes 12..16).
+    let records = p.records.as_ref().expect("records");
+    assert_eq!(i32::from_be_bytes(records[12..16].try_into().unwrap()), 3);
+    let list = |epoch: i32| {
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default().with_name(name("t")).with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_timestamp(-1),
+            ]),
+        ])
+    };
+    let r: ListOffsetsResponse = call(&gw, ApiKey::ListOffsets, 7, &list(2)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 74);
+    let r: ListOffsetsResponse = call(&gw, ApiKey::ListOffsets, 7, &list(3)).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.leader_epoch), (0, 1, 3));
     broker.shutdown().await.unwrap();
 }
 

@@ -40,6 +40,20 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) ->
                 continue;
             };
             let tp = TopicPartition::new(t.name.as_str(), index);
+            // A client naming a leader epoch (v4+) other than the leader's
+            // is behind (fenced) or ahead (this node has not caught up).
+            if let Ok(part) = broker.led_partition(&tp)
+                && p.current_leader_epoch >= 0
+                && p.current_leader_epoch != part.leader_epoch()
+            {
+                let code = if p.current_leader_epoch > part.leader_epoch() {
+                    ResponseError::UnknownLeaderEpoch
+                } else {
+                    ResponseError::FencedLeaderEpoch
+                };
+                partitions.push(base.with_error_code(code.code()));
+                continue;
+            }
             let answer = match spec {
                 Some(spec) => broker.list_offset(&tp, spec).await,
                 // No tiered storage: "latest tiered" is "none".
