@@ -20,19 +20,24 @@
 //! - every waiter is woken when its write can no longer commit (the log was
 //!   poisoned or cut), so no producer hangs on a failed fsync.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fjord_log::{Log, LogError};
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-/// The high watermark of one partition and the signal waiters and
-/// long-polling fetches wait on.
+/// The high watermark of one partition, the signal long-polling fetches
+/// wait on, and the writes waiting for it.
 #[derive(Debug)]
 pub(crate) struct CommitPoint {
     log: Arc<Log>,
     high_watermark: watch::Sender<u64>,
     cuts: Mutex<Cuts>,
+    /// Writes waiting for their commit, by the high watermark that covers
+    /// them: each is woken once, when it is reached (or when a failure or
+    /// a cut may have decided its fate), not on every move.
+    waiters: Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
 }
 
 /// Cuts of the log below what was written.
@@ -55,7 +60,7 @@ pub(crate) struct Written {
 impl CommitPoint {
     pub(crate) fn new(log: Arc<Log>) -> CommitPoint {
         let (high_watermark, _) = watch::channel(log.high_watermark());
-        CommitPoint { log, high_watermark, cuts: Mutex::default() }
+        CommitPoint { log, high_watermark, cuts: Mutex::default(), waiters: Mutex::default() }
     }
 
     /// The committed end: offsets below it are readable.
@@ -91,17 +96,36 @@ impl CommitPoint {
     /// past it never will be, so their waiters are woken to fail.
     pub(crate) fn durability_failed(&self) {
         self.advance(self.log.durable_offset());
-        self.high_watermark.send_modify(|_| {});
+        self.wake_all();
     }
 
-    /// Makes offsets below `offset` visible and wakes waiting fetches.
+    /// Makes offsets below `offset` visible and wakes the writes it
+    /// commits and waiting fetches.
     fn advance(&self, offset: u64) {
         self.log.set_high_watermark(offset);
         let hw = self.log.high_watermark();
-        self.high_watermark.send_if_modified(|cur| {
+        let changed = self.high_watermark.send_if_modified(|cur| {
             let changed = *cur < hw;
             *cur = (*cur).max(hw);
             changed
+        });
+        if changed {
+            let covered = {
+                let mut waiters = self.waiters.lock();
+                let rest = waiters.split_off(&(hw + 1));
+                std::mem::replace(&mut *waiters, rest)
+            };
+            covered.into_values().flatten().for_each(|w| {
+                let _ = w.send(());
+            });
+        }
+    }
+
+    /// Wakes every waiting write to look again (a failure or a cut).
+    fn wake_all(&self) {
+        let all = std::mem::take(&mut *self.waiters.lock());
+        all.into_values().flatten().for_each(|w| {
+            let _ = w.send(());
         });
     }
 
@@ -128,39 +152,57 @@ impl CommitPoint {
             cuts.generation += 1;
             cuts.committed_before = committed_before;
         }
-        self.high_watermark.send_modify(|_| {});
+        self.wake_all();
     }
 
-    /// The log was cut: the high watermark follows it down.
+    /// The log was cut: the high watermark follows it down (fetches
+    /// watching it are woken).
     pub(crate) fn after_cut(&self) {
         self.high_watermark.send_replace(self.log.high_watermark());
+        self.wake_all();
     }
 
     /// Waits until the high watermark covers `written`; fails when it never
     /// will (the log was poisoned before, or cut after, the write).
     pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
-        let mut rx = self.high_watermark.subscribe();
         loop {
-            let cuts = *self.cuts.lock();
-            if cuts.generation != written.generation {
-                // Committed before the cut began, or lost to it.
-                if cuts.generation == written.generation + 1 && written.last_offset < cuts.committed_before {
-                    return Ok(());
+            let woken = {
+                // Decided under the waiters' lock: whatever decides this
+                // write's fate afterwards (a high watermark past it, a
+                // failure, a cut) takes the lock to wake it.
+                let mut waiters = self.waiters.lock();
+                if let Some(decided) = self.decided(written) {
+                    return decided;
                 }
-                return Err(self.lost("the log was cut before this write was committed; it may be lost".into()));
-            }
-            // Checked before the poison: a commit that covered the write
-            // before the failure stands.
-            if self.log.high_watermark() > written.last_offset {
-                return Ok(());
-            }
-            if let Some(reason) = self.log.poisoned() {
-                return Err(self.lost(reason));
-            }
-            if rx.changed().await.is_err() {
-                return Err(LogError::Closed(self.log.dir().to_path_buf()));
-            }
+                let (tx, rx) = oneshot::channel();
+                waiters.entry(written.last_offset + 1).or_default().push(tx);
+                rx
+            };
+            // A dropped sender (the partition went away) also means: look
+            // again; the log then reports itself closed or the cut.
+            let _ = woken.await;
         }
+    }
+
+    /// The outcome of a write if it is known now.
+    fn decided(&self, written: Written) -> Option<Result<(), LogError>> {
+        let cuts = *self.cuts.lock();
+        if cuts.generation != written.generation {
+            // Committed before the cut began, or lost to it.
+            if cuts.generation == written.generation + 1 && written.last_offset < cuts.committed_before {
+                return Some(Ok(()));
+            }
+            return Some(Err(self.lost("the log was cut before this write was committed; it may be lost".into())));
+        }
+        // Checked before the poison: a commit that covered the write
+        // before the failure stands.
+        if self.log.high_watermark() > written.last_offset {
+            return Some(Ok(()));
+        }
+        if let Some(reason) = self.log.poisoned() {
+            return Some(Err(self.lost(reason)));
+        }
+        None
     }
 
     fn lost(&self, reason: String) -> LogError {
