@@ -276,3 +276,32 @@ async fn groups_are_served_by_their_coordinator() {
     assert_eq!(r.error_code, 16);
     broker.shutdown().await.unwrap();
 }
+
+/// A node the placement has just made a coordinator, before its offsets
+/// partition exists here: group requests get COORDINATOR_LOAD_IN_PROGRESS
+/// (retriable), never an empty answer that would reset a consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_without_its_offsets_yet_says_it_is_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cluster node: the offsets topic comes from the controller, later.
+    let config = BrokerConfig { node_id: 1, cluster_id: Some("c".into()), ..BrokerConfig::new(dir.path()) };
+    let broker = Broker::open(config, Arc::new(SystemClock)).await.unwrap();
+    broker.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    broker.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1, 9092)],
+        fenced: Vec::new(),
+        topics: HashMap::from([("t".to_string(), led(&[1])), (OFFSETS_TOPIC.to_string(), led(&[1]))]),
+        controllers: vec![1],
+    });
+    let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
+    let fetch =
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name("t"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let r: OffsetFetchResponse = call(&gw, ApiKey::OffsetFetch, 7, &fetch).await;
+    assert_eq!(r.error_code, 14, "COORDINATOR_LOAD_IN_PROGRESS");
+    broker.shutdown().await.unwrap();
+}

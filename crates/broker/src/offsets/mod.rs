@@ -174,8 +174,12 @@ impl OffsetStore {
     }
 }
 
+/// The offsets topic is not (yet) here: this node was just told it
+/// coordinates the group and has not created or replayed the partition.
+/// Kafka's answer for a coordinator that cannot serve a group yet; clients
+/// find the coordinator again and retry.
 fn not_loaded() -> BrokerError {
-    BrokerError::Unavailable("the committed offsets are not loaded on this node yet".into())
+    BrokerError::Group(crate::group::GroupError::CoordinatorNotAvailable)
 }
 
 impl Shard {

@@ -88,9 +88,16 @@ pub(crate) fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorReq
 }
 
 /// `NOT_COORDINATOR` when another node coordinates `group` (the client
-/// asks FindCoordinator again), `COORDINATOR_NOT_AVAILABLE` when none does.
+/// asks FindCoordinator again), `COORDINATOR_NOT_AVAILABLE` when none does,
+/// `COORDINATOR_LOAD_IN_PROGRESS` while this node has not loaded the
+/// committed offsets it now coordinates.
 pub(crate) fn not_coordinator(ctx: &RequestContext<'_>, group: &str) -> Option<i16> {
     match ctx.gw.broker.coordinator(group) {
+        // Just made coordinator, its offsets partition not replayed here
+        // yet: Kafka's answer for a coordinator still loading (retriable).
+        Leadership::Local if !ctx.gw.broker.offsets().is_loaded() => {
+            Some(ResponseError::CoordinatorLoadInProgress.code())
+        }
         Leadership::Local => None,
         Leadership::Remote(_) => Some(ResponseError::NotCoordinator.code()),
         Leadership::Unavailable => Some(ResponseError::CoordinatorNotAvailable.code()),
