@@ -58,7 +58,12 @@ fn fjord_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input.as_bytes()).unwrap();
+        // A command that refuses without reading its input (a piped answer
+        // to a confirmation) may have exited already: its exit code says
+        // what happened, a broken pipe here does not.
+        if let Err(e) = pipe.write_all(input.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing the command's stdin: {e}");
+        }
     }
     let out = child.wait_with_output().unwrap();
     Run {
