@@ -40,12 +40,19 @@ class Cluster:
         places `__fjord_offsets` once the controllers serve; until then
         group requests get retriable errors, which clients of some
         protocols surface to the application)."""
-        for n in self.nodes:
-            n.launch(n.kafka_port)
-        for n in self.nodes:
-            n.await_ready(timeout)
-        for n in self.nodes:
-            wait_until(lambda n=n: self._coordinators_placed(n), timeout, message=f"coordinators on {n.http}")
+        try:
+            for n in self.nodes:
+                n.launch(n.kafka_port)
+            for n in self.nodes:
+                n.await_ready(timeout)
+            for n in self.nodes:
+                wait_until(lambda n=n: self._coordinators_placed(n), timeout, message=f"coordinators on {n.http}")
+        except BaseException:
+            # A node that could not start (a port taken meanwhile) must not
+            # leave the others running past the test.
+            for n in self.nodes:
+                n.stop()
+            raise
         return self
 
     @staticmethod
