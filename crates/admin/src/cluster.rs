@@ -209,12 +209,10 @@ pub(crate) async fn info(
     if let (true, Some(placement)) = (whole, s.broker.placement()) {
         view.controller_id = placement.controller_id;
         let me = s.broker.config().node_id;
-        let others: Vec<_> = placement.nodes.iter().filter(|n| n.node_id != me).cloned().collect();
-        let asked = others.into_iter().map(|n| async move {
-            let r = remote_node(&n).await;
-            (n, r)
-        });
-        for (n, r) in futures_util::future::join_all(asked).await {
+        let answers = crate::forward::ask_others::<NodeAnswer>(&placement, me, "/api/v1/cluster?scope=node").await;
+        for (n, r) in answers {
+            // A node answering for itself lists itself alone.
+            let r = r.and_then(|v| v.nodes.into_iter().next().ok_or_else(|| "its answer lists no node".to_string()));
             match r {
                 Ok(v) => view.nodes.push(v),
                 Err(reason) => view.unavailable_nodes.push(UnavailableNode {
@@ -238,11 +236,10 @@ pub(crate) async fn info(
     Ok(Json(view))
 }
 
-/// Another node's own view of itself, through its admin API.
-async fn remote_node(n: &fjord_broker::NodeInfo) -> Result<NodeView, String> {
-    let fetched = crate::forward::get_json(n, "/api/v1/cluster?scope=node").await?;
-    let node = fetched["nodes"].get(0).cloned().ok_or("its answer lists no node")?;
-    serde_json::from_value(node).map_err(|e| format!("its answer is malformed: {e}"))
+/// What another node answers for itself (`?scope=node`): one node.
+#[derive(serde::Deserialize)]
+struct NodeAnswer {
+    nodes: Vec<NodeView>,
 }
 
 async fn local_info(s: &AdminState) -> Result<ClusterView, ApiError> {

@@ -132,6 +132,21 @@ async fn to(node: &NodeInfo, me: i32, req: Request) -> Response {
     }
 }
 
+/// Asks every other serving node of the placement for `path` (their own
+/// part of a view, `?scope=node`), all at once; each answer decoded as
+/// `T`, or why there is none.
+pub(crate) async fn ask_others<T: serde::de::DeserializeOwned>(
+    placement: &fjord_broker::Placement,
+    me: i32,
+    path: &str,
+) -> Vec<(NodeInfo, Result<T, String>)> {
+    let asked = placement.nodes.iter().filter(|n| n.node_id != me).map(|n| async move {
+        let answer = get_json(n, path).await.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        (n.clone(), answer)
+    });
+    futures_util::future::join_all(asked).await
+}
+
 /// `GET http://<node's admin listener><path>` as JSON, for views that ask
 /// every node for its own part (`?scope=node`); 2 s at most.
 pub(crate) async fn get_json(node: &NodeInfo, path: &str) -> Result<serde_json::Value, String> {

@@ -221,16 +221,11 @@ pub(crate) async fn list(
     let mut list = local_groups(&s).await;
     if let (true, Some(placement)) = (whole, s.broker.placement()) {
         let me = s.broker.config().node_id;
-        let asked = placement
-            .nodes
-            .iter()
-            .filter(|n| n.node_id != me)
-            .map(|n| async move { (n.node_id, crate::forward::get_json(n, "/api/v1/groups?scope=node").await) });
-        for (node, answer) in futures_util::future::join_all(asked).await {
-            let theirs = answer.and_then(|v| serde_json::from_value::<GroupList>(v).map_err(|e| e.to_string()));
-            match theirs {
-                Ok(theirs) => merge(&s, &mut list.groups, node, theirs.groups),
-                Err(e) => tracing::debug!(node, error = %e, "a node did not list its groups"),
+        for (node, answer) in crate::forward::ask_others::<GroupList>(&placement, me, "/api/v1/groups?scope=node").await
+        {
+            match answer {
+                Ok(theirs) => merge(&s, &mut list.groups, node.node_id, theirs.groups),
+                Err(e) => tracing::debug!(node = node.node_id, error = %e, "a node did not list its groups"),
             }
         }
         list.groups.sort_by(|a, b| a.name.cmp(&b.name));

@@ -198,12 +198,8 @@ pub(crate) async fn query(
     let path =
         format!("/api/v1/topics/{}/messages?{}&scope=node", crate::forward::segment(&p.topic), raw.unwrap_or_default());
     let me = s.broker.config().node_id;
-    let asked = placement.nodes.iter().filter(|n| n.node_id != me).map(|n| {
-        let path = path.clone();
-        async move { (n.node_id, crate::forward::get_json(n, &path).await) }
-    });
-    for (node, answer) in futures_util::future::join_all(asked).await {
-        match answer.and_then(|v| serde_json::from_value::<MessageList>(v).map_err(|e| e.to_string())) {
+    for (node, answer) in crate::forward::ask_others::<MessageList>(&placement, me, &path).await {
+        match answer {
             Ok(theirs) => {
                 found.messages.extend(theirs.messages);
                 found.scanned = match (found.scanned, theirs.scanned) {
@@ -215,7 +211,7 @@ pub(crate) async fn query(
                 return Err(ApiError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    format!("node {node} could not search its partitions: {e}"),
+                    format!("node {} could not search its partitions: {e}", node.node_id),
                 ));
             }
         }

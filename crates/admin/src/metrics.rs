@@ -108,8 +108,8 @@ fn escape(v: &str) -> String {
 }
 
 /// The broker state part of the page.
-/// `lags`: each group this node knows with its committed offsets and lag.
-fn broker_state(s: &AdminState, lags: Vec<(String, Vec<crate::groups::OffsetView>)>) -> String {
+/// `groups`: each group this node knows with its committed offsets and lag.
+fn broker_state(s: &AdminState, groups: Vec<(String, Vec<crate::groups::OffsetView>)>) -> String {
     let b = &s.broker;
     let mut out = String::new();
     let mut f = Family { out: &mut out };
@@ -161,7 +161,6 @@ fn broker_state(s: &AdminState, lags: Vec<(String, Vec<crate::groups::OffsetView
     f.header("fjord_delayed_messages", "gauge", "Scheduled messages waiting for their time.");
     f.sample("fjord_delayed_messages", &[], s.messaging.timer_stats().pending as f64);
 
-    let groups: Vec<(String, Vec<crate::groups::OffsetView>)> = lags;
     f.header("fjord_consumer_group_lag", "gauge", "Messages not yet consumed by a group, per topic.");
     for (g, offsets) in &groups {
         let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
