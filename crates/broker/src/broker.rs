@@ -388,16 +388,14 @@ impl Broker {
         let topic = Arc::new(topic);
         self.topics.write().insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "topic created");
-        if let Some(placement) = self.placement() {
-            self.adopt_leader_epochs(&placement, &topic);
-        }
+        self.adopt_leader_epochs(&topic);
         self.topic_added(&topic).await?;
         Ok(topic)
     }
 
     /// Deletes a topic and all its data (in a cluster, on every node).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        refuse_internal(name, "deleted")?;
+        refuse_internal(name, "an internal topic cannot be deleted")?;
         match self.authority() {
             Some(authority) => authority.delete_topic(name).await,
             None => self.delete_topic_local(name).await,
@@ -450,7 +448,7 @@ impl Broker {
 
     /// Grows a topic to `total` partitions (in a cluster, on every node).
     pub async fn create_partitions(&self, name: &str, total: u32) -> Result<()> {
-        refuse_internal(name, "grown")?;
+        refuse_internal(name, "an internal topic cannot be given more partitions")?;
         self.check_partitions(total)?;
         match self.authority() {
             Some(authority) => authority.create_partitions(name, total).await,
@@ -497,8 +495,8 @@ impl Broker {
             Ok(())
         })
         .await??;
-        if let (Some(placement), Some(t)) = (self.placement(), self.topic(name)) {
-            self.adopt_leader_epochs(&placement, &t);
+        if let Some(t) = self.topic(name) {
+            self.adopt_leader_epochs(&t);
         }
         Ok(())
     }
@@ -584,17 +582,11 @@ impl TopicMetadataSource for UserTopics {
     }
 }
 
-/// Internal topics are the broker's own: clients may read them only.
-pub(crate) fn refuse_internal(name: &str, what: &'static str) -> Result<()> {
+/// Internal topics are the broker's own: clients may read them only;
+/// `reason` says what they may not do.
+pub(crate) fn refuse_internal(name: &str, reason: &'static str) -> Result<()> {
     if crate::offsets::is_internal_topic(name) {
-        return Err(BrokerError::InvalidTopicName {
-            name: name.to_string(),
-            reason: match what {
-                "deleted" => "an internal topic cannot be deleted",
-                "grown" => "an internal topic cannot be given more partitions",
-                _ => "an internal topic is written by the broker only",
-            },
-        });
+        return Err(BrokerError::InvalidTopicName { name: name.to_string(), reason });
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ impl Broker {
             let results = self.forwarder()?.commit_offsets_at(node, group, offsets).await?;
             return Ok(tps.into_iter().zip(results).collect());
         }
-        self.commit_offsets_here(group, offsets).await
+        self.store_offsets(group, offsets).await
     }
 
     /// Stores committed offsets of a group this node coordinates (what a
@@ -71,6 +71,16 @@ impl Broker {
         if self.remote_coordinator(group)?.is_some() {
             return Err(not_coordinator(group));
         }
+        self.store_offsets(group, offsets).await
+    }
+
+    /// Stores offsets of a group coordinated here; unknown partitions are
+    /// refused one by one.
+    async fn store_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    ) -> Result<Vec<(TopicPartition, Result<()>)>> {
         let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(offsets.len());
         let mut entries = Vec::new();

@@ -9,8 +9,9 @@ use crate::broker::Broker;
 use crate::partition::TopicPartition;
 use crate::placement::Leadership;
 
-/// Offsets and size of one partition, from its leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Offsets and size of one partition, from its leader (serde: how nodes
+/// report them to each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     /// First offset still stored.
     pub log_start_offset: u64,

@@ -138,10 +138,9 @@ impl Broker {
     /// away are not woken: they answer at their deadline, and the next
     /// request is redirected.
     pub fn set_placement(&self, placement: Placement) {
-        let placement = Arc::new(placement);
-        *self.placement.write() = Some(placement.clone());
+        *self.placement.write() = Some(Arc::new(placement));
         for topic in self.topics() {
-            self.adopt_leader_epochs(&placement, &topic);
+            self.adopt_leader_epochs(&topic);
         }
     }
 
@@ -149,7 +148,8 @@ impl Broker {
     /// them, so their batches and fencing agree with what clients are told
     /// (called for every topic when the placement changes, and for a topic
     /// created or grown here afterwards).
-    pub(crate) fn adopt_leader_epochs(&self, placement: &Placement, topic: &crate::Topic) {
+    pub(crate) fn adopt_leader_epochs(&self, topic: &crate::Topic) {
+        let Some(placement) = self.placement() else { return };
         let Some(parts) = placement.topics.get(&topic.name()) else { return };
         let me = self.config.node_id;
         for (i, a) in parts.iter().enumerate().filter(|(_, a)| a.leader == me) {

@@ -57,7 +57,7 @@ impl Broker {
         if *self.shutdown.borrow() {
             return Err(BrokerError::ShuttingDown);
         }
-        crate::broker::refuse_internal(&tp.topic, "written")?;
+        crate::broker::refuse_internal(&tp.topic, "an internal topic is written by the broker only")?;
         let partition = self.partition_or_create(tp).await?;
         self.check_leader(tp)?;
         let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;

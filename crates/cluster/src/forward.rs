@@ -28,7 +28,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 enum Forwarded {
     /// Store offsets of a group (reply: one error message or `null` per
     /// offset, in order).
-    CommitOffsets { group: String, offsets: Vec<(String, u32, Offset)> },
+    CommitOffsets { group: String, offsets: Vec<(String, u32, CommittedOffset)> },
     /// Read offsets of a group (reply: one offset or `null` per partition).
     FetchOffsets { group: String, partitions: Vec<(String, u32)> },
     /// Report partitions this node leads (reply: one state or `null` per
@@ -36,86 +36,12 @@ enum Forwarded {
     PartitionStates { partitions: Vec<(String, u32)> },
 }
 
-/// A partition's state on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-struct State {
-    log_start_offset: u64,
-    log_end_offset: u64,
-    high_watermark: u64,
-    size_bytes: u64,
-    segments: u64,
-    last_append_ms: i64,
-    leader: i32,
-}
-
-/// A committed offset on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-struct Offset {
-    offset: i64,
-    leader_epoch: i32,
-    metadata: String,
-    commit_timestamp: i64,
-}
-
-impl From<CommittedOffset> for Offset {
-    fn from(c: CommittedOffset) -> Offset {
-        Offset {
-            offset: c.offset,
-            leader_epoch: c.leader_epoch,
-            metadata: c.metadata,
-            commit_timestamp: c.commit_timestamp,
-        }
-    }
-}
-
-impl From<Offset> for CommittedOffset {
-    fn from(o: Offset) -> CommittedOffset {
-        CommittedOffset {
-            offset: o.offset,
-            leader_epoch: o.leader_epoch,
-            metadata: o.metadata,
-            commit_timestamp: o.commit_timestamp,
-        }
-    }
-}
-
-impl From<PartitionState> for State {
-    fn from(s: PartitionState) -> State {
-        let PartitionState {
-            log_start_offset,
-            log_end_offset,
-            high_watermark,
-            size_bytes,
-            segments,
-            last_append_ms,
-            leader,
-        } = s;
-        State { log_start_offset, log_end_offset, high_watermark, size_bytes, segments, last_append_ms, leader }
-    }
-}
-
-impl From<State> for PartitionState {
-    fn from(s: State) -> PartitionState {
-        let State { log_start_offset, log_end_offset, high_watermark, size_bytes, segments, last_append_ms, leader } =
-            s;
-        PartitionState {
-            log_start_offset,
-            log_end_offset,
-            high_watermark,
-            size_bytes,
-            segments,
-            last_append_ms,
-            leader,
-        }
-    }
-}
-
 /// Serves a forwarded request on this node.
 pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String> {
     let req: Forwarded = serde_json::from_slice(body).map_err(|e| format!("malformed forwarded request: {e}"))?;
     let reply = match req {
         Forwarded::CommitOffsets { group, offsets } => {
-            let offsets = offsets.into_iter().map(|(t, p, o)| (TopicPartition::new(t, p), o.into())).collect();
+            let offsets = offsets.into_iter().map(|(t, p, o)| (TopicPartition::new(t, p), o)).collect();
             let results = broker.commit_offsets_here(&group, offsets).await.map_err(|e| e.to_string())?;
             let errors: Vec<Option<String>> =
                 results.into_iter().map(|(_, r)| r.err().map(|e| e.to_string())).collect();
@@ -125,12 +51,12 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
             if broker.coordinator(&group) != fjord_broker::Leadership::Local {
                 return Err(format!("this node no longer coordinates group '{group}'"));
             }
-            let found: Vec<Option<Offset>> =
-                partitions.iter().map(|(t, p)| broker.offsets().get(&group, t, *p).map(Offset::from)).collect();
+            let found: Vec<Option<CommittedOffset>> =
+                partitions.iter().map(|(t, p)| broker.offsets().get(&group, t, *p)).collect();
             serde_json::to_vec(&found)
         }
         Forwarded::PartitionStates { partitions } => {
-            let states: Vec<Option<State>> = partitions
+            let states: Vec<Option<PartitionState>> = partitions
                 .into_iter()
                 .map(|(t, p)| {
                     let tp = TopicPartition::new(t, p);
@@ -138,7 +64,7 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
                     if broker.leadership(&tp) != fjord_broker::Leadership::Local {
                         return None;
                     }
-                    broker.local_partition_state(&tp).map(State::from)
+                    broker.local_partition_state(&tp)
                 })
                 .collect();
             serde_json::to_vec(&states)
@@ -175,7 +101,7 @@ pub(crate) async fn commit_offsets(
     let n = offsets.len();
     let req = Forwarded::CommitOffsets {
         group: group.to_string(),
-        offsets: offsets.into_iter().map(|(tp, o)| (tp.topic, tp.partition, o.into())).collect(),
+        offsets: offsets.into_iter().map(|(tp, o)| (tp.topic, tp.partition, o)).collect(),
     };
     let errors: Vec<Option<String>> = call(cluster, node, &req).await?;
     if errors.len() != n {
@@ -196,11 +122,11 @@ pub(crate) async fn fetch_offsets(
         group: group.to_string(),
         partitions: partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect(),
     };
-    let found: Vec<Option<Offset>> = call(cluster, node, &req).await?;
+    let found: Vec<Option<CommittedOffset>> = call(cluster, node, &req).await?;
     if found.len() != n {
         return Err(BrokerError::internal(format!("node {node} answered {} of {n} offsets", found.len())));
     }
-    Ok(found.into_iter().map(|o| o.map(CommittedOffset::from)).collect())
+    Ok(found)
 }
 
 /// Partition states from `node`, their leader.
@@ -212,9 +138,9 @@ pub(crate) async fn partition_states(
     let n = partitions.len();
     let req =
         Forwarded::PartitionStates { partitions: partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect() };
-    let found: Vec<Option<State>> = call(cluster, node, &req).await?;
+    let found: Vec<Option<PartitionState>> = call(cluster, node, &req).await?;
     if found.len() != n {
         return Err(BrokerError::internal(format!("node {node} answered {} of {n} partitions", found.len())));
     }
-    Ok(found.into_iter().map(|s| s.map(PartitionState::from)).collect())
+    Ok(found)
 }

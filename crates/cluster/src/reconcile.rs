@@ -113,10 +113,10 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
         let name = t.name();
         // Deleted since this node last looked (seen it go), or while it was
         // away (its id is among the deleted ones): its data goes too.
-        let deleted = seen.is_some_and(|before| before.contains(&name))
-            || m.deleted_topic_ids.iter().any(|id| *id == t.id().to_string());
-        if deleted {
-            if seen.is_none_or(|before| !before.contains(&name)) {
+        let seen_go = seen.is_some_and(|before| before.contains(&name));
+        let id = t.id().to_string();
+        if seen_go || m.deleted_topic_ids.contains(&id) {
+            if !seen_go {
                 tracing::info!(topic = %name, "deleting a topic the cluster deleted while this node was away");
             }
             match broker.delete_topic_local(&name).await {

@@ -7,8 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 const KEY_VERSION: u8 = 1;
 const VALUE_VERSION: u8 = 1;
 
-/// A committed offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A committed offset (serde: how nodes hand offsets to a group's
+/// coordinator; the stored form is the binary one below).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommittedOffset {
     /// Next offset the group will consume.
     pub offset: i64,

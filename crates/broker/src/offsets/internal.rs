@@ -42,8 +42,10 @@ impl Broker {
     /// a single node, and moves the offsets of an old node-local log onto
     /// it.
     pub(crate) async fn open_offsets(&self) -> Result<()> {
-        let topic = match self.topic(OFFSETS_TOPIC) {
-            Some(t) => Some(t),
+        match self.topic(OFFSETS_TOPIC) {
+            Some(t) => self.topic_added(&t).await?,
+            // A single node creates it (the creation attaches it); in a
+            // cluster the controller does, and it is attached on arrival.
             None if self.config.cluster_id.is_none() => {
                 let record = TopicRecord {
                     id: uuid::Uuid::new_v4(),
@@ -52,16 +54,9 @@ impl Broker {
                     config: offsets_topic_config(self.config.offsets_compact_bytes),
                     internal: true,
                 };
-                // Attached by the creation itself.
                 self.create_topic_local(record).await?;
-                None
             }
-            // The cluster's controller creates it; it is attached when it
-            // arrives.
-            None => None,
-        };
-        if let Some(t) = topic {
-            self.topic_added(&t).await?;
+            None => {}
         }
         self.migrate_legacy_offsets().await
     }

@@ -20,16 +20,9 @@ pub(crate) const LEGACY_DIR: &str = "internal/consumer-offsets";
 pub(crate) fn read(dir: &Path, clock: Arc<dyn Clock>) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
     let cfg = LogConfig { retention_ms: None, durability: Durability::GroupCommit, ..LogConfig::default() };
     let log = Log::open(dir, cfg, clock).map_err(|e| BrokerError::log("legacy consumer offsets", e))?;
-    let mut map = BTreeMap::new();
-    let mut next = log.log_start_offset();
-    loop {
-        let recs = log
-            .read_records(next, 1 << 20, ReadBound::LogEnd)
-            .map_err(|e| BrokerError::log("legacy consumer offsets", e))?;
-        let Some(last) = recs.last() else { break };
-        next = last.offset + 1;
-        super::apply(&mut map, recs);
-    }
+    let map = super::replay_from(log.log_start_offset(), |next| {
+        log.read_records(next, 1 << 20, ReadBound::LogEnd).map_err(|e| BrokerError::log("legacy consumer offsets", e))
+    })?;
     log.close().map_err(|e| BrokerError::log("legacy consumer offsets", e))?;
     Ok(map)
 }

@@ -49,8 +49,8 @@ const BATCH_RECORDS: usize = 500;
 /// held on this node.
 #[derive(Debug)]
 pub struct OffsetStore {
-    /// By partition index; `None` until the partition is attached.
-    shards: RwLock<Vec<Option<Arc<Shard>>>>,
+    /// By partition index; empty until the topic is attached.
+    shards: RwLock<Vec<Arc<Shard>>>,
     compact_after_bytes: u64,
 }
 
@@ -75,11 +75,11 @@ impl OffsetStore {
         for p in partitions {
             let map = replay(p)?;
             tracing::debug!(partition = %p.id(), entries = map.len(), "committed offsets loaded");
-            shards.push(Some(Arc::new(Shard {
+            shards.push(Arc::new(Shard {
                 partition: p.clone(),
                 map: Mutex::new(map),
                 write: tokio::sync::Mutex::new(()),
-            })));
+            }));
         }
         *self.shards.write() = shards;
         Ok(())
@@ -108,7 +108,7 @@ impl OffsetStore {
     }
 
     fn shard_at(&self, index: u32) -> Option<Arc<Shard>> {
-        self.shards.read().get(index as usize).cloned().flatten()
+        self.shards.read().get(index as usize).cloned()
     }
 
     fn shard(&self, group: &str) -> Option<Arc<Shard>> {
@@ -116,7 +116,7 @@ impl OffsetStore {
     }
 
     fn all(&self) -> Vec<Arc<Shard>> {
-        self.shards.read().iter().flatten().cloned().collect()
+        self.shards.read().clone()
     }
 
     /// The current committed offset of one partition.
@@ -257,12 +257,21 @@ impl Shard {
 /// The committed offsets in `partition`, replayed from its start (all of
 /// it: on the node that leads it, everything in its log was committed).
 fn replay(partition: &Partition) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
+    replay_from(partition.log_start_offset(), |next| {
+        partition.read_appended(next, 1 << 20).map_err(|e| BrokerError::log(format!("{} replay", partition.id()), e))
+    })
+}
+
+/// The committed offsets in the records `read` returns from `start` on
+/// (each call: the records from the offset it is given, none at the end).
+fn replay_from(
+    start: u64,
+    mut read: impl FnMut(u64) -> Result<Vec<Record>>,
+) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
     let mut map = BTreeMap::new();
-    let mut next = partition.log_start_offset();
+    let mut next = start;
     loop {
-        let recs = partition
-            .read_appended(next, 1 << 20)
-            .map_err(|e| BrokerError::log(format!("{} replay", partition.id()), e))?;
+        let recs = read(next)?;
         let Some(last) = recs.last() else { break };
         next = last.offset + 1;
         apply(&mut map, recs);
