@@ -155,11 +155,10 @@ impl AmqpGateway {
             }
         }
         // Requeues go on for ever; queues with a delivery limit apply it.
+        // Built in, not stored: nothing to agree on with a cluster at start.
         let unlimited =
             fjord_messaging::GroupSettings { max_attempts: fjord_messaging::UNLIMITED_ATTEMPTS, fifo: false };
-        if messaging.group_settings(model::AMQP_GROUP) != Some(unlimited) {
-            messaging.set_group_settings(model::AMQP_GROUP, Some(unlimited)).await?;
-        }
+        messaging.set_builtin_group_settings(model::AMQP_GROUP, unlimited);
         for v in model.snapshot().values() {
             for q in v.queues.values() {
                 if messaging.broker().topic(&q.topic).is_some() {

@@ -126,6 +126,8 @@ pub struct Broker {
     pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
     /// Decides topic changes in a cluster.
     pub(crate) authority: std::sync::OnceLock<Arc<dyn crate::placement::MetadataAuthority>>,
+    /// Consumer groups' own settings (see [`crate::group_config`]).
+    pub(crate) group_configs: crate::group_config::GroupConfigs,
 }
 
 /// What a layer above runs when a topic is deleted: it drops its own state
@@ -147,7 +149,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let cfg = config.clone();
         let clk = clock.clone();
-        let (cluster_id, loaded, producer_ids) = blocking(move || -> Result<_> {
+        let (cluster_id, loaded, producer_ids, group_configs) = blocking(move || -> Result<_> {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
@@ -156,7 +158,8 @@ impl Broker {
             // Cluster nodes allocate from ranges of their own.
             let node = cfg.cluster_id.is_some().then_some(cfg.node_id);
             let producer_ids = crate::producers::ProducerIds::open(dir, node)?;
-            Ok((cluster_id, topics, producer_ids))
+            let group_configs = crate::group_config::GroupConfigs::load(dir, cfg.cluster_id.is_some())?;
+            Ok((cluster_id, topics, producer_ids, group_configs))
         })
         .await??;
         let (shutdown, _) = watch::channel(false);
@@ -184,6 +187,7 @@ impl Broker {
             traffic: Default::default(),
             placement: RwLock::new(None),
             authority: std::sync::OnceLock::new(),
+            group_configs,
         });
         broker.open_offsets().await?;
         Ok(broker)

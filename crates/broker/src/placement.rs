@@ -96,6 +96,8 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
     fn create_partitions<'a>(&'a self, name: &'a str, total: u32) -> BoxFuture<'a, Result<()>>;
     /// Replaces a topic's configuration overrides.
     fn set_topic_config<'a>(&'a self, name: &'a str, config: &'a TopicConfig) -> BoxFuture<'a, Result<()>>;
+    /// Replaces a consumer group's settings (empty: removes them).
+    fn set_group_config<'a>(&'a self, group: &'a str, config: &'a crate::GroupConfig) -> BoxFuture<'a, Result<()>>;
     /// Stores offsets on `node`, the coordinator of `group`: for callers
     /// whose clients commit to another node (RocketMQ consumers commit to
     /// the broker of each queue). Per-partition outcomes, in order.

@@ -109,6 +109,14 @@ impl MetadataAuthority for ClusterAuthority {
         Box::pin(self.change(name, Command::AlterTopicConfig { name: name.to_string(), config: config.0.clone() }))
     }
 
+    fn set_group_config<'a>(
+        &'a self,
+        group: &'a str,
+        config: &'a fjord_broker::GroupConfig,
+    ) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(self.change(group, Command::SetGroupConfig { group: group.to_string(), config: config.clone() }))
+    }
+
     fn commit_offsets_at<'a>(
         &'a self,
         node: i32,

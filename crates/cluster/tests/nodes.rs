@@ -170,6 +170,19 @@ async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker(
     let stored = at.topic("__fjord_offsets").unwrap().partition(shard).unwrap();
     assert!(stored.high_watermark() > 0, "the commit is a record on the coordinator's partition");
 
+    // A group's settings set through one node are the cluster's: every
+    // node applies them, none keeps a file of its own; removal likewise.
+    let settings = fjord_broker::GroupConfig::from([("fjord.max.attempts".to_string(), "3".to_string())]);
+    c.nodes[&4].broker.set_group_config(group, settings.clone()).await.unwrap();
+    assert_eq!(c.nodes[&4].broker.group_config(group).as_ref(), Some(&settings), "applied here before returning");
+    c.until("the group's settings on every node", |c| {
+        c.nodes.values().all(|n| n.broker.group_setting(group, "fjord.max.attempts").as_deref() == Some("3"))
+    })
+    .await;
+    assert!(c.nodes.values().all(|n| !n.broker.config().data_dir.join("group-configs.json").exists()));
+    c.nodes[&2].broker.set_group_config(group, Default::default()).await.unwrap();
+    c.until("the settings gone everywhere", |c| c.nodes.values().all(|n| n.broker.group_config(group).is_none())).await;
+
     // Deleting through another node removes it from every broker.
     c.nodes[&3].broker.delete_topic("t").await.unwrap();
     c.until("the topic gone everywhere", |c| c.nodes.values().all(|n| n.broker.topic("t").is_none())).await;

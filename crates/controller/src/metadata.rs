@@ -1,4 +1,7 @@
-//! The metadata state machine: nodes and topic placement.
+//! The metadata state machine: nodes, topic placement, and per-group
+//! configuration (as Kafka keeps `GROUP` config resources in its metadata
+//! log): settings every node reads on its hot paths, so each node serves
+//! them from its copy.
 //!
 //! Liveness follows KRaft: heartbeats go to the controller leader and stay
 //! in its memory; only a change of a node's state (fenced, unfenced,
@@ -136,6 +139,13 @@ pub enum Command {
         /// New leader (one of `replicas`).
         leader: NodeId,
     },
+    /// Replaces a consumer group's configuration (empty: removes it).
+    SetGroupConfig {
+        /// Group name.
+        group: String,
+        /// The new settings (names owned by the layer that reads them).
+        config: BTreeMap<String, String>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -180,6 +190,10 @@ pub struct Metadata {
     /// its id here, rather than keeping data nobody can reach.
     #[serde(default)]
     pub deleted_topic_ids: std::collections::VecDeque<String>,
+    /// Consumer groups' own settings by group name (groups without any are
+    /// absent).
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Deleted topic ids the metadata remembers.
@@ -280,6 +294,17 @@ impl Metadata {
                 if p.leader != *leader {
                     p.leader = *leader;
                     p.leader_epoch += 1;
+                }
+                Reply::Ok
+            }
+            Command::SetGroupConfig { group, config } => {
+                if group.is_empty() {
+                    return rejected(Rejection::Invalid, "a group config needs a group name");
+                }
+                if config.is_empty() {
+                    self.group_configs.remove(group);
+                } else {
+                    self.group_configs.insert(group.clone(), config.clone());
                 }
                 Reply::Ok
             }

@@ -1,21 +1,33 @@
 //! Per-group settings (RocketMQ's subscription group config): how many
 //! deliveries a message gets before it is dead-lettered, and whether the
-//! group consumes in order. Kept in
-//! `<data>/messaging/groups.json`, rewritten atomically on change.
+//! group consumes in order. Stored as the broker's group configs
+//! ([`fjord_broker::group_config`]) under the names [`MAX_ATTEMPTS`] and
+//! [`FIFO`], so a cluster keeps them in its metadata and every node
+//! applies the same ones; settings a gateway builds in (AMQP's unlimited
+//! requeues) are held in memory and never stored.
+//!
+//! Earlier versions kept `<data>/messaging/groups.json`; a single node
+//! moves it into the broker's table on its first start.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use fjord_broker::{Broker, GroupConfig};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::Messaging;
-use crate::error::{MessagingError, Result, blocking};
+use crate::error::{MessagingError, Result};
 
 /// `max_attempts` of a group whose messages are redelivered for ever and
 /// never dead-lettered by the pop service (AMQP queues: the gateway
 /// applies a queue's own delivery limit).
 pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+
+/// Group config name of [`GroupSettings::max_attempts`].
+pub const MAX_ATTEMPTS: &str = "fjord.max.attempts";
+/// Group config name of [`GroupSettings::fifo`] (`true`/`false`).
+pub const FIFO: &str = "fjord.fifo";
 
 /// Settings of one consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,35 +41,79 @@ pub struct GroupSettings {
     pub fifo: bool,
 }
 
-#[derive(Debug)]
-pub(crate) struct GroupTable {
-    path: PathBuf,
-    groups: RwLock<BTreeMap<String, GroupSettings>>,
-    write: tokio::sync::Mutex<()>,
+impl GroupSettings {
+    /// Reads the settings from a group's config; `None` when it has no
+    /// delivery-attempts setting (or a malformed one: it is then as if
+    /// unset, and the broker default applies).
+    fn from_config(config: &GroupConfig) -> Option<GroupSettings> {
+        let max_attempts = config.get(MAX_ATTEMPTS)?.parse().ok()?;
+        Some(GroupSettings { max_attempts, fifo: config.get(FIFO).is_some_and(|v| v == "true") })
+    }
+
+    /// Writes the settings into a group's config, keeping other names.
+    fn write_into(self, config: &mut GroupConfig) {
+        config.insert(MAX_ATTEMPTS.to_string(), self.max_attempts.to_string());
+        config.insert(FIFO.to_string(), self.fifo.to_string());
+    }
 }
 
-impl GroupTable {
-    pub(crate) fn open(dir: &Path) -> Result<GroupTable> {
-        let path = dir.join("groups.json");
-        let groups = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| MessagingError::Corrupt { what: "group settings", detail: e.to_string() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(MessagingError::io("read group settings", &path, e)),
-        };
-        Ok(GroupTable { path, groups: RwLock::new(groups), write: Default::default() })
+/// Settings built into gateways, by group.
+#[derive(Debug, Default)]
+pub(crate) struct GroupTable {
+    builtin: RwLock<BTreeMap<String, GroupSettings>>,
+}
+
+/// Moves the settings of `<dir>/groups.json` (earlier versions) into the
+/// broker's group configs, on a single node; groups that have settings
+/// there already keep them. A cluster node leaves the file (with a
+/// warning): its groups' settings belong to the cluster.
+pub(crate) async fn migrate_legacy(broker: &Broker, dir: &Path) -> Result<()> {
+    let path = dir.join("groups.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(MessagingError::io("read group settings", &path, e)),
+    };
+    if broker.config().cluster_id.is_some() {
+        tracing::warn!(path = %path.display(), "ignoring group settings of an earlier version on a cluster node; set them again (they are now cluster-wide)");
+        return Ok(());
     }
+    let old: BTreeMap<String, GroupSettings> = serde_json::from_slice(&bytes)
+        .map_err(|e| MessagingError::Corrupt { what: "group settings", detail: e.to_string() })?;
+    for (group, settings) in old {
+        let mut config = broker.group_config(&group).unwrap_or_default();
+        if GroupSettings::from_config(&config).is_none() {
+            settings.write_into(&mut config);
+            broker.set_group_config(&group, config).await?;
+        }
+    }
+    std::fs::remove_file(&path).map_err(|e| MessagingError::io("remove old group settings", &path, e))?;
+    tracing::info!("moved the group settings of an earlier version into the broker's group configs");
+    Ok(())
 }
 
 impl Messaging {
     /// The group's settings, if it has its own.
     pub fn group_settings(&self, group: &str) -> Option<GroupSettings> {
-        self.groups.groups.read().get(group).copied()
+        if let Some(s) = self.groups.builtin.read().get(group) {
+            return Some(*s);
+        }
+        GroupSettings::from_config(&self.broker.group_config(group)?)
     }
 
     /// Every group that has its own settings (RocketMQ subscription groups).
     pub fn configured_groups(&self) -> Vec<String> {
-        self.groups.groups.read().keys().cloned().collect()
+        let mut names: Vec<String> = self
+            .broker
+            .group_configs()
+            .iter()
+            .filter(|(_, c)| GroupSettings::from_config(c).is_some())
+            .map(|(g, _)| g.clone())
+            .collect();
+        names.extend(self.groups.builtin.read().keys().cloned());
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Deliveries a message of `group` gets before the dead-letter queue.
@@ -66,7 +122,8 @@ impl Messaging {
             .map_or(self.config.max_attempts, |s| s.max_attempts)
     }
 
-    /// Sets (or with `None` removes) a group's own settings, durably.
+    /// Sets (or with `None` removes) a group's own settings, durably (in a
+    /// cluster, for every node).
     pub async fn set_group_settings(&self, group: &str, settings: Option<GroupSettings>) -> Result<()> {
         if let Some(s) = settings
             && !(1..=64).contains(&s.max_attempts)
@@ -74,19 +131,20 @@ impl Messaging {
         {
             return Err(MessagingError::InvalidRequest(format!("max_attempts {} is outside 1..=64", s.max_attempts)));
         }
-        let _w = self.groups.write.lock().await;
-        let mut next = self.groups.groups.read().clone();
+        let mut config = self.broker.group_config(group).unwrap_or_default();
         match settings {
-            Some(s) => next.insert(group.to_string(), s),
-            None => next.remove(group),
-        };
-        let bytes = serde_json::to_vec_pretty(&next)
-            .map_err(|e| MessagingError::Internal(format!("encode group settings: {e}")))?;
-        let path = self.groups.path.clone();
-        blocking(move || fjord_log::write_atomic(&path, &bytes))
-            .await?
-            .map_err(|e| MessagingError::log("group settings", e))?;
-        *self.groups.groups.write() = next;
-        Ok(())
+            Some(s) => s.write_into(&mut config),
+            None => {
+                config.remove(MAX_ATTEMPTS);
+                config.remove(FIFO);
+            }
+        }
+        Ok(self.broker.set_group_config(group, config).await?)
+    }
+
+    /// Gives `group` settings that a gateway builds in: held in memory,
+    /// never stored, ahead of any stored ones.
+    pub fn set_builtin_group_settings(&self, group: &str, settings: GroupSettings) {
+        self.groups.builtin.write().insert(group.to_string(), settings);
     }
 }

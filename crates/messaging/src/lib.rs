@@ -20,8 +20,9 @@
 //!                  pop/snapshot       every pop queue's state at a point
 //!                  tx/half/           transactional (half) messages, in full
 //!                  tx/journal/        commit / rollback decisions, check-backs
-//!        messaging/groups.json        per-group settings (max attempts)
 //! ```
+//! Per-group settings (max attempts, FIFO) are the broker's group configs
+//! ([`groups`]).
 //!
 //! ## Durability
 //! Every state change is written to an internal journal before it is
@@ -168,7 +169,7 @@ impl Messaging {
         let dir = broker.config().data_dir.join("messaging");
         let timer = timer::TimerService::open(&broker, &dir.join("timer"), &config).await?;
         let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
-        let groups = groups::GroupTable::open(&dir)?;
+        groups::migrate_legacy(&broker, &dir).await?;
         let (tx, unconfirmed) = tx::TxService::open(&broker, &dir.join("tx"), &config).await?;
         let m = Arc::new_cyclic(|me| Messaging {
             broker,
@@ -177,7 +178,7 @@ impl Messaging {
             timer,
             pop,
             sends: Default::default(),
-            groups,
+            groups: Default::default(),
             members: Default::default(),
             dir,
             me: me.clone(),

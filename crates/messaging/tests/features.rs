@@ -308,6 +308,28 @@ async fn a_group_can_set_its_own_max_attempts_durably() {
 }
 
 #[tokio::test]
+async fn group_settings_of_an_earlier_version_are_moved_into_the_brokers_group_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("messaging/groups.json");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, r#"{"a": {"max_attempts": 3}, "b": {"max_attempts": 5, "fifo": true}}"#).unwrap();
+    let env = open(dir.path()).await;
+    assert!(!old.exists(), "moved, not kept beside");
+    assert_eq!(env.m.max_attempts("a"), 3);
+    assert_eq!(env.m.group_settings("b"), Some(fjord_messaging::GroupSettings { max_attempts: 5, fifo: true }));
+    assert_eq!(env.broker.group_setting("b", fjord_messaging::groups::FIFO).as_deref(), Some("true"));
+    assert_eq!(env.m.configured_groups(), ["a", "b"]);
+    // Removing a group's settings keeps its other configs.
+    let mut cfg = env.broker.group_config("a").unwrap();
+    cfg.insert("other".into(), "x".into());
+    env.broker.set_group_config("a", cfg).await.unwrap();
+    env.m.set_group_settings("a", None).await.unwrap();
+    assert_eq!(env.m.group_settings("a"), None);
+    assert_eq!(env.broker.group_setting("a", "other").as_deref(), Some("x"));
+    env.close().await;
+}
+
+#[tokio::test]
 async fn nack_backs_off_by_the_retry_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;

@@ -68,6 +68,10 @@ fn command() -> impl Strategy<Value = Command> {
             replicas: vec![leader],
             leader
         }),
+        (0u8..3, 0u8..3).prop_map(|(g, n)| Command::SetGroupConfig {
+            group: format!("g{g}"),
+            config: (0..n).map(|i| (format!("k{i}"), i.to_string())).collect(),
+        }),
     ]
 }
 
@@ -120,4 +124,27 @@ fn deleted_topics_are_remembered_by_id_boundedly() {
     m.apply(&Command::DeleteTopic { name: "t9".into() });
     assert_eq!(m.deleted_topic_ids.len(), DELETED_TOPICS_KEPT);
     assert_eq!(m.deleted_topic_ids.back().map(String::as_str), Some("last"));
+}
+
+#[test]
+fn group_configs_are_set_replaced_and_removed() {
+    let mut m = Metadata::default();
+    let cfg = |v: &str| BTreeMap::from([("fjord.max.attempts".to_string(), v.to_string())]);
+    assert_eq!(m.apply(&Command::SetGroupConfig { group: "g".into(), config: cfg("3") }), Reply::Ok);
+    assert_eq!(m.apply(&Command::SetGroupConfig { group: "g".into(), config: cfg("5") }), Reply::Ok);
+    assert_eq!(m.group_configs["g"], cfg("5"));
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), m);
+    // An empty config removes the group's entry; a nameless group is refused.
+    m.apply(&Command::SetGroupConfig { group: "g".into(), config: BTreeMap::new() });
+    assert!(m.group_configs.is_empty());
+    let before = m.clone();
+    assert!(matches!(
+        m.apply(&Command::SetGroupConfig { group: String::new(), config: cfg("1") }),
+        Reply::Rejected { reason: Rejection::Invalid, .. }
+    ));
+    assert_eq!(m, before);
+    // Metadata written before group configs existed still loads.
+    let old = r#"{"nodes":{},"topics":{}}"#;
+    assert!(serde_json::from_str::<Metadata>(old).unwrap().group_configs.is_empty());
 }
