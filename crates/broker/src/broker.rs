@@ -584,6 +584,10 @@ impl TopicMetadataSource for UserTopics {
         let Some(b) = self.0.upgrade() else { return Vec::new() };
         b.topics().iter().map(|t| t.record()).filter(|r| !r.internal).map(|r| r.name).collect()
     }
+
+    fn group_setting(&self, group: &str, name: &str) -> Option<String> {
+        self.0.upgrade()?.group_setting(group, name)
+    }
 }
 
 /// Internal topics are the broker's own: clients may read them only;

@@ -101,19 +101,16 @@ impl Messaging {
         GroupSettings::from_config(&self.broker.group_config(group)?)
     }
 
-    /// Every group that has its own settings (RocketMQ subscription groups).
+    /// Every group that has stored settings of its own (RocketMQ
+    /// subscription groups); groups with built-in settings only are not
+    /// listed: nothing about them can be deleted.
     pub fn configured_groups(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .broker
+        self.broker
             .group_configs()
             .iter()
             .filter(|(_, c)| GroupSettings::from_config(c).is_some())
             .map(|(g, _)| g.clone())
-            .collect();
-        names.extend(self.groups.builtin.read().keys().cloned());
-        names.sort();
-        names.dedup();
-        names
+            .collect()
     }
 
     /// Deliveries a message of `group` gets before the dead-letter queue.

@@ -240,6 +240,72 @@ impl Default for SubscriptionGroupConfig {
     }
 }
 
+/// One group of GET_ALL_SUBSCRIPTIONGROUP_CONFIG's answer: the fields of
+/// RocketMQ's `SubscriptionGroupConfig`, Fjord's settings where it has
+/// them and RocketMQ's defaults for the rest (what Fjord does: consuming
+/// is always enabled, one retry queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupEntry {
+    /// Group name.
+    pub group_name: String,
+    /// Consuming allowed.
+    pub consume_enable: bool,
+    /// May start from the minimum offset.
+    pub consume_from_min_enable: bool,
+    /// Broadcasting allowed.
+    pub consume_broadcast_enable: bool,
+    /// Retry queues of the group.
+    pub retry_queue_nums: i32,
+    /// Re-deliveries before the dead-letter queue.
+    pub retry_max_times: i64,
+    /// Broker id consumers read from (0: the master).
+    pub broker_id: i64,
+    /// Broker consumers read from when the master is slow.
+    pub which_broker_when_consume_slowly: i64,
+    /// Consumers are told when the group's membership changes.
+    pub notify_consumer_ids_changed_enable: bool,
+    /// Ordered consumption for pop (5.x) consumers.
+    pub consume_message_orderly: bool,
+}
+
+impl SubscriptionGroupEntry {
+    /// A group with these settings and RocketMQ's defaults otherwise.
+    pub fn new(group_name: String, retry_max_times: i64, consume_message_orderly: bool) -> Self {
+        SubscriptionGroupEntry {
+            group_name,
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            consume_message_orderly,
+        }
+    }
+}
+
+/// A `DataVersion`: when the table was read, and a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DataVersion {
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Changes counted by the broker.
+    pub counter: i64,
+}
+
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG's body (`SubscriptionGroupWrapper`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupWrapper {
+    /// Groups by name.
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupEntry>,
+    /// The table's version.
+    pub data_version: DataVersion,
+}
+
 /// Decodes a JSON body. Java's fastjson writes maps with integer keys
 /// unquoted (`{0:"addr"}`); those keys are quoted first, so bodies from
 /// Java peers parse too.
@@ -331,5 +397,23 @@ mod tests {
         assert!(!c.is_broadcasting());
         assert_eq!(c.subscription_data_set[1].sub_version, 1_795_311_519_028);
         assert_eq!(c.subscription_data_set[1].sub_string, "tagA");
+    }
+
+    #[test]
+    fn subscription_groups_are_written_with_rocketmqs_field_names() {
+        let mut table = BTreeMap::new();
+        table.insert("g".to_string(), SubscriptionGroupEntry::new("g".into(), 3, true));
+        let w = SubscriptionGroupWrapper {
+            subscription_group_table: table,
+            data_version: DataVersion { timestamp: 5, counter: 2 },
+        };
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&w)).expect("json");
+        let g = &v["subscriptionGroupTable"]["g"];
+        assert_eq!(g["groupName"], "g");
+        assert_eq!(g["retryMaxTimes"], 3);
+        assert_eq!(g["consumeMessageOrderly"], true);
+        assert_eq!(g["consumeEnable"], true);
+        assert_eq!(g["retryQueueNums"], 1);
+        assert_eq!(v["dataVersion"]["counter"], 2);
     }
 }

@@ -13,6 +13,7 @@ pub mod request {
     pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
     pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
     pub const GET_MAX_OFFSET: i32 = 30;

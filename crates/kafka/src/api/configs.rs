@@ -1,5 +1,7 @@
-//! DescribeConfigs (topics and this broker) and IncrementalAlterConfigs
-//! (topics). Topic configs use Kafka's names; Fjord's own are `fjord.*`.
+//! DescribeConfigs (topics, this broker, consumer groups) and
+//! IncrementalAlterConfigs (topics, consumer groups: see
+//! [`super::group_configs`]). Topic configs use Kafka's names; Fjord's own
+//! are `fjord.*`.
 
 use fjord_broker::TopicConfig;
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
@@ -20,6 +22,7 @@ use crate::errors;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 /// `config_source` of static broker settings.
 const SOURCE_STATIC_BROKER: i8 = 4;
 
@@ -86,6 +89,14 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) ->
                         .with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(sb(format!("unknown broker '{}'", r.resource_name))));
                 }
+                RESOURCE_GROUP => match super::group_configs::describe(ctx, r.resource_name.as_str()) {
+                    Ok(entries) => entries,
+                    Err(message) => {
+                        return base
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(sb(message)));
+                    }
+                },
                 other => {
                     return base
                         .with_error_code(ResponseError::InvalidRequest.code())
@@ -144,12 +155,17 @@ pub(crate) async fn incremental_alter(
         let base = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        if r.resource_type == RESOURCE_GROUP {
+            responses.push(match super::group_configs::incremental_alter(ctx, &r, req.validate_only).await {
+                Ok(()) => base,
+                Err((code, message)) => base.with_error_code(code).with_error_message(Some(sb(message))),
+            });
+            continue;
+        }
         if r.resource_type != RESOURCE_TOPIC {
-            responses.push(
-                base.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(sb(
-                    "only topic configurations can be altered; broker settings are static",
-                ))),
-            );
+            responses.push(base.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(sb(
+                "only topic and group configurations can be altered; broker settings are static",
+            ))));
             continue;
         }
         let name = r.resource_name.to_string();

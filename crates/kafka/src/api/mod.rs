@@ -14,6 +14,7 @@ mod configs;
 pub(crate) mod consumer_groups;
 pub(crate) mod fetch;
 pub(crate) mod fetch_sessions;
+mod group_configs;
 mod groups;
 mod list_offsets;
 mod metadata;

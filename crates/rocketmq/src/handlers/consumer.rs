@@ -1,17 +1,19 @@
 //! Client registration and consumer coordination: HEART_BEAT,
 //! UNREGISTER_CLIENT, GET_CONSUMER_LIST_BY_GROUP, LOCK/UNLOCK_BATCH_MQ,
-//! CHECK_CLIENT_CONFIG.
+//! CHECK_CLIENT_CONFIG; subscription groups (UPDATE_AND_CREATE_,
+//! DELETE_ and GET_ALL_SUBSCRIPTIONGROUP_CONFIG).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_broker::TopicPartition;
 use fjord_filter::{Filter, FilterKind};
-use fjord_messaging::{ConsumeModel, GroupSettings};
+use fjord_messaging::{ConsumeModel, GroupSettings, UNLIMITED_ATTEMPTS};
 use fjord_rocketmq_codec::RemotingCommand;
 use fjord_rocketmq_codec::bodies::{
-    ConsumerList, HeartbeatData, LockBatchRequest, LockBatchResponse, MessageQueue, SubscriptionGroupConfig, from_json,
-    to_json,
+    ConsumerList, DataVersion, HeartbeatData, LockBatchRequest, LockBatchResponse, MessageQueue,
+    SubscriptionGroupConfig, SubscriptionGroupEntry, SubscriptionGroupWrapper, from_json, to_json,
 };
 use fjord_rocketmq_codec::codes::response;
 use tokio::sync::watch;
@@ -112,6 +114,30 @@ pub(crate) async fn update_group(gw: &RocketMqGateway, req: &RemotingCommand) ->
     let settings = GroupSettings { max_attempts, fifo: c.consume_message_orderly };
     gw.messaging.set_group_settings(&c.group_name, Some(settings)).await?;
     Ok(ok(req))
+}
+
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG (`DefaultMQAdminExt
+/// .examineSubscriptionGroupConfig`, `mqadmin getConsumerConfig`, the
+/// dashboard): every group with its own settings. In a cluster the
+/// settings are the cluster's, so every broker answers the same.
+pub(crate) fn all_groups(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
+    let mut table = BTreeMap::new();
+    for group in gw.messaging.configured_groups() {
+        let Some(s) = gw.messaging.group_settings(&group) else { continue };
+        // Built-in groups that redeliver for ever (AMQP's) are not
+        // RocketMQ subscription groups.
+        if s.max_attempts == UNLIMITED_ATTEMPTS {
+            continue;
+        }
+        let retries = i64::from(s.max_attempts) - 1;
+        table.insert(group.clone(), SubscriptionGroupEntry::new(group, retries, s.fifo));
+    }
+    let counter = table.len() as i64;
+    let body = SubscriptionGroupWrapper {
+        subscription_group_table: table,
+        data_version: DataVersion { timestamp: gw.messaging.broker().clock().now_ms(), counter },
+    };
+    Ok(ok(req).with_body(to_json(&body)))
 }
 
 pub(crate) async fn delete_group(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {

@@ -3,6 +3,7 @@
 //! The heartbeat flow itself is in `heartbeat.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use regex::Regex;
 use tokio::time::Instant;
@@ -23,6 +24,28 @@ pub(super) struct Ctx<'a> {
     pub(super) config: &'a ConsumerGroupConfig,
     pub(super) timers: &'a Timers,
     pub(super) source: &'a dyn TopicMetadataSource,
+}
+
+impl Ctx<'_> {
+    /// A duration setting of `group`: its own group config when set (and a
+    /// positive number of milliseconds), else the coordinator's.
+    fn group_duration(&self, group: &str, name: &str, default: Duration) -> Duration {
+        self.source
+            .group_setting(group, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(default, Duration::from_millis)
+    }
+
+    /// How long a member of `group` may stay silent.
+    pub(super) fn session_timeout(&self, group: &str) -> Duration {
+        self.group_duration(group, super::SESSION_TIMEOUT_CONFIG, self.config.session_timeout)
+    }
+
+    /// The interval members of `group` are told to heartbeat at.
+    pub(super) fn heartbeat_interval(&self, group: &str) -> Duration {
+        self.group_duration(group, super::HEARTBEAT_INTERVAL_CONFIG, self.config.heartbeat_interval)
+    }
 }
 
 /// Compiles a subscription regex the way Kafka matches it: against the whole topic name.
@@ -339,7 +362,8 @@ impl ConsumerGroup {
             ctx.timers.cancel(key);
         }
         let kind = TimerKind::Session { member_id: member_id.to_owned() };
-        member.session_timer = Some(ctx.timers.schedule(Instant::now() + ctx.config.session_timeout, group_id, kind));
+        member.session_timer =
+            Some(ctx.timers.schedule(Instant::now() + ctx.session_timeout(group_id), group_id, kind));
     }
 
     pub(super) fn on_session_expired(&mut self, key: TimerKey, member_id: &str, ctx: &Ctx<'_>) {

@@ -112,7 +112,7 @@ impl ConsumerGroup {
         Ok(ConsumerHeartbeatResponse {
             member_id,
             member_epoch: member.epoch,
-            heartbeat_interval: ctx.config.heartbeat_interval,
+            heartbeat_interval: ctx.heartbeat_interval(&self.group_id),
             assignment,
         })
     }
@@ -191,10 +191,11 @@ impl ConsumerGroup {
     /// Kafka's `consumerGroupLeave`: epoch -1 removes the member; -2 (static members only)
     /// parks it at epoch -2 with its assignment until it returns or its session expires.
     fn leave(&mut self, request: &ConsumerHeartbeat, ctx: &Ctx<'_>) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        let heartbeat_interval = ctx.heartbeat_interval(&self.group_id);
         let response = |member_epoch| ConsumerHeartbeatResponse {
             member_id: request.member_id.clone(),
             member_epoch,
-            heartbeat_interval: ctx.config.heartbeat_interval,
+            heartbeat_interval,
             assignment: None,
         };
         let Some(instance) = &request.instance_id else {

@@ -117,6 +117,13 @@ mod tests;
 use std::time::Duration;
 
 pub use coordinator::ConsumerGroups;
+
+/// Group config overriding [`ConsumerGroupConfig::session_timeout`] for one
+/// group (milliseconds, Kafka's name).
+pub const SESSION_TIMEOUT_CONFIG: &str = "consumer.session.timeout.ms";
+/// Group config overriding [`ConsumerGroupConfig::heartbeat_interval`] for
+/// one group (milliseconds, Kafka's name).
+pub const HEARTBEAT_INTERVAL_CONFIG: &str = "consumer.heartbeat.interval.ms";
 pub use types::{
     ConsumerGroupDescription, ConsumerGroupListing, ConsumerGroupState, ConsumerHeartbeat, ConsumerHeartbeatResponse,
     ConsumerMemberDescription, LEAVE_GROUP_MEMBER_EPOCH, LEAVE_GROUP_STATIC_MEMBER_EPOCH, NamedTopicPartitions,
@@ -133,6 +140,13 @@ pub trait TopicMetadataSource: Send + Sync {
 
     /// Every topic name a regex subscription may match (internal topics should be left out).
     fn topic_names(&self) -> Vec<String>;
+
+    /// `group`'s own value of the group config `name` (Kafka's `GROUP`
+    /// config resources: [`SESSION_TIMEOUT_CONFIG`],
+    /// [`HEARTBEAT_INTERVAL_CONFIG`]), if it has one.
+    fn group_setting(&self, _group: &str, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Coordinator settings (Kafka broker configs `group.consumer.*`).

@@ -29,6 +29,8 @@ pub(super) const GROUP: &str = "g";
 #[derive(Debug, Default)]
 pub(super) struct Topics {
     topics: Mutex<BTreeMap<String, (Uuid, u32)>>,
+    /// Group configs: (group, name) → value.
+    settings: Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Topics {
@@ -59,6 +61,10 @@ impl Topics {
     pub(super) fn id(&self, name: &str) -> Uuid {
         self.topics.lock()[name].0
     }
+
+    pub(super) fn set_group_setting(&self, group: &str, name: &str, value: &str) {
+        self.settings.lock().insert((group.to_owned(), name.to_owned()), value.to_owned());
+    }
 }
 
 impl TopicMetadataSource for Topics {
@@ -68,6 +74,10 @@ impl TopicMetadataSource for Topics {
 
     fn topic_names(&self) -> Vec<String> {
         self.topics.lock().keys().cloned().collect()
+    }
+
+    fn group_setting(&self, group: &str, name: &str) -> Option<String> {
+        self.settings.lock().get(&(group.to_owned(), name.to_owned())).cloned()
     }
 }
 

@@ -40,6 +40,27 @@ async fn session_expiry_frees_partitions() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_groups_own_timeouts_override_the_coordinators() {
+    let topics = Topics::with(&[("t", 2)]);
+    topics.set_group_setting(GROUP, super::super::SESSION_TIMEOUT_CONFIG, &(SESSION * 2).as_millis().to_string());
+    topics.set_group_setting(GROUP, super::super::HEARTBEAT_INTERVAL_CONFIG, "7000");
+    // Another group, and nonsense values, keep the coordinator's.
+    topics.set_group_setting("other", super::super::HEARTBEAT_INTERVAL_CONFIG, "not-a-number");
+    let c = coordinator(&topics);
+    let (a, response) = Client::join(&c, "a", &["t"]);
+    assert_eq!(response.heartbeat_interval, Duration::from_millis(7000));
+    let other = ConsumerHeartbeat { group_id: "other".into(), ..join_req("x", &["t"]) };
+    assert_eq!(c.heartbeat(other).unwrap().heartbeat_interval, HEARTBEAT);
+
+    // A silent member outlives the coordinator's session timeout, not its group's.
+    drop(a);
+    advance(SESSION + HEARTBEAT).await;
+    assert_eq!(c.inspect(GROUP, |g| g.members.len()), Some(1));
+    advance(SESSION).await;
+    assert_eq!(c.inspect(GROUP, |g| g.members.len()), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_member_that_does_not_revoke_in_time_is_fenced() {
     let topics = Topics::with(&[("t", 4)]);
     let c = coordinator(&topics);

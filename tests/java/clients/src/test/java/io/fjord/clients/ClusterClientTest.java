@@ -262,4 +262,35 @@ class ClusterClientTest {
         }
         assertEquals(60, got.values().stream().collect(Collectors.summingInt(Integer::intValue)));
     }
+
+    @Test
+    void subscriptionGroupSettingsSentToOneBrokerHoldOnEvery() throws Exception {
+        String group = FjordBroker.unique("cluster_sub");
+        org.apache.rocketmq.tools.admin.DefaultMQAdminExt admin = new org.apache.rocketmq.tools.admin.DefaultMQAdminExt();
+        admin.setNamesrvAddr(cluster.addr(1, "rocketmq_namesrv"));
+        admin.setInstanceName(FjordBroker.unique("cluster_admin"));
+        admin.start();
+        try {
+            org.apache.rocketmq.common.subscription.SubscriptionGroupConfig c =
+                    new org.apache.rocketmq.common.subscription.SubscriptionGroupConfig();
+            c.setGroupName(group);
+            c.setRetryMaxTimes(2);
+            // To broker-1 only: the setting is the cluster's.
+            admin.createAndUpdateSubscriptionGroupConfig(cluster.addr(1, "rocketmq_broker"), c);
+            for (int n = 1; n <= 3; n++) {
+                String addr = cluster.addr(n, "rocketmq_broker");
+                FjordBroker.await(Duration.ofSeconds(20), "the group's settings on broker-" + n, () -> {
+                    try {
+                        org.apache.rocketmq.common.subscription.SubscriptionGroupConfig got =
+                                admin.examineSubscriptionGroupConfig(addr, group);
+                        return got != null && got.getRetryMaxTimes() == 2;
+                    } catch (Exception e) {
+                        return false;
+                    }
+                });
+            }
+        } finally {
+            admin.shutdown();
+        }
+    }
 }

@@ -217,4 +217,36 @@ class KafkaClientTest {
             assertFalse(a.listTopics().names().get().contains(topic));
         }
     }
+
+    /** KIP-848 group configs (`kafka-configs --entity-type groups`): set, read back, refused out of range, deleted. */
+    @Test
+    void groupConfigsAreSetDescribedAndValidated() throws Exception {
+        String group = FjordBroker.unique("cfg_group");
+        ConfigResource res = new ConfigResource(ConfigResource.Type.GROUP, group);
+        try (Admin a = admin()) {
+            a.incrementalAlterConfigs(Map.of(res, List.of(
+                    new AlterConfigOp(new ConfigEntry("consumer.session.timeout.ms", "50000"), AlterConfigOp.OpType.SET),
+                    new AlterConfigOp(new ConfigEntry("consumer.heartbeat.interval.ms", "6000"), AlterConfigOp.OpType.SET))))
+                    .all().get();
+            Config cfg = a.describeConfigs(List.of(res)).all().get().get(res);
+            assertEquals("50000", cfg.get("consumer.session.timeout.ms").value());
+            assertEquals("6000", cfg.get("consumer.heartbeat.interval.ms").value());
+
+            // Below the broker's minimum: refused, nothing changed.
+            java.util.concurrent.ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(
+                    java.util.concurrent.ExecutionException.class,
+                    () -> a.incrementalAlterConfigs(Map.of(res, List.of(new AlterConfigOp(
+                            new ConfigEntry("consumer.heartbeat.interval.ms", "10"), AlterConfigOp.OpType.SET)))).all().get());
+            assertTrue(e.getCause() instanceof org.apache.kafka.common.errors.InvalidConfigurationException
+                    || e.getCause() instanceof org.apache.kafka.common.errors.InvalidRequestException, e.toString());
+            assertEquals("6000", a.describeConfigs(List.of(res)).all().get().get(res)
+                    .get("consumer.heartbeat.interval.ms").value());
+
+            a.incrementalAlterConfigs(Map.of(res, List.of(new AlterConfigOp(
+                    new ConfigEntry("consumer.heartbeat.interval.ms", ""), AlterConfigOp.OpType.DELETE)))).all().get();
+            Config after = a.describeConfigs(List.of(res)).all().get().get(res);
+            assertFalse("6000".equals(after.get("consumer.heartbeat.interval.ms").value()), after.toString());
+            assertEquals("50000", after.get("consumer.session.timeout.ms").value());
+        }
+    }
 }

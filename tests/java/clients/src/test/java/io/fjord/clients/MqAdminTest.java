@@ -179,5 +179,20 @@ class MqAdminTest {
         String out = mqadmin("updateSubGroup", "-c", cluster(), "-g", group, "-r", "3");
         assertTrue(out.contains("create subscription group to"), out);
         assertEquals(true, out.contains(group), out);
+        // Read back as the dashboard and `getConsumerConfig` do
+        // (GET_ALL_SUBSCRIPTIONGROUP_CONFIG).
+        org.apache.rocketmq.tools.admin.DefaultMQAdminExt admin = new org.apache.rocketmq.tools.admin.DefaultMQAdminExt();
+        admin.setNamesrvAddr(broker.namesrv());
+        admin.setInstanceName(FjordBroker.unique("sub_group_admin"));
+        admin.start();
+        try {
+            org.apache.rocketmq.common.subscription.SubscriptionGroupConfig c =
+                    admin.examineSubscriptionGroupConfig(brokerAddr(), group);
+            assertEquals(group, c.getGroupName());
+            assertEquals(3, c.getRetryMaxTimes());
+            assertTrue(c.isConsumeEnable());
+        } finally {
+            admin.shutdown();
+        }
     }
 }
