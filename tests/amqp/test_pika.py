@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 from pathlib import Path
 
 import pika
@@ -600,7 +601,13 @@ def test_confirmed_and_acked_state_survives_kill_9():
             # basic.ack has no answer. The group's committed progress moves
             # past an offset only after its ack was journaled, so wait for it.
             def committed():
-                offsets = server.http_json("/api/v1/groups/fjord-amqp").get("offsets", [])
+                # The AMQP group is listed once it has committed progress.
+                try:
+                    offsets = server.http_json("/api/v1/groups/fjord-amqp").get("offsets", [])
+                except urllib.error.HTTPError as e:
+                    if e.code == 404:
+                        return 0
+                    raise
                 return max((o["committed_offset"] for o in offsets if o["topic"] == "crash-q"), default=0)
 
             fjord_harness.wait_until(lambda: committed() >= 30, timeout=15, message="acks committed")
