@@ -95,6 +95,12 @@ impl Broker {
         self.group_configs.all.read().get(group)?.get(name).cloned()
     }
 
+    /// `f` of `group`'s settings, if it has any, read in place (for hot
+    /// paths that need a few values, not a copy of the map).
+    pub fn with_group_config<T>(&self, group: &str, f: impl FnOnce(&GroupConfig) -> T) -> Option<T> {
+        self.group_configs.all.read().get(group).map(f)
+    }
+
     /// Every group's settings.
     pub fn group_configs(&self) -> Arc<GroupConfigTable> {
         self.group_configs.all.read().clone()

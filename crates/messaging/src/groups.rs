@@ -98,18 +98,22 @@ impl Messaging {
         if let Some(s) = self.groups.builtin.read().get(group) {
             return Some(*s);
         }
-        GroupSettings::from_config(&self.broker.group_config(group)?)
+        self.broker.with_group_config(group, GroupSettings::from_config)?
     }
 
     /// Every group that has stored settings of its own (RocketMQ
     /// subscription groups); groups with built-in settings only are not
     /// listed: nothing about them can be deleted.
     pub fn configured_groups(&self) -> Vec<String> {
+        self.configured_group_settings().into_iter().map(|(g, _)| g).collect()
+    }
+
+    /// [`Messaging::configured_groups`] with their settings, by name.
+    pub fn configured_group_settings(&self) -> Vec<(String, GroupSettings)> {
         self.broker
             .group_configs()
             .iter()
-            .filter(|(_, c)| GroupSettings::from_config(c).is_some())
-            .map(|(g, _)| g.clone())
+            .filter_map(|(g, c)| Some((g.clone(), GroupSettings::from_config(c)?)))
             .collect()
     }
 

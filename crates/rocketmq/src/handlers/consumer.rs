@@ -122,10 +122,9 @@ pub(crate) async fn update_group(gw: &RocketMqGateway, req: &RemotingCommand) ->
 /// settings are the cluster's, so every broker answers the same.
 pub(crate) fn all_groups(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled {
     let mut table = BTreeMap::new();
-    for group in gw.messaging.configured_groups() {
-        let Some(s) = gw.messaging.group_settings(&group) else { continue };
-        // Built-in groups that redeliver for ever (AMQP's) are not
-        // RocketMQ subscription groups.
+    for (group, s) in gw.messaging.configured_group_settings() {
+        // Groups stored to redeliver for ever are not RocketMQ
+        // subscription groups (retryMaxTimes has no such value).
         if s.max_attempts == UNLIMITED_ATTEMPTS {
             continue;
         }
