@@ -6,7 +6,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use fjord_cluster_codec::{Heartbeat, HeartbeatAck, Hello, decode, encode};
+use fjord_cluster_codec::{Heartbeat, HeartbeatAck, Hello, ServiceCall, decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: u32 = 1 << 16;
@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(h) = HeartbeatAck::decode(f.body.clone()) {
             assert_eq!(h.encode().as_ref(), f.body.as_ref());
+        }
+        if let Ok(c) = ServiceCall::decode(f.body.clone()) {
+            assert_eq!(c.encode().expect("decoded names fit").as_ref(), f.body.as_ref());
         }
     }
 });

@@ -101,7 +101,7 @@ def test_users_vhosts_and_permissions(fjord, unique):
     assert api(fjord, "GET", "/api/v1/amqp/queues?vhost=no-such-vhost")[0] == 404
 
     # The password is stored hashed, never in clear.
-    users_file = (fjord.data_dir / "amqp" / "users.json").read_text()
+    users_file = (fjord.data_dir / "documents.json").read_text()
     assert "s3cret" not in users_file and "rabbit_password_hashing_sha256" in users_file
 
     # Deleting the user ends its logins; deleting the vhost drops its queues.

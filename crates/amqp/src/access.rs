@@ -14,16 +14,21 @@
 //! - Users named in `loopback_users` (default `guest`) log in only from a
 //!   loopback address.
 //!
-//! Everything is kept in `<data>/amqp/users.json`, replaced atomically
-//! before a change is answered. The first start writes the default user
-//! (`guest`/`guest` unless configured) with every permission on `/`.
-//! Reads are lock-free snapshots with the expressions compiled once.
+//! Everything is kept in the broker's document scope `amqp/users` (a file
+//! on a single node, the controller quorum's metadata in a cluster, so a
+//! user created through one node logs in on every node), one entry per
+//! user (`user/<name>`) and per permission (`perm/<[vhost, user]>`),
+//! durable before a change is answered. Until the scope is first written
+//! the database is the default one: the default user (`guest`/`guest`
+//! unless configured) with every permission on `/`. Reads are lock-free
+//! snapshots with the expressions compiled once per version.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
+use fjord_broker::{Broker, DocumentChange, DocumentScope, DocumentUpdate};
 use parking_lot::RwLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -106,6 +111,10 @@ impl Compiled {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The broker's document generation and the scope version this state
+    /// was built from.
+    generation: u64,
+    version: u64,
     saved: Saved,
     compiled: BTreeMap<(String, String), Compiled>,
 }
@@ -118,14 +127,61 @@ impl State {
                 compiled.insert((vhost.clone(), user.clone()), Compiled::new(p)?);
             }
         }
-        Ok(State { saved, compiled })
+        Ok(State { generation: 0, version: 0, saved, compiled })
     }
+}
+
+/// The users' scope.
+const SCOPE: &str = "amqp/users";
+
+impl Saved {
+    fn entries(&self) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (name, u) in &self.users {
+            out.insert(format!("user/{name}"), json(u)?);
+        }
+        for (vhost, users) in &self.permissions {
+            for (user, p) in users {
+                out.insert(format!("perm/{}", json(&(vhost, user))?), json(p)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a scope holds; entries that do not parse are skipped with a
+    /// warning.
+    fn from_entries(s: &DocumentScope) -> Saved {
+        let mut saved = Saved::default();
+        for (key, value) in &s.entries {
+            let parsed = if let Some(name) = key.strip_prefix("user/") {
+                serde_json::from_str::<User>(value).map(|u| drop(saved.users.insert(name.to_string(), u)))
+            } else if let Some(k) = key.strip_prefix("perm/") {
+                serde_json::from_str::<(String, String)>(k).and_then(|(vhost, user)| {
+                    let p = serde_json::from_str::<Permission>(value)?;
+                    saved.permissions.entry(vhost).or_default().insert(user, p);
+                    Ok(())
+                })
+            } else {
+                Ok(())
+            };
+            if let Err(e) = parsed {
+                tracing::warn!(entry = %key, error = %e, "amqp: skipping a malformed user entry");
+            }
+        }
+        saved
+    }
+}
+
+fn json<T: Serialize>(x: &T) -> Result<String> {
+    serde_json::to_string(x).map_err(|e| AmqpError::Definitions(e.to_string()))
 }
 
 /// The user database.
 #[derive(Debug)]
 pub struct Users {
-    path: PathBuf,
+    broker: Arc<Broker>,
+    /// The database before the scope is first written.
+    default: Saved,
     state: RwLock<Arc<State>>,
     write: tokio::sync::Mutex<()>,
     loopback_users: Vec<String>,
@@ -160,33 +216,94 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
 }
 
 impl Users {
-    /// Loads `<dir>/users.json`; without one, creates it with `default`
-    /// (user, password) allowed everything on `/`.
-    pub fn open(dir: &Path, default: (&str, &str), loopback_users: Vec<String>) -> Result<Users> {
+    /// Opens the user database; on a single node's first start with it
+    /// kept in the broker, moves an old `<dir>/users.json` over. `default`
+    /// (user, password) is allowed everything on `/` until the database is
+    /// first changed.
+    pub async fn open(
+        broker: Arc<Broker>,
+        dir: &Path,
+        default: (&str, &str),
+        loopback_users: Vec<String>,
+    ) -> Result<Users> {
+        let mut initial = Saved::default();
+        let (user, password) = default;
+        let u = User {
+            password_hash: hash_password(password)?,
+            hashing_algorithm: HASHING_ALGORITHM.into(),
+            tags: vec!["administrator".into()],
+        };
+        initial.users.insert(user.to_string(), u);
+        initial
+            .permissions
+            .entry(crate::model::DEFAULT_VHOST.into())
+            .or_default()
+            .insert(user.into(), Permission::all());
+        let users = Users {
+            broker,
+            default: initial,
+            state: RwLock::new(Arc::new(State { generation: u64::MAX, ..State::default() })),
+            write: Default::default(),
+            loopback_users,
+        };
+        users.migrate(dir).await?;
+        Ok(users)
+    }
+
+    /// Moves `users.json` of earlier versions into the broker's scope (a
+    /// single node; a cluster node leaves it, with a warning).
+    async fn migrate(&self, dir: &Path) -> Result<()> {
         let path = dir.join("users.json");
-        let saved = match std::fs::read(&path) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| AmqpError::Definitions(format!("{}: {e}", path.display())))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut s = Saved::default();
-                let (user, password) = default;
-                let u = User {
-                    password_hash: hash_password(password)?,
-                    hashing_algorithm: HASHING_ALGORITHM.into(),
-                    tags: vec!["administrator".into()],
-                };
-                s.users.insert(user.to_string(), u);
-                s.permissions
-                    .entry(crate::model::DEFAULT_VHOST.into())
-                    .or_default()
-                    .insert(user.into(), Permission::all());
-                write_file(&path, &s)?;
-                s
-            }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(AmqpError::Io { context: "reading the AMQP users", source: e }),
         };
-        Ok(Users { path, state: RwLock::new(Arc::new(State::new(saved)?)), write: Default::default(), loopback_users })
+        if self.broker.config().cluster_id.is_some() {
+            tracing::warn!(path = %path.display(), "amqp: a cluster node ignores its old node-local users file");
+            return Ok(());
+        }
+        let saved: Saved =
+            serde_json::from_slice(&bytes).map_err(|e| AmqpError::Definitions(format!("{}: {e}", path.display())))?;
+        if self.broker.documents(SCOPE).is_none() {
+            self.change(|s| {
+                *s = saved.clone();
+                Ok(())
+            })
+            .await?;
+        }
+        std::fs::remove_file(&path).map_err(|e| AmqpError::Io { context: "removing the old users file", source: e })?;
+        tracing::info!(path = %path.display(), "amqp: users moved into the broker's documents");
+        Ok(())
+    }
+
+    /// The current database, rebuilt when its scope changed.
+    fn state(&self) -> Arc<State> {
+        let generation = self.broker.documents_generation();
+        let current = self.state.read().clone();
+        if current.generation == generation {
+            return current;
+        }
+        let scope = self.broker.documents(SCOPE);
+        let version = scope.as_ref().map_or(0, |s| s.version);
+        let next = if current.generation != u64::MAX && current.version == version {
+            State { generation, version, saved: current.saved.clone(), compiled: current.compiled.clone() }
+        } else {
+            let saved = match &scope {
+                Some(s) => Saved::from_entries(s),
+                None => self.default.clone(),
+            };
+            match State::new(saved) {
+                Ok(s) => State { generation, version, ..s },
+                Err(e) => {
+                    tracing::warn!(error = %e, "amqp: the stored permissions do not compile; keeping the last good ones");
+                    return current;
+                }
+            }
+        };
+        let next = Arc::new(next);
+        *self.state.write() = next.clone();
+        next
     }
 
     /// Checks a login: the user exists, the password matches, and a
@@ -195,7 +312,7 @@ impl Users {
         if !from_loopback && self.loopback_users.iter().any(|u| u == user) {
             return false;
         }
-        let state = self.state.read().clone();
+        let state = self.state();
         state
             .saved
             .users
@@ -205,14 +322,14 @@ impl Users {
 
     /// Whether `user` has any permission entry on `vhost`.
     pub fn may_open(&self, user: &str, vhost: &str) -> bool {
-        self.state.read().compiled.contains_key(&(vhost.to_string(), user.to_string()))
+        self.state().compiled.contains_key(&(vhost.to_string(), user.to_string()))
     }
 
     /// Checks `right` on the resource `kind` (`queue` or `exchange`) named
     /// `name`; the refusal is RabbitMQ's 403 text.
     pub fn check(&self, user: &str, vhost: &str, right: Right, kind: &str, name: &str) -> MethodResult<()> {
         let resource = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
-        let state = self.state.read().clone();
+        let state = self.state();
         let allowed = state.compiled.get(&(vhost.to_string(), user.to_string())).is_some_and(|c| {
             let re = match right {
                 Right::Configure => &c.configure,
@@ -232,12 +349,12 @@ impl Users {
 
     /// Every user (name, tags), without hashes.
     pub fn users(&self) -> Vec<(String, User)> {
-        self.state.read().saved.users.iter().map(|(k, u)| (k.clone(), u.clone())).collect()
+        self.state().saved.users.iter().map(|(k, u)| (k.clone(), u.clone())).collect()
     }
 
     /// Every permission: (vhost, user, permission).
     pub fn permissions(&self) -> Vec<(String, String, Permission)> {
-        let state = self.state.read().clone();
+        let state = self.state();
         let mut out = Vec::new();
         for (vhost, users) in &state.saved.permissions {
             for (user, p) in users {
@@ -273,7 +390,7 @@ impl Users {
         };
         let user = User { password_hash, hashing_algorithm: HASHING_ALGORITHM.into(), tags };
         self.change(|s| {
-            s.users.insert(name.to_string(), user);
+            s.users.insert(name.to_string(), user.clone());
             Ok(())
         })
         .await
@@ -300,9 +417,9 @@ impl Users {
             if !s.users.contains_key(user) {
                 return Err(AmqpError::NotFound(format!("no user '{user}'")));
             }
-            match p {
+            match &p {
                 Some(p) => {
-                    s.permissions.entry(vhost.to_string()).or_default().insert(user.to_string(), p);
+                    s.permissions.entry(vhost.to_string()).or_default().insert(user.to_string(), p.clone());
                 }
                 None => {
                     let gone = s.permissions.get_mut(vhost).and_then(|u| u.remove(user));
@@ -325,29 +442,27 @@ impl Users {
         .await
     }
 
-    async fn change(&self, f: impl FnOnce(&mut Saved) -> Result<()>) -> Result<()> {
+    /// Applies `f` to a copy of the database and stores what it changed;
+    /// retried on a fresh copy when another node changed it first (so `f`
+    /// may run more than once).
+    async fn change(&self, mut f: impl FnMut(&mut Saved) -> Result<()>) -> Result<()> {
         let _w = self.write.lock().await;
-        let mut next = self.state.read().saved.clone();
-        f(&mut next)?;
-        let state = State::new(next)?;
-        let path = self.path.clone();
-        let saved = state.saved.clone();
-        tokio::task::spawn_blocking(move || write_file(&path, &saved))
-            .await
-            .map_err(|e| AmqpError::Definitions(format!("writing the users: {e}")))??;
-        *self.state.write() = Arc::new(state);
-        Ok(())
+        for _ in 0..16 {
+            let current = self.state();
+            let mut next = current.saved.clone();
+            f(&mut next)?;
+            State::new(next.clone())?;
+            let stored = self.broker.documents(SCOPE).map(|s| s.entries.clone()).unwrap_or_default();
+            let diff = DocumentChange::between(&stored, &next.entries()?);
+            if diff.is_empty() {
+                return Ok(());
+            }
+            if self.broker.update_documents(SCOPE, current.version, diff).await? == DocumentUpdate::Applied {
+                return Ok(());
+            }
+        }
+        Err(AmqpError::Definitions("the users kept changing elsewhere; try again".into()))
     }
-}
-
-fn write_file(path: &Path, s: &Saved) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(s).map_err(|e| AmqpError::Definitions(e.to_string()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| AmqpError::Io { context: "creating the AMQP directory", source: e })?;
-    }
-    fjord_log::write_atomic(path, &bytes)
-        .map_err(|e| AmqpError::Definitions(format!("writing {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -369,11 +484,16 @@ mod tests {
     #[tokio::test]
     async fn permissions_are_searched_and_empty_matches_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let users = Users::open(dir.path(), ("guest", "guest"), vec!["guest".into()]).expect("open");
+        let open_broker =
+            || Broker::open(fjord_broker::BrokerConfig::new(dir.path()), Arc::new(fjord_log::SystemClock));
+        let broker = open_broker().await.expect("broker");
+        let users =
+            Users::open(broker.clone(), dir.path(), ("guest", "guest"), vec!["guest".into()]).await.expect("open");
         assert!(users.authenticate("guest", "guest", true));
         assert!(!users.authenticate("guest", "guest", false), "loopback only");
         users.put_user("app", Some("pw"), None, vec![]).await.expect("put");
         assert!(users.authenticate("app", "pw", false));
+        assert!(users.authenticate("guest", "guest", true), "the default user was stored with the first change");
         assert!(!users.may_open("app", "/"));
         let p = Permission { configure: "^app\\.".into(), write: "".into(), read: "app".into() };
         users.set_permission("/", "app", Some(p)).await.expect("set");
@@ -389,13 +509,41 @@ mod tests {
                 .await
                 .is_err()
         );
-        // Survives a reopen; the password is not stored in clear.
-        let again = Users::open(dir.path(), ("guest", "guest"), vec![]).expect("reopen");
+        // Survives a restart; the password is not stored in clear.
+        broker.shutdown().await.expect("shutdown");
+        drop((users, broker));
+        let broker = open_broker().await.expect("broker");
+        let again = Users::open(broker.clone(), dir.path(), ("guest", "other"), vec![]).await.expect("reopen");
         assert!(again.authenticate("app", "pw", false));
-        let file = std::fs::read_to_string(dir.path().join("users.json")).expect("file");
-        assert!(!file.contains("\"pw\""));
+        assert!(again.authenticate("guest", "guest", false), "the stored default user, not the new default");
+        let file = std::fs::read_to_string(dir.path().join("documents.json")).expect("file");
+        assert!(file.contains("user/app") && !file.contains("\"pw\""));
         again.delete_user("app").await.expect("delete");
         assert!(!again.authenticate("app", "pw", true));
         assert!(!again.may_open("app", "/"));
+        broker.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test]
+    async fn an_old_users_file_is_moved_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let amqp = dir.path().join("amqp");
+        std::fs::create_dir_all(&amqp).expect("dir");
+        let mut old = Saved::default();
+        let hash = hash_password("pw").expect("hash");
+        old.users.insert(
+            "app".into(),
+            User { password_hash: hash, hashing_algorithm: HASHING_ALGORITHM.into(), tags: vec![] },
+        );
+        old.permissions.entry("/".into()).or_default().insert("app".into(), Permission::all());
+        std::fs::write(amqp.join("users.json"), serde_json::to_vec(&old).expect("json")).expect("write");
+        let broker = Broker::open(fjord_broker::BrokerConfig::new(dir.path()), Arc::new(fjord_log::SystemClock))
+            .await
+            .expect("broker");
+        let users = Users::open(broker.clone(), &amqp, ("guest", "guest"), vec![]).await.expect("open");
+        assert!(users.authenticate("app", "pw", false) && users.may_open("app", "/"));
+        assert!(!users.authenticate("guest", "guest", true), "the old file had no guest");
+        assert!(!amqp.join("users.json").exists());
+        broker.shutdown().await.expect("shutdown");
     }
 }

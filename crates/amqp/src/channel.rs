@@ -396,6 +396,7 @@ impl Conn {
                     auto_delete: d.auto_delete,
                     internal: d.internal,
                     arguments: d.arguments,
+                    home: None,
                 };
                 self.gw.declare_exchange(vhost, e, d.passive).await?;
                 nowait_none(d.nowait, C::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})))

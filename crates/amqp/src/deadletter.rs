@@ -149,7 +149,8 @@ impl AmqpGateway {
         let Ok(topics) = self.route(&q.vhost, &dlx, &key, props.headers().as_ref()) else { return };
         let copy = Published { exchange: dlx, routing_key: key, properties: props, body: p.body.clone() };
         for t in topics {
-            if let Err(e) = self.messaging.send(mapping::to_message(&copy, &t), Partitioning::Auto).await {
+            let one = vec![mapping::to_message(&copy, &t)];
+            if let Err(e) = self.messaging.send_batch_to_leaders(one, Partitioning::Auto).await {
                 tracing::warn!(queue = %q.queue.name, error = %e, "amqp: could not dead-letter a refused publish");
             }
         }
@@ -186,7 +187,8 @@ impl AmqpGateway {
             }
         }
         for (_, batch) in by_topic {
-            self.messaging.send_batch(batch, Partitioning::Auto).await.map_err(|e| e.to_string())?;
+            // The dead-letter queue may live on another node.
+            self.messaging.send_batch_to_leaders(batch, Partitioning::Auto).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }

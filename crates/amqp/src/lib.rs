@@ -18,7 +18,9 @@
 //!   machine crash in that second redelivers); at start every delivery of
 //!   the group is released, since no connection survives.
 //! - **Exchanges and bindings** are definitions ([`model`]), routed in
-//!   memory and kept durably in `<data>/amqp/definitions.json`.
+//!   memory and kept durably in the broker's document scopes (a file on a
+//!   single node, the controller quorum in a cluster: the same on every
+//!   node).
 //! - **Publishes** are appended in channel order by a per-channel
 //!   publisher ([`publish`]) in batches; with confirms on, a publish is
 //!   acked once it is durable in every queue it was routed to.
@@ -145,14 +147,14 @@ impl AmqpGateway {
     /// connection survived a restart).
     pub async fn open(messaging: Arc<Messaging>, config: AmqpConfig) -> Result<Arc<AmqpGateway>> {
         let dir = messaging.broker().config().data_dir.join("amqp");
-        let (model, transient) = model::Model::open(&dir)?;
+        let (model, mut transient) = model::Model::open(messaging.broker().clone(), &dir).await?;
         let (user, pass) = &config.default_user;
-        let users = access::Users::open(&dir, (user, pass), config.loopback_users.clone())?;
-        for topic in transient {
-            match messaging.broker().delete_topic(&topic).await {
-                Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
-                Err(e) => tracing::warn!(%topic, error = %e, "could not delete a transient queue's topic"),
-            }
+        let users =
+            access::Users::open(messaging.broker().clone(), &dir, (user, pass), config.loopback_users.clone()).await?;
+        let cluster = messaging.broker().config().cluster_id.is_some();
+        if !cluster {
+            transient.extend(model.drop_transient().await?);
+            delete_topics(&messaging, transient).await;
         }
         // Requeues go on for ever; queues with a delivery limit apply it.
         // Built in, not stored: nothing to agree on with a cluster at start.
@@ -167,7 +169,10 @@ impl AmqpGateway {
             }
         }
         let disk_free_limit = config.disk_free_limit;
-        Ok(Arc::new(AmqpGateway {
+        // Connection ids own exclusive queues, which every node sees: unique
+        // in the cluster.
+        let first_id = (u64::from(messaging.broker().config().node_id.unsigned_abs()) << 40) | 1;
+        let gateway = Arc::new(AmqpGateway {
             messaging,
             config,
             model,
@@ -178,8 +183,14 @@ impl AmqpGateway {
             disk_free_limit: AtomicU64::new(disk_free_limit),
             disk_free: AtomicU64::new(u64::MAX),
             connections: Default::default(),
-            next_id: AtomicU64::new(1),
-        }))
+            next_id: AtomicU64::new(first_id),
+        });
+        if cluster {
+            // What this node's earlier run left goes once the node has
+            // joined (its metadata current, the quorum reachable).
+            tokio::spawn(drop_transient_when_joined(gateway.clone()));
+        }
+        Ok(gateway)
     }
 
     /// The definitions.
@@ -204,5 +215,33 @@ impl AmqpGateway {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Deletes the topics of transient queues that are gone.
+async fn delete_topics(messaging: &Messaging, topics: Vec<String>) {
+    for topic in topics {
+        match messaging.broker().delete_topic(&topic).await {
+            Ok(()) | Err(fjord_broker::BrokerError::UnknownTopic(_)) => {}
+            Err(e) => tracing::warn!(%topic, error = %e, "could not delete a transient queue's topic"),
+        }
+    }
+}
+
+/// A cluster node's [`model::Model::drop_transient`]: waits until the node
+/// serves (its placement lists it), then retries until the change lands.
+async fn drop_transient_when_joined(gw: Arc<AmqpGateway>) {
+    let me = gw.messaging.broker().config().node_id;
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let joined = gw.messaging.broker().placement().is_some_and(|p| p.node(me).is_some());
+        if joined {
+            match gw.model.drop_transient().await {
+                Ok(topics) => return delete_topics(&gw.messaging, topics).await,
+                Err(e) => tracing::warn!(error = %e, "amqp: could not yet remove this node's transient definitions"),
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
     }
 }

@@ -194,9 +194,9 @@ impl AmqpGateway {
         let stored = q.clone();
         let raced = self
             .model
-            .update(vhost, move |v| {
+            .update(vhost, |v| {
                 let existed = v.queues.contains_key(&stored.name);
-                v.queues.entry(stored.name.clone()).or_insert(stored);
+                v.queues.entry(stored.name.clone()).or_insert_with(|| stored.clone());
                 Ok(existed)
             })
             .await
@@ -252,7 +252,7 @@ impl AmqpGateway {
     pub(crate) async fn remove_queue(&self, vhost: &str, q: &Queue) -> MethodResult<()> {
         let name = q.name.clone();
         self.model
-            .update(vhost, move |v| {
+            .update(vhost, |v| {
                 v.queues.remove(&name);
                 v.unbind_where(|b| !b.to_exchange && b.destination == name);
                 Ok(())
@@ -315,7 +315,7 @@ impl AmqpGateway {
     }
 
     /// exchange.declare.
-    pub async fn declare_exchange(&self, vhost: &str, e: Exchange, passive: bool) -> MethodResult<()> {
+    pub async fn declare_exchange(&self, vhost: &str, mut e: Exchange, passive: bool) -> MethodResult<()> {
         let snapshot = self.model.snapshot();
         let v = snapshot.get(vhost).ok_or_else(|| AmqpException::not_allowed("no such vhost"))?;
         if passive {
@@ -342,9 +342,12 @@ impl AmqpGateway {
                 e.name
             )));
         }
+        if !e.durable {
+            e.home = Some(self.messaging.broker().config().node_id);
+        }
         self.model
-            .update(vhost, move |v| {
-                v.exchanges.entry(e.name.clone()).or_insert(e);
+            .update(vhost, |v| {
+                v.exchanges.entry(e.name.clone()).or_insert_with(|| e.clone());
                 Ok(())
             })
             .await
@@ -359,7 +362,7 @@ impl AmqpGateway {
         let name = name.to_string();
         let vh = vhost.to_string();
         self.model
-            .update(vhost, move |v| {
+            .update(vhost, |v| {
                 if !v.exchanges.contains_key(&name) {
                     // Deleting a missing exchange succeeds, as in RabbitMQ.
                     return Ok(());
@@ -404,9 +407,9 @@ impl AmqpGateway {
             .then(|| self.find_queue(v, vhost, &b.destination))
             .flatten();
         self.model
-            .update(vhost, move |v| {
-                if let Some(q) = adopt {
-                    v.queues.entry(q.name.clone()).or_insert(q);
+            .update(vhost, |v| {
+                if let Some(q) = &adopt {
+                    v.queues.entry(q.name.clone()).or_insert_with(|| q.clone());
                 }
                 let same = |x: &Binding| {
                     x.source == b.source
@@ -417,7 +420,7 @@ impl AmqpGateway {
                 };
                 let exists = v.bindings.iter().any(same);
                 if bind && !exists {
-                    v.bindings.push(b);
+                    v.bindings.push(b.clone());
                 } else if !bind {
                     v.unbind_where(same);
                 }

@@ -128,7 +128,8 @@ async fn store(gw: &AmqpGateway, ch: &ChannelShared, batch: Vec<Routed>) {
         let mut bad = Vec::new();
         for (idx, msgs, level) in parts {
             let partitioning = level.map_or(Partitioning::Auto, Partitioning::Explicit);
-            if let Err(e) = gw.messaging.send_batch(msgs, partitioning).await {
+            // Stored by the queue's node, whichever node the client is on.
+            if let Err(e) = gw.messaging.send_batch_to_leaders(msgs, partitioning).await {
                 tracing::warn!(%topic, error = %e, "amqp publish could not be stored");
                 bad.extend(idx);
             }

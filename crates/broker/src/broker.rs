@@ -128,6 +128,10 @@ pub struct Broker {
     pub(crate) authority: std::sync::OnceLock<Arc<dyn crate::placement::MetadataAuthority>>,
     /// Consumer groups' own settings (see [`crate::group_config`]).
     pub(crate) group_configs: crate::group_config::GroupConfigs,
+    /// Definitions kept for the layers above (see [`crate::documents`]).
+    pub(crate) documents: crate::documents::Documents,
+    /// Handlers of node-to-node services (see [`crate::services`]).
+    pub(crate) services: crate::services::Services,
 }
 
 /// What a layer above runs when a topic is deleted: it drops its own state
@@ -149,7 +153,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let cfg = config.clone();
         let clk = clock.clone();
-        let (cluster_id, loaded, producer_ids, group_configs) = blocking(move || -> Result<_> {
+        let (cluster_id, loaded, producer_ids, group_configs, documents) = blocking(move || -> Result<_> {
             let dir = &cfg.data_dir;
             std::fs::create_dir_all(dir.join(TOPICS_DIR)).map_err(|e| io_err("create data directory", dir, e))?;
             let _ = std::fs::remove_dir_all(dir.join(TRASH_DIR));
@@ -159,7 +163,8 @@ impl Broker {
             let node = cfg.cluster_id.is_some().then_some(cfg.node_id);
             let producer_ids = crate::producers::ProducerIds::open(dir, node)?;
             let group_configs = crate::group_config::GroupConfigs::load(dir, cfg.cluster_id.is_some())?;
-            Ok((cluster_id, topics, producer_ids, group_configs))
+            let documents = crate::documents::Documents::load(dir, cfg.cluster_id.is_some())?;
+            Ok((cluster_id, topics, producer_ids, group_configs, documents))
         })
         .await??;
         let (shutdown, _) = watch::channel(false);
@@ -188,6 +193,8 @@ impl Broker {
             placement: RwLock::new(None),
             authority: std::sync::OnceLock::new(),
             group_configs,
+            documents,
+            services: Default::default(),
         });
         broker.open_offsets().await?;
         Ok(broker)

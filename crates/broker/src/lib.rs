@@ -52,6 +52,7 @@ pub mod broker;
 mod commit;
 #[cfg(test)]
 mod creation_tests;
+pub mod documents;
 mod error;
 pub mod fetch;
 pub mod group;
@@ -66,10 +67,12 @@ mod partition_state;
 pub mod placement;
 pub mod produce;
 pub mod producers;
+pub mod services;
 pub mod topic;
 pub mod traffic;
 
 pub use broker::{Broker, BrokerConfig, StoredTopic, TopicDeletedHook, stored_topics};
+pub use documents::{DocumentChange, DocumentScope, DocumentTable, DocumentUpdate};
 pub use error::{BrokerError, Result};
 pub use fetch::{FetchPartition, FetchRequest, FetchedPartition, PartitionData};
 pub use group_config::{GroupConfig, GroupConfigTable};
@@ -81,5 +84,6 @@ pub use partition::{Partition, Topic, TopicPartition};
 pub use partition_state::PartitionState;
 pub use placement::{Leadership, MetadataAuthority, PartitionPlacement, Placement};
 pub use produce::{ListedOffset, OffsetSpec, ProduceResult};
+pub use services::{ServiceFuture, ServiceHandler};
 pub use topic::{CleanupPolicy, TopicConfig, TopicRecord, validate_topic_name};
 pub use traffic::{Traffic, TrafficSnapshot};

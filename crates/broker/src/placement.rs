@@ -98,6 +98,21 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
     fn set_topic_config<'a>(&'a self, name: &'a str, config: &'a TopicConfig) -> BoxFuture<'a, Result<()>>;
     /// Replaces a consumer group's settings (empty: removes them).
     fn set_group_config<'a>(&'a self, group: &'a str, config: &'a crate::GroupConfig) -> BoxFuture<'a, Result<()>>;
+    /// Applies a document change if the scope is still at `expect`; returns
+    /// once this node has applied the outcome (see [`crate::documents`]).
+    fn update_documents<'a>(
+        &'a self,
+        scope: &'a str,
+        expect: u64,
+        change: &'a crate::DocumentChange,
+    ) -> BoxFuture<'a, Result<crate::DocumentUpdate>>;
+    /// Calls a service on `node` (see [`crate::services`]).
+    fn call_service<'a>(
+        &'a self,
+        node: i32,
+        name: &'a str,
+        payload: bytes::Bytes,
+    ) -> BoxFuture<'a, Result<bytes::Bytes>>;
     /// Stores offsets on `node`, the coordinator of `group`: for callers
     /// whose clients commit to another node (RocketMQ consumers commit to
     /// the broker of each queue). Per-partition outcomes, in order.

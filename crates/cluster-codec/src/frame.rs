@@ -30,6 +30,9 @@ pub enum Kind {
     Heartbeat,
     /// A request forwarded to the node that can serve it (opaque).
     Forward,
+    /// A call of a service a layer above the broker registered (body:
+    /// [`crate::ServiceCall`]; response: the service's opaque reply).
+    Service,
     /// A kind this version does not know: answered with an error frame.
     Unknown(u16),
 }
@@ -45,6 +48,7 @@ impl Kind {
             Kind::ControllerWrite => 5,
             Kind::Heartbeat => 6,
             Kind::Forward => 7,
+            Kind::Service => 8,
             Kind::Unknown(c) => c,
         }
     }
@@ -59,6 +63,7 @@ impl Kind {
             5 => Kind::ControllerWrite,
             6 => Kind::Heartbeat,
             7 => Kind::Forward,
+            8 => Kind::Service,
             c => Kind::Unknown(c),
         }
     }

@@ -1,4 +1,4 @@
-//! Bodies with a fixed layout: the handshake and heartbeats.
+//! Bodies with a fixed layout: the handshake, heartbeats and service calls.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -124,5 +124,52 @@ impl HeartbeatAck {
         let h = HeartbeatAck { lease_ms: b.get_u32(), metadata_index: b.get_u64() };
         done(W, &b)?;
         Ok(h)
+    }
+}
+
+/// Longest service name accepted in a [`ServiceCall`].
+const MAX_SERVICE_NAME: usize = 255;
+
+/// A call of a named service on another node: the name says which layer's
+/// handler gets the payload (opaque here, encoded by that layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCall {
+    /// The service (e.g. `messaging.send`).
+    pub service: String,
+    /// Its request.
+    pub payload: Bytes,
+}
+
+impl ServiceCall {
+    /// Layout: name_len:u8, name, payload (the rest). Fails for a name over
+    /// 255 bytes or empty.
+    pub fn encode(&self) -> Result<Bytes, CodecError> {
+        let name = self.service.as_bytes();
+        if name.is_empty() || name.len() > MAX_SERVICE_NAME {
+            return Err(CodecError::Body { what: "service call", reason: "service name is not 1 to 255 bytes" });
+        }
+        let mut b = BytesMut::with_capacity(1 + name.len() + self.payload.len());
+        b.put_u8(name.len() as u8);
+        b.put_slice(name);
+        b.put_slice(&self.payload);
+        Ok(b.freeze())
+    }
+
+    /// Reads a service call body (the payload shares `b`'s memory).
+    pub fn decode(mut b: Bytes) -> Result<ServiceCall, CodecError> {
+        const W: &str = "service call";
+        if !b.has_remaining() {
+            return Err(short(W));
+        }
+        let n = b.get_u8() as usize;
+        if n == 0 {
+            return Err(CodecError::Body { what: W, reason: "empty service name" });
+        }
+        if b.remaining() < n {
+            return Err(short(W));
+        }
+        let service = String::from_utf8(b.split_to(n).to_vec())
+            .map_err(|_| CodecError::Body { what: W, reason: "service name is not UTF-8" })?;
+        Ok(ServiceCall { service, payload: b })
     }
 }

@@ -34,6 +34,22 @@ fn golden_heartbeat_error_response() {
 }
 
 #[test]
+fn golden_service_call() {
+    let call = ServiceCall { service: "m.s".into(), payload: Bytes::from_static(b"{}") };
+    let f = Frame::request(Kind::Service, 5, call.encode().unwrap());
+    let mut out = BytesMut::new();
+    encode(&f, &mut out).unwrap();
+    // len=7+6 | kind=8 | flags=0 | corr=5 | 3 "m.s" | "{}"
+    assert_eq!(hex(&out), "0000000d00080000000005036d2e737b7d");
+    let back = decode(&mut out, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    assert_eq!(ServiceCall::decode(back.body).unwrap(), call);
+    assert!(ServiceCall::decode(Bytes::from_static(&[0])).is_err(), "empty name");
+    assert!(ServiceCall::decode(Bytes::from_static(&[4, b'a'])).is_err(), "short name");
+    assert!(ServiceCall::decode(Bytes::from_static(&[1, 0xff])).is_err(), "not UTF-8");
+    assert!(ServiceCall { service: "x".repeat(256), payload: Bytes::new() }.encode().is_err());
+}
+
+#[test]
 fn partial_frames_wait_for_more_bytes() {
     let f = Frame::request(Kind::RaftAppend, 42, Bytes::from_static(b"{\"entries\":[]}"));
     let mut whole = BytesMut::new();
@@ -121,12 +137,19 @@ proptest! {
     }
 
     #[test]
+    fn service_calls_round_trip(service in "[a-z.]{1,40}", payload in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let c = ServiceCall { service, payload: payload.into() };
+        prop_assert_eq!(ServiceCall::decode(c.encode().unwrap()).unwrap(), c);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
         let mut buf = BytesMut::from(&data[..]);
         while let Ok(Some(f)) = decode(&mut buf, 4096) {
             let _ = Hello::decode(f.body.clone());
             let _ = Heartbeat::decode(f.body.clone());
-            let _ = HeartbeatAck::decode(f.body);
+            let _ = HeartbeatAck::decode(f.body.clone());
+            let _ = ServiceCall::decode(f.body);
         }
     }
 }

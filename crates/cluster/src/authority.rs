@@ -12,7 +12,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fjord_broker::placement::BoxFuture;
-use fjord_broker::{BrokerError, CommittedOffset, MetadataAuthority, TopicConfig, TopicPartition};
+use fjord_broker::{
+    BrokerError, CommittedOffset, DocumentChange, DocumentUpdate, MetadataAuthority, TopicConfig, TopicPartition,
+};
 use fjord_controller::{Command, Metadata, NodeId, NodeState, PartitionAssignment, Rejection, TopicAssignment};
 
 use crate::error::ClusterError;
@@ -45,9 +47,10 @@ pub(crate) fn to_broker(name: &str, e: ClusterError) -> BrokerError {
     match e {
         ClusterError::Rejected { reason: Rejection::TopicExists, .. } => BrokerError::TopicExists(name.to_string()),
         ClusterError::Rejected { reason: Rejection::UnknownTopic, .. } => BrokerError::UnknownTopic(name.to_string()),
-        ClusterError::Rejected { reason: Rejection::Invalid | Rejection::UnknownNode, message } => {
-            BrokerError::InvalidPartitions(message)
-        }
+        ClusterError::Rejected {
+            reason: Rejection::Invalid | Rejection::UnknownNode | Rejection::Conflict,
+            message,
+        } => BrokerError::InvalidPartitions(message),
         // No quorum, no leader, a lost connection: retriable.
         other => BrokerError::Unavailable(other.to_string()),
     }
@@ -115,6 +118,44 @@ impl MetadataAuthority for ClusterAuthority {
         config: &'a fjord_broker::GroupConfig,
     ) -> BoxFuture<'a, fjord_broker::Result<()>> {
         Box::pin(self.change(group, Command::SetGroupConfig { group: group.to_string(), config: config.clone() }))
+    }
+
+    fn update_documents<'a>(
+        &'a self,
+        scope: &'a str,
+        expect: u64,
+        change: &'a DocumentChange,
+    ) -> BoxFuture<'a, fjord_broker::Result<DocumentUpdate>> {
+        Box::pin(async move {
+            let cmd = Command::UpdateDocuments {
+                scope: scope.to_string(),
+                expect,
+                set: change.set.clone(),
+                remove: change.remove.clone(),
+            };
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+            match node.propose(cmd, CHANGE_TIMEOUT).await {
+                Ok(index) => {
+                    node.await_reconciled(index, deadline).await.map_err(|e| to_broker(scope, e))?;
+                    Ok(DocumentUpdate::Applied)
+                }
+                Err(ClusterError::Rejected { reason: Rejection::Conflict, .. }) => Ok(DocumentUpdate::Conflict),
+                Err(e) => Err(to_broker(scope, e)),
+            }
+        })
+    }
+
+    fn call_service<'a>(
+        &'a self,
+        node: i32,
+        name: &'a str,
+        payload: bytes::Bytes,
+    ) -> BoxFuture<'a, fjord_broker::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            let cluster = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            crate::forward::call_service(&cluster, node, name, payload).await
+        })
     }
 
     fn commit_offsets_at<'a>(

@@ -73,6 +73,22 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
     reply.map(Bytes::from).map_err(|e| e.to_string())
 }
 
+/// Calls service `name` on `node` ([`Kind::Service`]).
+pub(crate) async fn call_service(
+    cluster: &ClusterNode,
+    node: i32,
+    name: &str,
+    payload: Bytes,
+) -> Result<Bytes, BrokerError> {
+    let unavailable = |what: String| BrokerError::Unavailable(format!("node {node}: {what}"));
+    let id = u64::try_from(node).map_err(|_| unavailable("not a node id".into()))?;
+    let addr = cluster.address_of(id).ok_or_else(|| unavailable("address unknown".into()))?;
+    let body = fjord_cluster_codec::ServiceCall { service: name.to_string(), payload }
+        .encode()
+        .map_err(|e| BrokerError::internal_from("encoding a service call", e))?;
+    cluster.peers.call(id, &addr, Kind::Service, body, FORWARD_TIMEOUT).await.map_err(|e| unavailable(e.to_string()))
+}
+
 /// Sends `req` to `node` and decodes its reply.
 async fn call<T: serde::de::DeserializeOwned>(
     cluster: &ClusterNode,

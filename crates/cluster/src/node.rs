@@ -145,6 +145,10 @@ impl Handler for NodeHandler {
                     Ok(ack.encode())
                 }
                 Kind::Forward => crate::forward::serve(&node.broker, &body).await,
+                Kind::Service => {
+                    let call = fjord_cluster_codec::ServiceCall::decode(body).map_err(|e| e.to_string())?;
+                    node.broker.serve_service(&call.service, call.payload).await
+                }
                 other => Err(format!("{other:?} is not served yet")),
             }
         })

@@ -1,8 +1,8 @@
 //! Brings this node's broker in line with the applied metadata: topics the
 //! cluster has are created here (with the cluster's topic id), grown and
 //! reconfigured; topics the cluster deleted are deleted; and the broker's
-//! placement (who leads what, which nodes serve) and the consumer groups'
-//! settings are replaced.
+//! placement (who leads what, which nodes serve), the consumer groups'
+//! settings and the document scopes are replaced.
 //!
 //! Every node holds a log for every partition of every topic (empty where
 //! it neither leads nor, later, replicates): the seam replication fills in.
@@ -86,6 +86,7 @@ pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
 async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>) -> Result<(), BrokerError> {
     let broker = &node.broker;
     broker.install_group_configs(&m.group_configs);
+    broker.install_documents(m.documents.iter().map(|(name, s)| (name, s.version, &s.entries)));
     for (name, t) in &m.topics {
         let id = uuid::Uuid::parse_str(&t.id)
             .map_err(|e| BrokerError::internal_from(format!("topic '{name}' has a malformed id in the metadata"), e))?;

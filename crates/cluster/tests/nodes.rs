@@ -183,6 +183,35 @@ async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker(
     c.nodes[&2].broker.set_group_config(group, Default::default()).await.unwrap();
     c.until("the settings gone everywhere", |c| c.nodes.values().all(|n| n.broker.group_config(group).is_none())).await;
 
+    // Document scopes (AMQP definitions and users) are the cluster's: a
+    // change through one node is on every node, none keeps a file; two
+    // nodes changing a scope read at the same version: one lands, the other
+    // is told to read again — and by then holds the winner's version.
+    use fjord_broker::{DocumentChange, DocumentUpdate};
+    let change = |k: &str| DocumentChange { set: [(k.to_string(), "v".to_string())].into(), remove: vec![] };
+    assert_eq!(
+        c.nodes[&3].broker.update_documents("amqp/test", 0, change("a")).await.unwrap(),
+        DocumentUpdate::Applied
+    );
+    assert_eq!(c.nodes[&3].broker.documents("amqp/test").unwrap().version, 1, "applied here before returning");
+    c.until("the scope on every node", |c| c.nodes.values().all(|n| n.broker.documents("amqp/test").is_some())).await;
+    let (b1, b2) = (c.nodes[&1].broker.clone(), c.nodes[&2].broker.clone());
+    let (r1, r2) = tokio::join!(
+        b1.update_documents("amqp/test", 1, change("b")),
+        b2.update_documents("amqp/test", 1, change("c"))
+    );
+    let mut outcomes = [r1.unwrap(), r2.unwrap()];
+    outcomes.sort_by_key(|o| *o == DocumentUpdate::Conflict);
+    assert_eq!(outcomes, [DocumentUpdate::Applied, DocumentUpdate::Conflict]);
+    assert!(b1.documents("amqp/test").unwrap().version == 2 && b2.documents("amqp/test").unwrap().version == 2);
+    c.until("one winner everywhere", |c| {
+        c.nodes
+            .values()
+            .all(|n| n.broker.documents("amqp/test").is_some_and(|s| s.version == 2 && s.entries.len() == 2))
+    })
+    .await;
+    assert!(c.nodes.values().all(|n| !n.broker.config().data_dir.join("documents.json").exists()));
+
     // Deleting through another node removes it from every broker.
     c.nodes[&3].broker.delete_topic("t").await.unwrap();
     c.until("the topic gone everywhere", |c| c.nodes.values().all(|n| n.broker.topic("t").is_none())).await;

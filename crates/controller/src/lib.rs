@@ -29,7 +29,10 @@ pub mod metadata;
 pub mod store;
 
 pub use error::ControllerError;
-pub use metadata::{Command, Metadata, NodeRecord, NodeState, PartitionAssignment, Rejection, Reply, TopicAssignment};
+pub use metadata::{
+    Command, DocumentScope, MAX_DOCUMENT, MAX_DOCUMENT_KEY, MAX_DOCUMENTS, Metadata, NodeRecord, NodeState,
+    PartitionAssignment, Rejection, Reply, TopicAssignment,
+};
 
 /// A node's id in the cluster (`[cluster] node_id`), stable across restarts.
 pub type NodeId = u64;

@@ -146,6 +146,18 @@ pub enum Command {
         /// The new settings (names owned by the layer that reads them).
         config: BTreeMap<String, String>,
     },
+    /// Changes entries of a document scope if the scope is still at
+    /// version `expect` (see [`DocumentScope`]).
+    UpdateDocuments {
+        /// Scope name.
+        scope: String,
+        /// The version the proposer read.
+        expect: u64,
+        /// Entries to add or replace.
+        set: BTreeMap<String, String>,
+        /// Entries to remove.
+        remove: Vec<String>,
+    },
 }
 
 /// The outcome of applying a [`Command`].
@@ -175,6 +187,9 @@ pub enum Rejection {
     /// A malformed command (placement naming no replicas, a partition count
     /// that shrinks, ...).
     Invalid,
+    /// A document scope moved past the version the proposer read: read
+    /// again and retry.
+    Conflict,
 }
 
 /// The cluster's metadata, as of the last applied log entry.
@@ -194,6 +209,10 @@ pub struct Metadata {
     /// absent).
     #[serde(default)]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Document scopes by name: definitions the layers above keep for the
+    /// whole cluster (AMQP's virtual hosts and users).
+    #[serde(default)]
+    pub documents: BTreeMap<String, DocumentScope>,
 }
 
 /// Deleted topic ids the metadata remembers.
@@ -308,6 +327,9 @@ impl Metadata {
                 }
                 Reply::Ok
             }
+            Command::UpdateDocuments { scope, expect, set, remove } => {
+                documents::update(&mut self.documents, scope, *expect, set, remove)
+            }
         }
     }
 
@@ -357,6 +379,9 @@ impl Metadata {
         serde_json::from_slice(bytes)
     }
 }
+
+mod documents;
+pub use documents::{DocumentScope, MAX_DOCUMENT, MAX_DOCUMENT_KEY, MAX_DOCUMENTS};
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,7 @@
 //!   offset: everything below it was acked (or filtered out).
 
 pub mod error;
+mod forward;
 pub mod groups;
 mod journal;
 pub mod members;
@@ -187,6 +188,7 @@ impl Messaging {
             tx,
         });
         m.recover_commits(unconfirmed).await?;
+        m.register_forwarding();
         // A deleted topic takes its pop queues along: one created again
         // under the name (offsets from 0) is popped from its start.
         let me = Arc::downgrade(&m);

@@ -9,10 +9,13 @@
 //! without declaring it. Deliveries and acks go through the messaging
 //! layer's pop queues under one consumer group, [`AMQP_GROUP`].
 //!
-//! Durable definitions are kept in `<data>/amqp/definitions.json`,
-//! rewritten atomically (write, fsync, rename) before a declare, bind or
-//! delete is answered. Transient ones live in memory; their topics are
-//! deleted when the broker restarts, as RabbitMQ drops transient queues.
+//! Definitions are kept in the broker's document scopes (see [`store`]):
+//! on a single node a file rewritten atomically, in a cluster the
+//! controller quorum's metadata, so every node routes with the same
+//! exchanges, queues and bindings. A declare, bind or delete is durable
+//! there before it is answered. Transient queues and exchanges are stored
+//! too (other nodes route to them) and removed when the node that declared
+//! them restarts, as RabbitMQ drops transient queues.
 
 pub mod routing;
 mod store;
@@ -86,6 +89,10 @@ pub struct Exchange {
     pub internal: bool,
     /// Declared arguments (`alternate-exchange`, `x-delayed-type`).
     pub arguments: FieldTable,
+    /// The node that declared it, for a non-durable exchange: it goes when
+    /// that node restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<i32>,
 }
 
 impl Exchange {
@@ -104,10 +111,9 @@ pub struct Queue {
     pub topic: String,
     /// Survives a restart.
     pub durable: bool,
-    /// Used only by the connection that declared it, deleted with it.
-    /// (Not persisted: exclusive queues are never durable past their
-    /// connection.)
-    #[serde(skip)]
+    /// Used only by the connection that declared it (ids are unique in a
+    /// cluster), deleted with it, or when that connection's node restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<u64>,
     /// Declared exclusive.
     pub exclusive: bool,
@@ -206,6 +212,7 @@ impl VHost {
                 auto_delete: false,
                 internal: false,
                 arguments: FieldTable::default(),
+                home: None,
             };
             v.exchanges.insert(name.into(), e);
         }
@@ -382,7 +389,15 @@ mod tests {
         if let Some(a) = alternate {
             arguments.insert("alternate-exchange".into(), AMQPValue::LongString(a.into()));
         }
-        let e = Exchange { name: name.into(), kind, durable: true, auto_delete: false, internal: false, arguments };
+        let e = Exchange {
+            name: name.into(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments,
+            home: None,
+        };
         v.exchanges.insert(name.into(), e);
     }
 

@@ -72,6 +72,12 @@ fn command() -> impl Strategy<Value = Command> {
             group: format!("g{g}"),
             config: (0..n).map(|i| (format!("k{i}"), i.to_string())).collect(),
         }),
+        (0u8..2, 0u64..3, 0u8..3, 0u8..3).prop_map(|(s, expect, k, r)| Command::UpdateDocuments {
+            scope: format!("s{s}"),
+            expect,
+            set: (0..k).map(|i| (format!("k{i}"), i.to_string())).collect(),
+            remove: (0..r).map(|i| format!("k{i}")).collect(),
+        }),
     ]
 }
 
