@@ -3,8 +3,8 @@ its declaring client is connected to (RabbitMQ's default client-local
 queue locator), so that client's publishes with confirms and consumes
 stay on its node; Kafka clients see the queue's topic led there.
 Definitions (virtual hosts, exchanges, queues, bindings) and users are the
-cluster's: what one node declares every node routes with, and a publish
-through any node reaches a queue on another.
+cluster's: what one node declares every node routes with, and a client on
+any node publishes to and consumes from a queue on another.
 """
 
 import json
@@ -111,11 +111,14 @@ def test_definitions_and_users_are_the_clusters_and_publishes_reach_any_node(clu
         wait_for(lambda n=n: all(v["name"] != vhost for v in api(n, "GET", "/api/v1/amqp/vhosts")[1]["vhosts"]), 10, "vhost gone")
 
 
-def test_a_queue_on_another_node_is_refused_with_where_it_lives(cluster):
-    """Until queues can be consumed from every node, a client on another
-    node gets 404 naming the queue's node (as RabbitMQ when a queue's home
-    node is out of reach), not an empty queue that looks usable."""
-    queue = f"q-{uuid.uuid4().hex[:8]}"
+def test_a_queue_on_another_node_is_used_through_any_node(cluster):
+    """A queue lives on its declaring client's node; a client on another
+    node declares, gets, consumes, acks, rejects, purges and binds it as
+    if it were local (the node forwards to the queue's node), and what it
+    leaves unacked goes back to the queue when its channel closes. Only a
+    stream queue, read from its log, is refused elsewhere with 404 naming
+    its node."""
+    queue, stream = f"q-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
 
     def connect(node_id):
         host, port = cluster.node(node_id).amqp
@@ -126,29 +129,91 @@ def test_a_queue_on_another_node_is_refused_with_where_it_lives(cluster):
         ch = home.channel()
         ch.confirm_delivery()
         ch.queue_declare(queue, durable=True)
-        ch.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2), mandatory=True)
+        ch.queue_declare(stream, durable=True, arguments={"x-queue-type": "stream"})
+        for i in range(5):
+            ch.basic_publish("", queue, b"m%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
         for n in cluster.nodes:
             wait_for(lambda n=n: set(leaders(n, queue).values()) == {2}, 10, f"{queue} led by node 2")
         other = connect(1)
         try:
-            attempts = [
-                lambda c: c.queue_declare(queue, passive=True),
-                lambda c: c.queue_declare(queue, durable=True),
-                lambda c: c.basic_get(queue),
-                lambda c: c.queue_purge(queue),
-                lambda c: c.queue_bind(queue, "amq.direct", routing_key="k"),
-            ]
-            for attempt in attempts:
-                c = other.channel()
-                try:
-                    attempt(c)
-                    raise AssertionError(f"node 1 served {queue}, which lives on node 2")
-                except pika.exceptions.ChannelClosedByBroker as e:
-                    assert e.reply_code == 404 and "node 2" in e.reply_text, e
+            c = other.channel()
+            assert c.queue_declare(queue, passive=True).method.message_count == 5
+            method, _, body = c.basic_get(queue)
+            assert body == b"m0"
+            c.basic_reject(method.delivery_tag, requeue=True)
+            method, _, body = c.basic_get(queue)
+            assert body == b"m0" and method.redelivered
+            c.basic_ack(method.delivery_tag)
+            # A consumer on node 1 takes two and leaves one unacked; closing
+            # its channel returns that one to the queue on node 2.
+            c.basic_qos(prefetch_count=2)
+            got = []
+            for method, _, body in c.consume(queue, inactivity_timeout=10):
+                assert method is not None, "no delivery from node 2's queue"
+                got.append((method.delivery_tag, body))
+                if len(got) == 2:
+                    break
+            assert [b for _, b in got] == [b"m1", b"m2"]
+            c.basic_ack(got[0][0])
+            c.close()
+            c = other.channel()
+            c.queue_bind(queue, "amq.direct", routing_key="to-q")
+            c.confirm_delivery()
+            c.basic_publish("amq.direct", "to-q", b"bound", mandatory=True)
+            # m2 (returned), m3, m4, bound.
+            wait_for(lambda: c.queue_declare(queue, passive=True).method.message_count == 4, 10, "4 ready")
+            assert c.queue_purge(queue).method.message_count == 4
+            assert c.queue_declare(queue, passive=True).method.message_count == 0
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+                c.basic_consume(stream, lambda *a: None, arguments={"x-stream-offset": "first"})
+            assert e.value.reply_code == 404 and "node 2" in e.value.reply_text, e.value
         finally:
             other.close()
-        # Its home node still has the message.
-        method, _, body = ch.basic_get(queue, auto_ack=True)
-        assert body == b"kept"
+        # Node 2 sees what node 1 did: the queue is empty.
+        assert ch.queue_declare(queue, passive=True).method.message_count == 0
     finally:
         home.close()
+
+
+def test_a_killed_node_keeps_its_durable_queues_and_drops_its_transient_ones(cluster):
+    """kill -9 of a queue's node: its confirmed messages are there after the
+    restart, read through another node; its transient queue is gone (as
+    RabbitMQ drops transient queues with their node), on every node."""
+    durable, transient = f"d-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+
+    def connect(node_id):
+        host, port = cluster.node(node_id).amqp
+        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
+
+    def ready(conn, queue):
+        ch = conn.channel()
+        try:
+            return ch.queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as e:
+            return e.reply_code
+
+    victim = connect(3)
+    ch = victim.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(durable, durable=True)
+    ch.queue_declare(transient, durable=False)
+    for i in range(3):
+        ch.basic_publish("", durable, b"kept%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
+    observer = connect(1)
+    try:
+        assert ready(observer, transient) == 0, "node 1 sees node 3's transient queue"
+        before = cluster.node(3).proc.pid
+        cluster.kill(3)
+        try:
+            cluster.restart(3)
+        finally:
+            if not cluster.node(3).running:
+                cluster.restart(3)
+        assert cluster.node(3).proc.pid != before
+        wait_for(lambda: ready(observer, transient) == 404, 30, "the transient queue gone after its node restarted")
+        wait_for(lambda: ready(observer, durable) == 3, 30, "the durable queue's messages back")
+        c = observer.channel()
+        got = [c.basic_get(durable, auto_ack=True)[2] for _ in range(3)]
+        assert got == [b"kept0", b"kept1", b"kept2"]
+    finally:
+        observer.close()

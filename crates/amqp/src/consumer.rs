@@ -296,7 +296,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     if !*active || c.stopped() {
         drop(active);
         let receipts: Vec<ReceiptHandle> = popped.into_iter().map(|p| p.receipt).collect();
-        if let Err(e) = gw.messaging.release_many(AMQP_GROUP, &model, &receipts).await {
+        if let Err(e) = gw.messaging.release_many_at_leaders(AMQP_GROUP, &model, &receipts).await {
             tracing::warn!(error = %e, "amqp: could not requeue deliveries of a cancelled consumer");
         }
         return;
@@ -342,7 +342,7 @@ async fn deliver(gw: &AmqpGateway, ch: &ChannelShared, c: &Arc<Consumer>, popped
     gw.dead_letter(&c.queue, expired, Reason::Expired).await;
     gw.dead_letter(&c.queue, over_limit, Reason::DeliveryLimit).await;
     if !settle.is_empty()
-        && let Err(e) = gw.messaging.ack_many_unsynced(AMQP_GROUP, &model, &settle).await
+        && let Err(e) = gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, &settle, false).await
     {
         tracing::warn!(error = %e, "amqp: could not settle no-ack or expired deliveries");
     }

@@ -132,10 +132,10 @@ impl AmqpGateway {
             && let Err(e) = self.republish(q, &dlx, &msgs, reason).await
         {
             tracing::warn!(queue = %q.queue.name, error = %e, "amqp: dead-lettering failed; messages stay in the queue");
-            let _ = self.messaging.release_many(AMQP_GROUP, &model, &receipts).await;
+            let _ = self.messaging.release_many_at_leaders(AMQP_GROUP, &model, &receipts).await;
             return;
         }
-        if let Err(e) = self.messaging.ack_many(AMQP_GROUP, &model, &receipts).await {
+        if let Err(e) = self.messaging.ack_many_at_leaders(AMQP_GROUP, &model, &receipts, true).await {
             tracing::warn!(queue = %q.queue.name, error = %e, "amqp: could not settle dead-lettered messages");
         }
     }

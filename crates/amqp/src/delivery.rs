@@ -46,7 +46,7 @@ pub(crate) async fn requeue(gw: &crate::AmqpGateway, taken: Vec<Unacked>) {
     });
     let back: Vec<ReceiptHandle> = back.into_iter().filter_map(|u| u.receipt).collect();
     if !back.is_empty()
-        && let Err(e) = gw.messaging.release_many(AMQP_GROUP, &ConsumeModel::Clustering, &back).await
+        && let Err(e) = gw.messaging.release_many_at_leaders(AMQP_GROUP, &ConsumeModel::Clustering, &back).await
     {
         tracing::warn!(error = %e, "amqp: could not requeue deliveries");
     }
@@ -100,7 +100,7 @@ impl Conn {
             .gw
             .find_queue(v, vhost, c.queue.as_str())
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", c.queue)))?;
-        self.gw.served_here(vhost, &q.name, &q.topic)?;
+        self.gw.streamed_here(vhost, &q)?;
         if q.owner.is_some_and(|o| o != self.id) {
             return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
         }
@@ -164,7 +164,6 @@ impl Conn {
             .gw
             .find_queue(v, vhost, g.queue.as_str())
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", g.queue)))?;
-        self.gw.served_here(vhost, &q.name, &q.topic)?;
         if crate::stream::is_stream(&q) {
             // As RabbitMQ: a stream is read by consumers with an offset.
             return Err(AmqpException::not_implemented("basic.get not supported by stream queues"));
@@ -202,7 +201,7 @@ impl Conn {
                 attempt: p.attempt,
             });
             let tag = consumer::register(&ch.shared, unacked);
-            let (ready, _) = self.gw.depth(&q.topic);
+            let (ready, _) = self.gw.depth(&q.topic).await;
             let (exchange, routing_key, props) = mapping::from_stored(&message);
             let get_ok = basic::GetOk {
                 delivery_tag: tag,
@@ -220,7 +219,9 @@ impl Conn {
             crate::instrument::count("rabbitmq_global_messages_delivered_total", 1);
             crate::instrument::count("rabbitmq_global_messages_redelivered_total", u64::from(p.attempt > 1));
             if g.no_ack {
-                self.gw.messaging.ack(AMQP_GROUP, &model, &p.receipt).await.map_err(internal)?;
+                let one = std::slice::from_ref(&p.receipt);
+                let acked = self.gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, one, true).await;
+                acked.map_err(internal)?.pop().unwrap_or(Ok(())).map_err(internal)?;
             }
             return Ok(None);
         }
@@ -286,7 +287,7 @@ impl Conn {
                     let receipts: Vec<ReceiptHandle> = taken.into_iter().filter_map(|u| u.receipt).collect();
                     // basic.ack has no answer to wait for: a machine crash
                     // within the next sync (a second) redelivers these.
-                    if let Err(e) = gw.messaging.ack_many_unsynced(AMQP_GROUP, &model, &receipts).await {
+                    if let Err(e) = gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, &receipts, false).await {
                         tracing::warn!(error = %e, "amqp: could not settle deliveries");
                     }
                 }

@@ -38,9 +38,11 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
         }
         ticks += 1;
         for (vhost, v) in gw.model.snapshot().iter() {
-            for q in v.queues.values() {
+            // Each queue is looked after by its own node (in a cluster every
+            // node has every definition).
+            for q in v.queues.values().filter(|q| gw.leads(&q.topic)) {
                 if ticks % SAMPLE_EVERY == 1 {
-                    let (ready, unacked) = gw.depth(&q.topic);
+                    let (ready, unacked) = gw.depth(&q.topic).await;
                     crate::instrument::queue_sample(vhost, &q.name, ready, unacked, gw.consumers.count(&q.topic));
                 }
                 if let Some(expires) = int_arg(&q.arguments, "x-expires").filter(|e| *e > 0)
@@ -48,7 +50,10 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
                 {
                     let idle = {
                         let mut used = gw.last_used.lock();
-                        used.entry(q.topic.clone()).or_insert_with(std::time::Instant::now).elapsed()
+                        let here = *used.entry(q.topic.clone()).or_insert_with(std::time::Instant::now);
+                        // Consumers on other nodes use it through forwarded calls.
+                        let last = gw.messaging.last_remote_use(&q.topic).map_or(here, |r| r.max(here));
+                        last.elapsed()
                     };
                     if idle.as_millis() >= expires as u128 {
                         tracing::info!(queue = %q.name, %vhost, "amqp: queue unused for x-expires, deleting it");
@@ -73,7 +78,7 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
 
 async fn sweep(gw: &AmqpGateway, q: &QueueRef, ttl: Option<i64>) {
     let model = ConsumeModel::Clustering;
-    if gw.depth(&q.queue.topic).0 == 0 {
+    if gw.depth(&q.queue.topic).await.0 == 0 {
         return;
     }
     for _ in 0..MAX_PER_SWEEP {

@@ -17,6 +17,10 @@
 //!   crash (pops and acks are synced within a second, not waited for: a
 //!   machine crash in that second redelivers); at start every delivery of
 //!   the group is released, since no connection survives.
+//! - **Across nodes** a queue is used through any node: its publishes,
+//!   pops, acks and counts go to the node leading it (the messaging
+//!   layer's forwarded calls, `send_batch_to_leaders`, `pop_at_leader`,
+//!   `ack_many_at_leaders`, `release_many_at_leaders`).
 //! - **Exchanges and bindings** are definitions ([`model`]), routed in
 //!   memory and kept durably in the broker's document scopes (a file on a
 //!   single node, the controller quorum in a cluster: the same on every

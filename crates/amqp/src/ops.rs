@@ -73,17 +73,27 @@ impl AmqpGateway {
         })
     }
 
-    /// In a cluster a queue is used through a node that leads its
-    /// partitions (RabbitMQ's client-local placement puts them on the
-    /// declaring client's node): elsewhere its messages are not at hand and
-    /// publishes cannot land. Until queues are reachable from every node,
-    /// that is refused with 404 naming the queue's node, as RabbitMQ
-    /// answers when a queue's home node is out of reach.
-    pub(crate) fn served_here(&self, vhost: &str, name: &str, topic: &str) -> MethodResult<()> {
+    /// Whether this node leads the partitions of a queue's topic (always on
+    /// a single node).
+    pub(crate) fn leads(&self, topic: &str) -> bool {
         let b = self.messaging.broker();
-        if b.placement().is_none() || b.topic(topic).is_none() || !b.led_partitions(topic).is_empty() {
+        b.placement().is_none() || !b.led_partitions(topic).is_empty()
+    }
+
+    /// In a cluster a queue's pop queue lives on the node leading its
+    /// partitions (RabbitMQ's client-local placement puts them on the
+    /// declaring client's node); clients on other nodes consume it through
+    /// forwarded pops and acks. A stream queue is read from its log, which
+    /// only its node has: elsewhere that is refused with 404 naming the
+    /// queue's node, as RabbitMQ answers when a queue's home node is out of
+    /// reach.
+    pub(crate) fn streamed_here(&self, vhost: &str, q: &Queue) -> MethodResult<()> {
+        let b = self.messaging.broker();
+        if !crate::stream::is_stream(q) || b.topic(&q.topic).is_none() || self.leads(&q.topic) {
             return Ok(());
         }
+        let name = &q.name;
+        let topic = &q.topic;
         let home = match b.leadership(&fjord_broker::TopicPartition::new(topic, 0)) {
             fjord_broker::Leadership::Remote(n) => format!(
                 "it lives on node {}{}",
@@ -93,13 +103,20 @@ impl AmqpGateway {
             _ => "the node it lives on is down".to_string(),
         };
         Err(AmqpException::not_found(format!(
-            "queue '{name}' in vhost '{vhost}' is not served by this node: {home}; connect to that node to use it"
+            "stream queue '{name}' in vhost '{vhost}' is read on the node it lives on: {home}; connect to that node to read it"
         )))
     }
 
-    /// Ready and unacked messages of a queue's topic.
-    pub fn depth(&self, topic: &str) -> (u64, u64) {
-        self.messaging.pop_depth(AMQP_GROUP, &ConsumeModel::Clustering, topic)
+    /// Ready and unacked messages of a queue's topic (from its node in a
+    /// cluster; zeros, with a warning, when that node cannot be asked).
+    pub async fn depth(&self, topic: &str) -> (u64, u64) {
+        match self.messaging.pop_depth_at_leader(AMQP_GROUP, &ConsumeModel::Clustering, topic).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "amqp: could not count a queue's messages");
+                (0, 0)
+            }
+        }
     }
 
     /// A fresh server-chosen queue name (`amq.gen-...`, as RabbitMQ).
@@ -126,7 +143,6 @@ impl AmqpGateway {
         // RabbitMQ, where asking for a queue's counts renews its lease).
         self.touch(&queue_topic(vhost, &spec.name));
         let existing = self.find_queue(v, vhost, &spec.name);
-        self.served_here(vhost, &spec.name, &queue_topic(vhost, &spec.name))?;
         if let Some(q) = &existing {
             if let Some(owner) = q.owner
                 && owner != conn
@@ -154,7 +170,7 @@ impl AmqpGateway {
                 }
             }
             if spec.passive || declared {
-                return Ok(self.declared(q));
+                return Ok(self.declared(q).await);
             }
         } else if spec.passive {
             return Err(AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", spec.name)));
@@ -205,13 +221,13 @@ impl AmqpGateway {
             // Declared by another connection meanwhile: answer as for it.
             let snapshot = self.model.snapshot();
             let q = snapshot.get(vhost).and_then(|v| v.queues.get(&q.name)).cloned().unwrap_or(q);
-            return Ok(self.declared(&q));
+            return Ok(self.declared(&q).await);
         }
-        Ok(self.declared(&q))
+        Ok(self.declared(&q).await)
     }
 
-    fn declared(&self, q: &Queue) -> Declared {
-        let (ready, _) = self.depth(&q.topic);
+    async fn declared(&self, q: &Queue) -> Declared {
+        let (ready, _) = self.depth(&q.topic).await;
         Declared {
             name: q.name.clone(),
             messages: u32::try_from(ready).unwrap_or(u32::MAX),
@@ -239,7 +255,7 @@ impl AmqpGateway {
         if if_unused && consumers > 0 {
             return Err(AmqpException::precondition_failed(format!("queue '{name}' in vhost '{vhost}' in use")));
         }
-        let (ready, unacked) = self.depth(&q.topic);
+        let (ready, unacked) = self.depth(&q.topic).await;
         if if_empty && ready + unacked > 0 {
             return Err(AmqpException::precondition_failed(format!("queue '{name}' in vhost '{vhost}' is not empty")));
         }
@@ -286,9 +302,9 @@ impl AmqpGateway {
         let q = self
             .find_queue(v, vhost, name)
             .ok_or_else(|| AmqpException::not_found(format!("no queue '{name}' in vhost '{vhost}'")))?;
-        self.served_here(vhost, &q.name, &q.topic)?;
-        let (ready, unacked) = self.depth(&q.topic);
-        if unacked == 0 {
+        self.streamed_here(vhost, &q)?;
+        let (ready, unacked) = self.depth(&q.topic).await;
+        if unacked == 0 && self.leads(&q.topic) {
             // Nothing delivered is pending: move past everything at once.
             self.messaging
                 .reset_offsets(AMQP_GROUP, &ConsumeModel::Clustering, &q.topic, OffsetReset::Latest)
@@ -303,13 +319,16 @@ impl AmqpGateway {
             let n = (ready - purged).min(1024) as usize;
             let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, q.topic.as_str(), n);
             req.invisible = std::time::Duration::from_secs(60);
-            let popped = self.messaging.pop(req).await.map_err(internal)?;
+            let popped = self.messaging.pop_at_leader(req).await.map_err(internal)?;
             if popped.is_empty() {
                 break;
             }
             purged += popped.len() as u64;
             let receipts: Vec<_> = popped.into_iter().map(|p| p.receipt).collect();
-            self.messaging.ack_many(AMQP_GROUP, &ConsumeModel::Clustering, &receipts).await.map_err(internal)?;
+            self.messaging
+                .ack_many_at_leaders(AMQP_GROUP, &ConsumeModel::Clustering, &receipts, true)
+                .await
+                .map_err(internal)?;
         }
         Ok(u32::try_from(purged).unwrap_or(u32::MAX))
     }
@@ -394,13 +413,8 @@ impl AmqpGateway {
             if !v.exchanges.contains_key(&b.destination) {
                 return Err(AmqpException::not_found(format!("no exchange '{}' in vhost '{vhost}'", b.destination)));
             }
-        } else {
-            match self.find_queue(v, vhost, &b.destination) {
-                None => {
-                    return Err(AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", b.destination)));
-                }
-                Some(q) => self.served_here(vhost, &q.name, &q.topic)?,
-            }
+        } else if self.find_queue(v, vhost, &b.destination).is_none() {
+            return Err(AmqpException::not_found(format!("no queue '{}' in vhost '{vhost}'", b.destination)));
         }
         // Binding an undeclared topic adopts it as a durable queue.
         let adopt = (!b.to_exchange && !v.queues.contains_key(&b.destination))

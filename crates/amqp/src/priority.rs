@@ -53,14 +53,15 @@ pub(crate) async fn pop(
     if levels > 1 {
         for p in (0..levels).rev() {
             let r = PopRequest { partition: Some(p), ..req.clone() };
-            let got = gw.messaging.pop(r).await?;
+            let got = gw.messaging.pop_at_leader(r).await?;
             if !got.is_empty() {
                 return Ok(got);
             }
         }
     }
     req.wait = wait;
-    gw.messaging.pop(req).await
+    // From the queue's node, wherever the client is.
+    gw.messaging.pop_at_leader(req).await
 }
 
 #[cfg(test)]

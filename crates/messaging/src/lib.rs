@@ -151,6 +151,8 @@ pub struct Messaging {
     pub(crate) timer: timer::TimerService,
     pub(crate) pop: pop::PopService,
     pub(crate) tx: tx::TxService,
+    /// When forwarded calls last used each topic here.
+    pub(crate) remote_use: forward::RemoteUse,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
@@ -186,6 +188,7 @@ impl Messaging {
             stop: tokio::sync::watch::channel(false).0,
             tasks: Default::default(),
             tx,
+            remote_use: Default::default(),
         });
         m.recover_commits(unconfirmed).await?;
         m.register_forwarding();

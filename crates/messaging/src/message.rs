@@ -66,7 +66,7 @@ pub const DELAY_LEVELS_MS: [i64; 18] = [
 ];
 
 /// When a message becomes visible to consumers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Delivery {
     /// As soon as it is stored.
     #[default]
@@ -103,11 +103,12 @@ impl Delivery {
 }
 
 /// A message to send.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// Destination topic.
     pub topic: String,
     /// Payload.
+    #[serde(with = "crate::forward::b64")]
     pub body: Bytes,
     /// Tag, for tag filtering.
     pub tag: Option<String>,
@@ -190,7 +191,7 @@ impl Message {
 }
 
 /// A stored message as consumers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
     /// Topic it is stored in.
     pub topic: String,
@@ -202,8 +203,10 @@ pub struct StoredMessage {
     pub timestamp: i64,
     /// The record key (the message group for messages sent through this
     /// layer; anything for Kafka records).
+    #[serde(with = "crate::forward::b64_opt")]
     pub record_key: Option<Bytes>,
     /// Payload (`None` for a Kafka tombstone).
+    #[serde(with = "crate::forward::b64_opt")]
     pub body: Option<Bytes>,
     /// Unique id (`None` for records not sent through this layer).
     pub id: Option<String>,

@@ -9,7 +9,7 @@
 //! without declaring it. Deliveries and acks go through the messaging
 //! layer's pop queues under one consumer group, [`AMQP_GROUP`].
 //!
-//! Definitions are kept in the broker's document scopes (see [`store`]):
+//! Definitions are kept in the broker's document scopes (see the `store` module):
 //! on a single node a file rewritten atomically, in a cluster the
 //! controller quorum's metadata, so every node routes with the same
 //! exchanges, queues and bindings. A declare, bind or delete is durable

@@ -34,6 +34,7 @@ mod tests;
 
 use std::time::Duration;
 
+use fjord_broker::TopicPartition;
 use fjord_filter::Filter;
 
 use crate::error::{MessagingError, Result};
@@ -106,7 +107,7 @@ impl PopRequest {
 }
 
 /// A popped message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Popped {
     /// The message.
     pub message: StoredMessage,
@@ -120,12 +121,19 @@ pub struct Popped {
 
 /// Names one delivery of one message to one group: topic, partition,
 /// offset and the delivery's sequence number. Opaque to clients.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ReceiptHandle(pub String);
 
 impl ReceiptHandle {
     pub(crate) fn new(topic: &str, partition: u32, offset: u64, seq: u64) -> Self {
         ReceiptHandle(format!("{partition:x} {offset:x} {seq:x} {topic}"))
+    }
+
+    /// The topic and partition it names.
+    pub(crate) fn partition(&self) -> Result<TopicPartition> {
+        let (topic, partition, _, _) = self.parse()?;
+        Ok(TopicPartition::new(topic, partition))
     }
 
     pub(crate) fn parse(&self) -> Result<(String, u32, u64, u64)> {

@@ -1,0 +1,222 @@
+//! Forwarded pops, acks and releases: [`Messaging::pop_at_leader`] and
+//! the settling calls, which send each receipt to the node leading its
+//! partition.
+
+use std::time::Duration;
+
+use fjord_filter::Filter;
+use serde::{Deserialize, Serialize};
+
+use super::{Reply, Request};
+use crate::Messaging;
+use crate::error::{MessagingError, Result};
+use crate::pop::{PopRequest, Popped, ReceiptHandle, StartFrom};
+use crate::pull::ConsumeModel;
+
+/// A [`PopRequest`] on the wire (unfiltered: see the module docs).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct WirePop {
+    group: String,
+    instance: Option<String>,
+    pub(super) topic: String,
+    partition: Option<u32>,
+    max: usize,
+    invisible_ms: u64,
+    fifo: bool,
+    wait_ms: u64,
+    latest: bool,
+    durable: bool,
+}
+
+/// How forwarded receipts are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Settle {
+    /// [`Messaging::ack_many`].
+    Ack,
+    /// [`Messaging::ack_many_unsynced`].
+    AckUnsynced,
+    /// [`Messaging::release_many`].
+    Release,
+}
+
+pub(super) fn model(instance: Option<String>) -> ConsumeModel {
+    match instance {
+        None => ConsumeModel::Clustering,
+        Some(instance) => ConsumeModel::Broadcasting { instance },
+    }
+}
+
+fn instance(model: &ConsumeModel) -> Option<String> {
+    match model {
+        ConsumeModel::Clustering => None,
+        ConsumeModel::Broadcasting { instance } => Some(instance.clone()),
+    }
+}
+
+impl Messaging {
+    /// [`Messaging::pop`] for clients that may be connected to any node:
+    /// popped by the node leading the partition asked for (or, for any
+    /// partition, by a node leading some when this one leads none). The
+    /// receipts settle through [`Messaging::ack_many_at_leaders`] and
+    /// [`Messaging::release_many_at_leaders`].
+    pub async fn pop_at_leader(&self, req: PopRequest) -> Result<Vec<Popped>> {
+        let remote = match req.partition {
+            Some(p) => self.remote_leader_of(&req.topic, p),
+            None => self.remote_leader_for_topic(&req.topic),
+        };
+        let Some(node) = remote else { return self.pop(req).await };
+        if !matches!(req.filter, Filter::All) {
+            return Err(MessagingError::InvalidRequest(format!(
+                "a filtered pop of '{}' is served by its leader, node {node}",
+                req.topic
+            )));
+        }
+        let wire = WirePop {
+            group: req.group,
+            instance: instance(&req.model),
+            topic: req.topic,
+            partition: req.partition,
+            max: req.max_messages,
+            invisible_ms: u64::try_from(req.invisible.as_millis()).unwrap_or(u64::MAX),
+            fifo: req.fifo,
+            wait_ms: u64::try_from(req.wait.as_millis()).unwrap_or(u64::MAX),
+            latest: req.start == StartFrom::Latest,
+            durable: req.durable,
+        };
+        match self.call(node, &Request::Pop(wire)).await? {
+            Reply::Popped(p) => Ok(p),
+            other => Err(MessagingError::Internal(format!("node {node} answered a pop with {other:?}"))),
+        }
+    }
+
+    /// [`Messaging::ack_many`] (`synced`) or [`Messaging::ack_many_unsynced`]
+    /// of receipts from [`Messaging::pop_at_leader`], each at its
+    /// partition's leader. Results per receipt, in order.
+    pub async fn ack_many_at_leaders(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+        synced: bool,
+    ) -> Result<Vec<Result<()>>> {
+        let how = if synced { Settle::Ack } else { Settle::AckUnsynced };
+        let mut out: Vec<Option<Result<()>>> = (0..receipts.len()).map(|_| None).collect();
+        for (node, idx) in self.by_leader(receipts) {
+            let part: Vec<ReceiptHandle> = idx.iter().map(|i| receipts[*i].clone()).collect();
+            let results = match node {
+                None if synced => self.ack_many(group, model, &part).await?,
+                None => self.ack_many_unsynced(group, model, &part).await?,
+                Some(node) => self.settle_at(node, group, model, how, part).await?,
+            };
+            for (i, r) in idx.into_iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        Ok(out.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
+    }
+
+    /// [`Messaging::release_many`] of receipts from
+    /// [`Messaging::pop_at_leader`], each at its partition's leader;
+    /// returns how many were released.
+    pub async fn release_many_at_leaders(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        receipts: &[ReceiptHandle],
+    ) -> Result<usize> {
+        let mut released = 0;
+        for (node, idx) in self.by_leader(receipts) {
+            let part: Vec<ReceiptHandle> = idx.iter().map(|i| receipts[*i].clone()).collect();
+            released += match node {
+                None => self.release_many(group, model, &part).await?,
+                Some(node) => {
+                    let results = self.settle_at(node, group, model, Settle::Release, part).await?;
+                    results.iter().filter(|r| r.is_ok()).count()
+                }
+            };
+        }
+        Ok(released)
+    }
+
+    /// [`Messaging::pop_depth`] (ready, unacked) from the node leading the
+    /// topic's partitions when this one leads none.
+    pub async fn pop_depth_at_leader(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<(u64, u64)> {
+        let Some(node) = self.remote_leader_for_topic(topic) else { return Ok(self.pop_depth(group, model, topic)) };
+        let req = Request::Depth { group: group.to_string(), instance: instance(model), topic: topic.to_string() };
+        match self.call(node, &req).await? {
+            Reply::Depth(ready, unacked) => Ok((ready, unacked)),
+            other => Err(MessagingError::Internal(format!("node {node} answered a depth with {other:?}"))),
+        }
+    }
+
+    /// Receipts' positions grouped by the node leading their partition
+    /// (`None`: this one, or a malformed receipt the local call refuses).
+    fn by_leader(&self, receipts: &[ReceiptHandle]) -> Vec<(Option<i32>, Vec<usize>)> {
+        let mut groups: Vec<(Option<i32>, Vec<usize>)> = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
+            let node = r.partition().ok().and_then(|tp| self.remote_leader_of(&tp.topic, tp.partition));
+            match groups.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((node, vec![i])),
+            }
+        }
+        groups
+    }
+
+    async fn settle_at(
+        &self,
+        node: i32,
+        group: &str,
+        model: &ConsumeModel,
+        how: Settle,
+        receipts: Vec<ReceiptHandle>,
+    ) -> Result<Vec<Result<()>>> {
+        let n = receipts.len();
+        let req = Request::Settle { group: group.to_string(), instance: instance(model), how, receipts };
+        match self.call(node, &req).await? {
+            Reply::Settled(r) if r.len() == n => {
+                Ok(r.into_iter().map(|e| e.map_or(Ok(()), |m| Err(MessagingError::InvalidReceipt(m)))).collect())
+            }
+            other => Err(MessagingError::Internal(format!("node {node} answered {n} receipts with {other:?}"))),
+        }
+    }
+
+    pub(super) async fn serve_pop(&self, p: WirePop) -> Reply {
+        let mut req = PopRequest::new(p.group, p.topic, p.max);
+        req.model = model(p.instance);
+        req.partition = p.partition;
+        req.invisible = Duration::from_millis(p.invisible_ms);
+        req.fifo = p.fifo;
+        // Bounded: the caller's call times out after 10 s.
+        req.wait = Duration::from_millis(p.wait_ms.min(5_000));
+        req.start = if p.latest { StartFrom::Latest } else { StartFrom::Earliest };
+        req.durable = p.durable;
+        match self.pop(req).await {
+            Ok(popped) => Reply::Popped(popped),
+            Err(e) => Reply::from_error(e),
+        }
+    }
+
+    pub(super) async fn serve_settle(
+        &self,
+        group: String,
+        instance: Option<String>,
+        how: Settle,
+        receipts: Vec<ReceiptHandle>,
+    ) -> Reply {
+        let model = model(instance);
+        let results = match how {
+            Settle::Ack => self.ack_many(&group, &model, &receipts).await,
+            Settle::AckUnsynced => self.ack_many_unsynced(&group, &model, &receipts).await,
+            Settle::Release => match self.release_many(&group, &model, &receipts).await {
+                // Released as a whole (stale receipts are skipped, as locally).
+                Ok(_) => Ok(receipts.iter().map(|_| Ok(())).collect()),
+                Err(e) => Err(e),
+            },
+        };
+        match results {
+            Ok(r) => Reply::Settled(r.into_iter().map(|r| r.err().map(|e| e.to_string())).collect()),
+            Err(e) => Reply::from_error(e),
+        }
+    }
+}

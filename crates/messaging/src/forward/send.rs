@@ -1,0 +1,89 @@
+//! Forwarded sends: [`Messaging::send_batch_to_leaders`].
+
+use fjord_broker::TopicPartition;
+use serde::{Deserialize, Serialize};
+
+use super::{Reply, Request};
+use crate::Messaging;
+use crate::error::{MessagingError, Result};
+use crate::message::Message;
+use crate::send::{Partitioning, SendReceipt};
+
+/// A [`SendReceipt`] on the wire (the topic is the request's).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct WireReceipt {
+    id: String,
+    partition: u32,
+    offset: Option<u64>,
+    deliver_at: Option<i64>,
+}
+
+impl Messaging {
+    /// [`Messaging::send_batch`] for clients that may be connected to any
+    /// node: what this node leads is stored here; a batch for a partition
+    /// led elsewhere (or, unpartitioned, for a topic this node leads no
+    /// partition of) is stored by its leader. Same receipts, same
+    /// durability.
+    pub async fn send_batch_to_leaders(
+        &self,
+        msgs: Vec<Message>,
+        partitioning: Partitioning,
+    ) -> Result<Vec<SendReceipt>> {
+        let Some(topic) = msgs.first().map(|m| m.topic.clone()) else {
+            return self.send_with(msgs, partitioning, &[]).await;
+        };
+        let remote = match partitioning {
+            Partitioning::Explicit(p) => self.remote_leader_of(&topic, p),
+            Partitioning::Auto => {
+                // Creates the topic first where the broker auto-creates.
+                self.led_partitions(&topic).await?;
+                self.remote_leader_for_topic(&topic)
+            }
+        };
+        let Some(node) = remote else { return self.send_with(msgs, partitioning, &[]).await };
+        if msgs.iter().any(|m| m.topic != topic) {
+            return Err(MessagingError::InvalidRequest("a batch must be for one topic".into()));
+        }
+        let n = msgs.len();
+        let partition = match partitioning {
+            Partitioning::Auto => None,
+            Partitioning::Explicit(p) => Some(p),
+        };
+        match self.call(node, &Request::Send { partition, extra: Vec::new(), messages: msgs }).await? {
+            Reply::Sent(receipts) if receipts.len() == n => Ok(receipts
+                .into_iter()
+                .map(|r| SendReceipt {
+                    id: r.id,
+                    partition: TopicPartition::new(&topic, r.partition),
+                    offset: r.offset,
+                    deliver_at: r.deliver_at,
+                })
+                .collect()),
+            other => Err(MessagingError::Internal(format!("node {node} answered a send of {n} with {other:?}"))),
+        }
+    }
+
+    pub(super) async fn serve_send(
+        &self,
+        partition: Option<u32>,
+        extra: Vec<(String, String)>,
+        messages: Vec<Message>,
+    ) -> Reply {
+        let partitioning = partition.map_or(Partitioning::Auto, Partitioning::Explicit);
+        let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        match self.send_with(messages, partitioning, &extra).await {
+            Ok(receipts) => Reply::Sent(
+                receipts
+                    .into_iter()
+                    .map(|r| WireReceipt {
+                        id: r.id,
+                        partition: r.partition.partition,
+                        offset: r.offset,
+                        deliver_at: r.deliver_at,
+                    })
+                    .collect(),
+            ),
+            Err(e) => Reply::from_error(e),
+        }
+    }
+}
