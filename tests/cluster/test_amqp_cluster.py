@@ -217,3 +217,50 @@ def test_a_killed_node_keeps_its_durable_queues_and_drops_its_transient_ones(clu
         assert got == [b"kept0", b"kept1", b"kept2"]
     finally:
         observer.close()
+
+
+def test_deliveries_to_a_lost_node_go_back_to_the_queue(cluster):
+    """A consumer on node 3 holds unacked deliveries of a queue on node 2;
+    node 3 is killed: node 2 returns them to the queue once node 3 is
+    fenced (within its lease), not after their half-hour invisibility, and
+    a consumer on node 2 gets them, redelivered."""
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+
+    def connect(node_id):
+        host, port = cluster.node(node_id).amqp
+        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
+
+    home = connect(2)
+    try:
+        ch = home.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(queue, durable=True)
+        for i in range(3):
+            ch.basic_publish("", queue, b"h%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
+        remote = connect(3)
+        c = remote.channel()
+        c.basic_qos(prefetch_count=3)
+        held = []
+        for method, _, body in c.consume(queue, inactivity_timeout=10):
+            assert method is not None, "no delivery through node 3"
+            held.append(body)
+            if len(held) == 3:
+                break
+        assert ch.queue_declare(queue, passive=True).method.message_count == 0
+        cluster.kill(3)
+        try:
+            wait_for(lambda: ch.queue_declare(queue, passive=True).method.message_count == 3, 30,
+                     "node 3's unacked deliveries back in the queue")
+            got = []
+            for method, _, body in ch.consume(queue, inactivity_timeout=10):
+                assert method is not None and method.redelivered
+                got.append(body)
+                ch.basic_ack(method.delivery_tag)
+                if len(got) == 3:
+                    break
+            ch.cancel()
+            assert sorted(got) == sorted(held)
+        finally:
+            cluster.restart(3)
+    finally:
+        home.close()

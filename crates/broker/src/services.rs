@@ -24,8 +24,9 @@ use crate::error::{BrokerError, Result};
 /// What a service handler returns.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = std::result::Result<Bytes, String>> + Send>>;
 
-/// A service handler: the request payload in, the reply out.
-pub type ServiceHandler = Arc<dyn Fn(Bytes) -> ServiceFuture + Send + Sync>;
+/// A service handler: the calling node's id and the request payload in,
+/// the reply out.
+pub type ServiceHandler = Arc<dyn Fn(i32, Bytes) -> ServiceFuture + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct Services(RwLock<HashMap<String, ServiceHandler>>);
@@ -42,11 +43,11 @@ impl Broker {
         self.services.0.write().insert(name.to_string(), handler);
     }
 
-    /// Serves a call of `name` that arrived from another node.
-    pub async fn serve_service(&self, name: &str, payload: Bytes) -> std::result::Result<Bytes, String> {
+    /// Serves a call of `name` that arrived from node `caller`.
+    pub async fn serve_service(&self, name: &str, caller: i32, payload: Bytes) -> std::result::Result<Bytes, String> {
         let handler = self.services.0.read().get(name).cloned();
         match handler {
-            Some(h) => h(payload).await,
+            Some(h) => h(caller, payload).await,
             None => Err(format!("no service '{name}' on this node")),
         }
     }

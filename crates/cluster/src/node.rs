@@ -147,7 +147,8 @@ impl Handler for NodeHandler {
                 Kind::Forward => crate::forward::serve(&node.broker, &body).await,
                 Kind::Service => {
                     let call = fjord_cluster_codec::ServiceCall::decode(body).map_err(|e| e.to_string())?;
-                    node.broker.serve_service(&call.service, call.payload).await
+                    let caller = i32::try_from(from).map_err(|_| format!("node id {from} out of range"))?;
+                    node.broker.serve_service(&call.service, caller, call.payload).await
                 }
                 other => Err(format!("{other:?} is not served yet")),
             }

@@ -153,6 +153,10 @@ pub struct Messaging {
     pub(crate) tx: tx::TxService,
     /// When forwarded calls last used each topic here.
     pub(crate) remote_use: forward::RemoteUse,
+    /// Deliveries popped here for consumers on other nodes.
+    pub(crate) remote_holds: forward::RemoteHolds,
+    /// This run's id, sent with forwarded pops (see `forward::holds`).
+    pub(crate) session: u64,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
@@ -189,6 +193,8 @@ impl Messaging {
             tasks: Default::default(),
             tx,
             remote_use: Default::default(),
+            remote_holds: Default::default(),
+            session: uuid::Uuid::new_v4().as_u64_pair().0,
         });
         m.recover_commits(unconfirmed).await?;
         m.register_forwarding();
@@ -230,6 +236,7 @@ impl Messaging {
         let mut tasks = self.tasks.lock();
         tasks.push(timer::spawn_dispatcher(self.clone()));
         tasks.push(pop::spawn_maintenance(self.clone()));
+        tasks.extend(self.spawn_session_announcement());
     }
 
     /// Resolves when shutdown starts (the messaging layer's or the broker's).

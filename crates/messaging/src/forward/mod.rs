@@ -17,8 +17,11 @@
 //! by kind, so the caller reports what the leader did. Filtered pops are
 //! not forwarded (AMQP does not filter; RocketMQ clients go to the leader).
 
+mod holds;
 mod pop;
 mod send;
+
+pub(crate) use holds::RemoteHolds;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -39,10 +42,27 @@ pub(crate) const SERVICE: &str = "messaging";
 /// A forwarded call.
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
-    Send { partition: Option<u32>, extra: Vec<(String, String)>, messages: Vec<Message> },
+    Send {
+        partition: Option<u32>,
+        extra: Vec<(String, String)>,
+        messages: Vec<Message>,
+    },
     Pop(pop::WirePop),
-    Settle { group: String, instance: Option<String>, how: pop::Settle, receipts: Vec<ReceiptHandle> },
-    Depth { group: String, instance: Option<String>, topic: String },
+    Settle {
+        group: String,
+        instance: Option<String>,
+        how: pop::Settle,
+        receipts: Vec<ReceiptHandle>,
+    },
+    Depth {
+        group: String,
+        instance: Option<String>,
+        topic: String,
+    },
+    /// The caller's node started a new session: release what it held.
+    Forget {
+        session: u64,
+    },
 }
 
 /// What the leader answered.
@@ -53,6 +73,7 @@ enum Reply {
     /// Per receipt: `None` settled, `Some(error)` not.
     Settled(Vec<Option<String>>),
     Depth(u64, u64),
+    Forgotten,
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
     /// Anything else (not the leader any more, storage failure): retriable.
@@ -120,19 +141,20 @@ impl Messaging {
         let me: Weak<Messaging> = Arc::downgrade(self);
         self.broker.register_service(
             SERVICE,
-            Arc::new(move |payload: Bytes| {
+            Arc::new(move |caller: i32, payload: Bytes| {
                 let me = me.clone();
                 Box::pin(async move {
                     let m = me.upgrade().ok_or_else(|| "shutting down".to_string())?;
-                    let reply = m.serve(&payload).await;
+                    let reply = m.serve(caller, &payload).await;
                     serde_json::to_vec(&reply).map(Bytes::from).map_err(|e| e.to_string())
                 })
             }),
         );
     }
 
-    /// Serves a forwarded call, only on what this node leads.
-    async fn serve(&self, payload: &[u8]) -> Reply {
+    /// Serves a forwarded call from node `caller`, only on what this node
+    /// leads.
+    async fn serve(&self, caller: i32, payload: &[u8]) -> Reply {
         let req: Request = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => return Reply::Invalid(format!("malformed forwarded call: {e}")),
@@ -146,13 +168,18 @@ impl Messaging {
             }
             Request::Pop(p) => {
                 self.touched(&p.topic);
-                self.serve_pop(p).await
+                self.serve_pop(caller, p).await
             }
             Request::Settle { group, instance, how, receipts } => {
                 if let Some(Ok(tp)) = receipts.first().map(ReceiptHandle::partition) {
                     self.touched(&tp.topic);
                 }
+                self.unhold(caller, &receipts);
                 self.serve_settle(group, instance, how, receipts).await
+            }
+            Request::Forget { session } => {
+                self.forget(caller, session).await;
+                Reply::Forgotten
             }
             Request::Depth { group, instance, topic } => {
                 let (ready, unacked) = self.pop_depth(&group, &pop::model(instance), &topic);

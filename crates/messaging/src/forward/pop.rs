@@ -16,6 +16,8 @@ use crate::pull::ConsumeModel;
 /// A [`PopRequest`] on the wire (unfiltered: see the module docs).
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WirePop {
+    /// The calling node's session (see [`super::holds`]).
+    session: u64,
     group: String,
     instance: Option<String>,
     pub(super) topic: String,
@@ -72,6 +74,7 @@ impl Messaging {
             )));
         }
         let wire = WirePop {
+            session: self.session,
             group: req.group,
             instance: instance(&req.model),
             topic: req.topic,
@@ -181,7 +184,8 @@ impl Messaging {
         }
     }
 
-    pub(super) async fn serve_pop(&self, p: WirePop) -> Reply {
+    pub(super) async fn serve_pop(&self, caller: i32, p: WirePop) -> Reply {
+        let owner = (p.group.clone(), p.instance.clone());
         let mut req = PopRequest::new(p.group, p.topic, p.max);
         req.model = model(p.instance);
         req.partition = p.partition;
@@ -192,7 +196,10 @@ impl Messaging {
         req.start = if p.latest { StartFrom::Latest } else { StartFrom::Earliest };
         req.durable = p.durable;
         match self.pop(req).await {
-            Ok(popped) => Reply::Popped(popped),
+            Ok(popped) => {
+                self.hold(caller, p.session, owner, &popped).await;
+                Reply::Popped(popped)
+            }
             Err(e) => Reply::from_error(e),
         }
     }

@@ -300,6 +300,7 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
             if let Err(e) = m.pop_maintenance().await {
                 tracing::error!(error = %e, "pop maintenance failed");
             }
+            m.release_lost_holds().await;
             if m.pop.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
                 last_snapshot = m.pop.clock.now_ms();
                 let mm = m.clone();
