@@ -138,6 +138,10 @@ def test_a_queue_on_another_node_is_used_through_any_node(cluster):
         try:
             c = other.channel()
             assert c.queue_declare(queue, passive=True).method.message_count == 5
+            # Every node's admin API counts it where it lives.
+            for n in cluster.nodes:
+                listed = [x for x in api(n, "GET", "/api/v1/amqp/queues?vhost=%2F")[1]["queues"] if x["name"] == queue]
+                assert [(x["messages_ready"], x["messages_unacknowledged"]) for x in listed] == [(5, 0)], (n.http, listed)
             method, _, body = c.basic_get(queue)
             assert body == b"m0"
             c.basic_reject(method.delivery_tag, requeue=True)

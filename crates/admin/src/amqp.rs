@@ -150,7 +150,8 @@ pub(crate) async fn queues(
     ApiQuery(q): ApiQuery<VHostQuery>,
 ) -> Result<Json<QueueList>, ApiError> {
     let queues = gateway(&s)?
-        .queues(q.vhost.as_deref())?
+        .queues_counted(q.vhost.as_deref())
+        .await?
         .into_iter()
         .map(|q| QueueView {
             vhost: q.vhost,

@@ -155,7 +155,7 @@ fn known_vhost(c: &Caller, vhost: &str) -> bool {
 }
 
 async fn overview(State(s): State<AdminState>, c: Caller) -> Response {
-    let queues = visible_queues(&c, None);
+    let queues = counted_queues(&c, None).await;
     let conns = visible_connections(&c);
     let (ready, unacked): (u64, u64) =
         queues.iter().fold((0, 0), |(r, u), q| (r + q.messages_ready, u + q.messages_unacked));
@@ -240,6 +240,12 @@ fn visible_queues(c: &Caller, vhost: Option<&str>) -> Vec<QueueInfo> {
     all.into_iter().filter(|q| c.sees_vhost(&q.vhost)).collect()
 }
 
+/// [`visible_queues`] with counts from each queue's node.
+async fn counted_queues(c: &Caller, vhost: Option<&str>) -> Vec<QueueInfo> {
+    let all = c.gw.queues_counted(vhost).await.unwrap_or_default();
+    all.into_iter().filter(|q| c.sees_vhost(&q.vhost)).collect()
+}
+
 fn queue_json(q: &QueueInfo) -> Value {
     let kind = q.arguments.get("x-queue-type").and_then(Value::as_str).unwrap_or("classic");
     json!({
@@ -260,19 +266,19 @@ fn queue_json(q: &QueueInfo) -> Value {
 }
 
 async fn queues(c: Caller) -> Response {
-    list(visible_queues(&c, None).iter().map(queue_json))
+    list(counted_queues(&c, None).await.iter().map(queue_json))
 }
 
 async fn queues_of(c: Caller, Path(vhost): Path<String>) -> Response {
     if !known_vhost(&c, &vhost) {
         return not_found();
     }
-    list(visible_queues(&c, Some(&vhost)).iter().map(queue_json))
+    list(counted_queues(&c, Some(&vhost)).await.iter().map(queue_json))
 }
 
 async fn queue(c: Caller, Path((vhost, name)): Path<(String, String)>) -> Response {
     let found = if known_vhost(&c, &vhost) {
-        visible_queues(&c, Some(&vhost)).into_iter().find(|q| q.name == name)
+        counted_queues(&c, Some(&vhost)).await.into_iter().find(|q| q.name == name)
     } else {
         None
     };

@@ -155,7 +155,24 @@ impl AmqpGateway {
         Ok(())
     }
 
-    /// Queues of one virtual host, or of all.
+    /// [`AmqpGateway::queues`] with each queue's ready and unacked counts
+    /// from the node it lives on (one request per node in a cluster).
+    pub async fn queues_counted(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>> {
+        let mut out = self.queues(vhost)?;
+        let topics: Vec<String> = out.iter().map(|q| q.topic.clone()).collect();
+        let model = fjord_messaging::ConsumeModel::Clustering;
+        let depths = self.messaging.pop_depths_at_leaders(AMQP_GROUP, &model, &topics).await;
+        for (q, d) in out.iter_mut().zip(depths) {
+            if let Some((ready, unacked)) = d {
+                q.messages_ready = ready;
+                q.messages_unacked = unacked;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues of one virtual host, or of all, with the counts this node
+    /// has (see [`AmqpGateway::queues_counted`] for a cluster's).
     pub fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>> {
         let all = self.model.snapshot();
         let mut out = Vec::new();

@@ -54,10 +54,10 @@ enum Request {
         how: pop::Settle,
         receipts: Vec<ReceiptHandle>,
     },
-    Depth {
+    Depths {
         group: String,
         instance: Option<String>,
-        topic: String,
+        topics: Vec<String>,
     },
     /// The caller's node started a new session: release what it held.
     Forget {
@@ -72,7 +72,8 @@ enum Reply {
     Popped(Vec<Popped>),
     /// Per receipt: `None` settled, `Some(error)` not.
     Settled(Vec<Option<String>>),
-    Depth(u64, u64),
+    /// (ready, unacked) per topic, in order.
+    Depths(Vec<(u64, u64)>),
     Forgotten,
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
@@ -181,9 +182,9 @@ impl Messaging {
                 self.forget(caller, session).await;
                 Reply::Forgotten
             }
-            Request::Depth { group, instance, topic } => {
-                let (ready, unacked) = self.pop_depth(&group, &pop::model(instance), &topic);
-                Reply::Depth(ready, unacked)
+            Request::Depths { group, instance, topics } => {
+                let model = pop::model(instance);
+                Reply::Depths(topics.iter().map(|t| self.pop_depth(&group, &model, t)).collect())
             }
         }
     }

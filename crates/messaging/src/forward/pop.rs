@@ -145,10 +145,52 @@ impl Messaging {
     /// topic's partitions when this one leads none.
     pub async fn pop_depth_at_leader(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<(u64, u64)> {
         let Some(node) = self.remote_leader_for_topic(topic) else { return Ok(self.pop_depth(group, model, topic)) };
-        let req = Request::Depth { group: group.to_string(), instance: instance(model), topic: topic.to_string() };
+        let mut d = self.depths_at(node, group, model, vec![topic.to_string()]).await?;
+        d.pop().ok_or_else(|| MessagingError::Internal(format!("node {node} answered no depth")))
+    }
+
+    /// [`Messaging::pop_depth_at_leader`] of many topics, one call per
+    /// node; `None` for topics whose node could not be asked (with a
+    /// warning).
+    pub async fn pop_depths_at_leaders(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        topics: &[String],
+    ) -> Vec<Option<(u64, u64)>> {
+        let mut out: Vec<Option<(u64, u64)>> = vec![None; topics.len()];
+        let mut by_node: Vec<(i32, Vec<usize>)> = Vec::new();
+        for (i, t) in topics.iter().enumerate() {
+            match self.remote_leader_for_topic(t) {
+                None => out[i] = Some(self.pop_depth(group, model, t)),
+                Some(n) => match by_node.iter_mut().find(|(x, _)| *x == n) {
+                    Some((_, v)) => v.push(i),
+                    None => by_node.push((n, vec![i])),
+                },
+            }
+        }
+        for (node, idx) in by_node {
+            let asked = idx.iter().map(|i| topics[*i].clone()).collect();
+            match self.depths_at(node, group, model, asked).await {
+                Ok(d) => idx.into_iter().zip(d).for_each(|(i, d)| out[i] = Some(d)),
+                Err(e) => tracing::warn!(node, error = %e, "could not count queues at their node"),
+            }
+        }
+        out
+    }
+
+    async fn depths_at(
+        &self,
+        node: i32,
+        group: &str,
+        model: &ConsumeModel,
+        topics: Vec<String>,
+    ) -> Result<Vec<(u64, u64)>> {
+        let n = topics.len();
+        let req = Request::Depths { group: group.to_string(), instance: instance(model), topics };
         match self.call(node, &req).await? {
-            Reply::Depth(ready, unacked) => Ok((ready, unacked)),
-            other => Err(MessagingError::Internal(format!("node {node} answered a depth with {other:?}"))),
+            Reply::Depths(d) if d.len() == n => Ok(d),
+            other => Err(MessagingError::Internal(format!("node {node} answered {n} depths with {other:?}"))),
         }
     }
 
