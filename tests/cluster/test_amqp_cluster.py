@@ -268,3 +268,35 @@ def test_deliveries_to_a_lost_node_go_back_to_the_queue(cluster):
             cluster.restart(3)
     finally:
         home.close()
+
+
+def test_length_limits_hold_for_publishes_through_another_node(cluster):
+    """x-max-length on a queue of node 2, publishes through node 3: a
+    reject-publish queue nacks the publish over the limit, a drop-head one
+    drops its oldest."""
+    rejecting, dropping = f"r-{uuid.uuid4().hex[:8]}", f"h-{uuid.uuid4().hex[:8]}"
+
+    def connect(node_id):
+        host, port = cluster.node(node_id).amqp
+        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
+
+    home = connect(2)
+    other = connect(3)
+    try:
+        ch = home.channel()
+        ch.queue_declare(rejecting, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+        ch.queue_declare(dropping, arguments={"x-max-length": 2})
+        c = other.channel()
+        c.confirm_delivery()
+        for i in range(2):
+            c.basic_publish("", rejecting, b"r%d" % i)
+        with pytest.raises(pika.exceptions.NackError):
+            c.basic_publish("", rejecting, b"r2")
+        for i in range(3):
+            c.basic_publish("", dropping, b"h%d" % i)
+        assert ch.queue_declare(rejecting, passive=True).method.message_count == 2
+        wait_for(lambda: ch.queue_declare(dropping, passive=True).method.message_count == 2, 10, "trimmed to 2")
+        assert [ch.basic_get(dropping, auto_ack=True)[2] for _ in range(2)] == [b"h1", b"h2"]
+    finally:
+        other.close()
+        home.close()

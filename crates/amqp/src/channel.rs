@@ -72,6 +72,10 @@ pub(crate) struct Channel {
     pub(crate) prefetch: u32,
     /// channel.close was sent; waiting for close-ok.
     pub(crate) closing: bool,
+    /// Settlements (acks, requeues, rejects) still being applied: later
+    /// synchronous methods wait for them, so a basic.get after a requeue
+    /// sees the message back, as on RabbitMQ's channel.
+    pub(crate) settling: Vec<JoinHandle<()>>,
 }
 
 fn ok(class: AMQPClass) -> MethodResult<Option<AMQPClass>> {
@@ -104,6 +108,7 @@ impl Conn {
             next_confirm: 0,
             tx: None,
             consumers: HashMap::new(),
+            settling: Vec::new(),
             prefetch: 0,
             closing: false,
         }
@@ -202,12 +207,17 @@ impl Conn {
         self.channels.get_mut(&id).ok_or_else(|| AmqpException::channel_error("channel is not open"))
     }
 
-    /// Waits until the channel's publisher stored everything sent before.
+    /// Waits until the channel's publisher stored everything sent before,
+    /// and its settlements are applied.
     pub(crate) async fn fence(&mut self, id: u16) -> MethodResult<()> {
         let (tx, rx) = oneshot::channel();
         let ch = self.channel(id)?;
+        let settling = std::mem::take(&mut ch.settling);
         if ch.publisher.send(PubCmd::Fence(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+        for s in settling {
+            let _ = s.await;
         }
         Ok(())
     }

@@ -277,8 +277,11 @@ impl Conn {
         }
         ch.shared.credit.notify_waiters();
         let gw = self.gw.clone();
-        // Settlements need no answer: their durability wait runs off the read loop.
-        tokio::spawn(async move {
+        // Settlements need no answer: their durability wait runs off the
+        // read loop (later synchronous methods wait for them: `fence`).
+        let ch = self.channel(id)?;
+        ch.settling.retain(|s| !s.is_finished());
+        ch.settling.push(tokio::spawn(async move {
             let model = ConsumeModel::Clustering;
             match action {
                 Settle::Requeue => requeue(&gw, taken).await,
@@ -297,7 +300,7 @@ impl Conn {
                     }
                 }
             }
-        });
+        }));
         Ok(())
     }
 }

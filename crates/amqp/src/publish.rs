@@ -247,18 +247,18 @@ enum Overflow {
     RejectPublishDlx,
 }
 
-/// The ready part of the AMQP group on `topic`: its count, and its body
-/// sizes in pop order when `with_sizes` (queues bounded by bytes: they cost
-/// a read) and they could be read.
+/// The ready part of the AMQP group on `topic` (at the queue's node): its
+/// count, and its body sizes in pop order when `with_sizes` (queues
+/// bounded by bytes: they cost a read) and they could be read.
 async fn ready_part(gw: &AmqpGateway, topic: &str, with_sizes: bool) -> (u64, Option<Vec<u64>>) {
     let model = fjord_messaging::ConsumeModel::Clustering;
     if with_sizes {
-        match gw.messaging.pop_ready_sizes(AMQP_GROUP, &model, topic).await {
+        match gw.messaging.pop_ready_sizes_at_leader(AMQP_GROUP, &model, topic).await {
             Ok(sizes) => return (sizes.len() as u64, Some(sizes)),
             Err(e) => tracing::warn!(%topic, error = %e, "amqp: could not measure a queue's ready bytes"),
         }
     }
-    (gw.messaging.pop_depth(AMQP_GROUP, &model, topic).0, None)
+    (gw.depth(topic).await.0, None)
 }
 
 impl Limits {
@@ -342,7 +342,7 @@ impl Limits {
                 let n = excess.min(1024) as usize;
                 let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, topic.as_str(), n);
                 req.invisible = std::time::Duration::from_secs(60);
-                let popped = match gw.messaging.pop(req).await {
+                let popped = match gw.messaging.pop_at_leader(req).await {
                     Ok(p) if !p.is_empty() => p,
                     _ => break,
                 };

@@ -59,6 +59,11 @@ enum Request {
         instance: Option<String>,
         topics: Vec<String>,
     },
+    ReadySizes {
+        group: String,
+        instance: Option<String>,
+        topic: String,
+    },
     /// The caller's node started a new session: release what it held.
     Forget {
         session: u64,
@@ -74,6 +79,8 @@ enum Reply {
     Settled(Vec<Option<String>>),
     /// (ready, unacked) per topic, in order.
     Depths(Vec<(u64, u64)>),
+    /// Body sizes of the ready messages, in pop order.
+    Sizes(Vec<u64>),
     Forgotten,
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
@@ -181,6 +188,12 @@ impl Messaging {
             Request::Forget { session } => {
                 self.forget(caller, session).await;
                 Reply::Forgotten
+            }
+            Request::ReadySizes { group, instance, topic } => {
+                match self.pop_ready_sizes(&group, &pop::model(instance), &topic).await {
+                    Ok(sizes) => Reply::Sizes(sizes),
+                    Err(e) => Reply::from_error(e),
+                }
             }
             Request::Depths { group, instance, topics } => {
                 let model = pop::model(instance);

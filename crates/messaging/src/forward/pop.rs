@@ -179,6 +179,19 @@ impl Messaging {
         out
     }
 
+    /// [`Messaging::pop_ready_sizes`] at the node leading the topic's
+    /// partitions when this one leads none.
+    pub async fn pop_ready_sizes_at_leader(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<Vec<u64>> {
+        let Some(node) = self.remote_leader_for_topic(topic) else {
+            return self.pop_ready_sizes(group, model, topic).await;
+        };
+        let req = Request::ReadySizes { group: group.to_string(), instance: instance(model), topic: topic.to_string() };
+        match self.call(node, &req).await? {
+            Reply::Sizes(s) => Ok(s),
+            other => Err(MessagingError::Internal(format!("node {node} answered ready sizes with {other:?}"))),
+        }
+    }
+
     async fn depths_at(
         &self,
         node: i32,
