@@ -47,6 +47,20 @@ def test_a_queue_lives_on_the_node_its_client_declared_it_on(cluster):
             wait_for(lambda: set(leaders(n, queue).values()) == {node_id}, 10, f"{queue} led by node {node_id}")
 
 
+def amqp_connect(cluster, node_id, user="guest", password="guest", vhost="/"):
+    host, port = cluster.node(node_id).amqp
+    creds = pika.PlainCredentials(user, password)
+    return pika.BlockingConnection(pika.ConnectionParameters(host, port, vhost, creds, connection_attempts=1))
+
+
+def publish_confirmed(ch, queue, bodies):
+    """Declares durable `queue` and publishes `bodies` to it, confirmed."""
+    ch.confirm_delivery()
+    ch.queue_declare(queue, durable=True)
+    for b in bodies:
+        ch.basic_publish("", queue, b, pika.BasicProperties(delivery_mode=2), mandatory=True)
+
+
 def api(node, method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://{node.http}{path}", data=data, method=method)
@@ -65,9 +79,7 @@ def test_definitions_and_users_are_the_clusters_and_publishes_reach_any_node(clu
     api(cluster.node(1), "PUT", f"/api/v1/amqp/permissions/{quoted}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
 
     def connect(node_id):
-        host, port = cluster.node(node_id).amqp
-        creds = pika.PlainCredentials(user, "pw")
-        return pika.BlockingConnection(pika.ConnectionParameters(host, port, vhost, creds, connection_attempts=1))
+        return amqp_connect(cluster, node_id, user, "pw", vhost)
 
     # ...log in on node 2, which declares a queue (living there), an
     # exchange and a binding.
@@ -120,21 +132,14 @@ def test_a_queue_on_another_node_is_used_through_any_node(cluster):
     its node."""
     queue, stream = f"q-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
 
-    def connect(node_id):
-        host, port = cluster.node(node_id).amqp
-        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
-
-    home = connect(2)
+    home = amqp_connect(cluster, 2)
     try:
         ch = home.channel()
-        ch.confirm_delivery()
-        ch.queue_declare(queue, durable=True)
         ch.queue_declare(stream, durable=True, arguments={"x-queue-type": "stream"})
-        for i in range(5):
-            ch.basic_publish("", queue, b"m%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
+        publish_confirmed(ch, queue, [b"m%d" % i for i in range(5)])
         for n in cluster.nodes:
             wait_for(lambda n=n: set(leaders(n, queue).values()) == {2}, 10, f"{queue} led by node 2")
-        other = connect(1)
+        other = amqp_connect(cluster, 1)
         try:
             c = other.channel()
             assert c.queue_declare(queue, passive=True).method.message_count == 5
@@ -185,10 +190,6 @@ def test_a_killed_node_keeps_its_durable_queues_and_drops_its_transient_ones(clu
     RabbitMQ drops transient queues with their node), on every node."""
     durable, transient = f"d-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
 
-    def connect(node_id):
-        host, port = cluster.node(node_id).amqp
-        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
-
     def ready(conn, queue):
         ch = conn.channel()
         try:
@@ -196,14 +197,14 @@ def test_a_killed_node_keeps_its_durable_queues_and_drops_its_transient_ones(clu
         except pika.exceptions.ChannelClosedByBroker as e:
             return e.reply_code
 
-    victim = connect(3)
+    victim = amqp_connect(cluster, 3)
     ch = victim.channel()
     ch.confirm_delivery()
     ch.queue_declare(durable, durable=True)
     ch.queue_declare(transient, durable=False)
     for i in range(3):
         ch.basic_publish("", durable, b"kept%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
-    observer = connect(1)
+    observer = amqp_connect(cluster, 1)
     try:
         assert ready(observer, transient) == 0, "node 1 sees node 3's transient queue"
         before = cluster.node(3).proc.pid
@@ -230,18 +231,11 @@ def test_deliveries_to_a_lost_node_go_back_to_the_queue(cluster):
     a consumer on node 2 gets them, redelivered."""
     queue = f"q-{uuid.uuid4().hex[:8]}"
 
-    def connect(node_id):
-        host, port = cluster.node(node_id).amqp
-        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
-
-    home = connect(2)
+    home = amqp_connect(cluster, 2)
     try:
         ch = home.channel()
-        ch.confirm_delivery()
-        ch.queue_declare(queue, durable=True)
-        for i in range(3):
-            ch.basic_publish("", queue, b"h%d" % i, pika.BasicProperties(delivery_mode=2), mandatory=True)
-        remote = connect(3)
+        publish_confirmed(ch, queue, [b"h%d" % i for i in range(3)])
+        remote = amqp_connect(cluster, 3)
         c = remote.channel()
         c.basic_qos(prefetch_count=3)
         held = []
@@ -276,12 +270,8 @@ def test_length_limits_hold_for_publishes_through_another_node(cluster):
     drops its oldest."""
     rejecting, dropping = f"r-{uuid.uuid4().hex[:8]}", f"h-{uuid.uuid4().hex[:8]}"
 
-    def connect(node_id):
-        host, port = cluster.node(node_id).amqp
-        return pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest")))
-
-    home = connect(2)
-    other = connect(3)
+    home = amqp_connect(cluster, 2)
+    other = amqp_connect(cluster, 3)
     try:
         ch = home.channel()
         ch.queue_declare(rejecting, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})

@@ -96,6 +96,11 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// A plain durable exchange (not auto-delete, not internal).
+    pub fn durable(name: &str, kind: ExchangeKind, arguments: FieldTable) -> Exchange {
+        Exchange { name: name.into(), kind, durable: true, auto_delete: false, internal: false, arguments, home: None }
+    }
+
     /// The exchange's `alternate-exchange`, if any.
     pub fn alternate(&self) -> Option<String> {
         string_arg(&self.arguments, "alternate-exchange")
@@ -205,16 +210,7 @@ impl VHost {
             ("amq.headers", ExchangeKind::Headers),
             ("amq.match", ExchangeKind::Headers),
         ] {
-            let e = Exchange {
-                name: name.into(),
-                kind,
-                durable: true,
-                auto_delete: false,
-                internal: false,
-                arguments: FieldTable::default(),
-                home: None,
-            };
-            v.exchanges.insert(name.into(), e);
+            v.exchanges.insert(name.into(), Exchange::durable(name, kind, FieldTable::default()));
         }
         v
     }
@@ -389,16 +385,7 @@ mod tests {
         if let Some(a) = alternate {
             arguments.insert("alternate-exchange".into(), AMQPValue::LongString(a.into()));
         }
-        let e = Exchange {
-            name: name.into(),
-            kind,
-            durable: true,
-            auto_delete: false,
-            internal: false,
-            arguments,
-            home: None,
-        };
-        v.exchanges.insert(name.into(), e);
+        v.exchanges.insert(name.into(), Exchange::durable(name, kind, arguments));
     }
 
     fn queue(v: &mut VHost, name: &str) {
