@@ -300,4 +300,34 @@ mod tests {
         }
         assert!(serde_json::from_str::<Message>(r#"{"topic":"t","body":"***","tag":null,"keys":[],"id":null,"group":null,"properties":[],"delivery":"Immediate","born_timestamp":null}"#).is_err());
     }
+
+    #[tokio::test]
+    async fn hostile_or_stale_calls_get_an_answer_not_a_crash() {
+        use fjord_broker::{Broker, BrokerConfig, TopicConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path()), Arc::new(fjord_log::SystemClock)).await.unwrap();
+        b.create_topic("q", 1, TopicConfig::default()).await.unwrap();
+        let m = Messaging::open(b, crate::MessagingConfig::default()).await.unwrap();
+        for garbage in [&b""[..], b"{", b"[1,2]", b"{\"Pop\":{}}", &[0xff; 64]] {
+            assert!(matches!(m.serve(2, garbage).await, Reply::Invalid(_)), "{garbage:?}");
+        }
+        // A receipt this node never handed out, a pop of a topic it lacks.
+        let settle = Request::Settle {
+            group: "g".into(),
+            instance: None,
+            how: pop::Settle::Ack,
+            receipts: vec![ReceiptHandle("0 5 1 q".into()), ReceiptHandle("garbage".into())],
+        };
+        match m.serve(2, &serde_json::to_vec(&settle).unwrap()).await {
+            Reply::Settled(r) => assert!(r.iter().all(Option::is_some), "{r:?}"),
+            Reply::Invalid(_) => {}
+            other => panic!("{other:?}"),
+        }
+        let body = Message::new("q", "x");
+        let send = Request::Send { partition: Some(9), extra: vec![], messages: vec![body] };
+        assert!(matches!(m.serve(2, &serde_json::to_vec(&send).unwrap()).await, Reply::Invalid(_) | Reply::Failed(_)));
+        m.shutdown().await.unwrap();
+        m.broker().shutdown().await.unwrap();
+    }
 }
