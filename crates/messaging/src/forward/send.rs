@@ -29,7 +29,9 @@ impl Messaging {
         msgs: Vec<Message>,
         partitioning: Partitioning,
     ) -> Result<Vec<SendReceipt>> {
-        let Some(topic) = msgs.first().map(|m| m.topic.clone()) else {
+        // A single node leads everything: no lookups on its hot path.
+        let single = self.broker.placement().is_none();
+        let Some(topic) = msgs.first().map(|m| m.topic.clone()).filter(|_| !single) else {
             return self.send_with(msgs, partitioning, &[]).await;
         };
         let remote = match partitioning {
