@@ -290,3 +290,44 @@ def test_length_limits_hold_for_publishes_through_another_node(cluster):
     finally:
         other.close()
         home.close()
+
+
+def test_consumers_on_every_node_count_at_the_queue_node(cluster):
+    """Consumers of a node-2 queue on nodes 2 and 3 are counted together:
+    declare-ok says 2 through node 1, if-unused refuses, the auto-delete
+    queue stays while either consumes and goes when the last one leaves,
+    and an exclusive consumer on node 3 keeps out consumers of every node."""
+    auto, excl = f"a-{uuid.uuid4().hex[:8]}", f"e-{uuid.uuid4().hex[:8]}"
+    conns = {n: amqp_connect(cluster, n) for n in (1, 2, 3)}
+
+    def consumers(queue):
+        ch = conns[1].channel()
+        try:
+            return ch.queue_declare(queue, passive=True).method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker as e:
+            return e.reply_code
+
+    try:
+        home, remote = conns[2].channel(), conns[3].channel()
+        home.queue_declare(auto, auto_delete=True)
+        home.queue_declare(excl, durable=True)
+        tag_home = home.basic_consume(auto, lambda *a: None)
+        tag_remote = remote.basic_consume(auto, lambda *a: None)
+        assert consumers(auto) == 2
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            conns[1].channel().queue_delete(auto, if_unused=True)
+        assert e.value.reply_code == 406
+        home.basic_cancel(tag_home)
+        wait_for(lambda: consumers(auto) == 1, 10, "one consumer left")
+        remote.basic_cancel(tag_remote)
+        wait_for(lambda: consumers(auto) == 404, 10, "auto-deleted once the last consumer, on node 3, left")
+
+        remote.basic_consume(excl, lambda *a: None, exclusive=True)
+        for n in (1, 2):
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+                conns[n].channel().basic_consume(excl, lambda *a: None)
+            assert e.value.reply_code == 403, (n, e.value)
+        assert consumers(excl) == 1
+    finally:
+        for c in conns.values():
+            c.close()

@@ -294,17 +294,7 @@ impl Conn {
 
     /// Auto-delete: a queue whose last consumer went is deleted.
     async fn after_consumer_gone(&self, c: &Arc<Consumer>) {
-        self.gw.consumers.remove(c);
-        if self.gw.consumers.count(&c.topic) > 0 {
-            return;
-        }
-        let snapshot = self.gw.model.snapshot();
-        let Some(v) = snapshot.get(&self.vhost) else { return };
-        if let Some(q) = v.queues.values().find(|q| q.topic == c.topic && q.auto_delete)
-            && let Err(e) = self.gw.remove_queue(&self.vhost, q).await
-        {
-            tracing::warn!(queue = %q.name, error = %e, "amqp: could not auto-delete a queue");
-        }
+        self.gw.consumer_ended(c).await;
     }
 
     /// Closes every channel (the connection is ending) and deletes the
@@ -506,22 +496,12 @@ impl Conn {
                 if let Some((consumer, task)) = ch.consumers.remove(c.consumer_tag.as_str()) {
                     consumer.stop();
                     *consumer.active.lock().await = false;
-                    let vhost = vhost.to_string();
                     let shared = ch.shared.clone();
                     shared.credit.notify_waiters();
                     // The task ends within a poll; the queue may auto-delete then.
                     tokio::spawn(async move {
                         let _ = task.await;
-                        gw.consumers.remove(&consumer);
-                        if gw.consumers.count(&consumer.topic) == 0 {
-                            let snapshot = gw.model.snapshot();
-                            if let Some(q) = snapshot
-                                .get(&vhost)
-                                .and_then(|v| v.queues.values().find(|q| q.topic == consumer.topic && q.auto_delete))
-                            {
-                                let _ = gw.remove_queue(&vhost, q).await;
-                            }
-                        }
+                        gw.consumer_ended(&consumer).await;
                     });
                 }
                 let reply = C::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: c.consumer_tag }));

@@ -30,6 +30,8 @@ const OUTRANKED_POLL: Duration = Duration::from_millis(20);
 /// One basic.consume.
 #[derive(Debug)]
 pub(crate) struct Consumer {
+    /// Unique in the cluster (a connection-style id).
+    pub(crate) id: u64,
     pub(crate) tag: String,
     pub(crate) topic: String,
     pub(crate) no_ack: bool,
@@ -54,10 +56,13 @@ pub(crate) struct Consumer {
     /// `x-priority` of basic.consume (default 0): consumers of a lower
     /// priority receive only while every higher one is out of credit.
     pub(crate) priority: i64,
+    /// Set once it has left its queue (see [`AmqpGateway::consumer_ended`]).
+    pub(crate) left: AtomicBool,
 }
 
 impl Consumer {
     pub(crate) fn new(
+        id: u64,
         tag: String,
         queue: Arc<QueueRef>,
         no_ack: bool,
@@ -67,6 +72,7 @@ impl Consumer {
     ) -> Consumer {
         let args = &queue.queue.arguments;
         Consumer {
+            id,
             tag,
             topic: queue.queue.topic.clone(),
             no_ack,
@@ -81,6 +87,7 @@ impl Consumer {
             server_cancelled: AtomicBool::new(false),
             cancel_notify,
             priority: 0,
+            left: AtomicBool::new(false),
         }
     }
 
@@ -117,18 +124,76 @@ impl Consumer {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     by_topic: Mutex<HashMap<String, Vec<Registered>>>,
+    /// Consumers on other nodes of queues led here, by topic: (node,
+    /// consumer id) → exclusive (see [`crate::remote_consumers`]).
+    remote: Mutex<HashMap<String, RemoteConsumers>>,
 }
+
+/// (node, consumer id) → exclusive.
+type RemoteConsumers = HashMap<(i32, u64), bool>;
 
 /// A consumer and its channel.
 type Registered = (Weak<Consumer>, Arc<ChannelShared>);
 
 impl Registry {
+    /// Consumers of `topic` here and, for a queue led here, on other nodes.
     pub(crate) fn count(&self, topic: &str) -> usize {
-        self.by_topic.lock().get(topic).map_or(0, |v| v.iter().filter(|(c, _)| c.strong_count() > 0).count())
+        let here =
+            self.by_topic.lock().get(topic).map_or(0, |v| v.iter().filter(|(c, _)| c.strong_count() > 0).count());
+        here + self.remote.lock().get(topic).map_or(0, HashMap::len)
     }
 
     pub(crate) fn has_exclusive(&self, topic: &str) -> bool {
-        self.by_topic.lock().get(topic).is_some_and(|v| v.iter().any(|(c, _)| c.upgrade().is_some_and(|c| c.exclusive)))
+        let here = self
+            .by_topic
+            .lock()
+            .get(topic)
+            .is_some_and(|v| v.iter().any(|(c, _)| c.upgrade().is_some_and(|c| c.exclusive)));
+        here || self.remote.lock().get(topic).is_some_and(|m| m.values().any(|x| *x))
+    }
+
+    /// Admits a consumer of another node unless the queue is in exclusive
+    /// use (or it wants exclusive use of a queue with consumers).
+    pub(crate) fn join_remote(&self, topic: &str, node: i32, id: u64, exclusive: bool) -> bool {
+        if self.has_exclusive(topic) || (exclusive && self.count(topic) > 0) {
+            return false;
+        }
+        self.remote.lock().entry(topic.to_string()).or_default().insert((node, id), exclusive);
+        true
+    }
+
+    /// A consumer of another node left.
+    pub(crate) fn leave_remote(&self, topic: &str, node: i32, id: u64) {
+        let mut m = self.remote.lock();
+        if let Some(t) = m.get_mut(topic) {
+            t.remove(&(node, id));
+            if t.is_empty() {
+                m.remove(topic);
+            }
+        }
+    }
+
+    /// Drops every consumer of `node`; returns the topics it had any on.
+    pub(crate) fn drop_remote_node(&self, node: i32) -> Vec<String> {
+        let mut m = self.remote.lock();
+        let mut topics = Vec::new();
+        m.retain(|topic, t| {
+            let before = t.len();
+            t.retain(|(n, _), _| *n != node);
+            if t.len() != before {
+                topics.push(topic.clone());
+            }
+            !t.is_empty()
+        });
+        topics
+    }
+
+    /// Nodes with consumers registered here.
+    pub(crate) fn remote_nodes(&self) -> Vec<i32> {
+        let mut nodes: Vec<i32> = self.remote.lock().values().flat_map(|t| t.keys().map(|(n, _)| *n)).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
     }
 
     pub(crate) fn add(&self, c: &Arc<Consumer>, ch: &Arc<ChannelShared>) {

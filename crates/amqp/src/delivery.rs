@@ -104,7 +104,11 @@ impl Conn {
         if q.owner.is_some_and(|o| o != self.id) {
             return Err(AmqpException::resource_locked(format!("queue '{}' in vhost '{vhost}' is exclusive", q.name)));
         }
-        if self.gw.consumers.has_exclusive(&q.topic) || (c.exclusive && self.gw.consumers.count(&q.topic) > 0) {
+        let queue_node = self.gw.queue_node(&q.topic);
+        // A queue led elsewhere checks exclusivity at its node (on join).
+        if queue_node.is_none()
+            && (self.gw.consumers.has_exclusive(&q.topic) || (c.exclusive && self.gw.consumers.count(&q.topic) > 0))
+        {
             return Err(AmqpException::access_refused(format!(
                 "queue '{}' in vhost '{vhost}' in exclusive use",
                 q.name
@@ -136,7 +140,9 @@ impl Conn {
         };
         gw.touch(&q.topic);
         let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q });
-        let mut consumer = Consumer::new(tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify);
+        let (queue_name, consumer_id) = (queue.queue.name.clone(), gw.next_id());
+        let mut consumer =
+            Consumer::new(consumer_id, tag.clone(), queue, c.no_ack, c.exclusive, ch.prefetch, cancel_notify);
         consumer.priority = match c.arguments.inner().get("x-priority") {
             None => 0,
             Some(_) => crate::model::int_arg(&c.arguments, "x-priority").ok_or_else(|| {
@@ -144,6 +150,10 @@ impl Conn {
             })?,
         };
         let consumer = Arc::new(consumer);
+        if let Some(node) = queue_node {
+            gw.join_at_queue_node(node, &consumer, &queue_name, vhost).await?;
+        }
+        let ch = self.channel(id)?;
         gw.consumers.add(&consumer, &ch.shared);
         if !c.nowait {
             let reply = basic::ConsumeOk { consumer_tag: tag.as_str().into() };

@@ -37,6 +37,7 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         ticks += 1;
+        gw.drop_lost_consumers().await;
         for (vhost, v) in gw.model.snapshot().iter() {
             // Each queue is looked after by its own node (in a cluster every
             // node has every definition).

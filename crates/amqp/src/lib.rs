@@ -62,6 +62,7 @@ pub mod ops;
 pub mod priority;
 pub mod publish;
 mod reader;
+mod remote_consumers;
 mod server;
 pub mod stream;
 
@@ -189,6 +190,7 @@ impl AmqpGateway {
             connections: Default::default(),
             next_id: AtomicU64::new(first_id),
         });
+        gateway.register_consumer_service();
         if cluster {
             // What this node's earlier run left goes once the node has
             // joined (its metadata current, the quorum reachable).
@@ -241,7 +243,10 @@ async fn drop_transient_when_joined(gw: Arc<AmqpGateway>) {
         let joined = gw.messaging.broker().placement().is_some_and(|p| p.node(me).is_some());
         if joined {
             match gw.model.drop_transient().await {
-                Ok(topics) => return delete_topics(&gw.messaging, topics).await,
+                Ok(topics) => {
+                    gw.announce_consumer_reset().await;
+                    return delete_topics(&gw.messaging, topics).await;
+                }
                 Err(e) => tracing::warn!(error = %e, "amqp: could not yet remove this node's transient definitions"),
             }
         }

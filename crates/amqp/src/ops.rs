@@ -231,7 +231,7 @@ impl AmqpGateway {
         Declared {
             name: q.name.clone(),
             messages: u32::try_from(ready).unwrap_or(u32::MAX),
-            consumers: self.consumers.count(&q.topic) as u32,
+            consumers: u32::try_from(self.consumer_count(&q.topic).await).unwrap_or(u32::MAX),
         }
     }
 
@@ -251,7 +251,7 @@ impl AmqpGateway {
         if q.owner.is_some_and(|o| o != conn) {
             return Err(AmqpException::resource_locked(format!("queue '{name}' in vhost '{vhost}' is exclusive")));
         }
-        let consumers = self.consumers.count(&q.topic);
+        let consumers = self.consumer_count(&q.topic).await;
         if if_unused && consumers > 0 {
             return Err(AmqpException::precondition_failed(format!("queue '{name}' in vhost '{vhost}' in use")));
         }
