@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use fjord_broker::{Broker, DocumentChange, DocumentScope, DocumentUpdate};
+use fjord_broker::{Broker, DocumentScope};
 use parking_lot::RwLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -447,21 +447,21 @@ impl Users {
     /// may run more than once).
     async fn change(&self, mut f: impl FnMut(&mut Saved) -> Result<()>) -> Result<()> {
         let _w = self.write.lock().await;
-        for _ in 0..16 {
-            let current = self.state();
-            let mut next = current.saved.clone();
-            f(&mut next)?;
-            State::new(next.clone())?;
-            let stored = self.broker.documents(SCOPE).map(|s| s.entries.clone()).unwrap_or_default();
-            let diff = DocumentChange::between(&stored, &next.entries()?);
-            if diff.is_empty() {
-                return Ok(());
-            }
-            if self.broker.update_documents(SCOPE, current.version, diff).await? == DocumentUpdate::Applied {
-                return Ok(());
-            }
-        }
-        Err(AmqpError::Definitions("the users kept changing elsewhere; try again".into()))
+        self.broker
+            .change_documents(SCOPE, |stored| {
+                let current = self.state();
+                let mut next = if current.version == stored.version {
+                    current.saved.clone()
+                } else if stored.version == 0 {
+                    self.default.clone()
+                } else {
+                    Saved::from_entries(stored)
+                };
+                f(&mut next)?;
+                State::new(next.clone())?;
+                Ok((Some(next.entries()?), ()))
+            })
+            .await
     }
 }
 

@@ -237,18 +237,17 @@ async fn delete_topics(messaging: &Messaging, topics: Vec<String>) {
 /// A cluster node's [`model::Model::drop_transient`]: waits until the node
 /// serves (its placement lists it), then retries until the change lands.
 async fn drop_transient_when_joined(gw: Arc<AmqpGateway>) {
-    let me = gw.messaging.broker().config().node_id;
+    if gw.messaging.broker().joined().await.is_none() {
+        return;
+    }
     let mut pause = std::time::Duration::from_millis(200);
     loop {
-        let joined = gw.messaging.broker().placement().is_some_and(|p| p.node(me).is_some());
-        if joined {
-            match gw.model.drop_transient().await {
-                Ok(topics) => {
-                    gw.announce_consumer_reset().await;
-                    return delete_topics(&gw.messaging, topics).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "amqp: could not yet remove this node's transient definitions"),
+        match gw.model.drop_transient().await {
+            Ok(topics) => {
+                gw.announce_consumer_reset().await;
+                return delete_topics(&gw.messaging, topics).await;
             }
+            Err(e) => tracing::warn!(error = %e, "amqp: could not yet remove this node's transient definitions"),
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(5));

@@ -3,12 +3,12 @@
 //! behind queues. Answers are [`AmqpException`]s a channel sends back.
 
 use fjord_amqp_codec::{AMQPValue, FieldTable};
-use fjord_broker::TopicConfig;
+use fjord_broker::{Leadership, TopicConfig};
 use fjord_messaging::{ConsumeModel, OffsetReset};
 
 use crate::AmqpGateway;
 use crate::exception::{AmqpException, MethodResult};
-use crate::model::{AMQP_GROUP, Binding, DEFAULT_VHOST, Exchange, Queue, VHost, queue_topic};
+use crate::model::{AMQP_GROUP, Binding, DEFAULT_VHOST, Exchange, Queue, VHost, queue_leadership, queue_topic};
 
 /// A queue.declare's arguments.
 #[derive(Debug, Clone)]
@@ -76,8 +76,16 @@ impl AmqpGateway {
     /// Whether this node leads the partitions of a queue's topic (always on
     /// a single node).
     pub(crate) fn leads(&self, topic: &str) -> bool {
-        let b = self.messaging.broker();
-        b.placement().is_none() || !b.led_partitions(topic).is_empty()
+        matches!(queue_leadership(self.messaging.broker(), topic), Leadership::Local)
+    }
+
+    /// The other node leading the queue over `topic`; `None` when this node
+    /// does (or nobody can now).
+    pub(crate) fn queue_node(&self, topic: &str) -> Option<i32> {
+        match queue_leadership(self.messaging.broker(), topic) {
+            Leadership::Remote(n) => Some(n.node_id),
+            _ => None,
+        }
     }
 
     /// In a cluster a queue's pop queue lives on the node leading its
@@ -227,11 +235,13 @@ impl AmqpGateway {
     }
 
     async fn declared(&self, q: &Queue) -> Declared {
-        let (ready, _) = self.depth(&q.topic).await;
+        // Two questions to the queue's node, asked together (one round
+        // trip's wait for a queue elsewhere).
+        let ((ready, _), consumers) = tokio::join!(self.depth(&q.topic), self.consumer_count(&q.topic));
         Declared {
             name: q.name.clone(),
             messages: u32::try_from(ready).unwrap_or(u32::MAX),
-            consumers: u32::try_from(self.consumer_count(&q.topic).await).unwrap_or(u32::MAX),
+            consumers: u32::try_from(consumers).unwrap_or(u32::MAX),
         }
     }
 

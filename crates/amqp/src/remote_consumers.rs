@@ -94,16 +94,6 @@ impl AmqpGateway {
         }
     }
 
-    /// The node leading a queue's topic, when it is not this one.
-    pub(crate) fn queue_node(&self, topic: &str) -> Option<i32> {
-        let b = self.messaging.broker();
-        b.placement()?;
-        match b.leadership(&fjord_broker::TopicPartition::new(topic, 0)) {
-            fjord_broker::Leadership::Remote(n) => Some(n.node_id),
-            _ => None,
-        }
-    }
-
     async fn call_consumers(&self, node: i32, call: &Call) -> Result<Answer, String> {
         let payload = serde_json::to_vec(call).map_err(|e| e.to_string())?;
         let reply = self.messaging.broker().call_service(node, SERVICE, Bytes::from(payload)).await;

@@ -124,6 +124,8 @@ pub struct Broker {
     /// The cluster's placement; `None` on a single node (see
     /// [`crate::placement`]).
     pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
+    /// Bumped by every installed placement (see [`Broker::joined`]).
+    pub(crate) placement_changes: watch::Sender<u64>,
     /// Decides topic changes in a cluster.
     pub(crate) authority: std::sync::OnceLock<Arc<dyn crate::placement::MetadataAuthority>>,
     /// Consumer groups' own settings (see [`crate::group_config`]).
@@ -191,6 +193,7 @@ impl Broker {
             producer_ids,
             traffic: Default::default(),
             placement: RwLock::new(None),
+            placement_changes: watch::Sender::new(0),
             authority: std::sync::OnceLock::new(),
             group_configs,
             documents,

@@ -34,6 +34,10 @@ pub const MAX_KEY: usize = 16 * 1024;
 /// Largest entry value, in bytes.
 pub const MAX_VALUE: usize = 64 * 1024;
 
+/// How often [`Broker::change_documents`] retries an edit that lost a race
+/// before giving up.
+const CHANGE_ATTEMPTS: usize = 16;
+
 /// How long a change that lost a race waits for the winner to arrive here.
 const CATCH_UP: Duration = Duration::from_secs(15);
 
@@ -200,6 +204,32 @@ impl Broker {
             .map_err(|e| BrokerError::Log { context: "documents".into(), source: e })?;
         self.documents.publish(next);
         Ok(DocumentUpdate::Applied)
+    }
+
+    /// Changes `scope` by compare-and-set: `edit` gets the scope as stored
+    /// here (empty at version 0 if never written) and returns the entries it
+    /// should hold (`None` to leave it) with its result; when another node
+    /// changed the scope first, `edit` runs again on the newer version (so
+    /// it may run more than once). An edit that changes nothing writes
+    /// nothing.
+    pub async fn change_documents<T, E: From<BrokerError>>(
+        &self,
+        scope: &str,
+        mut edit: impl FnMut(&DocumentScope) -> std::result::Result<(Option<BTreeMap<String, String>>, T), E>,
+    ) -> std::result::Result<T, E> {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let current = self.documents(scope).unwrap_or_default();
+            let (next, out) = edit(&current)?;
+            let diff = next.map(|n| DocumentChange::between(&current.entries, &n)).unwrap_or_default();
+            if diff.is_empty() {
+                return Ok(out);
+            }
+            match self.update_documents(scope, current.version, diff).await? {
+                DocumentUpdate::Applied => return Ok(out),
+                DocumentUpdate::Conflict => continue,
+            }
+        }
+        Err(BrokerError::Unavailable(format!("scope '{scope}' kept changing elsewhere; try again")).into())
     }
 
     /// Installs the cluster's scopes (the cluster layer calls this as it

@@ -159,6 +159,26 @@ impl Broker {
         for topic in self.topics() {
             self.adopt_leader_epochs(&topic);
         }
+        self.placement_changes.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until this node serves as a member of its cluster (the
+    /// installed placement lists it) and returns that placement; `None` at
+    /// once on a single node. Layers that must tell the other nodes about
+    /// this run of the node (what its earlier run held is gone) wait here.
+    pub async fn joined(&self) -> Option<Arc<Placement>> {
+        self.config.cluster_id.as_ref()?;
+        let me = self.config.node_id;
+        let mut changes = self.placement_changes.subscribe();
+        loop {
+            if let Some(p) = self.placement().filter(|p| p.node(me).is_some()) {
+                return Some(p);
+            }
+            // The sender lives as long as the broker, which the caller holds.
+            if changes.changed().await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// The partitions of `topic` led here take the epochs the cluster gives

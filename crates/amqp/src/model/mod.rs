@@ -341,6 +341,12 @@ pub fn int_arg(args: &FieldTable, name: &str) -> Option<i64> {
     }
 }
 
+/// Who leads the queue over `topic`: the leader of its one partition (this
+/// node, always, on a single node). The one place the gateway asks.
+pub(crate) fn queue_leadership(broker: &fjord_broker::Broker, topic: &str) -> fjord_broker::Leadership {
+    broker.leadership(&fjord_broker::TopicPartition::new(topic, 0))
+}
+
 /// The topic holding a queue's messages: the queue's own name in the
 /// default virtual host when that is a valid topic name (so other
 /// protocols see it by name); otherwise bytes outside `[A-Za-z0-9._-]` are

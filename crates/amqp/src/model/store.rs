@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use fjord_broker::{Broker, DocumentChange, DocumentScope, DocumentUpdate};
+use fjord_broker::{Broker, DocumentScope, Leadership};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +28,6 @@ use crate::exception::AmqpException;
 const SCOPE_PREFIX: &str = "amqp/vhost/";
 /// The entry that says the virtual host exists.
 const MARKER: &str = "vhost";
-/// How often a change is retried when other nodes keep changing the same
-/// virtual host first.
-const ATTEMPTS: usize = 16;
-
 fn scope(vhost: &str) -> String {
     format!("{SCOPE_PREFIX}{vhost}")
 }
@@ -161,10 +157,7 @@ impl Model {
     /// (their connections are gone). Returns their topics.
     pub(crate) async fn drop_transient(&self) -> Result<Vec<String>> {
         let me = self.broker.config().node_id;
-        let here = |q: &Queue| match self.broker.placement() {
-            None => true,
-            Some(_) => !self.broker.led_partitions(&q.topic).is_empty(),
-        };
+        let here = |q: &Queue| matches!(super::queue_leadership(&self.broker, &q.topic), Leadership::Local);
         let mut topics = Vec::new();
         for (name, v) in self.snapshot().iter() {
             let queues: Vec<Queue> =
@@ -254,42 +247,42 @@ impl Model {
         mut change: impl FnMut(&mut VHost) -> std::result::Result<T, AmqpException>,
     ) -> Result<std::result::Result<T, AmqpException>> {
         let _w = self.write.lock().await;
-        for _ in 0..ATTEMPTS {
-            let Some(current) = self.stored(vhost) else {
-                return Ok(Err(AmqpException::not_allowed(format!("no access to vhost '{vhost}'"))));
-            };
-            let mut next = current.vhost.clone();
-            let out = match change(&mut next) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e)),
-            };
-            let diff = DocumentChange::between(&current.scope.entries, &entries(&next)?);
-            if diff.is_empty() {
-                return Ok(Ok(out));
-            }
-            match self.broker.update_documents(&scope(vhost), current.scope.version, diff).await? {
-                DocumentUpdate::Applied => return Ok(Ok(out)),
-                DocumentUpdate::Conflict => continue,
-            }
+        self.broker
+            .change_documents(&scope(vhost), |s| {
+                let Some(mut next) = self.parsed(vhost, s) else {
+                    return Ok((None, Err(AmqpException::not_allowed(format!("no access to vhost '{vhost}'")))));
+                };
+                match change(&mut next) {
+                    Ok(out) => Ok((Some(entries(&next)?), Ok(out))),
+                    Err(e) => Ok((None, Err(e))),
+                }
+            })
+            .await
+    }
+
+    /// Virtual host `name` as stored in `s`: the view's copy when it is of
+    /// that version, parsed otherwise. The default virtual host exists
+    /// before it is first stored.
+    fn parsed(&self, name: &str, s: &DocumentScope) -> Option<VHost> {
+        match self.stored(name) {
+            Some(st) if st.scope.version == s.version => Some(st.vhost),
+            _ if s.version == 0 && name == DEFAULT_VHOST => Some(VHost::with_predeclared()),
+            _ => from_entries(name, s),
         }
-        Err(AmqpError::Definitions(format!("vhost '{vhost}' kept changing elsewhere; try again")))
     }
 
     /// Stores `v` as virtual host `name` unless one is stored (the
     /// default one is not until it first changes); false when one is.
     async fn put_vhost(&self, name: &str, v: VHost) -> Result<bool> {
         let _w = self.write.lock().await;
-        loop {
-            let stored = self.broker.documents(&scope(name)).unwrap_or_default();
-            if stored.entries.contains_key(MARKER) {
-                return Ok(false);
-            }
-            let version = stored.version;
-            let diff = DocumentChange::between(&stored.entries, &entries(&v)?);
-            if self.broker.update_documents(&scope(name), version, diff).await? == DocumentUpdate::Applied {
-                return Ok(true);
-            }
-        }
+        self.broker
+            .change_documents(&scope(name), |stored| {
+                if stored.entries.contains_key(MARKER) {
+                    return Ok((None, false));
+                }
+                Ok((Some(entries(&v)?), true))
+            })
+            .await
     }
 
     /// Creates virtual host `name` with the predeclared exchanges; false
@@ -311,15 +304,12 @@ impl Model {
             return Err(AmqpError::Invalid("the default vhost '/' cannot be deleted".into()));
         }
         let _w = self.write.lock().await;
-        for _ in 0..ATTEMPTS {
-            let current = self.stored(name).ok_or_else(|| AmqpError::NotFound(format!("no vhost '{name}'")))?;
-            let diff = DocumentChange::between(&current.scope.entries, &BTreeMap::new());
-            if self.broker.update_documents(&scope(name), current.scope.version, diff).await? == DocumentUpdate::Applied
-            {
-                return Ok(current.vhost);
-            }
-        }
-        Err(AmqpError::Definitions(format!("vhost '{name}' kept changing elsewhere; try again")))
+        self.broker
+            .change_documents(&scope(name), |s| {
+                let gone = self.parsed(name, s).ok_or_else(|| AmqpError::NotFound(format!("no vhost '{name}'")))?;
+                Ok((Some(BTreeMap::new()), gone))
+            })
+            .await
     }
 }
 

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -122,17 +121,12 @@ impl Messaging {
         let m = self.clone();
         Some(tokio::spawn(async move {
             let me = m.broker.config().node_id;
-            let mut pause = Duration::from_millis(200);
-            let others = loop {
-                if let Some(p) = m.broker.placement().filter(|p| p.node(me).is_some()) {
-                    break p.nodes.iter().map(|n| n.node_id).filter(|n| *n != me).collect::<Vec<_>>();
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = m.stopping() => return,
-                }
-                pause = (pause * 2).min(Duration::from_secs(2));
+            let placement = tokio::select! {
+                p = m.broker.joined() => p,
+                _ = m.stopping() => return,
             };
+            let Some(placement) = placement else { return };
+            let others: Vec<i32> = placement.nodes.iter().map(|n| n.node_id).filter(|n| *n != me).collect();
             for node in others {
                 match m.call(node, &Request::Forget { session: m.session }).await {
                     Ok(Reply::Forgotten) => {}
@@ -148,6 +142,8 @@ impl Messaging {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::time::Duration;
+
     use fjord_broker::{Broker, BrokerConfig, TopicConfig};
 
     use super::*;

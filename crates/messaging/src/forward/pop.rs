@@ -102,6 +102,15 @@ impl Messaging {
         receipts: &[ReceiptHandle],
         synced: bool,
     ) -> Result<Vec<Result<()>>> {
+        // A single node leads everything: the local ack parses each receipt
+        // once, with no grouping by leader first.
+        if self.broker.placement().is_none() {
+            return if synced {
+                self.ack_many(group, model, receipts).await
+            } else {
+                self.ack_many_unsynced(group, model, receipts).await
+            };
+        }
         let how = if synced { Settle::Ack } else { Settle::AckUnsynced };
         let mut out: Vec<Option<Result<()>>> = (0..receipts.len()).map(|_| None).collect();
         for (node, idx) in self.by_leader(receipts) {
@@ -127,6 +136,9 @@ impl Messaging {
         model: &ConsumeModel,
         receipts: &[ReceiptHandle],
     ) -> Result<usize> {
+        if self.broker.placement().is_none() {
+            return self.release_many(group, model, receipts).await;
+        }
         let mut released = 0;
         for (node, idx) in self.by_leader(receipts) {
             let part: Vec<ReceiptHandle> = idx.iter().map(|i| receipts[*i].clone()).collect();
