@@ -70,6 +70,7 @@ impl From<BrokerError> for ApiError {
             BrokerError::TopicExists(_) => (StatusCode::CONFLICT, "topic_exists"),
             BrokerError::InvalidTopicName { .. } => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
             BrokerError::InvalidPartitions(_) => (StatusCode::BAD_REQUEST, "invalid_partitions"),
+            BrokerError::InvalidReplicationFactor(_) => (StatusCode::BAD_REQUEST, "invalid_replication_factor"),
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             BrokerError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

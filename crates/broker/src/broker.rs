@@ -320,30 +320,52 @@ impl Broker {
     /// Creates a topic with `partitions` partitions (in a cluster, through
     /// the controller quorum; it exists on this node when this returns).
     pub async fn create_topic(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
-        self.create_topic_placed(name, partitions, config, false).await
+        self.create_topic_placed(name, partitions, None, config, false).await
+    }
+
+    /// [`Broker::create_topic`] with `replication_factor` replicas per
+    /// partition (`None`: the cluster's default; a single node has one).
+    pub async fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>> {
+        self.create_topic_placed(name, partitions, replication_factor, config, false).await
     }
 
     /// [`Broker::create_topic`] with every partition led by this node (in
     /// a cluster; the same thing alone): for queues a client uses through
     /// the node it is connected to (AMQP).
     pub async fn create_topic_here(&self, name: &str, partitions: u32, config: TopicConfig) -> Result<Arc<Topic>> {
-        self.create_topic_placed(name, partitions, config, true).await
+        self.create_topic_placed(name, partitions, None, config, true).await
     }
 
     async fn create_topic_placed(
         &self,
         name: &str,
         partitions: u32,
+        replication_factor: Option<u16>,
         config: TopicConfig,
         here: bool,
     ) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         self.check_partitions(partitions)?;
+        if replication_factor == Some(0) {
+            return Err(BrokerError::InvalidReplicationFactor("a partition needs at least one replica".into()));
+        }
         if let Some(authority) = self.authority() {
-            authority.create_topic(name, partitions, &config, here).await?;
+            authority.create_topic(name, partitions, replication_factor, &config, here).await?;
             return self.topic(name).ok_or_else(|| {
                 BrokerError::internal(format!("topic '{name}' was created in the cluster but not on this node"))
             });
+        }
+        if replication_factor.is_some_and(|r| r > 1) {
+            return Err(BrokerError::InvalidReplicationFactor(format!(
+                "replication factor {} is larger than the 1 available node",
+                replication_factor.unwrap_or_default()
+            )));
         }
         let record =
             TopicRecord { id: uuid::Uuid::new_v4(), name: name.to_string(), partitions, config, internal: false };

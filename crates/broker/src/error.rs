@@ -33,6 +33,10 @@ pub enum BrokerError {
     /// A partition count is out of range or decreases.
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
+    /// A replication factor is zero or larger than the nodes that could
+    /// hold the replicas.
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
     /// A topic configuration key or value is invalid.
     #[error("invalid topic config '{key}': {reason}")]
     InvalidConfig {

@@ -94,7 +94,7 @@ impl Broker {
                     partition: p.id().partition,
                     leader,
                     leader_epoch: at.map_or(0, |a| a.leader_epoch),
-                    isr: replicas.iter().copied().filter(|r| pl.node(*r).is_some()).collect(),
+                    isr: at.map(|a| a.isr.clone()).unwrap_or_default(),
                     replicas,
                 }
             }

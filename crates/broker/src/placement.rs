@@ -36,6 +36,10 @@ pub struct PartitionPlacement {
     pub leader_epoch: i32,
     /// Every replica, preferred leader first.
     pub replicas: Vec<i32>,
+    /// The in-sync replicas, the leader included.
+    pub isr: Vec<i32>,
+    /// Bumped by every change of leader or in-sync set.
+    pub partition_epoch: i32,
 }
 
 /// The cluster as the controller quorum last described it.
@@ -79,14 +83,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// topic change returns once it is committed *and applied on this node*,
 /// so a caller that creates a topic can use it right away.
 pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
-    /// Creates a topic. `here`: every partition led by this node (when it
-    /// serves), as RabbitMQ's default `client-local` queue locator places
-    /// a queue on the node its declaring client is connected to; otherwise
-    /// spread over the serving nodes.
+    /// Creates a topic with `replication_factor` replicas per partition
+    /// (`None`: the cluster's default). `here`: every partition led by this
+    /// node (when it serves), as RabbitMQ's default `client-local` queue
+    /// locator places a queue on the node its declaring client is
+    /// connected to; otherwise spread over the serving nodes.
     fn create_topic<'a>(
         &'a self,
         name: &'a str,
         partitions: u32,
+        replication_factor: Option<u16>,
         config: &'a TopicConfig,
         here: bool,
     ) -> BoxFuture<'a, Result<()>>;

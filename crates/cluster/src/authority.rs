@@ -61,6 +61,7 @@ impl MetadataAuthority for ClusterAuthority {
         &'a self,
         name: &'a str,
         partitions: u32,
+        replication_factor: Option<u16>,
         config: &'a TopicConfig,
         here: bool,
     ) -> BoxFuture<'a, fjord_broker::Result<()>> {
@@ -70,14 +71,21 @@ impl MetadataAuthority for ClusterAuthority {
             if m.topics.contains_key(name) {
                 return Err(BrokerError::TopicExists(name.to_string()));
             }
+            let serving = m.nodes.values().filter(|n| n.state == NodeState::Active).count();
+            let rf = replication_factor
+                .unwrap_or_else(|| node.cfg.default_replication_factor.min(serving.max(1) as u16).max(1));
             let me = node.cfg.node_id;
             let serving_here = m.nodes.get(&me).is_some_and(|n| n.state == NodeState::Active);
-            let parts = if here && serving_here {
-                let local = PartitionAssignment { replicas: vec![me], leader: me, leader_epoch: 0 };
-                vec![local; partitions as usize]
-            } else {
-                place(&m, partitions).ok_or_else(no_nodes)?
-            };
+            let mut parts = place(&m, partitions, rf)?;
+            if here && serving_here {
+                // This node first (leading), the others as placed.
+                for p in &mut parts {
+                    p.replicas.retain(|r| *r != me);
+                    p.replicas.insert(0, me);
+                    p.replicas.truncate(rf as usize);
+                    *p = PartitionAssignment::new(p.replicas.clone(), me);
+                }
+            }
             let topic =
                 TopicAssignment { id: uuid::Uuid::new_v4().to_string(), config: config.0.clone(), partitions: parts };
             self.change(name, Command::CreateTopic { name: name.to_string(), topic }).await
@@ -99,7 +107,9 @@ impl MetadataAuthority for ClusterAuthority {
                     "topic '{name}' has {have} partitions; the count can only grow"
                 )));
             }
-            let added = place(&m, total - have).ok_or_else(no_nodes)?;
+            // New partitions get as many replicas as the topic's first.
+            let rf = m.topics.get(name).and_then(|t| t.partitions.first()).map_or(1, |p| p.replicas.len() as u16);
+            let added = place(&m, total - have, rf)?;
             self.change(name, Command::CreatePartitions { name: name.to_string(), added }).await
         })
     }
@@ -217,13 +227,21 @@ fn serving(m: &Metadata) -> Vec<NodeId> {
     out
 }
 
-/// Places `count` new partitions: one replica each for now (replication
-/// adds followers), leaders round-robin starting at the serving node
-/// leading the fewest partitions.
-pub(crate) fn place(m: &Metadata, count: u32) -> Option<Vec<PartitionAssignment>> {
+/// Places `count` new partitions with `rf` replicas each: leaders
+/// round-robin over the serving nodes (racks interleaved), starting at the
+/// node leading the fewest partitions; each partition's followers are the
+/// nodes after its leader in that order, so replicas of one partition land
+/// on distinct nodes (and racks, while there are racks enough).
+pub(crate) fn place(m: &Metadata, count: u32, rf: u16) -> Result<Vec<PartitionAssignment>, BrokerError> {
     let nodes = serving(m);
     if nodes.is_empty() {
-        return None;
+        return Err(no_nodes());
+    }
+    if rf == 0 || rf as usize > nodes.len() {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replication factor {rf} with {} serving node(s)",
+            nodes.len()
+        )));
     }
     let mut load: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
     for t in m.topics.values() {
@@ -234,14 +252,12 @@ pub(crate) fn place(m: &Metadata, count: u32) -> Option<Vec<PartitionAssignment>
         }
     }
     let start = nodes.iter().enumerate().min_by_key(|(i, n)| (load[n], *i)).map_or(0, |(i, _)| i);
-    Some(
-        (0..count as usize)
-            .map(|i| {
-                let leader = nodes[(start + i) % nodes.len()];
-                PartitionAssignment { replicas: vec![leader], leader, leader_epoch: 0 }
-            })
-            .collect(),
-    )
+    Ok((0..count as usize)
+        .map(|i| {
+            let replicas: Vec<NodeId> = (0..rf as usize).map(|k| nodes[(start + i + k) % nodes.len()]).collect();
+            PartitionAssignment::new(replicas.clone(), replicas[0])
+        })
+        .collect())
 }
 
 /// Installs the cluster's authority on the node's broker.
@@ -275,17 +291,23 @@ mod tests {
         // Racks a, a, b: consecutive partitions never share a rack where
         // another rack is available.
         let m = cluster(&[(1, Some("a")), (2, Some("a")), (3, Some("b"))]);
-        let leaders: Vec<u64> = place(&m, 6).unwrap().iter().map(|p| p.leader).collect();
+        let leaders: Vec<u64> = place(&m, 6, 1).unwrap().iter().map(|p| p.leader).collect();
         assert_eq!(leaders, [1, 3, 2, 1, 3, 2]);
         // With node 1 already leading more, the next topic starts elsewhere.
         let mut m = m;
-        let topic = TopicAssignment { id: "x".into(), config: BTreeMap::new(), partitions: place(&m, 2).unwrap() };
+        let topic = TopicAssignment { id: "x".into(), config: BTreeMap::new(), partitions: place(&m, 2, 1).unwrap() };
         m.apply(&Command::CreateTopic { name: "x".into(), topic });
-        let next: Vec<u64> = place(&m, 3).unwrap().iter().map(|p| p.leader).collect();
+        let next: Vec<u64> = place(&m, 3, 1).unwrap().iter().map(|p| p.leader).collect();
         assert_eq!(next, [2, 1, 3], "node 2 leads nothing yet");
         // Fenced nodes get nothing; no serving node: no placement.
         m.apply(&Command::FenceNode { id: 2 });
-        assert!(place(&m, 4).unwrap().iter().all(|p| p.leader != 2));
-        assert!(place(&Metadata::default(), 1).is_none());
+        assert!(place(&m, 4, 1).unwrap().iter().all(|p| p.leader != 2));
+        assert!(place(&Metadata::default(), 1, 1).is_err());
+        // Replicas of one partition on distinct nodes; too many refused.
+        for p in place(&m, 5, 2).unwrap() {
+            assert!(p.replicas.len() == 2 && p.replicas[0] != p.replicas[1] && p.leader == p.replicas[0]);
+            assert_eq!(p.isr, p.replicas);
+        }
+        assert!(matches!(place(&m, 1, 9), Err(BrokerError::InvalidReplicationFactor(_))));
     }
 }

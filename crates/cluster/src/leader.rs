@@ -81,7 +81,9 @@ async fn ensure_offsets_topic(node: &ClusterNode, leader_since: Instant) {
     if serving < node.cfg.controllers.len() && leader_since.elapsed() < node.cfg.lease * 2 {
         return;
     }
-    let Some(partitions) = crate::authority::place(&m, node.cfg.offsets_partitions) else { return };
+    let serving = m.nodes.values().filter(|n| n.state == NodeState::Active).count();
+    let rf = node.cfg.default_replication_factor.min(serving as u16).max(1);
+    let Ok(partitions) = crate::authority::place(&m, node.cfg.offsets_partitions, rf) else { return };
     let topic = fjord_controller::TopicAssignment {
         id: uuid::Uuid::new_v4().to_string(),
         config: fjord_broker::offsets::offsets_topic_config(node.broker.config().offsets_compact_bytes).0,

@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     /// Raft snapshots are taken after this many metadata log entries (and
     /// sent to nodes too far behind to catch up from the log).
     pub snapshot_every: u64,
+    /// Replicas per partition of a topic created without saying (Kafka's
+    /// `default.replication.factor`); capped by the serving nodes.
+    pub default_replication_factor: u16,
 }
 
 impl ClusterConfig {

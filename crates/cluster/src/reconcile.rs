@@ -73,6 +73,8 @@ pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
                     leader: p.leader as i32,
                     leader_epoch: p.leader_epoch,
                     replicas: p.replicas.iter().map(|r| *r as i32).collect(),
+                    isr: p.in_sync().iter().map(|r| *r as i32).collect(),
+                    partition_epoch: p.partition_epoch,
                 })
                 .collect();
             (name.clone(), parts)

@@ -43,6 +43,7 @@ fn config(id: u64, voters: &BTreeMap<u64, String>, addr: &str, dir: &std::path::
         election_timeout: Duration::from_millis(300),
         offsets_partitions: 4,
         snapshot_every: 10,
+        default_replication_factor: 1,
     }
 }
 

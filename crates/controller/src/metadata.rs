@@ -55,6 +55,29 @@ pub struct PartitionAssignment {
     pub leader: NodeId,
     /// Bumped by every leader change.
     pub leader_epoch: i32,
+    /// In-sync replicas, the leader included: those holding everything
+    /// committed, from which a new leader is elected. Empty in metadata
+    /// written before replication existed: the leader alone (see
+    /// [`PartitionAssignment::in_sync`]).
+    #[serde(default)]
+    pub isr: Vec<NodeId>,
+    /// Bumped by every change of leader or in-sync set: a leader's
+    /// [`Command::AlterIsr`] names the one it read, so a stale one changes
+    /// nothing.
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+impl PartitionAssignment {
+    /// A new partition: every replica in sync, `leader` leading in epoch 0.
+    pub fn new(replicas: Vec<NodeId>, leader: NodeId) -> PartitionAssignment {
+        PartitionAssignment { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+    }
+
+    /// The in-sync replicas (the leader alone where none were recorded).
+    pub fn in_sync(&self) -> Vec<NodeId> {
+        if self.isr.is_empty() { vec![self.leader] } else { self.isr.clone() }
+    }
 }
 
 /// A topic's identity, configuration overrides and placement.
@@ -139,6 +162,24 @@ pub enum Command {
         /// New leader (one of `replicas`).
         leader: NodeId,
     },
+    /// A partition's leader changes its in-sync replicas (a follower fell
+    /// behind or caught up). Applied only if `leader`, `leader_epoch` and
+    /// `partition_epoch` are still the partition's (else
+    /// [`Rejection::Conflict`]).
+    AlterIsr {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// The proposing leader.
+        leader: NodeId,
+        /// Its leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch it read.
+        partition_epoch: i32,
+        /// The new in-sync replicas (the leader included).
+        isr: Vec<NodeId>,
+    },
     /// Replaces a consumer group's configuration (empty: removes it).
     SetGroupConfig {
         /// Group name.
@@ -187,8 +228,9 @@ pub enum Rejection {
     /// A malformed command (placement naming no replicas, a partition count
     /// that shrinks, ...).
     Invalid,
-    /// A document scope moved past the version the proposer read: read
-    /// again and retry.
+    /// A document scope moved past the version the proposer read, or a
+    /// partition past the epochs an [`Command::AlterIsr`] named: read again
+    /// and retry.
     Conflict,
 }
 
@@ -227,6 +269,7 @@ impl Metadata {
     pub fn apply(&mut self, cmd: &Command) -> Reply {
         match cmd {
             Command::RegisterNode { id, internode, listeners, rack } => {
+                let restarted = self.nodes.contains_key(id);
                 let incarnation = self.nodes.get(id).map_or(1, |n| n.incarnation + 1);
                 let state = match self.nodes.get(id).map(|n| n.state) {
                     Some(NodeState::Decommissioning) => NodeState::Decommissioning,
@@ -241,9 +284,18 @@ impl Metadata {
                     incarnation,
                 };
                 self.nodes.insert(*id, record);
+                if restarted {
+                    self.leader_restarted(*id);
+                }
                 Reply::Ok
             }
-            Command::FenceNode { id } => self.set_state(*id, NodeState::Active, NodeState::Fenced),
+            Command::FenceNode { id } => {
+                let reply = self.set_state(*id, NodeState::Active, NodeState::Fenced);
+                if reply == Reply::Ok {
+                    self.node_fenced(*id);
+                }
+                reply
+            }
             Command::UnfenceNode { id } => self.set_state(*id, NodeState::Fenced, NodeState::Active),
             Command::DecommissionNode { id } => match self.nodes.get_mut(id) {
                 Some(n) => {
@@ -302,19 +354,29 @@ impl Metadata {
                 None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
             },
             Command::AssignPartition { name, partition, replicas, leader } => {
-                let proposed = [PartitionAssignment { replicas: replicas.clone(), leader: *leader, leader_epoch: 0 }];
+                let proposed = [PartitionAssignment::new(replicas.clone(), *leader)];
                 if let Err(r) = self.check_placement(&proposed) {
                     return r;
                 }
                 let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(*partition as usize)) else {
                     return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
                 };
+                // Still in sync: the new leader and the old members kept.
+                let mut isr: Vec<NodeId> = p.in_sync().into_iter().filter(|r| replicas.contains(r)).collect();
+                if !isr.contains(leader) {
+                    isr.insert(0, *leader);
+                }
                 p.replicas = replicas.clone();
+                p.isr = isr;
+                p.partition_epoch += 1;
                 if p.leader != *leader {
                     p.leader = *leader;
                     p.leader_epoch += 1;
                 }
                 Reply::Ok
+            }
+            Command::AlterIsr { name, partition, leader, leader_epoch, partition_epoch, isr } => {
+                self.alter_isr(name, *partition, *leader, (*leader_epoch, *partition_epoch), isr)
             }
             Command::SetGroupConfig { group, config } => {
                 if group.is_empty() {
@@ -381,6 +443,7 @@ impl Metadata {
 }
 
 mod documents;
+mod elections;
 pub use documents::{DocumentScope, MAX_DOCUMENT, MAX_DOCUMENT_KEY, MAX_DOCUMENTS};
 
 #[cfg(test)]

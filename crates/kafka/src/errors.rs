@@ -16,6 +16,7 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         BrokerError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
         BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         BrokerError::Group(g) => group_kind(g.kind()),
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,

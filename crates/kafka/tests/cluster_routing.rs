@@ -28,7 +28,16 @@ fn node(id: i32, port: u16) -> NodeInfo {
 }
 
 fn led(leaders: &[i32]) -> Vec<PartitionPlacement> {
-    leaders.iter().map(|l| PartitionPlacement { leader: *l, leader_epoch: 3, replicas: vec![*l] }).collect()
+    leaders
+        .iter()
+        .map(|l| PartitionPlacement {
+            leader: *l,
+            leader_epoch: 3,
+            replicas: vec![*l],
+            isr: vec![*l],
+            partition_epoch: 0,
+        })
+        .collect()
 }
 
 async fn call<Req: Encodable, Resp: Decodable>(gw: &KafkaGateway, key: ApiKey, v: i16, req: &Req) -> Resp {

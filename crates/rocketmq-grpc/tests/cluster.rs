@@ -41,11 +41,23 @@ async fn node_one()
     let broker = Broker::open(config, Arc::new(SystemClock)).await.unwrap();
     broker.create_topic("t", 6, TopicConfig::default()).await.unwrap();
     let leaders = [1, 2, 3, 1, 2, 3];
-    let parts =
-        leaders.iter().map(|l| PartitionPlacement { leader: *l, leader_epoch: 0, replicas: vec![*l] }).collect();
+    let parts = leaders
+        .iter()
+        .map(|l| PartitionPlacement {
+            leader: *l,
+            leader_epoch: 0,
+            replicas: vec![*l],
+            isr: vec![*l],
+            partition_epoch: 0,
+        })
+        .collect();
     // The groups' coordinators (committed offsets) are on this node.
     let offsets_partitions = broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
-    let coordinators = vec![PartitionPlacement { leader: 1, leader_epoch: 0, replicas: vec![1] }; offsets_partitions];
+    let coordinators =
+        vec![
+            PartitionPlacement { leader: 1, leader_epoch: 0, replicas: vec![1], isr: vec![1], partition_epoch: 0 };
+            offsets_partitions
+        ];
     broker.set_placement(Placement {
         controller_id: 1,
         nodes: vec![node(1), node(2), node(3)],

@@ -86,6 +86,7 @@ fn cluster_config(c: &Config, advertised: String) -> anyhow::Result<fjord_cluste
         election_timeout: ms(k.election_timeout_ms),
         offsets_partitions: 16,
         snapshot_every: 1000,
+        default_replication_factor: 1,
     })
 }
 

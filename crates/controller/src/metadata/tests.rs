@@ -12,10 +12,7 @@ fn topic(leaders: &[NodeId]) -> TopicAssignment {
     TopicAssignment {
         id: "00000000-0000-0000-0000-000000000001".into(),
         config: BTreeMap::new(),
-        partitions: leaders
-            .iter()
-            .map(|l| PartitionAssignment { replicas: vec![*l], leader: *l, leader_epoch: 0 })
-            .collect(),
+        partitions: leaders.iter().map(|l| PartitionAssignment::new(vec![*l], *l)).collect(),
     }
 }
 
@@ -61,6 +58,22 @@ fn command() -> impl Strategy<Value = Command> {
         node.clone().prop_map(|id| Command::RemoveNode { id }),
         (0u8..3, proptest::collection::vec(1u64..5, 1..4))
             .prop_map(|(t, l)| Command::CreateTopic { name: format!("t{t}"), topic: topic(&l) }),
+        (0u8..3, proptest::collection::btree_set(1u64..5, 1..4)).prop_map(|(t, r)| {
+            let replicas: Vec<NodeId> = r.into_iter().collect();
+            let mut topic = topic(&[replicas[0]]);
+            topic.partitions = vec![PartitionAssignment::new(replicas.clone(), replicas[0]); 2];
+            Command::CreateTopic { name: format!("r{t}"), topic }
+        }),
+        (0u8..3, 0u32..2, 1u64..5, 0i32..3, 0i32..4, proptest::collection::vec(1u64..5, 0..4)).prop_map(
+            |(t, partition, leader, leader_epoch, partition_epoch, isr)| Command::AlterIsr {
+                name: format!("r{t}"),
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            }
+        ),
         (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}") }),
         (0u8..3, 0u32..3, 1u64..5).prop_map(|(t, p, leader)| Command::AssignPartition {
             name: format!("t{t}"),
@@ -88,14 +101,20 @@ proptest! {
     fn apply_is_deterministic_and_snapshots_round_trip(cmds in proptest::collection::vec(command(), 0..60)) {
         let (mut a, mut b) = (Metadata::default(), Metadata::default());
         for c in &cmds {
-            let before: BTreeMap<(String, usize), i32> = a.topics.iter()
-                .flat_map(|(n, t)| t.partitions.iter().enumerate().map(move |(i, p)| ((n.clone(), i), p.leader_epoch)))
+            let before: BTreeMap<(String, usize), (i32, i32)> = a.topics.iter()
+                .flat_map(|(n, t)| t.partitions.iter().enumerate()
+                    .map(move |(i, p)| ((n.clone(), i), (p.leader_epoch, p.partition_epoch))))
                 .collect();
             prop_assert_eq!(a.apply(c), b.apply(c));
-            for ((n, i), e) in before {
+            for ((n, i), (e, pe)) in before {
                 if let Some(p) = a.topics.get(&n).and_then(|t| t.partitions.get(i)) {
-                    prop_assert!(p.leader_epoch >= e);
+                    prop_assert!(p.leader_epoch >= e && p.partition_epoch >= pe);
                 }
+            }
+            for p in a.topics.values().flat_map(|t| &t.partitions) {
+                let isr = p.in_sync();
+                prop_assert!(p.replicas.contains(&p.leader) && isr.contains(&p.leader));
+                prop_assert!(isr.iter().all(|r| p.replicas.contains(r)));
             }
         }
         prop_assert_eq!(&a, &b);
@@ -153,4 +172,53 @@ fn group_configs_are_set_replaced_and_removed() {
     // Metadata written before group configs existed still loads.
     let old = r#"{"nodes":{},"topics":{}}"#;
     assert!(serde_json::from_str::<Metadata>(old).unwrap().group_configs.is_empty());
+}
+
+#[test]
+fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
+    let mut m = Metadata::default();
+    for id in 1..=3 {
+        m.apply(&register(id));
+    }
+    let mut t = topic(&[1]);
+    t.partitions = vec![PartitionAssignment::new(vec![1, 2, 3], 1)];
+    m.apply(&Command::CreateTopic { name: "t".into(), topic: t });
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    // Node 2 falls out of sync; the leader's stale proposal changes nothing.
+    let alter = |isr: Vec<NodeId>, partition_epoch| Command::AlterIsr {
+        name: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 0,
+        partition_epoch,
+        isr,
+    };
+    assert_eq!(m.apply(&alter(vec![1, 3], 0)), Reply::Ok);
+    assert!(matches!(m.apply(&alter(vec![1], 0)), Reply::Rejected { reason: Rejection::Conflict, .. }));
+    assert!(matches!(m.apply(&alter(vec![3], 1)), Reply::Rejected { reason: Rejection::Invalid, .. }));
+    // The leader is fenced: node 3 (in sync) leads, not node 2 (first, but behind).
+    m.apply(&Command::FenceNode { id: 1 });
+    assert_eq!((p(&m).leader, p(&m).leader_epoch, p(&m).isr.clone()), (3, 1, vec![3]));
+    // The last in-sync member fenced: no election to node 2, the set keeps it.
+    m.apply(&Command::FenceNode { id: 3 });
+    assert_eq!((p(&m).leader, p(&m).leader_epoch, p(&m).isr.clone()), (3, 1, vec![3]));
+    // It restarts: it leads again, in a new epoch (it may have lost an unsynced tail).
+    m.apply(&register(3));
+    assert_eq!((p(&m).leader, p(&m).leader_epoch), (3, 2));
+    // A fenced node cannot be added back; a serving one can.
+    let alter3 = |isr: Vec<NodeId>, partition_epoch| Command::AlterIsr {
+        name: "t".into(),
+        partition: 0,
+        leader: 3,
+        leader_epoch: 2,
+        partition_epoch,
+        isr,
+    };
+    let pe = p(&m).partition_epoch;
+    assert!(matches!(m.apply(&alter3(vec![3, 1], pe)), Reply::Rejected { reason: Rejection::Invalid, .. }));
+    assert_eq!(m.apply(&alter3(vec![3, 2], pe)), Reply::Ok);
+    // Metadata written before in-sync sets existed loads with the leader alone in sync.
+    let old = r#"{"replicas":[2],"leader":2,"leader_epoch":4}"#;
+    let old: PartitionAssignment = serde_json::from_str(old).unwrap();
+    assert_eq!((old.in_sync(), old.partition_epoch), (vec![2], 0));
 }

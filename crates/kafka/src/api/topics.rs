@@ -65,10 +65,11 @@ pub(crate) async fn create(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -
                     format!("this cluster has one node ({node})"),
                 ));
             }
-            if t.replication_factor > 1 {
+            let nodes = broker.placement().map_or(1, |p| p.nodes.len());
+            if t.replication_factor as usize > nodes {
                 return Err(err(
                     ResponseError::InvalidReplicationFactor,
-                    format!("replication factor {} is larger than the 1 available node", t.replication_factor),
+                    format!("replication factor {} is larger than the {nodes} serving node(s)", t.replication_factor),
                 ));
             }
             if t.replication_factor == 0 || t.replication_factor < -1 {
@@ -105,14 +106,24 @@ pub(crate) async fn create(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -
                 Ok(uuid::Uuid::nil())
             }
         } else {
-            broker.create_topic(&name, partitions, config).await.map(|t| t.id())
+            let rf = u16::try_from(t.replication_factor).ok().filter(|r| *r > 0);
+            broker.create_topic_replicated(&name, partitions, rf, config).await.map(|t| t.id())
         };
         results.push(match outcome {
             Ok(_) if ctx.version() < 5 => result,
             Ok(id) => {
                 let id = if ctx.version() >= 7 { id } else { uuid::Uuid::nil() };
-                result.with_topic_id(id).with_num_partitions(partitions as i32).with_replication_factor(1).with_configs(
-                    Some(
+                let rf = broker
+                    .placement()
+                    .and_then(|p| {
+                        p.partition(&fjord_broker::TopicPartition::new(name.as_str(), 0)).map(|a| a.replicas.len())
+                    })
+                    .unwrap_or(1) as i16;
+                result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions as i32)
+                    .with_replication_factor(rf)
+                    .with_configs(Some(
                         entries
                             .into_iter()
                             .map(|(k, v, overridden)| {
@@ -122,8 +133,7 @@ pub(crate) async fn create(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -
                                     .with_config_source(if overridden { SOURCE_TOPIC } else { SOURCE_DEFAULT })
                             })
                             .collect(),
-                    ),
-                )
+                    ))
             }
             Err(e) => result.with_error_code(errors::code(&e)).with_error_message(Some(sb(e.to_string()))),
         });

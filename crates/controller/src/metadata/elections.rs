@@ -1,0 +1,105 @@
+//! Leaders and in-sync replicas: the controller's half of replication
+//! (`docs/design/replication.md` §3, following Kafka's KRaft rules).
+//!
+//! - A fenced node leaves every in-sync set it is in, unless it is the
+//!   last member (the partition then waits for it: no unclean election);
+//!   partitions it led get the first in-sync replica, in replica order,
+//!   that is serving, with a new leader epoch.
+//! - A node that registers again (it restarted) may have lost what it had
+//!   not made durable: partitions it led are handed to another serving
+//!   in-sync replica when there is one, and otherwise get a new leader
+//!   epoch, so the batches it writes from now on never share an epoch with
+//!   a tail its followers may hold and it lost.
+//! - A leader changes its partition's in-sync set only with the epochs it
+//!   read ([`Command::AlterIsr`](super::Command::AlterIsr)); the set keeps
+//!   the leader, names only replicas, and adds only serving nodes.
+//!
+//! Every change of leader or in-sync set bumps the partition epoch; every
+//! leader change bumps the leader epoch.
+
+use super::{Metadata, NodeState, Rejection, Reply, rejected};
+use crate::NodeId;
+
+impl Metadata {
+    /// `id` was fenced: elections for what it led, and it leaves in-sync
+    /// sets.
+    pub(super) fn node_fenced(&mut self, id: NodeId) {
+        let serving = self.serving_nodes();
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                let isr = p.in_sync();
+                if !isr.contains(&id) && p.leader != id {
+                    continue;
+                }
+                if p.leader == id {
+                    let next = p.replicas.iter().find(|r| **r != id && isr.contains(r) && serving.contains(r));
+                    let Some(next) = next.copied() else { continue };
+                    p.leader = next;
+                    p.leader_epoch += 1;
+                }
+                if isr.len() > 1 {
+                    p.isr = isr.into_iter().filter(|r| *r != id).collect();
+                }
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// `id` registered again after a restart.
+    pub(super) fn leader_restarted(&mut self, id: NodeId) {
+        let serving = self.serving_nodes();
+        for t in self.topics.values_mut() {
+            for p in t.partitions.iter_mut().filter(|p| p.leader == id) {
+                let isr = p.in_sync();
+                let next = p.replicas.iter().find(|r| **r != id && isr.contains(r) && serving.contains(r));
+                if let Some(next) = next.copied() {
+                    p.leader = next;
+                    p.isr = isr.into_iter().filter(|r| *r != id).collect();
+                }
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    pub(super) fn alter_isr(
+        &mut self,
+        name: &str,
+        partition: u32,
+        leader: NodeId,
+        (leader_epoch, partition_epoch): (i32, i32),
+        isr: &[NodeId],
+    ) -> Reply {
+        let serving = self.serving_nodes();
+        let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
+        };
+        if p.leader != leader || p.leader_epoch != leader_epoch || p.partition_epoch != partition_epoch {
+            return rejected(
+                Rejection::Conflict,
+                format!(
+                    "{name}-{partition} is at leader {} epoch {} partition epoch {}",
+                    p.leader, p.leader_epoch, p.partition_epoch
+                ),
+            );
+        }
+        let current = p.in_sync();
+        let mut seen = std::collections::BTreeSet::new();
+        let valid = isr.contains(&leader)
+            && isr.iter().all(|r| p.replicas.contains(r) && seen.insert(*r))
+            && isr.iter().all(|r| current.contains(r) || serving.contains(r));
+        if !valid {
+            return rejected(
+                Rejection::Invalid,
+                "an in-sync set holds the leader and distinct replicas, and adds only serving nodes",
+            );
+        }
+        p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        Reply::Ok
+    }
+
+    fn serving_nodes(&self) -> Vec<NodeId> {
+        self.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect()
+    }
+}
