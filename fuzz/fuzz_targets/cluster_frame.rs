@@ -6,7 +6,9 @@
 #![no_main]
 
 use bytes::BytesMut;
-use fjord_cluster_codec::{Heartbeat, HeartbeatAck, Hello, ServiceCall, decode, encode};
+use fjord_cluster_codec::{
+    Heartbeat, HeartbeatAck, Hello, ReplicaFetch, ReplicaFetchResponse, ServiceCall, decode, encode,
+};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: u32 = 1 << 16;
@@ -30,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(c) = ServiceCall::decode(f.body.clone()) {
             assert_eq!(c.encode().expect("decoded names fit").as_ref(), f.body.as_ref());
+        }
+        if let Ok(r) = ReplicaFetch::decode(f.body.clone()) {
+            assert_eq!(r.encode().expect("decoded fetches fit").as_ref(), f.body.as_ref());
+        }
+        if let Ok(r) = ReplicaFetchResponse::decode(f.body.clone()) {
+            assert_eq!(r.encode().expect("decoded answers fit").as_ref(), f.body.as_ref());
         }
     }
 });

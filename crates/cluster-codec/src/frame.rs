@@ -33,6 +33,9 @@ pub enum Kind {
     /// A call of a service a layer above the broker registered (body:
     /// [`crate::ServiceCall`]; response: the service's opaque reply).
     Service,
+    /// A follower node's fetch from a leader node (body:
+    /// [`crate::ReplicaFetch`]; response [`crate::ReplicaFetchResponse`]).
+    ReplicaFetch,
     /// A kind this version does not know: answered with an error frame.
     Unknown(u16),
 }
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Heartbeat => 6,
             Kind::Forward => 7,
             Kind::Service => 8,
+            Kind::ReplicaFetch => 9,
             Kind::Unknown(c) => c,
         }
     }
@@ -64,6 +68,7 @@ impl Kind {
             6 => Kind::Heartbeat,
             7 => Kind::Forward,
             8 => Kind::Service,
+            9 => Kind::ReplicaFetch,
             c => Kind::Unknown(c),
         }
     }

@@ -13,8 +13,9 @@
 //!          `length` counts the bytes after itself (7 + body length)
 //! flags  = bit 0: response, bit 1: error (body = UTF-8 message); other bits 0
 //! ```
-//! Bodies are defined per [`Kind`]: [`Hello`], [`Heartbeat`] and
-//! [`ServiceCall`] have fixed binary layouts here (a service call's payload
+//! Bodies are defined per [`Kind`]: [`Hello`], [`Heartbeat`],
+//! [`ServiceCall`] and the replica fetch ([`ReplicaFetch`],
+//! [`ReplicaFetchResponse`]) have binary layouts here (a service call's payload
 //! is its service's own encoding); Raft messages and forwarded requests are opaque
 //! bytes encoded by their owners (the controller serializes openraft's own
 //! types), bounded by the frame cap like everything else.
@@ -29,9 +30,11 @@
 
 mod frame;
 mod messages;
+mod replication;
 
 pub use frame::{FLAG_ERROR, FLAG_RESPONSE, Frame, HEADER_LEN, Kind, decode, encode};
 pub use messages::{Heartbeat, HeartbeatAck, Hello, ServiceCall};
+pub use replication::{FetchPartition, FetchStatus, FetchedPartition, ReplicaFetch, ReplicaFetchResponse};
 
 /// Default cap on one frame (64 MiB: a Raft snapshot chunk or a batch of
 /// replicated records, with room).

@@ -50,6 +50,148 @@ fn golden_service_call() {
 }
 
 #[test]
+fn golden_replica_fetch() {
+    let fetch = ReplicaFetch {
+        max_wait_ms: 500,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition {
+            topic: "t".into(),
+            partition: 2,
+            leader_epoch: 3,
+            fetch_offset: 10,
+            last_fetched_epoch: 1,
+            durable_offset: 8,
+        }],
+    };
+    let f = Frame::request(Kind::ReplicaFetch, 1, fetch.encode().unwrap());
+    let mut out = BytesMut::new();
+    encode(&f, &mut out).unwrap();
+    // len | kind=9 | flags=0 | corr=1 | wait=500 | bytes=1 MiB | count=1 |
+    // 1 "t" | partition=2 | epoch=3 | offset=10 | last epoch=1 | durable=8
+    assert_eq!(
+        hex(&out),
+        "00000032000900000000010000\
+         01f400100000000000010001740000000200000003\
+         000000000000000a000000010000000000000008"
+    );
+    let back = decode(&mut out, DEFAULT_MAX_FRAME).unwrap().unwrap();
+    assert_eq!(ReplicaFetch::decode(back.body).unwrap(), fetch);
+}
+
+#[test]
+fn golden_replica_fetch_response() {
+    let resp = ReplicaFetchResponse {
+        partitions: vec![
+            FetchedPartition {
+                topic: "t".into(),
+                partition: 0,
+                status: FetchStatus::Ok,
+                leader_epoch: 3,
+                high_watermark: 5,
+                log_start: 0,
+                diverging: None,
+                records: Bytes::from_static(b"ab"),
+            },
+            FetchedPartition {
+                topic: "t".into(),
+                partition: 1,
+                status: FetchStatus::Diverging,
+                leader_epoch: 3,
+                high_watermark: 4,
+                log_start: 0,
+                diverging: Some((2, 7)),
+                records: Bytes::new(),
+            },
+        ],
+    };
+    let body = resp.encode().unwrap();
+    assert_eq!(
+        hex(&body[..48]),
+        "00000002000174000000000000000003000000000000000500000000000000\
+         00ffffffff000000000000000000000002"
+    );
+    assert_eq!(&body[48..50], b"ab");
+    assert_eq!(&body[57..58], &[6], "status diverging");
+    assert_eq!(ReplicaFetchResponse::decode(body).unwrap(), resp);
+}
+
+#[test]
+fn replica_fetch_counts_are_checked_before_allocating() {
+    // A count of 2^32-1 partitions in a 16-byte body.
+    let body = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    assert!(ReplicaFetch::decode(body).is_err());
+    let body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    assert!(ReplicaFetchResponse::decode(body).is_err());
+    // Records longer than the body.
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&[0, 0, 0, 1, 0, 1, b't']);
+    b.extend_from_slice(&[0; 4 + 1 + 4 + 8 + 8]);
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[0, 0, 0, 9, 1]);
+    assert!(ReplicaFetchResponse::decode(b.freeze()).is_err());
+}
+
+fn fetch_partition() -> impl Strategy<Value = FetchPartition> {
+    ("[a-z_.-]{1,20}", any::<u32>(), any::<i32>(), any::<u64>(), any::<i32>(), any::<u64>()).prop_map(
+        |(topic, partition, leader_epoch, fetch_offset, last_fetched_epoch, durable_offset)| FetchPartition {
+            topic,
+            partition,
+            leader_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            durable_offset,
+        },
+    )
+}
+
+fn fetched_partition() -> impl Strategy<Value = FetchedPartition> {
+    (
+        "[a-z_.-]{1,20}",
+        any::<u32>(),
+        any::<u8>(),
+        any::<i32>(),
+        (any::<u64>(), any::<u64>()),
+        proptest::option::of((0i32..i32::MAX, any::<u64>())),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(topic, partition, status, leader_epoch, (high_watermark, log_start), diverging, records)| {
+            FetchedPartition {
+                topic,
+                partition,
+                status: match status % 8 {
+                    0 => FetchStatus::Ok,
+                    1 => FetchStatus::NotLeader,
+                    2 => FetchStatus::FencedLeaderEpoch,
+                    3 => FetchStatus::UnknownLeaderEpoch,
+                    4 => FetchStatus::UnknownPartition,
+                    5 => FetchStatus::OffsetOutOfRange,
+                    6 => FetchStatus::Diverging,
+                    _ => FetchStatus::Unknown(status.max(7)),
+                },
+                leader_epoch,
+                high_watermark,
+                log_start,
+                diverging,
+                records: records.into(),
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn replica_fetches_round_trip(
+        max_wait_ms in any::<u32>(), max_bytes in any::<u32>(),
+        partitions in proptest::collection::vec(fetch_partition(), 0..5),
+        answers in proptest::collection::vec(fetched_partition(), 0..5),
+    ) {
+        let f = ReplicaFetch { max_wait_ms, max_bytes, partitions };
+        prop_assert_eq!(ReplicaFetch::decode(f.encode().unwrap()).unwrap(), f);
+        let r = ReplicaFetchResponse { partitions: answers };
+        prop_assert_eq!(ReplicaFetchResponse::decode(r.encode().unwrap()).unwrap(), r);
+    }
+}
+
+#[test]
 fn partial_frames_wait_for_more_bytes() {
     let f = Frame::request(Kind::RaftAppend, 42, Bytes::from_static(b"{\"entries\":[]}"));
     let mut whole = BytesMut::new();
@@ -148,6 +290,8 @@ proptest! {
         while let Ok(Some(f)) = decode(&mut buf, 4096) {
             let _ = Hello::decode(f.body.clone());
             let _ = Heartbeat::decode(f.body.clone());
+            let _ = ReplicaFetch::decode(f.body.clone());
+            let _ = ReplicaFetchResponse::decode(f.body.clone());
             let _ = HeartbeatAck::decode(f.body.clone());
             let _ = ServiceCall::decode(f.body);
         }
