@@ -118,6 +118,9 @@ impl AppendQueue {
             let end = results.iter().filter_map(|r| r.as_ref().ok()).map(|i| i.last_offset + 1).max();
             let failed = results.iter().any(|r| matches!(r, Err(LogError::Poisoned { .. } | LogError::Io { .. })));
             answer(generation, results, replies);
+            if let Some(end) = end {
+                self.commit.appended(end);
+            }
             if failed {
                 // The log is poisoned: waiters past its durable point fail.
                 self.commit.durability_failed();

@@ -36,6 +36,15 @@ use tokio::sync::{oneshot, watch};
 pub(crate) struct CommitPoint {
     log: Arc<Log>,
     high_watermark: watch::Sender<u64>,
+    /// The log end after each written group: what replica fetches
+    /// long-poll on.
+    log_end: watch::Sender<u64>,
+    /// This replica's durable end under its policy: what a follower
+    /// waits for before reporting it.
+    local_durable: watch::Sender<u64>,
+    /// This replica's role and, leading, what its followers hold (see
+    /// [`crate::replicas`]).
+    pub(crate) replicas: Mutex<crate::replicas::Replicas>,
     cuts: Mutex<Cuts>,
     /// Writes waiting for their commit, by the high watermark that covers
     /// them: each is woken once, when it is reached (or when a failure or
@@ -63,7 +72,33 @@ pub(crate) struct Written {
 impl CommitPoint {
     pub(crate) fn new(log: Arc<Log>) -> CommitPoint {
         let (high_watermark, _) = watch::channel(log.high_watermark());
-        CommitPoint { log, high_watermark, cuts: Mutex::default(), waiters: Mutex::default() }
+        let (log_end, _) = watch::channel(log.log_end_offset());
+        let replicas = Mutex::new(crate::replicas::Replicas::sole(log.high_watermark()));
+        let (local_durable, _) = watch::channel(log.high_watermark());
+        CommitPoint {
+            log,
+            high_watermark,
+            log_end,
+            local_durable,
+            replicas,
+            cuts: Mutex::default(),
+            waiters: Mutex::default(),
+        }
+    }
+
+    /// A group was written up to `end`.
+    pub(crate) fn appended(&self, end: u64) {
+        self.log_end.send_if_modified(|cur| std::mem::replace(cur, end) != end);
+    }
+
+    /// Watches the log end.
+    pub(crate) fn subscribe_log_end(&self) -> watch::Receiver<u64> {
+        self.log_end.subscribe()
+    }
+
+    /// Watches this replica's durable end.
+    pub(crate) fn subscribe_durable(&self) -> watch::Receiver<u64> {
+        self.local_durable.subscribe()
     }
 
     /// The committed end: offsets below it are readable.
@@ -89,16 +124,54 @@ impl CommitPoint {
     }
 
     /// The local replica holds everything below `end` as its durability
-    /// policy requires. With one replica that commits it.
+    /// policy requires. A leader commits what every in-sync replica holds
+    /// so (with one replica: this); a follower learns its commit point
+    /// from the leader ([`CommitPoint::follow`]).
     pub(crate) fn locally_durable(&self, end: u64) {
-        self.advance(end);
+        self.local_durable.send_if_modified(|cur| {
+            let grew = *cur < end;
+            *cur = (*cur).max(end);
+            grew
+        });
+        let commit = self.replicas.lock().local_durable(end);
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
+    }
+
+    /// A follower's fetch reported how far it holds the log (`log_end`)
+    /// and durably (`durable`); a leader's commit point may move.
+    pub(crate) fn follower_fetched(&self, node: i32, log_end: u64, durable: u64) {
+        let leader_end = self.log.log_end_offset();
+        let commit = self.replicas.lock().follower_fetched(node, log_end, durable, leader_end);
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
+    }
+
+    /// Leading with `in_sync` (the other in-sync replicas), or following.
+    pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32]) {
+        let commit = self.replicas.lock().set_role(leading, in_sync);
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
+    }
+
+    /// A follower: the leader's high watermark (never past this log's end).
+    pub(crate) fn follow(&self, leader_high_watermark: u64) {
+        if !self.replicas.lock().leading() {
+            self.advance(leader_high_watermark);
+        }
     }
 
     /// A write or a wait for durability failed (the log is now poisoned):
     /// whatever an earlier fsync covered is still committed, and the writes
     /// past it never will be, so their waiters are woken to fail.
     pub(crate) fn durability_failed(&self) {
-        self.advance(self.log.durable_offset());
+        let commit = self.replicas.lock().local_durable(self.log.durable_offset());
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
         self.wake_all();
     }
 
@@ -137,7 +210,10 @@ impl CommitPoint {
     /// durably), writes waiting past it will fail. Call
     /// [`CommitPoint::after_cut`] once the log is cut.
     pub(crate) fn before_recovery(&self) {
-        self.advance(self.log.durable_offset());
+        let commit = self.replicas.lock().local_durable(self.log.durable_offset());
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
         self.begin_cut(self.log.high_watermark());
     }
 
@@ -161,6 +237,14 @@ impl CommitPoint {
     /// The log was cut: the high watermark follows it down (fetches
     /// watching it are woken).
     pub(crate) fn after_cut(&self) {
+        let end = self.log.log_end_offset();
+        self.replicas.lock().cut(end);
+        self.local_durable.send_if_modified(|cur| {
+            let was = *cur;
+            *cur = was.min(end);
+            was != *cur
+        });
+        self.log_end.send_replace(end);
         self.high_watermark.send_replace(self.log.high_watermark());
         self.wake_all();
     }

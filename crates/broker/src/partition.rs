@@ -50,8 +50,8 @@ pub struct Partition {
     /// it appends); raised when the cluster's placement gives it a newer
     /// one, never lowered.
     leader_epoch: std::sync::atomic::AtomicI32,
-    commit: Arc<CommitPoint>,
-    appends: Arc<AppendQueue>,
+    pub(crate) commit: Arc<CommitPoint>,
+    pub(crate) appends: Arc<AppendQueue>,
     pub(crate) producers: crate::producers::ProducerTable,
     pub(crate) traffic: crate::traffic::Traffic,
 }

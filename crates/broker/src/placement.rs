@@ -168,6 +168,11 @@ impl Broker {
         self.placement_changes.send_modify(|n| *n += 1);
     }
 
+    /// Watches placement installs (a counter bumped by each).
+    pub fn subscribe_placement(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.placement_changes.subscribe()
+    }
+
     /// Waits until this node serves as a member of its cluster (the
     /// installed placement lists it) and returns that placement; `None` at
     /// once on a single node. Layers that must tell the other nodes about
@@ -195,8 +200,13 @@ impl Broker {
         let Some(placement) = self.placement() else { return };
         let Some(parts) = placement.topics.get(&topic.name()) else { return };
         let me = self.config.node_id;
-        for (i, a) in parts.iter().enumerate().filter(|(_, a)| a.leader == me) {
-            if let Some(p) = topic.partition(i as u32) {
+        for (i, a) in parts.iter().enumerate() {
+            let Some(p) = topic.partition(i as u32) else { continue };
+            // Leading commits with the other in-sync replicas; following
+            // takes the leader's commit point (see `crate::replicas`).
+            let others: Vec<i32> = a.isr.iter().copied().filter(|r| *r != me).collect();
+            p.set_replica_role(a.leader == me, &others);
+            if a.leader == me {
                 p.raise_leader_epoch(a.leader_epoch);
             }
         }

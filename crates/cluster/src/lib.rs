@@ -31,6 +31,7 @@ pub(crate) mod leader;
 pub mod node;
 pub mod raft_net;
 pub mod reconcile;
+mod replication;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -116,6 +117,8 @@ pub async fn start(
     }
     authority::install(&node);
     tokio::spawn(reconcile::run(node.clone(), stop.clone()));
+    tokio::spawn(replication::fetcher::run(node.clone(), stop.clone()));
+    tokio::spawn(replication::isr::run(node.clone(), stop.clone()));
     Ok(node)
 }
 

@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     /// Replicas per partition of a topic created without saying (Kafka's
     /// `default.replication.factor`); capped by the serving nodes.
     pub default_replication_factor: u16,
+    /// A follower this long behind its leader's log end leaves the
+    /// in-sync replicas.
+    pub replica_lag: Duration,
 }
 
 impl ClusterConfig {
@@ -148,6 +151,11 @@ impl Handler for NodeHandler {
                     Ok(ack.encode())
                 }
                 Kind::Forward => crate::forward::serve(&node.broker, &body).await,
+                Kind::ReplicaFetch => {
+                    let req = fjord_cluster_codec::ReplicaFetch::decode(body).map_err(|e| e.to_string())?;
+                    let resp = crate::replication::serve::serve(&node.broker, from, req).await?;
+                    resp.encode().map_err(|e| e.to_string())
+                }
                 Kind::Service => {
                     let call = fjord_cluster_codec::ServiceCall::decode(body).map_err(|e| e.to_string())?;
                     let caller = i32::try_from(from).map_err(|_| format!("node id {from} out of range"))?;

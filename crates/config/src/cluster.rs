@@ -39,6 +39,14 @@ pub struct ClusterSettings {
     /// election (randomized up to twice that). Default `1000`.
     /// Env `FJORD_CLUSTER__ELECTION_TIMEOUT_MS`.
     pub election_timeout_ms: u64,
+    /// Replicas per partition of a topic created without saying (Kafka's
+    /// `default.replication.factor`), capped by the serving nodes.
+    /// Default `1`. Env `FJORD_CLUSTER__DEFAULT_REPLICATION_FACTOR`.
+    pub default_replication_factor: u16,
+    /// Milliseconds a follower may stay behind its leader's log end before
+    /// it leaves the in-sync replicas (Kafka's `replica.lag.time.max.ms`).
+    /// Default `10000`. Env `FJORD_CLUSTER__REPLICA_LAG_MS`.
+    pub replica_lag_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -51,6 +59,8 @@ impl Default for ClusterSettings {
             heartbeat_interval_ms: 1000,
             lease_ms: 6000,
             election_timeout_ms: 1000,
+            default_replication_factor: 1,
+            replica_lag_ms: 10_000,
         }
     }
 }

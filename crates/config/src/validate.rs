@@ -205,6 +205,8 @@ fn cluster(c: &Config, p: &mut Problems) {
         format!("must exceed two heartbeat intervals ({} ms)", 2 * k.heartbeat_interval_ms)
     });
     p.check(k.election_timeout_ms >= 300, "cluster.election_timeout_ms", || "must be 300 ms or more".to_owned());
+    p.check(k.default_replication_factor >= 1, "cluster.default_replication_factor", || "must be 1 or more".to_owned());
+    p.check(k.replica_lag_ms > 0, "cluster.replica_lag_ms", || "must be more than 0 ms".to_owned());
 }
 
 fn rocketmq(c: &Config, p: &mut Problems) {

@@ -86,7 +86,8 @@ fn cluster_config(c: &Config, advertised: String) -> anyhow::Result<fjord_cluste
         election_timeout: ms(k.election_timeout_ms),
         offsets_partitions: 16,
         snapshot_every: 1000,
-        default_replication_factor: 1,
+        default_replication_factor: k.default_replication_factor,
+        replica_lag: ms(k.replica_lag_ms),
     })
 }
 

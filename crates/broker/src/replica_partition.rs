@@ -1,0 +1,115 @@
+//! A partition's replication API: what the cluster layer calls as a
+//! follower (copying the leader's batches, cutting a diverged tail,
+//! following the leader's commit point) and as a leader (serving those
+//! batches, hearing each follower's progress). The rules that decide the
+//! commit point live in [`crate::replicas`]; the protocol in
+//! `docs/design/replication.md`.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fjord_log::{AppendInfo, AppendOrigin, LogError, ReadBound};
+
+use crate::error::Result;
+use crate::partition::Partition;
+pub use crate::replicas::FollowerProgress;
+
+/// Batches read for a follower, with the leader's offsets at the time.
+#[derive(Debug, Clone)]
+pub struct ReplicaRead {
+    /// Whole batches (the last may be cut by the byte budget, as Kafka
+    /// allows), as stored.
+    pub records: Bytes,
+    /// The leader's high watermark.
+    pub high_watermark: u64,
+    /// The leader's log start.
+    pub log_start: u64,
+    /// The leader's log end.
+    pub log_end: u64,
+}
+
+impl Partition {
+    /// Appends batches fetched from the leader with their offsets and
+    /// epochs; returns once written (the follower's durability follows its
+    /// policy and is reported with its next fetch).
+    pub async fn append_replica(&self, data: BytesMut) -> Result<std::result::Result<AppendInfo, LogError>> {
+        Ok(self.appends.append(data, AppendOrigin::Replica).await?.map(|(info, _)| info))
+    }
+
+    /// Whole batches from `offset`, up to `max_bytes` (at least one batch),
+    /// below the log end rather than the commit point: what a follower
+    /// copies. Blocking file I/O.
+    pub fn read_for_replica(&self, offset: u64, max_bytes: usize) -> std::result::Result<ReplicaRead, LogError> {
+        let read = self.log().read(offset, max_bytes, ReadBound::LogEnd)?;
+        let records = match read.slice {
+            Some(s) => s.to_bytes()?,
+            None => Bytes::new(),
+        };
+        Ok(ReplicaRead {
+            records,
+            high_watermark: self.high_watermark(),
+            log_start: read.log_start_offset,
+            log_end: read.log_end_offset,
+        })
+    }
+
+    /// The leader epoch of the last batch in the log (-1: none).
+    pub fn last_epoch(&self) -> i32 {
+        self.log().latest_epoch().map_or(-1, |e| e.epoch)
+    }
+
+    /// The largest epoch at or below `epoch` in this log, and where it ends
+    /// (KIP-101's `OffsetForLeaderEpoch`).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        self.log().end_offset_for_epoch(epoch)
+    }
+
+    /// What this replica holds durably under its policy (reported to the
+    /// leader with each fetch).
+    pub fn replica_durable_end(&self) -> u64 {
+        self.commit.replicas.lock().local()
+    }
+
+    /// Leading: a follower fetched at `log_end`, holding `durable`.
+    pub fn follower_fetched(&self, node: i32, log_end: u64, durable: u64) {
+        self.commit.follower_fetched(node, log_end, durable);
+    }
+
+    /// Following: the leader's high watermark and log start, from a fetch
+    /// answer. The log start follows only below the commit point.
+    pub fn follow_leader(&self, high_watermark: u64, log_start: u64) -> std::result::Result<(), LogError> {
+        self.commit.follow(high_watermark);
+        if log_start > self.log_start_offset() && log_start <= self.high_watermark() {
+            self.log().delete_records_before(log_start)?;
+        }
+        Ok(())
+    }
+
+    /// Leading: each follower's progress, and when this term began.
+    pub fn followers(&self) -> (tokio::time::Instant, Vec<(i32, FollowerProgress)>) {
+        let r = self.commit.replicas.lock();
+        (r.leading_since(), r.followers())
+    }
+
+    /// Waits until the log ends past `offset`, at most `timeout` (a
+    /// follower's long poll).
+    pub async fn wait_log_end_past(&self, offset: u64, timeout: Duration) {
+        let mut rx = self.commit.subscribe_log_end();
+        if self.log_end_offset() > offset {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|end| *end > offset)).await;
+    }
+
+    /// Waits until this replica holds everything below `end` durably under
+    /// its policy, at most `timeout` (a follower, before reporting it).
+    pub async fn wait_replica_durable(&self, end: u64, timeout: Duration) {
+        let mut rx = self.commit.subscribe_durable();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|d| *d >= end)).await;
+    }
+
+    /// Leading with `in_sync` (the other in-sync replicas), or following.
+    pub(crate) fn set_replica_role(&self, leading: bool, in_sync: &[i32]) {
+        self.commit.set_role(leading, in_sync);
+    }
+}

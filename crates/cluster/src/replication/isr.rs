@@ -1,0 +1,86 @@
+//! The leader's in-sync set: shrunk when a follower stays behind, grown
+//! when one catches up, each change proposed to the controller with the
+//! epochs the leader read (a stale proposal changes nothing there).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_controller::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::node::ClusterNode;
+
+/// How often a leader looks at its followers.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Keeps the in-sync sets of the partitions this node leads, until `stop`.
+pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for cmd in changes(&node) {
+            tracing::info!(?cmd, "in-sync replicas change");
+            if let Err(e) = node.propose(cmd, node.cfg.lease).await {
+                tracing::debug!(error = %e, "in-sync replicas change not applied");
+            }
+        }
+    }
+}
+
+/// The in-sync set changes this node's partitions need now.
+fn changes(node: &ClusterNode) -> Vec<Command> {
+    let me = node.broker.config().node_id;
+    let Some(placement) = node.broker.placement() else { return Vec::new() };
+    let now = Instant::now();
+    let lag = node.cfg.replica_lag;
+    let mut out = Vec::new();
+    for (name, parts) in &placement.topics {
+        let Some(topic) = node.broker.topic(name) else { continue };
+        for (i, a) in parts.iter().enumerate() {
+            if a.leader != me || a.replicas.len() < 2 {
+                continue;
+            }
+            let Some(p) = topic.partition(i as u32) else { continue };
+            // Not before this node leads in the placement's epoch.
+            if p.leader_epoch() != a.leader_epoch {
+                continue;
+            }
+            let (since, followers) = p.followers();
+            let hw = p.high_watermark();
+            let progress = |r: i32| followers.iter().find(|(n, _)| *n == r).map(|(_, f)| *f);
+            let mut isr = vec![me];
+            for r in a.replicas.iter().copied().filter(|r| *r != me) {
+                let f = progress(r);
+                let keep = if a.isr.contains(&r) {
+                    // Behind for too long (never caught up this term: since
+                    // the term began) leaves.
+                    let at = f.and_then(|f| f.caught_up_at).unwrap_or(since);
+                    now.duration_since(at) < lag
+                } else {
+                    // Back once it holds durably all that is committed, and
+                    // has been at the log end lately.
+                    f.is_some_and(|f| f.durable >= hw && f.caught_up_at.is_some_and(|at| now.duration_since(at) < lag))
+                        && placement.node(r).is_some()
+                };
+                if keep {
+                    isr.push(r);
+                }
+            }
+            let same = isr.len() == a.isr.len() && isr.iter().all(|r| a.isr.contains(r));
+            if !same {
+                out.push(Command::AlterIsr {
+                    name: name.clone(),
+                    partition: i as u32,
+                    leader: me as u64,
+                    leader_epoch: a.leader_epoch,
+                    partition_epoch: a.partition_epoch,
+                    isr: isr.into_iter().map(|r| r as u64).collect(),
+                });
+            }
+        }
+    }
+    out
+}

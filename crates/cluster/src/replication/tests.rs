@@ -1,0 +1,113 @@
+//! Both sides of a replica fetch between two brokers in one process,
+//! placed by hand: a follower whose tail was written by a deposed leader
+//! in an older epoch is cut where the logs last agree (KIP-320) and then
+//! copies the leader's log exactly; stale epochs and non-leaders are
+//! refused.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_broker::{Broker, BrokerConfig, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicPartition};
+use fjord_cluster_codec::{FetchPartition, FetchStatus};
+use fjord_log::batch::{BatchBuilder, NewRecord};
+
+use super::fetcher::apply;
+use super::serve::answer;
+
+fn batch(values: &[&str]) -> BytesMut {
+    let mut b = BatchBuilder::new(1_700_000_000_000);
+    for v in values {
+        b.push(&NewRecord { value: Some(Bytes::from(v.to_string())), ..Default::default() });
+    }
+    b.build()
+}
+
+/// Places `t-0` on nodes 1 and 2, led by `leader` in `epoch`, with the
+/// leader alone in sync (so its writes commit without a follower here).
+fn place(b: &Broker, leader: i32, epoch: i32) {
+    let node = |id| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let part =
+        PartitionPlacement { leader, leader_epoch: epoch, replicas: vec![1, 2], isr: vec![leader], partition_epoch: 0 };
+    b.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1), node(2)],
+        fenced: Vec::new(),
+        controllers: vec![1],
+        topics: HashMap::from([("t".to_string(), vec![part])]),
+    });
+}
+
+fn values(b: &Broker) -> Vec<String> {
+    let p = b.topic("t").unwrap().partition(0).unwrap();
+    let mut out = Vec::new();
+    while (out.len() as u64) < p.log_end_offset() {
+        let recs = p.read_appended(out.len() as u64, 1 << 20).unwrap();
+        out.extend(recs.into_iter().map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |id: i32, dir: &std::path::Path| {
+        let cfg = BrokerConfig { node_id: id, ..BrokerConfig::new(dir) };
+        async move { Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap() }
+    };
+    let (a, b) = (open(1, dirs.0.path()).await, open(2, dirs.1.path()).await);
+    let tp = TopicPartition::new("t", 0);
+    for br in [&a, &b] {
+        br.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    }
+    // Node 2 holds [a b c] of epoch 0, then [x y z] it wrote leading
+    // epoch 1, which nobody else got.
+    place(&b, 2, 0);
+    b.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    place(&b, 2, 1);
+    b.produce(&tp, batch(&["x", "y", "z"])).await.unwrap();
+    // Node 1 led epoch 0 first: [a b c] (which node 2 got) and [d e]
+    // (which it did not); it leads epoch 2 now.
+    place(&a, 1, 0);
+    a.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    a.produce(&tp, batch(&["d", "e"])).await.unwrap();
+    place(&a, 1, 2);
+    a.produce(&tp, batch(&["f", "g"])).await.unwrap();
+    place(&b, 1, 2);
+    let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
+
+    let fetch = |epoch| FetchPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader_epoch: epoch,
+        fetch_offset: pb.log_end_offset(),
+        last_fetched_epoch: pb.last_epoch(),
+        durable_offset: pb.replica_durable_end(),
+    };
+    // A stale epoch is fenced; a node that does not lead says so.
+    assert_eq!(answer(&a, 2, &fetch(1), &mut 1_000_000, true).0.status, FetchStatus::FencedLeaderEpoch);
+    assert_eq!(answer(&b, 1, &fetch(2), &mut 1_000_000, true).0.status, FetchStatus::NotLeader);
+
+    // Node 2's epoch 1 is unknown to the leader, whose epoch 0 ends at 5;
+    // node 2's own epoch 0 ends at 3: the cut is at 3.
+    let (first, _) = answer(&a, 2, &fetch(2), &mut 1_000_000, true);
+    assert_eq!((first.status, first.diverging), (FetchStatus::Diverging, Some((0, 5))));
+    apply(&tp, &pb, first).await;
+    assert_eq!(pb.log_end_offset(), 3);
+    for _ in 0..4 {
+        if pb.log_end_offset() == pa.log_end_offset() {
+            break;
+        }
+        let (next, _) = answer(&a, 2, &fetch(2), &mut 1_000_000, true);
+        assert_eq!(next.status, FetchStatus::Ok);
+        apply(&tp, &pb, next).await;
+    }
+    assert_eq!(values(&b), ["a", "b", "c", "d", "e", "f", "g"]);
+    assert_eq!(values(&b), values(&a));
+    assert_eq!(pb.last_epoch(), 2, "epochs are copied with the batches");
+    // The follower reported its progress; nothing is left to send.
+    let (idle, wait) = answer(&a, 2, &fetch(2), &mut 1_000_000, true);
+    assert!(idle.records.is_empty() && wait.is_some());
+    assert_eq!(pb.high_watermark(), pa.high_watermark());
+}
