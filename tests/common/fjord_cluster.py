@@ -16,6 +16,8 @@ CLUSTER_ENV = {
     "FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS": "300",
     "FJORD_CLUSTER__LEASE_MS": "2000",
     "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "500",
+    # A follower 2 s behind leaves the in-sync replicas.
+    "FJORD_CLUSTER__REPLICA_LAG_MS": "2000",
 }
 
 

@@ -74,6 +74,7 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             BrokerError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            BrokerError::NotEnoughReplicas { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_enough_replicas"),
             BrokerError::TopicOffline { .. } => (StatusCode::SERVICE_UNAVAILABLE, "topic_offline"),
             BrokerError::Log { source, .. } => match source {
                 LogError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),

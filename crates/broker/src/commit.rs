@@ -149,12 +149,14 @@ impl CommitPoint {
         }
     }
 
-    /// Leading with `in_sync` (the other in-sync replicas), or following.
-    pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32]) {
-        let commit = self.replicas.lock().set_role(leading, in_sync);
+    /// Leading with `in_sync` (the other in-sync replicas), or following;
+    /// true when this replica just became leader.
+    pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32]) -> bool {
+        let (commit, elected) = self.replicas.lock().set_role(leading, in_sync);
         if let Some(commit) = commit {
             self.advance(commit);
         }
+        elected
     }
 
     /// A follower: the leader's high watermark (never past this log's end).
@@ -168,6 +170,8 @@ impl CommitPoint {
     /// whatever an earlier fsync covered is still committed, and the writes
     /// past it never will be, so their waiters are woken to fail.
     pub(crate) fn durability_failed(&self) {
+        // Wakes acks=1 waiters to see the poison.
+        self.local_durable.send_modify(|_| {});
         let commit = self.replicas.lock().local_durable(self.log.durable_offset());
         if let Some(commit) = commit {
             self.advance(commit);
@@ -231,6 +235,7 @@ impl CommitPoint {
             cuts.generation += 1;
             cuts.committed_before = committed_before;
         }
+        self.local_durable.send_modify(|_| {});
         self.wake_all();
     }
 
@@ -268,6 +273,26 @@ impl CommitPoint {
             // A dropped sender (the partition went away) also means: look
             // again; the log then reports itself closed or the cut.
             let _ = woken.await;
+        }
+    }
+
+    /// Waits until this replica holds `written` durably under its policy;
+    /// fails when it never will (the log was poisoned, or cut, first).
+    pub(crate) async fn locally_durable_wait(&self, written: Written) -> Result<(), LogError> {
+        let mut rx = self.local_durable.subscribe();
+        loop {
+            if self.cuts.lock().generation != written.generation {
+                return self.decided(written).unwrap_or(Ok(()));
+            }
+            if *rx.borrow_and_update() > written.last_offset {
+                return Ok(());
+            }
+            if let Some(reason) = self.log.poisoned() {
+                return Err(self.lost(reason));
+            }
+            if rx.changed().await.is_err() {
+                return Err(self.lost("the partition was closed".into()));
+            }
         }
     }
 

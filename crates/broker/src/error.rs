@@ -112,6 +112,20 @@ pub enum BrokerError {
     #[error("the cluster is unavailable: {0}")]
     Unavailable(String),
 
+    /// An `acks=all` write to a partition with fewer in-sync replicas than
+    /// it requires (`min.insync.replicas`): retriable.
+    #[error("{tp} has {in_sync} in-sync replicas, fewer than the {required} it requires{}", if *.appended { " (the write is in the log but not acknowledged)" } else { "" })]
+    NotEnoughReplicas {
+        /// The partition.
+        tp: String,
+        /// In-sync replicas now.
+        in_sync: usize,
+        /// `min.insync.replicas`.
+        required: usize,
+        /// Whether the write was appended before the set shrank.
+        appended: bool,
+    },
+
     /// This node does not lead the partition (in a cluster): the client
     /// must go to `leader`, or retry later when no leader serves it.
     #[error("this node does not lead {tp}{}", .leader.as_ref().map(|l| format!("; node {} does", l.node_id)).unwrap_or_default())]

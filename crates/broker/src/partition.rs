@@ -84,6 +84,13 @@ impl Partition {
         self.commit.committed(written).await
     }
 
+    /// Resolves once this replica holds a write durably under the topic's
+    /// policy (Kafka's `acks=1`), whether or not the high watermark covers
+    /// it yet; fails when it never will (the log failed, or was cut).
+    pub(crate) async fn locally_durable(&self, written: Written) -> Result<(), LogError> {
+        self.commit.locally_durable_wait(written).await
+    }
+
     /// Waits until every offset below `offset` is on stable storage,
     /// whatever the durability policy (which decides only when a write
     /// counts as committed). Blocking: call it from the blocking pool.

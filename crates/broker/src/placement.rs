@@ -205,7 +205,12 @@ impl Broker {
             // Leading commits with the other in-sync replicas; following
             // takes the leader's commit point (see `crate::replicas`).
             let others: Vec<i32> = a.isr.iter().copied().filter(|r| *r != me).collect();
-            p.set_replica_role(a.leader == me, &others);
+            let elected = p.set_replica_role(a.leader == me, &others);
+            if elected && topic.name() == OFFSETS_TOPIC {
+                // Commits the old leader stored reached this log, not this
+                // node's map of them.
+                self.offsets.reload_in_background(i as u32);
+            }
             if a.leader == me {
                 p.raise_leader_epoch(a.leader_epoch);
             }

@@ -25,6 +25,19 @@ pub struct ProduceResult {
     pub log_start_offset: u64,
 }
 
+/// When a produce is acknowledged (Kafka's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Once every in-sync replica holds it durably (the high watermark
+    /// covers it) and at least `min.insync.replicas` are in sync: what
+    /// every gateway but Kafka's `acks=1` asks for.
+    #[default]
+    All,
+    /// Once the leader holds it durably under the topic's policy; it
+    /// becomes visible when the in-sync replicas hold it too.
+    Leader,
+}
+
 /// Which offset a list-offsets query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -54,15 +67,23 @@ impl Broker {
     /// auto-creation is on. Returns once the partition's durability policy
     /// acknowledges the append; the records are then visible to fetches.
     pub async fn produce(&self, tp: &TopicPartition, data: BytesMut) -> Result<ProduceResult> {
+        self.produce_acks(tp, data, Acks::All).await
+    }
+
+    /// [`Broker::produce`], acknowledged as `acks` says.
+    pub async fn produce_acks(&self, tp: &TopicPartition, data: BytesMut, acks: Acks) -> Result<ProduceResult> {
         if *self.shutdown.borrow() {
             return Err(BrokerError::ShuttingDown);
         }
         crate::broker::refuse_internal(&tp.topic, "an internal topic is written by the broker only")?;
         let partition = self.partition_or_create(tp).await?;
         self.check_leader(tp)?;
+        if acks == Acks::All {
+            self.check_in_sync(tp, false)?;
+        }
         let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;
         let Some(sequenced) = Sequenced::of(&header) else {
-            return self.append(&partition, data).await;
+            return self.append(&partition, data, acks).await;
         };
         // Idempotent: one batch per request (as Kafka requires for v2
         // batches), checked and appended under this producer's lock.
@@ -85,7 +106,7 @@ impl Broker {
                 log_start_offset: partition.log().log_start_offset(),
             }),
             Check::Append => {
-                let r = self.append(&partition, data).await?;
+                let r = self.append(&partition, data, acks).await?;
                 state.record(&sequenced, |f, l| BatchMeta::new(f, l, r.base_offset, r.last_offset, r.log_append_time));
                 *known = true;
                 Ok(r)
@@ -93,11 +114,21 @@ impl Broker {
         }
     }
 
-    async fn append(&self, partition: &Arc<Partition>, data: BytesMut) -> Result<ProduceResult> {
+    async fn append(&self, partition: &Arc<Partition>, data: BytesMut, acks: Acks) -> Result<ProduceResult> {
         let tp = partition.id();
         let bytes = data.len() as u64;
         let (info, written) = partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))?;
-        partition.committed(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?;
+        match acks {
+            Acks::All => {
+                partition.committed(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?;
+                // Committed by fewer replicas than the topic requires (the
+                // in-sync set shrank while this write waited).
+                self.check_in_sync(tp, true)?;
+            }
+            Acks::Leader => {
+                partition.locally_durable(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?
+            }
+        }
         let (records, now) = (info.last_offset + 1 - info.base_offset, self.clock.now_ms());
         partition.traffic.produced(records, bytes, now);
         self.traffic.produced(records, bytes, now);
@@ -107,6 +138,19 @@ impl Broker {
             log_append_time: info.log_append_time,
             log_start_offset: partition.log().log_start_offset(),
         })
+    }
+
+    /// Refuses an `acks=all` write to a partition with fewer in-sync
+    /// replicas than its `min.insync.replicas` (by default 2 where it has
+    /// 3 or more replicas, else 1). A single node always has enough.
+    fn check_in_sync(&self, tp: &TopicPartition, appended: bool) -> Result<()> {
+        let Some(placed) = self.placement().and_then(|p| p.partition(tp).cloned()) else { return Ok(()) };
+        let configured = self.topic(&tp.topic).and_then(|t| t.record().config.min_insync_replicas());
+        let min = configured.unwrap_or(if placed.replicas.len() >= 3 { 2 } else { 1 });
+        if placed.isr.len() >= min {
+            return Ok(());
+        }
+        Err(BrokerError::NotEnoughReplicas { tp: tp.to_string(), in_sync: placed.isr.len(), required: min, appended })
     }
 
     /// Looks up an offset by position or time.

@@ -218,7 +218,9 @@ pub(crate) type SharedEntry = Arc<tokio::sync::Mutex<(bool, ProducerEntry)>>;
 /// Per-partition producer states: one lock per producer id.
 #[derive(Debug, Default)]
 pub(crate) struct ProducerTable {
-    loaded: tokio::sync::OnceCell<()>,
+    /// Set once the table was rebuilt from the log; replaced by
+    /// [`ProducerTable::reset`].
+    loaded: Mutex<Arc<tokio::sync::OnceCell<()>>>,
     entries: Mutex<HashMap<i64, SharedEntry>>,
 }
 
@@ -226,7 +228,8 @@ impl ProducerTable {
     /// The entry of `producer_id` (`.0` says whether it was known), after
     /// rebuilding the table from the log on first use.
     pub(crate) async fn entry(&self, log: &Arc<Log>, producer_id: i64) -> Result<SharedEntry> {
-        self.loaded
+        let loaded = self.loaded.lock().clone();
+        loaded
             .get_or_try_init(|| async {
                 let log = log.clone();
                 let rebuilt = crate::error::blocking(move || rebuild(&log)).await??;
@@ -238,6 +241,15 @@ impl ProducerTable {
             })
             .await?;
         Ok(self.entries.lock().entry(producer_id).or_default().clone())
+    }
+
+    /// Forgets every state: the next use rebuilds the table from the log
+    /// (a replica that becomes leader holds what the old leader wrote,
+    /// which its table never saw).
+    pub(crate) fn reset(&self) {
+        let mut entries = self.entries.lock();
+        *self.loaded.lock() = Arc::default();
+        entries.clear();
     }
 }
 

@@ -109,7 +109,14 @@ impl Partition {
     }
 
     /// Leading with `in_sync` (the other in-sync replicas), or following.
-    pub(crate) fn set_replica_role(&self, leading: bool, in_sync: &[i32]) {
-        self.commit.set_role(leading, in_sync);
+    /// A replica that becomes leader forgets its idempotent producers'
+    /// states (rebuilt from its log, which now holds what the old leader
+    /// wrote); true then.
+    pub(crate) fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
+        let elected = self.commit.set_role(leading, in_sync);
+        if elected {
+            self.producers.reset();
+        }
+        elected
     }
 }

@@ -104,16 +104,18 @@ impl Replicas {
         self.commit()
     }
 
-    /// Leading with `in_sync` others, or following.
-    pub(crate) fn set_role(&mut self, leading: bool, in_sync: &[i32]) -> Option<u64> {
-        if leading && !self.leading {
+    /// Leading with `in_sync` others, or following. Returns the commit
+    /// point and whether this replica just became leader.
+    pub(crate) fn set_role(&mut self, leading: bool, in_sync: &[i32]) -> (Option<u64>, bool) {
+        let elected = leading && !self.leading;
+        if elected {
             // A new term: progress seen in an earlier one may be stale.
             self.followers.clear();
             self.since = Instant::now();
         }
         self.leading = leading;
         self.in_sync = if leading { in_sync.to_vec() } else { Vec::new() };
-        self.commit()
+        (self.commit(), elected)
     }
 
     /// The log was cut at `end`.
@@ -132,13 +134,13 @@ mod tests {
     fn the_leader_commits_what_every_in_sync_replica_holds_durably() {
         let mut r = Replicas::sole(0);
         assert_eq!(r.local_durable(5), Some(5), "alone, its own durable end commits");
-        assert_eq!(r.set_role(true, &[2, 3]), Some(0), "followers that have not reported hold nothing");
+        assert_eq!(r.set_role(true, &[2, 3]), (Some(0), false), "followers that have not reported hold nothing");
         assert_eq!(r.follower_fetched(2, 5, 4, 5), Some(0));
         assert_eq!(r.follower_fetched(3, 5, 5, 5), Some(4));
-        assert_eq!(r.set_role(true, &[3]), Some(5), "node 2 out of sync: it no longer holds the commit back");
-        assert_eq!(r.set_role(false, &[]), None, "a follower never commits by itself");
+        assert_eq!(r.set_role(true, &[3]), (Some(5), false), "node 2 out of sync: it no longer holds the commit back");
+        assert_eq!(r.set_role(false, &[]), (None, false), "a follower never commits by itself");
         assert_eq!(r.local_durable(9), None);
-        assert_eq!(r.set_role(true, &[2]), Some(0), "a new term forgets progress seen before");
+        assert_eq!(r.set_role(true, &[2]), (Some(0), true), "a new term forgets progress seen before");
     }
 
     proptest! {

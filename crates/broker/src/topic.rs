@@ -59,6 +59,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "fjord.durability",
     "fjord.flush.interval.ms",
     "fjord.key.index",
+    "min.insync.replicas",
 ];
 
 /// A topic's configuration overrides (Kafka names, string values).
@@ -90,6 +91,7 @@ impl TopicConfig {
             "segment.bytes" => parse_i64(key, value, 14).map(drop),
             "segment.ms" | "fjord.flush.interval.ms" => parse_i64(key, value, 1).map(drop),
             "max.message.bytes" | "index.interval.bytes" => parse_i64(key, value, 0).map(drop),
+            "min.insync.replicas" => parse_i64(key, value, 1).map(drop),
             "message.timestamp.type" => match value {
                 "CreateTime" | "LogAppendTime" => Ok(()),
                 _ => invalid("must be 'CreateTime' or 'LogAppendTime'"),
@@ -114,6 +116,11 @@ impl TopicConfig {
             map.insert(k.to_string(), v.to_string());
         }
         Ok(TopicConfig(map))
+    }
+
+    /// `min.insync.replicas`, when set.
+    pub fn min_insync_replicas(&self) -> Option<usize> {
+        self.0.get("min.insync.replicas").and_then(|v| v.parse().ok())
     }
 
     /// The cleanup policy.
@@ -142,6 +149,9 @@ impl TopicConfig {
                     "index.interval.bytes" => d.index_interval_bytes.to_string(),
                     "message.timestamp.type" => timestamp_type_name(d.timestamp_type).to_string(),
                     "fjord.durability" => durability_name(d.durability).to_string(),
+                    // Kafka's default; with three or more replicas a topic
+                    // that sets nothing requires two (see `check_in_sync`).
+                    "min.insync.replicas" => "1".to_string(),
                     "fjord.key.index" => d.key_index.enabled.to_string(),
                     "fjord.flush.interval.ms" => match c.durability {
                         Durability::Interval(i) => i.as_millis().to_string(),

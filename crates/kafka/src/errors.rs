@@ -24,6 +24,8 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
         BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        BrokerError::NotEnoughReplicas { appended: false, .. } => ResponseError::NotEnoughReplicas,
+        BrokerError::NotEnoughReplicas { appended: true, .. } => ResponseError::NotEnoughReplicasAfterAppend,
         // Retriable: the client tries again (Kafka answers topic changes
         // without a controller the same way).
         BrokerError::Unavailable(_) => ResponseError::RequestTimedOut,

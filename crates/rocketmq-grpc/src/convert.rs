@@ -32,7 +32,9 @@ impl From<BrokerError> for Fail {
             BrokerError::ShuttingDown => Code::InternalServerError,
             // Led by another node (or none now): the client refreshes its
             // route and retries.
-            BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) => Code::HaNotAvailable,
+            BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) | BrokerError::NotEnoughReplicas { .. } => {
+                Code::HaNotAvailable
+            }
             _ => Code::InternalServerError,
         };
         Fail(code, e.to_string())

@@ -51,9 +51,10 @@ impl From<BrokerError> for Reject {
             BrokerError::InvalidTopicName { .. } | BrokerError::InvalidConfig { .. } => response::MESSAGE_ILLEGAL,
             // Retriable for producers and consumers: they refresh the
             // route and try again (another broker, or later).
-            BrokerError::ShuttingDown | BrokerError::NotLeader { .. } | BrokerError::Unavailable(_) => {
-                response::SERVICE_NOT_AVAILABLE
-            }
+            BrokerError::ShuttingDown
+            | BrokerError::NotLeader { .. }
+            | BrokerError::Unavailable(_)
+            | BrokerError::NotEnoughReplicas { .. } => response::SERVICE_NOT_AVAILABLE,
             _ => response::SYSTEM_ERROR,
         };
         Reject::new(code, e.to_string())

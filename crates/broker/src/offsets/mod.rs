@@ -95,6 +95,22 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// [`OffsetStore::reload`] on the blocking pool, for a shard whose
+    /// partition this node just came to lead (its log holds what the old
+    /// leader stored). Readers see the old map until it is replayed.
+    pub(crate) fn reload_in_background(&self, index: u32) {
+        let Some(shard) = self.shard_at(index) else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        drop(rt.spawn_blocking(move || {
+            let _w = shard.write.blocking_lock();
+            match replay(&shard.partition) {
+                Ok(map) => *shard.map.lock() = map,
+                Err(e) => tracing::warn!(partition = %shard.partition.id(), error = %e,
+                    "could not replay committed offsets on becoming leader"),
+            }
+        }));
+    }
+
     /// Whether the offsets are loaded (the internal topic exists here).
     pub fn is_loaded(&self) -> bool {
         !self.shards.read().is_empty()

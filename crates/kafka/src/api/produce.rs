@@ -3,7 +3,7 @@
 //! are appended concurrently, so they share group commits.
 
 use bytes::BytesMut;
-use fjord_broker::{BrokerError, TopicPartition};
+use fjord_broker::{Acks, BrokerError, TopicPartition};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::ProduceRequest;
 use fjord_kafka_codec::kafka_protocol::messages::produce_response::{
@@ -25,6 +25,8 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
     }
 
     let broker = &ctx.gw.broker;
+    // acks=1 (and 0): the leader's durable copy; -1: every in-sync replica's.
+    let ack_level = if acks == -1 { Acks::All } else { Acks::Leader };
     let v = ctx.version();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
@@ -47,7 +49,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
                 if let Err(e) = broker.partition(&tp) {
                     return failed(p.index, errors::code(&e), None);
                 }
-                match broker.produce(&tp, BytesMut::from(records)).await {
+                match broker.produce_acks(&tp, BytesMut::from(records), ack_level).await {
                     Ok(r) => PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_base_offset(r.base_offset as i64)

@@ -1,0 +1,99 @@
+"""Replicated partitions on a 3-node Fjord cluster, through unmodified
+Kafka clients (confluent-kafka): topics created with replication factor 3
+list three replicas all in sync; the loss of a partition's leader elects
+an in-sync follower within seconds while an idempotent acks=all producer
+keeps writing, and nothing acknowledged is lost or duplicated; the killed
+node comes back as a follower, catches up and is in sync again; with
+min.insync.replicas=3 a write while a replica is down is refused with
+NOT_ENOUGH_REPLICAS.
+"""
+
+import uuid
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from conftest import wait_for
+from test_kafka_cluster import consume_all, metadata, produce
+
+
+def create_replicated(cluster, name, partitions, config=None):
+    a = AdminClient({"bootstrap.servers": cluster.node(1).bootstrap})
+    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=3, config=config or {})])
+    fs[name].result(timeout=30)
+    wait_for(lambda: all_in_sync(cluster.node(2), name, partitions, 3), 20, f"{name} fully in sync")
+
+
+def partitions(node, topic):
+    t = metadata(node, topic).topics.get(topic)
+    return {} if t is None or t.error else t.partitions
+
+
+def all_in_sync(node, topic, count, size):
+    parts = partitions(node, topic)
+    return len(parts) == count and all(len(p.replicas) == 3 and len(p.isrs) == size for p in parts.values())
+
+
+def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):
+    topic = f"repl-{uuid.uuid4().hex[:8]}"
+    create_replicated(cluster, topic, 3)
+    placed = partitions(cluster.node(1), topic)
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in placed.values()), placed
+    before = [f"b{i}" for i in range(300)]
+    produce(cluster.bootstrap, topic, before)
+
+    victim = placed[0].leader
+    led = {pid for pid, p in placed.items() if p.leader == victim}
+    cluster.kill(victim)
+    try:
+        survivor = next(n for n in cluster.nodes if n.running)
+
+        def new_leaders():
+            now = partitions(survivor, topic)
+            moved = all(now[pid].leader not in (-1, victim) for pid in led) if now else False
+            return now if moved else None
+
+        now = wait_for(new_leaders, 20, "in-sync followers to take over")
+        for pid in led:
+            assert victim not in now[pid].isrs, now[pid].isrs
+        # Writes keep going to every partition, the moved ones included.
+        during = [f"d{i}" for i in range(300)]
+        produce(survivor.bootstrap, topic, during)
+    finally:
+        cluster.restart(victim)
+    # Back as a follower: caught up and in sync again.
+    wait_for(lambda: all_in_sync(cluster.node(victim), topic, 3, 3), 30, "the restarted node in sync again")
+    seen = consume_all(cluster.node(victim).bootstrap, topic, f"g-{topic}", len(before) + len(during))
+    missing = set(before + during) - set(seen)
+    assert not missing, sorted(missing)[:5]
+    dup = {v: n for v, n in seen.items() if n > 1}
+    assert not dup, list(dup.items())[:5]
+
+
+def test_too_few_in_sync_replicas_refuse_acks_all(cluster):
+    topic = f"minisr-{uuid.uuid4().hex[:8]}"
+    create_replicated(cluster, topic, 1, {"min.insync.replicas": "3"})
+    leader = partitions(cluster.node(1), topic)[0].leader
+    victim = next(n for n in (1, 2, 3) if n != leader)
+    cluster.kill(victim)
+    try:
+        wait_for(lambda: all_in_sync(cluster.node(leader), topic, 1, 2), 20, "the in-sync set to shrink")
+        errors = []
+        p = Producer({
+            "bootstrap.servers": cluster.node(leader).bootstrap,
+            "acks": "all",
+            "message.timeout.ms": 5000,
+            "retries": 0,
+        })
+        p.produce(topic, value=b"refused", on_delivery=lambda e, m: errors.append(e))
+        p.flush(10)
+        assert errors and errors[0] is not None, errors
+        assert errors[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errors[0]
+        # acks=1 needs the leader only.
+        ok = []
+        p1 = Producer({"bootstrap.servers": cluster.node(leader).bootstrap, "acks": "1"})
+        p1.produce(topic, value=b"leader-only", on_delivery=lambda e, m: ok.append(e))
+        p1.flush(10)
+        assert ok == [None], ok
+    finally:
+        cluster.restart(victim)
+    wait_for(lambda: all_in_sync(cluster.node(victim), topic, 1, 3), 30, "the restarted node in sync again")
