@@ -1,14 +1,17 @@
 """A 5-node cluster with 5 controllers, started for this test alone: the
-quorum survives the loss of two voters (three of five remain), and
-partitions and group coordinators spread over all five nodes.
+quorum survives the loss of two voters (three of five remain),
+partitions and group coordinators spread over all five nodes, and a
+decommissioned node's replicas move to the others with their data.
 """
 
+import subprocess
 import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
 
 from conftest import Cluster, wait_for
+from fjord_harness import fjord_bin
 from test_kafka_cluster import consume_all, create_topic, leaders, metadata, produce
 
 
@@ -44,5 +47,21 @@ def test_five_nodes_survive_the_loss_of_two_controllers():
             for v in victims:
                 c.restart(v)
             wait_for(lambda: sorted(metadata(c.node(victims[0])).brokers) == [1, 2, 3, 4, 5], 30, "both back")
+
+            # Decommissioning node 5 moves every replica it holds (group
+            # coordinators' partitions included) to the others, data and all.
+            subprocess.run([fjord_bin(), "--server", f"http://{c.node(1).http}", "cluster", "decommission", "5"],
+                           check=True, capture_output=True)
+
+            def off_five():
+                md = metadata(c.node(2))
+                return all(5 not in p.replicas for t in md.topics.values() for p in t.partitions.values())
+
+            wait_for(off_five, 60, "node 5 emptied")
+            assert 5 not in leaders(c.node(1), topic).values()
+            assert set(consume_all(c.node(3).bootstrap, topic, f"g2-{topic}", len(values))) == set(values)
+            last = f"last-{uuid.uuid4().hex[:6]}"
+            create_topic(c.node(4), last, 8, c)
+            assert 5 not in leaders(c.node(1), last).values(), "a decommissioning node gets nothing new"
         finally:
             c.stop()

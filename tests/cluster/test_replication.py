@@ -5,14 +5,20 @@ an in-sync follower within seconds while an idempotent acks=all producer
 keeps writing, and nothing acknowledged is lost or duplicated; the killed
 node comes back as a follower, catches up and is in sync again; with
 min.insync.replicas=3 a write while a replica is down is refused with
-NOT_ENOUGH_REPLICAS.
+NOT_ENOUGH_REPLICAS; a partition moved to other nodes under an
+idempotent producer's load loses and duplicates nothing.
 """
 
+import json
+import subprocess
+import threading
+import time
 import uuid
 
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import wait_for
+from fjord_harness import fjord_bin
 from test_kafka_cluster import consume_all, metadata, produce
 
 
@@ -97,3 +103,55 @@ def test_too_few_in_sync_replicas_refuse_acks_all(cluster):
     finally:
         cluster.restart(victim)
     wait_for(lambda: all_in_sync(cluster.node(victim), topic, 1, 3), 30, "the restarted node in sync again")
+
+
+def fjord(node, *args):
+    """The `fjord` CLI against `node`'s admin API; its JSON output."""
+    out = subprocess.run([fjord_bin(), "--server", f"http://{node.http}", *args, "-o", "json"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out) if out.strip() else None
+
+
+def test_a_reassignment_under_load_loses_and_duplicates_nothing(cluster):
+    topic = f"move-{uuid.uuid4().hex[:8]}"
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
+    wait_for(lambda: partitions(cluster.node(3), topic), 10, "the topic everywhere")
+    source = partitions(cluster.node(1), topic)[0].leader
+    dest = [n for n in (1, 2, 3) if n != source]
+
+    # An idempotent acks=all producer writes all along the move.
+    values = [f"v{i}" for i in range(4000)]
+    failed, stop = [], threading.Event()
+
+    def write():
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 5})
+        for v in values:
+            p.produce(topic, value=v.encode(), on_delivery=lambda e, m: e and failed.append(e))
+            p.poll(0)
+            if v.endswith("00"):
+                time.sleep(0.05)
+        assert p.flush(60) == 0
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.3)
+    moved = fjord(cluster.node(2), "topic", "reassign", topic, "-p", "0", "-r", ",".join(map(str, dest)))
+    assert sorted(moved["partitions"][0]["adding"]) == dest, moved
+    assert not stop.is_set(), "the move started while the producer was writing"
+    # Done once the old replica is gone and the new ones lead.
+    wait_for(lambda: (d := fjord(cluster.node(3), "topic", "describe", topic)["partitions"][0])["replicas"] == dest
+             and not d.get("adding") and d["leader"] in dest, 30, "the move to complete")
+    writer.join(90)
+    assert stop.is_set() and not failed, failed[:3]
+    listed = partitions(cluster.node(1), topic)[0]
+    assert sorted(listed.replicas) == sorted(dest) and listed.leader == dest[0], listed
+    seen = consume_all(cluster.node(dest[1]).bootstrap, topic, f"g-{topic}", len(values))
+    assert set(seen) == set(values), sorted(set(values) - set(seen))[:5]
+    assert max(seen.values()) == 1, [v for v, n in seen.items() if n > 1][:5]
+    # Cancelling with no move in progress is refused.
+    r = subprocess.run([fjord_bin(), "--server", f"http://{cluster.node(1).http}", "topic", "reassign", topic,
+                        "-p", "0", "--cancel"], capture_output=True, text=True)
+    assert r.returncode != 0 and "no reassignment" in r.stderr, r.stderr

@@ -71,6 +71,8 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidTopicName { .. } => (StatusCode::BAD_REQUEST, "invalid_topic_name"),
             BrokerError::InvalidPartitions(_) => (StatusCode::BAD_REQUEST, "invalid_partitions"),
             BrokerError::InvalidReplicationFactor(_) => (StatusCode::BAD_REQUEST, "invalid_replication_factor"),
+            BrokerError::InvalidReplicaAssignment(_) => (StatusCode::BAD_REQUEST, "invalid_replica_assignment"),
+            BrokerError::NoReassignmentInProgress(_) => (StatusCode::CONFLICT, "no_reassignment_in_progress"),
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             BrokerError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

@@ -42,6 +42,7 @@ mod messages;
 pub mod metrics;
 mod rabbit;
 mod records;
+mod replicas;
 mod server;
 mod topics;
 mod view;
@@ -177,6 +178,8 @@ fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cluster::health))
         .routes(routes!(topics::list, topics::create))
         .routes(routes!(topics::describe, topics::alter, topics::delete))
+        .routes(routes!(replicas::reassign, replicas::cancel))
+        .routes(routes!(replicas::decommission))
         .routes(routes!(messages::send, messages::query))
         .routes(routes!(messages::browse))
         .routes(routes!(messages::get_one))

@@ -61,6 +61,16 @@ pub(crate) struct PartitionView {
     /// when no leader answered (its figures are then zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     leader: Option<i32>,
+    /// Nodes holding a replica, preferred leader first.
+    replicas: Vec<i32>,
+    /// Replicas holding everything committed (the leader included).
+    isr: Vec<i32>,
+    /// Replicas a reassignment in progress adds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    adding: Vec<i32>,
+    /// Replicas a reassignment in progress removes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    removing: Vec<i32>,
 }
 
 /// A topic with its partitions and configuration overrides.
@@ -99,12 +109,15 @@ async fn partitions(s: &AdminState, topics: &[Arc<Topic>]) -> Vec<Vec<PartitionV
         topics.iter().map(|t| t.partitions().iter().map(|p| p.id().clone()).collect()).collect();
     let flat: Vec<TopicPartition> = tps.iter().flatten().cloned().collect();
     let mut states = s.broker.partition_states(&flat).await.into_iter();
+    let placement = s.broker.placement();
+    let me = s.broker.config().node_id;
     tps.iter()
         .map(|ps| {
             ps.iter()
                 .map(|tp| {
                     let st = states.next().flatten();
                     let v = st.unwrap_or_default();
+                    let placed = placement.as_ref().and_then(|p| p.partition(tp));
                     PartitionView {
                         partition: tp.partition,
                         log_start_offset: v.log_start_offset,
@@ -115,6 +128,10 @@ async fn partitions(s: &AdminState, topics: &[Arc<Topic>]) -> Vec<Vec<PartitionV
                         segments: v.segments,
                         last_append_ms: (v.last_append_ms > 0).then_some(v.last_append_ms),
                         leader: st.map(|s| s.leader),
+                        replicas: placed.map_or_else(|| vec![me], |a| a.replicas.clone()),
+                        isr: placed.map_or_else(|| vec![me], |a| a.isr.clone()),
+                        adding: placed.map(|a| a.adding.clone()).unwrap_or_default(),
+                        removing: placed.map(|a| a.removing.clone()).unwrap_or_default(),
                     }
                 })
                 .collect()
@@ -195,6 +212,11 @@ pub(crate) struct CreateTopic {
     #[serde(default)]
     #[schema(minimum = 1)]
     partitions: Option<u32>,
+    /// Replicas per partition (the cluster default when absent; a single
+    /// node has one).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    replication_factor: Option<u16>,
     /// Configuration overrides.
     #[serde(default)]
     config: BTreeMap<String, String>,
@@ -212,7 +234,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TopicDetail>), ApiError> {
     let config = TopicConfig::from_entries(req.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let partitions = req.partitions.unwrap_or(s.broker.config().default_partitions);
-    let t = s.broker.create_topic(&req.name, partitions, config).await?;
+    let t = s.broker.create_topic_replicated(&req.name, partitions, req.replication_factor, config).await?;
     Ok((StatusCode::CREATED, Json(detail(&s, &t).await)))
 }
 

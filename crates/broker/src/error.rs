@@ -37,6 +37,12 @@ pub enum BrokerError {
     /// hold the replicas.
     #[error("invalid replication factor: {0}")]
     InvalidReplicationFactor(String),
+    /// A replica assignment names unknown nodes or repeats one.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// A reassignment was cancelled where none is in progress.
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(String),
     /// A topic configuration key or value is invalid.
     #[error("invalid topic config '{key}': {reason}")]
     InvalidConfig {

@@ -40,6 +40,10 @@ pub struct PartitionPlacement {
     pub isr: Vec<i32>,
     /// Bumped by every change of leader or in-sync set.
     pub partition_epoch: i32,
+    /// Replicas a reassignment in progress adds.
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment in progress removes.
+    pub removing: Vec<i32>,
 }
 
 /// The cluster as the controller quorum last described it.
@@ -128,6 +132,11 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
         group: &'a str,
         offsets: Vec<(TopicPartition, CommittedOffset)>,
     ) -> BoxFuture<'a, Result<Vec<Result<()>>>>;
+    /// Starts moving a partition to `target` replicas (`None`: cancels the
+    /// reassignment in progress).
+    fn reassign_partition<'a>(&'a self, tp: &'a TopicPartition, target: Option<Vec<i32>>) -> BoxFuture<'a, Result<()>>;
+    /// Starts emptying node `node`: its replicas move to other nodes.
+    fn decommission_node(&self, node: i32) -> BoxFuture<'_, Result<()>>;
     /// Reads offsets of `group` from `node`, its coordinator.
     fn fetch_offsets_at<'a>(
         &'a self,
@@ -166,6 +175,37 @@ impl Broker {
             self.adopt_leader_epochs(&topic);
         }
         self.placement_changes.send_modify(|n| *n += 1);
+    }
+
+    /// Moves partition `tp` to `target` replicas, preferred leader first,
+    /// while it keeps serving (`None`: cancels a move in progress). Returns
+    /// once the move started; the new replicas copy the log, and the old
+    /// ones go once the new are in sync.
+    pub async fn reassign_partition(&self, tp: &TopicPartition, target: Option<Vec<i32>>) -> Result<()> {
+        let topic = self.topic(&tp.topic).ok_or_else(|| BrokerError::UnknownTopic(tp.topic.to_string()))?;
+        if topic.partition(tp.partition).is_none() {
+            return Err(BrokerError::UnknownPartition { topic: tp.topic.to_string(), partition: tp.partition });
+        }
+        if let Some(authority) = self.authority() {
+            return authority.reassign_partition(tp, target).await;
+        }
+        match target {
+            Some(t) if t == [self.config.node_id] => Ok(()),
+            Some(t) => Err(BrokerError::InvalidReplicaAssignment(format!(
+                "{t:?}: this broker is a single node ({})",
+                self.config.node_id
+            ))),
+            None => Err(BrokerError::NoReassignmentInProgress(tp.to_string())),
+        }
+    }
+
+    /// Starts emptying node `node` (in a cluster): every replica it holds
+    /// moves to another serving node, and it gets no new ones.
+    pub async fn decommission_node(&self, node: i32) -> Result<()> {
+        match self.authority() {
+            Some(authority) => authority.decommission_node(node).await,
+            None => Err(BrokerError::InvalidRequest("a single node cannot be decommissioned".into())),
+        }
     }
 
     /// Watches placement installs (a counter bumped by each).

@@ -85,6 +85,16 @@ impl Partition {
         Ok(())
     }
 
+    /// Following: empties this replica's log and starts it at `offset`, the
+    /// leader's log start, when all it holds lies below it. Blocking file
+    /// I/O.
+    pub fn reset_replica(&self, offset: u64) -> std::result::Result<(), LogError> {
+        self.commit.before_truncation(self.log_end_offset());
+        let reset = self.log().reset_to(offset);
+        self.commit.after_cut();
+        reset
+    }
+
     /// Leading: each follower's progress, and when this term began.
     pub fn followers(&self) -> (tokio::time::Instant, Vec<(i32, FollowerProgress)>) {
         let r = self.commit.replicas.lock();

@@ -1,4 +1,4 @@
-//! `fjord cluster info|health`.
+//! `fjord cluster info|health|nodes|decommission`.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -16,6 +16,13 @@ pub enum ClusterCommand {
     Health,
     /// Every node of the cluster: state, controller role, partitions led.
     Nodes,
+    /// Empty a node before taking it away: every replica it holds moves to
+    /// other serving nodes (see `fjord topic describe`), and it gets no new
+    /// ones.
+    Decommission {
+        /// The node's id.
+        id: i32,
+    },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<()> {
@@ -28,6 +35,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<()> {
         ClusterCommand::Nodes => {
             let v = ctx.client.get("/api/v1/cluster/nodes", &[])?;
             ctx.emit(&v, nodes_table)
+        }
+        ClusterCommand::Decommission { id } => {
+            ctx.client.post(&format!("/api/v1/cluster/nodes/{id}/decommission"), &serde_json::json!({}))?;
+            eprintln!("Node {id} is being decommissioned: its replicas move to the other nodes.");
+            Ok(())
         }
     }
 }

@@ -31,6 +31,27 @@ pub enum TopicCommand {
     /// Print the messages of a partition (or of all partitions) from an
     /// offset or a time; reads what is stored and stops.
     Consume(ConsumeArgs),
+    /// Move a partition to other nodes while it keeps serving (the new
+    /// replicas copy the log; the old ones go once the new are in sync),
+    /// or cancel a move in progress.
+    Reassign(ReassignArgs),
+}
+
+/// `fjord topic reassign`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["replicas", "cancel"])))]
+pub struct ReassignArgs {
+    /// Topic name.
+    topic: String,
+    /// Partition index.
+    #[arg(short, long)]
+    partition: u32,
+    /// Node ids of the new replicas, preferred leader first (e.g. 2,3).
+    #[arg(short, long, value_delimiter = ',', num_args = 1..)]
+    replicas: Vec<i32>,
+    /// Cancel the move in progress (the replicas it added go).
+    #[arg(long)]
+    cancel: bool,
 }
 
 /// `fjord topic describe`.
@@ -52,6 +73,10 @@ pub struct CreateArgs {
     /// Number of partitions [default: the broker's default].
     #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
     partitions: Option<u32>,
+    /// Replicas per partition [default: the cluster's default; one on a
+    /// single node].
+    #[arg(short = 'r', long, value_parser = clap::value_parser!(u16).range(1..))]
+    replication_factor: Option<u16>,
     /// Configuration override, e.g. retention.ms=86400000 (repeatable).
     #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
     config: Vec<(String, String)>,
@@ -162,6 +187,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: TopicCommand) -> Result<()> {
             if let Some(p) = a.partitions {
                 body["partitions"] = json!(p);
             }
+            if let Some(r) = a.replication_factor {
+                body["replication_factor"] = json!(r);
+            }
             if !a.config.is_empty() {
                 body["config"] = json!(a.config.into_iter().collect::<BTreeMap<_, _>>());
             }
@@ -209,6 +237,15 @@ pub(crate) fn run(ctx: &Ctx, cmd: TopicCommand) -> Result<()> {
         }
         TopicCommand::Produce(a) => produce(ctx, a),
         TopicCommand::Consume(a) => consume(ctx, &a),
+        TopicCommand::Reassign(a) => {
+            let at = format!("{}/partitions/{}/replicas", path(&a.topic), a.partition);
+            let v = if a.cancel {
+                ctx.client.delete(&at)?
+            } else {
+                ctx.client.put(&at, &json!({ "replicas": a.replicas }))?
+            };
+            ctx.emit(&v, detail_table)
+        }
     }
 }
 
@@ -253,14 +290,41 @@ fn detail_table(v: &Value) -> String {
                 bytes(&p["size_bytes"]),
                 s(&p["segments"]),
                 time(&p["last_append_ms"]),
+                s(&p["leader"]),
+                s(&p["replicas"]),
+                s(&p["isr"]),
+                moving(p),
             ]
         })
         .collect();
     let parts = table(
-        &["partition", "log start", "log end", "high watermark", "messages", "size", "segments", "last append"],
+        &[
+            "partition",
+            "log start",
+            "log end",
+            "high watermark",
+            "messages",
+            "size",
+            "segments",
+            "last append",
+            "leader",
+            "replicas",
+            "isr",
+            "moving",
+        ],
         rows,
     );
     blocks(vec![head, parts])
+}
+
+/// A reassignment in progress: `+added -removed`, or `-`.
+fn moving(p: &Value) -> String {
+    let (add, rm) = (arr(&p["adding"]), arr(&p["removing"]));
+    if add.is_empty() && rm.is_empty() {
+        return "-".into();
+    }
+    let ids = |v: &[Value], sign: char| v.iter().map(|x| format!("{sign}{}", s(x))).collect::<Vec<_>>().join(" ");
+    format!("{} {}", ids(add, '+'), ids(rm, '-')).trim().to_string()
 }
 
 /// The lines to send: non-empty lines of the file or stdin (a trailing

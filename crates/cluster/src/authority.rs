@@ -168,6 +168,49 @@ impl MetadataAuthority for ClusterAuthority {
         })
     }
 
+    fn reassign_partition<'a>(
+        &'a self,
+        tp: &'a TopicPartition,
+        target: Option<Vec<i32>>,
+    ) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let target = match target {
+                None => None,
+                Some(t) => {
+                    let m = node.metadata();
+                    let mut ids = Vec::with_capacity(t.len());
+                    for r in t {
+                        let id = u64::try_from(r).ok().filter(|id| m.nodes.contains_key(id)).ok_or_else(|| {
+                            BrokerError::InvalidReplicaAssignment(format!("node {r} is not in the cluster"))
+                        })?;
+                        ids.push(id);
+                    }
+                    Some(ids)
+                }
+            };
+            let cmd = Command::ReassignPartition { name: tp.topic.to_string(), partition: tp.partition, target };
+            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+            let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(|e| reassign_error(tp, e))?;
+            node.await_reconciled(index, deadline).await.map_err(|e| reassign_error(tp, e))
+        })
+    }
+
+    fn decommission_node(&self, id: i32) -> BoxFuture<'_, fjord_broker::Result<()>> {
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let id = u64::try_from(id).map_err(|_| BrokerError::InvalidRequest(format!("{id} is not a node id")))?;
+            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+            let index = node.propose(Command::DecommissionNode { id }, CHANGE_TIMEOUT).await.map_err(|e| match e {
+                ClusterError::Rejected { reason: Rejection::UnknownNode, message } => {
+                    BrokerError::InvalidRequest(message)
+                }
+                other => to_broker(&format!("node {id}"), other),
+            })?;
+            node.await_reconciled(index, deadline).await.map_err(|e| to_broker(&format!("node {id}"), e))
+        })
+    }
+
     fn commit_offsets_at<'a>(
         &'a self,
         node: i32,
@@ -201,6 +244,19 @@ impl MetadataAuthority for ClusterAuthority {
             let cluster = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
             crate::forward::partition_states(&cluster, node, partitions).await
         })
+    }
+}
+
+/// A cluster failure of a reassignment of `tp`, as the broker reports it.
+fn reassign_error(tp: &TopicPartition, e: ClusterError) -> BrokerError {
+    match e {
+        ClusterError::Rejected { reason: Rejection::NoReassignment, .. } => {
+            BrokerError::NoReassignmentInProgress(tp.to_string())
+        }
+        ClusterError::Rejected { reason: Rejection::Invalid | Rejection::UnknownNode, message } => {
+            BrokerError::InvalidReplicaAssignment(message)
+        }
+        other => to_broker(&tp.topic, other),
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         add_learners(&node).await;
         fence_and_unfence(&node).await;
         ensure_offsets_topic(&node, since).await;
+        crate::moves::complete_reassignments(&node).await;
+        crate::moves::drain_decommissioning(&node).await;
     }
 }
 

@@ -28,6 +28,7 @@ pub mod authority;
 mod error;
 mod forward;
 pub(crate) mod leader;
+mod moves;
 pub mod node;
 pub mod raft_net;
 pub mod reconcile;

@@ -75,6 +75,8 @@ pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
                     replicas: p.replicas.iter().map(|r| *r as i32).collect(),
                     isr: p.in_sync().iter().map(|r| *r as i32).collect(),
                     partition_epoch: p.partition_epoch,
+                    adding: p.adding.iter().map(|r| *r as i32).collect(),
+                    removing: p.removing.iter().map(|r| *r as i32).collect(),
                 })
                 .collect();
             (name.clone(), parts)

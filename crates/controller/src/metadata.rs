@@ -66,12 +66,27 @@ pub struct PartitionAssignment {
     /// nothing.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Replicas a reassignment in progress adds (they copy the log and
+    /// join the in-sync set before it completes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
+    /// Replicas a reassignment in progress removes once it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<NodeId>,
 }
 
 impl PartitionAssignment {
     /// A new partition: every replica in sync, `leader` leading in epoch 0.
     pub fn new(replicas: Vec<NodeId>, leader: NodeId) -> PartitionAssignment {
-        PartitionAssignment { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        PartitionAssignment {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
     }
 
     /// The in-sync replicas (the leader alone where none were recorded).
@@ -180,6 +195,29 @@ pub enum Command {
         /// The new in-sync replicas (the leader included).
         isr: Vec<NodeId>,
     },
+    /// Starts moving a partition to `target` replicas (Kafka's
+    /// AlterPartitionReassignments): the new ones are added and copy the
+    /// log; [`Command::CompleteReassignment`] drops the others once every
+    /// target replica is in sync. `None` cancels a reassignment in
+    /// progress (the added replicas go).
+    ReassignPartition {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// The replicas wanted, preferred leader first.
+        target: Option<Vec<NodeId>>,
+    },
+    /// Finishes a reassignment whose target replicas are all in sync
+    /// (proposed by the controller leader with the partition epoch it read).
+    CompleteReassignment {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// The partition epoch the proposer read.
+        partition_epoch: i32,
+    },
     /// Replaces a consumer group's configuration (empty: removes it).
     SetGroupConfig {
         /// Group name.
@@ -232,6 +270,9 @@ pub enum Rejection {
     /// partition past the epochs an [`Command::AlterIsr`] named: read again
     /// and retry.
     Conflict,
+    /// A reassignment was cancelled or completed where none is in
+    /// progress.
+    NoReassignment,
 }
 
 /// The cluster's metadata, as of the last applied log entry.
@@ -368,6 +409,8 @@ impl Metadata {
                 }
                 p.replicas = replicas.clone();
                 p.isr = isr;
+                p.adding.clear();
+                p.removing.clear();
                 p.partition_epoch += 1;
                 if p.leader != *leader {
                     p.leader = *leader;
@@ -377,6 +420,12 @@ impl Metadata {
             }
             Command::AlterIsr { name, partition, leader, leader_epoch, partition_epoch, isr } => {
                 self.alter_isr(name, *partition, *leader, (*leader_epoch, *partition_epoch), isr)
+            }
+            Command::ReassignPartition { name, partition, target } => {
+                self.reassign(name, *partition, target.as_deref())
+            }
+            Command::CompleteReassignment { name, partition, partition_epoch } => {
+                self.complete_reassignment(name, *partition, *partition_epoch)
             }
             Command::SetGroupConfig { group, config } => {
                 if group.is_empty() {
@@ -444,6 +493,7 @@ impl Metadata {
 
 mod documents;
 mod elections;
+mod reassign;
 pub use documents::{DocumentScope, MAX_DOCUMENT, MAX_DOCUMENT_KEY, MAX_DOCUMENTS};
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
         BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        BrokerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         BrokerError::Group(g) => group_kind(g.kind()),
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,

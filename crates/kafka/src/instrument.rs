@@ -62,6 +62,8 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "Unknown",
@@ -123,6 +125,10 @@ pub(crate) fn response_has_error(body: &ResponseKind) -> bool {
         ResponseKind::AlterConfigs(r) => r.responses.iter().any(|c| c.error_code != 0),
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|c| c.error_code != 0),
         ResponseKind::DescribeCluster(r) => r.error_code != 0,
+        ResponseKind::AlterPartitionReassignments(r) => {
+            r.error_code != 0 || r.responses.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0)
+        }
+        ResponseKind::ListPartitionReassignments(r) => r.error_code != 0,
         ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().any(|g| g.error_code != 0),
         // Fjord answers no other API.

@@ -248,6 +248,21 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
             ]))
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        // A single node (id 0) moving t-0 to itself: a no-op that succeeds.
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default().with_name(tn("t")).with_partitions(
+                    vec![
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(Some(vec![BrokerId(0)])),
+                    ],
+                ),
+            ]))
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
+        }
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
             ConsumerGroupHeartbeatRequest::default()
                 .with_group_id(GroupId(s(&format!("cg-{v}"))))
@@ -318,6 +333,11 @@ fn check(api: ApiKey, v: i16, resp: &ResponseKind) {
             assert_eq!(r.error_code, 0);
             assert_eq!(r.api_keys.len(), SUPPORTED_APIS.len(), "v{v}");
         }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            let p = &r.responses[0].partitions[0];
+            assert_eq!((r.error_code, p.error_code), (0, 0), "v{v}: {:?}", p.error_message);
+        }
+        ResponseKind::ListPartitionReassignments(r) => assert!(r.error_code == 0 && r.topics.is_empty(), "v{v}"),
         ResponseKind::Metadata(r) => {
             assert_eq!(r.topics.len(), 1);
             assert_eq!(r.topics[0].error_code, 0, "v{v}");

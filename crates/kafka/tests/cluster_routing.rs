@@ -36,6 +36,8 @@ fn led(leaders: &[i32]) -> Vec<PartitionPlacement> {
             replicas: vec![*l],
             isr: vec![*l],
             partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
         })
         .collect()
 }

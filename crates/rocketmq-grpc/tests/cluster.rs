@@ -49,15 +49,24 @@ async fn node_one()
             replicas: vec![*l],
             isr: vec![*l],
             partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
         })
         .collect();
     // The groups' coordinators (committed offsets) are on this node.
     let offsets_partitions = broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
-    let coordinators =
-        vec![
-            PartitionPlacement { leader: 1, leader_epoch: 0, replicas: vec![1], isr: vec![1], partition_epoch: 0 };
-            offsets_partitions
-        ];
+    let coordinators = vec![
+        PartitionPlacement {
+            leader: 1,
+            leader_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+            partition_epoch: 0,
+            adding: vec![],
+            removing: vec![]
+        };
+        offsets_partitions
+    ];
     broker.set_placement(Placement {
         controller_id: 1,
         nodes: vec![node(1), node(2), node(3)],

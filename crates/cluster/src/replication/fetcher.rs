@@ -203,6 +203,22 @@ pub(super) async fn apply(tp: &TopicPartition, p: &Arc<Partition>, answer: Fetch
                 }
             }
         }
+        FetchStatus::OffsetOutOfRange if p.log_end_offset() < answer.log_start => {
+            // Everything here is below what the leader keeps: start over
+            // where its log begins.
+            let (part, start) = (p.clone(), answer.log_start);
+            match tokio::task::spawn_blocking(move || part.reset_replica(start)).await {
+                Ok(Ok(())) => Applied::Nothing,
+                Ok(Err(e)) => {
+                    tracing::warn!(partition = %tp, error = %e, "could not start the log at the leader's log start");
+                    Applied::Wait
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "resetting the log panicked");
+                    Applied::Wait
+                }
+            }
+        }
         FetchStatus::OffsetOutOfRange => {
             tracing::warn!(partition = %tp, log_start = answer.log_start, end = p.log_end_offset(),
                 "this replica's log end is outside the leader's log");

@@ -28,8 +28,15 @@ fn batch(values: &[&str]) -> BytesMut {
 /// leader alone in sync (so its writes commit without a follower here).
 fn place(b: &Broker, leader: i32, epoch: i32) {
     let node = |id| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
-    let part =
-        PartitionPlacement { leader, leader_epoch: epoch, replicas: vec![1, 2], isr: vec![leader], partition_epoch: 0 };
+    let part = PartitionPlacement {
+        leader,
+        leader_epoch: epoch,
+        replicas: vec![1, 2],
+        isr: vec![leader],
+        partition_epoch: 0,
+        adding: vec![],
+        removing: vec![],
+    };
     b.set_placement(Placement {
         controller_id: 1,
         nodes: vec![node(1), node(2)],

@@ -74,6 +74,13 @@ fn command() -> impl Strategy<Value = Command> {
                 isr,
             }
         ),
+        (0u8..3, 0u32..2, proptest::option::of(proptest::collection::vec(1u64..5, 0..4)))
+            .prop_map(|(t, partition, target)| Command::ReassignPartition { name: format!("r{t}"), partition, target }),
+        (0u8..3, 0u32..2, 0i32..6).prop_map(|(t, partition, partition_epoch)| Command::CompleteReassignment {
+            name: format!("r{t}"),
+            partition,
+            partition_epoch
+        }),
         (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}") }),
         (0u8..3, 0u32..3, 1u64..5).prop_map(|(t, p, leader)| Command::AssignPartition {
             name: format!("t{t}"),
@@ -115,6 +122,7 @@ proptest! {
                 let isr = p.in_sync();
                 prop_assert!(p.replicas.contains(&p.leader) && isr.contains(&p.leader));
                 prop_assert!(isr.iter().all(|r| p.replicas.contains(r)));
+                prop_assert!(p.adding.iter().chain(&p.removing).all(|r| p.replicas.contains(r)));
             }
         }
         prop_assert_eq!(&a, &b);
@@ -221,4 +229,42 @@ fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
     let old = r#"{"replicas":[2],"leader":2,"leader_epoch":4}"#;
     let old: PartitionAssignment = serde_json::from_str(old).unwrap();
     assert_eq!((old.in_sync(), old.partition_epoch), (vec![2], 0));
+}
+
+#[test]
+fn a_reassignment_adds_first_and_drops_the_old_replicas_once_the_new_are_in_sync() {
+    let mut m = Metadata::default();
+    for id in 1..=3 {
+        m.apply(&register(id));
+    }
+    m.apply(&Command::CreateTopic { name: "t".into(), topic: topic(&[1]) });
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    let to = |target: Option<Vec<NodeId>>| Command::ReassignPartition { name: "t".into(), partition: 0, target };
+    assert!(matches!(m.apply(&to(None)), Reply::Rejected { reason: Rejection::NoReassignment, .. }));
+    assert!(matches!(m.apply(&to(Some(vec![2, 2]))), Reply::Rejected { reason: Rejection::Invalid, .. }));
+    assert_eq!(m.apply(&to(Some(vec![2, 3]))), Reply::Ok);
+    let now = p(&m);
+    assert_eq!((now.replicas, now.adding, now.removing, now.leader), (vec![2, 3, 1], vec![2, 3], vec![1], 1));
+    // Not before the new replicas are in sync.
+    let complete = |pe| Command::CompleteReassignment { name: "t".into(), partition: 0, partition_epoch: pe };
+    assert!(matches!(m.apply(&complete(p(&m).partition_epoch)), Reply::Rejected { reason: Rejection::Invalid, .. }));
+    let alter = Command::AlterIsr {
+        name: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 0,
+        partition_epoch: p(&m).partition_epoch,
+        isr: vec![1, 2, 3],
+    };
+    assert_eq!(m.apply(&alter), Reply::Ok);
+    assert!(matches!(m.apply(&complete(0)), Reply::Rejected { reason: Rejection::Conflict, .. }));
+    assert_eq!(m.apply(&complete(p(&m).partition_epoch)), Reply::Ok);
+    let done = p(&m);
+    assert_eq!((done.replicas, done.isr, done.leader, done.leader_epoch), (vec![2, 3], vec![2, 3], 2, 1));
+    assert!(done.adding.is_empty() && done.removing.is_empty());
+    // A cancelled one leaves the original replicas.
+    assert_eq!(m.apply(&to(Some(vec![1]))), Reply::Ok);
+    assert_eq!(m.apply(&to(None)), Reply::Ok);
+    let back = p(&m);
+    assert_eq!((back.replicas, back.leader, back.adding), (vec![2, 3], 2, vec![]));
 }

@@ -13,6 +13,12 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 
 use kafka_protocol::messages::alter_configs_request::{self, AlterConfigsRequest};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::list_partition_reassignments_request::{
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsTopics,
+};
 
 use super::Gen;
 
@@ -151,5 +157,43 @@ pub(super) fn alter_configs(v: i16, g: &mut Gen) -> AlterConfigsRequest {
     });
     r.validate_only = g.bool();
     r.unknown_tagged_fields = g.tags(flex);
+    r
+}
+
+pub(super) fn alter_partition_reassignments(v: i16, g: &mut Gen) -> AlterPartitionReassignmentsRequest {
+    let mut r = AlterPartitionReassignmentsRequest::default();
+    r.timeout_ms = g.i32();
+    // Absent before v1, where it must keep its default (true).
+    r.allow_replication_factor_change = v < 1 || g.bool();
+    r.topics = g.vec(|g| {
+        let mut t = ReassignableTopic::default();
+        t.name = g.topic();
+        t.partitions = g.vec(|g| {
+            let mut p = ReassignablePartition::default();
+            p.partition_index = g.i32();
+            p.replicas = g.opt(|g| g.vec(Gen::broker));
+            p.unknown_tagged_fields = g.tags(true);
+            p
+        });
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+pub(super) fn list_partition_reassignments(g: &mut Gen) -> ListPartitionReassignmentsRequest {
+    let mut r = ListPartitionReassignmentsRequest::default();
+    r.timeout_ms = g.i32();
+    r.topics = g.opt(|g| {
+        g.vec(|g| {
+            let mut t = ListPartitionReassignmentsTopics::default();
+            t.name = g.topic();
+            t.partition_indexes = g.vec(Gen::i32);
+            t.unknown_tagged_fields = g.tags(true);
+            t
+        })
+    });
+    r.unknown_tagged_fields = g.tags(true);
     r
 }

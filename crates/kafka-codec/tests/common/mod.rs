@@ -188,6 +188,8 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
             ApiKey::DescribeCluster => K::DescribeCluster(Default::default()),
             ApiKey::ConsumerGroupHeartbeat => K::ConsumerGroupHeartbeat(Default::default()),
             ApiKey::ConsumerGroupDescribe => K::ConsumerGroupDescribe(Default::default()),
+            ApiKey::AlterPartitionReassignments => K::AlterPartitionReassignments(Default::default()),
+            ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(Default::default()),
             other => panic!("no builder for {other:?}"),
         };
     };
@@ -219,6 +221,10 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
         ApiKey::DescribeCluster => K::DescribeCluster(data::describe_cluster(v, g)),
         ApiKey::ConsumerGroupHeartbeat => K::ConsumerGroupHeartbeat(groups::consumer_group_heartbeat(v, g)),
         ApiKey::ConsumerGroupDescribe => K::ConsumerGroupDescribe(groups::consumer_group_describe(g)),
+        ApiKey::AlterPartitionReassignments => {
+            K::AlterPartitionReassignments(admin::alter_partition_reassignments(v, g))
+        }
+        ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(admin::list_partition_reassignments(g)),
         other => panic!("no builder for {other:?}"),
     }
 }

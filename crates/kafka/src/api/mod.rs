@@ -21,6 +21,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producer_ids;
+mod reassignments;
 mod topics;
 
 /// What a handler knows about the request beyond its body.
@@ -83,6 +84,12 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         }
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(ctx, r).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(cluster::describe(ctx, r)),
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(ctx, r))
+        }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(ctx, r).await)
         }

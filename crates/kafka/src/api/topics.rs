@@ -65,8 +65,10 @@ pub(crate) async fn create(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -
                     format!("this cluster has one node ({node})"),
                 ));
             }
-            let nodes = broker.placement().map_or(1, |p| p.nodes.len());
-            if t.replication_factor as usize > nodes {
+            // The nodes serving as this one last heard (the controller
+            // decides for real; a node cut off from it knows none).
+            let nodes = broker.placement().map_or(1, |p| p.nodes.len().max(1));
+            if t.replication_factor > 1 && t.replication_factor as usize > nodes {
                 return Err(err(
                     ResponseError::InvalidReplicationFactor,
                     format!("replication factor {} is larger than the {nodes} serving node(s)", t.replication_factor),

@@ -163,6 +163,37 @@ impl Log {
         Ok(new_end)
     }
 
+    /// Empties the log and starts it at `offset`: a follower whose whole log
+    /// lies below its leader's log start (retention deleted what it would
+    /// copy) starts over where the leader's log begins. Blocking file I/O.
+    pub fn reset_to(&self, offset: u64) -> Result<()> {
+        let cfg = self.config.read().clone();
+        let _w = self.writer.lock();
+        let mut inner = self.inner.write();
+        let victims: Vec<Arc<Segment>> = inner.segments.values().cloned().collect();
+        for seg in &victims {
+            inner.segments.remove(&seg.base_offset);
+            seg.delete_files()?;
+        }
+        let seg = Arc::new(Segment::create(&self.dir, offset, cfg.key_index.enabled)?);
+        inner.segments.insert(offset, seg);
+        write_u64(&self.dir.join(LOG_START), offset)?;
+        write_u64(&self.dir.join(RECOVERY_POINT), offset)?;
+        write_u64(&self.dir.join(super::HIGH_WATERMARK), offset)?;
+        sync_dir(&self.dir)?;
+        inner.log_start = offset;
+        inner.log_end = offset;
+        inner.high_watermark = offset;
+        inner.hw_checkpoint = Some(offset);
+        // No epoch of the old log applies: the next fetch copies the
+        // leader's epochs with its batches.
+        inner.epochs.truncate_from_end(0)?;
+        drop(inner);
+        self.sync.lock().durable = offset;
+        tracing::info!(dir = %self.dir.display(), offset, "reset the log to start at the leader's log start");
+        Ok(())
+    }
+
     /// Flushes, writes the active segment's indexes and marks the shutdown
     /// clean, so the next open trusts the indexes instead of rescanning.
     /// Further appends fail with [`LogError::Closed`].

@@ -3,6 +3,7 @@
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
 };
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
@@ -10,6 +11,7 @@ use kafka_protocol::messages::create_topics_request::{
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -159,3 +161,45 @@ static LEGACY_ALTER_CONFIGS_RESOURCE: Ty = structure(
 
 static LEGACY_ALTERABLE_CONFIG: Ty =
     structure("AlterableConfig", &[field("Name", "0+", Ty::String), field("Value", "0+", Ty::String).nullable("0+")]);
+
+/// `AlterPartitionReassignmentsRequest.json`. v1 adds
+/// `AllowReplicationFactorChange` (KIP-860).
+pub(crate) static ALTER_PARTITION_REASSIGNMENTS: Message = message(
+    "AlterPartitionReassignmentsRequest",
+    "0-1",
+    "0+",
+    &[
+        field("TimeoutMs", "0+", Ty::Int32),
+        field("AllowReplicationFactorChange", "1+", Ty::Bool),
+        field("Topics", "0+", array::<ReassignableTopic>(&REASSIGNABLE_TOPIC)),
+    ],
+);
+
+static REASSIGNABLE_TOPIC: Ty = structure(
+    "ReassignableTopic",
+    &[
+        field("Name", "0+", Ty::String),
+        field("Partitions", "0+", array::<ReassignablePartition>(&REASSIGNABLE_PARTITION)),
+    ],
+);
+
+static REASSIGNABLE_PARTITION: Ty = structure(
+    "ReassignablePartition",
+    &[field("PartitionIndex", "0+", Ty::Int32), field("Replicas", "0+", array::<BrokerId>(&INT32)).nullable("0+")],
+);
+
+/// `ListPartitionReassignmentsRequest.json`.
+pub(crate) static LIST_PARTITION_REASSIGNMENTS: Message = message(
+    "ListPartitionReassignmentsRequest",
+    "0",
+    "0+",
+    &[
+        field("TimeoutMs", "0+", Ty::Int32),
+        field("Topics", "0+", array::<ListPartitionReassignmentsTopics>(&LIST_REASSIGNMENTS_TOPIC)).nullable("0+"),
+    ],
+);
+
+static LIST_REASSIGNMENTS_TOPIC: Ty = structure(
+    "ListPartitionReassignmentsTopics",
+    &[field("Name", "0+", Ty::String), field("PartitionIndexes", "0+", array::<i32>(&INT32))],
+);

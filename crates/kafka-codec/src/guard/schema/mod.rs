@@ -258,6 +258,8 @@ pub(crate) fn request(api: ApiKey) -> Option<&'static Message> {
         ApiKey::ConsumerGroupHeartbeat => &groups::CONSUMER_GROUP_HEARTBEAT,
         ApiKey::ConsumerGroupDescribe => &groups::CONSUMER_GROUP_DESCRIBE,
         ApiKey::CreateTopics => &admin::CREATE_TOPICS,
+        ApiKey::AlterPartitionReassignments => &admin::ALTER_PARTITION_REASSIGNMENTS,
+        ApiKey::ListPartitionReassignments => &admin::LIST_PARTITION_REASSIGNMENTS,
         ApiKey::DeleteTopics => &admin::DELETE_TOPICS,
         ApiKey::DescribeConfigs => &admin::DESCRIBE_CONFIGS,
         ApiKey::CreatePartitions => &admin::CREATE_PARTITIONS,

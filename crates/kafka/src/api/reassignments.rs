@@ -1,0 +1,102 @@
+//! AlterPartitionReassignments and ListPartitionReassignments (KIP-455):
+//! partitions move to new replicas while they keep serving; the controller
+//! quorum completes each move once the new replicas are in sync.
+
+use fjord_broker::TopicPartition;
+use fjord_kafka_codec::kafka_protocol::error::ResponseError;
+use fjord_kafka_codec::kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use fjord_kafka_codec::kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
+use fjord_kafka_codec::kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+};
+
+use super::{RequestContext, sb};
+use crate::errors;
+
+pub(crate) async fn alter(
+    ctx: &RequestContext<'_>,
+    req: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let broker = &ctx.gw.broker;
+    // v0 has no such flag: changes of the replica count are allowed.
+    let allow_rf_change = ctx.version() < 1 || req.allow_replication_factor_change;
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let result = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
+            let fail = |code: ResponseError, message: String| {
+                result.clone().with_error_code(code.code()).with_error_message(Some(sb(message)))
+            };
+            let Ok(index) = u32::try_from(p.partition_index) else {
+                partitions.push(fail(ResponseError::UnknownTopicOrPartition, "no such partition".into()));
+                continue;
+            };
+            let tp = TopicPartition::new(t.name.as_str(), index);
+            let target: Option<Vec<i32>> = p.replicas.map(|r| r.into_iter().map(|b| b.0).collect());
+            if let Some(target) = &target {
+                let current = broker
+                    .placement()
+                    .and_then(|pl| pl.partition(&tp).map(|a| a.replicas.len() - a.adding.len()))
+                    .unwrap_or(1);
+                if !allow_rf_change && target.len() != current {
+                    partitions.push(fail(
+                        ResponseError::InvalidReplicationFactor,
+                        format!("{tp} has {current} replicas; the request asks for {}", target.len()),
+                    ));
+                    continue;
+                }
+            }
+            partitions.push(match broker.reassign_partition(&tp, target).await {
+                Ok(()) => result,
+                Err(e) => fail(errors::kind(&e), e.to_string()),
+            });
+        }
+        responses.push(ReassignableTopicResponse::default().with_name(t.name).with_partitions(partitions));
+    }
+    AlterPartitionReassignmentsResponse::default()
+        .with_allow_replication_factor_change(allow_rf_change)
+        .with_responses(responses)
+}
+
+pub(crate) fn list(
+    ctx: &RequestContext<'_>,
+    req: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    let Some(placement) = ctx.gw.broker.placement() else {
+        return ListPartitionReassignmentsResponse::default();
+    };
+    let wanted = |name: &str, index: usize| match &req.topics {
+        None => true,
+        Some(ts) => ts.iter().any(|t| t.name.as_str() == name && t.partition_indexes.contains(&(index as i32))),
+    };
+    let mut names: Vec<&String> = placement.topics.keys().collect();
+    names.sort();
+    let mut topics = Vec::new();
+    for name in names {
+        let ongoing: Vec<OngoingPartitionReassignment> = placement.topics[name]
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| (!p.adding.is_empty() || !p.removing.is_empty()) && wanted(name, *i))
+            .map(|(i, p)| {
+                let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect();
+                OngoingPartitionReassignment::default()
+                    .with_partition_index(i as i32)
+                    .with_replicas(ids(&p.replicas))
+                    .with_adding_replicas(ids(&p.adding))
+                    .with_removing_replicas(ids(&p.removing))
+            })
+            .collect();
+        if !ongoing.is_empty() {
+            topics.push(
+                OngoingTopicReassignment::default().with_name(TopicName(sb(name.clone()))).with_partitions(ongoing),
+            );
+        }
+    }
+    ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
