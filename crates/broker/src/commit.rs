@@ -152,9 +152,20 @@ impl CommitPoint {
     /// Leading with `in_sync` (the other in-sync replicas), or following;
     /// true when this replica just became leader.
     pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32]) -> bool {
-        let (commit, elected) = self.replicas.lock().set_role(leading, in_sync);
+        let (commit, elected, deposed) = {
+            let mut r = self.replicas.lock();
+            let was = r.leading();
+            let (commit, elected) = r.set_role(leading, in_sync);
+            (commit, elected, was && !leading)
+        };
         if let Some(commit) = commit {
             self.advance(commit);
+        }
+        if deposed {
+            // Writes not committed yet will not be by this replica: their
+            // producers hear so now (and retry with the new leader) rather
+            // than wait for a commit point that no longer moves here.
+            self.begin_cut(self.log.high_watermark());
         }
         elected
     }

@@ -120,7 +120,12 @@ impl Broker {
         let (info, written) = partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))?;
         match acks {
             Acks::All => {
-                partition.committed(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?;
+                if let Err(e) = partition.committed(written).await {
+                    // Deposed while it waited: the client retries with the
+                    // new leader (an idempotent producer without duplicates).
+                    self.check_leader(tp)?;
+                    return Err(BrokerError::log(tp.to_string(), e));
+                }
                 // Committed by fewer replicas than the topic requires (the
                 // in-sync set shrank while this write waited).
                 self.check_in_sync(tp, true)?;

@@ -118,6 +118,12 @@ impl Partition {
         let _ = tokio::time::timeout(timeout, rx.wait_for(|d| *d >= end)).await;
     }
 
+    /// Watches the log end (tests).
+    #[doc(hidden)]
+    pub fn subscribe_log_end_for_tests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commit.subscribe_log_end()
+    }
+
     /// Leading with `in_sync` (the other in-sync replicas), or following.
     /// A replica that becomes leader forgets its idempotent producers'
     /// states (rebuilt from its log, which now holds what the old leader

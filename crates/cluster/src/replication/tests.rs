@@ -118,3 +118,44 @@ async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
     assert!(idle.records.is_empty() && wait.is_some());
     assert_eq!(pb.high_watermark(), pa.high_watermark());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_fails_its_waiting_writes_as_not_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BrokerConfig { node_id: 1, ..BrokerConfig::new(dir.path()) };
+    let a = Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap();
+    a.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    let tp = TopicPartition::new("t", 0);
+    // Node 2 is in sync but never fetches: the write waits for it.
+    let node = |id| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let placed = |leader, leader_epoch| Placement {
+        controller_id: 1,
+        nodes: vec![node(1), node(2)],
+        fenced: Vec::new(),
+        controllers: vec![1],
+        topics: HashMap::from([(
+            "t".to_string(),
+            vec![PartitionPlacement {
+                leader,
+                leader_epoch,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
+            }],
+        )]),
+    };
+    a.set_placement(placed(1, 0));
+    let writer = {
+        let (a, tp) = (a.clone(), tp.clone());
+        tokio::spawn(async move { a.produce(&tp, batch(&["w"])).await })
+    };
+    let p = a.topic("t").unwrap().partition(0).unwrap();
+    let mut end = p.subscribe_log_end_for_tests();
+    end.wait_for(|e| *e == 1).await.unwrap();
+    assert!(!writer.is_finished(), "not committed without node 2");
+    a.set_placement(placed(2, 1));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await.expect("answered").unwrap();
+    assert!(matches!(out, Err(fjord_broker::BrokerError::NotLeader { .. })), "{out:?}");
+}
