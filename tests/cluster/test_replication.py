@@ -13,6 +13,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 
 from confluent_kafka import KafkaError, Producer
@@ -39,6 +40,19 @@ def all_in_sync(node, topic, count, size):
     return len(parts) == count and all(len(p.replicas) == 3 and len(p.isrs) == size for p in parts.values())
 
 
+def metric(node, name):
+    """The value of an unlabelled series on `node`'s /metrics."""
+    with urllib.request.urlopen(f"http://{node.http}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not on /metrics")
+
+
+def health_check(node, name):
+    return next(c for c in node.http_json("/api/v1/cluster/health")["checks"] if c["name"] == name)
+
+
 def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):
     topic = f"repl-{uuid.uuid4().hex[:8]}"
     create_replicated(cluster, topic, 3)
@@ -61,6 +75,11 @@ def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):
         now = wait_for(new_leaders, 20, "in-sync followers to take over")
         for pid in led:
             assert victim not in now[pid].isrs, now[pid].isrs
+        # The new leader reports its under-replicated partitions.
+        new = cluster.node(now[min(led)].leader)
+        assert metric(new, "fjord_under_replicated_partitions") >= 1
+        assert metric(new, "fjord_leader_elections_total") >= 1
+        assert not health_check(new, "partitions_replicated")["ok"]
         # Writes keep going to every partition, the moved ones included.
         during = [f"d{i}" for i in range(300)]
         produce(survivor.bootstrap, topic, during)
@@ -68,6 +87,9 @@ def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):
         cluster.restart(victim)
     # Back as a follower: caught up and in sync again.
     wait_for(lambda: all_in_sync(cluster.node(victim), topic, 3, 3), 30, "the restarted node in sync again")
+    wait_for(lambda: all(metric(n, "fjord_under_replicated_partitions") == 0 for n in cluster.nodes), 20,
+             "no partition under-replicated")
+    assert all(health_check(n, "partitions_replicated")["ok"] for n in cluster.nodes)
     seen = consume_all(cluster.node(victim).bootstrap, topic, f"g-{topic}", len(before) + len(during))
     missing = set(before + during) - set(seen)
     assert not missing, sorted(missing)[:5]

@@ -373,9 +373,32 @@ fn topics_online_check(offline: &BTreeMap<String, String>) -> Check {
     Check { name: "topics_online".into(), ok: offline.is_empty(), detail }
 }
 
+/// In a cluster: partitions with no serving leader, and partitions led
+/// here with replicas out of sync (each named, at most ten of a kind).
+fn replication_check(r: &fjord_broker::ReplicationStatus) -> Check {
+    let names = |v: &[fjord_broker::TopicPartition]| {
+        let mut s: Vec<String> = v.iter().take(10).map(ToString::to_string).collect();
+        if v.len() > 10 {
+            s.push(format!("and {} more", v.len() - 10));
+        }
+        s.join(", ")
+    };
+    let mut detail = Vec::new();
+    if !r.offline.is_empty() {
+        detail.push(format!("{} offline: {}", r.offline.len(), names(&r.offline)));
+    }
+    if !r.under_replicated.is_empty() {
+        detail.push(format!("{} under-replicated: {}", r.under_replicated.len(), names(&r.under_replicated)));
+    }
+    let ok = detail.is_empty();
+    let detail = if ok { "every partition has a leader and its replicas in sync".into() } else { detail.join("; ") };
+    Check { name: "partitions_replicated".into(), ok, detail }
+}
+
 /// Health checks: listeners bound and partitions recovered, data
 /// directory writable, disk not nearly full, no log refusing writes, no
-/// topic offline. Always 200; `status` says.
+/// topic offline, no partition offline or (led here) under-replicated.
+/// Always 200; `status` says.
 #[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster", responses(
     (status = 200, body = HealthView),
     (status = 500, body = ErrorBody)))]
@@ -412,6 +435,7 @@ pub(crate) async fn health(State(s): State<AdminState>) -> Result<Json<HealthVie
         },
         logs_writable_check(&s.broker.poisoned_logs()),
         topics_online_check(&s.broker.offline_topics()),
+        replication_check(&s.broker.replication_status()),
     ];
     let status = if checks.iter().all(|c| c.ok) { "ok" } else { "degraded" };
     Ok(Json(HealthView { status: status.into(), checks }))

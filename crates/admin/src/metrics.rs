@@ -156,6 +156,17 @@ fn broker_state(s: &AdminState, groups: Vec<(String, Vec<crate::groups::OffsetVi
         f.header("fjord_disk_total_bytes", "gauge", "Size of the data directory's file system.");
         f.sample("fjord_disk_total_bytes", &[], st.blocks() as f64 * frag);
     }
+    let repl = b.replication_status();
+    f.header(
+        "fjord_under_replicated_partitions",
+        "gauge",
+        "Partitions led here with fewer in-sync replicas than replicas.",
+    );
+    f.sample("fjord_under_replicated_partitions", &[], repl.under_replicated.len() as f64);
+    f.header("fjord_offline_partitions", "gauge", "Partitions of the cluster without a serving leader.");
+    f.sample("fjord_offline_partitions", &[], repl.offline.len() as f64);
+    f.header("fjord_leader_elections_total", "counter", "Partitions this node came to lead since it started.");
+    f.sample("fjord_leader_elections_total", &[], b.elections_won() as f64);
     f.header("fjord_request_budget_bytes_in_use", "gauge", "Bytes of requests being read or handled, all listeners.");
     f.sample("fjord_request_budget_bytes_in_use", &[], s.config.request_budget.in_use() as f64);
     f.header("fjord_delayed_messages", "gauge", "Scheduled messages waiting for their time.");
@@ -185,6 +196,36 @@ fn broker_state(s: &AdminState, groups: Vec<(String, Vec<crate::groups::OffsetVi
                 let id = p.id();
                 let part = id.partition.to_string();
                 f.sample(name, &[("topic", &id.topic), ("partition", &part)], pick(&p.log_stats()) as f64);
+            }
+        }
+        // Each follower of a partition led here: how far behind the log
+        // end it is, and for how long it has not been at it.
+        let now = tokio::time::Instant::now();
+        let led: Vec<_> = parts.iter().filter(|p| b.leadership(p.id()) == fjord_broker::Leadership::Local).collect();
+        f.header("fjord_follower_lag_messages", "gauge", "Records a follower lacks of its leader's log.");
+        for p in &led {
+            let (_, followers) = p.followers();
+            for (node, fp) in followers {
+                let (id, part, node) = (p.id(), p.id().partition.to_string(), node.to_string());
+                let lag = p.log_end_offset().saturating_sub(fp.log_end) as f64;
+                f.sample(
+                    "fjord_follower_lag_messages",
+                    &[("topic", &id.topic), ("partition", &part), ("follower", &node)],
+                    lag,
+                );
+            }
+        }
+        f.header("fjord_follower_lag_seconds", "gauge", "Seconds since a follower was last at its leader's log end.");
+        for p in &led {
+            let (since, followers) = p.followers();
+            for (node, fp) in followers {
+                let (id, part, node) = (p.id(), p.id().partition.to_string(), node.to_string());
+                let secs = now.duration_since(fp.caught_up_at.unwrap_or(since)).as_secs_f64();
+                f.sample(
+                    "fjord_follower_lag_seconds",
+                    &[("topic", &id.topic), ("partition", &part), ("follower", &node)],
+                    secs,
+                );
             }
         }
         f.header("fjord_consumer_group_partition_lag", "gauge", "Messages not yet consumed, per partition.");

@@ -126,6 +126,8 @@ pub struct Broker {
     pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
     /// Bumped by every installed placement (see [`Broker::joined`]).
     pub(crate) placement_changes: watch::Sender<u64>,
+    /// Leader elections this node won (see [`Broker::elections_won`]).
+    pub(crate) elections: std::sync::atomic::AtomicU64,
     /// Decides topic changes in a cluster.
     pub(crate) authority: std::sync::OnceLock<Arc<dyn crate::placement::MetadataAuthority>>,
     /// Consumer groups' own settings (see [`crate::group_config`]).
@@ -194,6 +196,7 @@ impl Broker {
             traffic: Default::default(),
             placement: RwLock::new(None),
             placement_changes: watch::Sender::new(0),
+            elections: Default::default(),
             authority: std::sync::OnceLock::new(),
             group_configs,
             documents,

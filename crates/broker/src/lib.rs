@@ -86,7 +86,7 @@ pub use partition::{Partition, Topic, TopicPartition};
 pub use partition_state::PartitionState;
 pub use placement::{Leadership, MetadataAuthority, PartitionPlacement, Placement};
 pub use produce::{Acks, ListedOffset, OffsetSpec, ProduceResult};
-pub use replica_partition::{FollowerProgress, ReplicaRead};
+pub use replica_partition::{FollowerProgress, ReplicaRead, ReplicationStatus};
 pub use services::{ServiceFuture, ServiceHandler};
 pub use topic::{CleanupPolicy, TopicConfig, TopicRecord, validate_topic_name};
 pub use traffic::{Traffic, TrafficSnapshot};

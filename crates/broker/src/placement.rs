@@ -246,6 +246,9 @@ impl Broker {
             // takes the leader's commit point (see `crate::replicas`).
             let others: Vec<i32> = a.isr.iter().copied().filter(|r| *r != me).collect();
             let elected = p.set_replica_role(a.leader == me, &others);
+            if elected {
+                self.elections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if elected && topic.name() == OFFSETS_TOPIC {
                 // Commits the old leader stored reached this log, not this
                 // node's map of them.

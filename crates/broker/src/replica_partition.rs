@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use fjord_log::{AppendInfo, AppendOrigin, LogError, ReadBound};
 
 use crate::error::Result;
-use crate::partition::Partition;
+use crate::partition::{Partition, TopicPartition};
 pub use crate::replicas::FollowerProgress;
 
 /// Batches read for a follower, with the leader's offsets at the time.
@@ -134,5 +134,43 @@ impl Partition {
             self.producers.reset();
         }
         elected
+    }
+}
+
+/// Partitions whose replication needs attention, as the placement shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationStatus {
+    /// Partitions this node leads with fewer in-sync replicas than
+    /// replicas.
+    pub under_replicated: Vec<TopicPartition>,
+    /// Partitions of the cluster with no serving leader.
+    pub offline: Vec<TopicPartition>,
+}
+
+impl crate::Broker {
+    /// Under-replicated partitions led here and offline ones in the
+    /// cluster (none on a single node).
+    pub fn replication_status(&self) -> ReplicationStatus {
+        let mut out = ReplicationStatus::default();
+        let Some(placement) = self.placement() else { return out };
+        let me = self.config().node_id;
+        let mut names: Vec<&String> = placement.topics.keys().collect();
+        names.sort();
+        for name in names {
+            for (i, a) in placement.topics[name].iter().enumerate() {
+                let tp = TopicPartition::new(name.as_str(), i as u32);
+                if a.leader != me && placement.node(a.leader).is_none() {
+                    out.offline.push(tp);
+                } else if a.leader == me && a.isr.len() < a.replicas.len() {
+                    out.under_replicated.push(tp);
+                }
+            }
+        }
+        out
+    }
+
+    /// Leader elections this node won since it started.
+    pub fn elections_won(&self) -> u64 {
+        self.elections.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
