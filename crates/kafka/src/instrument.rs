@@ -62,6 +62,7 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
@@ -125,6 +126,7 @@ pub(crate) fn response_has_error(body: &ResponseKind) -> bool {
         ResponseKind::AlterConfigs(r) => r.responses.iter().any(|c| c.error_code != 0),
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|c| c.error_code != 0),
         ResponseKind::DescribeCluster(r) => r.error_code != 0,
+        ResponseKind::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0),
         ResponseKind::AlterPartitionReassignments(r) => {
             r.error_code != 0 || r.responses.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0)
         }

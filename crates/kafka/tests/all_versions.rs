@@ -260,6 +260,19 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                 ),
             ]))
         }
+        // Epoch 0 of t-0 ends at its log end (the leader's current epoch).
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(tn("t")).with_partitions(
+                    vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(0)
+                            .with_leader_epoch(0),
+                    ],
+                ),
+            ]))
+        }
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
         }
@@ -336,6 +349,11 @@ fn check(api: ApiKey, v: i16, resp: &ResponseKind) {
         ResponseKind::AlterPartitionReassignments(r) => {
             let p = &r.responses[0].partitions[0];
             assert_eq!((r.error_code, p.error_code), (0, 0), "v{v}: {:?}", p.error_message);
+        }
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.leader_epoch), (0, 0), "v{v}");
+            assert!(p.end_offset >= 0, "v{v}");
         }
         ResponseKind::ListPartitionReassignments(r) => assert!(r.error_code == 0 && r.topics.is_empty(), "v{v}"),
         ResponseKind::Metadata(r) => {

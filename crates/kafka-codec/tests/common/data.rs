@@ -6,6 +6,9 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic, ForgottenTopic, ReplicaState};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use kafka_protocol::messages::{
     ApiVersionsRequest, DescribeClusterRequest, FindCoordinatorRequest, InitProducerIdRequest, ProducerId,
@@ -241,5 +244,28 @@ pub(super) fn describe_cluster(v: i16, g: &mut Gen) -> DescribeClusterRequest {
         r.include_fenced_brokers = g.bool();
     }
     r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+pub(super) fn offset_for_leader_epoch(v: i16, g: &mut Gen) -> OffsetForLeaderEpochRequest {
+    let mut r = OffsetForLeaderEpochRequest::default();
+    if v >= 3 {
+        r.replica_id = g.broker();
+    }
+    r.topics = g.vec(|g| {
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = g.topic();
+        t.partitions = g.vec(|g| {
+            let mut p = OffsetForLeaderPartition::default();
+            p.partition = g.i32();
+            p.current_leader_epoch = g.i32();
+            p.leader_epoch = g.i32();
+            p.unknown_tagged_fields = g.tags(v >= 4);
+            p
+        });
+        t.unknown_tagged_fields = g.tags(v >= 4);
+        t
+    });
+    r.unknown_tagged_fields = g.tags(v >= 4);
     r
 }

@@ -189,6 +189,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
             ApiKey::ConsumerGroupHeartbeat => K::ConsumerGroupHeartbeat(Default::default()),
             ApiKey::ConsumerGroupDescribe => K::ConsumerGroupDescribe(Default::default()),
             ApiKey::AlterPartitionReassignments => K::AlterPartitionReassignments(Default::default()),
+            ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(Default::default()),
             ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(Default::default()),
             other => panic!("no builder for {other:?}"),
         };
@@ -225,6 +226,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
             K::AlterPartitionReassignments(admin::alter_partition_reassignments(v, g))
         }
         ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(admin::list_partition_reassignments(g)),
+        ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(data::offset_for_leader_epoch(v, g)),
         other => panic!("no builder for {other:?}"),
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod api_versions;
 mod cluster;
 mod configs;
 pub(crate) mod consumer_groups;
+mod epochs;
 pub(crate) mod fetch;
 pub(crate) mod fetch_sessions;
 mod group_configs;
@@ -62,6 +63,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         }
         RequestKind::Fetch(r) => return Ok(Some(Reply::Fetch(fetch::handle(ctx, r).await))),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(epochs::handle(ctx, r)),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(producer_ids::handle(ctx, r).await),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(groups::find_coordinator(ctx, r)),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(ctx, r).await),

@@ -241,6 +241,7 @@ pub(crate) fn request(api: ApiKey) -> Option<&'static Message> {
         ApiKey::ListOffsets => &produce_fetch::LIST_OFFSETS,
         ApiKey::DeleteRecords => &produce_fetch::DELETE_RECORDS,
         ApiKey::InitProducerId => &produce_fetch::INIT_PRODUCER_ID,
+        ApiKey::OffsetForLeaderEpoch => &produce_fetch::OFFSET_FOR_LEADER_EPOCH,
         ApiKey::Metadata => &metadata::METADATA,
         ApiKey::ApiVersions => &metadata::API_VERSIONS,
         ApiKey::DescribeCluster => &metadata::DESCRIBE_CLUSTER,

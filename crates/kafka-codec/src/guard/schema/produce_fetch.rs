@@ -4,6 +4,7 @@
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 
 use super::{INT32, Message, Ty, array, field, message, structure};
@@ -155,5 +156,33 @@ pub(crate) static INIT_PRODUCER_ID: Message = message(
         field("TransactionTimeoutMs", "0+", Ty::Int32),
         field("ProducerId", "3+", Ty::Int64),
         field("ProducerEpoch", "3+", Ty::Int16),
+    ],
+);
+
+/// `OffsetForLeaderEpochRequest.json` (v0-1 removed by KIP-896).
+pub(crate) static OFFSET_FOR_LEADER_EPOCH: Message = message(
+    "OffsetForLeaderEpochRequest",
+    "2-4",
+    "4+",
+    &[
+        field("ReplicaId", "3+", Ty::Int32),
+        field("Topics", "0+", array::<OffsetForLeaderTopic>(&OFFSET_FOR_LEADER_TOPIC)),
+    ],
+);
+
+static OFFSET_FOR_LEADER_TOPIC: Ty = structure(
+    "OffsetForLeaderTopic",
+    &[
+        field("Topic", "0+", Ty::String),
+        field("Partitions", "0+", array::<OffsetForLeaderPartition>(&OFFSET_FOR_LEADER_PARTITION)),
+    ],
+);
+
+static OFFSET_FOR_LEADER_PARTITION: Ty = structure(
+    "OffsetForLeaderPartition",
+    &[
+        field("Partition", "0+", Ty::Int32),
+        field("CurrentLeaderEpoch", "2+", Ty::Int32),
+        field("LeaderEpoch", "0+", Ty::Int32),
     ],
 );
