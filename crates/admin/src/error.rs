@@ -73,6 +73,8 @@ impl From<BrokerError> for ApiError {
             BrokerError::InvalidReplicationFactor(_) => (StatusCode::BAD_REQUEST, "invalid_replication_factor"),
             BrokerError::InvalidReplicaAssignment(_) => (StatusCode::BAD_REQUEST, "invalid_replica_assignment"),
             BrokerError::NoReassignmentInProgress(_) => (StatusCode::CONFLICT, "no_reassignment_in_progress"),
+            BrokerError::ElectionNotNeeded(_) => (StatusCode::CONFLICT, "election_not_needed"),
+            BrokerError::NoEligibleLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_eligible_leader"),
             BrokerError::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             BrokerError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             BrokerError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),

@@ -40,6 +40,19 @@ pub enum BrokerError {
     /// A replica assignment names unknown nodes or repeats one.
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    /// The partition already has the leader an election would give it.
+    #[error("{0} already has the leader an election would give it")]
+    ElectionNotNeeded(String),
+    /// No replica of the partition may lead now.
+    #[error("no replica of {tp} may lead: {reason}")]
+    NoEligibleLeader {
+        /// The partition.
+        tp: String,
+        /// Why.
+        reason: String,
+        /// A preferred-replica election (else unclean).
+        preferred: bool,
+    },
     /// A reassignment was cancelled where none is in progress.
     #[error("no reassignment of {0} is in progress")]
     NoReassignmentInProgress(String),

@@ -137,6 +137,9 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
     fn reassign_partition<'a>(&'a self, tp: &'a TopicPartition, target: Option<Vec<i32>>) -> BoxFuture<'a, Result<()>>;
     /// Starts emptying node `node`: its replicas move to other nodes.
     fn decommission_node(&self, node: i32) -> BoxFuture<'_, Result<()>>;
+    /// Elects `tp`'s leader: its preferred replica, or (`unclean`) any
+    /// serving replica when no leader serves.
+    fn elect_leader<'a>(&'a self, tp: &'a TopicPartition, unclean: bool) -> BoxFuture<'a, Result<()>>;
     /// Reads offsets of `group` from `node`, its coordinator.
     fn fetch_offsets_at<'a>(
         &'a self,
@@ -196,6 +199,21 @@ impl Broker {
                 self.config.node_id
             ))),
             None => Err(BrokerError::NoReassignmentInProgress(tp.to_string())),
+        }
+    }
+
+    /// Elects `tp`'s leader (Kafka's ElectLeaders): the preferred replica
+    /// when it is in sync and serving; `unclean`: any serving replica when
+    /// no leader serves (it may lose committed records). A single node
+    /// leads everything already.
+    pub async fn elect_leader(&self, tp: &TopicPartition, unclean: bool) -> Result<()> {
+        let topic = self.topic(&tp.topic).ok_or_else(|| BrokerError::UnknownTopic(tp.topic.to_string()))?;
+        if topic.partition(tp.partition).is_none() {
+            return Err(BrokerError::UnknownPartition { topic: tp.topic.to_string(), partition: tp.partition });
+        }
+        match self.authority() {
+            Some(authority) => authority.elect_leader(tp, unclean).await,
+            None => Err(BrokerError::ElectionNotNeeded(tp.to_string())),
         }
     }
 

@@ -211,6 +211,24 @@ impl MetadataAuthority for ClusterAuthority {
         })
     }
 
+    fn elect_leader<'a>(&'a self, tp: &'a TopicPartition, unclean: bool) -> BoxFuture<'a, fjord_broker::Result<()>> {
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let cmd = Command::ElectLeader { name: tp.topic.to_string(), partition: tp.partition, unclean };
+            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+            let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(|e| match e {
+                ClusterError::Rejected { reason: Rejection::ElectionNotNeeded, .. } => {
+                    BrokerError::ElectionNotNeeded(tp.to_string())
+                }
+                ClusterError::Rejected { reason: Rejection::NoEligibleLeader, message } => {
+                    BrokerError::NoEligibleLeader { tp: tp.to_string(), reason: message, preferred: !unclean }
+                }
+                other => to_broker(&tp.topic, other),
+            })?;
+            node.await_reconciled(index, deadline).await.map_err(|e| to_broker(&tp.topic, e))
+        })
+    }
+
     fn commit_offsets_at<'a>(
         &'a self,
         node: i32,

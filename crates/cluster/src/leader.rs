@@ -67,6 +67,7 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         ensure_offsets_topic(&node, since).await;
         crate::moves::complete_reassignments(&node).await;
         crate::moves::drain_decommissioning(&node).await;
+        crate::moves::rebalance_leaders(&node).await;
     }
 }
 

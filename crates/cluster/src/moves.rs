@@ -1,7 +1,10 @@
 //! What the controller leader does for partitions on the move: it
-//! completes a reassignment once every target replica is in sync, and
-//! empties a decommissioning node by reassigning each of its replicas to
-//! the serving node holding the fewest (one move per partition at a time).
+//! completes a reassignment once every target replica is in sync, empties
+//! a decommissioning node by reassigning each of its replicas to the
+//! serving node holding the fewest (one move per partition at a time), and
+//! hands each partition back to its preferred replica once that one is in
+//! sync again (Kafka's `auto.leader.rebalance.enable`), so leaders spread
+//! again after a failover.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +86,30 @@ pub(crate) async fn drain_decommissioning(node: &ClusterNode) {
         tracing::info!(?cmd, "moving a replica off a decommissioning node");
         if let Err(e) = node.propose(cmd, node.cfg.lease).await {
             tracing::debug!(error = %e, "moving a replica failed; will retry");
+        }
+    }
+}
+
+/// Gives partitions back to their preferred replica (the first) once it is
+/// in sync and serving again.
+pub(crate) async fn rebalance_leaders(node: &ClusterNode) {
+    let m = node.metadata();
+    let serving = |id: &NodeId| m.nodes.get(id).is_some_and(|n| n.state == NodeState::Active);
+    let mut elect = Vec::new();
+    for (name, t) in &m.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(preferred) = p.replicas.first() else { continue };
+            let moving = !p.adding.is_empty() || !p.removing.is_empty();
+            if moving || *preferred == p.leader || !p.in_sync().contains(preferred) || !serving(preferred) {
+                continue;
+            }
+            elect.push(Command::ElectLeader { name: name.clone(), partition: i as u32, unclean: false });
+        }
+    }
+    for cmd in elect {
+        tracing::info!(?cmd, "leadership back to the preferred replica");
+        if let Err(e) = node.propose(cmd, node.cfg.lease).await {
+            tracing::debug!(error = %e, "preferred leader election failed; will retry");
         }
     }
 }

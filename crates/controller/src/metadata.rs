@@ -218,6 +218,19 @@ pub enum Command {
         /// The partition epoch the proposer read.
         partition_epoch: i32,
     },
+    /// Elects a partition's leader (Kafka's ElectLeaders): its preferred
+    /// replica (the first) when that one is in sync and serving; or, with
+    /// `unclean` and no serving leader, a serving in-sync replica, else any
+    /// serving replica (which may lose what the others had committed: an
+    /// operator's explicit choice).
+    ElectLeader {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// Unclean election.
+        unclean: bool,
+    },
     /// Replaces a consumer group's configuration (empty: removes it).
     SetGroupConfig {
         /// Group name.
@@ -273,6 +286,11 @@ pub enum Rejection {
     /// A reassignment was cancelled or completed where none is in
     /// progress.
     NoReassignment,
+    /// The partition already has the leader an election would give it.
+    ElectionNotNeeded,
+    /// No replica may lead (the preferred one is out of sync or down; for
+    /// an unclean election, none serves).
+    NoEligibleLeader,
 }
 
 /// The cluster's metadata, as of the last applied log entry.
@@ -427,6 +445,7 @@ impl Metadata {
             Command::CompleteReassignment { name, partition, partition_epoch } => {
                 self.complete_reassignment(name, *partition, *partition_epoch)
             }
+            Command::ElectLeader { name, partition, unclean } => self.elect_leader(name, *partition, *unclean),
             Command::SetGroupConfig { group, config } => {
                 if group.is_empty() {
                     return rejected(Rejection::Invalid, "a group config needs a group name");

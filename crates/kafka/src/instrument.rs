@@ -63,6 +63,7 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
@@ -131,6 +132,10 @@ pub(crate) fn response_has_error(body: &ResponseKind) -> bool {
             r.error_code != 0 || r.responses.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0)
         }
         ResponseKind::ListPartitionReassignments(r) => r.error_code != 0,
+        ResponseKind::ElectLeaders(r) => {
+            r.error_code != 0
+                || r.replica_election_results.iter().flat_map(|t| &t.partition_result).any(|p| p.error_code != 0)
+        }
         ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().any(|g| g.error_code != 0),
         // Fjord answers no other API.

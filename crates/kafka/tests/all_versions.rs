@@ -273,6 +273,12 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
                 ),
             ]))
         }
+        // A single node leads t-0 already.
+        ApiKey::ElectLeaders => {
+            RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default().with_topic(tn("t")).with_partitions(vec![0]),
+            ])))
+        }
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
         }
@@ -354,6 +360,10 @@ fn check(api: ApiKey, v: i16, resp: &ResponseKind) {
             let p = &r.topics[0].partitions[0];
             assert_eq!((p.error_code, p.leader_epoch), (0, 0), "v{v}");
             assert!(p.end_offset >= 0, "v{v}");
+        }
+        ResponseKind::ElectLeaders(r) => {
+            let p = &r.replica_election_results[0].partition_result[0];
+            assert_eq!(p.error_code, 84, "v{v}: ELECTION_NOT_NEEDED, {:?}", p.error_message);
         }
         ResponseKind::ListPartitionReassignments(r) => assert!(r.error_code == 0 && r.topics.is_empty(), "v{v}"),
         ResponseKind::Metadata(r) => {

@@ -14,6 +14,10 @@
 //!   read ([`Command::AlterIsr`](super::Command::AlterIsr)); the set keeps
 //!   the leader, names only replicas, and adds only serving nodes.
 //!
+//! - An election on request (Kafka's ElectLeaders) gives the preferred
+//!   replica the lead when it is in sync and serving; an unclean one, asked
+//!   for explicitly, may pick a replica out of sync when no serving one is.
+//!
 //! Every change of leader or in-sync set bumps the partition epoch; every
 //! leader change bumps the leader epoch.
 
@@ -95,6 +99,49 @@ impl Metadata {
             );
         }
         p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        Reply::Ok
+    }
+
+    pub(super) fn elect_leader(&mut self, name: &str, partition: u32, unclean: bool) -> Reply {
+        let serving = self.serving_nodes();
+        let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
+        };
+        let isr = p.in_sync();
+        let next = if unclean {
+            if serving.contains(&p.leader) {
+                return rejected(Rejection::ElectionNotNeeded, format!("{name}-{partition} has a serving leader"));
+            }
+            let clean = p.replicas.iter().find(|r| isr.contains(r) && serving.contains(r));
+            match clean.or_else(|| p.replicas.iter().find(|r| serving.contains(r))) {
+                Some(n) => *n,
+                None => {
+                    return rejected(Rejection::NoEligibleLeader, format!("no replica of {name}-{partition} serves"));
+                }
+            }
+        } else {
+            let Some(preferred) = p.replicas.first().copied() else {
+                return rejected(Rejection::NoEligibleLeader, format!("{name}-{partition} has no replicas"));
+            };
+            if preferred == p.leader {
+                return rejected(Rejection::ElectionNotNeeded, format!("node {preferred} leads {name}-{partition}"));
+            }
+            if !isr.contains(&preferred) || !serving.contains(&preferred) {
+                return rejected(
+                    Rejection::NoEligibleLeader,
+                    format!("the preferred replica {preferred} of {name}-{partition} is not in sync and serving"),
+                );
+            }
+            preferred
+        };
+        if !isr.contains(&next) {
+            tracing::warn!(partition = %format!("{name}-{partition}"), leader = next,
+                "unclean election: records the old in-sync replicas had committed may be lost");
+            p.isr = vec![next];
+        }
+        p.leader = next;
+        p.leader_epoch += 1;
         p.partition_epoch += 1;
         Reply::Ok
     }

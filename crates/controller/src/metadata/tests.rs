@@ -81,6 +81,11 @@ fn command() -> impl Strategy<Value = Command> {
             partition,
             partition_epoch
         }),
+        (0u8..3, 0u32..2, any::<bool>()).prop_map(|(t, partition, unclean)| Command::ElectLeader {
+            name: format!("r{t}"),
+            partition,
+            unclean
+        }),
         (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}") }),
         (0u8..3, 0u32..3, 1u64..5).prop_map(|(t, p, leader)| Command::AssignPartition {
             name: format!("t{t}"),
@@ -267,4 +272,52 @@ fn a_reassignment_adds_first_and_drops_the_old_replicas_once_the_new_are_in_sync
     assert_eq!(m.apply(&to(None)), Reply::Ok);
     let back = p(&m);
     assert_eq!((back.replicas, back.leader, back.adding), (vec![2, 3], 2, vec![]));
+}
+
+#[test]
+fn elections_on_request_prefer_the_first_replica_and_unclean_ones_are_explicit() {
+    let mut m = Metadata::default();
+    for id in 1..=3 {
+        m.apply(&register(id));
+    }
+    let mut t = topic(&[1]);
+    t.partitions = vec![PartitionAssignment::new(vec![1, 2, 3], 1)];
+    m.apply(&Command::CreateTopic { name: "t".into(), topic: t });
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    let elect = |unclean| Command::ElectLeader { name: "t".into(), partition: 0, unclean };
+    assert!(matches!(m.apply(&elect(false)), Reply::Rejected { reason: Rejection::ElectionNotNeeded, .. }));
+    // Node 1 fenced: node 2 leads; back and in sync, node 1 may lead again.
+    m.apply(&Command::FenceNode { id: 1 });
+    assert_eq!(p(&m).leader, 2);
+    m.apply(&Command::UnfenceNode { id: 1 });
+    assert!(matches!(m.apply(&elect(false)), Reply::Rejected { reason: Rejection::NoEligibleLeader, .. }));
+    let back = Command::AlterIsr {
+        name: "t".into(),
+        partition: 0,
+        leader: 2,
+        leader_epoch: 1,
+        partition_epoch: p(&m).partition_epoch,
+        isr: vec![2, 3, 1],
+    };
+    assert_eq!(m.apply(&back), Reply::Ok);
+    assert_eq!(m.apply(&elect(false)), Reply::Ok);
+    assert_eq!((p(&m).leader, p(&m).leader_epoch), (1, 2));
+    // Every in-sync replica gone but node 3, out of sync, serving: only an
+    // unclean election picks it, and it is then the only one in sync.
+    let shrink = Command::AlterIsr {
+        name: "t".into(),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 2,
+        partition_epoch: p(&m).partition_epoch,
+        isr: vec![1, 2],
+    };
+    assert_eq!(m.apply(&shrink), Reply::Ok);
+    m.apply(&Command::FenceNode { id: 1 });
+    m.apply(&Command::FenceNode { id: 2 });
+    assert_eq!(p(&m).leader, 2, "no clean candidate: the partition waits");
+    assert!(matches!(m.apply(&elect(false)), Reply::Rejected { .. }));
+    assert_eq!(m.apply(&elect(true)), Reply::Ok);
+    assert_eq!((p(&m).leader, p(&m).isr.clone()), (3, vec![3]));
+    assert!(matches!(m.apply(&elect(true)), Reply::Rejected { reason: Rejection::ElectionNotNeeded, .. }));
 }

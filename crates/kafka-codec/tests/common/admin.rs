@@ -8,6 +8,7 @@ use kafka_protocol::messages::create_topics_request::{
 };
 use kafka_protocol::messages::delete_topics_request::{DeleteTopicState, DeleteTopicsRequest};
 use kafka_protocol::messages::describe_configs_request::{DescribeConfigsRequest, DescribeConfigsResource};
+use kafka_protocol::messages::elect_leaders_request::{ElectLeadersRequest, TopicPartitions};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
@@ -195,5 +196,25 @@ pub(super) fn list_partition_reassignments(g: &mut Gen) -> ListPartitionReassign
         })
     });
     r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+pub(super) fn elect_leaders(v: i16, g: &mut Gen) -> ElectLeadersRequest {
+    let flex = v >= 2;
+    let mut r = ElectLeadersRequest::default();
+    if v >= 1 {
+        r.election_type = g.i8();
+    }
+    r.topic_partitions = g.opt(|g| {
+        g.vec(|g| {
+            let mut t = TopicPartitions::default();
+            t.topic = g.topic();
+            t.partitions = g.vec(Gen::i32);
+            t.unknown_tagged_fields = g.tags(flex);
+            t
+        })
+    });
+    r.timeout_ms = g.i32();
+    r.unknown_tagged_fields = g.tags(flex);
     r
 }

@@ -190,6 +190,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
             ApiKey::ConsumerGroupDescribe => K::ConsumerGroupDescribe(Default::default()),
             ApiKey::AlterPartitionReassignments => K::AlterPartitionReassignments(Default::default()),
             ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(Default::default()),
+            ApiKey::ElectLeaders => K::ElectLeaders(Default::default()),
             ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(Default::default()),
             other => panic!("no builder for {other:?}"),
         };
@@ -227,6 +228,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
         }
         ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(admin::list_partition_reassignments(g)),
         ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(data::offset_for_leader_epoch(v, g)),
+        ApiKey::ElectLeaders => K::ElectLeaders(admin::elect_leaders(v, g)),
         other => panic!("no builder for {other:?}"),
     }
 }

@@ -89,6 +89,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         RequestKind::AlterPartitionReassignments(r) => {
             ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, r).await)
         }
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(reassignments::elect(ctx, r).await),
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(reassignments::list(ctx, r))
         }

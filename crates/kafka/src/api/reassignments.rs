@@ -1,18 +1,21 @@
 //! AlterPartitionReassignments and ListPartitionReassignments (KIP-455):
 //! partitions move to new replicas while they keep serving; the controller
 //! quorum completes each move once the new replicas are in sync.
+//! ElectLeaders (KIP-460): preferred or (asked for explicitly) unclean
+//! leader elections.
 
 use fjord_broker::TopicPartition;
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use fjord_kafka_codec::kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use fjord_kafka_codec::kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use fjord_kafka_codec::kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId, ElectLeadersRequest,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 
 use super::{RequestContext, sb};
@@ -99,4 +102,47 @@ pub(crate) fn list(
         }
     }
     ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
+
+/// ElectionType 0: preferred; 1: unclean.
+const PREFERRED: i8 = 0;
+const UNCLEAN: i8 = 1;
+
+pub(crate) async fn elect(ctx: &RequestContext<'_>, req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let broker = &ctx.gw.broker;
+    // v0 has no type: preferred.
+    let kind = if ctx.version() >= 1 { req.election_type } else { PREFERRED };
+    if kind != PREFERRED && kind != UNCLEAN {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_replica_election_results(Vec::new());
+    }
+    // Null: every partition of every topic (Kafka's "all").
+    let wanted: Vec<(TopicName, Vec<i32>)> = match req.topic_partitions {
+        Some(ts) => ts.into_iter().map(|t| (t.topic, t.partitions)).collect(),
+        None => broker
+            .topics()
+            .into_iter()
+            .filter(|t| !t.record().internal)
+            .map(|t| (TopicName(sb(t.name())), (0..t.partitions().len() as i32).collect()))
+            .collect(),
+    };
+    let mut results = Vec::with_capacity(wanted.len());
+    for (topic, parts) in wanted {
+        let mut partition_result = Vec::with_capacity(parts.len());
+        for p in parts {
+            let r = PartitionResult::default().with_partition_id(p);
+            let Ok(index) = u32::try_from(p) else {
+                partition_result.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let tp = TopicPartition::new(topic.as_str(), index);
+            partition_result.push(match broker.elect_leader(&tp, kind == UNCLEAN).await {
+                Ok(()) => r,
+                Err(e) => r.with_error_code(errors::code(&e)).with_error_message(Some(sb(e.to_string()))),
+            });
+        }
+        results.push(ReplicaElectionResult::default().with_topic(topic).with_partition_result(partition_result));
+    }
+    ElectLeadersResponse::default().with_replica_election_results(results)
 }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::create_topics_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{BrokerId, TopicName};
@@ -203,3 +204,18 @@ static LIST_REASSIGNMENTS_TOPIC: Ty = structure(
     "ListPartitionReassignmentsTopics",
     &[field("Name", "0+", Ty::String), field("PartitionIndexes", "0+", array::<i32>(&INT32))],
 );
+
+/// `ElectLeadersRequest.json`. v1 adds `ElectionType`.
+pub(crate) static ELECT_LEADERS: Message = message(
+    "ElectLeadersRequest",
+    "0-2",
+    "2+",
+    &[
+        field("ElectionType", "1+", Ty::Int8),
+        field("TopicPartitions", "0+", array::<TopicPartitions>(&ELECT_TOPIC_PARTITIONS)).nullable("0+"),
+        field("TimeoutMs", "0+", Ty::Int32),
+    ],
+);
+
+static ELECT_TOPIC_PARTITIONS: Ty =
+    structure("TopicPartitions", &[field("Topic", "0+", Ty::String), field("Partitions", "0+", array::<i32>(&INT32))]);

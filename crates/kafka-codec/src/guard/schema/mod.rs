@@ -260,6 +260,7 @@ pub(crate) fn request(api: ApiKey) -> Option<&'static Message> {
         ApiKey::ConsumerGroupDescribe => &groups::CONSUMER_GROUP_DESCRIBE,
         ApiKey::CreateTopics => &admin::CREATE_TOPICS,
         ApiKey::AlterPartitionReassignments => &admin::ALTER_PARTITION_REASSIGNMENTS,
+        ApiKey::ElectLeaders => &admin::ELECT_LEADERS,
         ApiKey::ListPartitionReassignments => &admin::LIST_PARTITION_REASSIGNMENTS,
         ApiKey::DeleteTopics => &admin::DELETE_TOPICS,
         ApiKey::DescribeConfigs => &admin::DESCRIBE_CONFIGS,
