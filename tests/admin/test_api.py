@@ -24,8 +24,11 @@ def test_health_and_cluster(api, fjord):
     status, h = api.get("/api/v1/cluster/health")
     checks = {c["name"]: c["ok"] for c in h["checks"]}
     assert status == 200 and checks["ready"] and checks["storage_writable"], h
-    assert set(checks) == {"ready", "storage_writable", "disk_space", "logs_writable", "topics_online"}
+    assert set(checks) == {
+        "ready", "storage_writable", "disk_space", "logs_writable", "topics_online", "partitions_replicated",
+    }
     assert checks["logs_writable"] and checks["topics_online"], "nothing poisoned or offline: %s" % h
+    assert checks["partitions_replicated"], "a single node leads every partition: %s" % h
     assert h["status"] == ("ok" if all(checks.values()) else "degraded")
 
 

@@ -123,6 +123,9 @@ pub(crate) struct KafkaArgs {
     /// Partitions per topic.
     #[arg(long, default_value_t = 8)]
     pub(crate) partitions: u32,
+    /// Replicas per partition (a cluster's nodes; 1 on a single node).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..))]
+    pub(crate) replication_factor: i16,
     /// Topic names are `<prefix>-<unix time>-<n>`.
     #[arg(long, default_value = "fjord-bench")]
     pub(crate) topic_prefix: String,
@@ -403,9 +406,15 @@ pub(crate) fn run(args: KafkaArgs) -> Result<()> {
 async fn run_async(args: KafkaArgs) -> Result<()> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let topics: Vec<String> = (0..args.topics).map(|i| format!("{}-{stamp}-{i}", args.topic_prefix)).collect();
-    wire::create_topics(&args.bootstrap, &topics, args.partitions, &args.topic_config, false)
-        .await
-        .context("creating the benchmark topics")?;
+    wire::create_topics(
+        &args.bootstrap,
+        &topics,
+        (args.partitions, args.replication_factor),
+        &args.topic_config,
+        false,
+    )
+    .await
+    .context("creating the benchmark topics")?;
     let run = Arc::new(Run { args, topics });
     let result = drive(&run).await;
     if !run.args.keep_topics

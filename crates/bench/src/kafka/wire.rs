@@ -109,12 +109,13 @@ async fn call<Req: Encodable, Resp: Decodable>(addr: &str, api: ApiKey, version:
     Ok(resp)
 }
 
-/// Creates `topics` with `partitions` partitions each and the given topic
-/// configs. An existing topic is an error unless `allow_existing`.
+/// Creates `topics` with `partitions` partitions of `replicas` replicas
+/// each and the given topic configs. An existing topic is an error unless
+/// `allow_existing`.
 pub(crate) async fn create_topics(
     addr: &str,
     topics: &[String],
-    partitions: u32,
+    (partitions, replicas): (u32, i16),
     configs: &[(String, String)],
     allow_existing: bool,
 ) -> Result<()> {
@@ -125,7 +126,7 @@ pub(crate) async fn create_topics(
                 CreatableTopic::default()
                     .with_name(topic_name(t))
                     .with_num_partitions(partitions as i32)
-                    .with_replication_factor(1)
+                    .with_replication_factor(replicas)
                     .with_configs(
                         configs
                             .iter()
