@@ -201,32 +201,28 @@ fn broker_state(s: &AdminState, groups: Vec<(String, Vec<crate::groups::OffsetVi
         // Each follower of a partition led here: how far behind the log
         // end it is, and for how long it has not been at it.
         let now = tokio::time::Instant::now();
-        let led: Vec<_> = parts.iter().filter(|p| b.leadership(p.id()) == fjord_broker::Leadership::Local).collect();
-        f.header("fjord_follower_lag_messages", "gauge", "Records a follower lacks of its leader's log.");
-        for p in &led {
-            let (_, followers) = p.followers();
-            for (node, fp) in followers {
-                let (id, part, node) = (p.id(), p.id().partition.to_string(), node.to_string());
-                let lag = p.log_end_offset().saturating_sub(fp.log_end) as f64;
-                f.sample(
-                    "fjord_follower_lag_messages",
-                    &[("topic", &id.topic), ("partition", &part), ("follower", &node)],
-                    lag,
-                );
-            }
-        }
-        f.header("fjord_follower_lag_seconds", "gauge", "Seconds since a follower was last at its leader's log end.");
-        for p in &led {
+        let led = parts.iter().filter(|p| b.leadership(p.id()) == fjord_broker::Leadership::Local);
+        // (topic, partition, follower, records behind, seconds behind)
+        let mut lags: Vec<(String, String, String, f64, f64)> = Vec::new();
+        for p in led {
             let (since, followers) = p.followers();
             for (node, fp) in followers {
-                let (id, part, node) = (p.id(), p.id().partition.to_string(), node.to_string());
+                let behind = p.log_end_offset().saturating_sub(fp.log_end) as f64;
                 let secs = now.duration_since(fp.caught_up_at.unwrap_or(since)).as_secs_f64();
-                f.sample(
-                    "fjord_follower_lag_seconds",
-                    &[("topic", &id.topic), ("partition", &part), ("follower", &node)],
-                    secs,
-                );
+                lags.push((p.id().topic.to_string(), p.id().partition.to_string(), node.to_string(), behind, secs));
             }
+        }
+        f.header("fjord_follower_lag_messages", "gauge", "Records a follower lacks of its leader's log.");
+        for (topic, part, node, behind, _) in &lags {
+            f.sample(
+                "fjord_follower_lag_messages",
+                &[("topic", topic), ("partition", part), ("follower", node)],
+                *behind,
+            );
+        }
+        f.header("fjord_follower_lag_seconds", "gauge", "Seconds since a follower was last at its leader's log end.");
+        for (topic, part, node, _, secs) in &lags {
+            f.sample("fjord_follower_lag_seconds", &[("topic", topic), ("partition", part), ("follower", node)], *secs);
         }
         f.header("fjord_consumer_group_partition_lag", "gauge", "Messages not yet consumed, per partition.");
         for (g, offsets) in &groups {

@@ -34,11 +34,16 @@ impl ClusterAuthority {
     /// Proposes a change of topic `name` and waits until this node's
     /// broker reflects it.
     async fn change(&self, name: &str, cmd: Command) -> Result<(), BrokerError> {
+        self.change_with(cmd, |e| to_broker(name, e)).await
+    }
+
+    /// [`ClusterAuthority::change`] with the command's own rejections
+    /// mapped by `fail`.
+    async fn change_with(&self, cmd: Command, fail: impl Fn(ClusterError) -> BrokerError) -> Result<(), BrokerError> {
         let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-        let fail = |e| to_broker(name, e);
-        let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(fail)?;
-        node.await_reconciled(index, deadline).await.map_err(fail)
+        let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(&fail)?;
+        node.await_reconciled(index, deadline).await.map_err(&fail)
     }
 }
 
@@ -190,33 +195,27 @@ impl MetadataAuthority for ClusterAuthority {
                 }
             };
             let cmd = Command::ReassignPartition { name: tp.topic.to_string(), partition: tp.partition, target };
-            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-            let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(|e| reassign_error(tp, e))?;
-            node.await_reconciled(index, deadline).await.map_err(|e| reassign_error(tp, e))
+            self.change_with(cmd, |e| reassign_error(tp, e)).await
         })
     }
 
     fn decommission_node(&self, id: i32) -> BoxFuture<'_, fjord_broker::Result<()>> {
         Box::pin(async move {
-            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
             let id = u64::try_from(id).map_err(|_| BrokerError::InvalidRequest(format!("{id} is not a node id")))?;
-            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-            let index = node.propose(Command::DecommissionNode { id }, CHANGE_TIMEOUT).await.map_err(|e| match e {
+            self.change_with(Command::DecommissionNode { id }, |e| match e {
                 ClusterError::Rejected { reason: Rejection::UnknownNode, message } => {
                     BrokerError::InvalidRequest(message)
                 }
                 other => to_broker(&format!("node {id}"), other),
-            })?;
-            node.await_reconciled(index, deadline).await.map_err(|e| to_broker(&format!("node {id}"), e))
+            })
+            .await
         })
     }
 
     fn elect_leader<'a>(&'a self, tp: &'a TopicPartition, unclean: bool) -> BoxFuture<'a, fjord_broker::Result<()>> {
         Box::pin(async move {
-            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
             let cmd = Command::ElectLeader { name: tp.topic.to_string(), partition: tp.partition, unclean };
-            let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-            let index = node.propose(cmd, CHANGE_TIMEOUT).await.map_err(|e| match e {
+            self.change_with(cmd, |e| match e {
                 ClusterError::Rejected { reason: Rejection::ElectionNotNeeded, .. } => {
                     BrokerError::ElectionNotNeeded(tp.to_string())
                 }
@@ -224,8 +223,8 @@ impl MetadataAuthority for ClusterAuthority {
                     BrokerError::NoEligibleLeader { tp: tp.to_string(), reason: message, preferred: !unclean }
                 }
                 other => to_broker(&tp.topic, other),
-            })?;
-            node.await_reconciled(index, deadline).await.map_err(|e| to_broker(&tp.topic, e))
+            })
+            .await
         })
     }
 

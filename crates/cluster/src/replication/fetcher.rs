@@ -187,36 +187,21 @@ pub(super) async fn apply(tp: &TopicPartition, p: &Arc<Partition>, answer: Fetch
             let ours = p.end_offset_for_epoch(epoch).filter(|(e, _)| *e == epoch).map_or(end, |(_, o)| o);
             let cut = end.min(ours);
             let part = p.clone();
-            let tp = tp.clone();
-            match tokio::task::spawn_blocking(move || part.truncate_to(cut)).await {
-                Ok(Ok(new_end)) => {
+            match on_log(tp, "cut a diverged tail", move || part.truncate_to(cut)).await {
+                Some(new_end) => {
                     tracing::info!(partition = %tp, cut, new_end, "cut a tail that diverged from the leader's");
                     Applied::Nothing
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(partition = %tp, error = %e, "could not cut a diverged tail");
-                    Applied::Wait
-                }
-                Err(e) => {
-                    tracing::warn!(partition = %tp, error = %e, "cutting a diverged tail panicked");
-                    Applied::Wait
-                }
+                None => Applied::Wait,
             }
         }
         FetchStatus::OffsetOutOfRange if p.log_end_offset() < answer.log_start => {
             // Everything here is below what the leader keeps: start over
             // where its log begins.
             let (part, start) = (p.clone(), answer.log_start);
-            match tokio::task::spawn_blocking(move || part.reset_replica(start)).await {
-                Ok(Ok(())) => Applied::Nothing,
-                Ok(Err(e)) => {
-                    tracing::warn!(partition = %tp, error = %e, "could not start the log at the leader's log start");
-                    Applied::Wait
-                }
-                Err(e) => {
-                    tracing::warn!(partition = %tp, error = %e, "resetting the log panicked");
-                    Applied::Wait
-                }
+            match on_log(tp, "start the log at the leader's log start", move || part.reset_replica(start)).await {
+                Some(()) => Applied::Nothing,
+                None => Applied::Wait,
             }
         }
         FetchStatus::OffsetOutOfRange => {
@@ -226,6 +211,26 @@ pub(super) async fn apply(tp: &TopicPartition, p: &Arc<Partition>, answer: Fetch
         }
         // Newer metadata will tell: fenced, not the leader, unknown here.
         _ => Applied::Wait,
+    }
+}
+
+/// Runs blocking file work `f` on a partition's log off the async workers;
+/// `None` (after a warning naming `what`) when it failed or panicked.
+async fn on_log<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    tp: &TopicPartition,
+    what: &str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::warn!(partition = %tp, error = %e, "could not {what}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "trying to {what} panicked");
+            None
+        }
     }
 }
 

@@ -146,7 +146,8 @@ impl Metadata {
         Reply::Ok
     }
 
-    fn serving_nodes(&self) -> Vec<NodeId> {
+    /// Nodes that may lead (registered and not fenced or leaving).
+    pub(super) fn serving_nodes(&self) -> Vec<NodeId> {
         self.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect()
     }
 }

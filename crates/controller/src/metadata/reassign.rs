@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Metadata, NodeState, Rejection, Reply, rejected};
+use super::{Metadata, Rejection, Reply, rejected};
 use crate::NodeId;
 
 impl Metadata {
@@ -68,7 +68,7 @@ impl Metadata {
     }
 
     pub(super) fn complete_reassignment(&mut self, name: &str, partition: u32, partition_epoch: i32) -> Reply {
-        let serving: Vec<NodeId> = self.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect();
+        let serving = self.serving_nodes();
         let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition as usize)) else {
             return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
         };
