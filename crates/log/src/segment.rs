@@ -220,7 +220,11 @@ impl Segment {
     /// incomplete or invalid batch.
     fn rebuild(&self, index_interval: u32, keys: &KeyIndexConfig) -> Result<ScanOutcome> {
         let file_len = self.file.metadata().map_err(|e| LogError::io("stat segment", &self.log_path, e))?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, &*self.file);
+        // Positioned reads from byte 0: the file's shared cursor is wherever
+        // an earlier scan of this segment left it (a truncation rescans the
+        // segment while it is open), and reading from there would take the
+        // tail of the file for its head and cut the segment short.
+        let mut reader = BufReader::with_capacity(1 << 20, ReadAt { file: &self.file, pos: 0 });
         {
             let mut m = self.meta.write();
             *m = Self::new_meta(self.base_offset, keys.enabled);
@@ -431,6 +435,21 @@ impl Segment {
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
+/// Sequential reads of a file through positioned reads (`pread`), which
+/// never touch the file's shared cursor.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {

@@ -465,6 +465,32 @@ fn truncate_to_cuts_at_batch_boundaries_and_forgets_later_epochs() {
 }
 
 #[test]
+fn truncating_a_segment_scanned_at_open_keeps_everything_before_the_cut() {
+    // Found by fjord-chaos: the rescan after a truncation read through the
+    // file's shared cursor, which the scan at open had left at the end, so
+    // it took the tail for the head and cut the segment to a fraction.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || LogConfig { segment_bytes: 1 << 20, ..small_config() };
+    let (log, _) = open(dir.path(), cfg());
+    let mut expect = fill(&log, 20);
+    drop(log); // no clean close: the next open scans the segment
+    let (log, _) = open(dir.path(), cfg());
+    for (i, v) in ["x", "y", "z"].iter().enumerate() {
+        let info = log.append(batch(&[v], T0), AppendOrigin::Leader { epoch: 1 + i as i32 }).unwrap();
+        expect.push((info.base_offset, v.to_string()));
+    }
+    let end = log.log_end_offset();
+    assert_eq!(log.truncate_to(end - 1).unwrap(), end - 1);
+    expect.pop();
+    assert_eq!(values(&log, 0), expect);
+    assert_eq!(log.append(batch(&["w"], T0), AppendOrigin::Leader { epoch: 4 }).unwrap().base_offset, end - 1);
+    expect.push((end - 1, "w".into()));
+    drop(log);
+    let (log, _) = open(dir.path(), cfg());
+    assert_eq!(values(&log, 0), expect);
+}
+
+#[test]
 fn replica_appends_keep_leader_offsets_and_reject_overlaps() {
     let dir = tempfile::tempdir().unwrap();
     let (leader_log, _) = open(&dir.path().join("leader"), small_config());
