@@ -1,0 +1,410 @@
+//! The checks: pure functions from a history, the final committed log as a
+//! fresh client reads it, and every replica's log as its files hold it, to
+//! counts of violations (each must be 0) with an example of each.
+//!
+//! Values are `"<producer>:<seq>"`, unique per run; a producer writes its
+//! sequence numbers in increasing order, so within a partition they must
+//! appear in increasing order too (idempotent producers keep order across
+//! retries).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::history::{Entry, Event};
+
+/// A partition's records: (offset, value) in log order.
+pub(crate) type Log = Vec<(i64, String)>;
+
+/// Everything the checks look at.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    /// The history of the run.
+    pub(crate) history: Vec<Entry>,
+    /// Per partition, the committed log as a fresh consumer read it after
+    /// the faults were repaired (up to the high watermark).
+    pub(crate) committed: BTreeMap<i32, Log>,
+    /// Partitions the final read could not read to their high watermark
+    /// (reported as errors): what is missing there is not counted as lost.
+    pub(crate) incomplete: std::collections::BTreeSet<i32>,
+    /// Per partition, per node id, the records in that replica's files
+    /// after a clean stop.
+    pub(crate) replicas: BTreeMap<i32, BTreeMap<i32, Log>>,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finding {
+    /// What is counted.
+    pub(crate) check: &'static str,
+    /// How many violations (0 passes).
+    pub(crate) count: u64,
+    /// The first violation, described.
+    pub(crate) example: Option<String>,
+    /// Values involved in the example (for the minimal history).
+    pub(crate) values: Vec<String>,
+}
+
+/// Counts of what happened, for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Values handed to producers.
+    pub(crate) sent: u64,
+    /// Values acknowledged.
+    pub(crate) acked: u64,
+    /// Values the clients gave up on.
+    pub(crate) failed: u64,
+    /// Records read by the group consumers (re-reads included).
+    pub(crate) read: u64,
+    /// Records in the final committed logs.
+    pub(crate) committed: u64,
+    /// Faults injected.
+    pub(crate) faults: u64,
+    /// The longest time (ms) between two acknowledgements while the
+    /// workload ran: how long the faults stopped the producers.
+    pub(crate) longest_ack_gap_ms: u64,
+}
+
+struct Counter {
+    check: &'static str,
+    count: u64,
+    example: Option<String>,
+    values: Vec<String>,
+}
+
+impl Counter {
+    fn new(check: &'static str) -> Self {
+        Counter { check, count: 0, example: None, values: Vec::new() }
+    }
+
+    fn hit(&mut self, example: impl FnOnce() -> String, values: &[&str]) {
+        self.count += 1;
+        if self.example.is_none() {
+            self.example = Some(example());
+            self.values = values.iter().map(|v| v.to_string()).collect();
+        }
+    }
+
+    fn done(self) -> Finding {
+        Finding { check: self.check, count: self.count, example: self.example, values: self.values }
+    }
+}
+
+fn split_value(v: &str) -> Option<(&str, u64)> {
+    let (producer, seq) = v.rsplit_once(':')?;
+    Some((producer, seq.parse().ok()?))
+}
+
+/// What happened, counted.
+pub(crate) fn totals(o: &Observed) -> Totals {
+    let mut t = Totals::default();
+    let mut last_ack = None;
+    for e in &o.history {
+        match e.event {
+            Event::Send { .. } => t.sent += 1,
+            Event::Ack { .. } => {
+                t.acked += 1;
+                if let Some(prev) = last_ack {
+                    t.longest_ack_gap_ms = t.longest_ack_gap_ms.max(e.at.saturating_sub(prev));
+                }
+                last_ack = Some(e.at);
+            }
+            Event::Fail { .. } => t.failed += 1,
+            Event::Read { .. } => t.read += 1,
+            Event::Fault { .. } => t.faults += 1,
+            _ => {}
+        }
+    }
+    t.committed = o.committed.values().map(|l| l.len() as u64).sum();
+    t
+}
+
+/// Runs every check.
+pub(crate) fn check(o: &Observed) -> Vec<Finding> {
+    // Where each value ended up in the committed logs.
+    let mut at: HashMap<&str, Vec<(i32, i64)>> = HashMap::new();
+    let mut by_offset: HashMap<(i32, i64), &str> = HashMap::new();
+    for (&p, log) in &o.committed {
+        for (off, v) in log {
+            at.entry(v.as_str()).or_default().push((p, *off));
+            by_offset.insert((p, *off), v.as_str());
+        }
+    }
+
+    let mut lost = Counter::new("acknowledged writes lost");
+    let mut moved = Counter::new("acknowledged offset holds another record");
+    for e in &o.history {
+        let Event::Ack { value, partition, offset } = &e.event else { continue };
+        if o.incomplete.contains(partition) {
+            continue;
+        }
+        match at.get(value.as_str()) {
+            None => lost.hit(|| format!("{value} acked at {partition}@{offset}, not in the committed log"), &[value]),
+            Some(places) if !places.contains(&(*partition, *offset)) => moved.hit(
+                || format!("{value} acked at {partition}@{offset}, found at {places:?}"),
+                &[value, by_offset.get(&(*partition, *offset)).copied().unwrap_or("")],
+            ),
+            Some(_) => {}
+        }
+    }
+
+    let mut dups = Counter::new("duplicates (idempotent producers)");
+    for (v, places) in &at {
+        if places.len() > 1 {
+            dups.hit(|| format!("{v} written {} times: {places:?}", places.len()), &[v]);
+        }
+    }
+
+    let mut reordered = Counter::new("reordered within a partition");
+    let mut monotonic = Counter::new("non-monotonic offsets");
+    for (&p, log) in &o.committed {
+        let mut last_seq: HashMap<&str, (u64, &str)> = HashMap::new();
+        let mut last_off: Option<i64> = None;
+        for (off, v) in log {
+            if let Some(prev) = last_off
+                && *off <= prev
+            {
+                monotonic.hit(|| format!("partition {p}: offset {off} after {prev}"), &[v]);
+            }
+            last_off = Some(*off);
+            let Some((producer, seq)) = split_value(v) else { continue };
+            if let Some(&(prev, prev_v)) = last_seq.get(producer)
+                && seq <= prev
+            {
+                reordered.hit(|| format!("partition {p}: {v} at {off} after {prev_v}"), &[v, prev_v]);
+            }
+            last_seq.insert(producer, (seq, v));
+        }
+    }
+
+    let mut uncommitted = Counter::new("reads of records not in the committed log");
+    for e in &o.history {
+        let Event::Read { consumer, partition, offset, value } = &e.event else { continue };
+        if o.incomplete.contains(partition) && !by_offset.contains_key(&(*partition, *offset)) {
+            continue;
+        }
+        match by_offset.get(&(*partition, *offset)) {
+            Some(v) if *v == value => {}
+            found => uncommitted.hit(
+                || format!("consumer {consumer} read {value} at {partition}@{offset}; committed log has {found:?}"),
+                &[value],
+            ),
+        }
+    }
+
+    let divergent = check_replicas(o);
+    let back = check_commits(&o.history);
+    vec![
+        lost.done(),
+        moved.done(),
+        dups.done(),
+        reordered.done(),
+        monotonic.done(),
+        uncommitted.done(),
+        divergent,
+        back,
+    ]
+}
+
+/// Every replica holds every committed record, and replicas agree on every
+/// offset they both hold (beyond the high watermark too: a diverged tail
+/// left behind after the faults were repaired is a divergence).
+fn check_replicas(o: &Observed) -> Finding {
+    let mut c = Counter::new("divergent replicas");
+    for (&p, replicas) in &o.replicas {
+        let committed = o.committed.get(&p).map(Vec::as_slice).unwrap_or_default();
+        let mut union: BTreeMap<i64, (&str, i32)> = BTreeMap::new();
+        for (&node, log) in replicas {
+            let held: HashMap<i64, &str> = log.iter().map(|(o, v)| (*o, v.as_str())).collect();
+            for (off, v) in committed {
+                match held.get(off) {
+                    Some(h) if *h == v => {}
+                    h => c.hit(
+                        || format!("partition {p} node {node}: committed {v} at {off}, replica holds {h:?}"),
+                        &[v],
+                    ),
+                }
+            }
+            for (off, v) in log {
+                match union.get(off) {
+                    Some((other, other_node)) if other != v => c.hit(
+                        || {
+                            format!(
+                                "partition {p} offset {off}: node {other_node} holds {other}, node {node} holds {v}"
+                            )
+                        },
+                        &[v, other],
+                    ),
+                    Some(_) => {}
+                    None => {
+                        union.insert(*off, (v, node));
+                    }
+                }
+            }
+        }
+    }
+    c.done()
+}
+
+/// A group's committed offset never moves back: each OffsetFetch returns
+/// at least what any earlier one returned, and at least every commit
+/// acknowledged before it was asked.
+fn check_commits(history: &[Entry]) -> Finding {
+    let mut c = Counter::new("committed offsets moved back");
+    let mut acked: HashMap<i32, (i64, u64)> = HashMap::new();
+    let mut seen: HashMap<i32, (i64, u64)> = HashMap::new();
+    for e in history {
+        match e.event {
+            Event::Commit { partition, offset, .. } => {
+                let best = acked.entry(partition).or_insert((offset, e.at));
+                if offset > best.0 {
+                    *best = (offset, e.at);
+                }
+            }
+            Event::Committed { asked, partition, offset } => {
+                if let Some(&(prev, when)) = seen.get(&partition)
+                    && offset < prev
+                {
+                    c.hit(
+                        || format!("partition {partition}: committed {offset} at {}ms after {prev} at {when}ms", e.at),
+                        &[],
+                    );
+                }
+                if let Some(&(best, when)) = acked.get(&partition)
+                    && when <= asked
+                    && offset < best
+                {
+                    c.hit(|| format!("partition {partition}: committed {offset} asked at {asked}ms, but {best} was acknowledged at {when}ms"), &[]);
+                }
+                let s = seen.entry(partition).or_insert((offset, e.at));
+                if offset >= s.0 {
+                    *s = (offset, e.at);
+                }
+            }
+            _ => {}
+        }
+    }
+    c.done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(at: u64, event: Event) -> Entry {
+        Entry { at, event }
+    }
+
+    fn ack(v: &str, p: i32, o: i64) -> Entry {
+        at(1, Event::Ack { value: v.into(), partition: p, offset: o })
+    }
+
+    fn log(items: &[(i64, &str)]) -> Log {
+        items.iter().map(|(o, v)| (*o, v.to_string())).collect()
+    }
+
+    fn count(findings: &[Finding], check: &str) -> u64 {
+        findings.iter().find(|f| f.check == check).map(|f| f.count).unwrap_or(u64::MAX)
+    }
+
+    fn healthy() -> Observed {
+        let l = log(&[(0, "a:0"), (1, "a:1"), (2, "b:0")]);
+        Observed {
+            history: vec![ack("a:0", 0, 0), ack("a:1", 0, 1), ack("b:0", 0, 2)],
+            committed: BTreeMap::from([(0, l.clone())]),
+            incomplete: Default::default(),
+            replicas: BTreeMap::from([(0, BTreeMap::from([(1, l.clone()), (2, l)]))]),
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes_every_check() {
+        let f = check(&healthy());
+        assert!(f.iter().all(|f| f.count == 0), "{f:?}");
+        assert_eq!(f.len(), 8);
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_is_found() {
+        let mut o = healthy();
+        o.history.push(ack("a:2", 0, 3));
+        let f = check(&o);
+        assert_eq!(count(&f, "acknowledged writes lost"), 1);
+        assert_eq!(f[0].values, vec!["a:2".to_string()]);
+    }
+
+    #[test]
+    fn an_acknowledged_offset_holding_another_record_is_found() {
+        let mut o = healthy();
+        o.history.push(ack("b:0", 0, 1));
+        assert_eq!(count(&check(&o), "acknowledged offset holds another record"), 1);
+    }
+
+    #[test]
+    fn duplicates_and_reordering_are_found() {
+        let mut o = healthy();
+        o.committed.insert(1, log(&[(0, "c:1"), (1, "c:0"), (2, "a:0")]));
+        let f = check(&o);
+        assert_eq!(count(&f, "duplicates (idempotent producers)"), 1);
+        assert_eq!(count(&f, "reordered within a partition"), 1);
+    }
+
+    #[test]
+    fn offsets_going_back_are_found() {
+        let mut o = healthy();
+        o.committed.insert(1, log(&[(5, "c:0"), (4, "c:1")]));
+        assert_eq!(count(&check(&o), "non-monotonic offsets"), 1);
+    }
+
+    #[test]
+    fn reading_a_record_that_was_later_truncated_is_found() {
+        let mut o = healthy();
+        o.history.push(at(2, Event::Read { consumer: 1, partition: 0, offset: 2, value: "z:9".into() }));
+        o.history.push(at(2, Event::Read { consumer: 1, partition: 0, offset: 1, value: "a:1".into() }));
+        assert_eq!(count(&check(&o), "reads of records not in the committed log"), 1);
+    }
+
+    #[test]
+    fn a_replica_missing_a_record_or_disagreeing_is_found() {
+        let mut o = healthy();
+        let replicas = o.replicas.get_mut(&0).unwrap();
+        replicas.insert(3, log(&[(0, "a:0"), (1, "a:1")]));
+        assert_eq!(count(&check(&o), "divergent replicas"), 1);
+        let mut o = healthy();
+        // Beyond the committed log, two replicas disagree on offset 3.
+        let replicas = o.replicas.get_mut(&0).unwrap();
+        replicas.get_mut(&1).unwrap().push((3, "x:0".into()));
+        replicas.get_mut(&2).unwrap().push((3, "y:0".into()));
+        assert_eq!(count(&check(&o), "divergent replicas"), 1);
+        // A tail one replica has and the other does not yet is no divergence.
+        let mut o = healthy();
+        o.replicas.get_mut(&0).unwrap().get_mut(&1).unwrap().push((3, "x:0".into()));
+        assert_eq!(count(&check(&o), "divergent replicas"), 0);
+    }
+
+    #[test]
+    fn committed_offsets_moving_back_are_found() {
+        let mut o = healthy();
+        o.history.extend([
+            at(10, Event::Commit { consumer: 1, partition: 0, offset: 50 }),
+            at(20, Event::Committed { asked: 15, partition: 0, offset: 50 }),
+            at(30, Event::Committed { asked: 25, partition: 0, offset: 60 }),
+        ]);
+        assert_eq!(count(&check(&o), "committed offsets moved back"), 0);
+        o.history.push(at(40, Event::Committed { asked: 35, partition: 0, offset: 55 }));
+        assert_eq!(count(&check(&o), "committed offsets moved back"), 1);
+        // An acknowledged commit, then an OffsetFetch asked afterwards
+        // that does not see it.
+        let mut o = healthy();
+        o.history.extend([
+            at(10, Event::Commit { consumer: 1, partition: 0, offset: 50 }),
+            at(12, Event::Committed { asked: 11, partition: 0, offset: 40 }),
+        ]);
+        assert_eq!(count(&check(&o), "committed offsets moved back"), 1);
+        // Asked before the commit was acknowledged: either answer is fine.
+        let mut o = healthy();
+        o.history.extend([
+            at(10, Event::Commit { consumer: 1, partition: 0, offset: 50 }),
+            at(12, Event::Committed { asked: 9, partition: 0, offset: 40 }),
+        ]);
+        assert_eq!(count(&check(&o), "committed offsets moved back"), 0);
+    }
+}

@@ -1,0 +1,124 @@
+//! The history of a run: every operation the clients invoked and what came
+//! back, every fault and repair, with milliseconds since the start.
+//!
+//! Clients append from their threads under one mutex (a few thousand
+//! events per second at most); the checks read it once the run is over,
+//! and it is written as JSON lines next to the nodes' logs.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// A producer handed a value to its client.
+    Send { producer: String, value: String, partition: i32 },
+    /// The broker acknowledged the value at this offset (acks=all).
+    Ack { value: String, partition: i32, offset: i64 },
+    /// The client gave up on the value (it may or may not be written).
+    Fail { value: String, error: String },
+    /// A group consumer read the value.
+    Read { consumer: u32, partition: i32, offset: i64, value: String },
+    /// A group consumer's offset commit succeeded.
+    Commit { consumer: u32, partition: i32, offset: i64 },
+    /// The group's committed offset, as OffsetFetch returned it; the fetch
+    /// started at `asked` (ms).
+    Committed { asked: u64, partition: i32, offset: i64 },
+    /// A fault started.
+    Fault { what: String },
+    /// A fault was repaired.
+    Repair { what: String },
+    /// Anything else worth reading (a producer's fatal error, a restart).
+    Note { what: String },
+}
+
+impl Event {
+    /// The value this event is about, if any.
+    pub(crate) fn value(&self) -> Option<&str> {
+        match self {
+            Event::Send { value, .. }
+            | Event::Ack { value, .. }
+            | Event::Fail { value, .. }
+            | Event::Read { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// An event with its time, milliseconds since the run started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Entry {
+    /// Milliseconds since the start.
+    pub(crate) at: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub(crate) event: Event,
+}
+
+/// The shared, append-only history.
+#[derive(Debug)]
+pub(crate) struct History {
+    start: Instant,
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History { start: Instant::now(), entries: Mutex::new(Vec::new()) }
+    }
+}
+
+impl History {
+    /// Milliseconds since the start.
+    pub(crate) fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Appends an event at the current time.
+    pub(crate) fn push(&self, event: Event) {
+        let at = self.now();
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).push(Entry { at, event });
+    }
+
+    /// Appends several events at the current time under one lock.
+    pub(crate) fn extend(&self, events: impl IntoIterator<Item = Event>) {
+        let at = self.now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.extend(events.into_iter().map(|event| Entry { at, event }));
+    }
+
+    /// Everything so far.
+    pub(crate) fn snapshot(&self) -> Vec<Entry> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Writes entries as JSON lines.
+pub(crate) fn write_jsonl(path: &Path, entries: &[Entry]) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for e in entries {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The part of a history that explains a violation: every fault and
+/// repair, every note, and every event about the given values.
+pub(crate) fn minimal(entries: &[Entry], values: &[String]) -> Vec<Entry> {
+    entries
+        .iter()
+        .filter(|e| match &e.event {
+            Event::Fault { .. } | Event::Repair { .. } | Event::Note { .. } => true,
+            ev => ev.value().is_some_and(|v| values.iter().any(|x| x == v)),
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,322 @@
+//! One seed's run: network, nodes, topic, workload, the seed's fault
+//! schedule, repair of everything, the final reads, the checks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::check::{self, Finding, Observed, Totals};
+use crate::cluster::Cluster;
+use crate::disk;
+use crate::history::{self, Event, History};
+use crate::net::Network;
+use crate::schedule::{self, Fault, Kind, Target};
+use crate::workload::{self, Workload};
+
+const TOPIC: &str = "chaos";
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The `fjord` binary.
+    pub(crate) fjord: PathBuf,
+    /// Where each seed's nodes, logs and history go.
+    pub(crate) out: PathBuf,
+    /// Nodes (3–5; every one a controller voter).
+    pub(crate) nodes: usize,
+    /// How long faults are injected.
+    pub(crate) duration: Duration,
+    /// Enabled fault kinds.
+    pub(crate) kinds: Vec<Kind>,
+    /// Partitions of the workload topic.
+    pub(crate) partitions: i32,
+    /// Producers.
+    pub(crate) producers: u32,
+    /// Messages per second per producer.
+    pub(crate) rate: u32,
+    /// Group consumers.
+    pub(crate) consumers: u32,
+    /// Subnet 10.213.`subnet`.0/24 for the namespaces.
+    pub(crate) subnet: u8,
+    /// Copy the workload topic's files before each repair.
+    pub(crate) snapshots: bool,
+}
+
+/// One seed's results.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The seed.
+    pub(crate) seed: u64,
+    /// What happened.
+    pub(crate) totals: Totals,
+    /// Each check.
+    pub(crate) findings: Vec<Finding>,
+    /// Failures outside the checks: the cluster did not recover, a node
+    /// did not stop cleanly, the final read failed.
+    pub(crate) errors: Vec<String>,
+    /// The seed's directory.
+    pub(crate) dir: PathBuf,
+}
+
+impl Outcome {
+    /// Whether every check passed and nothing else failed.
+    pub(crate) fn passed(&self) -> bool {
+        self.errors.is_empty() && self.findings.iter().all(|f| f.count == 0)
+    }
+}
+
+/// A fault in force, to be repaired.
+enum Applied {
+    Killed(usize),
+    Paused(usize),
+    Cut,
+    Nothing,
+}
+
+struct Run<'a> {
+    opts: &'a Options,
+    net: Network,
+    cluster: Cluster,
+    history: Arc<History>,
+    errors: Vec<String>,
+}
+
+/// Runs one seed.
+pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
+    let dir = opts.out.join(format!("seed-{seed}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let net = Network::create(opts.subnet, opts.nodes)?;
+    let cluster = Cluster::new(&net, opts.nodes, &opts.fjord, &dir)?;
+    let mut run = Run { opts, net, cluster, history: Arc::new(History::default()), errors: Vec::new() };
+    let result = run.go(seed);
+    // Whatever happened, no process or namespace outlives the seed.
+    let stop_errors = run.cluster.stop_all();
+    run.net.remove();
+    let (committed, replicas) = result?;
+    run.errors.extend(stop_errors);
+    let mut observed = Observed {
+        history: run.history.snapshot(),
+        committed: committed.logs,
+        incomplete: committed.incomplete.into_keys().collect(),
+        replicas: Default::default(),
+    };
+    for r in &replicas {
+        match disk::read_replica(&r.path) {
+            Ok(log) => {
+                observed.replicas.entry(r.partition).or_default().insert(r.node, log);
+            }
+            // A replica whose files do not parse holds nothing usable: a
+            // divergence the checks cannot even compare.
+            Err(e) => run.errors.push(format!("node {} partition {}: unreadable replica: {e:#}", r.node, r.partition)),
+        }
+    }
+    let findings = check::check(&observed);
+    let totals = check::totals(&observed);
+    history::write_jsonl(&dir.join("history.jsonl"), &observed.history)?;
+    let bad: Vec<String> = findings.iter().filter(|f| f.count > 0).flat_map(|f| f.values.clone()).collect();
+    if !bad.is_empty() {
+        history::write_jsonl(&dir.join("minimal-history.jsonl"), &history::minimal(&observed.history, &bad))?;
+    }
+    Ok(Outcome { seed, totals, findings, errors: run.errors, dir })
+}
+
+/// Where one replica of a partition keeps its files.
+struct Replica {
+    node: i32,
+    partition: i32,
+    path: PathBuf,
+}
+
+impl Run<'_> {
+    fn go(&mut self, seed: u64) -> Result<(workload::FinalRead, Vec<Replica>)> {
+        let o = self.opts;
+        for i in 0..o.nodes {
+            self.cluster.start(i)?;
+        }
+        for i in 0..o.nodes {
+            self.cluster.await_ready(i, Duration::from_secs(90))?;
+        }
+        let w = Workload {
+            bootstrap: self.cluster.bootstrap(),
+            topic: TOPIC.into(),
+            partitions: o.partitions,
+            replication: o.nodes.min(3) as i32,
+            producers: o.producers,
+            rate: o.rate,
+            consumers: o.consumers,
+        };
+        workload::create_topic(&w, Duration::from_secs(60))?;
+        self.cluster.await_healthy(TOPIC, Duration::from_secs(60))?;
+        let running = workload::start(&w, &self.history);
+
+        let end = Instant::now() + o.duration;
+        for step in schedule::plan(seed, o.nodes, o.partitions, &o.kinds, o.duration) {
+            if !sleep_until(Instant::now() + step.quiet, end) {
+                break;
+            }
+            let applied = self.apply(&step.fault)?;
+            sleep_until(Instant::now() + step.hold, end);
+            self.snapshot("before-repair");
+            self.repair(applied)?;
+        }
+        sleep_until(end, end);
+        // Everything repaired; the clients finish what they have in flight.
+        self.net.heal()?;
+        for i in 0..o.nodes {
+            if !self.cluster.running(i) {
+                self.restart(i)?;
+            } else if !self.cluster.serving(i) {
+                self.cluster.resume(i)?;
+            }
+        }
+        running.stop()?;
+        if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
+            self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));
+        }
+        let committed = match workload::read_committed(&w, Duration::from_secs(60)) {
+            Ok(r) => {
+                for (p, why) in &r.incomplete {
+                    self.errors.push(format!("final read of partition {p}: {why}"));
+                }
+                r
+            }
+            Err(e) => {
+                self.errors.push(format!("final read: {e:#}"));
+                Default::default()
+            }
+        };
+        let mut replicas = Vec::new();
+        for p in self.cluster.partitions(TOPIC).unwrap_or_default() {
+            for node in p.replicas {
+                if let Some(i) = self.cluster.index_of(node) {
+                    let partition = p.partition as i32;
+                    replicas.push(Replica { node, partition, path: self.cluster.partition_dir(i, TOPIC, partition) });
+                }
+            }
+        }
+        Ok((committed, replicas))
+    }
+
+    /// With `--snapshots`: a copy of every node's workload topic files,
+    /// for post-mortems of a failing seed.
+    fn snapshot(&self, label: &str) {
+        if !self.opts.snapshots {
+            return;
+        }
+        let at = self.history.now();
+        for i in 0..self.cluster.len() {
+            let from = self.cluster.partition_dir(i, TOPIC, 0);
+            let Some(topic) = from.parent() else { continue };
+            let to = self.opts.out.join(format!("snapshots/{at}-{label}/node-{}", i + 1));
+            if std::fs::create_dir_all(&to).is_ok() {
+                let _ = std::process::Command::new("cp").arg("-r").arg(topic).arg(&to).status();
+            }
+        }
+    }
+
+    fn resolve(&self, t: Target) -> usize {
+        let found = match t {
+            Target::Node(i) => Some(i),
+            Target::LeaderOf(p) => self.cluster.leader_of(TOPIC, p),
+            Target::Controller => self.cluster.controller_leader(),
+        };
+        // Nobody answered (all busy electing): the first node will do.
+        found.unwrap_or(0)
+    }
+
+    fn note(&self, what: String) {
+        self.history.push(Event::Note { what });
+    }
+
+    fn apply(&mut self, fault: &Fault) -> Result<Applied> {
+        let n = self.cluster.len();
+        let applied = match fault {
+            Fault::Kill(t) => {
+                let i = self.resolve(*t);
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                self.cluster.kill(i)?;
+                Applied::Killed(i)
+            }
+            Fault::Pause(t) => {
+                let i = self.resolve(*t);
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                self.cluster.pause(i)?;
+                Applied::Paused(i)
+            }
+            Fault::Isolate(t) => {
+                let i = self.resolve(*t);
+                self.cut(fault, n, Some(i))?;
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                Applied::Cut
+            }
+            Fault::Split(_) | Fault::Bridge(_) | Fault::OneWay(..) => {
+                self.cut(fault, n, None)?;
+                self.history.push(Event::Fault { what: format!("{fault}: cut {}", self.net.describe_cuts()) });
+                Applied::Cut
+            }
+            Fault::RollingRestart => {
+                self.history.push(Event::Fault { what: fault.to_string() });
+                for i in 0..n {
+                    if let Err(e) = self.cluster.stop(i, Duration::from_secs(30)) {
+                        self.errors.push(format!("rolling restart: {e:#}"));
+                    }
+                    self.restart(i)?;
+                    // The next node goes once this one is back in sync.
+                    if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(30)) {
+                        self.note(format!("rolling restart: node {} not back in sync: {e:#}", self.cluster.id_of(i)));
+                    }
+                }
+                Applied::Nothing
+            }
+        };
+        Ok(applied)
+    }
+
+    fn cut(&mut self, fault: &Fault, n: usize, isolated: Option<usize>) -> Result<()> {
+        for (a, b) in schedule::cut_pairs(fault, n, isolated) {
+            self.net.cut(a, b)?;
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, i: usize) -> Result<()> {
+        self.cluster.start(i)?;
+        self.cluster.await_ready(i, Duration::from_secs(60))?;
+        self.note(format!("node {} started", self.cluster.id_of(i)));
+        Ok(())
+    }
+
+    fn repair(&mut self, applied: Applied) -> Result<()> {
+        let what = match applied {
+            Applied::Killed(i) => {
+                self.restart(i)?;
+                format!("node {} restarted", self.cluster.id_of(i))
+            }
+            Applied::Paused(i) => {
+                self.cluster.resume(i)?;
+                format!("node {} resumed", self.cluster.id_of(i))
+            }
+            Applied::Cut => {
+                self.net.heal()?;
+                "network healed".into()
+            }
+            Applied::Nothing => return Ok(()),
+        };
+        self.history.push(Event::Repair { what });
+        Ok(())
+    }
+}
+
+/// Sleeps until `at` but not past `end`; false if `end` has passed.
+fn sleep_until(at: Instant, end: Instant) -> bool {
+    let until = at.min(end);
+    if let Some(d) = until.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+    Instant::now() < end
+}
