@@ -66,6 +66,8 @@ pub mod partition;
 mod partition_state;
 pub mod placement;
 pub mod produce;
+#[cfg(test)]
+mod produce_tests;
 pub mod producers;
 pub mod replica_partition;
 mod replicas;

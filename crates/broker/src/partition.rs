@@ -78,6 +78,13 @@ impl Partition {
         self.appends.append(data, AppendOrigin::Leader { epoch: self.leader_epoch() }).await
     }
 
+    /// The write that ended at `last_offset`, as of the log's current
+    /// generation: a batch recorded in the producer state (which is
+    /// forgotten whenever the log is cut) that a retry waits for.
+    pub(crate) fn written_at(&self, last_offset: u64) -> Written {
+        CommitPoint::written(self.commit.generation(), last_offset)
+    }
+
     /// Resolves once the high watermark covers a write; fails when it never
     /// will (the log failed before, or was cut after, the write).
     pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
@@ -108,6 +115,8 @@ impl Partition {
         self.commit.before_recovery();
         let outcome = self.log.recover();
         self.commit.after_cut();
+        // Batches the producer state recorded may be gone with the cut.
+        self.producers.reset();
         outcome
     }
 
@@ -120,6 +129,7 @@ impl Partition {
         self.commit.before_truncation(offset);
         let end = self.log.truncate_to(offset);
         self.commit.after_cut();
+        self.producers.reset();
         end
     }
 

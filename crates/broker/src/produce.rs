@@ -7,7 +7,10 @@ use crate::broker::Broker;
 use crate::error::{BrokerError, Result, blocking};
 use std::sync::Arc;
 
+use fjord_log::AppendInfo;
 use fjord_log::batch::BatchHeader;
+
+use crate::commit::Written;
 
 use crate::partition::{Partition, TopicPartition};
 use crate::producers::{BatchMeta, Check, Sequenced};
@@ -96,28 +99,58 @@ impl Broker {
             return Err(BrokerError::InvalidRequest("transactional batches are not supported yet".into()));
         }
         let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
+        // The batch is recorded in the producer's state as soon as it is in
+        // the log, before its commit: a retry of a batch still waiting for
+        // its commit (the client timed out, the wait failed, the request
+        // was dropped) is then a duplicate and waits for that same write,
+        // instead of being appended again. The lock covers check and write
+        // only, so the producer's next batches are written while this one
+        // waits (as Kafka pipelines up to five).
         let mut guard = entry.lock().await;
         let (known, state) = &mut *guard;
-        match state.check(*known, &sequenced)? {
-            Check::Duplicate(m) => Ok(ProduceResult {
-                base_offset: m.base_offset,
-                last_offset: m.last_offset,
-                log_append_time: m.log_append_time,
-                log_start_offset: partition.log().log_start_offset(),
-            }),
-            Check::Append => {
-                let r = self.append(&partition, data, acks).await?;
-                state.record(&sequenced, |f, l| BatchMeta::new(f, l, r.base_offset, r.last_offset, r.log_append_time));
-                *known = true;
-                Ok(r)
+        let (result, written, fresh) = match state.check(*known, &sequenced)? {
+            Check::Duplicate(m) => {
+                let result = ProduceResult {
+                    base_offset: m.base_offset,
+                    last_offset: m.last_offset,
+                    log_append_time: m.log_append_time,
+                    log_start_offset: partition.log().log_start_offset(),
+                };
+                (result, partition.written_at(m.last_offset), None)
             }
+            Check::Append => {
+                let (info, written) = Self::write(&partition, data).await?;
+                state.record(&sequenced, |f, l| {
+                    BatchMeta::new(f, l, info.base_offset, info.last_offset, info.log_append_time)
+                });
+                *known = true;
+                (Self::result_of(&partition, &info), written, Some(info))
+            }
+        };
+        drop(guard);
+        self.acknowledge(&partition, written, acks).await?;
+        if let Some(info) = fresh {
+            self.count_produced(&partition, &info);
         }
+        Ok(result)
     }
 
     async fn append(&self, partition: &Arc<Partition>, data: BytesMut, acks: Acks) -> Result<ProduceResult> {
+        let (info, written) = Self::write(partition, data).await?;
+        self.acknowledge(partition, written, acks).await?;
+        self.count_produced(partition, &info);
+        Ok(Self::result_of(partition, &info))
+    }
+
+    /// Writes `data` (offsets assigned); not yet committed.
+    async fn write(partition: &Arc<Partition>, data: BytesMut) -> Result<(AppendInfo, Written)> {
         let tp = partition.id();
-        let bytes = data.len() as u64;
-        let (info, written) = partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))?;
+        partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))
+    }
+
+    /// Waits until a write counts as acknowledged under `acks`.
+    async fn acknowledge(&self, partition: &Arc<Partition>, written: Written, acks: Acks) -> Result<()> {
+        let tp = partition.id();
         match acks {
             Acks::All => {
                 if let Err(e) = partition.committed(written).await {
@@ -128,21 +161,26 @@ impl Broker {
                 }
                 // Committed by fewer replicas than the topic requires (the
                 // in-sync set shrank while this write waited).
-                self.check_in_sync(tp, true)?;
+                self.check_in_sync(tp, true)
             }
-            Acks::Leader => {
-                partition.locally_durable(written).await.map_err(|e| BrokerError::log(tp.to_string(), e))?
-            }
+            Acks::Leader => partition.locally_durable(written).await.map_err(|e| BrokerError::log(tp.to_string(), e)),
         }
+    }
+
+    fn count_produced(&self, partition: &Partition, info: &AppendInfo) {
         let (records, now) = (info.last_offset + 1 - info.base_offset, self.clock.now_ms());
+        let bytes = info.bytes as u64;
         partition.traffic.produced(records, bytes, now);
         self.traffic.produced(records, bytes, now);
-        Ok(ProduceResult {
+    }
+
+    fn result_of(partition: &Partition, info: &AppendInfo) -> ProduceResult {
+        ProduceResult {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             log_append_time: info.log_append_time,
             log_start_offset: partition.log().log_start_offset(),
-        })
+        }
     }
 
     /// Refuses an `acks=all` write to a partition with fewer in-sync
