@@ -54,6 +54,11 @@ pub struct ClusterMetadata {
     pub controller_id: i32,
     /// Live nodes.
     pub nodes: Vec<NodeInfo>,
+    /// Registered nodes whose lease ran out (paused, cut off, restarting):
+    /// they lead nothing, but Kafka clients keep them in their broker
+    /// lists (librdkafka ≥ 2.10 drops a broker missing from Metadata, and
+    /// a group coordinator it dropped and re-added stays unusable).
+    pub fenced: Vec<NodeInfo>,
     /// Requested topics that exist.
     pub topics: Vec<TopicMetadata>,
 }
@@ -99,14 +104,15 @@ impl Broker {
                 }
             }
         };
-        let (controller_id, nodes) = match placement.as_ref() {
-            None => (me, vec![self.node()]),
-            Some(pl) => (pl.controller_id, pl.nodes.clone()),
+        let (controller_id, nodes, fenced) = match placement.as_ref() {
+            None => (me, vec![self.node()], Vec::new()),
+            Some(pl) => (pl.controller_id, pl.nodes.clone(), pl.fenced.clone()),
         };
         ClusterMetadata {
             cluster_id: self.cluster_id().to_string(),
             controller_id,
             nodes,
+            fenced,
             topics: selected
                 .iter()
                 .map(|t| {

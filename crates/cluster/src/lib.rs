@@ -172,7 +172,16 @@ async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
                     *isolated = true;
                     tracing::warn!(error = %e, lease_ms = node.cfg.lease.as_millis() as u64,
                         "no controller leader answered for a whole lease; serving nothing until one does");
-                    node.broker.set_placement(Placement { controller_id: -1, ..Placement::default() });
+                    // No partitions and nobody serving, but the nodes it
+                    // knew stay listed (as fenced): Kafka clients drop
+                    // brokers missing from Metadata, and librdkafka, given
+                    // an empty list, loses its group coordinator for good.
+                    let known = node.broker.placement().map(|p| p.nodes.iter().chain(&p.fenced).cloned().collect());
+                    node.broker.set_placement(Placement {
+                        controller_id: -1,
+                        fenced: known.unwrap_or_default(),
+                        ..Placement::default()
+                    });
                 }
             }
             Err(e) => tracing::debug!(error = %e, "heartbeat to the controller leader failed"),

@@ -130,6 +130,13 @@ async fn voters_and_learners_follow_the_metadata_and_changes_reach_every_broker(
     c.stop(2).await;
     c.until("nodes 3 and 4 to stop serving", |c| c.nodes[&3].node.isolated() && c.nodes[&4].node.isolated()).await;
     assert_eq!(mine(&c, 4), 0);
+    // Nobody serves, but every node it knew stays known (Kafka Metadata
+    // keeps listing them: clients must not forget the brokers).
+    let md = c.nodes[&4].broker.metadata(Some(&[]));
+    assert!(md.nodes.is_empty());
+    let mut known: Vec<i32> = md.fenced.iter().map(|n| n.node_id).collect();
+    known.sort_unstable();
+    assert_eq!(known, [1, 2, 3, 4]);
     // ... and serve again once the quorum is back.
     for id in [1u64, 2] {
         let l = TcpListener::bind(c.addrs[id as usize - 1].as_str()).await.unwrap();

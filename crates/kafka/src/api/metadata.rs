@@ -49,7 +49,10 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> Me
         }
     }
     let cluster = broker.metadata(Some(&[]));
-    let mut r = MetadataResponse::default().with_brokers(brokers(ctx, &cluster.nodes)).with_topics(topics);
+    // Fenced nodes too: a node that misses its lease for a moment must not
+    // leave clients' broker lists (see `ClusterMetadata::fenced`).
+    let listed: Vec<_> = cluster.nodes.iter().chain(&cluster.fenced).cloned().collect();
+    let mut r = MetadataResponse::default().with_brokers(brokers(ctx, &listed)).with_topics(topics);
     if v >= 1 {
         r = r.with_controller_id(BrokerId(cluster.controller_id));
     }
