@@ -192,6 +192,7 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
 
     let divergent = check_replicas(o);
     let back = check_commits(&o.history);
+    let stalled = check_progress(&o.history);
     vec![
         lost.done(),
         moved.done(),
@@ -201,7 +202,58 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
         uncommitted.done(),
         divergent,
         back,
+        stalled,
     ]
+}
+
+/// Once every fault is repaired, every producer gets a write acknowledged
+/// and the group commits again (liveness: nobody stays stopped).
+fn check_progress(history: &[Entry]) -> Finding {
+    let mut c = Counter::new("stalled after the faults were repaired");
+    let Some(healed) = history.iter().position(|e| e.event == Event::Healed) else { return c.done() };
+    let after = &history[healed..];
+    let producers: std::collections::BTreeSet<&str> = history[..healed]
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Send { producer, .. } => Some(producer.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Only a producer's last incarnation is expected to go on.
+    let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+    for p in producers {
+        let family = p.split_once('.').map_or(p, |(f, _)| f);
+        last.insert(family, p);
+    }
+    for p in last.values() {
+        let acked = after
+            .iter()
+            .any(|e| matches!(&e.event, Event::Ack { value, .. } if split_value(value).is_some_and(|(q, _)| q == *p)));
+        if !acked {
+            c.hit(|| format!("producer {p} got no write acknowledged after the repair"), &[]);
+        }
+    }
+    // The group: its consumers read again, and its committed offsets (as
+    // OffsetFetch shows them) move past where they stood at the repair.
+    if !after.iter().any(|e| matches!(e.event, Event::Read { .. })) {
+        c.hit(|| "the consumer group read nothing after the repair".into(), &[]);
+    }
+    let mut before: HashMap<i32, i64> = HashMap::new();
+    for e in &history[..healed] {
+        if let Event::Committed { partition, offset, .. } = e.event {
+            let b = before.entry(partition).or_insert(offset);
+            *b = (*b).max(offset);
+        }
+    }
+    let advanced = after.iter().any(|e| match e.event {
+        Event::Committed { partition, offset, .. } => before.get(&partition).is_none_or(|b| offset > *b),
+        Event::Commit { .. } => true,
+        _ => false,
+    });
+    if !advanced {
+        c.hit(|| "the consumer group committed nothing after the repair".into(), &[]);
+    }
+    c.done()
 }
 
 /// Every replica holds every committed record, and replicas agree on every
@@ -319,7 +371,7 @@ mod tests {
     fn a_clean_run_passes_every_check() {
         let f = check(&healthy());
         assert!(f.iter().all(|f| f.count == 0), "{f:?}");
-        assert_eq!(f.len(), 8);
+        assert_eq!(f.len(), 9);
     }
 
     #[test]
@@ -378,6 +430,29 @@ mod tests {
         let mut o = healthy();
         o.replicas.get_mut(&0).unwrap().get_mut(&1).unwrap().push((3, "x:0".into()));
         assert_eq!(count(&check(&o), "divergent replicas"), 0);
+    }
+
+    #[test]
+    fn clients_stalled_after_the_repair_are_found() {
+        let send = |p: &str| at(1, Event::Send { producer: p.into(), value: format!("{p}:0"), partition: 0 });
+        let mut o = healthy();
+        o.history.extend([
+            send("p0.1"),
+            send("p1.1"),
+            send("p1.2"),
+            at(4, Event::Committed { asked: 4, partition: 0, offset: 2 }),
+            at(5, Event::Healed),
+        ]);
+        o.history.push(at(6, Event::Ack { value: "p0.1:9".into(), partition: 0, offset: 9 }));
+        o.history.push(at(6, Event::Committed { asked: 6, partition: 0, offset: 2 }));
+        let f = check(&o);
+        // p1.2 (p1.1's successor) acknowledged nothing; the group read and
+        // committed nothing.
+        assert_eq!(count(&f, "stalled after the faults were repaired"), 3);
+        o.history.push(at(7, Event::Ack { value: "p1.2:3".into(), partition: 0, offset: 10 }));
+        o.history.push(at(8, Event::Read { consumer: 0, partition: 0, offset: 2, value: "b:0".into() }));
+        o.history.push(at(9, Event::Committed { asked: 9, partition: 0, offset: 3 }));
+        assert_eq!(count(&check(&o), "stalled after the faults were repaired"), 0);
     }
 
     #[test]

@@ -62,6 +62,7 @@ struct NodeView {
 /// The nodes of one run.
 #[derive(Debug)]
 pub(crate) struct Cluster {
+    root: PathBuf,
     fjord: PathBuf,
     controllers: String,
     nodes: Vec<Node>,
@@ -93,7 +94,18 @@ impl Cluster {
             .timeout_global(Some(Duration::from_secs(3)))
             .http_status_as_error(false)
             .build();
-        Ok(Cluster { fjord: fjord.to_path_buf(), controllers: controllers.join(","), nodes, http: config.into() })
+        Ok(Cluster {
+            root: root.to_path_buf(),
+            fjord: fjord.to_path_buf(),
+            controllers: controllers.join(","),
+            nodes,
+            http: config.into(),
+        })
+    }
+
+    /// The seed's directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// How many nodes.

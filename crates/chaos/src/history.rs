@@ -34,6 +34,8 @@ pub(crate) enum Event {
     Fault { what: String },
     /// A fault was repaired.
     Repair { what: String },
+    /// Every fault is repaired: from here on the clients must progress.
+    Healed,
     /// Anything else worth reading (a producer's fatal error, a restart).
     Note { what: String },
 }
@@ -116,7 +118,7 @@ pub(crate) fn minimal(entries: &[Entry], values: &[String]) -> Vec<Entry> {
     entries
         .iter()
         .filter(|e| match &e.event {
-            Event::Fault { .. } | Event::Repair { .. } | Event::Note { .. } => true,
+            Event::Fault { .. } | Event::Repair { .. } | Event::Note { .. } | Event::Healed => true,
             ev => ev.value().is_some_and(|v| values.iter().any(|x| x == v)),
         })
         .cloned()

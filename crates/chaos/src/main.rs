@@ -16,6 +16,7 @@
 //! | reads of records that are not in the committed log | 0 |
 //! | divergent replicas (each node's files, after a clean stop) | 0 |
 //! | committed group offsets moving back | 0 |
+//! | producers or the group stalled once every fault is repaired | 0 |
 //!
 //! Faults ([`schedule::Kind`]): kill -9 of a node, a partition leader or
 //! the controller leader; SIGSTOP/SIGCONT beyond the lease; isolating a
@@ -65,6 +66,10 @@ struct Cli {
     /// Seconds of faults per seed.
     #[arg(long, default_value_t = 60)]
     duration: u64,
+    /// Seconds the workload runs after every fault is repaired, in which
+    /// producers and the group must make progress.
+    #[arg(long, default_value_t = 15)]
+    recovery: u64,
     /// Nodes (3 to 5).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
@@ -94,6 +99,10 @@ struct Cli {
     /// post-mortems).
     #[arg(long)]
     snapshots: bool,
+    /// librdkafka `debug` contexts for the group consumers (e.g. `cgrp`),
+    /// logged to `seed-N/consumer-C.log`.
+    #[arg(long)]
+    client_debug: Option<String>,
 }
 
 fn seeds(spec: &str) -> Result<Vec<u64>> {
@@ -122,6 +131,7 @@ fn main() -> Result<()> {
         out: cli.out.clone(),
         nodes: cli.nodes,
         duration: Duration::from_secs(cli.duration),
+        recovery: Duration::from_secs(cli.recovery),
         kinds: if cli.faults.is_empty() { Kind::ALL.to_vec() } else { cli.faults.clone() },
         partitions: cli.partitions,
         producers: cli.producers,
@@ -129,6 +139,7 @@ fn main() -> Result<()> {
         consumers: cli.consumers,
         subnet: cli.subnet,
         snapshots: cli.snapshots,
+        client_debug: cli.client_debug.clone(),
     };
     let mut outcomes = Vec::new();
     for seed in seeds(&cli.seeds)? {
@@ -170,7 +181,7 @@ fn report(o: &run::Outcome) -> String {
 /// The table `docs/reliability.md` records: one row per seed.
 fn summary(outcomes: &[run::Outcome]) -> String {
     let mut s = String::from(
-        "| seed | faults | acked | failed | longest ack pause (ms) | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | faults | acked | failed | longest ack pause (ms) | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.totals;

@@ -28,6 +28,9 @@ pub(crate) struct Options {
     pub(crate) nodes: usize,
     /// How long faults are injected.
     pub(crate) duration: Duration,
+    /// How long the workload runs after everything was repaired (each
+    /// producer and the group must make progress in it).
+    pub(crate) recovery: Duration,
     /// Enabled fault kinds.
     pub(crate) kinds: Vec<Kind>,
     /// Partitions of the workload topic.
@@ -42,6 +45,8 @@ pub(crate) struct Options {
     pub(crate) subnet: u8,
     /// Copy the workload topic's files before each repair.
     pub(crate) snapshots: bool,
+    /// librdkafka debug contexts for the consumers.
+    pub(crate) client_debug: Option<String>,
 }
 
 /// One seed's results.
@@ -149,6 +154,8 @@ impl Run<'_> {
             producers: o.producers,
             rate: o.rate,
             consumers: o.consumers,
+            client_debug: o.client_debug.clone(),
+            log_dir: self.cluster.root().to_path_buf(),
         };
         workload::create_topic(&w, Duration::from_secs(60))?;
         self.cluster.await_healthy(TOPIC, Duration::from_secs(60))?;
@@ -174,7 +181,10 @@ impl Run<'_> {
                 self.cluster.resume(i)?;
             }
         }
-        running.stop()?;
+        // Everything is repaired: the clients must get going again.
+        self.history.push(Event::Healed);
+        std::thread::sleep(o.recovery);
+        self.errors.extend(running.stop());
         if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
             self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));
         }

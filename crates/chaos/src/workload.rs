@@ -9,13 +9,15 @@
 //!   replaced by a new incarnation with a new name, so the order check
 //!   never mixes two producer ids.
 //! - Consumers share one group, commit what they have read every second
-//!   (only partitions they are assigned, between polls, so a commit never
-//!   follows a revocation), and record each read.
+//!   (asynchronously, only partitions they are assigned, between polls, so
+//!   a commit never follows a revocation), and record each read and each
+//!   acknowledged commit.
 //! - A monitor asks the group's committed offsets twice a second.
 //! - The final reader, after the faults are repaired, reads every partition
 //!   from the start to its high watermark with a fresh client.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -26,7 +28,8 @@ use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -51,6 +54,11 @@ pub(crate) struct Workload {
     pub(crate) rate: u32,
     /// Consumers in the group.
     pub(crate) consumers: u32,
+    /// librdkafka `debug` contexts for the consumers (e.g. `cgrp`), logged
+    /// to `consumer-N.log` in `log_dir`.
+    pub(crate) client_debug: Option<String>,
+    /// Where client logs go.
+    pub(crate) log_dir: std::path::PathBuf,
 }
 
 fn base_config(bootstrap: &str) -> ClientConfig {
@@ -145,12 +153,19 @@ pub(crate) fn start(w: &Workload, history: &Arc<History>) -> Running {
 impl Running {
     /// Stops producing (each producer flushes what it has in flight, up to
     /// its delivery timeout) and then consuming.
-    pub(crate) fn stop(self) -> Result<()> {
+    /// Returns what went wrong (a client that could not be created, a
+    /// consumer that did not close).
+    pub(crate) fn stop(self) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
+        let mut problems = Vec::new();
         for t in self.producers.into_iter().chain(self.consumers) {
-            t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("{e:#}")),
+                Err(_) => problems.push("a client thread panicked".into()),
+            }
         }
-        Ok(())
+        problems
     }
 }
 
@@ -223,8 +238,53 @@ fn consumer_config(w: &Workload, group: &str) -> ClientConfig {
     c
 }
 
+/// Consumer context: offset commits are asynchronous (a synchronous commit
+/// can wait forever for a coordinator), and their outcomes arrive here
+/// during `poll`.
+struct Commits {
+    consumer: u32,
+    history: Arc<History>,
+    log: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+impl ClientContext for Commits {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some(f) = &self.log {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{} {fac} {message}", self.history.now());
+        }
+    }
+}
+
+impl ConsumerContext for Commits {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_err() {
+            return;
+        }
+        let done: Vec<Event> = offsets
+            .elements()
+            .into_iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => {
+                    Some(Event::Commit { consumer: self.consumer, partition: e.partition(), offset: o })
+                }
+                _ => None,
+            })
+            .collect();
+        self.history.extend(done);
+    }
+}
+
 fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> Result<()> {
-    let consumer: BaseConsumer = consumer_config(w, GROUP).create().context("creating a consumer")?;
+    let mut config = consumer_config(w, GROUP);
+    let mut log = None;
+    if let Some(debug) = &w.client_debug {
+        config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
+        log = Some(std::sync::Mutex::new(std::fs::File::create(w.log_dir.join(format!("consumer-{c}.log")))?));
+    }
+    let consumer: BaseConsumer<Commits> = config
+        .create_with_context(Commits { consumer: c, history: history.clone(), log })
+        .context("creating a consumer")?;
     consumer.subscribe(&[&w.topic])?;
     let mut last_commit = Instant::now();
     let mut reads = Vec::new();
@@ -243,26 +303,40 @@ fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> R
         if last_commit.elapsed() >= Duration::from_secs(1) {
             history.extend(reads.drain(..));
             last_commit = Instant::now();
-            commit(&consumer, c, history);
+            commit(&consumer);
         }
     }
     history.extend(reads);
+    // Closing leaves the group, which waits for the coordinator; a close
+    // that never ends is reported (and the client left behind), not
+    // waited for forever.
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = done.send(());
+    });
+    if closed.recv_timeout(CLOSE_TIMEOUT).is_err() {
+        bail!("consumer {c} did not close within {CLOSE_TIMEOUT:?}");
+    }
     Ok(())
 }
 
-/// Commits the consumer's position on the partitions it is assigned now.
-fn commit(consumer: &BaseConsumer, c: u32, history: &History) {
+/// How long a group consumer may take to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Commits the consumer's position on the partitions it is assigned now
+/// (between polls, so never after their revocation); the outcome arrives
+/// in [`Commits`].
+fn commit(consumer: &BaseConsumer<Commits>) {
     let Ok(position) = consumer.position() else { return };
     let mut tpl = TopicPartitionList::new();
-    let mut done = Vec::new();
     for e in position.elements() {
         if let Offset::Offset(o) = e.offset() {
             let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
-            done.push(Event::Commit { consumer: c, partition: e.partition(), offset: o });
         }
     }
-    if tpl.count() > 0 && consumer.commit(&tpl, CommitMode::Sync).is_ok() {
-        history.extend(done);
+    if tpl.count() > 0 {
+        let _ = consumer.commit(&tpl, CommitMode::Async);
     }
 }
 
