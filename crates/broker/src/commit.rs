@@ -170,6 +170,11 @@ impl CommitPoint {
         elected
     }
 
+    /// Whether this replica leads.
+    pub(crate) fn leading(&self) -> bool {
+        self.replicas.lock().leading()
+    }
+
     /// A follower: the leader's high watermark (never past this log's end).
     pub(crate) fn follow(&self, leader_high_watermark: u64) {
         if !self.replicas.lock().leading() {

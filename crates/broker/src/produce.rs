@@ -106,28 +106,37 @@ impl Broker {
         // instead of being appended again. The lock covers check and write
         // only, so the producer's next batches are written while this one
         // waits (as Kafka pipelines up to five).
-        let mut guard = entry.lock().await;
-        let (known, state) = &mut *guard;
-        let (result, written, fresh) = match state.check(*known, &sequenced)? {
-            Check::Duplicate(m) => {
-                let result = ProduceResult {
-                    base_offset: m.base_offset,
-                    last_offset: m.last_offset,
-                    log_append_time: m.log_append_time,
-                    log_start_offset: partition.log().log_start_offset(),
-                };
-                (result, partition.written_at(m.last_offset), None)
+        // Check, write and record run in a task of their own: a caller
+        // dropped midway (its client gone, its Produce timed out) must not
+        // leave a batch written but unrecorded, which a retry would write
+        // again.
+        let guard = entry.lock_owned().await;
+        let p = partition.clone();
+        let step = tokio::spawn(async move {
+            let mut guard = guard;
+            let (known, state) = &mut *guard;
+            match state.check(*known, &sequenced)? {
+                Check::Duplicate(m) => {
+                    let result = ProduceResult {
+                        base_offset: m.base_offset,
+                        last_offset: m.last_offset,
+                        log_append_time: m.log_append_time,
+                        log_start_offset: p.log().log_start_offset(),
+                    };
+                    Ok::<_, BrokerError>((result, p.written_at(m.last_offset), None))
+                }
+                Check::Append => {
+                    let (info, written) = Self::write(&p, data).await?;
+                    state.record(&sequenced, |f, l| {
+                        BatchMeta::new(f, l, info.base_offset, info.last_offset, info.log_append_time)
+                    });
+                    *known = true;
+                    Ok((Self::result_of(&p, &info), written, Some(info)))
+                }
             }
-            Check::Append => {
-                let (info, written) = Self::write(&partition, data).await?;
-                state.record(&sequenced, |f, l| {
-                    BatchMeta::new(f, l, info.base_offset, info.last_offset, info.log_append_time)
-                });
-                *known = true;
-                (Self::result_of(&partition, &info), written, Some(info))
-            }
-        };
-        drop(guard);
+        });
+        let (result, written, fresh) =
+            step.await.map_err(|e| BrokerError::internal(format!("an idempotent append failed: {e}")))??;
         self.acknowledge(&partition, written, acks).await?;
         if let Some(info) = fresh {
             self.count_produced(&partition, &info);

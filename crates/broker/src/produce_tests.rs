@@ -53,3 +53,22 @@ async fn a_retry_of_a_batch_still_waiting_for_its_commit_waits_for_that_write() 
     assert_eq!(next.await.unwrap().unwrap().base_offset, 1);
     assert_eq!(p.log_end_offset(), 2);
 }
+
+#[tokio::test]
+async fn a_leader_takes_no_replica_appends() {
+    // Found by fjord-chaos: a fetch from the old leader, in flight when
+    // this replica was elected, added a batch its rebuilt producer state
+    // never saw, and the producer's retry of it was written again.
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
+    b.create_topic("lead-only", 1, TopicConfig::default()).await.unwrap();
+    let p = b.partition(&TopicPartition::new("lead-only", 0)).unwrap();
+    let mut batch = idempotent("a", 7, 0);
+    fjord_log::batch::set_base_offset(&mut batch, 0);
+    p.set_replica_role(false, &[]);
+    assert!(p.append_replica(batch.clone()).await.unwrap().is_ok());
+    fjord_log::batch::set_base_offset(&mut batch, 1);
+    p.set_replica_role(true, &[2]);
+    assert!(p.append_replica(batch).await.is_err());
+    assert_eq!(p.log_end_offset(), 1);
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use fjord_log::{AppendInfo, AppendOrigin, LogError, ReadBound};
 
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use crate::partition::{Partition, TopicPartition};
 pub use crate::replicas::FollowerProgress;
 
@@ -32,8 +32,20 @@ impl Partition {
     /// Appends batches fetched from the leader with their offsets and
     /// epochs; returns once written (the follower's durability follows its
     /// policy and is reported with its next fetch).
+    /// Refused once this replica leads: a fetch from the old leader that
+    /// was in flight when it was elected must not add to its log (its
+    /// producer state, rebuilt from the log on election, would miss it).
     pub async fn append_replica(&self, data: BytesMut) -> Result<std::result::Result<AppendInfo, LogError>> {
-        Ok(self.appends.append(data, AppendOrigin::Replica).await?.map(|(info, _)| info))
+        if self.commit.leading() {
+            return Err(BrokerError::InvalidRequest(format!("{} is led here: no replica appends", self.id())));
+        }
+        let appended = self.appends.append(data, AppendOrigin::Replica).await?.map(|(info, _)| info);
+        if self.commit.leading() {
+            // Elected while the append was queued: what the table was
+            // rebuilt from may lack it.
+            self.producers.reset();
+        }
+        Ok(appended)
     }
 
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch),
@@ -128,7 +140,8 @@ impl Partition {
     /// A replica that becomes leader forgets its idempotent producers'
     /// states (rebuilt from its log, which now holds what the old leader
     /// wrote); true then.
-    pub(crate) fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
+    #[doc(hidden)]
+    pub fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
         let elected = self.commit.set_role(leading, in_sync);
         if elected {
             self.producers.reset();

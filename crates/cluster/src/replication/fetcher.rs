@@ -70,6 +70,16 @@ fn followed(node: &ClusterNode, leader: i32) -> Vec<(TopicPartition, i32, Arc<Pa
     out
 }
 
+/// Whether the placement still has this node follow `tp` on `leader` in
+/// `epoch`.
+fn still_follows(node: &ClusterNode, tp: &TopicPartition, leader: i32, epoch: i32) -> bool {
+    let me = node.broker.config().node_id;
+    node.broker
+        .placement()
+        .and_then(|pl| pl.partition(tp).cloned())
+        .is_some_and(|p| p.leader == leader && p.leader_epoch == epoch && p.leader != me && p.replicas.contains(&me))
+}
+
 /// Fetches from `leader` until this node follows nothing there.
 async fn fetch_loop(node: Arc<ClusterNode>, leader: i32, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(50);
@@ -136,7 +146,13 @@ async fn fetch_once(
     }
     let mut clean = true;
     let mut appended = Vec::new();
-    for ((tp, _, p), answer) in parts.iter().zip(resp.partitions) {
+    for ((tp, epoch, p), answer) in parts.iter().zip(resp.partitions) {
+        // The placement may have moved on during the long poll: what the
+        // old leader sent is no longer this replica's to take.
+        if !still_follows(node, tp, leader, *epoch) {
+            clean = false;
+            continue;
+        }
         match apply(tp, p, answer).await {
             Applied::Appended(end) => appended.push((p, end)),
             Applied::Nothing => {}

@@ -28,6 +28,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
     // acks=1 (and 0): the leader's durable copy; -1: every in-sync replica's.
     let ack_level = if acks == -1 { Acks::All } else { Acks::Leader };
     let v = ctx.version();
+    let wait = (acks == -1 && req.timeout_ms > 0).then(|| std::time::Duration::from_millis(req.timeout_ms as u64));
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name = topic_name(ctx, t.name.as_str(), &t.topic_id);
@@ -49,7 +50,19 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
                 if let Err(e) = broker.partition(&tp) {
                     return failed(p.index, errors::code(&e), None);
                 }
-                match broker.produce_acks(&tp, BytesMut::from(records), ack_level).await {
+                let produced = broker.produce_acks(&tp, BytesMut::from(records), ack_level);
+                // acks=all waits for the in-sync replicas at most the
+                // request's timeout (Kafka's DelayedProduce), then answers
+                // REQUEST_TIMED_OUT: the write may still commit, and an
+                // idempotent retry is recognised and waits for it.
+                let produced = match wait {
+                    Some(wait) => match tokio::time::timeout(wait, produced).await {
+                        Ok(r) => r,
+                        Err(_) => return failed(p.index, ResponseError::RequestTimedOut.code(), None),
+                    },
+                    None => produced.await,
+                };
+                match produced {
                     Ok(r) => PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_base_offset(r.base_offset as i64)
