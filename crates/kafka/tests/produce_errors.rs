@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fjord_broker::{Broker, BrokerConfig, TopicConfig};
+use fjord_broker::{Broker, BrokerConfig, TopicConfig, TopicPartition};
 use fjord_kafka::{KafkaConfig, KafkaGateway};
 use fjord_kafka_codec::kafka_protocol::messages::*;
 use fjord_kafka_codec::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -14,8 +14,12 @@ use fjord_log::SystemClock;
 use fjord_log::batch::{BatchBuilder, NewRecord};
 
 async fn produce(gw: &KafkaGateway, topic: &str, records: Bytes) -> (i16, i64) {
+    produce_within(gw, topic, records, 1000).await
+}
+
+async fn produce_within(gw: &KafkaGateway, topic: &str, records: Bytes, timeout_ms: i32) -> (i16, i64) {
     let v = 9;
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
         produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![
@@ -61,5 +65,37 @@ async fn corrupt_and_oversized_batches_are_refused_with_kafka_codes_and_not_stor
 
     // Nothing of either was stored: the next good batch gets offset 0.
     assert_eq!(produce(&gw, "t", batch(10).freeze()).await, (0, 0));
+    broker.shutdown().await.unwrap();
+}
+
+/// acks=all waits for the in-sync replicas at most the request's
+/// `timeout_ms`, then answers REQUEST_TIMED_OUT; an idempotent retry of the
+/// batch is recognised (never written twice) and answered with the
+/// original offset once the followers have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_times_out_as_asked_and_a_retry_is_not_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
+    broker.create_topic("slow", 1, TopicConfig::default()).await.unwrap();
+    let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
+    let p = broker.partition(&TopicPartition::new("slow", 0)).unwrap();
+    let once = || {
+        let mut b = BatchBuilder::new(1_700_000_000_000).producer(42, 0, 0);
+        b.push(&NewRecord { value: Some(Bytes::from_static(b"once")), ..Default::default() });
+        b.build().freeze()
+    };
+    // Leading with an in-sync follower that copies nothing yet.
+    p.set_replica_role(true, &[2]);
+    assert_eq!(produce_within(&gw, "slow", once(), 300).await, (7, -1), "REQUEST_TIMED_OUT");
+    assert_eq!(p.log_end_offset(), 1, "written, not committed");
+    assert_eq!(produce_within(&gw, "slow", once(), 300).await.0, 7);
+    assert_eq!(p.log_end_offset(), 1, "the retry was not written again");
+    let retry = {
+        let (gw, records) = (gw.clone(), once());
+        tokio::spawn(async move { produce_within(&gw, "slow", records, 30_000).await })
+    };
+    p.follower_fetched(2, 1, 1);
+    assert_eq!(retry.await.unwrap(), (0, 0));
+    assert_eq!(p.log_end_offset(), 1);
     broker.shutdown().await.unwrap();
 }
