@@ -98,6 +98,14 @@ impl Broker {
         if header.is_transactional() {
             return Err(BrokerError::InvalidRequest("transactional batches are not supported yet".into()));
         }
+        // The placement names this node before the partition takes the
+        // leader's role (and forgets the producer state it kept from an
+        // earlier term): until then an idempotent write is refused as
+        // retriable, never checked against a stale table.
+        if !partition.commit.leading() {
+            let leader_epoch = self.placement().and_then(|p| p.partition(tp).map(|a| a.leader_epoch)).unwrap_or(-1);
+            return Err(BrokerError::NotLeader { tp: tp.to_string(), leader: None, leader_epoch });
+        }
         let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
         // The batch is recorded in the producer's state as soon as it is in
         // the log, before its commit: a retry of a batch still waiting for

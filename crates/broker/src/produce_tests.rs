@@ -72,3 +72,23 @@ async fn a_leader_takes_no_replica_appends() {
     assert!(p.append_replica(batch).await.is_err());
     assert_eq!(p.log_end_offset(), 1);
 }
+
+#[tokio::test]
+async fn an_idempotent_write_waits_for_the_leaders_role_not_just_the_placement() {
+    // Found by fjord-chaos: between a placement naming this node leader and
+    // the partition taking the role (and forgetting the producer state of
+    // an earlier term), a write was checked against that stale state, and
+    // the OUT_OF_ORDER answer made librdkafka bump its epoch and re-send.
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
+    b.create_topic("role", 1, TopicConfig::default()).await.unwrap();
+    let t = TopicPartition::new("role", 0);
+    let p = b.partition(&t).unwrap();
+    let pid = b.allocate_producer_id().await.unwrap();
+    b.produce(&t, idempotent("a", pid, 0)).await.unwrap();
+    p.set_replica_role(false, &[]);
+    let err = b.produce(&t, idempotent("b", pid, 1)).await.unwrap_err();
+    assert!(matches!(err, crate::BrokerError::NotLeader { .. }), "{err}");
+    p.set_replica_role(true, &[]);
+    assert_eq!(b.produce(&t, idempotent("b", pid, 1)).await.unwrap().base_offset, 1);
+}

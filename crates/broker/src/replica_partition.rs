@@ -137,13 +137,15 @@ impl Partition {
     }
 
     /// Leading with `in_sync` (the other in-sync replicas), or following.
-    /// A replica that becomes leader forgets its idempotent producers'
-    /// states (rebuilt from its log, which now holds what the old leader
-    /// wrote); true then.
+    /// A replica that becomes leader, or follows, forgets its idempotent
+    /// producers' states (rebuilt from its log when it leads, which then
+    /// holds what the old leader wrote); true when it became leader.
     #[doc(hidden)]
     pub fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
         let elected = self.commit.set_role(leading, in_sync);
-        if elected {
+        // A follower keeps no producer state: what it had as an earlier
+        // leader goes stale as it copies the new leader's batches.
+        if elected || !leading {
             self.producers.reset();
         }
         elected
