@@ -373,7 +373,13 @@ impl Broker {
             Leadership::Remote(leader) => Some(leader),
             Leadership::Unavailable => None,
         };
+        Err(self.not_leader(tp, leader))
+    }
+
+    /// NOT_LEADER for `tp`, naming `leader` (when one serves) and the
+    /// leader epoch the placement gives the partition.
+    pub(crate) fn not_leader(&self, tp: &TopicPartition, leader: Option<NodeInfo>) -> BrokerError {
         let leader_epoch = self.placement().and_then(|p| p.partition(tp).map(|a| a.leader_epoch)).unwrap_or(-1);
-        Err(BrokerError::NotLeader { tp: tp.to_string(), leader, leader_epoch })
+        BrokerError::NotLeader { tp: tp.to_string(), leader, leader_epoch }
     }
 }

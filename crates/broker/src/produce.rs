@@ -103,8 +103,7 @@ impl Broker {
         // earlier term): until then an idempotent write is refused as
         // retriable, never checked against a stale table.
         if !partition.commit.leading() {
-            let leader_epoch = self.placement().and_then(|p| p.partition(tp).map(|a| a.leader_epoch)).unwrap_or(-1);
-            return Err(BrokerError::NotLeader { tp: tp.to_string(), leader: None, leader_epoch });
+            return Err(self.not_leader(tp, None));
         }
         let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
         // The batch is recorded in the producer's state as soon as it is in

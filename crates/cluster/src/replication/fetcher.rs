@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use fjord_broker::{Partition, TopicPartition};
+use fjord_broker::{Partition, PartitionPlacement, TopicPartition};
 use fjord_cluster_codec::{FetchPartition, FetchStatus, FetchedPartition, Kind, ReplicaFetch, ReplicaFetchResponse};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,8 +59,7 @@ fn followed(node: &ClusterNode, leader: i32) -> Vec<(TopicPartition, i32, Arc<Pa
     for (name, parts) in &placement.topics {
         let Some(topic) = node.broker.topic(name) else { continue };
         for (i, p) in parts.iter().enumerate() {
-            if p.leader == leader
-                && p.replicas.contains(&me)
+            if follows_on(p, me, leader)
                 && let Some(partition) = topic.partition(i as u32)
             {
                 out.push((TopicPartition::new(name.as_str(), i as u32), p.leader_epoch, partition));
@@ -77,7 +76,12 @@ fn still_follows(node: &ClusterNode, tp: &TopicPartition, leader: i32, epoch: i3
     node.broker
         .placement()
         .and_then(|pl| pl.partition(tp).cloned())
-        .is_some_and(|p| p.leader == leader && p.leader_epoch == epoch && p.leader != me && p.replicas.contains(&me))
+        .is_some_and(|p| p.leader_epoch == epoch && follows_on(&p, me, leader))
+}
+
+/// Whether node `me` holds a replica of `p` that `leader` (not `me`) leads.
+fn follows_on(p: &PartitionPlacement, me: i32, leader: i32) -> bool {
+    p.leader == leader && p.leader != me && p.replicas.contains(&me)
 }
 
 /// Fetches from `leader` until this node follows nothing there.
