@@ -20,6 +20,7 @@ def test_health_and_cluster(api, fjord):
     node = c["nodes"][0]
     assert node["listeners"]["kafka"] == fjord.bootstrap
     assert node["uptime_ms"] >= 0 and node["disk"]["total_bytes"] > 0
+    assert abs(node["time_ms"] - time.time() * 1000) < 60_000, node["time_ms"]
     assert node["disk"]["used_bytes"] > 0, "the data directory holds at least the cluster id"
     status, h = api.get("/api/v1/cluster/health")
     checks = {c["name"]: c["ok"] for c in h["checks"]}

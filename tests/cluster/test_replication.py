@@ -1,6 +1,6 @@
 """Replicated partitions on a 3-node Fjord cluster, through unmodified
-Kafka clients (confluent-kafka): topics created with replication factor 3
-list three replicas all in sync; the loss of a partition's leader elects
+Kafka clients (confluent-kafka): topics created with replication factor 3,
+or without one, list three replicas all in sync (`__fjord_offsets` too); the loss of a partition's leader elects
 an in-sync follower within seconds while an idempotent acks=all producer
 keeps writing, and nothing acknowledged is lost or duplicated; the killed
 node comes back as a follower, catches up and is in sync again; with
@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 
 from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 from conftest import wait_for
 from fjord_harness import fjord_bin
 from test_kafka_cluster import consume_all, metadata, produce
@@ -27,7 +27,11 @@ def create_replicated(cluster, name, partitions, config=None):
     a = AdminClient({"bootstrap.servers": cluster.node(1).bootstrap})
     fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=3, config=config or {})])
     fs[name].result(timeout=30)
-    wait_for(lambda: all_in_sync(cluster.node(2), name, partitions, 3), 20, f"{name} fully in sync")
+    # Every running node's view, not just one: a node that has just been
+    # restarted by an earlier test may still be rejoining.
+    for i, n in enumerate(cluster.nodes):
+        if n.running:
+            wait_for(lambda n=n: all_in_sync(n, name, partitions, 3), 20, f"{name} fully in sync on node {i + 1}")
 
 
 def partitions(node, topic):
@@ -51,6 +55,19 @@ def metric(node, name):
 
 def health_check(node, name):
     return next(c for c in node.http_json("/api/v1/cluster/health")["checks"] if c["name"] == name)
+
+
+def test_topics_and_the_offsets_topic_get_three_replicas_by_default(cluster):
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    topic = f"rf-default-{uuid.uuid4().hex[:8]}"
+    a.create_topics([NewTopic(topic, num_partitions=2)])[topic].result(timeout=30)
+    wait_for(lambda: all_in_sync(cluster.node(1), topic, 2, 3), 20, f"{topic} on three replicas")
+    # The group coordinators' partitions too: a node's loss moves them.
+    offsets = cluster.node(1).http_json("/api/v1/topics/__fjord_offsets")["partitions"]
+    assert offsets and all(len(p["replicas"]) == 3 for p in offsets), offsets
+    res = ConfigResource(ResourceType.BROKER, "1")
+    configs = a.describe_configs([res])[res].result(timeout=30)
+    assert configs["default.replication.factor"].value == "3"
 
 
 def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):

@@ -108,6 +108,9 @@ pub(crate) struct NodeView {
     version: String,
     started_ms: i64,
     uptime_ms: i64,
+    /// The node's wall clock when it answered (epoch ms): compare nodes'
+    /// clocks, which time-based retention, timestamps and delays follow.
+    time_ms: i64,
     /// Advertised address per listener name.
     listeners: BTreeMap<String, String>,
     /// Records produced per second (last 10 s).
@@ -258,6 +261,7 @@ async fn local_info(s: &AdminState) -> Result<ClusterView, ApiError> {
         version: version.clone(),
         started_ms: b.started_ms(),
         uptime_ms: now - b.started_ms(),
+        time_ms: now,
         listeners: node.listeners,
         put_tps: rates.put_tps,
         get_tps: rates.get_tps,

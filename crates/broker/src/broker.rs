@@ -126,6 +126,8 @@ pub struct Broker {
     pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
     /// Bumped by every installed placement (see [`Broker::joined`]).
     pub(crate) placement_changes: watch::Sender<u64>,
+    /// Partitions whose lead this node resigned (see [`crate::resign`]).
+    pub(crate) resigned: crate::resign::Resignations,
     /// Leader elections this node won (see [`Broker::elections_won`]).
     pub(crate) elections: std::sync::atomic::AtomicU64,
     /// Decides topic changes in a cluster.
@@ -196,6 +198,7 @@ impl Broker {
             traffic: Default::default(),
             placement: RwLock::new(None),
             placement_changes: watch::Sender::new(0),
+            resigned: Default::default(),
             elections: Default::default(),
             authority: std::sync::OnceLock::new(),
             group_configs,
@@ -336,6 +339,12 @@ impl Broker {
         config: TopicConfig,
     ) -> Result<Arc<Topic>> {
         self.create_topic_placed(name, partitions, replication_factor, config, false).await
+    }
+
+    /// Replicas per partition of a topic created without saying: the
+    /// cluster's setting (capped by the serving nodes at creation), 1 alone.
+    pub fn default_replication_factor(&self) -> u16 {
+        self.authority().map_or(1, |a| a.default_replication_factor())
     }
 
     /// [`Broker::create_topic`] with every partition led by this node (in

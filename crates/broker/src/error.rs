@@ -126,6 +126,21 @@ pub enum BrokerError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A write reached the log but was not committed: the log failed (a
+    /// full disk, an I/O error) or was cut while the write waited. Whether
+    /// it survives depends on what the recovery keeps, so the client must
+    /// treat it as possibly written and retry (an idempotent producer's
+    /// retry is then recognised as the same batch, never written twice):
+    /// never "not written".
+    #[error("{tp}: written but not committed: {source}")]
+    NotCommitted {
+        /// The partition.
+        tp: String,
+        /// Why the wait failed.
+        #[source]
+        source: LogError,
+    },
+
     /// The cluster cannot decide now (no controller quorum, a lost
     /// connection): retriable.
     #[error("the cluster is unavailable: {0}")]

@@ -103,6 +103,9 @@ impl Broker {
     /// coordinator wherever it is (in a cluster, another node may hold it).
     pub async fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Result<Option<CommittedOffset>> {
         match self.remote_coordinator(group)? {
+            None if !self.offsets.is_current(group) => Err(BrokerError::Unavailable(format!(
+                "group '{group}''s committed offsets are still loading on its new coordinator"
+            ))),
             None => Ok(self.offsets.get(group, &tp.topic, tp.partition)),
             Some(node) => {
                 let found = self.forwarder()?.fetch_offsets_at(node, group, vec![tp.clone()]).await?;

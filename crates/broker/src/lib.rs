@@ -71,6 +71,7 @@ mod produce_tests;
 pub mod producers;
 pub mod replica_partition;
 mod replicas;
+mod resign;
 pub mod services;
 pub mod topic;
 pub mod traffic;

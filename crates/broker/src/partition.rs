@@ -105,6 +105,12 @@ impl Partition {
         self.log.wait_durable(offset)
     }
 
+    /// Why this replica cannot write (a write or fsync failed: a full or
+    /// failing disk) until it is recovered; `None` while it can.
+    pub fn write_failure(&self) -> Option<String> {
+        self.log.poisoned()
+    }
+
     /// Makes a poisoned log writable again by cutting it back to its
     /// durable point (see [`Log::recover`]); writes waiting for their commit
     /// past that point fail. Blocking file I/O.

@@ -100,6 +100,10 @@ pub trait MetadataAuthority: Send + Sync + std::fmt::Debug {
         config: &'a TopicConfig,
         here: bool,
     ) -> BoxFuture<'a, Result<()>>;
+    /// Replicas per partition of a topic created without saying (before
+    /// the cap by serving nodes): what Kafka admins read as
+    /// `default.replication.factor`.
+    fn default_replication_factor(&self) -> u16;
     /// Deletes a topic everywhere.
     fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Grows a topic to `total` partitions.
@@ -173,7 +177,19 @@ impl Broker {
     /// away are not woken: they answer at their deadline, and the next
     /// request is redirected.
     pub fn set_placement(&self, placement: Placement) {
-        *self.placement.write() = Some(Arc::new(placement));
+        self.install_placement_with(|_| Some(placement));
+    }
+
+    /// Installs the placement `change` makes of the installed one (none:
+    /// keeps it), with this node's pending resignations applied; one
+    /// install at a time, so a change never reinstalls an older view.
+    pub(crate) fn install_placement_with(&self, change: impl FnOnce(Option<&Placement>) -> Option<Placement>) {
+        {
+            let mut slot = self.placement.write();
+            let Some(mut placement) = change(slot.as_deref()) else { return };
+            self.apply_resignations(&mut placement);
+            *slot = Some(Arc::new(placement));
+        }
         for topic in self.topics() {
             self.adopt_leader_epochs(&topic);
         }
@@ -267,14 +283,30 @@ impl Broker {
             if elected {
                 self.elections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            if elected && topic.name() == OFFSETS_TOPIC {
-                // Commits the old leader stored reached this log, not this
-                // node's map of them.
-                self.offsets.reload_in_background(i as u32);
+            if topic.name() == OFFSETS_TOPIC {
+                if elected {
+                    // Commits the old leader stored reached this log, not
+                    // this node's map of them.
+                    self.offsets.reload_in_background(i as u32);
+                } else if a.leader != me {
+                    self.offsets.mark_stale(i as u32);
+                    self.unload_groups_of(i as u32);
+                }
             }
             if a.leader == me {
                 p.raise_leader_epoch(a.leader_epoch);
             }
+        }
+    }
+
+    /// Forgets the consumer groups whose offsets live on `__fjord_offsets`
+    /// partition `index`, which another node leads now: their membership
+    /// is that coordinator's (see `GroupCoordinator::unload`).
+    fn unload_groups_of(&self, index: u32) {
+        let moved = |g: &str| self.offsets.shard_of(g) == Some(index);
+        let dropped = self.groups.unload(moved) + self.consumer_groups().unload(moved);
+        if dropped > 0 {
+            tracing::info!(partition = index, groups = dropped, "coordinator moved away: group states dropped here");
         }
     }
 

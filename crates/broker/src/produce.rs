@@ -105,6 +105,13 @@ impl Broker {
         if !partition.commit.leading() {
             return Err(self.not_leader(tp, None));
         }
+        // A failed log refuses every write until it is recovered: said
+        // before the sequence check, so a client's pipelined batches all
+        // get the same retriable refusal, rather than the first one that
+        // and the next OUT_OF_ORDER (which librdkafka answers with an
+        // epoch bump, re-sending other partitions' possibly written
+        // batches under it: duplicates).
+        partition.log().check_writable().map_err(|e| BrokerError::log(tp.to_string(), e))?;
         let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
         // The batch is recorded in the producer's state as soon as it is in
         // the log, before its commit: a retry of a batch still waiting for
@@ -173,13 +180,16 @@ impl Broker {
                     // Deposed while it waited: the client retries with the
                     // new leader (an idempotent producer without duplicates).
                     self.check_leader(tp)?;
-                    return Err(BrokerError::log(tp.to_string(), e));
+                    return Err(BrokerError::NotCommitted { tp: tp.to_string(), source: e });
                 }
                 // Committed by fewer replicas than the topic requires (the
                 // in-sync set shrank while this write waited).
                 self.check_in_sync(tp, true)
             }
-            Acks::Leader => partition.locally_durable(written).await.map_err(|e| BrokerError::log(tp.to_string(), e)),
+            Acks::Leader => partition
+                .locally_durable(written)
+                .await
+                .map_err(|source| BrokerError::NotCommitted { tp: tp.to_string(), source }),
         }
     }
 

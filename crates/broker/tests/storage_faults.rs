@@ -163,3 +163,44 @@ async fn a_poisoned_partition_recovers_in_the_background() {
     assert_eq!(consume(&b, &t0).await, vec!["kept", "after"]);
     b.shutdown().await.unwrap();
 }
+
+fn idempotent(value: &str, producer: i64, seq: i32) -> BytesMut {
+    let mut b = BatchBuilder::new(1).producer(producer, 0, seq);
+    b.push(&NewRecord { value: Some(Bytes::copy_from_slice(value.as_bytes())), ..Default::default() });
+    b.build()
+}
+
+/// A write the log took but could not make durable (a full disk fails its
+/// fsync) is "not committed" — possibly written, retriable — never a
+/// storage error, which tells a Kafka client it was not written (librdkafka
+/// then re-sends it under a bumped producer epoch: a duplicate if the
+/// recovery kept it). Its idempotent retry after the recovery is written
+/// once. Found by the fault-injection checker's disk-full fault.
+#[tokio::test]
+async fn a_write_that_cannot_be_made_durable_is_reported_as_possibly_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path()).await;
+    b.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    let t0 = tp("t", 0);
+    b.produce(&t0, idempotent("a", 9, 0)).await.unwrap();
+    let log = b.topic("t").unwrap().partition(0).unwrap();
+    log.log_for_tests().inject_fsync_failure(true);
+    let err = b.produce(&t0, idempotent("b", 9, 1)).await.unwrap_err();
+    assert!(matches!(err, BrokerError::NotCommitted { .. }), "{err:?}");
+    // While the log is poisoned every write is refused before its
+    // sequence is checked (the Kafka gateway answers that as a timeout
+    // too, so pipelined batches never see OUT_OF_ORDER behind it).
+    let again = b.produce(&t0, idempotent("b", 9, 1)).await.unwrap_err();
+    assert!(matches!(again, BrokerError::Log { .. }), "{again:?}");
+    let next = b.produce(&t0, idempotent("c", 9, 2)).await.unwrap_err();
+    assert!(matches!(next, BrokerError::Log { .. }), "not OUT_OF_ORDER: {next:?}");
+    let refused = b.produce(&t0, batch(&["z"])).await.unwrap_err();
+    assert!(matches!(refused, BrokerError::Log { .. }), "{refused:?}");
+
+    log.log_for_tests().inject_fsync_failure(false);
+    assert_eq!(b.recover_poisoned_logs().await, 1);
+    let retried = b.produce(&t0, idempotent("b", 9, 1)).await.unwrap();
+    b.produce(&t0, idempotent("c", 9, 2)).await.unwrap();
+    assert_eq!(consume(&b, &t0).await, ["a", "b", "c"]);
+    assert_eq!(retried.base_offset, 1);
+}

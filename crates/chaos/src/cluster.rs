@@ -54,6 +54,16 @@ struct TopicView {
 }
 
 #[derive(Debug, Deserialize)]
+struct ClusterInfo {
+    nodes: Vec<NodeClock>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeClock {
+    time_ms: i64,
+}
+
+#[derive(Debug, Deserialize)]
 struct NodeView {
     id: i32,
     controller_leader: bool,
@@ -67,6 +77,8 @@ pub(crate) struct Cluster {
     controllers: String,
     nodes: Vec<Node>,
     http: ureq::Agent,
+    /// libfaketime, when clock jumps are among the faults.
+    faketime: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -100,7 +112,23 @@ impl Cluster {
             controllers: controllers.join(","),
             nodes,
             http: config.into(),
+            faketime: None,
         })
+    }
+
+    /// Runs every node under libfaketime (`library`), its clock on true
+    /// time until a clock-jump fault moves it ([`crate::clock`]).
+    pub(crate) fn enable_clock_jumps(&mut self, library: PathBuf) -> Result<()> {
+        for n in &self.nodes {
+            crate::clock::set_offset(&n.dir, 0)?;
+        }
+        self.faketime = Some(library);
+        Ok(())
+    }
+
+    /// Sets node `i`'s wall clock `seconds` off true time.
+    pub(crate) fn set_clock_offset(&self, i: usize, seconds: i64) -> Result<()> {
+        crate::clock::set_offset(&self.nodes[i].dir, seconds)
     }
 
     /// The seed's directory.
@@ -129,24 +157,45 @@ impl Cluster {
         all.join(",")
     }
 
+    /// Node `i`'s data directory.
+    pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("data")
+    }
+
     /// Where node `i` keeps a partition's log.
     pub(crate) fn partition_dir(&self, i: usize, topic: &str, partition: i32) -> PathBuf {
-        self.nodes[i].dir.join("data").join("topics").join(topic).join(partition.to_string())
+        self.data_dir(i).join("topics").join(topic).join(partition.to_string())
     }
 
     /// Starts node `i` (it serves once a quorum runs: see [`Cluster::await_ready`]).
     pub(crate) fn start(&mut self, i: usize) -> Result<()> {
         let fjord = self.fjord.clone();
         let controllers = self.controllers.clone();
+        let faketime = self.faketime.clone();
         let n = &mut self.nodes[i];
         n.starts += 1;
         let ready = n.dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = File::create(n.dir.join(format!("fjord-{}.log", n.starts)))?;
         let on = |port: u16| format!("{}:{port}", n.addr);
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &n.namespace])
-            .arg(&fjord)
+        // Only the network namespace: `ip netns exec` would give the node a
+        // mount namespace of its own too, a copy holding every node's
+        // file-system mount, so a power cut's unmount of one node's disk
+        // would leave it mounted in the others' (and mounting it again
+        // would run two file systems on one disk).
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", n.namespace)).arg("--");
+        if let Some(lib) = &faketime {
+            // Through `env`, so that only the node runs under libfaketime:
+            // preloaded into nsenter too, it would share its state with
+            // the node through shared memory and the node would never
+            // reread its offset file.
+            cmd.arg("env");
+            for (k, v) in crate::clock::env(lib, &n.dir) {
+                cmd.arg(format!("{k}={v}"));
+            }
+        }
+        cmd.arg(&fjord)
             .arg("serve")
             .arg("--data-dir")
             .arg(n.dir.join("data"))
@@ -274,6 +323,12 @@ impl Cluster {
             bail!("GET {url}: {}", resp.status());
         }
         resp.body_mut().read_json().with_context(|| format!("GET {url}: the body"))
+    }
+
+    /// Node `i`'s wall clock (epoch ms), as its admin API reports it.
+    pub(crate) fn clock_of(&self, i: usize) -> Result<i64> {
+        let view: ClusterInfo = self.try_get(i, "/api/v1/cluster?scope=node")?;
+        view.nodes.first().map(|n| n.time_ms).context("the node's answer lists no node")
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, i: usize, path: &str) -> Option<T> {

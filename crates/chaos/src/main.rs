@@ -19,9 +19,12 @@
 //! | producers or the group stalled once every fault is repaired | 0 |
 //!
 //! Faults ([`schedule::Kind`]): kill -9 of a node, a partition leader or
-//! the controller leader; SIGSTOP/SIGCONT beyond the lease; isolating a
-//! node (its clients still reach it); majority/minority splits; a bridge
-//! topology; one-way packet loss; rolling restarts. The same seed gives
+//! the controller leader; a power loss (kill -9, then the node's disk image
+//! stops taking writes at one instant: see [`volume`]); a full disk (the
+//! same image filled by a ballast file); SIGSTOP/SIGCONT beyond the lease;
+//! isolating a node (its clients still reach it); majority/minority
+//! splits; a bridge topology; one-way packet loss; rolling restarts;
+//! wall-clock jumps (see [`clock`]). The same seed gives
 //! the same schedule; targets named by role ("the leader of partition 2")
 //! are resolved when the fault starts and written to the history.
 //!
@@ -35,12 +38,15 @@
 //! ```
 
 mod check;
+mod clock;
 mod cluster;
 mod disk;
 mod history;
 mod net;
+mod power;
 mod run;
 mod schedule;
+mod volume;
 mod workload;
 
 use std::fmt::Write as _;
@@ -103,6 +109,10 @@ struct Cli {
     /// logged to `seed-N/consumer-C.log`.
     #[arg(long)]
     client_debug: Option<String>,
+    /// librdkafka `debug` contexts for the producers (e.g. `eos,msg`),
+    /// logged to `seed-N/producer-P.I.log`.
+    #[arg(long)]
+    producer_debug: Option<String>,
 }
 
 fn seeds(spec: &str) -> Result<Vec<u64>> {
@@ -140,6 +150,7 @@ fn main() -> Result<()> {
         subnet: cli.subnet,
         snapshots: cli.snapshots,
         client_debug: cli.client_debug.clone(),
+        producer_debug: cli.producer_debug.clone(),
     };
     let mut outcomes = Vec::new();
     for seed in seeds(&cli.seeds)? {

@@ -116,15 +116,19 @@ impl Network {
 
     fn remove_leftovers(&self) {
         for i in 0..16 {
+            let _ = ip(&["link", "del", &self.veth(i)]);
             let _ = ip(&["netns", "del", &self.namespace(i)]);
         }
         let _ = ip(&["link", "del", &self.bridge()]);
     }
 
-    /// Removes the namespaces (their veths go with them) and the bridge.
+    /// Removes the veths, the namespaces and the bridge. The veths
+    /// explicitly: a namespace outlives its name while sockets of a killed
+    /// node still close in it, and its veth with it.
     pub(crate) fn remove(&mut self) {
         if std::mem::take(&mut self.live) {
             for i in 0..self.nodes {
+                let _ = ip(&["link", "del", &self.veth(i)]);
                 let _ = ip(&["netns", "del", &self.namespace(i)]);
             }
             let _ = ip(&["link", "del", &self.bridge()]);

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::check::{self, Finding, Observed, Totals};
+use crate::clock;
 use crate::cluster::Cluster;
 use crate::disk;
 use crate::history::{self, Event, History};
 use crate::net::Network;
+use crate::power;
 use crate::schedule::{self, Fault, Kind, Target};
+use crate::volume::Volume;
 use crate::workload::{self, Workload};
 
 const TOPIC: &str = "chaos";
@@ -47,6 +50,8 @@ pub(crate) struct Options {
     pub(crate) snapshots: bool,
     /// librdkafka debug contexts for the consumers.
     pub(crate) client_debug: Option<String>,
+    /// librdkafka debug contexts for the producers.
+    pub(crate) producer_debug: Option<String>,
 }
 
 /// One seed's results.
@@ -75,7 +80,9 @@ impl Outcome {
 /// A fault in force, to be repaired.
 enum Applied {
     Killed(usize),
+    Filled(usize),
     Paused(usize),
+    ClockJumped(usize),
     Cut,
     Nothing,
 }
@@ -86,6 +93,9 @@ struct Run<'a> {
     cluster: Cluster,
     history: Arc<History>,
     errors: Vec<String>,
+    /// Each node's own file system, when disk-full or power-loss faults
+    /// are enabled.
+    volumes: Vec<Volume>,
 }
 
 /// Runs one seed.
@@ -96,8 +106,18 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
     }
     std::fs::create_dir_all(&dir)?;
     let net = Network::create(opts.subnet, opts.nodes)?;
-    let cluster = Cluster::new(&net, opts.nodes, &opts.fjord, &dir)?;
-    let mut run = Run { opts, net, cluster, history: Arc::new(History::default()), errors: Vec::new() };
+    let mut cluster = Cluster::new(&net, opts.nodes, &opts.fjord, &dir)?;
+    let mut volumes = Vec::new();
+    // A full disk and a power cut are both the node's disk's.
+    if opts.kinds.contains(&Kind::DiskFull) || opts.kinds.contains(&Kind::PowerLoss) {
+        for i in 0..opts.nodes {
+            volumes.push(Volume::create(&dir.join(format!("node-{}.img", i + 1)), &cluster.data_dir(i))?);
+        }
+    }
+    if opts.kinds.contains(&Kind::Clock) {
+        cluster.enable_clock_jumps(clock::library()?)?;
+    }
+    let mut run = Run { opts, net, cluster, history: Arc::new(History::default()), errors: Vec::new(), volumes };
     let result = run.go(seed);
     // Whatever happened, no process or namespace outlives the seed.
     let stop_errors = run.cluster.stop_all();
@@ -118,6 +138,11 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
             // A replica whose files do not parse holds nothing usable: a
             // divergence the checks cannot even compare.
             Err(e) => run.errors.push(format!("node {} partition {}: unreadable replica: {e:#}", r.node, r.partition)),
+        }
+    }
+    for v in &mut run.volumes {
+        if let Err(e) = v.unmount() {
+            run.errors.push(format!("{e:#}"));
         }
     }
     let findings = check::check(&observed);
@@ -155,6 +180,7 @@ impl Run<'_> {
             rate: o.rate,
             consumers: o.consumers,
             client_debug: o.client_debug.clone(),
+            producer_debug: o.producer_debug.clone(),
             log_dir: self.cluster.root().to_path_buf(),
         };
         workload::create_topic(&w, Duration::from_secs(60))?;
@@ -174,6 +200,9 @@ impl Run<'_> {
         sleep_until(end, end);
         // Everything repaired; the clients finish what they have in flight.
         self.net.heal()?;
+        for v in &self.volumes {
+            v.free()?;
+        }
         for i in 0..o.nodes {
             if !self.cluster.running(i) {
                 self.restart(i)?;
@@ -252,6 +281,32 @@ impl Run<'_> {
                 self.cluster.kill(i)?;
                 Applied::Killed(i)
             }
+            Fault::PowerLoss(t) => {
+                let i = self.resolve(*t);
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                self.cluster.kill(i)?;
+                let data = self.cluster.data_dir(i);
+                let cut = power::log_sizes(&data).and_then(|before| {
+                    let v = self.volumes.get_mut(i).context("power loss needs the node's own volume")?;
+                    v.power_cut()?;
+                    Ok(power::describe_loss(&before, &power::log_sizes(&data)?))
+                });
+                match cut {
+                    Ok(what) => self.note(format!("power loss on node {}: {what}", self.cluster.id_of(i))),
+                    Err(e) => self.errors.push(format!("power loss on node {}: {e:#}", self.cluster.id_of(i))),
+                }
+                Applied::Killed(i)
+            }
+            Fault::DiskFull(t) => {
+                let i = self.resolve(*t);
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                match self.volumes.get(i).map(Volume::fill) {
+                    Some(Ok(bytes)) => self.note(format!("node {}: {bytes} bytes of ballast", self.cluster.id_of(i))),
+                    Some(Err(e)) => self.errors.push(format!("filling node {}'s disk: {e:#}", self.cluster.id_of(i))),
+                    None => self.errors.push("a disk-full fault without volumes".into()),
+                }
+                Applied::Filled(i)
+            }
             Fault::Pause(t) => {
                 let i = self.resolve(*t);
                 self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
@@ -269,6 +324,13 @@ impl Run<'_> {
                 self.history.push(Event::Fault { what: format!("{fault}: cut {}", self.net.describe_cuts()) });
                 Applied::Cut
             }
+            Fault::ClockJump(t, seconds) => {
+                let i = self.resolve(*t);
+                self.cluster.set_clock_offset(i, *seconds)?;
+                self.history.push(Event::Fault { what: format!("{fault}: node {}", self.cluster.id_of(i)) });
+                self.confirm_clock(i, *seconds);
+                Applied::ClockJumped(i)
+            }
             Fault::RollingRestart => {
                 self.history.push(Event::Fault { what: fault.to_string() });
                 for i in 0..n {
@@ -285,6 +347,33 @@ impl Run<'_> {
             }
         };
         Ok(applied)
+    }
+
+    /// Waits (a few seconds at most: libfaketime rereads its file every
+    /// second) until node `i`'s clock reads `offset` seconds off true time,
+    /// and notes what it read; a node whose clock does not move is an
+    /// error (the fault would test nothing).
+    fn confirm_clock(&mut self, i: usize, offset: i64) {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            match self.cluster.clock_of(i) {
+                Ok(node_ms) => {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let off = (node_ms - now_ms) / 1000;
+                    if (off - offset).abs() <= 2 {
+                        self.note(format!("node {}'s clock reads {off:+} s", self.cluster.id_of(i)));
+                        return;
+                    }
+                    last = format!("{off:+} s");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.errors.push(format!("node {}'s clock never read {offset:+} s (last: {last})", self.cluster.id_of(i)));
     }
 
     fn cut(&mut self, fault: &Fault, n: usize, isolated: Option<usize>) -> Result<()> {
@@ -311,9 +400,20 @@ impl Run<'_> {
                 self.cluster.resume(i)?;
                 format!("node {} resumed", self.cluster.id_of(i))
             }
+            Applied::Filled(i) => {
+                if let Some(v) = self.volumes.get(i) {
+                    v.free()?;
+                }
+                format!("node {}'s disk has space again", self.cluster.id_of(i))
+            }
             Applied::Cut => {
                 self.net.heal()?;
                 "network healed".into()
+            }
+            Applied::ClockJumped(i) => {
+                self.cluster.set_clock_offset(i, 0)?;
+                self.confirm_clock(i, 0);
+                format!("node {}'s clock back on true time", self.cluster.id_of(i))
             }
             Applied::Nothing => return Ok(()),
         };

@@ -67,6 +67,12 @@ impl fmt::Display for Target {
 pub(crate) enum Fault {
     /// SIGKILL, restarted afterwards.
     Kill(Target),
+    /// SIGKILL, then what the kernel had not yet written out of the node's
+    /// logs is lost (a power cut), restarted afterwards.
+    PowerLoss(Target),
+    /// The node's file system is full (every write fails with ENOSPC)
+    /// until the repair frees the space.
+    DiskFull(Target),
     /// SIGSTOP for longer than the lease, then SIGCONT.
     Pause(Target),
     /// The node can reach no other node and none can reach it (clients
@@ -82,6 +88,9 @@ pub(crate) enum Fault {
     OneWay(usize, usize),
     /// Every node in turn: SIGTERM, start again, wait until it serves.
     RollingRestart,
+    /// The node's wall clock steps this many seconds (forward or back),
+    /// and back to true time at the repair.
+    ClockJump(Target, i64),
 }
 
 impl Fault {
@@ -90,12 +99,15 @@ impl Fault {
     pub(crate) fn kind(&self) -> Kind {
         match self {
             Fault::Kill(_) => Kind::Kill,
+            Fault::PowerLoss(_) => Kind::PowerLoss,
+            Fault::DiskFull(_) => Kind::DiskFull,
             Fault::Pause(_) => Kind::Pause,
             Fault::Isolate(_) => Kind::Isolate,
             Fault::Split(_) => Kind::Split,
             Fault::Bridge(_) => Kind::Bridge,
             Fault::OneWay(..) => Kind::OneWay,
             Fault::RollingRestart => Kind::Restart,
+            Fault::ClockJump(..) => Kind::Clock,
         }
     }
 }
@@ -104,6 +116,8 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Kill(t) => write!(f, "kill -9 {t}"),
+            Fault::PowerLoss(t) => write!(f, "power loss on {t}"),
+            Fault::DiskFull(t) => write!(f, "disk full on {t}"),
             Fault::Pause(t) => write!(f, "pause {t}"),
             Fault::Isolate(t) => write!(f, "isolate {t}"),
             Fault::Split(minority) => {
@@ -113,6 +127,7 @@ impl fmt::Display for Fault {
             Fault::Bridge(b) => write!(f, "bridge through node #{}", b + 1),
             Fault::OneWay(a, b) => write!(f, "drop #{} -> #{}", a + 1, b + 1),
             Fault::RollingRestart => write!(f, "rolling restart"),
+            Fault::ClockJump(t, s) => write!(f, "clock of {t} jumps {s:+} s"),
         }
     }
 }
@@ -122,6 +137,10 @@ impl fmt::Display for Fault {
 pub(crate) enum Kind {
     /// kill -9 of a node, a leader or the controller leader.
     Kill,
+    /// kill -9 and the loss of what was not yet written out of its logs.
+    PowerLoss,
+    /// A node's file system full for a while.
+    DiskFull,
     /// SIGSTOP/SIGCONT longer than the lease.
     Pause,
     /// One node (often a leader) cut off from the others.
@@ -134,12 +153,24 @@ pub(crate) enum Kind {
     OneWay,
     /// Rolling restart of every node.
     Restart,
+    /// A node's wall clock jumps forward or back (libfaketime).
+    Clock,
 }
 
 impl Kind {
     /// Every kind.
-    pub(crate) const ALL: [Kind; 7] =
-        [Kind::Kill, Kind::Pause, Kind::Isolate, Kind::Split, Kind::Bridge, Kind::OneWay, Kind::Restart];
+    pub(crate) const ALL: [Kind; 10] = [
+        Kind::Kill,
+        Kind::PowerLoss,
+        Kind::DiskFull,
+        Kind::Pause,
+        Kind::Isolate,
+        Kind::Split,
+        Kind::Bridge,
+        Kind::OneWay,
+        Kind::Restart,
+        Kind::Clock,
+    ];
 }
 
 /// A fault and when: `quiet` of normal running first, then the fault for
@@ -168,7 +199,7 @@ pub(crate) fn plan(seed: u64, nodes: usize, partitions: i32, kinds: &[Kind], tot
         let fault = fault_of(kind, &mut rng, nodes, partitions);
         // Faults that must outlast the lease to matter hold longer.
         let hold = match fault {
-            Fault::Pause(_) | Fault::Isolate(_) | Fault::Split(_) => rng.millis(3_000, 8_000),
+            Fault::Pause(_) | Fault::Isolate(_) | Fault::Split(_) | Fault::DiskFull(_) => rng.millis(3_000, 8_000),
             Fault::RollingRestart => Duration::ZERO,
             _ => rng.millis(2_000, 6_000),
         };
@@ -190,6 +221,8 @@ fn target(rng: &mut Rng, nodes: usize, partitions: i32) -> Target {
 fn fault_of(kind: Kind, rng: &mut Rng, nodes: usize, partitions: i32) -> Fault {
     match kind {
         Kind::Kill => Fault::Kill(target(rng, nodes, partitions)),
+        Kind::PowerLoss => Fault::PowerLoss(target(rng, nodes, partitions)),
+        Kind::DiskFull => Fault::DiskFull(target(rng, nodes, partitions)),
         Kind::Pause => Fault::Pause(target(rng, nodes, partitions)),
         Kind::Isolate => Fault::Isolate(target(rng, nodes, partitions)),
         Kind::Split => {
@@ -208,6 +241,12 @@ fn fault_of(kind: Kind, rng: &mut Rng, nodes: usize, partitions: i32) -> Fault {
             Fault::OneWay(a, b)
         }
         Kind::Restart => Fault::RollingRestart,
+        Kind::Clock => {
+            // Forward by up to two hours or back by up to ten minutes,
+            // at least a lease's worth either way.
+            let seconds = if rng.below(2) == 0 { 5 + rng.below(7_200) as i64 } else { -(5 + rng.below(600) as i64) };
+            Fault::ClockJump(target(rng, nodes, partitions), seconds)
+        }
     }
 }
 
@@ -253,7 +292,12 @@ pub(crate) fn cut_pairs(fault: &Fault, nodes: usize, isolated: Option<usize>) ->
             }
         }
         Fault::OneWay(a, b) => cuts.push((*a, *b)),
-        Fault::Kill(_) | Fault::Pause(_) | Fault::RollingRestart => {}
+        Fault::Kill(_)
+        | Fault::PowerLoss(_)
+        | Fault::DiskFull(_)
+        | Fault::Pause(_)
+        | Fault::RollingRestart
+        | Fault::ClockJump(..) => {}
     }
     cuts
 }
@@ -298,6 +342,19 @@ mod tests {
         let cuts = cut_pairs(&Fault::Bridge(0), 5, None);
         assert!(cuts.iter().all(|&(a, b)| a != 0 && b != 0));
         assert_eq!(cuts.len(), 8);
+    }
+
+    #[test]
+    fn clock_jumps_go_both_ways_by_more_than_a_lease() {
+        let jumps: Vec<i64> = (0..40)
+            .flat_map(|seed| plan(seed, 3, 3, &[Kind::Clock], Duration::from_secs(30)))
+            .map(|s| match s.fault {
+                Fault::ClockJump(_, j) => j,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(jumps.iter().all(|j| j.abs() >= 5 && (-605..=7_205).contains(j)), "{jumps:?}");
+        assert!(jumps.iter().any(|j| *j > 0) && jumps.iter().any(|j| *j < 0));
     }
 
     #[test]

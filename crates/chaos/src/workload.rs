@@ -8,10 +8,13 @@
 //!   librdkafka raises when idempotence can no longer be guaranteed) is
 //!   replaced by a new incarnation with a new name, so the order check
 //!   never mixes two producer ids.
-//! - Consumers share one group, commit what they have read every second
-//!   (asynchronously, only partitions they are assigned, between polls, so
-//!   a commit never follows a revocation), and record each read and each
-//!   acknowledged commit.
+//! - Consumers share one group, commit their position every second (on
+//!   the partitions they are assigned, taken between polls), and record
+//!   each read and each acknowledged commit. A commit is synchronous on a
+//!   thread of its own, at most one in flight per consumer: its outcome is
+//!   known (librdkafka's commit callback never reaches a `BaseConsumer`'s
+//!   poll), one consumer's commits never overtake each other, and a commit
+//!   waiting for a coordinator never stops the consumer polling.
 //! - A monitor asks the group's committed offsets twice a second.
 //! - The final reader, after the faults are repaired, reads every partition
 //!   from the start to its high watermark with a fresh client.
@@ -29,7 +32,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -57,6 +59,8 @@ pub(crate) struct Workload {
     /// librdkafka `debug` contexts for the consumers (e.g. `cgrp`), logged
     /// to `consumer-N.log` in `log_dir`.
     pub(crate) client_debug: Option<String>,
+    /// librdkafka debug contexts for the producers.
+    pub(crate) producer_debug: Option<String>,
     /// Where client logs go.
     pub(crate) log_dir: std::path::PathBuf,
 }
@@ -99,12 +103,39 @@ pub(crate) fn create_topic(w: &Workload, timeout: Duration) -> Result<()> {
     }
 }
 
+/// librdkafka's debug log of one client, in a file of its own when asked
+/// for (lines stamped with the history's clock).
+struct DebugLog(Option<std::sync::Mutex<std::fs::File>>);
+
+impl DebugLog {
+    /// Turns on the `debug` contexts in `config` and creates `path`; nothing
+    /// without contexts.
+    fn open(config: &mut ClientConfig, debug: Option<&str>, path: std::path::PathBuf) -> Result<DebugLog> {
+        let Some(debug) = debug else { return Ok(DebugLog(None)) };
+        config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
+        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(DebugLog(Some(std::sync::Mutex::new(file))))
+    }
+
+    fn write(&self, at: u64, fac: &str, message: &str) {
+        if let Some(f) = &self.0 {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{at} {fac} {message}");
+        }
+    }
+}
+
 /// Producer context: delivery reports become history.
 struct Deliveries {
     history: Arc<History>,
+    log: DebugLog,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.write(self.history.now(), fac, message);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -178,14 +209,17 @@ fn produce(w: &Workload, k: u32, history: &Arc<History>, stop: &AtomicBool) -> R
     while !stop.load(Ordering::SeqCst) {
         incarnation += 1;
         let name = format!("p{k}.{incarnation}");
-        let producer: ThreadedProducer<Deliveries> = base_config(&w.bootstrap)
+        let mut config = base_config(&w.bootstrap);
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
-            .set("request.timeout.ms", "5000")
-            .create_with_context(Deliveries { history: history.clone() })
-            .context("creating a producer")?;
+            .set("request.timeout.ms", "5000");
+        let log =
+            DebugLog::open(&mut config, w.producer_debug.as_deref(), w.log_dir.join(format!("producer-{name}.log")))?;
+        let producer: ThreadedProducer<Deliveries> =
+            config.create_with_context(Deliveries { history: history.clone(), log }).context("creating a producer")?;
         let mut seq = 0u64;
         let mut next = Instant::now();
         while !stop.load(Ordering::SeqCst) {
@@ -238,55 +272,42 @@ fn consumer_config(w: &Workload, group: &str) -> ClientConfig {
     c
 }
 
-/// Consumer context: offset commits are asynchronous (a synchronous commit
-/// can wait forever for a coordinator), and their outcomes arrive here
-/// during `poll`.
-struct Commits {
-    consumer: u32,
+/// Consumer context: librdkafka's debug log to a file, when asked for,
+/// and the rebalance count that keeps a commit from outliving its
+/// assignment.
+struct ConsumerLog {
     history: Arc<History>,
-    log: Option<std::sync::Mutex<std::fs::File>>,
+    log: DebugLog,
+    /// Bumped by every rebalance, under the lock a commit holds while it
+    /// is in flight: a rebalance waits for the commit, and a commit of a
+    /// position taken before a rebalance is dropped (it would otherwise
+    /// be sent with the new generation and move back the offset of a
+    /// partition another consumer owns now).
+    rebalances: Arc<std::sync::Mutex<u64>>,
 }
 
-impl ClientContext for Commits {
+impl ClientContext for ConsumerLog {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if let Some(f) = &self.log {
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(f, "{} {fac} {message}", self.history.now());
-        }
+        self.log.write(self.history.now(), fac, message);
     }
 }
 
-impl ConsumerContext for Commits {
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if result.is_err() {
-            return;
-        }
-        let done: Vec<Event> = offsets
-            .elements()
-            .into_iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => {
-                    Some(Event::Commit { consumer: self.consumer, partition: e.partition(), offset: o })
-                }
-                _ => None,
-            })
-            .collect();
-        self.history.extend(done);
+impl ConsumerContext for ConsumerLog {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &rdkafka::consumer::Rebalance<'_>) {
+        *self.rebalances.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
 
 fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> Result<()> {
     let mut config = consumer_config(w, GROUP);
-    let mut log = None;
-    if let Some(debug) = &w.client_debug {
-        config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
-        log = Some(std::sync::Mutex::new(std::fs::File::create(w.log_dir.join(format!("consumer-{c}.log")))?));
-    }
-    let consumer: BaseConsumer<Commits> = config
-        .create_with_context(Commits { consumer: c, history: history.clone(), log })
-        .context("creating a consumer")?;
+    let log = DebugLog::open(&mut config, w.client_debug.as_deref(), w.log_dir.join(format!("consumer-{c}.log")))?;
+    let rebalances = Arc::new(std::sync::Mutex::new(0));
+    let context = ConsumerLog { history: history.clone(), log, rebalances: rebalances.clone() };
+    let consumer: Arc<BaseConsumer<ConsumerLog>> =
+        Arc::new(config.create_with_context(context).context("creating a consumer")?);
     consumer.subscribe(&[&w.topic])?;
     let mut last_commit = Instant::now();
+    let mut committing: Option<JoinHandle<()>> = None;
     let mut reads = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
@@ -303,7 +324,9 @@ fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> R
         if last_commit.elapsed() >= Duration::from_secs(1) {
             history.extend(reads.drain(..));
             last_commit = Instant::now();
-            commit(&consumer);
+            if committing.as_ref().is_none_or(|t| t.is_finished()) {
+                committing = commit(&consumer, c, history, &rebalances);
+            }
         }
     }
     history.extend(reads);
@@ -312,6 +335,10 @@ fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> R
     // waited for forever.
     let (done, closed) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // The last reference closes it: after a commit still in flight.
+        if let Some(t) = committing {
+            let _ = t.join();
+        }
         drop(consumer);
         let _ = done.send(());
     });
@@ -325,19 +352,44 @@ fn consume(w: &Workload, c: u32, history: &Arc<History>, stop: &AtomicBool) -> R
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Commits the consumer's position on the partitions it is assigned now
-/// (between polls, so never after their revocation); the outcome arrives
-/// in [`Commits`].
-fn commit(consumer: &BaseConsumer<Commits>) {
-    let Ok(position) = consumer.position() else { return };
-    let mut tpl = TopicPartitionList::new();
+/// (taken between polls, where no rebalance runs) synchronously on a
+/// thread of its own, recording each offset once the coordinator has
+/// acknowledged it; dropped if a rebalance came in between (see
+/// [`ConsumerLog::rebalances`]). One partition per request: librdkafka's
+/// synchronous commit reports an error only when every partition of the
+/// request failed, so a request of several would count a refused
+/// partition as acknowledged.
+fn commit(
+    consumer: &Arc<BaseConsumer<ConsumerLog>>,
+    c: u32,
+    history: &Arc<History>,
+    rebalances: &Arc<std::sync::Mutex<u64>>,
+) -> Option<JoinHandle<()>> {
+    let taken_at = *rebalances.lock().unwrap_or_else(|e| e.into_inner());
+    let position = consumer.position().ok()?;
+    let mut offsets = Vec::new();
     for e in position.elements() {
         if let Offset::Offset(o) = e.offset() {
+            let mut tpl = TopicPartitionList::new();
             let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
+            offsets.push((tpl, e.partition(), o));
         }
     }
-    if tpl.count() > 0 {
-        let _ = consumer.commit(&tpl, CommitMode::Async);
+    if offsets.is_empty() {
+        return None;
     }
+    let (consumer, history, rebalances) = (consumer.clone(), history.clone(), rebalances.clone());
+    Some(std::thread::spawn(move || {
+        let current = rebalances.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != taken_at {
+            return;
+        }
+        for (tpl, partition, offset) in offsets {
+            if consumer.commit(&tpl, CommitMode::Sync).is_ok() {
+                history.push(Event::Commit { consumer: c, partition, offset });
+            }
+        }
+    }))
 }
 
 fn monitor(w: &Workload, history: &Arc<History>, stop: &AtomicBool) -> Result<()> {

@@ -73,14 +73,22 @@ pub struct Heartbeat {
     pub node_id: u64,
     /// Its registration's incarnation (a restarted node has a new one).
     pub incarnation: u64,
+    /// The metadata index this node serves from (what it has applied), so
+    /// the leader renews no lease of a node stuck on old metadata; `None`
+    /// from a node of an earlier version, which does not say.
+    pub applied: Option<u64>,
 }
 
 impl Heartbeat {
-    /// Layout: node_id:u64, incarnation:u64.
+    /// Layout: node_id:u64, incarnation:u64, then applied:u64 when known
+    /// (a 16-byte body is an earlier version's).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(16);
+        let mut b = BytesMut::with_capacity(24);
         b.put_u64(self.node_id);
         b.put_u64(self.incarnation);
+        if let Some(a) = self.applied {
+            b.put_u64(a);
+        }
         b.freeze()
     }
 
@@ -90,9 +98,10 @@ impl Heartbeat {
         if b.remaining() < 16 {
             return Err(short(W));
         }
-        let h = Heartbeat { node_id: b.get_u64(), incarnation: b.get_u64() };
+        let (node_id, incarnation) = (b.get_u64(), b.get_u64());
+        let applied = if b.remaining() >= 8 { Some(b.get_u64()) } else { None };
         done(W, &b)?;
-        Ok(h)
+        Ok(Heartbeat { node_id, incarnation, applied })
     }
 }
 

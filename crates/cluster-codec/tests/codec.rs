@@ -24,7 +24,7 @@ fn golden_hello_request() {
 
 #[test]
 fn golden_heartbeat_error_response() {
-    let req = Frame::request(Kind::Heartbeat, 1, Heartbeat { node_id: 2, incarnation: 9 }.encode());
+    let req = Frame::request(Kind::Heartbeat, 1, Heartbeat { node_id: 2, incarnation: 9, applied: None }.encode());
     let mut out = BytesMut::new();
     encode(&req.error("not the leader"), &mut out).unwrap();
     assert_eq!(hex(&out[..11]), "00000015000603".to_string() + "00000001");
@@ -230,11 +230,19 @@ fn unknown_kinds_decode_so_they_can_be_answered() {
 
 #[test]
 fn bodies_reject_short_and_trailing_bytes() {
-    let hb = Heartbeat { node_id: 1, incarnation: 2 }.encode();
+    let hb = Heartbeat { node_id: 1, incarnation: 2, applied: None }.encode();
     assert!(Heartbeat::decode(hb.slice(..15)).is_err());
     let mut long = BytesMut::from(&hb[..]);
     long.extend_from_slice(&[0]);
     assert!(Heartbeat::decode(long.freeze()).is_err());
+    // With the applied index (24 bytes), and an earlier version's 16.
+    let with = Heartbeat { node_id: 1, incarnation: 2, applied: Some(77) };
+    assert_eq!(with.encode().len(), 24);
+    assert_eq!(Heartbeat::decode(with.encode()).unwrap(), with);
+    assert_eq!(Heartbeat::decode(hb).unwrap().applied, None);
+    let mut longer = BytesMut::from(&with.encode()[..]);
+    longer.extend_from_slice(&[0]);
+    assert!(Heartbeat::decode(longer.freeze()).is_err());
     assert!(Hello::decode(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, b'a'])).is_err());
     assert!(Hello { version: 1, cluster_id: "x".repeat(256), node_id: 1 }.encode().is_err());
     let ack = HeartbeatAck { lease_ms: 3000, metadata_index: 17 };

@@ -97,6 +97,10 @@ impl MetadataAuthority for ClusterAuthority {
         })
     }
 
+    fn default_replication_factor(&self) -> u16 {
+        self.node.upgrade().map_or(1, |n| n.cfg.default_replication_factor)
+    }
+
     fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, fjord_broker::Result<()>> {
         Box::pin(self.change(name, Command::DeleteTopic { name: name.to_string() }))
     }

@@ -61,6 +61,20 @@ pub enum ClusterError {
     /// No controller leader could be reached in time.
     #[error("no controller leader is reachable: {0}")]
     NoLeader(String),
+    /// A heartbeat from a node's incarnation that announced its shutdown.
+    #[error("node {0} is shutting down; its heartbeats renew no lease")]
+    ShuttingDown(u64),
+    /// A node's heartbeat was refused: it serves from metadata older than
+    /// the leader had applied half a lease ago.
+    #[error("node {node} serves metadata index {applied}, behind the {needed} it should have applied by now")]
+    Behind {
+        /// The node.
+        node: u64,
+        /// What it has applied.
+        applied: u64,
+        /// What the leader had applied half a lease ago.
+        needed: u64,
+    },
     /// The controller rejected a metadata change.
     #[error("{message}")]
     Rejected {

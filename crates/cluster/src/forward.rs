@@ -51,6 +51,9 @@ pub(crate) async fn serve(broker: &Broker, body: &[u8]) -> Result<Bytes, String>
             if broker.coordinator(&group) != fjord_broker::Leadership::Local {
                 return Err(format!("this node no longer coordinates group '{group}'"));
             }
+            if !broker.offsets().is_current(&group) {
+                return Err(format!("group '{group}''s committed offsets are still loading here"));
+            }
             let found: Vec<Option<CommittedOffset>> =
                 partitions.iter().map(|(t, p)| broker.offsets().get(&group, t, *p)).collect();
             serde_json::to_vec(&found)

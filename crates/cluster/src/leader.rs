@@ -6,8 +6,24 @@
 //! Leases live only on the leader: a new leader starts every registered
 //! node with a fresh lease (a full lease of grace), so a leader change
 //! never fences a node that was heartbeating to the old leader.
+//!
+//! A lease is renewed only for a node that serves from recent metadata:
+//! its heartbeat says which metadata index it has applied, and one that
+//! has not applied what this leader had applied half a lease earlier is
+//! refused (as KRaft keeps a broker fenced until it has caught up). A node
+//! whose metadata stopped moving — its Raft storage failed, its applier is
+//! stuck — would otherwise keep heartbeating and keep leading partitions
+//! the others have moved on from; refused, it stops serving after a lease
+//! and is fenced, and its partitions fail over.
+//!
+//! A node shutting down cleanly says so ([`Command::ShutdownNode`], Kafka's
+//! controlled shutdown): it is fenced at once and its partitions get new
+//! leaders while it still answers their clients (who are told
+//! NOT_LEADER_OR_FOLLOWER and move, instead of timing out on a node that
+//! stops answering); its incarnation's heartbeats renew nothing after
+//! that, so it is not unfenced before it is gone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,26 +34,69 @@ use tokio::time::Instant;
 
 use crate::node::ClusterNode;
 
-/// Leader-side liveness: the last heartbeat of each node.
+/// Leader-side liveness: the last heartbeat of each node, and when this
+/// leader had applied which metadata index (to tell a node that lags).
 #[derive(Debug, Default)]
-pub(crate) struct Leases(Mutex<HashMap<NodeId, Instant>>);
+pub(crate) struct Leases {
+    seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Nodes that announced a clean shutdown, with the incarnation that
+    /// did: that incarnation's heartbeats renew nothing any more, so it
+    /// stays fenced (its next incarnation registers and heartbeats anew).
+    shut_down: Mutex<HashMap<NodeId, u64>>,
+    /// (when, index applied then), oldest first, a few leases' worth.
+    applied: Mutex<VecDeque<(Instant, u64)>>,
+}
 
 impl Leases {
     pub(crate) fn renew(&self, node: NodeId) {
-        self.0.lock().insert(node, Instant::now());
+        self.seen.lock().insert(node, Instant::now());
+    }
+
+    /// `node`'s incarnation `incarnation` is shutting down.
+    pub(crate) fn shut_down(&self, node: NodeId, incarnation: u64) {
+        self.shut_down.lock().insert(node, incarnation);
+    }
+
+    /// Whether that incarnation of `node` announced its shutdown.
+    pub(crate) fn is_shut_down(&self, node: NodeId, incarnation: u64) -> bool {
+        self.shut_down.lock().get(&node) == Some(&incarnation)
     }
 
     /// When `node` last heartbeated; a node never seen (it registered
     /// since this leader took over) gets a full lease from now.
     fn last_seen(&self, node: NodeId) -> Instant {
-        *self.0.lock().entry(node).or_insert_with(Instant::now)
+        *self.seen.lock().entry(node).or_insert_with(Instant::now)
     }
 
     fn grant_all(&self, nodes: impl Iterator<Item = NodeId>) {
         let now = Instant::now();
-        let mut m = self.0.lock();
+        let mut m = self.seen.lock();
         m.clear();
         m.extend(nodes.map(|n| (n, now)));
+        self.applied.lock().clear();
+    }
+
+    /// Notes that this leader has applied `index` by now; forgets what is
+    /// older than `keep`.
+    pub(crate) fn note_applied(&self, index: u64, keep: Duration) {
+        let now = Instant::now();
+        let mut a = self.applied.lock();
+        if a.back().is_none_or(|(_, i)| *i != index) {
+            a.push_back((now, index));
+        }
+        // Keep the newest sample older than `keep`: it answers questions
+        // about exactly that age.
+        while a.len() > 1 && a.get(1).is_some_and(|(t, _)| now.duration_since(*t) > keep) {
+            a.pop_front();
+        }
+    }
+
+    /// The highest index this leader had applied at least `age` ago (0 if
+    /// it has not been leading that long): what a node that keeps up must
+    /// have applied by now.
+    pub(crate) fn applied_before(&self, age: Duration) -> u64 {
+        let now = Instant::now();
+        self.applied.lock().iter().rev().find(|(t, _)| now.duration_since(*t) >= age).map_or(0, |(_, i)| *i)
     }
 }
 
@@ -129,7 +188,8 @@ async fn fence_and_unfence(node: &ClusterNode) {
         .nodes
         .values()
         .filter_map(|n| {
-            let fresh = now.duration_since(node.leases.last_seen(n.id)) < lease;
+            let fresh = now.duration_since(node.leases.last_seen(n.id)) < lease
+                && !node.leases.is_shut_down(n.id, n.incarnation);
             match (n.state, fresh) {
                 (NodeState::Active, false) => Some(Command::FenceNode { id: n.id }),
                 (NodeState::Fenced, true) => Some(Command::UnfenceNode { id: n.id }),
@@ -142,5 +202,33 @@ async fn fence_and_unfence(node: &ClusterNode) {
         if let Err(e) = node.propose(cmd, lease).await {
             tracing::warn!(error = %e, "could not record a node's liveness");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node must have applied what the leader had applied `age` ago; a
+    /// leader that has not led that long asks nothing.
+    #[tokio::test(start_paused = true)]
+    async fn the_index_a_node_must_have_applied_is_the_leaders_from_half_a_lease_ago() {
+        let leases = Leases::default();
+        let keep = Duration::from_secs(4);
+        let age = Duration::from_secs(1);
+        leases.note_applied(10, keep);
+        assert_eq!(leases.applied_before(age), 0, "no sample that old yet");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        leases.note_applied(12, keep);
+        tokio::time::advance(Duration::from_millis(600)).await;
+        leases.note_applied(20, keep);
+        assert_eq!(leases.applied_before(age), 10, "applied 1.2 s ago");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(leases.applied_before(age), 12);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        leases.note_applied(20, keep);
+        assert_eq!(leases.applied_before(age), 20, "old samples are dropped, the newest old one kept");
+        leases.grant_all(std::iter::empty());
+        assert_eq!(leases.applied_before(age), 0, "a new term asks nothing at first");
     }
 }

@@ -80,7 +80,7 @@ pub async fn start(
     let peers = transport::Peers::new(identity.clone());
     let (log, sm, metadata) = fjord_controller::store::open(&cfg.dir).await?;
     let config = Arc::new(node::raft_config(&cfg)?);
-    let raft = Raft::new(cfg.node_id, config, raft_net::RaftNet::new(peers.clone()), log, sm)
+    let raft = Raft::new(cfg.node_id, config, raft_net::RaftNet::new(peers.clone(), cfg.dir.clone()), log, sm)
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
     let (reconciled, _) = watch::channel(0);
@@ -92,6 +92,7 @@ pub async fn start(
         broker,
         incarnation: AtomicU64::new(0),
         reconciled,
+        registered: watch::channel(false).0,
         leases: Default::default(),
         isolated: parking_lot::Mutex::new(false),
     });
@@ -172,16 +173,8 @@ async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
                     *isolated = true;
                     tracing::warn!(error = %e, lease_ms = node.cfg.lease.as_millis() as u64,
                         "no controller leader answered for a whole lease; serving nothing until one does");
-                    // No partitions and nobody serving, but the nodes it
-                    // knew stay listed (as fenced): Kafka clients drop
-                    // brokers missing from Metadata, and librdkafka, given
-                    // an empty list, loses its group coordinator for good.
                     let known = node.broker.placement().map(|p| p.nodes.iter().chain(&p.fenced).cloned().collect());
-                    node.broker.set_placement(Placement {
-                        controller_id: -1,
-                        fenced: known.unwrap_or_default(),
-                        ..Placement::default()
-                    });
+                    reconcile::serve_nothing(&node.broker, known.unwrap_or_default());
                 }
             }
             Err(e) => tracing::debug!(error = %e, "heartbeat to the controller leader failed"),

@@ -104,6 +104,13 @@ pub struct ClusterNode {
     pub(crate) incarnation: AtomicU64,
     /// The metadata index the broker has been brought up to.
     pub(crate) reconciled: watch::Sender<u64>,
+    /// Set once this incarnation is registered. Until then the broker
+    /// serves nothing: the metadata this node holds from before a restart
+    /// may name it leader in an epoch its former incarnation led, and
+    /// taking writes in that epoch again (with a log that may have lost
+    /// its unsynced tail, or a sole-leader commit point) forks the log
+    /// under one epoch. Registering bumps those epochs first.
+    pub(crate) registered: watch::Sender<bool>,
     /// Leader side: when each node last heartbeated.
     pub(crate) leases: crate::leader::Leases,
     /// Set while no controller leader answers this node's heartbeats: it
@@ -201,6 +208,21 @@ impl ClusterNode {
 
     /// Writes `cmd` with the local Raft: only succeeds on the leader.
     async fn write_here(&self, cmd: Command) -> Result<Written> {
+        if let Command::ShutdownNode { id } = &cmd
+            && let Some(n) = self.metadata().nodes.get(id)
+        {
+            // Before the write: a heartbeat racing it must not unfence the
+            // node once it is fenced (see `crate::leader`).
+            self.leases.shut_down(*id, n.incarnation);
+        }
+        // Its storage waits for space: it commits nothing, and its peers
+        // are electing another leader (see `crate::raft_net`).
+        if fjord_controller::store::stalled(&self.cfg.dir) {
+            return Err(ClusterError::NoLeader(format!(
+                "node {}'s controller storage is full: it commits nothing until it has space",
+                self.cfg.node_id
+            )));
+        }
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok(Written { index: r.log_id.index, reply: r.data }),
             Err(e) => match e.forward_to_leader() {
@@ -226,11 +248,21 @@ impl ClusterNode {
                 self.cfg.node_id
             )));
         }
+        let index = m.last_applied.map_or(0, |l| l.index);
+        self.leases.note_applied(index, self.cfg.lease * 2);
+        // Caught up with what this leader had applied half a lease ago, or
+        // no renewal (see `crate::leader`).
+        let needed = self.leases.applied_before(self.cfg.lease / 2);
+        if let Some(applied) = hb.applied
+            && applied < needed
+        {
+            return Err(ClusterError::Behind { node: hb.node_id, applied, needed });
+        }
+        if self.leases.is_shut_down(hb.node_id, hb.incarnation) {
+            return Err(ClusterError::ShuttingDown(hb.node_id));
+        }
         self.leases.renew(hb.node_id);
-        Ok(HeartbeatAck {
-            lease_ms: self.cfg.lease.as_millis().min(u32::MAX as u128) as u32,
-            metadata_index: m.last_applied.map_or(0, |l| l.index),
-        })
+        Ok(HeartbeatAck { lease_ms: self.cfg.lease.as_millis().min(u32::MAX as u128) as u32, metadata_index: index })
     }
 
     /// Where a node's internode listener is: the Raft membership knows
@@ -262,7 +294,15 @@ impl ClusterNode {
                     return Err(ClusterError::NoLeader(last));
                 }
                 let attempt = if target == self.cfg.node_id {
-                    self.write_here(cmd.clone()).await
+                    // Bounded: a leader without a quorum would wait forever.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match tokio::time::timeout(left, self.write_here(cmd.clone())).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ClusterError::NoLeader(format!(
+                            "node {} could not commit a change in time (no quorum?)",
+                            self.cfg.node_id
+                        ))),
+                    }
                 } else {
                     let Some(addr) = self.address_of(target) else { continue };
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -320,13 +360,44 @@ impl ClusterNode {
         self.propose(cmd, Duration::from_secs(120)).await?;
         let incarnation = self.metadata().nodes.get(&self.cfg.node_id).map_or(0, |n| n.incarnation);
         self.incarnation.store(incarnation, Ordering::Relaxed);
+        {
+            // Under the lock the reconciler installs with: it cannot
+            // empty the placement after this (it reads `registered` there).
+            let isolated = self.isolated.lock();
+            self.registered.send_replace(true);
+            if !*isolated {
+                crate::reconcile::install_placement(self, &self.metadata());
+            }
+        }
         tracing::info!(node = self.cfg.node_id, incarnation, "registered with the cluster");
+        Ok(())
+    }
+
+    /// Kafka's controlled shutdown: asks the controller to fence this node
+    /// now, so that its partitions get new leaders (those it is the last
+    /// in-sync replica of keep it) while it still answers their clients,
+    /// and waits until this node's broker has stepped down. Writes waiting
+    /// here for their commit are then answered NOT_LEADER_OR_FOLLOWER and
+    /// retried at the new leaders rather than timing out on a node that
+    /// is about to close their connections.
+    /// Bounded by the lease: without a controller quorum (the last nodes of
+    /// a cluster being stopped) it gives up, and the node stops anyway.
+    pub async fn controlled_shutdown(&self) -> Result<()> {
+        let timeout = self.cfg.lease;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let index = self.propose(Command::ShutdownNode { id: self.cfg.node_id }, timeout).await?;
+        self.await_reconciled(index, deadline).await?;
+        tracing::info!(node = self.cfg.node_id, "controlled shutdown: fenced, partitions handed over");
         Ok(())
     }
 
     /// Sends one heartbeat to the controller leader.
     pub(crate) async fn heartbeat(&self) -> Result<HeartbeatAck> {
-        let hb = Heartbeat { node_id: self.cfg.node_id, incarnation: self.incarnation.load(Ordering::Relaxed) };
+        let hb = Heartbeat {
+            node_id: self.cfg.node_id,
+            incarnation: self.incarnation.load(Ordering::Relaxed),
+            applied: Some(*self.reconciled.borrow()),
+        };
         let leader = self.controller_leader().ok_or_else(|| ClusterError::NoLeader("no leader known".into()))?;
         if leader == self.cfg.node_id {
             return self.heartbeat_here(hb);

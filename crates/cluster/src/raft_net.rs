@@ -7,6 +7,7 @@
 //! cost does not matter here; data replication (issue 17) gets binary
 //! frames of its own.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,12 +30,15 @@ use crate::transport::Peers;
 #[derive(Debug, Clone)]
 pub struct RaftNet {
     peers: Arc<Peers>,
+    /// This controller's storage directory: while a write there waits for
+    /// space, nothing is sent (see [`fjord_controller::store::stalled`]).
+    dir: Arc<PathBuf>,
 }
 
 impl RaftNet {
-    /// A factory sending through `peers`.
-    pub fn new(peers: Arc<Peers>) -> RaftNet {
-        RaftNet { peers }
+    /// A factory sending through `peers` for the controller storing in `dir`.
+    pub fn new(peers: Arc<Peers>, dir: PathBuf) -> RaftNet {
+        RaftNet { peers, dir: Arc::new(dir) }
     }
 }
 
@@ -42,6 +46,7 @@ impl RaftNet {
 #[derive(Debug)]
 pub struct RaftPeer {
     peers: Arc<Peers>,
+    dir: Arc<PathBuf>,
     target: NodeId,
     addr: String,
 }
@@ -50,7 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNet {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> RaftPeer {
-        RaftPeer { peers: self.peers.clone(), target, addr: node.addr.clone() }
+        RaftPeer { peers: self.peers.clone(), dir: self.dir.clone(), target, addr: node.addr.clone() }
     }
 }
 
@@ -63,6 +68,16 @@ impl RaftPeer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        // A controller that cannot store falls silent: a leader's
+        // heartbeats (sent beside its stalled storage calls) would keep
+        // followers from electing one that can commit.
+        if fjord_controller::store::stalled(&self.dir) {
+            let e = ClusterError::Unreachable {
+                addr: self.addr.clone(),
+                reason: "this controller's storage is full; silent until it has space".into(),
+            };
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
         let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = self.peers.call(self.target, &self.addr, kind, Bytes::from(body), option.hard_ttl()).await;
         let bytes = match reply {

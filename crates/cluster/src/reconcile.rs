@@ -24,12 +24,19 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
     let mut rx = node.subscribe();
     let mut seen: Option<BTreeSet<String>> = None;
     let mut leader_rx = node.raft.metrics();
+    let mut registered = node.registered.subscribe();
     loop {
         let applied = rx.borrow_and_update().clone();
         {
             // Not while isolated: the heartbeat loop reinstalls it then.
+            // Not before this incarnation is registered: what this node
+            // applied before a restart may make it leader in the epoch its
+            // former incarnation led (see `ClusterNode::registered`).
             let isolated = node.isolated.lock();
-            if !*isolated {
+            if !*registered.borrow_and_update() {
+                let known = applied.metadata.nodes.values().map(node_info).collect();
+                serve_nothing(&node.broker, known);
+            } else if !*isolated {
                 install_placement(&node, &applied.metadata);
             }
         }
@@ -48,20 +55,28 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
             r = rx.changed() => if r.is_err() { return },
             // The controller leader is part of the placement clients see.
             r = leader_rx.changed() => if r.is_err() { return },
+            r = registered.changed() => if r.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
+/// Empties the broker's placement: no partitions and nobody serving, but
+/// the `known` nodes stay listed (as fenced): Kafka clients drop brokers
+/// missing from Metadata, and librdkafka, given an empty list, loses its
+/// group coordinator for good.
+pub(crate) fn serve_nothing(broker: &fjord_broker::Broker, known: Vec<NodeInfo>) {
+    broker.set_placement(Placement { controller_id: -1, fenced: known, ..Placement::default() });
+}
+
+fn node_info(n: &fjord_controller::NodeRecord) -> NodeInfo {
+    NodeInfo { node_id: n.id as i32, listeners: n.listeners.clone(), rack: n.rack.clone() }
+}
+
 /// Replaces the broker's placement with the one `m` describes.
 pub(crate) fn install_placement(node: &ClusterNode, m: &Metadata) {
-    let info = |n: &fjord_controller::NodeRecord| NodeInfo {
-        node_id: n.id as i32,
-        listeners: n.listeners.clone(),
-        rack: n.rack.clone(),
-    };
-    let nodes: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state != NodeState::Fenced).map(info).collect();
-    let fenced: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state == NodeState::Fenced).map(info).collect();
+    let nodes: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state != NodeState::Fenced).map(node_info).collect();
+    let fenced: Vec<NodeInfo> = m.nodes.values().filter(|n| n.state == NodeState::Fenced).map(node_info).collect();
     let topics = m
         .topics
         .iter()

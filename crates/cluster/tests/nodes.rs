@@ -216,3 +216,45 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
         c.stop(id).await;
     }
 }
+
+/// A controller leader whose disk is full falls silent as soon as one of
+/// its writes waits for space, so the others elect a leader that can
+/// write: a write openraft makes beside its core (a snapshot; appends
+/// that still fit in the log's last block) would leave its heartbeats
+/// going and its followers keeping it while it stalls. Metadata changes
+/// commit meanwhile, and once it has space again it follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_leader_with_a_full_disk_falls_silent_and_another_leads() {
+    let (mut c, listeners) = Cluster::new(3, 3).await;
+    for (i, l) in listeners.into_iter().enumerate() {
+        c.start(i as u64 + 1, l).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    c.until("a controller leader", |c| c.nodes[&1].node.controller_leader().is_some()).await;
+    let leader = c.nodes[&1].node.controller_leader().unwrap();
+    // Its snapshots (one every 10 entries here) wait for space.
+    let snapshot = c.nodes[&leader].node.config().dir.join("snapshot.bin");
+    fjord_controller::store::inject_full(&snapshot, true);
+    // Space comes back however this test ends: a write waiting for it
+    // holds a blocking thread the runtime would wait for.
+    struct Space(std::path::PathBuf);
+    impl Drop for Space {
+        fn drop(&mut self) {
+            fjord_controller::store::inject_full(&self.0, false);
+        }
+    }
+    let space = Space(snapshot);
+    for i in 0..12 {
+        c.nodes[&leader].broker.create_topic(&format!("t{i}"), 1, TopicConfig::default()).await.unwrap();
+    }
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    c.until("another controller leader", |c| c.nodes[&other].node.controller_leader().is_some_and(|l| l != leader))
+        .await;
+    c.nodes[&other].broker.create_topic("while-full", 1, TopicConfig::default()).await.unwrap();
+
+    drop(space);
+    c.until("the node with space again following", |c| c.nodes[&leader].broker.topic("while-full").is_some()).await;
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}

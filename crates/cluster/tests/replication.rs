@@ -50,8 +50,10 @@ async fn followers_copy_the_leader_and_one_takes_over_with_everything_acknowledg
     .await;
     let tp = TopicPartition::new("r", 0);
     c.nodes[&1].broker.create_topic_replicated("r", 1, Some(3), TopicConfig::default()).await.unwrap();
-    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement().unwrap().partition(&tp).cloned().unwrap();
-    let first = placed(&c, 1);
+    // None while `via` serves nothing: a node that heard no controller
+    // leader for a lease (one is being elected after a stop) empties it.
+    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement()?.partition(&tp).cloned();
+    let first = placed(&c, 1).unwrap();
     assert_eq!(first.replicas.len(), 3);
     assert_eq!(first.isr.len(), 3);
     let leader = first.leader as u64;
@@ -79,8 +81,8 @@ async fn followers_copy_the_leader_and_one_takes_over_with_everything_acknowledg
     // every acknowledged record, and takes writes.
     c.stop(leader).await;
     let survivor = (1..=3).find(|id| *id != leader).unwrap();
-    c.until("a new leader", |c| placed(c, survivor).leader as u64 != leader).await;
-    let now = placed(&c, survivor);
+    c.until("a new leader", |c| placed(c, survivor).is_some_and(|p| p.leader as u64 != leader)).await;
+    let now = placed(&c, survivor).unwrap();
     assert!(now.leader_epoch > first.leader_epoch);
     assert!(!now.isr.contains(&(leader as i32)));
     let new_leader = now.leader as u64;
@@ -96,7 +98,147 @@ async fn followers_copy_the_leader_and_one_takes_over_with_everything_acknowledg
     c.join(&[leader]).await;
     c.until("the old leader caught up", |c| values(c, leader, &tp).len() == 102).await;
     assert_eq!(values(&c, leader, &tp)[..100], sent[..]);
-    c.until("the old leader back in sync", |c| placed(c, survivor).isr.len() == 3).await;
+    c.until("the old leader back in sync", |c| placed(c, survivor).is_some_and(|p| p.isr.len() == 3)).await;
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}
+
+/// Three nodes serving, and a partition of topic `name` on all three.
+async fn three_nodes_and_a_replicated_partition(name: &str) -> (Cluster, TopicPartition) {
+    let (mut c, mut listeners) = Cluster::new(3, 3).await;
+    listeners.reverse();
+    for id in 1..=3 {
+        c.start(id, listeners.pop().unwrap()).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    c.until("three serving nodes", |c| c.nodes[&1].broker.placement().is_some_and(|p| p.nodes.len() == 3)).await;
+    c.nodes[&1].broker.create_topic_replicated(name, 1, Some(3), TopicConfig::default()).await.unwrap();
+    (c, TopicPartition::new(name, 0))
+}
+
+/// Kafka's controlled shutdown: a node about to stop cleanly is fenced at
+/// once and its partitions get new leaders while it still runs, without
+/// waiting for its lease to run out; its heartbeats no longer renew
+/// anything, so it is not unfenced before it is gone; its next incarnation
+/// is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controlled_shutdown_hands_partitions_over_at_once_and_stays_fenced() {
+    let (mut c, tp) = three_nodes_and_a_replicated_partition("s").await;
+    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement()?.partition(&tp).cloned();
+    let first = placed(&c, 1).unwrap();
+    let leader = first.leader as u64;
+    let vals: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    c.nodes[&leader].broker.produce(&tp, batch(&vals)).await.unwrap();
+
+    c.nodes[&leader].node.controlled_shutdown().await.unwrap();
+    // At once, as the node itself sees it: another leads, in a new epoch,
+    // with everything acknowledged; the node is out of the in-sync set.
+    let now = placed(&c, leader).unwrap();
+    assert_ne!(now.leader as u64, leader);
+    assert!(now.leader_epoch > first.leader_epoch);
+    assert!(!now.isr.contains(&(leader as i32)));
+    assert_eq!(values(&c, now.leader as u64, &tp)[..10], vals[..]);
+    assert!(c.nodes[&leader].broker.produce(&tp, batch(&["late".into()])).await.is_err());
+    let state = |c: &Cluster| c.nodes[&1].node.metadata().nodes[&leader].state;
+    assert_eq!(state(&c), fjord_controller::NodeState::Fenced);
+    // It still heartbeats (not stopped yet): for two leases, nobody
+    // unfences it.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(state(&c), fjord_controller::NodeState::Fenced);
+
+    // Its next incarnation is served again.
+    c.stop(leader).await;
+    let l = TcpListener::bind(c.addrs[leader as usize - 1].as_str()).await.unwrap();
+    c.start(leader, l).await;
+    c.join(&[leader]).await;
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    c.until("the restarted node active", |c| {
+        c.nodes[&other].node.metadata().nodes[&leader].state == fjord_controller::NodeState::Active
+    })
+    .await;
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}
+
+/// A restarted node serves nothing until its new incarnation is
+/// registered: the metadata it applied before it stopped names it leader
+/// in an epoch its former incarnation led, and taking writes in that epoch
+/// again (with a log that may have lost its unsynced tail) forks the log
+/// under one epoch — the checker found an acknowledged write lost that way.
+/// Registering hands what it led on in a new epoch first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_leader_serves_nothing_before_it_registers() {
+    let (mut c, tp) = three_nodes_and_a_replicated_partition("b").await;
+    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement()?.partition(&tp).cloned();
+    let first = placed(&c, 1).unwrap();
+    let leader = first.leader as u64;
+    c.nodes[&leader].broker.produce(&tp, batch(&["v".into()])).await.unwrap();
+
+    c.stop(leader).await;
+    let l = TcpListener::bind(c.addrs[leader as usize - 1].as_str()).await.unwrap();
+    c.start(leader, l).await;
+    // Through the metadata it holds (its peers listed, as not serving:
+    // clients keep them), yet serving nothing.
+    c.until("the restarted node through the metadata it holds", |c| {
+        c.nodes[&leader].broker.placement().is_some_and(|p| p.fenced.len() == 3)
+    })
+    .await;
+    assert!(c.nodes[&leader].node.metadata().topics.contains_key("b"));
+    assert!(placed(&c, leader).is_none(), "served before registering");
+    let refused = c.nodes[&leader].broker.produce(&tp, batch(&["stale".into()])).await;
+    assert!(matches!(refused, Err(fjord_broker::BrokerError::NotLeader { .. })), "{refused:?}");
+
+    c.join(&[leader]).await;
+    let now = placed(&c, leader).unwrap();
+    assert!(now.leader_epoch > first.leader_epoch);
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}
+
+/// A leader whose disk fails (a full disk poisons its log) resigns: an
+/// in-sync follower leads with everything acknowledged and takes writes;
+/// once the disk is back the old leader recovers, catches up as a follower
+/// and is in sync again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_cannot_write_hands_the_lead_to_an_in_sync_replica() {
+    let (mut c, tp) = three_nodes_and_a_replicated_partition("d").await;
+    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement()?.partition(&tp).cloned();
+    let first = placed(&c, 1).unwrap();
+    let leader = first.leader as u64;
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    let vals: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    c.nodes[&leader].broker.produce(&tp, batch(&vals)).await.unwrap();
+
+    let part = c.nodes[&leader].broker.topic("d").unwrap().partition(0).unwrap();
+    part.log_for_tests().inject_fsync_failure(true);
+    assert!(c.nodes[&leader].broker.produce(&tp, batch(&["lost".into()])).await.is_err());
+    assert!(part.write_failure().is_some());
+    c.until("another leader", |c| placed(c, other).is_some_and(|p| p.leader as u64 != leader)).await;
+    let now = placed(&c, other).unwrap();
+    assert!(!now.isr.contains(&(leader as i32)));
+    assert!(now.leader_epoch > first.leader_epoch);
+    let new_leader = now.leader as u64;
+    assert_eq!(values(&c, new_leader, &tp)[..10], vals[..]);
+    let r = c.nodes[&new_leader].broker.produce(&tp, batch(&["after".into()])).await.unwrap();
+    // The write refused at the old leader (its fsync failed there) may
+    // have reached the followers first, and then stays: it was answered
+    // as possibly written (REQUEST_TIMED_OUT in Kafka), never as lost.
+    let lead = values(&c, new_leader, &tp);
+    assert_eq!(r.base_offset as usize, lead.len() - 1);
+    assert!(lead.len() == 11 || (lead.len() == 12 && lead[10] == "lost"), "{lead:?}");
+
+    // The disk is back: recovered, the old leader follows and rejoins.
+    part.log_for_tests().inject_fsync_failure(false);
+    // (What the broker's maintenance task does every `log_recovery_interval`.)
+    assert_eq!(c.nodes[&leader].broker.recover_poisoned_logs().await, 1);
+    c.until("the old leader caught up and back in sync", |c| {
+        placed(c, other).is_some_and(|p| p.isr.contains(&(leader as i32)))
+    })
+    .await;
+    c.until("the old leader holding what the new one holds", |c| values(c, leader, &tp) == lead).await;
     for id in 1..=3 {
         c.stop(id).await;
     }

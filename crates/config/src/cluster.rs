@@ -40,8 +40,10 @@ pub struct ClusterSettings {
     /// Env `FJORD_CLUSTER__ELECTION_TIMEOUT_MS`.
     pub election_timeout_ms: u64,
     /// Replicas per partition of a topic created without saying (Kafka's
-    /// `default.replication.factor`), capped by the serving nodes.
-    /// Default `1`. Env `FJORD_CLUSTER__DEFAULT_REPLICATION_FACTOR`.
+    /// `default.replication.factor`), capped by the serving nodes when the
+    /// topic is created: default `3`, so a cluster of three or more nodes
+    /// keeps every partition (internal ones too) on three of them and one
+    /// node keeps one copy. Env `FJORD_CLUSTER__DEFAULT_REPLICATION_FACTOR`.
     pub default_replication_factor: u16,
     /// Milliseconds a follower may stay behind its leader's log end before
     /// it leaves the in-sync replicas (Kafka's `replica.lag.time.max.ms`).
@@ -59,7 +61,7 @@ impl Default for ClusterSettings {
             heartbeat_interval_ms: 1000,
             lease_ms: 6000,
             election_timeout_ms: 1000,
-            default_replication_factor: 1,
+            default_replication_factor: 3,
             replica_lag_ms: 10_000,
         }
     }

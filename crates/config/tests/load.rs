@@ -319,7 +319,7 @@ fn every_setting_is_overridable_by_env() {
         ("cluster.heartbeat_interval_ms", "500", "500"),
         ("cluster.lease_ms", "3000", "3000"),
         ("cluster.election_timeout_ms", "700", "700"),
-        ("cluster.default_replication_factor", "3", "3"),
+        ("cluster.default_replication_factor", "2", "2"),
         ("cluster.replica_lag_ms", "2000", "2000"),
         ("metrics.per_partition", "true", "true"),
         ("log.format", "json", "\"json\""),

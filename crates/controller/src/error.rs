@@ -80,6 +80,11 @@ impl ControllerError {
         ControllerError::Io { op, path: path.to_path_buf(), source }
     }
 
+    /// Whether it failed for want of space (the disk or a quota is full).
+    pub(crate) fn is_storage_full(&self) -> bool {
+        matches!(self, ControllerError::Io { source, .. } if crate::store::files::is_full(source))
+    }
+
     pub(crate) fn json(op: &'static str, path: &Path, source: serde_json::Error) -> Self {
         ControllerError::Json { op, path: path.to_path_buf(), source }
     }

@@ -125,6 +125,13 @@ pub enum Command {
         /// The node.
         id: NodeId,
     },
+    /// A node is shutting down cleanly (Kafka's controlled shutdown): it
+    /// is fenced at once, without waiting for its lease to run out, so its
+    /// partitions get new leaders while it still answers their clients.
+    ShutdownNode {
+        /// The node.
+        id: NodeId,
+    },
     /// A fenced node heartbeats again.
     UnfenceNode {
         /// The node.
@@ -230,6 +237,25 @@ pub enum Command {
         partition: u32,
         /// Unclean election.
         unclean: bool,
+    },
+    /// The leader cannot write its partition's log (its disk is full or
+    /// failing): the first other in-sync replica that serves leads, and the
+    /// old leader leaves the in-sync set until, recovered, it has caught up
+    /// as a follower (Kafka takes a failed log directory's replicas
+    /// offline). Compare-and-set on the epochs the leader read; refused
+    /// when no other in-sync replica serves (the partition waits for the
+    /// disk instead of electing uncleanly).
+    ResignLeadership {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// The node giving up the lead.
+        leader: NodeId,
+        /// The leader epoch it leads in.
+        leader_epoch: i32,
+        /// The partition epoch it read.
+        partition_epoch: i32,
     },
     /// Replaces a consumer group's configuration (empty: removes it).
     SetGroupConfig {
@@ -344,11 +370,13 @@ impl Metadata {
                 };
                 self.nodes.insert(*id, record);
                 if restarted {
-                    self.leader_restarted(*id);
+                    self.node_restarted(*id);
                 }
                 Reply::Ok
             }
-            Command::FenceNode { id } => {
+            // A clean shutdown is fenced as a lapsed lease is; only the
+            // controller leader's lease keeping differs (`fjord-cluster`).
+            Command::FenceNode { id } | Command::ShutdownNode { id } => {
                 let reply = self.set_state(*id, NodeState::Active, NodeState::Fenced);
                 if reply == Reply::Ok {
                     self.node_fenced(*id);
@@ -446,6 +474,9 @@ impl Metadata {
                 self.complete_reassignment(name, *partition, *partition_epoch)
             }
             Command::ElectLeader { name, partition, unclean } => self.elect_leader(name, *partition, *unclean),
+            Command::ResignLeadership { name, partition, leader, leader_epoch, partition_epoch } => {
+                self.resign_leadership(name, *partition, *leader, (*leader_epoch, *partition_epoch))
+            }
             Command::SetGroupConfig { group, config } => {
                 if group.is_empty() {
                     return rejected(Rejection::Invalid, "a group config needs a group name");

@@ -34,11 +34,34 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         // Retriable: the client tries again (Kafka answers topic changes
         // without a controller the same way).
         BrokerError::Unavailable(_) => ResponseError::RequestTimedOut,
+        // Possibly written: a client must retry it as such (librdkafka and
+        // the Java client treat a timeout so; KAFKA_STORAGE_ERROR would
+        // tell them it was not written, and an idempotent producer would
+        // re-send it under a bumped epoch, a duplicate).
+        BrokerError::NotCommitted { .. } => ResponseError::RequestTimedOut,
         // Its data is on disk but could not be loaded: a storage problem on
         // this broker, not an unknown topic (clients would try to create it).
         BrokerError::TopicOffline { .. } => ResponseError::KafkaStorageError,
         BrokerError::Log { source, .. } => log_kind(source),
         _ => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error code for a failed produce. A partition whose log failed
+/// (a full disk: poisoned until the broker recovers it) answers as a
+/// timeout, not KAFKA_STORAGE_ERROR: librdkafka takes a storage error for
+/// "certainly not written" and, when a later pipelined batch then gets
+/// OUT_OF_ORDER_SEQUENCE_NUMBER, bumps the producer epoch and re-sends
+/// every partition's in-flight batches under it — including batches other
+/// partitions had answered "possibly written" for, which are then written
+/// twice. A timeout makes it retry the same batch with the same sequence,
+/// which the broker recognises. Found by the fault-injection checker.
+pub(crate) fn produce_code(e: &BrokerError) -> i16 {
+    match e {
+        BrokerError::Log { source: LogError::Poisoned { .. } | LogError::Io { .. }, .. } => {
+            ResponseError::RequestTimedOut.code()
+        }
+        _ => code(e),
     }
 }
 
@@ -109,6 +132,23 @@ fn group_kind(k: GroupErrorKind) -> ResponseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Written but not committed is "possibly written" to a Kafka client
+    /// (a timeout: retried as the same batch), never a storage error
+    /// ("not written", which librdkafka answers with an epoch bump).
+    #[test]
+    fn a_write_not_committed_is_a_timeout_never_a_storage_error() {
+        let source = LogError::Internal("fsync failed".into());
+        let e = BrokerError::NotCommitted { tp: "t-0".into(), source };
+        assert_eq!(kind(&e), ResponseError::RequestTimedOut);
+        let other = BrokerError::Log { context: "t-0".into(), source: LogError::Internal("x".into()) };
+        assert_ne!(kind(&other), ResponseError::RequestTimedOut);
+        // A produce refused by a failed log: retried as the same batch.
+        let io = LogError::Io { op: "write", path: "/d".into(), source: std::io::Error::other("ENOSPC") };
+        let refused = BrokerError::Log { context: "t-0".into(), source: io };
+        assert_eq!(produce_code(&refused), ResponseError::RequestTimedOut.code());
+        assert_eq!(code(&refused), ResponseError::KafkaStorageError.code(), "elsewhere a storage error");
+    }
 
     #[test]
     fn group_errors_get_kafkas_codes() {

@@ -68,6 +68,7 @@ pub(crate) fn api_name(key: i16) -> &'static str {
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         _ => "Unknown",
     }
 }
@@ -138,6 +139,9 @@ pub(crate) fn response_has_error(body: &ResponseKind) -> bool {
         }
         ResponseKind::ConsumerGroupHeartbeat(r) => r.error_code != 0,
         ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().any(|g| g.error_code != 0),
+        ResponseKind::DescribeTopicPartitions(r) => {
+            r.topics.iter().any(|t| t.error_code != 0 || t.partitions.iter().any(|p| p.error_code != 0))
+        }
         // Fjord answers no other API.
         _ => false,
     }

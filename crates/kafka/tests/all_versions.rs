@@ -294,6 +294,11 @@ fn request(api: ApiKey, v: i16, id: uuid::Uuid) -> RequestKind {
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("cg-0")), GroupId(s("none"))]),
         ),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(tn("t"))])
+                .with_response_partition_limit(1),
+        ),
         other => panic!("no request builder for {other:?}"),
     }
 }
@@ -417,4 +422,65 @@ fn check(api: ApiKey, v: i16, resp: &ResponseKind) {
         _ => {}
     }
     let _ = api;
+}
+
+/// Views of a cluster's placement: DescribeCluster lists fenced nodes only
+/// when v2 asks (flagged), and DescribeTopicPartitions shows the
+/// placement's replicas and in-sync set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_cluster_and_topic_partitions_follow_the_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
+    broker.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    let node = |id| fjord_broker::NodeInfo { node_id: id, listeners: Default::default(), rack: None };
+    let part = fjord_broker::PartitionPlacement {
+        leader: 0,
+        leader_epoch: 4,
+        replicas: vec![0, 7, 8],
+        isr: vec![0, 8],
+        partition_epoch: 9,
+        adding: vec![],
+        removing: vec![],
+    };
+    broker.set_placement(fjord_broker::Placement {
+        controller_id: 0,
+        nodes: vec![node(0), node(8)],
+        fenced: vec![node(7)],
+        controllers: vec![0],
+        topics: [("t".to_string(), vec![part])].into(),
+    });
+    let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
+    let ask = |api: ApiKey, v: i16, req: RequestKind| {
+        let gw = &gw;
+        async move {
+            let out = gw.handle_frame(frame(api, v, 1, &req), "127.0.0.1").await.unwrap().unwrap();
+            let mut body = out.slice(4..);
+            ResponseHeader::decode(&mut body, api.response_header_version(v)).unwrap();
+            ResponseKind::decode(api, &mut body, v).unwrap()
+        }
+    };
+    for include in [false, true] {
+        let req = DescribeClusterRequest::default().with_endpoint_type(1).with_include_fenced_brokers(include);
+        let ResponseKind::DescribeCluster(r) = ask(ApiKey::DescribeCluster, 2, RequestKind::DescribeCluster(req)).await
+        else {
+            panic!("not a DescribeCluster response")
+        };
+        let listed: Vec<(i32, bool)> = r.brokers.iter().map(|b| (b.broker_id.0, b.is_fenced)).collect();
+        let expected = if include { vec![(0, false), (8, false), (7, true)] } else { vec![(0, false), (8, false)] };
+        assert_eq!(listed, expected);
+    }
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(tn("t"))])
+        .with_response_partition_limit(10);
+    let ResponseKind::DescribeTopicPartitions(r) =
+        ask(ApiKey::DescribeTopicPartitions, 0, RequestKind::DescribeTopicPartitions(req)).await
+    else {
+        panic!("not a DescribeTopicPartitions response")
+    };
+    let p = &r.topics[0].partitions[0];
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    assert_eq!((p.leader_id.0, p.leader_epoch), (0, 4));
+    assert_eq!((ids(&p.replica_nodes), ids(&p.isr_nodes)), (vec![0, 7, 8], vec![0, 8]));
+    assert!(r.next_cursor.is_none());
+    broker.shutdown().await.unwrap();
 }

@@ -312,6 +312,14 @@ pub async fn run(
     tracing::info!(node = config.node.id, "fjord is ready");
 
     shutdown.await;
+    if let Some(node) = &cluster {
+        // Leaders elsewhere first, while this node still answers: clients
+        // move on being told so, instead of timing out on it (bounded by
+        // the lease: without a controller quorum it stops anyway).
+        if let Err(e) = node.controlled_shutdown().await {
+            tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway (the lease will fence this node)");
+        }
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     http_state.set_ready(false);
     let _ = stop_tx.send(true);

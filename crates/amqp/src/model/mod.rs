@@ -347,6 +347,17 @@ pub(crate) fn queue_leadership(broker: &fjord_broker::Broker, topic: &str) -> fj
     broker.leadership(&fjord_broker::TopicPartition::new(topic, 0))
 }
 
+/// Whether a queue's home is this node: its preferred replica in a cluster
+/// (queues are placed on the node their declaring client is connected
+/// to), every queue on a single node. Unlike the lead, the home stays
+/// with a node across its restart: registering hands what it led on in a
+/// new epoch, and the lead comes back only later.
+pub(crate) fn queue_home_here(broker: &fjord_broker::Broker, topic: &str) -> bool {
+    let Some(placement) = broker.placement() else { return true };
+    let me = broker.config().node_id;
+    placement.partition(&fjord_broker::TopicPartition::new(topic, 0)).is_some_and(|a| a.replicas.first() == Some(&me))
+}
+
 /// The topic holding a queue's messages: the queue's own name in the
 /// default virtual host when that is a valid topic name (so other
 /// protocols see it by name); otherwise bytes outside `[A-Za-z0-9._-]` are

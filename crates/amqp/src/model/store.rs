@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use fjord_broker::{Broker, DocumentScope, Leadership};
+use fjord_broker::{Broker, DocumentScope};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -153,11 +153,11 @@ impl Model {
     }
 
     /// Removes what did not survive this node's restart: non-durable
-    /// exchanges it declared, and transient and exclusive queues it led
-    /// (their connections are gone). Returns their topics.
+    /// exchanges it declared, and transient and exclusive queues whose home
+    /// it is (their connections are gone). Returns their topics.
     pub(crate) async fn drop_transient(&self) -> Result<Vec<String>> {
         let me = self.broker.config().node_id;
-        let here = |q: &Queue| matches!(super::queue_leadership(&self.broker, &q.topic), Leadership::Local);
+        let here = |q: &Queue| super::queue_home_here(&self.broker, &q.topic);
         let mut topics = Vec::new();
         for (name, v) in self.snapshot().iter() {
             let queues: Vec<Queue> =

@@ -303,6 +303,22 @@ impl GroupCoordinator {
         group.validate_offset_commit(member_id, generation_id, group_instance_id, &self.inner.ctx())
     }
 
+    /// Forgets the groups `moved` names (this node no longer coordinates
+    /// them: their offsets partition is led elsewhere now). Parked
+    /// JoinGroup / SyncGroup calls resolve to COORDINATOR_NOT_AVAILABLE
+    /// (the client finds the coordinator again), and should the node
+    /// coordinate them again later, their members rejoin a fresh group
+    /// instead of committing against a generation another coordinator has
+    /// moved on from. Returns how many were dropped.
+    pub fn unload(&self, moved: impl Fn(&str) -> bool) -> usize {
+        let inner = &self.inner;
+        let groups: Vec<SharedGroup> = inner.groups.write().extract_if(|id, _| moved(id)).map(|(_, g)| g).collect();
+        for group in &groups {
+            group.lock().abort(&GroupError::CoordinatorNotAvailable, &inner.ctx());
+        }
+        groups.len()
+    }
+
     /// Stops the coordinator: every parked JoinGroup / SyncGroup resolves to
     /// [`GroupError::CoordinatorNotAvailable`], all state is dropped, the timer task ends,
     /// and every later call fails with that error. Idempotent; also run on drop.

@@ -16,6 +16,15 @@
 //! take back. Commits to one shard are serialised so the map's order is the
 //! log's.
 //!
+//! A shard's map is *current* only while it holds everything its partition
+//! does: after the replay at attach, and after the replay that follows this
+//! node's election as the partition's leader. A follower's map is not kept
+//! up to date (the leader's records reach its log, not its map), so losing
+//! the leadership makes it stale, and until the replay after an election
+//! has finished, the group coordinator answers "still loading" (Kafka's
+//! `COORDINATOR_LOAD_IN_PROGRESS`) instead of serving offsets an earlier
+//! term left behind — that would move a group's committed offsets back.
+//!
 //! Compaction without a cleaner: when a shard's log has grown past a
 //! threshold, its current map is appended again as a snapshot, and once that
 //! is committed the log start moves to the snapshot's first offset, letting
@@ -29,6 +38,7 @@ pub(crate) mod legacy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use fjord_log::batch::{BatchBuilder, NewRecord, Record};
@@ -61,6 +71,29 @@ struct Shard {
     map: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
     /// Serialises appends with map updates so the map order matches the log.
     write: tokio::sync::Mutex<()>,
+    /// Bumped whenever the map may stop matching the partition (leadership
+    /// lost, a replay started); `replayed` takes the value a finished
+    /// replay started at. Current iff equal (see the module docs).
+    generation: AtomicU64,
+    replayed: AtomicU64,
+}
+
+impl Shard {
+    fn is_current(&self) -> bool {
+        self.replayed.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire)
+    }
+
+    /// Replays the partition into the map (blocking file I/O); the map is
+    /// current afterwards unless it went stale again meanwhile.
+    fn replay_into_map(&self) -> Result<()> {
+        let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let _w = self.write.blocking_lock();
+        *self.map.lock() = replay(&self.partition)?;
+        // A `mark_stale` after `started` bumped the generation past it, so
+        // this store cannot make that map current.
+        self.replayed.store(started, Ordering::Release);
+        Ok(())
+    }
 }
 
 impl OffsetStore {
@@ -79,6 +112,8 @@ impl OffsetStore {
                 partition: p.clone(),
                 map: Mutex::new(map),
                 write: tokio::sync::Mutex::new(()),
+                generation: AtomicU64::new(0),
+                replayed: AtomicU64::new(0),
             }));
         }
         *self.shards.write() = shards;
@@ -90,9 +125,7 @@ impl OffsetStore {
     /// rebuild. Blocking file I/O.
     pub(crate) fn reload(&self, index: u32) -> Result<()> {
         let Some(shard) = self.shard_at(index) else { return Ok(()) };
-        let _w = shard.write.blocking_lock();
-        *shard.map.lock() = replay(&shard.partition)?;
-        Ok(())
+        shard.replay_into_map()
     }
 
     /// [`OffsetStore::reload`] on the blocking pool, for a shard whose
@@ -100,15 +133,31 @@ impl OffsetStore {
     /// leader stored). Readers see the old map until it is replayed.
     pub(crate) fn reload_in_background(&self, index: u32) {
         let Some(shard) = self.shard_at(index) else { return };
+        // Stale from now until the replay finishes.
+        shard.generation.fetch_add(1, Ordering::AcqRel);
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         drop(rt.spawn_blocking(move || {
-            let _w = shard.write.blocking_lock();
-            match replay(&shard.partition) {
-                Ok(map) => *shard.map.lock() = map,
-                Err(e) => tracing::warn!(partition = %shard.partition.id(), error = %e,
-                    "could not replay committed offsets on becoming leader"),
+            if let Err(e) = shard.replay_into_map() {
+                // The shard stays stale (clients are told to retry) until
+                // the next election or recovery replays it.
+                tracing::error!(partition = %shard.partition.id(), error = %e,
+                    "could not replay committed offsets on becoming leader");
             }
         }));
+    }
+
+    /// The shard at `index` stops being current: this node no longer leads
+    /// its partition, so later commits reach the log but not the map.
+    pub(crate) fn mark_stale(&self, index: u32) {
+        if let Some(shard) = self.shard_at(index) {
+            shard.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether `group`'s shard is attached and current: its offsets can be
+    /// served (see the module docs).
+    pub fn is_current(&self, group: &str) -> bool {
+        self.shard(group).is_some_and(|s| s.is_current())
     }
 
     /// Whether the offsets are loaded (the internal topic exists here).
@@ -150,19 +199,23 @@ impl OffsetStore {
             .collect()
     }
 
-    /// The keys of every committed offset on `topic`, all groups.
+    /// The keys of every committed offset on `topic` in current shards (all
+    /// groups coordinated here).
     pub fn keys_of_topic(&self, topic: &str) -> Vec<OffsetKey> {
         self.all()
             .iter()
+            .filter(|s| s.is_current())
             .flat_map(|s| s.map.lock().keys().filter(|(_, t, _)| t == topic).cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Every group with at least one committed offset.
+    /// Every group with at least one committed offset in a current shard
+    /// (the groups this node coordinates; alone, all of them).
     pub fn groups(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .all()
             .iter()
+            .filter(|s| s.is_current())
             .flat_map(|s| s.map.lock().keys().map(|(g, _, _)| g.clone()).collect::<Vec<_>>())
             .collect();
         out.sort_unstable();

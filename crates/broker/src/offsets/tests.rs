@@ -128,3 +128,43 @@ async fn clients_cannot_write_delete_or_grow_the_offsets_topic() {
     assert!(b.create_topic(OFFSETS_TOPIC, 1, TopicConfig::default()).await.is_err());
     assert!(b.read_records(&tp, 0, 1024).await.is_ok());
 }
+
+/// A shard whose partition this node stops leading goes stale: it is not
+/// served (no groups listed, `is_current` false, so coordinators answer
+/// "loading") until the replay after the next election, which picks up what
+/// another leader wrote to the log meanwhile. Serving the stale map would
+/// move that group's committed offsets back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_is_served_only_while_current() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path(), |c| c.offsets_partitions = 2).await;
+    let offsets = b.offsets();
+    offsets.put(vec![(key("g", "t", 0), off(10))], 1).await.expect("put");
+    let index = offsets.shard_of("g").expect("attached");
+    assert!(offsets.is_current("g"));
+
+    offsets.mark_stale(index);
+    assert!(!offsets.is_current("g"), "a shard whose leadership went elsewhere");
+    assert!(!offsets.groups().contains(&"g".to_string()), "a stale shard lists no groups");
+    assert!(offsets.keys_of_topic("t").is_empty());
+    // What a leader elsewhere committed reaches this log, not the map.
+    let shard = offsets.shard_at(index).expect("shard");
+    shard.append(&[(key("g", "t", 0), off(42))], 2).await.expect("append");
+    assert_eq!(offsets.get("g", "t", 0).map(|o| o.offset), Some(10), "the stale map");
+
+    offsets.reload_in_background(index);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !offsets.is_current("g") {
+        assert!(std::time::Instant::now() < deadline, "the replay after an election finishes");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(offsets.get("g", "t", 0).map(|o| o.offset), Some(42), "replayed from the log");
+    assert!(offsets.groups().contains(&"g".to_string()));
+
+    // Going stale again is not undone by an earlier replay's end.
+    offsets.mark_stale(index);
+    assert!(!offsets.is_current("g"));
+    let b2 = b.clone();
+    tokio::task::spawn_blocking(move || b2.offsets().reload(index)).await.expect("join").expect("reload");
+    assert!(offsets.is_current("g"));
+}

@@ -42,7 +42,7 @@ fn leaders_followed(node: &ClusterNode) -> Vec<i32> {
         .topics
         .values()
         .flatten()
-        .filter(|p| p.leader != me && p.replicas.contains(&me))
+        .filter(|p| p.leader >= 0 && p.leader != me && p.replicas.contains(&me))
         .map(|p| p.leader)
         .collect();
     leaders.sort_unstable();
@@ -91,17 +91,23 @@ async fn fetch_loop(node: Arc<ClusterNode>, leader: i32, mut stop: watch::Receiv
         if *stop.borrow() {
             return;
         }
-        let parts = followed(&node, leader);
+        let mut parts = followed(&node, leader);
         if parts.is_empty() {
             return;
         }
-        let ok = match fetch_once(&node, leader, &parts).await {
-            Ok(clean) => clean,
-            Err(e) => {
-                tracing::debug!(leader, error = %e, "replica fetch failed");
-                false
-            }
-        };
+        // A replica whose log cannot be written (poisoned by a disk fault)
+        // does not fetch until it is recovered: its leader then sees no
+        // progress from it and keeps it out of (or drops it from) the
+        // in-sync set, as Kafka takes a replica on a failed log dir offline.
+        parts.retain(|(_, _, p)| p.write_failure().is_none());
+        let ok = !parts.is_empty()
+            && match fetch_once(&node, leader, &parts).await {
+                Ok(clean) => clean,
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "replica fetch failed");
+                    false
+                }
+            };
         if ok {
             backoff = Duration::from_millis(50);
             continue;

@@ -1,11 +1,17 @@
 //! The leader's in-sync set: shrunk when a follower stays behind, grown
 //! when one catches up, each change proposed to the controller with the
-//! epochs the leader read (a stale proposal changes nothing there).
+//! epochs the leader read (a stale proposal changes nothing there). A
+//! leader whose log cannot be written (its disk full or failing) resigns
+//! instead, when another in-sync replica serves: producers move to a
+//! replica that can take their writes rather than wait for the disk. It
+//! stops serving the partition at once (see `fjord_broker`'s `resign`)
+//! and proposes the change until the controller has made it, or answers
+//! that nobody else can lead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_controller::Command;
+use fjord_controller::{Command, Rejection};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -22,11 +28,12 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>)
             _ = stop.wait_for(|s| *s) => return,
         }
         for cmd in changes(&node) {
-            tracing::info!(?cmd, "in-sync replicas change");
+            tracing::info!(?cmd, "leadership or in-sync replicas change");
             if let Err(e) = node.propose(cmd, node.cfg.lease).await {
                 tracing::debug!(error = %e, "in-sync replicas change not applied");
             }
         }
+        resign(&node).await;
     }
 }
 
@@ -46,6 +53,13 @@ fn changes(node: &ClusterNode) -> Vec<Command> {
             let Some(p) = topic.partition(i as u32) else { continue };
             // Not before this node leads in the placement's epoch.
             if p.leader_epoch() != a.leader_epoch {
+                continue;
+            }
+            if p.write_failure().is_some() {
+                let other = a.isr.iter().any(|r| *r != me && placement.node(*r).is_some());
+                if other {
+                    node.broker.resign(&fjord_broker::TopicPartition::new(name.as_str(), i as u32));
+                }
                 continue;
             }
             let (since, followers) = p.followers();
@@ -83,4 +97,29 @@ fn changes(node: &ClusterNode) -> Vec<Command> {
         }
     }
     out
+}
+
+/// Proposes each pending resignation of this node's, as the controller
+/// last described the partition; a refusal because no other replica can
+/// lead ends it (this node leads on), a stale one is retried with the
+/// newer epochs on the next tick.
+async fn resign(node: &ClusterNode) {
+    let me = node.broker.config().node_id as u64;
+    for (tp, a) in node.broker.resignations() {
+        let cmd = Command::ResignLeadership {
+            name: tp.topic.to_string(),
+            partition: tp.partition,
+            leader: me,
+            leader_epoch: a.leader_epoch,
+            partition_epoch: a.partition_epoch,
+        };
+        tracing::info!(?cmd, "leadership or in-sync replicas change");
+        match node.propose(cmd, node.cfg.lease).await {
+            Ok(_) => {}
+            Err(crate::ClusterError::Rejected { reason: Rejection::NoEligibleLeader, .. }) => {
+                node.broker.withdraw_resignation(&tp);
+            }
+            Err(e) => tracing::debug!(partition = %tp, error = %e, "resignation not applied yet"),
+        }
+    }
 }

@@ -9,11 +9,18 @@
 //!   not made durable: partitions it led are handed to another serving
 //!   in-sync replica when there is one, and otherwise get a new leader
 //!   epoch, so the batches it writes from now on never share an epoch with
-//!   a tail its followers may hold and it lost.
+//!   a tail its followers may hold and it lost. Like a fenced node (as
+//!   KRaft fences a broker's old incarnation), it leaves every in-sync set
+//!   it is not the last member of: it comes back in once its leader has
+//!   seen it catch up, so a replica whose disk lost anything is never
+//!   elected on the strength of what it held before.
 //! - A leader changes its partition's in-sync set only with the epochs it
 //!   read ([`Command::AlterIsr`](super::Command::AlterIsr)); the set keeps
 //!   the leader, names only replicas, and adds only serving nodes.
 //!
+//! - A leader that cannot write (a full or failing disk) resigns: the
+//!   first other serving in-sync replica leads and it leaves the in-sync
+//!   set; with no such replica it keeps the lead and the partition waits.
 //! - An election on request (Kafka's ElectLeaders) gives the preferred
 //!   replica the lead when it is in sync and serving; an unclean one, asked
 //!   for explicitly, may pick a replica out of sync when no serving one is.
@@ -21,7 +28,7 @@
 //! Every change of leader or in-sync set bumps the partition epoch; every
 //! leader change bumps the leader epoch.
 
-use super::{Metadata, NodeState, Rejection, Reply, rejected};
+use super::{Metadata, NodeState, PartitionAssignment, Rejection, Reply, rejected};
 use crate::NodeId;
 
 impl Metadata {
@@ -36,8 +43,7 @@ impl Metadata {
                     continue;
                 }
                 if p.leader == id {
-                    let next = p.replicas.iter().find(|r| **r != id && isr.contains(r) && serving.contains(r));
-                    let Some(next) = next.copied() else { continue };
+                    let Some(next) = successor(p, &isr, id, &serving) else { continue };
                     p.leader = next;
                     p.leader_epoch += 1;
                 }
@@ -50,17 +56,22 @@ impl Metadata {
     }
 
     /// `id` registered again after a restart.
-    pub(super) fn leader_restarted(&mut self, id: NodeId) {
+    pub(super) fn node_restarted(&mut self, id: NodeId) {
         let serving = self.serving_nodes();
         for t in self.topics.values_mut() {
-            for p in t.partitions.iter_mut().filter(|p| p.leader == id) {
+            for p in &mut t.partitions {
                 let isr = p.in_sync();
-                let next = p.replicas.iter().find(|r| **r != id && isr.contains(r) && serving.contains(r));
-                if let Some(next) = next.copied() {
-                    p.leader = next;
+                if p.leader == id {
+                    if let Some(next) = successor(p, &isr, id, &serving) {
+                        p.leader = next;
+                    }
+                    p.leader_epoch += 1;
+                } else if !isr.contains(&id) {
+                    continue;
+                }
+                if isr.len() > 1 && p.leader != id {
                     p.isr = isr.into_iter().filter(|r| *r != id).collect();
                 }
-                p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
         }
@@ -75,18 +86,10 @@ impl Metadata {
         isr: &[NodeId],
     ) -> Reply {
         let serving = self.serving_nodes();
-        let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition as usize)) else {
-            return rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}"));
+        let p = match self.led_as_read(name, partition, leader, (leader_epoch, partition_epoch)) {
+            Ok(p) => p,
+            Err(reply) => return reply,
         };
-        if p.leader != leader || p.leader_epoch != leader_epoch || p.partition_epoch != partition_epoch {
-            return rejected(
-                Rejection::Conflict,
-                format!(
-                    "{name}-{partition} is at leader {} epoch {} partition epoch {}",
-                    p.leader, p.leader_epoch, p.partition_epoch
-                ),
-            );
-        }
         let current = p.in_sync();
         let mut seen = std::collections::BTreeSet::new();
         let valid = isr.contains(&leader)
@@ -146,8 +149,65 @@ impl Metadata {
         Reply::Ok
     }
 
+    pub(super) fn resign_leadership(
+        &mut self,
+        name: &str,
+        partition: u32,
+        leader: NodeId,
+        (leader_epoch, partition_epoch): (i32, i32),
+    ) -> Reply {
+        let serving = self.serving_nodes();
+        let p = match self.led_as_read(name, partition, leader, (leader_epoch, partition_epoch)) {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
+        let isr = p.in_sync();
+        let Some(next) = successor(p, &isr, leader, &serving) else {
+            return rejected(
+                Rejection::NoEligibleLeader,
+                format!("no other in-sync replica of {name}-{partition} serves"),
+            );
+        };
+        p.leader = next;
+        p.isr = isr.into_iter().filter(|r| *r != leader).collect();
+        p.leader_epoch += 1;
+        p.partition_epoch += 1;
+        Reply::Ok
+    }
+
+    /// The partition a leader changes, if it is still as that leader read
+    /// it (the same leader, leader epoch and partition epoch): the
+    /// compare-and-set of every leader's proposal.
+    fn led_as_read(
+        &mut self,
+        name: &str,
+        partition: u32,
+        leader: NodeId,
+        (leader_epoch, partition_epoch): (i32, i32),
+    ) -> Result<&mut PartitionAssignment, Reply> {
+        let Some(p) = self.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition as usize)) else {
+            return Err(rejected(Rejection::UnknownTopic, format!("no partition {name}-{partition}")));
+        };
+        if p.leader != leader || p.leader_epoch != leader_epoch || p.partition_epoch != partition_epoch {
+            return Err(rejected(
+                Rejection::Conflict,
+                format!(
+                    "{name}-{partition} is at leader {} epoch {} partition epoch {}",
+                    p.leader, p.leader_epoch, p.partition_epoch
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
     /// Nodes that may lead (registered and not fenced or leaving).
     pub(super) fn serving_nodes(&self) -> Vec<NodeId> {
         self.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect()
     }
+}
+
+/// Who takes over from `leaving`: the first other replica, in replica
+/// order (the preferred first), that is in sync and serving.
+fn successor(p: &PartitionAssignment, isr: &[NodeId], leaving: NodeId, serving: &[NodeId]) -> Option<NodeId> {
+    p.replicas.iter().copied().find(|r| *r != leaving && isr.contains(r) && serving.contains(r))
 }

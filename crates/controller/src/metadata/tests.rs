@@ -55,6 +55,10 @@ fn command() -> impl Strategy<Value = Command> {
         node.clone().prop_map(register),
         node.clone().prop_map(|id| Command::FenceNode { id }),
         node.clone().prop_map(|id| Command::UnfenceNode { id }),
+        node.clone().prop_map(|id| Command::ShutdownNode { id }),
+        (0u8..3, node.clone(), 0i32..3, 0i32..4).prop_map(|(t, leader, leader_epoch, partition_epoch)| {
+            Command::ResignLeadership { name: format!("t{t}"), partition: 0, leader, leader_epoch, partition_epoch }
+        }),
         node.clone().prop_map(|id| Command::RemoveNode { id }),
         (0u8..3, proptest::collection::vec(1u64..5, 1..4))
             .prop_map(|(t, l)| Command::CreateTopic { name: format!("t{t}"), topic: topic(&l) }),
@@ -187,8 +191,9 @@ fn group_configs_are_set_replaced_and_removed() {
     assert!(serde_json::from_str::<Metadata>(old).unwrap().group_configs.is_empty());
 }
 
-#[test]
-fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
+/// Nodes 1–3 registered and topic `t` with one partition on all three,
+/// led by node 1.
+fn three_replicas_led_by_1() -> Metadata {
     let mut m = Metadata::default();
     for id in 1..=3 {
         m.apply(&register(id));
@@ -196,6 +201,12 @@ fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
     let mut t = topic(&[1]);
     t.partitions = vec![PartitionAssignment::new(vec![1, 2, 3], 1)];
     m.apply(&Command::CreateTopic { name: "t".into(), topic: t });
+    m
+}
+
+#[test]
+fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
+    let mut m = three_replicas_led_by_1();
     let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
     // Node 2 falls out of sync; the leader's stale proposal changes nothing.
     let alter = |isr: Vec<NodeId>, partition_epoch| Command::AlterIsr {
@@ -230,10 +241,49 @@ fn fencing_elects_from_the_in_sync_set_and_never_uncleanly() {
     let pe = p(&m).partition_epoch;
     assert!(matches!(m.apply(&alter3(vec![3, 1], pe)), Reply::Rejected { reason: Rejection::Invalid, .. }));
     assert_eq!(m.apply(&alter3(vec![3, 2], pe)), Reply::Ok);
+    // A follower in sync restarts: it leaves the set (its disk may have
+    // lost a tail) and the leader keeps the lead and its epoch.
+    let before = p(&m);
+    m.apply(&register(2));
+    let after = p(&m);
+    assert_eq!((after.leader, after.leader_epoch, after.isr.clone()), (3, 2, vec![3]));
+    assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+    // A restart of a node in no in-sync set changes nothing.
+    m.apply(&register(2));
+    assert_eq!(p(&m), after);
     // Metadata written before in-sync sets existed loads with the leader alone in sync.
     let old = r#"{"replicas":[2],"leader":2,"leader_epoch":4}"#;
     let old: PartitionAssignment = serde_json::from_str(old).unwrap();
     assert_eq!((old.in_sync(), old.partition_epoch), (vec![2], 0));
+}
+
+#[test]
+fn a_leader_that_cannot_write_resigns_to_an_in_sync_replica_only() {
+    let mut m = three_replicas_led_by_1();
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    let resign = |leader, leader_epoch, partition_epoch| Command::ResignLeadership {
+        name: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch,
+        partition_epoch,
+    };
+    // Stale epochs or another node's word change nothing.
+    assert!(matches!(m.apply(&resign(1, 0, 7)), Reply::Rejected { reason: Rejection::Conflict, .. }));
+    assert!(matches!(m.apply(&resign(2, 0, 0)), Reply::Rejected { reason: Rejection::Conflict, .. }));
+    // Node 2 is fenced: node 3, in sync and serving, takes over; node 1
+    // leaves the in-sync set.
+    m.apply(&Command::FenceNode { id: 2 });
+    let before = p(&m);
+    assert_eq!(before.isr, vec![1, 3]);
+    assert_eq!(m.apply(&resign(1, before.leader_epoch, before.partition_epoch)), Reply::Ok);
+    let after = p(&m);
+    assert_eq!((after.leader, after.isr.clone()), (3, vec![3]));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    // The last in-sync replica cannot resign: the partition waits.
+    let r = m.apply(&resign(3, after.leader_epoch, after.partition_epoch));
+    assert!(matches!(r, Reply::Rejected { reason: Rejection::NoEligibleLeader, .. }), "{r:?}");
+    assert_eq!(p(&m), after);
 }
 
 #[test]
@@ -276,13 +326,7 @@ fn a_reassignment_adds_first_and_drops_the_old_replicas_once_the_new_are_in_sync
 
 #[test]
 fn elections_on_request_prefer_the_first_replica_and_unclean_ones_are_explicit() {
-    let mut m = Metadata::default();
-    for id in 1..=3 {
-        m.apply(&register(id));
-    }
-    let mut t = topic(&[1]);
-    t.partitions = vec![PartitionAssignment::new(vec![1, 2, 3], 1)];
-    m.apply(&Command::CreateTopic { name: "t".into(), topic: t });
+    let mut m = three_replicas_led_by_1();
     let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
     let elect = |unclean| Command::ElectLeader { name: "t".into(), partition: 0, unclean };
     assert!(matches!(m.apply(&elect(false)), Reply::Rejected { reason: Rejection::ElectionNotNeeded, .. }));

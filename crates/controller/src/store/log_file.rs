@@ -226,9 +226,17 @@ impl LogDisk {
             buf.extend_from_slice(&body);
         }
         let at = self.len;
-        if let Err(e) = self.file.write_all_at(&buf, at).and_then(|()| self.file.sync_data()) {
-            // Leave no partial frame behind (best effort: the node stops).
-            let _ = self.file.set_len(at);
+        let file = &self.file;
+        let written = super::files::while_full("an append", &self.path, || {
+            let r = file.write_all_at(&buf, at).and_then(|()| file.sync_data());
+            if r.is_err() {
+                // Leave no partial frame behind (best effort on other
+                // errors: the node's Raft stops).
+                let _ = file.set_len(at);
+            }
+            r
+        });
+        if let Err(e) = written {
             return Err(ControllerError::io("append to", &self.path, e));
         }
         self.len = at + buf.len() as u64;
@@ -258,7 +266,14 @@ impl LogDisk {
         self.offsets = self.offsets.split_off(&log_id.index.saturating_add(1));
         let live_start = self.offsets.values().next().copied().unwrap_or(self.len);
         if live_start >= RECLAIM_MIN && live_start > self.len - live_start {
-            self.rewrite(live_start)?;
+            match self.rewrite(live_start) {
+                // Reclaiming can wait for space; the log stays as it is.
+                Err(e) if e.is_storage_full() => {
+                    let _ = std::fs::remove_file(self.dir.join(format!("{LOG_FILE}{TMP_SUFFIX}")));
+                    tracing::warn!(path = %self.path.display(), error = %e, "the controller's Raft log is not compacted: no space");
+                }
+                r => r?,
+            }
         }
         Ok(())
     }

@@ -38,7 +38,7 @@
 //! single file with an in-memory index, rewritten when purged bytes
 //! dominate, does all that in a few hundred lines we can reason about.
 
-mod files;
+pub(crate) mod files;
 mod log_file;
 mod log_store;
 mod state_machine;
@@ -47,6 +47,9 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
+#[cfg(feature = "fault-injection")]
+pub use files::inject_full;
+pub use files::stalled;
 pub use log_store::{LogReader, LogStore};
 pub use state_machine::{Applied, SnapshotBuilder, StateMachineStore};
 

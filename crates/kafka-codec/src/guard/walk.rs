@@ -268,7 +268,19 @@ impl<'a> Walker<'a> {
                 }
                 Ok(())
             }
-            Ty::Struct(s) => self.structure(s, ctx),
+            Ty::Struct(s) => {
+                if nullable {
+                    // `kafka-protocol` reads a structure after 1 and null
+                    // otherwise; Kafka writes -1 for null. Anything else
+                    // is no honest client's.
+                    match self.take(1)?[0] as i8 {
+                        -1 => return Ok(()),
+                        1 => {}
+                        m => return Err(self.malformed(start, format!("presence byte {m} of a nullable structure"))),
+                    }
+                }
+                self.structure(s, ctx)
+            }
         }
     }
 

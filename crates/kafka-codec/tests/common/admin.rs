@@ -17,6 +17,9 @@ use kafka_protocol::messages::alter_configs_request::{self, AlterConfigsRequest}
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::describe_topic_partitions_request::{
+    Cursor, DescribeTopicPartitionsRequest, TopicRequest,
+};
 use kafka_protocol::messages::list_partition_reassignments_request::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsTopics,
 };
@@ -194,6 +197,26 @@ pub(super) fn list_partition_reassignments(g: &mut Gen) -> ListPartitionReassign
             t.unknown_tagged_fields = g.tags(true);
             t
         })
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+pub(super) fn describe_topic_partitions(g: &mut Gen) -> DescribeTopicPartitionsRequest {
+    let mut r = DescribeTopicPartitionsRequest::default();
+    r.topics = g.vec(|g| {
+        let mut t = TopicRequest::default();
+        t.name = g.topic();
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.response_partition_limit = g.i32();
+    r.cursor = g.opt(|g| {
+        let mut c = Cursor::default();
+        c.topic_name = g.topic();
+        c.partition_index = g.i32();
+        c.unknown_tagged_fields = g.tags(true);
+        c
     });
     r.unknown_tagged_fields = g.tags(true);
     r

@@ -192,6 +192,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
             ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(Default::default()),
             ApiKey::ElectLeaders => K::ElectLeaders(Default::default()),
             ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(Default::default()),
+            ApiKey::DescribeTopicPartitions => K::DescribeTopicPartitions(Default::default()),
             other => panic!("no builder for {other:?}"),
         };
     };
@@ -229,6 +230,7 @@ fn request_with(api: ApiKey, v: i16, g: Option<&mut Gen>) -> RequestKind {
         ApiKey::ListPartitionReassignments => K::ListPartitionReassignments(admin::list_partition_reassignments(g)),
         ApiKey::OffsetForLeaderEpoch => K::OffsetForLeaderEpoch(data::offset_for_leader_epoch(v, g)),
         ApiKey::ElectLeaders => K::ElectLeaders(admin::elect_leaders(v, g)),
+        ApiKey::DescribeTopicPartitions => K::DescribeTopicPartitions(admin::describe_topic_partitions(g)),
         other => panic!("no builder for {other:?}"),
     }
 }

@@ -1,4 +1,6 @@
-//! DescribeCluster: every serving node, the cluster id and the controller.
+//! DescribeCluster: every serving node, the cluster id and the controller;
+//! fenced nodes too (flagged) when v2's `IncludeFencedBrokers` asks, as
+//! `kafka-cluster.sh`/`Admin.describeCluster(includeFencedBrokers)` do.
 
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::describe_cluster_response::{
@@ -26,17 +28,19 @@ pub(crate) fn describe(ctx: &RequestContext<'_>, req: DescribeClusterRequest) ->
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(sb("only broker endpoints are served")));
     }
+    let fenced = if ctx.version() >= 2 && req.include_fenced_brokers { cluster.fenced } else { Vec::new() };
+    let serving = cluster.nodes.into_iter().map(|n| (n, false));
     base.with_brokers(
-        cluster
-            .nodes
-            .into_iter()
-            .map(|node| {
+        serving
+            .chain(fenced.into_iter().map(|n| (n, true)))
+            .map(|(node, is_fenced)| {
                 let (host, port) = kafka_endpoint(&node);
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(node.node_id))
                     .with_host(sb(host))
                     .with_port(port)
                     .with_rack(node.rack.map(sb))
+                    .with_is_fenced(is_fenced)
             })
             .collect(),
     )

@@ -132,7 +132,7 @@ fn broker_entries(ctx: &RequestContext<'_>) -> Vec<(&'static str, String, i8)> {
         ("broker.id", ctx.gw.broker.node().node_id.to_string(), TYPE_INT),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), TYPE_BOOLEAN),
         ("num.partitions", c.default_partitions.to_string(), TYPE_INT),
-        ("default.replication.factor", "1".to_string(), TYPE_INT),
+        ("default.replication.factor", ctx.gw.broker.default_replication_factor().to_string(), TYPE_INT),
         ("message.max.bytes", d.max_message_bytes.to_string(), TYPE_INT),
         ("log.segment.bytes", d.segment_bytes.to_string(), TYPE_INT),
         ("log.roll.ms", d.segment_ms.to_string(), TYPE_LONG),

@@ -90,12 +90,13 @@ pub(crate) fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorReq
 /// `NOT_COORDINATOR` when another node coordinates `group` (the client
 /// asks FindCoordinator again), `COORDINATOR_NOT_AVAILABLE` when none does,
 /// `COORDINATOR_LOAD_IN_PROGRESS` while this node has not loaded the
-/// committed offsets it now coordinates.
+/// committed offsets it now coordinates (the topic not attached yet, or
+/// its partition not replayed since this node was elected its leader).
 pub(crate) fn not_coordinator(ctx: &RequestContext<'_>, group: &str) -> Option<i16> {
     match ctx.gw.broker.coordinator(group) {
         // Just made coordinator, its offsets partition not replayed here
         // yet: Kafka's answer for a coordinator still loading (retriable).
-        Leadership::Local if !ctx.gw.broker.offsets().is_loaded() => {
+        Leadership::Local if !ctx.gw.broker.offsets().is_current(group) => {
             Some(ResponseError::CoordinatorLoadInProgress.code())
         }
         Leadership::Local => None,

@@ -23,6 +23,7 @@ mod offsets;
 mod produce;
 mod producer_ids;
 mod reassignments;
+mod topic_partitions;
 mod topics;
 
 /// What a handler knows about the request beyond its body.
@@ -97,6 +98,9 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
             ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(ctx, r).await)
         }
         RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(ctx, r)),
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(topic_partitions::handle(ctx, r))
+        }
         // The codec only decodes advertised APIs, all of which are above.
         other => return Err(KafkaError::Unhandled(format!("{:?}", std::mem::discriminant(&other)))),
     };

@@ -77,7 +77,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Opt
                         ) {
                             tracing::debug!(%tp, error = %e, "produce refused");
                         }
-                        let r = failed(p.index, errors::code(&e), (v >= 8).then(|| e.to_string()).as_deref());
+                        let r = failed(p.index, errors::produce_code(&e), (v >= 8).then(|| e.to_string()).as_deref());
                         match errors::moved_to(&e) {
                             Some(m) => r.with_current_leader(
                                 LeaderIdAndEpoch::default()

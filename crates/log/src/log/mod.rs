@@ -326,7 +326,8 @@ impl Log {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
+    /// Whether the log takes writes now: not closed, not poisoned.
+    pub fn check_writable(&self) -> Result<()> {
         let s = self.sync.lock();
         if s.closed {
             return Err(LogError::Closed(self.dir.clone()));

@@ -274,6 +274,18 @@ impl ConsumerGroups {
         f(&group)
     }
 
+    /// Forgets the groups `moved` names (see the classic coordinator's
+    /// `unload`): their members' next heartbeat finds no group and they
+    /// join again. Returns how many were dropped.
+    pub fn unload(&self, moved: impl Fn(&str) -> bool) -> usize {
+        let inner = &self.inner;
+        let groups: Vec<SharedGroup> = inner.groups.write().extract_if(|id, _| moved(id)).map(|(_, g)| g).collect();
+        for group in &groups {
+            group.lock().abort(&inner.timers);
+        }
+        groups.len()
+    }
+
     /// Stops the coordinator: all state is dropped, the timer task ends and every later call
     /// fails with [`GroupError::CoordinatorNotAvailable`]. Idempotent; also run on drop.
     pub fn shutdown(&self) {

@@ -183,3 +183,24 @@ fn handles_can_be_shared_across_tasks() {
     assert_send_sync::<crate::group::PendingResponse<SyncGroupResponse>>();
     assert_send_sync::<GroupError>();
 }
+
+/// A coordinator that no longer coordinates a group (its offsets partition
+/// moved) forgets it: a member of the old generation cannot commit against
+/// it, and the others are untouched. Should the group come back here, its
+/// members start a fresh one. Found by the fault-injection checker: a
+/// zombie member's commit moved a group's offset back.
+#[tokio::test(start_paused = true)]
+async fn unloaded_groups_are_forgotten_and_others_kept() {
+    let c = coordinator();
+    let g = stable_group(&c, "g", &["a", "b"]).await;
+    let h = stable_group(&c, "h", &["x"]).await;
+    assert_eq!(c.validate_member("g", &g[0].member_id, g[0].generation_id, None), Ok(()));
+    assert_eq!(c.unload(|id| id == "g"), 1);
+    assert!(c.describe_group("g").is_err() || c.describe_group("g").is_ok_and(|d| d.members.is_empty()));
+    assert!(matches!(
+        c.validate_member("g", &g[0].member_id, g[0].generation_id, None),
+        Err(GroupError::GroupIdNotFound { .. })
+    ));
+    assert_eq!(c.validate_member("h", &h[0].member_id, h[0].generation_id, None), Ok(()));
+    assert_eq!(heartbeat(&c, "h", &h[0]), Ok(()));
+}

@@ -1,6 +1,7 @@
 //! Cluster discovery: Metadata, ApiVersions, DescribeCluster,
-//! FindCoordinator.
+//! FindCoordinator, DescribeTopicPartitions.
 
+use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::protocol::StrBytes;
 
@@ -55,3 +56,23 @@ pub(crate) static FIND_COORDINATOR: Message = message(
         field("CoordinatorKeys", "4+", array::<StrBytes>(&STRING)),
     ],
 );
+
+/// `DescribeTopicPartitionsRequest.json` (KIP-966): `Cursor` is a nullable
+/// structure (a presence byte before it).
+pub(crate) static DESCRIBE_TOPIC_PARTITIONS: Message = message(
+    "DescribeTopicPartitionsRequest",
+    "0",
+    "0+",
+    &[
+        field("Topics", "0+", array::<TopicRequest>(&DESCRIBE_TOPIC_PARTITIONS_TOPIC)),
+        field("ResponsePartitionLimit", "0+", Ty::Int32),
+        field(
+            "Cursor",
+            "0+",
+            structure("Cursor", &[field("TopicName", "0+", Ty::String), field("PartitionIndex", "0+", Ty::Int32)]),
+        )
+        .nullable("0+"),
+    ],
+);
+
+static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Ty = structure("TopicRequest", &[field("Name", "0+", Ty::String)]);

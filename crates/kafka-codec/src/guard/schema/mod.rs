@@ -134,7 +134,8 @@ pub(crate) struct Field {
     pub(crate) name: &'static str,
     /// Versions in which the field exists.
     pub(crate) versions: Versions,
-    /// Versions in which it may be null (strings, bytes, records, arrays).
+    /// Versions in which it may be null (strings, bytes, records, arrays,
+    /// structures: a presence byte, -1 for null, 1 before the structure).
     pub(crate) nullable: Versions,
     /// Versions in which it uses the compact encoding, intersected with the
     /// message's flexible versions (only the header's `ClientId` narrows it).
@@ -246,6 +247,7 @@ pub(crate) fn request(api: ApiKey) -> Option<&'static Message> {
         ApiKey::ApiVersions => &metadata::API_VERSIONS,
         ApiKey::DescribeCluster => &metadata::DESCRIBE_CLUSTER,
         ApiKey::FindCoordinator => &metadata::FIND_COORDINATOR,
+        ApiKey::DescribeTopicPartitions => &metadata::DESCRIBE_TOPIC_PARTITIONS,
         ApiKey::OffsetCommit => &groups::OFFSET_COMMIT,
         ApiKey::OffsetFetch => &groups::OFFSET_FETCH,
         ApiKey::OffsetDelete => &groups::OFFSET_DELETE,

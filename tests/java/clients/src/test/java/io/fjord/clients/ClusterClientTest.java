@@ -22,6 +22,7 @@ import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -127,6 +128,33 @@ class ClusterClientTest {
             }
         }
         return leaders;
+    }
+
+    /**
+     * describeTopics (DescribeTopicPartitions, two partitions per response)
+     * through another node than the one that created the topic: three
+     * replicas per partition, all in sync, the leader among them.
+     */
+    @Test
+    void describeTopicsShowsEveryReplicaAndTheInSyncSet() throws Exception {
+        String topic = FjordBroker.unique("cluster_rf3");
+        try (Admin admin = admin(1)) {
+            admin.createTopics(List.of(new NewTopic(topic, 3, (short) 3))).all().get(30, TimeUnit.SECONDS);
+        }
+        try (Admin admin = admin(2)) {
+            FjordBroker.await(Duration.ofSeconds(30), topic + " in sync on three replicas", () -> {
+                try {
+                    TopicDescription d = admin.describeTopics(List.of(topic),
+                            new DescribeTopicsOptions().partitionSizeLimitPerResponse(2)).allTopicNames()
+                            .get(10, TimeUnit.SECONDS).get(topic);
+                    return d.partitions().size() == 3 && d.partitions().stream().allMatch(p ->
+                            p.replicas().size() == 3 && p.isr().size() == 3
+                                    && p.leader() != null && p.replicas().contains(p.leader()));
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+        }
     }
 
     @Test

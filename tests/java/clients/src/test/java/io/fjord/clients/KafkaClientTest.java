@@ -3,6 +3,7 @@ package io.fjord.clients;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
@@ -13,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
@@ -21,6 +23,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.RecordsToDelete;
@@ -37,6 +40,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.BeforeAll;
@@ -191,6 +195,22 @@ class KafkaClientTest {
 
             a.createPartitions(Map.of(topic, NewPartitions.increaseTo(3))).all().get();
             assertEquals(3, a.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size());
+            // describeTopics pages through DescribeTopicPartitions (KIP-966):
+            // one partition per response here, so the client follows the
+            // broker's cursor across partitions and topics.
+            String second = FjordBroker.unique("admin-b");
+            a.createTopics(List.of(new NewTopic(second, 2, (short) 1))).all().get();
+            Map<String, TopicDescription> paged = a.describeTopics(List.of(topic, second),
+                    new DescribeTopicsOptions().partitionSizeLimitPerResponse(1)).allTopicNames().get();
+            assertEquals(List.of(0, 1, 2), paged.get(topic).partitions().stream().map(p -> p.partition()).toList());
+            assertEquals(List.of(0, 1), paged.get(second).partitions().stream().map(p -> p.partition()).toList());
+            var first = paged.get(second).partitions().get(0);
+            assertEquals(1, first.replicas().size());
+            assertEquals(first.replicas(), first.isr());
+            assertEquals(first.leader(), first.replicas().get(0));
+            ExecutionException missing = assertThrows(ExecutionException.class,
+                    () -> a.describeTopics(List.of(FjordBroker.unique("missing"))).allTopicNames().get());
+            assertTrue(missing.getCause() instanceof UnknownTopicOrPartitionException, missing.toString());
 
             TopicPartition tp = new TopicPartition(topic, 0);
             try (KafkaProducer<String, String> p = producer(Map.of())) {
