@@ -6,7 +6,8 @@ keeps writing, and nothing acknowledged is lost or duplicated; the killed
 node comes back as a follower, catches up and is in sync again; with
 min.insync.replicas=3 a write while a replica is down is refused with
 NOT_ENOUGH_REPLICAS; leaders return to their preferred replicas; a partition moved to other nodes under an
-idempotent producer's load loses and duplicates nothing.
+idempotent producer's load loses and duplicates nothing; a consumer group
+keeps its members and assignments when its coordinator moves.
 """
 
 import json
@@ -16,7 +17,7 @@ import time
 import urllib.request
 import uuid
 
-from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 from conftest import wait_for
 from fjord_harness import fjord_bin
@@ -201,3 +202,64 @@ def test_a_reassignment_under_load_loses_and_duplicates_nothing(cluster):
     r = subprocess.run([fjord_bin(), "--server", f"http://{cluster.node(1).http}", "topic", "reassign", topic,
                         "-p", "0", "--cancel"], capture_output=True, text=True)
     assert r.returncode != 0 and "no reassignment" in r.stderr, r.stderr
+
+
+def test_a_group_carries_on_without_a_rebalance_when_its_coordinator_moves(cluster):
+    """The group's membership is stored beside its offsets: the node that
+    takes the coordinator over (its offsets partition's new leader after a
+    kill -9, then the preferred replica again after the restart) restores
+    the generation and the members, so the consumer keeps its assignment —
+    no revocation, no loss — and its commits are accepted throughout."""
+    topic = f"coord-move-{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    create_replicated(cluster, topic, 3)
+    produce(cluster.bootstrap, topic, [f"a{i}" for i in range(100)])
+    events = []
+    c = Consumer({
+        "bootstrap.servers": cluster.bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    c.subscribe([topic],
+                on_assign=lambda _c, ps: events.append(("assigned", len(ps))),
+                on_revoke=lambda _c, ps: events.append(("revoked", len(ps))),
+                on_lost=lambda _c, ps: events.append(("lost", len(ps))))
+    seen = set()
+
+    def consume(n, what):
+        deadline = time.monotonic() + 60
+        while len(seen) < n:
+            assert time.monotonic() < deadline, f"{what}: {len(seen)} of {n} read"
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                seen.add(m.value().decode())
+        c.commit(asynchronous=False)
+
+    def coordinator(via):
+        a = AdminClient({"bootstrap.servers": via.bootstrap})
+        try:
+            return a.describe_consumer_groups([group])[group].result(timeout=10).coordinator.id
+        except Exception:
+            return None
+
+    try:
+        consume(100, "before")
+        first = coordinator(cluster.node(1))
+        assert first in (1, 2, 3)
+        survivor = cluster.node(1 if first != 1 else 2)
+        cluster.kill(first)
+        try:
+            wait_for(lambda: coordinator(survivor) not in (None, first), 30, "another coordinator")
+            produce(survivor.bootstrap, topic, [f"b{i}" for i in range(100)])
+            consume(200, "after the coordinator's loss")
+        finally:
+            cluster.restart(first)
+        # Back in sync, the restarted node leads its offsets partition again.
+        wait_for(lambda: coordinator(survivor) == first, 60, "the preferred coordinator back")
+        produce(survivor.bootstrap, topic, [f"c{i}" for i in range(100)])
+        consume(300, "after the coordinator's return")
+        # One assignment, never revoked or lost (closing revokes it).
+        assert events == [("assigned", 3)], events
+    finally:
+        c.close()

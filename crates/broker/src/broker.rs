@@ -111,7 +111,7 @@ pub struct Broker {
     /// Serialises topic creation, deletion and partition changes.
     admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: Arc<OffsetStore>,
-    pub(crate) groups: GroupCoordinator,
+    pub(crate) groups: Arc<GroupCoordinator>,
     consumer_groups: ConsumerGroups,
     pub(crate) listeners: RwLock<BTreeMap<String, String>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -174,7 +174,7 @@ impl Broker {
         })
         .await??;
         let (shutdown, _) = watch::channel(false);
-        let groups = GroupCoordinator::new(config.groups.clone());
+        let groups = Arc::new(GroupCoordinator::new(config.groups.clone()));
         let started_ms = clock.now_ms();
         let crate::load::Loaded { topics, offline } = loaded;
         tracing::info!(topics = topics.len(), offline = offline.len(), cluster_id, data_dir = %config.data_dir.display(), "broker opened");

@@ -150,6 +150,9 @@ impl Broker {
     /// Deletes a group's committed offsets for some partitions (Kafka
     /// OffsetDelete) or all of them (DeleteGroups).
     pub async fn delete_offsets(&self, group: &str, partitions: Option<Vec<TopicPartition>>) -> Result<usize> {
+        // Deleting a whole group (DeleteGroups) also deletes its stored
+        // membership.
+        let partitions_none = partitions.is_none();
         let keys: Vec<_> = match partitions {
             Some(ps) => ps
                 .into_iter()
@@ -164,7 +167,11 @@ impl Broker {
                 .collect(),
         };
         let n = keys.len();
+        let whole_group = partitions_none;
         self.offsets.put(keys, self.clock.now_ms()).await?;
+        if whole_group {
+            self.forget_stored_group(group).await?;
+        }
         Ok(n)
     }
 }

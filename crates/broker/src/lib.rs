@@ -58,6 +58,9 @@ pub mod fetch;
 pub mod group;
 pub mod group_config;
 pub mod group_offsets;
+mod group_store;
+#[cfg(test)]
+mod group_store_tests;
 mod load;
 mod maintenance;
 pub mod metadata;

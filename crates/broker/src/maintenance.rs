@@ -185,6 +185,7 @@ impl Broker {
             expired += self.delete_offsets(&group, Some(old)).await?;
             if self.offsets.group_offsets(&group).is_empty() {
                 let _ = self.groups.delete_groups(std::slice::from_ref(&group));
+                self.forget_stored_group(&group).await?;
             }
             tracing::info!(group, "expired committed offsets of an idle group");
         }

@@ -287,7 +287,15 @@ impl Broker {
                 if elected {
                     // Commits the old leader stored reached this log, not
                     // this node's map of them.
-                    self.offsets.reload_in_background(i as u32);
+                    // Their groups' stored membership too, which this
+                    // node's coordinator takes over.
+                    let groups = self.groups.clone();
+                    self.offsets.reload_in_background(i as u32, move |stored| {
+                        let n = groups.restore(stored);
+                        if n > 0 {
+                            tracing::info!(partition = i, groups = n, "coordinator moved here: groups restored");
+                        }
+                    });
                 } else if a.leader != me {
                     self.offsets.mark_stale(i as u32);
                     self.unload_groups_of(i as u32);

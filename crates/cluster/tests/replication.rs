@@ -243,3 +243,92 @@ async fn a_leader_that_cannot_write_hands_the_lead_to_an_in_sync_replica() {
         c.stop(id).await;
     }
 }
+
+/// A classic group's coordinator moving (its offsets partition led
+/// elsewhere after a controlled shutdown) keeps the group: the new
+/// coordinator restores its generation, members and assignments from the
+/// partition, so members heartbeat and commit on without a rebalance
+/// (Kafka's group metadata records). Without it the commit failed with
+/// GROUP_ID_NOT_FOUND and the members had to rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
+    use fjord_broker::group::{GroupState, HeartbeatRequest, JoinGroupRequest, SyncGroupRequest};
+    use fjord_broker::group_offsets::CommitIdentity;
+    use fjord_broker::offsets::CommittedOffset;
+    use fjord_broker::placement::Leadership;
+
+    let (mut c, mut listeners) = Cluster::new(3, 3).await;
+    c.replication_factor = 3;
+    listeners.reverse();
+    for id in 1..=3 {
+        c.start(id, listeners.pop().unwrap()).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    let coordinator = |c: &Cluster| {
+        (1..=3u64).find(|id| {
+            c.nodes.get(id).is_some_and(|n| {
+                matches!(n.broker.coordinator("g"), Leadership::Local) && n.broker.offsets().is_current("g")
+            })
+        })
+    };
+    c.until("a coordinator for the group", |c| coordinator(c).is_some()).await;
+    let first = coordinator(&c).unwrap();
+    let b = c.nodes[&first].broker.clone();
+    b.create_topic_replicated("t", 1, Some(3), TopicConfig::default()).await.unwrap();
+    let tp = TopicPartition::new("t", 0);
+    c.until("the topic on the coordinator", |c| c.nodes[&first].broker.partition(&tp).is_ok()).await;
+
+    let joined = b
+        .join_group(JoinGroupRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c1".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: std::time::Duration::from_secs(30),
+            rebalance_timeout: std::time::Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        })
+        .await
+        .unwrap();
+    let (member, generation) = (joined.member_id.clone(), joined.generation_id);
+    b.sync_group(SyncGroupRequest {
+        group_id: "g".into(),
+        generation_id: generation,
+        member_id: member.clone(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments: vec![(member.clone(), Bytes::from_static(b"t-0"))],
+    })
+    .await
+    .unwrap();
+    let who = CommitIdentity { member_id: member.clone(), generation_id: generation, group_instance_id: None };
+    let off = |o| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+    b.commit_offsets("g", &who, vec![(tp.clone(), off(5))]).await.unwrap();
+
+    c.nodes[&first].node.controlled_shutdown().await.unwrap();
+    c.until("another coordinator, loaded", |c| coordinator(c).is_some_and(|n| n != first)).await;
+    let next = &c.nodes[&coordinator(&c).unwrap()].broker;
+    let heartbeat = HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: member.clone(),
+        group_instance_id: None,
+        generation_id: generation,
+    };
+    next.groups().heartbeat(&heartbeat).unwrap();
+    let results = next.commit_offsets("g", &who, vec![(tp.clone(), off(9))]).await.unwrap();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let described = next.groups().describe_group("g").unwrap();
+    assert_eq!(described.state, GroupState::Stable);
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(described.members[0].member_id, member);
+    assert_eq!(&described.members[0].assignment[..], b"t-0");
+    assert_eq!(next.committed_offset("g", &tp).await.unwrap().map(|o| o.offset), Some(9));
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}

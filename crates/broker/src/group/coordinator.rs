@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::state::{Ctx, Group};
+use super::stored::StoredGroup;
 use super::timer::{self, TimerEvent, TimerKey, TimerKind, TimerOwner, Timers};
 use super::{
     GroupConfig, GroupDescription, GroupError, GroupListing, GroupState, HeartbeatRequest, JoinGroupRequest,
@@ -301,6 +302,34 @@ impl GroupCoordinator {
         };
         let mut group = group.lock();
         group.validate_offset_commit(member_id, generation_id, group_instance_id, &self.inner.ctx())
+    }
+
+    /// The stored form of `group_id` while it is settled (Stable or Empty;
+    /// see [`super::stored`]), for its coordinator to write beside the
+    /// group's offsets.
+    pub fn stored_form(&self, group_id: &str) -> Option<StoredGroup> {
+        self.inner.group(group_id)?.lock().stored_form()
+    }
+
+    /// Takes over groups from their stored form (this node just became
+    /// their coordinator and replayed their offsets partition); groups it
+    /// already holds are kept as they are. Returns how many were restored.
+    pub fn restore(&self, stored: Vec<StoredGroup>) -> usize {
+        let inner = &self.inner;
+        let mut groups = inner.groups.write();
+        if inner.is_shut_down() {
+            return 0;
+        }
+        let mut restored = 0;
+        for s in stored {
+            if groups.contains_key(&s.group_id) {
+                continue;
+            }
+            let id = s.group_id.clone();
+            groups.insert(id, Arc::new(Mutex::new(Group::restored(s, &inner.ctx()))));
+            restored += 1;
+        }
+        restored
     }
 
     /// Forgets the groups `moved` names (this node no longer coordinates

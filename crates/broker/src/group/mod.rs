@@ -6,7 +6,9 @@
 //! protocol metadata and assignments are opaque [`bytes::Bytes`] the coordinator never
 //! parses. Committed offsets live elsewhere: the offsets layer calls
 //! [`GroupCoordinator::validate_member`] before storing a commit and deletes a group's
-//! offsets after [`GroupCoordinator::delete_groups`] succeeded for it.
+//! offsets after [`GroupCoordinator::delete_groups`] succeeded for it. Beside them, the
+//! broker stores each group's settled membership ([`StoredGroup`], see `stored.rs`), which
+//! a coordinator taking the group over restores with [`GroupCoordinator::restore`].
 //!
 //! # State machine
 //!
@@ -82,6 +84,7 @@ mod error;
 mod join;
 mod membership;
 mod state;
+mod stored;
 mod sync;
 mod timer;
 mod types;
@@ -94,6 +97,7 @@ use std::time::Duration;
 pub use consumer::{ConsumerGroupConfig, ConsumerGroups, TopicMetadataSource};
 pub use coordinator::GroupCoordinator;
 pub use error::{GroupError, GroupErrorKind};
+pub use stored::{StoredGroup, StoredMember};
 pub use types::{
     GroupDescription, GroupListing, GroupState, HeartbeatRequest, JoinGroupMember, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupMember, LeaveGroupMemberResult, LeaveGroupRequest, MemberDescription, PendingResponse, SyncGroupRequest,

@@ -20,7 +20,7 @@ pub(crate) const LEGACY_DIR: &str = "internal/consumer-offsets";
 pub(crate) fn read(dir: &Path, clock: Arc<dyn Clock>) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
     let cfg = LogConfig { retention_ms: None, durability: Durability::GroupCommit, ..LogConfig::default() };
     let log = Log::open(dir, cfg, clock).map_err(|e| BrokerError::log("legacy consumer offsets", e))?;
-    let map = super::replay_from(log.log_start_offset(), |next| {
+    let (map, _) = super::replay_from(log.log_start_offset(), |next| {
         log.read_records(next, 1 << 20, ReadBound::LogEnd).map_err(|e| BrokerError::log("legacy consumer offsets", e))
     })?;
     log.close().map_err(|e| BrokerError::log("legacy consumer offsets", e))?;

@@ -10,6 +10,12 @@
 //! its records (key `(group, topic, partition)`, value the offset; a null
 //! value deletes — see `codec.rs`).
 //!
+//! The same partition stores each group's settled membership
+//! ([`crate::group::StoredGroup`], under its own key version), replayed
+//! beside the offsets; a node elected the partition's leader hands the
+//! replayed groups to its coordinator before it serves the shard, so a
+//! group carries on across a coordinator move with its generation.
+//!
 //! A commit is acknowledged once its records are committed on the partition
 //! (under the topic's `group-commit` durability: fsynced), and only then is
 //! it applied to the map, so a reader never sees an offset a crash could
@@ -30,7 +36,7 @@
 //! is committed the log start moves to the snapshot's first offset, letting
 //! retention drop every older segment. A crash midway leaves old records
 //! plus part of the snapshot, which replays to the same map, because
-//! snapshot records only repeat current values.
+//! snapshot records only repeat current values (stored groups included).
 
 mod codec;
 mod internal;
@@ -44,12 +50,15 @@ use bytes::BytesMut;
 use fjord_log::batch::{BatchBuilder, NewRecord, Record};
 use parking_lot::{Mutex, RwLock};
 
-pub(crate) use codec::decode_key;
+#[cfg(test)]
+use codec::decode_key;
 pub use codec::{CommittedOffset, OffsetKey};
-use codec::{decode_value, encode_key, encode_value};
+use codec::{StoredKey, decode_group_value, decode_stored_key, decode_value, encode_group_key, encode_group_value};
+use codec::{encode_key, encode_value};
 pub use internal::{is_internal_topic, offsets_topic_config};
 
 use crate::error::{BrokerError, Result, blocking};
+use crate::group::StoredGroup;
 use crate::partition::Partition;
 
 /// Records per batch when writing many commits or a snapshot.
@@ -69,6 +78,8 @@ pub struct OffsetStore {
 struct Shard {
     partition: Arc<Partition>,
     map: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// Stored group memberships by group id, replayed like `map`.
+    groups: Mutex<BTreeMap<String, StoredGroup>>,
     /// Serialises appends with map updates so the map order matches the log.
     write: tokio::sync::Mutex<()>,
     /// Bumped whenever the map may stop matching the partition (leadership
@@ -84,11 +95,16 @@ impl Shard {
     }
 
     /// Replays the partition into the map (blocking file I/O); the map is
-    /// current afterwards unless it went stale again meanwhile.
-    fn replay_into_map(&self) -> Result<()> {
+    /// current afterwards unless it went stale again meanwhile. The stored
+    /// groups go to `on_groups` before the shard is current, so no request
+    /// the shard admits finds a group missing that its log holds.
+    fn replay_into_map(&self, on_groups: impl FnOnce(Vec<StoredGroup>)) -> Result<()> {
         let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let _w = self.write.blocking_lock();
-        *self.map.lock() = replay(&self.partition)?;
+        let (map, groups) = replay(&self.partition)?;
+        *self.map.lock() = map;
+        on_groups(groups.values().cloned().collect());
+        *self.groups.lock() = groups;
         // A `mark_stale` after `started` bumped the generation past it, so
         // this store cannot make that map current.
         self.replayed.store(started, Ordering::Release);
@@ -106,11 +122,12 @@ impl OffsetStore {
     pub(crate) fn attach(&self, partitions: &[Arc<Partition>]) -> Result<()> {
         let mut shards = Vec::with_capacity(partitions.len());
         for p in partitions {
-            let map = replay(p)?;
-            tracing::debug!(partition = %p.id(), entries = map.len(), "committed offsets loaded");
+            let (map, groups) = replay(p)?;
+            tracing::debug!(partition = %p.id(), entries = map.len(), groups = groups.len(), "committed offsets loaded");
             shards.push(Arc::new(Shard {
                 partition: p.clone(),
                 map: Mutex::new(map),
+                groups: Mutex::new(groups),
                 write: tokio::sync::Mutex::new(()),
                 generation: AtomicU64::new(0),
                 replayed: AtomicU64::new(0),
@@ -125,19 +142,21 @@ impl OffsetStore {
     /// rebuild. Blocking file I/O.
     pub(crate) fn reload(&self, index: u32) -> Result<()> {
         let Some(shard) = self.shard_at(index) else { return Ok(()) };
-        shard.replay_into_map()
+        // The node kept its groups in memory through the recovery.
+        shard.replay_into_map(|_| {})
     }
 
     /// [`OffsetStore::reload`] on the blocking pool, for a shard whose
     /// partition this node just came to lead (its log holds what the old
-    /// leader stored). Readers see the old map until it is replayed.
-    pub(crate) fn reload_in_background(&self, index: u32) {
+    /// leader stored); its stored groups go to `on_groups` first. Readers
+    /// see the old map until it is replayed.
+    pub(crate) fn reload_in_background(&self, index: u32, on_groups: impl FnOnce(Vec<StoredGroup>) + Send + 'static) {
         let Some(shard) = self.shard_at(index) else { return };
         // Stale from now until the replay finishes.
         shard.generation.fetch_add(1, Ordering::AcqRel);
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         drop(rt.spawn_blocking(move || {
-            if let Err(e) = shard.replay_into_map() {
+            if let Err(e) = shard.replay_into_map(on_groups) {
                 // The shard stays stale (clients are told to retry) until
                 // the next election or recovery replays it.
                 tracing::error!(partition = %shard.partition.id(), error = %e,
@@ -237,6 +256,36 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// The stored groups of every shard, for a coordinator that has just
+    /// opened them all (a single node at start).
+    pub fn stored_groups(&self) -> Vec<StoredGroup> {
+        self.all().iter().flat_map(|s| s.groups.lock().values().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    /// Stores a group's settled membership (`None` deletes it); returns
+    /// once it is committed. Storing what is stored already writes nothing
+    /// (every member's SyncGroup asks for the same record).
+    pub async fn put_group(&self, group: &str, stored: Option<StoredGroup>, now: i64) -> Result<()> {
+        let index = self.shard_of(group).ok_or_else(not_loaded)?;
+        let shard = self.shard_at(index).ok_or_else(not_loaded)?;
+        let _w = shard.write.lock().await;
+        if shard.groups.lock().get(group) == stored.as_ref() {
+            return Ok(());
+        }
+        let record = NewRecord {
+            key: Some(encode_group_key(group)),
+            value: stored.as_ref().map(encode_group_value),
+            ..Default::default()
+        };
+        shard.append_records(std::slice::from_ref(&record), now).await?;
+        let mut groups = shard.groups.lock();
+        match stored {
+            Some(g) => groups.insert(group.to_string(), g),
+            None => groups.remove(group),
+        };
+        Ok(())
+    }
+
     /// Size in bytes of every shard's log.
     pub fn log_size(&self) -> u64 {
         self.all().iter().map(|s| s.partition.log_stats().size_bytes).sum()
@@ -284,15 +333,19 @@ impl Shard {
     }
 
     async fn append(&self, entries: &[(OffsetKey, Option<CommittedOffset>)], now: i64) -> Result<()> {
+        let records: Vec<NewRecord> =
+            entries.iter().map(|((g, t, p), v)| offset_record(g, t, *p, v.as_ref())).collect();
+        self.append_records(&records, now).await
+    }
+
+    /// Appends records and returns once they are committed. Called with the
+    /// write lock held.
+    async fn append_records(&self, records: &[NewRecord], now: i64) -> Result<()> {
         let mut data = BytesMut::new();
-        for chunk in entries.chunks(BATCH_RECORDS) {
+        for chunk in records.chunks(BATCH_RECORDS) {
             let mut b = BatchBuilder::new(now);
-            for ((g, t, p), v) in chunk {
-                b.push(&NewRecord {
-                    key: Some(encode_key(g, t, *p)),
-                    value: v.as_ref().map(encode_value),
-                    ..Default::default()
-                });
+            for r in chunk {
+                b.push(r);
             }
             data.extend_from_slice(&b.build());
         }
@@ -305,11 +358,16 @@ impl Shard {
     /// Re-appends the live map and moves the log start past older records.
     /// Called with the write lock held.
     async fn compact(&self, now: i64) -> Result<()> {
-        let snapshot: Vec<(OffsetKey, Option<CommittedOffset>)> =
-            self.map.lock().iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let mut snapshot: Vec<NewRecord> =
+            self.map.lock().iter().map(|((g, t, p), v)| offset_record(g, t, *p, Some(v))).collect();
+        snapshot.extend(self.groups.lock().iter().map(|(g, v)| NewRecord {
+            key: Some(encode_group_key(g)),
+            value: Some(encode_group_value(v)),
+            ..Default::default()
+        }));
         let start = self.partition.log_end_offset();
         if !snapshot.is_empty() {
-            self.append(&snapshot, now).await?;
+            self.append_records(&snapshot, now).await?;
         }
         let p = self.partition.clone();
         blocking(move || {
@@ -323,9 +381,17 @@ impl Shard {
     }
 }
 
-/// The committed offsets in `partition`, replayed from its start (all of
-/// it: on the node that leads it, everything in its log was committed).
-fn replay(partition: &Partition) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
+fn offset_record(group: &str, topic: &str, partition: u32, value: Option<&CommittedOffset>) -> NewRecord {
+    NewRecord { key: Some(encode_key(group, topic, partition)), value: value.map(encode_value), ..Default::default() }
+}
+
+/// Committed offsets and stored groups, as a shard replays them.
+type Replayed = (BTreeMap<OffsetKey, CommittedOffset>, BTreeMap<String, StoredGroup>);
+
+/// The committed offsets and stored groups in `partition`, replayed from
+/// its start (all of it: on the node that leads it, everything in its log
+/// was committed).
+fn replay(partition: &Partition) -> Result<Replayed> {
     replay_from(partition.log_start_offset(), |next| {
         partition.read_appended(next, 1 << 20).map_err(|e| BrokerError::log(format!("{} replay", partition.id()), e))
     })
@@ -333,33 +399,41 @@ fn replay(partition: &Partition) -> Result<BTreeMap<OffsetKey, CommittedOffset>>
 
 /// The committed offsets in the records `read` returns from `start` on
 /// (each call: the records from the offset it is given, none at the end).
-fn replay_from(
-    start: u64,
-    mut read: impl FnMut(u64) -> Result<Vec<Record>>,
-) -> Result<BTreeMap<OffsetKey, CommittedOffset>> {
-    let mut map = BTreeMap::new();
+fn replay_from(start: u64, mut read: impl FnMut(u64) -> Result<Vec<Record>>) -> Result<Replayed> {
+    let mut replayed = Replayed::default();
     let mut next = start;
     loop {
         let recs = read(next)?;
         let Some(last) = recs.last() else { break };
         next = last.offset + 1;
-        apply(&mut map, recs);
+        apply(&mut replayed, recs);
     }
-    Ok(map)
+    Ok(replayed)
 }
 
-/// Applies stored commit records to `map`, in order.
-fn apply(map: &mut BTreeMap<OffsetKey, CommittedOffset>, records: Vec<Record>) {
+/// Applies stored records to what was replayed so far, in order.
+fn apply((map, groups): &mut Replayed, records: Vec<Record>) {
     for r in records {
-        let Some(key) = r.key.as_deref().and_then(decode_key) else { continue };
-        match r.value.as_deref().map(decode_value) {
-            Some(Some(v)) => {
-                map.insert(key, v);
-            }
-            Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable committed offset"),
-            None => {
-                map.remove(&key);
-            }
+        match r.key.as_deref().and_then(decode_stored_key) {
+            Some(StoredKey::Offset(key)) => match r.value.as_deref().map(decode_value) {
+                Some(Some(v)) => {
+                    map.insert(key, v);
+                }
+                Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable committed offset"),
+                None => {
+                    map.remove(&key);
+                }
+            },
+            Some(StoredKey::Group(id)) => match r.value.as_deref().map(|v| decode_group_value(&id, v)) {
+                Some(Some(g)) => {
+                    groups.insert(id, g);
+                }
+                Some(None) => tracing::warn!(offset = r.offset, "skipping undecodable stored group"),
+                None => {
+                    groups.remove(&id);
+                }
+            },
+            None => {}
         }
     }
 }

@@ -152,7 +152,7 @@ async fn a_shard_is_served_only_while_current() {
     shard.append(&[(key("g", "t", 0), off(42))], 2).await.expect("append");
     assert_eq!(offsets.get("g", "t", 0).map(|o| o.offset), Some(10), "the stale map");
 
-    offsets.reload_in_background(index);
+    offsets.reload_in_background(index, |_| {});
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !offsets.is_current("g") {
         assert!(std::time::Instant::now() < deadline, "the replay after an election finishes");

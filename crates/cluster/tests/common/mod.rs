@@ -23,6 +23,9 @@ pub struct Cluster {
     pub addrs: Vec<String>,
     pub voters: BTreeMap<u64, String>,
     pub nodes: BTreeMap<u64, TestNode>,
+    /// Replicas of new topics (`__fjord_offsets` included); 1 unless a
+    /// test raises it before starting nodes.
+    pub replication_factor: u16,
 }
 
 pub fn config(id: u64, voters: &BTreeMap<u64, String>, addr: &str, dir: &std::path::Path) -> ClusterConfig {
@@ -52,7 +55,8 @@ impl Cluster {
         }
         let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
         let voters = (0..voters).map(|i| (i as u64 + 1, addrs[i].clone())).collect();
-        let c = Cluster { dir: tempfile::tempdir().unwrap(), addrs, voters, nodes: BTreeMap::new() };
+        let c =
+            Cluster { dir: tempfile::tempdir().unwrap(), addrs, voters, nodes: BTreeMap::new(), replication_factor: 1 };
         (c, listeners)
     }
 
@@ -64,7 +68,10 @@ impl Cluster {
         let broker = Broker::open(bc, Arc::new(SystemClock)).await.unwrap();
         broker.set_advertised_listener("kafka", format!("10.0.0.{id}:9092"));
         let (stop, rx) = watch::channel(false);
-        let cfg = config(id, &self.voters, &self.addrs[id as usize - 1], &data);
+        let cfg = ClusterConfig {
+            default_replication_factor: self.replication_factor,
+            ..config(id, &self.voters, &self.addrs[id as usize - 1], &data)
+        };
         let node = fjord_cluster::start(cfg, broker.clone(), listener, rx).await.unwrap();
         self.nodes.insert(id, TestNode { node: node.clone(), broker, stop });
         node

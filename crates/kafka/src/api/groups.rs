@@ -132,7 +132,7 @@ pub(crate) async fn join(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> Joi
         require_known_member_id: v >= 4,
         supports_skip_assignment: false,
     };
-    match ctx.gw.broker.groups().join_group(core).await {
+    match ctx.gw.broker.join_group(core).await {
         Ok(r) => JoinGroupResponse::default()
             .with_generation_id(r.generation_id)
             // Protocol type from v7 on; the name is nullable from v7 on.
@@ -183,7 +183,7 @@ pub(crate) async fn sync(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> Syn
         protocol_name: opt(&req.protocol_name),
         assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
     };
-    match ctx.gw.broker.groups().sync_group(core).await {
+    match ctx.gw.broker.sync_group(core).await {
         // Protocol type and name are part of the response from v5 on.
         Ok(r) if ctx.version() >= 5 => SyncGroupResponse::default()
             .with_protocol_type(r.protocol_type.map(sb))
@@ -208,7 +208,7 @@ pub(crate) fn heartbeat(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> Hear
     HeartbeatResponse::default().with_error_code(code)
 }
 
-pub(crate) fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(crate) async fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     if let Some(code) = not_coordinator(ctx, req.group_id.as_str()) {
         return LeaveGroupResponse::default().with_error_code(code);
     }
@@ -225,7 +225,7 @@ pub(crate) fn leave(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGr
             .collect()
     };
     let core = CoreLeave { group_id: req.group_id.to_string(), members };
-    match ctx.gw.broker.groups().leave_group(core) {
+    match ctx.gw.broker.leave_group(core).await {
         Ok(results) if v < 3 => {
             // One member and no per-member list: its result is the answer.
             let code = results.first().and_then(|r| r.result.as_ref().err()).map_or(0, crate::errors::group_code);

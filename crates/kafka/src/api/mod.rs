@@ -70,7 +70,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(ctx, r).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r).await),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(ctx, r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),

@@ -1,0 +1,65 @@
+//! Classic groups' settled membership, stored beside their committed
+//! offsets (see [`crate::group::StoredGroup`]): the broker-level JoinGroup,
+//! SyncGroup and LeaveGroup that gateways call write it before they answer,
+//! as Kafka's coordinator writes a group's metadata record before it hands
+//! out assignments. A coordinator that takes the group over (failover,
+//! leader move, restart) restores it, so the members' commits and
+//! heartbeats carry on against the same generation.
+
+use crate::broker::Broker;
+use crate::group::{
+    GroupError, JoinGroupRequest, JoinGroupResponse, LeaveGroupMemberResult, LeaveGroupRequest, SyncGroupRequest,
+    SyncGroupResponse,
+};
+
+impl Broker {
+    /// JoinGroup. A join that settles the group without a rebalance (a
+    /// static member replacing its old id) is stored before it is
+    /// answered; one that starts a rebalance stores nothing yet.
+    pub async fn join_group(&self, request: JoinGroupRequest) -> Result<JoinGroupResponse, GroupError> {
+        let group = request.group_id.clone();
+        let response = self.groups.join_group(request).await?;
+        self.store_group(&group).await?;
+        Ok(response)
+    }
+
+    /// SyncGroup: a member gets its assignment once the group's settled
+    /// membership is stored (each member's call finds it stored by the
+    /// first, and writes nothing).
+    pub async fn sync_group(&self, request: SyncGroupRequest) -> Result<SyncGroupResponse, GroupError> {
+        let group = request.group_id.clone();
+        let response = self.groups.sync_group(request).await?;
+        self.store_group(&group).await?;
+        Ok(response)
+    }
+
+    /// LeaveGroup. A group the last member left is stored Empty at its new
+    /// generation; failing that is logged, not reported: the members did
+    /// leave, and a coordinator restoring the older record expires them.
+    pub async fn leave_group(&self, request: LeaveGroupRequest) -> Result<Vec<LeaveGroupMemberResult>, GroupError> {
+        let group = request.group_id.clone();
+        let results = self.groups.leave_group(request)?;
+        if let Err(e) = self.store_group(&group).await {
+            tracing::warn!(group, error = %e, "could not store an emptied group");
+        }
+        Ok(results)
+    }
+
+    /// Writes `group`'s stored form if it is settled and differs from the
+    /// stored one. A failed write is COORDINATOR_NOT_AVAILABLE to the
+    /// client (it finds the coordinator again and rejoins), never its bad
+    /// request.
+    async fn store_group(&self, group: &str) -> Result<(), GroupError> {
+        let Some(stored) = self.groups.stored_form(group) else { return Ok(()) };
+        self.offsets.put_group(group, Some(stored), self.clock.now_ms()).await.map_err(|e| {
+            tracing::warn!(group, error = %e, "could not store the group's membership");
+            GroupError::CoordinatorNotAvailable
+        })
+    }
+
+    /// Deletes `group`'s stored membership (the group was deleted or its
+    /// last offsets expired).
+    pub(crate) async fn forget_stored_group(&self, group: &str) -> crate::error::Result<()> {
+        self.offsets.put_group(group, None, self.clock.now_ms()).await
+    }
+}

@@ -1,0 +1,133 @@
+//! Classic groups stored beside their offsets: a settled group survives a
+//! restart with its generation, members and assignments; a group its last
+//! member left comes back Empty at its new generation; a deleted group
+//! does not come back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_log::SystemClock;
+
+use crate::group::{
+    GroupError, GroupState, HeartbeatRequest, JoinGroupRequest, LeaveGroupMember, LeaveGroupRequest, SyncGroupRequest,
+};
+use crate::{Broker, BrokerConfig};
+
+async fn open(dir: &std::path::Path) -> Arc<Broker> {
+    let mut cfg = BrokerConfig::new(dir);
+    cfg.groups.initial_rebalance_delay = Duration::ZERO;
+    Broker::open(cfg, Arc::new(SystemClock)).await.expect("open")
+}
+
+/// Joins one member and syncs its assignment; returns its id and generation.
+async fn join_and_sync(b: &Broker, group: &str, assignment: &'static [u8]) -> (String, i32) {
+    let joined = b
+        .join_group(JoinGroupRequest {
+            group_id: group.into(),
+            member_id: String::new(),
+            group_instance_id: Some("instance-1".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        })
+        .await
+        .expect("join");
+    let member = joined.member_id.clone();
+    b.sync_group(SyncGroupRequest {
+        group_id: group.into(),
+        generation_id: joined.generation_id,
+        member_id: member.clone(),
+        group_instance_id: Some("instance-1".into()),
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments: vec![(member.clone(), Bytes::from_static(assignment))],
+    })
+    .await
+    .expect("sync");
+    (member, joined.generation_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_group_survives_a_restart_and_a_deleted_one_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path()).await;
+    let (member, generation) = join_and_sync(&b, "g", b"t-0").await;
+    drop(b); // no clean shutdown
+    let b = open(dir.path()).await;
+    let hb = |generation_id| HeartbeatRequest {
+        group_id: "g".into(),
+        member_id: member.clone(),
+        group_instance_id: Some("instance-1".into()),
+        generation_id,
+    };
+    b.groups().heartbeat(&hb(generation)).expect("the member carries on after the restart");
+    b.groups().validate_member("g", &member, generation, Some("instance-1")).expect("commits are accepted");
+    let d = b.groups().describe_group("g").expect("describe");
+    assert_eq!((d.state, d.protocol.as_str(), d.members.len()), (GroupState::Stable, "range", 1));
+    assert_eq!(&d.members[0].assignment[..], b"t-0");
+    assert_eq!(&d.members[0].metadata[..], b"sub");
+
+    // The last member leaves: Empty, one generation on, after a restart too.
+    let leave = LeaveGroupRequest {
+        group_id: "g".into(),
+        members: vec![LeaveGroupMember { member_id: member.clone(), group_instance_id: Some("instance-1".into()) }],
+    };
+    b.leave_group(leave).await.expect("leave");
+    drop(b);
+    let b = open(dir.path()).await;
+    let d = b.groups().describe_group("g").expect("describe");
+    assert_eq!((d.state, d.members.len()), (GroupState::Empty, 0));
+    assert!(matches!(b.groups().heartbeat(&hb(generation)), Err(GroupError::UnknownMemberId { .. })));
+    let (_, next) = join_and_sync(&b, "g", b"t-0").await;
+    assert_eq!(next, generation + 2, "Empty took a generation, the new member the next");
+
+    // Deleted (Empty first): gone after a restart.
+    let leave = LeaveGroupRequest {
+        group_id: "g".into(),
+        members: vec![LeaveGroupMember { member_id: String::new(), group_instance_id: Some("instance-1".into()) }],
+    };
+    b.leave_group(leave).await.expect("leave");
+    assert!(b.groups().delete_groups(&["g".to_string()])[0].1.is_ok());
+    b.delete_offsets("g", None).await.expect("delete");
+    drop(b);
+    let b = open(dir.path()).await;
+    assert!(matches!(b.groups().describe_group("g"), Err(GroupError::GroupIdNotFound { .. })));
+    assert!(b.offsets().stored_groups().is_empty());
+}
+
+/// A group mid-rebalance keeps its last settled record: what a coordinator
+/// taking it over restores is that generation, whose members then rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_settled_states_are_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path()).await;
+    let (_, generation) = join_and_sync(&b, "g", b"a").await;
+    let stored = b.offsets().stored_groups();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].generation, stored[0].members.len()), (generation, 1));
+    // A second member joining starts a rebalance the first has not rejoined:
+    // nothing new is stored.
+    let pending = b.join_group(JoinGroupRequest {
+        group_id: "g".into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        client_id: "c2".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout: Duration::from_secs(30),
+        rebalance_timeout: Duration::from_secs(30),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    });
+    let waiting = tokio::time::timeout(Duration::from_millis(200), pending).await;
+    assert!(waiting.is_err(), "the join waits for the first member to rejoin");
+    assert_eq!(b.groups().describe_group("g").expect("describe").state, GroupState::PreparingRebalance);
+    assert_eq!(b.offsets().stored_groups(), stored);
+}
