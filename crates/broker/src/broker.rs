@@ -112,7 +112,7 @@ pub struct Broker {
     admin: tokio::sync::Mutex<()>,
     pub(crate) offsets: Arc<OffsetStore>,
     pub(crate) groups: Arc<GroupCoordinator>,
-    consumer_groups: ConsumerGroups,
+    pub(crate) consumer_groups: Arc<ConsumerGroups>,
     pub(crate) listeners: RwLock<BTreeMap<String, String>>,
     pub(crate) shutdown: watch::Sender<bool>,
     started_ms: i64,
@@ -181,7 +181,7 @@ impl Broker {
         let consumer_config = config.consumer_groups.clone();
         let offsets = Arc::new(OffsetStore::new(config.offsets_compact_bytes));
         let broker = Arc::new_cyclic(|me| Broker {
-            consumer_groups: ConsumerGroups::new(consumer_config, Arc::new(UserTopics(me.clone()))),
+            consumer_groups: Arc::new(ConsumerGroups::new(consumer_config, Arc::new(UserTopics(me.clone())))),
             config,
             clock,
             cluster_id,

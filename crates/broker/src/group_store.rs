@@ -7,9 +7,12 @@
 //! heartbeats carry on against the same generation.
 
 use crate::broker::Broker;
+use crate::group::GroupCoordinator;
+use crate::group::consumer::ConsumerGroups;
+use crate::group::consumer::{ConsumerHeartbeat, ConsumerHeartbeatResponse};
 use crate::group::{
-    GroupError, JoinGroupRequest, JoinGroupResponse, LeaveGroupMemberResult, LeaveGroupRequest, SyncGroupRequest,
-    SyncGroupResponse,
+    GroupError, GroupRecord, JoinGroupRequest, JoinGroupResponse, LeaveGroupMemberResult, LeaveGroupRequest,
+    SyncGroupRequest, SyncGroupResponse,
 };
 
 impl Broker {
@@ -51,10 +54,43 @@ impl Broker {
     /// request.
     async fn store_group(&self, group: &str) -> Result<(), GroupError> {
         let Some(stored) = self.groups.stored_form(group) else { return Ok(()) };
-        self.offsets.put_group(group, Some(stored), self.clock.now_ms()).await.map_err(|e| {
+        self.put_group_record(group, GroupRecord::Classic(stored)).await
+    }
+
+    async fn put_group_record(&self, group: &str, record: GroupRecord) -> Result<(), GroupError> {
+        self.offsets.put_group(group, Some(record), self.clock.now_ms()).await.map_err(|e| {
             tracing::warn!(group, error = %e, "could not store the group's membership");
             GroupError::CoordinatorNotAvailable
         })
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). A heartbeat that joined or left
+    /// a member, or moved the sender's epoch or assignment, stores the
+    /// group (see `group/consumer/stored.rs`) before it is answered, so no
+    /// member acts on an epoch a new coordinator would not know.
+    pub async fn consumer_heartbeat(
+        &self,
+        request: ConsumerHeartbeat,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        let (group, epoch) = (request.group_id.clone(), request.member_epoch);
+        let response = self.consumer_groups().heartbeat(request)?;
+        if epoch <= 0 || response.member_epoch != epoch || response.assignment.is_some() {
+            match self.consumer_groups().stored_form(&group) {
+                Some(stored) => self.put_group_record(&group, GroupRecord::Consumer(stored)).await?,
+                None => {
+                    if let Err(e) = self.forget_stored_group(&group).await {
+                        tracing::warn!(group, error = %e, "could not forget a consumer group's stored state");
+                    }
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    /// Restores every stored group (a single node at start coordinates
+    /// them all). Returns how many were restored.
+    pub(crate) fn restore_stored_groups(&self) -> usize {
+        restore(&self.groups, &self.consumer_groups, self.offsets.stored_groups())
     }
 
     /// Deletes `group`'s stored membership (the group was deleted or its
@@ -62,4 +98,17 @@ impl Broker {
     pub(crate) async fn forget_stored_group(&self, group: &str) -> crate::error::Result<()> {
         self.offsets.put_group(group, None, self.clock.now_ms()).await
     }
+}
+
+/// Hands stored groups to their coordinators (classic or KIP-848); groups a
+/// coordinator already holds are kept. Returns how many were restored.
+pub(crate) fn restore(classic: &GroupCoordinator, consumer: &ConsumerGroups, records: Vec<GroupRecord>) -> usize {
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for r in records {
+        match r {
+            GroupRecord::Classic(g) => old.push(g),
+            GroupRecord::Consumer(g) => new.push(g),
+        }
+    }
+    classic.restore(old) + consumer.restore(new)
 }

@@ -289,9 +289,9 @@ impl Broker {
                     // this node's map of them.
                     // Their groups' stored membership too, which this
                     // node's coordinator takes over.
-                    let groups = self.groups.clone();
+                    let (groups, consumer) = (self.groups.clone(), self.consumer_groups.clone());
                     self.offsets.reload_in_background(i as u32, move |stored| {
-                        let n = groups.restore(stored);
+                        let n = crate::group_store::restore(&groups, &consumer, stored);
                         if n > 0 {
                             tracing::info!(partition = i, groups = n, "coordinator moved here: groups restored");
                         }

@@ -244,14 +244,15 @@ async fn a_leader_that_cannot_write_hands_the_lead_to_an_in_sync_replica() {
     }
 }
 
-/// A classic group's coordinator moving (its offsets partition led
-/// elsewhere after a controlled shutdown) keeps the group: the new
-/// coordinator restores its generation, members and assignments from the
-/// partition, so members heartbeat and commit on without a rebalance
-/// (Kafka's group metadata records). Without it the commit failed with
-/// GROUP_ID_NOT_FOUND and the members had to rejoin.
+/// A group's coordinator moving (its offsets partition led elsewhere after
+/// a controlled shutdown) keeps the group: the new coordinator restores a
+/// classic group's generation, members and assignments, and a KIP-848
+/// group's epochs and assignments, from the partition, so members
+/// heartbeat and commit on without a rebalance (Kafka's group metadata
+/// records). Without it the commit failed with GROUP_ID_NOT_FOUND.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
+    use fjord_broker::group::consumer::ConsumerHeartbeat;
     use fjord_broker::group::{GroupState, HeartbeatRequest, JoinGroupRequest, SyncGroupRequest};
     use fjord_broker::group_offsets::CommitIdentity;
     use fjord_broker::offsets::CommittedOffset;
@@ -309,6 +310,20 @@ async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
     let who = CommitIdentity { member_id: member.clone(), generation_id: generation, group_instance_id: None };
     let off = |o| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
     b.commit_offsets("g", &who, vec![(tp.clone(), off(5))]).await.unwrap();
+    // A KIP-848 group coordinated by the same node.
+    let cg = (0..).map(|i| format!("cg-{i}")).find(|g| matches!(b.coordinator(g), Leadership::Local)).unwrap();
+    let joined = b
+        .consumer_heartbeat(ConsumerHeartbeat {
+            group_id: cg.clone(),
+            member_epoch: 0,
+            rebalance_timeout: Some(std::time::Duration::from_secs(30)),
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned_partitions: Some(Vec::new()),
+            ..ConsumerHeartbeat::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined.assignment.as_ref().map(|a| a.len()), Some(1));
 
     c.nodes[&first].node.controlled_shutdown().await.unwrap();
     c.until("another coordinator, loaded", |c| coordinator(c).is_some_and(|n| n != first)).await;
@@ -328,6 +343,21 @@ async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
     assert_eq!(described.members[0].member_id, member);
     assert_eq!(&described.members[0].assignment[..], b"t-0");
     assert_eq!(next.committed_offset("g", &tp).await.unwrap().map(|o| o.offset), Some(9));
+    // The KIP-848 member carries on with its epoch and assignment.
+    let next = &c.nodes[&coordinator(&c).unwrap()].broker;
+    next.consumer_groups().validate_commit(&cg, &joined.member_id, joined.member_epoch).unwrap();
+    let owned = joined.assignment.clone();
+    let beat = next
+        .consumer_heartbeat(ConsumerHeartbeat {
+            group_id: cg.clone(),
+            member_id: joined.member_id.clone(),
+            member_epoch: joined.member_epoch,
+            owned_partitions: owned,
+            ..ConsumerHeartbeat::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((beat.member_epoch, beat.assignment), (joined.member_epoch, None));
     for id in 1..=3 {
         c.stop(id).await;
     }

@@ -97,7 +97,7 @@ use std::time::Duration;
 pub use consumer::{ConsumerGroupConfig, ConsumerGroups, TopicMetadataSource};
 pub use coordinator::GroupCoordinator;
 pub use error::{GroupError, GroupErrorKind};
-pub use stored::{StoredGroup, StoredMember};
+pub use stored::{GroupRecord, StoredGroup, StoredMember};
 pub use types::{
     GroupDescription, GroupListing, GroupState, HeartbeatRequest, JoinGroupMember, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupMember, LeaveGroupMemberResult, LeaveGroupRequest, MemberDescription, PendingResponse, SyncGroupRequest,

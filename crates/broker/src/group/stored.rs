@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::GroupState;
+use super::consumer::StoredConsumerGroup;
 use super::state::{Ctx, Group, Member};
 
 /// One member of a stored group: what Kafka's `MemberMetadata` record keeps.
@@ -55,6 +56,17 @@ pub struct StoredGroup {
     pub leader_id: Option<String>,
     /// Members in join order; empty for an Empty group.
     pub members: Vec<StoredMember>,
+}
+
+/// What is stored for a group id: the state of a classic group or of a
+/// KIP-848 consumer group (a group id is one or the other; converting a
+/// group replaces its record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRecord {
+    /// A classic group.
+    Classic(StoredGroup),
+    /// A KIP-848 `consumer` protocol group.
+    Consumer(StoredConsumerGroup),
 }
 
 impl Group {

@@ -1,20 +1,22 @@
 //! The records committed offsets are stored as: key `(group, topic,
 //! partition)`, value `offset, leader epoch, commit time, metadata`; a null
-//! value deletes. Beside them, a group's settled membership: key `(group)`
-//! under its own key version, value the [`StoredGroup`]; a null value
-//! deletes it. Versioned, so a later layout can be told apart (and a key
+//! value deletes. Beside them, a group's state: key `(group)` under its own
+//! key version, value a [`GroupRecord`] (its first byte says which kind: a
+//! classic group's settled membership in the binary layout below, or a
+//! KIP-848 group's state as JSON); a null value deletes it. Versioned, so a later layout can be told apart (and a key
 //! version a reader does not know is skipped, not misread).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use std::time::Duration;
 
-use crate::group::{StoredGroup, StoredMember};
+use crate::group::{GroupRecord, StoredGroup, StoredMember};
 
 const KEY_VERSION: u8 = 1;
 const VALUE_VERSION: u8 = 1;
 const GROUP_KEY_VERSION: u8 = 2;
 const GROUP_VALUE_VERSION: u8 = 1;
+const CONSUMER_GROUP_VALUE_VERSION: u8 = 2;
 
 /// A committed offset (serde: how nodes hand offsets to a group's
 /// coordinator; the stored form is the binary one below).
@@ -157,7 +159,31 @@ fn take_opt(b: &mut &[u8]) -> Option<Option<String>> {
     }
 }
 
-pub(crate) fn encode_group_value(g: &StoredGroup) -> Bytes {
+pub(crate) fn encode_group_record(record: &GroupRecord) -> Bytes {
+    match record {
+        GroupRecord::Classic(g) => encode_group_value(g),
+        GroupRecord::Consumer(g) => {
+            let mut b = BytesMut::new();
+            b.put_u8(CONSUMER_GROUP_VALUE_VERSION);
+            // Plain data (strings, numbers, maps with string keys): cannot fail.
+            b.put_slice(&serde_json::to_vec(g).unwrap_or_default());
+            b.freeze()
+        }
+    }
+}
+
+pub(crate) fn decode_group_record(group_id: &str, b: &[u8]) -> Option<GroupRecord> {
+    match *b.first()? {
+        GROUP_VALUE_VERSION => decode_group_value(group_id, b).map(GroupRecord::Classic),
+        CONSUMER_GROUP_VALUE_VERSION => serde_json::from_slice(&b[1..])
+            .ok()
+            .filter(|g: &crate::group::consumer::StoredConsumerGroup| g.group_id() == group_id)
+            .map(GroupRecord::Consumer),
+        _ => None,
+    }
+}
+
+fn encode_group_value(g: &StoredGroup) -> Bytes {
     let mut b = BytesMut::new();
     b.put_u8(GROUP_VALUE_VERSION);
     b.put_i32(g.generation);
@@ -178,7 +204,7 @@ pub(crate) fn encode_group_value(g: &StoredGroup) -> Bytes {
     b.freeze()
 }
 
-pub(crate) fn decode_group_value(group_id: &str, mut b: &[u8]) -> Option<StoredGroup> {
+fn decode_group_value(group_id: &str, mut b: &[u8]) -> Option<StoredGroup> {
     if take(&mut b, 1)? != [GROUP_VALUE_VERSION] {
         return None;
     }

@@ -71,8 +71,7 @@ impl Broker {
         blocking(move || store.attach(&partitions)).await??;
         // Alone, this node coordinates every group from the start; in a
         // cluster it takes a shard's groups over when elected its leader.
-        let restored =
-            if self.config.cluster_id.is_none() { self.groups.restore(self.offsets.stored_groups()) } else { 0 };
+        let restored = if self.config.cluster_id.is_none() { self.restore_stored_groups() } else { 0 };
         tracing::info!(partitions = topic.partitions().len(), groups = restored, "committed offsets loaded");
         Ok(())
     }

@@ -39,6 +39,11 @@
 //! snapshot records only repeat current values (stored groups included).
 
 mod codec;
+/// The stored group records' codec, for other modules' tests.
+#[cfg(test)]
+pub(crate) mod codec_for_tests {
+    pub(crate) use super::codec::{decode_group_record, encode_group_record};
+}
 mod internal;
 pub(crate) mod legacy;
 
@@ -53,12 +58,12 @@ use parking_lot::{Mutex, RwLock};
 #[cfg(test)]
 use codec::decode_key;
 pub use codec::{CommittedOffset, OffsetKey};
-use codec::{StoredKey, decode_group_value, decode_stored_key, decode_value, encode_group_key, encode_group_value};
+use codec::{StoredKey, decode_group_record, decode_stored_key, decode_value, encode_group_key, encode_group_record};
 use codec::{encode_key, encode_value};
 pub use internal::{is_internal_topic, offsets_topic_config};
 
 use crate::error::{BrokerError, Result, blocking};
-use crate::group::StoredGroup;
+use crate::group::GroupRecord;
 use crate::partition::Partition;
 
 /// Records per batch when writing many commits or a snapshot.
@@ -78,8 +83,8 @@ pub struct OffsetStore {
 struct Shard {
     partition: Arc<Partition>,
     map: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
-    /// Stored group memberships by group id, replayed like `map`.
-    groups: Mutex<BTreeMap<String, StoredGroup>>,
+    /// Stored group states by group id, replayed like `map`.
+    groups: Mutex<BTreeMap<String, GroupRecord>>,
     /// Serialises appends with map updates so the map order matches the log.
     write: tokio::sync::Mutex<()>,
     /// Bumped whenever the map may stop matching the partition (leadership
@@ -98,7 +103,7 @@ impl Shard {
     /// current afterwards unless it went stale again meanwhile. The stored
     /// groups go to `on_groups` before the shard is current, so no request
     /// the shard admits finds a group missing that its log holds.
-    fn replay_into_map(&self, on_groups: impl FnOnce(Vec<StoredGroup>)) -> Result<()> {
+    fn replay_into_map(&self, on_groups: impl FnOnce(Vec<GroupRecord>)) -> Result<()> {
         let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let _w = self.write.blocking_lock();
         let (map, groups) = replay(&self.partition)?;
@@ -150,7 +155,7 @@ impl OffsetStore {
     /// partition this node just came to lead (its log holds what the old
     /// leader stored); its stored groups go to `on_groups` first. Readers
     /// see the old map until it is replayed.
-    pub(crate) fn reload_in_background(&self, index: u32, on_groups: impl FnOnce(Vec<StoredGroup>) + Send + 'static) {
+    pub(crate) fn reload_in_background(&self, index: u32, on_groups: impl FnOnce(Vec<GroupRecord>) + Send + 'static) {
         let Some(shard) = self.shard_at(index) else { return };
         // Stale from now until the replay finishes.
         shard.generation.fetch_add(1, Ordering::AcqRel);
@@ -258,14 +263,14 @@ impl OffsetStore {
 
     /// The stored groups of every shard, for a coordinator that has just
     /// opened them all (a single node at start).
-    pub fn stored_groups(&self) -> Vec<StoredGroup> {
+    pub fn stored_groups(&self) -> Vec<GroupRecord> {
         self.all().iter().flat_map(|s| s.groups.lock().values().cloned().collect::<Vec<_>>()).collect()
     }
 
-    /// Stores a group's settled membership (`None` deletes it); returns
-    /// once it is committed. Storing what is stored already writes nothing
-    /// (every member's SyncGroup asks for the same record).
-    pub async fn put_group(&self, group: &str, stored: Option<StoredGroup>, now: i64) -> Result<()> {
+    /// Stores a group's state (`None` deletes it); returns once it is
+    /// committed. Storing what is stored already writes nothing (every
+    /// member's SyncGroup asks for the same record).
+    pub async fn put_group(&self, group: &str, stored: Option<GroupRecord>, now: i64) -> Result<()> {
         let index = self.shard_of(group).ok_or_else(not_loaded)?;
         let shard = self.shard_at(index).ok_or_else(not_loaded)?;
         let _w = shard.write.lock().await;
@@ -274,7 +279,7 @@ impl OffsetStore {
         }
         let record = NewRecord {
             key: Some(encode_group_key(group)),
-            value: stored.as_ref().map(encode_group_value),
+            value: stored.as_ref().map(encode_group_record),
             ..Default::default()
         };
         shard.append_records(std::slice::from_ref(&record), now).await?;
@@ -362,7 +367,7 @@ impl Shard {
             self.map.lock().iter().map(|((g, t, p), v)| offset_record(g, t, *p, Some(v))).collect();
         snapshot.extend(self.groups.lock().iter().map(|(g, v)| NewRecord {
             key: Some(encode_group_key(g)),
-            value: Some(encode_group_value(v)),
+            value: Some(encode_group_record(v)),
             ..Default::default()
         }));
         let start = self.partition.log_end_offset();
@@ -386,7 +391,7 @@ fn offset_record(group: &str, topic: &str, partition: u32, value: Option<&Commit
 }
 
 /// Committed offsets and stored groups, as a shard replays them.
-type Replayed = (BTreeMap<OffsetKey, CommittedOffset>, BTreeMap<String, StoredGroup>);
+type Replayed = (BTreeMap<OffsetKey, CommittedOffset>, BTreeMap<String, GroupRecord>);
 
 /// The committed offsets and stored groups in `partition`, replayed from
 /// its start (all of it: on the node that leads it, everything in its log
@@ -424,7 +429,7 @@ fn apply((map, groups): &mut Replayed, records: Vec<Record>) {
                     map.remove(&key);
                 }
             },
-            Some(StoredKey::Group(id)) => match r.value.as_deref().map(|v| decode_group_value(&id, v)) {
+            Some(StoredKey::Group(id)) => match r.value.as_deref().map(|v| decode_group_record(&id, v)) {
                 Some(Some(g)) => {
                     groups.insert(id, g);
                 }

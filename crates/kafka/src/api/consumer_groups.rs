@@ -136,7 +136,7 @@ pub(crate) async fn heartbeat(
         client_host: format!("/{}", ctx.client_host),
         member_id_required: ctx.version() >= 1,
     };
-    match ctx.gw.broker.consumer_groups().heartbeat(core) {
+    match ctx.gw.broker.consumer_heartbeat(core).await {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(sb(r.member_id)))
             .with_member_epoch(r.member_epoch)

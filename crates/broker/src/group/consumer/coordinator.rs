@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::group::{ConsumerGroup, Ctx};
 use super::heartbeat::validate_request;
+use super::stored::StoredConsumerGroup;
 use super::timer::{TimerKey, TimerKind, Timers};
 use super::{
     ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupListing, ConsumerHeartbeat, ConsumerHeartbeatResponse,
@@ -272,6 +273,34 @@ impl ConsumerGroups {
             return Err(not_found());
         }
         f(&group)
+    }
+
+    /// The stored form of `group_id` (see `stored.rs`), while it exists.
+    pub fn stored_form(&self, group_id: &str) -> Option<StoredConsumerGroup> {
+        let shared = self.inner.group(group_id)?;
+        let group = shared.lock();
+        (!group.dead).then(|| group.stored_form())
+    }
+
+    /// Takes over groups from their stored form (this node just became
+    /// their coordinator); groups it already holds are kept. Returns how
+    /// many were restored.
+    pub fn restore(&self, stored: Vec<StoredConsumerGroup>) -> usize {
+        let inner = &self.inner;
+        let mut groups = inner.groups.write();
+        if inner.is_shut_down() {
+            return 0;
+        }
+        let mut restored = 0;
+        for s in stored {
+            if groups.contains_key(s.group_id()) {
+                continue;
+            }
+            let id = s.group_id().to_owned();
+            groups.insert(id, Arc::new(Mutex::new(ConsumerGroup::restored(s, &inner.ctx()))));
+            restored += 1;
+        }
+        restored
     }
 
     /// Forgets the groups `moved` names (see the classic coordinator's

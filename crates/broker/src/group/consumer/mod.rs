@@ -107,6 +107,7 @@ mod group;
 mod heartbeat;
 mod member;
 mod reconcile;
+mod stored;
 mod target;
 mod timer;
 mod types;
@@ -117,6 +118,7 @@ mod tests;
 use std::time::Duration;
 
 pub use coordinator::ConsumerGroups;
+pub use stored::StoredConsumerGroup;
 
 /// Group config overriding [`ConsumerGroupConfig::session_timeout`] for one
 /// group (milliseconds, Kafka's name).

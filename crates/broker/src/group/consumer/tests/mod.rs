@@ -5,6 +5,7 @@ mod admin;
 mod basic;
 mod prop;
 mod static_members;
+mod stored;
 mod timeouts;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -102,6 +102,13 @@ public final class FjordCluster implements AutoCloseable {
         return m.group(1);
     }
 
+    /** Kills node `id` (1-based) as kill -9 would; it stays down. */
+    public synchronized void kill(int id) throws InterruptedException {
+        Process p = processes.get(id - 1);
+        p.destroyForcibly();
+        p.waitFor(20, TimeUnit.SECONDS);
+    }
+
     /** Every node's Kafka listener, comma-separated. */
     public String kafkaBootstrap() {
         List<String> all = new ArrayList<>();
