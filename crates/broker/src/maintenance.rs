@@ -166,7 +166,9 @@ impl Broker {
         for group in self.offsets.groups() {
             let idle = match self.groups.describe_group(&group) {
                 Ok(d) => matches!(d.state, GroupState::Empty | GroupState::Dead),
-                Err(GroupError::GroupIdNotFound { .. }) => true,
+                // Not a classic group: a KIP-848 group with members keeps
+                // its offsets too.
+                Err(GroupError::GroupIdNotFound { .. }) => !self.consumer_group_has_members(&group),
                 Err(_) => false,
             };
             if !idle {
@@ -190,5 +192,10 @@ impl Broker {
             tracing::info!(group, "expired committed offsets of an idle group");
         }
         Ok(expired)
+    }
+
+    fn consumer_group_has_members(&self, group: &str) -> bool {
+        let found = self.consumer_groups.describe(std::slice::from_ref(&group.to_string()));
+        found.into_iter().any(|d| d.is_ok_and(|d| !d.members.is_empty()))
     }
 }

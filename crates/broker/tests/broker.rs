@@ -90,12 +90,27 @@ async fn offsets_of_idle_groups_expire_after_the_retention_period() {
     let who = CommitIdentity { generation_id: -1, ..Default::default() };
     let off = |o| CommittedOffset { offset: o, leader_epoch: 0, metadata: String::new(), commit_timestamp: 0 };
     b.commit_offsets("old", &who, vec![(tp("t", 0), off(1)), (tp("t", 1), off(2))]).await.unwrap();
+    // A KIP-848 group with a member keeps its offsets however old.
+    let joined = b
+        .consumer_heartbeat(fjord_broker::group::consumer::ConsumerHeartbeat {
+            group_id: "live".into(),
+            member_epoch: 0,
+            rebalance_timeout: Some(Duration::from_secs(30)),
+            subscribed_topic_names: Some(vec!["t".into()]),
+            owned_partitions: Some(Vec::new()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(joined.member_epoch > 0);
+    b.commit_offsets_unchecked("live", vec![(tp("t", 0), off(4))]).await.unwrap();
     clock.advance(50_000);
     b.commit_offsets("young", &who, vec![(tp("t", 0), off(3))]).await.unwrap();
     assert_eq!(b.expire_offsets().await.unwrap(), 0, "nothing is older than 60 s yet");
     clock.advance(20_000);
     assert_eq!(b.expire_offsets().await.unwrap(), 2);
     assert!(b.fetch_offsets("old", None).is_empty());
+    assert_eq!(b.fetch_offsets("live", None).len(), 1, "a group with members keeps its offsets");
     assert_eq!(b.fetch_offsets("young", None).len(), 1);
     b.shutdown().await.unwrap();
     drop(b);

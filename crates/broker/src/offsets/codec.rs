@@ -255,6 +255,53 @@ mod tests {
         assert_eq!(decode_value(&encode_value(&v)), Some(v));
     }
 
+    proptest::proptest! {
+        /// Whatever a stored record's bytes are, decoding refuses or
+        /// returns something, without panicking or allocating for counts
+        /// the bytes cannot hold.
+        #[test]
+        fn stored_records_decode_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode_stored_key(&bytes);
+            let _ = decode_value(&bytes);
+            let _ = decode_group_record("g", &bytes);
+            let mut classic = vec![GROUP_VALUE_VERSION];
+            classic.extend_from_slice(&bytes);
+            let _ = decode_group_record("g", &classic);
+            let mut consumer = vec![CONSUMER_GROUP_VALUE_VERSION];
+            consumer.extend_from_slice(&bytes);
+            let _ = decode_group_record("g", &consumer);
+        }
+
+        /// A classic group's record decodes to what was encoded.
+        #[test]
+        fn classic_group_records_round_trip(
+            generation in proptest::prelude::any::<i32>(),
+            names in proptest::collection::vec("[a-z0-9-]{0,12}", 1..6),
+            blobs in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 1..6),
+        ) {
+            let members = names.iter().zip(blobs.iter().cycle()).map(|(n, b)| StoredMember {
+                member_id: n.clone(),
+                group_instance_id: (n.len() % 2 == 0).then(|| format!("i-{n}")),
+                client_id: format!("c-{n}"),
+                client_host: "/10.0.0.1".into(),
+                session_timeout: Duration::from_millis(n.len() as u64 * 1000),
+                rebalance_timeout: Duration::from_millis(7),
+                subscription: Bytes::copy_from_slice(b),
+                assignment: Bytes::copy_from_slice(&b[..b.len() / 2]),
+            }).collect();
+            let g = StoredGroup {
+                group_id: "g".into(),
+                generation,
+                protocol_type: Some("consumer".into()),
+                protocol_name: names.first().cloned(),
+                leader_id: names.last().cloned(),
+                members,
+            };
+            let record = GroupRecord::Classic(g);
+            proptest::prop_assert_eq!(decode_group_record("g", &encode_group_record(&record)), Some(record));
+        }
+    }
+
     #[test]
     fn group_records_round_trip_and_refuse_damage() {
         let g = StoredGroup {
