@@ -263,3 +263,50 @@ def test_a_group_carries_on_without_a_rebalance_when_its_coordinator_moves(clust
         assert events == [("assigned", 3)], events
     finally:
         c.close()
+
+
+def records_out(node):
+    return node.http_json("/api/v1/cluster?scope=node")["nodes"][0]["records_out_total"]
+
+
+def test_a_consumer_reads_from_the_in_sync_replica_in_its_rack(cluster):
+    """KIP-392 with the rack-aware selector (node N is in rack rN): a
+    consumer whose client.rack is a follower's rack is sent there by the
+    leader and reads everything from that follower; one without a rack
+    reads from the leader."""
+    topic = f"rack-{uuid.uuid4().hex[:8]}"
+    create_replicated(cluster, topic, 1)
+    leader = partitions(cluster.node(1), topic)[0].leader
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    values = [f"r{i}" for i in range(200)]
+    produce(cluster.bootstrap, topic, values)
+
+    def read_all(rack):
+        conf = {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": f"g-{topic}-{rack}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+        if rack:
+            conf["client.rack"] = rack
+        before = {n: records_out(cluster.node(n)) for n in (1, 2, 3)}
+        c = Consumer(conf)
+        c.assign([TopicPartition(topic, 0, 0)])
+        seen = set()
+        deadline = time.monotonic() + 60
+        try:
+            while len(seen) < len(values):
+                assert time.monotonic() < deadline, f"{len(seen)} of {len(values)} read"
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    seen.add(m.value().decode())
+        finally:
+            c.close()
+        assert seen == set(values)
+        return {n: records_out(cluster.node(n)) - before[n] for n in (1, 2, 3)}
+
+    served = read_all(f"r{follower}")
+    assert served[follower] >= len(values) and served[leader] == 0, (leader, follower, served)
+    served = read_all(None)
+    assert served[leader] >= len(values) and served[follower] == 0, (leader, follower, served)

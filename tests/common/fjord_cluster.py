@@ -18,6 +18,9 @@ CLUSTER_ENV = {
     "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "500",
     # A follower 2 s behind leaves the in-sync replicas.
     "FJORD_CLUSTER__REPLICA_LAG_MS": "2000",
+    # Consumers naming a rack read from the in-sync replica there (KIP-392);
+    # node N is in rack rN.
+    "FJORD_KAFKA__REPLICA_SELECTOR": "rack-aware",
 }
 
 
@@ -31,6 +34,7 @@ class Cluster:
         for i in range(n):
             env = dict(CLUSTER_ENV)
             env["FJORD_NODE__ID"] = str(i + 1)
+            env["FJORD_NODE__RACK"] = f"r{i + 1}"
             env["FJORD_CLUSTER__CONTROLLERS"] = controllers
             env["FJORD_CLUSTER__BIND"] = f"127.0.0.1:{internode[i]}"
             (root / f"node-{i + 1}").mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ pub struct FetchRequest {
     pub max_bytes: usize,
     /// Replicas read to the log end; consumers to the high watermark.
     pub bound: ReadBound,
+    /// Whether partitions this node follows in sync are read too, up to
+    /// their high watermark (KIP-392); otherwise only led ones.
+    pub follower_reads: bool,
 }
 
 /// Data for one partition.
@@ -72,7 +75,7 @@ impl Broker {
     pub async fn fetch(&self, req: FetchRequest) -> Vec<FetchedPartition> {
         let deadline = Instant::now() + req.max_wait;
         let mut lookups: Vec<Result<Arc<Partition>>> =
-            req.partitions.iter().map(|p| self.led_partition(&p.tp)).collect();
+            req.partitions.iter().map(|p| self.fetchable(&p.tp, req.follower_reads)).collect();
         let known: Vec<Option<Arc<Partition>>> = lookups.iter().map(|r| r.as_ref().ok().cloned()).collect();
         let lookup_failed = known.iter().any(Option::is_none);
         let mut shutdown = self.shutdown_signal();
@@ -125,6 +128,12 @@ impl Broker {
                 })
                 .collect();
         }
+    }
+}
+
+impl Broker {
+    fn fetchable(&self, tp: &TopicPartition, follower_reads: bool) -> Result<Arc<Partition>> {
+        if follower_reads { self.readable_partition(tp).map(|(p, _)| p) } else { self.led_partition(tp) }
     }
 }
 

@@ -55,6 +55,7 @@ mod creation_tests;
 pub mod documents;
 mod error;
 pub mod fetch;
+mod follower_reads;
 pub mod group;
 pub mod group_config;
 pub mod group_offsets;

@@ -46,6 +46,7 @@ fn fetch_req(tp: &TopicPartition, offset: u64, wait: Duration) -> FetchRequest {
         min_bytes: 1,
         max_bytes: 1 << 20,
         bound: ReadBound::HighWatermark,
+        follower_reads: false,
     }
 }
 

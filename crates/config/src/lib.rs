@@ -88,8 +88,8 @@ pub use cluster::ClusterSettings;
 pub use error::{ConfigError, InvalidSetting};
 pub use sections::{
     AmqpSettings, Durability, GroupsConfig, KafkaSettings, LimitsConfig, ListenerConfig, ListenersConfig, LogFormat,
-    LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, RocketMqSettings, StorageConfig, TimestampType,
-    TopicDefaults,
+    LogOutputConfig, MessagingSettings, MetricsConfig, NodeConfig, ReplicaSelector, RocketMqSettings, StorageConfig,
+    TimestampType, TopicDefaults,
 };
 
 use providers::{ENV_PREFIX, ENV_SEPARATOR, EnvVar, TomlFile};

@@ -463,6 +463,25 @@ pub struct KafkaSettings {
     /// Kafka's broker-side `fetch.max.bytes`. Must be 1..=2147483647.
     /// Default `57671680` (55 MiB). Env `FJORD_KAFKA__FETCH_MAX_BYTES`.
     pub fetch_max_bytes: u64,
+    /// Which replica a consumer reads from, as Kafka's
+    /// `replica.selector.class` (KIP-392): `"leader"`, or `"rack-aware"`
+    /// (Kafka's `RackAwareReplicaSelector`: a consumer whose `client.rack`
+    /// names the rack of an in-sync follower, and not the leader's, is sent
+    /// to that follower, which serves reads up to its high watermark).
+    /// Default `"leader"`. Env `FJORD_KAFKA__REPLICA_SELECTOR`.
+    pub replica_selector: ReplicaSelector,
+}
+
+/// `kafka.replica_selector`: where consumers read from (KIP-392).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaSelector {
+    /// `"leader"`: every read goes to the partition's leader.
+    #[default]
+    Leader,
+    /// `"rack-aware"`: the in-sync replica in the consumer's rack, the
+    /// leader if it is in that rack or none is.
+    RackAware,
 }
 
 impl Default for KafkaSettings {
@@ -472,6 +491,7 @@ impl Default for KafkaSettings {
             control_request_max_bytes: 8 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
+            replica_selector: ReplicaSelector::Leader,
         }
     }
 }

@@ -25,6 +25,11 @@ pub struct KafkaConfig {
     /// Kafka). A first batch larger than this is still returned whole, so
     /// consumers always make progress.
     pub fetch_max_bytes: usize,
+    /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector`
+    /// (KIP-392): a leader sends a consumer whose rack holds an in-sync
+    /// follower (and not the leader) to that follower, and a follower serves
+    /// consumers' reads (Fetch v11+) up to its high watermark.
+    pub rack_aware_reads: bool,
     /// The broker-wide budget for request bytes being read or handled
     /// (`queued.max.request.bytes`), shared with the other gateways.
     pub request_budget: RequestBudget,
@@ -37,6 +42,7 @@ impl Default for KafkaConfig {
             max_control_request_bytes: 8 * 1024 * 1024,
             connections_max_idle: Duration::from_secs(600),
             fetch_max_bytes: 55 * 1024 * 1024,
+            rack_aware_reads: false,
             request_budget: RequestBudget::default(),
         }
     }

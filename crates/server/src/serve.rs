@@ -364,6 +364,7 @@ fn kafka_config(k: &fjord_config::KafkaSettings) -> fjord_kafka::KafkaConfig {
         max_control_request_bytes: usize::try_from(k.control_request_max_bytes).unwrap_or(usize::MAX),
         connections_max_idle: Duration::from_millis(k.connections_max_idle_ms),
         fetch_max_bytes: usize::try_from(k.fetch_max_bytes).unwrap_or(usize::MAX),
+        rack_aware_reads: k.replica_selector == fjord_config::ReplicaSelector::RackAware,
         ..fjord_kafka::KafkaConfig::default()
     }
 }

@@ -1,5 +1,8 @@
 //! Fetch: long-polling reads (max wait, min and max bytes, per-partition
-//! limits), bounded by the high watermark. Without transactions the last
+//! limits), bounded by the high watermark. With the rack-aware replica
+//! selector (KIP-392), a leader answers a v11+ consumer in the rack of an
+//! in-sync follower with that follower as its `preferred_read_replica`
+//! (no records), and such a follower serves the consumer's reads. Without transactions the last
 //! stable offset equals the high watermark, so `read_committed` and
 //! `read_uncommitted` see the same records.
 
@@ -26,6 +29,13 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How each partition of the response is served.
 enum Slot {
     Read(usize),
+    /// Read from this in-sync follower instead (KIP-392), at these high
+    /// watermark and log start.
+    Redirect {
+        replica: i32,
+        high_watermark: i64,
+        log_start: i64,
+    },
     Error(i16),
     /// Led elsewhere (KIP-951: the response names the leader).
     Moved(errors::MovedTo),
@@ -77,6 +87,10 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
     let mut partitions = Vec::new();
     let mut slots: Vec<Slot> = Vec::with_capacity(entries.len());
     let mut names: HashMap<(TopicName, uuid::Uuid), Option<String>> = HashMap::new();
+    // KIP-392: from v11 a consumer names its rack; with the rack-aware
+    // selector its reads may go to (and be served by) in-sync followers.
+    let rack_aware = v >= 11 && ctx.gw.config.rack_aware_reads;
+    let client_rack = req.rack_id.to_string();
     for (key, w) in &entries {
         let name = names
             .entry((key.topic.clone(), key.topic_id))
@@ -87,15 +101,33 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             (Some(_), Err(_)) => Slot::Error(ResponseError::UnknownTopicOrPartition.code()),
             (Some(name), Ok(index)) => {
                 let tp = TopicPartition::new(name, index);
-                match broker.led_partition(&tp) {
+                let found = if rack_aware {
+                    broker.readable_partition(&tp)
+                } else {
+                    broker.led_partition(&tp).map(|p| {
+                        let epoch = p.leader_epoch();
+                        (p, epoch)
+                    })
+                };
+                match found {
                     Err(e) => errors::moved_to(&e).map_or_else(|| Slot::Error(errors::code(&e)), Slot::Moved),
-                    Ok(part) if w.current_leader_epoch > part.leader_epoch() => {
+                    Ok((_, epoch)) if w.current_leader_epoch > epoch => {
                         Slot::Error(ResponseError::UnknownLeaderEpoch.code())
                     }
-                    Ok(part) if w.current_leader_epoch >= 0 && w.current_leader_epoch < part.leader_epoch() => {
+                    Ok((_, epoch)) if w.current_leader_epoch >= 0 && w.current_leader_epoch < epoch => {
                         Slot::Error(ResponseError::FencedLeaderEpoch.code())
                     }
                     Ok(_) if w.fetch_offset < 0 => Slot::Error(ResponseError::OffsetOutOfRange.code()),
+                    Ok((part, _))
+                        if let Some(replica) =
+                            rack_aware.then(|| broker.preferred_read_replica(&tp, &client_rack)).flatten() =>
+                    {
+                        Slot::Redirect {
+                            replica,
+                            high_watermark: part.high_watermark() as i64,
+                            log_start: part.log_start_offset() as i64,
+                        }
+                    }
                     Ok(_) => {
                         partitions.push(FetchPartition {
                             tp,
@@ -109,6 +141,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         };
         slots.push(slot);
     }
+    // Errors and redirections answer at once, as in Kafka.
     let has_errors = slots.iter().any(|s| !matches!(s, Slot::Read(_)));
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let core = CoreFetch {
@@ -122,6 +155,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         min_bytes: req.min_bytes.max(0) as usize,
         max_bytes: (req.max_bytes.max(0) as usize).min(ctx.gw.config.fetch_max_bytes),
         bound: ReadBound::HighWatermark,
+        follower_reads: rack_aware,
     };
     let fetched = broker.fetch(core).await;
     let mut data = fetched.into_iter().map(|f| Some(f.result)).collect::<Vec<_>>();
@@ -132,6 +166,13 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         let mut slice = None;
         let pd = match slot {
             Slot::Error(code) => error_partition(key.partition, code),
+            Slot::Redirect { replica, high_watermark, log_start } => PartitionData::default()
+                .with_partition_index(key.partition)
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(if v >= 5 { log_start } else { -1 })
+                .with_preferred_read_replica(replica.into())
+                .with_records(Some(Bytes::new())),
             Slot::Moved(m) => {
                 if v >= 16 && !endpoints.iter().any(|e| e.node_id.0 == m.node_id) {
                     let (host, port) = super::kafka_endpoint(&m.node);
