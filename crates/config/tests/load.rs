@@ -291,7 +291,7 @@ fn every_setting_is_overridable_by_env() {
         ("kafka.control_request_max_bytes", "100000", "100000"),
         ("kafka.connections_max_idle_ms", "1000", "1000"),
         ("kafka.fetch_max_bytes", "1048576", "1048576"),
-        ("kafka.replica_selector", "rack-aware", "rack-aware"),
+        ("kafka.replica_selector", "rack-aware", "\"rack-aware\""),
         ("limits.max_connections", "50", "50"),
         ("limits.max_connections_per_ip", "5", "5"),
         ("limits.queued_max_request_bytes", "2097152", "2097152"),
