@@ -69,6 +69,8 @@ def test_topics_and_the_offsets_topic_get_three_replicas_by_default(cluster):
     res = ConfigResource(ResourceType.BROKER, "1")
     configs = a.describe_configs([res])[res].result(timeout=30)
     assert configs["default.replication.factor"].value == "3"
+    assert configs["broker.rack"].value == "r1"
+    assert configs["replica.selector.class"].value == "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
 
 def test_a_leaders_loss_elects_an_in_sync_follower_and_loses_nothing(cluster):

@@ -32,6 +32,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_CLASS: i8 = 8;
 
 fn topic_config_type(key: &str) -> i8 {
     match key {
@@ -127,7 +128,7 @@ fn broker_entries(ctx: &RequestContext<'_>) -> Vec<(&'static str, String, i8)> {
     let c = ctx.gw.broker.config();
     let d = &c.log_defaults;
     let (host, port) = super::kafka_endpoint(&ctx.gw.broker.node());
-    vec![
+    let mut entries = vec![
         ("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), TYPE_STRING),
         ("broker.id", ctx.gw.broker.node().node_id.to_string(), TYPE_INT),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), TYPE_BOOLEAN),
@@ -142,7 +143,19 @@ fn broker_entries(ctx: &RequestContext<'_>) -> Vec<(&'static str, String, i8)> {
         ("group.min.session.timeout.ms", c.groups.min_session_timeout.as_millis().to_string(), TYPE_INT),
         ("group.max.session.timeout.ms", c.groups.max_session_timeout.as_millis().to_string(), TYPE_INT),
         ("offsets.retention.minutes", (c.offsets_retention.as_secs() / 60).to_string(), TYPE_INT),
-    ]
+    ];
+    // Kafka leaves both null when unset; they are listed when set.
+    if let Some(rack) = &c.rack {
+        entries.push(("broker.rack", rack.clone(), TYPE_STRING));
+    }
+    if ctx.gw.config.rack_aware_reads {
+        entries.push((
+            "replica.selector.class",
+            "org.apache.kafka.common.replica.RackAwareReplicaSelector".to_string(),
+            TYPE_CLASS,
+        ));
+    }
+    entries
 }
 
 pub(crate) async fn incremental_alter(
