@@ -27,7 +27,13 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>)
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        for cmd in changes(&node) {
+        let (commands, failed) = changes(&node);
+        // A leader that cannot write stops serving now; the controller is
+        // asked below to move the lead.
+        for tp in failed {
+            node.broker.resign(&tp);
+        }
+        for cmd in commands {
             tracing::info!(?cmd, "leadership or in-sync replicas change");
             if let Err(e) = node.propose(cmd, node.cfg.lease).await {
                 tracing::debug!(error = %e, "in-sync replicas change not applied");
@@ -37,13 +43,15 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>)
     }
 }
 
-/// The in-sync set changes this node's partitions need now.
-fn changes(node: &ClusterNode) -> Vec<Command> {
+/// The in-sync set changes this node's partitions need now, and the
+/// partitions it leads whose log cannot be written while another in-sync
+/// replica serves (to resign).
+fn changes(node: &ClusterNode) -> (Vec<Command>, Vec<fjord_broker::TopicPartition>) {
     let me = node.broker.config().node_id;
-    let Some(placement) = node.broker.placement() else { return Vec::new() };
+    let Some(placement) = node.broker.placement() else { return (Vec::new(), Vec::new()) };
     let now = Instant::now();
     let lag = node.cfg.replica_lag;
-    let mut out = Vec::new();
+    let (mut out, mut failed) = (Vec::new(), Vec::new());
     for (name, parts) in &placement.topics {
         let Some(topic) = node.broker.topic(name) else { continue };
         for (i, a) in parts.iter().enumerate() {
@@ -58,7 +66,7 @@ fn changes(node: &ClusterNode) -> Vec<Command> {
             if p.write_failure().is_some() {
                 let other = a.isr.iter().any(|r| *r != me && placement.node(*r).is_some());
                 if other {
-                    node.broker.resign(&fjord_broker::TopicPartition::new(name.as_str(), i as u32));
+                    failed.push(fjord_broker::TopicPartition::new(name.as_str(), i as u32));
                 }
                 continue;
             }
@@ -96,7 +104,7 @@ fn changes(node: &ClusterNode) -> Vec<Command> {
             }
         }
     }
-    out
+    (out, failed)
 }
 
 /// Proposes each pending resignation of this node's, as the controller
