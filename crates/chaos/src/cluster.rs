@@ -325,6 +325,25 @@ impl Cluster {
         resp.body_mut().read_json().with_context(|| format!("GET {url}: the body"))
     }
 
+    /// Reassigns `partition` of `topic` to `replicas` (node ids, preferred
+    /// leader first) through the first serving node that accepts it.
+    pub(crate) fn reassign(&self, topic: &str, partition: i32, replicas: &[i32]) -> Result<()> {
+        let body = serde_json::json!({ "replicas": replicas }).to_string();
+        let mut last = anyhow::anyhow!("no serving node");
+        for i in (0..self.len()).filter(|i| self.serving(*i)) {
+            let url = format!(
+                "http://{}:{HTTP_PORT}/api/v1/topics/{topic}/partitions/{partition}/replicas",
+                self.nodes[i].addr
+            );
+            match self.http.put(&url).header("content-type", "application/json").send(body.as_str()) {
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => last = anyhow::anyhow!("PUT {url}: {}", resp.status()),
+                Err(e) => last = anyhow::Error::new(e).context(format!("PUT {url}")),
+            }
+        }
+        Err(last)
+    }
+
     /// Node `i`'s wall clock (epoch ms), as its admin API reports it.
     pub(crate) fn clock_of(&self, i: usize) -> Result<i64> {
         let view: ClusterInfo = self.try_get(i, "/api/v1/cluster?scope=node")?;

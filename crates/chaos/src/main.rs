@@ -24,7 +24,8 @@
 //! same image filled by a ballast file); SIGSTOP/SIGCONT beyond the lease;
 //! isolating a node (its clients still reach it); majority/minority
 //! splits; a bridge topology; one-way packet loss; rolling restarts;
-//! wall-clock jumps (see [`clock`]). The same seed gives
+//! wall-clock jumps (see [`clock`]); a partition reassigned to other
+//! nodes (or another preferred leader) under load. The same seed gives
 //! the same schedule; targets named by role ("the leader of partition 2")
 //! are resolved when the fault starts and written to the history.
 //!

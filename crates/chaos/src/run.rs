@@ -331,6 +331,16 @@ impl Run<'_> {
                 self.confirm_clock(i, *seconds);
                 Applied::ClockJumped(i)
             }
+            Fault::Move(partition, to) => {
+                let replicas: Vec<i32> = to.iter().map(|i| self.cluster.id_of(*i)).collect();
+                self.history.push(Event::Fault { what: format!("{fault}: nodes {replicas:?}") });
+                if let Err(e) = self.cluster.reassign(TOPIC, *partition, &replicas) {
+                    // Refused (a move in progress, no controller leader):
+                    // noted, not an error of the system under test.
+                    self.note(format!("move of partition {partition} refused: {e:#}"));
+                }
+                Applied::Nothing
+            }
             Fault::RollingRestart => {
                 self.history.push(Event::Fault { what: fault.to_string() });
                 for i in 0..n {

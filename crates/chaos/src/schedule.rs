@@ -91,6 +91,11 @@ pub(crate) enum Fault {
     /// The node's wall clock steps this many seconds (forward or back),
     /// and back to true time at the repair.
     ClockJump(Target, i64),
+    /// A membership change under load: the partition is reassigned to
+    /// these node indexes (preferred leader first) through the admin API,
+    /// and the move runs (new replicas copy, the old ones go, the leader
+    /// hands over) while the workload goes on; nothing to repair.
+    Move(i32, Vec<usize>),
 }
 
 impl Fault {
@@ -108,6 +113,7 @@ impl Fault {
             Fault::OneWay(..) => Kind::OneWay,
             Fault::RollingRestart => Kind::Restart,
             Fault::ClockJump(..) => Kind::Clock,
+            Fault::Move(..) => Kind::Move,
         }
     }
 }
@@ -128,6 +134,10 @@ impl fmt::Display for Fault {
             Fault::OneWay(a, b) => write!(f, "drop #{} -> #{}", a + 1, b + 1),
             Fault::RollingRestart => write!(f, "rolling restart"),
             Fault::ClockJump(t, s) => write!(f, "clock of {t} jumps {s:+} s"),
+            Fault::Move(p, to) => {
+                let ids: Vec<String> = to.iter().map(|i| format!("#{}", i + 1)).collect();
+                write!(f, "move partition {p} to {}", ids.join(","))
+            }
         }
     }
 }
@@ -155,11 +165,13 @@ pub(crate) enum Kind {
     Restart,
     /// A node's wall clock jumps forward or back (libfaketime).
     Clock,
+    /// A partition reassigned to other nodes (or another preferred leader).
+    Move,
 }
 
 impl Kind {
     /// Every kind.
-    pub(crate) const ALL: [Kind; 10] = [
+    pub(crate) const ALL: [Kind; 11] = [
         Kind::Kill,
         Kind::PowerLoss,
         Kind::DiskFull,
@@ -170,6 +182,7 @@ impl Kind {
         Kind::OneWay,
         Kind::Restart,
         Kind::Clock,
+        Kind::Move,
     ];
 }
 
@@ -247,6 +260,15 @@ fn fault_of(kind: Kind, rng: &mut Rng, nodes: usize, partitions: i32) -> Fault {
             let seconds = if rng.below(2) == 0 { 5 + rng.below(7_200) as i64 } else { -(5 + rng.below(600) as i64) };
             Fault::ClockJump(target(rng, nodes, partitions), seconds)
         }
+        Kind::Move => {
+            // As many replicas as the workload's topic has (min(3, nodes)),
+            // on a random choice of nodes in a random order: with three
+            // nodes a new preferred leader, with more a real move.
+            let mut all: Vec<usize> = (0..nodes).collect();
+            shuffle(rng, &mut all);
+            all.truncate(nodes.min(3));
+            Fault::Move(rng.below(partitions.max(1) as u64) as i32, all)
+        }
     }
 }
 
@@ -297,7 +319,8 @@ pub(crate) fn cut_pairs(fault: &Fault, nodes: usize, isolated: Option<usize>) ->
         | Fault::DiskFull(_)
         | Fault::Pause(_)
         | Fault::RollingRestart
-        | Fault::ClockJump(..) => {}
+        | Fault::ClockJump(..)
+        | Fault::Move(..) => {}
     }
     cuts
 }
@@ -364,6 +387,21 @@ mod tests {
                 let Fault::OneWay(a, b) = s.fault else { unreachable!() };
                 assert_ne!(a, b);
                 assert!(a < 3 && b < 3);
+            }
+        }
+    }
+
+    #[test]
+    fn moves_name_as_many_distinct_nodes_as_the_topic_has_replicas() {
+        for (nodes, seed) in [3usize, 5].into_iter().flat_map(|n| (0..40).map(move |s| (n, s))) {
+            for s in plan(seed, nodes, 4, &[Kind::Move], Duration::from_secs(30)) {
+                let Fault::Move(p, to) = &s.fault else { unreachable!() };
+                assert!((0..4).contains(p));
+                let mut sorted = to.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!((to.len(), sorted.len()), (3, 3), "{to:?}");
+                assert!(to.iter().all(|i| *i < nodes));
             }
         }
     }
