@@ -21,24 +21,26 @@ async fn open(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(cfg, Arc::new(SystemClock)).await.expect("open")
 }
 
+/// A new member's JoinGroup (`instance`: static membership).
+fn join_request(group: &str, instance: Option<&str>) -> JoinGroupRequest {
+    JoinGroupRequest {
+        group_id: group.into(),
+        member_id: String::new(),
+        group_instance_id: instance.map(Into::into),
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout: Duration::from_secs(30),
+        rebalance_timeout: Duration::from_secs(30),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    }
+}
+
 /// Joins one member and syncs its assignment; returns its id and generation.
 async fn join_and_sync(b: &Broker, group: &str, assignment: &'static [u8]) -> (String, i32) {
-    let joined = b
-        .join_group(JoinGroupRequest {
-            group_id: group.into(),
-            member_id: String::new(),
-            group_instance_id: Some("instance-1".into()),
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            session_timeout: Duration::from_secs(30),
-            rebalance_timeout: Duration::from_secs(30),
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
-            require_known_member_id: false,
-            supports_skip_assignment: false,
-        })
-        .await
-        .expect("join");
+    let joined = b.join_group(join_request(group, Some("instance-1"))).await.expect("join");
     let member = joined.member_id.clone();
     b.sync_group(SyncGroupRequest {
         group_id: group.into(),
@@ -114,19 +116,7 @@ async fn only_settled_states_are_stored() {
     assert_eq!((g.generation, g.members.len()), (generation, 1));
     // A second member joining starts a rebalance the first has not rejoined:
     // nothing new is stored.
-    let pending = b.join_group(JoinGroupRequest {
-        group_id: "g".into(),
-        member_id: String::new(),
-        group_instance_id: None,
-        client_id: "c2".into(),
-        client_host: "/127.0.0.1".into(),
-        session_timeout: Duration::from_secs(30),
-        rebalance_timeout: Duration::from_secs(30),
-        protocol_type: "consumer".into(),
-        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
-        require_known_member_id: false,
-        supports_skip_assignment: false,
-    });
+    let pending = b.join_group(join_request("g", None));
     let waiting = tokio::time::timeout(Duration::from_millis(200), pending).await;
     assert!(waiting.is_err(), "the join waits for the first member to rejoin");
     assert_eq!(b.groups().describe_group("g").expect("describe").state, GroupState::PreparingRebalance);
