@@ -16,7 +16,8 @@
 //!   elected on the strength of what it held before.
 //! - A leader changes its partition's in-sync set only with the epochs it
 //!   read ([`Command::AlterIsr`](super::Command::AlterIsr)); the set keeps
-//!   the leader, names only replicas, and adds only serving nodes.
+//!   the leader, names only replicas, and adds only live nodes (serving or
+//!   being decommissioned, never fenced).
 //!
 //! - A leader that cannot write (a full or failing disk) resigns: the
 //!   first other serving in-sync replica leads and it leaves the in-sync
@@ -85,7 +86,11 @@ impl Metadata {
         (leader_epoch, partition_epoch): (i32, i32),
         isr: &[NodeId],
     ) -> Reply {
-        let serving = self.serving_nodes();
+        // A decommissioning node is alive (it heartbeats) though it leads
+        // nothing new: it may rejoin the in-sync set of a partition it is
+        // leaving, whose move waits for a full set (refusing the whole
+        // change would keep the new replicas out too, and the move stuck).
+        let live = self.live_nodes();
         let p = match self.led_as_read(name, partition, leader, (leader_epoch, partition_epoch)) {
             Ok(p) => p,
             Err(reply) => return reply,
@@ -94,11 +99,11 @@ impl Metadata {
         let mut seen = std::collections::BTreeSet::new();
         let valid = isr.contains(&leader)
             && isr.iter().all(|r| p.replicas.contains(r) && seen.insert(*r))
-            && isr.iter().all(|r| current.contains(r) || serving.contains(r));
+            && isr.iter().all(|r| current.contains(r) || live.contains(r));
         if !valid {
             return rejected(
                 Rejection::Invalid,
-                "an in-sync set holds the leader and distinct replicas, and adds only serving nodes",
+                "an in-sync set holds the leader and distinct replicas, and adds only live (not fenced) nodes",
             );
         }
         p.isr = isr.to_vec();
@@ -203,6 +208,11 @@ impl Metadata {
     /// Nodes that may lead (registered and not fenced or leaving).
     pub(super) fn serving_nodes(&self) -> Vec<NodeId> {
         self.nodes.values().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect()
+    }
+
+    /// Nodes that heartbeat: serving or being decommissioned.
+    fn live_nodes(&self) -> Vec<NodeId> {
+        self.nodes.values().filter(|n| n.state != NodeState::Fenced).map(|n| n.id).collect()
     }
 }
 
