@@ -74,8 +74,11 @@ impl Broker {
     /// at once (without waiting), next to data from the others.
     pub async fn fetch(&self, req: FetchRequest) -> Vec<FetchedPartition> {
         let deadline = Instant::now() + req.max_wait;
-        let mut lookups: Vec<Result<Arc<Partition>>> =
-            req.partitions.iter().map(|p| self.fetchable(&p.tp, req.follower_reads)).collect();
+        let mut lookups: Vec<Result<Arc<Partition>>> = req
+            .partitions
+            .iter()
+            .map(|p| self.fetchable_partition(&p.tp, req.follower_reads).map(|(p, _)| p))
+            .collect();
         let known: Vec<Option<Arc<Partition>>> = lookups.iter().map(|r| r.as_ref().ok().cloned()).collect();
         let lookup_failed = known.iter().any(Option::is_none);
         let mut shutdown = self.shutdown_signal();
@@ -128,12 +131,6 @@ impl Broker {
                 })
                 .collect();
         }
-    }
-}
-
-impl Broker {
-    fn fetchable(&self, tp: &TopicPartition, follower_reads: bool) -> Result<Arc<Partition>> {
-        if follower_reads { self.readable_partition(tp).map(|(p, _)| p) } else { self.led_partition(tp) }
     }
 }
 

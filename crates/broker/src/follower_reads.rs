@@ -37,6 +37,18 @@ impl Broker {
             .find(|r| placement.node(*r).is_some_and(|n| n.rack.as_deref() == Some(client_rack)))
     }
 
+    /// `tp` with the leader epoch a consumer's fetch is checked against:
+    /// led here, or with `follower_reads` also followed here in sync (see
+    /// [`Broker::readable_partition`]). What fetches are served from.
+    pub fn fetchable_partition(&self, tp: &TopicPartition, follower_reads: bool) -> Result<(Arc<Partition>, i32)> {
+        if follower_reads {
+            return self.readable_partition(tp);
+        }
+        let p = self.led_partition(tp)?;
+        let epoch = p.leader_epoch();
+        Ok((p, epoch))
+    }
+
     /// `tp` with the leader epoch clients are checked against, if this node
     /// leads it or is one of its in-sync followers: what a consumer may
     /// read from here (a follower up to its high watermark).

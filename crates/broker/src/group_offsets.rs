@@ -152,7 +152,7 @@ impl Broker {
     pub async fn delete_offsets(&self, group: &str, partitions: Option<Vec<TopicPartition>>) -> Result<usize> {
         // Deleting a whole group (DeleteGroups) also deletes its stored
         // membership.
-        let partitions_none = partitions.is_none();
+        let whole_group = partitions.is_none();
         let keys: Vec<_> = match partitions {
             Some(ps) => ps
                 .into_iter()
@@ -167,7 +167,6 @@ impl Broker {
                 .collect(),
         };
         let n = keys.len();
-        let whole_group = partitions_none;
         self.offsets.put(keys, self.clock.now_ms()).await?;
         if whole_group {
             self.forget_stored_group(group).await?;

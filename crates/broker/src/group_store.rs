@@ -1,8 +1,10 @@
-//! Classic groups' settled membership, stored beside their committed
-//! offsets (see [`crate::group::StoredGroup`]): the broker-level JoinGroup,
-//! SyncGroup and LeaveGroup that gateways call write it before they answer,
-//! as Kafka's coordinator writes a group's metadata record before it hands
-//! out assignments. A coordinator that takes the group over (failover,
+//! Groups' state, stored beside their committed offsets (a classic group's
+//! settled membership, [`crate::group::StoredGroup`]; a KIP-848 group's
+//! epochs, members and assignments,
+//! [`crate::group::consumer::StoredConsumerGroup`]): the broker-level
+//! JoinGroup, SyncGroup, LeaveGroup and ConsumerGroupHeartbeat that
+//! gateways call write it before they answer, as Kafka's coordinator writes
+//! a group's records before it hands out assignments. A coordinator that takes the group over (failover,
 //! leader move, restart) restores it, so the members' commits and
 //! heartbeats carry on against the same generation.
 

@@ -72,10 +72,20 @@ pub enum GroupRecord {
 impl Group {
     /// The stored form of this group, if it is settled (see the module docs).
     pub(crate) fn stored_form(&self) -> Option<StoredGroup> {
-        let members = match self.state {
+        let empty = StoredGroup {
+            group_id: self.group_id.clone(),
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: None,
+            leader_id: None,
+            members: Vec::new(),
+        };
+        match self.state {
+            GroupState::Empty => Some(empty),
             GroupState::Stable => {
                 let protocol = self.protocol_name.as_deref().unwrap_or_default();
-                self.member_ids_in_join_order()
+                let members = self
+                    .member_ids_in_join_order()
                     .iter()
                     .filter_map(|id| self.members.get(id))
                     .map(|m| StoredMember {
@@ -88,20 +98,16 @@ impl Group {
                         subscription: m.metadata(protocol),
                         assignment: m.assignment.clone(),
                     })
-                    .collect()
+                    .collect();
+                Some(StoredGroup {
+                    protocol_name: self.protocol_name.clone(),
+                    leader_id: self.leader_id.clone(),
+                    members,
+                    ..empty
+                })
             }
-            GroupState::Empty => Vec::new(),
-            _ => return None,
-        };
-        let stable = self.state == GroupState::Stable;
-        Some(StoredGroup {
-            group_id: self.group_id.clone(),
-            generation: self.generation,
-            protocol_type: self.protocol_type.clone(),
-            protocol_name: if stable { self.protocol_name.clone() } else { None },
-            leader_id: if stable { self.leader_id.clone() } else { None },
-            members: if stable { members } else { Vec::new() },
-        })
+            _ => None,
+        }
     }
 
     /// A group rebuilt from its stored form: Stable with its members (their

@@ -101,15 +101,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             (Some(_), Err(_)) => Slot::Error(ResponseError::UnknownTopicOrPartition.code()),
             (Some(name), Ok(index)) => {
                 let tp = TopicPartition::new(name, index);
-                let found = if rack_aware {
-                    broker.readable_partition(&tp)
-                } else {
-                    broker.led_partition(&tp).map(|p| {
-                        let epoch = p.leader_epoch();
-                        (p, epoch)
-                    })
-                };
-                match found {
+                match broker.fetchable_partition(&tp, rack_aware) {
                     Err(e) => errors::moved_to(&e).map_or_else(|| Slot::Error(errors::code(&e)), Slot::Moved),
                     Ok((_, epoch)) if w.current_leader_epoch > epoch => {
                         Slot::Error(ResponseError::UnknownLeaderEpoch.code())
