@@ -8,6 +8,7 @@ import json
 import socket
 import struct
 import sys
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -112,3 +113,39 @@ def test_a_killed_broker_leaves_the_routes_and_the_others_keep_serving(cluster):
         wait_for(lambda: brokers(2) == ["broker-1", "broker-2", "broker-3"], 30, "broker-3 back in the route")
     finally:
         c.stop()
+
+
+def test_delayed_messages_survive_the_loss_of_the_node_that_accepted_them(cluster):
+    """Delayed messages wait on the replicated `__fjord_timer` shards: the
+    node that accepted some of them (and led the shard holding them) is
+    killed before they are due, another replica takes the shard over, and
+    every message is delivered once, at its time, while that node is down."""
+    from test_replication import create_replicated, partitions
+
+    topic = f"rmq-delay-{uuid.uuid4().hex[:8]}"
+    create_replicated(cluster, topic, 3)
+    shards = cluster.node(1).http_json("/api/v1/topics/__fjord_timer")["partitions"]
+    assert shards and all(len(s["replicas"]) == 3 for s in shards), shards
+    # The victim leads a timer shard and a queue of the topic, so the
+    # messages sent to that queue wait in its shard.
+    victim = shards[0]["leader"]
+    assert victim in {p.leader for p in partitions(cluster.node(1), topic).values()}
+    wait_for(lambda: len(json.loads(route(cluster.node(1).namesrv, topic)[1])["brokerDatas"]) == 3, 10,
+             "the route lists every broker")
+    p = producer(cluster.node(1).namesrv, f"pg-{topic}")
+    sent = []
+    for i in range(30):
+        m = message(topic, f"late-{i}".encode(), keys=f"late-{i}")
+        m.set_delay_time_level(3)  # 10 s
+        assert p.send_sync(m).status == SendStatus.OK
+        sent.append(f"late-{i}")
+    sent_at = time.monotonic()
+    p.shutdown()
+    cluster.kill(victim)
+    try:
+        assert time.monotonic() - sent_at < 8, "the node was killed before the messages were due"
+        survivor = next(n for n in cluster.nodes if n.running)
+        seen = consume_all(survivor.bootstrap, topic, f"kafka-{topic}", len(sent), timeout=60)
+    finally:
+        cluster.restart(victim)
+    assert Counter(seen) == Counter({k: 1 for k in sent}), seen

@@ -79,6 +79,12 @@ impl Placement {
 /// [`crate::offsets`]).
 pub const OFFSETS_TOPIC: &str = "__fjord_offsets";
 
+/// The internal topic holding scheduled (delayed) messages until they are
+/// due, with the timer's delivery journal: each partition is a timer shard
+/// run by its leader (see `fjord-messaging`'s timer), so a delay survives
+/// the loss of the node that accepted it like any replicated write.
+pub const TIMER_TOPIC: &str = "__fjord_timer";
+
 /// A boxed future, for the object-safe [`MetadataAuthority`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -165,6 +165,30 @@ impl Broker {
         Ok(Self::result_of(partition, &info))
     }
 
+    /// Appends record batches to a partition of an internal topic that this
+    /// node leads (the broker's own state, such as the messaging layer's
+    /// timer shards; clients cannot write there). Returns once they are
+    /// committed as `acks=all` would be. Refused as not leading until the
+    /// partition has taken the leader's role, so a writer never appends
+    /// behind a term it has not replayed.
+    pub async fn append_internal(&self, tp: &TopicPartition, data: BytesMut) -> Result<ProduceResult> {
+        if *self.shutdown.borrow() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        if !crate::offsets::is_internal_topic(&tp.topic) {
+            return Err(BrokerError::internal(format!("{tp} is not an internal topic")));
+        }
+        let partition = self.partition(tp)?;
+        self.check_leader(tp)?;
+        if !partition.commit.leading() {
+            return Err(self.not_leader(tp, None));
+        }
+        self.check_in_sync(tp, false)?;
+        let (info, written) = Self::write(&partition, data).await?;
+        self.acknowledge(&partition, written, Acks::All).await?;
+        Ok(Self::result_of(&partition, &info))
+    }
+
     /// Writes `data` (offsets assigned); not yet committed.
     async fn write(partition: &Arc<Partition>, data: BytesMut) -> Result<(AppendInfo, Written)> {
         let tp = partition.id();

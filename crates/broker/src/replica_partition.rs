@@ -107,6 +107,12 @@ impl Partition {
         reset
     }
 
+    /// Whether this replica has taken the leader's role (the placement may
+    /// name this node a moment before it does).
+    pub fn is_leading(&self) -> bool {
+        self.commit.leading()
+    }
+
     /// Leading: each follower's progress, and when this term began.
     pub fn followers(&self) -> (tokio::time::Instant, Vec<(i32, FollowerProgress)>) {
         let r = self.commit.replicas.lock();

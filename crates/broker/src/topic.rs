@@ -59,6 +59,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "fjord.durability",
     "fjord.flush.interval.ms",
     "fjord.key.index",
+    "fjord.key.index.headers",
     "min.insync.replicas",
 ];
 
@@ -104,6 +105,8 @@ impl TopicConfig {
                 "true" | "false" => Ok(()),
                 _ => invalid("must be 'true' or 'false'"),
             },
+            "fjord.key.index.headers" if value.split(',').all(|h| !h.trim().is_empty()) => Ok(()),
+            "fjord.key.index.headers" => invalid("must be a comma-separated list of header names"),
             _ => invalid("unknown topic configuration key"),
         }
     }
@@ -153,6 +156,9 @@ impl TopicConfig {
                     // that sets nothing requires two (see `check_in_sync`).
                     "min.insync.replicas" => "1".to_string(),
                     "fjord.key.index" => d.key_index.enabled.to_string(),
+                    "fjord.key.index.headers" => {
+                        d.key_index.header_keys.iter().map(|h| String::from_utf8_lossy(h)).collect::<Vec<_>>().join(",")
+                    }
                     "fjord.flush.interval.ms" => match c.durability {
                         Durability::Interval(i) => i.as_millis().to_string(),
                         _ => match d.durability {
@@ -201,6 +207,9 @@ impl TopicConfig {
             Some("true") => c.key_index.enabled = true,
             Some("false") => c.key_index.enabled = false,
             _ => {}
+        }
+        if let Some(names) = self.0.get("fjord.key.index.headers") {
+            c.key_index.header_keys = names.split(',').map(|h| h.trim().as_bytes().to_vec()).collect();
         }
         let interval = num("fjord.flush.interval.ms").map(|ms| Duration::from_millis(ms as u64));
         match self.0.get("fjord.durability").map(String::as_str) {

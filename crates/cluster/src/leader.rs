@@ -27,7 +27,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::placement::OFFSETS_TOPIC;
+use fjord_broker::offsets::{offsets_topic_config, timer_topic_config};
+use fjord_broker::placement::{OFFSETS_TOPIC, TIMER_TOPIC};
 use fjord_controller::{Command, NodeAddr, NodeId, NodeState};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -123,37 +124,42 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         }
         add_learners(&node).await;
         fence_and_unfence(&node).await;
-        ensure_offsets_topic(&node, since).await;
+        ensure_internal_topics(&node, since).await;
         crate::moves::complete_reassignments(&node).await;
         crate::moves::drain_decommissioning(&node).await;
         crate::moves::rebalance_leaders(&node).await;
     }
 }
 
-/// Creates the coordinator placement topic once the cluster has formed:
-/// when as many nodes serve as there are voters, or a while after this
-/// leader took over (a cluster whose other nodes are down still gets
-/// coordinators).
-async fn ensure_offsets_topic(node: &ClusterNode, leader_since: Instant) {
+/// Creates the internal topics once the cluster has formed (when as many
+/// nodes serve as there are voters, or a while after this leader took over:
+/// a cluster whose other nodes are down still gets them): the group
+/// coordinators' `__fjord_offsets` and the timer shards' `__fjord_timer`.
+async fn ensure_internal_topics(node: &ClusterNode, leader_since: Instant) {
     let m = node.metadata();
-    if m.topics.contains_key(OFFSETS_TOPIC) {
+    let internal = [
+        (OFFSETS_TOPIC, node.cfg.offsets_partitions, offsets_topic_config(node.broker.config().offsets_compact_bytes)),
+        (TIMER_TOPIC, node.broker.config().timer_partitions.max(1), timer_topic_config()),
+    ];
+    if internal.iter().all(|(name, _, _)| m.topics.contains_key(*name)) {
         return;
     }
     let serving = m.nodes.values().filter(|n| n.state == NodeState::Active).count();
     if serving < node.cfg.controllers.len() && leader_since.elapsed() < node.cfg.lease * 2 {
         return;
     }
-    let serving = m.nodes.values().filter(|n| n.state == NodeState::Active).count();
     let rf = node.cfg.default_replication_factor.min(serving as u16).max(1);
-    let Ok(partitions) = crate::authority::place(&m, node.cfg.offsets_partitions, rf) else { return };
-    let topic = fjord_controller::TopicAssignment {
-        id: uuid::Uuid::new_v4().to_string(),
-        config: fjord_broker::offsets::offsets_topic_config(node.broker.config().offsets_compact_bytes).0,
-        partitions,
-    };
-    match node.propose(Command::CreateTopic { name: OFFSETS_TOPIC.into(), topic }, node.cfg.lease).await {
-        Ok(_) => tracing::info!(partitions = node.cfg.offsets_partitions, "group coordinators placed"),
-        Err(e) => tracing::debug!(error = %e, "placing group coordinators failed; will retry"),
+    for (name, count, config) in internal {
+        if m.topics.contains_key(name) {
+            continue;
+        }
+        let Ok(partitions) = crate::authority::place(&m, count, rf) else { return };
+        let topic =
+            fjord_controller::TopicAssignment { id: uuid::Uuid::new_v4().to_string(), config: config.0, partitions };
+        match node.propose(Command::CreateTopic { name: name.into(), topic }, node.cfg.lease).await {
+            Ok(_) => tracing::info!(topic = name, partitions = count, "internal topic placed"),
+            Err(e) => tracing::debug!(topic = name, error = %e, "placing an internal topic failed; will retry"),
+        }
     }
 }
 

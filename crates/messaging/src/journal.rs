@@ -1,4 +1,5 @@
-//! Internal append-only logs (timer schedule, timer journal, pop journal):
+//! Node-local append-only logs (pop journal, half messages, transaction
+//! journal; an earlier version's timer):
 //! fjord-log logs of single-record batches, written without waiting and
 //! made durable separately, so that a caller can write under its state lock
 //! (keeping the journal in the order of state changes) and wait for the
@@ -29,7 +30,6 @@ impl Journal {
         name: &'static str,
         base: &LogConfig,
         durability: Durability,
-        key_index: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<Journal> {
         let mut cfg = base.clone();
@@ -39,11 +39,7 @@ impl Journal {
         cfg.retention_bytes = None;
         cfg.segment_bytes = cfg.segment_bytes.min(64 << 20);
         cfg.max_message_bytes = cfg.max_message_bytes.max(64 << 20);
-        cfg.key_index.enabled = key_index;
-        // Internal logs index the messaging headers whatever the broker's
-        // setting: the timer's lookups by id and transaction reference rely
-        // on them.
-        cfg.key_index.header_keys = crate::message::indexed_headers();
+        cfg.key_index.enabled = false;
         let log = Log::open(dir, cfg, clock).map_err(|e| MessagingError::log(name, e))?;
         Ok(Journal { log, name, durability })
     }
@@ -52,19 +48,6 @@ impl Journal {
     pub(crate) fn append(&self, rec: &NewRecord, now_ms: i64) -> Result<u64> {
         let mut b = BatchBuilder::new(now_ms);
         b.push(rec);
-        let data = b.try_build().map_err(|e| MessagingError::log(self.name, e.into()))?;
-        let info =
-            self.log.append(data, AppendOrigin::Leader { epoch: 0 }).map_err(|e| MessagingError::log(self.name, e))?;
-        self.log.set_high_watermark(info.last_offset + 1);
-        Ok(info.base_offset)
-    }
-
-    /// Appends records as one batch; returns the first offset.
-    pub(crate) fn append_many(&self, recs: &[NewRecord], now_ms: i64) -> Result<u64> {
-        let mut b = BatchBuilder::new(now_ms);
-        for r in recs {
-            b.push(r);
-        }
         let data = b.try_build().map_err(|e| MessagingError::log(self.name, e.into()))?;
         let info =
             self.log.append(data, AppendOrigin::Leader { epoch: 0 }).map_err(|e| MessagingError::log(self.name, e))?;
@@ -112,11 +95,6 @@ impl Journal {
             offset = last + 1;
         }
         Ok(())
-    }
-
-    /// Records whose indexed headers equal `key`.
-    pub(crate) fn lookup(&self, key: &[u8], limit: usize) -> Result<Vec<Record>> {
-        self.log.lookup_key(key, limit).map_err(|e| MessagingError::log(self.name, e))
     }
 
     pub(crate) fn start(&self) -> u64 {

@@ -12,11 +12,10 @@
 //! consuming for each group ([`members`]).
 //!
 //! ## Data directory
+//! Scheduled messages and the timer's journal live on the replicated
+//! internal topic `__fjord_timer` (see [`timer`]); the rest is node-local:
 //! ```text
-//! <data>/messaging/timer/schedule/    scheduled messages, in full (a fjord-log log)
-//!                  timer/journal/     delivery intents and completions
-//!                  timer/snapshot     pending (deadline, offset) pairs at a point
-//!                  pop/journal/       pop, ack and invisibility changes
+//! <data>/messaging/pop/journal/       pop, ack and invisibility changes
 //!                  pop/snapshot       every pop queue's state at a point
 //!                  tx/half/           transactional (half) messages, in full
 //!                  tx/journal/        commit / rollback decisions, check-backs
@@ -157,6 +156,9 @@ pub struct Messaging {
     pub(crate) remote_holds: forward::RemoteHolds,
     /// This run's id, sent with forwarded pops (see `forward::holds`).
     pub(crate) session: u64,
+    /// Committed transactions whose messages may not have reached the
+    /// timer before a crash, until [`Messaging::finish_recovery`].
+    unconfirmed: parking_lot::Mutex<Vec<u64>>,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
@@ -174,7 +176,7 @@ impl Messaging {
     /// directory.
     pub async fn open(broker: Arc<Broker>, config: MessagingConfig) -> Result<Arc<Messaging>> {
         let dir = broker.config().data_dir.join("messaging");
-        let timer = timer::TimerService::open(&broker, &dir.join("timer"), &config).await?;
+        let timer = timer::TimerService::new(&config);
         let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
         groups::migrate_legacy(&broker, &dir).await?;
         let (tx, unconfirmed) = tx::TxService::open(&broker, &dir.join("tx"), &config).await?;
@@ -195,9 +197,14 @@ impl Messaging {
             remote_use: Default::default(),
             remote_holds: Default::default(),
             session: uuid::Uuid::new_v4().as_u64_pair().0,
+            unconfirmed: parking_lot::Mutex::new(unconfirmed),
         });
-        m.recover_commits(unconfirmed).await?;
         m.register_forwarding();
+        m.reconcile_timer().await;
+        if m.broker.placement().is_none() && m.broker.config().cluster_id.is_none() {
+            // Alone, this node leads every timer shard already.
+            m.finish_recovery().await?;
+        }
         // A deleted topic takes its pop queues along: one created again
         // under the name (offsets from 0) is popped from its start.
         let me = Arc::downgrade(&m);
@@ -209,6 +216,53 @@ impl Messaging {
             }
         }));
         Ok(m)
+    }
+
+    /// What opening could not finish before the timer shards are served:
+    /// committed transactions handed to the timer, and the scheduled
+    /// messages of an earlier version's node-local timer moved onto the
+    /// shards. Run at open alone; in a cluster once the node has joined.
+    async fn finish_recovery(&self) -> Result<()> {
+        let unconfirmed = self.unconfirmed.lock().clone();
+        self.recover_commits(unconfirmed).await?;
+        self.unconfirmed.lock().clear();
+        self.migrate_legacy_timer().await
+    }
+
+    /// [`Messaging::finish_recovery`] in a cluster: once the node has
+    /// joined, retried until it succeeds (the shards may not be served yet).
+    fn spawn_recovery(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = Arc::downgrade(self);
+        let broker = self.broker.clone();
+        let stop = self.stop.subscribe();
+        tokio::spawn(async move {
+            // A node stopped before it joined never gets there.
+            let mut stop = stop;
+            let mut broker_stop = broker.shutdown_signal();
+            let joined = tokio::select! {
+                p = broker.joined() => p,
+                _ = stop.wait_for(|s| *s) => return,
+                _ = broker_stop.wait_for(|s| *s) => return,
+            };
+            if joined.is_none() {
+                return;
+            }
+            loop {
+                let Some(m) = me.upgrade() else { return };
+                let outcome = tokio::select! {
+                    r = m.finish_recovery() => r,
+                    _ = m.stopping() => return,
+                };
+                match outcome {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!(error = %e, "messaging recovery waits for the timer shards"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = m.stopping() => return,
+                }
+            }
+        })
     }
 
     pub(crate) fn self_ref(&self) -> Result<Arc<Messaging>> {
@@ -235,6 +289,9 @@ impl Messaging {
     pub fn start(self: &Arc<Self>) {
         let mut tasks = self.tasks.lock();
         tasks.push(timer::spawn_dispatcher(self.clone()));
+        if self.broker.config().cluster_id.is_some() {
+            tasks.push(self.spawn_recovery());
+        }
         tasks.push(pop::spawn_maintenance(self.clone()));
         tasks.extend(self.spawn_session_announcement());
     }

@@ -77,7 +77,7 @@ impl Messaging {
         if let Some(m) = found {
             return Ok(m);
         }
-        match self.timer.find_scheduled(topic, id).await? {
+        match self.find_scheduled(topic, id).await? {
             Some(m) => Ok(m),
             None => Err(MessagingError::NotFound(format!("no message with id {id} in topic {topic}"))),
         }

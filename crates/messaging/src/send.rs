@@ -102,7 +102,7 @@ impl Messaging {
         }
         if !scheduled.is_empty() {
             let recs: Vec<_> = scheduled.iter().map(|(_, r)| r.clone()).collect();
-            self.timer.schedule(recs).await?;
+            self.schedule(recs).await?;
         }
         for (p, recs) in immediate {
             let tp = TopicPartition::new(&topic, p);

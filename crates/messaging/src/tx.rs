@@ -110,8 +110,8 @@ impl TxService {
         blocking(move || -> Result<(TxService, Vec<u64>)> {
             std::fs::create_dir_all(&dir).map_err(|e| MessagingError::io("create tx directory", &dir, e))?;
             let base = &b.config().log_defaults;
-            let half = Journal::open(&dir.join("half"), "half log", base, durability, false, clock.clone())?;
-            let journal = Journal::open(&dir.join("journal"), "tx journal", base, durability, false, clock)?;
+            let half = Journal::open(&dir.join("half"), "half log", base, durability, clock.clone())?;
+            let journal = Journal::open(&dir.join("journal"), "tx journal", base, durability, clock)?;
             let mut open = BTreeMap::new();
             half.scan(0, |r| {
                 let group = header(&r, headers::PRODUCER_GROUP).unwrap_or_default().to_string();
@@ -221,7 +221,7 @@ impl Messaging {
     /// looks for an earlier copy, for commits interrupted by a crash).
     async fn schedule_committed(&self, handle: u64, check: bool) -> Result<()> {
         if let Some(copy) = self.committed_copy(handle, check).await? {
-            self.timer.schedule(vec![copy]).await?;
+            self.schedule(vec![copy]).await?;
         }
         let me = self.self_ref()?;
         blocking(move || me.tx.write(&TxEntry::Scheduled { handle })).await??;
@@ -462,7 +462,7 @@ mod tests {
         let h = m.send_half(Message::new("t", "x"), Partitioning::Auto, "pg").await.expect("half");
         decide_only(&m, h.handle).await;
         let copy = m.committed_copy(h.handle, false).await.expect("copy").expect("some");
-        m.timer.schedule(vec![copy]).await.expect("schedule");
+        m.schedule(vec![copy]).await.expect("schedule");
         drop(m);
         let m = open(dir.path(), clock).await;
         assert_eq!(visible(&m).await, 1);

@@ -1,21 +1,22 @@
-//! The `__fjord_offsets` topic: created on a single node when the broker
-//! opens (in a cluster the controller creates it and every node gets it
-//! like any other topic), attached to the store whenever it appears here,
-//! and fed once with the offsets of the node-local log earlier versions
-//! kept.
+//! The internal topics: `__fjord_offsets` and `__fjord_timer`, created on
+//! a single node when the broker opens (in a cluster the controller creates
+//! them and every node gets them like any other topic). The offsets topic
+//! is attached to the store whenever it appears here, and fed once with the
+//! offsets of the node-local log earlier versions kept; the timer topic is
+//! the messaging layer's.
 
 use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result, blocking};
 use crate::partition::Topic;
-use crate::placement::OFFSETS_TOPIC;
+use crate::placement::{OFFSETS_TOPIC, TIMER_TOPIC};
 use crate::topic::{TopicConfig, TopicRecord};
 
 /// Whether `name` is a topic the broker keeps for itself: clients may read
 /// it but never write, delete or grow it.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC
+    name == OFFSETS_TOPIC || name == TIMER_TOPIC
 }
 
 /// The settings `__fjord_offsets` is created with: commits are fsynced
@@ -33,6 +34,30 @@ pub fn offsets_topic_config(compact_after_bytes: u64) -> TopicConfig {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+}
+
+/// The settings `__fjord_timer` is created with: schedules and the
+/// timer's journal are fsynced before they are acknowledged, never expire
+/// by time (the timer moves the log start past delivered messages), and
+/// its records are indexed by the messaging layer's key, id and reference
+/// headers (lookups of scheduled messages; `fjord-messaging` checks that
+/// the list matches its own).
+pub fn timer_topic_config() -> TopicConfig {
+    const TIMER_INDEXED_HEADERS: &str = "fjord.key,fjord.id,fjord.timer-ref,fjord.half-ref";
+    TopicConfig(
+        [
+            ("fjord.durability", "group-commit"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "67108864"),
+            ("max.message.bytes", "67108864"),
+            ("fjord.key.index", "true"),
+            ("fjord.key.index.headers", TIMER_INDEXED_HEADERS),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
     )
 }
@@ -57,6 +82,16 @@ impl Broker {
                 self.create_topic_local(record).await?;
             }
             None => {}
+        }
+        if self.config.cluster_id.is_none() && self.topic(TIMER_TOPIC).is_none() {
+            let record = TopicRecord {
+                id: uuid::Uuid::new_v4(),
+                name: TIMER_TOPIC.to_string(),
+                partitions: self.config.timer_partitions.max(1),
+                config: timer_topic_config(),
+                internal: true,
+            };
+            self.create_topic_local(record).await?;
         }
         self.migrate_legacy_offsets().await
     }

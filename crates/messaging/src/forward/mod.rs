@@ -68,6 +68,8 @@ enum Request {
     Forget {
         session: u64,
     },
+    /// The timer's calls (see `crate::timer::remote`).
+    Timer(crate::timer::Call),
 }
 
 /// What the leader answered.
@@ -82,6 +84,7 @@ enum Reply {
     /// Body sizes of the ready messages, in pop order.
     Sizes(Vec<u64>),
     Forgotten,
+    Timer(crate::timer::Answer),
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
     /// Anything else (not the leader any more, storage failure): retriable.
@@ -144,6 +147,14 @@ impl Messaging {
         }
     }
 
+    /// Makes a timer call on `node` (see `crate::timer`'s remote calls).
+    pub(crate) async fn call_timer(&self, node: i32, call: crate::timer::Call) -> Result<crate::timer::Answer> {
+        match self.call(node, &Request::Timer(call)).await? {
+            Reply::Timer(a) => Ok(a),
+            other => Err(MessagingError::Internal(format!("node {node} answered a timer call with {other:?}"))),
+        }
+    }
+
     /// Registers the service on this node's broker.
     pub(crate) fn register_forwarding(self: &Arc<Self>) {
         let me: Weak<Messaging> = Arc::downgrade(self);
@@ -199,6 +210,10 @@ impl Messaging {
                 let model = pop::model(instance);
                 Reply::Depths(topics.iter().map(|t| self.pop_depth(&group, &model, t)).collect())
             }
+            Request::Timer(call) => match self.serve_timer(call).await {
+                Ok(answer) => Reply::Timer(answer),
+                Err(e) => Reply::from_error(e),
+            },
         }
     }
 

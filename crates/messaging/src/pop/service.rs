@@ -155,7 +155,6 @@ impl PopService {
                 "pop journal",
                 &b.config().log_defaults,
                 durability,
-                false,
                 clock.clone(),
             )?;
             let snap = read_snapshot(&dir.join(SNAPSHOT))?;

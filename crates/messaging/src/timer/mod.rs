@@ -1,68 +1,86 @@
-//! Delayed and scheduled messages: a durable timer.
+//! Delayed and scheduled messages: a durable, replicated timer.
 //!
 //! ## Design
-//! - **Timer log** (`schedule/`): a scheduled message is appended, in full,
-//!   to an internal log, with its target topic and partition as headers.
-//!   The send is acknowledged once that append is durable.
-//! - **Wheel** ([`wheel::TimingWheel`]): in memory, a hierarchical timing
-//!   wheel holds only `(deadline, timer-log offset)` pairs, 16 bytes per
-//!   pending message, O(1) to insert and to expire. The message bodies stay
-//!   on disk until they are due.
-//! - **Delivery** is done by one dispatcher task: it takes the due entries,
-//!   reads their messages from the timer log, writes an *intent* (the timer
-//!   offsets and each target partition's log end) to the timer journal,
-//!   appends the messages to their targets, and then writes a *done*
-//!   record listing what was delivered. Every delivered copy carries a
-//!   `fjord.timer-ref` header naming its timer offset.
-//! - **Exactly once across crashes**: after a restart, an intent without a
-//!   done record is resolved by reading its target partitions from the
-//!   recorded log ends: entries whose `fjord.timer-ref` is there were
-//!   delivered, the others are delivered again. Overdue messages are
-//!   delivered at the first tick after the restart.
-//! - **Snapshots**: every `snapshot_interval` the dispatcher writes the
-//!   pending pairs (16 bytes each), the timer-log offset from which entries
-//!   may be missing from it and the journal offset it covers, then trims the
-//!   journal and the timer log below the oldest pending entry. Restart =
-//!   snapshot + timer-log tail + journal tail, never the whole history.
+//! - **Shards** ([`shard::Shard`]): scheduled messages are stored on the
+//!   partitions of the internal topic `__fjord_timer`, replicated like any
+//!   partition. Each partition is a timer shard, run by the node that leads
+//!   it; a node schedules into a shard it leads (round robin), or asks a
+//!   node that leads one when it leads none. The send is acknowledged once
+//!   the append is committed (acks=all under the topic's `group-commit`
+//!   durability): a delay survives the loss of the node that accepted it.
+//! - **Wheel** ([`wheel::TimingWheel`]): in memory, per shard, a
+//!   hierarchical timing wheel holds only `(deadline, shard offset)` pairs,
+//!   16 bytes per pending message, O(1) to insert and to expire. The
+//!   message bodies stay on disk until they are due.
+//! - **Delivery**: one dispatcher task takes each shard's due entries,
+//!   reads their messages, learns each target partition's high watermark
+//!   (from its leader, here or on another node), writes an *intent* (the
+//!   entries and those high watermarks) to the shard, appends the messages
+//!   to their targets, and then writes a *done* record. Journal records are
+//!   marked by the `fjord.timer-journal` header. Every delivered copy
+//!   carries a `fjord.timer-ref` header naming its shard and offset.
+//! - **Exactly once across crashes and failovers**: a node that comes to
+//!   lead a shard replays it (scheduled messages without a done record are
+//!   pending); an intent without a done record is resolved by searching its
+//!   targets from the recorded high watermarks (committed records are never
+//!   cut, and the copies were written above them): entries whose reference
+//!   is there were delivered, the others are delivered again. A shard
+//!   serves only in the leader epoch it was replayed in.
+//! - **Trimming**: every `snapshot_interval` a shard moves its partition's
+//!   start to its oldest pending entry, so a replay reads only what may
+//!   still matter.
 //!
 //! ## Limits
-//! - Memory: ~16 bytes per pending message in the wheel (plus Vec slack);
+//! - Memory: ~16 bytes per pending message in the wheels (plus Vec slack);
 //!   one million pending messages cost about 20-40 MB.
-//! - Disk: a message scheduled far ahead keeps its timer-log segment (and
-//!   every later one) until it is delivered.
+//! - Disk and failover time: a message scheduled far ahead keeps its
+//!   shard's log from its offset on until it is delivered, and a new leader
+//!   replays all of it.
+//! - Lookups of scheduled messages (by id, by transaction reference, the
+//!   admin API's list) see the shards this node leads.
 //! - Precision: the wheel ticks every `timer_tick` (100 ms by default).
 
-mod recover;
+mod legacy;
+mod remote;
+pub(crate) mod shard;
 #[cfg(test)]
 mod tests;
 pub mod wheel;
 
+pub(crate) use remote::Answer;
+pub(crate) use remote::Call;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Broker, BrokerError, TopicPartition};
-use fjord_log::Clock;
+use fjord_broker::placement::TIMER_TOPIC;
+use fjord_broker::{Broker, BrokerError, Leadership, TopicPartition};
 use fjord_log::batch::{Header, NewRecord, Record};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::error::{MessagingError, Result, blocking};
-use crate::journal::Journal;
 use crate::message::{StoredMessage, header, headers};
 use crate::{Messaging, MessagingConfig};
-use wheel::TimingWheel;
+use shard::Shard;
 
-/// A journal record of the dispatcher.
+/// Longest wait for a shard's write or a delivery's append to commit (a
+/// replica set that stalls must not hold up the other shards; what was
+/// not written in time is retried). Under the node-to-node call timeout,
+/// so a forwarded delivery answers before its caller gives up.
+const WRITE_DEADLINE: Duration = Duration::from_secs(8);
+
+/// A journal record of a shard.
 #[derive(Debug, Serialize, Deserialize)]
 enum Entry {
-    /// About to append these timer entries to these partitions, whose log
-    /// ends were as recorded.
+    /// About to append these shard entries to these partitions, whose high
+    /// watermarks were as recorded.
     Intent(Vec<IntentTarget>),
-    /// These timer entries are in their targets (or were dropped because the
+    /// These entries are in their targets (or were dropped because the
     /// target no longer exists); `intent` is the journal offset resolved.
     Done { intent: u64, offsets: Vec<u64> },
 }
@@ -71,84 +89,161 @@ enum Entry {
 struct IntentTarget {
     topic: String,
     partition: u32,
+    /// The target's high watermark before the append (the copies are above
+    /// it).
     log_end: u64,
     offsets: Vec<u64>,
 }
 
-/// Each target with the copies to append to it.
-type Targets = Vec<(IntentTarget, Vec<NewRecord>)>;
-
-#[derive(Debug)]
-pub(crate) struct TimerState {
-    wheel: TimingWheel<u64>,
-    /// In-flight schedule appends: token -> timer-log end before the append.
-    appending: BTreeMap<u64, u64>,
-    next_token: u64,
-}
-
-/// The durable timer.
+/// The durable timer: the shards this node leads.
 #[derive(Debug)]
 pub(crate) struct TimerService {
-    schedule: Arc<Journal>,
-    journal: Arc<Journal>,
-    state: Arc<Mutex<TimerState>>,
+    shards: RwLock<BTreeMap<u32, Arc<Shard>>>,
+    /// One reconciliation at a time (they replay and deactivate shards).
+    reconciling: tokio::sync::Mutex<()>,
     wake: Notify,
-    /// Held while delivering and while snapshotting, so a snapshot never
-    /// cuts through a delivery.
-    gate: tokio::sync::Mutex<()>,
-    clock: Arc<dyn Clock>,
-    dir: std::path::PathBuf,
+    next: AtomicUsize,
     tick_ms: u64,
 }
 
 /// Statistics of the timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerStats {
-    /// Messages waiting for their time.
+    /// Messages waiting for their time (in the shards this node leads).
     pub pending: usize,
-    /// Heap bytes held by the wheel.
+    /// Heap bytes held by the wheels.
     pub wheel_bytes: usize,
-    /// Bytes of the timer log on disk (messages waiting, and delivered ones
-    /// not yet trimmed).
+    /// Offsets held by the shards' logs (messages waiting, delivered ones
+    /// not yet trimmed, and the journal records among them).
     pub schedule_log_end: u64,
 }
 
 impl TimerService {
-    pub(crate) async fn open(broker: &Arc<Broker>, dir: &Path, config: &MessagingConfig) -> Result<TimerService> {
-        recover::open(broker, dir, config).await
+    pub(crate) fn new(config: &MessagingConfig) -> TimerService {
+        TimerService {
+            shards: Default::default(),
+            reconciling: Default::default(),
+            wake: Default::default(),
+            next: AtomicUsize::new(0),
+            tick_ms: (config.timer_tick.as_millis() as u64).max(1),
+        }
     }
 
-    /// Stores scheduled-message records durably and files them in the wheel.
-    pub(crate) async fn schedule(&self, recs: Vec<NewRecord>) -> Result<()> {
-        let token = {
-            let mut s = self.state.lock();
-            let t = s.next_token;
-            s.next_token += 1;
-            s.appending.insert(t, self.schedule.end());
-            t
-        };
-        let (schedule, state, now) = (self.schedule.clone(), self.state.clone(), self.clock.now_ms());
-        let result = blocking(move || -> Result<()> {
-            let deadlines: Vec<i64> = recs.iter().map(deliver_at_of_new).collect();
-            let first = schedule.append_many(&recs, now)?;
-            schedule.sync(first + recs.len() as u64 - 1)?;
-            let mut s = state.lock();
-            for (i, at) in deadlines.into_iter().enumerate() {
-                s.wheel.insert(at, first + i as u64);
+    fn all(&self) -> Vec<Arc<Shard>> {
+        self.shards.read().values().cloned().collect()
+    }
+
+    /// The shards this node leads and serves.
+    fn serving(&self) -> Vec<Arc<Shard>> {
+        self.all().into_iter().filter(|s| s.serving()).collect()
+    }
+
+    /// Serves the shards this node leads, replaying those it just came to
+    /// lead, and stops those it no longer does.
+    pub(crate) async fn reconcile(&self, broker: &Arc<Broker>) {
+        let _r = self.reconciling.lock().await;
+        let Some(topic) = broker.topic(TIMER_TOPIC) else { return };
+        for (index, partition) in topic.partitions().into_iter().enumerate() {
+            let index = index as u32;
+            let tp = TopicPartition::new(TIMER_TOPIC, index);
+            let leads = partition.is_leading() && matches!(broker.leadership(&tp), Leadership::Local);
+            let current = self.shards.read().get(&index).cloned();
+            if let Some(s) = &current {
+                if leads && s.serving() {
+                    continue;
+                }
+                s.deactivate().await;
+                self.shards.write().remove(&index);
             }
-            Ok(())
-        })
-        .await;
-        self.state.lock().appending.remove(&token);
-        self.wake.notify_one();
-        result?
+            if !leads {
+                continue;
+            }
+            let (now, tick) = (broker.clock().now_ms(), self.tick_ms);
+            match blocking(move || Shard::replay(index, partition, now, tick)).await {
+                Ok(Ok(s)) => {
+                    self.shards.write().insert(index, Arc::new(s));
+                    self.wake.notify_one();
+                }
+                Ok(Err(e)) | Err(e) => {
+                    tracing::error!(%tp, error = %e, "could not load a timer shard; retried at the next change")
+                }
+            }
+        }
+    }
+
+    /// Stops every shard (shutdown). Does not wait for writes still
+    /// waiting for their commit: the broker's shutdown ends those.
+    pub(crate) async fn close(&self) -> Result<()> {
+        for s in self.all() {
+            s.stop();
+        }
+        self.shards.write().clear();
+        Ok(())
+    }
+
+    /// Pending count and memory.
+    pub(crate) fn stats(&self) -> TimerStats {
+        let mut out = TimerStats { pending: 0, wheel_bytes: 0, schedule_log_end: 0 };
+        for s in self.all() {
+            out.pending += s.pending();
+            out.wheel_bytes += s.wheel.lock().heap_bytes();
+            out.schedule_log_end += s.partition.log_end_offset() - s.partition.log_start_offset();
+        }
+        out
+    }
+
+    /// Records of the shards led here whose (indexed) key or header is
+    /// `value`.
+    fn lookup(&self, value: &str) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for s in self.serving() {
+            let found =
+                s.partition.lookup_key(value.as_bytes(), 16).map_err(|e| MessagingError::log(s.tp.to_string(), e))?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    /// Whether a shard led here holds a record whose (indexed) `name`
+    /// header is `value`.
+    pub(crate) fn has_record_with(&self, name: &str, value: &str) -> Result<bool> {
+        Ok(self.lookup(value)?.iter().any(|r| header(r, name) == Some(value)))
+    }
+}
+
+impl Messaging {
+    /// Stores scheduled-message records durably (committed on their shard's
+    /// replicas) and files them in the shard's wheel.
+    pub(crate) async fn schedule(&self, recs: Vec<NewRecord>) -> Result<()> {
+        let local = self.timer.serving();
+        if !local.is_empty() {
+            let i = self.timer.next.fetch_add(1, Ordering::Relaxed) % local.len();
+            local[i].schedule(self, &recs).await?;
+            self.timer.wake.notify_one();
+            return Ok(());
+        }
+        self.schedule_remote(recs).await
+    }
+
+    /// [`Messaging::schedule`] into a shard this node leads only (a call
+    /// from another node).
+    pub(crate) async fn schedule_here(&self, recs: Vec<NewRecord>) -> Result<()> {
+        let local = self.timer.serving();
+        if local.is_empty() {
+            return Err(BrokerError::Unavailable("this node leads no timer shard now".into()).into());
+        }
+        let i = self.timer.next.fetch_add(1, Ordering::Relaxed) % local.len();
+        local[i].schedule(self, &recs).await?;
+        self.timer.wake.notify_one();
+        Ok(())
     }
 
     /// A still-scheduled message of `topic` with this id.
     pub(crate) async fn find_scheduled(&self, topic: &str, id: &str) -> Result<Option<StoredMessage>> {
-        let (schedule, t, i) = (self.schedule.clone(), topic.to_string(), id.to_string());
+        let me = self.self_ref()?;
+        let (t, i) = (topic.to_string(), id.to_string());
         blocking(move || -> Result<Option<StoredMessage>> {
-            for r in schedule.lookup(i.as_bytes(), 16)? {
+            for r in me.timer.lookup(&i)? {
                 let m = StoredMessage::from_record(&t, 0, &r);
                 if m.id.as_deref() == Some(i.as_str()) && header(&r, headers::TIMER_TOPIC) == Some(t.as_str()) {
                     let partition = header(&r, headers::TIMER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(0);
@@ -160,213 +255,39 @@ impl TimerService {
         .await?
     }
 
-    /// Whether the timer log holds a record whose (indexed) `name` header
-    /// is `value`.
-    pub(crate) fn has_record_with(&self, name: &str, value: &str) -> Result<bool> {
-        Ok(self.schedule.lookup(value.as_bytes(), 16)?.iter().any(|r| header(r, name) == Some(value)))
-    }
-
-    /// Pending count and memory.
-    pub(crate) fn stats(&self) -> TimerStats {
-        let s = self.state.lock();
-        TimerStats { pending: s.wheel.len(), wheel_bytes: s.wheel.heap_bytes(), schedule_log_end: self.schedule.end() }
-    }
-
-    /// Final snapshot; closes the logs.
-    pub(crate) async fn close(&self) -> Result<()> {
-        let _gate = self.gate.lock().await;
-        let (schedule, journal, state, dir) =
-            (self.schedule.clone(), self.journal.clone(), self.state.clone(), self.dir.clone());
-        blocking(move || -> Result<()> {
-            recover::write_snapshot(&dir, &schedule, &journal, &state)?;
-            schedule.close()?;
-            journal.close()
-        })
-        .await?
-    }
-
-    /// Takes the due entries and delivers them; failures are retried a
-    /// second later.
-    async fn dispatch_due(&self, broker: &Arc<Broker>) -> Result<usize> {
-        let _gate = self.gate.lock().await;
-        let Some((n, intent, targets)) = self.begin_delivery(broker).await? else { return Ok(0) };
-        let (delivered, retry) = self.append_targets(broker, targets).await;
-        self.finish_delivery(intent, delivered, retry).await?;
-        Ok(n)
-    }
-
-    /// Takes the due entries, reads their messages and writes the intent.
-    async fn begin_delivery(&self, broker: &Arc<Broker>) -> Result<Option<(usize, u64, Targets)>> {
-        let now = self.clock.now_ms();
-        let mut due = Vec::new();
-        self.state.lock().wheel.advance(now, &mut due);
-        if due.is_empty() {
-            return Ok(None);
-        }
-        let n = due.len();
-        let (schedule, journal, b) = (self.schedule.clone(), self.journal.clone(), broker.clone());
-        let (intent, targets) = blocking(move || -> Result<(u64, Targets)> {
-            let mut offsets: Vec<u64> = due.into_iter().map(|(_, o)| o).collect();
-            offsets.sort_unstable();
-            let mut by_target: BTreeMap<(String, u32), Vec<(u64, NewRecord)>> = BTreeMap::new();
-            for r in read_offsets(&schedule, &offsets)? {
-                let (Some(t), Some(p)) = (
-                    header(&r, headers::TIMER_TOPIC).map(str::to_string),
-                    header(&r, headers::TIMER_PARTITION).and_then(|p| p.parse::<u32>().ok()),
-                ) else {
-                    tracing::error!(offset = r.offset, "timer entry without a target; dropped");
-                    continue;
-                };
-                by_target.entry((t, p)).or_default().push((r.offset, delivered_copy(&r)));
-            }
-            let mut targets = Vec::new();
-            for ((topic, partition), recs) in by_target {
-                let log_end = match b.partition(&TopicPartition::new(&topic, partition)) {
-                    Ok(p) => p.log_end_offset(),
-                    Err(_) => 0,
-                };
-                let offsets = recs.iter().map(|(o, _)| *o).collect();
-                targets.push((
-                    IntentTarget { topic, partition, log_end, offsets },
-                    recs.into_iter().map(|(_, r)| r).collect(),
-                ));
-            }
-            let entry = Entry::Intent(targets.iter().map(|(t, _)| t.clone()).collect());
-            let intent = journal.append_value(encode(&entry)?, 0)?;
-            journal.sync(intent)?;
-            Ok((intent, targets))
-        })
-        .await??;
-        Ok(Some((n, intent, targets)))
-    }
-
-    /// Appends each target's messages; returns the timer offsets delivered
-    /// (or dropped with their topic) and those to retry.
-    async fn append_targets(&self, broker: &Arc<Broker>, targets: Targets) -> (Vec<u64>, Vec<u64>) {
-        let (mut delivered, mut retry) = (Vec::new(), Vec::new());
-        for (target, recs) in targets {
-            let tp = TopicPartition::new(&target.topic, target.partition);
-            match self.append(broker, &tp, &recs).await {
-                Ok(()) => delivered.extend(&target.offsets),
-                Err(MessagingError::Broker(BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. })) => {
-                    tracing::warn!(%tp, count = recs.len(), "scheduled messages dropped: their topic no longer exists");
-                    delivered.extend(&target.offsets);
-                }
-                Err(e) => {
-                    tracing::warn!(%tp, error = %e, "delivering scheduled messages failed; retrying in 1 s");
-                    retry.extend(&target.offsets);
-                }
-            }
-        }
-        (delivered, retry)
-    }
-
-    /// Records the delivery as done; files failed entries again.
-    async fn finish_delivery(&self, intent: u64, delivered: Vec<u64>, retry: Vec<u64>) -> Result<()> {
-        let journal = self.journal.clone();
-        blocking(move || -> Result<()> {
-            let done = journal.append_value(encode(&Entry::Done { intent, offsets: delivered })?, 0)?;
-            journal.sync(done)
-        })
-        .await??;
-        if !retry.is_empty() {
-            let at = self.clock.now_ms() + 1000;
-            let mut s = self.state.lock();
-            for o in retry {
-                s.wheel.insert(at, o);
-            }
-        }
-        Ok(())
-    }
-
-    async fn append(&self, broker: &Arc<Broker>, tp: &TopicPartition, recs: &[NewRecord]) -> Result<()> {
-        // No auto-creation: a topic deleted meanwhile stays deleted.
-        broker.partition(tp)?;
-        let mut b = fjord_log::batch::BatchBuilder::new(self.clock.now_ms());
-        for r in recs {
-            b.push(r);
-        }
-        let data = b.try_build().map_err(|e| MessagingError::InvalidMessage(e.to_string()))?;
-        broker.produce(tp, data).await?;
-        Ok(())
-    }
-}
-
-/// The dispatcher: wakes at the next deadline (at least every tick), on new
-/// schedules and on shutdown; snapshots every `snapshot_interval`.
-pub(crate) fn spawn_dispatcher(m: Arc<Messaging>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let timer = &m.timer;
-        let tick = Duration::from_millis(timer.tick_ms);
-        let mut last_snapshot = timer.clock.now_ms();
-        loop {
-            let now = timer.clock.now_ms();
-            let next = timer.state.lock().wheel.next_deadline();
-            let wait = next.map_or(tick, |d| {
-                Duration::from_millis(d.saturating_sub(now).clamp(0, tick.as_millis() as i64) as u64)
-            });
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = timer.wake.notified() => {}
-                _ = m.stopping() => return,
-            }
-            loop {
-                match timer.dispatch_due(&m.broker).await {
-                    Ok(0) => break,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "timer dispatch failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        break;
-                    }
-                }
-            }
-            if timer.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
-                last_snapshot = timer.clock.now_ms();
-                let _gate = timer.gate.lock().await;
-                let (s, j, st, d) =
-                    (timer.schedule.clone(), timer.journal.clone(), timer.state.clone(), timer.dir.clone());
-                match blocking(move || recover::write_snapshot(&d, &s, &j, &st)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) | Err(e) => tracing::error!(error = %e, "timer snapshot failed"),
-                }
-            }
-        }
-    })
-}
-
-impl Messaging {
-    /// Pending scheduled messages and the wheel's memory.
+    /// Pending scheduled messages and the wheels' memory (the shards this
+    /// node leads).
     pub fn timer_stats(&self) -> TimerStats {
         self.timer.stats()
     }
 
-    /// Scheduled messages still waiting, earliest first, with their
-    /// delivery times: at most `limit`, only those for `topic` when given.
-    /// Each message shows its target topic and partition; its offset is
-    /// the timer log's. Costs a copy of the pending (time, offset) pairs
-    /// (16 bytes each) and one read per message listed.
+    /// Scheduled messages still waiting in the shards this node leads,
+    /// earliest first, with their delivery times: at most `limit`, only
+    /// those for `topic` when given. Each message shows its target topic
+    /// and partition; its offset is its shard's. Costs a copy of the
+    /// pending (time, offset) pairs (16 bytes each) and one read per
+    /// message listed.
     pub async fn delayed_messages(&self, topic: Option<&str>, limit: usize) -> Result<Vec<(i64, StoredMessage)>> {
-        let mut pending: Vec<(i64, u64)> = self.timer.state.lock().wheel.iter().map(|(d, o)| (d, *o)).collect();
-        pending.sort_unstable();
-        let (schedule, topic) = (self.timer.schedule.clone(), topic.map(str::to_string));
+        let mut pending: Vec<(i64, u64, Arc<Shard>)> = Vec::new();
+        for s in self.timer.serving() {
+            let w = s.wheel.lock();
+            pending.extend(w.iter().map(|(d, o)| (d, *o, s.clone())));
+        }
+        pending.sort_unstable_by_key(|(d, o, s)| (*d, s.tp.partition, *o));
+        let topic = topic.map(str::to_string);
         blocking(move || {
             let mut out = Vec::new();
-            for chunk in pending.chunks(256) {
-                let mut offsets: Vec<u64> = chunk.iter().map(|(_, o)| *o).collect();
-                offsets.sort_unstable();
-                let recs = read_offsets(&schedule, &offsets)?;
-                for (at, o) in chunk {
-                    let Some(r) = recs.iter().find(|r| r.offset == *o) else { continue };
-                    let target = header(r, headers::TIMER_TOPIC).unwrap_or_default();
-                    if topic.as_deref().is_some_and(|t| t != target) {
-                        continue;
-                    }
-                    let partition = header(r, headers::TIMER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(0);
-                    out.push((*at, StoredMessage::from_record(target, partition, r)));
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
+            for (at, o, s) in pending {
+                let recs = shard::read_offsets(&s.partition, &[o])?;
+                let Some(r) = recs.first() else { continue };
+                let target = header(r, headers::TIMER_TOPIC).unwrap_or_default();
+                if topic.as_deref().is_some_and(|t| t != target) {
+                    continue;
+                }
+                let partition = header(r, headers::TIMER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(0);
+                out.push((at, StoredMessage::from_record(target, partition, r)));
+                if out.len() >= limit {
+                    break;
                 }
             }
             Ok(out)
@@ -374,17 +295,106 @@ impl Messaging {
         .await?
     }
 
-    /// Delivers every due scheduled message now (tests and tools; the
-    /// dispatcher does this on its own). Returns how many were taken.
+    /// Delivers every due scheduled message of the shards led here now
+    /// (tests and tools; the dispatcher does this on its own). Returns how
+    /// many were taken.
     pub async fn deliver_due(&self) -> Result<usize> {
         let mut total = 0;
+        for s in self.timer.serving() {
+            loop {
+                match s.dispatch_due(self).await? {
+                    0 => break,
+                    n => total += n,
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Moves an earlier version's node-local timer onto the shards.
+    pub(crate) async fn migrate_legacy_timer(&self) -> Result<()> {
+        legacy::migrate(self).await
+    }
+
+    /// Loads the shards this node leads (at open on a single node, and on
+    /// every placement change in a cluster).
+    pub(crate) async fn reconcile_timer(&self) {
+        self.timer.reconcile(&self.broker).await;
+    }
+}
+
+/// The dispatcher: wakes at the next deadline (at least every tick), on new
+/// schedules and on shutdown; trims the shards every `snapshot_interval`,
+/// and follows leadership changes of the shards.
+pub(crate) fn spawn_dispatcher(m: Arc<Messaging>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let timer = &m.timer;
+        let tick = Duration::from_millis(timer.tick_ms);
+        let clock = m.broker.clock().clone();
+        let mut last_trim = clock.now_ms();
+        let mut last_reconcile = clock.now_ms();
+        let mut placement = m.broker.subscribe_placement();
         loop {
-            match self.timer.dispatch_due(&self.broker).await? {
-                0 => return Ok(total),
-                n => total += n,
+            let now = clock.now_ms();
+            let next = timer.all().iter().filter_map(|s| s.wheel.lock().next_deadline()).min();
+            let wait = next.map_or(tick, |d| {
+                Duration::from_millis(d.saturating_sub(now).clamp(0, tick.as_millis() as i64) as u64)
+            });
+            let changed = tokio::select! {
+                _ = tokio::time::sleep(wait) => false,
+                _ = timer.wake.notified() => false,
+                changed = placement.changed() => changed.is_ok(),
+                _ = m.stopping() => return,
+            };
+            // Also once a second: a shard whose load failed is tried again,
+            // and a role taken after the placement's notice is seen.
+            let changed = changed || clock.now_ms() - last_reconcile >= 1000;
+            if changed {
+                last_reconcile = clock.now_ms();
+            }
+            // Cut short by shutdown: a delivery stopped midway is resolved
+            // by the shard's next load, as after a crash.
+            tokio::select! {
+                _ = run_once(&m, changed, &mut last_trim) => {}
+                _ = m.stopping() => return,
+            }
+        }
+    })
+}
+
+/// One round of the dispatcher: follows leadership changes, delivers what
+/// is due, trims when it is time.
+async fn run_once(m: &Arc<Messaging>, placement_changed: bool, last_trim: &mut i64) {
+    let clock = m.broker.clock();
+    if placement_changed {
+        m.reconcile_timer().await;
+    }
+    for s in m.timer.serving() {
+        loop {
+            match s.dispatch_due(m).await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(shard = %s.tp, error = %e, "timer dispatch failed");
+                    break;
+                }
             }
         }
     }
+    if clock.now_ms() - *last_trim >= m.config.snapshot_interval.as_millis() as i64 {
+        *last_trim = clock.now_ms();
+        for s in m.timer.serving() {
+            if let Err(e) = s.trim(m).await {
+                tracing::warn!(shard = %s.tp, error = %e, "timer shard trim failed");
+            }
+        }
+    }
+}
+
+/// The value of a delivered copy's `fjord.timer-ref` header: its shard and
+/// offset there.
+fn timer_ref(shard: u32, offset: u64) -> String {
+    format!("{shard}:{offset}")
 }
 
 fn deliver_at_of_new(r: &NewRecord) -> i64 {
@@ -403,7 +413,7 @@ pub(crate) fn deliver_at_of(r: &Record) -> i64 {
 
 /// The copy appended to the target: the timer's routing headers replaced
 /// by the timer reference.
-fn delivered_copy(r: &Record) -> NewRecord {
+fn delivered_copy(r: &Record, reference: &str) -> NewRecord {
     let mut hs: Vec<Header> = r
         .headers
         .iter()
@@ -414,32 +424,9 @@ fn delivered_copy(r: &Record) -> NewRecord {
         .collect();
     hs.push(Header {
         key: Bytes::from_static(headers::TIMER_REF.as_bytes()),
-        value: Some(Bytes::from(r.offset.to_string())),
+        value: Some(Bytes::from(reference.to_string())),
     });
     NewRecord { timestamp: Some(r.timestamp), key: r.key.clone(), value: r.value.clone(), headers: hs }
-}
-
-/// Records at the given ascending offsets, reading runs of nearby offsets
-/// with one read.
-fn read_offsets(log: &Journal, offsets: &[u64]) -> Result<Vec<Record>> {
-    let mut out = Vec::with_capacity(offsets.len());
-    let mut buf: std::collections::VecDeque<Record> = Default::default();
-    for &o in offsets {
-        while buf.front().is_some_and(|r| r.offset < o) {
-            buf.pop_front();
-        }
-        if buf.front().is_none_or(|r| r.offset != o) {
-            buf = log.read(o, 256 << 10)?.into();
-            while buf.front().is_some_and(|r| r.offset < o) {
-                buf.pop_front();
-            }
-        }
-        match buf.front() {
-            Some(r) if r.offset == o => out.push(r.clone()),
-            _ => tracing::error!(offset = o, "timer entry missing from the timer log; dropped"),
-        }
-    }
-    Ok(out)
 }
 
 fn encode(e: &Entry) -> Result<Vec<u8>> {

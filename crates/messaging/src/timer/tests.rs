@@ -1,12 +1,14 @@
 //! Crash windows of a delivery, cut at each step: nothing is lost and
-//! nothing is delivered twice.
+//! nothing is delivered twice; trimming; the move from an earlier
+//! version's node-local timer.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use fjord_broker::{Broker, BrokerConfig, TopicConfig, TopicPartition};
-use fjord_log::{Clock, ManualClock};
+use fjord_log::ManualClock;
 
+use super::shard::{Begun, Shard};
 use crate::message::{Delivery, Message, headers};
 use crate::send::Partitioning;
 use crate::{Messaging, MessagingConfig};
@@ -36,6 +38,26 @@ async fn schedule(m: &Messaging, n: usize) -> Vec<String> {
     ids
 }
 
+/// Takes every shard's due entries and writes their intents: a delivery
+/// cut after its first step.
+async fn begin_all(m: &Messaging) -> Vec<(Arc<Shard>, Begun)> {
+    let mut out = Vec::new();
+    for s in m.timer.serving() {
+        let mut due = Vec::new();
+        s.wheel.lock().advance(m.broker.clock().now_ms(), &mut due);
+        let due = due.into_iter().map(|(at, o)| (o, at)).collect();
+        if let Some(b) = s.begin(m, due).await.expect("begin") {
+            out.push((s, b));
+        }
+    }
+    out
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 /// Cut after the intent (nothing appended): everything is delivered after
 /// the restart, once.
 #[tokio::test]
@@ -44,18 +66,18 @@ async fn crash_after_the_intent_delivers_after_restart() {
     let clock = Arc::new(ManualClock::new(T0));
     let m = open(dir.path(), clock.clone()).await;
     let ids = schedule(&m, 5).await;
+    assert!(m.timer.serving().len() > 1, "spread over the shards");
     clock.advance(1000);
-    let (n, _, _) = m.timer.begin_delivery(&m.broker).await.expect("begin").expect("due");
-    assert_eq!(n, 5);
-    drop(m); // crash: no done record, no snapshot
+    let begun = begin_all(&m).await;
+    let taken: usize = begun.iter().flat_map(|(_, b)| &b.targets).map(|(t, _)| t.offsets.len()).sum();
+    assert_eq!(taken, 5);
+    drop(begun);
+    drop(m); // crash: no done records
     let m = open(dir.path(), clock.clone()).await;
     assert_eq!(m.timer_stats().pending, 5);
     m.deliver_due().await.expect("deliver");
-    let mut got = ids_in(&m);
-    got.sort();
-    let mut want = ids;
-    want.sort();
-    assert_eq!(got, want);
+    assert_eq!(sorted(ids_in(&m)), sorted(ids));
+    assert_eq!(m.timer_stats().pending, 0);
 }
 
 /// Cut after the append (no done record): the restart finds the copies by
@@ -67,12 +89,17 @@ async fn crash_after_the_append_does_not_deliver_twice() {
     let m = open(dir.path(), clock.clone()).await;
     let ids = schedule(&m, 7).await;
     clock.advance(1000);
-    let (_, _, targets) = m.timer.begin_delivery(&m.broker).await.expect("begin").expect("due");
-    let (delivered, retry) = m.timer.append_targets(&m.broker, targets).await;
-    assert_eq!((delivered.len(), retry.len()), (7, 0));
+    let mut delivered = 0;
+    for (s, b) in begin_all(&m).await {
+        let (d, retry) = s.append_targets(&m, b.targets).await;
+        assert!(retry.is_empty());
+        delivered += d.len();
+    }
+    assert_eq!(delivered, 7);
     drop(m);
     let m = open(dir.path(), clock.clone()).await;
-    assert_eq!(m.timer_stats().pending, 0, "resolved as delivered");
+    assert_eq!(m.deliver_due().await.expect("deliver"), 0, "resolved as delivered");
+    assert_eq!(m.timer_stats().pending, 0);
     clock.advance(60_000);
     m.deliver_due().await.expect("deliver");
     assert_eq!(ids_in(&m).len(), 7);
@@ -80,31 +107,21 @@ async fn crash_after_the_append_does_not_deliver_twice() {
     drop(m);
     let m = open(dir.path(), clock.clone()).await;
     assert_eq!(m.timer_stats().pending, 0);
-    let mut got = ids_in(&m);
-    got.sort();
-    let mut want = ids;
-    want.sort();
-    assert_eq!(got, want);
+    m.deliver_due().await.expect("deliver");
+    assert_eq!(sorted(ids_in(&m)), sorted(ids));
     let p = m.broker.partition(&TopicPartition::new("d", 0)).expect("p");
     let recs = p.read_appended(0, 1 << 20).expect("read");
     assert!(recs.iter().all(|r| r.headers.iter().any(|h| h.key.as_ref() == headers::TIMER_REF.as_bytes())));
-    assert!(clock.now_ms() > T0);
 }
 
-/// Snapshots plus journal tails rebuild the same pending set, and trim the
-/// logs.
+/// Trimming moves each shard's start to its oldest pending entry; a
+/// restart then rebuilds the same pending set from what is left.
 #[tokio::test]
-async fn snapshot_then_more_work_then_crash() {
+async fn trimmed_shards_keep_what_is_pending() {
     let dir = tempfile::tempdir().expect("tmp");
     let clock = Arc::new(ManualClock::new(T0));
     let m = open(dir.path(), clock.clone()).await;
     schedule(&m, 10).await;
-    {
-        let _g = m.timer.gate.lock().await;
-        super::recover::write_snapshot(&m.timer.dir, &m.timer.schedule, &m.timer.journal, &m.timer.state)
-            .expect("snap");
-    }
-    // After the snapshot: 3 more scheduled far ahead, the first 10 delivered.
     for i in 0..3 {
         let msg =
             Message { delivery: Delivery::At(T0 + 3_600_000), ..Message::new("d", Bytes::from(format!("late{i}"))) };
@@ -112,6 +129,12 @@ async fn snapshot_then_more_work_then_crash() {
     }
     clock.advance(1000);
     assert_eq!(m.deliver_due().await.expect("deliver"), 10);
+    for s in m.timer.serving() {
+        s.trim(&m).await.expect("trim");
+        let oldest = s.wheel.lock().iter().map(|(_, o)| *o).min();
+        // Everything before the oldest pending entry (or everything) went.
+        assert_eq!(s.partition.log_start_offset(), oldest.unwrap_or(s.partition.log_end_offset()), "{}", s.tp);
+    }
     drop(m);
     let m = open(dir.path(), clock.clone()).await;
     assert_eq!(m.timer_stats().pending, 3);
@@ -120,4 +143,56 @@ async fn snapshot_then_more_work_then_crash() {
     clock.advance(3_600_000);
     assert_eq!(m.deliver_due().await.expect("deliver"), 3);
     assert_eq!(ids_in(&m).len(), 13);
+}
+
+/// An earlier version's node-local timer (`messaging/timer`) is moved
+/// onto the shards at open, once, and then deleted.
+#[tokio::test]
+async fn an_earlier_versions_timer_moves_onto_the_shards() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(T0));
+    let m = open(dir.path(), clock.clone()).await;
+    let legacy = m.dir().join("timer");
+    let mut ids = Vec::new();
+    {
+        let log = crate::journal::Journal::open(
+            &legacy.join("schedule"),
+            "old timer log",
+            &m.broker.config().log_defaults,
+            fjord_log::Durability::EveryWrite,
+            clock.clone(),
+        )
+        .expect("old log");
+        for i in 0..4 {
+            let msg = Message::new("d", Bytes::from(format!("old{i}")));
+            let id = format!("old-{i}");
+            let at = T0 + 500 + i;
+            let o = log.append(&m.timer_record(&msg, &id, at, 0, &[]), T0).expect("append");
+            log.sync(o).expect("sync");
+            ids.push(id);
+        }
+        log.close().expect("close");
+    }
+    m.shutdown().await.expect("shutdown");
+    m.broker().shutdown().await.expect("broker shutdown");
+    drop(m);
+    let m = open(dir.path(), clock.clone()).await;
+    assert!(!legacy.exists(), "the old timer is gone");
+    assert_eq!(m.timer_stats().pending, 4);
+    clock.advance(1000);
+    assert_eq!(m.deliver_due().await.expect("deliver"), 4);
+    assert_eq!(sorted(ids_in(&m)), sorted(ids));
+    // Moved once: a restart finds nothing more to move or deliver.
+    drop(m);
+    let m = open(dir.path(), clock.clone()).await;
+    assert_eq!(m.timer_stats().pending, 0);
+}
+
+/// The timer topic indexes exactly the headers the messaging layer looks
+/// records up by (the broker names them in its config).
+#[test]
+fn the_timer_topic_indexes_the_messaging_headers() {
+    let config = fjord_broker::offsets::timer_topic_config();
+    let names: Vec<Vec<u8>> = config.0["fjord.key.index.headers"].split(',').map(|h| h.as_bytes().to_vec()).collect();
+    assert_eq!(names, crate::message::indexed_headers());
 }
