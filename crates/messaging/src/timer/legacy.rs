@@ -124,28 +124,7 @@ fn open(broker: &Broker, dir: &Path, durability: fjord_log::Durability) -> Resul
 
 /// The records at ascending `offsets` of an old log.
 fn read_offsets(log: &Journal, offsets: &[u64]) -> Result<Vec<Record>> {
-    let mut out = Vec::with_capacity(offsets.len());
-    let mut next = 0;
-    while next < offsets.len() {
-        let recs = log.read(offsets[next], 1 << 20)?;
-        if recs.is_empty() {
-            break;
-        }
-        let before = next;
-        for r in recs {
-            while next < offsets.len() && offsets[next] < r.offset {
-                next += 1;
-            }
-            if next < offsets.len() && offsets[next] == r.offset {
-                out.push(r);
-                next += 1;
-            }
-        }
-        if next == before {
-            next += 1;
-        }
-    }
-    Ok(out)
+    super::shard::read_offsets_with(offsets, "old timer log", |o| log.read(o, 256 << 10))
 }
 
 /// Which entries of an interrupted delivery reached their targets: those

@@ -421,6 +421,18 @@ impl Shard {
 /// Records at the given ascending offsets of `p`, reading runs of nearby
 /// offsets with one read.
 pub(super) fn read_offsets(p: &Partition, offsets: &[u64]) -> Result<Vec<Record>> {
+    read_offsets_with(offsets, &p.id().to_string(), |o| {
+        p.read_appended(o, 256 << 10).map_err(|e| MessagingError::log(p.id().to_string(), e))
+    })
+}
+
+/// Records at the given ascending offsets, `read` giving the records from
+/// an offset on; `what` names the log in errors.
+pub(super) fn read_offsets_with(
+    offsets: &[u64],
+    what: &str,
+    mut read: impl FnMut(u64) -> Result<Vec<Record>>,
+) -> Result<Vec<Record>> {
     let mut out = Vec::with_capacity(offsets.len());
     let mut buf: std::collections::VecDeque<Record> = Default::default();
     for &o in offsets {
@@ -428,14 +440,14 @@ pub(super) fn read_offsets(p: &Partition, offsets: &[u64]) -> Result<Vec<Record>
             buf.pop_front();
         }
         if buf.front().is_none_or(|r| r.offset != o) {
-            buf = p.read_appended(o, 256 << 10).map_err(|e| MessagingError::log(p.id().to_string(), e))?.into();
+            buf = read(o)?.into();
             while buf.front().is_some_and(|r| r.offset < o) {
                 buf.pop_front();
             }
         }
         match buf.front() {
             Some(r) if r.offset == o => out.push(r.clone()),
-            _ => tracing::error!(shard = %p.id(), offset = o, "timer entry missing from its shard; dropped"),
+            _ => tracing::error!(log = what, offset = o, "timer entry missing; dropped"),
         }
     }
     Ok(out)
