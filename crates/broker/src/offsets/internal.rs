@@ -51,8 +51,11 @@ pub fn timer_topic_config() -> TopicConfig {
             ("fjord.durability", "group-commit"),
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
-            ("segment.bytes", "67108864"),
-            ("max.message.bytes", "67108864"),
+            // Small segments: the active one keeps its key index in memory
+            // (a pending message's id costs some 50 bytes until its segment
+            // is sealed), and trimming frees whole segments.
+            ("segment.bytes", "16777216"),
+            ("max.message.bytes", "16777216"),
             ("fjord.key.index", "true"),
             ("fjord.key.index.headers", TIMER_INDEXED_HEADERS),
         ]
