@@ -215,14 +215,10 @@ impl Messaging {
     /// Stores scheduled-message records durably (committed on their shard's
     /// replicas) and files them in the shard's wheel.
     pub(crate) async fn schedule(&self, recs: Vec<NewRecord>) -> Result<()> {
-        let local = self.timer.serving();
-        if !local.is_empty() {
-            let i = self.timer.next.fetch_add(1, Ordering::Relaxed) % local.len();
-            local[i].schedule(self, &recs).await?;
-            self.timer.wake.notify_one();
-            return Ok(());
+        if self.timer.serving().is_empty() {
+            return self.schedule_remote(recs).await;
         }
-        self.schedule_remote(recs).await
+        self.schedule_here(recs).await
     }
 
     /// [`Messaging::schedule`] into a shard this node leads only (a call
@@ -233,7 +229,7 @@ impl Messaging {
             return Err(BrokerError::Unavailable("this node leads no timer shard now".into()).into());
         }
         let i = self.timer.next.fetch_add(1, Ordering::Relaxed) % local.len();
-        local[i].schedule(self, &recs).await?;
+        local[i].schedule(&self.self_ref()?, recs).await?;
         self.timer.wake.notify_one();
         Ok(())
     }

@@ -138,7 +138,8 @@ impl Shard {
             && self.partition.leader_epoch() == self.epoch
     }
 
-    /// Stops the shard now (shutdown).
+    /// Stops the shard now (shutdown, or a write with an unknown outcome:
+    /// the dispatcher then loads it again).
     pub(super) fn stop(&self) {
         self.active.store(false, Ordering::Release);
     }
@@ -155,14 +156,44 @@ impl Shard {
     }
 
     /// Stores scheduled messages (committed on the shard's replicas when
-    /// this returns) and files them in the wheel.
-    pub(super) async fn schedule(&self, m: &Messaging, recs: &[NewRecord]) -> Result<()> {
+    /// this returns) and files them in the wheel. Runs in a task of its
+    /// own: a caller that goes away (its client gone) must not leave a
+    /// message written but never filed.
+    pub(super) async fn schedule(self: &Arc<Self>, m: &Arc<Messaging>, recs: Vec<NewRecord>) -> Result<()> {
+        let (shard, m) = (self.clone(), m.clone());
+        tokio::spawn(async move { shard.schedule_now(&m, &recs).await })
+            .await
+            .map_err(|e| MessagingError::Internal(format!("scheduling task failed: {e}")))?
+    }
+
+    async fn schedule_now(&self, m: &Messaging, recs: &[NewRecord]) -> Result<()> {
         let _w = self.writers.read().await;
         if !self.serving() {
             return Err(self.not_serving());
         }
         let now = m.broker.clock().now_ms();
-        let first = self.append(m, recs, now).await?;
+        let first = match self.append(m, recs, now).await {
+            Ok(first) => first,
+            Err(e) => {
+                // Refused before anything was written, or perhaps written
+                // (not committed in time, deposed while waiting): then the
+                // shard stops and is loaded again, which files whatever
+                // its log holds.
+                let unwritten = matches!(
+                    &e,
+                    MessagingError::Broker(
+                        BrokerError::NotLeader { .. }
+                            | BrokerError::NotEnoughReplicas { .. }
+                            | BrokerError::ShuttingDown
+                    )
+                );
+                if !unwritten {
+                    tracing::warn!(shard = %self.tp, error = %e, "a schedule's outcome is unknown; reloading the shard");
+                    self.stop();
+                }
+                return Err(e);
+            }
+        };
         let mut wheel = self.wheel.lock();
         for (i, r) in recs.iter().enumerate() {
             wheel.insert(super::deliver_at_of_new(r), first + i as u64);

@@ -196,3 +196,45 @@ fn the_timer_topic_indexes_the_messaging_headers() {
     let names: Vec<Vec<u8>> = config.0["fjord.key.index.headers"].split(',').map(|h| h.as_bytes().to_vec()).collect();
     assert_eq!(names, crate::message::indexed_headers());
 }
+
+/// A send dropped while its schedule waits for the commit (its client went
+/// away) still leaves the message filed: it is delivered at its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_whose_caller_went_away_is_still_filed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(T0));
+    let m = open(dir.path(), clock.clone()).await;
+    let shards_end = |m: &Messaging| -> u64 { m.timer.serving().iter().map(|s| s.partition.log_end_offset()).sum() };
+    let (mut sent, mut caught) = (0, 0);
+    while caught < 3 && sent < 200 {
+        let msg = Message { delivery: Delivery::At(T0 + 1000), ..Message::new("d", Bytes::from(format!("m{sent}"))) };
+        let before = shards_end(&m);
+        let mut send = Box::pin(m.send(msg, Partitioning::Auto));
+        sent += 1;
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut send => {
+                    r.expect("send");
+                    break;
+                }
+                _ = tokio::task::yield_now() => {}
+            }
+            if shards_end(&m) > before {
+                // Written, not yet answered: the client goes away.
+                caught += 1;
+                break;
+            }
+        }
+        drop(send);
+    }
+    assert!(caught > 0, "no send was caught between its write and its answer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while m.timer_stats().pending < sent {
+        assert!(std::time::Instant::now() < deadline, "{} of {sent} filed", m.timer_stats().pending);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    clock.advance(1000);
+    assert_eq!(m.deliver_due().await.expect("deliver"), sent);
+    assert_eq!(ids_in(&m).len(), sent);
+}
