@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use fjord_broker::placement::TIMER_TOPIC;
 use fjord_broker::{BrokerError, Leadership, TopicPartition};
-use fjord_log::batch::{BatchBuilder, Header, NewRecord};
+use fjord_log::batch::{Header, NewRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::Messaging;
@@ -92,13 +92,7 @@ impl Messaging {
     pub(super) async fn schedule_remote(&self, recs: Vec<NewRecord>) -> Result<()> {
         let count = self.broker.topic(TIMER_TOPIC).map_or(0, |t| t.partitions().len());
         let start = self.timer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let node = (0..count).find_map(|i| {
-            let tp = TopicPartition::new(TIMER_TOPIC, ((start + i) % count) as u32);
-            match self.broker.leadership(&tp) {
-                Leadership::Remote(n) => Some(n.node_id),
-                Leadership::Local | Leadership::Unavailable => None,
-            }
-        });
+        let node = (0..count).find_map(|i| self.remote_leader_of(TIMER_TOPIC, ((start + i) % count) as u32));
         let Some(node) = node else {
             return Err(BrokerError::Unavailable("no timer shard is served now".into()).into());
         };
@@ -217,19 +211,16 @@ impl Messaging {
             Err(BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        let mut b = BatchBuilder::new(self.broker.clock().now_ms());
-        for r in recs {
-            b.push(r);
-        }
-        let data = b.try_build().map_err(|e| MessagingError::InvalidMessage(e.to_string()))?;
-        let produce = self.broker.produce(tp, data);
-        let Ok(produced) = tokio::time::timeout(super::WRITE_DEADLINE, produce).await else {
+        let append = self.append_records(tp, recs, self.broker.clock().now_ms());
+        let Ok(appended) = tokio::time::timeout(super::WRITE_DEADLINE, append).await else {
             return Err(BrokerError::Unavailable(format!("{tp} did not commit in time")).into());
         };
-        match produced {
+        match appended {
             Ok(_) => Ok(true),
-            Err(BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(MessagingError::Broker(BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. })) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -241,7 +232,8 @@ impl Messaging {
             }
             Call::Probe { topic, partition, from, refs } => {
                 let tp = TopicPartition::new(&topic, partition);
-                self.local_only(&tp).and(self.probe_here(&tp, from, refs).await).map(|r| match r {
+                self.local_only(&tp)?;
+                Ok(match self.probe_here(&tp, from, refs).await? {
                     Some((high_watermark, found)) => Answer::Probed { high_watermark, found },
                     None => Answer::Gone,
                 })
