@@ -188,7 +188,10 @@ async fn a_late_node_catches_up_from_a_snapshot_and_a_silent_node_is_fenced() {
     let led_by_3: Vec<(&str, u32)> = metadata.partitions_on(3).filter(|(t, _)| !t.starts_with("__")).collect();
     assert!(!led_by_3.is_empty());
     let tp = TopicPartition::new(led_by_3[0].0, led_by_3[0].1);
-    assert_eq!(c.nodes[&1].broker.leadership(&tp), Leadership::Unavailable);
+    // The broker's placement follows the applied metadata a moment later
+    // (the reconciler installs it), so this is awaited, not read once.
+    c.until("node 1 to route nothing to node 3", |c| c.nodes[&1].broker.leadership(&tp) == Leadership::Unavailable)
+        .await;
     // Changes still commit with two of three voters.
     c.nodes[&2].broker.create_topic("after", 2, TopicConfig::default()).await.unwrap();
     // A learner whose controller state is lost (a replaced disk) rejoins
