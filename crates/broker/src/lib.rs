@@ -92,7 +92,7 @@ pub use offsets::CommittedOffset;
 pub use partition::{Partition, Topic, TopicPartition};
 pub use partition_state::PartitionState;
 pub use placement::{Leadership, MetadataAuthority, PartitionPlacement, Placement};
-pub use produce::{Acks, ListedOffset, OffsetSpec, ProduceResult};
+pub use produce::{Acks, ListedOffset, OffsetSpec, ProduceResult, WrittenProduce};
 pub use replica_partition::{FollowerProgress, ReplicaRead, ReplicationStatus};
 pub use services::{ServiceFuture, ServiceHandler};
 pub use topic::{CleanupPolicy, TopicConfig, TopicRecord, validate_topic_name};

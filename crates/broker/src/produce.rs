@@ -28,6 +28,20 @@ pub struct ProduceResult {
     pub log_start_offset: u64,
 }
 
+/// A produce written to its partition's log (offsets assigned), not yet
+/// acknowledged: [`Broker::produce_acknowledged`] waits for that.
+#[derive(Debug)]
+#[must_use = "a written produce is acknowledged only once awaited"]
+pub struct WrittenProduce {
+    partition: Arc<Partition>,
+    written: Written,
+    result: ProduceResult,
+    /// What was appended (none for a recognised retry): counted once
+    /// acknowledged.
+    fresh: Option<AppendInfo>,
+    acks: Acks,
+}
+
 /// When a produce is acknowledged (Kafka's `acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Acks {
@@ -75,6 +89,19 @@ impl Broker {
 
     /// [`Broker::produce`], acknowledged as `acks` says.
     pub async fn produce_acks(&self, tp: &TopicPartition, data: BytesMut, acks: Acks) -> Result<ProduceResult> {
+        let written = self.produce_written(tp, data, acks).await?;
+        self.produce_acknowledged(written).await
+    }
+
+    /// The first half of [`Broker::produce_acks`]: returns once the batches
+    /// are in the log with their offsets (or recognised as an idempotent
+    /// producer's retry), before they are acknowledged. A connection that
+    /// writes one request's batches before the next request's, and waits
+    /// for the acknowledgements meanwhile, keeps its order and overlaps the
+    /// replication rounds ([`Broker::produce_acknowledged`]). Dropping the
+    /// result leaves the write in the log, as a client gone before its
+    /// answer does.
+    pub async fn produce_written(&self, tp: &TopicPartition, data: BytesMut, acks: Acks) -> Result<WrittenProduce> {
         if *self.shutdown.borrow() {
             return Err(BrokerError::ShuttingDown);
         }
@@ -86,7 +113,9 @@ impl Broker {
         }
         let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;
         let Some(sequenced) = Sequenced::of(&header) else {
-            return self.append(&partition, data, acks).await;
+            let (info, written) = Self::write(&partition, data).await?;
+            let result = Self::result_of(&partition, &info);
+            return Ok(WrittenProduce { partition, written, result, fresh: Some(info), acks });
         };
         // Idempotent: one batch per request (as Kafka requires for v2
         // batches), checked and appended under this producer's lock.
@@ -151,18 +180,17 @@ impl Broker {
         });
         let (result, written, fresh) =
             step.await.map_err(|e| BrokerError::internal(format!("an idempotent append failed: {e}")))??;
-        self.acknowledge(&partition, written, acks).await?;
-        if let Some(info) = fresh {
-            self.count_produced(&partition, &info);
-        }
-        Ok(result)
+        Ok(WrittenProduce { partition, written, result, fresh, acks })
     }
 
-    async fn append(&self, partition: &Arc<Partition>, data: BytesMut, acks: Acks) -> Result<ProduceResult> {
-        let (info, written) = Self::write(partition, data).await?;
-        self.acknowledge(partition, written, acks).await?;
-        self.count_produced(partition, &info);
-        Ok(Self::result_of(partition, &info))
+    /// The second half of [`Broker::produce_acks`]: waits until the write
+    /// counts as acknowledged under its `acks`.
+    pub async fn produce_acknowledged(&self, w: WrittenProduce) -> Result<ProduceResult> {
+        self.acknowledge(&w.partition, w.written, w.acks).await?;
+        if let Some(info) = w.fresh {
+            self.count_produced(&w.partition, &info);
+        }
+        Ok(ProduceResult { log_start_offset: w.partition.log().log_start_offset(), ..w.result })
     }
 
     /// Appends record batches to a partition of an internal topic that this

@@ -16,6 +16,12 @@
 //! the others have moved on from; refused, it stops serving after a lease
 //! and is fenced, and its partitions fail over.
 //!
+//! A node whose process is gone (its cluster listener refuses
+//! connections) is fenced without waiting for its lease: the leader probes
+//! a node when its connection ends or its heartbeats are overdue. A node
+//! that is alive but silent keeps its lease, so a pause or a partition
+//! still fences only after the lease.
+//!
 //! A node shutting down cleanly says so ([`Command::ShutdownNode`], Kafka's
 //! controlled shutdown): it is fenced at once and its partitions get new
 //! leaders while it still answers their clients (who are told
@@ -46,11 +52,33 @@ pub(crate) struct Leases {
     shut_down: Mutex<HashMap<NodeId, u64>>,
     /// (when, index applied then), oldest first, a few leases' worth.
     applied: Mutex<VecDeque<(Instant, u64)>>,
+    /// Nodes whose connection to this node ended since they were last
+    /// probed, and the signal that there are some.
+    suspects: Mutex<BTreeSet<NodeId>>,
+    suspected: tokio::sync::Notify,
+    /// Nodes found gone (their listener refuses connections): their lease
+    /// counts as run out until they heartbeat again.
+    down: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Leases {
     pub(crate) fn renew(&self, node: NodeId) {
         self.seen.lock().insert(node, Instant::now());
+        self.down.lock().remove(&node);
+    }
+
+    /// `node`'s connection ended: the leader probes it soon.
+    pub(crate) fn suspect(&self, node: NodeId) {
+        self.suspects.lock().insert(node);
+        self.suspected.notify_one();
+    }
+
+    fn take_suspects(&self) -> BTreeSet<NodeId> {
+        std::mem::take(&mut *self.suspects.lock())
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.down.lock().contains(&node)
     }
 
     /// `node`'s incarnation `incarnation` is shutting down.
@@ -75,6 +103,7 @@ impl Leases {
         m.clear();
         m.extend(nodes.map(|n| (n, now)));
         self.applied.lock().clear();
+        self.down.lock().clear();
     }
 
     /// Notes that this leader has applied `index` by now; forgets what is
@@ -107,13 +136,15 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
     let mut since = Instant::now();
     let tick = node.cfg.heartbeat_interval.min(Duration::from_millis(500));
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
+        let suspects = tokio::select! {
+            _ = tokio::time::sleep(tick) => false,
+            _ = node.leases.suspected.notified() => true,
             _ = stop.wait_for(|s| *s) => return,
-        }
+        };
         let leader = node.controller_leader() == Some(node.cfg.node_id);
         if !leader {
             was_leader = false;
+            node.leases.take_suspects();
             continue;
         }
         if !was_leader {
@@ -121,6 +152,13 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
             was_leader = true;
             since = Instant::now();
             tracing::info!(node = node.cfg.node_id, "became the controller leader");
+        }
+        let gone = probe_silent_nodes(&node).await;
+        if suspects {
+            if gone {
+                fence_and_unfence(&node).await;
+            }
+            continue;
         }
         add_learners(&node).await;
         fence_and_unfence(&node).await;
@@ -186,6 +224,48 @@ async fn add_learners(node: &ClusterNode) {
     }
 }
 
+/// How long a probe of a silent node's listener may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Probes the nodes whose connection to this node ended and those whose
+/// heartbeats are overdue (two intervals): a node whose cluster listener
+/// refuses connections has no process behind it (killed, crashed,
+/// restarting), so its lease counts as run out now rather than after the
+/// lease, and its partitions fail over within about a heartbeat of its
+/// death. A node that is alive but silent (paused, cut off by the network)
+/// accepts or times out, and keeps its lease as before. True when one was
+/// found gone.
+async fn probe_silent_nodes(node: &ClusterNode) -> bool {
+    let me = node.cfg.node_id;
+    let overdue = node.cfg.heartbeat_interval * 2;
+    let now = Instant::now();
+    let suspects = node.leases.take_suspects();
+    let m = node.metadata();
+    let probes = m
+        .nodes
+        .values()
+        .filter(|n| n.id != me && n.state == NodeState::Active && !node.leases.is_down(n.id))
+        .filter(|n| suspects.contains(&n.id) || now.duration_since(node.leases.last_seen(n.id)) > overdue)
+        .map(|n| async move { (n.id, refuses_connections(&n.internode).await) });
+    let mut gone = false;
+    for (id, refused) in futures_util::future::join_all(probes).await {
+        if refused {
+            tracing::info!(node = id, "node's cluster listener refuses connections: its process is gone; fencing it");
+            node.leases.down.lock().insert(id);
+            gone = true;
+        }
+    }
+    gone
+}
+
+/// Whether nothing listens at `addr` (connections refused, not timed out).
+async fn refuses_connections(addr: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 async fn fence_and_unfence(node: &ClusterNode) {
     let lease = node.cfg.lease;
     let now = Instant::now();
@@ -195,7 +275,8 @@ async fn fence_and_unfence(node: &ClusterNode) {
         .values()
         .filter_map(|n| {
             let fresh = now.duration_since(node.leases.last_seen(n.id)) < lease
-                && !node.leases.is_shut_down(n.id, n.incarnation);
+                && !node.leases.is_shut_down(n.id, n.incarnation)
+                && !node.leases.is_down(n.id);
             match (n.state, fresh) {
                 (NodeState::Active, false) => Some(Command::FenceNode { id: n.id }),
                 (NodeState::Fenced, true) => Some(Command::UnfenceNode { id: n.id }),
@@ -214,6 +295,18 @@ async fn fence_and_unfence(node: &ClusterNode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a listener that refuses connections counts as gone: one that
+    /// is bound but never answers (a paused process; its kernel still
+    /// completes the handshake) is alive as far as a probe can tell.
+    #[tokio::test]
+    async fn only_a_refused_connection_means_the_process_is_gone() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        assert!(!refuses_connections(&addr).await, "a bound listener, even one never accepting, is alive");
+        drop(silent);
+        assert!(refuses_connections(&addr).await, "nothing listens any more");
+    }
 
     /// A node must have applied what the leader had applied `age` ago; a
     /// leader that has not led that long asks nothing.

@@ -172,6 +172,10 @@ impl Handler for NodeHandler {
             }
         })
     }
+
+    fn disconnected(&self, from: u64) {
+        self.0.leases.suspect(from);
+    }
 }
 
 impl ClusterNode {

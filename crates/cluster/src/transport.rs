@@ -62,6 +62,10 @@ pub trait Handler: Send + Sync + 'static {
         kind: Kind,
         body: Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send + '_>>;
+
+    /// Peer `from`'s connection to this node ended (not by this node's
+    /// shutdown): a hint that the peer may be gone.
+    fn disconnected(&self, _from: u64) {}
 }
 
 /// Outgoing connections, one per peer address.
@@ -296,10 +300,14 @@ pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handle
     // back on the peer) until requests finish; other peers are unaffected.
     let requests = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_REQUESTS));
     let bytes = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT));
+    let mut stopped = false;
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, &mut buf, me.max_frame) => f,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => {
+                stopped = true;
+                break;
+            }
         };
         let f = match frame {
             Ok(Some(f)) if !f.is_response() => f,
@@ -312,7 +320,10 @@ pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handle
         let units = (f.body.len() / BUDGET_UNIT + 1).min(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT) as u32;
         let permits = tokio::select! {
             p = async { (requests.clone().acquire_owned().await, bytes.clone().acquire_many_owned(units).await) } => p,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => {
+                stopped = true;
+                break;
+            }
         };
         let (Ok(request_permit), Ok(byte_permits)) = permits else { break };
         let (handler, out) = (handler.clone(), out.clone());
@@ -332,4 +343,7 @@ pub async fn serve_peer(stream: TcpStream, me: Identity, handler: Arc<dyn Handle
     }
     drop(out);
     let _ = writer.await;
+    if !stopped {
+        handler.disconnected(from);
+    }
 }

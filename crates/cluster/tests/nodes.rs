@@ -261,3 +261,34 @@ async fn a_controller_leader_with_a_full_disk_falls_silent_and_another_leads() {
         c.stop(id).await;
     }
 }
+
+/// A node whose process is gone — its cluster listener refuses
+/// connections — is fenced at once, not after its lease (a minute here):
+/// the controller leader probes a node whose connection ended or whose
+/// heartbeats are overdue. Back, it heartbeats and is unfenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_process_is_gone_is_fenced_before_its_lease_runs_out() {
+    let (mut c, listeners) = Cluster::new(3, 3).await;
+    c.lease = std::time::Duration::from_secs(60);
+    for (i, l) in listeners.into_iter().enumerate() {
+        c.start(i as u64 + 1, l).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    c.until("a controller leader", |c| c.nodes[&1].node.controller_leader().is_some()).await;
+    let leader = c.nodes[&1].node.controller_leader().unwrap();
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    c.stop(victim).await;
+    c.until("the stopped node fenced", |c| c.nodes[&leader].node.metadata().nodes[&victim].state == NodeState::Fenced)
+        .await;
+
+    let l = TcpListener::bind(c.addrs[victim as usize - 1].as_str()).await.unwrap();
+    c.start(victim, l).await;
+    c.join(&[victim]).await;
+    c.until("the restarted node unfenced", |c| {
+        c.nodes[&leader].node.metadata().nodes[&victim].state == NodeState::Active
+    })
+    .await;
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}

@@ -1,4 +1,15 @@
 //! One client connection: frames in, responses out, strictly in order.
+//!
+//! Requests are handled one after the other, as Kafka does, except that a
+//! Produce is handled in two steps: its batches are written before the
+//! next request is read (so a producer's batches keep their order), and
+//! its wait for the acknowledgements (with `acks=all`, a replication round
+//! that includes the followers' fsync) runs beside the following requests.
+//! Up to [`MAX_IN_FLIGHT`] answers may be pending; they are sent in the
+//! order of the requests. Without this, a client that sends a small
+//! Produce every millisecond (librdkafka's default `linger.ms`, with many
+//! requests in flight) waits for one replication round per request, and
+//! its queue grows without bound once a round takes longer than that.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,11 +24,12 @@ use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::error::KafkaError;
 use crate::instrument;
-use crate::server::{KafkaGateway, Outgoing};
+use crate::server::{Answer, KafkaGateway, Outgoing, Pending};
 
 /// Most bytes one read of a frame body asks for (each read must see a byte
 /// within the idle time).
@@ -26,19 +38,66 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Capacity of each connection's read and write buffers.
 const CONN_BUFFER: usize = 8 * 1024;
 
+/// Most answers a connection holds before reading further requests (each
+/// holds a Produce's written state, not its records).
+const MAX_IN_FLIGHT: usize = 64;
+
 pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
     gw: Arc<KafkaGateway>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
-    let io = |context| move |source| KafkaError::Io { context, source };
-    stream.set_nodelay(true).map_err(io("setting TCP_NODELAY"))?;
+    stream.set_nodelay(true).map_err(|source| KafkaError::Io { context: "setting TCP_NODELAY", source })?;
     let (rd, wr) = stream.into_split();
     // Small buffers: they are allocated for every connection, idle ones
     // included; reads and writes larger than them bypass them anyway.
-    let mut rd = BufReader::with_capacity(CONN_BUFFER, rd);
-    let mut wr = BufWriter::with_capacity(CONN_BUFFER, wr);
+    let rd = BufReader::with_capacity(CONN_BUFFER, rd);
+    let wr = BufWriter::with_capacity(CONN_BUFFER, wr);
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let reader = read_requests(rd, peer, gw, shutdown, tx);
+    let writer = write_answers(wr, rx);
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        // No more requests (the client closed, shutdown, or a request that
+        // closes the connection): the answers to those before still go.
+        read = &mut reader => {
+            let written = writer.await;
+            read.and(written)
+        }
+        // The writer ends first only when it failed: nothing more can be
+        // answered.
+        written = &mut writer => written,
+    }
+}
+
+/// A request on its way to being answered, in the connection's order.
+struct InFlight {
+    api: &'static str,
+    start: Instant,
+    answer: Answering,
+}
+
+enum Answering {
+    Ready(Answer),
+    /// A Produce waiting for its acknowledgements, in a task of its own so
+    /// that its timeout runs from the request's arrival.
+    Later(JoinHandle<Result<Answer, KafkaError>>),
+}
+
+/// Reads requests and handles each as far as the connection's order
+/// requires (a Produce's writes; everything else whole) before reading the
+/// next, handing the answers to [`write_answers`]. Returns at the end of
+/// the stream, at shutdown, on an idle timeout, or with the error that
+/// closes the connection.
+async fn read_requests(
+    mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    peer: SocketAddr,
+    gw: Arc<KafkaGateway>,
+    mut shutdown: watch::Receiver<bool>,
+    tx: mpsc::Sender<InFlight>,
+) -> Result<(), KafkaError> {
+    let io = |context| move |source| KafkaError::Io { context, source };
     let client_host = peer.ip().to_string();
     let idle = gw.config.connections_max_idle;
     loop {
@@ -57,29 +116,67 @@ pub(crate) async fn run(
         let (frame, reserved) = read_frame(&mut rd, size, &gw).await?;
         let start = Instant::now();
         let api = instrument::api_name(peek_api(&frame).map_or(-1, |(key, _)| key));
-        let answer = gw.respond(frame, &client_host).await;
+        let handled = gw.respond(frame, &client_host).await;
         // The request's bytes are gone once it is handled (the response
         // is not counted: Kafka's budget covers requests only).
         drop(reserved);
-        let answer = match answer {
-            Ok(answer) => answer,
+        let answer = match handled {
+            Ok(Pending::Ready(answer)) => Answering::Ready(answer),
+            Ok(Pending::Later(later)) => Answering::Later(tokio::spawn(later)),
             Err(e) => {
                 instrument::METRICS.request_done(api, start, true);
                 return Err(e);
             }
         };
-        let mut written = match answer.out {
+        // Waits while MAX_IN_FLIGHT answers are pending: the client's
+        // requests then wait in its socket.
+        if tx.send(InFlight { api, start, answer }).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends the answers in the order of their requests, flushing whenever the
+/// next one is not ready yet (so pipelined answers leave in one write).
+async fn write_answers(mut wr: BufWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<InFlight>) -> Result<(), KafkaError> {
+    loop {
+        let next = match rx.try_recv() {
+            Ok(next) => next,
+            Err(_) => {
+                flush(&mut wr).await?;
+                match rx.recv().await {
+                    Some(next) => next,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let answer = match next.answer {
+            Answering::Ready(answer) => Ok(answer),
+            Answering::Later(task) => {
+                if !task.is_finished() {
+                    flush(&mut wr).await?;
+                }
+                task.await.map_err(KafkaError::Answering).and_then(|a| a)
+            }
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                instrument::METRICS.request_done(next.api, next.start, true);
+                return Err(e);
+            }
+        };
+        let written = match answer.out {
             Some(out) => write_response(&mut wr, out).await,
             None => Ok(()),
         };
-        // Flush only when no further request is already buffered, so
-        // pipelined requests' responses leave in one write.
-        if written.is_ok() && rd.buffer().is_empty() {
-            written = wr.flush().await.map_err(io("writing a response"));
-        }
-        instrument::METRICS.request_done(api, start, answer.error);
+        instrument::METRICS.request_done(next.api, next.start, answer.error);
         written?;
     }
+}
+
+async fn flush(wr: &mut BufWriter<OwnedWriteHalf>) -> Result<(), KafkaError> {
+    wr.flush().await.map_err(|source| KafkaError::Io { context: "writing a response", source })
 }
 
 /// Reads a frame's size prefix; `None` at a clean end of stream.

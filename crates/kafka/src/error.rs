@@ -28,6 +28,10 @@ pub enum KafkaError {
     /// A response piece referred to record data that is not there (a bug).
     #[error("fetch response refers to missing records of partition {0}")]
     MissingRecords(usize),
+    /// The task finishing a response (a Produce's acknowledgement) failed
+    /// (a bug).
+    #[error("the task answering a request failed: {0}")]
+    Answering(#[source] tokio::task::JoinError),
     /// The client sent something that cannot be answered.
     #[error(transparent)]
     Codec(#[from] fjord_kafka_codec::CodecError),

@@ -12,7 +12,7 @@ use fjord_log::LogSlice;
 use fjord_net::{Acceptor, LogLimiter};
 use tokio::sync::watch;
 
-use crate::api::{self, Reply, RequestContext};
+use crate::api::{self, Handled, Reply, RequestContext};
 use crate::config::KafkaConfig;
 use crate::connection;
 use crate::error::KafkaError;
@@ -37,42 +37,41 @@ impl KafkaGateway {
     /// gets no answer (Produce with `acks=0`). An error means the
     /// connection must be closed.
     pub async fn handle_frame(&self, frame: Bytes, client_host: &str) -> Result<Option<Bytes>, KafkaError> {
-        match self.respond(frame, client_host).await?.out {
+        let answer = match self.respond(frame, client_host).await? {
+            Pending::Ready(answer) => answer,
+            Pending::Later(later) => later.await?,
+        };
+        match answer.out {
             Some(out) => Ok(Some(out.materialize()?)),
             None => Ok(None),
         }
     }
 
     /// As [`KafkaGateway::handle_frame`], with Fetch record data left in
-    /// the log files for the connection to send without copying, and
-    /// whether the answer carries an error code (for the request metrics).
-    pub(crate) async fn respond(&self, frame: Bytes, client_host: &str) -> Result<Answer, KafkaError> {
+    /// the log files for the connection to send without copying, whether
+    /// the answer carries an error code (for the request metrics), and a
+    /// Produce's acknowledgement left to await once its batches are
+    /// written.
+    pub(crate) async fn respond(&self, frame: Bytes, client_host: &str) -> Result<Pending, KafkaError> {
         match decode_request(frame) {
             Ok(request) => {
                 let ctx = RequestContext { gw: self, header: &request.header, client_host };
                 let version = request.header.request_api_version;
                 let correlation_id = request.header.correlation_id;
-                let reply = api::handle(&ctx, request.request).await?;
-                let error = reply.as_ref().is_some_and(instrument::reply_has_error);
-                let out = match reply {
-                    Some(Reply::Body(body)) => {
-                        Some(Outgoing::Bytes(encode_response(request.api, version, correlation_id, &body)?))
+                let api = request.api;
+                Ok(match api::handle(&ctx, request.request).await? {
+                    Handled::Now(reply) => Pending::Ready(answer(api, version, correlation_id, reply)?),
+                    Handled::Later(later) => {
+                        Pending::Later(Box::pin(async move { answer(api, version, correlation_id, later.await) }))
                     }
-                    Some(Reply::Fetch(f)) => {
-                        let lens: Vec<Option<usize>> = f.files.iter().map(|s| s.as_ref().map(LogSlice::len)).collect();
-                        let (pieces, _) = encode_fetch_response(version, correlation_id, &f.response, &lens)?;
-                        Some(Outgoing::Pieces { pieces, files: f.files })
-                    }
-                    None => None,
-                };
-                Ok(Answer { out, error })
+                })
             }
             Err(CodecError::UnsupportedVersion { api: ApiKey::ApiVersions, correlation_id, .. }) => {
                 // KIP-511: answer in v0 with the supported ranges so the
                 // client can pick a version both sides speak.
                 let body = api::api_versions::unsupported_version();
                 let bytes = encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))?;
-                Ok(Answer { out: Some(Outgoing::Bytes(bytes)), error: true })
+                Ok(Pending::Ready(Answer { out: Some(Outgoing::Bytes(bytes)), error: true }))
             }
             Err(e) => {
                 // A client sending garbage in a loop must not fill the log.
@@ -89,6 +88,31 @@ impl KafkaGateway {
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
+}
+
+/// Encodes a handler's reply in the request's version.
+fn answer(api: ApiKey, version: i16, correlation_id: i32, reply: Option<Reply>) -> Result<Answer, KafkaError> {
+    let error = reply.as_ref().is_some_and(instrument::reply_has_error);
+    let out = match reply {
+        Some(Reply::Body(body)) => Some(Outgoing::Bytes(encode_response(api, version, correlation_id, &body)?)),
+        Some(Reply::Fetch(f)) => {
+            let lens: Vec<Option<usize>> = f.files.iter().map(|s| s.as_ref().map(LogSlice::len)).collect();
+            let (pieces, _) = encode_fetch_response(version, correlation_id, &f.response, &lens)?;
+            Some(Outgoing::Pieces { pieces, files: f.files })
+        }
+        None => None,
+    };
+    Ok(Answer { out, error })
+}
+
+/// A request frame handled as far as the connection's order requires.
+pub(crate) enum Pending {
+    /// Answered.
+    Ready(Answer),
+    /// Its answer follows (a Produce waiting for its acknowledgements; its
+    /// batches are written): the connection goes on with the next request
+    /// meanwhile and sends the answers in order.
+    Later(futures_util::future::BoxFuture<'static, Result<Answer, KafkaError>>),
 }
 
 /// What a request frame produced.

@@ -143,6 +143,11 @@ impl Reporter {
                         "label": self.run.args.label,
                         "phase": label,
                         "t_s": (now - start).as_secs_f64(),
+                        // The row's end on the wall clock: lines events
+                        // outside the bench (a node killed) up with rows.
+                        "unix_s": std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64()),
                         "pub_msgs_per_s": c.pub_msgs as f64 / secs,
                         "cons_msgs_per_s": c.cons_msgs as f64 / secs,
                         "pub_latency_ms": Latency::of(&p).json(),

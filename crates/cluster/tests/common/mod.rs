@@ -26,6 +26,9 @@ pub struct Cluster {
     /// Replicas of new topics (`__fjord_offsets` included); 1 unless a
     /// test raises it before starting nodes.
     pub replication_factor: u16,
+    /// The nodes' lease; 800 ms unless a test changes it before starting
+    /// nodes.
+    pub lease: Duration,
 }
 
 pub fn config(id: u64, voters: &BTreeMap<u64, String>, addr: &str, dir: &std::path::Path) -> ClusterConfig {
@@ -55,8 +58,14 @@ impl Cluster {
         }
         let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
         let voters = (0..voters).map(|i| (i as u64 + 1, addrs[i].clone())).collect();
-        let c =
-            Cluster { dir: tempfile::tempdir().unwrap(), addrs, voters, nodes: BTreeMap::new(), replication_factor: 1 };
+        let c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            addrs,
+            voters,
+            nodes: BTreeMap::new(),
+            replication_factor: 1,
+            lease: Duration::from_millis(800),
+        };
         (c, listeners)
     }
 
@@ -70,6 +79,7 @@ impl Cluster {
         let (stop, rx) = watch::channel(false);
         let cfg = ClusterConfig {
             default_replication_factor: self.replication_factor,
+            lease: self.lease,
             ..config(id, &self.voters, &self.addrs[id as usize - 1], &data)
         };
         let node = fjord_cluster::start(cfg, broker.clone(), listener, rx).await.unwrap();

@@ -53,15 +53,35 @@ pub(crate) enum Reply {
     Fetch(fetch::FetchReply),
 }
 
-/// Handles one request. `Ok(None)` means "send no response" (Produce with
-/// `acks=0`); an error closes the connection.
-pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Result<Option<Reply>, KafkaError> {
+/// A request handled so far: answered, or with the part that must run in
+/// the connection's order done and the rest (waiting) to follow.
+// Moved once per request, straight to the connection: boxing the common
+// variant would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Handled {
+    /// The answer; `None` means "send no response" (Produce with
+    /// `acks=0`).
+    Now(Option<Reply>),
+    /// A Produce whose batches are written, waiting for their
+    /// acknowledgement.
+    Later(futures_util::future::BoxFuture<'static, Option<Reply>>),
+}
+
+/// Handles one request; an error closes the connection.
+pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Result<Handled, KafkaError> {
+    Ok(match request {
+        RequestKind::Produce(r) => {
+            let acknowledged = produce::handle(ctx, r).await;
+            Handled::Later(Box::pin(async move { acknowledged.await.map(|r| Reply::Body(ResponseKind::Produce(r))) }))
+        }
+        other => Handled::Now(handle_now(ctx, other).await?),
+    })
+}
+
+async fn handle_now(ctx: &RequestContext<'_>, request: RequestKind) -> Result<Option<Reply>, KafkaError> {
     let response = match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::Produce(r) => {
-            return Ok(produce::handle(ctx, r).await.map(|r| Reply::Body(ResponseKind::Produce(r))));
-        }
         RequestKind::Fetch(r) => return Ok(Some(Reply::Fetch(fetch::handle(ctx, r).await))),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(epochs::handle(ctx, r)),
@@ -101,7 +121,8 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, request: RequestKind) -> Re
         RequestKind::DescribeTopicPartitions(r) => {
             ResponseKind::DescribeTopicPartitions(topic_partitions::handle(ctx, r))
         }
-        // The codec only decodes advertised APIs, all of which are above.
+        // The codec only decodes advertised APIs, all of which are above
+        // (Produce in `handle`).
         other => return Err(KafkaError::Unhandled(format!("{:?}", std::mem::discriminant(&other)))),
     };
     Ok(Some(Reply::Body(response)))
