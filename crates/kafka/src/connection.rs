@@ -82,7 +82,18 @@ enum Answering {
     Ready(Answer),
     /// A Produce waiting for its acknowledgements, in a task of its own so
     /// that its timeout runs from the request's arrival.
-    Later(JoinHandle<Result<Answer, KafkaError>>),
+    Later(Acknowledging),
+}
+
+/// A Produce's acknowledgement task, aborted if its answer can no longer
+/// be sent (the connection ended first): the writes stand, and a client
+/// that reconnects again and again leaves no waiting tasks behind.
+struct Acknowledging(JoinHandle<Result<Answer, KafkaError>>);
+
+impl Drop for Acknowledging {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Reads requests and handles each as far as the connection's order
@@ -122,7 +133,7 @@ async fn read_requests(
         drop(reserved);
         let answer = match handled {
             Ok(Pending::Ready(answer)) => Answering::Ready(answer),
-            Ok(Pending::Later(later)) => Answering::Later(tokio::spawn(later)),
+            Ok(Pending::Later(later)) => Answering::Later(Acknowledging(tokio::spawn(later))),
             Err(e) => {
                 instrument::METRICS.request_done(api, start, true);
                 return Err(e);
@@ -152,11 +163,11 @@ async fn write_answers(mut wr: BufWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver
         };
         let answer = match next.answer {
             Answering::Ready(answer) => Ok(answer),
-            Answering::Later(task) => {
-                if !task.is_finished() {
+            Answering::Later(mut task) => {
+                if !task.0.is_finished() {
                     flush(&mut wr).await?;
                 }
-                task.await.map_err(KafkaError::Answering).and_then(|a| a)
+                (&mut task.0).await.map_err(KafkaError::Answering).and_then(|a| a)
             }
         };
         let answer = match answer {
