@@ -149,6 +149,12 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         }
         if !was_leader {
             node.leases.grant_all(node.metadata().nodes.keys().copied());
+            // Whoever led before may be gone (that is often why this node
+            // leads now): every node is probed at once rather than after
+            // two heartbeat intervals of the fresh leases.
+            for id in node.metadata().nodes.keys() {
+                node.leases.suspects.lock().insert(*id);
+            }
             was_leader = true;
             since = Instant::now();
             tracing::info!(node = node.cfg.node_id, "became the controller leader");

@@ -265,7 +265,8 @@ async fn a_controller_leader_with_a_full_disk_falls_silent_and_another_leads() {
 /// A node whose process is gone — its cluster listener refuses
 /// connections — is fenced at once, not after its lease (a minute here):
 /// the controller leader probes a node whose connection ended or whose
-/// heartbeats are overdue. Back, it heartbeats and is unfenced.
+/// heartbeats are overdue, and a new controller leader probes every node
+/// as it takes over. Back, a node heartbeats and is unfenced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_whose_process_is_gone_is_fenced_before_its_lease_runs_out() {
     let (mut c, listeners) = Cluster::new(3, 3).await;
@@ -288,7 +289,16 @@ async fn a_node_whose_process_is_gone_is_fenced_before_its_lease_runs_out() {
         c.nodes[&leader].node.metadata().nodes[&victim].state == NodeState::Active
     })
     .await;
-    for id in 1..=3 {
+
+    // The controller leader itself: the node elected next probes every
+    // node as it takes over.
+    c.stop(leader).await;
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    c.until("the old controller leader fenced", |c| {
+        c.nodes[&other].node.metadata().nodes[&leader].state == NodeState::Fenced
+    })
+    .await;
+    for id in (1..=3).filter(|id| *id != leader) {
         c.stop(id).await;
     }
 }
