@@ -89,6 +89,28 @@ impl Broker {
         Ok(response)
     }
 
+    /// Stores the groups timeouts changed (`consumer`: KIP-848 groups), as
+    /// requests' changes are: a group whose members' sessions all expired
+    /// is stored Empty, so a coordinator taking it over does not restore
+    /// members that are gone. Failures are logged: the older record only
+    /// costs a coordinator taking the group over the wait for those
+    /// members' sessions to expire again.
+    pub(crate) async fn store_changed_by_timeouts(&self, consumer: bool, groups: Vec<String>) {
+        for group in groups {
+            let stored = if consumer {
+                match self.consumer_groups().stored_form(&group) {
+                    Some(stored) => self.put_group_record(&group, GroupRecord::Consumer(stored)).await,
+                    None => Ok(()),
+                }
+            } else {
+                self.store_group(&group).await
+            };
+            if let Err(e) = stored {
+                tracing::warn!(group, error = %e, "could not store a group changed by a timeout");
+            }
+        }
+    }
+
     /// Restores every stored group (a single node at start coordinates
     /// them all). Returns how many were restored.
     pub(crate) fn restore_stored_groups(&self) -> usize {

@@ -18,6 +18,7 @@ use crate::{Broker, BrokerConfig};
 async fn open(dir: &std::path::Path) -> Arc<Broker> {
     let mut cfg = BrokerConfig::new(dir);
     cfg.groups.initial_rebalance_delay = Duration::ZERO;
+    cfg.groups.min_session_timeout = Duration::from_millis(100);
     Broker::open(cfg, Arc::new(SystemClock)).await.expect("open")
 }
 
@@ -121,4 +122,45 @@ async fn only_settled_states_are_stored() {
     assert!(waiting.is_err(), "the join waits for the first member to rejoin");
     assert_eq!(b.groups().describe_group("g").expect("describe").state, GroupState::PreparingRebalance);
     assert_eq!(b.offsets().stored_groups(), stored);
+}
+
+/// A group emptied by its members' sessions expiring (no request said so)
+/// is stored Empty too: a coordinator taking it over does not restore the
+/// members that are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_emptied_by_expired_sessions_is_stored_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path()).await;
+    let _tasks = b.start_background_tasks();
+    let mut join = join_request("g", None);
+    join.session_timeout = Duration::from_millis(300);
+    let joined = b.join_group(join).await.expect("join");
+    b.sync_group(SyncGroupRequest {
+        group_id: "g".into(),
+        generation_id: joined.generation_id,
+        member_id: joined.member_id.clone(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments: vec![(joined.member_id.clone(), Bytes::from_static(b"a"))],
+    })
+    .await
+    .expect("sync");
+    // No heartbeats: the session expires.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = b.offsets().stored_groups();
+        if let [GroupRecord::Classic(g)] = &stored[..]
+            && g.members.is_empty()
+        {
+            assert!(g.generation > joined.generation_id, "Empty at a newer generation");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still stored with its members: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(b);
+    let b = open(dir.path()).await;
+    let d = b.groups().describe_group("g").expect("describe");
+    assert_eq!((d.state, d.members.len()), (GroupState::Empty, 0));
 }

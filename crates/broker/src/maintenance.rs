@@ -27,6 +27,8 @@ impl Broker {
     ///   any topic (re-read each round, so topic changes apply).
     /// - Retention runs every `retention_check_interval`.
     /// - Poisoned logs are recovered every `log_recovery_interval`.
+    /// - Groups changed by timeouts (expired sessions) are stored as
+    ///   requests' changes are.
     pub fn start_background_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let flusher = self.every(
             |b| b.shortest_flush_interval().unwrap_or(Duration::from_secs(1)),
@@ -51,7 +53,22 @@ impl Broker {
                 b.recover_poisoned_logs().await;
             },
         );
-        vec![flusher, retention, recovery]
+        let groups = {
+            let broker = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut stop = broker.shutdown_signal();
+                loop {
+                    tokio::select! {
+                        g = broker.groups.changed_by_timeouts() => broker.store_changed_by_timeouts(false, g).await,
+                        g = broker.consumer_groups.changed_by_timeouts() => {
+                            broker.store_changed_by_timeouts(true, g).await
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        };
+        vec![flusher, retention, recovery, groups]
     }
 
     /// Runs `work` after each `interval` (re-read every round) until

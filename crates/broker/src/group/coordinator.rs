@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     groups: RwLock<HashMap<String, SharedGroup>>,
     shut_down: AtomicBool,
     notify: Arc<Notify>,
+    /// Groups timeouts changed, for the broker to store.
+    pub(crate) changes: super::timer::TimerChanges,
 }
 
 impl Inner {
@@ -79,6 +81,8 @@ impl TimerOwner for Inner {
             }
             TimerKind::PendingSync => group.on_pending_sync_expired(key, &ctx),
         }
+        drop(group);
+        self.changes.mark(&event.group_id);
     }
 }
 
@@ -108,6 +112,7 @@ impl GroupCoordinator {
             groups: RwLock::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             notify: Arc::clone(&notify),
+            changes: Default::default(),
         });
         let task = tokio::spawn(timer::run(Arc::downgrade(&inner), notify));
         GroupCoordinator { inner, task }
@@ -116,6 +121,13 @@ impl GroupCoordinator {
     /// The configuration this coordinator runs with.
     pub fn config(&self) -> &GroupConfig {
         &self.inner.config
+    }
+
+    /// Waits until timeouts (an expired session, the end of a join phase)
+    /// changed some groups, and names them: their stored form may need
+    /// writing, as a request's change is written before its answer.
+    pub async fn changed_by_timeouts(&self) -> Vec<String> {
+        self.inner.changes.next().await
     }
 
     /// JoinGroup. The returned future resolves when the join phase completes (or at once for

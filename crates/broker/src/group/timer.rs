@@ -20,6 +20,33 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Groups that timeouts changed (a session expired, a join phase ended):
+/// what a request-driven change stores before it answers, a timeout's
+/// change is stored by the broker's task that waits here.
+#[derive(Debug, Default)]
+pub(crate) struct TimerChanges {
+    groups: Mutex<std::collections::BTreeSet<String>>,
+    notify: Notify,
+}
+
+impl TimerChanges {
+    pub(crate) fn mark(&self, group_id: &str) {
+        self.groups.lock().insert(group_id.to_owned());
+        self.notify.notify_one();
+    }
+
+    /// Waits until some group was changed by a timeout; returns them all.
+    pub(crate) async fn next(&self) -> Vec<String> {
+        loop {
+            let groups: Vec<String> = std::mem::take(&mut *self.groups.lock()).into_iter().collect();
+            if !groups.is_empty() {
+                return groups;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
 /// Identifies one scheduled timeout. Unique for the lifetime of a coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct TimerKey {

@@ -30,6 +30,8 @@ pub(super) struct Inner {
     groups: RwLock<HashMap<String, SharedGroup>>,
     shut_down: AtomicBool,
     notify: Arc<Notify>,
+    /// Groups timeouts changed, for the broker to store.
+    pub(crate) changes: crate::group::timer::TimerChanges,
 }
 
 impl std::fmt::Debug for Inner {
@@ -101,6 +103,8 @@ impl TimerOwner for Inner {
                 group.on_rebalance_timeout(key, &member_id, member_epoch, &ctx);
             }
         }
+        drop(group);
+        self.changes.mark(&event.group_id);
     }
 }
 
@@ -130,6 +134,7 @@ impl ConsumerGroups {
             groups: RwLock::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
             notify: Arc::clone(&notify),
+            changes: Default::default(),
         });
         let task = tokio::spawn(timer::run(Arc::downgrade(&inner), notify));
         ConsumerGroups { inner, task }
@@ -138,6 +143,13 @@ impl ConsumerGroups {
     /// The configuration this coordinator runs with.
     pub fn config(&self) -> &ConsumerGroupConfig {
         &self.inner.config
+    }
+
+    /// Waits until timeouts (an expired session, the end of a join phase)
+    /// changed some groups, and names them: their stored form may need
+    /// writing, as a request's change is written before its answer.
+    pub async fn changed_by_timeouts(&self) -> Vec<String> {
+        self.inner.changes.next().await
     }
 
     /// ConsumerGroupHeartbeat: joins (epoch 0), heartbeats, or leaves (epoch -1 / -2).
