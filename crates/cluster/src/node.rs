@@ -297,22 +297,35 @@ impl ClusterNode {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(ClusterError::NoLeader(last));
                 }
-                let attempt = if target == self.cfg.node_id {
-                    // Bounded: a leader without a quorum would wait forever.
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match tokio::time::timeout(left, self.write_here(cmd.clone())).await {
-                        Ok(r) => r,
-                        Err(_) => Err(ClusterError::NoLeader(format!(
-                            "node {} could not commit a change in time (no quorum?)",
-                            self.cfg.node_id
-                        ))),
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let write = async {
+                    if target == self.cfg.node_id {
+                        // Bounded: a leader without a quorum would wait forever.
+                        match tokio::time::timeout(left, self.write_here(cmd.clone())).await {
+                            Ok(r) => r,
+                            Err(_) => Err(ClusterError::NoLeader(format!(
+                                "node {} could not commit a change in time (no quorum?)",
+                                self.cfg.node_id
+                            ))),
+                        }
+                    } else {
+                        let Some(addr) = self.address_of(target) else {
+                            return Err(ClusterError::NoLeader(format!("no address for node {target}")));
+                        };
+                        match self.peers.call(target, &addr, Kind::ControllerWrite, body.clone(), left).await {
+                            Ok(b) => serde_json::from_slice::<Written>(&b).map_err(ClusterError::from),
+                            Err(e) => Err(e),
+                        }
                     }
-                } else {
-                    let Some(addr) = self.address_of(target) else { continue };
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match self.peers.call(target, &addr, Kind::ControllerWrite, body.clone(), left).await {
-                        Ok(b) => serde_json::from_slice::<Written>(&b).map_err(ClusterError::from),
-                        Err(e) => Err(e),
+                };
+                // A leader that stalls (its disk full) keeps the write
+                // waiting until the deadline; once another node leads, the
+                // write goes there instead. (Like any retry after a lost
+                // answer, the first attempt may still commit.)
+                let attempt = tokio::select! {
+                    r = write => r,
+                    () = self.leads_elsewhere_than(target) => {
+                        Err(ClusterError::NoLeader(format!("node {target} no longer leads the controller quorum")))
                     }
                 };
                 match attempt {
@@ -330,6 +343,16 @@ impl ClusterNode {
         }
         self.await_applied(written.index, deadline).await?;
         Ok(written.index)
+    }
+
+    /// Resolves once this node knows of a controller leader other than
+    /// `node`.
+    async fn leads_elsewhere_than(&self, node: NodeId) {
+        let mut rx = self.raft.metrics();
+        if rx.wait_for(|m| m.current_leader.is_some_and(|l| l != node)).await.is_err() {
+            // Raft stopped: nothing will change any more.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Waits until this node applied the metadata log up to `index`.
