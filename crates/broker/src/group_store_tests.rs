@@ -164,3 +164,42 @@ async fn a_group_emptied_by_expired_sessions_is_stored_empty() {
     let d = b.groups().describe_group("g").expect("describe");
     assert_eq!((d.state, d.members.len()), (GroupState::Empty, 0));
 }
+
+/// The same for a KIP-848 group: a member whose session expired is gone
+/// from the stored group as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_member_that_expired_is_gone_from_the_stored_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = BrokerConfig::new(dir.path());
+    cfg.consumer_groups.session_timeout = Duration::from_millis(300);
+    let b = Broker::open(cfg, Arc::new(SystemClock)).await.expect("open");
+    let _tasks = b.start_background_tasks();
+    b.create_topic("t", 1, crate::TopicConfig::default()).await.expect("topic");
+    let joined = b
+        .consumer_heartbeat(crate::group::consumer::ConsumerHeartbeat {
+            group_id: "cg".into(),
+            member_id: "member-expiring".into(),
+            member_epoch: 0,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout: Some(Duration::from_secs(30)),
+            subscribed_topic_names: Some(vec!["t".into()]),
+            subscribed_topic_regex: None,
+            server_assignor: None,
+            owned_partitions: Some(vec![]),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            member_id_required: true,
+        })
+        .await
+        .expect("join");
+    assert!(joined.member_epoch > 0);
+    let stored = || format!("{:?}", b.offsets().stored_groups());
+    assert!(stored().contains("member-expiring"), "stored with its member: {}", stored());
+    // No heartbeats: the session expires and the stored group loses it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored().contains("member-expiring") {
+        assert!(tokio::time::Instant::now() < deadline, "still stored with its member: {}", stored());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
