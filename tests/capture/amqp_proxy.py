@@ -9,63 +9,53 @@ in crates/amqp-codec/tests/golden from real clients:
 
 Point the client at LISTEN_PORT. The 8-byte protocol header is skipped.
 """
-import asyncio
 import os
 import struct
 import sys
 
-counts = {}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from recording import run, save  # noqa: E402
 
 
-def record(out_dir, prefix, frame):
+def key_of(prefix, frame):
     kind = frame[0]
     if kind == 1:
         cls, meth = struct.unpack(">HH", frame[7:11])
-        key = f"{prefix}_{cls}_{meth}"
-    elif kind == 2:
-        key = f"{prefix}_header"
-    elif kind == 3:
-        key = f"{prefix}_body"
-    else:
-        return
-    counts[key] = counts.get(key, 0) + 1
-    with open(os.path.join(out_dir, f"{key}_{counts[key]}.hex"), "w") as f:
-        f.write(frame.hex() + "\n")
+        return f"{prefix}_{cls}_{meth}"
+    if kind == 2:
+        return f"{prefix}_header"
+    if kind == 3:
+        return f"{prefix}_body"
+    return None
 
 
-async def pump(reader, writer, out_dir=None, prefix=""):
-    buf, started = b"", out_dir is None
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-            if out_dir is None:
-                continue
-            buf += data
-            if not started and len(buf) >= 8:
-                buf, started = buf[8:], True
-            while started and len(buf) >= 7:
-                (n,) = struct.unpack(">I", buf[3:7])
-                if len(buf) < 8 + n:
-                    break
-                record(out_dir, prefix, buf[: 8 + n])
-                buf = buf[8 + n :]
-    finally:
-        writer.close()
+def frames():
+    """A connection's splitter: the 8-byte protocol header is skipped, then
+    frames of type(1) channel(2) size(4) payload frame-end(1)."""
+    started = False
 
+    def take(buf):
+        nonlocal started
+        if not started:
+            if len(buf) < 8:
+                return None, buf
+            buf, started = buf[8:], True
+        if len(buf) < 7:
+            return None, buf
+        (n,) = struct.unpack(">I", buf[3:7])
+        if len(buf) < 8 + n:
+            return None, buf
+        return buf[: 8 + n], buf[8 + n :]
 
-async def main(port, target, out_dir, prefix):
-    host, tport = target.rsplit(":", 1)
-
-    async def handle(cr, cw):
-        sr, sw = await asyncio.open_connection(host, int(tport))
-        await asyncio.gather(pump(cr, sw, out_dir, prefix), pump(sr, cw), return_exceptions=True)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
+    return take
 
 
 if __name__ == "__main__":
-    os.makedirs(sys.argv[3], exist_ok=True)
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
+    out_dir, prefix = sys.argv[3], sys.argv[4]
+
+    def record(frame):
+        key = key_of(prefix, frame)
+        if key is not None:
+            save(out_dir, key, frame)
+
+    run(int(sys.argv[1]), sys.argv[2], out_dir, frames, record)

@@ -8,14 +8,15 @@ crates/rocketmq-codec/tests/golden from real clients:
 
 Point the client (or Fjord's advertised broker address) at LISTEN_PORT.
 """
-import asyncio
 import json
 import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from recording import length_prefixed, run, save  # noqa: E402
+
 LANGS = ["JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP", "OMS", "RUST"]
-counts = {}
 
 
 def record(out_dir, frame):
@@ -29,43 +30,9 @@ def record(out_dir, frame):
             return
     except ValueError:  # ROCKETMQ binary header
         code, lang = struct.unpack(">h", header[:2])[0], LANGS[header[2]] if header[2] < len(LANGS) else "OTHER"
-    key = f"{str(lang).lower()}_{code}"
-    counts[key] = counts.get(key, 0) + 1
-    with open(os.path.join(out_dir, f"{key}_{counts[key]}.hex"), "w") as f:
-        f.write(frame.hex() + "\n")
-
-
-async def pump(reader, writer, out_dir=None):
-    buf = b""
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-            if out_dir is None:
-                continue
-            buf += data
-            while len(buf) >= 4:
-                (n,) = struct.unpack(">I", buf[:4])
-                if len(buf) < 4 + n:
-                    break
-                record(out_dir, buf[: 4 + n])
-                buf = buf[4 + n :]
-    finally:
-        writer.close()
-
-
-async def main(port, target, out_dir):
-    host, tport = target.rsplit(":", 1)
-
-    async def handle(cr, cw):
-        sr, sw = await asyncio.open_connection(host, int(tport))
-        await asyncio.gather(pump(cr, sw, out_dir), pump(sr, cw), return_exceptions=True)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
+    save(out_dir, f"{str(lang).lower()}_{code}", frame)
 
 
 if __name__ == "__main__":
-    os.makedirs(sys.argv[3], exist_ok=True)
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+    out_dir = sys.argv[3]
+    run(int(sys.argv[1]), sys.argv[2], out_dir, lambda: length_prefixed, lambda frame: record(out_dir, frame))

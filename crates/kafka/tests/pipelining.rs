@@ -4,39 +4,28 @@
 //! of the requests.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use fjord_broker::{Broker, BrokerConfig, TopicConfig, TopicPartition};
 use fjord_kafka::{KafkaConfig, KafkaGateway};
 use fjord_kafka_codec::kafka_protocol::messages::*;
-use fjord_kafka_codec::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use fjord_kafka_codec::kafka_protocol::protocol::Decodable;
 use fjord_log::SystemClock;
 use fjord_log::batch::{BatchBuilder, NewRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const V: i16 = 9;
+const V: i16 = common::PRODUCE_VERSION;
 
+/// A Produce frame with its size prefix, as it goes on the wire.
 fn produce(correlation_id: i32, topic: &str, acks: i16, records: Bytes) -> Vec<u8> {
-    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
-        produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records)),
-            ]),
-    ]);
-    let mut b = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(V)
-        .with_correlation_id(correlation_id)
-        .encode(&mut b, ApiKey::Produce.request_header_version(V))
-        .unwrap();
-    req.encode(&mut b, V).unwrap();
-    let mut frame = (b.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&b);
+    let body = common::produce_frame(correlation_id, topic, acks, 30_000, records);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
     frame
 }
 

@@ -3,13 +3,15 @@
 //! a batch above the topic's `max.message.bytes` is MESSAGE_TOO_LARGE.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fjord_broker::{Broker, BrokerConfig, TopicConfig, TopicPartition};
 use fjord_kafka::{KafkaConfig, KafkaGateway};
 use fjord_kafka_codec::kafka_protocol::messages::*;
-use fjord_kafka_codec::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use fjord_kafka_codec::kafka_protocol::protocol::Decodable;
 use fjord_log::SystemClock;
 use fjord_log::batch::{BatchBuilder, NewRecord};
 
@@ -18,23 +20,9 @@ async fn produce(gw: &KafkaGateway, topic: &str, records: Bytes) -> (i16, i64) {
 }
 
 async fn produce_within(gw: &KafkaGateway, topic: &str, records: Bytes, timeout_ms: i32) -> (i16, i64) {
-    let v = 9;
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![
-        produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records)),
-            ]),
-    ]);
-    let mut b = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(v)
-        .with_correlation_id(1)
-        .encode(&mut b, ApiKey::Produce.request_header_version(v))
-        .unwrap();
-    req.encode(&mut b, v).unwrap();
-    let out = gw.handle_frame(b.freeze(), "127.0.0.1").await.unwrap().unwrap();
+    let v = common::PRODUCE_VERSION;
+    let frame = common::produce_frame(1, topic, -1, timeout_ms, records);
+    let out = gw.handle_frame(frame, "127.0.0.1").await.unwrap().unwrap();
     let mut body = out.slice(4..);
     ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(v)).unwrap();
     let resp = ProduceResponse::decode(&mut body, v).unwrap();
