@@ -153,13 +153,24 @@ impl ClusterNode {
 /// heartbeats have gone unanswered for a whole lease stops serving (the
 /// controller fences it at about the same time, and may hand its
 /// partitions to others once they have replicas): its placement is
-/// emptied until heartbeats are answered again.
+/// emptied until heartbeats are answered again. The lease is counted from
+/// when the last answered heartbeat was *sent*, before the controller
+/// leader renewed it, and the node stops serving the moment it runs out
+/// (not at its next heartbeat): so it has stopped before the controller
+/// can fence it and let another node lead what it led — two nodes never
+/// serve one partition or group at once, not even stale reads.
 async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
     let mut last_ok = tokio::time::Instant::now();
     loop {
-        match node.heartbeat().await {
-            Ok(_) => {
-                last_ok = tokio::time::Instant::now();
+        let sent = tokio::time::Instant::now();
+        let answered = tokio::select! {
+            r = node.heartbeat() => Some(r),
+            // The lease runs out while the heartbeat is still on its way.
+            _ = tokio::time::sleep_until(last_ok + node.cfg.lease), if !*node.isolated.lock() => None,
+        };
+        match answered {
+            Some(Ok(_)) => {
+                last_ok = sent;
                 let mut isolated = node.isolated.lock();
                 if *isolated {
                     *isolated = false;
@@ -167,21 +178,31 @@ async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
                     reconcile::install_placement(&node, &node.metadata());
                 }
             }
-            Err(e) if last_ok.elapsed() > node.cfg.lease => {
-                let mut isolated = node.isolated.lock();
-                if !*isolated {
-                    *isolated = true;
-                    tracing::warn!(error = %e, lease_ms = node.cfg.lease.as_millis() as u64,
-                        "no controller leader answered for a whole lease; serving nothing until one does");
-                    let known = node.broker.placement().map(|p| p.nodes.iter().chain(&p.fenced).cloned().collect());
-                    reconcile::serve_nothing(&node.broker, known.unwrap_or_default());
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "heartbeat to the controller leader failed"),
+            Some(Err(e)) if last_ok.elapsed() >= node.cfg.lease => isolate(&node, &e.to_string()),
+            None => isolate(&node, "no answer yet"),
+            Some(Err(e)) => tracing::debug!(error = %e, "heartbeat to the controller leader failed"),
         }
+        // The next heartbeat, or the moment the lease runs out if sooner.
+        let (every, expiry) = (sent + node.cfg.heartbeat_interval, last_ok + node.cfg.lease);
+        let next = if expiry > tokio::time::Instant::now() { every.min(expiry) } else { every };
         tokio::select! {
-            _ = tokio::time::sleep(node.cfg.heartbeat_interval) => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Stops serving until heartbeats are answered again (see [`heartbeats`]).
+fn isolate(node: &ClusterNode, error: &str) {
+    let mut isolated = node.isolated.lock();
+    if !*isolated {
+        *isolated = true;
+        tracing::warn!(
+            error,
+            lease_ms = node.cfg.lease.as_millis() as u64,
+            "no controller leader answered for a whole lease; serving nothing until one does"
+        );
+        let known = node.broker.placement().map(|p| p.nodes.iter().chain(&p.fenced).cloned().collect());
+        reconcile::serve_nothing(&node.broker, known.unwrap_or_default());
     }
 }

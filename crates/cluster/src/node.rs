@@ -244,6 +244,17 @@ impl ClusterNode {
         if m.current_leader != Some(self.cfg.node_id) {
             return Err(ClusterError::NoLeader(format!("node {} is not the controller leader", self.cfg.node_id)));
         }
+        // A leader whose storage waits for space commits nothing and its
+        // peers elect another: its metrics (frozen with its core) are no
+        // evidence it still leads, and it must not renew leases — its own
+        // least of all, or it would keep serving what the new leader hands
+        // to others.
+        if fjord_controller::store::stalled(&self.cfg.dir) {
+            return Err(ClusterError::NoLeader(format!(
+                "node {}'s controller storage is full: it renews no lease",
+                self.cfg.node_id
+            )));
+        }
         // A leader cut off from its quorum is no authority on leases.
         let quorum_ms = m.millis_since_quorum_ack.unwrap_or(u64::MAX);
         if self.cfg.controllers.len() > 1 && quorum_ms > self.cfg.lease.as_millis() as u64 {

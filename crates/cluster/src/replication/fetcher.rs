@@ -208,10 +208,16 @@ pub(super) async fn apply(tp: &TopicPartition, p: &Arc<Partition>, answer: Fetch
         }
         FetchStatus::Diverging => {
             let Some((epoch, end)) = answer.diverging else { return Applied::Wait };
-            // Cut where both logs last agree: the leader's end of that
-            // epoch, or ours if ours ends earlier (KIP-320).
-            let ours = p.end_offset_for_epoch(epoch).filter(|(e, _)| *e == epoch).map_or(end, |(_, o)| o);
-            let cut = end.min(ours);
+            // Cut where both logs last agree (KIP-320): the leader's end of
+            // that epoch, or where ours ends if earlier — the end of our
+            // largest epoch up to it, which need not be that epoch: a log
+            // that never saw it must lose what it wrote after its own
+            // earlier epoch (Kafka's follower does the same; the next fetch
+            // goes on from there). With no epoch that old, nothing here
+            // is known to agree: back to the log start.
+            let start = p.log_start_offset();
+            let ours = p.end_offset_for_epoch(epoch).map_or(start, |(_, o)| o);
+            let cut = end.min(ours).max(start);
             let part = p.clone();
             match on_log(tp, "cut a diverged tail", move || part.truncate_to(cut)).await {
                 Some(new_end) => {

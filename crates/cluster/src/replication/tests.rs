@@ -119,6 +119,62 @@ async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
     assert_eq!(pb.high_watermark(), pa.high_watermark());
 }
 
+/// The follower's log lacks the epoch the leader names (it never saw the
+/// leader's epoch 2; its tail is an epoch 3 nobody else got): the cut goes
+/// where the follower's largest epoch below it ends, not at the leader's
+/// answer (which cut nothing and was asked again forever — a chaos run's
+/// replica stuck after a reassignment, 309,750 cuts at one offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_without_the_leaders_epoch_cuts_where_its_own_earlier_epoch_ends() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = |id: i32, dir: &std::path::Path| {
+        let cfg = BrokerConfig { node_id: id, ..BrokerConfig::new(dir) };
+        async move { Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap() }
+    };
+    let (a, b) = (open(1, dirs.0.path()).await, open(2, dirs.1.path()).await);
+    let tp = TopicPartition::new("t", 0);
+    for br in [&a, &b] {
+        br.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+    }
+    // Node 2: [a b c] in epoch 0, then [x y z] it wrote leading epoch 3.
+    place(&b, 2, 0);
+    b.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    place(&b, 2, 3);
+    b.produce(&tp, batch(&["x", "y", "z"])).await.unwrap();
+    // Node 1: [a b c] in epoch 0, [d e f g] in epoch 2, [h] leading epoch 4.
+    place(&a, 1, 0);
+    a.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    place(&a, 1, 2);
+    a.produce(&tp, batch(&["d", "e", "f", "g"])).await.unwrap();
+    place(&a, 1, 4);
+    a.produce(&tp, batch(&["h"])).await.unwrap();
+    place(&b, 1, 4);
+    let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
+    let fetch = || FetchPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader_epoch: 4,
+        fetch_offset: pb.log_end_offset(),
+        last_fetched_epoch: pb.last_epoch(),
+        durable_offset: pb.replica_durable_end(),
+    };
+    // The leader's largest epoch up to 3 is 2, ending past 6: diverging at
+    // (2, 6); the follower's largest epoch up to 2 is 0, ending at 3.
+    let (first, _) = answer(&a, 2, &fetch(), &mut 1_000_000, true);
+    assert_eq!((first.status, first.diverging), (FetchStatus::Diverging, Some((2, 6))));
+    apply(&tp, &pb, first).await;
+    assert_eq!(pb.log_end_offset(), 3);
+    for _ in 0..4 {
+        if pb.log_end_offset() == pa.log_end_offset() {
+            break;
+        }
+        let (next, _) = answer(&a, 2, &fetch(), &mut 1_000_000, true);
+        assert_eq!(next.status, FetchStatus::Ok);
+        apply(&tp, &pb, next).await;
+    }
+    assert_eq!(values(&b), ["a", "b", "c", "d", "e", "f", "g", "h"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_fails_its_waiting_writes_as_not_leader() {
     let dir = tempfile::tempdir().unwrap();
