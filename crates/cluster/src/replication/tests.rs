@@ -56,18 +56,35 @@ fn values(b: &Broker) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
+/// Two brokers, nodes 1 and 2, each with topic `t` (one partition).
+async fn two_brokers() -> ((tempfile::TempDir, tempfile::TempDir), Arc<Broker>, Arc<Broker>, TopicPartition) {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let open = |id: i32, dir: &std::path::Path| {
         let cfg = BrokerConfig { node_id: id, ..BrokerConfig::new(dir) };
         async move { Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap() }
     };
     let (a, b) = (open(1, dirs.0.path()).await, open(2, dirs.1.path()).await);
-    let tp = TopicPartition::new("t", 0);
     for br in [&a, &b] {
         br.create_topic("t", 1, TopicConfig::default()).await.unwrap();
     }
+    (dirs, a, b, TopicPartition::new("t", 0))
+}
+
+/// Node 2's fetch of `t-0` in `epoch`, from where its log ends.
+fn fetch_of(pb: &fjord_broker::Partition, epoch: i32) -> FetchPartition {
+    FetchPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader_epoch: epoch,
+        fetch_offset: pb.log_end_offset(),
+        last_fetched_epoch: pb.last_epoch(),
+        durable_offset: pb.replica_durable_end(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
+    let (_dirs, a, b, tp) = two_brokers().await;
     // Node 2 holds [a b c] of epoch 0, then [x y z] it wrote leading
     // epoch 1, which nobody else got.
     place(&b, 2, 0);
@@ -84,14 +101,7 @@ async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
     place(&b, 1, 2);
     let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
 
-    let fetch = |epoch| FetchPartition {
-        topic: "t".into(),
-        partition: 0,
-        leader_epoch: epoch,
-        fetch_offset: pb.log_end_offset(),
-        last_fetched_epoch: pb.last_epoch(),
-        durable_offset: pb.replica_durable_end(),
-    };
+    let fetch = |epoch| fetch_of(&pb, epoch);
     // A stale epoch is fenced; a node that does not lead says so.
     assert_eq!(answer(&a, 2, &fetch(1), &mut 1_000_000, true).0.status, FetchStatus::FencedLeaderEpoch);
     assert_eq!(answer(&b, 1, &fetch(2), &mut 1_000_000, true).0.status, FetchStatus::NotLeader);
@@ -126,16 +136,7 @@ async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
 /// replica stuck after a reassignment, 309,750 cuts at one offset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_without_the_leaders_epoch_cuts_where_its_own_earlier_epoch_ends() {
-    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let open = |id: i32, dir: &std::path::Path| {
-        let cfg = BrokerConfig { node_id: id, ..BrokerConfig::new(dir) };
-        async move { Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap() }
-    };
-    let (a, b) = (open(1, dirs.0.path()).await, open(2, dirs.1.path()).await);
-    let tp = TopicPartition::new("t", 0);
-    for br in [&a, &b] {
-        br.create_topic("t", 1, TopicConfig::default()).await.unwrap();
-    }
+    let (_dirs, a, b, tp) = two_brokers().await;
     // Node 2: [a b c] in epoch 0, then [x y z] it wrote leading epoch 3.
     place(&b, 2, 0);
     b.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
@@ -150,14 +151,7 @@ async fn a_follower_without_the_leaders_epoch_cuts_where_its_own_earlier_epoch_e
     a.produce(&tp, batch(&["h"])).await.unwrap();
     place(&b, 1, 4);
     let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
-    let fetch = || FetchPartition {
-        topic: "t".into(),
-        partition: 0,
-        leader_epoch: 4,
-        fetch_offset: pb.log_end_offset(),
-        last_fetched_epoch: pb.last_epoch(),
-        durable_offset: pb.replica_durable_end(),
-    };
+    let fetch = || fetch_of(&pb, 4);
     // The leader's largest epoch up to 3 is 2, ending past 6: diverging at
     // (2, 6); the follower's largest epoch up to 2 is 0, ending at 3.
     let (first, _) = answer(&a, 2, &fetch(), &mut 1_000_000, true);
