@@ -31,7 +31,7 @@ use fjord_log::{AppendInfo, AppendOrigin, Log, LogError};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::commit::{CommitPoint, Written};
+use crate::commit::{CommitPoint, Stamp, Written};
 use crate::error::{BrokerError, Result};
 
 type Reply = oneshot::Sender<fjord_log::Result<(AppendInfo, Written)>>;
@@ -113,11 +113,11 @@ impl AppendQueue {
                     (data, origin)
                 })
                 .collect();
-            let generation = self.commit.generation();
+            let stamp = self.commit.stamp();
             let (results, mark) = self.log.write_many(requests);
             let end = results.iter().filter_map(|r| r.as_ref().ok()).map(|i| i.last_offset + 1).max();
             let failed = results.iter().any(|r| matches!(r, Err(LogError::Poisoned { .. } | LogError::Io { .. })));
-            answer(generation, results, replies);
+            answer(stamp, results, replies);
             if let Some(end) = end {
                 self.commit.appended(end);
             }
@@ -144,11 +144,11 @@ impl AppendQueue {
     }
 }
 
-fn answer(generation: u64, results: Vec<fjord_log::Result<AppendInfo>>, replies: Vec<Reply>) {
+fn answer(stamp: Stamp, results: Vec<fjord_log::Result<AppendInfo>>, replies: Vec<Reply>) {
     for (result, reply) in results.into_iter().zip(replies) {
         // The appender may have gone (its client disconnected); the append
         // stands either way, as a blocking append would.
-        let _ = reply.send(result.map(|info| (info, CommitPoint::written(generation, info.last_offset))));
+        let _ = reply.send(result.map(|info| (info, CommitPoint::written(stamp, info.last_offset))));
     }
 }
 
@@ -189,7 +189,7 @@ mod tests {
                     tokio::spawn(async move {
                         let appended = queue.append(one(format!("m{i}")), AppendOrigin::Leader { epoch: 0 }).await;
                         let (info, written) = appended.expect("queued").expect("appended");
-                        commit.committed(written).await.expect("committed");
+                        commit.committed(written, crate::commit::Until::Committed).await.expect("committed");
                         (i, info.base_offset)
                     })
                 })

@@ -21,7 +21,20 @@
 //!   poisoned or cut), so no producer hangs on a failed fsync; otherwise a
 //!   waiter is woken once, when the high watermark reaches its end (waiters
 //!   are kept by that offset), so many producers on one partition cost one
-//!   wake-up each per commit, not one per move of the high watermark.
+//!   wake-up each per commit, not one per move of the high watermark;
+//! - a leader that is deposed keeps its clients' writes waiting
+//!   ([`Until::Committed`]): as a follower it learns the new leader's high
+//!   watermark only from fetches whose offset and epoch the leader checked,
+//!   so a write it still holds below that mark is in the new leader's log,
+//!   and a write the new leader lacks is cut here first (and fails). A
+//!   client thus hears "written" or "not written", not "not leader" for a
+//!   write that survived: an idempotent producer that takes the latter at
+//!   its word re-sends the batch under a new epoch, a duplicate no broker
+//!   can recognise. The wait lasts at most [`DEPOSED_GRACE`] after the
+//!   deposition (a deposed node cut off from the new leader never learns;
+//!   its clients hear "not leader" then, as from Kafka, and retry there).
+//!   The broker's own writers ([`Until::CommittedWhileLeading`]) fail at
+//!   once instead: they hold locks and have no client timeout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +42,12 @@ use std::sync::Arc;
 use fjord_log::{Log, LogError};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
+use tokio::time::{Duration, Instant};
+
+/// How long a deposed leader keeps a client's write waiting to learn, as a
+/// follower, whether the new leader holds it: a healthy node learns within
+/// a fetch or two of its new leader; one that is cut off never does.
+pub(crate) const DEPOSED_GRACE: Duration = Duration::from_secs(3);
 
 /// The high watermark of one partition, the signal long-polling fetches
 /// wait on, and the writes waiting for it.
@@ -60,13 +79,36 @@ struct Cuts {
     /// The high watermark when the last cut began: writes of the generation
     /// before it that end below this were committed before the cut.
     committed_before: u64,
+    /// Bumped each time this replica stops leading.
+    depositions: u64,
+    /// When it last stopped leading.
+    deposed_at: Option<Instant>,
+}
+
+/// What a wait for a commit outlasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Until the high watermark covers the write, or the write is lost (the
+    /// log was poisoned, or cut below it), even if this replica stops
+    /// leading meanwhile: a client's write, bounded by its request timeout.
+    Committed,
+    /// As [`Until::Committed`], but failing as soon as this replica stops
+    /// leading: the broker's own writes.
+    CommittedWhileLeading,
 }
 
 /// A written append, waiting to be committed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Written {
     last_offset: u64,
+    stamp: Stamp,
+}
+
+/// The log's generation and this replica's depositions when a write began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
     generation: u64,
+    depositions: u64,
 }
 
 impl CommitPoint {
@@ -111,16 +153,18 @@ impl CommitPoint {
         self.high_watermark.subscribe()
     }
 
-    /// The generation a write about to start belongs to. Read *before*
-    /// writing: a cut between the read and the write can then only make the
-    /// write fail, never let it pass for one of a later generation.
-    pub(crate) fn generation(&self) -> u64 {
-        self.cuts.lock().generation
+    /// The generation a write about to start belongs to (and the
+    /// depositions so far). Read *before* writing: a cut between the read
+    /// and the write can then only make the write fail, never let it pass
+    /// for one of a later generation.
+    pub(crate) fn stamp(&self) -> Stamp {
+        let cuts = self.cuts.lock();
+        Stamp { generation: cuts.generation, depositions: cuts.depositions }
     }
 
-    /// Marks an append of `generation` that was written up to `last_offset`.
-    pub(crate) fn written(generation: u64, last_offset: u64) -> Written {
-        Written { last_offset, generation }
+    /// Marks an append stamped `stamp` that was written up to `last_offset`.
+    pub(crate) fn written(stamp: Stamp, last_offset: u64) -> Written {
+        Written { last_offset, stamp }
     }
 
     /// The local replica holds everything below `end` as its durability
@@ -166,10 +210,17 @@ impl CommitPoint {
             self.advance(commit);
         }
         if deposed {
-            // Writes not committed yet will not be by this replica: their
-            // producers hear so now (and retry with the new leader) rather
-            // than wait for a commit point that no longer moves here.
-            self.begin_cut(self.log.high_watermark());
+            // Writes not committed yet are committed, if at all, by the new
+            // leader: the broker's own writers hear so now; clients' writes
+            // wait for the high watermark this replica learns as a follower,
+            // or for the cut that removes them (see the module's invariants).
+            {
+                let mut cuts = self.cuts.lock();
+                cuts.depositions += 1;
+                cuts.deposed_at = Some(Instant::now());
+            }
+            self.local_durable.send_modify(|_| {});
+            self.wake_all();
         }
         elected
     }
@@ -275,15 +326,17 @@ impl CommitPoint {
     }
 
     /// Waits until the high watermark covers `written`; fails when it never
-    /// will (the log was poisoned before, or cut after, the write).
-    pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
+    /// will (the log was poisoned before, or cut after, the write) or, with
+    /// [`Until::CommittedWhileLeading`], once this replica stops leading.
+    pub(crate) async fn committed(&self, written: Written, until: Until) -> Result<(), LogError> {
         loop {
+            let deadline = self.deposed_deadline(written);
             let woken = {
                 // Decided under the waiters' lock: whatever decides this
                 // write's fate afterwards (a high watermark past it, a
-                // failure, a cut) takes the lock to wake it.
+                // failure, a cut, a deposition) takes the lock to wake it.
                 let mut waiters = self.waiters.lock();
-                if let Some(decided) = self.decided(written) {
+                if let Some(decided) = self.decided(written, until) {
                     return decided;
                 }
                 let (tx, rx) = oneshot::channel();
@@ -292,8 +345,29 @@ impl CommitPoint {
             };
             // A dropped sender (the partition went away) also means: look
             // again; the log then reports itself closed or the cut.
-            let _ = woken.await;
+            match deadline {
+                None => {
+                    let _ = woken.await;
+                }
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                        let unknown = "this replica stopped leading and did not learn whether the write was committed";
+                        return self.decided(written, until).unwrap_or_else(|| Err(self.lost(unknown.into())));
+                    }
+                }
+            }
         }
+    }
+
+    /// Until when a write waits here after this replica stopped leading
+    /// (see [`DEPOSED_GRACE`]); `None` while it leads or never was deposed
+    /// since the write.
+    fn deposed_deadline(&self, written: Written) -> Option<Instant> {
+        let cuts = *self.cuts.lock();
+        if cuts.depositions == written.stamp.depositions || self.leading() {
+            return None;
+        }
+        cuts.deposed_at.map(|at| at + DEPOSED_GRACE)
     }
 
     /// Waits until this replica holds `written` durably under its policy;
@@ -301,8 +375,8 @@ impl CommitPoint {
     pub(crate) async fn locally_durable_wait(&self, written: Written) -> Result<(), LogError> {
         let mut rx = self.local_durable.subscribe();
         loop {
-            if self.cuts.lock().generation != written.generation {
-                return self.decided(written).unwrap_or(Ok(()));
+            if self.cuts.lock().generation != written.stamp.generation {
+                return self.decided(written, Until::Committed).unwrap_or(Ok(()));
             }
             if *rx.borrow_and_update() > written.last_offset {
                 return Ok(());
@@ -317,11 +391,11 @@ impl CommitPoint {
     }
 
     /// The outcome of a write if it is known now.
-    fn decided(&self, written: Written) -> Option<Result<(), LogError>> {
+    fn decided(&self, written: Written, until: Until) -> Option<Result<(), LogError>> {
         let cuts = *self.cuts.lock();
-        if cuts.generation != written.generation {
+        if cuts.generation != written.stamp.generation {
             // Committed before the cut began, or lost to it.
-            if cuts.generation == written.generation + 1 && written.last_offset < cuts.committed_before {
+            if cuts.generation == written.stamp.generation + 1 && written.last_offset < cuts.committed_before {
                 return Some(Ok(()));
             }
             return Some(Err(self.lost("the log was cut before this write was committed; it may be lost".into())));
@@ -330,6 +404,9 @@ impl CommitPoint {
         // before the failure stands.
         if self.log.high_watermark() > written.last_offset {
             return Some(Ok(()));
+        }
+        if until == Until::CommittedWhileLeading && cuts.depositions != written.stamp.depositions {
+            return Some(Err(self.lost("this replica stopped leading before the write was committed".into())));
         }
         if let Some(reason) = self.log.poisoned() {
             return Some(Err(self.lost(reason)));
@@ -360,6 +437,47 @@ mod tests {
         let cfg = LogConfig { durability: Durability::GroupCommit, ..LogConfig::default() };
         let log = fjord_log::Log::open(dir, cfg, std::sync::Arc::new(SystemClock)).expect("open");
         Partition::new(TopicPartition::new("t", 0), log, 0)
+    }
+
+    /// A deposed leader keeps a client's write waiting for the high
+    /// watermark it learns as a follower (the write survived in the new
+    /// leader's log), while the broker's own write fails at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deposed_leader_keeps_clients_writes_waiting_but_not_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = std::sync::Arc::new(partition(dir.path()));
+        p.set_replica_role(true, &[2]);
+        let (_, client) = p.append(one("client")).await.expect("queued").expect("written");
+        let (_, own) = p.append(one("own")).await.expect("queued").expect("written");
+        let waits = |w, client: bool| {
+            let p = p.clone();
+            tokio::spawn(async move { if client { p.committed(w).await } else { p.committed_while_leading(w).await } })
+        };
+        let (mut client, own) = (waits(client, true), waits(own, false));
+        p.set_replica_role(false, &[]);
+        assert!(own.await.expect("joined").is_err(), "the broker's own write fails when deposed");
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), &mut client).await;
+        assert!(pending.is_err(), "a client's write waits for the new leader's high watermark");
+        p.follow_leader(1, 0).expect("followed");
+        client.await.expect("joined").expect("committed by the new leader");
+    }
+
+    /// A deposed leader that learns nothing (cut off from the new leader)
+    /// answers a client's write as not committed here once its grace ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_deposed_leader_that_learns_nothing_gives_up_after_its_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = std::sync::Arc::new(partition(dir.path()));
+        p.set_replica_role(true, &[2]);
+        let (_, w) = p.append(one("w")).await.expect("queued").expect("written");
+        let mut wait = {
+            let p = p.clone();
+            tokio::spawn(async move { p.committed(w).await })
+        };
+        p.set_replica_role(false, &[]);
+        let early = tokio::time::timeout(super::DEPOSED_GRACE - std::time::Duration::from_millis(100), &mut wait).await;
+        assert!(early.is_err(), "still waiting within the grace");
+        assert!(wait.await.expect("joined").is_err(), "not known to be committed");
     }
 
     /// Written is not committed: with fsyncs failing the append still gets

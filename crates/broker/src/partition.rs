@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::append_queue::AppendQueue;
-use crate::commit::{CommitPoint, Written};
+use crate::commit::{CommitPoint, Until, Written};
 
 use crate::topic::TopicRecord;
 
@@ -82,13 +82,20 @@ impl Partition {
     /// generation: a batch recorded in the producer state (which is
     /// forgotten whenever the log is cut) that a retry waits for.
     pub(crate) fn written_at(&self, last_offset: u64) -> Written {
-        CommitPoint::written(self.commit.generation(), last_offset)
+        CommitPoint::written(self.commit.stamp(), last_offset)
     }
 
-    /// Resolves once the high watermark covers a write; fails when it never
-    /// will (the log failed before, or was cut after, the write).
+    /// Resolves once the high watermark covers a client's write; fails when
+    /// it never will (the log failed before, or was cut after, the write).
+    /// Outlasts a change of leader (see [`crate::commit`]).
     pub(crate) async fn committed(&self, written: Written) -> Result<(), LogError> {
-        self.commit.committed(written).await
+        self.commit.committed(written, Until::Committed).await
+    }
+
+    /// As [`Partition::committed`], for the broker's own writes: also fails
+    /// once this replica stops leading.
+    pub(crate) async fn committed_while_leading(&self, written: Written) -> Result<(), LogError> {
+        self.commit.committed(written, Until::CommittedWhileLeading).await
     }
 
     /// Resolves once this replica holds a write durably under the topic's

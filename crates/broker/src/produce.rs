@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fjord_log::AppendInfo;
 use fjord_log::batch::BatchHeader;
 
-use crate::commit::Written;
+use crate::commit::{Until, Written};
 
 use crate::partition::{Partition, TopicPartition};
 use crate::producers::{BatchMeta, Check, Sequenced};
@@ -186,7 +186,7 @@ impl Broker {
     /// The second half of [`Broker::produce_acks`]: waits until the write
     /// counts as acknowledged under its `acks`.
     pub async fn produce_acknowledged(&self, w: WrittenProduce) -> Result<ProduceResult> {
-        self.acknowledge(&w.partition, w.written, w.acks).await?;
+        self.acknowledge(&w.partition, w.written, w.acks, Until::Committed).await?;
         if let Some(info) = w.fresh {
             self.count_produced(&w.partition, &info);
         }
@@ -213,7 +213,7 @@ impl Broker {
         }
         self.check_in_sync(tp, false)?;
         let (info, written) = Self::write(&partition, data).await?;
-        self.acknowledge(&partition, written, Acks::All).await?;
+        self.acknowledge(&partition, written, Acks::All, Until::CommittedWhileLeading).await?;
         Ok(Self::result_of(&partition, &info))
     }
 
@@ -223,14 +223,20 @@ impl Broker {
         partition.append(data).await?.map_err(|e| BrokerError::log(tp.to_string(), e))
     }
 
-    /// Waits until a write counts as acknowledged under `acks`.
-    async fn acknowledge(&self, partition: &Arc<Partition>, written: Written, acks: Acks) -> Result<()> {
+    /// Waits until a write counts as acknowledged under `acks`; with
+    /// `acks=all`, outlasting a change of leader unless `until` says not.
+    async fn acknowledge(&self, partition: &Arc<Partition>, written: Written, acks: Acks, until: Until) -> Result<()> {
         let tp = partition.id();
         match acks {
             Acks::All => {
-                if let Err(e) = partition.committed(written).await {
-                    // Deposed while it waited: the client retries with the
-                    // new leader (an idempotent producer without duplicates).
+                let committed = match until {
+                    Until::Committed => partition.committed(written).await,
+                    Until::CommittedWhileLeading => partition.committed_while_leading(written).await,
+                };
+                if let Err(e) = committed {
+                    // Lost to a cut (or, for the broker's own writes, not
+                    // committed while this replica led): the client retries
+                    // with the leader, where the write is not.
                     self.check_leader(tp)?;
                     return Err(BrokerError::NotCommitted { tp: tp.to_string(), source: e });
                 }

@@ -357,7 +357,7 @@ impl Shard {
         let p = &self.partition;
         let fail = |e| BrokerError::log(p.id().to_string(), e);
         let (_, written) = p.append(data).await?.map_err(fail)?;
-        p.committed(written).await.map_err(fail)
+        p.committed_while_leading(written).await.map_err(fail)
     }
 
     /// Re-appends the live map and moves the log start past older records.

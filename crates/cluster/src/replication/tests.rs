@@ -27,12 +27,17 @@ fn batch(values: &[&str]) -> BytesMut {
 /// Places `t-0` on nodes 1 and 2, led by `leader` in `epoch`, with the
 /// leader alone in sync (so its writes commit without a follower here).
 fn place(b: &Broker, leader: i32, epoch: i32) {
+    place_in_sync(b, leader, epoch, &[leader]);
+}
+
+/// Places `t-0` on nodes 1 and 2, led by `leader` in `epoch`, with `isr`.
+fn place_in_sync(b: &Broker, leader: i32, epoch: i32, isr: &[i32]) {
     let node = |id| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
     let part = PartitionPlacement {
         leader,
         leader_epoch: epoch,
         replicas: vec![1, 2],
-        isr: vec![leader],
+        isr: isr.to_vec(),
         partition_epoch: 0,
         adding: vec![],
         removing: vec![],
@@ -169,43 +174,56 @@ async fn a_follower_without_the_leaders_epoch_cuts_where_its_own_earlier_epoch_e
     assert_eq!(values(&b), ["a", "b", "c", "d", "e", "f", "g", "h"]);
 }
 
+/// A leader deposed while a client's write waits answers it by what the
+/// new leader holds: written, once it learns (as a follower) a high
+/// watermark past it; not written, once the tail holding it is cut. Not
+/// "not leader" for a write that survived: librdkafka takes that to mean
+/// not written, and re-sends the batch under a new producer epoch after
+/// any epoch bump (a duplicate; found by fjord-chaos, seed 8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deposed_leader_fails_its_waiting_writes_as_not_leader() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = BrokerConfig { node_id: 1, ..BrokerConfig::new(dir.path()) };
-    let a = Broker::open(cfg, Arc::new(fjord_log::SystemClock)).await.unwrap();
-    a.create_topic("t", 1, TopicConfig::default()).await.unwrap();
-    let tp = TopicPartition::new("t", 0);
-    // Node 2 is in sync but never fetches: the write waits for it.
-    let node = |id| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
-    let placed = |leader, leader_epoch| Placement {
-        controller_id: 1,
-        nodes: vec![node(1), node(2)],
-        fenced: Vec::new(),
-        controllers: vec![1],
-        topics: HashMap::from([(
-            "t".to_string(),
-            vec![PartitionPlacement {
-                leader,
-                leader_epoch,
-                replicas: vec![1, 2],
-                isr: vec![1, 2],
-                partition_epoch: 0,
-                adding: vec![],
-                removing: vec![],
-            }],
-        )]),
+async fn a_deposed_leader_answers_a_waiting_write_by_what_the_new_leader_holds() {
+    let (_dirs, a, b, tp) = two_brokers().await;
+    let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
+    let both = |leader, epoch, isr: &[i32]| {
+        place_in_sync(&a, leader, epoch, isr);
+        place_in_sync(&b, leader, epoch, isr);
     };
-    a.set_placement(placed(1, 0));
-    let writer = {
-        let (a, tp) = (a.clone(), tp.clone());
-        tokio::spawn(async move { a.produce(&tp, batch(&["w"])).await })
+    let produce = |br: &Arc<Broker>, v: &'static str| {
+        let (br, tp) = (br.clone(), tp.clone());
+        tokio::spawn(async move { br.produce(&tp, batch(&[v])).await })
     };
-    let p = a.topic("t").unwrap().partition(0).unwrap();
-    let mut end = p.subscribe_log_end_for_tests();
-    end.wait_for(|e| *e == 1).await.unwrap();
-    assert!(!writer.is_finished(), "not committed without node 2");
-    a.set_placement(placed(2, 1));
-    let out = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await.expect("answered").unwrap();
-    assert!(matches!(out, Err(fjord_broker::BrokerError::NotLeader { .. })), "{out:?}");
+    // Node 1 leads with node 2 in sync; node 2 copies the write, but node
+    // 1 is deposed before it hears so.
+    both(1, 0, &[1, 2]);
+    let kept = produce(&a, "kept");
+    pa.subscribe_log_end_for_tests().wait_for(|e| *e == 1).await.unwrap();
+    let (copy, _) = answer(&a, 2, &fetch_of(&pb, 0), &mut 1_000_000, true);
+    apply(&tp, &pb, copy).await;
+    pb.wait_replica_durable(1, std::time::Duration::from_secs(10)).await;
+    assert_eq!(pb.replica_durable_end(), 1);
+    both(2, 1, &[2, 1]);
+    assert!(!kept.is_finished(), "not committed yet");
+    // As node 2's follower, node 1 learns the high watermark past it.
+    for _ in 0..4 {
+        let (next, _) = answer(&b, 1, &fetch_of(&pa, 1), &mut 1_000_000, true);
+        assert_eq!(next.status, FetchStatus::Ok);
+        apply(&tp, &pa, next).await;
+        if kept.is_finished() {
+            break;
+        }
+    }
+    let kept = tokio::time::timeout(std::time::Duration::from_secs(10), kept).await.expect("answered").unwrap();
+    assert_eq!(kept.expect("written").base_offset, 0);
+
+    // Node 2 writes what node 1 never copies, and is deposed: node 1 leads
+    // alone and writes at the same offset; node 2 cuts its tail there.
+    let lost = produce(&b, "lost");
+    pb.subscribe_log_end_for_tests().wait_for(|e| *e == 2).await.unwrap();
+    both(1, 2, &[1]);
+    a.produce(&tp, batch(&["new"])).await.unwrap();
+    let (first, _) = answer(&a, 2, &fetch_of(&pb, 2), &mut 1_000_000, true);
+    assert_eq!(first.status, FetchStatus::Diverging);
+    apply(&tp, &pb, first).await;
+    let lost = tokio::time::timeout(std::time::Duration::from_secs(10), lost).await.expect("answered").unwrap();
+    assert!(matches!(lost, Err(fjord_broker::BrokerError::NotLeader { .. })), "{lost:?}");
 }
