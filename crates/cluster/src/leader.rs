@@ -73,6 +73,18 @@ impl Leases {
         self.suspected.notify_one();
     }
 
+    /// Every one of `nodes` is probed at the next round (no wake-up: the
+    /// caller probes right away).
+    fn suspect_all(&self, nodes: impl Iterator<Item = NodeId>) {
+        self.suspects.lock().extend(nodes);
+    }
+
+    /// `node` refused a connection: its lease counts as run out until it
+    /// heartbeats again.
+    fn mark_down(&self, node: NodeId) {
+        self.down.lock().insert(node);
+    }
+
     fn take_suspects(&self) -> BTreeSet<NodeId> {
         std::mem::take(&mut *self.suspects.lock())
     }
@@ -152,9 +164,7 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
             // Whoever led before may be gone (that is often why this node
             // leads now): every node is probed at once rather than after
             // two heartbeat intervals of the fresh leases.
-            for id in node.metadata().nodes.keys() {
-                node.leases.suspects.lock().insert(*id);
-            }
+            node.leases.suspect_all(node.metadata().nodes.keys().copied());
             was_leader = true;
             since = Instant::now();
             tracing::info!(node = node.cfg.node_id, "became the controller leader");
@@ -257,7 +267,7 @@ async fn probe_silent_nodes(node: &ClusterNode) -> bool {
     for (id, refused) in futures_util::future::join_all(probes).await {
         if refused {
             tracing::info!(node = id, "node's cluster listener refuses connections: its process is gone; fencing it");
-            node.leases.down.lock().insert(id);
+            node.leases.mark_down(id);
             gone = true;
         }
     }

@@ -87,3 +87,23 @@ async fn acks_all_times_out_as_asked_and_a_retry_is_not_written_twice() {
     assert_eq!(p.log_end_offset(), 1);
     broker.shutdown().await.unwrap();
 }
+
+/// An acks=all request with no positive timeout still gets an answer when
+/// its write never commits: REQUEST_TIMED_OUT after the gateway's bound,
+/// not a wait for ever (and a commit within it is answered as usual).
+#[tokio::test(start_paused = true)]
+async fn acks_all_without_a_timeout_is_answered_within_the_gateways_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).await.unwrap();
+    broker.create_topic("stuck", 1, TopicConfig::default()).await.unwrap();
+    let gw = KafkaGateway::new(broker.clone(), KafkaConfig::default());
+    assert_eq!(produce_within(&gw, "stuck", batch(1).freeze(), 0).await, (0, 0), "committed: answered");
+    let p = broker.partition(&TopicPartition::new("stuck", 0)).unwrap();
+    p.set_replica_role(true, &[2]);
+    let started = tokio::time::Instant::now();
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(60), produce_within(&gw, "stuck", batch(1).freeze(), 0));
+    assert_eq!(answer.await.expect("answered"), (7, -1), "REQUEST_TIMED_OUT");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(30));
+    broker.shutdown().await.unwrap();
+}

@@ -19,6 +19,10 @@ use tokio::time::Instant;
 use super::{RequestContext, sb, topic_name};
 use crate::errors;
 
+/// How long an acks=all write whose request names no positive timeout
+/// waits for its commit before it is answered REQUEST_TIMED_OUT.
+pub(crate) const UNBOUNDED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Writes the request's batches and returns once they are all in their
 /// logs (offsets assigned), with the wait for their acknowledgements and
 /// the response still to come: the connection writes the next request's
@@ -45,9 +49,14 @@ pub(crate) async fn handle(
     // acks=all waits for the in-sync replicas at most the request's timeout
     // (Kafka's DelayedProduce), then answers REQUEST_TIMED_OUT: the write
     // may still commit, and an idempotent retry is recognised and waits for
-    // it.
-    let deadline = (acks == -1 && req.timeout_ms > 0)
-        .then(|| Instant::now() + std::time::Duration::from_millis(req.timeout_ms as u64));
+    // it. A timeout of zero or less would expire before a durable commit
+    // could happen here (every commit waits for an fsync or a follower,
+    // where Kafka's single replica commits on append): it gets
+    // [`UNBOUNDED_TIMEOUT`] instead of an unbounded wait.
+    let deadline = (acks == -1).then(|| {
+        let timeout = u64::try_from(req.timeout_ms).ok().filter(|t| *t > 0).map(std::time::Duration::from_millis);
+        Instant::now() + timeout.unwrap_or(UNBOUNDED_TIMEOUT)
+    });
     // Every partition of the request is written concurrently, so they
     // share group commits.
     let mut topics = Vec::with_capacity(req.topic_data.len());
