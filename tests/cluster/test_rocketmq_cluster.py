@@ -123,7 +123,7 @@ def test_delayed_messages_survive_the_loss_of_the_node_that_accepted_them(cluste
     from test_replication import create_replicated, partitions
 
     topic = f"rmq-delay-{uuid.uuid4().hex[:8]}"
-    create_replicated(cluster, topic, 3)
+    create_replicated(cluster, topic, 3, {"fjord.key.index": "true"})
     shards = cluster.node(1).http_json("/api/v1/topics/__fjord_timer")["partitions"]
     assert shards and all(len(s["replicas"]) == 3 for s in shards), shards
     # The victim leads a timer shard and a queue of the topic, so the
@@ -133,14 +133,23 @@ def test_delayed_messages_survive_the_loss_of_the_node_that_accepted_them(cluste
     wait_for(lambda: len(json.loads(route(cluster.node(1).namesrv, topic)[1])["brokerDatas"]) == 3, 10,
              "the route lists every broker")
     p = producer(cluster.node(1).namesrv, f"pg-{topic}")
-    sent = []
+    sent, ids = [], []
     for i in range(30):
         m = message(topic, f"late-{i}".encode(), keys=f"late-{i}")
         m.set_delay_time_level(3)  # 10 s
-        assert p.send_sync(m).status == SendStatus.OK
+        r = p.send_sync(m)
+        assert r.status == SendStatus.OK
         sent.append(f"late-{i}")
+        ids.append(r.msg_id)
     sent_at = time.monotonic()
     p.shutdown()
+    # Every node finds a message still waiting by its id, on its own
+    # (scope=node): the lookup asks each timer shard's leader, wherever
+    # the message waits (the transaction recovery relies on the same).
+    for node_id, n in enumerate(cluster.nodes, start=1):
+        for mid in (ids[0], ids[-1]):
+            found = n.http_json(f"/api/v1/topics/{topic}/messages?id={mid}&scope=node")["messages"]
+            assert [m["message_id"] for m in found] == [mid], (node_id, found)
     cluster.kill(victim)
     try:
         assert time.monotonic() - sent_at < 8, "the node was killed before the messages were due"

@@ -231,13 +231,16 @@ impl Messaging {
     /// The record to schedule for a committed half message; `None` when
     /// `check` finds one scheduled already.
     async fn committed_copy(&self, handle: u64, check: bool) -> Result<Option<NewRecord>> {
+        // Every shard is asked (the copy may be on one another node leads
+        // now); a shard that cannot be asked fails the recovery, which is
+        // retried, rather than risk a second copy.
+        if check && self.timer_has_record_with(headers::HALF_REF, &handle.to_string()).await? {
+            return Ok(None);
+        }
         let me = self.self_ref()?;
         let now = self.broker.clock().now_ms();
         let copy = blocking(move || -> Result<Option<NewRecord>> {
             let href = handle.to_string();
-            if check && me.timer.has_record_with(headers::HALF_REF, &href)? {
-                return Ok(None);
-            }
             let r = me.tx.half.read(handle, 1)?.into_iter().find(|r| r.offset == handle);
             let Some(r) = r else {
                 return Err(MessagingError::Corrupt {

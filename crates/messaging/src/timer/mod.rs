@@ -36,11 +36,13 @@
 //! - Disk and failover time: a message scheduled far ahead keeps its
 //!   shard's log from its offset on until it is delivered, and a new leader
 //!   replays all of it.
-//! - Lookups of scheduled messages (by id, by transaction reference, the
-//!   admin API's list) see the shards this node leads.
+//! - The admin API's list of scheduled messages shows the shards this node
+//!   leads; lookups by id and by transaction reference ask every shard's
+//!   leader (`lookup`).
 //! - Precision: the wheel ticks every `timer_tick` (100 ms by default).
 
 mod legacy;
+mod lookup;
 mod remote;
 pub(crate) mod shard;
 #[cfg(test)]
@@ -191,24 +193,6 @@ impl TimerService {
         }
         out
     }
-
-    /// Records of the shards led here whose (indexed) key or header is
-    /// `value`.
-    fn lookup(&self, value: &str) -> Result<Vec<Record>> {
-        let mut out = Vec::new();
-        for s in self.serving() {
-            let found =
-                s.partition.lookup_key(value.as_bytes(), 16).map_err(|e| MessagingError::log(s.tp.to_string(), e))?;
-            out.extend(found);
-        }
-        Ok(out)
-    }
-
-    /// Whether a shard led here holds a record whose (indexed) `name`
-    /// header is `value`.
-    pub(crate) fn has_record_with(&self, name: &str, value: &str) -> Result<bool> {
-        Ok(self.lookup(value)?.iter().any(|r| header(r, name) == Some(value)))
-    }
 }
 
 impl Messaging {
@@ -232,23 +216,6 @@ impl Messaging {
         local[i].schedule(&self.self_ref()?, recs).await?;
         self.timer.wake.notify_one();
         Ok(())
-    }
-
-    /// A still-scheduled message of `topic` with this id.
-    pub(crate) async fn find_scheduled(&self, topic: &str, id: &str) -> Result<Option<StoredMessage>> {
-        let me = self.self_ref()?;
-        let (t, i) = (topic.to_string(), id.to_string());
-        blocking(move || -> Result<Option<StoredMessage>> {
-            for r in me.timer.lookup(&i)? {
-                let m = StoredMessage::from_record(&t, 0, &r);
-                if m.id.as_deref() == Some(i.as_str()) && header(&r, headers::TIMER_TOPIC) == Some(t.as_str()) {
-                    let partition = header(&r, headers::TIMER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(0);
-                    return Ok(Some(StoredMessage { partition, ..m }));
-                }
-            }
-            Ok(None)
-        })
-        .await?
     }
 
     /// Pending scheduled messages and the wheels' memory (the shards this

@@ -27,6 +27,8 @@ pub(crate) enum Call {
     Probe { topic: String, partition: u32, from: Option<u64>, refs: Vec<String> },
     /// Append these delivered copies.
     Deliver { topic: String, partition: u32, records: Vec<WireRecord> },
+    /// Look in timer shard `shard` (served there).
+    Lookup { shard: u32, wanted: super::lookup::Wanted },
 }
 
 /// What the other node's timer answered.
@@ -40,6 +42,7 @@ pub(crate) enum Answer {
     Delivered,
     /// The target topic or partition does not exist.
     Gone,
+    LookedUp(super::lookup::Found),
 }
 
 /// A record on the wire.
@@ -249,6 +252,7 @@ impl Messaging {
                     Err(e) => Err(e),
                 }
             }
+            Call::Lookup { shard, wanted } => self.look_up_here(shard, wanted).await.map(Answer::LookedUp),
         }
     }
 
