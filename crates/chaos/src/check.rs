@@ -6,6 +6,15 @@
 //! sequence numbers in increasing order, so within a partition they must
 //! appear in increasing order too (idempotent producers keep order across
 //! retries).
+//!
+//! A value written twice is the broker's fault unless librdkafka re-sent it
+//! under a new producer epoch after an attempt of the earlier copy ended
+//! "possibly persisted" (librdkafka #4953: its epoch bump re-sends what it
+//! has not seen acknowledged; no broker can recognise that). Those are
+//! counted apart ([`Totals::client_resent`]) and not failed; the later copy
+//! is then also left out of the order check. Everything else written twice
+//! fails: under one epoch (the broker's deduplication), or under two when
+//! the broker answered every attempt of the earlier copy "not written".
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +37,17 @@ pub(crate) struct Observed {
     /// Per partition, per node id, the records in that replica's files
     /// after a clean stop.
     pub(crate) replicas: BTreeMap<i32, BTreeMap<i32, Log>>,
+    /// Who wrote each record of an idempotent producer, by (partition,
+    /// offset), from the replicas' files.
+    pub(crate) writers: HashMap<(i32, i64), Written>,
+}
+
+/// The idempotent producer, epoch and sequence a record was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) sequence: i32,
 }
 
 /// One check's outcome.
@@ -61,6 +81,9 @@ pub(crate) struct Totals {
     /// The longest time (ms) between two acknowledgements while the
     /// workload ran: how long the faults stopped the producers.
     pub(crate) longest_ack_gap_ms: u64,
+    /// Values written twice because librdkafka re-sent them under a new
+    /// producer epoch after a "possibly persisted" attempt (not failed).
+    pub(crate) client_resent: u64,
 }
 
 struct Counter {
@@ -114,7 +137,55 @@ pub(crate) fn totals(o: &Observed) -> Totals {
         }
     }
     t.committed = o.committed.values().map(|l| l.len() as u64).sum();
+    t.client_resent = written_twice(o).values().filter(|d| d.by_client).count() as u64;
     t
+}
+
+/// A value found at more than one place in the committed logs.
+#[derive(Debug)]
+struct Twice {
+    places: Vec<(i32, i64)>,
+    /// librdkafka re-sent it under a later epoch after a "possibly
+    /// persisted" attempt of every earlier copy.
+    by_client: bool,
+}
+
+/// The values written more than once, each judged.
+fn written_twice(o: &Observed) -> BTreeMap<&str, Twice> {
+    let mut at: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    for (&p, log) in &o.committed {
+        for (off, v) in log {
+            at.entry(v.as_str()).or_default().push((p, *off));
+        }
+    }
+    // The attempts that ended "possibly persisted".
+    let mut unsure: HashMap<(i32, i64, i16), Vec<(i32, i32)>> = HashMap::new();
+    for e in &o.history {
+        if let Event::Unsure { partition, producer_id, epoch, first_seq, last_seq, .. } = &e.event {
+            unsure.entry((*partition, *producer_id, *epoch)).or_default().push((*first_seq, *last_seq));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (v, places) in at {
+        if places.len() < 2 {
+            continue;
+        }
+        let by: Option<Vec<Written>> = places.iter().map(|pl| o.writers.get(pl).copied()).collect();
+        let by_client = by.is_some_and(|mut by| {
+            by.sort_by_key(|w| w.epoch);
+            let one_producer = by.iter().all(|w| w.producer_id == by[0].producer_id);
+            let epochs_differ = by.windows(2).all(|w| w[0].epoch < w[1].epoch);
+            let partition = places[0].0;
+            let earlier_unsure = by[..by.len() - 1].iter().all(|w| {
+                unsure
+                    .get(&(partition, w.producer_id, w.epoch))
+                    .is_some_and(|attempts| attempts.iter().any(|(first, last)| (*first..=*last).contains(&w.sequence)))
+            });
+            one_producer && epochs_differ && earlier_unsure && places.iter().all(|(p, _)| *p == partition)
+        });
+        out.insert(v, Twice { places, by_client });
+    }
+    out
 }
 
 /// Runs every check.
@@ -156,8 +227,15 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
     }
 
     let mut dups = Counter::new("duplicates (idempotent producers)");
-    for (v, places) in &at {
-        if places.len() > 1 {
+    let twice = written_twice(o);
+    // The later copies of what the client re-sent: out of the order check.
+    let mut resent: std::collections::HashSet<(i32, i64)> = std::collections::HashSet::new();
+    for (v, d) in &twice {
+        if d.by_client {
+            let first = d.places.iter().min_by_key(|(_, off)| *off).copied();
+            resent.extend(d.places.iter().filter(|pl| Some(**pl) != first));
+        } else {
+            let places = &d.places;
             dups.hit(|| format!("{v} written {} times: {places:?}", places.len()), &[v]);
         }
     }
@@ -174,6 +252,9 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
                 monotonic.hit(|| format!("partition {p}: offset {off} after {prev}"), &[v]);
             }
             last_off = Some(*off);
+            if resent.contains(&(p, *off)) {
+                continue;
+            }
             let Some((producer, seq)) = split_value(v) else { continue };
             if let Some(&(prev, prev_v)) = last_seq.get(producer)
                 && seq <= prev
@@ -373,7 +454,50 @@ mod tests {
             committed: BTreeMap::from([(0, l.clone())]),
             incomplete: Default::default(),
             replicas: BTreeMap::from([(0, BTreeMap::from([(1, l.clone()), (2, l)]))]),
+            writers: HashMap::new(),
         }
+    }
+
+    /// `a:1` at offsets 1 and 3: first under epoch 0 (sequence 1), then
+    /// re-sent under epoch 1 (sequence 0), after `b:0`.
+    fn resent(unsure: Option<(i16, i32, i32)>) -> Observed {
+        let mut o = healthy();
+        let l = log(&[(0, "a:0"), (1, "a:1"), (2, "b:0"), (3, "a:1")]);
+        o.committed.insert(0, l.clone());
+        o.replicas = BTreeMap::from([(0, BTreeMap::from([(1, l)]))]);
+        let w = |epoch, sequence| Written { producer_id: 7, epoch, sequence };
+        o.writers = HashMap::from([((0, 0), w(0, 0)), ((0, 1), w(0, 1)), ((0, 3), w(1, 0))]);
+        if let Some((epoch, first_seq, last_seq)) = unsure {
+            let error = "Local: Timed out".to_string();
+            let event = Event::Unsure { partition: 0, producer_id: 7, epoch, first_seq, last_seq, error };
+            o.history.push(at(5, event));
+        }
+        o
+    }
+
+    #[test]
+    fn a_value_the_client_re_sent_after_a_possibly_persisted_attempt_is_counted_not_failed() {
+        let o = resent(Some((0, 1, 1)));
+        let f = check(&o);
+        assert_eq!(count(&f, "duplicates (idempotent producers)"), 0);
+        assert_eq!(count(&f, "reordered within a partition"), 0, "the re-sent copy is out of the order check");
+        assert_eq!(totals(&o).client_resent, 1);
+    }
+
+    #[test]
+    fn a_value_written_twice_without_a_possibly_persisted_attempt_fails() {
+        // The broker answered every attempt of the first copy "not
+        // written" (no possibly-persisted outcome), or the unsure attempt
+        // was another sequence or epoch: the broker's.
+        for unsure in [None, Some((0, 2, 3)), Some((1, 0, 0))] {
+            let o = resent(unsure);
+            assert_eq!(count(&check(&o), "duplicates (idempotent producers)"), 1, "{unsure:?}");
+            assert_eq!(totals(&o).client_resent, 0);
+        }
+        // Twice under one epoch: the broker's deduplication failed.
+        let mut o = resent(Some((0, 1, 1)));
+        o.writers.insert((0, 3), Written { producer_id: 7, epoch: 0, sequence: 1 });
+        assert_eq!(count(&check(&o), "duplicates (idempotent producers)"), 1);
     }
 
     #[test]

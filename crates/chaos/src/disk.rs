@@ -8,22 +8,32 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use fjord_log::batch::{BatchSplitter, decode_records};
 
-use crate::check::Log;
+use crate::check::{Log, Written};
+
+/// One replica's files: its records, and who wrote each.
+#[derive(Debug, Default)]
+pub(crate) struct ReplicaFiles {
+    /// (offset, value), in offset order.
+    pub(crate) log: Log,
+    /// The idempotent producer, epoch and sequence of each record written
+    /// by one, by offset.
+    pub(crate) writers: Vec<(i64, Written)>,
+}
 
 /// The records of the partition directory `dir`, in offset order; a
 /// missing directory is an empty log (the node holds no replica).
-pub(crate) fn read_replica(dir: &Path) -> Result<Log> {
+pub(crate) fn read_replica(dir: &Path) -> Result<ReplicaFiles> {
     let mut segments: Vec<_> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "log"))
             .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReplicaFiles::default()),
         Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
     };
     // Segment files are named by their zero-padded base offset.
     segments.sort();
-    let mut out = Vec::new();
+    let mut out = ReplicaFiles::default();
     for seg in segments {
         let bytes = Bytes::from(std::fs::read(&seg).with_context(|| format!("reading {}", seg.display()))?);
         let mut pos = 0usize;
@@ -37,7 +47,13 @@ pub(crate) fn read_replica(dir: &Path) -> Result<Log> {
             }
             for r in records {
                 let value = r.value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-                out.push((r.offset as i64, value));
+                if header.producer_id >= 0 {
+                    let delta = (r.offset - header.base_offset) as i64;
+                    let sequence = (i64::from(header.base_sequence) + delta) as i32;
+                    let by = Written { producer_id: header.producer_id, epoch: header.producer_epoch, sequence };
+                    out.writers.push((r.offset as i64, by));
+                }
+                out.log.push((r.offset as i64, value));
             }
         }
     }
@@ -66,9 +82,9 @@ mod tests {
         std::fs::write(dir.path().join("00000000000000000000.log"), first).unwrap();
         std::fs::write(dir.path().join("00000000000000000003.log"), batch(3, &["b:0"])).unwrap();
         std::fs::write(dir.path().join("00000000000000000000.index"), b"ignored").unwrap();
-        let log = read_replica(dir.path()).unwrap();
+        let log = read_replica(dir.path()).unwrap().log;
         let want: Log = vec![(0, "a:0".into()), (1, "a:1".into()), (2, "a:2".into()), (3, "b:0".into())];
         assert_eq!(log, want);
-        assert!(read_replica(&dir.path().join("absent")).unwrap().is_empty());
+        assert!(read_replica(&dir.path().join("absent")).unwrap().log.is_empty());
     }
 }

@@ -38,6 +38,10 @@ pub(crate) enum Event {
     Healed,
     /// Anything else worth reading (a producer's fatal error, a restart).
     Note { what: String },
+    /// A producer's batch attempt ended "possibly persisted" (librdkafka's
+    /// words: a timeout, a lost connection): sequences `first_seq..=last_seq`
+    /// of `epoch` on `partition` may or may not be written.
+    Unsure { partition: i32, producer_id: i64, epoch: i16, first_seq: i32, last_seq: i32, error: String },
 }
 
 impl Event {

@@ -45,6 +45,7 @@ mod disk;
 mod history;
 mod net;
 mod power;
+mod rdkafka_log;
 mod run;
 mod schedule;
 mod volume;
@@ -176,8 +177,9 @@ fn report(o: &run::Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "seed {}: {} faults; sent {}, acked {}, failed {}, read {}, committed {}; longest pause in acks {} ms",
-        o.seed, t.faults, t.sent, t.acked, t.failed, t.read, t.committed, t.longest_ack_gap_ms
+        "seed {}: {} faults; sent {}, acked {}, failed {}, read {}, committed {}; longest pause in acks {} ms; \
+         re-sent by the client under a new epoch (librdkafka #4953, not failed) {}",
+        o.seed, t.faults, t.sent, t.acked, t.failed, t.read, t.committed, t.longest_ack_gap_ms, t.client_resent
     );
     for f in &o.findings {
         let _ = writeln!(s, "  {:<45} {:>6}  {}", f.check, f.count, f.example.as_deref().unwrap_or(""));
@@ -193,19 +195,20 @@ fn report(o: &run::Outcome) -> String {
 /// The table `docs/reliability.md` records: one row per seed.
 fn summary(outcomes: &[run::Outcome]) -> String {
     let mut s = String::from(
-        "| seed | faults | acked | failed | longest ack pause (ms) | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.totals;
         let counts: Vec<String> = o.findings.iter().map(|f| f.count.to_string()).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             o.seed,
             t.faults,
             t.acked,
             t.failed,
             t.longest_ack_gap_ms,
+            t.client_resent,
             counts.join(" | "),
             o.errors.len(),
             if o.passed() { "pass" } else { "FAIL" }

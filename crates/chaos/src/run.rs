@@ -129,11 +129,15 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
         committed: committed.logs,
         incomplete: committed.incomplete.into_keys().collect(),
         replicas: Default::default(),
+        writers: Default::default(),
     };
     for r in &replicas {
         match disk::read_replica(&r.path) {
-            Ok(log) => {
-                observed.replicas.entry(r.partition).or_default().insert(r.node, log);
+            Ok(files) => {
+                for (offset, by) in files.writers {
+                    observed.writers.entry((r.partition, offset)).or_insert(by);
+                }
+                observed.replicas.entry(r.partition).or_default().insert(r.node, files.log);
             }
             // A replica whose files do not parse holds nothing usable: a
             // divergence the checks cannot even compare.

@@ -117,6 +117,13 @@ impl DebugLog {
         Ok(DebugLog(Some(std::sync::Mutex::new(file))))
     }
 
+    /// Only writes to `path` when given (the contexts are set elsewhere).
+    fn file(path: Option<std::path::PathBuf>) -> Result<DebugLog> {
+        let Some(path) = path else { return Ok(DebugLog(None)) };
+        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(DebugLog(Some(std::sync::Mutex::new(file))))
+    }
+
     fn write(&self, at: u64, fac: &str, message: &str) {
         if let Some(f) = &self.0 {
             let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,11 +136,25 @@ impl DebugLog {
 struct Deliveries {
     history: Arc<History>,
     log: DebugLog,
+    /// Attempts whose outcome was "possibly persisted", from the `msg`
+    /// debug lines (see `rdkafka_log`).
+    attempts: std::sync::Mutex<crate::rdkafka_log::Tracker>,
 }
 
 impl ClientContext for Deliveries {
     fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
         self.log.write(self.history.now(), fac, message);
+        let unsure = self.attempts.lock().unwrap_or_else(|e| e.into_inner()).line(fac, message);
+        if let Some(u) = unsure {
+            self.history.push(Event::Unsure {
+                partition: u.partition,
+                producer_id: u.producer_id,
+                epoch: u.epoch,
+                first_seq: u.first_seq,
+                last_seq: u.last_seq,
+                error: u.error,
+            });
+        }
     }
 }
 
@@ -216,10 +237,15 @@ fn produce(w: &Workload, k: u32, history: &Arc<History>, stop: &AtomicBool) -> R
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .set("request.timeout.ms", "5000");
-        let log =
-            DebugLog::open(&mut config, w.producer_debug.as_deref(), w.log_dir.join(format!("producer-{name}.log")))?;
+        // `msg` always: the checker reads which attempts were possibly
+        // persisted from it; the file only when asked for.
+        let contexts = w.producer_debug.as_deref().map_or_else(|| "msg".to_string(), |d| format!("msg,{d}"));
+        config.set("debug", &contexts).set_log_level(RDKafkaLogLevel::Debug);
+        let path = w.producer_debug.as_ref().map(|_| w.log_dir.join(format!("producer-{name}.log")));
+        let deliveries =
+            Deliveries { history: history.clone(), log: DebugLog::file(path)?, attempts: Default::default() };
         let producer: ThreadedProducer<Deliveries> =
-            config.create_with_context(Deliveries { history: history.clone(), log }).context("creating a producer")?;
+            config.create_with_context(deliveries).context("creating a producer")?;
         let mut seq = 0u64;
         let mut next = Instant::now();
         while !stop.load(Ordering::SeqCst) {
