@@ -32,7 +32,8 @@
 //!   its word re-sends the batch under a new epoch, a duplicate no broker
 //!   can recognise. The wait lasts at most [`DEPOSED_GRACE`] after the
 //!   deposition (a deposed node cut off from the new leader never learns;
-//!   its clients hear "not leader" then, as from Kafka, and retry there).
+//!   its clients hear "request timed out" then: possibly written, which
+//!   is the truth, and what librdkafka expects of an unknown outcome).
 //!   The broker's own writers ([`Until::CommittedWhileLeading`]) fail at
 //!   once instead: they hold locks and have no client timeout.
 
@@ -160,6 +161,13 @@ impl CommitPoint {
     pub(crate) fn stamp(&self) -> Stamp {
         let cuts = self.cuts.lock();
         Stamp { generation: cuts.generation, depositions: cuts.depositions }
+    }
+
+    /// Whether the log was cut (or recovered) since `written` was written:
+    /// a write that then failed to commit is gone from this log, not of
+    /// unknown fate.
+    pub(crate) fn cut_since(&self, written: Written) -> bool {
+        self.cuts.lock().generation != written.stamp.generation
     }
 
     /// Marks an append stamped `stamp` that was written up to `last_offset`.

@@ -92,6 +92,12 @@ impl Partition {
         self.commit.committed(written, Until::Committed).await
     }
 
+    /// Whether `written` was cut from this log since it was written (see
+    /// [`CommitPoint::cut_since`]).
+    pub(crate) fn cut_since(&self, written: Written) -> bool {
+        self.commit.cut_since(written)
+    }
+
     /// As [`Partition::committed`], for the broker's own writes: also fails
     /// once this replica stops leading.
     pub(crate) async fn committed_while_leading(&self, written: Written) -> Result<(), LogError> {

@@ -234,10 +234,19 @@ impl Broker {
                     Until::CommittedWhileLeading => partition.committed_while_leading(written).await,
                 };
                 if let Err(e) = committed {
-                    // Lost to a cut (or, for the broker's own writes, not
-                    // committed while this replica led): the client retries
-                    // with the leader, where the write is not.
-                    self.check_leader(tp)?;
+                    // Cut from this log (the new leader's lacks it): "not
+                    // leader" tells the client it was not written, and it
+                    // retries there. Otherwise its fate is unknown here (a
+                    // deposed node that learned nothing in its grace, a
+                    // failed fsync):
+                    // "timed out", possibly written — never "not leader"
+                    // for a write that may have survived, which librdkafka
+                    // re-sends under a new epoch after a bump (a duplicate).
+                    // The broker's own writers keep hearing "not leader"
+                    // when deposed: they stop writing there.
+                    if until == Until::CommittedWhileLeading || partition.cut_since(written) {
+                        self.check_leader(tp)?;
+                    }
                     return Err(BrokerError::NotCommitted { tp: tp.to_string(), source: e });
                 }
                 // Committed by fewer replicas than the topic requires (the

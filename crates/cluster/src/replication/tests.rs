@@ -227,3 +227,25 @@ async fn a_deposed_leader_answers_a_waiting_write_by_what_the_new_leader_holds()
     let lost = tokio::time::timeout(std::time::Duration::from_secs(10), lost).await.expect("answered").unwrap();
     assert!(matches!(lost, Err(fjord_broker::BrokerError::NotLeader { .. })), "{lost:?}");
 }
+
+/// A deposed leader that learns nothing of its write's fate within its
+/// grace (its new leader unreachable, or it is shutting down) answers
+/// "possibly written" (NotCommitted: Kafka's REQUEST_TIMED_OUT), not "not
+/// leader", which librdkafka takes for "not written" (chaos seed 13: a
+/// rolling restart's node answered so after the grace, and the batches it
+/// held were written again under a new producer epoch).
+#[tokio::test(start_paused = true)]
+async fn a_deposed_leader_that_learns_nothing_answers_possibly_written() {
+    let (_dirs, a, b, tp) = two_brokers().await;
+    let pa = a.topic("t").unwrap().partition(0).unwrap();
+    place_in_sync(&a, 1, 0, &[1, 2]);
+    let write = {
+        let (a, tp) = (a.clone(), tp.clone());
+        tokio::spawn(async move { a.produce(&tp, batch(&["w"])).await })
+    };
+    pa.subscribe_log_end_for_tests().wait_for(|e| *e == 1).await.unwrap();
+    place_in_sync(&a, 2, 1, &[2, 1]);
+    let out = write.await.unwrap();
+    assert!(matches!(out, Err(fjord_broker::BrokerError::NotCommitted { .. })), "{out:?}");
+    drop(b);
+}
