@@ -73,17 +73,65 @@ pub(crate) struct CommitPoint {
 }
 
 /// Cuts of the log below what was written.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Cuts {
     /// Bumped when a cut begins: writes of an older generation may be gone.
     generation: u64,
-    /// The high watermark when the last cut began: writes of the generation
-    /// before it that end below this were committed before the cut.
-    committed_before: u64,
+    /// The last [`MAX_CUTS`] cuts, oldest first.
+    recent: std::collections::VecDeque<Cut>,
     /// Bumped each time this replica stops leading.
     depositions: u64,
     /// When it last stopped leading.
     deposed_at: Option<Instant>,
+}
+
+/// One cut of the log.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    /// The generation it began.
+    generation: u64,
+    /// The high watermark when it began: a write ending below it was
+    /// committed before the cut.
+    committed_before: u64,
+    /// A write ending below this is still in the log after the cut (a
+    /// diverged tail cut above it leaves it, to be committed or cut later).
+    kept_below: u64,
+}
+
+/// Cuts remembered for the writes still waiting; a write older than all of
+/// them counts as lost to one.
+const MAX_CUTS: usize = 64;
+
+/// What the cuts since a write did to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutFate {
+    /// Still in the log (no cut, or none reached it).
+    Kept,
+    /// Committed before a cut began.
+    Committed,
+    /// Cut from the log.
+    Lost,
+}
+
+impl Cuts {
+    fn fate(&self, written: Written) -> CutFate {
+        let since = self.generation - written.stamp.generation;
+        if since == 0 {
+            return CutFate::Kept;
+        }
+        if since > self.recent.len() as u64 {
+            return CutFate::Lost;
+        }
+        for cut in self.recent.iter().filter(|c| c.generation > written.stamp.generation) {
+            if written.last_offset < cut.committed_before {
+                return CutFate::Committed;
+            }
+            if written.last_offset >= cut.kept_below {
+                return CutFate::Lost;
+            }
+        }
+        CutFate::Kept
+    }
 }
 
 /// What a wait for a commit outlasts.
@@ -163,11 +211,10 @@ impl CommitPoint {
         Stamp { generation: cuts.generation, depositions: cuts.depositions }
     }
 
-    /// Whether the log was cut (or recovered) since `written` was written:
-    /// a write that then failed to commit is gone from this log, not of
-    /// unknown fate.
+    /// Whether a cut since `written` was written removed it from the log
+    /// (a write that failed to commit is then gone, not of unknown fate).
     pub(crate) fn cut_since(&self, written: Written) -> bool {
-        self.cuts.lock().generation != written.stamp.generation
+        self.cuts.lock().fate(written) == CutFate::Lost
     }
 
     /// Marks an append stamped `stamp` that was written up to `last_offset`.
@@ -293,26 +340,39 @@ impl CommitPoint {
     /// durably), writes waiting past it will fail. Call
     /// [`CommitPoint::after_cut`] once the log is cut.
     pub(crate) fn before_recovery(&self) {
-        let commit = self.replicas.lock().local_durable(self.log.durable_offset());
+        let durable = self.log.durable_offset();
+        let commit = self.replicas.lock().local_durable(durable);
         if let Some(commit) = commit {
             self.advance(commit);
         }
-        self.begin_cut(self.log.high_watermark());
+        self.begin_cut(self.log.high_watermark(), durable);
     }
 
     /// The log is about to be cut at `offset` (a tail that diverged from
-    /// the leader's): writes below both the cut and the high watermark
-    /// stay committed, writes waiting past either will fail. Call
-    /// [`CommitPoint::after_cut`] once the log is cut.
+    /// the leader's; the cut lands on the batch boundary at or below it, so
+    /// a batch ending below `offset` stays): writes below both the cut and
+    /// the high watermark stay committed, writes below the cut go on
+    /// waiting, writes past it fail. Call [`CommitPoint::after_cut`] once
+    /// the log is cut.
     pub(crate) fn before_truncation(&self, offset: u64) {
-        self.begin_cut(self.log.high_watermark().min(offset));
+        self.begin_cut(self.log.high_watermark().min(offset), offset);
     }
 
-    fn begin_cut(&self, committed_before: u64) {
+    /// The whole log is about to be emptied (a follower starting over at
+    /// its leader's log start): committed writes stay so, the rest fail.
+    pub(crate) fn before_reset(&self) {
+        self.begin_cut(self.log.high_watermark(), 0);
+    }
+
+    fn begin_cut(&self, committed_before: u64, kept_below: u64) {
         {
             let mut cuts = self.cuts.lock();
             cuts.generation += 1;
-            cuts.committed_before = committed_before;
+            let generation = cuts.generation;
+            cuts.recent.push_back(Cut { generation, committed_before, kept_below });
+            if cuts.recent.len() > MAX_CUTS {
+                cuts.recent.pop_front();
+            }
         }
         self.local_durable.send_modify(|_| {});
         self.wake_all();
@@ -371,11 +431,14 @@ impl CommitPoint {
     /// (see [`DEPOSED_GRACE`]); `None` while it leads or never was deposed
     /// since the write.
     fn deposed_deadline(&self, written: Written) -> Option<Instant> {
-        let cuts = *self.cuts.lock();
-        if cuts.depositions == written.stamp.depositions || self.leading() {
+        let (depositions, deposed_at) = {
+            let cuts = self.cuts.lock();
+            (cuts.depositions, cuts.deposed_at)
+        };
+        if depositions == written.stamp.depositions || self.leading() {
             return None;
         }
-        cuts.deposed_at.map(|at| at + DEPOSED_GRACE)
+        deposed_at.map(|at| at + DEPOSED_GRACE)
     }
 
     /// Waits until this replica holds `written` durably under its policy;
@@ -383,8 +446,10 @@ impl CommitPoint {
     pub(crate) async fn locally_durable_wait(&self, written: Written) -> Result<(), LogError> {
         let mut rx = self.local_durable.subscribe();
         loop {
-            if self.cuts.lock().generation != written.stamp.generation {
-                return self.decided(written, Until::Committed).unwrap_or(Ok(()));
+            match self.cuts.lock().fate(written) {
+                CutFate::Kept => {}
+                CutFate::Committed => return Ok(()),
+                CutFate::Lost => return Err(self.lost("the log was cut before this write was durable".into())),
             }
             if *rx.borrow_and_update() > written.last_offset {
                 return Ok(());
@@ -400,20 +465,25 @@ impl CommitPoint {
 
     /// The outcome of a write if it is known now.
     fn decided(&self, written: Written, until: Until) -> Option<Result<(), LogError>> {
-        let cuts = *self.cuts.lock();
-        if cuts.generation != written.stamp.generation {
-            // Committed before the cut began, or lost to it.
-            if cuts.generation == written.stamp.generation + 1 && written.last_offset < cuts.committed_before {
-                return Some(Ok(()));
+        let (fate, depositions) = {
+            let cuts = self.cuts.lock();
+            (cuts.fate(written), cuts.depositions)
+        };
+        match fate {
+            // Committed before a cut began, or lost to it; a write a cut
+            // left in the log is decided as any other.
+            CutFate::Committed => return Some(Ok(())),
+            CutFate::Lost => {
+                return Some(Err(self.lost("the log was cut before this write was committed; it is gone".into())));
             }
-            return Some(Err(self.lost("the log was cut before this write was committed; it may be lost".into())));
+            CutFate::Kept => {}
         }
         // Checked before the poison: a commit that covered the write
         // before the failure stands.
         if self.log.high_watermark() > written.last_offset {
             return Some(Ok(()));
         }
-        if until == Until::CommittedWhileLeading && cuts.depositions != written.stamp.depositions {
+        if until == Until::CommittedWhileLeading && depositions != written.stamp.depositions {
             return Some(Err(self.lost("this replica stopped leading before the write was committed".into())));
         }
         if let Some(reason) = self.log.poisoned() {
@@ -468,6 +538,33 @@ mod tests {
         assert!(pending.is_err(), "a client's write waits for the new leader's high watermark");
         p.follow_leader(1, 0).expect("followed");
         client.await.expect("joined").expect("committed by the new leader");
+    }
+
+    /// A cut above a waiting write leaves it in the log: it goes on waiting
+    /// and commits when the high watermark reaches it; the write past the
+    /// cut is lost (chaos seed 13: a deposed leader cut its diverged tail
+    /// above a write, answered it "not leader", and the write survived).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_below_a_cut_goes_on_waiting_and_one_past_it_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = std::sync::Arc::new(partition(dir.path()));
+        p.set_replica_role(true, &[2]);
+        let (_, kept) = p.append(one("kept")).await.expect("queued").expect("written");
+        let (_, cut) = p.append(one("cut")).await.expect("queued").expect("written");
+        p.log_for_tests().flush().expect("flushed");
+        let waits = |w| {
+            let p = p.clone();
+            tokio::spawn(async move { p.committed(w).await })
+        };
+        let (mut kept_wait, cut_wait) = (waits(kept), waits(cut));
+        p.set_replica_role(false, &[]);
+        assert_eq!(p.truncate_to(1).expect("cut"), 1);
+        assert!(cut_wait.await.expect("joined").is_err(), "past the cut: lost");
+        assert!(p.cut_since(cut) && !p.cut_since(kept));
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), &mut kept_wait).await;
+        assert!(pending.is_err(), "below the cut: still waiting");
+        p.follow_leader(1, 0).expect("followed");
+        kept_wait.await.expect("joined").expect("committed by the new leader");
     }
 
     /// A deposed leader that learns nothing (cut off from the new leader)

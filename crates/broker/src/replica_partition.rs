@@ -101,7 +101,7 @@ impl Partition {
     /// leader's log start, when all it holds lies below it. Blocking file
     /// I/O.
     pub fn reset_replica(&self, offset: u64) -> std::result::Result<(), LogError> {
-        self.commit.before_truncation(self.log_end_offset());
+        self.commit.before_reset();
         let reset = self.log().reset_to(offset);
         self.commit.after_cut();
         reset

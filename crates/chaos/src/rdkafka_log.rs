@@ -57,7 +57,13 @@ impl Tracker {
                 self.sent.insert((partition, msgid, seq), (pid, epoch));
                 None
             }
-            "MSGSET" if message.contains("encountered error") && message.contains("MsgPossiblyPersisted") => {
+            // An out-of-order answer is librdkafka's "possibly persisted"
+            // at first, but the broker refused the batch: not an unknown.
+            "MSGSET"
+                if message.contains("encountered error")
+                    && message.contains("MsgPossiblyPersisted")
+                    && !message.contains("out of order sequence") =>
+            {
                 let partition = partition(message)?;
                 let count: i32 = number_after(message, "MessageSet with ")?;
                 let msgid = number_after(message, "MsgId ")?;
@@ -107,6 +113,10 @@ mod tests {
         let u = t.line("MSGSET", unsure).expect("possibly persisted");
         assert_eq!((u.partition, u.producer_id, u.epoch, u.first_seq, u.last_seq), (4, 1099511627776, 1, 2179, 2180));
         assert!(u.error.starts_with("Local: Timed out"), "{}", u.error);
+        let refused = "10.213.77.1:9092/1: chaos [4]: MessageSet with 2 message(s) (MsgId 5206, BaseSeq 2179) \
+                       encountered error: Broker: Broker received an out of order sequence number (actions \
+                       Permanent,MsgPossiblyPersisted)";
+        assert_eq!(t.line("MSGSET", refused), None, "refused as out of order: not written");
         // After an epoch bump the same message goes out with new numbers.
         let again = "10.213.77.2:9092/2: chaos [4]: MessageSet with 2 message(s) (MsgId 5206, BaseSeq 0) \
                      encountered error: Local: Timed out (actions Retry,MsgPossiblyPersisted)";
