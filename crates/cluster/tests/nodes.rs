@@ -247,13 +247,33 @@ async fn a_controller_leader_with_a_full_disk_falls_silent_and_another_leads() {
         }
     }
     let space = Space(snapshot);
+    // Enough changes for a snapshot. Once the leader stalls on it, its own
+    // node stops serving (its lease runs out) and what it is asked to
+    // change is refused as unavailable: retriable, and not what this test
+    // is about.
     for i in 0..12 {
-        c.nodes[&leader].broker.create_topic(&format!("t{i}"), 1, TopicConfig::default()).await.unwrap();
+        match c.nodes[&leader].broker.create_topic(&format!("t{i}"), 1, TopicConfig::default()).await {
+            Ok(_) | Err(fjord_broker::BrokerError::Unavailable(_)) => {}
+            Err(e) => panic!("creating t{i}: {e}"),
+        }
     }
     // Proposed through another node as soon as the stalled one has fallen
     // silent: it reaches the new leader.
+    // (Unavailable, retriable, until the nodes renew their leases with the
+    // new leader: a node stops serving when its lease with the stalled one
+    // runs out.)
     let other = (1..=3).find(|id| *id != leader).unwrap();
-    c.nodes[&other].broker.create_topic("while-full", 1, TopicConfig::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match c.nodes[&other].broker.create_topic("while-full", 1, TopicConfig::default()).await {
+            Ok(_) => break,
+            Err(fjord_broker::BrokerError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("creating while-full: {e}"),
+        }
+    }
     assert!(c.nodes[&other].node.controller_leader().is_some_and(|l| l != leader));
 
     drop(space);
