@@ -238,10 +238,10 @@ impl Broker {
                     // leader" tells the client it was not written, and it
                     // retries there. Otherwise its fate is unknown here (a
                     // deposed node that learned nothing in its grace, a
-                    // failed fsync):
-                    // "timed out", possibly written — never "not leader"
-                    // for a write that may have survived, which librdkafka
-                    // re-sends under a new epoch after a bump (a duplicate).
+                    // failed fsync): "timed out", possibly written — never
+                    // "not leader" for a write that may have survived,
+                    // which librdkafka re-sends under a new epoch after a
+                    // bump (a duplicate).
                     // The broker's own writers keep hearing "not leader"
                     // when deposed: they stop writing there.
                     if until == Until::CommittedWhileLeading || partition.cut_since(written) {

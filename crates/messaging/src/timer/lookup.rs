@@ -73,10 +73,11 @@ impl Messaging {
                         }
                     }
                 }
-                Leadership::Local | Leadership::Unavailable if self.broker.placement().is_none() => {
+                // A single node (no placement) serves every shard.
+                Leadership::Local => self.look_up_here(shard, wanted.clone()).await?,
+                Leadership::Unavailable if self.broker.placement().is_none() => {
                     self.look_up_here(shard, wanted.clone()).await?
                 }
-                Leadership::Local => self.look_up_here(shard, wanted.clone()).await?,
                 Leadership::Unavailable => {
                     return Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into());
                 }
