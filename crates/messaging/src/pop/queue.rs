@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::{Partition, TopicPartition};
+use fjord_broker::{BrokerError, Partition, TopicPartition};
 use parking_lot::Mutex;
 
-use super::service::{PopEntry, QueueId};
+use super::service::{Lead, PopEntry, QueueId};
 use super::state::{InFlight, QueueState};
 use super::{PopRequest, Popped, ReceiptHandle, StartFrom};
 use crate::Messaging;
@@ -122,12 +122,26 @@ impl Messaging {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
         }
-        let start = committed.unwrap_or(match start {
+        let tp = q.tp();
+        let _cut = self.pop.cut.read();
+        let mut queues = self.pop.queues.lock();
+        // A stale queue dropped below is not new: without a committed
+        // offset it goes on from its own progress, not from `start`.
+        let stale = queues.get(q).map(|s| s.lock().ack_base());
+        let start = committed.or(stale).unwrap_or(match start {
             StartFrom::Earliest => log.log_start_offset(),
             StartFrom::Latest => log.high_watermark(),
         });
-        let _cut = self.pop.cut.read();
-        let mut queues = self.pop.queues.lock();
+        match self.pop.lead(&tp) {
+            Lead::Alone => {}
+            Lead::Leading(epoch) => {
+                self.pop.reload(&mut queues, &tp, epoch)?;
+            }
+            // Only the leader pops (it alone sees the group's progress).
+            Lead::NotLeading => {
+                return Err(BrokerError::NotLeader { tp: tp.to_string(), leader: None, leader_epoch: -1 }.into());
+            }
+        }
         if let Some(s) = queues.get(q) {
             return Ok(s.clone());
         }

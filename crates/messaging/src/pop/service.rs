@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fjord_broker::{Broker, CommittedOffset, TopicPartition};
+use fjord_broker::{Broker, CommittedOffset, Leadership, TopicPartition};
 use fjord_log::Clock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,11 @@ pub(crate) enum PopEntry {
     Forget {
         topic: String,
     },
+    /// Another node led the partition meanwhile: its queues here are stale.
+    Drop {
+        topic: String,
+        partition: u32,
+    },
 }
 
 impl PopEntry {
@@ -113,6 +118,7 @@ impl PopEntry {
                 queues.entry(q).or_insert_with(|| QueueState::new(offset)).reset(offset);
             }
             PopEntry::Forget { topic } => queues.retain(|q, _| q.topic != topic),
+            PopEntry::Drop { topic, partition } => queues.retain(|q, _| q.topic != topic || q.partition != partition),
         }
     }
 }
@@ -142,6 +148,22 @@ pub(crate) struct PopService {
     /// One past the last journal record written without waiting for it
     /// (0: none pending); the maintenance syncs up to it.
     unsynced: AtomicU64,
+    broker: Arc<Broker>,
+    /// In a cluster: the leader epoch of each partition in which this
+    /// node's queues on it were (re)loaded. They are used only while the
+    /// node leads the partition in that epoch (see [`PopService::lead`]).
+    loaded: Mutex<HashMap<TopicPartition, i32>>,
+}
+
+/// Whether this node may use its queues on a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lead {
+    /// A single node: its queues are always current.
+    Alone,
+    /// Leading, in this epoch.
+    Leading(i32),
+    /// Another node leads, or none does.
+    NotLeading,
 }
 
 impl PopService {
@@ -182,6 +204,8 @@ impl PopService {
                 clock,
                 dir,
                 unsynced: AtomicU64::new(0),
+                broker: b,
+                loaded: Default::default(),
             })
         })
         .await?
@@ -191,8 +215,70 @@ impl PopService {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The queue's state, if this node has it and it is current: in a
+    /// cluster, loaded while leading the partition in its present epoch.
     pub(crate) fn queue(&self, q: &QueueId) -> Option<Arc<Mutex<QueueState>>> {
-        self.queues.lock().get(q).cloned()
+        let s = self.queues.lock().get(q).cloned()?;
+        self.current(&q.tp()).then_some(s)
+    }
+
+    /// Whether this node may use its queues on `tp` now.
+    pub(crate) fn current(&self, tp: &TopicPartition) -> bool {
+        match self.lead(tp) {
+            Lead::Alone => true,
+            Lead::Leading(epoch) => self.loaded.lock().get(tp) == Some(&epoch),
+            Lead::NotLeading => false,
+        }
+    }
+
+    /// Whether this node leads `tp`, and in which epoch.
+    ///
+    /// The pop state is node-local (its move onto replicated partitions is
+    /// planned, `docs/design/replication.md` §4): while a node does not
+    /// lead a partition, another one pops and acks its messages and
+    /// commits the group's progress. So a node uses its queues on a
+    /// partition only in the leader epoch it loaded them in; in a later
+    /// one (it leads again, or restarted) they are dropped and reopened at
+    /// the group's committed offset ([`PopService::reload`]), which
+    /// delivers again what was in flight or acked above it — never skips
+    /// a message, and never commits a stale position over a newer one.
+    pub(crate) fn lead(&self, tp: &TopicPartition) -> Lead {
+        if self.broker.placement().is_none() && self.broker.config().cluster_id.is_none() {
+            return Lead::Alone;
+        }
+        if self.broker.placement().is_none() || self.broker.leadership(tp) != Leadership::Local {
+            return Lead::NotLeading;
+        }
+        match self.broker.partition(tp) {
+            Ok(p) if p.is_leading() => Lead::Leading(p.leader_epoch()),
+            _ => Lead::NotLeading,
+        }
+    }
+
+    /// Called with the queue map locked, before opening a queue on `tp`:
+    /// when this node's queues there are stale (loaded in an earlier epoch,
+    /// or before a restart), drops them (journaled) and records `epoch`.
+    /// Returns the journal offset written, if any.
+    pub(crate) fn reload(
+        &self,
+        queues: &mut HashMap<QueueId, Arc<Mutex<QueueState>>>,
+        tp: &TopicPartition,
+        epoch: i32,
+    ) -> Result<Option<u64>> {
+        let mut loaded = self.loaded.lock();
+        if loaded.get(tp) == Some(&epoch) {
+            return Ok(None);
+        }
+        loaded.insert(tp.clone(), epoch);
+        let stale = |q: &QueueId| q.topic == tp.topic && q.partition == tp.partition;
+        if !queues.keys().any(stale) {
+            return Ok(None);
+        }
+        queues.retain(|q, _| !stale(q));
+        self.committed.lock().retain(|q, _| !stale(q));
+        tracing::info!(%tp, epoch, "pop queues reloaded from the committed offsets (led elsewhere meanwhile)");
+        let e = PopEntry::Drop { topic: tp.topic.clone(), partition: tp.partition };
+        self.write(&e).map(Some)
     }
 
     /// Appends a journal entry (not yet durable); returns its offset.
@@ -321,6 +407,11 @@ impl Messaging {
         let queues: Vec<_> = self.pop.queues.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut commits: HashMap<String, Vec<(TopicPartition, CommittedOffset)>> = HashMap::new();
         for (q, state) in queues {
+            // A queue loaded in an earlier leader epoch is stale: another
+            // node has moved the group on since (see `PopService::lead`).
+            if !self.pop.current(&q.tp()) {
+                continue;
+            }
             let max_attempts = self.max_attempts(&q.group);
             let exhausted: Vec<(u64, InFlight)> = state
                 .lock()

@@ -1,0 +1,128 @@
+//! Pop queues across leadership changes in a cluster: a node uses its
+//! (node-local) pop state on a partition only in the leader epoch it loaded
+//! it in. When it leads again after another node did, it reopens its queues
+//! at the group's committed offset — the other leader's progress — instead
+//! of its stale state, and it never commits a stale position over a newer
+//! one (not even after a restart).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Env, T0, config};
+use fjord_broker::placement::OFFSETS_TOPIC;
+use fjord_broker::{
+    Broker, BrokerConfig, BrokerError, CommittedOffset, NodeInfo, PartitionPlacement, Placement, TopicPartition,
+};
+use fjord_log::ManualClock;
+use fjord_messaging::{ConsumeModel, Message, Messaging, MessagingConfig, MessagingError, Partitioning, PopRequest};
+
+/// Node 1 of a cluster (its placement set by the test).
+async fn open(dir: &std::path::Path) -> Env {
+    let c = BrokerConfig { node_id: 1, ..config(dir) };
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = Broker::open(c, clock.clone()).await.unwrap();
+    let m = Messaging::open(broker.clone(), MessagingConfig::default()).await.unwrap();
+    Env { broker, m, clock }
+}
+
+fn req(n: usize) -> PopRequest {
+    PopRequest { invisible: Duration::from_secs(600), partition: Some(0), ..PopRequest::new("g", "q", n) }
+}
+
+fn led(leader: i32, epoch: i32) -> PartitionPlacement {
+    PartitionPlacement {
+        leader,
+        leader_epoch: epoch,
+        replicas: vec![1, 2],
+        isr: vec![leader],
+        partition_epoch: epoch,
+        adding: vec![],
+        removing: vec![],
+    }
+}
+
+/// Node 1 (this broker) coordinates every group; `q`'s partition is led by
+/// `leader` in `epoch`.
+fn place(broker: &Broker, leader: i32, epoch: i32) {
+    let node = |id: i32| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let offsets = broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
+    broker.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1), node(2)],
+        fenced: Vec::new(),
+        topics: HashMap::from([
+            ("q".to_string(), vec![led(leader, epoch)]),
+            (OFFSETS_TOPIC.to_string(), vec![led(1, 0); offsets]),
+        ]),
+        controllers: vec![1],
+    });
+}
+
+async fn committed(broker: &Broker) -> i64 {
+    broker.committed_offset("g", &TopicPartition::new("q", 0)).await.unwrap().unwrap().offset
+}
+
+/// What node 2 committed while it led the partition.
+async fn commit_elsewhere(broker: &Broker, offset: i64) {
+    let off = CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+    broker.commit_offsets_unchecked("g", vec![(TopicPartition::new("q", 0), off)]).await.unwrap();
+}
+
+fn offsets(got: &[fjord_messaging::Popped]) -> Vec<u64> {
+    got.iter().map(|p| p.message.offset).collect()
+}
+
+#[tokio::test]
+async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    place(&env.broker, 1, 1);
+    for i in 0..12 {
+        env.m.send(Message::new("q", format!("m{i}")), Partitioning::Explicit(0)).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    let got = env.m.pop(req(10)).await.unwrap();
+    assert_eq!(offsets(&got), (0..10).collect::<Vec<_>>());
+    for p in &got[..3] {
+        env.m.ack("g", &g, &p.receipt).await.unwrap();
+    }
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 3);
+
+    // Node 2 leads; its consumers get to offset 8. Node 1 does not pop.
+    place(&env.broker, 2, 2);
+    let refused = env.m.pop(req(10)).await.unwrap_err();
+    assert!(matches!(refused, MessagingError::Broker(BrokerError::NotLeader { .. })), "{refused:?}");
+    commit_elsewhere(&env.broker, 8).await;
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 8, "a node that does not lead commits nothing");
+
+    // Node 1 leads again: its own state (3..10 in flight for ten minutes)
+    // is stale; it goes on from 8, at once.
+    place(&env.broker, 1, 3);
+    let again = env.m.pop(req(10)).await.unwrap();
+    assert_eq!(offsets(&again), vec![8, 9, 10, 11]);
+    assert!(env.m.ack("g", &g, &got[5].receipt).await.is_err(), "a receipt of the stale state is refused");
+    env.m.ack("g", &g, &again[0].receipt).await.unwrap();
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 9);
+
+    // Node 2 leads and moves on; node 1 restarts holding its journal.
+    place(&env.broker, 2, 4);
+    commit_elsewhere(&env.broker, 11).await;
+    env.close().await;
+    let env = open(dir.path()).await;
+    place(&env.broker, 2, 4);
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 11, "the restarted node's stale position is not committed");
+    // Leading after the restart (a new epoch), it reloads too.
+    place(&env.broker, 1, 5);
+    let last = env.m.pop(req(10)).await.unwrap();
+    assert_eq!(offsets(&last), vec![11]);
+    env.close().await;
+}
