@@ -26,3 +26,17 @@ def cluster():
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):
     """fjord_harness.wait_until, named for these tests."""
     return wait_until(predicate, timeout, interval=interval, message=message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the tail of every node's log (the
+    nodes' files live in the session's temporary directory, gone once
+    the run ends, and a cluster failure is rarely explained by the
+    client's side alone)."""
+    outcome = yield
+    report = outcome.get_result()
+    c = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(c, Cluster):
+        for i, n in enumerate(c.nodes, start=1):
+            report.sections.append((f"node {i} log (tail)", n.log_tail(80)))
