@@ -126,3 +126,34 @@ async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
     assert_eq!(offsets(&last), vec![11]);
     env.close().await;
 }
+
+#[tokio::test]
+async fn a_send_while_the_partition_elects_waits_for_its_new_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    // Node 2 led and is fenced (not among the serving nodes): no leader.
+    let node = |id: i32| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let offsets = env.broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
+    env.broker.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1)],
+        fenced: vec![node(2)],
+        topics: HashMap::from([
+            ("q".to_string(), vec![led(2, 1)]),
+            (OFFSETS_TOPIC.to_string(), vec![led(1, 0); offsets]),
+        ]),
+        controllers: vec![1],
+    });
+    let m = env.m.clone();
+    let send = tokio::spawn(async move {
+        m.send_batch_to_leaders(vec![Message::new("q", "during the election")], Partitioning::Auto).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!send.is_finished(), "refused at once: {:?}", send.await);
+    // This node is elected.
+    place(&env.broker, 1, 2);
+    let receipts = send.await.unwrap().unwrap();
+    assert_eq!(receipts[0].partition, TopicPartition::new("q", 0));
+    env.close().await;
+}

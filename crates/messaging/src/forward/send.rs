@@ -1,6 +1,8 @@
 //! Forwarded sends: [`Messaging::send_batch_to_leaders`].
 
-use fjord_broker::TopicPartition;
+use std::time::Duration;
+
+use fjord_broker::{Leadership, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 use super::{Reply, Request};
@@ -8,6 +10,10 @@ use crate::Messaging;
 use crate::error::{MessagingError, Result};
 use crate::message::Message;
 use crate::send::{Partitioning, SendReceipt};
+
+/// Longest wait for a leader before a send is refused (see
+/// [`Messaging::await_leader`]).
+const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// A [`SendReceipt`] on the wire (the topic is the request's).
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,23 +40,24 @@ impl Messaging {
         let Some(topic) = msgs.first().map(|m| m.topic.clone()).filter(|_| !single) else {
             return self.send_with(msgs, partitioning, &[]).await;
         };
-        let remote = match partitioning {
-            Partitioning::Explicit(p) => self.remote_leader_of(&topic, p),
-            Partitioning::Auto => {
-                // Creates the topic first where the broker auto-creates.
-                self.led_partitions(&topic).await?;
-                self.remote_leader_for_topic(&topic)
-            }
+        if let Partitioning::Auto = partitioning {
+            // Creates the topic first where the broker auto-creates.
+            self.led_partitions(&topic).await?;
+        }
+        let partition = match partitioning {
+            Partitioning::Auto => None,
+            Partitioning::Explicit(p) => Some(p),
+        };
+        self.await_leader(&topic, partition).await;
+        let remote = match partition {
+            Some(p) => self.remote_leader_of(&topic, p),
+            None => self.remote_leader_for_topic(&topic),
         };
         let Some(node) = remote else { return self.send_with(msgs, partitioning, &[]).await };
         if msgs.iter().any(|m| m.topic != topic) {
             return Err(MessagingError::InvalidRequest("a batch must be for one topic".into()));
         }
         let n = msgs.len();
-        let partition = match partitioning {
-            Partitioning::Auto => None,
-            Partitioning::Explicit(p) => Some(p),
-        };
         match self.call(node, &Request::Send { partition, extra: Vec::new(), messages: msgs }).await? {
             Reply::Sent(receipts) if receipts.len() == n => Ok(receipts
                 .into_iter()
@@ -63,6 +70,34 @@ impl Messaging {
                 .collect()),
             other => Err(MessagingError::Internal(format!("node {node} answered a send of {n} with {other:?}"))),
         }
+    }
+
+    /// Waits, at most [`LEADER_WAIT`], until partition `partition` of
+    /// `topic` (any of its partitions when `None`) has a serving leader: an
+    /// election takes a moment after a leader's loss, and a client that
+    /// cannot retry by itself (an AMQP publisher's message would be nacked)
+    /// is better served by a late answer, as RabbitMQ's quorum queues hold
+    /// publishes while they elect. Returns at once when one has (or the
+    /// topic does not exist: the send reports it).
+    async fn await_leader(&self, topic: &str, partition: Option<u32>) {
+        let has_leader = || {
+            let Some(t) = self.broker.topic(topic) else { return true };
+            let count = t.partitions().len() as u32;
+            let mut parts = partition.map_or(0..count, |p| p..p + 1);
+            parts.any(|p| self.broker.leadership(&TopicPartition::new(topic, p)) != Leadership::Unavailable)
+        };
+        if has_leader() {
+            return;
+        }
+        let mut changes = self.broker.subscribe_placement();
+        let _ = tokio::time::timeout(LEADER_WAIT, async {
+            while !has_leader() {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     pub(super) async fn serve_send(
