@@ -84,30 +84,23 @@ pub(crate) struct Totals {
     /// Values written twice because librdkafka re-sent them under a new
     /// producer epoch after a "possibly persisted" attempt (not failed).
     pub(crate) client_resent: u64,
+    /// The AMQP workload's.
+    pub(crate) amqp: crate::amqp::check::AmqpTotals,
 }
 
-struct Counter {
-    check: &'static str,
-    count: u64,
-    example: Option<String>,
-    values: Vec<String>,
-}
-
-impl Counter {
-    fn new(check: &'static str) -> Self {
-        Counter { check, count: 0, example: None, values: Vec::new() }
+impl Finding {
+    /// No violation yet.
+    pub(crate) fn new(check: &'static str) -> Self {
+        Finding { check, count: 0, example: None, values: Vec::new() }
     }
 
-    fn hit(&mut self, example: impl FnOnce() -> String, values: &[&str]) {
+    /// Counts a violation; the first one is the example.
+    pub(crate) fn hit(&mut self, example: impl FnOnce() -> String, values: &[&str]) {
         self.count += 1;
         if self.example.is_none() {
             self.example = Some(example());
             self.values = values.iter().map(|v| v.to_string()).collect();
         }
-    }
-
-    fn done(self) -> Finding {
-        Finding { check: self.check, count: self.count, example: self.example, values: self.values }
     }
 }
 
@@ -138,6 +131,7 @@ pub(crate) fn totals(o: &Observed) -> Totals {
     }
     t.committed = o.committed.values().map(|l| l.len() as u64).sum();
     t.client_resent = written_twice(o).values().filter(|d| d.by_client).count() as u64;
+    t.amqp = crate::amqp::check::totals(&o.history);
     t
 }
 
@@ -200,8 +194,8 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
         }
     }
 
-    let mut lost = Counter::new("acknowledged writes lost");
-    let mut moved = Counter::new("acknowledged offset holds another record");
+    let mut lost = Finding::new("acknowledged writes lost");
+    let mut moved = Finding::new("acknowledged offset holds another record");
     for e in &o.history {
         let Event::Ack { value, partition, offset } = &e.event else { continue };
         if o.incomplete.contains(partition) {
@@ -226,7 +220,7 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
         }
     }
 
-    let mut dups = Counter::new("duplicates (idempotent producers)");
+    let mut dups = Finding::new("duplicates (idempotent producers)");
     let twice = written_twice(o);
     // The later copies of what the client re-sent: out of the order check.
     let mut resent: std::collections::HashSet<(i32, i64)> = std::collections::HashSet::new();
@@ -240,8 +234,8 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
         }
     }
 
-    let mut reordered = Counter::new("reordered within a partition");
-    let mut monotonic = Counter::new("non-monotonic offsets");
+    let mut reordered = Finding::new("reordered within a partition");
+    let mut monotonic = Finding::new("non-monotonic offsets");
     for (&p, log) in &o.committed {
         let mut last_seq: HashMap<&str, (u64, &str)> = HashMap::new();
         let mut last_off: Option<i64> = None;
@@ -265,7 +259,7 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
         }
     }
 
-    let mut uncommitted = Counter::new("reads of records not in the committed log");
+    let mut uncommitted = Finding::new("reads of records not in the committed log");
     for e in &o.history {
         let Event::Read { consumer, partition, offset, value } = &e.event else { continue };
         if o.incomplete.contains(partition) && !by_offset.contains_key(&(*partition, *offset)) {
@@ -283,24 +277,16 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
     let divergent = check_replicas(o);
     let back = check_commits(&o.history);
     let stalled = check_progress(&o.history);
-    vec![
-        lost.done(),
-        moved.done(),
-        dups.done(),
-        reordered.done(),
-        monotonic.done(),
-        uncommitted.done(),
-        divergent,
-        back,
-        stalled,
-    ]
+    let mut all = vec![lost, moved, dups, reordered, monotonic, uncommitted, divergent, back, stalled];
+    all.extend(crate::amqp::check::check(&o.history));
+    all
 }
 
 /// Once every fault is repaired, every producer gets a write acknowledged
 /// and the group commits again (liveness: nobody stays stopped).
 fn check_progress(history: &[Entry]) -> Finding {
-    let mut c = Counter::new("stalled after the faults were repaired");
-    let Some(healed) = history.iter().position(|e| e.event == Event::Healed) else { return c.done() };
+    let mut c = Finding::new("stalled after the faults were repaired");
+    let Some(healed) = history.iter().position(|e| e.event == Event::Healed) else { return c };
     let after = &history[healed..];
     let producers: std::collections::BTreeSet<&str> = history[..healed]
         .iter()
@@ -343,14 +329,14 @@ fn check_progress(history: &[Entry]) -> Finding {
     if !advanced {
         c.hit(|| "the consumer group committed nothing after the repair".into(), &[]);
     }
-    c.done()
+    c
 }
 
 /// Every replica holds every committed record, and replicas agree on every
 /// offset they both hold (beyond the high watermark too: a diverged tail
 /// left behind after the faults were repaired is a divergence).
 fn check_replicas(o: &Observed) -> Finding {
-    let mut c = Counter::new("divergent replicas");
+    let mut c = Finding::new("divergent replicas");
     for (&p, replicas) in &o.replicas {
         let committed = o.committed.get(&p).map(Vec::as_slice).unwrap_or_default();
         let mut union: BTreeMap<i64, (&str, i32)> = BTreeMap::new();
@@ -383,14 +369,14 @@ fn check_replicas(o: &Observed) -> Finding {
             }
         }
     }
-    c.done()
+    c
 }
 
 /// A group's committed offset never moves back: each OffsetFetch returns
 /// at least what any earlier one returned, and at least every commit
 /// acknowledged before it was asked.
 fn check_commits(history: &[Entry]) -> Finding {
-    let mut c = Counter::new("committed offsets moved back");
+    let mut c = Finding::new("committed offsets moved back");
     let mut acked: HashMap<i32, (i64, u64)> = HashMap::new();
     let mut seen: HashMap<i32, (i64, u64)> = HashMap::new();
     for e in history {
@@ -424,7 +410,7 @@ fn check_commits(history: &[Entry]) -> Finding {
             _ => {}
         }
     }
-    c.done()
+    c
 }
 
 #[cfg(test)]
@@ -504,7 +490,7 @@ mod tests {
     fn a_clean_run_passes_every_check() {
         let f = check(&healthy());
         assert!(f.iter().all(|f| f.count == 0), "{f:?}");
-        assert_eq!(f.len(), 9);
+        assert_eq!(f.len(), 11, "nine checks of the Kafka workload, two of the AMQP one");
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::net::Network;
 
 const KAFKA_PORT: u16 = 9092;
 const HTTP_PORT: u16 = 8080;
+const AMQP_PORT: u16 = 5672;
+/// The AMQP workload's user (the default `guest` may log in from loopback
+/// only, and the clients come from the host's side of the bridge).
+const AMQP_USER: &str = "chaos";
 const INTERNODE_PORT: u16 = 9700;
 
 /// One node's process and files.
@@ -157,6 +161,11 @@ impl Cluster {
         all.join(",")
     }
 
+    /// AMQP URIs of every node.
+    pub(crate) fn amqp_uris(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("amqp://{AMQP_USER}:{AMQP_USER}@{}:{AMQP_PORT}/%2f", n.addr)).collect()
+    }
+
     /// Node `i`'s data directory.
     pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
         self.nodes[i].dir.join("data")
@@ -212,8 +221,11 @@ impl Cluster {
             .env("FJORD_GROUPS__INITIAL_REBALANCE_DELAY_MS", "0")
             .env("FJORD_LOG__LEVEL", "info")
             .env("FJORD_LISTENERS__KAFKA__BIND", on(KAFKA_PORT))
-            .env("FJORD_LISTENERS__HTTP__BIND", on(HTTP_PORT));
-        for name in ["ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP", "AMQP_MANAGEMENT"] {
+            .env("FJORD_LISTENERS__HTTP__BIND", on(HTTP_PORT))
+            .env("FJORD_LISTENERS__AMQP__BIND", on(AMQP_PORT))
+            .env("FJORD_AMQP__DEFAULT_USER", AMQP_USER)
+            .env("FJORD_AMQP__DEFAULT_PASS", AMQP_USER);
+        for name in ["ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP_MANAGEMENT"] {
             cmd.env(format!("FJORD_LISTENERS__{name}__BIND"), on(0));
         }
         let child = cmd

@@ -42,6 +42,17 @@ pub(crate) enum Event {
     /// words: a timeout, a lost connection): sequences `first_seq..=last_seq`
     /// of `epoch` on `partition` may or may not be written.
     Unsure { partition: i32, producer_id: i64, epoch: i16, first_seq: i32, last_seq: i32, error: String },
+    /// AMQP: a publisher sent the value (persistent, with confirms).
+    AmqpPublish { publisher: u32, value: String },
+    /// AMQP: the broker confirmed it (`basic.ack`): it is stored.
+    AmqpConfirm { value: String },
+    /// AMQP: the broker refused it (`basic.nack`): not stored.
+    AmqpNack { value: String },
+    /// AMQP: no confirm came (the connection failed or stalled): it may or
+    /// may not be stored.
+    AmqpUnsure { value: String, error: String },
+    /// AMQP: a consumer (or the final drain, consumer `u32::MAX`) got it.
+    AmqpRead { consumer: u32, value: String, redelivered: bool },
 }
 
 impl Event {
@@ -51,7 +62,12 @@ impl Event {
             Event::Send { value, .. }
             | Event::Ack { value, .. }
             | Event::Fail { value, .. }
-            | Event::Read { value, .. } => Some(value),
+            | Event::Read { value, .. }
+            | Event::AmqpPublish { value, .. }
+            | Event::AmqpConfirm { value }
+            | Event::AmqpNack { value }
+            | Event::AmqpUnsure { value, .. }
+            | Event::AmqpRead { value, .. } => Some(value),
             _ => None,
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! Runs a cluster of real `fjord serve` processes, each in its own network
 //! namespace (veth pairs on one bridge, created and removed by the tool;
-//! it must run as root), drives an unmodified Kafka client workload
-//! (librdkafka: idempotent acks=all producers, a consumer group that
-//! commits) through a seeded schedule of faults, repairs everything, and
+//! it must run as root), drives unmodified client workloads (librdkafka:
+//! idempotent acks=all producers, a consumer group that commits; lapin:
+//! AMQP publishers with confirms and consumers acking each delivery, on a
+//! replicated durable queue) through a seeded schedule of faults, repairs
+//! everything, and
 //! checks the history against the guarantees of `docs/design/replication.md`:
 //!
 //! | check | must be |
@@ -17,6 +19,11 @@
 //! | divergent replicas (each node's files, after a clean stop) | 0 |
 //! | committed group offsets moving back | 0 |
 //! | producers or the group stalled once every fault is repaired | 0 |
+//! | AMQP messages confirmed and never delivered (nor drained at the end) | 0 |
+//! | AMQP publishers or consumers stalled once every fault is repaired | 0 |
+//!
+//! AMQP deliveries of a message again are counted, not failed (at least
+//! once: a failover hands out again what was in flight).
 //!
 //! Faults ([`schedule::Kind`]): kill -9 of a node, a partition leader or
 //! the controller leader; a power loss (kill -9, then the node's disk image
@@ -38,6 +45,7 @@
 //! sudo fjord-chaos --fjord target/debug/fjord --seeds 1,2,3 --duration 60
 //! ```
 
+mod amqp;
 mod check;
 mod clock;
 mod cluster;
@@ -115,6 +123,16 @@ struct Cli {
     /// logged to `seed-N/producer-P.I.log`.
     #[arg(long)]
     producer_debug: Option<String>,
+    /// AMQP publishers with confirms (lapin), on one durable queue; 0
+    /// turns the AMQP workload off.
+    #[arg(long, default_value_t = 1)]
+    amqp_publishers: u32,
+    /// Messages per second per AMQP publisher.
+    #[arg(long, default_value_t = 100)]
+    amqp_rate: u32,
+    /// AMQP consumers (manual acks).
+    #[arg(long, default_value_t = 2)]
+    amqp_consumers: u32,
 }
 
 fn seeds(spec: &str) -> Result<Vec<u64>> {
@@ -153,6 +171,9 @@ fn main() -> Result<()> {
         snapshots: cli.snapshots,
         client_debug: cli.client_debug.clone(),
         producer_debug: cli.producer_debug.clone(),
+        amqp_publishers: cli.amqp_publishers,
+        amqp_rate: cli.amqp_rate,
+        amqp_consumers: cli.amqp_consumers,
     };
     let mut outcomes = Vec::new();
     for seed in seeds(&cli.seeds)? {
@@ -181,6 +202,14 @@ fn report(o: &run::Outcome) -> String {
          re-sent by the client under a new epoch (librdkafka #4953, not failed) {}",
         o.seed, t.faults, t.sent, t.acked, t.failed, t.read, t.committed, t.longest_ack_gap_ms, t.client_resent
     );
+    let a = &t.amqp;
+    if a.published > 0 {
+        let _ = writeln!(
+            s,
+            "  amqp: published {}, confirmed {}, unconfirmed {}, delivered {}, delivered again (at least once, not failed) {}",
+            a.published, a.confirmed, a.unconfirmed, a.delivered, a.redelivered
+        );
+    }
     for f in &o.findings {
         let _ = writeln!(s, "  {:<45} {:>6}  {}", f.check, f.count, f.example.as_deref().unwrap_or(""));
     }
@@ -195,7 +224,7 @@ fn report(o: &run::Outcome) -> String {
 /// The table `docs/reliability.md` records: one row per seed.
 fn summary(outcomes: &[run::Outcome]) -> String {
     let mut s = String::from(
-        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | AMQP confirmed | AMQP delivered again | AMQP lost | AMQP stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.totals;
@@ -209,12 +238,23 @@ fn summary(outcomes: &[run::Outcome]) -> String {
             t.failed,
             t.longest_ack_gap_ms,
             t.client_resent,
-            counts.join(" | "),
+            amqp_columns(&counts, &t.amqp),
             o.errors.len(),
             if o.passed() { "pass" } else { "FAIL" }
         );
     }
     s
+}
+
+/// The check counts, with the AMQP totals before the AMQP checks (the
+/// last two findings).
+fn amqp_columns(counts: &[String], a: &amqp::check::AmqpTotals) -> String {
+    let split = counts.len().saturating_sub(2);
+    let mut cols = counts[..split].to_vec();
+    cols.push(a.confirmed.to_string());
+    cols.push(a.redelivered.to_string());
+    cols.extend_from_slice(&counts[split..]);
+    cols.join(" | ")
 }
 
 #[cfg(test)]

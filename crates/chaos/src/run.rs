@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::amqp::{self, AmqpWorkload};
 use crate::check::{self, Finding, Observed, Totals};
 use crate::clock;
 use crate::cluster::Cluster;
@@ -52,6 +53,12 @@ pub(crate) struct Options {
     pub(crate) client_debug: Option<String>,
     /// librdkafka debug contexts for the producers.
     pub(crate) producer_debug: Option<String>,
+    /// AMQP publishers (0: no AMQP workload).
+    pub(crate) amqp_publishers: u32,
+    /// Messages per second per AMQP publisher.
+    pub(crate) amqp_rate: u32,
+    /// AMQP consumers.
+    pub(crate) amqp_consumers: u32,
 }
 
 /// One seed's results.
@@ -189,7 +196,17 @@ impl Run<'_> {
         };
         workload::create_topic(&w, Duration::from_secs(60))?;
         self.cluster.await_healthy(TOPIC, Duration::from_secs(60))?;
+        let amqp = (o.amqp_publishers > 0).then(|| AmqpWorkload {
+            uris: self.cluster.amqp_uris(),
+            publishers: o.amqp_publishers,
+            rate: o.amqp_rate,
+            consumers: o.amqp_consumers,
+        });
+        if let Some(a) = &amqp {
+            amqp::declare(a, Duration::from_secs(60))?;
+        }
         let running = workload::start(&w, &self.history);
+        let amqp_running = amqp.as_ref().map(|a| amqp::start(a, &self.history));
 
         let end = Instant::now() + o.duration;
         for step in schedule::plan(seed, o.nodes, o.partitions, &o.kinds, o.duration) {
@@ -218,6 +235,14 @@ impl Run<'_> {
         self.history.push(Event::Healed);
         std::thread::sleep(o.recovery);
         self.errors.extend(running.stop());
+        if let Some(r) = amqp_running {
+            self.errors.extend(r.stop());
+        }
+        if let Some(a) = &amqp
+            && let Err(e) = amqp::drain(a, &self.history, Duration::from_secs(60))
+        {
+            self.errors.push(format!("AMQP final drain: {e:#}"));
+        }
         if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
             self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));
         }
