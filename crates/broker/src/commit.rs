@@ -274,8 +274,7 @@ impl CommitPoint {
                 cuts.depositions += 1;
                 cuts.deposed_at = Some(Instant::now());
             }
-            self.local_durable.send_modify(|_| {});
-            self.wake_all();
+            self.wake_everyone();
         }
         elected
     }
@@ -374,6 +373,12 @@ impl CommitPoint {
                 cuts.recent.pop_front();
             }
         }
+        self.wake_everyone();
+    }
+
+    /// Wakes every waiter, acks=1 ones included, to look at its write's
+    /// fate again (a deposition or a cut decided it, or will).
+    fn wake_everyone(&self) {
         self.local_durable.send_modify(|_| {});
         self.wake_all();
     }

@@ -105,6 +105,20 @@ impl Shard {
     /// the shard admits finds a group missing that its log holds.
     fn replay_into_map(&self, on_groups: impl FnOnce(Vec<GroupRecord>)) -> Result<()> {
         let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.replay_as(started, on_groups)
+    }
+
+    /// [`Shard::replay_into_map`] for the election that made the shard
+    /// stale at generation `elected`: nothing if it went stale again since
+    /// (a later election or loss of the lead decides).
+    fn replay_into_map_since(&self, elected: u64, on_groups: impl FnOnce(Vec<GroupRecord>)) -> Result<()> {
+        match self.generation.compare_exchange(elected, elected + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => self.replay_as(elected + 1, on_groups),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn replay_as(&self, started: u64, on_groups: impl FnOnce(Vec<GroupRecord>)) -> Result<()> {
         let _w = self.write.blocking_lock();
         let (map, groups) = replay(&self.partition)?;
         *self.map.lock() = map;
@@ -155,17 +169,42 @@ impl OffsetStore {
     /// partition this node just came to lead (its log holds what the old
     /// leader stored); its stored groups go to `on_groups` first. Readers
     /// see the old map until it is replayed.
+    ///
+    /// The log may end with records the old leader wrote and never
+    /// committed: this node's election does not commit them, and another
+    /// election before they are could cut them (its winner, in sync, holds
+    /// every committed record but not necessarily these). So the replay
+    /// waits until this node's high watermark covers the log end it was
+    /// elected with, as Kafka's coordinator exposes a loaded partition's
+    /// state only up to its last committed offset; until then the group
+    /// coordinator answers "still loading". Losing the lead meanwhile ends
+    /// the wait: the next election replays again.
     pub(crate) fn reload_in_background(&self, index: u32, on_groups: impl FnOnce(Vec<GroupRecord>) + Send + 'static) {
         let Some(shard) = self.shard_at(index) else { return };
         // Stale from now until the replay finishes.
-        shard.generation.fetch_add(1, Ordering::AcqRel);
+        let elected = shard.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let p = shard.partition.clone();
+        let end = p.log_end_offset();
+        let tail = (end > p.high_watermark()).then(|| p.written_at(end - 1));
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        drop(rt.spawn_blocking(move || {
-            if let Err(e) = shard.replay_into_map(on_groups) {
+        drop(rt.spawn(async move {
+            if let Some(tail) = tail
+                && let Err(e) = p.committed_while_leading(tail).await
+            {
+                tracing::info!(partition = %p.id(), error = %e,
+                    "committed offsets not replayed: the tail inherited at the election was not committed");
+                return;
+            }
+            let id = p.id().to_string();
+            let replayed = tokio::task::spawn_blocking(move || shard.replay_into_map_since(elected, on_groups)).await;
+            match replayed {
+                Ok(Ok(())) => {}
                 // The shard stays stale (clients are told to retry) until
                 // the next election or recovery replays it.
-                tracing::error!(partition = %shard.partition.id(), error = %e,
-                    "could not replay committed offsets on becoming leader");
+                Ok(Err(e)) => {
+                    tracing::error!(partition = %id, error = %e, "could not replay committed offsets on becoming leader")
+                }
+                Err(e) => tracing::error!(partition = %id, error = %e, "the committed offsets replay failed"),
             }
         }));
     }

@@ -168,3 +168,42 @@ async fn a_shard_is_served_only_while_current() {
     tokio::task::spawn_blocking(move || b2.offsets().reload(index)).await.expect("join").expect("reload");
     assert!(offsets.is_current("g"));
 }
+
+/// A node elected for a shard whose log ends with records its predecessor
+/// wrote but did not commit serves the shard only once its own high
+/// watermark covers them: until then another election could still cut
+/// them (chaos seed 15: an OffsetFetch answered an offset that was never
+/// committed, and the group's committed offset then "moved back").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elected_shard_serves_an_inherited_tail_only_once_it_is_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = open(dir.path(), |c| c.offsets_partitions = 2).await;
+    let offsets = b.offsets();
+    offsets.put(vec![(key("g", "t", 0), off(10))], 1).await.expect("put");
+    let index = offsets.shard_of("g").expect("attached");
+    let shard = offsets.shard_at(index).expect("shard");
+    let p = shard.partition.clone();
+    // Leading with an in-sync follower (node 2) that fetches nothing: a
+    // commit is written, not committed.
+    p.set_replica_role(true, &[2]);
+    let writer = shard.clone();
+    let write = tokio::spawn(async move { writer.append(&[(key("g", "t", 0), off(42))], 2).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.log_end_offset() <= p.high_watermark() {
+        assert!(std::time::Instant::now() < deadline, "the write reaches the log");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // This node is (re)elected with that tail.
+    offsets.reload_in_background(index, |_| {});
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!offsets.is_current("g"), "served before its inherited tail is committed");
+
+    // The follower catches up: the tail is committed, the shard served.
+    p.follower_fetched(2, p.log_end_offset(), p.log_end_offset());
+    write.await.expect("join").expect("committed");
+    while !offsets.is_current("g") {
+        assert!(std::time::Instant::now() < deadline, "the replay after the commit finishes");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(offsets.get("g", "t", 0).map(|o| o.offset), Some(42));
+}
