@@ -312,9 +312,20 @@ impl Messaging {
     pub async fn shutdown(&self) -> Result<()> {
         self.stop.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock());
-        for t in tasks {
-            if let Err(e) = t.await {
-                tracing::warn!(error = %e, "messaging task failed");
+        // A task in the middle of a call to an unreachable node (a pop
+        // maintenance commit, a delivery to a remote target) would hold the
+        // stop for its whole timeout: after a grace it is cut short. Each
+        // is safe to stop anywhere, as a crash would (the timer's intent
+        // and done records, idempotent commits).
+        let deadline = tokio::time::Instant::now() + TASK_GRACE;
+        for mut t in tasks {
+            match tokio::time::timeout_at(deadline, &mut t).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "messaging task failed"),
+                Err(_) => {
+                    tracing::warn!("a messaging task did not stop within {TASK_GRACE:?}; cut short");
+                    t.abort();
+                }
             }
         }
         self.timer.close().await?;
@@ -322,6 +333,10 @@ impl Messaging {
         self.pop.close().await
     }
 }
+
+/// How long [`Messaging::shutdown`] lets its background tasks finish what
+/// they are doing.
+const TASK_GRACE: Duration = Duration::from_secs(5);
 
 #[doc(hidden)]
 pub mod bench_support {

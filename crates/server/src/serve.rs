@@ -323,18 +323,25 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     http_state.set_ready(false);
     let _ = stop_tx.send(true);
+    // The listeners drain side by side (each task runs on its own), within
+    // one bound for all: the whole stop must fit in the 30 s an
+    // orchestrator gives (Kubernetes' default).
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for s in servers {
-        match tokio::time::timeout(Duration::from_secs(10), s).await {
+        match tokio::time::timeout_at(drain_deadline, s).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "listener ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "listener task failed"),
             Err(_) => tracing::warn!("listener did not drain within 10 s"),
         }
     }
+    tracing::info!("listeners closed; closing the messaging state");
     messaging.shutdown().await.context("closing the messaging state")?;
     if let Some(node) = &cluster {
+        tracing::info!("messaging state closed; leaving the cluster");
         node.shutdown().await;
     }
+    tracing::info!("closing the logs");
     broker.shutdown().await.context("closing the logs")?;
     for t in background {
         t.abort();

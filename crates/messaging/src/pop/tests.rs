@@ -48,3 +48,16 @@ async fn unsynced_pops_and_acks_are_applied_at_once_and_synced_by_the_maintenanc
     assert_eq!(m.pop_depth("g", &g, "q"), (0, 1), "kept across a restart");
     close(m).await;
 }
+
+/// A background task stuck (in a call to a node that never answers) does
+/// not hold the stop: it is cut short after the grace.
+#[tokio::test]
+async fn a_stuck_background_task_does_not_hold_the_shutdown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    m.start();
+    m.tasks.lock().push(tokio::spawn(std::future::pending::<()>()));
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), close(m)).await.expect("the shutdown ends");
+    assert!(started.elapsed() < crate::TASK_GRACE + Duration::from_secs(5), "{:?}", started.elapsed());
+}
