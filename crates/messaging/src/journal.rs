@@ -111,6 +111,33 @@ impl Journal {
         self.log.delete_records_before(offset).map(|_| ()).map_err(|e| MessagingError::log(self.name, e))
     }
 
+    /// Makes the log writable again after a failed write or fsync (a full
+    /// disk) poisoned it: it is cut back to its durable point (see
+    /// `fjord_log::Log::recover`). Returns the new end when it recovered,
+    /// `None` when it was not poisoned. What the owner applied in memory
+    /// from records past that point is the owner's to settle.
+    pub(crate) fn recover(&self) -> Result<Option<u64>> {
+        match self.log.recover() {
+            Ok(Some(outcome)) => {
+                tracing::warn!(
+                    journal = self.name,
+                    log_end = outcome.log_end,
+                    previous_log_end = outcome.previous_log_end,
+                    "journal writable again after a failed write"
+                );
+                Ok(Some(outcome.log_end))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(MessagingError::log(self.name, e)),
+        }
+    }
+
+    /// Makes fsyncs fail (as a full or failing disk), for tests.
+    #[cfg(test)]
+    pub(crate) fn inject_fsync_failure(&self, fail: bool) {
+        self.log.inject_fsync_failure(fail);
+    }
+
     /// Fsyncs and closes cleanly.
     pub(crate) fn close(&self) -> Result<()> {
         self.log.close().map_err(|e| MessagingError::log(self.name, e))

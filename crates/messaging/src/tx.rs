@@ -158,6 +158,19 @@ impl TxService {
         self.journal.sync(off)
     }
 
+    /// Recovers the half log and the journal after a failed write poisoned
+    /// them. Halves past the half log's durable point were never
+    /// acknowledged (their sync failed) and are cut: they stop being open,
+    /// so a new half written at their offset is not taken for them.
+    /// Blocking file I/O.
+    pub(crate) fn recover(&self) -> Result<()> {
+        if let Some(end) = self.half.recover()? {
+            let _a = self.appending.lock();
+            self.open.lock().retain(|handle, _| *handle < end);
+        }
+        self.journal.recover().map(|_| ())
+    }
+
     pub(crate) async fn close(&self) -> Result<()> {
         let (h, j) = (self.half.clone(), self.journal.clone());
         blocking(move || -> Result<()> {

@@ -329,6 +329,20 @@ impl PopService {
         Ok(())
     }
 
+    /// Recovers the journal after a failed write poisoned it (a full disk:
+    /// every pop and ack failed from then on, and the queues with them).
+    /// Records past its durable point are cut; the state they described is
+    /// still applied here (a failed pop or ack was reported as such, and
+    /// at worst delivers again), and a snapshot saves it at once, so a
+    /// restart does not fall back to the cut journal. Blocking file I/O.
+    pub(crate) fn recover(&self) -> Result<()> {
+        if self.journal.recover()?.is_some() {
+            self.unsynced.store(0, Ordering::Release);
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
     /// Saves every queue and trims the journal before the cut.
     pub(crate) fn snapshot(&self) -> Result<()> {
         let snap = {
@@ -386,6 +400,11 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
                 tracing::error!(error = %e, "pop maintenance failed");
             }
             m.release_lost_holds().await;
+            let mm = m.clone();
+            match blocking(move || mm.recover_journals()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "a messaging journal is not writable yet"),
+            }
             if m.pop.clock.now_ms() - last_snapshot >= m.config.snapshot_interval.as_millis() as i64 {
                 last_snapshot = m.pop.clock.now_ms();
                 let mm = m.clone();
@@ -399,6 +418,14 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
 }
 
 impl Messaging {
+    /// Recovers the node-local journals (pop, half messages, transactions)
+    /// a failed write poisoned, once they can be written again; called
+    /// every second by the maintenance. Blocking file I/O.
+    pub(crate) fn recover_journals(&self) -> Result<()> {
+        self.pop.recover()?;
+        self.tx.recover()
+    }
+
     /// Dead-letters expired messages that used up their attempts, commits
     /// queue progress and syncs journal records written without a wait.
     /// Runs every second; public for tests and tools.

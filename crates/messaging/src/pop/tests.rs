@@ -61,3 +61,27 @@ async fn a_stuck_background_task_does_not_hold_the_shutdown() {
     tokio::time::timeout(Duration::from_secs(30), close(m)).await.expect("the shutdown ends");
     assert!(started.elapsed() < crate::TASK_GRACE + Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+/// A pop journal poisoned by a failed fsync (a full disk) refuses every
+/// pop and ack, so the queues stop; once the disk takes writes again the
+/// maintenance recovers it and the queues are served again (chaos seed 18:
+/// an AMQP queue's node stayed stuck after a full disk).
+#[tokio::test]
+async fn a_poisoned_pop_journal_recovers_and_the_queue_is_served_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    for i in 0..3 {
+        m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
+    }
+    m.pop.journal.inject_fsync_failure(true);
+    assert!(m.pop(PopRequest::new("g", "q", 1)).await.is_err(), "its journal record is not durable");
+    m.pop.journal.inject_fsync_failure(false);
+    assert!(m.pop(PopRequest::new("g", "q", 1)).await.is_err(), "poisoned: refused");
+
+    m.recover_journals().expect("recovered");
+    let got = m.pop(PopRequest::new("g", "q", 1)).await.expect("served again");
+    assert_eq!(got.len(), 1);
+    let g = ConsumeModel::Clustering;
+    m.ack("g", &g, &got[0].receipt).await.expect("ack");
+    close(m).await;
+}
