@@ -157,3 +157,44 @@ async fn a_send_while_the_partition_elects_waits_for_its_new_leader() {
     assert_eq!(receipts[0].partition, TopicPartition::new("q", 0));
     env.close().await;
 }
+
+#[tokio::test]
+async fn a_send_short_of_in_sync_replicas_waits_for_them_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    // Three replicas need two in sync (the default); only the leader is.
+    let node = |id: i32| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let offsets = env.broker.topic(OFFSETS_TOPIC).unwrap().partitions().len();
+    let placed = |isr: Vec<i32>, epoch: i32| Placement {
+        controller_id: 1,
+        nodes: vec![node(1), node(2), node(3)],
+        fenced: Vec::new(),
+        topics: HashMap::from([
+            ("q".to_string(), vec![PartitionPlacement { replicas: vec![1, 2, 3], isr, ..led(1, epoch) }]),
+            (OFFSETS_TOPIC.to_string(), vec![led(1, 0); offsets]),
+        ]),
+        controllers: vec![1],
+    };
+    env.broker.set_placement(placed(vec![1], 1));
+    let m = env.m.clone();
+    let send =
+        tokio::spawn(
+            async move { m.send_batch_to_leaders(vec![Message::new("q", "short")], Partitioning::Auto).await },
+        );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!send.is_finished(), "refused at once: {:?}", send.await);
+    // Node 2 is back in sync: the send is written, and committed once node
+    // 2 holds it.
+    env.broker.set_placement(placed(vec![1, 2], 2));
+    let p = env.broker.partition(&TopicPartition::new("q", 0)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.log_end_offset() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the retry writes it");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    p.follower_fetched(2, p.log_end_offset(), p.log_end_offset());
+    let receipts = send.await.unwrap().unwrap();
+    assert_eq!(receipts[0].offset, Some(0));
+    env.close().await;
+}

@@ -87,6 +87,13 @@ enum Reply {
     Timer(crate::timer::Answer),
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
+    /// Too few in-sync replicas for the write, which was not appended:
+    /// retriable, and retried by the caller for a while.
+    TooFewReplicas {
+        tp: String,
+        in_sync: usize,
+        required: usize,
+    },
     /// Anything else (not the leader any more, storage failure): retriable.
     Failed(String),
 }
@@ -97,6 +104,9 @@ impl Reply {
             MessagingError::InvalidMessage(_)
             | MessagingError::InvalidRequest(_)
             | MessagingError::InvalidReceipt(_) => Reply::Invalid(e.to_string()),
+            MessagingError::Broker(BrokerError::NotEnoughReplicas { tp, in_sync, required, appended: false }) => {
+                Reply::TooFewReplicas { tp, in_sync, required }
+            }
             e => Reply::Failed(e.to_string()),
         }
     }
@@ -142,6 +152,9 @@ impl Messaging {
         match serde_json::from_slice(&reply) {
             Ok(Reply::Invalid(m)) => Err(MessagingError::InvalidRequest(m)),
             Ok(Reply::Failed(m)) => Err(BrokerError::Unavailable(format!("node {node}: {m}")).into()),
+            Ok(Reply::TooFewReplicas { tp, in_sync, required }) => {
+                Err(BrokerError::NotEnoughReplicas { tp, in_sync, required, appended: false }.into())
+            }
             Ok(r) => Ok(r),
             Err(e) => Err(MessagingError::Internal(format!("node {node} answered with: {e}"))),
         }

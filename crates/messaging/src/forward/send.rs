@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fjord_broker::{Leadership, TopicPartition};
+use fjord_broker::{BrokerError, Leadership, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 use super::{Reply, Request};
@@ -11,8 +11,8 @@ use crate::error::{MessagingError, Result};
 use crate::message::Message;
 use crate::send::{Partitioning, SendReceipt};
 
-/// Longest wait for a leader before a send is refused (see
-/// [`Messaging::await_leader`]).
+/// Longest wait for a leader, or for enough in-sync replicas, before a
+/// send through any node is refused (see [`Messaging::await_leader`]).
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// A [`SendReceipt`] on the wire (the topic is the request's).
@@ -49,9 +49,34 @@ impl Messaging {
             Partitioning::Explicit(p) => Some(p),
         };
         self.await_leader(&topic, partition).await;
+        // Too few in-sync replicas, nothing written: the set grows back
+        // through the metadata within seconds of a follower's return, and
+        // a client that cannot retry by itself (AMQP) is better served by
+        // a late confirm than a nack (Kafka clients retry this error).
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut changes = self.broker.subscribe_placement();
+        loop {
+            changes.borrow_and_update();
+            match self.send_once(&topic, msgs.clone(), partitioning, partition).await {
+                Err(MessagingError::Broker(BrokerError::NotEnoughReplicas { appended: false, .. }))
+                    if tokio::time::Instant::now() < deadline
+                        && tokio::time::timeout_at(deadline, changes.changed()).await.is_ok_and(|r| r.is_ok()) => {}
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One attempt of [`Messaging::send_batch_to_leaders`].
+    async fn send_once(
+        &self,
+        topic: &str,
+        msgs: Vec<Message>,
+        partitioning: Partitioning,
+        partition: Option<u32>,
+    ) -> Result<Vec<SendReceipt>> {
         let remote = match partition {
-            Some(p) => self.remote_leader_of(&topic, p),
-            None => self.remote_leader_for_topic(&topic),
+            Some(p) => self.remote_leader_of(topic, p),
+            None => self.remote_leader_for_topic(topic),
         };
         let Some(node) = remote else { return self.send_with(msgs, partitioning, &[]).await };
         if msgs.iter().any(|m| m.topic != topic) {
@@ -63,7 +88,7 @@ impl Messaging {
                 .into_iter()
                 .map(|r| SendReceipt {
                     id: r.id,
-                    partition: TopicPartition::new(&topic, r.partition),
+                    partition: TopicPartition::new(topic, r.partition),
                     offset: r.offset,
                     deliver_at: r.deliver_at,
                 })
