@@ -196,6 +196,15 @@ impl Messaging {
                 let Some(last) = recs.last().map(|r| r.offset) else { break };
                 for r in &recs {
                     if let Some(v) = header(r, headers::TIMER_REF).filter(|v| wanted.contains(*v)) {
+                        // A copy not committed yet may still be cut, or
+                        // committed: its delivery is undecided until then.
+                        if r.offset >= p.high_watermark() {
+                            return Err(BrokerError::Unavailable(format!(
+                                "{name}: a delivered copy at {} is not committed yet",
+                                r.offset
+                            ))
+                            .into());
+                        }
                         found.push(v.to_string());
                     }
                 }

@@ -241,10 +241,28 @@ impl Shard {
         }
         let n = due.len();
         let deadlines: BTreeMap<u64, i64> = due.into_iter().map(|(at, o)| (o, at)).collect();
-        let Some(begun) = self.begin(m, deadlines).await? else { return Ok(n) };
-        let (mut delivered, retry) = self.append_targets(m, begun.targets).await;
-        delivered.extend(begun.dropped);
-        self.finish(m, begun.intent, delivered, retry).await?;
+        let Some(begun) = self.begin(m, deadlines.clone()).await? else { return Ok(n) };
+        let intent_targets: Vec<IntentTarget> = begun.targets.iter().map(|(t, _)| t.clone()).collect();
+        let (mut delivered, failed) = self.append_targets(m, begun.targets).await;
+        if failed.is_empty() {
+            delivered.extend(begun.dropped);
+            self.finish(m, begun.intent, delivered).await?;
+        } else {
+            // A failed append may still have landed (a timeout, a leader
+            // deposed while it waited): delivering again blindly could
+            // write a copy twice. The intent stays open and is resolved as
+            // one found after a crash — its targets searched for the copies
+            // above the recorded high watermarks — at the next tick.
+            // (Entries dropped with their topic are simply not delivered.)
+            let entries: std::collections::HashSet<u64> =
+                intent_targets.iter().flat_map(|t| t.offsets.iter().copied()).collect();
+            let deadlines = deadlines.into_iter().filter(|(o, _)| entries.contains(o)).collect();
+            self.unfinished.lock().push(Unfinished::Resolve {
+                intent: begun.intent,
+                targets: intent_targets,
+                deadlines,
+            });
+        }
         Ok(n)
     }
 
@@ -312,7 +330,8 @@ impl Shard {
     }
 
     /// Appends each target's copies; returns the entries delivered (or
-    /// dropped with their topic) and those to retry.
+    /// dropped with their topic) and those whose append failed (maybe
+    /// landed: resolved by searching the target, never simply repeated).
     pub(super) async fn append_targets(&self, m: &Messaging, targets: Targets) -> (Vec<u64>, Vec<u64>) {
         let (mut delivered, mut retry) = (Vec::new(), Vec::new());
         for (target, recs) in targets {
@@ -332,16 +351,8 @@ impl Shard {
         (delivered, retry)
     }
 
-    /// Records the delivery as done (kept to write again if that fails);
-    /// files failed entries again, a second from now.
-    pub(super) async fn finish(&self, m: &Messaging, intent: u64, delivered: Vec<u64>, retry: Vec<u64>) -> Result<()> {
-        let at = m.broker.clock().now_ms() + 1000;
-        {
-            let mut wheel = self.wheel.lock();
-            for o in retry {
-                wheel.insert(at, o);
-            }
-        }
+    /// Records the delivery as done (kept to write again if that fails).
+    pub(super) async fn finish(&self, m: &Messaging, intent: u64, delivered: Vec<u64>) -> Result<()> {
         if let Err(e) = self.journal(m, &Entry::Done { intent, offsets: delivered.clone() }).await {
             self.unfinished.lock().push(Unfinished::Finish { intent, offsets: delivered });
             return Err(e);

@@ -238,3 +238,34 @@ async fn a_schedule_whose_caller_went_away_is_still_filed() {
     assert_eq!(m.deliver_due().await.expect("deliver"), sent);
     assert_eq!(ids_in(&m).len(), sent);
 }
+
+/// A delivery whose append failed without a known outcome (here: the
+/// target's commit timed out, its follower silent) is not delivered again
+/// blindly: the copies may have landed. It is resolved by searching the
+/// target once the copies' fate is decided (committed or cut), so each
+/// message is there once (the cluster suite once read a delayed message
+/// twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_outcome_is_unknown_is_resolved_not_repeated() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(T0));
+    let m = open(dir.path(), clock.clone()).await;
+    let ids = schedule(&m, 7).await;
+    // The target commits only once follower 2 has the copies.
+    let p = m.broker.partition(&TopicPartition::new("d", 0)).expect("p");
+    p.set_replica_role(true, &[2]);
+    clock.advance(1000);
+    m.deliver_due().await.expect("deliver");
+    assert!(p.log_end_offset() > p.high_watermark(), "appended, not committed: the append timed out");
+    clock.advance(5000);
+    m.deliver_due().await.expect("deliver");
+    assert_eq!(ids_in(&m).len(), 7, "not appended a second time while undecided");
+    // The follower catches up: the copies are committed, the intent resolved.
+    p.follower_fetched(2, p.log_end_offset(), p.log_end_offset());
+    clock.advance(5000);
+    m.deliver_due().await.expect("deliver");
+    assert_eq!(m.timer_stats().pending, 0);
+    clock.advance(60_000);
+    m.deliver_due().await.expect("deliver");
+    assert_eq!(sorted(ids_in(&m)), sorted(ids));
+}
