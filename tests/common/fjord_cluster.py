@@ -80,23 +80,9 @@ class Cluster:
         n.proc = None
 
     def restart(self, node_id: int, timeout: float = 60.0):
-        """Starts a stopped node again and waits until every running node
-        sees it serving (registered anew and unfenced): until then the
-        cluster counts one node less — new topics get fewer replicas by
-        default — even though the node answers already."""
         n = self.node(node_id)
         n.launch(n.kafka_port)
         n.await_ready(timeout)
-        for other in (o for o in self.nodes if o.running):
-            wait_until(lambda o=other: self._serving(o, node_id), timeout, message=f"node {node_id} serving")
-
-    @staticmethod
-    def _serving(observer: FjordServer, node_id: int) -> bool:
-        try:
-            nodes = observer.http_json("/api/v1/cluster/nodes")
-        except Exception:  # noqa: BLE001 - answering again in a moment
-            return False
-        return any(x["id"] == node_id and x["state"] == "serving" for x in nodes)
 
     @property
     def bootstrap(self) -> str:
