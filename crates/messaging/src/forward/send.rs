@@ -11,8 +11,9 @@ use crate::error::{MessagingError, Result};
 use crate::message::Message;
 use crate::send::{Partitioning, SendReceipt};
 
-/// Longest wait for a leader, or for enough in-sync replicas, before a
-/// send through any node is refused (see [`Messaging::await_leader`]).
+/// Longest wait for a leader and for enough in-sync replicas, together,
+/// before a send through any node is refused (see
+/// [`Messaging::send_batch_to_leaders`]).
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// A [`SendReceipt`] on the wire (the topic is the request's).
@@ -48,13 +49,15 @@ impl Messaging {
             Partitioning::Auto => None,
             Partitioning::Explicit(p) => Some(p),
         };
-        self.await_leader(&topic, partition).await;
+        // One bound for the whole send: waiting for a leader, then for
+        // enough in-sync replicas.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut changes = self.broker.subscribe_placement();
+        self.await_leader(&topic, partition, &mut changes, deadline).await;
         // Too few in-sync replicas, nothing written: the set grows back
         // through the metadata within seconds of a follower's return, and
         // a client that cannot retry by itself (AMQP) is better served by
         // a late confirm than a nack (Kafka clients retry this error).
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut changes = self.broker.subscribe_placement();
         loop {
             changes.borrow_and_update();
             match self.send_once(&topic, msgs.clone(), partitioning, partition).await {
@@ -97,14 +100,20 @@ impl Messaging {
         }
     }
 
-    /// Waits, at most [`LEADER_WAIT`], until partition `partition` of
+    /// Waits, until `deadline` at most, until partition `partition` of
     /// `topic` (any of its partitions when `None`) has a serving leader: an
     /// election takes a moment after a leader's loss, and a client that
     /// cannot retry by itself (an AMQP publisher's message would be nacked)
     /// is better served by a late answer, as RabbitMQ's quorum queues hold
     /// publishes while they elect. Returns at once when one has (or the
     /// topic does not exist: the send reports it).
-    async fn await_leader(&self, topic: &str, partition: Option<u32>) {
+    async fn await_leader(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        deadline: tokio::time::Instant,
+    ) {
         let has_leader = || {
             let Some(t) = self.broker.topic(topic) else { return true };
             let count = t.partitions().len() as u32;
@@ -114,8 +123,7 @@ impl Messaging {
         if has_leader() {
             return;
         }
-        let mut changes = self.broker.subscribe_placement();
-        let _ = tokio::time::timeout(LEADER_WAIT, async {
+        let _ = tokio::time::timeout_at(deadline, async {
             while !has_leader() {
                 if changes.changed().await.is_err() {
                     return;

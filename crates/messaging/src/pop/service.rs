@@ -243,10 +243,11 @@ impl PopService {
     /// delivers again what was in flight or acked above it — never skips
     /// a message, and never commits a stale position over a newer one.
     pub(crate) fn lead(&self, tp: &TopicPartition) -> Lead {
-        if self.broker.placement().is_none() && self.broker.config().cluster_id.is_none() {
+        let placed = self.broker.placement().is_some();
+        if !placed && self.broker.config().cluster_id.is_none() {
             return Lead::Alone;
         }
-        if self.broker.placement().is_none() || self.broker.leadership(tp) != Leadership::Local {
+        if !placed || self.broker.leadership(tp) != Leadership::Local {
             return Lead::NotLeading;
         }
         match self.broker.partition(tp) {
