@@ -259,27 +259,27 @@ impl PopService {
     /// Called with the queue map locked, before opening a queue on `tp`:
     /// when this node's queues there are stale (loaded in an earlier epoch,
     /// or before a restart), drops them (journaled) and records `epoch`.
-    /// Returns the journal offset written, if any.
+    /// The drop is written, not synced: the queue opened next syncs it.
     pub(crate) fn reload(
         &self,
         queues: &mut HashMap<QueueId, Arc<Mutex<QueueState>>>,
         tp: &TopicPartition,
         epoch: i32,
-    ) -> Result<Option<u64>> {
+    ) -> Result<()> {
         let mut loaded = self.loaded.lock();
         if loaded.get(tp) == Some(&epoch) {
-            return Ok(None);
+            return Ok(());
         }
         loaded.insert(tp.clone(), epoch);
         let stale = |q: &QueueId| q.topic == tp.topic && q.partition == tp.partition;
         if !queues.keys().any(stale) {
-            return Ok(None);
+            return Ok(());
         }
         queues.retain(|q, _| !stale(q));
         self.committed.lock().retain(|q, _| !stale(q));
         tracing::info!(%tp, epoch, "pop queues reloaded from the committed offsets (led elsewhere meanwhile)");
         let e = PopEntry::Drop { topic: tp.topic.clone(), partition: tp.partition };
-        self.write(&e).map(Some)
+        self.write(&e).map(drop)
     }
 
     /// Appends a journal entry (not yet durable); returns its offset.
