@@ -218,16 +218,3 @@ def test_controller_leader_loss_elects_another_and_changes_continue(cluster):
     finally:
         cluster.restart(old)
     wait_for(lambda: sorted(metadata(cluster.node(old)).brokers) == [1, 2, 3], 30, "the old leader to rejoin")
-    # Metadata lists fenced nodes too: the next tests (new topics get
-    # min(3, serving nodes) replicas by default) need it serving again.
-    wait_for(lambda: all(serving(n, old) for n in cluster.nodes if n.running), 30, "the old leader serving")
-
-
-def serving(observer, node_id) -> bool:
-    """Whether `observer` sees node `node_id` serving (registered anew
-    and unfenced), as its admin API lists the cluster's nodes."""
-    try:
-        nodes = observer.http_json("/api/v1/cluster/nodes")
-    except Exception:  # noqa: BLE001 - answering again in a moment
-        return False
-    return any(x["id"] == node_id and x["state"] == "serving" for x in nodes)

@@ -9,13 +9,14 @@ from pathlib import Path
 from fjord_fixtures import stop_checked
 from fjord_harness import FjordServer, free_port, wait_until
 
-# Fast failure detection for tests: a node is fenced after 2 s of silence
-# and a controller election starts after 0.5-1 s without a leader.
+# Fast failure detection for tests: a node is fenced after 2 s of silence;
+# a lost controller leader is replaced within 1.2 s (3 election timeouts),
+# well inside the nodes' lease.
 CLUSTER_ENV = {
     "FJORD_CLUSTER__CLUSTER_ID": "fjord-test-cluster",
     "FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS": "300",
     "FJORD_CLUSTER__LEASE_MS": "2000",
-    "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "500",
+    "FJORD_CLUSTER__ELECTION_TIMEOUT_MS": "400",
     # A follower 2 s behind leaves the in-sync replicas.
     "FJORD_CLUSTER__REPLICA_LAG_MS": "2000",
     # Consumers naming a rack read from the in-sync replica there (KIP-392);
@@ -80,9 +81,23 @@ class Cluster:
         n.proc = None
 
     def restart(self, node_id: int, timeout: float = 60.0):
+        """Starts a stopped node again and waits until every running node
+        sees it serving (registered anew and unfenced): until then the
+        cluster counts one node less — new topics get fewer replicas by
+        default — even though the node answers already."""
         n = self.node(node_id)
         n.launch(n.kafka_port)
         n.await_ready(timeout)
+        for other in (o for o in self.nodes if o.running):
+            wait_until(lambda o=other: self._serving(o, node_id), timeout, message=f"node {node_id} serving")
+
+    @staticmethod
+    def _serving(observer: FjordServer, node_id: int) -> bool:
+        try:
+            nodes = observer.http_json("/api/v1/cluster/nodes")
+        except Exception:  # noqa: BLE001 - answering again in a moment
+            return False
+        return any(x["id"] == node_id and x["state"] == "serving" for x in nodes)
 
     @property
     def bootstrap(self) -> str:

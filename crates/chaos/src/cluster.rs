@@ -216,7 +216,7 @@ impl Cluster {
             .env("FJORD_CLUSTER__BIND", on(INTERNODE_PORT))
             .env("FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS", "300")
             .env("FJORD_CLUSTER__LEASE_MS", "2000")
-            .env("FJORD_CLUSTER__ELECTION_TIMEOUT_MS", "500")
+            .env("FJORD_CLUSTER__ELECTION_TIMEOUT_MS", "400")
             .env("FJORD_CLUSTER__REPLICA_LAG_MS", "2000")
             .env("FJORD_GROUPS__INITIAL_REBALANCE_DELAY_MS", "0")
             .env("FJORD_LOG__LEVEL", "info")

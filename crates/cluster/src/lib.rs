@@ -80,9 +80,10 @@ pub async fn start(
     let peers = transport::Peers::new(identity.clone());
     let (log, sm, metadata) = fjord_controller::store::open(&cfg.dir).await?;
     let config = Arc::new(node::raft_config(&cfg)?);
-    let raft = Raft::new(cfg.node_id, config, raft_net::RaftNet::new(peers.clone(), cfg.dir.clone()), log, sm)
-        .await
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+    // An unreachable peer is tried again after one Raft heartbeat.
+    let retry = Duration::from_millis(config.heartbeat_interval);
+    let net = raft_net::RaftNet::new(peers.clone(), cfg.dir.clone(), retry);
+    let raft = Raft::new(cfg.node_id, config, net, log, sm).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
     let (reconciled, _) = watch::channel(0);
     let node = Arc::new(ClusterNode {
         cfg,
@@ -163,10 +164,17 @@ impl ClusterNode {
 /// (not at its next heartbeat): so it has stopped before the controller
 /// can fence it and let another node lead what it led — two nodes never
 /// serve one partition or group at once, not even stale reads.
+///
+/// A heartbeat also goes out the moment this node learns of a new
+/// controller leader, not at the next interval: after the leader's loss the
+/// lease has already been running through the election.
 async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
     let mut last_ok = tokio::time::Instant::now();
+    let mut leaders = node.raft.metrics();
+    let mut raft_gone = false;
     loop {
         let sent = tokio::time::Instant::now();
+        let addressed = leaders.borrow_and_update().current_leader;
         let answered = tokio::select! {
             r = node.heartbeat() => Some(r),
             // The lease runs out while the heartbeat is still on its way.
@@ -191,6 +199,11 @@ async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
         let next = if expiry > tokio::time::Instant::now() { every.min(expiry) } else { every };
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
+            r = leaders.wait_for(|m| m.current_leader.is_some() && m.current_leader != addressed), if !raft_gone => {
+                // Raft stopped (the node is stopping): heartbeats keep
+                // their interval, and fail, until `stop`.
+                raft_gone = r.is_err();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -75,6 +75,18 @@ impl ClusterConfig {
         if self.heartbeat_interval.is_zero() || self.lease <= self.heartbeat_interval * 2 {
             return bad("the lease must be longer than two heartbeat intervals".into());
         }
+        // A node's lease must outlast the controller's failover plus the
+        // heartbeat that finds the new leader, or the loss of the
+        // controller leader makes every node stop serving for a moment.
+        let failover = controller_failover_bound(self.election_timeout) + self.heartbeat_interval;
+        if self.lease <= failover {
+            return bad(format!(
+                "the lease ({} ms) must be longer than a controller failover (3 x the election timeout) \
+                 plus a heartbeat interval: {} ms",
+                self.lease.as_millis(),
+                failover.as_millis()
+            ));
+        }
         Ok(())
     }
 
@@ -462,12 +474,21 @@ async fn until<T>(
 }
 
 /// Builds the openraft configuration from the node's timings.
+///
+/// openraft's followers wait out the leader's lease (its
+/// `election_timeout_max`) and then a random election timeout before they
+/// campaign, so a controller leader's loss is replaced within about
+/// `max + max` of its last heartbeat. The maximum is one and a half times
+/// the minimum (openraft's default ratio is two): that bound, 3 × the
+/// election timeout, must stay inside a node's lease (see
+/// [`controller_failover_bound`]), or every node stops serving for a
+/// moment whenever the controller leader goes away.
 pub(crate) fn raft_config(cfg: &ClusterConfig) -> Result<openraft::Config> {
     let election = cfg.election_timeout.as_millis().max(300) as u64;
     let c = openraft::Config {
         cluster_name: cfg.cluster_id.clone(),
         election_timeout_min: election,
-        election_timeout_max: election * 2,
+        election_timeout_max: election * 3 / 2,
         heartbeat_interval: (election / 5).max(50),
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 1 << 20,
@@ -476,6 +497,13 @@ pub(crate) fn raft_config(cfg: &ClusterConfig) -> Result<openraft::Config> {
         ..Default::default()
     };
     c.validate().map_err(|e| ClusterError::Config(e.to_string()))
+}
+
+/// How long the controller quorum can take to replace a lost leader (see
+/// [`raft_config`]): the leader's lease plus the longest election timeout.
+pub(crate) fn controller_failover_bound(election_timeout: Duration) -> Duration {
+    let e = election_timeout.max(Duration::from_millis(300));
+    e * 3
 }
 
 /// The identity this node shows its peers.

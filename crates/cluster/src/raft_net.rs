@@ -9,12 +9,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_cluster_codec::Kind;
 use fjord_controller::{NodeAddr, NodeId, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::RPCOption;
+use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
@@ -33,12 +34,15 @@ pub struct RaftNet {
     /// This controller's storage directory: while a write there waits for
     /// space, nothing is sent (see [`fjord_controller::store::stalled`]).
     dir: Arc<PathBuf>,
+    /// How soon a peer that could not be reached is tried again.
+    retry: Duration,
 }
 
 impl RaftNet {
-    /// A factory sending through `peers` for the controller storing in `dir`.
-    pub fn new(peers: Arc<Peers>, dir: PathBuf) -> RaftNet {
-        RaftNet { peers, dir: Arc::new(dir) }
+    /// A factory sending through `peers` for the controller storing in
+    /// `dir`, trying an unreachable peer again after `retry`.
+    pub fn new(peers: Arc<Peers>, dir: PathBuf, retry: Duration) -> RaftNet {
+        RaftNet { peers, dir: Arc::new(dir), retry }
     }
 }
 
@@ -49,13 +53,20 @@ pub struct RaftPeer {
     dir: Arc<PathBuf>,
     target: NodeId,
     addr: String,
+    retry: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for RaftNet {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> RaftPeer {
-        RaftPeer { peers: self.peers.clone(), dir: self.dir.clone(), target, addr: node.addr.clone() }
+        RaftPeer {
+            peers: self.peers.clone(),
+            dir: self.dir.clone(),
+            target,
+            addr: node.addr.clone(),
+            retry: self.retry,
+        }
     }
 }
 
@@ -113,6 +124,15 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
         self.send(Kind::RaftVote, &rpc, &option).await
+    }
+
+    /// A peer that was down is tried again after one Raft heartbeat, not
+    /// openraft's 500 ms: a restarted controller must hear from the leader
+    /// before its own election timer fires, or its campaign (a higher term,
+    /// bound to lose for its shorter log) deposes the leader and every
+    /// node's lease lapses while the quorum elects again.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry))
     }
 }
 

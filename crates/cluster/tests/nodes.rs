@@ -323,3 +323,63 @@ async fn a_node_whose_process_is_gone_is_fenced_before_its_lease_runs_out() {
         c.stop(id).await;
     }
 }
+
+/// Losing the controller leader, and getting a controller back, costs the
+/// other nodes no service: a controller failover fits well inside the
+/// nodes' lease (they heartbeat the new leader as soon as they learn of
+/// it), and a restarted controller hears from the leader before its own
+/// election timer fires (openraft 0.9 has no pre-vote: a campaign of the
+/// restarted node, bound to lose, would depose the leader and make every
+/// node's lease lapse while the quorum elected again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_failovers_and_restarts_stop_no_node_serving() {
+    let (mut c, listeners) = Cluster::new(3, 3).await;
+    for (i, l) in listeners.into_iter().enumerate() {
+        c.start(i as u64 + 1, l).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    c.until("a controller leader", |c| c.nodes[&1].node.controller_leader().is_some()).await;
+    // Twice the leader, then a follower.
+    for round in 0..3 {
+        let leader = c.nodes.values().find_map(|n| n.node.controller_leader()).unwrap();
+        let victim = if round < 2 { leader } else { (1..=3).find(|id| *id != leader).unwrap() };
+        let watched: Vec<_> = c.nodes.iter().filter(|(id, _)| **id != victim).map(|(_, n)| n.node.clone()).collect();
+        // Polls the surviving nodes until told to stop; any moment one of
+        // them serves nothing is a failure.
+        let (done, mut until) = watch::channel(false);
+        let watcher = tokio::spawn(async move {
+            loop {
+                if let Some(n) = watched.iter().find(|n| n.isolated()) {
+                    return Some(n.config().node_id);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                    _ = until.wait_for(|d| *d) => return None,
+                }
+            }
+        });
+        c.stop(victim).await;
+        if victim == leader {
+            c.until("another controller leader", |c| {
+                c.nodes.values().all(|n| n.node.controller_leader().is_some_and(|l| l != victim))
+            })
+            .await;
+        }
+        let l = TcpListener::bind(c.addrs[victim as usize - 1].as_str()).await.unwrap();
+        c.start(victim, l).await;
+        c.join(&[victim]).await;
+        c.until("the restarted node following the leader", |c| {
+            let leader = c.nodes.values().find_map(|n| n.node.controller_leader().filter(|l| *l != victim));
+            leader.is_some() && c.nodes[&victim].node.controller_leader() == leader
+        })
+        .await;
+        // Long past the restarted node's election timer (its first
+        // campaign could come 450 + 300..450 ms after it started).
+        tokio::time::sleep(c.lease * 2).await;
+        let _ = done.send(true);
+        assert_eq!(watcher.await.unwrap(), None, "round {round}: a node stopped serving (victim {victim})");
+    }
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}

@@ -36,7 +36,7 @@ pub struct ClusterSettings {
     /// Env `FJORD_CLUSTER__LEASE_MS`.
     pub lease_ms: u64,
     /// Milliseconds a controller waits for the leader before it calls an
-    /// election (randomized up to twice that). Default `1000`.
+    /// election (randomized up to one and a half times that). Default `1000`.
     /// Env `FJORD_CLUSTER__ELECTION_TIMEOUT_MS`.
     pub election_timeout_ms: u64,
     /// Replicas per partition of a topic created without saying (Kafka's

@@ -201,8 +201,18 @@ fn cluster(c: &Config, p: &mut Problems) {
     p.check(c.node.id >= 1, "node.id", || "must be 1 or more in a cluster".to_owned());
     p.check(k.bind.parse::<SocketAddr>().is_ok(), "cluster.bind", || format!("`{}` is not ip:port", k.bind));
     p.check(k.heartbeat_interval_ms > 0, "cluster.heartbeat_interval_ms", || "must be more than 0 ms".to_owned());
-    p.check(k.lease_ms > 2 * k.heartbeat_interval_ms, "cluster.lease_ms", || {
-        format!("must exceed two heartbeat intervals ({} ms)", 2 * k.heartbeat_interval_ms)
+    // A node stops serving once its lease runs out without an answer from
+    // the controller leader: the lease must outlast two heartbeats, and a
+    // controller failover (openraft waits out the old leader's lease, 1.5
+    // election timeouts, then up to 1.5 more) plus the heartbeat that
+    // finds the new leader.
+    let failover = 3 * k.election_timeout_ms.max(300) + k.heartbeat_interval_ms;
+    let floor = failover.max(2 * k.heartbeat_interval_ms);
+    p.check(k.lease_ms > floor, "cluster.lease_ms", || {
+        format!(
+            "must exceed two heartbeat intervals and a controller failover \
+             (3 x election_timeout_ms + heartbeat_interval_ms): more than {floor} ms"
+        )
     });
     p.check(k.election_timeout_ms >= 300, "cluster.election_timeout_ms", || "must be 300 ms or more".to_owned());
     p.check(k.default_replication_factor >= 1, "cluster.default_replication_factor", || "must be 1 or more".to_owned());

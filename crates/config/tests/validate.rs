@@ -217,6 +217,19 @@ fn cluster_settings_are_checked_only_in_a_cluster() {
         ["cluster.controllers"]
     );
     assert_eq!(bad_keys(&cluster(|c| c.cluster.lease_ms = 2000)), ["cluster.lease_ms"]);
+    // Longer than two heartbeats but not than a controller failover
+    // (3 x 1000 ms elections + a 1000 ms heartbeat): every node would stop
+    // serving whenever the controller leader is lost.
+    assert_eq!(bad_keys(&cluster(|c| c.cluster.lease_ms = 4000)), ["cluster.lease_ms"]);
+    assert!(bad_keys(&cluster(|c| c.cluster.lease_ms = 4001)).is_empty());
+    assert_eq!(
+        bad_keys(&cluster(|c| {
+            c.cluster.lease_ms = 2000;
+            c.cluster.heartbeat_interval_ms = 300;
+            c.cluster.election_timeout_ms = 600;
+        })),
+        ["cluster.lease_ms"]
+    );
     assert_eq!(bad_keys(&cluster(|c| c.cluster.bind = "nowhere".into())), ["cluster.bind"]);
     let voters = cluster(|_| {}).cluster.voters().unwrap();
     assert_eq!(voters[2], (3, "h:9702".to_string()));

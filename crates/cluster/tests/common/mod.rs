@@ -26,7 +26,8 @@ pub struct Cluster {
     /// Replicas of new topics (`__fjord_offsets` included); 1 unless a
     /// test raises it before starting nodes.
     pub replication_factor: u16,
-    /// The nodes' lease; 800 ms unless a test changes it before starting
+    /// The nodes' lease: 1200 ms (more than a controller failover, 3 x
+    /// 300 ms, plus a heartbeat) unless a test changes it before starting
     /// nodes.
     pub lease: Duration,
 }
@@ -40,7 +41,7 @@ pub fn config(id: u64, voters: &BTreeMap<u64, String>, addr: &str, dir: &std::pa
         rack: None,
         dir: dir.join("controller"),
         heartbeat_interval: Duration::from_millis(100),
-        lease: Duration::from_millis(800),
+        lease: Duration::from_millis(1200),
         election_timeout: Duration::from_millis(300),
         offsets_partitions: 4,
         snapshot_every: 10,
@@ -64,7 +65,7 @@ impl Cluster {
             voters,
             nodes: BTreeMap::new(),
             replication_factor: 1,
-            lease: Duration::from_millis(800),
+            lease: Duration::from_millis(1200),
         };
         (c, listeners)
     }

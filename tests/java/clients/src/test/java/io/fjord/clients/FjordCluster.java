@@ -63,7 +63,7 @@ public final class FjordCluster implements AutoCloseable {
             env.put("FJORD_CLUSTER__BIND", "127.0.0.1:" + ports.get(i));
             env.put("FJORD_CLUSTER__HEARTBEAT_INTERVAL_MS", "300");
             env.put("FJORD_CLUSTER__LEASE_MS", "2000");
-            env.put("FJORD_CLUSTER__ELECTION_TIMEOUT_MS", "500");
+            env.put("FJORD_CLUSTER__ELECTION_TIMEOUT_MS", "400");
             pb.redirectError(new File(node.toFile(), "fjord.log"));
             c.processes.add(pb.start());
         }
