@@ -127,6 +127,42 @@ async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
     env.close().await;
 }
 
+/// What was acked above the group's first unacked message survives a
+/// change of leader: the committed progress carries it (in its metadata),
+/// and the next leader delivers again only what was in flight.
+#[tokio::test]
+async fn a_new_leader_does_not_deliver_again_what_was_acked_above_the_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    env.topic("q", 1).await;
+    place(&env.broker, 1, 1);
+    for i in 0..12 {
+        env.m.send(Message::new("q", format!("m{i}")), Partitioning::Explicit(0)).await.unwrap();
+    }
+    let g = ConsumeModel::Clustering;
+    let got = env.m.pop(req(10)).await.unwrap();
+    assert_eq!(offsets(&got), (0..10).collect::<Vec<_>>());
+    // 3 and 4 stay in flight; 0..3 and 5..8 are acked.
+    for p in got[..3].iter().chain(&got[5..8]) {
+        env.m.ack("g", &g, &p.receipt).await.unwrap();
+    }
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 3);
+
+    // Led elsewhere, then here again: the queue is reopened from the
+    // committed progress, the acks above it included.
+    place(&env.broker, 2, 2);
+    place(&env.broker, 1, 3);
+    let again = env.m.pop(req(20)).await.unwrap();
+    assert_eq!(offsets(&again), vec![3, 4, 8, 9, 10, 11]);
+    for p in &again {
+        env.m.ack("g", &g, &p.receipt).await.unwrap();
+    }
+    env.m.pop_maintenance().await.unwrap();
+    assert_eq!(committed(&env.broker).await, 12);
+    env.close().await;
+}
+
 #[tokio::test]
 async fn a_send_while_the_partition_elects_waits_for_its_new_leader() {
     let dir = tempfile::tempdir().unwrap();

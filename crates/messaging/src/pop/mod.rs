@@ -24,6 +24,7 @@
 //! wait ([`PopRequest::durable`], [`Messaging::ack_many_unsynced`]); the
 //! maintenance syncs what they wrote within a second.
 
+mod progress;
 mod queue;
 mod ready;
 mod release;

@@ -117,7 +117,7 @@ impl Messaging {
         q: &QueueId,
         log: &Partition,
         start: StartFrom,
-        committed: Option<u64>,
+        committed: Option<(u64, Vec<(u64, u64)>)>,
     ) -> Result<Arc<Mutex<QueueState>>> {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
@@ -128,6 +128,7 @@ impl Messaging {
         // A stale queue dropped below is not new: without a committed
         // offset it goes on from its own progress, not from `start`.
         let stale = queues.get(q).map(|s| s.lock().ack_base());
+        let (committed, acked) = committed.map_or((None, Vec::new()), |(o, a)| (Some(o), a));
         let start = committed.or(stale).unwrap_or(match start {
             StartFrom::Earliest => log.log_start_offset(),
             StartFrom::Latest => log.high_watermark(),
@@ -145,8 +146,10 @@ impl Messaging {
         if let Some(s) = queues.get(q) {
             return Ok(s.clone());
         }
-        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start })?;
-        let s = Arc::new(Mutex::new(QueueState::new(start)));
+        // Acked ranges hold only above the offset they were committed with.
+        let acked = if committed == Some(start) { acked } else { Vec::new() };
+        let s = Arc::new(Mutex::new(QueueState::opened(start, &acked)));
+        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start, acked })?;
         queues.insert(q.clone(), s.clone());
         drop(queues);
         self.pop.journal.sync(off)?;
@@ -166,7 +169,10 @@ impl Messaging {
         let me = self.self_ref()?;
         let committed = match self.pop.queue(&q) {
             Some(_) => None,
-            None => self.broker.committed_offset(&q.group, &tp).await?.map(|c| c.offset.max(0) as u64),
+            None => self.broker.committed_offset(&q.group, &tp).await?.map(|c| {
+                let base = c.offset.max(0) as u64;
+                (base, super::progress::decode(base, &c.metadata))
+            }),
         };
         blocking(move || -> Result<Vec<Popped>> {
             let (req, max_attempts, held_cap) = ask;
@@ -257,6 +263,11 @@ impl Messaging {
             for r in recs {
                 if k.out.len() >= a.max {
                     break 'scan;
+                }
+                // Acked on the node that led before (see `progress`).
+                if s.acked.contains(r.offset) {
+                    offset = r.offset + 1;
+                    continue;
                 }
                 let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
                 if a.req.filter.matches(&m) {

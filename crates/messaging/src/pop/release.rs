@@ -118,7 +118,7 @@ impl Messaging {
                     let s = state.lock();
                     let waiting = s.inflight.values().filter(|f| f.visible_at > now).count() as u64;
                     let expired = s.inflight.len() as u64 - waiting;
-                    ready += hw.saturating_sub(s.next) + expired + s.held.len() as u64;
+                    ready += hw.saturating_sub(s.next) - s.acked_ahead(hw) + expired + s.held.len() as u64;
                     unacked += waiting;
                 }
                 None => {

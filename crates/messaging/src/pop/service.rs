@@ -12,6 +12,7 @@ use fjord_log::Clock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::progress;
 use super::state::{InFlight, QueueState};
 use crate::error::{MessagingError, Result, blocking};
 use crate::journal::Journal;
@@ -39,6 +40,10 @@ pub(crate) enum PopEntry {
     Open {
         q: QueueId,
         start: u64,
+        /// Offsets above `start` acked already (the committed progress's
+        /// metadata: acked on the node that led before).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        acked: Vec<(u64, u64)>,
     },
     Pop {
         q: QueueId,
@@ -81,8 +86,8 @@ pub(crate) enum PopEntry {
 impl PopEntry {
     fn apply(self, queues: &mut HashMap<QueueId, QueueState>) {
         match self {
-            PopEntry::Open { q, start } => {
-                queues.entry(q).or_insert_with(|| QueueState::new(start));
+            PopEntry::Open { q, start, acked } => {
+                queues.entry(q).or_insert_with(|| QueueState::opened(start, &acked));
             }
             PopEntry::Pop { q, upto, delivered, held, unheld, dropped } => {
                 let Some(s) = queues.get_mut(&q) else { return };
@@ -136,8 +141,10 @@ pub(crate) struct PopService {
     pub(crate) queues: Mutex<HashMap<QueueId, Arc<Mutex<QueueState>>>>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) next_seq: AtomicU64,
-    /// Progress last committed to the broker's offsets, per queue.
-    committed: Mutex<HashMap<QueueId, u64>>,
+    /// Progress last committed to the broker's offsets, per queue: the
+    /// offset and its metadata (the acked offsets above it, see
+    /// [`super::progress`]).
+    committed: Mutex<HashMap<QueueId, (u64, String)>>,
     /// Rotates partitions for pops that name none.
     pub(crate) rotate: AtomicU64,
     /// Held while snapshotting, shared by journal writers, so a snapshot's
@@ -451,16 +458,21 @@ impl Messaging {
             for (offset, f) in exhausted {
                 self.dead_letter_popped(&q, offset, f).await?;
             }
-            let base = state.lock().ack_base();
-            if self.pop.committed.lock().get(&q) != Some(&base) {
+            let progress = {
+                let s = state.lock();
+                let base = s.ack_base();
+                let acked = s.acked.ranges(base, s.next, progress::MAX_LEN / 4);
+                (base, progress::encode(base, &acked))
+            };
+            if self.pop.committed.lock().get(&q) != Some(&progress) {
                 let off = CommittedOffset {
-                    offset: base as i64,
+                    offset: progress.0 as i64,
                     leader_epoch: -1,
-                    metadata: String::new(),
+                    metadata: progress.1.clone(),
                     commit_timestamp: now,
                 };
                 commits.entry(q.group.clone()).or_default().push((q.tp(), off));
-                self.pop.committed.lock().insert(q.clone(), base);
+                self.pop.committed.lock().insert(q.clone(), progress);
             }
         }
         for (group, offsets) in commits {

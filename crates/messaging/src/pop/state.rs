@@ -44,7 +44,6 @@ impl AckSet {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(&self, o: u64) -> bool {
         if o < self.base {
             return true;
@@ -66,6 +65,40 @@ impl AckSet {
             self.words.pop_front();
             self.base += 64;
         }
+    }
+
+    /// The acked offsets in `[from, to)` as half-open ranges, the first
+    /// `limit` of them.
+    pub(crate) fn ranges(&self, from: u64, to: u64, limit: usize) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        // Below the base everything is acked.
+        if from < self.base.min(to) {
+            out.push((from, self.base.min(to)));
+        }
+        let mut o = from.max(self.base);
+        while o < to {
+            let i = ((o - self.base) / 64) as usize;
+            let Some(w) = self.words.get(i) else { break };
+            let (bit, word_end) = ((o - self.base) % 64, self.base + 64 * (i as u64 + 1));
+            if *w >> bit == 0 {
+                // Nothing acked in the rest of this word.
+                o = word_end;
+                continue;
+            }
+            if w & (1 << bit) != 0 {
+                let n = out.len();
+                if n > 0 && out[n - 1].1 == o {
+                    out[n - 1].1 += 1;
+                } else if n >= limit {
+                    break;
+                } else {
+                    out.push((o, o + 1));
+                }
+            }
+            o += 1;
+        }
+        out.truncate(limit);
+        out
     }
 
     /// Heap words in use (for memory accounting and tests).
@@ -91,6 +124,24 @@ pub(crate) struct QueueState {
 impl QueueState {
     pub(crate) fn new(start: u64) -> Self {
         QueueState { next: start, acked: AckSet::new(start), inflight: BTreeMap::new(), held: BTreeMap::new() }
+    }
+
+    /// A queue opened at `start` with the offsets of `acked` (ranges
+    /// above it, acked on the node that led before) acked already: popping
+    /// skips them.
+    pub(crate) fn opened(start: u64, acked: &[(u64, u64)]) -> Self {
+        let mut s = QueueState::new(start);
+        for (a, b) in acked {
+            for o in (*a).max(start)..*b {
+                s.acked.insert(o);
+            }
+        }
+        s
+    }
+
+    /// Acked offsets in `[next, end)`: skipped when popping, so not ready.
+    pub(crate) fn acked_ahead(&self, end: u64) -> u64 {
+        self.acked.ranges(self.next, end, usize::MAX).iter().map(|(a, b)| b - a).sum()
     }
 
     /// The group's progress: lowest offset not acked.
@@ -153,6 +204,15 @@ mod tests {
                 for o in 0..650 {
                     prop_assert_eq!(s.contains(o), model.contains(&o), "offset {}", o);
                 }
+            }
+            let (from, to) = (start / 2, 650);
+            let want: Vec<u64> = (from..to).filter(|o| model.contains(o)).collect();
+            let got: Vec<u64> = s.ranges(from, to, usize::MAX).into_iter().flat_map(|(a, b)| a..b).collect();
+            prop_assert_eq!(got, want);
+            for limit in [1usize, 3] {
+                let some = s.ranges(from, to, limit);
+                prop_assert!(some.len() <= limit);
+                prop_assert_eq!(&some[..], &s.ranges(from, to, usize::MAX)[..some.len()]);
             }
         }
     }
