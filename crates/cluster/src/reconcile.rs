@@ -5,7 +5,7 @@
 //! settings and the document scopes are replaced.
 //!
 //! Every node holds a log for every partition of every topic (empty where
-//! it neither leads nor, later, replicates): the seam replication fills in.
+//! it neither leads nor replicates: a replica moved away is emptied).
 //! A topic found on disk but absent from the metadata the node first sees
 //! is deleted if the metadata lists its id among deleted topics (it was
 //! deleted while this node was down), and otherwise kept and not served (a
@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use fjord_broker::{BrokerError, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicRecord};
+use fjord_broker::{BrokerError, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicPartition, TopicRecord};
 use fjord_controller::{Metadata, NodeState};
 
 use crate::node::ClusterNode;
@@ -42,6 +42,7 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         }
         match apply(&node, &applied.metadata, seen.as_ref()).await {
             Ok(()) => {
+                free_removed_replicas(&node, &applied.metadata).await;
                 node.reconciled.send_replace(applied.index);
                 seen = Some(applied.metadata.topics.keys().cloned().collect());
             }
@@ -150,6 +151,39 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
         }
     }
     Ok(())
+}
+
+/// Empties the logs of partitions this node does not replicate (any more:
+/// moved away by a reassignment or a decommission). The metadata saying so
+/// is committed, and a move completes only once every new replica is in
+/// sync, so nothing acknowledged depends on these copies; Kafka deletes a
+/// removed replica too. The log itself stays, empty at offset 0 as a new
+/// replica's (every node keeps a log for every partition): added back
+/// later, it copies the partition from the leader's log start, as any new
+/// replica does, before it counts as in sync. A failure is logged and
+/// tried again at the next metadata change.
+async fn free_removed_replicas(node: &ClusterNode, m: &Metadata) {
+    let me = node.cfg.node_id;
+    for (name, t) in &m.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.replicas.contains(&me) {
+                continue;
+            }
+            let tp = TopicPartition::new(name, i as u32);
+            let Ok(part) = node.broker.partition(&tp) else { continue };
+            let (start, end) = (part.log_start_offset(), part.log_end_offset());
+            if start == 0 && end == 0 {
+                continue;
+            }
+            match tokio::task::spawn_blocking(move || part.reset_replica(0)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(partition = %tp, start, end, "emptied a log this node no longer replicates")
+                }
+                Ok(Err(e)) => tracing::warn!(partition = %tp, error = %e, "could not empty a removed replica's log"),
+                Err(e) => tracing::warn!(partition = %tp, error = %e, "emptying a removed replica's log failed"),
+            }
+        }
+    }
 }
 
 async fn create(

@@ -362,3 +362,51 @@ async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
         c.stop(id).await;
     }
 }
+
+/// A replica moved away is emptied on its old node once the move completes
+/// (Kafka deletes it too): its files do not stay behind for ever. The
+/// partition keeps every record on its new replicas, and the old node
+/// copies all of it again when it is added back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_moved_away_is_emptied_and_copied_again_when_it_comes_back() {
+    let (mut c, mut listeners) = Cluster::new(3, 3).await;
+    listeners.reverse();
+    for id in 1..=3 {
+        c.start(id, listeners.pop().unwrap()).await;
+    }
+    c.join(&[1, 2, 3]).await;
+    c.until("three serving nodes", |c| c.nodes[&1].broker.placement().is_some_and(|p| p.nodes.len() == 3)).await;
+    c.nodes[&1].broker.create_topic_replicated("mv", 1, Some(2), TopicConfig::default()).await.unwrap();
+    let tp = TopicPartition::new("mv", 0);
+    let placed = |c: &Cluster| c.nodes[&1].broker.placement().and_then(|p| p.partition(&tp).cloned());
+    let first = placed(&c).unwrap();
+    let (leader, follower) = (first.replicas[0] as u64, first.replicas[1] as u64);
+    let spare = (1..=3).find(|id| !first.replicas.contains(&(*id as i32))).unwrap();
+    let sent: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
+    for chunk in sent.chunks(10) {
+        c.nodes[&leader].broker.produce(&tp, batch(chunk)).await.unwrap();
+    }
+    c.until("the follower holding everything", |c| values(c, follower, &tp).len() == 50).await;
+
+    // The follower's replica moves to the spare node.
+    let target = vec![leader as i32, spare as i32];
+    c.nodes[&1].broker.reassign_partition(&tp, Some(target.clone())).await.unwrap();
+    c.until("the move complete", |c| placed(c).is_some_and(|p| p.replicas == target && p.adding.is_empty())).await;
+    assert_eq!(values(&c, spare, &tp), sent);
+    let part = |c: &Cluster, id: u64| c.nodes[&id].broker.topic("mv").unwrap().partition(0).unwrap();
+    c.until("the old replica emptied", |c| part(c, follower).log_end_offset() == 0).await;
+    assert!(values(&c, follower, &tp).is_empty());
+
+    // Moved back, it copies the partition from the leader again.
+    let back = vec![leader as i32, follower as i32];
+    c.nodes[&1].broker.reassign_partition(&tp, Some(back.clone())).await.unwrap();
+    c.until("the move back complete", |c| placed(c).is_some_and(|p| p.replicas == back && p.adding.is_empty())).await;
+    c.nodes[&leader].broker.produce(&tp, batch(&["after".to_string()])).await.unwrap();
+    c.until("the returned replica following", |c| part(c, follower).log_end_offset() == 51).await;
+    let mut all = sent.clone();
+    all.push("after".into());
+    assert_eq!(values(&c, follower, &tp), all, "copied from the leader's log start again");
+    for id in 1..=3 {
+        c.stop(id).await;
+    }
+}
