@@ -196,7 +196,10 @@ impl Broker {
     /// Appends record batches to a partition of an internal topic that this
     /// node leads (the broker's own state, such as the messaging layer's
     /// timer shards; clients cannot write there). Returns once they are
-    /// committed as `acks=all` would be. Refused as not leading until the
+    /// committed as `acks=all` would be; deposed while waiting, it fails at
+    /// once with [`BrokerError::NotCommitted`] (possibly written: the new
+    /// leader may hold it), or not leader once the write is cut. Refused as
+    /// not leading until the
     /// partition has taken the leader's role, so a writer never appends
     /// behind a term it has not replayed.
     pub async fn append_internal(&self, tp: &TopicPartition, data: BytesMut) -> Result<ProduceResult> {
@@ -242,9 +245,10 @@ impl Broker {
                     // "not leader" for a write that may have survived,
                     // which librdkafka re-sends under a new epoch after a
                     // bump (a duplicate).
-                    // The broker's own writers keep hearing "not leader"
-                    // when deposed: they stop writing there.
-                    if until == Until::CommittedWhileLeading || partition.cut_since(written) {
+                    // The broker's own writers, failed at once when
+                    // deposed, hear the same: "not leader" only once the
+                    // write is cut.
+                    if partition.cut_since(written) {
                         self.check_leader(tp)?;
                     }
                     return Err(BrokerError::NotCommitted { tp: tp.to_string(), source: e });

@@ -62,9 +62,29 @@ pub enum MessagingError {
     /// A blocking task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A write was made but its commit was not confirmed (it timed out, or
+    /// the node that took it stopped leading before it knew): it may or
+    /// may not survive. Never "not written": a client that retries may
+    /// store it twice.
+    #[error("written, but not known to be committed: {0}")]
+    PossiblyWritten(String),
 }
 
 impl MessagingError {
+    /// Whether the write this error answers may have been stored (its
+    /// outcome is unknown), as opposed to refused before anything was
+    /// written: gateways answer it with their protocol's "stored, not
+    /// confirmed" where it has one.
+    pub fn possibly_written(&self) -> bool {
+        matches!(
+            self,
+            MessagingError::PossiblyWritten(_)
+                | MessagingError::Broker(
+                    BrokerError::NotCommitted { .. } | BrokerError::NotEnoughReplicas { appended: true, .. }
+                )
+        )
+    }
+
     pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
         MessagingError::Log { context: context.into(), source }
     }

@@ -44,6 +44,9 @@ impl From<BrokerError> for Fail {
 impl From<MessagingError> for Fail {
     fn from(e: MessagingError) -> Fail {
         let code = match e {
+            // Stored, not confirmed: what the RocketMQ proxy answers for a
+            // message its store could not flush in time.
+            ref e if e.possibly_written() => Code::MasterPersistenceTimeout,
             MessagingError::Broker(b) => return b.into(),
             MessagingError::Filter(_) => Code::IllegalFilterExpression,
             MessagingError::InvalidMessage(_) => Code::BadRequest,

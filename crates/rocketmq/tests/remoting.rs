@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 struct Node {
     addr: String,
+    broker: Arc<Broker>,
     _stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -33,14 +34,14 @@ async fn start() -> Node {
     // As `fjord serve` configures it: message keys and ids are indexed.
     config.log_defaults.key_index.header_keys = fjord_messaging::message::indexed_headers();
     let broker = Broker::open(config, Arc::new(SystemClock)).await.expect("broker");
-    let messaging = Messaging::open(broker, MessagingConfig::default()).await.expect("messaging");
+    let messaging = Messaging::open(broker.clone(), MessagingConfig::default()).await.expect("messaging");
     messaging.start();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let gw = RocketMqGateway::new(messaging, RocketMqConfig { broker_addr: addr.clone(), ..Default::default() });
     let (stop, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(fjord_rocketmq::serve(vec![fjord_net::Acceptor::with_default_caps(listener, "rocketmq")], gw, rx));
-    Node { addr, _stop: stop, _dir: dir }
+    Node { addr, broker, _stop: stop, _dir: dir }
 }
 
 struct Client {
@@ -276,6 +277,36 @@ async fn batch_sends_store_every_message_in_order() {
     assert_eq!(bodies, [&b"b0"[..], b"b1", b"b2"]);
     assert!(got[1].properties.contains(&("UNIQ_KEY".into(), "ID1".into())));
     assert_eq!(got.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+/// A send whose write is made but whose commit fails (here its fsync) is
+/// answered as RocketMQ's broker answers a message it stored but could not
+/// flush in time — FLUSH_DISK_TIMEOUT with the queue, a send result the
+/// client does not retry — not as an error the client would send again
+/// (a second copy whenever the first survives the recovery).
+#[tokio::test]
+async fn a_send_whose_commit_fails_is_answered_stored_not_flushed() {
+    let node = start().await;
+    let mut c = Client::connect(&node.addr).await;
+    let send = |body: &str| {
+        RemotingCommand::request(rq::SEND_MESSAGE_V2)
+            .with_field("a", "pg")
+            .with_field("b", "flushy")
+            .with_field("d", 2)
+            .with_field("e", 1)
+            .with_field("i", "UNIQ_KEY\u{1}ID-1\u{2}")
+            .with_field("m", "false")
+            .with_body(Bytes::from(body.to_string()))
+    };
+    let r = c.call(send("first")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let log = node.broker.topic("flushy").expect("topic").partition(1).expect("queue 1");
+    log.log_for_tests().inject_fsync_failure(true);
+    let r = c.call(send("second")).await;
+    assert_eq!(r.code, response::FLUSH_DISK_TIMEOUT, "{:?}", r.remark);
+    assert_eq!((r.field("queueId"), r.field("queueOffset")), (Some("1"), Some("-1")));
+    assert!(r.field("msgId").is_some_and(|id| !id.is_empty()));
+    log.log_for_tests().inject_fsync_failure(false);
 }
 
 /// The 5.x Java client's lite pull, replayed byte for byte as captured

@@ -96,6 +96,9 @@ enum Reply {
     },
     /// Anything else (not the leader any more, storage failure): retriable.
     Failed(String),
+    /// Written, commit not confirmed (see
+    /// [`MessagingError::PossiblyWritten`]).
+    PossiblyWritten(String),
 }
 
 impl Reply {
@@ -107,6 +110,7 @@ impl Reply {
             MessagingError::Broker(BrokerError::NotEnoughReplicas { tp, in_sync, required, appended: false }) => {
                 Reply::TooFewReplicas { tp, in_sync, required }
             }
+            e if e.possibly_written() => Reply::PossiblyWritten(e.to_string()),
             e => Reply::Failed(e.to_string()),
         }
     }
@@ -152,6 +156,7 @@ impl Messaging {
         match serde_json::from_slice(&reply) {
             Ok(Reply::Invalid(m)) => Err(MessagingError::InvalidRequest(m)),
             Ok(Reply::Failed(m)) => Err(BrokerError::Unavailable(format!("node {node}: {m}")).into()),
+            Ok(Reply::PossiblyWritten(m)) => Err(MessagingError::PossiblyWritten(format!("node {node}: {m}"))),
             Ok(Reply::TooFewReplicas { tp, in_sync, required }) => {
                 Err(BrokerError::NotEnoughReplicas { tp, in_sync, required, appended: false }.into())
             }

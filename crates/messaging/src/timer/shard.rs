@@ -183,7 +183,7 @@ impl Shard {
                     &e,
                     MessagingError::Broker(
                         BrokerError::NotLeader { .. }
-                            | BrokerError::NotEnoughReplicas { .. }
+                            | BrokerError::NotEnoughReplicas { appended: false, .. }
                             | BrokerError::ShuttingDown
                     )
                 );
@@ -210,7 +210,7 @@ impl Shard {
         let append = m.broker.append_internal(&self.tp, data);
         match tokio::time::timeout(super::WRITE_DEADLINE, append).await {
             Ok(written) => Ok(written?.base_offset),
-            Err(_) => Err(BrokerError::Unavailable(format!("{} did not commit in time", self.tp)).into()),
+            Err(_) => Err(MessagingError::PossiblyWritten(format!("{} did not commit in time", self.tp))),
         }
     }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 use fjord_broker::{BrokerError, TopicPartition};
-use fjord_messaging::{Partitioning, SendReceipt, StoredMessage};
+use fjord_messaging::{MessagingError, Partitioning, SendReceipt, StoredMessage};
 use fjord_rocketmq_codec::RemotingCommand;
 use fjord_rocketmq_codec::codes::{request, response};
 use fjord_rocketmq_codec::message::{decode_batch, decode_properties, encode_offset_msg_id, prop, property, sys_flag};
@@ -144,12 +144,47 @@ pub(crate) async fn send(gw: &RocketMqGateway, peer: &Peer, req: &RemotingComman
             r.handle as i64,
         ));
     }
-    let receipts = gw.messaging.send_batch(msgs, partitioning).await?;
+    let count = msgs.len();
+    let receipts = match gw.messaging.send_batch(msgs, partitioning).await {
+        Ok(r) => r,
+        Err(e) => return stored_unconfirmed(gw, req, h.topic, partitioning, count, e),
+    };
     let Some(first) = receipts.first() else {
         return Err(Reject::new(response::MESSAGE_ILLEGAL, "the batch holds no message"));
     };
     let ids: Vec<String> = receipts.iter().map(|r| offset_id(gw, r)).collect();
     Ok(send_response(req, gw, &first.partition.clone(), &ids, first.offset.map_or(-1, |o| o as i64)))
+}
+
+/// A send that failed: refused, or — its write made but its commit not
+/// confirmed — answered as RocketMQ's own broker answers a message it
+/// stored but could not flush or replicate in time: `FLUSH_DISK_TIMEOUT`
+/// (one node) or `FLUSH_SLAVE_TIMEOUT` (a cluster), a send result the
+/// client returns to the application without retrying (unless it sets
+/// `retryAnotherBrokerWhenNotStoreOK`). An error would make it send the
+/// message again: a second copy whenever the first survives. Only for a
+/// send to a known queue (every RocketMQ client names one); the offset is
+/// unknown (-1).
+fn stored_unconfirmed(
+    gw: &RocketMqGateway,
+    req: &RemotingCommand,
+    topic: &str,
+    partitioning: Partitioning,
+    count: usize,
+    e: MessagingError,
+) -> Handled {
+    let Partitioning::Explicit(p) = partitioning else { return Err(e.into()) };
+    if !e.possibly_written() {
+        return Err(e.into());
+    }
+    tracing::warn!(topic, partition = p, error = %e, "a send's commit is not confirmed; answered as stored, not flushed");
+    let code =
+        if gw.broker().placement().is_some() { response::FLUSH_SLAVE_TIMEOUT } else { response::FLUSH_DISK_TIMEOUT };
+    let ids = vec![encode_offset_msg_id(&gw.store_host, -1); count.max(1)];
+    let mut resp = send_response(req, gw, &TopicPartition::new(topic, p), &ids, -1);
+    resp.code = code;
+    resp.remark = Some(e.to_string());
+    Ok(resp)
 }
 
 fn offset_id(gw: &RocketMqGateway, r: &SendReceipt) -> String {
