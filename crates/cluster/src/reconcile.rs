@@ -26,6 +26,9 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
     let mut leader_rx = node.raft.metrics();
     let mut registered = node.registered.subscribe();
     loop {
+        // Read before the metadata: registered then means this snapshot
+        // is at least as new as the registration (see below).
+        let current = *registered.borrow();
         let applied = rx.borrow_and_update().clone();
         {
             // Not while isolated: the heartbeat loop reinstalls it then.
@@ -42,7 +45,14 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
         }
         match apply(&node, &applied.metadata, seen.as_ref()).await {
             Ok(()) => {
-                free_removed_replicas(&node, &applied.metadata).await;
+                // Only with metadata at least as new as anything applied
+                // before a restart (this incarnation's registration is
+                // applied): replaying older entries at start could show
+                // the node out of a partition it was added back to since,
+                // and holds in sync.
+                if current {
+                    free_removed_replicas(&node, &applied.metadata).await;
+                }
                 node.reconciled.send_replace(applied.index);
                 seen = Some(applied.metadata.topics.keys().cloned().collect());
             }
@@ -160,8 +170,10 @@ async fn apply(node: &ClusterNode, m: &Metadata, seen: Option<&BTreeSet<String>>
 /// removed replica too. The log itself stays, empty at offset 0 as a new
 /// replica's (every node keeps a log for every partition): added back
 /// later, it copies the partition from the leader's log start, as any new
-/// replica does, before it counts as in sync. A failure is logged and
-/// tried again at the next metadata change.
+/// replica does, before it counts as in sync. Called only once this
+/// incarnation is registered, with metadata at least that new: entries
+/// replayed at start are older than what the node knew before it stopped.
+/// A failure is logged and tried again at the next metadata change.
 async fn free_removed_replicas(node: &ClusterNode, m: &Metadata) {
     let me = node.cfg.node_id;
     for (name, t) in &m.topics {

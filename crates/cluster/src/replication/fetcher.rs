@@ -142,6 +142,7 @@ async fn fetch_once(
             })
             .collect(),
     };
+    let asked: Vec<u64> = req.partitions.iter().map(|f| f.fetch_offset).collect();
     let id = u64::try_from(leader).map_err(|_| format!("node id {leader}"))?;
     let addr = node.address_of(id).ok_or_else(|| format!("no address for node {leader}"))?;
     let body = req.encode().map_err(|e| e.to_string())?;
@@ -156,10 +157,19 @@ async fn fetch_once(
     }
     let mut clean = true;
     let mut appended = Vec::new();
-    for ((tp, epoch, p), answer) in parts.iter().zip(resp.partitions) {
+    for (((tp, epoch, p), answer), asked) in parts.iter().zip(resp.partitions).zip(asked) {
         // The placement may have moved on during the long poll: what the
         // old leader sent is no longer this replica's to take.
         if !still_follows(node, tp, leader, *epoch) {
+            clean = false;
+            continue;
+        }
+        // Nor is an answer for a log that changed meanwhile (emptied as a
+        // removed replica and added back in the same leader epoch, cut):
+        // batches for the old end would leave a hole below them (a replica
+        // batch may skip offsets: compaction does), as Kafka's fetcher
+        // drops a partition's data when its fetch offset moved.
+        if p.log_end_offset() != asked {
             clean = false;
             continue;
         }
