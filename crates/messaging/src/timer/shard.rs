@@ -235,7 +235,23 @@ impl Shard {
         }
         self.settle_unfinished(m).await;
         let mut due = Vec::new();
-        self.wheel.lock().advance(m.broker.clock().now_ms(), &mut due);
+        {
+            let mut wheel = self.wheel.lock();
+            wheel.advance(m.broker.clock().now_ms(), &mut due);
+            // Entries replayed from a tail this leader inherited but has
+            // not committed yet wait for their commit: another election
+            // could still cut them (their sends were never acknowledged),
+            // and a delivery then would be a message nobody sent. What
+            // this leader schedules is filed only once committed.
+            let committed = self.partition.high_watermark();
+            if due.iter().any(|(_, o)| *o >= committed) {
+                let (now, later): (Vec<_>, Vec<_>) = due.into_iter().partition(|(_, o)| *o < committed);
+                for (at, o) in later {
+                    wheel.insert(at, o);
+                }
+                due = now;
+            }
+        }
         if due.is_empty() {
             return Ok(0);
         }

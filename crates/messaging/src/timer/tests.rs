@@ -269,3 +269,48 @@ async fn a_delivery_whose_outcome_is_unknown_is_resolved_not_repeated() {
     m.deliver_due().await.expect("deliver");
     assert_eq!(sorted(ids_in(&m)), sorted(ids));
 }
+
+/// A shard elected with a tail its predecessor wrote but did not commit
+/// delivers the scheduled messages in it only once they are committed:
+/// until then another election could cut them (their sends were never
+/// acknowledged), and a delivery would be a message nobody sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_in_an_uncommitted_tail_wait_for_their_commit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(T0));
+    let m = open(dir.path(), clock.clone()).await;
+    // Every shard leads with an in-sync follower (node 2) that fetches
+    // nothing: a schedule is written, not committed.
+    let shards = m.timer.serving();
+    for s in &shards {
+        s.partition.set_replica_role(true, &[2]);
+    }
+    let mm = m.clone();
+    let send = tokio::spawn(async move {
+        let msg = Message { delivery: Delivery::At(T0 + 1000), ..Message::new("d", Bytes::from("late")) };
+        mm.send(msg, Partitioning::Auto).await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let shard = loop {
+        if let Some(s) = shards.iter().find(|s| s.partition.log_end_offset() > s.partition.high_watermark()) {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the schedule reaches a shard's log");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    // This node is elected again with that tail: the replay files it.
+    let p = shard.partition.clone();
+    let elected = Shard::replay(shard.tp.partition, p.clone(), T0, 10).expect("replay");
+    assert_eq!(elected.pending(), 1);
+    clock.advance(2000);
+    assert_eq!(elected.dispatch_due(&m).await.expect("dispatch"), 0);
+    assert!(ids_in(&m).is_empty(), "delivered before it was committed");
+
+    // The follower catches up: committed, then delivered (the follower
+    // leaves the in-sync set so the delivery's own records commit alone).
+    p.follower_fetched(2, p.log_end_offset(), p.log_end_offset());
+    p.set_replica_role(true, &[]);
+    assert_eq!(elected.dispatch_due(&m).await.expect("dispatch"), 1);
+    assert_eq!(ids_in(&m).len(), 1);
+    let _ = send.await;
+}
