@@ -129,7 +129,8 @@ async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
 
 /// What was acked above the group's first unacked message survives a
 /// change of leader: the committed progress carries it (in its metadata),
-/// and the next leader delivers again only what was in flight.
+/// and the next leader delivers again only what was in flight, counting
+/// its attempts on.
 #[tokio::test]
 async fn a_new_leader_does_not_deliver_again_what_was_acked_above_the_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,6 +156,10 @@ async fn a_new_leader_does_not_deliver_again_what_was_acked_above_the_committed_
     place(&env.broker, 1, 3);
     let again = env.m.pop(req(20)).await.unwrap();
     assert_eq!(offsets(&again), vec![3, 4, 8, 9, 10, 11]);
+    // 3 and 4 were delivered before (and 8, 9 too, never acked): their
+    // attempts count on (AMQP's redelivered flag, delivery limits).
+    let attempts: Vec<u32> = again.iter().map(|p| p.attempt).collect();
+    assert_eq!(attempts, vec![2, 2, 2, 2, 1, 1]);
     for p in &again {
         env.m.ack("g", &g, &p.receipt).await.unwrap();
     }

@@ -27,6 +27,8 @@ struct Picks<'a> {
 
 impl Picks<'_> {
     fn deliver(&mut self, s: &mut QueueState, m: StoredMessage, attempt: u32, group: Option<u64>, seq: u64) {
+        // A first delivery here may follow an earlier leader's.
+        let attempt = if attempt == 1 { s.first_attempt(m.offset) } else { attempt };
         let f = InFlight { visible_at: self.invisible_until, attempt, seq, group };
         s.inflight.insert(m.offset, f);
         self.delivered.push((m.offset, f));
@@ -117,7 +119,7 @@ impl Messaging {
         q: &QueueId,
         log: &Partition,
         start: StartFrom,
-        committed: Option<(u64, Vec<(u64, u64)>)>,
+        committed: Option<(u64, super::progress::Progress)>,
     ) -> Result<Arc<Mutex<QueueState>>> {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
@@ -128,7 +130,7 @@ impl Messaging {
         // A stale queue dropped below is not new: without a committed
         // offset it goes on from its own progress, not from `start`.
         let stale = queues.get(q).map(|s| s.lock().ack_base());
-        let (committed, acked) = committed.map_or((None, Vec::new()), |(o, a)| (Some(o), a));
+        let (committed, progress) = committed.map_or((None, Default::default()), |(o, p)| (Some(o), p));
         let start = committed.or(stale).unwrap_or(match start {
             StartFrom::Earliest => log.log_start_offset(),
             StartFrom::Latest => log.high_watermark(),
@@ -146,10 +148,11 @@ impl Messaging {
         if let Some(s) = queues.get(q) {
             return Ok(s.clone());
         }
-        // Acked ranges hold only above the offset they were committed with.
-        let acked = if committed == Some(start) { acked } else { Vec::new() };
-        let s = Arc::new(Mutex::new(QueueState::opened(start, &acked)));
-        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start, acked })?;
+        // The progress holds only above the offset it was committed with.
+        let super::progress::Progress { acked, delivered } =
+            if committed == Some(start) { progress } else { Default::default() };
+        let s = Arc::new(Mutex::new(QueueState::opened(start, &acked, &delivered)));
+        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start, acked, delivered })?;
         queues.insert(q.clone(), s.clone());
         drop(queues);
         self.pop.journal.sync(off)?;

@@ -44,6 +44,10 @@ pub(crate) enum PopEntry {
         /// metadata: acked on the node that led before).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         acked: Vec<(u64, u64)>,
+        /// Deliveries that node made of offsets above `start`: ranges with
+        /// their attempt count.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        delivered: Vec<(u64, u64, u32)>,
     },
     Pop {
         q: QueueId,
@@ -86,8 +90,8 @@ pub(crate) enum PopEntry {
 impl PopEntry {
     fn apply(self, queues: &mut HashMap<QueueId, QueueState>) {
         match self {
-            PopEntry::Open { q, start, acked } => {
-                queues.entry(q).or_insert_with(|| QueueState::opened(start, &acked));
+            PopEntry::Open { q, start, acked, delivered } => {
+                queues.entry(q).or_insert_with(|| QueueState::opened(start, &acked, &delivered));
             }
             PopEntry::Pop { q, upto, delivered, held, unheld, dropped } => {
                 let Some(s) = queues.get_mut(&q) else { return };
@@ -462,7 +466,8 @@ impl Messaging {
                 let s = state.lock();
                 let base = s.ack_base();
                 let acked = s.acked.ranges(base, s.next, progress::MAX_LEN / 4);
-                (base, progress::encode(base, &acked))
+                let delivered = s.delivered_runs(progress::MAX_LEN / 6);
+                (base, progress::encode(base, &acked, &delivered))
             };
             if self.pop.committed.lock().get(&q) != Some(&progress) {
                 let off = CommittedOffset {

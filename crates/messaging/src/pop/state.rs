@@ -119,24 +119,70 @@ pub(crate) struct QueueState {
     pub(crate) acked: AckSet,
     pub(crate) inflight: BTreeMap<u64, InFlight>,
     pub(crate) held: BTreeMap<u64, u64>,
+    /// Deliveries an earlier leader made of offsets not delivered here
+    /// yet (see `progress`): their next delivery counts on from there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) prior: BTreeMap<u64, u32>,
 }
+
+/// Most earlier deliveries a reopened queue remembers.
+const MAX_PRIOR: usize = 100_000;
 
 impl QueueState {
     pub(crate) fn new(start: u64) -> Self {
-        QueueState { next: start, acked: AckSet::new(start), inflight: BTreeMap::new(), held: BTreeMap::new() }
+        QueueState {
+            next: start,
+            acked: AckSet::new(start),
+            inflight: BTreeMap::new(),
+            held: BTreeMap::new(),
+            prior: BTreeMap::new(),
+        }
     }
 
     /// A queue opened at `start` with the offsets of `acked` (ranges
-    /// above it, acked on the node that led before) acked already: popping
-    /// skips them.
-    pub(crate) fn opened(start: u64, acked: &[(u64, u64)]) -> Self {
+    /// above it, acked on the node that led before) acked already, which
+    /// popping skips, and the deliveries that node made of `delivered`
+    /// (ranges with their attempt count), which the next delivery counts
+    /// on from.
+    pub(crate) fn opened(start: u64, acked: &[(u64, u64)], delivered: &[(u64, u64, u32)]) -> Self {
         let mut s = QueueState::new(start);
         for (a, b) in acked {
             for o in (*a).max(start)..*b {
                 s.acked.insert(o);
             }
         }
+        'runs: for (a, b, n) in delivered {
+            for o in (*a).max(start)..*b {
+                if s.prior.len() >= MAX_PRIOR {
+                    break 'runs;
+                }
+                s.prior.insert(o, *n);
+            }
+        }
         s
+    }
+
+    /// The attempt number of a first delivery here of `offset`: one more
+    /// than an earlier leader made, if it made any.
+    pub(crate) fn first_attempt(&mut self, offset: u64) -> u32 {
+        self.prior.remove(&offset).map_or(1, |n| n.saturating_add(1))
+    }
+
+    /// In-flight deliveries as runs of consecutive offsets with one attempt
+    /// count, `(first, end, attempt)`, the first `limit` of them.
+    pub(crate) fn delivered_runs(&self, limit: usize) -> Vec<(u64, u64, u32)> {
+        let mut out: Vec<(u64, u64, u32)> = Vec::new();
+        for (o, f) in &self.inflight {
+            let n = out.len();
+            if n > 0 && out[n - 1].1 == *o && out[n - 1].2 == f.attempt {
+                out[n - 1].1 += 1;
+            } else if n >= limit {
+                break;
+            } else {
+                out.push((*o, o + 1, f.attempt));
+            }
+        }
+        out
     }
 
     /// Acked offsets in `[next, end)`: skipped when popping, so not ready.
@@ -171,6 +217,11 @@ impl QueueState {
             }
         }
         self.next = self.next.max(upto);
+        if !self.prior.is_empty() {
+            // Passed over (filtered out): never delivered here.
+            let (next, held) = (self.next, &self.held);
+            self.prior.retain(|o, _| *o >= next || held.contains_key(o));
+        }
     }
 
     /// Whether a FIFO group has an unacked message before `offset`.
