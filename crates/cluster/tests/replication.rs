@@ -106,6 +106,12 @@ async fn followers_copy_the_leader_and_one_takes_over_with_everything_acknowledg
 
 /// Three nodes serving, and a partition of topic `name` on all three.
 async fn three_nodes_and_a_replicated_partition(name: &str) -> (Cluster, TopicPartition) {
+    three_nodes_and_a_partition(name, 3).await
+}
+
+/// Three nodes serving, and a partition of topic `name` on `replicas` of
+/// them.
+async fn three_nodes_and_a_partition(name: &str, replicas: u16) -> (Cluster, TopicPartition) {
     let (mut c, mut listeners) = Cluster::new(3, 3).await;
     listeners.reverse();
     for id in 1..=3 {
@@ -113,7 +119,7 @@ async fn three_nodes_and_a_replicated_partition(name: &str) -> (Cluster, TopicPa
     }
     c.join(&[1, 2, 3]).await;
     c.until("three serving nodes", |c| c.nodes[&1].broker.placement().is_some_and(|p| p.nodes.len() == 3)).await;
-    c.nodes[&1].broker.create_topic_replicated(name, 1, Some(3), TopicConfig::default()).await.unwrap();
+    c.nodes[&1].broker.create_topic_replicated(name, 1, Some(replicas), TopicConfig::default()).await.unwrap();
     (c, TopicPartition::new(name, 0))
 }
 
@@ -369,15 +375,7 @@ async fn a_group_keeps_its_generation_and_members_when_its_coordinator_moves() {
 /// copies all of it again when it is added back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_moved_away_is_emptied_and_copied_again_when_it_comes_back() {
-    let (mut c, mut listeners) = Cluster::new(3, 3).await;
-    listeners.reverse();
-    for id in 1..=3 {
-        c.start(id, listeners.pop().unwrap()).await;
-    }
-    c.join(&[1, 2, 3]).await;
-    c.until("three serving nodes", |c| c.nodes[&1].broker.placement().is_some_and(|p| p.nodes.len() == 3)).await;
-    c.nodes[&1].broker.create_topic_replicated("mv", 1, Some(2), TopicConfig::default()).await.unwrap();
-    let tp = TopicPartition::new("mv", 0);
+    let (mut c, tp) = three_nodes_and_a_partition("mv", 2).await;
     let placed = |c: &Cluster| c.nodes[&1].broker.placement().and_then(|p| p.partition(&tp).cloned());
     let first = placed(&c).unwrap();
     let (leader, follower) = (first.replicas[0] as u64, first.replicas[1] as u64);
