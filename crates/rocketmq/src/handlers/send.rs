@@ -160,9 +160,10 @@ pub(crate) async fn send(gw: &RocketMqGateway, peer: &Peer, req: &RemotingComman
 /// confirmed — answered as RocketMQ's own broker answers a message it
 /// stored but could not flush or replicate in time: `FLUSH_DISK_TIMEOUT`
 /// (one node) or `FLUSH_SLAVE_TIMEOUT` (a cluster), a send result the
-/// client returns to the application without retrying (unless it sets
+/// Java client returns to the application without retrying (unless it sets
 /// `retryAnotherBrokerWhenNotStoreOK`). An error would make it send the
-/// message again: a second copy whenever the first survives. Only for a
+/// message again: a second copy whenever the first survives
+/// (rocketmq-client-cpp retries any status but SEND_OK regardless). Only for a
 /// send to a known queue (every RocketMQ client names one); the offset is
 /// unknown (-1).
 fn stored_unconfirmed(
