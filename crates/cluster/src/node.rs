@@ -488,7 +488,7 @@ pub(crate) fn raft_config(cfg: &ClusterConfig) -> Result<openraft::Config> {
     let c = openraft::Config {
         cluster_name: cfg.cluster_id.clone(),
         election_timeout_min: election,
-        election_timeout_max: election * 3 / 2,
+        election_timeout_max: election_timeout_max(cfg.election_timeout).as_millis() as u64,
         heartbeat_interval: (election / 5).max(50),
         install_snapshot_timeout: 5_000,
         snapshot_max_chunk_size: 1 << 20,
@@ -502,8 +502,14 @@ pub(crate) fn raft_config(cfg: &ClusterConfig) -> Result<openraft::Config> {
 /// How long the controller quorum can take to replace a lost leader (see
 /// [`raft_config`]): the leader's lease plus the longest election timeout.
 pub(crate) fn controller_failover_bound(election_timeout: Duration) -> Duration {
-    let e = election_timeout.max(Duration::from_millis(300));
-    e * 3
+    election_timeout_max(election_timeout) * 2
+}
+
+/// openraft's longest election timeout, which is also the leader's lease
+/// its followers wait out: one and a half times the configured minimum
+/// (at least 300 ms).
+fn election_timeout_max(election_timeout: Duration) -> Duration {
+    election_timeout.max(Duration::from_millis(300)) * 3 / 2
 }
 
 /// The identity this node shows its peers.

@@ -76,18 +76,25 @@ fn offsets(got: &[fjord_messaging::Popped]) -> Vec<u64> {
     got.iter().map(|p| p.message.offset).collect()
 }
 
-#[tokio::test]
-async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = open(dir.path()).await;
+/// Topic `q` (one partition, led here in epoch 1) holding m0..m11, of
+/// which group `g` has popped the first ten.
+async fn ten_popped(env: &Env) -> Vec<fjord_messaging::Popped> {
     env.topic("q", 1).await;
     place(&env.broker, 1, 1);
     for i in 0..12 {
         env.m.send(Message::new("q", format!("m{i}")), Partitioning::Explicit(0)).await.unwrap();
     }
-    let g = ConsumeModel::Clustering;
     let got = env.m.pop(req(10)).await.unwrap();
     assert_eq!(offsets(&got), (0..10).collect::<Vec<_>>());
+    got
+}
+
+#[tokio::test]
+async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    let g = ConsumeModel::Clustering;
+    let got = ten_popped(&env).await;
     for p in &got[..3] {
         env.m.ack("g", &g, &p.receipt).await.unwrap();
     }
@@ -135,14 +142,8 @@ async fn a_node_that_leads_again_goes_on_from_the_groups_committed_progress() {
 async fn a_new_leader_does_not_deliver_again_what_was_acked_above_the_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
     let env = open(dir.path()).await;
-    env.topic("q", 1).await;
-    place(&env.broker, 1, 1);
-    for i in 0..12 {
-        env.m.send(Message::new("q", format!("m{i}")), Partitioning::Explicit(0)).await.unwrap();
-    }
     let g = ConsumeModel::Clustering;
-    let got = env.m.pop(req(10)).await.unwrap();
-    assert_eq!(offsets(&got), (0..10).collect::<Vec<_>>());
+    let got = ten_popped(&env).await;
     // 3 and 4 stay in flight; 0..3 and 5..8 are acked.
     for p in got[..3].iter().chain(&got[5..8]) {
         env.m.ack("g", &g, &p.receipt).await.unwrap();
