@@ -9,11 +9,12 @@ import socket
 import struct
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 
-from rocketmq.client import SendStatus
+from rocketmq.client import SendStatus, TransactionMQProducer, TransactionStatus
 from conftest import wait_for
 from test_kafka_cluster import admin, consume_all, create_topic, leaders
 
@@ -176,3 +177,71 @@ def test_delayed_messages_survive_the_loss_of_the_node_that_accepted_them(cluste
     finally:
         cluster.restart(victim)
     assert Counter(seen) == Counter({k: 1 for k in sent}), seen
+
+
+def test_open_transactions_survive_the_loss_of_the_node_holding_them(cluster):
+    """Half messages wait on the replicated `__fjord_timer` shards with their
+    decisions and check-backs: the node leading a shard that holds open
+    transactions is killed before they are checked back; the shard's new
+    leader has them, a surviving node checks them back with the producer
+    (it is connected to every broker), and each committed message is
+    delivered once, each rolled-back one never."""
+    from test_replication import create_replicated
+
+    wait_for(lambda: settled(cluster), 30, "internal partitions on their preferred leaders")
+    topic = f"rmq-tx-{uuid.uuid4().hex[:8]}"
+    create_replicated(cluster, topic, 3)
+    wait_for(lambda: len(json.loads(route(cluster.node(1).namesrv, topic)[1])["brokerDatas"]) == 3, 10,
+             "the route lists every broker")
+    shards = cluster.node(1).http_json("/api/v1/topics/__fjord_timer")["partitions"]
+    checked = []
+
+    def checker(msg):
+        checked.append(msg.body.decode())
+        return TransactionStatus.ROLLBACK if msg.body.startswith(b"rollback") else TransactionStatus.COMMIT
+
+    def local(msg, _args):
+        if msg.body.startswith(b"commit"):
+            return TransactionStatus.COMMIT
+        if msg.body.startswith(b"rollback"):
+            return TransactionStatus.ROLLBACK
+        return TransactionStatus.UNKNOWN
+
+    tp = TransactionMQProducer(f"txpg-{topic}", checker)
+    tp.set_namesrv_addr(cluster.node(1).namesrv)
+    tp.start()
+    try:
+        # The transaction handle (the send's queue offset) names the timer
+        # shard holding the half: shard index + 1 above bit 48.
+        open_on = Counter()
+        first_open = None
+        for i in range(12):
+            for kind in ("commit", "rollback", "unknown"):
+                r = tp.send_message_in_transaction(message(topic, f"{kind}-{i}".encode()), local)
+                assert r.status == SendStatus.OK
+                if kind == "unknown":
+                    first_open = first_open or time.monotonic()
+                    open_on[shards[(r.offset >> 48) - 1]["leader"]] += 1
+        victim, held = open_on.most_common(1)[0]
+        assert held > 0, open_on
+
+        def open_transactions(n):
+            with urllib.request.urlopen(f"http://{n.http}/metrics", timeout=10) as r:
+                lines = r.read().decode().splitlines()
+            return sum(float(line.split()[-1]) for line in lines if line.startswith("fjord_open_transactions "))
+
+        # The END_TRANSACTIONs are one-way: the committed and rolled-back
+        # ones are decided a moment after their sends returned.
+        wait_for(lambda: sum(open_transactions(n) for n in cluster.nodes) == 12, 3, "12 transactions open")
+        assert time.monotonic() - first_open < 5, "killed before the first check-back (6 s)"
+        cluster.kill(victim)
+        try:
+            survivor = next(n for n in cluster.nodes if n.running)
+            want = [f"{k}-{i}" for i in range(12) for k in ("commit", "unknown")]
+            seen = consume_all(survivor.bootstrap, topic, f"kafka-{topic}", len(want), timeout=60)
+            assert Counter(seen) == Counter({k: 1 for k in want}), seen
+            assert {f"unknown-{i}" for i in range(12)} <= set(checked), checked
+        finally:
+            cluster.restart(victim)
+    finally:
+        tp.shutdown()

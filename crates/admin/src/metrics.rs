@@ -170,7 +170,14 @@ fn broker_state(s: &AdminState, groups: Vec<(String, Vec<crate::groups::OffsetVi
     f.header("fjord_request_budget_bytes_in_use", "gauge", "Bytes of requests being read or handled, all listeners.");
     f.sample("fjord_request_budget_bytes_in_use", &[], s.config.request_budget.in_use() as f64);
     f.header("fjord_delayed_messages", "gauge", "Scheduled messages waiting for their time.");
-    f.sample("fjord_delayed_messages", &[], s.messaging.timer_stats().pending as f64);
+    let timer = s.messaging.timer_stats();
+    f.sample("fjord_delayed_messages", &[], timer.pending as f64);
+    f.header(
+        "fjord_open_transactions",
+        "gauge",
+        "Transactions (half messages) not yet committed or rolled back, in the timer shards this node leads.",
+    );
+    f.sample("fjord_open_transactions", &[], timer.open_transactions as f64);
 
     f.header("fjord_consumer_group_lag", "gauge", "Messages not yet consumed by a group, per topic.");
     for (g, offsets) in &groups {

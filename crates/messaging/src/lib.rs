@@ -12,13 +12,13 @@
 //! consuming for each group ([`members`]).
 //!
 //! ## Data directory
-//! Scheduled messages and the timer's journal live on the replicated
-//! internal topic `__fjord_timer` (see [`timer`]); the rest is node-local:
+//! Scheduled messages, transactional (half) messages with their decisions
+//! and check-backs, and the timer's journal live on the replicated
+//! internal topic `__fjord_timer` (see [`timer`] and [`tx`]); the pop
+//! state is node-local:
 //! ```text
 //! <data>/messaging/pop/journal/       pop, ack and invisibility changes
 //!                  pop/snapshot       every pop queue's state at a point
-//!                  tx/half/           transactional (half) messages, in full
-//!                  tx/journal/        commit / rollback decisions, check-backs
 //! ```
 //! Per-group settings (max attempts, FIFO) are the broker's group configs
 //! ([`groups`]).
@@ -71,7 +71,7 @@ pub use pop::{PopRequest, Popped, ReceiptHandle};
 pub use pull::{ConsumeModel, OffsetReset, PullRequest, Pulled};
 pub use query::QueryResult;
 pub use send::{Partitioning, SendReceipt};
-pub use tx::{HalfReceipt, OpenTransaction, TxOutcome};
+pub use tx::{CheckClaim, HalfReceipt, OpenTransaction, TxOutcome};
 
 /// Settings of the messaging layer.
 #[derive(Debug, Clone)]
@@ -149,16 +149,12 @@ pub struct Messaging {
     pub(crate) config: MessagingConfig,
     pub(crate) timer: timer::TimerService,
     pub(crate) pop: pop::PopService,
-    pub(crate) tx: tx::TxService,
     /// When forwarded calls last used each topic here.
     pub(crate) remote_use: forward::RemoteUse,
     /// Deliveries popped here for consumers on other nodes.
     pub(crate) remote_holds: forward::RemoteHolds,
     /// This run's id, sent with forwarded pops (see `forward::holds`).
     pub(crate) session: u64,
-    /// Committed transactions whose messages may not have reached the
-    /// timer before a crash, until [`Messaging::finish_recovery`].
-    unconfirmed: parking_lot::Mutex<Vec<u64>>,
     pub(crate) locks: order::PartitionLocks,
     pub(crate) sends: send::RoundRobin,
     pub(crate) groups: groups::GroupTable,
@@ -179,7 +175,6 @@ impl Messaging {
         let timer = timer::TimerService::new(&config);
         let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
         groups::migrate_legacy(&broker, &dir).await?;
-        let (tx, unconfirmed) = tx::TxService::open(&broker, &dir.join("tx"), &config).await?;
         let m = Arc::new_cyclic(|me| Messaging {
             broker,
             locks: order::PartitionLocks::new(config.order_lock_ttl),
@@ -193,11 +188,9 @@ impl Messaging {
             me: me.clone(),
             stop: tokio::sync::watch::channel(false).0,
             tasks: Default::default(),
-            tx,
             remote_use: Default::default(),
             remote_holds: Default::default(),
             session: uuid::Uuid::new_v4().as_u64_pair().0,
-            unconfirmed: parking_lot::Mutex::new(unconfirmed),
         });
         m.register_forwarding();
         m.reconcile_timer().await;
@@ -219,13 +212,10 @@ impl Messaging {
     }
 
     /// What opening could not finish before the timer shards are served:
-    /// committed transactions handed to the timer, and the scheduled
-    /// messages of an earlier version's node-local timer moved onto the
-    /// shards. Run at open alone; in a cluster once the node has joined.
+    /// the transactions and scheduled messages of an earlier version's
+    /// node-local logs moved onto the shards. Run at open alone; in a cluster once the node has joined.
     async fn finish_recovery(&self) -> Result<()> {
-        let unconfirmed = self.unconfirmed.lock().clone();
-        self.recover_commits(unconfirmed).await?;
-        self.unconfirmed.lock().clear();
+        tx::migrate(self).await?;
         self.migrate_legacy_timer().await
     }
 
@@ -329,7 +319,6 @@ impl Messaging {
             }
         }
         self.timer.close().await?;
-        self.tx.close().await?;
         self.pop.close().await
     }
 }

@@ -548,36 +548,53 @@ async fn half_messages_commit_rollback_check_back_and_survive_restart() {
     let d = env.m.send_half(msg("tx", "after-restart"), Partitioning::Auto, "pg").await.unwrap();
     assert!(read(&env).await.is_empty(), "half messages are invisible");
     env.clock.advance(6_000);
-    let open_txs = env.m.open_transactions(5_000, 10).await.unwrap();
-    assert_eq!(open_txs.iter().map(|t| t.handle).collect::<Vec<_>>(), vec![a.handle, b.handle, c.handle, d.handle]);
-    assert_eq!((open_txs[0].producer_group.as_str(), open_txs[0].message.id.as_deref()), ("pg", Some(a.id.as_str())));
+    // Check-backs, claimed by a gateway for the producer groups it can ask.
+    let claim = |groups: &[&str]| fjord_messaging::CheckClaim {
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        topics: vec![],
+        first_after_ms: 5_000,
+        interval_ms: 60_000,
+        max_checks: 3,
+        max: 10,
+    };
+    let handles = |txs: &[fjord_messaging::OpenTransaction]| {
+        let mut h: Vec<u64> = txs.iter().map(|t| t.handle).collect();
+        h.sort();
+        h
+    };
+    let sorted = |mut v: Vec<u64>| {
+        v.sort();
+        v
+    };
+    assert!(env.m.claim_checks(&claim(&["other"])).await.unwrap().is_empty(), "only the groups asked for");
+    let first = env.m.claim_checks(&claim(&["pg"])).await.unwrap();
+    assert_eq!(handles(&first), sorted(vec![a.handle, b.handle, c.handle, d.handle]));
+    let of_a = first.iter().find(|t| t.handle == a.handle).unwrap();
+    assert_eq!((of_a.producer_group.as_str(), of_a.message.id.as_deref(), of_a.checks), ("pg", Some(a.id.as_str()), 0));
     env.m.end_transaction(a.handle, fjord_messaging::TxOutcome::Commit).await.unwrap();
     env.m.end_transaction(b.handle, fjord_messaging::TxOutcome::Rollback).await.unwrap();
     assert!(env.m.end_transaction(a.handle, fjord_messaging::TxOutcome::Rollback).await.is_err(), "decided once");
     assert_eq!(read(&env).await, vec!["commit-me"]);
     let visible = env.m.query_by_id("tx", &a.id).await.unwrap();
     assert_eq!(visible.body.as_deref(), Some(&b"commit-me"[..]));
-    // Check-backs: a checked transaction is due again only after the
-    // interval; after 3 unanswered checks it is rolled back.
-    let due = |env: &common::Env| {
-        let m = env.m.clone();
-        async move { m.transactions_to_check(5_000, 60_000, 10).await.unwrap().iter().map(|t| t.handle).collect::<Vec<_>>() }
-    };
-    assert_eq!(due(&env).await, vec![c.handle, d.handle]);
-    assert!(env.m.record_check(c.handle, 3).await.unwrap());
-    assert_eq!(due(&env).await, vec![d.handle], "checked just now");
+    // A checked transaction is due again only after the interval.
+    assert!(env.m.claim_checks(&claim(&["pg"])).await.unwrap().is_empty(), "checked just now");
     env.clock.advance(60_000);
-    assert_eq!(due(&env).await, vec![c.handle, d.handle], "due again after the interval");
-    assert!(env.m.record_check(c.handle, 3).await.unwrap());
-    assert!(!env.m.record_check(c.handle, 3).await.unwrap());
-    assert_eq!(due(&env).await, vec![d.handle], "rolled back: no longer open");
-    // Restart: d is still open, with its checks; committing it works.
+    let second = env.m.claim_checks(&claim(&["pg"])).await.unwrap();
+    assert_eq!(handles(&second), sorted(vec![c.handle, d.handle]));
+    assert!(second.iter().all(|t| t.checks == 1), "{second:?}");
+    // Restart: c and d are still open, with their checks and when they
+    // were made; committing d works, and c's third check rolls it back.
     let clock = env.clock.clone();
     env.close().await;
     let env = common::open_at(dir.path(), clock, fjord_messaging::MessagingConfig::default()).await;
-    let open_txs = env.m.open_transactions(0, 10).await.unwrap();
-    assert_eq!(open_txs.iter().map(|t| t.handle).collect::<Vec<_>>(), vec![d.handle]);
+    assert_eq!(env.m.timer_stats().open_transactions, 2);
+    assert!(env.m.claim_checks(&claim(&["pg"])).await.unwrap().is_empty(), "checked just before the restart");
     env.m.end_transaction(d.handle, fjord_messaging::TxOutcome::Commit).await.unwrap();
+    env.clock.advance(60_000);
+    assert!(env.m.claim_checks(&claim(&["pg"])).await.unwrap().is_empty(), "rolled back at its third check");
+    assert!(env.m.end_transaction(c.handle, fjord_messaging::TxOutcome::Commit).await.is_err(), "no longer open");
+    assert_eq!(env.m.timer_stats().open_transactions, 0);
     assert_eq!(read(&env).await, vec!["commit-me", "after-restart"]);
     env.close().await;
 }

@@ -52,6 +52,24 @@ impl Clients {
         self.inner.lock().remove(client);
     }
 
+    /// The clients with a telemetry stream, and the topics they publish to:
+    /// whose transactions this node can check back.
+    pub(crate) fn checkable(&self) -> (Vec<String>, Vec<String>) {
+        let g = self.inner.lock();
+        let live = || g.iter().filter(|(_, c)| c.telemetry.is_some());
+        let clients = live().map(|(id, _)| id.clone()).collect();
+        let mut topics: Vec<String> = live()
+            .filter_map(|(_, c)| match c.settings.as_ref().and_then(|s| s.pub_sub.as_ref()) {
+                Some(v2::settings::PubSub::Publishing(p)) => Some(p.topics.iter().map(|t| t.name.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        (clients, topics)
+    }
+
     /// A telemetry stream to ask about a transaction: the producing client's
     /// own, else any client publishing to `topic`.
     pub(crate) fn checker_for(&self, client: &str, topic: &str) -> Option<TelemetryTx> {

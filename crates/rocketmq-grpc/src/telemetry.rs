@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use fjord_messaging::CheckClaim;
 use fjord_messaging::message::DELAY_LEVELS_MS;
 use fjord_rocketmq_proto::tonic::{Status, Streaming};
 use fjord_rocketmq_proto::v2::{self, telemetry_command::Command};
@@ -99,15 +100,20 @@ pub(crate) async fn run_checker(gw: Arc<GrpcGateway>, mut stop: watch::Receiver<
 }
 
 async fn check_once(gw: &GrpcGateway) -> Result<(), fjord_messaging::MessagingError> {
-    let timeout = gw.config.transaction_timeout.as_millis() as i64;
-    let interval = gw.config.transaction_check_interval.as_millis() as i64;
-    for tx in gw.messaging.transactions_to_check(timeout, interval, 1000).await? {
-        // Half messages from the remoting gateway name a producer group, not
-        // a gRPC client; those are the remoting gateway's to check.
+    // Half messages name the gRPC client that sent them (the remoting
+    // gateway's name a producer group): those of the clients connected
+    // here, or for a topic one of them publishes to.
+    let (groups, topics) = gw.clients.checkable();
+    let claim = CheckClaim {
+        groups,
+        topics,
+        first_after_ms: gw.config.transaction_timeout.as_millis() as i64,
+        interval_ms: gw.config.transaction_check_interval.as_millis() as i64,
+        max_checks: gw.config.transaction_check_max,
+        max: 1000,
+    };
+    for tx in gw.messaging.claim_checks(&claim).await? {
         let Some(sender) = gw.clients.checker_for(&tx.producer_group, &tx.message.topic) else { continue };
-        if !gw.messaging.record_check(tx.handle, gw.config.transaction_check_max).await? {
-            continue;
-        }
         let d = Delivered { attempt: Some(1), ..Default::default() };
         let mut message = to_proto(&tx.message, gw.queue_of(&tx.message), &gw.config.endpoint, d);
         if let Some(sp) = message.system_properties.as_mut() {

@@ -175,6 +175,12 @@ impl Clients {
             .cloned()
     }
 
+    /// The producer groups with a live connection (whose transactions this
+    /// node can check back).
+    pub(crate) fn producer_groups(&self) -> Vec<String> {
+        self.inner.lock().producers.keys().cloned().collect()
+    }
+
     /// One live connection of a producer group (for check-backs).
     pub(crate) fn producer_conn(&self, group: &str) -> Option<ConnHandle> {
         let g = self.inner.lock();

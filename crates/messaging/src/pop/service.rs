@@ -430,12 +430,11 @@ pub(crate) fn spawn_maintenance(m: Arc<Messaging>) -> tokio::task::JoinHandle<()
 }
 
 impl Messaging {
-    /// Recovers the node-local journals (pop, half messages, transactions)
-    /// a failed write poisoned, once they can be written again; called
-    /// every second by the maintenance. Blocking file I/O.
+    /// Recovers the node-local pop journal a failed write poisoned, once
+    /// it can be written again; called every second by the maintenance.
+    /// Blocking file I/O.
     pub(crate) fn recover_journals(&self) -> Result<()> {
-        self.pop.recover()?;
-        self.tx.recover()
+        self.pop.recover()
     }
 
     /// Dead-letters expired messages that used up their attempts, commits

@@ -94,6 +94,8 @@ fn open(broker: &Broker, dir: &Path, durability: fjord_log::Durability) -> Resul
                 intents.remove(&intent);
                 delivered.extend(offsets);
             }
+            // Never written to the old node-local journal.
+            Entry::Decided { .. } | Entry::Checked { .. } => {}
         }
         Ok(())
     })?;

@@ -26,9 +26,13 @@
 //!   cut, and the copies were written above them): entries whose reference
 //!   is there were delivered, the others are delivered again. A shard
 //!   serves only in the leader epoch it was replayed in.
+//! - **Transactions** ([`halves`]): a half message is stored on a shard
+//!   like a schedule and kept out of the wheel until its transaction is
+//!   committed (a journal record of the same shard); check-backs and
+//!   rollbacks are records there too.
 //! - **Trimming**: every `snapshot_interval` a shard moves its partition's
-//!   start to its oldest pending entry, so a replay reads only what may
-//!   still matter.
+//!   start to its oldest pending entry or open transaction, so a replay
+//!   reads only what may still matter.
 //!
 //! ## Limits
 //! - Memory: ~16 bytes per pending message in the wheels (plus Vec slack);
@@ -41,6 +45,7 @@
 //!   leader (`lookup`).
 //! - Precision: the wheel ticks every `timer_tick` (100 ms by default).
 
+pub(crate) mod halves;
 mod legacy;
 mod lookup;
 mod remote;
@@ -85,6 +90,11 @@ enum Entry {
     /// These entries are in their targets (or were dropped because the
     /// target no longer exists); `intent` is the journal offset resolved.
     Done { intent: u64, offsets: Vec<u64> },
+    /// These half messages' transactions ended: committed ones are
+    /// scheduled from here on (see [`halves`]).
+    Decided { offsets: Vec<u64>, outcome: crate::tx::TxOutcome },
+    /// These open transactions were checked back with their producers.
+    Checked { offsets: Vec<u64> },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +128,9 @@ pub struct TimerStats {
     /// Offsets held by the shards' logs (messages waiting, delivered ones
     /// not yet trimmed, and the journal records among them).
     pub schedule_log_end: u64,
+    /// Transactions open (half messages stored, not yet decided) in the
+    /// shards this node leads.
+    pub open_transactions: usize,
 }
 
 impl TimerService {
@@ -185,9 +198,10 @@ impl TimerService {
 
     /// Pending count and memory.
     pub(crate) fn stats(&self) -> TimerStats {
-        let mut out = TimerStats { pending: 0, wheel_bytes: 0, schedule_log_end: 0 };
+        let mut out = TimerStats { pending: 0, wheel_bytes: 0, schedule_log_end: 0, open_transactions: 0 };
         for s in self.all() {
             out.pending += s.pending();
+            out.open_transactions += s.open_transactions();
             out.wheel_bytes += s.wheel.lock().heap_bytes();
             out.schedule_log_end += s.partition.log_end_offset() - s.partition.log_start_offset();
         }
@@ -208,14 +222,30 @@ impl Messaging {
     /// [`Messaging::schedule`] into a shard this node leads only (a call
     /// from another node).
     pub(crate) async fn schedule_here(&self, recs: Vec<NewRecord>) -> Result<()> {
+        self.store_here(recs).await.map(|_| ())
+    }
+
+    /// Stores records (scheduled or half messages) in a shard this node
+    /// leads; returns the shard and the first record's offset there.
+    pub(crate) async fn store_here(&self, recs: Vec<NewRecord>) -> Result<(u32, u64)> {
         let local = self.timer.serving();
         if local.is_empty() {
             return Err(BrokerError::Unavailable("this node leads no timer shard now".into()).into());
         }
         let i = self.timer.next.fetch_add(1, Ordering::Relaxed) % local.len();
-        local[i].schedule(&self.self_ref()?, recs).await?;
+        let first = local[i].schedule(&self.self_ref()?, recs).await?;
         self.timer.wake.notify_one();
-        Ok(())
+        Ok((local[i].tp.partition, first))
+    }
+
+    /// Whether this node serves a timer shard now.
+    pub(crate) fn serves_a_timer_shard(&self) -> bool {
+        !self.timer.serving().is_empty()
+    }
+
+    /// The shard `index` when this node serves it now.
+    pub(crate) fn serving_shard(&self, index: u32) -> Option<Arc<Shard>> {
+        self.timer.serving().into_iter().find(|s| s.tp.partition == index)
     }
 
     /// Pending scheduled messages and the wheels' memory (the shards this
@@ -374,14 +404,17 @@ pub(crate) fn deliver_at_of(r: &Record) -> i64 {
     header(r, headers::DELIVER_AT).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// The copy appended to the target: the timer's routing headers replaced
-/// by the timer reference.
+/// The copy appended to the target: the timer's routing headers (and a
+/// committed half message's producer group) replaced by the timer
+/// reference.
 fn delivered_copy(r: &Record, reference: &str) -> NewRecord {
     let mut hs: Vec<Header> = r
         .headers
         .iter()
         .filter(|h| {
-            h.key.as_ref() != headers::TIMER_TOPIC.as_bytes() && h.key.as_ref() != headers::TIMER_PARTITION.as_bytes()
+            h.key.as_ref() != headers::TIMER_TOPIC.as_bytes()
+                && h.key.as_ref() != headers::TIMER_PARTITION.as_bytes()
+                && h.key.as_ref() != headers::PRODUCER_GROUP.as_bytes()
         })
         .cloned()
         .collect();

@@ -29,6 +29,12 @@ pub(crate) enum Call {
     Deliver { topic: String, partition: u32, records: Vec<WireRecord> },
     /// Look in timer shard `shard` (served there).
     Lookup { shard: u32, wanted: super::lookup::Wanted },
+    /// Store this half message in a shard led there.
+    StoreHalf { record: WireRecord },
+    /// End this transaction (its shard is led there).
+    EndTransaction { handle: u64, outcome: crate::tx::TxOutcome },
+    /// A round of check-backs in shard `shard` (led there).
+    ClaimChecks { shard: u32, claim: crate::tx::CheckClaim },
 }
 
 /// What the other node's timer answered.
@@ -43,6 +49,11 @@ pub(crate) enum Answer {
     /// The target topic or partition does not exist.
     Gone,
     LookedUp(super::lookup::Found),
+    HalfStored {
+        handle: u64,
+    },
+    TransactionEnded,
+    Checks(Vec<crate::tx::OpenTransaction>),
 }
 
 /// A record on the wire.
@@ -93,17 +104,20 @@ impl Messaging {
     /// Schedules through a node that leads a timer shard (this one leads
     /// none now).
     pub(super) async fn schedule_remote(&self, recs: Vec<NewRecord>) -> Result<()> {
-        let count = self.broker.topic(TIMER_TOPIC).map_or(0, |t| t.partitions().len());
-        let start = self.timer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let node = (0..count).find_map(|i| self.remote_leader_of(TIMER_TOPIC, ((start + i) % count) as u32));
-        let Some(node) = node else {
-            return Err(BrokerError::Unavailable("no timer shard is served now".into()).into());
-        };
+        let node = self.shard_leading_node()?;
         let records = recs.iter().map(WireRecord::from).collect();
         match self.call_timer(node, Call::Schedule { records }).await? {
             Answer::Scheduled => Ok(()),
             other => Err(MessagingError::Internal(format!("node {node} answered a schedule with {other:?}"))),
         }
+    }
+
+    /// A node that leads a timer shard (round robin over the shards).
+    pub(crate) fn shard_leading_node(&self) -> Result<i32> {
+        let count = self.broker.topic(TIMER_TOPIC).map_or(0, |t| t.partitions().len());
+        let start = self.timer.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let node = (0..count).find_map(|i| self.remote_leader_of(TIMER_TOPIC, ((start + i) % count) as u32));
+        node.ok_or_else(|| BrokerError::Unavailable("no timer shard is served now".into()).into())
     }
 
     /// `tp`'s high watermark and which of `refs` its records at or after
@@ -262,6 +276,14 @@ impl Messaging {
                 }
             }
             Call::Lookup { shard, wanted } => self.look_up_here(shard, wanted).await.map(Answer::LookedUp),
+            Call::StoreHalf { record } => {
+                let (shard, offset) = self.store_here(vec![NewRecord::from(record)]).await?;
+                Ok(Answer::HalfStored { handle: crate::tx::checked_handle(shard, offset)? })
+            }
+            Call::EndTransaction { handle, outcome } => {
+                self.end_transaction_here(handle, outcome).await.map(|()| Answer::TransactionEnded)
+            }
+            Call::ClaimChecks { shard, claim } => self.claim_checks_here(shard, &claim).await.map(Answer::Checks),
         }
     }
 

@@ -11,6 +11,7 @@ use fjord_broker::{BrokerError, Partition, TopicPartition};
 use fjord_log::batch::{BatchBuilder, Header, NewRecord, Record};
 use parking_lot::Mutex;
 
+use super::halves::{self, OpenHalf};
 use super::wheel::TimingWheel;
 use super::{Entry, IntentTarget, decode, deliver_at_of, delivered_copy, encode, timer_ref};
 use crate::Messaging;
@@ -61,24 +62,32 @@ pub(crate) struct Shard {
     active: AtomicBool,
     pub(super) wheel: Mutex<TimingWheel<u64>>,
     pub(super) unfinished: Mutex<Vec<Unfinished>>,
+    /// Half messages whose transaction is open, by offset (see
+    /// [`halves`]).
+    pub(super) halves: Mutex<BTreeMap<u64, OpenHalf>>,
+    /// Held by a transaction's decision and a round of check-backs, so a
+    /// transaction is decided once.
+    pub(super) deciding: tokio::sync::Mutex<()>,
     /// Shared by schedules (append, commit, file in the wheel: many at
     /// once, so they share fsyncs), exclusive for a trim and a
     /// deactivation: a trim never cuts an append not yet in the wheel, and
     /// a replay after a deactivation sees every append the shard made.
-    writers: tokio::sync::RwLock<()>,
+    pub(super) writers: tokio::sync::RwLock<()>,
     /// Held by a delivery, a trim and a deactivation.
     pub(super) gate: tokio::sync::Mutex<()>,
 }
 
 impl Shard {
     /// Replays `partition` (this node leads it): the scheduled messages
-    /// without a completion are pending, intents without one unfinished.
+    /// without a completion are pending, intents without one unfinished,
+    /// half messages without a decision open (committed ones pending).
     /// Blocking file I/O.
     pub(super) fn replay(index: u32, partition: Arc<Partition>, now_ms: i64, tick_ms: u64) -> Result<Shard> {
         let tp = TopicPartition::new(fjord_broker::placement::TIMER_TOPIC, index);
         let epoch = partition.leader_epoch();
         let mut pending: BTreeMap<u64, i64> = BTreeMap::new();
         let mut intents: BTreeMap<u64, Vec<IntentTarget>> = BTreeMap::new();
+        let mut open: BTreeMap<u64, OpenHalf> = BTreeMap::new();
         let mut next = partition.log_start_offset();
         loop {
             let recs = partition.read_appended(next, 1 << 20).map_err(|e| MessagingError::log(tp.to_string(), e))?;
@@ -95,12 +104,18 @@ impl Shard {
                                 pending.remove(&o);
                             }
                         }
+                        Ok(Entry::Decided { offsets, outcome }) => {
+                            halves::replay_decided(&mut open, &mut pending, &offsets, outcome)
+                        }
+                        Ok(Entry::Checked { offsets }) => halves::replay_checked(&mut open, &offsets, r.timestamp),
                         // Skipped rather than refusing the shard forever:
                         // its entries are delivered (again, at worst).
                         Err(e) => {
                             tracing::error!(%tp, offset = r.offset, error = %e, "unreadable timer journal record")
                         }
                     }
+                } else if let Some(half) = OpenHalf::of_record(r) {
+                    open.insert(r.offset, half);
                 } else if header(r, headers::TIMER_TOPIC).is_some() {
                     pending.insert(r.offset, deliver_at_of(r));
                 }
@@ -117,7 +132,14 @@ impl Shard {
         for (o, at) in pending {
             wheel.insert(at, o);
         }
-        tracing::info!(%tp, epoch, pending = wheel.len(), unfinished = unfinished.len(), "timer shard loaded");
+        tracing::info!(
+            %tp,
+            epoch,
+            pending = wheel.len(),
+            unfinished = unfinished.len(),
+            transactions = open.len(),
+            "timer shard loaded"
+        );
         Ok(Shard {
             tp,
             partition,
@@ -125,6 +147,8 @@ impl Shard {
             active: AtomicBool::new(true),
             wheel: Mutex::new(wheel),
             unfinished: Mutex::new(unfinished),
+            halves: Mutex::new(open),
+            deciding: Default::default(),
             writers: Default::default(),
             gate: Default::default(),
         })
@@ -151,22 +175,23 @@ impl Shard {
         let _g = self.gate.lock().await;
     }
 
-    fn not_serving(&self) -> MessagingError {
+    pub(super) fn not_serving(&self) -> MessagingError {
         BrokerError::NotLeader { tp: self.tp.to_string(), leader: None, leader_epoch: self.epoch }.into()
     }
 
     /// Stores scheduled messages (committed on the shard's replicas when
-    /// this returns) and files them in the wheel. Runs in a task of its
-    /// own: a caller that goes away (its client gone) must not leave a
-    /// message written but never filed.
-    pub(super) async fn schedule(self: &Arc<Self>, m: &Arc<Messaging>, recs: Vec<NewRecord>) -> Result<()> {
+    /// this returns) and files them in the wheel, or half messages among
+    /// the open transactions; returns the first one's offset. Runs in a
+    /// task of its own: a caller that goes away (its client gone) must not
+    /// leave a message written but never filed.
+    pub(super) async fn schedule(self: &Arc<Self>, m: &Arc<Messaging>, recs: Vec<NewRecord>) -> Result<u64> {
         let (shard, m) = (self.clone(), m.clone());
         tokio::spawn(async move { shard.schedule_now(&m, &recs).await })
             .await
             .map_err(|e| MessagingError::Internal(format!("scheduling task failed: {e}")))?
     }
 
-    async fn schedule_now(&self, m: &Messaging, recs: &[NewRecord]) -> Result<()> {
+    async fn schedule_now(&self, m: &Messaging, recs: &[NewRecord]) -> Result<u64> {
         let _w = self.writers.read().await;
         if !self.serving() {
             return Err(self.not_serving());
@@ -179,26 +204,40 @@ impl Shard {
                 // (not committed in time, deposed while waiting): then the
                 // shard stops and is loaded again, which files whatever
                 // its log holds.
-                let unwritten = matches!(
-                    &e,
-                    MessagingError::Broker(
-                        BrokerError::NotLeader { .. }
-                            | BrokerError::NotEnoughReplicas { appended: false, .. }
-                            | BrokerError::ShuttingDown
-                    )
-                );
-                if !unwritten {
-                    tracing::warn!(shard = %self.tp, error = %e, "a schedule's outcome is unknown; reloading the shard");
-                    self.stop();
-                }
+                self.stop_unless_unwritten(&e, "a schedule");
                 return Err(e);
             }
         };
         let mut wheel = self.wheel.lock();
+        let mut open = self.halves.lock();
         for (i, r) in recs.iter().enumerate() {
-            wheel.insert(super::deliver_at_of_new(r), first + i as u64);
+            let offset = first + i as u64;
+            match OpenHalf::of_new(r, now) {
+                Some(half) => {
+                    open.insert(offset, half);
+                }
+                None => wheel.insert(super::deliver_at_of_new(r), offset),
+            }
         }
-        Ok(())
+        Ok(first)
+    }
+
+    /// After a failed write: unless it was refused before anything was
+    /// written, its outcome is unknown and the shard stops, to be loaded
+    /// again (its log is the truth).
+    pub(super) fn stop_unless_unwritten(&self, e: &MessagingError, what: &str) {
+        let unwritten = matches!(
+            e,
+            MessagingError::Broker(
+                BrokerError::NotLeader { .. }
+                    | BrokerError::NotEnoughReplicas { appended: false, .. }
+                    | BrokerError::ShuttingDown
+            )
+        );
+        if !unwritten {
+            tracing::warn!(shard = %self.tp, error = %e, "the outcome of {what} is unknown; reloading the shard");
+            self.stop();
+        }
     }
 
     async fn append(&self, m: &Messaging, recs: &[NewRecord], now: i64) -> Result<u64> {
@@ -215,7 +254,7 @@ impl Shard {
     }
 
     /// Appends a journal record; returns its offset once committed.
-    async fn journal(&self, m: &Messaging, entry: &Entry) -> Result<u64> {
+    pub(super) async fn journal(&self, m: &Messaging, entry: &Entry) -> Result<u64> {
         let rec = NewRecord {
             value: Some(Bytes::from(encode(entry)?)),
             headers: vec![Header {
@@ -440,7 +479,7 @@ impl Shard {
     }
 
     /// Moves the partition's start past everything delivered: to the
-    /// oldest pending or unfinished entry.
+    /// oldest pending or unfinished entry or open transaction.
     pub(super) async fn trim(&self, m: &Messaging) -> Result<()> {
         let _w = self.writers.write().await;
         let _g = self.gate.lock().await;
@@ -448,6 +487,7 @@ impl Shard {
             return Ok(());
         }
         let mut low = self.wheel.lock().iter().map(|(_, o)| *o).min().unwrap_or(u64::MAX);
+        low = low.min(self.halves.lock().keys().next().copied().unwrap_or(u64::MAX));
         for u in self.unfinished.lock().iter() {
             low = low.min(u.intent());
             if let Unfinished::Resolve { deadlines, .. } = u {

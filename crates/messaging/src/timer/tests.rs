@@ -314,3 +314,73 @@ async fn scheduled_messages_in_an_uncommitted_tail_wait_for_their_commit() {
     assert_eq!(ids_in(&m).len(), 1);
     let _ = send.await;
 }
+
+/// Transactions begun, checked and committed while the shards trim: a trim
+/// never cuts an open half (nor one still being stored), so every one is
+/// checked back and delivered once, also after a restart replays the
+/// shards from their trimmed starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trims_keep_every_open_transaction() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(T0));
+    let m = open(dir.path(), clock.clone()).await;
+    let claim = crate::CheckClaim {
+        groups: vec!["pg".into()],
+        topics: vec![],
+        first_after_ms: 0,
+        interval_ms: 0,
+        max_checks: u32::MAX,
+        max: usize::MAX,
+    };
+    let rounds = 150;
+    let open_left = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..2)
+        .map(|t| {
+            let (m, claim, open_left) = (m.clone(), claim.clone(), open_left.clone());
+            tokio::spawn(async move {
+                for i in 0..rounds {
+                    let msg = Message::new("d", Bytes::from(format!("t{t}-{i}")));
+                    let h = m.send_half(msg, Partitioning::Auto, "pg").await.expect("half");
+                    let due = m.claim_checks(&claim).await.expect("claim");
+                    assert!(due.iter().any(|x| x.handle == h.handle), "open half {} checked back", h.handle);
+                    if i % 10 == 9 {
+                        open_left.lock().push(h.handle);
+                    } else {
+                        m.end_transaction(h.handle, crate::TxOutcome::Commit).await.expect("commit");
+                    }
+                }
+            })
+        })
+        .collect();
+    let trimmer = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                for s in m.timer.serving() {
+                    s.trim(&m).await.expect("trim");
+                }
+                m.deliver_due().await.expect("deliver");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for t in tasks {
+        t.await.expect("task");
+    }
+    trimmer.await.expect("trimmer");
+    m.deliver_due().await.expect("deliver");
+    for s in m.timer.serving() {
+        s.trim(&m).await.expect("trim");
+    }
+    assert!(m.timer.serving().iter().any(|s| s.partition.log_start_offset() > 0), "the shards were trimmed");
+    assert_eq!(ids_in(&m).len(), 2 * rounds - 2 * rounds / 10);
+    drop(m);
+    let m = open(dir.path(), clock).await;
+    assert_eq!(m.timer_stats().open_transactions, 2 * rounds / 10);
+    let left = open_left.lock().clone();
+    for h in left {
+        m.end_transaction(h, crate::TxOutcome::Commit).await.expect("commit after the restart");
+    }
+    m.deliver_due().await.expect("deliver");
+    assert_eq!(ids_in(&m).len(), 2 * rounds);
+}

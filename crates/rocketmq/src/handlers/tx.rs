@@ -11,12 +11,17 @@
 //! and rolled back after
 //! [`transaction_check_max`](crate::RocketMqConfig::transaction_check_max)
 //! checks. Only checks actually delivered to a producer count.
+//!
+//! In a cluster each node checks the transactions of the producer groups
+//! connected to it, wherever their half messages are stored: it claims
+//! them from every timer shard's leader (a claim is recorded there, so
+//! two nodes do not check one transaction within an interval).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use fjord_messaging::TxOutcome;
+use fjord_messaging::{CheckClaim, TxOutcome};
 use fjord_rocketmq_codec::RemotingCommand;
 use fjord_rocketmq_codec::codes::{request, response};
 use fjord_rocketmq_codec::message::{encode_offset_msg_id, property, sys_flag};
@@ -70,17 +75,21 @@ pub async fn run_checker(
 }
 
 async fn check_once(gw: &RocketMqGateway) -> Result<(), Reject> {
-    let timeout = gw.config.transaction_timeout.as_millis() as i64;
-    let interval = gw.config.transaction_check_interval.as_millis() as i64;
-    for tx in gw.messaging.transactions_to_check(timeout, interval, 1000).await? {
+    // Only groups with a live connection: the others' transactions wait
+    // for a producer (RocketMQ likewise skips groups without a channel).
+    let claim = CheckClaim {
+        groups: gw.clients.producer_groups(),
+        topics: Vec::new(),
+        first_after_ms: gw.config.transaction_timeout.as_millis() as i64,
+        interval_ms: gw.config.transaction_check_interval.as_millis() as i64,
+        max_checks: gw.config.transaction_check_max,
+        max: 1000,
+    };
+    for tx in gw.messaging.claim_checks(&claim).await? {
         let Some(conn) = gw.clients.producer_conn(&tx.producer_group) else {
-            // Nobody to ask; the transaction waits for a producer (RocketMQ
-            // likewise skips groups without a live channel).
+            tracing::debug!(handle = tx.handle, group = tx.producer_group, "producer gone before its check-back");
             continue;
         };
-        if !gw.messaging.record_check(tx.handle, gw.config.transaction_check_max).await? {
-            continue;
-        }
         let id = encode_offset_msg_id(&gw.store_host, tx.handle as i64);
         let mut ext = to_ext(&tx.message, gw.queue_of_message(&tx.message), tx.handle as i64, gw.store_host);
         ext.queue_offset = tx.handle as i64;
