@@ -40,6 +40,10 @@ pub(crate) struct Observed {
     /// Who wrote each record of an idempotent producer, by (partition,
     /// offset), from the replicas' files.
     pub(crate) writers: HashMap<(i32, i64), Written>,
+    /// The values in the RocketMQ topic's committed log, read after the
+    /// faults were repaired (`None`: no RocketMQ workload, or the read
+    /// failed).
+    pub(crate) rocketmq_log: Option<std::collections::HashSet<String>>,
 }
 
 /// The idempotent producer, epoch and sequence a record was written with.
@@ -86,6 +90,8 @@ pub(crate) struct Totals {
     pub(crate) client_resent: u64,
     /// The AMQP workload's.
     pub(crate) amqp: crate::amqp::check::AmqpTotals,
+    /// The RocketMQ workload's.
+    pub(crate) rocketmq: crate::rocketmq::check::RmqTotals,
 }
 
 impl Finding {
@@ -132,6 +138,7 @@ pub(crate) fn totals(o: &Observed) -> Totals {
     t.committed = o.committed.values().map(|l| l.len() as u64).sum();
     t.client_resent = written_twice(o).values().filter(|d| d.by_client).count() as u64;
     t.amqp = crate::amqp::check::totals(&o.history);
+    t.rocketmq = crate::rocketmq::check::totals(&o.history);
     t
 }
 
@@ -279,6 +286,7 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
     let stalled = check_progress(&o.history);
     let mut all = vec![lost, moved, dups, reordered, monotonic, uncommitted, divergent, back, stalled];
     all.extend(crate::amqp::check::check(&o.history));
+    all.extend(crate::rocketmq::check::check(&o.history, o.rocketmq_log.as_ref()));
     all
 }
 
@@ -446,6 +454,7 @@ mod tests {
             incomplete: Default::default(),
             replicas: BTreeMap::from([(0, BTreeMap::from([(1, l.clone()), (2, l)]))]),
             writers: HashMap::new(),
+            rocketmq_log: None,
         }
     }
 
@@ -495,7 +504,7 @@ mod tests {
     fn a_clean_run_passes_every_check() {
         let f = check(&healthy());
         assert!(f.iter().all(|f| f.count == 0), "{f:?}");
-        assert_eq!(f.len(), 11, "nine checks of the Kafka workload, two of the AMQP one");
+        assert_eq!(f.len(), 14, "nine checks of the Kafka workload, two of the AMQP one, three of the RocketMQ one");
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::net::Network;
 const KAFKA_PORT: u16 = 9092;
 const HTTP_PORT: u16 = 8080;
 const AMQP_PORT: u16 = 5672;
+const NAMESRV_PORT: u16 = 9876;
+const ROCKETMQ_BROKER_PORT: u16 = 10911;
 /// The AMQP workload's user (the default `guest` may log in from loopback
 /// only, and the clients come from the host's side of the bridge).
 const AMQP_USER: &str = "chaos";
@@ -166,6 +168,12 @@ impl Cluster {
         self.nodes.iter().map(|n| format!("amqp://{AMQP_USER}:{AMQP_USER}@{}:{AMQP_PORT}/%2f", n.addr)).collect()
     }
 
+    /// Every node's RocketMQ name server, `;`-separated.
+    pub(crate) fn namesrv(&self) -> String {
+        let all: Vec<String> = self.nodes.iter().map(|n| format!("{}:{NAMESRV_PORT}", n.addr)).collect();
+        all.join(";")
+    }
+
     /// Node `i`'s data directory.
     pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
         self.nodes[i].dir.join("data")
@@ -223,9 +231,11 @@ impl Cluster {
             .env("FJORD_LISTENERS__KAFKA__BIND", on(KAFKA_PORT))
             .env("FJORD_LISTENERS__HTTP__BIND", on(HTTP_PORT))
             .env("FJORD_LISTENERS__AMQP__BIND", on(AMQP_PORT))
+            .env("FJORD_LISTENERS__ROCKETMQ_NAMESRV__BIND", on(NAMESRV_PORT))
+            .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", on(ROCKETMQ_BROKER_PORT))
             .env("FJORD_AMQP__DEFAULT_USER", AMQP_USER)
             .env("FJORD_AMQP__DEFAULT_PASS", AMQP_USER);
-        for name in ["ROCKETMQ_NAMESRV", "ROCKETMQ_BROKER", "ROCKETMQ_GRPC", "AMQP_MANAGEMENT"] {
+        for name in ["ROCKETMQ_GRPC", "AMQP_MANAGEMENT"] {
             cmd.env(format!("FJORD_LISTENERS__{name}__BIND"), on(0));
         }
         let child = cmd

@@ -18,41 +18,107 @@ use serde::Serialize;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Event {
     /// A producer handed a value to its client.
-    Send { producer: String, value: String, partition: i32 },
+    Send {
+        producer: String,
+        value: String,
+        partition: i32,
+    },
     /// The broker acknowledged the value at this offset (acks=all).
-    Ack { value: String, partition: i32, offset: i64 },
+    Ack {
+        value: String,
+        partition: i32,
+        offset: i64,
+    },
     /// The client gave up on the value (it may or may not be written).
-    Fail { value: String, error: String },
+    Fail {
+        value: String,
+        error: String,
+    },
     /// A group consumer read the value.
-    Read { consumer: u32, partition: i32, offset: i64, value: String },
+    Read {
+        consumer: u32,
+        partition: i32,
+        offset: i64,
+        value: String,
+    },
     /// A group consumer's offset commit succeeded.
-    Commit { consumer: u32, partition: i32, offset: i64 },
+    Commit {
+        consumer: u32,
+        partition: i32,
+        offset: i64,
+    },
     /// The group's committed offset, as OffsetFetch returned it; the fetch
     /// started at `asked` (ms).
-    Committed { asked: u64, partition: i32, offset: i64 },
+    Committed {
+        asked: u64,
+        partition: i32,
+        offset: i64,
+    },
     /// A fault started.
-    Fault { what: String },
+    Fault {
+        what: String,
+    },
     /// A fault was repaired.
-    Repair { what: String },
+    Repair {
+        what: String,
+    },
     /// Every fault is repaired: from here on the clients must progress.
     Healed,
     /// Anything else worth reading (a producer's fatal error, a restart).
-    Note { what: String },
+    Note {
+        what: String,
+    },
     /// A producer's batch attempt ended "possibly persisted" (librdkafka's
     /// words: a timeout, a lost connection): sequences `first_seq..=last_seq`
     /// of `epoch` on `partition` may or may not be written.
-    Unsure { partition: i32, producer_id: i64, epoch: i16, first_seq: i32, last_seq: i32, error: String },
+    Unsure {
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+        error: String,
+    },
     /// AMQP: a publisher sent the value (persistent, with confirms).
-    AmqpPublish { publisher: u32, value: String },
+    AmqpPublish {
+        publisher: u32,
+        value: String,
+    },
     /// AMQP: the broker confirmed it (`basic.ack`): it is stored.
-    AmqpConfirm { value: String },
+    AmqpConfirm {
+        value: String,
+    },
     /// AMQP: the broker refused it (`basic.nack`): not stored.
-    AmqpNack { value: String },
+    AmqpNack {
+        value: String,
+    },
     /// AMQP: no confirm came (the connection failed or stalled): it may or
     /// may not be stored.
-    AmqpUnsure { value: String, error: String },
+    AmqpUnsure {
+        value: String,
+        error: String,
+    },
     /// AMQP: a consumer (or the final drain, consumer `u32::MAX`) got it.
-    AmqpRead { consumer: u32, value: String, redelivered: bool },
+    AmqpRead {
+        consumer: u32,
+        value: String,
+        redelivered: bool,
+    },
+    RmqSend {
+        producer: u32,
+        value: String,
+    },
+    RmqOk {
+        value: String,
+    },
+    RmqUnsure {
+        value: String,
+        error: String,
+    },
+    RmqRead {
+        consumer: u32,
+        value: String,
+    },
 }
 
 impl Event {
@@ -67,7 +133,11 @@ impl Event {
             | Event::AmqpConfirm { value }
             | Event::AmqpNack { value }
             | Event::AmqpUnsure { value, .. }
-            | Event::AmqpRead { value, .. } => Some(value),
+            | Event::AmqpRead { value, .. }
+            | Event::RmqSend { value, .. }
+            | Event::RmqOk { value }
+            | Event::RmqUnsure { value, .. }
+            | Event::RmqRead { value, .. } => Some(value),
             _ => None,
         }
     }

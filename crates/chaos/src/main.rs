@@ -5,8 +5,9 @@
 //! it must run as root), drives unmodified client workloads (librdkafka:
 //! idempotent acks=all producers, a consumer group that commits; lapin:
 //! AMQP publishers with confirms and consumers acking each delivery, on a
-//! replicated durable queue) through a seeded schedule of faults, repairs
-//! everything, and
+//! replicated durable queue; with `--rocketmq-python`, rocketmq-client-cpp
+//! producers (send_sync) and push consumers through every node's name
+//! server) through a seeded schedule of faults, repairs everything, and
 //! checks the history against the guarantees of `docs/design/replication.md`:
 //!
 //! | check | must be |
@@ -21,9 +22,13 @@
 //! | producers or the group stalled once every fault is repaired | 0 |
 //! | AMQP messages confirmed and never delivered (nor drained at the end) | 0 |
 //! | AMQP publishers or consumers stalled once every fault is repaired | 0 |
+//! | RocketMQ sends answered SEND_OK missing from the committed log | 0 |
+//! | RocketMQ sends answered SEND_OK and never delivered | 0 |
+//! | RocketMQ producers or consumers stalled once every fault is repaired | 0 |
 //!
-//! AMQP deliveries of a message again are counted, not failed (at least
-//! once: a failover hands out again what was in flight).
+//! AMQP and RocketMQ deliveries of a message again are counted, not failed
+//! (at least once: a failover hands out again what was in flight, a push
+//! consumer's progress is committed every few seconds).
 //!
 //! Faults ([`schedule::Kind`]): kill -9 of a node, a partition leader or
 //! the controller leader; a power loss (kill -9, then the node's disk image
@@ -54,6 +59,7 @@ mod history;
 mod net;
 mod power;
 mod rdkafka_log;
+mod rocketmq;
 mod run;
 mod schedule;
 mod volume;
@@ -133,6 +139,20 @@ struct Cli {
     /// AMQP consumers (manual acks).
     #[arg(long, default_value_t = 2)]
     amqp_consumers: u32,
+    /// A Python with rocketmq-client-python installed (scripts/test-chaos
+    /// passes target/rocketmq-remoting-venv's): runs the RocketMQ workload
+    /// (`workloads/rmq_workload.py`); without it there is none.
+    #[arg(long)]
+    rocketmq_python: Option<PathBuf>,
+    /// RocketMQ producers (send_sync); 0 turns the workload off.
+    #[arg(long, default_value_t = 1)]
+    rocketmq_producers: u32,
+    /// Messages per second per RocketMQ producer.
+    #[arg(long, default_value_t = 50)]
+    rocketmq_rate: u32,
+    /// RocketMQ push consumers (one group, clustering).
+    #[arg(long, default_value_t = 1)]
+    rocketmq_consumers: u32,
 }
 
 fn seeds(spec: &str) -> Result<Vec<u64>> {
@@ -174,6 +194,10 @@ fn main() -> Result<()> {
         amqp_publishers: cli.amqp_publishers,
         amqp_rate: cli.amqp_rate,
         amqp_consumers: cli.amqp_consumers,
+        rocketmq_python: cli.rocketmq_python.clone(),
+        rocketmq_producers: cli.rocketmq_producers,
+        rocketmq_rate: cli.rocketmq_rate,
+        rocketmq_consumers: cli.rocketmq_consumers,
     };
     let mut outcomes = Vec::new();
     for seed in seeds(&cli.seeds)? {
@@ -210,6 +234,14 @@ fn report(o: &run::Outcome) -> String {
             a.published, a.confirmed, a.unconfirmed, a.delivered, a.redelivered
         );
     }
+    let r = &t.rocketmq;
+    if r.sent > 0 {
+        let _ = writeln!(
+            s,
+            "  rocketmq: sent {}, SEND_OK {}, unsure {}, delivered {}, delivered again (at least once, not failed) {}",
+            r.sent, r.acked, r.unsure, r.delivered, r.redelivered
+        );
+    }
     for f in &o.findings {
         let _ = writeln!(s, "  {:<45} {:>6}  {}", f.check, f.count, f.example.as_deref().unwrap_or(""));
     }
@@ -224,7 +256,7 @@ fn report(o: &run::Outcome) -> String {
 /// The table `docs/reliability.md` records: one row per seed.
 fn summary(outcomes: &[run::Outcome]) -> String {
     let mut s = String::from(
-        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | AMQP confirmed | AMQP delivered again | AMQP lost | AMQP stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | AMQP confirmed | AMQP delivered again | AMQP lost | AMQP stalled | RocketMQ SEND_OK | RocketMQ delivered again | RocketMQ lost | RocketMQ undelivered | RocketMQ stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.totals;
@@ -238,7 +270,7 @@ fn summary(outcomes: &[run::Outcome]) -> String {
             t.failed,
             t.longest_ack_gap_ms,
             t.client_resent,
-            amqp_columns(&counts, &t.amqp),
+            workload_columns(&counts, t),
             o.errors.len(),
             if o.passed() { "pass" } else { "FAIL" }
         );
@@ -246,14 +278,18 @@ fn summary(outcomes: &[run::Outcome]) -> String {
     s
 }
 
-/// The check counts, with the AMQP totals before the AMQP checks (the
-/// last two findings).
-fn amqp_columns(counts: &[String], a: &amqp::check::AmqpTotals) -> String {
-    let split = counts.len().saturating_sub(2);
+/// The check counts, with each workload's totals before its checks
+/// (AMQP's two, then RocketMQ's three: the last five findings).
+fn workload_columns(counts: &[String], t: &check::Totals) -> String {
+    let split = counts.len().saturating_sub(5);
     let mut cols = counts[..split].to_vec();
-    cols.push(a.confirmed.to_string());
-    cols.push(a.redelivered.to_string());
-    cols.extend_from_slice(&counts[split..]);
+    let (amqp, rmq) = counts[split..].split_at(2.min(counts.len() - split));
+    cols.push(t.amqp.confirmed.to_string());
+    cols.push(t.amqp.redelivered.to_string());
+    cols.extend_from_slice(amqp);
+    cols.push(t.rocketmq.acked.to_string());
+    cols.push(t.rocketmq.redelivered.to_string());
+    cols.extend_from_slice(rmq);
     cols.join(" | ")
 }
 

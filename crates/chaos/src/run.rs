@@ -1,6 +1,7 @@
 //! One seed's run: network, nodes, topic, workload, the seed's fault
 //! schedule, repair of everything, the final reads, the checks.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::disk;
 use crate::history::{self, Event, History};
 use crate::net::Network;
 use crate::power;
+use crate::rocketmq::{self, RocketMqWorkload};
 use crate::schedule::{self, Fault, Kind, Target};
 use crate::volume::Volume;
 use crate::workload::{self, Workload};
@@ -59,6 +61,14 @@ pub(crate) struct Options {
     pub(crate) amqp_rate: u32,
     /// AMQP consumers.
     pub(crate) amqp_consumers: u32,
+    /// A Python with rocketmq-client-python (`None`: no RocketMQ workload).
+    pub(crate) rocketmq_python: Option<PathBuf>,
+    /// RocketMQ producers.
+    pub(crate) rocketmq_producers: u32,
+    /// Messages per second per RocketMQ producer.
+    pub(crate) rocketmq_rate: u32,
+    /// RocketMQ push consumers.
+    pub(crate) rocketmq_consumers: u32,
 }
 
 /// One seed's results.
@@ -129,7 +139,7 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
     // Whatever happened, no process or namespace outlives the seed.
     let stop_errors = run.cluster.stop_all();
     run.net.remove();
-    let (committed, replicas) = result?;
+    let (committed, replicas, rocketmq_log) = result?;
     run.errors.extend(stop_errors);
     let mut observed = Observed {
         history: run.history.snapshot(),
@@ -137,6 +147,7 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
         incomplete: committed.incomplete.into_keys().collect(),
         replicas: Default::default(),
         writers: Default::default(),
+        rocketmq_log,
     };
     for r in &replicas {
         match disk::read_replica(&r.path) {
@@ -174,7 +185,7 @@ struct Replica {
 }
 
 impl Run<'_> {
-    fn go(&mut self, seed: u64) -> Result<(workload::FinalRead, Vec<Replica>)> {
+    fn go(&mut self, seed: u64) -> Result<(workload::FinalRead, Vec<Replica>, Option<HashSet<String>>)> {
         let o = self.opts;
         for i in 0..o.nodes {
             self.cluster.start(i)?;
@@ -205,8 +216,24 @@ impl Run<'_> {
         if let Some(a) = &amqp {
             amqp::declare(a, Duration::from_secs(60))?;
         }
+        let rmq = o.rocketmq_python.clone().filter(|_| o.rocketmq_producers > 0).map(|python| RocketMqWorkload {
+            python,
+            namesrv: self.cluster.namesrv(),
+            producers: o.rocketmq_producers,
+            rate: o.rocketmq_rate,
+            consumers: o.rocketmq_consumers,
+        });
+        if rmq.is_some() {
+            let topic = Workload { topic: rocketmq::TOPIC.into(), partitions: 3, ..w.clone() };
+            workload::create_topic(&topic, Duration::from_secs(60))?;
+            self.cluster.await_healthy(rocketmq::TOPIC, Duration::from_secs(60))?;
+        }
         let running = workload::start(&w, &self.history);
         let amqp_running = amqp.as_ref().map(|a| amqp::start(a, &self.history));
+        let rmq_running = match &rmq {
+            Some(r) => Some(rocketmq::start(r, &self.history, self.cluster.root())?),
+            None => None,
+        };
 
         let end = Instant::now() + o.duration;
         for step in schedule::plan(seed, o.nodes, o.partitions, &o.kinds, o.duration) {
@@ -243,6 +270,9 @@ impl Run<'_> {
         {
             self.errors.push(format!("AMQP final drain: {e:#}"));
         }
+        if let Some(r) = rmq_running {
+            self.errors.extend(r.stop(&self.history, Duration::from_secs(60)));
+        }
         if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
             self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));
         }
@@ -258,6 +288,25 @@ impl Run<'_> {
                 Default::default()
             }
         };
+        // The RocketMQ topic's committed log: a SEND_OK value missing there
+        // was lost by the brokers, one there but never delivered by the
+        // consumers' side.
+        let rocketmq_log = if rmq.is_some() {
+            let topic = Workload { topic: rocketmq::TOPIC.into(), partitions: 3, ..w.clone() };
+            match workload::read_committed(&topic, Duration::from_secs(60)) {
+                Ok(r) if r.incomplete.is_empty() => Some(r.logs.into_values().flatten().map(|(_, v)| v).collect()),
+                Ok(r) => {
+                    self.errors.push(format!("final read of {}: {:?}", rocketmq::TOPIC, r.incomplete));
+                    None
+                }
+                Err(e) => {
+                    self.errors.push(format!("final read of {}: {e:#}", rocketmq::TOPIC));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut replicas = Vec::new();
         for p in self.cluster.partitions(TOPIC).unwrap_or_default() {
             for node in p.replicas {
@@ -267,7 +316,7 @@ impl Run<'_> {
                 }
             }
         }
-        Ok((committed, replicas))
+        Ok((committed, replicas, rocketmq_log))
     }
 
     /// With `--snapshots`: a copy of every node's workload topic files,

@@ -1,0 +1,193 @@
+//! The RocketMQ workload: unmodified RocketMQ 4.x clients
+//! (rocketmq-client-cpp through rocketmq-client-python, from PyPI) in a
+//! child process (`workloads/rmq_workload.py`, written next to the run's
+//! files): producers sending unique values with `send_sync` through the
+//! name servers of every node, push consumers of one group reading them.
+//! The program reports each operation as a JSON line, which becomes an
+//! event of the history here.
+//!
+//! SEND_OK promises that the message is stored (on a cluster, committed on
+//! its queue's in-sync replicas), so every value answered SEND_OK must be
+//! delivered at least once. A send that failed or was answered another
+//! status (FLUSH_SLAVE_TIMEOUT: stored, commit unknown) may or may not
+//! arrive. Deliveries of a value again are counted, not failed: push
+//! consumers commit their progress every few seconds, and a failover or
+//! rebalance delivers again what came after it.
+//!
+//! Once everything is repaired the producers stop, and the consumers go on
+//! until every acknowledged value has been delivered (or a minute passed:
+//! the check then reports what is missing).
+
+pub(crate) mod check;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::history::{Event, History};
+
+/// The topic written and read.
+pub(crate) const TOPIC: &str = "chaos-rmq";
+/// The consumer group.
+const GROUP: &str = "chaos-rmq-cg";
+/// The client program.
+const PROGRAM: &str = include_str!("../../workloads/rmq_workload.py");
+
+/// What the RocketMQ clients do.
+#[derive(Debug, Clone)]
+pub(crate) struct RocketMqWorkload {
+    /// A Python with rocketmq-client-python installed.
+    pub(crate) python: PathBuf,
+    /// Every node's name server, `;`-separated (RocketMQ's form).
+    pub(crate) namesrv: String,
+    /// Producers.
+    pub(crate) producers: u32,
+    /// Messages per second per producer.
+    pub(crate) rate: u32,
+    /// Push consumers.
+    pub(crate) consumers: u32,
+}
+
+/// The running client program.
+#[derive(Debug)]
+pub(crate) struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    reader: JoinHandle<()>,
+    stopped: Arc<AtomicBool>,
+}
+
+/// Starts the client program; its files (the program, the C++ client's
+/// logs) go under `dir`.
+pub(crate) fn start(w: &RocketMqWorkload, history: &Arc<History>, dir: &Path) -> Result<Running> {
+    let home = dir.join("rocketmq-client");
+    std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+    // Not `rocketmq.py`: it would shadow the client package.
+    let program = home.join("rmq_workload.py");
+    std::fs::write(&program, PROGRAM).with_context(|| format!("writing {}", program.display()))?;
+    let stderr = std::fs::File::create(home.join("stderr.log"))?;
+    let mut child = Command::new(&w.python)
+        .arg(&program)
+        .args([&w.namesrv, TOPIC, GROUP])
+        .args([w.producers, w.rate, w.consumers].map(|n| n.to_string()))
+        // The C++ client writes its logs under $HOME.
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting the RocketMQ clients with {}", w.python.display()))?;
+    let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (h, s) = (history.clone(), stopped.clone());
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match parse(&line) {
+                Some(Parsed::Event(e)) => h.push(e),
+                Some(Parsed::Stopped) => s.store(true, Ordering::Release),
+                None => h.push(Event::Note { what: format!("rocketmq clients said: {line}") }),
+            }
+        }
+    });
+    Ok(Running { child, stdin, reader, stopped })
+}
+
+enum Parsed {
+    Event(Event),
+    Stopped,
+}
+
+/// One line of the client program.
+fn parse(line: &str) -> Option<Parsed> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let value = || v["v"].as_str().map(str::to_string);
+    let number = |k: &str| v[k].as_u64().and_then(|n| u32::try_from(n).ok());
+    Some(Parsed::Event(match v["e"].as_str()? {
+        "send" => Event::RmqSend { producer: number("p")?, value: value()? },
+        "ok" => Event::RmqOk { value: value()? },
+        "unsure" => Event::RmqUnsure { value: value()?, error: v["err"].as_str().unwrap_or_default().to_string() },
+        "read" => Event::RmqRead { consumer: number("c")?, value: value()? },
+        "stopped" => return Some(Parsed::Stopped),
+        _ => return None,
+    }))
+}
+
+impl Running {
+    /// Stops the producers, lets the consumers read until every
+    /// acknowledged value was delivered (at most `drain`), then ends the
+    /// program; returns what went wrong.
+    pub(crate) fn stop(mut self, history: &History, drain: Duration) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = writeln!(self.stdin, "stop").and_then(|()| self.stdin.flush()) {
+            errors.push(format!("RocketMQ clients: stopping the producers: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stopped.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !self.stopped.load(Ordering::Acquire) {
+            errors.push("RocketMQ clients: the producers did not stop within 30 s".into());
+        }
+        let deadline = Instant::now() + drain;
+        while !check::all_delivered(&history.snapshot()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = writeln!(self.stdin, "exit").and_then(|()| self.stdin.flush());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => {
+                    errors.push(format!("RocketMQ clients: the program ended with {status} (see its stderr.log)"));
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Ok(None) | Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    errors.push("RocketMQ clients: the program did not end within 20 s; killed".into());
+                    break;
+                }
+            }
+        }
+        let _ = self.reader.join();
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_programs_lines_become_events() {
+        let event = |l: &str| match parse(l) {
+            Some(Parsed::Event(e)) => Some(e),
+            _ => None,
+        };
+        assert_eq!(
+            event(r#"{"e": "send", "p": 1, "v": "rmq1:7"}"#),
+            Some(Event::RmqSend { producer: 1, value: "rmq1:7".into() })
+        );
+        assert_eq!(event(r#"{"e": "ok", "v": "rmq1:7"}"#), Some(Event::RmqOk { value: "rmq1:7".into() }));
+        assert_eq!(
+            event(r#"{"e": "unsure", "v": "rmq1:8", "err": "status SEND_FLUSH_SLAVE_TIMEOUT"}"#),
+            Some(Event::RmqUnsure { value: "rmq1:8".into(), error: "status SEND_FLUSH_SLAVE_TIMEOUT".into() })
+        );
+        assert_eq!(
+            event(r#"{"e": "read", "c": 0, "v": "rmq1:7"}"#),
+            Some(Event::RmqRead { consumer: 0, value: "rmq1:7".into() })
+        );
+        assert!(matches!(parse(r#"{"e": "stopped"}"#), Some(Parsed::Stopped)));
+        assert!(parse("Traceback (most recent call last):").is_none());
+        assert!(parse(r#"{"e": "send", "v": "no producer"}"#).is_none());
+    }
+}
