@@ -71,6 +71,24 @@ impl Placement {
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionPlacement> {
         self.topics.get(&tp.topic)?.get(tp.partition as usize)
     }
+
+    /// How a protocol that numbers queues per broker (RocketMQ remoting)
+    /// numbers `topic`'s partitions on `node`, stable across changes of
+    /// leader: first the partitions whose preferred leader (first replica)
+    /// is `node`, then every other one, each group in partition order.
+    /// Returns that order and the size of the first group. The numbering
+    /// changes only when a partition's preferred leader does (a
+    /// reassignment): a client's queue keeps naming the same partition
+    /// while leaders move, so its position in the queue stays valid.
+    pub fn queue_order(&self, topic: &str, node: i32) -> (Vec<u32>, usize) {
+        let Some(parts) = self.topics.get(topic) else { return (Vec::new(), 0) };
+        let preferred = |a: &PartitionPlacement| a.replicas.first() == Some(&node);
+        let mine = (0..parts.len() as u32).filter(|i| preferred(&parts[*i as usize]));
+        let others = (0..parts.len() as u32).filter(|i| !preferred(&parts[*i as usize]));
+        let order: Vec<u32> = mine.chain(others).collect();
+        let first = parts.iter().filter(|a| preferred(a)).count();
+        (order, first)
+    }
 }
 
 /// The internal topic holding committed offsets, as Kafka's
@@ -382,6 +400,18 @@ impl Broker {
                 }
                 None => Vec::new(),
             },
+        }
+    }
+
+    /// [`Placement::queue_order`] for this node; alone, every partition in
+    /// order, all in the first group.
+    pub fn queue_order(&self, topic: &str) -> (Vec<u32>, usize) {
+        match self.placement() {
+            Some(p) => p.queue_order(topic, self.config.node_id),
+            None => {
+                let n = self.topic(topic).map_or(0, |t| t.partitions().len() as u32);
+                ((0..n).collect(), n as usize)
+            }
         }
     }
 

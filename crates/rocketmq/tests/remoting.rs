@@ -524,3 +524,105 @@ async fn a_one_way_offset_update_is_seen_by_the_next_query() {
         assert_eq!(resp.field("offset"), Some(offset.to_string().as_str()), "round {offset}");
     }
 }
+
+/// In a cluster a broker numbers every partition of a topic, those it is
+/// the preferred leader of first (its write queues), so a queue keeps
+/// naming its partition while leaders move: a push consumer keeps its
+/// position per queue, and when a leader change renumbered the queues it
+/// read one partition from another's position, skipping messages (found by
+/// the fault-injection checker's RocketMQ workload). A queue whose
+/// partition another node leads is idle: a pull answers no new message at
+/// the group's progress, and an offset update through it is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_keep_naming_their_partition_while_leaders_move() {
+    use fjord_broker::placement::OFFSETS_TOPIC;
+    use fjord_broker::{CommittedOffset, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicPartition};
+    use std::collections::{BTreeMap, HashMap};
+
+    let node = start().await;
+    let me = node.broker.config().node_id;
+    let other = me + 1;
+    node.broker.create_topic("moving", 2, TopicConfig::default()).await.expect("topic");
+    let part = |leader: i32, epoch: i32, replicas: Vec<i32>| PartitionPlacement {
+        leader,
+        leader_epoch: epoch,
+        // The other node never copies: writes commit on the leader alone.
+        isr: vec![leader],
+        replicas,
+        partition_epoch: epoch,
+        adding: vec![],
+        removing: vec![],
+    };
+    // Partition 0 prefers the other node, partition 1 this one; `p0_leader`
+    // leads partition 0.
+    let place = |p0_leader: i32, epoch: i32| {
+        let info = |id: i32| NodeInfo {
+            node_id: id,
+            listeners: BTreeMap::from([("rocketmq_broker".to_string(), node.addr.clone())]),
+            rack: None,
+        };
+        let offsets = node.broker.topic(OFFSETS_TOPIC).expect("offsets topic").partitions().len();
+        node.broker.set_placement(Placement {
+            controller_id: me,
+            nodes: vec![info(me), info(other)],
+            fenced: vec![],
+            controllers: vec![me],
+            topics: HashMap::from([
+                ("moving".to_string(), vec![part(p0_leader, epoch, vec![other, me]), part(me, 1, vec![me, other])]),
+                (OFFSETS_TOPIC.to_string(), vec![part(me, 0, vec![me]); offsets]),
+            ]),
+        });
+    };
+    place(other, 1);
+    let mut c = Client::connect(&node.addr).await;
+    let route = |r: RemotingCommand| {
+        let route: TopicRouteData = from_json(&r.body).expect("route");
+        let mine = format!("broker-{me}");
+        let q = route.queue_datas.iter().find(|q| q.broker_name == mine).expect("this broker's queues").clone();
+        (q.read_queue_nums, q.write_queue_nums)
+    };
+    let ask_route = || RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC).with_field("topic", "moving");
+    assert_eq!(route(c.call(ask_route()).await), (2, 1), "every partition read, the preferred one written");
+    let r = c.send("moving", 0, "to-p1", &[]).await;
+    assert_eq!(r.field("queueId"), Some("0"));
+    let p1 = TopicPartition::new("moving", 1);
+    assert_eq!(node.broker.partition(&p1).expect("p1").high_watermark(), 1, "queue 0 is partition 1");
+
+    // Queue 1 (partition 0, led by the other node) is idle.
+    let p0 = TopicPartition::new("moving", 0);
+    let progress =
+        |offset: i64| CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 };
+    node.broker.commit_offsets_unchecked("cg", vec![(p0.clone(), progress(3))]).await.expect("commit");
+    let r = c.call(pull("moving", 1, 0, "*", "TAG")).await;
+    assert_eq!((r.code, r.field("nextBeginOffset")), (response::PULL_NOT_FOUND, Some("3")), "{:?}", r.remark);
+    let update = RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET)
+        .with_field("consumerGroup", "cg")
+        .with_field("topic", "moving")
+        .with_field("queueId", 1)
+        .with_field("commitOffset", 1);
+    assert_eq!(c.call(update).await.code, response::SUCCESS);
+    let committed = node.broker.committed_offset("cg", &p0).await.expect("committed").expect("some");
+    assert_eq!(committed.offset, 3, "an idle queue's offset update is ignored");
+
+    // The other node is lost: this one leads partition 0 too. The queues
+    // keep their partitions; queue 1 delivers partition 0 from the group's
+    // position.
+    place(me, 2);
+    let mut b = fjord_log::batch::BatchBuilder::new(1_700_000_000_000);
+    for i in 0..4 {
+        b.push(&fjord_log::batch::NewRecord { value: Some(Bytes::from(format!("p0-{i}"))), ..Default::default() });
+    }
+    node.broker.produce(&p0, b.try_build().expect("batch")).await.expect("produce");
+    assert_eq!(route(c.call(ask_route()).await), (2, 1), "the same queues");
+    let r = c.call(pull("moving", 1, 3, "*", "TAG")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let got = MessageExt::decode_all(r.body).expect("messages");
+    assert_eq!(got.iter().map(|m| (m.body.clone(), m.queue_id)).collect::<Vec<_>>(), vec![(Bytes::from("p0-3"), 1)]);
+    let r = c.call(pull("moving", 0, 0, "*", "TAG")).await;
+    let got = MessageExt::decode_all(r.body).expect("messages");
+    assert_eq!(
+        got.iter().map(|m| m.body.clone()).collect::<Vec<_>>(),
+        vec![Bytes::from("to-p1")],
+        "queue 0 is still partition 1"
+    );
+}

@@ -30,6 +30,11 @@ pub(crate) async fn update_consumer_offset(gw: &RocketMqGateway, req: &RemotingC
     let offset: i64 = req.parse("commitOffset")?;
     let offset = u64::try_from(offset).map_err(|_| Reject::new(response::SYSTEM_ERROR, "negative commitOffset"))?;
     gw.broker().partition(&tp)?;
+    if !gw.active(&tp) {
+        // An idle queue (`queues.rs`): the consumer's position there is
+        // not its progress; the queue of the partition's leader commits.
+        return Ok(ok(req));
+    }
     gw.messaging.commit(group, &ConsumeModel::Clustering, &tp, offset).await?;
     Ok(ok(req))
 }

@@ -56,6 +56,14 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
     let flags: i32 = req.parse_opt("sysFlag")?.unwrap_or(0);
     let suspend_ms: i64 = req.parse_opt("suspendTimeoutMillis")?.unwrap_or(0);
     let filter = filter(gw, req, group, &tp.topic, flags)?;
+    let wait = if flags & FLAG_SUSPEND != 0 {
+        Duration::from_millis(suspend_ms.max(0) as u64).min(gw.config.max_long_poll)
+    } else {
+        Duration::ZERO
+    };
+    if !gw.active(&tp) {
+        return idle(gw, req, group, &tp, offset, wait).await;
+    }
     let p = gw.broker().partition(&tp)?;
     if flags & FLAG_COMMIT_OFFSET != 0
         && let Some(commit) = req.parse_opt::<i64>("commitOffset")?
@@ -77,11 +85,6 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
         Ok(o) if o > hw => return Ok(moved(hw)),
         Ok(o) => o,
         Err(_) => return Ok(moved(min)),
-    };
-    let wait = if flags & FLAG_SUSPEND != 0 {
-        Duration::from_millis(suspend_ms.max(0) as u64).min(gw.config.max_long_poll)
-    } else {
-        Duration::ZERO
     };
     let pulled = gw
         .messaging
@@ -117,5 +120,40 @@ pub(crate) async fn pull(gw: &RocketMqGateway, req: &RemotingCommand) -> Handled
         .with_field("nextBeginOffset", pulled.next_offset)
         .with_field("minOffset", min)
         .with_field("maxOffset", hw)
+        .with_field("suggestWhichBrokerId", 0))
+}
+
+/// A pull from an idle queue: its partition is led by another node (see
+/// `queues.rs`), whose queue for it delivers. Waits out the long poll (cut
+/// short when leadership changes, so a queue becoming active here is
+/// pulled again at once), then answers no new message; the next offset is
+/// the group's committed progress when that is further than the
+/// consumer's, so a queue that becomes active goes on from there. Nothing
+/// is committed through an idle queue.
+async fn idle(
+    gw: &RocketMqGateway,
+    req: &RemotingCommand,
+    group: &str,
+    tp: &fjord_broker::TopicPartition,
+    offset: i64,
+    wait: Duration,
+) -> Handled {
+    let mut changes = gw.broker().subscribe_placement();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = changes.changed() => {}
+    }
+    let asked = u64::try_from(offset).unwrap_or(0);
+    let next = match gw.messaging.committed(group, &ConsumeModel::Clustering, tp).await {
+        Ok(Some(c)) => c.max(asked),
+        // No progress, or the coordinator cannot answer now: the
+        // consumer's own position stands.
+        Ok(None) | Err(_) => asked,
+    };
+    let p = gw.broker().partition(tp)?;
+    Ok(RemotingCommand::response_to(req, response::PULL_NOT_FOUND, Some("no new message".into()))
+        .with_field("nextBeginOffset", next)
+        .with_field("minOffset", p.log_start_offset())
+        .with_field("maxOffset", p.high_watermark())
         .with_field("suggestWhichBrokerId", 0))
 }

@@ -1,7 +1,8 @@
 //! Name server commands: routes, cluster and topic listings, topic admin.
 //! Alone, every route points at this node. In a cluster every node is
 //! broker `broker-<id>` of one cluster, and the name server on any node
-//! lists each serving broker with the queues it leads (`queues.rs`).
+//! lists each serving broker with a read queue per partition and a write
+//! queue per partition it is the preferred leader of (`queues.rs`).
 
 use std::collections::BTreeMap;
 
@@ -50,19 +51,21 @@ impl RocketMqGateway {
             .collect()
     }
 
-    /// Queues of `topic` per broker: those of its partitions each leads.
-    fn queues_by_broker(&self, topic: &str, total: i32) -> Vec<(BrokerData, i32)> {
+    /// Queues of `topic` per serving broker: read queues (every partition)
+    /// and write queues (those it is the preferred leader of).
+    fn queues_by_broker(&self, topic: &str, total: i32) -> Vec<(BrokerData, i32, i32)> {
         let placement = self.broker().placement();
         self.brokers()
             .into_iter()
             .filter_map(|(id, data)| {
-                let queues = match placement.as_ref() {
-                    None => total,
+                let (read, write) = match placement.as_ref() {
+                    None => (total, total),
                     Some(p) => {
-                        p.topics.get(topic).map_or(0, |parts| parts.iter().filter(|a| a.leader == id).count()) as i32
+                        let (order, first) = p.queue_order(topic, id);
+                        (order.len() as i32, first as i32)
                     }
                 };
-                (queues > 0).then_some((data, queues))
+                (read > 0).then_some((data, read, write))
             })
             .collect()
     }
@@ -96,7 +99,7 @@ pub(crate) async fn route_info(gw: &RocketMqGateway, req: &RemotingCommand) -> H
     // The auto-create route offers every broker; a real topic's brokers
     // are those leading its partitions.
     let per_broker = if gw.broker().topic(topic).is_none() {
-        gw.brokers().into_iter().map(|(_, b)| (b, queues)).collect()
+        gw.brokers().into_iter().map(|(_, b)| (b, queues, queues)).collect()
     } else {
         gw.queues_by_broker(topic, queues)
     };
@@ -110,15 +113,15 @@ pub(crate) async fn route_info(gw: &RocketMqGateway, req: &RemotingCommand) -> H
         order_topic_conf: None,
         queue_datas: per_broker
             .iter()
-            .map(|(b, n)| QueueData {
+            .map(|(b, read, write)| QueueData {
                 broker_name: b.broker_name.clone(),
-                read_queue_nums: *n,
-                write_queue_nums: *n,
+                read_queue_nums: *read,
+                write_queue_nums: *write,
                 perm: PERM_READ_WRITE,
                 topic_sys_flag: 0,
             })
             .collect(),
-        broker_datas: per_broker.into_iter().map(|(b, _)| b).collect(),
+        broker_datas: per_broker.into_iter().map(|(b, _, _)| b).collect(),
         filter_server_table: BTreeMap::new(),
     };
     Ok(ok(req).with_body(to_json(&route)))

@@ -98,13 +98,9 @@ pub(crate) async fn send(gw: &RocketMqGateway, peer: &Peer, req: &RemotingComman
     gw.clients.touch_producer(h.producer_group, &peer.conn, gw.now_ms());
     let partitions = ensure_topic(gw, h.topic, h.default_queues).await?;
     let partitioning = match u32::try_from(h.queue_id) {
-        // A queue of this broker; a stale route's queue id wraps, as before.
+        // A write queue of this broker; a stale route's queue id wraps.
         Ok(q) => {
-            let queues = if gw.broker().placement().is_some() {
-                gw.broker().led_partitions(h.topic).len() as u32
-            } else {
-                partitions
-            };
+            let queues = if gw.broker().placement().is_some() { gw.write_queues(h.topic) } else { partitions };
             Partitioning::Explicit(gw.partition_of(h.topic, (q % queues.max(1)) as i32)?.partition)
         }
         Err(_) => Partitioning::Auto,
@@ -145,7 +141,18 @@ pub(crate) async fn send(gw: &RocketMqGateway, peer: &Peer, req: &RemotingComman
         ));
     }
     let count = msgs.len();
-    let receipts = match gw.messaging.send_batch(msgs, partitioning).await {
+    // A write queue whose partition another node leads now (a failover):
+    // that node stores the batch.
+    let here = match partitioning {
+        Partitioning::Explicit(p) => gw.active(&TopicPartition::new(h.topic, p)),
+        Partitioning::Auto => true,
+    };
+    let sent = if here {
+        gw.messaging.send_batch(msgs, partitioning).await
+    } else {
+        gw.messaging.send_batch_to_leaders(msgs, partitioning).await
+    };
+    let receipts = match sent {
         Ok(r) => r,
         Err(e) => return stored_unconfirmed(gw, req, h.topic, partitioning, count, e),
     };
