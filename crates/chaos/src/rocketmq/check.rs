@@ -51,26 +51,14 @@ pub(crate) fn totals(history: &[Entry]) -> RmqTotals {
 /// Whether every acknowledged value has been delivered (the final drain
 /// waits for it).
 pub(crate) fn all_delivered(history: &[Entry]) -> bool {
-    let read: HashSet<&str> = history
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::RmqRead { value, .. } => Some(value.as_str()),
-            _ => None,
-        })
-        .collect();
+    let read = delivered(history);
     history.iter().all(|e| !matches!(&e.event, Event::RmqOk { value } if !read.contains(value.as_str())))
 }
 
 /// Runs the checks (all 0 when the workload did not run); `log`: the
 /// values of the topic's committed log, when it could be read.
 pub(crate) fn check(history: &[Entry], log: Option<&HashSet<String>>) -> Vec<Finding> {
-    let read: BTreeSet<&str> = history
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::RmqRead { value, .. } => Some(value.as_str()),
-            _ => None,
-        })
-        .collect();
+    let read = delivered(history);
     let mut lost = Finding::new("RocketMQ acknowledged sends lost");
     let mut undelivered = Finding::new("RocketMQ acknowledged sends never delivered");
     for e in history {
@@ -82,6 +70,17 @@ pub(crate) fn check(history: &[Entry], log: Option<&HashSet<String>>) -> Vec<Fin
         }
     }
     vec![lost, undelivered, progress(history)]
+}
+
+/// The values delivered to a consumer.
+fn delivered(history: &[Entry]) -> HashSet<&str> {
+    history
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::RmqRead { value, .. } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Once every fault is repaired, each producer gets a SEND_OK and the
