@@ -308,8 +308,16 @@ async fn scheduled_messages_in_an_uncommitted_tail_wait_for_their_commit() {
 
     // The follower catches up: committed, then delivered (the follower
     // leaves the in-sync set so the delivery's own records commit alone).
-    p.follower_fetched(2, p.log_end_offset(), p.log_end_offset());
+    let end = p.log_end_offset();
+    p.follower_fetched(2, end, end);
     p.set_replica_role(true, &[]);
+    // The commit also waits for this replica's own fsync (group commit),
+    // which a loaded machine runs late.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.high_watermark() < end {
+        assert!(std::time::Instant::now() < deadline, "the tail commits");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(elected.dispatch_due(&m).await.expect("dispatch"), 1);
     assert_eq!(ids_in(&m).len(), 1);
     let _ = send.await;
