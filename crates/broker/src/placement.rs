@@ -82,11 +82,10 @@ impl Placement {
     /// while leaders move, so its position in the queue stays valid.
     pub fn queue_order(&self, topic: &str, node: i32) -> (Vec<u32>, usize) {
         let Some(parts) = self.topics.get(topic) else { return (Vec::new(), 0) };
-        let preferred = |a: &PartitionPlacement| a.replicas.first() == Some(&node);
-        let mine = (0..parts.len() as u32).filter(|i| preferred(&parts[*i as usize]));
-        let others = (0..parts.len() as u32).filter(|i| !preferred(&parts[*i as usize]));
-        let order: Vec<u32> = mine.chain(others).collect();
-        let first = parts.iter().filter(|a| preferred(a)).count();
+        let (mut order, others): (Vec<u32>, Vec<u32>) =
+            (0..parts.len() as u32).partition(|i| parts[*i as usize].replicas.first() == Some(&node));
+        let first = order.len();
+        order.extend(others);
         (order, first)
     }
 }

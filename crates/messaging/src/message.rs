@@ -308,7 +308,13 @@ impl fjord_filter::MessageView for StoredMessage {
 
 /// The value of a record's first `name` header, when it is UTF-8.
 pub(crate) fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
-    r.headers
+    header_in(&r.headers, name)
+}
+
+/// The value of the first `name` header among `headers` (a stored or a new
+/// record's), when it is UTF-8.
+pub(crate) fn header_in<'a>(headers: &'a [fjord_log::batch::Header], name: &str) -> Option<&'a str> {
+    headers
         .iter()
         .find(|h| h.key.as_ref() == name.as_bytes())
         .and_then(|h| h.value.as_deref())

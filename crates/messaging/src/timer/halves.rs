@@ -32,7 +32,7 @@ use super::Entry;
 use super::shard::{Shard, read_offsets};
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
-use crate::message::{StoredMessage, header, headers};
+use crate::message::{StoredMessage, header, header_in, headers};
 use crate::tx::{CheckClaim, OpenTransaction, TxOutcome, handle_of};
 
 /// An open transaction of a shard.
@@ -55,18 +55,10 @@ pub(crate) struct OpenHalf {
 impl OpenHalf {
     /// A half message stored now; `None` for an ordinary schedule.
     pub(super) fn of_new(r: &NewRecord, now: i64) -> Option<OpenHalf> {
-        let value = |name: &str| {
-            r.headers
-                .iter()
-                .find(|h| h.key.as_ref() == name.as_bytes())
-                .and_then(|h| h.value.as_deref())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string)
-        };
         Some(OpenHalf {
             born_ms: now,
-            group: value(headers::PRODUCER_GROUP)?,
-            topic: value(headers::TIMER_TOPIC).unwrap_or_default(),
+            group: header_in(&r.headers, headers::PRODUCER_GROUP)?.to_string(),
+            topic: header_in(&r.headers, headers::TIMER_TOPIC).unwrap_or_default().to_string(),
             checks: 0,
             last_check_ms: None,
             deliver_at: super::deliver_at_of_new(r),

@@ -10,12 +10,10 @@
 //! records count (below the shard's high watermark): a copy above it may
 //! still be cut with a deposed leader's tail.
 
-use std::sync::Arc;
-
 use fjord_broker::placement::TIMER_TOPIC;
-use fjord_broker::{BrokerError, Leadership, TopicPartition};
 use serde::{Deserialize, Serialize};
 
+use super::ShardAt;
 use super::remote::{Answer, Call};
 use super::shard::Shard;
 use crate::Messaging;
@@ -61,25 +59,20 @@ impl Messaging {
     async fn look_up_every_shard(&self, wanted: Wanted) -> Result<Found> {
         let count = self.broker.topic(TIMER_TOPIC).map_or(0, |t| t.partitions().len() as u32);
         for shard in 0..count {
-            let tp = TopicPartition::new(TIMER_TOPIC, shard);
-            let found = match self.broker.leadership(&tp) {
-                Leadership::Remote(n) => {
+            let found = match self.shard_at(shard)? {
+                ShardAt::Node(node) => {
                     let call = Call::Lookup { shard, wanted: wanted.clone() };
-                    match self.call_timer(n.node_id, call).await? {
+                    match self.call_timer(node, call).await? {
                         Answer::LookedUp(found) => found,
                         other => {
-                            let what = format!("node {} answered a lookup with {other:?}", n.node_id);
+                            let what = format!("node {node} answered a lookup with {other:?}");
                             return Err(MessagingError::Internal(what));
                         }
                     }
                 }
-                // A single node (no placement) serves every shard.
-                Leadership::Local => self.look_up_here(shard, wanted.clone()).await?,
-                Leadership::Unavailable if self.broker.placement().is_none() => {
-                    self.look_up_here(shard, wanted.clone()).await?
-                }
-                Leadership::Unavailable => {
-                    return Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into());
+                ShardAt::Here(s) => {
+                    let wanted = wanted.clone();
+                    blocking(move || look_up(&s, &wanted)).await??
                 }
             };
             if !matches!(found, Found::Nothing) {
@@ -92,11 +85,7 @@ impl Messaging {
     /// Looks in shard `index`, which this node must serve (a call from
     /// another node, or this node's own lookup).
     pub(super) async fn look_up_here(&self, index: u32, wanted: Wanted) -> Result<Found> {
-        let shard: Option<Arc<Shard>> = self.timer.serving().into_iter().find(|s| s.tp.partition == index);
-        let Some(shard) = shard else {
-            let tp = TopicPartition::new(TIMER_TOPIC, index);
-            return Err(BrokerError::Unavailable(format!("{tp} is not served here now")).into());
-        };
+        let shard = self.serving_or_unavailable(index)?;
         blocking(move || look_up(&shard, &wanted)).await?
     }
 }

@@ -71,7 +71,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::error::{MessagingError, Result, blocking};
-use crate::message::{StoredMessage, header, headers};
+use crate::message::{StoredMessage, header, header_in, headers};
 use crate::{Messaging, MessagingConfig};
 use shard::Shard;
 
@@ -105,6 +105,12 @@ struct IntentTarget {
     /// it).
     log_end: u64,
     offsets: Vec<u64>,
+}
+
+/// Where a timer shard is served.
+pub(crate) enum ShardAt {
+    Here(Arc<Shard>),
+    Node(i32),
 }
 
 /// The durable timer: the shards this node leads.
@@ -236,6 +242,29 @@ impl Messaging {
         let first = local[i].schedule(&self.self_ref()?, recs).await?;
         self.timer.wake.notify_one();
         Ok((local[i].tp.partition, first))
+    }
+
+    /// Shard `index` served here, or "unavailable" (retriable).
+    pub(crate) fn serving_or_unavailable(&self, index: u32) -> Result<Arc<Shard>> {
+        self.serving_shard(index).ok_or_else(|| {
+            let tp = TopicPartition::new(TIMER_TOPIC, index);
+            BrokerError::Unavailable(format!("{tp} is not served here now")).into()
+        })
+    }
+
+    /// Where shard `index` is led: here (alone, every shard is), or the
+    /// node to ask; "unavailable" when it has no leader, or its leader here
+    /// has not loaded it yet.
+    pub(crate) fn shard_at(&self, index: u32) -> Result<ShardAt> {
+        let tp = TopicPartition::new(TIMER_TOPIC, index);
+        match self.broker.leadership(&tp) {
+            Leadership::Remote(n) => Ok(ShardAt::Node(n.node_id)),
+            Leadership::Local => Ok(ShardAt::Here(self.serving_or_unavailable(index)?)),
+            Leadership::Unavailable if self.broker.placement().is_none() => {
+                Ok(ShardAt::Here(self.serving_or_unavailable(index)?))
+            }
+            Leadership::Unavailable => Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into()),
+        }
     }
 
     /// Whether this node serves a timer shard now.
@@ -391,13 +420,7 @@ fn timer_ref(shard: u32, offset: u64) -> String {
 }
 
 fn deliver_at_of_new(r: &NewRecord) -> i64 {
-    r.headers
-        .iter()
-        .find(|h| h.key.as_ref() == headers::DELIVER_AT.as_bytes())
-        .and_then(|h| h.value.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    header_in(&r.headers, headers::DELIVER_AT).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 pub(crate) fn deliver_at_of(r: &Record) -> i64 {

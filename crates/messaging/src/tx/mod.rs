@@ -24,10 +24,8 @@
 
 mod legacy;
 
-use std::sync::Arc;
-
+use fjord_broker::TopicPartition;
 use fjord_broker::placement::TIMER_TOPIC;
-use fjord_broker::{BrokerError, Leadership, TopicPartition};
 use fjord_log::batch::NewRecord;
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +33,7 @@ use crate::Messaging;
 use crate::error::{MessagingError, Result};
 use crate::message::{Message, StoredMessage, headers, new_message_id};
 use crate::send::Partitioning;
-use crate::timer::shard::Shard;
-use crate::timer::{Answer, Call};
+use crate::timer::{Answer, Call, ShardAt};
 
 pub(crate) use legacy::migrate;
 
@@ -130,12 +127,6 @@ fn split(handle: u64) -> Result<(u32, u64)> {
     Ok(((shard - 1) as u32, handle & OFFSET_MASK))
 }
 
-/// Where shard `index` is served.
-enum ShardAt {
-    Here(Arc<Shard>),
-    Node(i32),
-}
-
 impl Messaging {
     /// Stores a half message: invisible until committed; acknowledged once
     /// committed on its timer shard.
@@ -226,27 +217,6 @@ impl Messaging {
     /// [`Messaging::claim_checks`] in shard `shard`, served here.
     pub(crate) async fn claim_checks_here(&self, shard: u32, claim: &CheckClaim) -> Result<Vec<OpenTransaction>> {
         self.serving_or_unavailable(shard)?.claim_checks(self, claim).await
-    }
-
-    fn serving_or_unavailable(&self, shard: u32) -> Result<Arc<Shard>> {
-        self.serving_shard(shard).ok_or_else(|| {
-            let tp = TopicPartition::new(TIMER_TOPIC, shard);
-            BrokerError::Unavailable(format!("{tp} is not served here now")).into()
-        })
-    }
-
-    /// Where shard `index` is led: here (alone, every shard is), or the
-    /// node to ask.
-    fn shard_at(&self, index: u32) -> Result<ShardAt> {
-        let tp = TopicPartition::new(TIMER_TOPIC, index);
-        match self.broker.leadership(&tp) {
-            Leadership::Remote(n) => Ok(ShardAt::Node(n.node_id)),
-            Leadership::Local => Ok(ShardAt::Here(self.serving_or_unavailable(index)?)),
-            Leadership::Unavailable if self.broker.placement().is_none() => {
-                Ok(ShardAt::Here(self.serving_or_unavailable(index)?))
-            }
-            Leadership::Unavailable => Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into()),
-        }
     }
 }
 
