@@ -166,6 +166,7 @@ impl AmqpGateway {
         let unlimited =
             fjord_messaging::GroupSettings { max_attempts: fjord_messaging::UNLIMITED_ATTEMPTS, fifo: false };
         messaging.set_builtin_group_settings(model::AMQP_GROUP, unlimited);
+        messaging.set_connection_bound(model::AMQP_GROUP);
         for v in model.snapshot().values() {
             for q in v.queues.values() {
                 if messaging.broker().topic(&q.topic).is_some() {

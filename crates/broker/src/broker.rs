@@ -51,6 +51,9 @@ pub struct BrokerConfig {
     /// Partitions (timer shards) of `__fjord_timer`, on a single node and
     /// when a cluster's controller places it.
     pub timer_partitions: u32,
+    /// Partitions (pop-state shards) of `__fjord_pop`, on a single node and
+    /// when a cluster's controller places it.
+    pub pop_partitions: u32,
     /// Committed offsets of a group without members expire this long after
     /// they were committed (Kafka's `offsets.retention.minutes`).
     pub offsets_retention: Duration,
@@ -88,6 +91,7 @@ impl BrokerConfig {
             offsets_compact_bytes: 64 << 20,
             offsets_partitions: 16,
             timer_partitions: 4,
+            pop_partitions: 4,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             log_recovery_interval: Duration::from_secs(5),
             open_files_limit: None,

@@ -102,6 +102,14 @@ pub const OFFSETS_TOPIC: &str = "__fjord_offsets";
 /// the loss of the node that accepted it like any replicated write.
 pub const TIMER_TOPIC: &str = "__fjord_timer";
 
+/// The internal topic holding the pop/ack state of per-message
+/// acknowledgement queues (`fjord-messaging`'s pop queues: RocketMQ 5.x
+/// simple consumers, AMQP queues): a queue's changes are records of
+/// partition `hash(queue) % partitions`, whose leader keeps every queue of
+/// it, so a queue's deliveries and acks survive the loss of the node that
+/// served it like any replicated write (KIP-932's `__share_group_state`).
+pub const POP_TOPIC: &str = "__fjord_pop";
+
 /// A boxed future, for the object-safe [`MetadataAuthority`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -33,8 +33,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::offsets::{offsets_topic_config, timer_topic_config};
-use fjord_broker::placement::{OFFSETS_TOPIC, TIMER_TOPIC};
+use fjord_broker::offsets::{offsets_topic_config, pop_topic_config, timer_topic_config};
+use fjord_broker::placement::{OFFSETS_TOPIC, POP_TOPIC, TIMER_TOPIC};
 use fjord_controller::{Command, NodeAddr, NodeId, NodeState};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -188,12 +188,14 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: tokio::sync::watch::Re
 /// Creates the internal topics once the cluster has formed (when as many
 /// nodes serve as there are voters, or a while after this leader took over:
 /// a cluster whose other nodes are down still gets them): the group
-/// coordinators' `__fjord_offsets` and the timer shards' `__fjord_timer`.
+/// coordinators' `__fjord_offsets`, the timer shards' `__fjord_timer` and
+/// the pop queues' `__fjord_pop`.
 async fn ensure_internal_topics(node: &ClusterNode, leader_since: Instant) {
     let m = node.metadata();
     let internal = [
         (OFFSETS_TOPIC, node.cfg.offsets_partitions, offsets_topic_config(node.broker.config().offsets_compact_bytes)),
         (TIMER_TOPIC, node.broker.config().timer_partitions.max(1), timer_topic_config()),
+        (POP_TOPIC, node.broker.config().pop_partitions.max(1), pop_topic_config()),
     ];
     if internal.iter().all(|(name, _, _)| m.topics.contains_key(*name)) {
         return;

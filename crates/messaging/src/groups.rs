@@ -61,6 +61,8 @@ impl GroupSettings {
 #[derive(Debug, Default)]
 pub(crate) struct GroupTable {
     builtin: RwLock<BTreeMap<String, GroupSettings>>,
+    /// Groups whose deliveries are held by client connections.
+    connection_bound: RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// Moves the settings of `<dir>/groups.json` (earlier versions) into the
@@ -147,5 +149,20 @@ impl Messaging {
     /// never stored, ahead of any stored ones.
     pub fn set_builtin_group_settings(&self, group: &str, settings: GroupSettings) {
         self.groups.builtin.write().insert(group.to_string(), settings);
+    }
+
+    /// Marks `group`'s pop deliveries as held by client connections (AMQP:
+    /// a channel's unacked messages go back to their queue when it closes,
+    /// and no connection outlives its node): a node that comes to serve one
+    /// of its queues (a restart, a failover) makes every delivery in flight
+    /// visible at once instead of waiting out its invisibility. Each keeps
+    /// its receipt, so a consumer still connected can ack it until it is
+    /// delivered again. Not stored: each node's gateway says so at start.
+    pub fn set_connection_bound(&self, group: &str) {
+        self.groups.connection_bound.write().insert(group.to_string());
+    }
+
+    pub(crate) fn is_connection_bound(&self, group: &str) -> bool {
+        self.groups.connection_bound.read().contains(crate::pull::ConsumeModel::base_group(group))
     }
 }

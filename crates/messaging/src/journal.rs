@@ -1,5 +1,6 @@
-//! Node-local append-only logs (pop journal, half messages, transaction
-//! journal; an earlier version's timer):
+//! An earlier version's node-local append-only logs (pop journal, half
+//! messages, transaction journal, timer), read once to move their state
+//! onto the internal topics:
 //! fjord-log logs of single-record batches, written without waiting and
 //! made durable separately, so that a caller can write under its state lock
 //! (keeping the journal in the order of state changes) and wait for the
@@ -72,12 +73,6 @@ impl Journal {
         }
     }
 
-    /// One past the last record known to be on disk.
-    #[cfg(test)]
-    pub(crate) fn durable_end(&self) -> u64 {
-        self.log.durable_offset()
-    }
-
     /// Reads records from `offset` (to the log end), about `max_bytes`.
     pub(crate) fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<Record>> {
         self.log.read_records(offset, max_bytes, ReadBound::LogEnd).map_err(|e| MessagingError::log(self.name, e))
@@ -103,39 +98,6 @@ impl Journal {
 
     pub(crate) fn end(&self) -> u64 {
         self.log.log_end_offset()
-    }
-
-    /// Drops records below `offset` (whole segments are deleted).
-    pub(crate) fn trim_before(&self, offset: u64) -> Result<()> {
-        let offset = offset.min(self.end());
-        self.log.delete_records_before(offset).map(|_| ()).map_err(|e| MessagingError::log(self.name, e))
-    }
-
-    /// Makes the log writable again after a failed write or fsync (a full
-    /// disk) poisoned it: it is cut back to its durable point (see
-    /// `fjord_log::Log::recover`). Returns the new end when it recovered,
-    /// `None` when it was not poisoned. What the owner applied in memory
-    /// from records past that point is the owner's to settle.
-    pub(crate) fn recover(&self) -> Result<Option<u64>> {
-        match self.log.recover() {
-            Ok(Some(outcome)) => {
-                tracing::warn!(
-                    journal = self.name,
-                    log_end = outcome.log_end,
-                    previous_log_end = outcome.previous_log_end,
-                    "journal writable again after a failed write"
-                );
-                Ok(Some(outcome.log_end))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(MessagingError::log(self.name, e)),
-        }
-    }
-
-    /// Makes fsyncs fail (as a full or failing disk), for tests.
-    #[cfg(test)]
-    pub(crate) fn inject_fsync_failure(&self, fail: bool) {
-        self.log.inject_fsync_failure(fail);
     }
 
     /// Fsyncs and closes cleanly.

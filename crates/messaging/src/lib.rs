@@ -11,25 +11,24 @@
 //! messages with check-back ([`tx`]), and a directory of the clients
 //! consuming for each group ([`members`]).
 //!
-//! ## Data directory
-//! Scheduled messages, transactional (half) messages with their decisions
-//! and check-backs, and the timer's journal live on the replicated
-//! internal topic `__fjord_timer` (see [`timer`] and [`tx`]); the pop
-//! state is node-local:
-//! ```text
-//! <data>/messaging/pop/journal/       pop, ack and invisibility changes
-//!                  pop/snapshot       every pop queue's state at a point
-//! ```
-//! Per-group settings (max attempts, FIFO) are the broker's group configs
-//! ([`groups`]).
+//! ## Where the state lives
+//! Every piece of messaging state is on a replicated internal topic, so it
+//! survives the loss of the node that wrote it like any acknowledged
+//! write: scheduled messages, transactional (half) messages with their
+//! decisions and check-backs, and the timer's journal on `__fjord_timer`
+//! (see [`timer`] and [`tx`]); the pop queues' state (deliveries, acks,
+//! invisibility) on `__fjord_pop` (see [`pop`]). Per-group settings (max
+//! attempts, FIFO) are the broker's group configs ([`groups`]). An earlier
+//! version's node-local logs under `<data>/messaging/` are moved onto them
+//! once at start.
 //!
 //! ## Durability
-//! Every state change is written to an internal journal before it is
-//! acknowledged, with the broker's durability policy ([`fjord_log::Durability`]):
-//! with `group-commit` (the default) an acknowledged schedule, pop, ack or
-//! invisibility change survives kill -9 and power loss. Journals are
-//! compacted into snapshots, so restart replays only what came after the
-//! last snapshot.
+//! Every state change is committed on its internal partition before it is
+//! acknowledged (`group-commit` there: fsynced by its in-sync replicas), so
+//! an acknowledged schedule, pop, ack or invisibility change survives kill
+//! -9, power loss and, with replicas, the loss of its node. Each state
+//! machine moves its partition's start past what it no longer needs, so a
+//! new leader replays only what still matters.
 //!
 //! ## Invariants worth naming
 //! - A scheduled message is delivered into its target partition exactly
@@ -173,7 +172,7 @@ impl Messaging {
     pub async fn open(broker: Arc<Broker>, config: MessagingConfig) -> Result<Arc<Messaging>> {
         let dir = broker.config().data_dir.join("messaging");
         let timer = timer::TimerService::new(&config);
-        let pop = pop::PopService::open(&broker, &dir.join("pop"), &config).await?;
+        let pop = pop::PopService::new(&broker, &dir.join("pop"));
         groups::migrate_legacy(&broker, &dir).await?;
         let m = Arc::new_cyclic(|me| Messaging {
             broker,
@@ -194,6 +193,7 @@ impl Messaging {
         });
         m.register_forwarding();
         m.reconcile_timer().await;
+        m.reconcile_pop_shards().await;
         if m.broker.placement().is_none() && m.broker.config().cluster_id.is_none() {
             // Alone, this node leads every timer shard already.
             m.finish_recovery().await?;
@@ -202,11 +202,16 @@ impl Messaging {
         // under the name (offsets from 0) is popped from its start.
         let me = Arc::downgrade(&m);
         m.broker.on_topic_deleted(Arc::new(move |topic: &str| {
-            if let Some(m) = me.upgrade()
-                && let Err(e) = m.pop.forget_topic(topic)
-            {
-                tracing::error!(%topic, error = %e, "could not drop the pop queues of a deleted topic");
-            }
+            let Some(m) = me.upgrade() else { return };
+            m.pop.drop_topic(topic);
+            let topic = topic.to_string();
+            tokio::spawn(async move {
+                for s in m.pop.shards.serving() {
+                    if let Err(e) = s.forget(&m, &topic).await {
+                        tracing::warn!(%topic, shard = %s.tp, error = %e, "could not drop the pop queues of a deleted topic (dropped at the shard's next trim)");
+                    }
+                }
+            });
         }));
         Ok(m)
     }
@@ -216,7 +221,8 @@ impl Messaging {
     /// node-local logs moved onto the shards. Run at open alone; in a cluster once the node has joined.
     async fn finish_recovery(&self) -> Result<()> {
         tx::migrate(self).await?;
-        self.migrate_legacy_timer().await
+        self.migrate_legacy_timer().await?;
+        pop::migrate_legacy(&self.self_ref()?).await
     }
 
     /// [`Messaging::finish_recovery`] in a cluster: once the node has
@@ -300,6 +306,7 @@ impl Messaging {
     /// writes final snapshots and closes the internal logs. Call after the
     /// gateways stopped and before [`Broker::shutdown`].
     pub async fn shutdown(&self) -> Result<()> {
+        self.pop_flush(TASK_GRACE).await;
         self.stop.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock());
         // A task in the middle of a call to an unreachable node (a pop
@@ -319,7 +326,8 @@ impl Messaging {
             }
         }
         self.timer.close().await?;
-        self.pop.close().await
+        self.pop.shards.close();
+        Ok(())
     }
 }
 

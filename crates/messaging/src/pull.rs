@@ -205,7 +205,8 @@ impl Messaging {
     pub async fn set_offset(&self, group: &str, model: &ConsumeModel, tp: &TopicPartition, offset: u64) -> Result<()> {
         self.commit(group, model, tp, offset).await?;
         let q = self.queue_id(group, model, tp);
-        if self.pop.queue(&q).is_some() {
+        // A queue served elsewhere or by nobody now is reset at its shard.
+        if self.broker.topic(fjord_broker::placement::POP_TOPIC).is_some() {
             self.reset_pop_queue(q, offset).await?;
         }
         Ok(())

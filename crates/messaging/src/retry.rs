@@ -127,9 +127,7 @@ impl Messaging {
             }
             None => tracing::warn!(%tp, offset, "message out of attempts is gone; nothing to dead-letter"),
         }
-        let me = self.self_ref()?;
-        let q = q.clone();
-        crate::error::blocking(move || me.ack_internal(&q, offset, f.seq)).await??;
+        self.ack_internal(q, offset, f.seq).await?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use fjord_broker::placement::OFFSETS_TOPIC;
+use fjord_broker::placement::{OFFSETS_TOPIC, POP_TOPIC};
 use fjord_broker::{Broker, BrokerConfig, NodeInfo, PartitionPlacement, Placement, TopicConfig, TopicPartition};
 use fjord_log::SystemClock;
 use fjord_messaging::{Messaging, MessagingConfig};
@@ -71,7 +71,12 @@ async fn node_one()
         controller_id: 1,
         nodes: vec![node(1), node(2), node(3)],
         fenced: Vec::new(),
-        topics: HashMap::from([("t".to_string(), parts), (OFFSETS_TOPIC.to_string(), coordinators)]),
+        topics: HashMap::from([
+            ("t".to_string(), parts),
+            (OFFSETS_TOPIC.to_string(), coordinators.clone()),
+            // So are the pop queues' shards.
+            (POP_TOPIC.to_string(), coordinators[..broker.topic(POP_TOPIC).unwrap().partitions().len()].to_vec()),
+        ]),
         controllers: vec![1, 2, 3],
     });
     let messaging = Messaging::open(broker.clone(), MessagingConfig::default()).await.unwrap();

@@ -1,4 +1,4 @@
-//! The internal topics: `__fjord_offsets` and `__fjord_timer`, created on
+//! The internal topics: `__fjord_offsets`, `__fjord_timer` and `__fjord_pop`, created on
 //! a single node when the broker opens (in a cluster the controller creates
 //! them and every node gets them like any other topic). The offsets topic
 //! is attached to the store whenever it appears here, and fed once with the
@@ -10,13 +10,13 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result, blocking};
 use crate::partition::Topic;
-use crate::placement::{OFFSETS_TOPIC, TIMER_TOPIC};
+use crate::placement::{OFFSETS_TOPIC, POP_TOPIC, TIMER_TOPIC};
 use crate::topic::{TopicConfig, TopicRecord};
 
 /// Whether `name` is a topic the broker keeps for itself: clients may read
 /// it but never write, delete or grow it.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC || name == TIMER_TOPIC
+    name == OFFSETS_TOPIC || name == TIMER_TOPIC || name == POP_TOPIC
 }
 
 /// The settings `__fjord_offsets` is created with: commits are fsynced
@@ -65,6 +65,25 @@ pub fn timer_topic_config() -> TopicConfig {
     )
 }
 
+/// The settings `__fjord_pop` is created with: pop/ack changes are fsynced
+/// before they are acknowledged, never expire by time (each shard's leader
+/// writes its queues' whole state now and then and moves the log start to
+/// it), and records may hold a shard's queue states.
+pub fn pop_topic_config() -> TopicConfig {
+    TopicConfig(
+        [
+            ("fjord.durability", "group-commit"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "16777216"),
+            ("max.message.bytes", "16777216"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    )
+}
+
 impl Broker {
     /// At open: attaches `__fjord_offsets` if it was loaded, creates it on
     /// a single node, and moves the offsets of an old node-local log onto
@@ -92,6 +111,16 @@ impl Broker {
                 name: TIMER_TOPIC.to_string(),
                 partitions: self.config.timer_partitions.max(1),
                 config: timer_topic_config(),
+                internal: true,
+            };
+            self.create_topic_local(record).await?;
+        }
+        if self.config.cluster_id.is_none() && self.topic(POP_TOPIC).is_none() {
+            let record = TopicRecord {
+                id: uuid::Uuid::new_v4(),
+                name: POP_TOPIC.to_string(),
+                partitions: self.config.pop_partitions.max(1),
+                config: pop_topic_config(),
                 internal: true,
             };
             self.create_topic_local(record).await?;

@@ -60,7 +60,7 @@ use codec::decode_key;
 pub use codec::{CommittedOffset, OffsetKey};
 use codec::{StoredKey, decode_group_record, decode_stored_key, decode_value, encode_group_key, encode_group_record};
 use codec::{encode_key, encode_value};
-pub use internal::{is_internal_topic, offsets_topic_config, timer_topic_config};
+pub use internal::{is_internal_topic, offsets_topic_config, pop_topic_config, timer_topic_config};
 
 use crate::error::{BrokerError, Result, blocking};
 use crate::group::GroupRecord;

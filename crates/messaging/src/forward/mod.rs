@@ -70,6 +70,8 @@ enum Request {
     },
     /// The timer's calls (see `crate::timer::remote`).
     Timer(crate::timer::Call),
+    /// A pop shard's calls (see `crate::pop::remote`).
+    PopShard(crate::pop::ShardCall),
 }
 
 /// What the leader answered.
@@ -85,6 +87,7 @@ enum Reply {
     Sizes(Vec<u64>),
     Forgotten,
     Timer(crate::timer::Answer),
+    PopShard(crate::pop::ShardAnswer),
     /// The caller's mistake (bad message, receipt or request): not retriable.
     Invalid(String),
     /// Too few in-sync replicas for the write, which was not appended:
@@ -173,6 +176,18 @@ impl Messaging {
         }
     }
 
+    /// Makes a pop shard call on `node` (see `crate::pop`'s shards).
+    pub(crate) async fn call_pop_shard(
+        &self,
+        node: i32,
+        call: crate::pop::ShardCall,
+    ) -> Result<crate::pop::ShardAnswer> {
+        match self.call(node, &Request::PopShard(call)).await? {
+            Reply::PopShard(a) => Ok(a),
+            other => Err(MessagingError::Internal(format!("node {node} answered a pop shard call with {other:?}"))),
+        }
+    }
+
     /// Registers the service on this node's broker.
     pub(crate) fn register_forwarding(self: &Arc<Self>) {
         let me: Weak<Messaging> = Arc::downgrade(self);
@@ -230,6 +245,10 @@ impl Messaging {
             }
             Request::Timer(call) => match self.serve_timer(call).await {
                 Ok(answer) => Reply::Timer(answer),
+                Err(e) => Reply::from_error(e),
+            },
+            Request::PopShard(call) => match self.serve_pop_shard(call).await {
+                Ok(answer) => Reply::PopShard(answer),
                 Err(e) => Reply::from_error(e),
             },
         }

@@ -12,26 +12,34 @@
 //! held back itself): later messages of a busy group are *held* (at most
 //! `max_held_per_queue` per queue) while other groups go on.
 //!
-//! ## Durability
-//! Every pop, ack, invisibility change and reset is written to the pop
-//! journal before it is answered (with the broker's durability policy),
-//! under the queue's lock so the journal order is the order of the
-//! changes. Restart = last snapshot + journal replay. A pop whose journal
-//! write did not survive a crash is simply delivered again (at least once);
-//! an acknowledged ack is never undone. Callers whose pops and acks have
-//! no answer to make durable (AMQP: `basic.ack` has none, and every
-//! unacked delivery goes back to its queue after a restart) may skip the
-//! wait ([`PopRequest::durable`], [`Messaging::ack_many_unsynced`]); the
-//! maintenance syncs what they wrote within a second.
+//! ## Durability and failover
+//! A queue is served by the node leading its partition and kept by its
+//! shard, a partition of the replicated internal topic `__fjord_pop`
+//! ([`shard`]). Every pop, ack, invisibility change and reset is queued
+//! for the shard under the queue's lock (so the shard sees the changes in
+//! their order) and answered once committed there ([`writer`]). A node
+//! that comes to serve a queue — after a restart, or taking a partition
+//! over — loads it from its shard, exactly as the last server left it: in
+//! flight deliveries stay invisible until their time and their receipts
+//! stay valid, acked messages are never delivered again. A pop whose write
+//! did not commit is delivered again (at least once); an acknowledged ack
+//! is never undone. Callers whose pops and acks have no answer to make
+//! durable (AMQP: `basic.ack` has none, and every unacked delivery goes
+//! back to its queue when its connection goes) may skip the wait
+//! ([`PopRequest::durable`], [`Messaging::ack_many_unsynced`]).
 
+mod legacy;
 mod progress;
 mod queue;
 mod ready;
 mod release;
+mod remote;
 mod service;
+pub(crate) mod shard;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::time::Duration;
 
@@ -41,6 +49,8 @@ use fjord_filter::Filter;
 use crate::error::{MessagingError, Result};
 use crate::message::StoredMessage;
 use crate::pull::ConsumeModel;
+pub(crate) use legacy::migrate as migrate_legacy;
+pub(crate) use remote::{ShardAnswer, ShardCall};
 pub(crate) use service::{PopService, QueueId, spawn_maintenance};
 
 /// Where a new queue (no state, no committed offset) starts.
@@ -78,10 +88,9 @@ pub struct PopRequest {
     pub wait: Duration,
     /// Where a brand-new queue starts.
     pub start: StartFrom,
-    /// Answer only once the pop's journal record is durable (the default).
-    /// `false` answers once it is written: a crash of the machine before
-    /// the next sync (another caller's, or the maintenance within a
-    /// second) delivers those messages again. For protocols that hand
+    /// Answer only once the pop's change is committed on its shard (the
+    /// default). `false` answers at once: a crash before the change is
+    /// written (within moments) delivers those messages again. For protocols that hand
     /// every unacked delivery back after a restart anyway (AMQP), where
     /// waiting buys nothing.
     pub durable: bool,

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_broker::{BrokerError, Partition, TopicPartition};
-use parking_lot::Mutex;
 
-use super::service::{Lead, PopEntry, QueueId};
+use super::service::{Lead, PopEntry, QueueId, Served};
 use super::state::{InFlight, QueueState};
+use super::writer::Ticket;
 use super::{PopRequest, Popped, ReceiptHandle, StartFrom};
 use crate::Messaging;
 use crate::error::{MessagingError, Result, blocking};
@@ -111,52 +111,74 @@ impl Messaging {
         QueueId { group: model.group_key(group), topic: tp.topic.clone(), partition: tp.partition }
     }
 
-    /// The queue's state, created (journaled) at the group's committed
-    /// offset (`committed`, read beforehand from the group's coordinator),
-    /// or where the request says, when it is new.
-    fn open_queue(
-        &self,
-        q: &QueueId,
-        log: &Partition,
-        start: StartFrom,
-        committed: Option<(u64, super::progress::Progress)>,
-    ) -> Result<Arc<Mutex<QueueState>>> {
+    /// The queue, served here from now on: loaded from its shard, or
+    /// created (at the group's committed offset, or where the request says)
+    /// when the shard does not know it.
+    pub(super) async fn open_queue(&self, q: &QueueId, log: &Partition, start: StartFrom) -> Result<Arc<Served>> {
         if let Some(s) = self.pop.queue(q) {
             return Ok(s);
         }
         let tp = q.tp();
-        let _cut = self.pop.cut.read();
-        let mut queues = self.pop.queues.lock();
-        // A stale queue dropped below is not new: without a committed
-        // offset it goes on from its own progress, not from `start`.
-        let stale = queues.get(q).map(|s| s.lock().ack_base());
-        let (committed, progress) = committed.map_or((None, Default::default()), |(o, p)| (Some(o), p));
-        let start = committed.or(stale).unwrap_or(match start {
-            StartFrom::Earliest => log.log_start_offset(),
-            StartFrom::Latest => log.high_watermark(),
-        });
-        match self.pop.lead(&tp) {
-            Lead::Alone => {}
-            Lead::Leading(epoch) => {
-                self.pop.reload(&mut queues, &tp, epoch)?;
-            }
+        let epoch = match self.pop.lead(&tp) {
+            Lead::Alone(epoch) | Lead::Leading(epoch) => epoch,
             // Only the leader pops (it alone sees the group's progress).
             Lead::NotLeading => {
                 return Err(BrokerError::NotLeader { tp: tp.to_string(), leader: None, leader_epoch: -1 }.into());
             }
+        };
+        let gate = self.pop.opening.lock().entry(q.clone()).or_default().clone();
+        let opened = {
+            let _one = gate.lock().await;
+            match self.pop.queue(q) {
+                Some(s) => Ok(s),
+                None => self.load_queue(q, log, start, epoch).await,
+            }
+        };
+        let mut opening = self.pop.opening.lock();
+        if opening.get(q).is_some_and(|g| Arc::strong_count(g) <= 2) {
+            opening.remove(q);
         }
-        if let Some(s) = queues.get(q) {
-            return Ok(s.clone());
-        }
-        // The progress holds only above the offset it was committed with.
-        let super::progress::Progress { acked, delivered } =
-            if committed == Some(start) { progress } else { Default::default() };
-        let s = Arc::new(Mutex::new(QueueState::opened(start, &acked, &delivered)));
-        let off = self.pop.write(&PopEntry::Open { q: q.clone(), start, acked, delivered })?;
-        queues.insert(q.clone(), s.clone());
-        drop(queues);
-        self.pop.journal.sync(off)?;
-        Ok(s)
+        opened
+    }
+
+    async fn load_queue(&self, q: &QueueId, log: &Partition, start: StartFrom, epoch: i32) -> Result<Arc<Served>> {
+        let (token, state) = self.pop_shard_load(q, epoch).await?;
+        self.pop_unpoison(q);
+        let served = match state {
+            Some(mut state) => {
+                self.pop.seen(&state);
+                if self.is_connection_bound(&q.group) {
+                    // Not recorded: a later load does the same.
+                    let now = self.pop.clock.now_ms();
+                    for f in state.inflight.values_mut() {
+                        f.visible_at = f.visible_at.min(now);
+                    }
+                }
+                Arc::new(Served::new(state, token, epoch))
+            }
+            None => {
+                // New to the shard: from the group's committed progress
+                // (an earlier version's queue, or a Kafka client's commit).
+                let committed = self.broker.committed_offset(&q.group, &q.tp()).await?.map(|c| {
+                    let base = c.offset.max(0) as u64;
+                    (base, super::progress::decode(base, &c.metadata))
+                });
+                let (start, progress) = match committed {
+                    Some((o, p)) => (o, p),
+                    None => match start {
+                        StartFrom::Earliest => (log.log_start_offset(), Default::default()),
+                        StartFrom::Latest => (log.high_watermark(), Default::default()),
+                    },
+                };
+                let super::progress::Progress { acked, delivered } = progress;
+                let served = Arc::new(Served::new(QueueState::opened(start, &acked, &delivered), token, epoch));
+                let ticket = self.pop_write(&served, PopEntry::Open { q: q.clone(), start, acked, delivered })?;
+                self.pop_settle(Some(ticket), true).await?;
+                served
+            }
+        };
+        self.pop.queues.lock().insert(q.clone(), served.clone());
+        Ok(served)
     }
 
     async fn pop_queue(
@@ -170,32 +192,22 @@ impl Messaging {
         let q = self.queue_id(&req.group, &req.model, &tp);
         let ask = (req.clone(), self.max_attempts(&req.group), self.config.max_held_per_queue);
         let me = self.self_ref()?;
-        let committed = match self.pop.queue(&q) {
-            Some(_) => None,
-            None => self.broker.committed_offset(&q.group, &tp).await?.map(|c| {
-                let base = c.offset.max(0) as u64;
-                (base, super::progress::decode(base, &c.metadata))
-            }),
-        };
-        blocking(move || -> Result<Vec<Popped>> {
+        let state = self.open_queue(&q, &log, req.start).await?;
+        let (out, ticket) = blocking(move || -> Result<(Vec<Popped>, Option<Ticket>)> {
             let (req, max_attempts, held_cap) = ask;
-            let state = me.open_queue(&q, &log, req.start, committed)?;
             let now = me.pop.clock.now_ms();
             let a = Ask { req: &req, max, now, max_attempts, held_cap };
-            let (out, off) = {
-                let _cut = me.pop.cut.read();
-                let mut s = state.lock();
-                let (out, entry) = me.take(&q, &mut s, &log, &a)?;
-                let off = match entry {
-                    Some(e) => Some(me.pop.write(&e)?),
-                    None => None,
-                };
-                (out, off)
+            let mut s = state.lock();
+            let (out, entry) = me.take(&q, &mut s, &log, &a)?;
+            let ticket = match entry {
+                Some(e) => Some(me.pop_write(&state, e)?),
+                None => None,
             };
-            me.pop.settle(off, req.durable)?;
-            Ok(out)
+            Ok((out, ticket))
         })
-        .await?
+        .await??;
+        self.pop_settle(ticket, req.durable).await?;
+        Ok(out)
     }
 
     /// Picks messages under the queue lock; returns them and the journal
@@ -353,33 +365,27 @@ impl Messaging {
                 Err(e) => results.push(Err(e)),
             }
         }
-        let me = self.self_ref()?;
-        let stale: Vec<usize> = blocking(move || -> Result<Vec<usize>> {
-            let mut stale = Vec::new();
-            let mut last = None;
-            for (q, acks) in by_queue {
-                let Some(state) = me.pop.queue(&q) else {
-                    stale.extend(acks.iter().map(|(i, _, _)| *i));
-                    continue;
-                };
-                let _cut = me.pop.cut.read();
-                let mut s = state.lock();
-                let mut done = Vec::new();
-                for (i, offset, seq) in acks {
-                    if s.ack(offset, seq) {
-                        done.push((offset, seq));
-                    } else {
-                        stale.push(i);
-                    }
-                }
-                if !done.is_empty() {
-                    last = Some(me.pop.write(&PopEntry::Acks { q, acks: done })?);
+        let mut stale = Vec::new();
+        let mut last = None;
+        for (q, acks) in by_queue {
+            let Some(state) = self.pop.queue(&q) else {
+                stale.extend(acks.iter().map(|(i, _, _)| *i));
+                continue;
+            };
+            let mut s = state.lock();
+            let mut done = Vec::new();
+            for (i, offset, seq) in acks {
+                if s.ack(offset, seq) {
+                    done.push((offset, seq));
+                } else {
+                    stale.push(i);
                 }
             }
-            me.pop.settle(last, durable)?;
-            Ok(stale)
-        })
-        .await??;
+            if !done.is_empty() {
+                last = Some(self.pop_write(&state, PopEntry::Acks { q, acks: done })?);
+            }
+        }
+        self.pop_settle(last, durable).await?;
         for i in stale {
             results[i] = Err(MessagingError::InvalidReceipt(receipts[i].0.clone()));
         }
@@ -399,28 +405,22 @@ impl Messaging {
         let (topic, partition, offset, seq) = receipt.parse()?;
         let q = self.queue_id(group, model, &TopicPartition::new(&topic, partition));
         let state = self.pop.queue(&q).ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
-        let me = self.self_ref()?;
-        let r = receipt.0.clone();
-        blocking(move || -> Result<ReceiptHandle> {
-            let (off, handle) = {
-                let _cut = me.pop.cut.read();
-                let mut s = state.lock();
-                let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else {
-                    return Err(MessagingError::InvalidReceipt(r));
-                };
-                let nf = InFlight {
-                    visible_at: me.pop.clock.now_ms() + invisible.as_millis() as i64,
-                    seq: me.pop.seq(),
-                    ..f
-                };
-                s.inflight.insert(offset, nf);
-                let off = me.pop.write(&PopEntry::Invisible { q, offset, f: nf })?;
-                (off, ReceiptHandle::new(&topic, partition, offset, nf.seq))
+        let (ticket, handle) = {
+            let mut s = state.lock();
+            let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else {
+                return Err(MessagingError::InvalidReceipt(receipt.0.clone()));
             };
-            me.pop.journal.sync(off)?;
-            Ok(handle)
-        })
-        .await?
+            let nf = InFlight {
+                visible_at: self.pop.clock.now_ms() + invisible.as_millis() as i64,
+                seq: self.pop.seq(),
+                ..f
+            };
+            s.inflight.insert(offset, nf);
+            let ticket = self.pop_write(&state, PopEntry::Invisible { q, offset, f: nf })?;
+            (ticket, ReceiptHandle::new(&topic, partition, offset, nf.seq))
+        };
+        self.pop_settle(Some(ticket), true).await?;
+        Ok(handle)
     }
 
     /// Consumption failed: the message becomes visible again after the
@@ -436,39 +436,29 @@ impl Messaging {
         self.change_invisibility(group, model, receipt, backoff).await
     }
 
-    /// Moves a group's pop queues on `topic` to the given offsets (reset).
+    /// Moves a group's pop queue to `offset` (reset): here when served
+    /// here, else at its shard (its server loads it again).
     pub(crate) async fn reset_pop_queue(&self, q: QueueId, offset: u64) -> Result<()> {
-        let me = self.self_ref()?;
-        blocking(move || -> Result<()> {
-            let off = {
-                let _cut = me.pop.cut.read();
-                let state = me
-                    .pop
-                    .queues
-                    .lock()
-                    .entry(q.clone())
-                    .or_insert_with(|| Arc::new(Mutex::new(QueueState::new(offset))))
-                    .clone();
-                state.lock().reset(offset);
-                me.pop.write(&PopEntry::Reset { q, offset })?
-            };
-            me.pop.journal.sync(off)
-        })
-        .await?
+        let Some(state) = self.pop.queue(&q) else { return self.pop_shard_reset(&q, offset).await };
+        let ticket = {
+            let mut s = state.lock();
+            s.reset(offset);
+            self.pop_write(&state, PopEntry::Reset { q, offset })?
+        };
+        self.pop_settle(Some(ticket), true).await
     }
 
     /// Acks an in-flight message on the broker's behalf (dead-lettered).
-    pub(crate) fn ack_internal(&self, q: &QueueId, offset: u64, seq: u64) -> Result<bool> {
+    pub(crate) async fn ack_internal(&self, q: &QueueId, offset: u64, seq: u64) -> Result<bool> {
         let Some(state) = self.pop.queue(q) else { return Ok(false) };
-        let off = {
-            let _cut = self.pop.cut.read();
+        let ticket = {
             let mut s = state.lock();
             if !s.ack(offset, seq) {
                 return Ok(false);
             }
-            self.pop.write(&PopEntry::Ack { q: q.clone(), offset, seq })?
+            self.pop_write(&state, PopEntry::Ack { q: q.clone(), offset, seq })?
         };
-        self.pop.journal.sync(off)?;
+        self.pop_settle(Some(ticket), true).await?;
         Ok(true)
     }
 }

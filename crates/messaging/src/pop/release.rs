@@ -9,7 +9,7 @@ use super::ReceiptHandle;
 use super::service::PopEntry;
 use super::state::InFlight;
 use crate::Messaging;
-use crate::error::{Result, blocking};
+use crate::error::Result;
 use crate::pull::ConsumeModel;
 
 impl Messaging {
@@ -51,29 +51,22 @@ impl Messaging {
     /// Makes the given deliveries (offset, delivery sequence) visible now,
     /// per queue; `undo` takes their attempt back too.
     async fn release_at(&self, by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)>, undo: bool) -> Result<usize> {
-        let me = self.self_ref()?;
-        blocking(move || -> Result<usize> {
-            let (mut released, mut last) = (0, None);
-            for (q, deliveries) in by_queue {
-                let Some(state) = me.pop.queue(&q) else { continue };
-                let _cut = me.pop.cut.read();
-                let mut s = state.lock();
-                let now = me.pop.clock.now_ms();
-                for (offset, seq) in deliveries {
-                    let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else { continue };
-                    let attempt = if undo { f.attempt.saturating_sub(1) } else { f.attempt };
-                    let nf = InFlight { visible_at: now, seq: me.pop.seq(), attempt, ..f };
-                    s.inflight.insert(offset, nf);
-                    last = Some(me.pop.write(&PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
-                    released += 1;
-                }
+        let (mut released, mut last) = (0, None);
+        for (q, deliveries) in by_queue {
+            let Some(state) = self.pop.queue(&q) else { continue };
+            let mut s = state.lock();
+            let now = self.pop.clock.now_ms();
+            for (offset, seq) in deliveries {
+                let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else { continue };
+                let attempt = if undo { f.attempt.saturating_sub(1) } else { f.attempt };
+                let nf = InFlight { visible_at: now, seq: self.pop.seq(), attempt, ..f };
+                s.inflight.insert(offset, nf);
+                last = Some(self.pop_write(&state, PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
+                released += 1;
             }
-            if let Some(off) = last {
-                me.pop.journal.sync(off)?;
-            }
-            Ok(released)
-        })
-        .await?
+        }
+        self.pop_settle(last, true).await?;
+        Ok(released)
     }
 
     /// Makes every delivery of `group` on `topic` visible at once: after a restart nobody
@@ -81,6 +74,15 @@ impl Messaging {
     /// go back to their queue instead of waiting out their invisibility.
     pub async fn release_all(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<usize> {
         let base = self.queue_id(group, model, &TopicPartition::new(topic, 0));
+        // The queues this node may serve, loaded (from their shards) first.
+        if let Some(t) = self.broker.topic(topic) {
+            for p in t.partitions() {
+                if self.pop.lead(p.id()) != super::service::Lead::NotLeading {
+                    let q = self.queue_id(group, model, p.id());
+                    self.open_queue(&q, &p, super::StartFrom::Earliest).await?;
+                }
+            }
+        }
         let now = self.pop.clock.now_ms();
         let queues: Vec<_> = self
             .pop

@@ -1,5 +1,5 @@
-//! Pops and acks that do not wait for the journal's fsync: applied and
-//! written at once, durable after the next maintenance.
+//! Pop queues on their shards: changes nobody waits for, restarts, a shard
+//! whose disk fails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ async fn close(m: Arc<Messaging>) {
 }
 
 #[tokio::test]
-async fn unsynced_pops_and_acks_are_applied_at_once_and_synced_by_the_maintenance() {
+async fn unsynced_pops_and_acks_are_applied_at_once_and_kept_across_a_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let m = open(dir.path()).await;
     for i in 0..3 {
@@ -39,14 +39,46 @@ async fn unsynced_pops_and_acks_are_applied_at_once_and_synced_by_the_maintenanc
     let receipts: Vec<_> = got.iter().map(|p| p.receipt.clone()).collect();
     let acked = m.ack_many_unsynced("g", &g, &receipts[..2]).await.expect("ack");
     assert!(acked.iter().all(Result::is_ok));
-    assert_eq!(m.pop_depth("g", &g, "q"), (0, 1), "applied before any sync");
-    assert!(m.pop.journal.durable_end() < m.pop.journal.end(), "written, not yet synced");
-    m.pop_maintenance().await.expect("maintenance");
-    assert_eq!(m.pop.journal.durable_end(), m.pop.journal.end(), "the maintenance syncs them");
+    assert_eq!(m.pop_depth("g", &g, "q"), (0, 1), "applied before anything is written");
+    // The shutdown sends what is still queued.
     close(m).await;
     let m = open(dir.path()).await;
+    assert!(m.pop(PopRequest::new("g", "q", 3)).await.expect("pop").is_empty(), "m2 is still invisible");
     assert_eq!(m.pop_depth("g", &g, "q"), (0, 1), "kept across a restart");
+    m.ack("g", &g, &receipts[2]).await.expect("a receipt from before the restart");
     close(m).await;
+}
+
+/// The trim writes every queue's state and moves the shard's log start
+/// past what came before: a restart replays only that.
+#[tokio::test]
+async fn a_trimmed_shard_keeps_every_queue() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    for i in 0..5 {
+        m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
+    }
+    let g = ConsumeModel::Clustering;
+    let req = PopRequest { invisible: Duration::from_secs(600), ..PopRequest::new("g", "q", 5) };
+    let got = m.pop(req).await.expect("pop");
+    m.ack("g", &g, &got[1].receipt).await.expect("ack");
+    let shard = m.pop.shards.serving().into_iter().find(|s| s.tp.partition == shard_of_q(&m)).expect("led here");
+    let p = m.broker.partition(&shard.tp).expect("partition");
+    let end = p.log_end_offset();
+    shard.trim(&m).await.expect("trim");
+    assert_eq!(p.log_start_offset(), end, "everything before the states is gone");
+    m.ack("g", &g, &got[3].receipt).await.expect("ack after the trim");
+    close(m).await;
+    let m = open(dir.path()).await;
+    assert!(m.pop(PopRequest::new("g", "q", 5)).await.expect("pop").is_empty());
+    assert_eq!(m.pop_depth("g", &g, "q"), (0, 3));
+    m.ack("g", &g, &got[0].receipt).await.expect("a receipt from before the trim");
+    close(m).await;
+}
+
+fn shard_of_q(m: &Messaging) -> u32 {
+    let q = m.queue_id("g", &ConsumeModel::Clustering, &fjord_broker::TopicPartition::new("q", 0));
+    super::shard::shard_of(&q, m.pop_shard_count().expect("count"))
 }
 
 /// A background task stuck (in a call to a node that never answers) does
@@ -62,26 +94,58 @@ async fn a_stuck_background_task_does_not_hold_the_shutdown() {
     assert!(started.elapsed() < crate::TASK_GRACE + Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
-/// A pop journal poisoned by a failed fsync (a full disk) refuses every
-/// pop and ack, so the queues stop; once the disk takes writes again the
-/// maintenance recovers it and the queues are served again (chaos seed 18:
-/// an AMQP queue's node stayed stuck after a full disk).
+/// A pop shard whose disk fails an fsync (a full disk) refuses pops and
+/// acks; once the disk takes writes again and the broker recovered the
+/// log, the shard is loaded again and the queue is served as it was
+/// (chaos seed 18: an AMQP queue's node stayed stuck after a full disk).
 #[tokio::test]
-async fn a_poisoned_pop_journal_recovers_and_the_queue_is_served_again() {
+async fn a_pop_shard_whose_disk_failed_is_served_again_once_it_recovered() {
     let dir = tempfile::tempdir().expect("dir");
     let m = open(dir.path()).await;
     for i in 0..3 {
         m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
     }
-    m.pop.journal.inject_fsync_failure(true);
-    assert!(m.pop(PopRequest::new("g", "q", 1)).await.is_err(), "its journal record is not durable");
-    m.pop.journal.inject_fsync_failure(false);
+    let g = ConsumeModel::Clustering;
+    let first = m.pop(PopRequest::new("g", "q", 1)).await.expect("pop");
+    let tp = fjord_broker::TopicPartition::new(fjord_broker::placement::POP_TOPIC, shard_of_q(&m));
+    let log = m.broker.partition(&tp).expect("shard").log_for_tests().clone();
+    log.inject_fsync_failure(true);
+    assert!(m.pop(PopRequest::new("g", "q", 1)).await.is_err(), "its change is not durable");
+    log.inject_fsync_failure(false);
     assert!(m.pop(PopRequest::new("g", "q", 1)).await.is_err(), "poisoned: refused");
 
-    m.recover_journals().expect("recovered");
-    let got = m.pop(PopRequest::new("g", "q", 1)).await.expect("served again");
-    assert_eq!(got.len(), 1);
+    assert!(m.broker.recover_poisoned_logs().await >= 1);
+    m.reconcile_pop_shards().await;
+    let got = m.pop(PopRequest::new("g", "q", 3)).await.expect("served again");
+    assert!(!got.is_empty());
+    assert!(got.iter().all(|p| p.message.offset != 0), "the first pop stays in flight");
+    m.ack("g", &g, &first[0].receipt).await.expect("ack");
+    close(m).await;
+}
+
+/// Once another server loaded a queue (a later leader epoch of its
+/// partition), its shard refuses the changes of the one before: that
+/// server's ack fails and it stops serving the queue, and its attempt to
+/// load it again from its older epoch is refused too.
+#[tokio::test]
+async fn a_shard_refuses_the_changes_of_a_deposed_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    for i in 0..3 {
+        m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
+    }
     let g = ConsumeModel::Clustering;
-    m.ack("g", &g, &got[0].receipt).await.expect("ack");
+    let got = m.pop(PopRequest::new("g", "q", 2)).await.expect("pop");
+    let q = m.queue_id("g", &g, &fjord_broker::TopicPartition::new("q", 0));
+    let served = m.pop.queue(&q).expect("served");
+    let (token, state) = m.pop_shard_load(&q, served.epoch + 1).await.expect("a newer server loads it");
+    assert!(token > served.token);
+    assert_eq!(state.expect("known").inflight.len(), 2);
+
+    assert!(m.ack("g", &g, &got[0].receipt).await.is_err(), "refused at the shard");
+    assert!(m.pop.queues.lock().get(&q).is_none(), "no longer served here");
+    let again = m.pop(PopRequest::new("g", "q", 2)).await.expect_err("its epoch is older");
+    assert!(matches!(again, crate::MessagingError::Broker(fjord_broker::BrokerError::NotLeader { .. })), "{again:?}");
+    assert!(m.pop_shard_load(&q, served.epoch).await.is_err());
     close(m).await;
 }
