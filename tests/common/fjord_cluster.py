@@ -43,17 +43,17 @@ class Cluster:
 
     def start(self, timeout: float = 90.0) -> "Cluster":
         """Starts every node and waits until the cluster has formed: every
-        node ready and every group coordinator placed (the controller
-        places `__fjord_offsets` once the controllers serve; until then
-        group requests get retriable errors, which clients of some
-        protocols surface to the application)."""
+        node ready and every internal partition placed (the controller
+        places the group coordinators, timer and pop shards once the
+        controllers serve; until then group requests get retriable errors,
+        which clients of some protocols surface to the application)."""
         try:
             for n in self.nodes:
                 n.launch(n.kafka_port)
             for n in self.nodes:
                 n.await_ready(timeout)
             for n in self.nodes:
-                wait_until(lambda n=n: self._coordinators_placed(n), timeout, message=f"coordinators on {n.http}")
+                wait_until(lambda n=n: self._coordinators_placed(n), timeout, message=f"internal partitions on {n.http}")
         except BaseException:
             # A node that could not start (a port taken meanwhile) must not
             # leave the others running past the test.
@@ -64,11 +64,14 @@ class Cluster:
 
     @staticmethod
     def _coordinators_placed(node: FjordServer) -> bool:
-        try:
-            parts = node.http_json("/api/v1/topics/__fjord_offsets")["partitions"]
-        except Exception:  # noqa: BLE001 - not created yet
-            return False
-        return bool(parts) and all(p.get("leader") for p in parts)
+        for topic in ("__fjord_offsets", "__fjord_timer", "__fjord_pop"):
+            try:
+                parts = node.http_json(f"/api/v1/topics/{topic}")["partitions"]
+            except Exception:  # noqa: BLE001 - not created yet
+                return False
+            if not parts or not all(p.get("leader") for p in parts):
+                return False
+        return True
 
     def node(self, node_id: int) -> FjordServer:
         return self.nodes[node_id - 1]

@@ -105,6 +105,19 @@ impl PopEntry {
         }
     }
 
+    /// About how many bytes it takes encoded (to bound a write).
+    pub(crate) fn weight(&self) -> usize {
+        let n = match self {
+            PopEntry::Open { acked, delivered, .. } => acked.len() + delivered.len(),
+            PopEntry::Pop { delivered, held, unheld, dropped, .. } => {
+                delivered.len() + held.len() + unheld.len() + dropped.len()
+            }
+            PopEntry::Acks { acks, .. } => acks.len(),
+            _ => 1,
+        };
+        128 + 96 * n
+    }
+
     /// Applies a change of one queue to its state (`None`: not opened).
     pub(crate) fn apply_to(self, slot: &mut Option<QueueState>) {
         match self {

@@ -25,8 +25,9 @@ use super::shard::shard_of;
 use crate::Messaging;
 use crate::error::{MessagingError, Result};
 
-/// Most changes in one write.
-const MAX_CHANGES: usize = 2000;
+/// Most bytes of changes (about) in one write, well under the shard's
+/// `max.message.bytes` and the node-to-node frame cap.
+const MAX_WRITE_BYTES: usize = 4 << 20;
 
 /// What became of a write.
 #[derive(Debug, Clone)]
@@ -213,10 +214,20 @@ async fn send(m: &Messaging, shard: u32, w: &Writer, changes: Vec<(u64, PopEntry
     };
     let touched: HashSet<(QueueId, u64)> =
         changes.iter().filter_map(|(t, e)| e.queue().map(|q| (q.clone(), *t))).collect();
-    let mut rest = changes;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(MAX_CHANGES));
-        let chunk = std::mem::replace(&mut rest, tail);
+    let mut chunks: Vec<Vec<(u64, PopEntry)>> = Vec::new();
+    let mut bytes = 0;
+    for c in changes {
+        let w = c.1.weight();
+        match chunks.last_mut() {
+            Some(last) if bytes + w <= MAX_WRITE_BYTES => last.push(c),
+            _ => {
+                bytes = 0;
+                chunks.push(vec![c]);
+            }
+        }
+        bytes += w;
+    }
+    for chunk in chunks {
         match m.pop_shard_write(shard, chunk).await {
             Ok(r) => refused.extend(r),
             Err(e) => {
