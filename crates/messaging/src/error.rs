@@ -85,6 +85,20 @@ impl MessagingError {
         )
     }
 
+    /// Whether an internal write failed before anything was written (not
+    /// the leader, too few replicas to start, shutting down); any other
+    /// failure may have left it in the log.
+    pub(crate) fn surely_unwritten(&self) -> bool {
+        matches!(
+            self,
+            MessagingError::Broker(
+                BrokerError::NotLeader { .. }
+                    | BrokerError::NotEnoughReplicas { appended: false, .. }
+                    | BrokerError::ShuttingDown
+            )
+        )
+    }
+
     pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
         MessagingError::Log { context: context.into(), source }
     }

@@ -46,23 +46,10 @@ pub fn offsets_topic_config(compact_after_bytes: u64) -> TopicConfig {
 /// the list matches its own).
 pub fn timer_topic_config() -> TopicConfig {
     const TIMER_INDEXED_HEADERS: &str = "fjord.key,fjord.id,fjord.timer-ref,fjord.half-ref";
-    TopicConfig(
-        [
-            ("fjord.durability", "group-commit"),
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            // Small segments: the active one keeps its key index in memory
-            // (a pending message's id costs some 50 bytes until its segment
-            // is sealed), and trimming frees whole segments.
-            ("segment.bytes", "16777216"),
-            ("max.message.bytes", "16777216"),
-            ("fjord.key.index", "true"),
-            ("fjord.key.index.headers", TIMER_INDEXED_HEADERS),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    )
+    // Small segments: the active one keeps its key index in memory (a
+    // pending message's id costs some 50 bytes until its segment is
+    // sealed), and trimming frees whole segments.
+    state_topic_config(&[("fjord.key.index", "true"), ("fjord.key.index.headers", TIMER_INDEXED_HEADERS)])
 }
 
 /// The settings `__fjord_pop` is created with: pop/ack changes are fsynced
@@ -70,18 +57,21 @@ pub fn timer_topic_config() -> TopicConfig {
 /// writes its queues' whole state now and then and moves the log start to
 /// it), and records may hold a shard's queue states.
 pub fn pop_topic_config() -> TopicConfig {
-    TopicConfig(
-        [
-            ("fjord.durability", "group-commit"),
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "16777216"),
-            ("max.message.bytes", "16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    )
+    state_topic_config(&[])
+}
+
+/// What the messaging layer's state topics share: fsynced before
+/// acknowledged, no retention (their state machines move the log start),
+/// 16 MB segments and records; plus `extra`.
+fn state_topic_config(extra: &[(&str, &str)]) -> TopicConfig {
+    let base = [
+        ("fjord.durability", "group-commit"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "16777216"),
+        ("max.message.bytes", "16777216"),
+    ];
+    TopicConfig(base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 impl Broker {

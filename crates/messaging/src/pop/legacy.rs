@@ -82,7 +82,7 @@ pub(crate) async fn migrate(m: &Arc<Messaging>) -> Result<()> {
         let mut by_shard: HashMap<u32, Vec<Kept>> = HashMap::new();
         let n = queues.len();
         for (q, state) in queues {
-            let k = Kept { q: q.clone(), epoch: -1, token: 0, state: Some(state) };
+            let k = Kept { q: q.clone(), epoch: -1, token: None, state: Some(state) };
             by_shard.entry(shard_of(&q, count)).or_default().push(k);
         }
         for (index, kept) in by_shard {

@@ -141,13 +141,31 @@ impl Messaging {
         opened
     }
 
+    /// The queue if this node may serve it, loaded from its shard if it
+    /// is not yet (an ack or requeue of a delivery the previous server
+    /// made, arriving before any pop here).
+    pub(super) async fn served_queue(&self, q: &QueueId) -> Result<Option<Arc<Served>>> {
+        if let Some(s) = self.pop.queue(q) {
+            return Ok(Some(s));
+        }
+        if self.pop.lead(&q.tp()) == Lead::NotLeading {
+            return Ok(None);
+        }
+        let Ok(p) = self.broker.partition(&q.tp()) else { return Ok(None) };
+        self.open_queue(q, &p, StartFrom::Earliest).await.map(Some)
+    }
+
     async fn load_queue(&self, q: &QueueId, log: &Partition, start: StartFrom, epoch: i32) -> Result<Arc<Served>> {
-        let (token, state) = self.pop_shard_load(q, epoch).await?;
+        let super::shard::Loaded { token, state, previous_epoch } = self.pop_shard_load(q, epoch).await?;
         self.pop_unpoison(q);
         let served = match state {
             Some(mut state) => {
                 self.pop.seen(&state);
-                if self.is_connection_bound(&q.group) {
+                // Served by another node (or this one before a restart)
+                // until now: its connections are gone. A load in the same
+                // epoch (this node after a write it cannot account for)
+                // leaves them: their consumers are still connected.
+                if self.is_connection_bound(&q.group) && previous_epoch != Some(epoch) {
                     // Not recorded: a later load does the same.
                     let now = self.pop.clock.now_ms();
                     for f in state.inflight.values_mut() {
@@ -368,7 +386,7 @@ impl Messaging {
         let mut stale = Vec::new();
         let mut last = None;
         for (q, acks) in by_queue {
-            let Some(state) = self.pop.queue(&q) else {
+            let Some(state) = self.served_queue(&q).await? else {
                 stale.extend(acks.iter().map(|(i, _, _)| *i));
                 continue;
             };
@@ -404,7 +422,7 @@ impl Messaging {
     ) -> Result<ReceiptHandle> {
         let (topic, partition, offset, seq) = receipt.parse()?;
         let q = self.queue_id(group, model, &TopicPartition::new(&topic, partition));
-        let state = self.pop.queue(&q).ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
+        let state = self.served_queue(&q).await?.ok_or_else(|| MessagingError::InvalidReceipt(receipt.0.clone()))?;
         let (ticket, handle) = {
             let mut s = state.lock();
             let Some(f) = s.inflight.get(&offset).copied().filter(|f| f.seq == seq) else {

@@ -53,7 +53,7 @@ impl Messaging {
     async fn release_at(&self, by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)>, undo: bool) -> Result<usize> {
         let (mut released, mut last) = (0, None);
         for (q, deliveries) in by_queue {
-            let Some(state) = self.pop.queue(&q) else { continue };
+            let Some(state) = self.served_queue(&q).await? else { continue };
             let mut s = state.lock();
             let now = self.pop.clock.now_ms();
             for (offset, seq) in deliveries {

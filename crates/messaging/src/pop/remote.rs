@@ -7,8 +7,7 @@ use fjord_broker::{BrokerError, Leadership, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 use super::service::{PopEntry, QueueId};
-use super::shard::shard_of;
-use super::state::QueueState;
+use super::shard::{Loaded, shard_of};
 use crate::Messaging;
 use crate::error::{MessagingError, Result};
 
@@ -23,7 +22,7 @@ pub(crate) enum ShardCall {
 /// Its answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ShardAnswer {
-    Loaded { token: u64, state: Option<QueueState> },
+    Loaded(Loaded),
     Written { refused: Vec<(QueueId, u64)> },
     Reset,
 }
@@ -77,10 +76,10 @@ impl Messaging {
 
     /// Loads `q` for serving it in `epoch` of its partition: its token and
     /// state.
-    pub(crate) async fn pop_shard_load(&self, q: &QueueId, epoch: i32) -> Result<(u64, Option<QueueState>)> {
+    pub(crate) async fn pop_shard_load(&self, q: &QueueId, epoch: i32) -> Result<Loaded> {
         let shard = shard_of(q, self.pop_shard_count()?);
         match self.pop_shard_call(shard, ShardCall::Load { shard, q: q.clone(), epoch }).await? {
-            ShardAnswer::Loaded { token, state } => Ok((token, state)),
+            ShardAnswer::Loaded(loaded) => Ok(loaded),
             other => Err(MessagingError::Internal(format!("a pop shard answered a load with {other:?}"))),
         }
     }
@@ -115,10 +114,7 @@ impl Messaging {
             })
         };
         match call {
-            ShardCall::Load { shard: i, q, epoch } => {
-                let (token, state) = shard(i)?.load(self, q, epoch).await?;
-                Ok(ShardAnswer::Loaded { token, state })
-            }
+            ShardCall::Load { shard: i, q, epoch } => Ok(ShardAnswer::Loaded(shard(i)?.load(self, q, epoch).await?)),
             ShardCall::Write { shard: i, changes } => {
                 Ok(ShardAnswer::Written { refused: shard(i)?.write(self, changes).await? })
             }

@@ -70,21 +70,36 @@ pub(crate) struct Kept {
     pub(crate) q: QueueId,
     /// The leader epoch of the partition it was last loaded in.
     pub(crate) epoch: i32,
-    /// The token of its last load (0: none).
-    pub(crate) token: u64,
+    /// The token of its last load (`None`: not loaded since it came here
+    /// some other way, an earlier version's state).
+    pub(crate) token: Option<u64>,
     /// `None`: loaded, not opened yet.
     pub(crate) state: Option<QueueState>,
 }
 
 type Kept_ = HashMap<QueueId, Kept>;
 
+/// A queue handed to the node that serves it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Loaded {
+    /// Names its hold: its changes must carry it.
+    pub(crate) token: u64,
+    /// `None`: never opened.
+    pub(crate) state: Option<QueueState>,
+    /// The partition's leader epoch of the load before (`None`: none):
+    /// another epoch means another server (another node, or this one
+    /// before a restart).
+    #[serde(default)]
+    pub(crate) previous_epoch: Option<i32>,
+}
+
 /// Applies a committed record at `offset`.
 fn apply(queues: &mut Kept_, rec: ShardRecord, offset: u64) {
     match rec {
         ShardRecord::Load { q, epoch } => {
-            let k = queues.entry(q.clone()).or_insert(Kept { q, epoch, token: 0, state: None });
+            let k = queues.entry(q.clone()).or_insert(Kept { q, epoch, token: None, state: None });
             k.epoch = epoch;
-            k.token = offset;
+            k.token = Some(offset);
         }
         ShardRecord::Changes(entries) => {
             for e in entries {
@@ -102,7 +117,7 @@ fn apply(queues: &mut Kept_, rec: ShardRecord, offset: u64) {
                 && let Some(s) = &mut k.state
             {
                 s.reset(to);
-                k.token = offset;
+                k.token = Some(offset);
             }
         }
         ShardRecord::Forget { topic } => queues.retain(|q, _| q.topic != topic),
@@ -189,33 +204,25 @@ impl PopShard {
             Ok(Err(e)) => MessagingError::from(e),
             Err(_) => MessagingError::PossiblyWritten(format!("{} did not commit in time", self.tp)),
         };
-        let unwritten = matches!(
-            written,
-            MessagingError::Broker(
-                BrokerError::NotLeader { .. }
-                    | BrokerError::NotEnoughReplicas { appended: false, .. }
-                    | BrokerError::ShuttingDown
-            )
-        );
-        if !unwritten {
+        if !written.surely_unwritten() {
             tracing::warn!(shard = %self.tp, error = %written, "a pop shard write's outcome is unknown; reloading it");
             self.active.store(false, Ordering::Release);
         }
         Err(written)
     }
 
-    /// Hands `q` to a node serving its partition in `epoch`: its token and
-    /// state (`None`: never opened).
-    pub(crate) async fn load(&self, m: &Messaging, q: QueueId, epoch: i32) -> Result<(u64, Option<QueueState>)> {
+    /// Hands `q` to a node serving its partition in `epoch`.
+    pub(crate) async fn load(&self, m: &Messaging, q: QueueId, epoch: i32) -> Result<Loaded> {
         let mut queues = self.queues.lock().await;
         self.check()?;
         if let Some(k) = queues.get(&q).filter(|k| k.epoch > epoch) {
             return Err(BrokerError::NotLeader { tp: q.tp().to_string(), leader: None, leader_epoch: k.epoch }.into());
         }
+        let previous_epoch = queues.get(&q).filter(|k| k.token.is_some()).map(|k| k.epoch);
         let rec = ShardRecord::Load { q: q.clone(), epoch };
         let offset = self.append(m, &[encode(&rec)?]).await?;
         apply(&mut queues, rec, offset);
-        Ok((offset, queues.get(&q).and_then(|k| k.state.clone())))
+        Ok(Loaded { token: offset, state: queues.get(&q).and_then(|k| k.state.clone()), previous_epoch })
     }
 
     /// Writes the changes whose token is their queue's; returns the
@@ -227,7 +234,7 @@ impl PopShard {
         let mut kept = Vec::with_capacity(changes.len());
         for (token, e) in changes {
             let Some(q) = e.queue() else { continue };
-            if queues.get(q).is_some_and(|k| k.token == token) {
+            if queues.get(q).is_some_and(|k| k.token == Some(token)) {
                 kept.push(e);
             } else if !refused.iter().any(|(r, t)| r == q && *t == token) {
                 refused.push((q.clone(), token));
@@ -408,13 +415,13 @@ mod tests {
     fn a_reset_or_a_load_moves_the_token_and_changes_apply_to_the_state() {
         let mut kept = Kept_::new();
         apply(&mut kept, ShardRecord::Load { q: q("g"), epoch: 3 }, 10);
-        assert_eq!((kept[&q("g")].epoch, kept[&q("g")].token), (3, 10));
+        assert_eq!((kept[&q("g")].epoch, kept[&q("g")].token), (3, Some(10)));
         assert!(kept[&q("g")].state.is_none());
         let open = PopEntry::Open { q: q("g"), start: 5, acked: vec![], delivered: vec![] };
         apply(&mut kept, ShardRecord::Changes(vec![open]), 11);
         assert_eq!(kept[&q("g")].state.as_ref().map(|s| s.next), Some(5));
         apply(&mut kept, ShardRecord::Reset { q: q("g"), offset: 9 }, 12);
-        assert_eq!(kept[&q("g")].token, 12, "the server must load it again");
+        assert_eq!(kept[&q("g")].token, Some(12), "the server must load it again");
         assert_eq!(kept[&q("g")].state.as_ref().map(|s| s.next), Some(9));
         apply(&mut kept, ShardRecord::Forget { topic: "t".into() }, 13);
         assert!(kept.is_empty());

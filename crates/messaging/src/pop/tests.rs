@@ -138,9 +138,10 @@ async fn a_shard_refuses_the_changes_of_a_deposed_server() {
     let got = m.pop(PopRequest::new("g", "q", 2)).await.expect("pop");
     let q = m.queue_id("g", &g, &fjord_broker::TopicPartition::new("q", 0));
     let served = m.pop.queue(&q).expect("served");
-    let (token, state) = m.pop_shard_load(&q, served.epoch + 1).await.expect("a newer server loads it");
-    assert!(token > served.token);
-    assert_eq!(state.expect("known").inflight.len(), 2);
+    let loaded = m.pop_shard_load(&q, served.epoch + 1).await.expect("a newer server loads it");
+    assert!(loaded.token > served.token);
+    assert_eq!(loaded.previous_epoch, Some(served.epoch));
+    assert_eq!(loaded.state.expect("known").inflight.len(), 2);
 
     assert!(m.ack("g", &g, &got[0].receipt).await.is_err(), "refused at the shard");
     assert!(m.pop.queues.lock().get(&q).is_none(), "no longer served here");

@@ -226,15 +226,7 @@ impl Shard {
     /// written, its outcome is unknown and the shard stops, to be loaded
     /// again (its log is the truth).
     pub(super) fn stop_unless_unwritten(&self, e: &MessagingError, what: &str) {
-        let unwritten = matches!(
-            e,
-            MessagingError::Broker(
-                BrokerError::NotLeader { .. }
-                    | BrokerError::NotEnoughReplicas { appended: false, .. }
-                    | BrokerError::ShuttingDown
-            )
-        );
-        if !unwritten {
+        if !e.surely_unwritten() {
             tracing::warn!(shard = %self.tp, error = %e, "the outcome of {what} is unknown; reloading the shard");
             self.stop();
         }
