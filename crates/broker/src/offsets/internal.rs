@@ -95,25 +95,22 @@ impl Broker {
             }
             None => {}
         }
-        if self.config.cluster_id.is_none() && self.topic(TIMER_TOPIC).is_none() {
-            let record = TopicRecord {
-                id: uuid::Uuid::new_v4(),
-                name: TIMER_TOPIC.to_string(),
-                partitions: self.config.timer_partitions.max(1),
-                config: timer_topic_config(),
-                internal: true,
-            };
-            self.create_topic_local(record).await?;
-        }
-        if self.config.cluster_id.is_none() && self.topic(POP_TOPIC).is_none() {
-            let record = TopicRecord {
-                id: uuid::Uuid::new_v4(),
-                name: POP_TOPIC.to_string(),
-                partitions: self.config.pop_partitions.max(1),
-                config: pop_topic_config(),
-                internal: true,
-            };
-            self.create_topic_local(record).await?;
+        // The messaging layer's state topics, on a single node.
+        let state_topics = [
+            (TIMER_TOPIC, self.config.timer_partitions, timer_topic_config()),
+            (POP_TOPIC, self.config.pop_partitions, pop_topic_config()),
+        ];
+        for (name, partitions, config) in state_topics {
+            if self.config.cluster_id.is_none() && self.topic(name).is_none() {
+                let record = TopicRecord {
+                    id: uuid::Uuid::new_v4(),
+                    name: name.to_string(),
+                    partitions: partitions.max(1),
+                    config,
+                    internal: true,
+                };
+                self.create_topic_local(record).await?;
+            }
         }
         self.migrate_legacy_offsets().await
     }

@@ -141,6 +141,17 @@ impl Messaging {
         }
     }
 
+    /// Where partition `tp` of an internal topic (a timer or pop shard) is
+    /// led: `None` here (alone, every one is), or the node to ask;
+    /// "unavailable" (retriable) while it has no leader.
+    pub(crate) fn internal_leader(&self, tp: &TopicPartition) -> Result<Option<i32>> {
+        match self.broker.leadership(tp) {
+            Leadership::Local => Ok(None),
+            Leadership::Remote(n) => Ok(Some(n.node_id)),
+            Leadership::Unavailable => Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into()),
+        }
+    }
+
     /// For a call on any partition of `topic`: the node to ask when this
     /// one leads none of its partitions.
     pub(crate) fn remote_leader_for_topic(&self, topic: &str) -> Option<i32> {

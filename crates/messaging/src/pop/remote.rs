@@ -3,7 +3,7 @@
 //! the shard's leader (never passed on).
 
 use fjord_broker::placement::POP_TOPIC;
-use fjord_broker::{BrokerError, Leadership, TopicPartition};
+use fjord_broker::{BrokerError, TopicPartition};
 use serde::{Deserialize, Serialize};
 
 use super::service::{PopEntry, QueueId};
@@ -27,50 +27,18 @@ pub(crate) enum ShardAnswer {
     Reset,
 }
 
-/// Where a shard is led.
-enum At {
-    Here,
-    Node(i32),
-}
-
 impl Messaging {
-    fn pop_shard_at(&self, index: u32) -> Result<At> {
-        let tp = TopicPartition::new(POP_TOPIC, index);
-        let here =
-            || {
-                self.pop.shards.get(index).map(|_| At::Here).ok_or_else(|| {
-                    MessagingError::from(BrokerError::Unavailable(format!("{tp} is not served here now")))
-                })
-            };
-        match self.broker.leadership(&tp) {
-            Leadership::Remote(n) => Ok(At::Node(n.node_id)),
-            Leadership::Local => here(),
-            Leadership::Unavailable if self.broker.placement().is_none() => here(),
-            Leadership::Unavailable => Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into()),
-        }
-    }
-
     async fn pop_shard_call(&self, index: u32, call: ShardCall) -> Result<ShardAnswer> {
-        let at = match self.pop_shard_at(index) {
-            Ok(at) => at,
-            // Led here, not loaded yet: the placement changed moments ago.
-            Err(_) if self.pop_shard_led_here(index) => {
-                self.reconcile_pop_shards().await;
-                self.pop_shard_at(index)?
+        match self.internal_leader(&TopicPartition::new(POP_TOPIC, index))? {
+            Some(node) => self.call_pop_shard(node, call).await,
+            None => {
+                if self.pop.shards.get(index).is_none() {
+                    // Led here, not loaded yet: the placement changed
+                    // moments ago.
+                    self.reconcile_pop_shards().await;
+                }
+                self.serve_pop_shard(call).await
             }
-            Err(e) => return Err(e),
-        };
-        match at {
-            At::Here => self.serve_pop_shard(call).await,
-            At::Node(node) => self.call_pop_shard(node, call).await,
-        }
-    }
-
-    fn pop_shard_led_here(&self, index: u32) -> bool {
-        match self.broker.leadership(&TopicPartition::new(POP_TOPIC, index)) {
-            Leadership::Local => true,
-            Leadership::Unavailable => self.broker.placement().is_none(),
-            Leadership::Remote(_) => false,
         }
     }
 

@@ -278,7 +278,7 @@ impl PopShard {
     pub(crate) async fn restore(&self, m: &Messaging, kept: Vec<Kept>) -> Result<()> {
         let mut queues = self.queues.lock().await;
         self.check()?;
-        for rec in states_records(kept)? {
+        for rec in states_records(kept) {
             let at = self.append(m, &[encode(&rec)?]).await?;
             apply(&mut queues, rec, at);
         }
@@ -295,21 +295,19 @@ impl PopShard {
             return Ok(());
         }
         let live: Vec<Kept> = queues.values().filter(|k| m.broker.topic(&k.q.topic).is_some()).cloned().collect();
-        let recs = states_records(live)?;
-        let mut first = None;
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut bytes = 0;
-        let total = recs.len();
-        for (i, rec) in recs.into_iter().enumerate() {
+        let (mut first, mut batch, mut bytes) = (None, Vec::new(), 0);
+        for rec in states_records(live) {
             let v = encode(&rec)?;
             bytes += v.len();
             batch.push(v);
-            if bytes >= 4 * STATES_RECORD_BYTES || i + 1 == total {
-                let at = self.append(m, &batch).await?;
-                first.get_or_insert(at);
+            if bytes >= 4 * STATES_RECORD_BYTES {
+                first.get_or_insert(self.append(m, &batch).await?);
                 batch.clear();
                 bytes = 0;
             }
+        }
+        if !batch.is_empty() {
+            first.get_or_insert(self.append(m, &batch).await?);
         }
         // The states equal the copy in memory: nothing to apply.
         let low = first.unwrap_or(end);
@@ -322,12 +320,12 @@ impl PopShard {
 }
 
 /// `kept` in records of at most about [`STATES_RECORD_BYTES`] each.
-fn states_records(kept: Vec<Kept>) -> Result<Vec<ShardRecord>> {
+fn states_records(kept: Vec<Kept>) -> Vec<ShardRecord> {
     let mut out = Vec::new();
     let mut cur: Vec<Kept> = Vec::new();
     let mut bytes = 0;
     for k in kept {
-        let size = serde_json::to_vec(&k).map(|v| v.len()).unwrap_or(0);
+        let size = k.state.as_ref().map_or(128, QueueState::weight);
         if !cur.is_empty() && bytes + size > STATES_RECORD_BYTES {
             out.push(ShardRecord::States(std::mem::take(&mut cur)));
             bytes = 0;
@@ -338,7 +336,7 @@ fn states_records(kept: Vec<Kept>) -> Result<Vec<ShardRecord>> {
     if !cur.is_empty() {
         out.push(ShardRecord::States(cur));
     }
-    Ok(out)
+    out
 }
 
 /// The shards this node leads.
@@ -365,12 +363,7 @@ impl PopShards {
         for (index, partition) in topic.partitions().into_iter().enumerate() {
             let index = index as u32;
             let tp = TopicPartition::new(POP_TOPIC, index);
-            let leads = partition.is_leading()
-                && match broker.leadership(&tp) {
-                    Leadership::Local => true,
-                    Leadership::Unavailable => broker.placement().is_none() && broker.config().cluster_id.is_none(),
-                    Leadership::Remote(_) => false,
-                };
+            let leads = partition.is_leading() && matches!(broker.leadership(&tp), Leadership::Local);
             let current = self.shards.read().get(&index).cloned();
             if let Some(s) = &current {
                 if leads && s.serving() {

@@ -232,6 +232,12 @@ impl QueueState {
 
     /// Moves the queue to `offset` (a reset): everything before it counts
     /// as acked, nothing is in flight or held.
+    /// About how many bytes it takes encoded (to bound a record of
+    /// states), as [`super::service::PopEntry::weight`] does for changes.
+    pub(crate) fn weight(&self) -> usize {
+        128 + 96 * (self.inflight.len() + self.held.len() + self.prior.len()) + 24 * self.acked.words.len()
+    }
+
     pub(crate) fn reset(&mut self, offset: u64) {
         *self = QueueState::new(offset);
     }

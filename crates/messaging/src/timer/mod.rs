@@ -256,14 +256,9 @@ impl Messaging {
     /// node to ask; "unavailable" when it has no leader, or its leader here
     /// has not loaded it yet.
     pub(crate) fn shard_at(&self, index: u32) -> Result<ShardAt> {
-        let tp = TopicPartition::new(TIMER_TOPIC, index);
-        match self.broker.leadership(&tp) {
-            Leadership::Remote(n) => Ok(ShardAt::Node(n.node_id)),
-            Leadership::Local => Ok(ShardAt::Here(self.serving_or_unavailable(index)?)),
-            Leadership::Unavailable if self.broker.placement().is_none() => {
-                Ok(ShardAt::Here(self.serving_or_unavailable(index)?))
-            }
-            Leadership::Unavailable => Err(BrokerError::Unavailable(format!("{tp} has no leader now")).into()),
+        match self.internal_leader(&TopicPartition::new(TIMER_TOPIC, index))? {
+            Some(node) => Ok(ShardAt::Node(node)),
+            None => Ok(ShardAt::Here(self.serving_or_unavailable(index)?)),
         }
     }
 
