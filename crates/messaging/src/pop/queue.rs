@@ -384,7 +384,7 @@ impl Messaging {
             }
         }
         let mut stale = Vec::new();
-        let mut last = None;
+        let mut tickets = Vec::new();
         for (q, acks) in by_queue {
             let Some(state) = self.served_queue(&q).await? else {
                 stale.extend(acks.iter().map(|(i, _, _)| *i));
@@ -400,10 +400,10 @@ impl Messaging {
                 }
             }
             if !done.is_empty() {
-                last = Some(self.pop_write(&state, PopEntry::Acks { q, acks: done })?);
+                tickets.push(self.pop_write(&state, PopEntry::Acks { q, acks: done })?);
             }
         }
-        self.pop_settle(last, durable).await?;
+        self.pop_settle(tickets, durable).await?;
         for i in stale {
             results[i] = Err(MessagingError::InvalidReceipt(receipts[i].0.clone()));
         }

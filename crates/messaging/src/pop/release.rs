@@ -51,7 +51,7 @@ impl Messaging {
     /// Makes the given deliveries (offset, delivery sequence) visible now,
     /// per queue; `undo` takes their attempt back too.
     async fn release_at(&self, by_queue: Vec<(super::QueueId, Vec<(u64, u64)>)>, undo: bool) -> Result<usize> {
-        let (mut released, mut last) = (0, None);
+        let (mut released, mut tickets) = (0, Vec::new());
         for (q, deliveries) in by_queue {
             let Some(state) = self.served_queue(&q).await? else { continue };
             let mut s = state.lock();
@@ -61,11 +61,11 @@ impl Messaging {
                 let attempt = if undo { f.attempt.saturating_sub(1) } else { f.attempt };
                 let nf = InFlight { visible_at: now, seq: self.pop.seq(), attempt, ..f };
                 s.inflight.insert(offset, nf);
-                last = Some(self.pop_write(&state, PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
+                tickets.push(self.pop_write(&state, PopEntry::Invisible { q: q.clone(), offset, f: nf })?);
                 released += 1;
             }
         }
-        self.pop_settle(last, true).await?;
+        self.pop_settle(tickets, true).await?;
         Ok(released)
     }
 

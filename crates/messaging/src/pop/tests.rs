@@ -150,3 +150,30 @@ async fn a_shard_refuses_the_changes_of_a_deposed_server() {
     assert!(m.pop_shard_load(&q, served.epoch).await.is_err());
     close(m).await;
 }
+
+/// Acks on queues of several shards wait for every shard's write, not the
+/// last one's only: a refused write on the first shard is reported.
+#[tokio::test]
+async fn acks_across_shards_wait_for_each_shards_write() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    m.broker.create_topic("wide", 8, TopicConfig::default()).await.expect("topic");
+    let g = ConsumeModel::Clustering;
+    let count = m.pop_shard_count().expect("count");
+    let shard =
+        |p: u32| super::shard::shard_of(&m.queue_id("g", &g, &fjord_broker::TopicPartition::new("wide", p)), count);
+    let first = 0;
+    let other = (1..8).find(|p| shard(*p) != shard(first)).expect("two shards among 8 queues");
+    let mut receipts = Vec::new();
+    for p in [first, other] {
+        m.send(Message::new("wide", "x"), Partitioning::Explicit(p)).await.expect("send");
+        let req = PopRequest { partition: Some(p), ..PopRequest::new("g", "wide", 1) };
+        receipts.push(m.pop(req).await.expect("pop").remove(0).receipt);
+    }
+    // Another server loaded the first queue: its ack is refused there.
+    let q = m.queue_id("g", &g, &fjord_broker::TopicPartition::new("wide", first));
+    let epoch = m.pop.queue(&q).expect("served").epoch;
+    m.pop_shard_load(&q, epoch + 1).await.expect("loaded elsewhere");
+    assert!(m.ack_many("g", &g, &receipts).await.is_err(), "the first shard's refusal is reported");
+    close(m).await;
+}

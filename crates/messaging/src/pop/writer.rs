@@ -95,22 +95,29 @@ impl Messaging {
         Ok(Ticket { outcome, q, token: served.token })
     }
 
-    /// Waits for the last change a caller queued when `durable` (else
-    /// returns at once: the writer sends it within moments anyway).
-    pub(crate) async fn pop_settle(&self, ticket: Option<Ticket>, durable: bool) -> Result<()> {
-        let Some(mut t) = ticket.filter(|_| durable) else { return Ok(()) };
-        let outcome = t
-            .outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| MessagingError::ShuttingDown)?
-            .clone()
-            .ok_or(MessagingError::ShuttingDown)?;
-        match outcome {
-            Outcome::Written(refused) if refused.contains(&(t.q.clone(), t.token)) => Err(not_served(&t.q)),
-            Outcome::Written(_) => Ok(()),
-            Outcome::Failed(e) => Err(share(&e)),
+    /// Waits for the changes a caller queued when `durable` (else returns
+    /// at once: the writers send them within moments anyway). Changes of
+    /// queues in different shards go in different writes: each is waited
+    /// for; the first failure is returned.
+    pub(crate) async fn pop_settle(&self, tickets: impl IntoIterator<Item = Ticket>, durable: bool) -> Result<()> {
+        if !durable {
+            return Ok(());
         }
+        for mut t in tickets {
+            let outcome = t
+                .outcome
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| MessagingError::ShuttingDown)?
+                .clone()
+                .ok_or(MessagingError::ShuttingDown)?;
+            match outcome {
+                Outcome::Written(refused) if refused.contains(&(t.q.clone(), t.token)) => return Err(not_served(&t.q)),
+                Outcome::Written(_) => {}
+                Outcome::Failed(e) => return Err(share(&e)),
+            }
+        }
+        Ok(())
     }
 
     /// Waits (a while at most) until every change queued so far is sent:
