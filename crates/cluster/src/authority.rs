@@ -102,7 +102,12 @@ impl MetadataAuthority for ClusterAuthority {
     }
 
     fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, fjord_broker::Result<()>> {
-        Box::pin(self.change(name, Command::DeleteTopic { name: name.to_string() }))
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or(BrokerError::ShuttingDown)?;
+            let id = node.metadata().topics.get(name).map(|t| t.id.clone());
+            let Some(id) = id else { return Err(BrokerError::UnknownTopic(name.to_string())) };
+            self.change(name, Command::DeleteTopic { name: name.to_string(), id: Some(id) }).await
+        })
     }
 
     fn create_partitions<'a>(&'a self, name: &'a str, total: u32) -> BoxFuture<'a, fjord_broker::Result<()>> {
@@ -119,7 +124,7 @@ impl MetadataAuthority for ClusterAuthority {
             // New partitions get as many replicas as the topic's first.
             let rf = m.topics.get(name).and_then(|t| t.partitions.first()).map_or(1, |p| p.replicas.len() as u16);
             let added = place(&m, total - have, rf)?;
-            self.change(name, Command::CreatePartitions { name: name.to_string(), added }).await
+            self.change(name, Command::CreatePartitions { name: name.to_string(), added, from: Some(have) }).await
         })
     }
 

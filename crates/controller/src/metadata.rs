@@ -158,6 +158,11 @@ pub enum Command {
     DeleteTopic {
         /// Topic name.
         name: String,
+        /// The id of the topic the proposer meant (absent in an earlier
+        /// version's log): a retry finds it among the deleted ids and
+        /// succeeds, and a topic recreated under the name is not deleted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// Adds partitions to a topic.
     CreatePartitions {
@@ -165,6 +170,11 @@ pub enum Command {
         name: String,
         /// The new partitions, appended in order.
         added: Vec<PartitionAssignment>,
+        /// How many partitions the proposer saw (absent in an earlier
+        /// version's log): a retry of a change that committed finds them
+        /// added already and succeeds instead of adding them again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u32>,
     },
     /// Replaces a topic's configuration overrides.
     AlterTopicConfig {
@@ -402,7 +412,13 @@ impl Metadata {
                 Reply::Ok
             }
             Command::CreateTopic { name, topic } => {
-                if self.topics.contains_key(name) {
+                if let Some(existing) = self.topics.get(name) {
+                    // The same id: a proposer's retry of this very command,
+                    // its first attempt committed but unanswered (its
+                    // leader stalled or was deposed).
+                    if existing.id == topic.id {
+                        return Reply::Ok;
+                    }
                     return rejected(Rejection::TopicExists, format!("topic '{name}' already exists"));
                 }
                 if let Err(r) = self.check_placement(&topic.partitions) {
@@ -411,27 +427,43 @@ impl Metadata {
                 self.topics.insert(name.clone(), topic.clone());
                 Reply::Ok
             }
-            Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(t) => {
+            Command::DeleteTopic { name, id } => match self.topics.get(name) {
+                Some(t) if id.as_ref().is_none_or(|id| *id == t.id) => {
+                    let t = self.topics.remove(name).expect("present");
                     self.deleted_topic_ids.push_back(t.id);
                     while self.deleted_topic_ids.len() > DELETED_TOPICS_KEPT {
                         self.deleted_topic_ids.pop_front();
                     }
                     Reply::Ok
                 }
-                None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
+                // A retry of a delete that committed.
+                _ if id.as_ref().is_some_and(|id| self.deleted_topic_ids.contains(id)) => Reply::Ok,
+                _ => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
             },
-            Command::CreatePartitions { name, added } => {
+            Command::CreatePartitions { name, added, from } => {
+                let Some(have) = self.topics.get(name).map(|t| t.partitions.len()) else {
+                    return rejected(Rejection::UnknownTopic, format!("no topic '{name}'"));
+                };
+                if let Some(from) = from.map(|f| f as usize)
+                    && have != from
+                {
+                    // The count asked for (a retry of this change, committed
+                    // already).
+                    if have == from + added.len() {
+                        return Reply::Ok;
+                    }
+                    return rejected(
+                        Rejection::Conflict,
+                        format!("topic '{name}' has {have} partitions, not the {from} this change was made for"),
+                    );
+                }
                 if let Err(r) = self.check_placement(added) {
                     return r;
                 }
-                match self.topics.get_mut(name) {
-                    Some(t) => {
-                        t.partitions.extend(added.iter().cloned());
-                        Reply::Ok
-                    }
-                    None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.partitions.extend(added.iter().cloned());
                 }
+                Reply::Ok
             }
             Command::AlterTopicConfig { name, config } => match self.topics.get_mut(name) {
                 Some(t) => {

@@ -25,12 +25,57 @@ fn rules_are_enforced_and_rejections_change_nothing() {
     assert!(m.topics.is_empty());
     m.apply(&register(2));
     assert_eq!(m.apply(&create), Reply::Ok);
-    assert!(matches!(m.apply(&create), Reply::Rejected { reason: Rejection::TopicExists, .. }));
+    let mut other = topic(&[1]);
+    other.id = "00000000-0000-0000-0000-000000000002".into();
+    let again = Command::CreateTopic { name: "t".into(), topic: other };
+    assert!(matches!(m.apply(&again), Reply::Rejected { reason: Rejection::TopicExists, .. }));
     // A node holding partitions cannot be removed.
     assert!(matches!(m.apply(&Command::RemoveNode { id: 2 }), Reply::Rejected { reason: Rejection::Invalid, .. }));
     // A re-registration is a new incarnation.
     m.apply(&register(2));
     assert_eq!(m.nodes[&2].incarnation, 2);
+}
+
+/// A proposer retries a change whose first attempt committed unanswered
+/// (its controller leader stalled or was deposed): the retry succeeds
+/// without changing anything again, and a stale one changes nothing.
+#[test]
+fn retried_topic_changes_succeed_once_and_stale_ones_are_refused() {
+    let mut m = Metadata::default();
+    m.apply(&register(1));
+    let create = Command::CreateTopic { name: "t".into(), topic: topic(&[1]) };
+    assert_eq!(m.apply(&create), Reply::Ok);
+    assert_eq!(m.apply(&create), Reply::Ok);
+    assert_eq!(m.topics["t"].partitions.len(), 1);
+
+    let grow = Command::CreatePartitions {
+        name: "t".into(),
+        added: vec![PartitionAssignment::new(vec![1], 1); 2],
+        from: Some(1),
+    };
+    assert_eq!(m.apply(&grow), Reply::Ok);
+    assert_eq!(m.apply(&grow), Reply::Ok);
+    assert_eq!(m.topics["t"].partitions.len(), 3, "a retried growth adds nothing");
+    let stale = Command::CreatePartitions {
+        name: "t".into(),
+        added: vec![PartitionAssignment::new(vec![1], 1)],
+        from: Some(1),
+    };
+    assert!(matches!(m.apply(&stale), Reply::Rejected { reason: Rejection::Conflict, .. }));
+    assert_eq!(m.topics["t"].partitions.len(), 3);
+
+    let id = m.topics["t"].id.clone();
+    let delete = Command::DeleteTopic { name: "t".into(), id: Some(id) };
+    assert_eq!(m.apply(&delete), Reply::Ok);
+    assert_eq!(m.apply(&delete), Reply::Ok, "a retried delete succeeds");
+    // Recreated under the name: an old delete leaves it alone.
+    let mut newer = topic(&[1]);
+    newer.id = "00000000-0000-0000-0000-000000000002".into();
+    assert_eq!(m.apply(&Command::CreateTopic { name: "t".into(), topic: newer }), Reply::Ok);
+    assert_eq!(m.apply(&delete), Reply::Ok);
+    assert!(m.topics.contains_key("t"), "the recreated topic stays");
+    let unknown = Command::DeleteTopic { name: "t".into(), id: Some("00000000-0000-0000-0000-000000000009".into()) };
+    assert!(matches!(m.apply(&unknown), Reply::Rejected { reason: Rejection::UnknownTopic, .. }));
 }
 
 #[test]
@@ -90,7 +135,7 @@ fn command() -> impl Strategy<Value = Command> {
             partition,
             unclean
         }),
-        (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}") }),
+        (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}"), id: None }),
         (0u8..3, 0u32..3, 1u64..5).prop_map(|(t, p, leader)| Command::AssignPartition {
             name: format!("t{t}"),
             partition: p,
@@ -149,8 +194,8 @@ fn deleted_topics_are_remembered_by_id_boundedly() {
         t.id = format!("id-{i}");
         m.apply(&Command::CreateTopic { name: format!("t{i}"), topic: t });
     }
-    m.apply(&Command::DeleteTopic { name: "t1".into() });
-    m.apply(&Command::DeleteTopic { name: "t0".into() });
+    m.apply(&Command::DeleteTopic { name: "t1".into(), id: None });
+    m.apply(&Command::DeleteTopic { name: "t0".into(), id: None });
     assert_eq!(m.deleted_topic_ids, ["id-1", "id-0"]);
     let json = serde_json::to_string(&m).unwrap();
     assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), m);
@@ -163,7 +208,7 @@ fn deleted_topics_are_remembered_by_id_boundedly() {
     let mut t = topic(&[1]);
     t.id = "last".into();
     m.apply(&Command::CreateTopic { name: "t9".into(), topic: t });
-    m.apply(&Command::DeleteTopic { name: "t9".into() });
+    m.apply(&Command::DeleteTopic { name: "t9".into(), id: None });
     assert_eq!(m.deleted_topic_ids.len(), DELETED_TOPICS_KEPT);
     assert_eq!(m.deleted_topic_ids.back().map(String::as_str), Some("last"));
 }
