@@ -264,6 +264,68 @@ def test_deliveries_to_a_lost_node_go_back_to_the_queue(cluster):
         home.close()
 
 
+def test_a_live_consumers_deliveries_stay_its_own_when_the_queue_fails_over(cluster):
+    """A consumer on node 3 holds unacked deliveries of a queue on node 2;
+    node 2 is killed: the node that takes the queue over keeps them out
+    (their consumer is still connected: handing them to another consumer
+    would deliver them twice), another consumer gets only the messages
+    never handed out, and the holder's acks, through the new leader,
+    settle them — as a RabbitMQ quorum queue keeps a live consumer's
+    unacked messages across a leader change."""
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    home = amqp_connect(cluster, 2)
+    ch = home.channel()
+    publish_confirmed(ch, queue, [b"f%d" % i for i in range(5)])
+    home.close()
+    remote = amqp_connect(cluster, 3)
+    try:
+        c = remote.channel()
+        c.basic_qos(prefetch_count=3)
+        held = []
+        for method, _, body in c.consume(queue, inactivity_timeout=10):
+            assert method is not None, "no delivery through node 3"
+            held.append((method.delivery_tag, body))
+            if len(held) == 3:
+                break
+        cluster.kill(2)
+        try:
+            wait_for(lambda: leaders(cluster.node(1), queue).get(0) not in (None, 2), 30, "the queue failed over")
+            observer = amqp_connect(cluster, 1)
+            try:
+                oc = observer.channel()
+                got, idle = [], 0
+                for method, _, body in oc.consume(queue, inactivity_timeout=1):
+                    if method is None:
+                        # Waiting out the failover, then three quiet seconds
+                        # once the two never handed out have come.
+                        idle += 1
+                        assert idle < 40, f"got {got} only"
+                        if len(got) >= 2 and idle >= 3:
+                            break
+                        continue
+                    idle = 0
+                    got.append(body)
+                    oc.basic_ack(method.delivery_tag)
+                assert sorted(got) == sorted(set(b"f%d" % i for i in range(5)) - {b for _, b in held}), \
+                    f"held {held}, another consumer got {got}"
+                for tag, _ in held:
+                    c.basic_ack(tag)
+                c.cancel()
+                wait_for(lambda: oc.queue_declare(queue, passive=True).method.message_count == 0, 10,
+                         "the queue empty once the holder acked")
+                remote.close()
+                # Settled: nothing comes back once the holder is gone.
+                assert oc.queue_declare(queue, passive=True).method.message_count == 0
+                oc.queue_delete(queue)
+            finally:
+                observer.close()
+        finally:
+            cluster.restart(2)
+    finally:
+        if remote.is_open:
+            remote.close()
+
+
 def test_length_limits_hold_for_publishes_through_another_node(cluster):
     """x-max-length on a queue of node 2, publishes through node 3: a
     reject-publish queue nacks the publish over the limit, a drop-head one

@@ -117,7 +117,12 @@ impl AmqpGateway {
                 Err(AmqpException::access_refused(format!("queue '{queue}' in vhost '{vhost}' in exclusive use")))
             }
             Ok(other) => Err(AmqpException::internal_error(format!("node {node} answered a join with {other:?}"))),
-            Err(e) => Err(AmqpException::internal_error(format!("the queue's node {node} is unreachable: {e}"))),
+            // As RabbitMQ answers when a queue's home node is out of reach:
+            // a channel error (the queue fails over within moments; the
+            // client's other channels go on).
+            Err(e) => Err(AmqpException::not_found(format!(
+                "home node {node} of queue '{queue}' in vhost '{vhost}' is down or inaccessible: {e}"
+            ))),
         }
     }
 

@@ -9,6 +9,12 @@
 //! announcement at start ([`Request::Forget`](super::Request)), releases
 //! what the old one held. A receipt settled through this node is no
 //! longer held.
+//!
+//! A connection-bound group's deliveries record their holder (node and
+//! session) in the queue's replicated state, so a node that takes a queue
+//! over (its server lost, or leadership moved) keeps what live holders
+//! hold — adopting them here as if it had popped them — and hands back at
+//! once only what lost ones held ([`Messaging::sort_held`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +23,9 @@ use parking_lot::Mutex;
 
 use super::{Reply, Request, pop::model};
 use crate::Messaging;
-use crate::pop::{Popped, ReceiptHandle};
+use crate::pop::state::QueueState;
+use crate::pop::{Holder, Popped, QueueId, ReceiptHandle};
+use crate::pull::{BROADCAST_SEPARATOR, ConsumeModel};
 
 /// (group, broadcasting instance) of held receipts.
 type Owner = (String, Option<String>);
@@ -61,19 +69,60 @@ impl Messaging {
         }
     }
 
-    /// Releases what `caller` holds from sessions other than `keep`.
+    /// Releases what `caller` holds from sessions other than `keep`, and
+    /// remembers `keep` as its session (deliveries adopted later for an
+    /// older one are released instead: [`Messaging::sort_held`]).
     pub(super) async fn forget(&self, caller: i32, keep: u64) {
         let stale = {
             let mut all = self.remote_holds.0.lock();
-            match all.get_mut(&caller) {
-                Some(node) if node.session != keep => {
-                    node.session = keep;
-                    std::mem::take(&mut node.receipts)
-                }
-                _ => HashMap::new(),
-            }
+            let node = all.entry(caller).or_default();
+            let stale = if node.session != keep { std::mem::take(&mut node.receipts) } else { HashMap::new() };
+            node.session = keep;
+            stale
         };
         self.release_held(caller, stale).await;
+    }
+
+    /// Which holders are live now: this node's current session, and
+    /// serving nodes in the session this node last heard of (or any, for a
+    /// node not heard from since this one started: its session is learnt
+    /// with its next call, which releases an older one's deliveries then).
+    pub(crate) fn holder_liveness(&self) -> Liveness {
+        let sessions = self.remote_holds.0.lock().iter().map(|(n, h)| (*n, h.session)).collect();
+        Liveness {
+            me: Holder { node: self.broker.config().node_id, session: self.session },
+            placement: self.broker.placement(),
+            sessions,
+        }
+    }
+
+    /// For a connection-bound queue this node takes over or reloads: makes
+    /// visible at once what lost holders held — an earlier run of this
+    /// node, a node that no longer serves or runs another session now, and
+    /// (`unknown_lost`) a delivery recorded without its holder — and adopts
+    /// the rest as held by their nodes, so that those go back once their
+    /// holder goes away. Their consumers are still connected and will ack
+    /// them: handing them out again would deliver them twice (as a quorum
+    /// queue of RabbitMQ keeps a live consumer's unacked messages across a
+    /// leader change).
+    pub(crate) fn sort_held(&self, q: &QueueId, state: &mut QueueState, now: i64, unknown_lost: bool) {
+        let live = self.holder_liveness();
+        let owner = owner_of(q);
+        let mut all = self.remote_holds.0.lock();
+        for (offset, f) in state.inflight.iter_mut().filter(|(_, f)| f.visible_at > now) {
+            match f.holder {
+                Some(h) if live.is_live(&h) => {
+                    if h.node != live.me.node {
+                        let held = all.entry(h.node).or_default();
+                        held.session = h.session;
+                        held.receipts.insert(ReceiptHandle::new(&q.topic, q.partition, *offset, f.seq), owner.clone());
+                    }
+                }
+                None if !unknown_lost => {}
+                // Not recorded: a later load does the same.
+                _ => f.visible_at = now,
+            }
+        }
     }
 
     /// Releases what nodes that no longer serve (fenced, removed) held:
@@ -139,6 +188,30 @@ impl Messaging {
     }
 }
 
+/// A snapshot of which holders are live ([`Messaging::holder_liveness`]).
+pub(crate) struct Liveness {
+    me: Holder,
+    placement: Option<Arc<fjord_broker::Placement>>,
+    sessions: HashMap<i32, u64>,
+}
+
+impl Liveness {
+    pub(crate) fn is_live(&self, h: &Holder) -> bool {
+        if h.node == self.me.node {
+            return h.session == self.me.session;
+        }
+        let serving = self.placement.as_ref().is_some_and(|p| p.node(h.node).is_some());
+        serving && self.sessions.get(&h.node).is_none_or(|s| *s == h.session || *s == 0)
+    }
+}
+
+/// The group and broadcasting instance a queue's receipts settle under.
+fn owner_of(q: &QueueId) -> Owner {
+    let base = ConsumeModel::base_group(&q.group);
+    let instance = q.group.split_once(BROADCAST_SEPARATOR).map(|(_, i)| i.to_string());
+    (base.to_string(), instance)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -178,5 +251,74 @@ mod tests {
         assert_eq!(m.pop_depth("g", &Default::default(), "q"), (3, 1));
         m.shutdown().await.unwrap();
         m.broker().shutdown().await.unwrap();
+    }
+
+    /// A queue taken over keeps what consumers connected to live nodes
+    /// hold (adopted as held for them) and hands back what lost holders
+    /// held: an earlier run of this node, a node that no longer serves,
+    /// a node running another session now; one recorded without its holder
+    /// only when asked to.
+    #[tokio::test]
+    async fn a_queue_taken_over_keeps_what_live_holders_hold() {
+        use std::collections::BTreeMap;
+
+        use fjord_broker::{NodeInfo, Placement};
+
+        use crate::pop::state::InFlight;
+
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(
+            BrokerConfig { node_id: 1, ..BrokerConfig::new(dir.path()) },
+            Arc::new(fjord_log::SystemClock),
+        )
+        .await
+        .unwrap();
+        let m = Messaging::open(b.clone(), MessagingConfig::default()).await.unwrap();
+        let node = |id: i32| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+        b.set_placement(Placement {
+            controller_id: 1,
+            nodes: vec![node(1), node(2), node(3)],
+            fenced: Vec::new(),
+            topics: Default::default(),
+            controllers: vec![1],
+        });
+        let now = 1_000;
+        let holder = |node, session| Some(Holder { node, session });
+        let f = |seq, holder| InFlight { visible_at: now + 60_000, attempt: 1, seq, group: None, holder };
+        let q = QueueId { group: "g".into(), topic: "gone".into(), partition: 0 };
+        let sorted = |unknown_lost: bool, placed: &[i32]| {
+            b.set_placement(Placement {
+                controller_id: 1,
+                nodes: placed.iter().map(|n| node(*n)).collect(),
+                fenced: Vec::new(),
+                topics: Default::default(),
+                controllers: vec![1],
+            });
+            let mut state = QueueState::new(0);
+            state.inflight.insert(0, f(1, holder(1, m.session)));
+            state.inflight.insert(1, f(2, holder(1, m.session.wrapping_add(1))));
+            state.inflight.insert(2, f(3, holder(2, 77)));
+            state.inflight.insert(3, f(4, holder(3, 5)));
+            state.inflight.insert(4, f(5, None));
+            m.sort_held(&q, &mut state, now, unknown_lost);
+            state.inflight.iter().filter(|(_, f)| f.visible_at > now).map(|(o, _)| *o).collect::<Vec<u64>>()
+        };
+        // Node 3 no longer serves: its consumer's delivery goes back.
+        assert_eq!(sorted(true, &[1, 2]), vec![0, 2], "this run's and node 2's kept");
+        {
+            let all = m.remote_holds.0.lock();
+            assert_eq!(all[&2].session, 77);
+            assert_eq!(all[&2].receipts.keys().cloned().collect::<Vec<_>>(), vec![ReceiptHandle::new("gone", 0, 2, 3)]);
+            assert!(!all.contains_key(&3));
+        }
+        // Reloaded in the same epoch: one without its holder stays.
+        assert_eq!(sorted(false, &[1, 2, 3]), vec![0, 2, 3, 4]);
+        // Node 2 restarted (announced another session): its delivery goes
+        // back, and what this node adopted for it was released then.
+        m.forget(2, 78).await;
+        assert!(m.remote_holds.0.lock()[&2].receipts.is_empty());
+        assert_eq!(sorted(true, &[1, 2, 3]), vec![0, 3]);
+        m.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
     }
 }

@@ -262,7 +262,7 @@ impl Messaging {
         req.wait = Duration::from_millis(p.wait_ms.min(5_000));
         req.start = if p.latest { StartFrom::Latest } else { StartFrom::Earliest };
         req.durable = p.durable;
-        match self.pop(req).await {
+        match self.pop_for(req, crate::pop::Holder { node: caller, session: p.session }).await {
             Ok(popped) => {
                 self.hold(caller, p.session, owner, &popped).await;
                 Reply::Popped(popped)

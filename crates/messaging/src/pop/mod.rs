@@ -52,6 +52,7 @@ use crate::pull::ConsumeModel;
 pub(crate) use legacy::migrate as migrate_legacy;
 pub(crate) use remote::{ShardAnswer, ShardCall};
 pub(crate) use service::{PopService, QueueId, spawn_maintenance};
+pub(crate) use state::Holder;
 
 /// Where a new queue (no state, no committed offset) starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use fjord_broker::{BrokerError, Partition, TopicPartition};
 
 use super::service::{Lead, PopEntry, QueueId, Served};
-use super::state::{InFlight, QueueState};
+use super::state::{Holder, InFlight, QueueState};
 use super::writer::Ticket;
 use super::{PopRequest, Popped, ReceiptHandle, StartFrom};
 use crate::Messaging;
@@ -21,6 +21,7 @@ type AckAt = (usize, u64, u64);
 struct Picks<'a> {
     tp: &'a TopicPartition,
     invisible_until: i64,
+    holder: Option<Holder>,
     out: Vec<Popped>,
     delivered: Vec<(u64, InFlight)>,
 }
@@ -29,7 +30,7 @@ impl Picks<'_> {
     fn deliver(&mut self, s: &mut QueueState, m: StoredMessage, attempt: u32, group: Option<u64>, seq: u64) {
         // A first delivery here may follow an earlier leader's.
         let attempt = if attempt == 1 { s.first_attempt(m.offset) } else { attempt };
-        let f = InFlight { visible_at: self.invisible_until, attempt, seq, group };
+        let f = InFlight { visible_at: self.invisible_until, attempt, seq, group, holder: self.holder };
         s.inflight.insert(m.offset, f);
         self.delivered.push((m.offset, f));
         let receipt = ReceiptHandle::new(&self.tp.topic, self.tp.partition, m.offset, seq);
@@ -44,6 +45,7 @@ struct Ask<'a> {
     now: i64,
     max_attempts: u32,
     held_cap: usize,
+    holder: Option<Holder>,
 }
 
 impl Messaging {
@@ -51,6 +53,12 @@ impl Messaging {
     /// for `invisible`. Expired deliveries come first (attempt + 1), then
     /// held-back FIFO messages whose group is free, then new ones.
     pub async fn pop(&self, req: PopRequest) -> Result<Vec<Popped>> {
+        self.pop_for(req, Holder { node: self.broker.config().node_id, session: self.session }).await
+    }
+
+    /// [`Messaging::pop`] for a consumer connected to `holder` (this node,
+    /// or the node that forwarded the pop).
+    pub(crate) async fn pop_for(&self, req: PopRequest, holder: Holder) -> Result<Vec<Popped>> {
         if req.max_messages == 0 || req.max_messages > 1024 {
             return Err(MessagingError::InvalidRequest("max_messages must be within 1..=1024".into()));
         }
@@ -64,7 +72,8 @@ impl Messaging {
                 if out.len() >= req.max_messages {
                     break;
                 }
-                let got = self.pop_queue(&req, p.id().partition, p.clone(), req.max_messages - out.len()).await?;
+                let got =
+                    self.pop_queue(&req, p.id().partition, p.clone(), req.max_messages - out.len(), holder).await?;
                 out.extend(got);
             }
             if !out.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -161,16 +170,16 @@ impl Messaging {
         let served = match state {
             Some(mut state) => {
                 self.pop.seen(&state);
-                // Served by another node (or this one before a restart)
-                // until now: its connections are gone. A load in the same
-                // epoch (this node after a write it cannot account for)
-                // leaves them: their consumers are still connected.
-                if self.is_connection_bound(&q.group) && previous_epoch != Some(epoch) {
-                    // Not recorded: a later load does the same.
-                    let now = self.pop.clock.now_ms();
-                    for f in state.inflight.values_mut() {
-                        f.visible_at = f.visible_at.min(now);
-                    }
+                // Deliveries whose consumers' connections are gone go back
+                // at once. Those recorded without their holder (an earlier
+                // version's) count as gone when the queue was served by
+                // another node or this one before a restart (another epoch)
+                // until now, but not in a reload in the same epoch (this
+                // node after a write it cannot account for: the consumers
+                // are still connected).
+                if self.is_connection_bound(&q.group) {
+                    let unknown_lost = previous_epoch != Some(epoch);
+                    self.sort_held(q, &mut state, self.pop.clock.now_ms(), unknown_lost);
                 }
                 Arc::new(Served::new(state, token, epoch))
             }
@@ -205,16 +214,19 @@ impl Messaging {
         partition: u32,
         log: Arc<Partition>,
         max: usize,
+        holder: Holder,
     ) -> Result<Vec<Popped>> {
         let tp = TopicPartition::new(&req.topic, partition);
         let q = self.queue_id(&req.group, &req.model, &tp);
+        // Only a connection-bound group's deliveries end with their holder.
+        let holder = self.is_connection_bound(&req.group).then_some(holder);
         let ask = (req.clone(), self.max_attempts(&req.group), self.config.max_held_per_queue);
         let me = self.self_ref()?;
         let state = self.open_queue(&q, &log, req.start).await?;
         let (out, ticket) = blocking(move || -> Result<(Vec<Popped>, Option<Ticket>)> {
             let (req, max_attempts, held_cap) = ask;
             let now = me.pop.clock.now_ms();
-            let a = Ask { req: &req, max, now, max_attempts, held_cap };
+            let a = Ask { req: &req, max, now, max_attempts, held_cap, holder };
             let mut s = state.lock();
             let (out, entry) = me.take(&q, &mut s, &log, &a)?;
             let ticket = match entry {
@@ -240,7 +252,7 @@ impl Messaging {
         let tp = q.tp();
         let ctx = |e| MessagingError::log(tp.to_string(), e);
         let invisible_until = a.now + a.req.invisible.as_millis() as i64;
-        let mut k = Picks { tp: &tp, invisible_until, out: Vec::new(), delivered: Vec::new() };
+        let mut k = Picks { tp: &tp, invisible_until, holder: a.holder, out: Vec::new(), delivered: Vec::new() };
         let (mut held, mut unheld, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
         // 1. Expired deliveries, oldest first.
         let expired: Vec<(u64, InFlight)> = s

@@ -69,9 +69,11 @@ impl Messaging {
         Ok(released)
     }
 
-    /// Makes every delivery of `group` on `topic` visible at once: after a restart nobody
-    /// holds the deliveries of a connection-bound protocol (AMQP), so they
-    /// go back to their queue instead of waiting out their invisibility.
+    /// Makes every delivery of `group` on `topic` visible at once: after a
+    /// restart this node's consumers hold no deliveries of a
+    /// connection-bound protocol (AMQP), so they go back to their queue
+    /// instead of waiting out their invisibility (those consumers on other
+    /// nodes hold stay out).
     pub async fn release_all(&self, group: &str, model: &ConsumeModel, topic: &str) -> Result<usize> {
         let base = self.queue_id(group, model, &TopicPartition::new(topic, 0));
         // The queues this node may serve, loaded (from their shards) first.
@@ -92,12 +94,20 @@ impl Messaging {
             .filter(|(q, _)| q.group == base.group && q.topic == topic)
             .map(|(q, s)| (q.clone(), s.clone()))
             .collect();
-        // Taken under each queue's lock; release_at checks them again under it.
+        // Taken under each queue's lock; release_at checks them again under
+        // it. Not those a live holder (a consumer connected to another
+        // node) still holds.
+        let live = self.holder_liveness();
         let by_queue = queues
             .into_iter()
             .map(|(q, state)| {
                 let s = state.lock();
-                let waiting = s.inflight.iter().filter(|(_, f)| f.visible_at > now).map(|(o, f)| (*o, f.seq)).collect();
+                let waiting = s
+                    .inflight
+                    .iter()
+                    .filter(|(_, f)| f.visible_at > now && !f.holder.is_some_and(|h| live.is_live(&h)))
+                    .map(|(o, f)| (*o, f.seq))
+                    .collect();
                 (q, waiting)
             })
             .collect();

@@ -22,6 +22,19 @@ pub(crate) struct InFlight {
     pub(crate) seq: u64,
     /// Hash of its FIFO message group, if it has one and the queue is FIFO.
     pub(crate) group: Option<u64>,
+    /// Who took it, for a connection-bound group (AMQP): a server that
+    /// takes the queue over hands back only what lost holders held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) holder: Option<Holder>,
+}
+
+/// The consumer side of a delivery of a connection-bound group: the node
+/// its consumer is connected to and that node's messaging session (a
+/// restarted node has another one, and its connections are gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Holder {
+    pub(crate) node: i32,
+    pub(crate) session: u64,
 }
 
 /// Acked offsets at and above a base, one bit each.
@@ -288,7 +301,7 @@ mod tests {
     fn queue_progress_is_the_lowest_unacked_offset() {
         let mut q = QueueState::new(10);
         for (o, seq) in [(10, 1), (11, 2), (12, 3)] {
-            q.inflight.insert(o, InFlight { visible_at: 0, attempt: 1, seq, group: None });
+            q.inflight.insert(o, InFlight { visible_at: 0, attempt: 1, seq, group: None, holder: None });
         }
         q.advance(14); // 13 filtered out
         assert_eq!(q.ack_base(), 10);
