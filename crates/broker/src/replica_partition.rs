@@ -104,6 +104,14 @@ impl Partition {
         self.commit.before_reset();
         let reset = self.log().reset_to(offset);
         self.commit.after_cut();
+        if reset.is_ok() {
+            // The emptied log is durable at its new start (the reset synced
+            // it): reported so with the next fetch. Left where a cut before
+            // it put it, the leader of an idle partition would never see
+            // this replica catch up (a restarted node stayed out of an
+            // internal partition's in-sync set until its next write).
+            self.commit.locally_durable(self.log().durable_offset());
+        }
         reset
     }
 

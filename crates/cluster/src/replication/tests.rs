@@ -174,6 +174,30 @@ async fn a_follower_without_the_leaders_epoch_cuts_where_its_own_earlier_epoch_e
     assert_eq!(values(&b), ["a", "b", "c", "d", "e", "f", "g", "h"]);
 }
 
+/// A follower whose log ends below the leader's log start starts over
+/// there, and holds that durably: an idle partition's leader takes it back
+/// into the in-sync set on its next fetch (it reported the durable end a
+/// cut left, 0 here, until a batch arrived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reset_to_the_leaders_log_start_holds_it_durably() {
+    let (_dirs, a, b, tp) = two_brokers().await;
+    place(&a, 1, 0);
+    a.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    a.delete_records(&tp, 3).await.unwrap();
+    place(&b, 1, 0);
+    let (pa, pb) = (a.topic("t").unwrap().partition(0).unwrap(), b.topic("t").unwrap().partition(0).unwrap());
+    assert_eq!((pa.log_start_offset(), pa.high_watermark()), (3, 3));
+    let (first, _) = answer(&a, 2, &fetch_of(&pb, 0), &mut 1_000_000, true);
+    assert_eq!(first.status, FetchStatus::OffsetOutOfRange);
+    apply(&tp, &pb, first).await;
+    assert_eq!((pb.log_start_offset(), pb.log_end_offset()), (3, 3));
+    assert_eq!(pb.replica_durable_end(), 3, "the reset log is durable at its start");
+    answer(&a, 2, &fetch_of(&pb, 0), &mut 1_000_000, true);
+    let (_, followers) = pa.followers();
+    let f = followers.iter().find(|(n, _)| *n == 2).map(|(_, f)| *f).unwrap();
+    assert!(f.durable >= pa.high_watermark() && f.caught_up_at.is_some(), "{f:?}");
+}
+
 /// A leader deposed while a client's write waits answers it by what the
 /// new leader holds: written, once it learns (as a follower) a high
 /// watermark past it; not written, once the tail holding it is cut. Not
