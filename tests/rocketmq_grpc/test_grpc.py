@@ -87,6 +87,32 @@ def test_send_and_receive_with_tag_filter_keys_and_properties(endpoint, producer
         assert m.delivery_attempt == 1
 
 
+def test_clients_given_several_endpoints_send_and_receive(endpoint, unique):
+    """Endpoints as a cluster is configured ("a:8081;b:8081"): the client
+    dials the gRPC target `ipv4:a:8081,b:8081` and sends its path as each
+    request's :authority, which h2 refuses as malformed; the gateway drops
+    it (see crates/rocketmq-grpc/src/authority.rs). The second address is
+    another loopback one nothing listens on: the channel connects to the
+    first."""
+    host, port = endpoint.rsplit(":", 1)
+    both = f"{endpoint};127.0.0.2:{port}"
+    assert host == "127.0.0.1"
+    topic = unique("topic")
+    p = Producer(config(both), (topic,))
+    p.startup()
+    try:
+        sent = {p.send(message(topic, b"e%d" % i)).message_id for i in range(3)}
+    finally:
+        p.shutdown()
+    c = SimpleConsumer(config(both), unique("cg"), {topic: FilterExpression("*")}, await_duration=3)
+    c.startup()
+    try:
+        got = receive_all(c, 3)
+    finally:
+        c.shutdown()
+    assert {m.message_id for m in got} == sent
+
+
 def test_sql92_filter(endpoint, producer, unique):
     topic = unique("topic")
     p = producer(topic)

@@ -34,6 +34,8 @@ use std::task::{Context, Poll};
 use fjord_gateway_metrics::{ConnectionGuard, GatewayMetrics};
 use fjord_net::IdleStream;
 use fjord_rocketmq_proto::tonic::transport::server::{Connected, TcpConnectInfo};
+
+use fjord_grpc_authority::Rewriter;
 use fjord_rocketmq_proto::v2::{self, Code};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -102,12 +104,15 @@ impl Outcome for Vec<v2::PullMessageResponse> {
 #[derive(Debug)]
 pub(crate) struct Counted {
     io: IdleStream<TcpStream>,
+    /// Until the first request's headers decided it is not needed (see
+    /// `crate::authority`).
+    rewriter: Option<Box<Rewriter>>,
     _guard: ConnectionGuard,
 }
 
 impl Counted {
     pub(crate) fn new(io: IdleStream<TcpStream>) -> Counted {
-        Counted { io, _guard: METRICS.connection() }
+        Counted { io, rewriter: Some(Box::new(Rewriter::new())), _guard: METRICS.connection() }
     }
 }
 
@@ -121,7 +126,33 @@ impl Connected for Counted {
 
 impl AsyncRead for Counted {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        loop {
+            let Some(r) = this.rewriter.as_mut() else { return Pin::new(&mut this.io).poll_read(cx, buf) };
+            let out = r.output();
+            if !out.is_empty() {
+                let n = out.len().min(buf.remaining());
+                buf.put_slice(&out.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if r.finished() {
+                this.rewriter = None;
+                continue;
+            }
+            // What was read already and not rewritten yet comes first.
+            r.resume().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if !r.output().is_empty() {
+                continue;
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                // The client closed: what is left is no whole frame.
+                return Poll::Ready(Ok(()));
+            }
+            r.push(read.filled()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
     }
 }
 
