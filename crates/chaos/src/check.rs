@@ -44,6 +44,9 @@ pub(crate) struct Observed {
     /// faults were repaired (`None`: no RocketMQ workload, or the read
     /// failed).
     pub(crate) rocketmq_log: Option<std::collections::HashSet<String>>,
+    /// The values in the pop workload's topic's committed log (`None`: no
+    /// pop workload, or the read failed).
+    pub(crate) pop_log: Option<std::collections::HashSet<String>>,
 }
 
 /// The idempotent producer, epoch and sequence a record was written with.
@@ -92,6 +95,8 @@ pub(crate) struct Totals {
     pub(crate) amqp: crate::amqp::check::AmqpTotals,
     /// The RocketMQ workload's.
     pub(crate) rocketmq: crate::rocketmq::check::RmqTotals,
+    /// The pop workload's.
+    pub(crate) pop: crate::rocketmq::pop_check::PopTotals,
 }
 
 impl Finding {
@@ -139,6 +144,7 @@ pub(crate) fn totals(o: &Observed) -> Totals {
     t.client_resent = written_twice(o).values().filter(|d| d.by_client).count() as u64;
     t.amqp = crate::amqp::check::totals(&o.history);
     t.rocketmq = crate::rocketmq::check::totals(&o.history);
+    t.pop = crate::rocketmq::pop_check::totals(&o.history);
     t
 }
 
@@ -287,6 +293,7 @@ pub(crate) fn check(o: &Observed) -> Vec<Finding> {
     let mut all = vec![lost, moved, dups, reordered, monotonic, uncommitted, divergent, back, stalled];
     all.extend(crate::amqp::check::check(&o.history));
     all.extend(crate::rocketmq::check::check(&o.history, o.rocketmq_log.as_ref()));
+    all.extend(crate::rocketmq::pop_check::check(&o.history, o.pop_log.as_ref()));
     all
 }
 
@@ -455,6 +462,7 @@ mod tests {
             replicas: BTreeMap::from([(0, BTreeMap::from([(1, l.clone()), (2, l)]))]),
             writers: HashMap::new(),
             rocketmq_log: None,
+            pop_log: None,
         }
     }
 
@@ -504,7 +512,11 @@ mod tests {
     fn a_clean_run_passes_every_check() {
         let f = check(&healthy());
         assert!(f.iter().all(|f| f.count == 0), "{f:?}");
-        assert_eq!(f.len(), 14, "nine checks of the Kafka workload, two of the AMQP one, three of the RocketMQ one");
+        assert_eq!(
+            f.len(),
+            18,
+            "nine checks of the Kafka workload, two of the AMQP one, three of the RocketMQ one, four of the pop one"
+        );
     }
 
     #[test]

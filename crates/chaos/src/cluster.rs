@@ -24,6 +24,7 @@ const HTTP_PORT: u16 = 8080;
 const AMQP_PORT: u16 = 5672;
 const NAMESRV_PORT: u16 = 9876;
 const ROCKETMQ_BROKER_PORT: u16 = 10911;
+const ROCKETMQ_GRPC_PORT: u16 = 8081;
 /// The AMQP workload's user (the default `guest` may log in from loopback
 /// only, and the clients come from the host's side of the bridge).
 const AMQP_USER: &str = "chaos";
@@ -174,6 +175,12 @@ impl Cluster {
         all.join(";")
     }
 
+    /// Every node's RocketMQ gRPC endpoint, `;`-separated.
+    pub(crate) fn grpc_endpoints(&self) -> String {
+        let all: Vec<String> = self.nodes.iter().map(|n| format!("{}:{ROCKETMQ_GRPC_PORT}", n.addr)).collect();
+        all.join(";")
+    }
+
     /// Node `i`'s data directory.
     pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
         self.nodes[i].dir.join("data")
@@ -233,11 +240,10 @@ impl Cluster {
             .env("FJORD_LISTENERS__AMQP__BIND", on(AMQP_PORT))
             .env("FJORD_LISTENERS__ROCKETMQ_NAMESRV__BIND", on(NAMESRV_PORT))
             .env("FJORD_LISTENERS__ROCKETMQ_BROKER__BIND", on(ROCKETMQ_BROKER_PORT))
+            .env("FJORD_LISTENERS__ROCKETMQ_GRPC__BIND", on(ROCKETMQ_GRPC_PORT))
             .env("FJORD_AMQP__DEFAULT_USER", AMQP_USER)
             .env("FJORD_AMQP__DEFAULT_PASS", AMQP_USER);
-        for name in ["ROCKETMQ_GRPC", "AMQP_MANAGEMENT"] {
-            cmd.env(format!("FJORD_LISTENERS__{name}__BIND"), on(0));
-        }
+        cmd.env("FJORD_LISTENERS__AMQP_MANAGEMENT__BIND", on(0));
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -119,6 +119,47 @@ pub(crate) enum Event {
         consumer: u32,
         value: String,
     },
+    /// Pop workload (RocketMQ 5.x gRPC): a producer sends the value.
+    PopSend {
+        producer: u32,
+        value: String,
+    },
+    /// Pop workload: the send was answered OK (stored, committed).
+    PopOk {
+        value: String,
+    },
+    /// Pop workload: the send failed; it may or may not be stored.
+    PopUnsure {
+        value: String,
+        error: String,
+    },
+    /// Pop workload: a SimpleConsumer's receive call `poll` starts.
+    PopPoll {
+        consumer: u32,
+        poll: u64,
+    },
+    /// Pop workload: receive call `poll` delivered the value, with the
+    /// receipt naming where it is stored.
+    PopRead {
+        consumer: u32,
+        poll: u64,
+        value: String,
+        receipt: String,
+    },
+    /// Pop workload: the ack of that delivery was answered OK.
+    PopAcked {
+        consumer: u32,
+        value: String,
+        receipt: String,
+    },
+    /// Pop workload: the ack of that delivery failed; it may have been
+    /// applied (the message is not delivered again) or not (it is, once
+    /// its invisibility runs out).
+    PopAckFailed {
+        consumer: u32,
+        value: String,
+        error: String,
+    },
 }
 
 impl Event {
@@ -137,7 +178,13 @@ impl Event {
             | Event::RmqSend { value, .. }
             | Event::RmqOk { value }
             | Event::RmqUnsure { value, .. }
-            | Event::RmqRead { value, .. } => Some(value),
+            | Event::RmqRead { value, .. }
+            | Event::PopSend { value, .. }
+            | Event::PopOk { value }
+            | Event::PopUnsure { value, .. }
+            | Event::PopRead { value, .. }
+            | Event::PopAcked { value, .. }
+            | Event::PopAckFailed { value, .. } => Some(value),
             _ => None,
         }
     }

@@ -153,6 +153,25 @@ struct Cli {
     /// RocketMQ push consumers (one group, clustering).
     #[arg(long, default_value_t = 1)]
     rocketmq_consumers: u32,
+    /// A Python with rocketmq-python-client (5.x, gRPC) installed
+    /// (scripts/test-chaos passes target/rocketmq-grpc-venv's): runs the
+    /// pop workload (`workloads/pop_workload.py`: SimpleConsumers acking
+    /// each message); without it there is none.
+    #[arg(long)]
+    pop_python: Option<PathBuf>,
+    /// Pop workload producers; 0 turns the workload off.
+    #[arg(long, default_value_t = 1)]
+    pop_producers: u32,
+    /// Messages per second per pop workload producer.
+    #[arg(long, default_value_t = 30)]
+    pop_rate: u32,
+    /// SimpleConsumers of the pop workload (one group).
+    #[arg(long, default_value_t = 2)]
+    pop_consumers: u32,
+    /// Seconds a received message stays invisible (the consumers ack at
+    /// once; one whose ack failed comes back after this).
+    #[arg(long, default_value_t = 10)]
+    pop_invisible: u32,
 }
 
 fn seeds(spec: &str) -> Result<Vec<u64>> {
@@ -198,6 +217,11 @@ fn main() -> Result<()> {
         rocketmq_producers: cli.rocketmq_producers,
         rocketmq_rate: cli.rocketmq_rate,
         rocketmq_consumers: cli.rocketmq_consumers,
+        pop_python: cli.pop_python.clone(),
+        pop_producers: cli.pop_producers,
+        pop_rate: cli.pop_rate,
+        pop_consumers: cli.pop_consumers,
+        pop_invisible: cli.pop_invisible,
     };
     let mut outcomes = Vec::new();
     for seed in seeds(&cli.seeds)? {
@@ -242,6 +266,14 @@ fn report(o: &run::Outcome) -> String {
             r.sent, r.acked, r.unsure, r.delivered, r.redelivered
         );
     }
+    let p = &t.pop;
+    if p.sent > 0 {
+        let _ = writeln!(
+            s,
+            "  pop: sent {}, sent OK {}, unsure {}, delivered {}, delivered again before an ack (not failed) {}, acked {}, acks failed {}",
+            p.sent, p.acked, p.unsure, p.delivered, p.redelivered, p.consumer_acks, p.ack_failures
+        );
+    }
     for f in &o.findings {
         let _ = writeln!(s, "  {:<45} {:>6}  {}", f.check, f.count, f.example.as_deref().unwrap_or(""));
     }
@@ -256,7 +288,7 @@ fn report(o: &run::Outcome) -> String {
 /// The table `docs/reliability.md` records: one row per seed.
 fn summary(outcomes: &[run::Outcome]) -> String {
     let mut s = String::from(
-        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | AMQP confirmed | AMQP delivered again | AMQP lost | AMQP stalled | RocketMQ SEND_OK | RocketMQ delivered again | RocketMQ lost | RocketMQ undelivered | RocketMQ stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| seed | faults | acked | failed | longest ack pause (ms) | client re-sends | lost | moved | dups | reordered | non-monotonic | uncommitted reads | divergent | commits back | stalled | AMQP confirmed | AMQP delivered again | AMQP lost | AMQP stalled | RocketMQ SEND_OK | RocketMQ delivered again | RocketMQ lost | RocketMQ undelivered | RocketMQ stalled | pop sent OK | pop delivered again | pop lost | pop undelivered | pop acked delivered again | pop stalled | errors | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.totals;
@@ -279,17 +311,23 @@ fn summary(outcomes: &[run::Outcome]) -> String {
 }
 
 /// The check counts, with each workload's totals before its checks
-/// (AMQP's two, then RocketMQ's three: the last five findings).
+/// (AMQP's two, RocketMQ's three, then the pop workload's four: the last
+/// nine findings).
 fn workload_columns(counts: &[String], t: &check::Totals) -> String {
-    let split = counts.len().saturating_sub(5);
+    let split = counts.len().saturating_sub(9);
     let mut cols = counts[..split].to_vec();
-    let (amqp, rmq) = counts[split..].split_at(2.min(counts.len() - split));
+    let rest = &counts[split..];
+    let (amqp, rest) = rest.split_at(2.min(rest.len()));
+    let (rmq, pop) = rest.split_at(3.min(rest.len()));
     cols.push(t.amqp.confirmed.to_string());
     cols.push(t.amqp.redelivered.to_string());
     cols.extend_from_slice(amqp);
     cols.push(t.rocketmq.acked.to_string());
     cols.push(t.rocketmq.redelivered.to_string());
     cols.extend_from_slice(rmq);
+    cols.push(t.pop.acked.to_string());
+    cols.push(t.pop.redelivered.to_string());
+    cols.extend_from_slice(pop);
     cols.join(" | ")
 }
 

@@ -16,6 +16,7 @@ use crate::disk;
 use crate::history::{self, Event, History};
 use crate::net::Network;
 use crate::power;
+use crate::rocketmq::pop::{self, PopWorkload};
 use crate::rocketmq::{self, RocketMqWorkload};
 use crate::schedule::{self, Fault, Kind, Target};
 use crate::volume::Volume;
@@ -69,6 +70,16 @@ pub(crate) struct Options {
     pub(crate) rocketmq_rate: u32,
     /// RocketMQ push consumers.
     pub(crate) rocketmq_consumers: u32,
+    /// A Python with rocketmq-python-client (`None`: no pop workload).
+    pub(crate) pop_python: Option<PathBuf>,
+    /// Pop workload producers.
+    pub(crate) pop_producers: u32,
+    /// Messages per second per pop workload producer.
+    pub(crate) pop_rate: u32,
+    /// Pop workload SimpleConsumers.
+    pub(crate) pop_consumers: u32,
+    /// Seconds a received message stays invisible.
+    pub(crate) pop_invisible: u32,
 }
 
 /// One seed's results.
@@ -139,7 +150,7 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
     // Whatever happened, no process or namespace outlives the seed.
     let stop_errors = run.cluster.stop_all();
     run.net.remove();
-    let (committed, replicas, rocketmq_log) = result?;
+    let Finals { committed, replicas, rocketmq_log, pop_log } = result?;
     run.errors.extend(stop_errors);
     let mut observed = Observed {
         history: run.history.snapshot(),
@@ -148,6 +159,7 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
         replicas: Default::default(),
         writers: Default::default(),
         rocketmq_log,
+        pop_log,
     };
     for r in &replicas {
         match disk::read_replica(&r.path) {
@@ -177,6 +189,14 @@ pub(crate) fn run_seed(opts: &Options, seed: u64) -> Result<Outcome> {
     Ok(Outcome { seed, totals, findings, errors: run.errors, dir })
 }
 
+/// What a run leaves for the checks.
+struct Finals {
+    committed: workload::FinalRead,
+    replicas: Vec<Replica>,
+    rocketmq_log: Option<HashSet<String>>,
+    pop_log: Option<HashSet<String>>,
+}
+
 /// Where one replica of a partition keeps its files.
 struct Replica {
     node: i32,
@@ -185,7 +205,7 @@ struct Replica {
 }
 
 impl Run<'_> {
-    fn go(&mut self, seed: u64) -> Result<(workload::FinalRead, Vec<Replica>, Option<HashSet<String>>)> {
+    fn go(&mut self, seed: u64) -> Result<Finals> {
         let o = self.opts;
         for i in 0..o.nodes {
             self.cluster.start(i)?;
@@ -223,15 +243,29 @@ impl Run<'_> {
             rate: o.rocketmq_rate,
             consumers: o.rocketmq_consumers,
         });
-        if rmq.is_some() {
-            let topic = Workload { topic: rocketmq::TOPIC.into(), partitions: 3, ..w.clone() };
-            workload::create_topic(&topic, Duration::from_secs(60))?;
-            self.cluster.await_healthy(rocketmq::TOPIC, Duration::from_secs(60))?;
+        let pop = o.pop_python.clone().filter(|_| o.pop_producers > 0).map(|python| PopWorkload {
+            python,
+            endpoints: self.cluster.grpc_endpoints(),
+            producers: o.pop_producers,
+            rate: o.pop_rate,
+            consumers: o.pop_consumers,
+            invisible: o.pop_invisible,
+        });
+        for (name, used) in [(rocketmq::TOPIC, rmq.is_some()), (pop::TOPIC, pop.is_some())] {
+            if used {
+                let topic = Workload { topic: name.into(), partitions: 3, ..w.clone() };
+                workload::create_topic(&topic, Duration::from_secs(60))?;
+                self.cluster.await_healthy(name, Duration::from_secs(60))?;
+            }
         }
         let running = workload::start(&w, &self.history);
         let amqp_running = amqp.as_ref().map(|a| amqp::start(a, &self.history));
         let rmq_running = match &rmq {
             Some(r) => Some(rocketmq::start(r, &self.history, self.cluster.root())?),
+            None => None,
+        };
+        let pop_running = match &pop {
+            Some(p) => Some(pop::start(p, &self.history, self.cluster.root())?),
             None => None,
         };
 
@@ -271,7 +305,10 @@ impl Run<'_> {
             self.errors.push(format!("AMQP final drain: {e:#}"));
         }
         if let Some(r) = rmq_running {
-            self.errors.extend(r.stop(&self.history, Duration::from_secs(60)));
+            self.errors.extend(r.stop(&self.history, Duration::from_secs(60), rocketmq::check::all_delivered));
+        }
+        if let Some(p) = pop_running {
+            self.errors.extend(p.stop(&self.history, Duration::from_secs(60), rocketmq::pop_check::all_acked));
         }
         if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
             self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));
@@ -288,25 +325,11 @@ impl Run<'_> {
                 Default::default()
             }
         };
-        // The RocketMQ topic's committed log: a SEND_OK value missing there
-        // was lost by the brokers, one there but never delivered by the
-        // consumers' side.
-        let rocketmq_log = if rmq.is_some() {
-            let topic = Workload { topic: rocketmq::TOPIC.into(), partitions: 3, ..w.clone() };
-            match workload::read_committed(&topic, Duration::from_secs(60)) {
-                Ok(r) if r.incomplete.is_empty() => Some(r.logs.into_values().flatten().map(|(_, v)| v).collect()),
-                Ok(r) => {
-                    self.errors.push(format!("final read of {}: {:?}", rocketmq::TOPIC, r.incomplete));
-                    None
-                }
-                Err(e) => {
-                    self.errors.push(format!("final read of {}: {e:#}", rocketmq::TOPIC));
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        // The RocketMQ topics' committed logs: a value answered OK missing
+        // there was lost by the brokers, one there but never delivered by
+        // the consumers' side.
+        let rocketmq_log = rmq.is_some().then(|| self.final_values(&w, rocketmq::TOPIC)).flatten();
+        let pop_log = pop.is_some().then(|| self.final_values(&w, pop::TOPIC)).flatten();
         let mut replicas = Vec::new();
         for p in self.cluster.partitions(TOPIC).unwrap_or_default() {
             for node in p.replicas {
@@ -316,7 +339,24 @@ impl Run<'_> {
                 }
             }
         }
-        Ok((committed, replicas, rocketmq_log))
+        Ok(Finals { committed, replicas, rocketmq_log, pop_log })
+    }
+
+    /// The values of `topic`'s committed log (3 partitions), read with a
+    /// Kafka client; `None`, with an error, when it cannot be read whole.
+    fn final_values(&mut self, w: &Workload, name: &str) -> Option<HashSet<String>> {
+        let topic = Workload { topic: name.into(), partitions: 3, ..w.clone() };
+        match workload::read_committed(&topic, Duration::from_secs(60)) {
+            Ok(r) if r.incomplete.is_empty() => Some(r.logs.into_values().flatten().map(|(_, v)| v).collect()),
+            Ok(r) => {
+                self.errors.push(format!("final read of {name}: {:?}", r.incomplete));
+                None
+            }
+            Err(e) => {
+                self.errors.push(format!("final read of {name}: {e:#}"));
+                None
+            }
+        }
     }
 
     /// With `--snapshots`: a copy of every node's workload topic files,

@@ -19,6 +19,8 @@
 //! the check then reports what is missing).
 
 pub(crate) mod check;
+pub(crate) mod pop;
+pub(crate) mod pop_check;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::history::{Event, History};
+use crate::history::{Entry, Event, History};
 
 /// The topic written and read.
 pub(crate) const TOPIC: &str = "chaos-rmq";
@@ -61,48 +63,75 @@ pub(crate) struct Running {
     stdin: ChildStdin,
     reader: JoinHandle<()>,
     stopped: Arc<AtomicBool>,
+    name: &'static str,
 }
 
 /// Starts the client program; its files (the program, the C++ client's
 /// logs) go under `dir`.
 pub(crate) fn start(w: &RocketMqWorkload, history: &Arc<History>, dir: &Path) -> Result<Running> {
-    let home = dir.join("rocketmq-client");
-    std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+    let args = [w.namesrv.clone(), TOPIC.into(), GROUP.into()]
+        .into_iter()
+        .chain([w.producers, w.rate, w.consumers].map(|n| n.to_string()))
+        .collect();
     // Not `rocketmq.py`: it would shadow the client package.
-    let program = home.join("rmq_workload.py");
-    std::fs::write(&program, PROGRAM).with_context(|| format!("writing {}", program.display()))?;
+    let program = Program { python: &w.python, home: "rocketmq-client", file: "rmq_workload.py", text: PROGRAM, args };
+    spawn(&program, history, dir, parse)
+}
+
+/// A Python client program reporting its operations as JSON lines.
+pub(crate) struct Program<'a> {
+    pub(crate) python: &'a Path,
+    /// Its directory under the run's (its file, its stderr, its $HOME).
+    pub(crate) home: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) text: &'static str,
+    pub(crate) args: Vec<String>,
+}
+
+/// What a line of a client program says.
+pub(crate) enum Parsed {
+    Event(Event),
+    /// Its producers stopped.
+    Stopped,
+}
+
+/// Starts `program`, each of its lines `parse`d into the history.
+pub(crate) fn spawn(
+    program: &Program<'_>,
+    history: &Arc<History>,
+    dir: &Path,
+    parse: fn(&str) -> Option<Parsed>,
+) -> Result<Running> {
+    let home = dir.join(program.home);
+    std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+    let file = home.join(program.file);
+    std::fs::write(&file, program.text).with_context(|| format!("writing {}", file.display()))?;
     let stderr = std::fs::File::create(home.join("stderr.log"))?;
-    let mut child = Command::new(&w.python)
-        .arg(&program)
-        .args([&w.namesrv, TOPIC, GROUP])
-        .args([w.producers, w.rate, w.consumers].map(|n| n.to_string()))
-        // The C++ client writes its logs under $HOME.
+    let mut child = Command::new(program.python)
+        .arg(&file)
+        .args(&program.args)
+        // The clients write their logs under $HOME.
         .env("HOME", &home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .with_context(|| format!("starting the RocketMQ clients with {}", w.python.display()))?;
+        .with_context(|| format!("starting {} with {}", program.file, program.python.display()))?;
     let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let stopped = Arc::new(AtomicBool::new(false));
-    let (h, s) = (history.clone(), stopped.clone());
+    let (h, s, name) = (history.clone(), stopped.clone(), program.file);
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             match parse(&line) {
                 Some(Parsed::Event(e)) => h.push(e),
                 Some(Parsed::Stopped) => s.store(true, Ordering::Release),
-                None => h.push(Event::Note { what: format!("rocketmq clients said: {line}") }),
+                None => h.push(Event::Note { what: format!("{name} said: {line}") }),
             }
         }
     });
-    Ok(Running { child, stdin, reader, stopped })
-}
-
-enum Parsed {
-    Event(Event),
-    Stopped,
+    Ok(Running { child, stdin, reader, stopped, name })
 }
 
 /// One line of the client program.
@@ -122,22 +151,23 @@ fn parse(line: &str) -> Option<Parsed> {
 
 impl Running {
     /// Stops the producers, lets the consumers read until every
-    /// acknowledged value was delivered (at most `drain`), then ends the
-    /// program; returns what went wrong.
-    pub(crate) fn stop(mut self, history: &History, drain: Duration) -> Vec<String> {
+    /// acknowledged value was delivered (`done`; at most `drain`), then
+    /// ends the program; returns what went wrong.
+    pub(crate) fn stop(mut self, history: &History, drain: Duration, done: fn(&[Entry]) -> bool) -> Vec<String> {
+        let name = self.name;
         let mut errors = Vec::new();
         if let Err(e) = writeln!(self.stdin, "stop").and_then(|()| self.stdin.flush()) {
-            errors.push(format!("RocketMQ clients: stopping the producers: {e}"));
+            errors.push(format!("{name}: stopping the producers: {e}"));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.stopped.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         if !self.stopped.load(Ordering::Acquire) {
-            errors.push("RocketMQ clients: the producers did not stop within 30 s".into());
+            errors.push(format!("{name}: the producers did not stop within 30 s"));
         }
         let deadline = Instant::now() + drain;
-        while !check::all_delivered(&history.snapshot()) && Instant::now() < deadline {
+        while !done(&history.snapshot()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(500));
         }
         let _ = writeln!(self.stdin, "exit").and_then(|()| self.stdin.flush());
@@ -146,14 +176,14 @@ impl Running {
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => break,
                 Ok(Some(status)) => {
-                    errors.push(format!("RocketMQ clients: the program ended with {status} (see its stderr.log)"));
+                    errors.push(format!("{name}: the program ended with {status} (see its stderr.log)"));
                     break;
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 Ok(None) | Err(_) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    errors.push("RocketMQ clients: the program did not end within 20 s; killed".into());
+                    errors.push(format!("{name}: the program did not end within 20 s; killed"));
                     break;
                 }
             }
