@@ -24,6 +24,10 @@ use crate::exception::{AmqpException, MethodResult};
 /// The service's name.
 pub(crate) const SERVICE: &str = "amqp.consumers";
 
+/// How long a consume waits for an unreachable queue node's successor
+/// (messaging's sends wait as long for a partition's new leader).
+const FAILOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Serialize, Deserialize)]
 enum Call {
     Join {
@@ -102,27 +106,51 @@ impl AmqpGateway {
     }
 
     /// Admits a new consumer of a queue another node leads: joins it there
-    /// (exclusivity is checked against every consumer of the cluster).
+    /// (exclusivity is checked against every consumer of the cluster). A
+    /// node out of reach is waited out while the queue fails over (up to
+    /// [`FAILOVER_WAIT`]), and the join goes to its new node — as a quorum
+    /// queue's consume waits for its new leader; then RabbitMQ's answer, a
+    /// connection error 541.
     pub(crate) async fn join_at_queue_node(
         &self,
-        node: i32,
+        mut node: i32,
         c: &Consumer,
         queue: &str,
         vhost: &str,
     ) -> MethodResult<()> {
         let call = Call::Join { topic: c.topic.clone(), id: c.id, exclusive: c.exclusive };
-        match self.call_consumers(node, &call).await {
-            Ok(Answer::Joined) => Ok(()),
-            Ok(Answer::Refused) => {
-                Err(AmqpException::access_refused(format!("queue '{queue}' in vhost '{vhost}' in exclusive use")))
+        let deadline = tokio::time::Instant::now() + FAILOVER_WAIT;
+        loop {
+            let e = match self.call_consumers(node, &call).await {
+                Ok(Answer::Joined) => return Ok(()),
+                Ok(Answer::Refused) => {
+                    return Err(AmqpException::access_refused(format!(
+                        "queue '{queue}' in vhost '{vhost}' in exclusive use"
+                    )));
+                }
+                Ok(other) => {
+                    return Err(AmqpException::internal_error(format!("node {node} answered a join with {other:?}")));
+                }
+                Err(e) => e,
+            };
+            // Polled: a failover takes moments, and this wait is bounded.
+            loop {
+                if self.leads(&c.topic) {
+                    return Ok(());
+                }
+                match self.queue_node(&c.topic) {
+                    Some(other) if other != node => {
+                        node = other;
+                        break;
+                    }
+                    _ if tokio::time::Instant::now() >= deadline => {
+                        return Err(AmqpException::internal_error(format!(
+                            "timed out consuming from queue '{queue}' in vhost '{vhost}': its node {node} is unreachable: {e}"
+                        )));
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
             }
-            Ok(other) => Err(AmqpException::internal_error(format!("node {node} answered a join with {other:?}"))),
-            // As RabbitMQ answers when a queue's home node is out of reach:
-            // a channel error (the queue fails over within moments; the
-            // client's other channels go on).
-            Err(e) => Err(AmqpException::not_found(format!(
-                "home node {node} of queue '{queue}' in vhost '{vhost}' is down or inaccessible: {e}"
-            ))),
         }
     }
 
