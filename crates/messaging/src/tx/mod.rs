@@ -35,6 +35,10 @@ use crate::message::{Message, StoredMessage, headers, new_message_id};
 use crate::send::Partitioning;
 use crate::timer::{Answer, Call, ShardAt};
 
+/// How long a decision waits for its shard to be served (see
+/// [`Messaging::end_transaction`]); within a forwarded call's time.
+const DECIDE_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
 pub(crate) use legacy::migrate;
 
 /// How a transaction ends.
@@ -164,21 +168,61 @@ impl Messaging {
     /// Commits or rolls back a transaction, at its shard's leader. Ending
     /// one that is not open (a second decision, or an unknown handle) is
     /// refused.
+    ///
+    /// A shard that is moving (no leader for a moment, its new leader still
+    /// loading it, a deposed one refusing the write) is waited out for up
+    /// to [`DECIDE_WAIT`], as sends wait for a partition's new leader: a
+    /// RocketMQ producer's decision is one-way, and one lost here waits for
+    /// the next check-back instead. Only attempts that surely decided
+    /// nothing are made again.
     pub async fn end_transaction(&self, handle: u64, outcome: TxOutcome) -> Result<()> {
         let (shard, offset) = split(handle)?;
-        match self.shard_at(shard)? {
-            ShardAt::Here(s) => s.decide(self, offset, outcome).await,
-            ShardAt::Node(node) => match self.call_timer(node, Call::EndTransaction { handle, outcome }).await? {
-                Answer::TransactionEnded => Ok(()),
-                other => Err(MessagingError::Internal(format!("node {node} answered a decision with {other:?}"))),
-            },
+        if self.broker.topic(TIMER_TOPIC).and_then(|t| t.partition(shard)).is_none() {
+            return Err(MessagingError::InvalidRequest(format!("transaction {handle} names no timer shard")));
+        }
+        let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
+        loop {
+            let failed = match self.shard_at(shard) {
+                Ok(ShardAt::Here(s)) => match s.decide(self, offset, outcome).await {
+                    Err(e) if e.surely_unwritten() => e,
+                    done => return done,
+                },
+                // That node waits for its shard itself.
+                Ok(ShardAt::Node(node)) => {
+                    return match self.call_timer(node, Call::EndTransaction { handle, outcome }).await? {
+                        Answer::TransactionEnded => Ok(()),
+                        other => {
+                            Err(MessagingError::Internal(format!("node {node} answered a decision with {other:?}")))
+                        }
+                    };
+                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(failed);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
-    /// [`Messaging::end_transaction`] in a shard served here.
+    /// [`Messaging::end_transaction`] in a shard served here (asked by
+    /// another node): a shard this node is still loading is waited for.
     pub(crate) async fn end_transaction_here(&self, handle: u64, outcome: TxOutcome) -> Result<()> {
         let (shard, offset) = split(handle)?;
-        self.serving_or_unavailable(shard)?.decide(self, offset, outcome).await
+        let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
+        loop {
+            let failed = match self.serving_or_unavailable(shard) {
+                Ok(s) => match s.decide(self, offset, outcome).await {
+                    Err(e) if e.surely_unwritten() => e,
+                    done => return done,
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(failed);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// One round of check-backs over every shard: the open transactions
