@@ -278,6 +278,19 @@ def test_a_live_consumers_deliveries_stay_its_own_when_the_queue_fails_over(clus
     ch = home.channel()
     publish_confirmed(ch, queue, [b"f%d" % i for i in range(5)])
     home.close()
+
+    def pop_shards():
+        """(records written, all committed) of the `__fjord_pop` shards,
+        each as its leader reports it."""
+        written, committed = 0, True
+        for node_id, n in enumerate(cluster.nodes, start=1):
+            for p in n.http_json("/api/v1/topics/__fjord_pop")["partitions"]:
+                if p["leader"] == node_id:
+                    written += p["log_end_offset"]
+                    committed = committed and p["high_watermark"] == p["log_end_offset"]
+        return written, committed
+
+    before, _ = pop_shards()
     remote = amqp_connect(cluster, 3)
     try:
         c = remote.channel()
@@ -288,6 +301,10 @@ def test_a_live_consumers_deliveries_stay_its_own_when_the_queue_fails_over(clus
             held.append((method.delivery_tag, body))
             if len(held) == 3:
                 break
+        # AMQP's pops are answered before their shard write commits (a
+        # crash within those moments delivers them again, as documented):
+        # the kill waits until the deliveries are on their shard.
+        wait_for(lambda: pop_shards()[0] > before and pop_shards()[1], 10, "the deliveries on their pop shard")
         cluster.kill(2)
         try:
             # At once: the consume below waits for the queue's new node.
