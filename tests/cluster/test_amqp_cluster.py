@@ -304,7 +304,11 @@ def test_a_live_consumers_deliveries_stay_its_own_when_the_queue_fails_over(clus
         # AMQP's pops are answered before their shard write commits (a
         # crash within those moments delivers them again, as documented):
         # the kill waits until the deliveries are on their shard.
-        wait_for(lambda: pop_shards()[0] > before and pop_shards()[1], 10, "the deliveries on their pop shard")
+        def on_shard():
+            written, committed = pop_shards()
+            return written > before and committed
+
+        wait_for(on_shard, 10, "the deliveries on their pop shard")
         cluster.kill(2)
         try:
             # At once: the consume below waits for the queue's new node.

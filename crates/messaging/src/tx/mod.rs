@@ -39,6 +39,42 @@ use crate::timer::{Answer, Call, ShardAt};
 /// [`Messaging::end_transaction`]); within a forwarded call's time.
 const DECIDE_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
 
+/// One attempt at a decision.
+enum Tried {
+    /// Answered (decided, or failed in a way that may have decided it).
+    Done(Result<()>),
+    /// Surely decided nothing (the shard not served now): worth again.
+    Again(MessagingError),
+}
+
+impl Tried {
+    /// A local decision's outcome: a write refused before anything was
+    /// written is tried again.
+    fn decided(r: Result<()>) -> Tried {
+        match r {
+            Err(e) if e.surely_unwritten() => Tried::Again(e),
+            done => Tried::Done(done),
+        }
+    }
+}
+
+/// Makes `attempt` every 100 ms while it surely decided nothing, for up to
+/// [`DECIDE_WAIT`]; the last failure after that.
+async fn decided_while_moving<F, Fut>(mut attempt: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Tried>,
+{
+    let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
+    loop {
+        match attempt().await {
+            Tried::Done(r) => return r,
+            Tried::Again(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Tried::Again(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 pub(crate) use legacy::migrate;
 
 /// How a transaction ends.
@@ -180,49 +216,36 @@ impl Messaging {
         if self.broker.topic(TIMER_TOPIC).and_then(|t| t.partition(shard)).is_none() {
             return Err(MessagingError::InvalidRequest(format!("transaction {handle} names no timer shard")));
         }
-        let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
-        loop {
-            let failed = match self.shard_at(shard) {
-                Ok(ShardAt::Here(s)) => match s.decide(self, offset, outcome).await {
-                    Err(e) if e.surely_unwritten() => e,
-                    done => return done,
-                },
+        decided_while_moving(|| async move {
+            match self.shard_at(shard) {
+                Ok(ShardAt::Here(s)) => Tried::decided(s.decide(self, offset, outcome).await),
                 // That node waits for its shard itself.
                 Ok(ShardAt::Node(node)) => {
-                    return match self.call_timer(node, Call::EndTransaction { handle, outcome }).await? {
-                        Answer::TransactionEnded => Ok(()),
-                        other => {
+                    Tried::Done(match self.call_timer(node, Call::EndTransaction { handle, outcome }).await {
+                        Ok(Answer::TransactionEnded) => Ok(()),
+                        Ok(other) => {
                             Err(MessagingError::Internal(format!("node {node} answered a decision with {other:?}")))
                         }
-                    };
+                        Err(e) => Err(e),
+                    })
                 }
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(failed);
+                Err(e) => Tried::Again(e),
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// [`Messaging::end_transaction`] in a shard served here (asked by
     /// another node): a shard this node is still loading is waited for.
     pub(crate) async fn end_transaction_here(&self, handle: u64, outcome: TxOutcome) -> Result<()> {
         let (shard, offset) = split(handle)?;
-        let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
-        loop {
-            let failed = match self.serving_or_unavailable(shard) {
-                Ok(s) => match s.decide(self, offset, outcome).await {
-                    Err(e) if e.surely_unwritten() => e,
-                    done => return done,
-                },
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(failed);
+        decided_while_moving(|| async move {
+            match self.serving_or_unavailable(shard) {
+                Ok(s) => Tried::decided(s.decide(self, offset, outcome).await),
+                Err(e) => Tried::Again(e),
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// One round of check-backs over every shard: the open transactions
