@@ -8,10 +8,12 @@ import time
 
 import pika
 import pytest
+from kafka import KafkaProducer
 from pika.exceptions import ChannelClosedByBroker, NackError
 
 import urllib.request
 
+import fjord_harness
 from test_pika import drain
 
 
@@ -86,6 +88,26 @@ def test_max_length_drop_head_dead_letters_the_oldest(ch, unique):
     assert [b for _, _, b in drain(ch, work, 2)] == [b"m3", b"m4"]
     dropped = drain(ch, dlq, 3)
     assert sorted(b for _, _, b in dropped) == [b"m0", b"m1", b"m2"]
+    assert {death(p)["reason"] for _, p, _ in dropped} == {"maxlen"}
+
+
+@pytest.mark.fjord_only
+def test_max_length_holds_for_records_written_by_other_protocols(fjord, ch, unique):
+    """Records a Kafka producer writes to a drop-head queue's topic never
+    pass an AMQP publisher's trim: the queue's node trims the queue back
+    to its limit by itself (the same sweep finishes a publisher's trim
+    that failed, e.g. during a failover)."""
+    work, dlq = dlx_pair(ch, unique, **{"x-max-length": 2})
+    kp = KafkaProducer(bootstrap_servers=fjord.bootstrap)
+    for i in range(5):
+        kp.send(work, value=f"k{i}".encode())
+    kp.flush()
+    kp.close()
+    fjord_harness.wait_until(lambda: ch.queue_declare(work, passive=True).method.message_count == 2, 10,
+                             message="the queue trimmed to its limit")
+    assert [b for _, _, b in drain(ch, work, 2)] == [b"k3", b"k4"]
+    dropped = drain(ch, dlq, 3)
+    assert sorted(b for _, _, b in dropped) == [b"k0", b"k1", b"k2"]
     assert {death(p)["reason"] for _, p, _ in dropped} == {"maxlen"}
 
 

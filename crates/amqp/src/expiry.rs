@@ -1,5 +1,8 @@
-//! Queues unused for their `x-expires` are deleted; the queue gauges
-//! ([`crate::instrument`]) are sampled; and expiry without consumers: once a second, queues with `x-message-ttl` or
+//! Once a second, each node looks after the queues it holds: those unused
+//! for their `x-expires` are deleted; the queue gauges
+//! ([`crate::instrument`]) are sampled; drop-head queues left over their
+//! length limit are trimmed ([`crate::maxlen`]); and expiry without
+//! consumers: queues with `x-message-ttl` or
 //! a dead-letter exchange and no consumer have their expired head messages
 //! dead-lettered (reason `expired`), as RabbitMQ expires at the head. A
 //! queue with consumers expires at delivery instead (see [`crate::consumer`]),
@@ -18,6 +21,7 @@ use tokio::sync::watch;
 use crate::AmqpGateway;
 use crate::deadletter::{QueueRef, Reason};
 use crate::mapping;
+use crate::maxlen::HeadLimits;
 use crate::model::{AMQP_GROUP, int_arg, string_arg};
 
 /// Ticks between two samples of the queue gauges.
@@ -31,6 +35,7 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
+    let mut lengths = Lengths::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -65,6 +70,10 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
                         continue;
                     }
                 }
+                if let Some(limits) = HeadLimits::of(q) {
+                    let queue = QueueRef { vhost: vhost.clone(), queue: q.clone() };
+                    lengths.look(&gw, &queue, limits, ticks).await;
+                }
                 let ttl = int_arg(&q.arguments, "x-message-ttl");
                 let dlx = string_arg(&q.arguments, "x-dead-letter-exchange");
                 if (ttl.is_none() && dlx.is_none()) || gw.consumers.count(&q.topic) > 0 {
@@ -74,6 +83,44 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
                 sweep(&gw, &queue, ttl).await;
             }
         }
+        lengths.forget_older(ticks);
+    }
+}
+
+/// What the sweep saw of each drop-head queue's log: the end it had at
+/// the previous look, the end at which the queue was last found within
+/// its limits, and the tick of the look (queues gone are forgotten).
+#[derive(Default)]
+struct Lengths {
+    seen: std::collections::HashMap<String, (u64, Option<u64>, u64)>,
+}
+
+impl Lengths {
+    /// Trims `q` when nothing was published to it since the previous look
+    /// (a publisher's own trim is done) and it was not found within its
+    /// limits at this end of its log yet: what remains over a limit then
+    /// is a trim that was missed.
+    async fn look(&mut self, gw: &AmqpGateway, q: &QueueRef, limits: HeadLimits, tick: u64) {
+        let Some(t) = gw.messaging.broker().topic(&q.queue.topic) else { return };
+        let end: u64 = t.partitions().iter().map(|p| p.high_watermark()).sum();
+        let (previous, mut within, _) = self.seen.get(&q.queue.topic).copied().unwrap_or((u64::MAX, None, 0));
+        if end == previous && within != Some(end) {
+            match crate::maxlen::trim(gw, q, limits).await {
+                Some(0) => within = Some(end),
+                Some(dropped) => {
+                    tracing::info!(queue = %q.queue.name, dropped, "amqp: a queue left over its length limit was trimmed");
+                    within = Some(end);
+                }
+                // Tried again at the next look.
+                None => {}
+            }
+        }
+        self.seen.insert(q.queue.topic.clone(), (end, within, tick));
+    }
+
+    /// Forgets the queues not looked at in `tick`.
+    fn forget_older(&mut self, tick: u64) {
+        self.seen.retain(|_, (_, _, t)| *t == tick);
     }
 }
 

@@ -57,6 +57,7 @@ mod expiry;
 mod instrument;
 pub mod manage;
 pub mod mapping;
+mod maxlen;
 pub mod model;
 pub mod ops;
 pub mod priority;

@@ -18,7 +18,7 @@ use crate::connection::method_frame;
 use crate::deadletter::{QueueRef, Reason};
 use crate::instrument;
 use crate::mapping::{self, Published};
-use crate::model::{AMQP_GROUP, int_arg, string_arg};
+use crate::model::{int_arg, string_arg};
 
 /// Publishes taken into one batch at most.
 const MAX_BATCH: usize = 512;
@@ -217,19 +217,6 @@ impl Limit {
     fn would_overflow(&self, size: u64) -> bool {
         self.max_len.is_some_and(|m| self.ready + 1 > m) || self.max_bytes.is_some_and(|m| self.ready_bytes + size > m)
     }
-
-    /// How many messages to drop from the head of a ready part with these
-    /// body sizes (in pop order) so it is within both limits again.
-    fn excess(&self, sizes: &[u64]) -> usize {
-        let (mut len, mut bytes) = (sizes.len() as u64, sizes.iter().sum::<u64>());
-        let mut n = 0;
-        while n < sizes.len() && (self.max_len.is_some_and(|m| len > m) || self.max_bytes.is_some_and(|m| bytes > m)) {
-            len -= 1;
-            bytes -= sizes[n];
-            n += 1;
-        }
-        n
-    }
 }
 
 /// What a batch needs to know of one topic's queue.
@@ -247,20 +234,6 @@ enum Overflow {
     RejectPublishDlx,
 }
 
-/// The ready part of the AMQP group on `topic` (at the queue's node): its
-/// count, and its body sizes in pop order when `with_sizes` (queues
-/// bounded by bytes: they cost a read) and they could be read.
-async fn ready_part(gw: &AmqpGateway, topic: &str, with_sizes: bool) -> (u64, Option<Vec<u64>>) {
-    let model = fjord_messaging::ConsumeModel::Clustering;
-    if with_sizes {
-        match gw.messaging.pop_ready_sizes_at_leader(AMQP_GROUP, &model, topic).await {
-            Ok(sizes) => return (sizes.len() as u64, Some(sizes)),
-            Err(e) => tracing::warn!(%topic, error = %e, "amqp: could not measure a queue's ready bytes"),
-        }
-    }
-    (gw.depth(topic).await.0, None)
-}
-
 impl Limits {
     /// Looks up the queues of `topics` in `vhost`, with the ready part of
     /// those that refuse publishes over a length limit (a drop-head queue
@@ -271,7 +244,8 @@ impl Limits {
         for topic in topics {
             let q = snapshot.get(vhost).and_then(|v| v.queues.values().find(|q| q.topic == *topic));
             let mut limit = None;
-            if let Some(q) = q {
+            // A stream queue's length limits are its topic's retention.
+            if let Some(q) = q.filter(|q| !crate::stream::is_stream(q)) {
                 let max_len = int_arg(&q.arguments, "x-max-length").map(|n| n.max(0) as u64);
                 let max_bytes = int_arg(&q.arguments, "x-max-length-bytes").map(|n| n.max(0) as u64);
                 if max_len.is_some() || max_bytes.is_some() {
@@ -283,7 +257,7 @@ impl Limits {
                     let (ready, sizes) = if overflow == Overflow::DropHead {
                         (0, None)
                     } else {
-                        ready_part(gw, topic, max_bytes.is_some()).await
+                        crate::maxlen::ready_part(gw, topic, max_bytes.is_some()).await
                     };
                     let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
                     let ready_bytes = sizes.map_or(0, |s| s.iter().sum());
@@ -331,25 +305,10 @@ impl Limits {
     /// Trims drop-head queues back within their limits, oldest first
     /// (dead-lettered with reason `maxlen`).
     async fn drop_heads(&mut self, gw: &AmqpGateway) {
-        for Known { topic, limit, .. } in &self.queues {
+        for Known { limit, .. } in &self.queues {
             let Some(l) = limit.as_ref().filter(|l| l.overflow == Overflow::DropHead) else { continue };
-            let mut excess = match ready_part(gw, topic, l.max_bytes.is_some()).await {
-                (_, Some(sizes)) => l.excess(&sizes) as u64,
-                // Counted only (no byte limit, or the sizes could not be read).
-                (ready, None) => ready.saturating_sub(l.max_len.unwrap_or(u64::MAX)),
-            };
-            while excess > 0 {
-                let n = excess.min(1024) as usize;
-                let mut req = fjord_messaging::PopRequest::new(AMQP_GROUP, topic.as_str(), n);
-                req.invisible = std::time::Duration::from_secs(60);
-                let popped = match gw.messaging.pop_at_leader(req).await {
-                    Ok(p) if !p.is_empty() => p,
-                    _ => break,
-                };
-                excess = excess.saturating_sub(popped.len() as u64);
-                let msgs = popped.into_iter().map(|p| (p.message, p.receipt)).collect();
-                gw.dead_letter(&l.queue, msgs, Reason::Maxlen).await;
-            }
+            let limits = crate::maxlen::HeadLimits { max_len: l.max_len, max_bytes: l.max_bytes };
+            crate::maxlen::trim(gw, &l.queue, limits).await;
         }
     }
 }
