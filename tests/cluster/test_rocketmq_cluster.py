@@ -232,7 +232,16 @@ def test_open_transactions_survive_the_loss_of_the_node_holding_them(cluster):
 
         # The END_TRANSACTIONs are one-way: the committed and rolled-back
         # ones are decided a moment after their sends returned.
-        wait_for(lambda: sum(open_transactions(n) for n in cluster.nodes) == 12, 3, "12 transactions open")
+        per_node = []
+
+        def twelve_open():
+            per_node[:] = [open_transactions(n) for n in cluster.nodes]
+            return sum(per_node) == 12
+
+        try:
+            wait_for(twelve_open, 3, "12 transactions open")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; open per node: {per_node}, unknown ones by shard leader: {open_on}") from e
         assert time.monotonic() - first_open < 5, "killed before the first check-back (6 s)"
         cluster.kill(victim)
         try:

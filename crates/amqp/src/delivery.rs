@@ -188,7 +188,7 @@ impl Conn {
         let internal = |e: fjord_messaging::MessagingError| AmqpException::internal_error(e.to_string());
         let model = ConsumeModel::Clustering;
         loop {
-            let popped = crate::priority::pop(&self.gw, &q.topic, &q.arguments, 1, std::time::Duration::ZERO).await;
+            let popped = pop_while_moving(&self.gw, &q.topic, &q.arguments).await;
             let Some(p) = popped.map_err(internal)?.pop() else {
                 return ok(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             };
@@ -229,9 +229,21 @@ impl Conn {
             crate::instrument::count("rabbitmq_global_messages_delivered_total", 1);
             crate::instrument::count("rabbitmq_global_messages_redelivered_total", u64::from(p.attempt > 1));
             if g.no_ack {
+                // The message is the client's now: an ack that fails (its
+                // queue still moving after the settle's wait) is logged,
+                // not a reason to close the connection; the message comes
+                // back after `consumer_timeout` (at least once).
                 let one = std::slice::from_ref(&p.receipt);
-                let acked = self.gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, one, true).await;
-                acked.map_err(internal)?.pop().unwrap_or(Ok(())).map_err(internal)?;
+                match self.gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, one, true).await {
+                    Ok(mut r) => {
+                        if let Some(Err(e)) = r.pop() {
+                            tracing::warn!(queue = %q.name, error = %e, "amqp: a no-ack basic.get's message could not be settled");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = %q.name, error = %e, "amqp: a no-ack basic.get's message could not be settled")
+                    }
+                }
             }
             return Ok(None);
         }
@@ -312,5 +324,31 @@ impl Conn {
             }
         }));
         Ok(())
+    }
+}
+
+/// How long a basic.get waits for its queue to be served again while it
+/// moves (a leader change, a node lost), as a quorum queue's get waits for
+/// its new leader.
+const GET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One message of `topic` for basic.get; a pop failing because the queue
+/// or its pop shard is moving is made again every 100 ms for up to
+/// [`GET_WAIT`]. A pop whose outcome was unknown may have taken a message:
+/// it comes back after `consumer_timeout` (at least once).
+async fn pop_while_moving(
+    gw: &crate::AmqpGateway,
+    topic: &str,
+    args: &fjord_amqp_codec::FieldTable,
+) -> fjord_messaging::Result<Vec<fjord_messaging::Popped>> {
+    let deadline = tokio::time::Instant::now() + GET_WAIT;
+    loop {
+        match crate::priority::pop(gw, topic, args, 1, std::time::Duration::ZERO).await {
+            Err(e) if e.moving() && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%topic, error = %e, "amqp basic.get: the queue is moving, asking again");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
     }
 }

@@ -460,7 +460,7 @@ impl CommitPoint {
                 return Ok(());
             }
             if let Some(reason) = self.log.poisoned() {
-                return Err(self.lost(reason));
+                return Err(self.poisoned(reason));
             }
             if rx.changed().await.is_err() {
                 return Err(self.lost("the partition was closed".into()));
@@ -492,13 +492,19 @@ impl CommitPoint {
             return Some(Err(self.lost("this replica stopped leading before the write was committed".into())));
         }
         if let Some(reason) = self.log.poisoned() {
-            return Some(Err(self.lost(reason)));
+            return Some(Err(self.poisoned(reason)));
         }
         None
     }
 
-    fn lost(&self, reason: String) -> LogError {
+    /// The log failed (a write or fsync): the write's fate is unknown.
+    fn poisoned(&self, reason: String) -> LogError {
         LogError::Poisoned { path: self.log.dir().to_path_buf(), op: "commit", reason }
+    }
+
+    /// This write's commit is not confirmed; the log still takes writes.
+    fn lost(&self, reason: String) -> LogError {
+        LogError::NotCommitted { path: self.log.dir().to_path_buf(), reason }
     }
 }
 

@@ -74,6 +74,8 @@ fn log_kind(e: &LogError) -> ResponseError {
         LogError::InvalidBatch(_) => ResponseError::CorruptMessage,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Poisoned { .. } => ResponseError::KafkaStorageError,
+        // Possibly written: a retry of the same batch is recognised.
+        LogError::NotCommitted { .. } => ResponseError::RequestTimedOut,
         LogError::Io { .. } => ResponseError::KafkaStorageError,
         LogError::Closed(_) => ResponseError::NotLeaderOrFollower,
         LogError::InvalidArgument(_) => ResponseError::InvalidRequest,

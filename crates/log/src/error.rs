@@ -99,6 +99,16 @@ pub enum LogError {
         /// The original error message.
         reason: String,
     },
+    /// One write's commit was not confirmed (the replica stopped leading,
+    /// the log was cut or closed first): the write may or may not survive.
+    /// Unlike [`LogError::Poisoned`] the log itself still takes writes.
+    #[error("a write to log {path} was not confirmed committed: {reason}")]
+    NotCommitted {
+        /// Log directory.
+        path: PathBuf,
+        /// Why the commit was not confirmed.
+        reason: String,
+    },
     /// The log was closed.
     #[error("log {0} is closed")]
     Closed(PathBuf),

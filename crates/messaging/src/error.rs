@@ -99,6 +99,18 @@ impl MessagingError {
         )
     }
 
+    /// Whether the failure is one a queue's or shard's move causes (no
+    /// leader for a moment, a deposed leader, a node lost, an outcome not
+    /// known): the same call made shortly after, through the new leader,
+    /// may succeed. Not while shutting down.
+    pub fn moving(&self) -> bool {
+        match self {
+            MessagingError::Broker(BrokerError::ShuttingDown) => false,
+            MessagingError::Broker(BrokerError::Unavailable(_)) => true,
+            e => e.surely_unwritten() || e.possibly_written(),
+        }
+    }
+
     pub(crate) fn log(context: impl Into<String>, source: LogError) -> Self {
         MessagingError::Log { context: context.into(), source }
     }

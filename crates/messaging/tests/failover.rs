@@ -265,3 +265,53 @@ async fn a_send_short_of_in_sync_replicas_waits_for_them_to_come_back() {
     assert_eq!(receipts[0].offset, Some(0));
     env.close().await;
 }
+
+/// An ack made while the queue's pop shard has no serving leader (its
+/// leader lost, the election not done) waits for the shard's new leader
+/// and is applied there, instead of failing — a failed ack hands an acked
+/// message out again.
+#[tokio::test]
+async fn an_ack_while_the_pop_shard_moves_is_applied_by_its_new_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path()).await;
+    let got = ten_popped(&env).await;
+    // Node 2 leads the pop shards in epoch 1 and is fenced: no shard leader.
+    let node = |id: i32| NodeInfo { node_id: id, listeners: BTreeMap::new(), rack: None };
+    let shards = |leader: i32, epoch: i32| -> Vec<(String, Vec<PartitionPlacement>)> {
+        internal(&env.broker)
+            .into_iter()
+            .map(|(t, p)| if t == POP_TOPIC { (t, vec![led(leader, epoch); p.len()]) } else { (t, p) })
+            .collect()
+    };
+    env.broker.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1)],
+        fenced: vec![node(2)],
+        topics: shards(2, 1).into_iter().chain([("q".to_string(), vec![led(1, 1)])]).collect(),
+        controllers: vec![1],
+    });
+    let m = env.m.clone();
+    let receipt = got[0].receipt.clone();
+    let ack = tokio::spawn(async move {
+        let g = ConsumeModel::Clustering;
+        m.ack_many_at_leaders("g", &g, std::slice::from_ref(&receipt), true).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ack.is_finished(), "failed at once: {:?}", ack.await);
+    // This node is elected the shards' leader.
+    env.broker.set_placement(Placement {
+        controller_id: 1,
+        nodes: vec![node(1), node(2)],
+        fenced: Vec::new(),
+        topics: shards(1, 2).into_iter().chain([("q".to_string(), vec![led(1, 1)])]).collect(),
+        controllers: vec![1],
+    });
+    let results = ack.await.unwrap().unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    // Applied: the message is not handed out again once the others' time
+    // runs out.
+    env.clock.advance(601_000);
+    let again = env.m.pop(req(20)).await.unwrap();
+    assert_eq!(offsets(&again), (1..12).collect::<Vec<_>>(), "m0 was acked");
+    env.close().await;
+}

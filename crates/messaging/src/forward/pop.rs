@@ -13,6 +13,11 @@ use crate::error::{MessagingError, Result};
 use crate::pop::{PopRequest, Popped, ReceiptHandle, StartFrom};
 use crate::pull::ConsumeModel;
 
+/// How long settling receipts waits for their queues to be served again
+/// when they move (see `settle_while_moving`); within a forwarded call's
+/// time.
+const SETTLE_WAIT: Duration = Duration::from_secs(4);
+
 /// A [`PopRequest`] on the wire (unfiltered: see the module docs).
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WirePop {
@@ -113,18 +118,69 @@ impl Messaging {
         }
         let how = if synced { Settle::Ack } else { Settle::AckUnsynced };
         let mut out: Vec<Option<Result<()>>> = (0..receipts.len()).map(|_| None).collect();
-        for (node, idx) in self.by_leader(receipts) {
-            let part: Vec<ReceiptHandle> = idx.iter().map(|i| receipts[*i].clone()).collect();
-            let results = match node {
-                None if synced => self.ack_many(group, model, &part).await?,
-                None => self.ack_many_unsynced(group, model, &part).await?,
-                Some(node) => self.settle_at(node, group, model, how, part).await?,
-            };
+        let parts = self
+            .settle_while_moving(receipts, |node, part| async move {
+                match node {
+                    None if synced => self.ack_many(group, model, &part).await,
+                    None => self.ack_many_unsynced(group, model, &part).await,
+                    Some(node) => self.settle_at(node, group, model, how, part).await,
+                }
+            })
+            .await?;
+        for (idx, results) in parts {
             for (i, r) in idx.into_iter().zip(results) {
                 out[i] = Some(r);
             }
         }
         Ok(out.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
+    }
+
+    /// Settles `receipts` by their partitions' leaders, one `settle` call
+    /// per leader, and returns each call's receipts (their positions) with
+    /// its answer. A call that fails because its queue or pop shard is
+    /// moving (a leader change, a node lost) is made again through the new
+    /// leader, every 100 ms for up to [`SETTLE_WAIT`]: an ack or a release
+    /// applied twice is answered as a stale receipt the second time, so
+    /// repeating one whose outcome was unknown is harmless — and giving up
+    /// would hand an acked message out again.
+    async fn settle_while_moving<T, F, Fut>(
+        &self,
+        receipts: &[ReceiptHandle],
+        mut settle: F,
+    ) -> Result<Vec<(Vec<usize>, T)>>
+    where
+        F: FnMut(Option<i32>, Vec<ReceiptHandle>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        let mut pending: Vec<usize> = (0..receipts.len()).collect();
+        let mut done = Vec::new();
+        loop {
+            let mut again = Vec::new();
+            let mut last = None;
+            let asked: Vec<ReceiptHandle> = pending.iter().map(|i| receipts[*i].clone()).collect();
+            for (node, idx) in self.by_leader(&asked) {
+                let idx: Vec<usize> = idx.into_iter().map(|i| pending[i]).collect();
+                let part = idx.iter().map(|i| receipts[*i].clone()).collect();
+                match settle(node, part).await {
+                    Ok(t) => done.push((idx, t)),
+                    Err(e) if e.moving() => {
+                        again.extend(idx);
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match last {
+                None => return Ok(done),
+                Some(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Some(e) => {
+                    tracing::debug!(error = %e, receipts = again.len(), "settling again once their queues have moved");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    pending = again;
+                }
+            }
+        }
     }
 
     /// [`Messaging::release_many`] of receipts from
@@ -139,17 +195,18 @@ impl Messaging {
         if self.broker.placement().is_none() {
             return self.release_many(group, model, receipts).await;
         }
-        let mut released = 0;
-        for (node, idx) in self.by_leader(receipts) {
-            let part: Vec<ReceiptHandle> = idx.iter().map(|i| receipts[*i].clone()).collect();
-            released += match node {
-                None => self.release_many(group, model, &part).await?,
-                Some(node) => {
-                    let results = self.settle_at(node, group, model, Settle::Release, part).await?;
-                    results.iter().filter(|r| r.is_ok()).count()
+        let parts = self
+            .settle_while_moving(receipts, |node, part| async move {
+                match node {
+                    None => self.release_many(group, model, &part).await,
+                    Some(node) => {
+                        let results = self.settle_at(node, group, model, Settle::Release, part).await?;
+                        Ok(results.iter().filter(|r| r.is_ok()).count())
+                    }
                 }
-            };
-        }
+            })
+            .await?;
+        let released = parts.into_iter().map(|(_, n)| n).sum();
         Ok(released)
     }
 
