@@ -254,11 +254,11 @@ impl CommitPoint {
 
     /// Leading with `in_sync` (the other in-sync replicas), or following;
     /// true when this replica just became leader.
-    pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32]) -> bool {
+    pub(crate) fn set_role(&self, leading: bool, in_sync: &[i32], partition_epoch: i32) -> bool {
         let (commit, elected, deposed) = {
             let mut r = self.replicas.lock();
             let was = r.leading();
-            let (commit, elected) = r.set_role(leading, in_sync);
+            let (commit, elected) = r.set_role(leading, in_sync, partition_epoch);
             (commit, elected, was && !leading)
         };
         if let Some(commit) = commit {
@@ -277,6 +277,21 @@ impl CommitPoint {
             self.wake_everyone();
         }
         elected
+    }
+
+    /// Leading: counts `node` towards the commit from now on, proposed for
+    /// the in-sync set from `partition_epoch`, if it holds everything that
+    /// may be committed now (see [`crate::replicas`]).
+    pub(crate) fn propose_joining(&self, node: i32, partition_epoch: i32) -> bool {
+        self.replicas.lock().propose_joining(node, partition_epoch)
+    }
+
+    /// The proposal of `node` was refused: the commit goes on without it.
+    pub(crate) fn refused_joining(&self, node: i32, partition_epoch: i32) {
+        let commit = self.replicas.lock().refused_joining(node, partition_epoch);
+        if let Some(commit) = commit {
+            self.advance(commit);
+        }
     }
 
     /// Whether this replica leads.

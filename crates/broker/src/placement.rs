@@ -310,7 +310,7 @@ impl Broker {
             // Leading commits with the other in-sync replicas; following
             // takes the leader's commit point (see `crate::replicas`).
             let others: Vec<i32> = a.isr.iter().copied().filter(|r| *r != me).collect();
-            let elected = p.set_replica_role(a.leader == me, &others);
+            let elected = p.set_replica_role_at(a.leader == me, &others, a.partition_epoch);
             if elected {
                 self.elections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

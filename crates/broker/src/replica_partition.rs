@@ -127,6 +127,23 @@ impl Partition {
         (r.leading_since(), r.followers())
     }
 
+    /// Leading: `node` is about to be proposed for the in-sync set from
+    /// `partition_epoch`. True if it holds durably everything that may be
+    /// committed now; it then counts towards the commit until the
+    /// placement decides (KIP-497's maximal in-sync set: records committed
+    /// while the proposal is on its way are on it too, so the placement
+    /// never names a member that lacks a committed record). False: do not
+    /// propose it.
+    pub fn propose_in_sync(&self, node: i32, partition_epoch: i32) -> bool {
+        self.commit.propose_joining(node, partition_epoch)
+    }
+
+    /// The controller refused the proposal of `node` from
+    /// `partition_epoch`: it stops holding the commit back.
+    pub fn in_sync_refused(&self, node: i32, partition_epoch: i32) {
+        self.commit.refused_joining(node, partition_epoch);
+    }
+
     /// Waits until the log ends past `offset`, at most `timeout` (a
     /// follower's long poll).
     pub async fn wait_log_end_past(&self, offset: u64, timeout: Duration) {
@@ -156,7 +173,15 @@ impl Partition {
     /// holds what the old leader wrote); true when it became leader.
     #[doc(hidden)]
     pub fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
-        let elected = self.commit.set_role(leading, in_sync);
+        self.set_replica_role_at(leading, in_sync, i32::MAX)
+    }
+
+    /// [`Partition::set_replica_role`] as the placement describes the
+    /// partition at `partition_epoch` (proposed in-sync members stop
+    /// counting once it has decided on them: see
+    /// [`Partition::propose_in_sync`]).
+    pub fn set_replica_role_at(&self, leading: bool, in_sync: &[i32], partition_epoch: i32) -> bool {
+        let elected = self.commit.set_role(leading, in_sync, partition_epoch);
         // A follower keeps no producer state: what it had as an earlier
         // leader goes stale as it copies the new leader's batches.
         if elected || !leading {

@@ -10,10 +10,24 @@
 //! single node, replication factor 1, or every follower dropped out of
 //! sync) the leader's own durable end commits, as before replication.
 //!
-//! Invariants: the high watermark never passes any in-sync replica's
-//! reported durable end at the time it moved (an in-sync follower that has
-//! not reported yet counts as holding nothing); it never moves backwards
-//! except by a cut of the log ([`crate::commit`]).
+//! A follower the leader proposes for the in-sync set counts towards the
+//! commit from the moment of the proposal (KIP-497's *maximal* in-sync
+//! set), not from the moment the placement names it: otherwise the leader
+//! commits records the follower lacks while the proposal is on its way, the
+//! placement then names a member without them, and an election of that
+//! member (the preferred replica is given the lead back as soon as it is in
+//! sync) cuts acknowledged records from every log (the checker's seed 5,
+//! 2026-12-07). It joins only if it holds everything committed at that
+//! moment, and stops counting once the placement has decided (its
+//! partition epoch moved past the proposal's), the proposal was refused,
+//! or [`JOIN_LIMIT`] passed.
+//!
+//! Invariants: the high watermark never passes any in-sync or joining
+//! replica's reported durable end at the time it moved (an in-sync
+//! follower that has not reported yet counts as holding nothing); a
+//! replica the placement names in sync held everything committed when it
+//! was proposed and counted from then on; the high watermark never moves
+//! backwards except by a cut of the log ([`crate::commit`]).
 
 use std::collections::HashMap;
 
@@ -32,12 +46,28 @@ pub struct FollowerProgress {
     pub caught_up_at: Option<Instant>,
 }
 
+/// How long a proposed member counts towards the commit without the
+/// placement deciding (a proposal whose outcome stayed unknown).
+pub(crate) const JOIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A follower proposed for the in-sync set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Joining {
+    node: i32,
+    /// The partition epoch the proposal was made from.
+    epoch: i32,
+    since: Instant,
+}
+
 /// A replica's role and, leading, its followers' progress.
 #[derive(Debug)]
 pub(crate) struct Replicas {
     leading: bool,
     /// The other in-sync replicas (leading only).
     in_sync: Vec<i32>,
+    /// Followers proposed for the in-sync set, not yet decided (leading
+    /// only): they count towards the commit as members do.
+    joining: Vec<Joining>,
     followers: HashMap<i32, FollowerProgress>,
     /// This replica's durable end under its policy.
     local: u64,
@@ -52,6 +82,7 @@ impl Replicas {
         Replicas {
             leading: true,
             in_sync: Vec::new(),
+            joining: Vec::new(),
             followers: HashMap::new(),
             local: durable,
             since: Instant::now(),
@@ -82,8 +113,33 @@ impl Replicas {
         if !self.leading {
             return None;
         }
-        let followers = self.in_sync.iter().map(|n| self.followers.get(n).map_or(0, |f| f.durable));
+        let members = self.in_sync.iter().copied().chain(self.joining.iter().map(|j| j.node));
+        let followers = members.map(|n| self.followers.get(&n).map_or(0, |f| f.durable));
         Some(followers.fold(self.local, u64::min))
+    }
+
+    /// Leading: counts `node` towards the commit from now on, as proposed
+    /// for the in-sync set from partition epoch `epoch`, if it holds
+    /// durably everything that may be committed now; false (nothing
+    /// changed) if it does not, or this replica does not lead.
+    pub(crate) fn propose_joining(&mut self, node: i32, epoch: i32) -> bool {
+        let Some(commit) = self.commit() else { return false };
+        if self.in_sync.contains(&node) {
+            return true;
+        }
+        if self.followers.get(&node).is_none_or(|f| f.durable < commit) {
+            return false;
+        }
+        self.joining.retain(|j| j.node != node);
+        self.joining.push(Joining { node, epoch, since: Instant::now() });
+        true
+    }
+
+    /// The proposal of `node` from `epoch` was refused: it stops counting.
+    /// Returns the commit point, which may move on without it.
+    pub(crate) fn refused_joining(&mut self, node: i32, epoch: i32) -> Option<u64> {
+        self.joining.retain(|j| !(j.node == node && j.epoch == epoch));
+        self.commit()
     }
 
     /// This replica holds `end` durably; returns the new commit point.
@@ -104,9 +160,11 @@ impl Replicas {
         self.commit()
     }
 
-    /// Leading with `in_sync` others, or following. Returns the commit
-    /// point and whether this replica just became leader.
-    pub(crate) fn set_role(&mut self, leading: bool, in_sync: &[i32]) -> (Option<u64>, bool) {
+    /// Leading with `in_sync` others, or following, as the placement
+    /// describes the partition at `partition_epoch`. Returns the commit
+    /// point and whether this replica just became leader. Proposed members
+    /// stop counting once the placement has decided on their proposal.
+    pub(crate) fn set_role(&mut self, leading: bool, in_sync: &[i32], partition_epoch: i32) -> (Option<u64>, bool) {
         let elected = leading && !self.leading;
         if elected {
             // A new term: progress seen in an earlier one may be stale.
@@ -115,6 +173,12 @@ impl Replicas {
         }
         self.leading = leading;
         self.in_sync = if leading { in_sync.to_vec() } else { Vec::new() };
+        if elected || !leading {
+            self.joining.clear();
+        }
+        let in_sync = &self.in_sync;
+        self.joining
+            .retain(|j| !in_sync.contains(&j.node) && partition_epoch <= j.epoch && j.since.elapsed() < JOIN_LIMIT);
         (self.commit(), elected)
     }
 
@@ -134,13 +198,68 @@ mod tests {
     fn the_leader_commits_what_every_in_sync_replica_holds_durably() {
         let mut r = Replicas::sole(0);
         assert_eq!(r.local_durable(5), Some(5), "alone, its own durable end commits");
-        assert_eq!(r.set_role(true, &[2, 3]), (Some(0), false), "followers that have not reported hold nothing");
+        assert_eq!(r.set_role(true, &[2, 3], 0), (Some(0), false), "followers that have not reported hold nothing");
         assert_eq!(r.follower_fetched(2, 5, 4, 5), Some(0));
         assert_eq!(r.follower_fetched(3, 5, 5, 5), Some(4));
-        assert_eq!(r.set_role(true, &[3]), (Some(5), false), "node 2 out of sync: it no longer holds the commit back");
-        assert_eq!(r.set_role(false, &[]), (None, false), "a follower never commits by itself");
+        assert_eq!(
+            r.set_role(true, &[3], 0),
+            (Some(5), false),
+            "node 2 out of sync: it no longer holds the commit back"
+        );
+        assert_eq!(r.set_role(false, &[], 0), (None, false), "a follower never commits by itself");
         assert_eq!(r.local_durable(9), None);
-        assert_eq!(r.set_role(true, &[2]), (Some(0), true), "a new term forgets progress seen before");
+        assert_eq!(r.set_role(true, &[2], 0), (Some(0), true), "a new term forgets progress seen before");
+    }
+
+    /// The race the checker's seed 5 found: a follower proposed for the
+    /// in-sync set holds the commit back from the proposal on, so the
+    /// placement never names a member that lacks a committed record.
+    #[test]
+    fn a_follower_proposed_for_the_in_sync_set_holds_the_commit_back_at_once() {
+        let mut r = Replicas::sole(0);
+        r.set_role(true, &[2], 5);
+        r.local_durable(10);
+        assert_eq!(r.follower_fetched(2, 10, 10, 10), Some(10));
+        r.follower_fetched(3, 8, 8, 10);
+        assert!(!r.propose_joining(3, 5), "behind the commit point: it may not join");
+        r.follower_fetched(3, 10, 10, 10);
+        assert!(r.propose_joining(3, 5));
+        // Records written while the proposal is on its way wait for it too.
+        r.local_durable(12);
+        assert_eq!(r.follower_fetched(2, 12, 12, 12), Some(10), "node 3 lacks 10 and 11");
+        assert_eq!(r.follower_fetched(3, 12, 12, 12), Some(12));
+        // A placement that has not decided yet keeps it counting...
+        r.set_role(true, &[2], 5);
+        r.local_durable(14);
+        r.follower_fetched(2, 14, 14, 14);
+        assert_eq!(r.commit(), Some(12));
+        // ...one that has (it is a member now) counts it as a member.
+        r.set_role(true, &[2, 3], 6);
+        assert_eq!(r.follower_fetched(3, 14, 14, 14), Some(14));
+    }
+
+    #[test]
+    fn a_refused_or_superseded_proposal_stops_holding_the_commit_back() {
+        let mut r = Replicas::sole(0);
+        r.set_role(true, &[2], 5);
+        r.local_durable(10);
+        r.follower_fetched(2, 10, 10, 10);
+        r.follower_fetched(3, 10, 10, 10);
+        assert!(r.propose_joining(3, 5));
+        r.local_durable(20);
+        r.follower_fetched(2, 20, 20, 20);
+        assert_eq!(r.commit(), Some(10), "node 3, proposed, has not fetched since");
+        assert_eq!(r.refused_joining(3, 5), Some(20), "refused: the commit goes on without it");
+        assert!(!r.propose_joining(3, 5), "behind now: not proposed again");
+        r.follower_fetched(3, 20, 20, 20);
+        assert!(r.propose_joining(3, 5));
+        r.local_durable(30);
+        r.follower_fetched(2, 30, 30, 30);
+        assert_eq!(r.commit(), Some(20));
+        r.set_role(true, &[2], 6);
+        assert_eq!(r.commit(), Some(30), "the placement moved on without it: decided, not a member");
+        r.set_role(false, &[], 7);
+        assert_eq!(r.commit(), None);
     }
 
     proptest! {
@@ -151,7 +270,7 @@ mod tests {
             steps in proptest::collection::vec((0u8..3, 0u64..100, 0u64..100), 1..40),
         ) {
             let mut r = Replicas::sole(0);
-            r.set_role(true, &[1, 2]);
+            r.set_role(true, &[1, 2], 0);
             let mut durable = [0u64; 3];
             for (who, end, d) in steps {
                 let c = if who == 0 {

@@ -33,20 +33,40 @@ pub(crate) async fn run(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>)
         for tp in failed {
             node.broker.resign(&tp);
         }
-        for cmd in commands {
+        for Proposal { cmd, partition, joining, epoch } in commands {
             tracing::info!(?cmd, "leadership or in-sync replicas change");
-            if let Err(e) = node.propose(cmd, node.cfg.lease).await {
-                tracing::debug!(error = %e, "in-sync replicas change not applied");
+            match node.propose(cmd, node.cfg.lease).await {
+                Ok(_) => {}
+                // Refused: the members it proposed stop holding the commit
+                // back. Any other failure leaves its outcome unknown: they
+                // count until the placement decides (or a while passes).
+                Err(crate::ClusterError::Rejected { reason, .. }) => {
+                    tracing::debug!(?reason, "in-sync replicas change refused");
+                    for r in joining {
+                        partition.in_sync_refused(r, epoch);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "in-sync replicas change not applied"),
             }
         }
         resign(&node).await;
     }
 }
 
+/// One in-sync set change to propose, with the followers it adds (already
+/// counting towards the partition's commit: see `propose_in_sync`) and the
+/// partition epoch it was made from.
+struct Proposal {
+    cmd: Command,
+    partition: Arc<fjord_broker::Partition>,
+    joining: Vec<i32>,
+    epoch: i32,
+}
+
 /// The in-sync set changes this node's partitions need now, and the
 /// partitions it leads whose log cannot be written while another in-sync
 /// replica serves (to resign).
-fn changes(node: &ClusterNode) -> (Vec<Command>, Vec<fjord_broker::TopicPartition>) {
+fn changes(node: &ClusterNode) -> (Vec<Proposal>, Vec<fjord_broker::TopicPartition>) {
     let me = node.broker.config().node_id;
     let Some(placement) = node.broker.placement() else { return (Vec::new(), Vec::new()) };
     let now = Instant::now();
@@ -74,6 +94,7 @@ fn changes(node: &ClusterNode) -> (Vec<Command>, Vec<fjord_broker::TopicPartitio
             let hw = p.high_watermark();
             let progress = |r: i32| followers.iter().find(|(n, _)| *n == r).map(|(_, f)| *f);
             let mut isr = vec![me];
+            let mut joining = Vec::new();
             for r in a.replicas.iter().copied().filter(|r| *r != me) {
                 let f = progress(r);
                 let keep = if a.isr.contains(&r) {
@@ -84,8 +105,18 @@ fn changes(node: &ClusterNode) -> (Vec<Command>, Vec<fjord_broker::TopicPartitio
                 } else {
                     // Back once it holds durably all that is committed, and
                     // has been at the log end lately.
-                    f.is_some_and(|f| f.durable >= hw && f.caught_up_at.is_some_and(|at| now.duration_since(at) < lag))
-                        && placement.node(r).is_some()
+                    let caught_up = f.is_some_and(|f| {
+                        f.durable >= hw && f.caught_up_at.is_some_and(|at| now.duration_since(at) < lag)
+                    }) && placement.node(r).is_some();
+                    // Counted towards the commit from now on, if it still
+                    // holds all that is committed (checked with the commit
+                    // point locked): the placement must never name a
+                    // member that lacks a committed record.
+                    let joins = caught_up && p.propose_in_sync(r, a.partition_epoch);
+                    if joins {
+                        joining.push(r);
+                    }
+                    joins
                 };
                 if keep {
                     isr.push(r);
@@ -93,14 +124,15 @@ fn changes(node: &ClusterNode) -> (Vec<Command>, Vec<fjord_broker::TopicPartitio
             }
             let same = isr.len() == a.isr.len() && isr.iter().all(|r| a.isr.contains(r));
             if !same {
-                out.push(Command::AlterIsr {
+                let cmd = Command::AlterIsr {
                     name: name.clone(),
                     partition: i as u32,
                     leader: me as u64,
                     leader_epoch: a.leader_epoch,
                     partition_epoch: a.partition_epoch,
                     isr: isr.into_iter().map(|r| r as u64).collect(),
-                });
+                };
+                out.push(Proposal { cmd, partition: p.clone(), joining, epoch: a.partition_epoch });
             }
         }
     }
