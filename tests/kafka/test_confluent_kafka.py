@@ -142,6 +142,50 @@ def test_producer_acks_all_with_compression(fjord, bootstrap, unique, codec):
         assert stored < raw / 5, f"{codec}: {stored} bytes stored for {raw} bytes of values"
 
 
+def test_topic_compression_type_recompresses_what_producers_send(fjord, bootstrap, unique):
+    """A topic with compression.type=lz4 (and delete.retention.ms, which
+    Kafka 4 documents: Fjord accepts every documented topic config) stores
+    what an uncompressed producer sends compressed; consumers read it
+    unchanged."""
+    topic = unique("lz4")
+    create_topic(bootstrap, topic, config={"compression.type": "lz4", "delete.retention.ms": "900"})
+    admin = admin_for(bootstrap)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+    entries = next(iter(described.values())).result(timeout=10)
+    assert entries["compression.type"].value == "lz4"
+    assert entries["delete.retention.ms"].value == "900"
+    p = Producer({"bootstrap.servers": bootstrap, "compression.type": "none", "linger.ms": 20})
+    log = DeliveryLog()
+    values = [(f"plain-{i}-".encode() * 100) for i in range(200)]
+    for v in values:
+        p.produce(topic, value=v, on_delivery=log)
+        p.poll(0)
+    assert p.flush(15) == 0
+    assert log.errors == []
+    assert [m.value() for m in read_all(bootstrap, topic, 1, 200)] == values
+    stored = fjord.topic_info(topic)["partitions"][0]["size_bytes"]
+    raw = sum(len(v) for v in values)
+    assert stored < raw / 5, f"{stored} bytes stored for {raw} bytes sent uncompressed"
+
+
+def test_timestamps_beyond_the_topics_bounds_are_refused(bootstrap, unique):
+    """message.timestamp.after.max.ms: a record stamped two hours ahead is
+    refused with INVALID_TIMESTAMP, one stamped now is stored."""
+    topic = unique("ts")
+    create_topic(bootstrap, topic, config={"message.timestamp.after.max.ms": "60000"})
+    p = Producer({"bootstrap.servers": bootstrap})
+    log = DeliveryLog()
+    now_ms = int(time.time() * 1000)
+    p.produce(topic, value=b"future", timestamp=now_ms + 7_200_000, on_delivery=log)
+    assert p.flush(15) == 0
+    p.produce(topic, value=b"now", timestamp=now_ms, on_delivery=log)
+    assert p.flush(15) == 0
+    future, ok = log.reports
+    assert future[0] is not None and future[0].code() == KafkaError.INVALID_TIMESTAMP, future[0]
+    assert ok[0] is None
+    assert [m.value() for m in read_all(bootstrap, topic, 1, 1)] == [b"now"]
+
+
 def test_idempotent_producer_exactly_once_in_order(bootstrap, unique):
     topic = unique("topic")
     create_topic(bootstrap, topic, partitions=3)

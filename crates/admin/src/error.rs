@@ -85,6 +85,7 @@ impl From<BrokerError> for ApiError {
                 LogError::OffsetOutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
                 LogError::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "invalid_batch"),
                 LogError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                LogError::TimestampOutOfRange { .. } => (StatusCode::BAD_REQUEST, "invalid_timestamp"),
                 LogError::Poisoned { .. } | LogError::NotCommitted { .. } | LogError::Closed(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }

@@ -78,6 +78,7 @@ mod replicas;
 mod resign;
 pub mod services;
 pub mod topic;
+pub mod topic_keys;
 pub mod traffic;
 
 pub use broker::{Broker, BrokerConfig, StoredTopic, TopicDeletedHook, stored_topics};

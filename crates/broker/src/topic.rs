@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fjord_log::batch::TimestampType;
-use fjord_log::{Durability, LogConfig};
+use fjord_log::batch::{Compression, TimestampType};
+use fjord_log::{Durability, LogConfig, Recompress};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, Result};
@@ -46,68 +46,19 @@ pub enum CleanupPolicy {
     Compact,
 }
 
-/// The configuration keys a topic accepts, with a validator for each.
-pub const TOPIC_CONFIG_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-    "index.interval.bytes",
-    "message.timestamp.type",
-    "fjord.durability",
-    "fjord.flush.interval.ms",
-    "fjord.key.index",
-    "fjord.key.index.headers",
-    "min.insync.replicas",
-];
-
 /// A topic's configuration overrides (Kafka names, string values).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TopicConfig(pub BTreeMap<String, String>);
 
-fn parse_i64(key: &str, value: &str, min: i64) -> Result<i64> {
-    let v: i64 = value.parse().map_err(|_| BrokerError::InvalidConfig {
-        key: key.to_string(),
-        reason: format!("'{value}' is not an integer"),
-    })?;
-    if v < min {
-        return Err(BrokerError::InvalidConfig { key: key.to_string(), reason: format!("must be at least {min}") });
-    }
-    Ok(v)
-}
-
 impl TopicConfig {
     /// Validates one entry.
     pub fn validate_entry(key: &str, value: &str) -> Result<()> {
-        let invalid = |reason: &str| Err(BrokerError::InvalidConfig { key: key.into(), reason: reason.into() });
-        match key {
-            "cleanup.policy" => match value {
-                "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
-                _ => invalid("must be 'delete', 'compact' or both"),
-            },
-            "retention.ms" | "retention.bytes" => parse_i64(key, value, -1).map(drop),
-            "segment.bytes" => parse_i64(key, value, 14).map(drop),
-            "segment.ms" | "fjord.flush.interval.ms" => parse_i64(key, value, 1).map(drop),
-            "max.message.bytes" | "index.interval.bytes" => parse_i64(key, value, 0).map(drop),
-            "min.insync.replicas" => parse_i64(key, value, 1).map(drop),
-            "message.timestamp.type" => match value {
-                "CreateTime" | "LogAppendTime" => Ok(()),
-                _ => invalid("must be 'CreateTime' or 'LogAppendTime'"),
-            },
-            "fjord.durability" => match value {
-                "every-write" | "group-commit" | "interval" => Ok(()),
-                _ => invalid("must be 'every-write', 'group-commit' or 'interval'"),
-            },
-            "fjord.key.index" => match value {
-                "true" | "false" => Ok(()),
-                _ => invalid("must be 'true' or 'false'"),
-            },
-            "fjord.key.index.headers" if value.split(',').all(|h| !h.trim().is_empty()) => Ok(()),
-            "fjord.key.index.headers" => invalid("must be a comma-separated list of header names"),
-            _ => invalid("unknown topic configuration key"),
+        match crate::topic_keys::spec(key) {
+            Some(spec) => spec.validate(value),
+            None => {
+                Err(BrokerError::InvalidConfig { key: key.into(), reason: "unknown topic configuration key".into() })
+            }
         }
     }
 
@@ -126,6 +77,29 @@ impl TopicConfig {
         self.0.get("min.insync.replicas").and_then(|v| v.parse().ok())
     }
 
+    /// The codec (and level) the broker stores this topic's batches with:
+    /// `None` keeps the producer's (`compression.type=producer`, the
+    /// default), else every batch a client writes is recompressed.
+    pub fn recompression(&self, defaults: &LogConfig) -> Option<Recompress> {
+        let level = |k: &str| self.0.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+        let codec = match self.0.get("compression.type").map(String::as_str) {
+            None => return defaults.recompress,
+            Some("producer") => return None,
+            Some("uncompressed") => Compression::None,
+            Some("gzip") => Compression::Gzip,
+            Some("snappy") => Compression::Snappy,
+            Some("lz4") => Compression::Lz4,
+            Some("zstd") => Compression::Zstd,
+            Some(_) => return None,
+        };
+        let level = match codec {
+            Compression::Gzip => level("compression.gzip.level").filter(|l| *l != -1),
+            Compression::Zstd => level("compression.zstd.level"),
+            _ => None,
+        };
+        Some(Recompress { codec, level })
+    }
+
     /// The cleanup policy.
     pub fn cleanup_policy(&self) -> CleanupPolicy {
         match self.0.get("cleanup.policy").map(String::as_str) {
@@ -137,41 +111,12 @@ impl TopicConfig {
     /// Every topic configuration key with its effective value and whether
     /// it is overridden for this topic (`true`) or the broker default.
     pub fn effective_entries(&self, defaults: &LogConfig) -> Vec<(&'static str, String, bool)> {
-        let c = self.apply(defaults);
-        let d = defaults;
-        TOPIC_CONFIG_KEYS
+        let effective = self.apply(defaults);
+        crate::topic_keys::KEYS
             .iter()
-            .map(|&key| {
-                let default = match key {
-                    "cleanup.policy" => "delete".to_string(),
-                    "retention.ms" => d.retention_ms.unwrap_or(-1).to_string(),
-                    "retention.bytes" => d.retention_bytes.map_or(-1, |v| v as i64).to_string(),
-                    "segment.bytes" => d.segment_bytes.to_string(),
-                    "segment.ms" => d.segment_ms.to_string(),
-                    "max.message.bytes" => d.max_message_bytes.to_string(),
-                    "index.interval.bytes" => d.index_interval_bytes.to_string(),
-                    "message.timestamp.type" => timestamp_type_name(d.timestamp_type).to_string(),
-                    "fjord.durability" => durability_name(d.durability).to_string(),
-                    // Kafka's default; with three or more replicas a topic
-                    // that sets nothing requires two (see `check_in_sync`).
-                    "min.insync.replicas" => "1".to_string(),
-                    "fjord.key.index" => d.key_index.enabled.to_string(),
-                    "fjord.key.index.headers" => {
-                        d.key_index.header_keys.iter().map(|h| String::from_utf8_lossy(h)).collect::<Vec<_>>().join(",")
-                    }
-                    "fjord.flush.interval.ms" => match c.durability {
-                        Durability::Interval(i) => i.as_millis().to_string(),
-                        _ => match d.durability {
-                            Durability::Interval(i) => i.as_millis().to_string(),
-                            _ => "1000".to_string(),
-                        },
-                    },
-                    _ => String::new(),
-                };
-                match self.0.get(key) {
-                    Some(v) => (key, v.clone(), true),
-                    None => (key, default, false),
-                }
+            .map(|k| match self.0.get(k.name) {
+                Some(v) => (k.name, v.clone(), true),
+                None => (k.name, k.default_value(defaults, &effective), false),
             })
             .collect()
     }
@@ -212,6 +157,16 @@ impl TopicConfig {
             c.key_index.header_keys = names.split(',').map(|h| h.trim().as_bytes().to_vec()).collect();
         }
         let interval = num("fjord.flush.interval.ms").map(|ms| Duration::from_millis(ms as u64));
+        // Kafka's flush settings, unless Fjord's own policy is set:
+        // `flush.messages=1` fsyncs every write, `flush.ms` on a period
+        // (acks not waiting for it, as Kafka's do not).
+        if !self.0.contains_key("fjord.durability") {
+            if num("flush.messages") == Some(1) || num("flush.ms") == Some(0) {
+                c.durability = Durability::EveryWrite;
+            } else if let Some(ms) = num("flush.ms").filter(|ms| *ms > 0 && *ms < i64::MAX) {
+                c.durability = Durability::Interval(Duration::from_millis(ms as u64));
+            }
+        }
         match self.0.get("fjord.durability").map(String::as_str) {
             Some("every-write") => c.durability = Durability::EveryWrite,
             Some("group-commit") => c.durability = Durability::GroupCommit,
@@ -228,6 +183,16 @@ impl TopicConfig {
                 }
             }
         }
+        if let Some(v) = num("segment.jitter.ms") {
+            c.segment_jitter_ms = v.max(0);
+        }
+        if let Some(v) = num("message.timestamp.before.max.ms") {
+            c.timestamp_before_max_ms = v.max(0);
+        }
+        if let Some(v) = num("message.timestamp.after.max.ms") {
+            c.timestamp_after_max_ms = v.max(0);
+        }
+        c.recompress = self.recompression(defaults);
         if self.cleanup_policy() == CleanupPolicy::Compact {
             c.retention_ms = None;
             c.retention_bytes = None;
@@ -236,18 +201,27 @@ impl TopicConfig {
     }
 }
 
-fn timestamp_type_name(t: TimestampType) -> &'static str {
+pub(crate) fn timestamp_type_name(t: TimestampType) -> &'static str {
     match t {
         TimestampType::CreateTime => "CreateTime",
         TimestampType::LogAppendTime => "LogAppendTime",
     }
 }
 
-fn durability_name(d: Durability) -> &'static str {
+pub(crate) fn durability_name(d: Durability) -> &'static str {
     match d {
         Durability::EveryWrite => "every-write",
         Durability::GroupCommit => "group-commit",
         Durability::Interval(_) => "interval",
+    }
+}
+
+/// The fsync period in effect: the topic's own under interval durability,
+/// else the broker's (1 s when the broker's policy is not interval).
+pub(crate) fn flush_interval_ms(defaults: &LogConfig, effective: &LogConfig) -> u128 {
+    match (effective.durability, defaults.durability) {
+        (Durability::Interval(i), _) | (_, Durability::Interval(i)) => i.as_millis(),
+        _ => 1000,
     }
 }
 
@@ -298,6 +272,36 @@ mod tests {
         assert_eq!(log.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(log.durability, Durability::Interval(Duration::from_millis(250)));
         assert_eq!(log.max_message_bytes, LogConfig::default().max_message_bytes);
+    }
+
+    #[test]
+    fn kafka_flush_and_compression_settings_map_onto_fjords() {
+        let d = LogConfig::default();
+        let apply = |entries: &[(&str, &str)]| TopicConfig::from_entries(entries.iter().copied()).unwrap().apply(&d);
+        assert_eq!(apply(&[("flush.messages", "1")]).durability, Durability::EveryWrite);
+        assert_eq!(apply(&[("flush.ms", "0")]).durability, Durability::EveryWrite);
+        assert_eq!(apply(&[("flush.ms", "250")]).durability, Durability::Interval(Duration::from_millis(250)));
+        assert_eq!(apply(&[("flush.messages", "1000")]).durability, d.durability);
+        let own = apply(&[("flush.ms", "250"), ("fjord.durability", "group-commit")]);
+        assert_eq!(own.durability, Durability::GroupCommit, "Fjord's own policy wins");
+        let zstd = apply(&[("compression.type", "zstd"), ("compression.zstd.level", "7")]);
+        assert_eq!(zstd.recompress, Some(Recompress { codec: Compression::Zstd, level: Some(7) }));
+        let gzip = apply(&[("compression.type", "gzip"), ("compression.gzip.level", "-1")]);
+        assert_eq!(gzip.recompress, Some(Recompress { codec: Compression::Gzip, level: None }));
+        assert_eq!(apply(&[("compression.type", "uncompressed")]).recompress.map(|r| r.codec), Some(Compression::None));
+        assert_eq!(apply(&[("compression.type", "producer")]).recompress, None);
+        let bounded = apply(&[("message.timestamp.after.max.ms", "60000"), ("segment.jitter.ms", "5000")]);
+        assert_eq!((bounded.timestamp_after_max_ms, bounded.segment_jitter_ms), (60_000, 5_000));
+    }
+
+    #[test]
+    fn every_kafka_topic_config_is_described() {
+        let entries = TopicConfig::default().effective_entries(&LogConfig::default());
+        for key in
+            ["compression.type", "delete.retention.ms", "min.cleanable.dirty.ratio", "unclean.leader.election.enable"]
+        {
+            assert!(entries.iter().any(|(k, _, overridden)| *k == key && !overridden), "{key} missing");
+        }
     }
 
     #[test]

@@ -382,6 +382,7 @@ impl Metadata {
                 if restarted {
                     self.node_restarted(*id);
                 }
+                self.unclean_elections();
                 Reply::Ok
             }
             // A clean shutdown is fenced as a lapsed lease is; only the
@@ -390,10 +391,15 @@ impl Metadata {
                 let reply = self.set_state(*id, NodeState::Active, NodeState::Fenced);
                 if reply == Reply::Ok {
                     self.node_fenced(*id);
+                    self.unclean_elections();
                 }
                 reply
             }
-            Command::UnfenceNode { id } => self.set_state(*id, NodeState::Fenced, NodeState::Active),
+            Command::UnfenceNode { id } => {
+                let reply = self.set_state(*id, NodeState::Fenced, NodeState::Active);
+                self.unclean_elections();
+                reply
+            }
             Command::DecommissionNode { id } => match self.nodes.get_mut(id) {
                 Some(n) => {
                     n.state = NodeState::Decommissioning;
@@ -468,6 +474,7 @@ impl Metadata {
             Command::AlterTopicConfig { name, config } => match self.topics.get_mut(name) {
                 Some(t) => {
                     t.config = config.clone();
+                    self.unclean_elections();
                     Reply::Ok
                 }
                 None => rejected(Rejection::UnknownTopic, format!("no topic '{name}'")),

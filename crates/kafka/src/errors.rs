@@ -74,6 +74,7 @@ fn log_kind(e: &LogError) -> ResponseError {
         LogError::InvalidBatch(_) => ResponseError::CorruptMessage,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Poisoned { .. } => ResponseError::KafkaStorageError,
+        LogError::TimestampOutOfRange { .. } => ResponseError::InvalidTimestamp,
         // Possibly written: a retry of the same batch is recognised.
         LogError::NotCommitted { .. } => ResponseError::RequestTimedOut,
         LogError::Io { .. } => ResponseError::KafkaStorageError,

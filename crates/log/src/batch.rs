@@ -490,6 +490,30 @@ pub fn records_slice(batch: &[u8]) -> Result<(BatchHeader, std::borrow::Cow<'_, 
     Ok((header, body))
 }
 
+/// One complete batch with its records compressed with `codec` (at
+/// `level`) instead: every header field kept, the length and CRC
+/// recomputed. A broker with a topic `compression.type` stores client
+/// batches this way (Kafka recompresses the same way).
+pub fn recompress(batch: &[u8], codec: Compression, level: Option<i32>) -> Result<BytesMut, FormatError> {
+    let (header, body) = records_slice(batch)?;
+    let records = match codec {
+        Compression::None => body.into_owned(),
+        c => crate::compression::compress_level(c, &body, level)?,
+    };
+    let total = HEADER_LEN + records.len();
+    let length =
+        i32::try_from(total - LOG_OVERHEAD).map_err(|_| FormatError::InvalidRecord("recompressed batch too large"))?;
+    let mut b = BytesMut::with_capacity(total);
+    b.extend_from_slice(&batch[..HEADER_LEN]);
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    let attrs = (header.attributes & !COMPRESSION_MASK) | codec as i16;
+    b[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attrs.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = compute_crc(&b);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(b)
+}
+
 /// Decodes all records of one complete batch (decompressing it if needed)
 /// into owned records. Keys and values are zero-copy slices of `batch`, or
 /// of the decompressed buffer.

@@ -103,11 +103,18 @@ pub fn decompress(codec: Compression, data: &[u8], max_out: usize) -> Result<Vec
 /// Compresses records the way Kafka clients do (xerial framing for snappy,
 /// independent-block LZ4 frames).
 pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, FormatError> {
+    compress_level(codec, data, None)
+}
+
+/// [`compress`] at a level (gzip 1-9, zstd -131072..=22; `None`: the
+/// codec's default, as Kafka's; snappy and LZ4 have none).
+pub fn compress_level(codec: Compression, data: &[u8], level: Option<i32>) -> Result<Vec<u8>, FormatError> {
     let io = |e: std::io::Error| failed(codec, e);
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let gz = level.map_or(flate2::Compression::default(), |l| flate2::Compression::new(l.clamp(1, 9) as u32));
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), gz);
             enc.write_all(data).map_err(io)?;
             enc.finish().map_err(io)
         }
@@ -129,7 +136,7 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, FormatError>
             enc.write_all(data).map_err(io)?;
             enc.finish().map_err(|e| failed(codec, e))
         }
-        Compression::Zstd => zstd::stream::encode_all(data, 3).map_err(io),
+        Compression::Zstd => zstd::stream::encode_all(data, level.unwrap_or(3)).map_err(io),
     }
 }
 

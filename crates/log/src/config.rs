@@ -51,6 +51,31 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// Key index settings.
     pub key_index: KeyIndexConfig,
+    /// The codec a leader stores client batches with (`None`: the
+    /// producer's, Kafka's `compression.type=producer`).
+    pub recompress: Option<Recompress>,
+    /// Up to this much (ms) is taken off `segment_ms` for each segment,
+    /// spread evenly by its base offset, so partitions created together do
+    /// not all roll at once (Kafka's `segment.jitter.ms`).
+    pub segment_jitter_ms: i64,
+    /// CreateTime batches whose first timestamp is more than this (ms)
+    /// before the broker's clock are refused.
+    pub timestamp_before_max_ms: i64,
+    /// CreateTime batches whose largest timestamp is more than this (ms)
+    /// after the broker's clock are refused. Unlimited by default (Kafka
+    /// 4's default is an hour): Fjord's topics are written by RocketMQ and
+    /// AMQP clients too, whose brokers never judge a producer's clock.
+    pub timestamp_after_max_ms: i64,
+}
+
+/// A codec, and its level where it has one (gzip, zstd), that batches are
+/// stored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recompress {
+    /// The codec.
+    pub codec: crate::batch::Compression,
+    /// Its level (`None`: the codec's default).
+    pub level: Option<i32>,
 }
 
 impl Default for LogConfig {
@@ -65,6 +90,10 @@ impl Default for LogConfig {
             durability: Durability::GroupCommit,
             timestamp_type: TimestampType::CreateTime,
             key_index: KeyIndexConfig::default(),
+            recompress: None,
+            segment_jitter_ms: 0,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
         }
     }
 }

@@ -109,6 +109,17 @@ pub enum LogError {
         /// Why the commit was not confirmed.
         reason: String,
     },
+    /// A batch's timestamp lies outside the topic's bounds
+    /// (`message.timestamp.before.max.ms` / `.after.max.ms`).
+    #[error("timestamp {timestamp} is {reason} ({now})")]
+    TimestampOutOfRange {
+        /// The offending timestamp (ms).
+        timestamp: i64,
+        /// The broker's time (ms).
+        now: i64,
+        /// Which bound it passed.
+        reason: String,
+    },
     /// The log was closed.
     #[error("log {0} is closed")]
     Closed(PathBuf),

@@ -70,7 +70,7 @@ pub mod varint;
 
 pub use checkpoint::write_atomic;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Durability, LogConfig};
+pub use config::{Durability, LogConfig, Recompress};
 pub use epoch::EpochEntry;
 pub use error::{FormatError, LogError, Result};
 pub use key_index::key_hash;

@@ -52,6 +52,8 @@ pub fn broker_config(c: &Config) -> BrokerConfig {
             enabled: s.key_index,
             header_keys: s.key_index_headers.iter().map(|h| h.as_bytes().to_vec()).collect(),
         },
+        // Producers' codecs kept, any timestamp, no segment jitter.
+        ..LogConfig::default()
     };
     b.retention_check_interval = ms(s.retention_check_interval_ms);
     b.auto_create_topics = c.topics.auto_create;

@@ -25,6 +25,12 @@
 //! - An election on request (Kafka's ElectLeaders) gives the preferred
 //!   replica the lead when it is in sync and serving; an unclean one, asked
 //!   for explicitly, may pick a replica out of sync when no serving one is.
+//! - A topic with `unclean.leader.election.enable=true` gets that unclean
+//!   election from the controller itself, as soon as one of its
+//!   partitions has no serving leader and no serving in-sync replica
+//!   (after a fencing, a node's return, or the setting's change), with a
+//!   warning: available again at the price of what the old in-sync
+//!   replicas had committed beyond the new leader. Other topics wait.
 //!
 //! Every change of leader or in-sync set bumps the partition epoch; every
 //! leader change bumps the leader epoch.
@@ -178,6 +184,37 @@ impl Metadata {
         p.leader_epoch += 1;
         p.partition_epoch += 1;
         Reply::Ok
+    }
+
+    /// The controller's own unclean elections (see the module docs):
+    /// partitions of topics that allow them, with no serving leader, get
+    /// their first serving in-sync replica, else their first serving
+    /// replica, which is then the only one in sync.
+    pub(super) fn unclean_elections(&mut self) {
+        let serving = self.serving_nodes();
+        for (name, t) in self.topics.iter_mut() {
+            if t.config.get("unclean.leader.election.enable").is_none_or(|v| v.trim() != "true") {
+                continue;
+            }
+            for (i, p) in t.partitions.iter_mut().enumerate() {
+                if serving.contains(&p.leader) {
+                    continue;
+                }
+                let isr = p.in_sync();
+                let clean = p.replicas.iter().copied().find(|r| isr.contains(r) && serving.contains(r));
+                let Some(next) = clean.or_else(|| p.replicas.iter().copied().find(|r| serving.contains(r))) else {
+                    continue;
+                };
+                if !isr.contains(&next) {
+                    tracing::warn!(partition = %format!("{name}-{i}"), leader = next,
+                        "unclean election (the topic allows it): records the old in-sync replicas had committed may be lost");
+                    p.isr = vec![next];
+                }
+                p.leader = next;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        }
     }
 
     /// The partition a leader changes, if it is still as that leader read

@@ -430,3 +430,32 @@ fn a_decommissioning_node_may_rejoin_an_in_sync_set_but_a_fenced_one_not() {
     assert_eq!(set(&mut m, vec![1, 2]), Reply::Ok);
     assert!(matches!(set(&mut m, vec![1, 2, 3]), Reply::Rejected { reason: Rejection::Invalid, .. }));
 }
+
+/// `unclean.leader.election.enable=true`: when no in-sync replica serves,
+/// the controller elects an out-of-sync one by itself (at once when the
+/// setting changes, or when the last in-sync replica is fenced); without
+/// it the partition waits for an in-sync replica.
+#[test]
+fn a_topic_that_allows_unclean_elections_gets_them_from_the_controller() {
+    let mut m = three_replicas_led_by_1();
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    let partition_epoch = p(&m).partition_epoch;
+    let shrink =
+        Command::AlterIsr { name: "t".into(), partition: 0, leader: 1, leader_epoch: 0, partition_epoch, isr: vec![1] };
+    assert_eq!(m.apply(&shrink), Reply::Ok);
+    m.apply(&Command::FenceNode { id: 1 });
+    assert_eq!(p(&m).leader, 1, "by default the partition waits for its in-sync replica");
+    let allow = BTreeMap::from([("unclean.leader.election.enable".to_string(), "true".to_string())]);
+    assert_eq!(m.apply(&Command::AlterTopicConfig { name: "t".into(), config: allow }), Reply::Ok);
+    let elected = p(&m);
+    assert_eq!((elected.leader, elected.isr.clone()), (2, vec![2]));
+    assert_eq!(elected.leader_epoch, 1);
+    // Its leader fenced in turn, the next serving replica takes over.
+    m.apply(&Command::FenceNode { id: 2 });
+    assert_eq!((p(&m).leader, p(&m).isr.clone()), (3, vec![3]));
+    // Nothing serves: it waits, and the first replica back leads.
+    m.apply(&Command::FenceNode { id: 3 });
+    assert_eq!(p(&m).leader, 3);
+    m.apply(&Command::UnfenceNode { id: 1 });
+    assert_eq!((p(&m).leader, p(&m).isr.clone()), (1, vec![1]));
+}

@@ -34,12 +34,17 @@ const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 const TYPE_CLASS: i8 = 8;
 
+const TYPE_DOUBLE: i8 = 6;
+
 fn topic_config_type(key: &str) -> i8 {
-    match key {
-        "cleanup.policy" => TYPE_LIST,
-        "max.message.bytes" | "segment.bytes" | "index.interval.bytes" => TYPE_INT,
-        "message.timestamp.type" | "fjord.durability" => TYPE_STRING,
-        _ => TYPE_LONG,
+    use fjord_broker::topic_keys::ValueType;
+    match fjord_broker::topic_keys::spec(key).map(|k| k.value_type) {
+        Some(ValueType::Boolean) => TYPE_BOOLEAN,
+        Some(ValueType::String) => TYPE_STRING,
+        Some(ValueType::Int) => TYPE_INT,
+        Some(ValueType::Long) | None => TYPE_LONG,
+        Some(ValueType::Double) => TYPE_DOUBLE,
+        Some(ValueType::List) => TYPE_LIST,
     }
 }
 
@@ -206,8 +211,13 @@ pub(crate) async fn incremental_alter(
                     let mut items: Vec<String> = config
                         .0
                         .get(&key)
-                        .map(|s| s.split(',').map(str::to_string).collect())
-                        .unwrap_or_else(|| vec!["delete".to_string()]);
+                        .cloned()
+                        .or_else(|| {
+                            let d = &broker.config().log_defaults;
+                            fjord_broker::topic_keys::spec(&key).map(|k| k.default_value(d, d))
+                        })
+                        .map(|s| s.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_string).collect())
+                        .unwrap_or_default();
                     for item in v.split(',') {
                         if c.config_operation == 2 && !items.iter().any(|i| i == item) {
                             items.push(item.to_string());

@@ -164,6 +164,10 @@ impl Log {
     pub fn append(&self, data: BytesMut, origin: AppendOrigin) -> Result<AppendInfo> {
         let cfg = self.config.read().clone();
         let headers = split_and_validate(&data, cfg.max_message_bytes)?;
+        let (data, headers) = match origin {
+            AppendOrigin::Leader { .. } => super::admit::admit(data, headers, &cfg, self.clock.now_ms())?,
+            AppendOrigin::Replica => (data, headers),
+        };
         let slot = Arc::new(Slot::new(Request { data, headers, origin }));
         let lead = {
             let mut q = self.write_queue.lock();
@@ -222,9 +226,14 @@ impl Log {
         let cfg = self.config.read().clone();
         let mut out: Vec<Result<AppendInfo>> = Vec::with_capacity(requests.len());
         let mut queued = Vec::with_capacity(requests.len());
+        let now = self.clock.now_ms();
         for (i, (data, origin)) in requests.into_iter().enumerate() {
-            match split_and_validate(&data, cfg.max_message_bytes) {
-                Ok(headers) => {
+            let admitted = split_and_validate(&data, cfg.max_message_bytes).and_then(|headers| match origin {
+                AppendOrigin::Leader { .. } => super::admit::admit(data, headers, &cfg, now),
+                AppendOrigin::Replica => Ok((data, headers)),
+            });
+            match admitted {
+                Ok((data, headers)) => {
                     queued.push((i, Arc::new(Slot::new(Request { data, headers, origin }))));
                     out.push(Err(not_written()));
                 }

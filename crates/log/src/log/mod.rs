@@ -1,5 +1,6 @@
 //! A partition log: ordered segments, one writer, many readers.
 
+mod admit;
 mod append;
 mod inspect;
 mod maintenance;
@@ -359,7 +360,7 @@ impl Log {
         };
         let too_big = size + len as u64 > cfg.segment_bytes;
         // Timestamps come from producers and may be anything.
-        let too_old = first_append.is_some_and(|t| now.saturating_sub(t) >= cfg.segment_ms);
+        let too_old = first_append.is_some_and(|t| now.saturating_sub(t) >= roll_after(cfg, active.base_offset));
         let overflow = next - active.base_offset > u64::from(u32::MAX) || size + len as u64 > u64::from(u32::MAX);
         if size == 0 || !(too_big || too_old || overflow) {
             return Ok(active);
@@ -535,6 +536,23 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         }
     }
     Ok(bases)
+}
+
+/// How old (ms since its first append) the segment starting at `base`
+/// may grow: `segment_ms` less a jitter of up to `segment_jitter_ms`, the
+/// same for a segment on every replica and every restart (a hash of its
+/// base offset), at least 1 ms.
+fn roll_after(cfg: &LogConfig, base: u64) -> i64 {
+    if cfg.segment_jitter_ms <= 0 {
+        return cfg.segment_ms;
+    }
+    // SplitMix64's finaliser: nearby base offsets get unrelated jitters.
+    let mut z = base.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let jitter = (z % (cfg.segment_jitter_ms.min(cfg.segment_ms) as u64 + 1)) as i64;
+    (cfg.segment_ms - jitter).max(1)
 }
 
 #[cfg(test)]

@@ -772,3 +772,17 @@ fn the_high_watermark_checkpoint_survives_a_reopen_and_follows_truncation() {
     let (log, _) = open(dir.path(), small_config());
     assert_eq!(log.checkpointed_high_watermark(), Some(end));
 }
+
+/// `segment.jitter.ms`: each segment's roll age is `segment_ms` less a
+/// jitter of at most the setting, fixed by its base offset (the same on
+/// every replica and after a restart), so segments do not all roll at once.
+#[test]
+fn segment_jitter_spreads_roll_times_within_the_setting() {
+    let cfg = LogConfig { segment_ms: 60_000, segment_jitter_ms: 10_000, ..LogConfig::default() };
+    let ages: Vec<i64> = (0..50u64).map(|b| super::roll_after(&cfg, b * 1000)).collect();
+    assert!(ages.iter().all(|a| (50_000..=60_000).contains(a)), "{ages:?}");
+    assert!(ages.iter().collect::<std::collections::BTreeSet<_>>().len() > 10, "spread: {ages:?}");
+    assert_eq!(super::roll_after(&cfg, 7000), super::roll_after(&cfg, 7000));
+    let none = LogConfig { segment_ms: 60_000, ..LogConfig::default() };
+    assert_eq!(super::roll_after(&none, 7000), 60_000);
+}
