@@ -17,6 +17,10 @@
 //! then hands what is left to the blocking pool; where every write fsyncs
 //! (`every-write` durability) the blocking pool drains from the start.
 //!
+//! Each group written is applied to the partition's producer table before
+//! its writers are answered (in log order, as only the drain writes), and
+//! when it began a new segment the table's snapshot is saved.
+//!
 //! Invariants: at most one drain runs per partition, so appends are
 //! written in the order they were queued; every queued append gets an
 //! answer (its result, or a closed channel if the drain panicked, after
@@ -33,6 +37,7 @@ use tokio::sync::oneshot;
 
 use crate::commit::{CommitPoint, Stamp, Written};
 use crate::error::{BrokerError, Result};
+use crate::producers::{ProducerTable, facts_of};
 
 type Reply = oneshot::Sender<fjord_log::Result<(AppendInfo, Written)>>;
 
@@ -41,6 +46,7 @@ type Reply = oneshot::Sender<fjord_log::Result<(AppendInfo, Written)>>;
 pub(crate) struct AppendQueue {
     log: Arc<Log>,
     commit: Arc<CommitPoint>,
+    producers: Arc<ProducerTable>,
     state: Mutex<State>,
 }
 
@@ -51,8 +57,8 @@ struct State {
 }
 
 impl AppendQueue {
-    pub(crate) fn new(log: Arc<Log>, commit: Arc<CommitPoint>) -> AppendQueue {
-        AppendQueue { log, commit, state: Mutex::default() }
+    pub(crate) fn new(log: Arc<Log>, commit: Arc<CommitPoint>, producers: Arc<ProducerTable>) -> AppendQueue {
+        AppendQueue { log, commit, producers, state: Mutex::default() }
     }
 
     /// Writes `data` with the others queued meanwhile; returns once it is
@@ -63,6 +69,14 @@ impl AppendQueue {
         origin: AppendOrigin,
     ) -> Result<fjord_log::Result<(AppendInfo, Written)>> {
         let log = &self.log;
+        if !self.producers.is_loaded() {
+            // Once after the partition opened or was cut, so that its
+            // writes keep the table (and its snapshots) current. Without
+            // it writes go on: a later load replays them.
+            if let Err(e) = self.producers.ensure_loaded(log).await {
+                tracing::warn!(dir = %log.dir().display(), error = %e, "loading the producer state failed");
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock();
@@ -106,10 +120,12 @@ impl AppendQueue {
                 std::mem::take(&mut st.pending)
             };
             let mut replies = Vec::with_capacity(group.len());
+            let mut facts = Vec::with_capacity(group.len());
             let requests = group
                 .into_iter()
                 .map(|(data, origin, reply)| {
                     replies.push(reply);
+                    facts.push((facts_of(&data), origin));
                     (data, origin)
                 })
                 .collect();
@@ -117,6 +133,15 @@ impl AppendQueue {
             let (results, mark) = self.log.write_many(requests);
             let end = results.iter().filter_map(|r| r.as_ref().ok()).map(|i| i.last_offset + 1).max();
             let failed = results.iter().any(|r| matches!(r, Err(LogError::Poisoned { .. } | LogError::Io { .. })));
+            self.producers.apply(
+                facts
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|((f, origin), r)| r.as_ref().ok().map(|info| (f.as_slice(), *origin, info))),
+            );
+            if end.is_some() {
+                self.snapshot_if_rolled();
+            }
             answer(stamp, results, replies);
             if let Some(end) = end {
                 self.commit.appended(end);
@@ -141,6 +166,18 @@ impl AppendQueue {
         // Still draining: the caller hands the queue on.
         std::mem::forget(reset);
         false
+    }
+}
+
+impl AppendQueue {
+    /// Saves the producer table's snapshot when the last group began a new
+    /// segment (rare: a write and an fsync of a small file, here so no cut
+    /// or write comes between the state and its save).
+    fn snapshot_if_rolled(&self) {
+        let Some((offset, bytes)) = self.producers.snapshot_due(self.log.active_segment_base()) else { return };
+        if let Err(e) = self.log.save_snapshot(offset, &bytes) {
+            tracing::warn!(dir = %self.log.dir().display(), offset, error = %e, "saving a producer-state snapshot failed");
+        }
     }
 }
 
@@ -182,7 +219,7 @@ mod tests {
             let cfg = LogConfig { durability, ..LogConfig::default() };
             let log = Arc::new(Log::open(dir.path(), cfg, Arc::new(SystemClock)).expect("open"));
             let commit = Arc::new(CommitPoint::new(log.clone()));
-            let queue = Arc::new(AppendQueue::new(log.clone(), commit.clone()));
+            let queue = Arc::new(AppendQueue::new(log.clone(), commit.clone(), Arc::default()));
             let tasks: Vec<_> = (0..200)
                 .map(|i| {
                     let (queue, commit) = (queue.clone(), commit.clone());

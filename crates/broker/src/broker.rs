@@ -609,6 +609,12 @@ impl Broker {
         blocking(move || -> Result<()> {
             for t in topics {
                 for p in t.partitions() {
+                    // The next open loads the producer state without a
+                    // replay (appends raced by shutdown may pass it: they
+                    // are replayed).
+                    if let Err(e) = p.producers.save_at_end(p.log()) {
+                        tracing::warn!(partition = %p.id(), error = %e, "saving the producer state at shutdown failed");
+                    }
                     p.log().close().map_err(|e| BrokerError::log(p.id().to_string(), e))?;
                 }
             }

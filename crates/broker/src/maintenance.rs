@@ -42,6 +42,7 @@ impl Broker {
             |b| b.config.retention_check_interval,
             |b| async move {
                 b.enforce_retention().await;
+                b.expire_producers();
                 if let Err(e) = b.expire_offsets().await {
                     tracing::error!(error = %e, "offset expiry failed");
                 }
@@ -173,6 +174,24 @@ impl Broker {
 }
 
 impl Broker {
+    /// Forgets idempotent producers idle for longer than
+    /// [`crate::producers::PRODUCER_ID_EXPIRATION`] (Kafka's
+    /// `producer.id.expiration.ms`), partition by partition; returns how
+    /// many went.
+    pub fn expire_producers(&self) -> usize {
+        let before = self.clock.now_ms().saturating_sub(crate::producers::PRODUCER_ID_EXPIRATION.as_millis() as i64);
+        let mut expired = 0;
+        for t in self.topics() {
+            for p in t.partitions() {
+                expired += p.producers.expire(before);
+            }
+        }
+        if expired > 0 {
+            tracing::debug!(expired, "expired idle producers");
+        }
+        expired
+    }
+
     /// Deletes committed offsets older than `offsets_retention` for groups
     /// that have no members (Empty, Dead or unknown to the coordinator), and
     /// then forgets groups left with no offsets. Groups with members keep

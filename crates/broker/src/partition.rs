@@ -52,7 +52,7 @@ pub struct Partition {
     leader_epoch: std::sync::atomic::AtomicI32,
     pub(crate) commit: Arc<CommitPoint>,
     pub(crate) appends: Arc<AppendQueue>,
-    pub(crate) producers: crate::producers::ProducerTable,
+    pub(crate) producers: Arc<crate::producers::ProducerTable>,
     pub(crate) traffic: crate::traffic::Traffic,
 }
 
@@ -60,13 +60,14 @@ impl Partition {
     pub(crate) fn new(id: TopicPartition, log: Log, leader_epoch: i32) -> Partition {
         let log = Arc::new(log);
         let commit = Arc::new(CommitPoint::new(log.clone()));
+        let producers = Arc::<crate::producers::ProducerTable>::default();
         Partition {
             id,
-            appends: Arc::new(AppendQueue::new(log.clone(), commit.clone())),
+            appends: Arc::new(AppendQueue::new(log.clone(), commit.clone(), producers.clone())),
             log,
             leader_epoch: std::sync::atomic::AtomicI32::new(leader_epoch),
             commit,
-            producers: Default::default(),
+            producers,
             traffic: Default::default(),
         }
     }
@@ -134,7 +135,7 @@ impl Partition {
         self.commit.before_recovery();
         let outcome = self.log.recover();
         self.commit.after_cut();
-        // Batches the producer state recorded may be gone with the cut.
+        // Batches the producer state holds may be gone with the cut.
         self.producers.reset();
         outcome
     }

@@ -13,7 +13,7 @@ use fjord_log::batch::BatchHeader;
 use crate::commit::{Until, Written};
 
 use crate::partition::{Partition, TopicPartition};
-use crate::producers::{BatchMeta, Check, Sequenced};
+use crate::producers::{Check, Sequenced};
 
 /// Outcome of a produce to one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,9 +128,9 @@ impl Broker {
             return Err(BrokerError::InvalidRequest("transactional batches are not supported yet".into()));
         }
         // The placement names this node before the partition takes the
-        // leader's role (and forgets the producer state it kept from an
-        // earlier term): until then an idempotent write is refused as
-        // retriable, never checked against a stale table.
+        // leader's role (while it may still be copying the old leader's
+        // last batches): until then an idempotent write is refused as
+        // retriable, never checked against a table still catching up.
         if !partition.commit.leading() {
             return Err(self.not_leader(tp, None));
         }
@@ -141,24 +141,30 @@ impl Broker {
         // epoch bump, re-sending other partitions' possibly written
         // batches under it: duplicates).
         partition.log().check_writable().map_err(|e| BrokerError::log(tp.to_string(), e))?;
-        let entry = partition.producers.entry(partition.log(), sequenced.producer_id).await?;
-        // The batch is recorded in the producer's state as soon as it is in
-        // the log, before its commit: a retry of a batch still waiting for
-        // its commit (the client timed out, the wait failed, the request
-        // was dropped) is then a duplicate and waits for that same write,
-        // instead of being appended again. The lock covers check and write
-        // only, so the producer's next batches are written while this one
-        // waits (as Kafka pipelines up to five).
-        // Check, write and record run in a task of their own: a caller
-        // dropped midway (its client gone, its Produce timed out) must not
-        // leave a batch written but unrecorded, which a retry would write
-        // again.
-        let guard = entry.lock_owned().await;
+        partition.producers.ensure_loaded(partition.log()).await?;
+        // The batch is in the producer's state as soon as it is in the log
+        // (the append queue applies it before answering), before its
+        // commit: a retry of a batch still waiting for its commit (the
+        // client timed out, the wait failed, the request was dropped) is
+        // then a duplicate and waits for that same write, instead of being
+        // appended again. The producer's lock covers check and write only,
+        // so its next batches are written while this one waits (as Kafka
+        // pipelines up to five).
+        // Check and write run in a task of their own: a caller dropped
+        // between them (its client gone, its Produce timed out) must not
+        // release the lock while its write is still queued.
+        let guard = partition.producers.producer_lock(sequenced.producer_id).lock_owned().await;
         let p = partition.clone();
         let step = tokio::spawn(async move {
-            let mut guard = guard;
-            let (known, state) = &mut *guard;
-            match state.check(*known, &sequenced)? {
+            let _guard = guard;
+            let check = loop {
+                match p.producers.check(&sequenced) {
+                    Some(check) => break check?,
+                    // Cut meanwhile (a recovery): loaded again from the log.
+                    None => p.producers.ensure_loaded(p.log()).await?,
+                }
+            };
+            match check {
                 Check::Duplicate(m) => {
                     let result = ProduceResult {
                         base_offset: m.base_offset,
@@ -170,10 +176,6 @@ impl Broker {
                 }
                 Check::Append => {
                     let (info, written) = Self::write(&p, data).await?;
-                    state.record(&sequenced, |f, l| {
-                        BatchMeta::new(f, l, info.base_offset, info.last_offset, info.log_append_time)
-                    });
-                    *known = true;
                     Ok((Self::result_of(&p, &info), written, Some(info)))
                 }
             }

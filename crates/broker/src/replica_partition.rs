@@ -33,19 +33,15 @@ impl Partition {
     /// epochs; returns once written (the follower's durability follows its
     /// policy and is reported with its next fetch).
     /// Refused once this replica leads: a fetch from the old leader that
-    /// was in flight when it was elected must not add to its log (its
-    /// producer state, rebuilt from the log on election, would miss it).
+    /// was in flight when it was elected must not add to its log. The
+    /// batches go into the producer state as they are written, so an
+    /// elected follower knows its producers (a retry after a failover is
+    /// recognised).
     pub async fn append_replica(&self, data: BytesMut) -> Result<std::result::Result<AppendInfo, LogError>> {
         if self.commit.leading() {
             return Err(BrokerError::InvalidRequest(format!("{} is led here: no replica appends", self.id())));
         }
-        let appended = self.appends.append(data, AppendOrigin::Replica).await?.map(|(info, _)| info);
-        if self.commit.leading() {
-            // Elected while the append was queued: what the table was
-            // rebuilt from may lack it.
-            self.producers.reset();
-        }
-        Ok(appended)
+        Ok(self.appends.append(data, AppendOrigin::Replica).await?.map(|(info, _)| info))
     }
 
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch),
@@ -104,6 +100,7 @@ impl Partition {
         self.commit.before_reset();
         let reset = self.log().reset_to(offset);
         self.commit.after_cut();
+        self.producers.reset();
         if reset.is_ok() {
             // The emptied log is durable at its new start (the reset synced
             // it): reported so with the next fetch. Left where a cut before
@@ -167,10 +164,9 @@ impl Partition {
         self.commit.subscribe_log_end()
     }
 
-    /// Leading with `in_sync` (the other in-sync replicas), or following.
-    /// A replica that becomes leader, or follows, forgets its idempotent
-    /// producers' states (rebuilt from its log when it leads, which then
-    /// holds what the old leader wrote); true when it became leader.
+    /// Leading with `in_sync` (the other in-sync replicas), or following;
+    /// true when it became leader. Its producer state needs nothing: it
+    /// is that of its log, leader's or follower's.
     #[doc(hidden)]
     pub fn set_replica_role(&self, leading: bool, in_sync: &[i32]) -> bool {
         self.set_replica_role_at(leading, in_sync, i32::MAX)
@@ -181,13 +177,7 @@ impl Partition {
     /// counting once it has decided on them: see
     /// [`Partition::propose_in_sync`]).
     pub fn set_replica_role_at(&self, leading: bool, in_sync: &[i32], partition_epoch: i32) -> bool {
-        let elected = self.commit.set_role(leading, in_sync, partition_epoch);
-        // A follower keeps no producer state: what it had as an earlier
-        // leader goes stale as it copies the new leader's batches.
-        if elected || !leading {
-            self.producers.reset();
-        }
-        elected
+        self.commit.set_role(leading, in_sync, partition_epoch)
     }
 }
 

@@ -15,6 +15,7 @@
 //!       log-start-offset              first readable offset (retention, DeleteRecords)
 //!       leader-epoch-checkpoint       epoch -> first offset, for replica divergence
 //!       .clean-shutdown               present only between a clean close and the next open
+//!       00000000000000001234.snapshot  an owner's state as of offset 1234 (producer state)
 //! ```
 //!
 //! ## Design

@@ -73,6 +73,7 @@ impl Log {
             write_u64(&self.dir.join(LOG_START), first)?;
             inner.epochs.truncate_from_start(first)?;
         }
+        super::snapshots::delete_before(&self.dir, inner.log_start)?;
         if !victims.is_empty() {
             sync_dir(&self.dir)?;
         }
@@ -143,6 +144,7 @@ impl Log {
             }
         };
         sync_dir(&self.dir)?;
+        super::snapshots::delete_after(&self.dir, new_end)?;
         inner.log_end = new_end;
         inner.high_watermark = inner.high_watermark.min(new_end);
         if inner.hw_checkpoint.is_some_and(|hw| hw > new_end) {
@@ -181,6 +183,7 @@ impl Log {
         write_u64(&self.dir.join(RECOVERY_POINT), offset)?;
         write_u64(&self.dir.join(super::HIGH_WATERMARK), offset)?;
         sync_dir(&self.dir)?;
+        super::snapshots::delete_all(&self.dir)?;
         inner.log_start = offset;
         inner.log_end = offset;
         inner.high_watermark = offset;

@@ -6,6 +6,7 @@ mod inspect;
 mod maintenance;
 mod read;
 mod recover;
+mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -205,6 +206,8 @@ impl Log {
             // created later at lower offsets must not be trusted by it.
             write_u64(&dir.join(RECOVERY_POINT), active.base_offset)?;
         }
+        // A crash may have cut the tail a snapshot described.
+        snapshots::delete_after(&dir, log_end)?;
         let mut epochs = EpochCache::load(dir.join(EPOCHS));
         epochs.truncate_from_end(log_end)?;
         let hw_checkpoint = read_u64(&dir.join(HIGH_WATERMARK)).map(|hw| hw.clamp(log_start, log_end));
@@ -263,6 +266,12 @@ impl Log {
     /// Replaces the configuration; applies to subsequent operations.
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write() = config;
+    }
+
+    /// The base offset of the active segment (it changes when the log
+    /// rolls).
+    pub fn active_segment_base(&self) -> u64 {
+        self.inner.read().segments.keys().next_back().copied().unwrap_or(0)
     }
 
     /// First offset still readable.

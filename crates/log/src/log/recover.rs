@@ -84,6 +84,9 @@ impl Log {
             seg.delete_files()?;
         }
         sync_dir(&self.dir)?;
+        // (The open below drops the snapshots past the new end too; said
+        // here so none outlives the cut even if that open fails.)
+        super::snapshots::delete_after(&self.dir, durable)?;
         // No clean-shutdown marker exists for a poisoned log (close skips
         // it), so this rescans the tail exactly as after a crash.
         let fresh = Log::open(self.dir.clone(), self.config(), self.clock.clone())?;

@@ -11,7 +11,7 @@
 //! Each partition remembers, per producer id, its epoch and its last
 //! [`CACHED_BATCHES`] batches (first and last sequence, offsets). An append
 //! from an idempotent producer is checked against that entry under the
-//! producer's own lock, held until the append is acknowledged, so checks and
+//! producer's own lock, held until the append is written, so checks and
 //! appends of one producer are serialised while different producers still
 //! share group commits:
 //! - a batch equal to a cached one is a duplicate (a retry): it is not
@@ -20,21 +20,30 @@
 //! - a new epoch must start at sequence 0;
 //! - otherwise the first sequence must follow the last one (wrapping at
 //!   `i32::MAX`), else `OUT_OF_ORDER_SEQUENCE_NUMBER`;
-//! - an unknown producer may start anywhere (its state may have been
-//!   dropped with old data), as in Kafka.
+//! - an unknown producer may start anywhere (its state may have expired,
+//!   or gone with old data), as in Kafka.
 //!
-//! The state is rebuilt lazily, on the first idempotent append after the
-//! partition opened, from the batch headers of the last
-//! [`REBUILD_WINDOW`] offsets of the log: a producer that retries after a
-//! broker crash finds its batches there. Producers idle for longer are
-//! treated as unknown.
+//! ## The state is exact, on every replica ([`table`])
+//! The table is a function of the log: the state the batches below its
+//! `end` make, applied in log order by the partition's append queue as
+//! each write group is written, whoever wrote it (the leader's clients or
+//! a follower copying the leader). So a follower holds its producers'
+//! states when it is elected, and a retry after a failover is recognised.
+//! It is loaded, before the partition's first append after it opened or
+//! after a cut, from the newest snapshot at or below the log end (the log
+//! store keeps `<offset>.snapshot` files true to the log: a cut deletes
+//! those past it) plus the batch headers after it; a snapshot is saved at
+//! each segment roll and at a clean shutdown. Producers idle for
+//! `producer.id.expiration.ms` (a day, as in Kafka) are forgotten.
 
-use std::collections::{HashMap, VecDeque};
+mod table;
+
+pub(crate) use table::{ProducerTable, facts_of};
+
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use fjord_log::batch::BatchHeader;
-use fjord_log::{Log, ReadBound};
 use parking_lot::Mutex;
 
 use crate::error::{BrokerError, Result};
@@ -44,8 +53,9 @@ pub const ID_BLOCK: i64 = 1000;
 /// Batches remembered per producer (Kafka's `max.in.flight` limit for
 /// idempotence is 5).
 pub const CACHED_BATCHES: usize = 5;
-/// Offsets of log tail scanned to rebuild producer state.
-pub const REBUILD_WINDOW: u64 = 1_000_000;
+/// How long a producer's state is kept after its last batch (Kafka's
+/// `producer.id.expiration.ms` default).
+pub const PRODUCER_ID_EXPIRATION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 const IDS_FILE: &str = "producer-ids.json";
 
@@ -114,7 +124,7 @@ impl ProducerIds {
 }
 
 /// Where a batch landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BatchMeta {
     first_seq: i32,
     last_seq: i32,
@@ -124,10 +134,13 @@ pub(crate) struct BatchMeta {
 }
 
 /// One producer's state in one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// The largest timestamp of its last batch (expiry, as Kafka's
+    /// `lastTimestamp`).
+    last_timestamp: i64,
 }
 
 /// Outcome of a sequence check.
@@ -165,10 +178,13 @@ fn add_seq(seq: i32, delta: i32) -> i32 {
 }
 
 impl ProducerEntry {
-    pub(crate) fn check(&self, known: bool, b: &Sequenced) -> Result<Check> {
-        if !known {
-            return Ok(Check::Append);
-        }
+    /// Checks `b` against this state (`None`: an unknown producer).
+    pub(crate) fn check(this: Option<&ProducerEntry>, b: &Sequenced) -> Result<Check> {
+        let Some(this) = this else { return Ok(Check::Append) };
+        this.check_known(b)
+    }
+
+    fn check_known(&self, b: &Sequenced) -> Result<Check> {
         if b.epoch < self.epoch {
             return Err(BrokerError::InvalidProducerEpoch {
                 producer_id: b.producer_id,
@@ -189,20 +205,37 @@ impl ProducerEntry {
         }
     }
 
-    pub(crate) fn record(&mut self, b: &Sequenced, meta_of: impl FnOnce(i32, i32) -> BatchMeta) {
+    /// Records a batch of this producer written at `base_offset..=last_offset`.
+    pub(crate) fn record(&mut self, b: &Sequenced, base_offset: u64, last_offset: u64, written: Stamped) {
         if b.epoch != self.epoch {
             self.epoch = b.epoch;
             self.batches.clear();
         }
-        self.batches.push_back(meta_of(b.first_seq, b.last_seq));
+        self.last_timestamp = written.max_timestamp;
+        self.batches.push_back(BatchMeta::new(
+            b.first_seq,
+            b.last_seq,
+            base_offset,
+            last_offset,
+            written.log_append_time,
+        ));
         while self.batches.len() > CACHED_BATCHES {
             self.batches.pop_front();
         }
     }
 }
 
+/// What the log says of a written batch beyond its offsets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamped {
+    /// Its largest timestamp.
+    pub(crate) max_timestamp: i64,
+    /// The append time stamped on it, for log-append-time topics.
+    pub(crate) log_append_time: Option<i64>,
+}
+
 impl BatchMeta {
-    pub(crate) fn new(first_seq: i32, last_seq: i32, base_offset: u64, last_offset: u64, t: Option<i64>) -> Self {
+    fn new(first_seq: i32, last_seq: i32, base_offset: u64, last_offset: u64, t: Option<i64>) -> Self {
         BatchMeta { first_seq, last_seq, base_offset, last_offset, log_append_time: t }
     }
 }
@@ -211,75 +244,8 @@ fn out_of_order(b: &Sequenced, last: Option<i32>) -> BrokerError {
     BrokerError::OutOfOrderSequence { producer_id: b.producer_id, expected_after: last, got: b.first_seq }
 }
 
-/// One producer's entry behind its own lock; `.0` says whether the
-/// producer was known before (unknown producers may start at any sequence).
-pub(crate) type SharedEntry = Arc<tokio::sync::Mutex<(bool, ProducerEntry)>>;
-
-/// Per-partition producer states: one lock per producer id.
-#[derive(Debug, Default)]
-pub(crate) struct ProducerTable {
-    /// Set once the table was rebuilt from the log; replaced by
-    /// [`ProducerTable::reset`].
-    loaded: Mutex<Arc<tokio::sync::OnceCell<()>>>,
-    entries: Mutex<HashMap<i64, SharedEntry>>,
-}
-
-impl ProducerTable {
-    /// The entry of `producer_id` (`.0` says whether it was known), after
-    /// rebuilding the table from the log on first use.
-    pub(crate) async fn entry(&self, log: &Arc<Log>, producer_id: i64) -> Result<SharedEntry> {
-        let loaded = self.loaded.lock().clone();
-        loaded
-            .get_or_try_init(|| async {
-                let log = log.clone();
-                let rebuilt = crate::error::blocking(move || rebuild(&log)).await??;
-                let mut entries = self.entries.lock();
-                for (pid, e) in rebuilt {
-                    entries.entry(pid).or_insert_with(|| Arc::new(tokio::sync::Mutex::new((true, e))));
-                }
-                Ok::<(), BrokerError>(())
-            })
-            .await?;
-        Ok(self.entries.lock().entry(producer_id).or_default().clone())
-    }
-
-    /// Forgets every state: the next use rebuilds the table from the log
-    /// (a replica that becomes leader holds what the old leader wrote,
-    /// which its table never saw).
-    pub(crate) fn reset(&self) {
-        let mut entries = self.entries.lock();
-        *self.loaded.lock() = Arc::default();
-        entries.clear();
-    }
-}
-
-/// Producer states from the batch headers of the log's tail.
-fn rebuild(log: &Log) -> Result<HashMap<i64, ProducerEntry>> {
-    let ctx = |e| BrokerError::log("rebuilding producer state", e);
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset().max(end.saturating_sub(REBUILD_WINDOW));
-    let mut states: HashMap<i64, ProducerEntry> = HashMap::new();
-    while offset < end {
-        let read = log.read(offset, 8 << 20, ReadBound::LogEnd).map_err(ctx)?;
-        let Some(slice) = read.slice else { break };
-        let bytes = slice.to_bytes().map_err(ctx)?;
-        let mut pos = 0;
-        let before = offset;
-        while pos < bytes.len() {
-            let Ok(h) = BatchHeader::parse(&bytes[pos..]) else { break };
-            if let Some(s) = Sequenced::of(&h) {
-                let e = states.entry(s.producer_id).or_default();
-                e.record(&s, |f, l| BatchMeta::new(f, l, h.base_offset, h.last_offset(), None));
-            }
-            offset = h.next_offset();
-            pos += h.total_len();
-        }
-        if offset == before {
-            break;
-        }
-    }
-    Ok(states)
-}
+#[cfg(test)]
+mod table_tests;
 
 #[cfg(test)]
 mod tests {
@@ -290,31 +256,36 @@ mod tests {
     }
 
     fn append(e: &mut ProducerEntry, s: &Sequenced, base: u64) {
-        e.record(s, |f, l| BatchMeta::new(f, l, base, base + (l - f) as u64, None));
+        let last = base + (s.last_seq - s.first_seq) as u64;
+        e.record(s, base, last, Stamped { max_timestamp: 0, log_append_time: None });
+    }
+
+    fn check(e: &ProducerEntry, s: &Sequenced) -> Result<Check> {
+        ProducerEntry::check(Some(e), s)
     }
 
     #[test]
     fn in_order_duplicates_gaps_and_epochs() {
         let mut e = ProducerEntry::default();
         let b0 = seq(7, 0, 0, 10);
-        assert_eq!(e.check(false, &b0).unwrap(), Check::Append);
+        assert_eq!(ProducerEntry::check(None, &b0).unwrap(), Check::Append);
         append(&mut e, &b0, 100);
         let b1 = seq(7, 0, 10, 5);
-        assert_eq!(e.check(true, &b1).unwrap(), Check::Append);
+        assert_eq!(check(&e, &b1).unwrap(), Check::Append);
         append(&mut e, &b1, 110);
         // A retry of an acknowledged batch returns its original offsets.
-        match e.check(true, &b0).unwrap() {
+        match check(&e, &b0).unwrap() {
             Check::Duplicate(m) => assert_eq!((m.base_offset, m.last_offset), (100, 109)),
             other => panic!("expected duplicate, got {other:?}"),
         }
         // A gap is refused.
-        assert!(matches!(e.check(true, &seq(7, 0, 16, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
+        assert!(matches!(check(&e, &seq(7, 0, 16, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
         // A new epoch restarts at 0; anything else is out of order.
-        assert!(matches!(e.check(true, &seq(7, 1, 3, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
-        assert_eq!(e.check(true, &seq(7, 1, 0, 1)).unwrap(), Check::Append);
+        assert!(matches!(check(&e, &seq(7, 1, 3, 1)), Err(BrokerError::OutOfOrderSequence { .. })));
+        assert_eq!(check(&e, &seq(7, 1, 0, 1)).unwrap(), Check::Append);
         append(&mut e, &seq(7, 1, 0, 1), 200);
         // The old epoch is fenced.
-        assert!(matches!(e.check(true, &seq(7, 0, 15, 1)), Err(BrokerError::InvalidProducerEpoch { .. })));
+        assert!(matches!(check(&e, &seq(7, 0, 15, 1)), Err(BrokerError::InvalidProducerEpoch { .. })));
     }
 
     #[test]
@@ -322,8 +293,8 @@ mod tests {
         let mut e = ProducerEntry::default();
         let b = seq(1, 0, i32::MAX - 1, 2);
         append(&mut e, &b, 0);
-        assert_eq!(e.check(true, &seq(1, 0, 0, 3)).unwrap(), Check::Append);
-        assert!(e.check(true, &seq(1, 0, 1, 3)).is_err());
+        assert_eq!(check(&e, &seq(1, 0, 0, 3)).unwrap(), Check::Append);
+        assert!(check(&e, &seq(1, 0, 1, 3)).is_err());
     }
 
     #[test]
@@ -333,9 +304,9 @@ mod tests {
             append(&mut e, &seq(1, 0, i, 1), i as u64);
         }
         assert_eq!(e.batches.len(), CACHED_BATCHES);
-        assert!(matches!(e.check(true, &seq(1, 0, 6, 1)).unwrap(), Check::Duplicate(_)));
+        assert!(matches!(check(&e, &seq(1, 0, 6, 1)).unwrap(), Check::Duplicate(_)));
         // Too old to be recognised, and not next in sequence.
-        assert!(e.check(true, &seq(1, 0, 0, 1)).is_err());
+        assert!(check(&e, &seq(1, 0, 0, 1)).is_err());
     }
 
     #[test]

@@ -1,0 +1,348 @@
+//! A partition's producer table: the producer states its log makes, kept
+//! exact by applying every write group in log order (see the `producers`
+//! module docs for why and how).
+//!
+//! Invariants:
+//! - loaded, the table holds exactly the state of the log's batches below
+//!   its `end`; the append queue applies each group it wrote before it
+//!   answers the group's writers, so a write that returned is in the
+//!   table (or the table is unloaded and a load will replay it);
+//! - a cut of the log (truncation, reset, recovery) unloads the table and
+//!   bumps its generation, so a load begun before the cut never installs;
+//! - a snapshot is saved only at the table's `end`, which the log still
+//!   reaches (the log refuses it otherwise), so a snapshot never describes
+//!   batches the log does not hold.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fjord_log::batch::{BatchHeader, TimestampType};
+use fjord_log::{AppendInfo, AppendOrigin, Log, ReadBound};
+use parking_lot::Mutex;
+
+use super::{Check, ProducerEntry, Sequenced, Stamped};
+use crate::error::{BrokerError, Result, blocking};
+
+/// The snapshot format's version (a JSON object: `version`, `producers`).
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Bytes read at a time while replaying batch headers.
+const REPLAY_READ: usize = 8 << 20;
+
+/// Per-partition producer states; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerTable {
+    state: Mutex<State>,
+    /// One load at a time.
+    loading: tokio::sync::Mutex<()>,
+    /// One lock per producer: its check and its write are serialised.
+    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Bumped by every cut: a load begun before it is stale.
+    generation: u64,
+    /// `None` until loaded, and again after a cut.
+    loaded: Option<Loaded>,
+}
+
+#[derive(Debug)]
+pub(super) struct Loaded {
+    /// The states are those of the batches below this offset.
+    end: u64,
+    entries: HashMap<i64, ProducerEntry>,
+    /// The offset of the newest snapshot saved or loaded (0: none).
+    snapshot: u64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    version: u32,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// What applying a write needs to know of one of its batches, read from
+/// its bytes before the write (the write takes them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchFacts {
+    /// The producer's identity and sequences; `None` for batches of no
+    /// idempotent producer, and for control batches.
+    sequenced: Option<Sequenced>,
+    /// The base offset the bytes carry (a replica's write keeps it).
+    base_offset: u64,
+    last_offset_delta: u32,
+    max_timestamp: i64,
+}
+
+/// The batches of an append's bytes. Bytes the log will refuse may end
+/// the list early; the write then fails, or the apply sees too few
+/// batches and unloads the table.
+pub(crate) fn facts_of(data: &[u8]) -> Vec<BatchFacts> {
+    let mut out = Vec::with_capacity(1);
+    let mut pos = 0;
+    while pos < data.len() {
+        let Ok(h) = BatchHeader::parse(&data[pos..]) else { break };
+        out.push(BatchFacts {
+            sequenced: if h.is_control() { None } else { Sequenced::of(&h) },
+            base_offset: h.base_offset,
+            last_offset_delta: h.last_offset_delta,
+            max_timestamp: h.max_timestamp,
+        });
+        pos += h.total_len();
+    }
+    out
+}
+
+impl ProducerTable {
+    /// Whether the table is loaded.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.state.lock().loaded.is_some()
+    }
+
+    /// Loads the table unless it is: from the newest snapshot at or below
+    /// the log end and the batch headers after it.
+    pub(crate) async fn ensure_loaded(&self, log: &Arc<Log>) -> Result<()> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        let _one = self.loading.lock().await;
+        loop {
+            let generation = {
+                let st = self.state.lock();
+                if st.loaded.is_some() {
+                    return Ok(());
+                }
+                st.generation
+            };
+            let from = log.clone();
+            let mut loaded = blocking(move || load(&from)).await??;
+            let mut st = self.state.lock();
+            if st.generation != generation {
+                // Cut while loading: load from what the log holds now.
+                drop(st);
+                continue;
+            }
+            // What was written while loading (the appends skipped it, as
+            // the table was not loaded): a short tail, read under the lock
+            // so no write group applies in between.
+            replay(log, &mut loaded)?;
+            st.loaded = Some(loaded);
+            return Ok(());
+        }
+    }
+
+    /// Forgets the states (the log was cut): the next use loads them again
+    /// from what the log holds.
+    pub(crate) fn reset(&self) {
+        let mut st = self.state.lock();
+        st.generation += 1;
+        st.loaded = None;
+    }
+
+    /// The lock that serialises `producer_id`'s check and write.
+    pub(crate) fn producer_lock(&self, producer_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(producer_id).or_default().clone()
+    }
+
+    /// Checks `b` against its producer's state; `None` while the table is
+    /// not loaded.
+    pub(crate) fn check(&self, b: &Sequenced) -> Option<Result<Check>> {
+        let st = self.state.lock();
+        let loaded = st.loaded.as_ref()?;
+        Some(ProducerEntry::check(loaded.entries.get(&b.producer_id), b))
+    }
+
+    /// Applies a written group, in log order: each write's batch facts, its
+    /// origin and what the log says it wrote (failed writes wrote nothing
+    /// and are left out).
+    pub(crate) fn apply<'a>(&self, writes: impl IntoIterator<Item = (&'a [BatchFacts], AppendOrigin, &'a AppendInfo)>) {
+        let mut st = self.state.lock();
+        let Some(loaded) = st.loaded.as_mut() else { return };
+        for (facts, origin, info) in writes {
+            if !loaded.apply(facts, origin, info) {
+                tracing::warn!(
+                    base_offset = info.base_offset,
+                    batches = info.batches,
+                    "a write's batches differ from the bytes read before it: reloading the producer state"
+                );
+                st.generation += 1;
+                st.loaded = None;
+                return;
+            }
+        }
+    }
+
+    /// A snapshot to save when the log rolled a segment since the last one
+    /// (`active_base`: the active segment's base offset): its offset and
+    /// bytes.
+    pub(crate) fn snapshot_due(&self, active_base: u64) -> Option<(u64, Vec<u8>)> {
+        let mut st = self.state.lock();
+        let loaded = st.loaded.as_mut()?;
+        if loaded.snapshot >= active_base || loaded.end < active_base {
+            return None;
+        }
+        loaded.snapshot = loaded.end;
+        encode(&loaded.entries).map(|bytes| (loaded.end, bytes))
+    }
+
+    /// Saves a snapshot at the log end, if the table reaches it and none
+    /// was saved there (a clean shutdown: the next open loads it without a
+    /// replay). Blocking file I/O.
+    pub(crate) fn save_at_end(&self, log: &Log) -> Result<()> {
+        let due = {
+            let mut st = self.state.lock();
+            let Some(loaded) = st.loaded.as_mut() else { return Ok(()) };
+            if loaded.end != log.log_end_offset() || loaded.snapshot == loaded.end {
+                return Ok(());
+            }
+            loaded.snapshot = loaded.end;
+            encode(&loaded.entries).map(|bytes| (loaded.end, bytes))
+        };
+        if let Some((offset, bytes)) = due {
+            log.save_snapshot(offset, &bytes).map_err(|e| BrokerError::log("saving producer state", e))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets producers whose last batch is older than `before_ms` and
+    /// that are not writing now; returns how many went.
+    pub(crate) fn expire(&self, before_ms: i64) -> usize {
+        let mut st = self.state.lock();
+        let Some(loaded) = st.loaded.as_mut() else { return 0 };
+        let mut locks = self.locks.lock();
+        let busy = |pid: &i64| locks.get(pid).is_some_and(|l| Arc::strong_count(l) > 1);
+        let before = loaded.entries.len();
+        loaded.entries.retain(|pid, e| e.last_timestamp >= before_ms || busy(pid));
+        locks.retain(|pid, l| Arc::strong_count(l) > 1 || loaded.entries.contains_key(pid));
+        before - loaded.entries.len()
+    }
+
+    /// The states and the offset they reach, if loaded (tests).
+    #[cfg(test)]
+    pub(crate) fn snapshot_for_tests(&self) -> Option<(u64, HashMap<i64, ProducerEntry>)> {
+        let st = self.state.lock();
+        st.loaded.as_ref().map(|l| (l.end, l.entries.clone()))
+    }
+}
+
+impl Loaded {
+    #[cfg(test)]
+    pub(super) fn empty_at(start: u64) -> Loaded {
+        Loaded { end: start, entries: HashMap::new(), snapshot: 0 }
+    }
+
+    #[cfg(test)]
+    pub(super) fn into_parts(self) -> (u64, HashMap<i64, ProducerEntry>) {
+        (self.end, self.entries)
+    }
+
+    /// Applies one write; false when its batches do not match what it
+    /// wrote (the table must be reloaded).
+    fn apply(&mut self, facts: &[BatchFacts], origin: AppendOrigin, info: &AppendInfo) -> bool {
+        if facts.len() != info.batches {
+            return false;
+        }
+        let mut next = info.base_offset;
+        for f in facts {
+            let base = match origin {
+                AppendOrigin::Replica => f.base_offset,
+                AppendOrigin::Leader { .. } => next,
+            };
+            let last = base + u64::from(f.last_offset_delta);
+            next = last + 1;
+            // Already in the table: a load replayed it.
+            if base < self.end {
+                continue;
+            }
+            if let Some(s) = &f.sequenced {
+                let stamped = Stamped {
+                    max_timestamp: info.log_append_time.unwrap_or(f.max_timestamp),
+                    log_append_time: info.log_append_time,
+                };
+                self.entries.entry(s.producer_id).or_default().record(s, base, last, stamped);
+            }
+            self.end = next;
+        }
+        true
+    }
+
+    /// Applies a batch read back from the log.
+    fn apply_header(&mut self, h: &BatchHeader) {
+        if h.base_offset < self.end {
+            return;
+        }
+        if let Some(s) = Sequenced::of(h).filter(|_| !h.is_control()) {
+            let append_time = (h.timestamp_type() == TimestampType::LogAppendTime).then_some(h.max_timestamp);
+            let stamped = Stamped { max_timestamp: h.max_timestamp, log_append_time: append_time };
+            self.entries.entry(s.producer_id).or_default().record(&s, h.base_offset, h.last_offset(), stamped);
+        }
+        self.end = h.next_offset();
+    }
+}
+
+fn encode(entries: &HashMap<i64, ProducerEntry>) -> Option<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        version: u32,
+        producers: &'a HashMap<i64, ProducerEntry>,
+    }
+    match serde_json::to_vec(&Out { version: SNAPSHOT_VERSION, producers: entries }) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a producer-state snapshot failed");
+            None
+        }
+    }
+}
+
+/// The table as the log makes it: the newest snapshot at or below its end
+/// (one that cannot be read is skipped, with a warning: the state then
+/// starts at the log start), then the batches after it.
+fn load(log: &Log) -> Result<Loaded> {
+    let ctx = |e| BrokerError::log(format!("loading the producer state of {}", log.dir().display()), e);
+    let start = log.log_start_offset();
+    let found = log.latest_snapshot(log.log_end_offset()).map_err(ctx)?;
+    let mut loaded = Loaded { end: start, entries: HashMap::new(), snapshot: 0 };
+    if let Some((offset, bytes)) = found {
+        match serde_json::from_slice::<Snapshot>(&bytes) {
+            Ok(s) if s.version == SNAPSHOT_VERSION => {
+                // Below the log start, it still holds the producers of
+                // batches retention deleted.
+                loaded = Loaded { end: offset.max(start), entries: s.producers, snapshot: offset };
+            }
+            Ok(s) => {
+                tracing::warn!(dir = %log.dir().display(), offset, version = s.version, "producer-state snapshot of an unknown version: replaying the log instead")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %log.dir().display(), offset, error = %e, "unreadable producer-state snapshot: replaying the log instead")
+            }
+        }
+    }
+    replay(log, &mut loaded)?;
+    Ok(loaded)
+}
+
+/// Applies the batch headers from the table's end to the log end.
+pub(super) fn replay(log: &Log, loaded: &mut Loaded) -> Result<()> {
+    let ctx = |e| BrokerError::log(format!("replaying the producer state of {}", log.dir().display()), e);
+    let mut offset = loaded.end;
+    while offset < log.log_end_offset() {
+        let read = log.read(offset, REPLAY_READ, ReadBound::LogEnd).map_err(ctx)?;
+        let Some(slice) = read.slice else { break };
+        let bytes = slice.to_bytes().map_err(ctx)?;
+        let before = offset;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            // A batch cut short by the read's budget still has its header.
+            let Ok(h) = BatchHeader::parse(&bytes[pos..]) else { break };
+            loaded.apply_header(&h);
+            offset = h.next_offset();
+            pos += h.total_len();
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Ok(())
+}
