@@ -234,15 +234,12 @@ impl Conn {
                 // not a reason to close the connection; the message comes
                 // back after `consumer_timeout` (at least once).
                 let one = std::slice::from_ref(&p.receipt);
-                match self.gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, one, true).await {
-                    Ok(mut r) => {
-                        if let Some(Err(e)) = r.pop() {
-                            tracing::warn!(queue = %q.name, error = %e, "amqp: a no-ack basic.get's message could not be settled");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(queue = %q.name, error = %e, "amqp: a no-ack basic.get's message could not be settled")
-                    }
+                let settled = match self.gw.messaging.ack_many_at_leaders(AMQP_GROUP, &model, one, true).await {
+                    Ok(mut r) => r.pop().unwrap_or(Ok(())),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = settled {
+                    tracing::warn!(queue = %q.name, error = %e, "amqp: a no-ack basic.get's message could not be settled");
                 }
             }
             return Ok(None);
@@ -333,21 +330,19 @@ impl Conn {
 const GET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One message of `topic` for basic.get; a pop failing because the queue
-/// or its pop shard is moving is made again every 100 ms for up to
-/// [`GET_WAIT`]. A pop whose outcome was unknown may have taken a message:
-/// it comes back after `consumer_timeout` (at least once).
+/// or its pop shard is moving is made again for up to [`GET_WAIT`]
+/// ([`fjord_messaging::moving`]). A pop whose outcome was unknown may have
+/// taken a message: it comes back after `consumer_timeout` (at least
+/// once).
 async fn pop_while_moving(
     gw: &crate::AmqpGateway,
     topic: &str,
     args: &fjord_amqp_codec::FieldTable,
 ) -> fjord_messaging::Result<Vec<fjord_messaging::Popped>> {
-    let deadline = tokio::time::Instant::now() + GET_WAIT;
+    let wait = fjord_messaging::moving::MoveWait::new("an amqp basic.get", GET_WAIT);
     loop {
         match crate::priority::pop(gw, topic, args, 1, std::time::Duration::ZERO).await {
-            Err(e) if e.moving() && tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%topic, error = %e, "amqp basic.get: the queue is moving, asking again");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+            Err(e) if e.moving() => wait.again(e).await?,
             r => return r,
         }
     }

@@ -87,12 +87,22 @@ pub(crate) async fn run(gw: Arc<AmqpGateway>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// What the sweep saw of each drop-head queue's log: the end it had at
-/// the previous look, the end at which the queue was last found within
-/// its limits, and the tick of the look (queues gone are forgotten).
+/// What the sweep saw of each drop-head queue's log, by topic (queues
+/// gone are forgotten).
 #[derive(Default)]
 struct Lengths {
-    seen: std::collections::HashMap<String, (u64, Option<u64>, u64)>,
+    seen: std::collections::HashMap<String, Seen>,
+}
+
+/// One drop-head queue at the sweep's last look.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The end its log had.
+    end: u64,
+    /// The end at which it was last found within its limits.
+    within: Option<u64>,
+    /// The look's tick.
+    tick: u64,
 }
 
 impl Lengths {
@@ -103,8 +113,9 @@ impl Lengths {
     async fn look(&mut self, gw: &AmqpGateway, q: &QueueRef, limits: HeadLimits, tick: u64) {
         let Some(t) = gw.messaging.broker().topic(&q.queue.topic) else { return };
         let end: u64 = t.partitions().iter().map(|p| p.high_watermark()).sum();
-        let (previous, mut within, _) = self.seen.get(&q.queue.topic).copied().unwrap_or((u64::MAX, None, 0));
-        if end == previous && within != Some(end) {
+        let last = self.seen.get(&q.queue.topic).copied().unwrap_or(Seen { end: u64::MAX, within: None, tick: 0 });
+        let mut within = last.within;
+        if end == last.end && within != Some(end) {
             match crate::maxlen::trim(gw, q, limits).await {
                 Some(0) => within = Some(end),
                 Some(dropped) => {
@@ -115,12 +126,12 @@ impl Lengths {
                 None => {}
             }
         }
-        self.seen.insert(q.queue.topic.clone(), (end, within, tick));
+        self.seen.insert(q.queue.topic.clone(), Seen { end, within, tick });
     }
 
     /// Forgets the queues not looked at in `tick`.
     fn forget_older(&mut self, tick: u64) {
-        self.seen.retain(|_, (_, _, t)| *t == tick);
+        self.seen.retain(|_, seen| seen.tick == tick);
     }
 }
 

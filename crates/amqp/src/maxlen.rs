@@ -24,6 +24,45 @@ use crate::model::{AMQP_GROUP, int_arg, string_arg};
 /// Most messages one trim pops in one call.
 const TRIM_CHUNK: usize = 1024;
 
+/// What a queue does with a publish over its length limits
+/// (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Takes it and drops the oldest ready messages (the default).
+    DropHead,
+    /// Refuses it (nacked under confirms).
+    RejectPublish,
+    /// Refuses it and dead-letters it.
+    RejectPublishDlx,
+}
+
+/// A queue's length limits as its arguments set them (one reading for the
+/// publishing channel and the sweep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LengthLimits {
+    pub(crate) max_len: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) overflow: Overflow,
+}
+
+impl LengthLimits {
+    /// The limits of `q`, if it has any (a stream queue's are its topic's
+    /// retention instead).
+    pub(crate) fn of(q: &crate::model::Queue) -> Option<LengthLimits> {
+        if crate::stream::is_stream(q) {
+            return None;
+        }
+        let max_len = int_arg(&q.arguments, "x-max-length").map(|n| n.max(0) as u64);
+        let max_bytes = int_arg(&q.arguments, "x-max-length-bytes").map(|n| n.max(0) as u64);
+        let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            _ => Overflow::DropHead,
+        };
+        (max_len.is_some() || max_bytes.is_some()).then_some(LengthLimits { max_len, max_bytes, overflow })
+    }
+}
+
 /// A drop-head queue's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeadLimits {
@@ -35,12 +74,9 @@ impl HeadLimits {
     /// The limits of a queue whose overflow is `drop-head`, if it has any
     /// (a stream queue's are its topic's retention instead).
     pub(crate) fn of(q: &crate::model::Queue) -> Option<HeadLimits> {
-        let max_len = int_arg(&q.arguments, "x-max-length").map(|n| n.max(0) as u64);
-        let max_bytes = int_arg(&q.arguments, "x-max-length-bytes").map(|n| n.max(0) as u64);
-        let drop_head = matches!(string_arg(&q.arguments, "x-overflow").as_deref(), None | Some("drop-head"));
-        let stream = crate::stream::is_stream(q);
-        (drop_head && !stream && (max_len.is_some() || max_bytes.is_some()))
-            .then_some(HeadLimits { max_len, max_bytes })
+        LengthLimits::of(q)
+            .filter(|l| l.overflow == Overflow::DropHead)
+            .map(|l| HeadLimits { max_len: l.max_len, max_bytes: l.max_bytes })
     }
 
     /// How many messages to drop from the head of a ready part with these

@@ -18,7 +18,7 @@ use crate::connection::method_frame;
 use crate::deadletter::{QueueRef, Reason};
 use crate::instrument;
 use crate::mapping::{self, Published};
-use crate::model::{int_arg, string_arg};
+use crate::maxlen::{LengthLimits, Overflow};
 
 /// Publishes taken into one batch at most.
 const MAX_BATCH: usize = 512;
@@ -227,13 +227,6 @@ struct Known {
     priority: Option<fjord_amqp_codec::FieldTable>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Overflow {
-    DropHead,
-    RejectPublish,
-    RejectPublishDlx,
-}
-
 impl Limits {
     /// Looks up the queues of `topics` in `vhost`, with the ready part of
     /// those that refuse publishes over a length limit (a drop-head queue
@@ -244,25 +237,22 @@ impl Limits {
         for topic in topics {
             let q = snapshot.get(vhost).and_then(|v| v.queues.values().find(|q| q.topic == *topic));
             let mut limit = None;
-            // A stream queue's length limits are its topic's retention.
-            if let Some(q) = q.filter(|q| !crate::stream::is_stream(q)) {
-                let max_len = int_arg(&q.arguments, "x-max-length").map(|n| n.max(0) as u64);
-                let max_bytes = int_arg(&q.arguments, "x-max-length-bytes").map(|n| n.max(0) as u64);
-                if max_len.is_some() || max_bytes.is_some() {
-                    let overflow = match string_arg(&q.arguments, "x-overflow").as_deref() {
-                        Some("reject-publish") => Overflow::RejectPublish,
-                        Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-                        _ => Overflow::DropHead,
-                    };
-                    let (ready, sizes) = if overflow == Overflow::DropHead {
-                        (0, None)
-                    } else {
-                        crate::maxlen::ready_part(gw, topic, max_bytes.is_some()).await
-                    };
-                    let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
-                    let ready_bytes = sizes.map_or(0, |s| s.iter().sum());
-                    limit = Some(Limit { queue, max_len, max_bytes, overflow, ready, ready_bytes });
-                }
+            if let Some((q, l)) = q.and_then(|q| LengthLimits::of(q).map(|l| (q, l))) {
+                let (ready, sizes) = if l.overflow == Overflow::DropHead {
+                    (0, None)
+                } else {
+                    crate::maxlen::ready_part(gw, topic, l.max_bytes.is_some()).await
+                };
+                let queue = Arc::new(QueueRef { vhost: vhost.to_string(), queue: q.clone() });
+                let ready_bytes = sizes.map_or(0, |s| s.iter().sum());
+                limit = Some(Limit {
+                    queue,
+                    max_len: l.max_len,
+                    max_bytes: l.max_bytes,
+                    overflow: l.overflow,
+                    ready,
+                    ready_bytes,
+                });
             }
             let priority = q.filter(|q| crate::priority::levels(&q.arguments) > 1).map(|q| q.arguments.clone());
             queues.push(Known { topic: topic.to_string(), limit, priority });

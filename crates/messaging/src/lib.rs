@@ -45,6 +45,7 @@ pub mod groups;
 mod journal;
 pub mod members;
 pub mod message;
+pub mod moving;
 pub mod order;
 pub mod pop;
 pub mod pull;

@@ -139,7 +139,7 @@ impl Messaging {
     /// per leader, and returns each call's receipts (their positions) with
     /// its answer. A call that fails because its queue or pop shard is
     /// moving (a leader change, a node lost) is made again through the new
-    /// leader, every 100 ms for up to [`SETTLE_WAIT`]: an ack or a release
+    /// leader for up to [`SETTLE_WAIT`] ([`crate::moving`]): an ack or a release
     /// applied twice is answered as a stale receipt the second time, so
     /// repeating one whose outcome was unknown is harmless — and giving up
     /// would hand an acked message out again.
@@ -152,7 +152,7 @@ impl Messaging {
         F: FnMut(Option<i32>, Vec<ReceiptHandle>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        let wait = crate::moving::MoveWait::new("settling receipts", SETTLE_WAIT);
         let mut pending: Vec<usize> = (0..receipts.len()).collect();
         let mut done = Vec::new();
         loop {
@@ -173,10 +173,8 @@ impl Messaging {
             }
             match last {
                 None => return Ok(done),
-                Some(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Some(e) => {
-                    tracing::debug!(error = %e, receipts = again.len(), "settling again once their queues have moved");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    wait.again(e).await?;
                     pending = again;
                 }
             }

@@ -58,19 +58,18 @@ impl Tried {
     }
 }
 
-/// Makes `attempt` every 100 ms while it surely decided nothing, for up to
-/// [`DECIDE_WAIT`]; the last failure after that.
+/// Makes `attempt` again while it surely decided nothing, for up to
+/// [`DECIDE_WAIT`] ([`crate::moving`]); the last failure after that.
 async fn decided_while_moving<F, Fut>(mut attempt: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Tried>,
 {
-    let deadline = tokio::time::Instant::now() + DECIDE_WAIT;
+    let wait = crate::moving::MoveWait::new("a transaction's decision", DECIDE_WAIT);
     loop {
         match attempt().await {
             Tried::Done(r) => return r,
-            Tried::Again(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Tried::Again(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Tried::Again(e) => wait.again(e).await?,
         }
     }
 }
