@@ -10,6 +10,7 @@
 //! <dir>/00000000000000000000.log     batches, Kafka RecordBatch v2 bytes
 //!       00000000000000000000.index   sparse offset + time index (sealed segments)
 //!       00000000000000000000.keys    key index, sorted by key hash (sealed, optional)
+//!       00000000000000000000.txnindex  aborted transactions whose markers are in the segment
 //!       recovery-point                segments below this base are fsynced and indexed
 //!       high-watermark                the high watermark at the last checkpoint (clean close)
 //!       log-start-offset              first readable offset (retention, DeleteRecords)
@@ -67,6 +68,7 @@ mod instrument;
 mod key_index;
 mod log;
 mod segment;
+mod txn_index;
 pub mod varint;
 
 pub use checkpoint::write_atomic;
@@ -80,3 +82,4 @@ pub use log::{
     RetentionOutcome, inspect,
 };
 pub use segment::KeyIndexConfig;
+pub use txn_index::AbortedTxn;

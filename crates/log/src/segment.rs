@@ -13,12 +13,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use crate::error::{LogError, Result};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::key_index::{KeyIndex, key_hash};
+use crate::txn_index::TxnIndex;
 
 /// A batch's position in its request buffer and its header.
 pub(crate) type Located = (usize, BatchHeader);
@@ -70,6 +71,8 @@ pub(crate) struct Segment {
     keys_path: PathBuf,
     pub(crate) file: Arc<File>,
     pub(crate) meta: RwLock<SegMeta>,
+    /// Its aborted transactions (`<base>.txnindex`).
+    pub(crate) txn: Mutex<TxnIndex>,
 }
 
 pub(crate) fn file_stem(base: u64) -> String {
@@ -137,6 +140,7 @@ impl Segment {
             keys_path,
             file: Arc::new(file),
             meta: RwLock::new(Self::new_meta(base, key_index)),
+            txn: Mutex::new(TxnIndex::create(TxnIndex::path_for(dir, &file_stem(base)))),
         })
     }
 
@@ -165,6 +169,8 @@ impl Segment {
             keys_path,
             file: Arc::new(file),
             meta: RwLock::new(Self::new_meta(base, keys.enabled)),
+            // Loaded below, once the scan knows where the batches end.
+            txn: Mutex::new(TxnIndex::create_in_memory(TxnIndex::path_for(dir, &file_stem(base)))),
         };
         let outcome = match trust_index {
             true => match seg.try_load_indexes(size, keys)? {
@@ -173,6 +179,7 @@ impl Segment {
             },
             false => seg.rebuild(index_interval, keys)?,
         };
+        *seg.txn.lock() = TxnIndex::open(TxnIndex::path_for(dir, &file_stem(base)), seg.next_offset())?;
         // Age for rolling survives restarts: like Kafka, it counts from the
         // first batch's timestamp.
         if seg.size() > 0 {
@@ -390,9 +397,10 @@ impl Segment {
         self.meta.read().keys.is_enabled()
     }
 
-    /// Fsyncs the segment's data.
+    /// Fsyncs the segment's data and its aborted-transaction entries.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
-        crate::instrument::fsync(|| self.file.sync_data())
+        crate::instrument::fsync(|| self.file.sync_data())?;
+        self.txn.lock().sync()
     }
 
     /// Writes the index files for the current contents (at seal or clean close).
@@ -411,7 +419,8 @@ impl Segment {
         for stale in [&self.index_path, &self.keys_path] {
             let _ = std::fs::remove_file(stale);
         }
-        self.rebuild(interval, keys).map(|_| ())
+        self.rebuild(interval, keys)?;
+        self.txn.lock().truncate(self.next_offset())
     }
 
     /// Deletes the segment's files. Readers that still hold the file handle
@@ -423,7 +432,8 @@ impl Segment {
     /// Deletes the files of the segment at `base` in `dir`.
     pub(crate) fn delete_files_at(dir: &Path, base: u64) -> Result<()> {
         let (log, index, keys) = Self::paths(dir, base);
-        for p in [&log, &index, &keys] {
+        let txn = TxnIndex::path_for(dir, &file_stem(base));
+        for p in [&log, &index, &keys, &txn] {
             match std::fs::remove_file(p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

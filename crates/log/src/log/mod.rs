@@ -1,5 +1,6 @@
 //! A partition log: ordered segments, one writer, many readers.
 
+mod aborted;
 mod admit;
 mod append;
 mod inspect;
@@ -143,6 +144,9 @@ pub struct Log {
     synced: Condvar,
     /// Appends waiting for a writer (see `append.rs`).
     write_queue: Mutex<append::WriteQueue>,
+    /// The recovery point the open rescanned from, after an unclean
+    /// shutdown.
+    rescanned_from: Option<u64>,
     #[cfg(any(test, feature = "fault-injection"))]
     fail_fsync: std::sync::atomic::AtomicBool,
 }
@@ -228,6 +232,7 @@ impl Log {
             sync: Mutex::new(SyncState { durable: log_end, ..SyncState::default() }),
             synced: Condvar::new(),
             write_queue: Mutex::new(append::WriteQueue::default()),
+            rescanned_from: (!clean).then_some(recovery_point.min(log_end)),
             #[cfg(any(test, feature = "fault-injection"))]
             fail_fsync: std::sync::atomic::AtomicBool::new(false),
         })
@@ -534,7 +539,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
             ("tmp", _) => {
                 let _ = std::fs::remove_file(&path);
             }
-            ("index" | "keys", Ok(base)) => others.push((base, path)),
+            ("index" | "keys" | "txnindex", Ok(base)) => others.push((base, path)),
             _ => {}
         }
     }
