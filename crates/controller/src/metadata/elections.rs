@@ -127,9 +127,8 @@ impl Metadata {
             if serving.contains(&p.leader) {
                 return rejected(Rejection::ElectionNotNeeded, format!("{name}-{partition} has a serving leader"));
             }
-            let clean = p.replicas.iter().find(|r| isr.contains(r) && serving.contains(r));
-            match clean.or_else(|| p.replicas.iter().find(|r| serving.contains(r))) {
-                Some(n) => *n,
+            match unclean_candidate(p, &isr, &serving) {
+                Some(n) => n,
                 None => {
                     return rejected(Rejection::NoEligibleLeader, format!("no replica of {name}-{partition} serves"));
                 }
@@ -149,14 +148,7 @@ impl Metadata {
             }
             preferred
         };
-        if !isr.contains(&next) {
-            tracing::warn!(partition = %format!("{name}-{partition}"), leader = next,
-                "unclean election: records the old in-sync replicas had committed may be lost");
-            p.isr = vec![next];
-        }
-        p.leader = next;
-        p.leader_epoch += 1;
-        p.partition_epoch += 1;
+        install_leader(p, &isr, next, &format!("{name}-{partition}"), "unclean election");
         Reply::Ok
     }
 
@@ -201,18 +193,8 @@ impl Metadata {
                     continue;
                 }
                 let isr = p.in_sync();
-                let clean = p.replicas.iter().copied().find(|r| isr.contains(r) && serving.contains(r));
-                let Some(next) = clean.or_else(|| p.replicas.iter().copied().find(|r| serving.contains(r))) else {
-                    continue;
-                };
-                if !isr.contains(&next) {
-                    tracing::warn!(partition = %format!("{name}-{i}"), leader = next,
-                        "unclean election (the topic allows it): records the old in-sync replicas had committed may be lost");
-                    p.isr = vec![next];
-                }
-                p.leader = next;
-                p.leader_epoch += 1;
-                p.partition_epoch += 1;
+                let Some(next) = unclean_candidate(p, &isr, &serving) else { continue };
+                install_leader(p, &isr, next, &format!("{name}-{i}"), "unclean election (the topic allows it)");
             }
         }
     }
@@ -255,6 +237,26 @@ impl Metadata {
 
 /// Who takes over from `leaving`: the first other replica, in replica
 /// order (the preferred first), that is in sync and serving.
+/// The replica an unclean election picks: the first serving in-sync
+/// replica, else the first serving one.
+fn unclean_candidate(p: &PartitionAssignment, isr: &[NodeId], serving: &[NodeId]) -> Option<NodeId> {
+    let clean = p.replicas.iter().copied().find(|r| isr.contains(r) && serving.contains(r));
+    clean.or_else(|| p.replicas.iter().copied().find(|r| serving.contains(r)))
+}
+
+/// Makes `next` the partition's leader in a new epoch. One out of the
+/// in-sync set `isr` becomes its only member: an unclean election, logged
+/// as `why` with what it may lose.
+fn install_leader(p: &mut PartitionAssignment, isr: &[NodeId], next: NodeId, partition: &str, why: &str) {
+    if !isr.contains(&next) {
+        tracing::warn!(partition, leader = next, "{why}: records the old in-sync replicas had committed may be lost");
+        p.isr = vec![next];
+    }
+    p.leader = next;
+    p.leader_epoch += 1;
+    p.partition_epoch += 1;
+}
+
 fn successor(p: &PartitionAssignment, isr: &[NodeId], leaving: NodeId, serving: &[NodeId]) -> Option<NodeId> {
     p.replicas.iter().copied().find(|r| *r != leaving && isr.contains(r) && serving.contains(r))
 }
