@@ -132,6 +132,9 @@ pub struct Broker {
     /// The cluster's placement; `None` on a single node (see
     /// [`crate::placement`]).
     pub(crate) placement: RwLock<Option<Arc<crate::placement::Placement>>>,
+    /// Until when the cluster's lease on this node's roles runs (see
+    /// [`Broker::renew_lease`]); `None`: no lease (a single node).
+    pub(crate) lease_until: parking_lot::Mutex<Option<tokio::time::Instant>>,
     /// Bumped by every installed placement (see [`Broker::joined`]).
     pub(crate) placement_changes: watch::Sender<u64>,
     /// Partitions whose lead this node resigned (see [`crate::resign`]).
@@ -205,6 +208,7 @@ impl Broker {
             producer_ids,
             traffic: Default::default(),
             placement: RwLock::new(None),
+            lease_until: parking_lot::Mutex::new(None),
             placement_changes: watch::Sender::new(0),
             resigned: Default::default(),
             elections: Default::default(),

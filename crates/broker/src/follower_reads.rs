@@ -137,4 +137,25 @@ mod tests {
         b.set_placement(placement(-1, &[1, 2, 3]));
         assert!(b.readable_partition(&tp).is_err(), "no leader: nothing committed to learn");
     }
+
+    /// Found by fjord-chaos: a paused coordinator, resumed, answered an
+    /// OffsetFetch queued during the pause from the map its successor had
+    /// moved past, before its heartbeat task noticed the lease had run out.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_whose_lease_ran_out_leads_nothing_until_it_is_renewed() {
+        let (_dir, b) = node_1().await;
+        let tp = TopicPartition::new("t", 0);
+        b.set_placement(placement(1, &[1, 2, 3]));
+        assert!(b.led_partition(&tp).is_ok(), "no lease yet: the placement decides");
+        b.renew_lease(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+        assert!(b.led_partition(&tp).is_ok());
+        assert_eq!(b.led_partitions("t"), vec![0]);
+        tokio::time::advance(std::time::Duration::from_secs(3)).await;
+        assert!(b.lease_lapsed());
+        assert!(b.led_partition(&tp).is_err(), "the placement still names it, the lease does not");
+        assert!(b.led_partitions("t").is_empty());
+        assert!(!matches!(b.coordinator("g"), crate::Leadership::Local));
+        b.renew_lease(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+        assert!(b.led_partition(&tp).is_ok(), "renewed");
+    }
 }

@@ -354,6 +354,23 @@ impl Broker {
         self.placement.read().clone()
     }
 
+    /// The cluster's lease on this node's roles now runs until `until`
+    /// (renewed by each heartbeat the controller answers). Past it this
+    /// node leads no partition and coordinates no group, whatever its
+    /// placement says, until renewed: checked by every request, not left
+    /// to the task that notices the lapse — a process resumed after a
+    /// pause runs requests that were queued meanwhile before any timer
+    /// (the checker found an OffsetFetch answered that way from a map its
+    /// successor had moved past).
+    pub fn renew_lease(&self, until: tokio::time::Instant) {
+        *self.lease_until.lock() = Some(until);
+    }
+
+    /// Whether this node's lease has run out (never on a single node).
+    pub fn lease_lapsed(&self) -> bool {
+        self.lease_until.lock().is_some_and(|until| tokio::time::Instant::now() >= until)
+    }
+
     /// Hands topic changes to the cluster's authority. Set once, at start.
     pub fn set_metadata_authority(&self, authority: Arc<dyn MetadataAuthority>) {
         let _ = self.authority.set(authority);
@@ -367,6 +384,7 @@ impl Broker {
     pub fn leadership(&self, tp: &TopicPartition) -> Leadership {
         let Some(placement) = self.placement() else { return Leadership::Local };
         match placement.partition(tp) {
+            Some(p) if p.leader == self.config.node_id && self.lease_lapsed() => Leadership::Unavailable,
             Some(p) if p.leader == self.config.node_id => Leadership::Local,
             Some(p) => placement.node(p.leader).cloned().map_or(Leadership::Unavailable, Leadership::Remote),
             // Not in the cluster's metadata (yet): a topic this node holds
@@ -401,6 +419,7 @@ impl Broker {
         let n = t.partitions().len() as u32;
         match self.placement() {
             None => (0..n).collect(),
+            Some(_) if self.lease_lapsed() => Vec::new(),
             Some(p) => match p.topics.get(topic) {
                 Some(parts) => {
                     (0..n).filter(|i| parts.get(*i as usize).is_some_and(|a| a.leader == self.config.node_id)).collect()

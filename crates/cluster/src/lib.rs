@@ -183,6 +183,7 @@ async fn heartbeats(node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
         match answered {
             Some(Ok(_)) => {
                 last_ok = sent;
+                node.broker.renew_lease(sent + node.cfg.lease);
                 let mut isolated = node.isolated.lock();
                 if *isolated {
                     *isolated = false;
