@@ -84,6 +84,16 @@ pub(super) fn answer(
     }
     out.high_watermark = p.high_watermark();
     out.log_start = p.log_start_offset();
+    // A follower whose log ends below this log's start (retention, a trim)
+    // starts over there. Said before the divergence check: with the epoch
+    // cache cut from the start too, that check finds no epoch so old and
+    // sends the follower to cut where its log already ends, again and
+    // again (fjord-chaos: a replica stuck for good on `__fjord_pop` shards,
+    // whose log start moves with their snapshot trims).
+    if fp.fetch_offset < out.log_start {
+        out.status = FetchStatus::OffsetOutOfRange;
+        return (out, None);
+    }
     // KIP-320: the follower's last epoch must end, in this log, at or past
     // its log end; otherwise its tail diverged and is cut there.
     if fp.last_fetched_epoch >= 0 && fp.fetch_offset > 0 {

@@ -88,6 +88,32 @@ fn fetch_of(pb: &fjord_broker::Partition, epoch: i32) -> FetchPartition {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_below_the_leaders_log_start_starts_over_there() {
+    // Found by fjord-chaos: the leader's epoch cache, cut from the start
+    // with its log, had no epoch as old as the follower's last, so it
+    // answered "diverging" at the follower's own log end; the follower's
+    // cut there changed nothing and it asked again, for good.
+    let (_dirs, a, b, tp) = two_brokers().await;
+    place(&b, 2, 0);
+    b.produce(&tp, batch(&["a"])).await.unwrap();
+    place(&a, 1, 0);
+    a.produce(&tp, batch(&["a", "b", "c"])).await.unwrap();
+    place(&a, 1, 1);
+    a.produce(&tp, batch(&["d", "e", "f"])).await.unwrap();
+    assert_eq!(a.delete_records(&tp, 3).await.unwrap(), 3);
+    place(&b, 1, 1);
+    let pb = b.topic("t").unwrap().partition(0).unwrap();
+    let (first, _) = answer(&a, 2, &fetch_of(&pb, 1), &mut 1_000_000, true);
+    assert_eq!((first.status, first.log_start), (FetchStatus::OffsetOutOfRange, 3));
+    apply(&tp, &pb, first).await;
+    assert_eq!((pb.log_start_offset(), pb.log_end_offset()), (3, 3), "started over at the leader's log start");
+    let (next, _) = answer(&a, 2, &fetch_of(&pb, 1), &mut 1_000_000, true);
+    assert_eq!(next.status, FetchStatus::Ok);
+    apply(&tp, &pb, next).await;
+    assert_eq!(pb.log_end_offset(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverged_tail_is_cut_where_the_logs_agree_then_copied() {
     let (_dirs, a, b, tp) = two_brokers().await;
     // Node 2 holds [a b c] of epoch 0, then [x y z] it wrote leading
