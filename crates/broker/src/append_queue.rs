@@ -167,9 +167,7 @@ impl AppendQueue {
         std::mem::forget(reset);
         false
     }
-}
 
-impl AppendQueue {
     /// Saves the producer table's snapshot when the last group began a new
     /// segment (rare: a write and an fsync of a small file, here so no cut
     /// or write comes between the state and its save).

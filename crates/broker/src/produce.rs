@@ -141,7 +141,6 @@ impl Broker {
         // epoch bump, re-sending other partitions' possibly written
         // batches under it: duplicates).
         partition.log().check_writable().map_err(|e| BrokerError::log(tp.to_string(), e))?;
-        partition.producers.ensure_loaded(partition.log()).await?;
         // The batch is in the producer's state as soon as it is in the log
         // (the append queue applies it before answering), before its
         // commit: a retry of a batch still waiting for its commit (the
@@ -160,7 +159,8 @@ impl Broker {
             let check = loop {
                 match p.producers.check(&sequenced) {
                     Some(check) => break check?,
-                    // Cut meanwhile (a recovery): loaded again from the log.
+                    // Not loaded yet, or cut meanwhile (a recovery): loaded
+                    // from the log.
                     None => p.producers.ensure_loaded(p.log()).await?,
                 }
             };

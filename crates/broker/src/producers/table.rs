@@ -182,8 +182,7 @@ impl ProducerTable {
         if loaded.snapshot >= active_base || loaded.end < active_base {
             return None;
         }
-        loaded.snapshot = loaded.end;
-        encode(&loaded.entries).map(|bytes| (loaded.end, bytes))
+        loaded.take_snapshot()
     }
 
     /// Saves a snapshot at the log end, if the table reaches it and none
@@ -196,8 +195,7 @@ impl ProducerTable {
             if loaded.end != log.log_end_offset() || loaded.snapshot == loaded.end {
                 return Ok(());
             }
-            loaded.snapshot = loaded.end;
-            encode(&loaded.entries).map(|bytes| (loaded.end, bytes))
+            loaded.take_snapshot()
         };
         if let Some((offset, bytes)) = due {
             log.save_snapshot(offset, &bytes).map_err(|e| BrokerError::log("saving producer state", e))?;
@@ -235,6 +233,13 @@ impl Loaded {
     #[cfg(test)]
     pub(super) fn into_parts(self) -> (u64, HashMap<i64, ProducerEntry>) {
         (self.end, self.entries)
+    }
+
+    /// The snapshot of the states at `end`, recorded as taken (a failed
+    /// save is not retried before the next roll or shutdown).
+    fn take_snapshot(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.snapshot = self.end;
+        encode(&self.entries).map(|bytes| (self.end, bytes))
     }
 
     /// Applies one write; false when its batches do not match what it

@@ -115,7 +115,7 @@ pub(super) fn answer(
         p.follower_fetched(follower, fp.fetch_offset, fp.durable_offset);
         out.high_watermark = p.high_watermark();
     }
-    if fp.fetch_offset < out.log_start || fp.fetch_offset > p.log_end_offset() {
+    if fp.fetch_offset > p.log_end_offset() {
         out.status = FetchStatus::OffsetOutOfRange;
         return (out, None);
     }
