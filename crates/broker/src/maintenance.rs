@@ -108,6 +108,14 @@ impl Broker {
     /// its last successful fsync covered and reopened in place (see
     /// `fjord_log::Log::recover`); a failure leaves it poisoned for the
     /// next round. Returns how many logs recovered.
+    ///
+    /// A partition with other replicas first stops taking writes in the
+    /// epochs of the tail it may lose: led here, it resigns (it serves
+    /// nothing until the cluster hands the lead over or renews its
+    /// epoch), and it appends as leader only in a newer epoch (see
+    /// [`crate::Partition::needs_new_epoch`]). Followers may hold that
+    /// tail; records written again at its offsets in its epoch would pass
+    /// for it.
     pub async fn recover_poisoned_logs(&self) -> usize {
         let poisoned = self.poisoned_logs();
         if poisoned.is_empty() {
@@ -116,6 +124,14 @@ impl Broker {
         let offsets = self.offsets.clone();
         let partitions: Vec<_> =
             self.topics().into_iter().flat_map(|t| t.partitions()).filter(|p| p.log().poisoned().is_some()).collect();
+        if let Some(placement) = self.placement() {
+            for p in &partitions {
+                if placement.partition(p.id()).is_some_and(|a| a.replicas.len() > 1) {
+                    p.fence_epochs_through(p.leader_epoch().max(p.last_epoch()));
+                    self.resign(p.id());
+                }
+            }
+        }
         let result = blocking(move || {
             let mut recovered = 0;
             for p in partitions {

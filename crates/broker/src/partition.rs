@@ -50,6 +50,10 @@ pub struct Partition {
     /// it appends); raised when the cluster's placement gives it a newer
     /// one, never lowered.
     leader_epoch: std::sync::atomic::AtomicI32,
+    /// The newest leader epoch of a tail this replica's log lost to an
+    /// in-place recovery (-1: none): it appends as leader only in a newer
+    /// epoch (see [`Partition::fence_epochs_through`]).
+    lost_tail_epoch: std::sync::atomic::AtomicI32,
     pub(crate) commit: Arc<CommitPoint>,
     pub(crate) appends: Arc<AppendQueue>,
     pub(crate) producers: Arc<crate::producers::ProducerTable>,
@@ -66,6 +70,7 @@ impl Partition {
             appends: Arc::new(AppendQueue::new(log.clone(), commit.clone(), producers.clone())),
             log,
             leader_epoch: std::sync::atomic::AtomicI32::new(leader_epoch),
+            lost_tail_epoch: std::sync::atomic::AtomicI32::new(-1),
             commit,
             producers,
             traffic: Default::default(),
@@ -75,8 +80,14 @@ impl Partition {
     /// Writes record batches (offsets assigned, stamped with this leader's
     /// epoch); returns once they are in the log, before they are committed:
     /// wait for that with [`Partition::committed`].
+    /// Refused (NOT_LEADER, no leader named) while this replica needs a
+    /// new leader epoch (see [`Partition::needs_new_epoch`]).
     pub(crate) async fn append(&self, data: BytesMut) -> crate::error::Result<Result<(AppendInfo, Written), LogError>> {
-        self.appends.append(data, AppendOrigin::Leader { epoch: self.leader_epoch() }).await
+        let epoch = self.leader_epoch();
+        if self.needs_new_epoch() {
+            return Err(crate::BrokerError::NotLeader { tp: self.id.to_string(), leader: None, leader_epoch: epoch });
+        }
+        self.appends.append(data, AppendOrigin::Leader { epoch }).await
     }
 
     /// The write that ended at `last_offset`, as of the log's current
@@ -123,6 +134,27 @@ impl Partition {
     /// failing disk) until it is recovered; `None` while it can.
     pub fn write_failure(&self) -> Option<String> {
         self.log.poisoned()
+    }
+
+    /// Whether this replica's log lost, to an in-place recovery, a tail
+    /// written in the leader epoch it would lead in now or a later one: it
+    /// must not append as leader until the cluster gives it a newer epoch
+    /// (following, it copies its leader's batches as ever). A
+    /// rewrite of the lost offsets in the epoch they were written in
+    /// would look, to a follower that copied them, like the same records
+    /// (same offsets, same epoch: `OffsetForLeaderEpoch` finds no
+    /// divergence), and that follower's progress would count towards
+    /// committing records it does not hold (the checker's seed 10).
+    pub fn needs_new_epoch(&self) -> bool {
+        self.leader_epoch() <= self.lost_tail_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Before an in-place recovery of a replicated partition's log: the
+    /// tail it may cut was written in `epoch` at the newest, so this
+    /// replica appends as leader only in a newer one. (A single replica
+    /// has no follower to mislead: it writes on in its epoch.)
+    pub(crate) fn fence_epochs_through(&self, epoch: i32) {
+        self.lost_tail_epoch.fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Makes a poisoned log writable again by cutting it back to its

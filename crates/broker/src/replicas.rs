@@ -152,8 +152,10 @@ impl Replicas {
     /// leader's log ended at `leader_end`.
     pub(crate) fn follower_fetched(&mut self, node: i32, log_end: u64, durable: u64, leader_end: u64) -> Option<u64> {
         let at = self.followers.entry(node).or_insert(FollowerProgress { log_end, durable, caught_up_at: None });
+        // Never past this log's end: a report read before a cut of this
+        // log (an in-place recovery) names records the cut removed.
         at.log_end = log_end;
-        at.durable = durable.min(log_end);
+        at.durable = durable.min(log_end).min(leader_end);
         if log_end >= leader_end {
             at.caught_up_at = Some(Instant::now());
         }
@@ -182,9 +184,15 @@ impl Replicas {
         (self.commit(), elected)
     }
 
-    /// The log was cut at `end`.
+    /// The log was cut at `end`. What followers reported past it names
+    /// records that are gone here: rewritten, those offsets hold others,
+    /// which a follower's stale report must not count towards committing.
     pub(crate) fn cut(&mut self, end: u64) {
         self.local = self.local.min(end);
+        for f in self.followers.values_mut() {
+            f.log_end = f.log_end.min(end);
+            f.durable = f.durable.min(end);
+        }
     }
 }
 
@@ -260,6 +268,24 @@ mod tests {
         assert_eq!(r.commit(), Some(30), "the placement moved on without it: decided, not a member");
         r.set_role(false, &[], 7);
         assert_eq!(r.commit(), None);
+    }
+
+    /// A cut of the leader's log (an in-place recovery) forgets what
+    /// followers reported past it, and a report read before the cut but
+    /// applied after it counts only up to the log's end: those offsets
+    /// will hold other records.
+    #[test]
+    fn followers_progress_past_a_cut_of_the_leaders_log_does_not_count() {
+        let mut r = Replicas::sole(0);
+        r.set_role(true, &[2], 0);
+        r.local_durable(10);
+        assert_eq!(r.follower_fetched(2, 12, 12, 12), Some(10));
+        r.cut(10);
+        assert_eq!(r.followers(), vec![(2, FollowerProgress { log_end: 10, durable: 10, ..r.followers()[0].1 })]);
+        assert_eq!(r.follower_fetched(2, 12, 12, 10), Some(10), "a stale report is clamped to the log end");
+        // The leader writes 10 and 11 anew: the follower's old 10 and 11
+        // do not commit them.
+        assert_eq!(r.local_durable(12), Some(10));
     }
 
     proptest! {

@@ -166,6 +166,67 @@ mod tests {
         assert!(!b.resign(&TopicPartition::new("t", 1)), "not led here: nothing to resign");
     }
 
+    fn one(value: &str) -> bytes::BytesMut {
+        let mut b = fjord_log::batch::BatchBuilder::new(1_000);
+        b.push(&fjord_log::batch::NewRecord { value: Some(value.to_string().into()), ..Default::default() });
+        b.build()
+    }
+
+    /// The checker's seed 10: a leader whose poisoned log was recovered in
+    /// place (cut back to its last fsync) wrote the offsets it had lost
+    /// again in the same epoch; a follower that had copied the lost records
+    /// could not tell them apart (same offsets, same epoch), and its
+    /// progress reported for them counted towards the new ones' commit.
+    /// Now the recovery resigns first, forgets followers' progress past the
+    /// cut, and the replica writes again only in a newer epoch — so the
+    /// follower's fetch (last epoch 3, at the lost offset's end) is told to
+    /// cut back where epoch 3 ends here.
+    #[tokio::test]
+    async fn a_leader_recovered_in_place_writes_again_only_in_a_new_epoch() {
+        let (_dir, b) = node_1().await;
+        b.create_topic("t", 1, TopicConfig::default()).await.unwrap();
+        let tp = TopicPartition::new("t", 0);
+        // Node 2 replicates but is out of sync: node 1 commits alone, and
+        // no other replica can take the lead.
+        let mut alone = placement("t", 1, 3, 7);
+        alone.topics.get_mut("t").unwrap()[0].isr = vec![1];
+        b.set_placement(alone.clone());
+        let p = b.partition(&tp).unwrap();
+        assert_eq!(b.produce(&tp, one("kept")).await.unwrap().base_offset, 0);
+
+        p.log().inject_fsync_failure(true);
+        assert!(b.produce(&tp, one("lost")).await.is_err());
+        assert_eq!(p.log_end_offset(), 2, "written, never fsynced");
+        // Node 2 copied it and holds it durably.
+        p.follower_fetched(2, 2, 2);
+        p.log().inject_fsync_failure(false);
+        assert_eq!(b.recover_poisoned_logs().await, 1);
+        assert_eq!(p.log_end_offset(), 1, "cut back to the last fsync");
+        assert_eq!(b.leadership(&tp), Leadership::Unavailable, "resigned before the recovery");
+        assert_eq!(b.resignations().len(), 1);
+        let (_, followers) = p.followers();
+        assert!(followers.iter().all(|(_, f)| f.durable <= 1 && f.log_end <= 1), "{followers:?}");
+
+        // Nobody else can lead (the controller refuses the resignation):
+        // leading on in epoch 3 writes nothing.
+        b.withdraw_resignation(&tp);
+        assert_eq!(b.leadership(&tp), Leadership::Local);
+        assert!(p.needs_new_epoch());
+        let refused = b.produce(&tp, one("rewritten in epoch 3")).await;
+        assert!(matches!(refused, Err(crate::BrokerError::NotLeader { .. })), "{refused:?}");
+        assert_eq!(p.log_end_offset(), 1);
+
+        // A new epoch for the same leader: writes go on, in it.
+        let mut renewed = alone;
+        let slot = &mut renewed.topics.get_mut("t").unwrap()[0];
+        (slot.leader_epoch, slot.partition_epoch) = (4, 8);
+        b.set_placement(renewed);
+        assert!(!p.needs_new_epoch());
+        assert_eq!(b.produce(&tp, one("new")).await.unwrap().base_offset, 1);
+        assert_eq!(p.last_epoch(), 4);
+        assert_eq!(p.end_offset_for_epoch(3), Some((3, 1)), "a follower at epoch 3 cuts back to offset 1");
+    }
+
     #[tokio::test]
     async fn a_resigned_offsets_shard_coordinates_no_group() {
         let (_dir, b) = node_1().await;

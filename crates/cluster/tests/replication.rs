@@ -250,6 +250,45 @@ async fn a_leader_that_cannot_write_hands_the_lead_to_an_in_sync_replica() {
     }
 }
 
+/// A leader alone in its in-sync set whose log is recovered in place (cut
+/// back to its last fsync) leads on only in a new leader epoch, which the
+/// controller renews for it: a follower that copied the lost tail (the
+/// checker's seed 10) cuts it by its epoch instead of taking new records at
+/// those offsets for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_lost_a_tail_in_place_leads_on_in_a_new_epoch() {
+    let (mut c, tp) = three_nodes_and_a_partition("lt", 2).await;
+    let placed = |c: &Cluster, via: u64| c.nodes[&via].broker.placement()?.partition(&tp).cloned();
+    c.until("the partition placed", |c| placed(c, 1).is_some()).await;
+    let first = placed(&c, 1).unwrap();
+    let leader = first.leader as u64;
+    let follower = first.replicas.iter().map(|r| *r as u64).find(|r| *r != leader).unwrap();
+    let witness = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    c.nodes[&leader].broker.produce(&tp, batch(&["kept".into()])).await.unwrap();
+    c.stop(follower).await;
+    c.until("the leader alone in sync", |c| placed(c, leader).is_some_and(|p| p.isr == vec![leader as i32])).await;
+    let alone = placed(&c, leader).unwrap();
+
+    let part = c.nodes[&leader].broker.topic("lt").unwrap().partition(0).unwrap();
+    part.log_for_tests().inject_fsync_failure(true);
+    assert!(c.nodes[&leader].broker.produce(&tp, batch(&["lost".into()])).await.is_err());
+    part.log_for_tests().inject_fsync_failure(false);
+    assert_eq!(c.nodes[&leader].broker.recover_poisoned_logs().await, 1);
+    c.until("a new leader epoch for the same leader", |c| {
+        [leader, witness].iter().all(|via| {
+            placed(c, *via).is_some_and(|p| p.leader as u64 == leader && p.leader_epoch > alone.leader_epoch)
+        })
+    })
+    .await;
+    let r = c.nodes[&leader].broker.produce(&tp, batch(&["new".into()])).await.unwrap();
+    assert_eq!(r.base_offset, 1, "written where the lost record was");
+    assert!(part.last_epoch() > alone.leader_epoch, "in the new epoch");
+    assert_eq!(values(&c, leader, &tp), ["kept", "new"]);
+    for id in [leader, witness] {
+        c.stop(id).await;
+    }
+}
+
 /// A group's coordinator moving (its offsets partition led elsewhere after
 /// a controlled shutdown) keeps the group: the new coordinator restores a
 /// classic group's generation, members and assignments, and a KIP-848

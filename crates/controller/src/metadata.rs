@@ -267,6 +267,24 @@ pub enum Command {
         /// The partition epoch it read.
         partition_epoch: i32,
     },
+    /// A leader whose log was cut in place (recovered after a write
+    /// failure) and that no other in-sync replica can replace asks for a
+    /// new leader epoch for itself: the records it writes next must never
+    /// share an epoch with the tail it lost, which its followers may hold
+    /// (they cut it by `OffsetForLeaderEpoch` once the epoch moves on).
+    /// Compare-and-set on the epochs the leader read.
+    RenewLeaderEpoch {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        partition: u32,
+        /// The node leading it.
+        leader: NodeId,
+        /// The leader epoch whose tail it lost.
+        leader_epoch: i32,
+        /// The partition epoch it read.
+        partition_epoch: i32,
+    },
     /// Replaces a consumer group's configuration (empty: removes it).
     SetGroupConfig {
         /// Group name.
@@ -515,6 +533,9 @@ impl Metadata {
             Command::ElectLeader { name, partition, unclean } => self.elect_leader(name, *partition, *unclean),
             Command::ResignLeadership { name, partition, leader, leader_epoch, partition_epoch } => {
                 self.resign_leadership(name, *partition, *leader, (*leader_epoch, *partition_epoch))
+            }
+            Command::RenewLeaderEpoch { name, partition, leader, leader_epoch, partition_epoch } => {
+                self.renew_leader_epoch(name, *partition, *leader, (*leader_epoch, *partition_epoch))
             }
             Command::SetGroupConfig { group, config } => {
                 if group.is_empty() {

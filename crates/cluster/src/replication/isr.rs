@@ -83,9 +83,11 @@ fn changes(node: &ClusterNode) -> (Vec<Proposal>, Vec<fjord_broker::TopicPartiti
             if p.leader_epoch() != a.leader_epoch {
                 continue;
             }
-            if p.write_failure().is_some() {
+            // A log recovered in place resigns even alone: it needs a new
+            // epoch (`resign` below asks for one when nobody else can lead).
+            if p.write_failure().is_some() || p.needs_new_epoch() {
                 let other = a.isr.iter().any(|r| *r != me && placement.node(*r).is_some());
-                if other {
+                if other || p.needs_new_epoch() {
                     failed.push(fjord_broker::TopicPartition::new(name.as_str(), i as u32));
                 }
                 continue;
@@ -141,11 +143,14 @@ fn changes(node: &ClusterNode) -> (Vec<Proposal>, Vec<fjord_broker::TopicPartiti
 
 /// Proposes each pending resignation of this node's, as the controller
 /// last described the partition; a refusal because no other replica can
-/// lead ends it (this node leads on), a stale one is retried with the
-/// newer epochs on the next tick.
+/// lead ends it (this node leads on — in a new epoch if its log lost a
+/// tail in place), a stale one is retried with the newer epochs on the
+/// next tick.
 async fn resign(node: &ClusterNode) {
     let me = node.broker.config().node_id as u64;
     for (tp, a) in node.broker.resignations() {
+        let partition = node.broker.topic(&tp.topic).and_then(|t| t.partition(tp.partition));
+        let lost_tail = partition.is_some_and(|p| p.needs_new_epoch());
         let cmd = Command::ResignLeadership {
             name: tp.topic.to_string(),
             partition: tp.partition,
@@ -156,6 +161,20 @@ async fn resign(node: &ClusterNode) {
         tracing::info!(?cmd, "leadership or in-sync replicas change");
         match node.propose(cmd, node.cfg.lease).await {
             Ok(_) => {}
+            Err(crate::ClusterError::Rejected { reason: Rejection::NoEligibleLeader, .. }) if lost_tail => {
+                let renew = Command::RenewLeaderEpoch {
+                    name: tp.topic.to_string(),
+                    partition: tp.partition,
+                    leader: me,
+                    leader_epoch: a.leader_epoch,
+                    partition_epoch: a.partition_epoch,
+                };
+                tracing::info!(?renew, "no other replica can lead a log that lost a tail: a new epoch for it");
+                // Granted, the new placement ends the resignation.
+                if let Err(e) = node.propose(renew, node.cfg.lease).await {
+                    tracing::debug!(partition = %tp, error = %e, "new leader epoch not granted yet");
+                }
+            }
             Err(crate::ClusterError::Rejected { reason: Rejection::NoEligibleLeader, .. }) => {
                 node.broker.withdraw_resignation(&tp);
             }

@@ -22,6 +22,11 @@
 //! - A leader that cannot write (a full or failing disk) resigns: the
 //!   first other serving in-sync replica leads and it leaves the in-sync
 //!   set; with no such replica it keeps the lead and the partition waits.
+//!   Once its log is recovered in place (cut back to its last fsync), it
+//!   leads again only in a new leader epoch (handed over when it can be,
+//!   else renewed for it): a rewrite of the offsets it lost in the epoch
+//!   they were written in would look, to a follower holding them, like the
+//!   same records.
 //! - An election on request (Kafka's ElectLeaders) gives the preferred
 //!   replica the lead when it is in sync and serving; an unclean one, asked
 //!   for explicitly, may pick a replica out of sync when no serving one is.
@@ -173,6 +178,24 @@ impl Metadata {
         };
         p.leader = next;
         p.isr = isr.into_iter().filter(|r| *r != leader).collect();
+        p.leader_epoch += 1;
+        p.partition_epoch += 1;
+        Reply::Ok
+    }
+
+    /// A new leader epoch for the same leader (see
+    /// [`Command::RenewLeaderEpoch`](super::Command::RenewLeaderEpoch)).
+    pub(super) fn renew_leader_epoch(
+        &mut self,
+        name: &str,
+        partition: u32,
+        leader: NodeId,
+        epochs: (i32, i32),
+    ) -> Reply {
+        let p = match self.led_as_read(name, partition, leader, epochs) {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
         p.leader_epoch += 1;
         p.partition_epoch += 1;
         Reply::Ok

@@ -331,6 +331,32 @@ fn a_leader_that_cannot_write_resigns_to_an_in_sync_replica_only() {
     assert_eq!(p(&m), after);
 }
 
+/// A leader that recovered its log in place, with nobody to hand over
+/// to, leads on only in a new epoch: asked with the epochs it read.
+#[test]
+fn a_leader_that_lost_a_tail_gets_a_new_epoch_for_itself() {
+    let mut m = three_replicas_led_by_1();
+    let p = |m: &Metadata| m.topics["t"].partitions[0].clone();
+    let renew = |leader, leader_epoch, partition_epoch| Command::RenewLeaderEpoch {
+        name: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch,
+        partition_epoch,
+    };
+    let before = p(&m);
+    let stale = m.apply(&renew(1, before.leader_epoch, before.partition_epoch + 1));
+    assert!(matches!(stale, Reply::Rejected { reason: Rejection::Conflict, .. }), "{stale:?}");
+    let other = m.apply(&renew(2, before.leader_epoch, before.partition_epoch));
+    assert!(matches!(other, Reply::Rejected { reason: Rejection::Conflict, .. }), "{other:?}");
+    assert_eq!(m.apply(&renew(1, before.leader_epoch, before.partition_epoch)), Reply::Ok);
+    let after = p(&m);
+    assert_eq!((after.leader, after.isr.clone(), after.replicas.clone()), (1, before.isr.clone(), before.replicas));
+    assert_eq!((after.leader_epoch, after.partition_epoch), (before.leader_epoch + 1, before.partition_epoch + 1));
+    let again = m.apply(&renew(1, before.leader_epoch, before.partition_epoch));
+    assert!(matches!(again, Reply::Rejected { reason: Rejection::Conflict, .. }), "a retry renews once: {again:?}");
+}
+
 #[test]
 fn a_reassignment_adds_first_and_drops_the_old_replicas_once_the_new_are_in_sync() {
     let mut m = Metadata::default();
