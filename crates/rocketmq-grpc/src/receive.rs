@@ -70,6 +70,7 @@ impl GrpcGateway {
                     wait,
                     start: StartFrom::Earliest,
                     durable: true,
+                    id: None,
                 })
                 .await?;
             Ok::<_, Fail>((popped, invisible))

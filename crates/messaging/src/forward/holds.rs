@@ -284,7 +284,7 @@ mod tests {
         });
         let now = 1_000;
         let holder = |node, session| Some(Holder { node, session });
-        let f = |seq, holder| InFlight { visible_at: now + 60_000, attempt: 1, seq, group: None, holder };
+        let f = |seq, holder| InFlight { visible_at: now + 60_000, attempt: 1, seq, group: None, holder, pop: None };
         let q = QueueId { group: "g".into(), topic: "gone".into(), partition: 0 };
         let sorted = |unknown_lost: bool, placed: &[i32]| {
             b.set_placement(Placement {

@@ -68,6 +68,15 @@ enum Request {
     Forget {
         session: u64,
     },
+    /// Take back a pop whose answer never reached the caller's consumer
+    /// (see `Messaging::abandon_pop`).
+    Abandon {
+        session: u64,
+        group: String,
+        instance: Option<String>,
+        topic: String,
+        id: u64,
+    },
     /// The timer's calls (see `crate::timer::remote`).
     Timer(crate::timer::Call),
     /// A pop shard's calls (see `crate::pop::remote`).
@@ -86,6 +95,8 @@ enum Reply {
     /// Body sizes of the ready messages, in pop order.
     Sizes(Vec<u64>),
     Forgotten,
+    /// How many deliveries an `Abandon` took back.
+    Abandoned(usize),
     Timer(crate::timer::Answer),
     PopShard(crate::pop::ShardAnswer),
     /// The caller's mistake (bad message, receipt or request): not retriable.
@@ -243,6 +254,13 @@ impl Messaging {
             Request::Forget { session } => {
                 self.forget(caller, session).await;
                 Reply::Forgotten
+            }
+            Request::Abandon { session, group, instance, topic, id } => {
+                let holder = crate::pop::Holder { node: caller, session };
+                match self.abandon_pop(&group, &pop::model(instance), &topic, holder, id).await {
+                    Ok(n) => Reply::Abandoned(n),
+                    Err(e) => Reply::from_error(e),
+                }
             }
             Request::ReadySizes { group, instance, topic } => {
                 match self.pop_ready_sizes(&group, &pop::model(instance), &topic).await {

@@ -7,6 +7,8 @@ use std::time::Duration;
 use fjord_filter::Filter;
 use serde::{Deserialize, Serialize};
 
+use fjord_broker::{BrokerError, Leadership, TopicPartition};
+
 use super::{Reply, Request};
 use crate::Messaging;
 use crate::error::{MessagingError, Result};
@@ -17,6 +19,11 @@ use crate::pull::ConsumeModel;
 /// when they move (see `settle_while_moving`); within a forwarded call's
 /// time.
 const SETTLE_WAIT: Duration = Duration::from_secs(4);
+
+/// How long a failed pop is taken back for (see
+/// [`Messaging::abandon_pop`]): past it, its deliveries wait out their
+/// invisibility.
+const ABANDON_WAIT: Duration = Duration::from_secs(60);
 
 /// A [`PopRequest`] on the wire (unfiltered: see the module docs).
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,6 +40,9 @@ pub(super) struct WirePop {
     wait_ms: u64,
     latest: bool,
     durable: bool,
+    /// The caller's name for the pop (see [`PopRequest::id`]).
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// How forwarded receipts are settled.
@@ -66,7 +76,92 @@ impl Messaging {
     /// partition, by a node leading some when this one leads none). The
     /// receipts settle through [`Messaging::ack_many_at_leaders`] and
     /// [`Messaging::release_many_at_leaders`].
-    pub async fn pop_at_leader(&self, req: PopRequest) -> Result<Vec<Popped>> {
+    ///
+    /// A pop that fails may still have taken messages (its write reached
+    /// the shard, or its answer was lost on the way back): a
+    /// connection-bound group's pop is then taken back in the background
+    /// by its name (`Messaging::abandon_pop`), from wherever its queues
+    /// are served, for up to [`ABANDON_WAIT`] — otherwise those messages
+    /// stay invisible for their whole invisibility while their holder's
+    /// connection lives.
+    pub async fn pop_at_leader(&self, mut req: PopRequest) -> Result<Vec<Popped>> {
+        let id = *req.id.get_or_insert_with(|| self.pop.seq());
+        let bound = self.is_connection_bound(&req.group);
+        let what = bound.then(|| (req.group.clone(), req.model.clone(), req.topic.clone(), req.partition));
+        let popped = self.pop_at_leader_once(req).await;
+        if popped.is_err()
+            && let Some((group, model, topic, partition)) = what
+            && let Ok(me) = self.self_ref()
+        {
+            tokio::spawn(async move { me.abandon_everywhere(&group, &model, &topic, partition, id).await });
+        }
+        popped
+    }
+
+    /// Takes back the failed pop `id` of this node's session at every node
+    /// that may serve its queues (the leader of `partition`, or of any
+    /// partition of `topic`), asking again while any fails or has no
+    /// leader, for up to [`ABANDON_WAIT`].
+    pub(crate) async fn abandon_everywhere(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        topic: &str,
+        partition: Option<u32>,
+        id: u64,
+    ) {
+        let wait = crate::moving::MoveWait::new("taking back a failed pop", ABANDON_WAIT);
+        let holder = crate::pop::Holder { node: self.broker.config().node_id, session: self.session };
+        loop {
+            let count = self.broker.topic(topic).map_or(0, |t| t.partitions().len() as u32);
+            let mut nodes: Vec<Option<i32>> = Vec::new();
+            let mut failure = None;
+            for p in partition.map_or_else(|| (0..count).collect(), |p| vec![p]) {
+                let node = match self.broker.leadership(&TopicPartition::new(topic, p)) {
+                    Leadership::Local => None,
+                    Leadership::Remote(n) => Some(n.node_id),
+                    Leadership::Unavailable => {
+                        failure = Some(BrokerError::Unavailable(format!("{topic}-{p} has no leader now")).into());
+                        continue;
+                    }
+                };
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+            for node in nodes {
+                let done = match node {
+                    None => self.abandon_pop(group, model, topic, holder, id).await.map(|_| ()),
+                    Some(n) => {
+                        let req = Request::Abandon {
+                            session: self.session,
+                            group: group.to_string(),
+                            instance: instance(model),
+                            topic: topic.to_string(),
+                            id,
+                        };
+                        match self.call(n, &req).await {
+                            Ok(Reply::Abandoned(_)) => Ok(()),
+                            Ok(other) => {
+                                Err(MessagingError::Internal(format!("node {n} answered an abandon with {other:?}")))
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                if let Err(e) = done {
+                    failure = Some(e);
+                }
+            }
+            let Some(e) = failure else { return };
+            if let Err(e) = wait.again(e).await {
+                tracing::warn!(topic, group, pop = id, error = %e, "a failed pop could not be taken back: its messages wait out their invisibility");
+                return;
+            }
+        }
+    }
+
+    async fn pop_at_leader_once(&self, req: PopRequest) -> Result<Vec<Popped>> {
         let remote = match req.partition {
             Some(p) => self.remote_leader_of(&req.topic, p),
             None => self.remote_leader_for_topic(&req.topic),
@@ -90,6 +185,7 @@ impl Messaging {
             wait_ms: u64::try_from(req.wait.as_millis()).unwrap_or(u64::MAX),
             latest: req.start == StartFrom::Latest,
             durable: req.durable,
+            id: req.id,
         };
         match self.call(node, &Request::Pop(wire)).await? {
             Reply::Popped(p) => Ok(p),
@@ -317,6 +413,7 @@ impl Messaging {
         req.wait = Duration::from_millis(p.wait_ms.min(5_000));
         req.start = if p.latest { StartFrom::Latest } else { StartFrom::Earliest };
         req.durable = p.durable;
+        req.id = p.id;
         match self.pop_for(req, crate::pop::Holder { node: caller, session: p.session }).await {
             Ok(popped) => {
                 self.hold(caller, p.session, owner, &popped).await;

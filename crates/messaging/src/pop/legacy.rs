@@ -119,7 +119,7 @@ mod tests {
         let base = fjord_log::LogConfig::default();
         let j = Journal::open(&dir.join("journal"), "old", &base, fjord_log::Durability::EveryWrite, clock).unwrap();
         let q = QueueId { group: "g".into(), topic: "q".into(), partition: 0 };
-        let f = |seq| InFlight { visible_at: 1_700_000_600_000, attempt: 1, seq, group: None, holder: None };
+        let f = |seq| InFlight { visible_at: 1_700_000_600_000, attempt: 1, seq, group: None, holder: None, pop: None };
         let entries = [
             PopEntry::Open { q: q.clone(), start: 0, acked: vec![], delivered: vec![] },
             PopEntry::Pop {

@@ -27,6 +27,16 @@
 //! durable (AMQP: `basic.ack` has none, and every unacked delivery goes
 //! back to its queue when its connection goes) may skip the wait
 //! ([`PopRequest::durable`], [`Messaging::ack_many_unsynced`]).
+//!
+//! A connection-bound group's deliveries (AMQP) record their holder and
+//! the name of the pop that made them ([`PopRequest::id`]): a pop that
+//! failed after taking messages (its write reached the shard, or its
+//! answer was lost on its way back from another node) is taken back by
+//! that name (`Messaging::abandon_pop`, in the background from
+//! [`Messaging::pop_at_leader`]); otherwise its messages would stay
+//! invisible for the whole `consumer_timeout` while the connection lives.
+//! A pop that meets a failure after taking some messages (a read, a later
+//! partition) answers those instead of the failure.
 
 mod legacy;
 mod progress;
@@ -95,6 +105,11 @@ pub struct PopRequest {
     /// every unacked delivery back after a restart anyway (AMQP), where
     /// waiting buys nothing.
     pub durable: bool,
+    /// The caller's name for this pop, unique in its messaging session
+    /// ([`crate::Messaging::pop_at_leader`] gives one when `None`): a
+    /// connection-bound group's deliveries record it, so a pop whose
+    /// answer is lost can be taken back (`Messaging::abandon_pop`).
+    pub id: Option<u64>,
 }
 
 impl PopRequest {
@@ -113,6 +128,7 @@ impl PopRequest {
             wait: Duration::ZERO,
             start: StartFrom::Earliest,
             durable: true,
+            id: None,
         }
     }
 }

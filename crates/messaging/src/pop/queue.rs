@@ -22,6 +22,8 @@ struct Picks<'a> {
     tp: &'a TopicPartition,
     invisible_until: i64,
     holder: Option<Holder>,
+    /// The pop's name, recorded with a holder's deliveries.
+    pop: Option<u64>,
     out: Vec<Popped>,
     delivered: Vec<(u64, InFlight)>,
 }
@@ -30,7 +32,7 @@ impl Picks<'_> {
     fn deliver(&mut self, s: &mut QueueState, m: StoredMessage, attempt: u32, group: Option<u64>, seq: u64) {
         // A first delivery here may follow an earlier leader's.
         let attempt = if attempt == 1 { s.first_attempt(m.offset) } else { attempt };
-        let f = InFlight { visible_at: self.invisible_until, attempt, seq, group, holder: self.holder };
+        let f = InFlight { visible_at: self.invisible_until, attempt, seq, group, holder: self.holder, pop: self.pop };
         s.inflight.insert(m.offset, f);
         self.delivered.push((m.offset, f));
         let receipt = ReceiptHandle::new(&self.tp.topic, self.tp.partition, m.offset, seq);
@@ -72,9 +74,17 @@ impl Messaging {
                 if out.len() >= req.max_messages {
                     break;
                 }
-                let got =
-                    self.pop_queue(&req, p.id().partition, p.clone(), req.max_messages - out.len(), holder).await?;
-                out.extend(got);
+                match self.pop_queue(&req, p.id().partition, p.clone(), req.max_messages - out.len(), holder).await {
+                    Ok(got) => out.extend(got),
+                    // What earlier partitions gave is handed out (they are
+                    // in flight now): failing the whole pop would leave
+                    // them invisible to everyone, unless taken back.
+                    Err(e) if !out.is_empty() => {
+                        tracing::debug!(partition = %p.id(), error = %e, "a partition of a pop failed; answering the others'");
+                        return Ok(out);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if !out.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(out);
@@ -229,9 +239,15 @@ impl Messaging {
             let a = Ask { req: &req, max, now, max_attempts, held_cap, holder };
             let mut s = state.lock();
             let (out, entry) = me.take(&q, &mut s, &log, &a)?;
-            let ticket = match entry {
-                Some(e) => Some(me.pop_write(&state, e)?),
-                None => None,
+            let ticket = match entry.map(|e| me.pop_write(&state, e)).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    // Changed here, never to reach the shard: served no
+                    // more, the queue is loaded again without the change.
+                    drop(s);
+                    me.pop.unserve(&q, state.token);
+                    return Err(e);
+                }
             };
             Ok((out, ticket))
         })
@@ -250,9 +266,20 @@ impl Messaging {
         a: &Ask<'_>,
     ) -> Result<(Vec<Popped>, Option<PopEntry>)> {
         let tp = q.tp();
-        let ctx = |e| MessagingError::log(tp.to_string(), e);
+        // A read that fails stops the picking; what was picked before it
+        // is answered with its change (the state in memory has it
+        // already), the failure only when nothing was.
+        let mut failed: Option<MessagingError> = None;
+        let read = |o: u64, max: usize, failed: &mut Option<MessagingError>| match log.read_committed(o, max) {
+            Ok(recs) => Some(recs),
+            Err(e) => {
+                *failed = Some(MessagingError::log(tp.to_string(), e));
+                None
+            }
+        };
         let invisible_until = a.now + a.req.invisible.as_millis() as i64;
-        let mut k = Picks { tp: &tp, invisible_until, holder: a.holder, out: Vec::new(), delivered: Vec::new() };
+        let pop = a.holder.and(a.req.id);
+        let mut k = Picks { tp: &tp, invisible_until, holder: a.holder, pop, out: Vec::new(), delivered: Vec::new() };
         let (mut held, mut unheld, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
         // 1. Expired deliveries, oldest first.
         let expired: Vec<(u64, InFlight)> = s
@@ -268,7 +295,8 @@ impl Messaging {
             if a.req.fifo && f.group.is_some_and(|g| s.group_busy(g, o)) {
                 continue;
             }
-            match log.read_committed(o, 1).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
+            let Some(recs) = read(o, 1, &mut failed) else { break };
+            match recs.into_iter().find(|r| r.offset == o) {
                 Some(r) => {
                     let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
                     k.deliver(s, m, f.attempt + 1, f.group, self.pop.seq());
@@ -283,13 +311,14 @@ impl Messaging {
         // 2. Held FIFO messages whose group is free now.
         let ready: Vec<(u64, u64)> = s.held.iter().map(|(o, g)| (*o, *g)).collect();
         for (o, g) in ready {
-            if k.out.len() >= a.max {
+            if k.out.len() >= a.max || failed.is_some() {
                 break;
             }
             if s.group_busy(g, o) {
                 continue;
             }
-            if let Some(r) = log.read_committed(o, 1).map_err(ctx)?.into_iter().find(|r| r.offset == o) {
+            let Some(recs) = read(o, 1, &mut failed) else { break };
+            if let Some(r) = recs.into_iter().find(|r| r.offset == o) {
                 s.held.remove(&o);
                 unheld.push(o);
                 let m = StoredMessage::from_record(&tp.topic, tp.partition, &r);
@@ -301,8 +330,8 @@ impl Messaging {
         let mut offset = start.max(log.log_start_offset());
         let hw = log.high_watermark();
         let mut chunk = crate::pull::first_read(a.max);
-        'scan: while k.out.len() < a.max && offset < hw {
-            let recs = log.read_committed(offset, chunk).map_err(ctx)?;
+        'scan: while k.out.len() < a.max && offset < hw && failed.is_none() {
+            let Some(recs) = read(offset, chunk, &mut failed) else { break };
             chunk = crate::pull::next_read(chunk);
             let Some(last) = recs.last().map(|r| r.offset) else { break };
             for r in recs {
@@ -337,6 +366,9 @@ impl Messaging {
         let Picks { out, delivered, .. } = k;
         let changed =
             !delivered.is_empty() || !held.is_empty() || !unheld.is_empty() || !dropped.is_empty() || offset != start;
+        if let Some(e) = failed.filter(|_| !changed) {
+            return Err(e);
+        }
         let entry = changed.then(|| PopEntry::Pop { q: q.clone(), upto: offset, delivered, held, unheld, dropped });
         Ok((out, entry))
     }

@@ -69,6 +69,55 @@ impl Messaging {
         Ok(released)
     }
 
+    /// Takes back what the pop named `id` handed to `holder` and is still
+    /// invisible with it: that pop's answer never reached its consumer (it
+    /// failed after taking them, or was lost on its way back), so nobody
+    /// would ack or release them before their invisibility ran out — an
+    /// AMQP consumer's is half an hour (the checker's seed 3). Visible at
+    /// once, with the attempt count they had before. Only the queues of
+    /// `topic` this node serves (loaded from their shards if need be: a
+    /// failed write sends a queue back there); returns how many.
+    pub(crate) async fn abandon_pop(
+        &self,
+        group: &str,
+        model: &ConsumeModel,
+        topic: &str,
+        holder: super::Holder,
+        id: u64,
+    ) -> Result<usize> {
+        let Some(t) = self.broker.topic(topic) else { return Ok(0) };
+        let mut by_queue = Vec::new();
+        for p in t.partitions() {
+            if self.pop.lead(p.id()) == super::service::Lead::NotLeading {
+                continue;
+            }
+            let q = self.queue_id(group, model, p.id());
+            let Some(state) = self.served_queue(&q).await? else { continue };
+            let now = self.pop.clock.now_ms();
+            let taken: Vec<(u64, u64)> = state
+                .lock()
+                .inflight
+                .iter()
+                .filter(|(_, f)| f.holder == Some(holder) && f.pop == Some(id) && f.visible_at > now)
+                .map(|(o, f)| (*o, f.seq))
+                .collect();
+            if !taken.is_empty() {
+                by_queue.push((q, taken));
+            }
+        }
+        let n = self.release_at(by_queue, true).await?;
+        if n > 0 {
+            tracing::info!(
+                topic,
+                group,
+                pop = id,
+                deliveries = n,
+                "took back a pop whose answer never reached its consumer"
+            );
+        }
+        Ok(n)
+    }
+
     /// Makes every delivery of `group` on `topic` visible at once: after a
     /// restart this node's consumers hold no deliveries of a
     /// connection-bound protocol (AMQP), so they go back to their queue

@@ -26,6 +26,11 @@ pub(crate) struct InFlight {
     /// takes the queue over hands back only what lost holders held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) holder: Option<Holder>,
+    /// The holder's name for the pop that took it (connection-bound
+    /// groups): a pop whose answer never reached its consumer is taken
+    /// back by that name ([`crate::Messaging::abandon_pop`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pop: Option<u64>,
 }
 
 /// The consumer side of a delivery of a connection-bound group: the node
@@ -301,7 +306,7 @@ mod tests {
     fn queue_progress_is_the_lowest_unacked_offset() {
         let mut q = QueueState::new(10);
         for (o, seq) in [(10, 1), (11, 2), (12, 3)] {
-            q.inflight.insert(o, InFlight { visible_at: 0, attempt: 1, seq, group: None, holder: None });
+            q.inflight.insert(o, InFlight { visible_at: 0, attempt: 1, seq, group: None, holder: None, pop: None });
         }
         q.advance(14); // 13 filtered out
         assert_eq!(q.ack_base(), 10);

@@ -177,3 +177,41 @@ async fn acks_across_shards_wait_for_each_shards_write() {
     assert!(m.ack_many("g", &g, &receipts).await.is_err(), "the first shard's refusal is reported");
     close(m).await;
 }
+
+/// A pop whose answer never reached its consumer (the checker's seed 3: an
+/// AMQP consumer's messages stayed invisible for half an hour while its
+/// connection lived) is taken back by its name: exactly the deliveries it
+/// made to its holder, visible at once with the attempt count they had,
+/// once.
+#[tokio::test]
+async fn a_pop_whose_answer_was_lost_is_taken_back_by_its_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = open(dir.path()).await;
+    m.set_connection_bound("g");
+    for i in 0..4 {
+        m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
+    }
+    let g = ConsumeModel::Clustering;
+    let named =
+        |id, n| PopRequest { invisible: Duration::from_secs(1800), id: Some(id), ..PopRequest::new("g", "q", n) };
+    let lost = m.pop(named(7, 2)).await.expect("pop");
+    let kept = m.pop(named(8, 1)).await.expect("pop");
+    assert_eq!((lost.len(), kept.len()), (2, 1));
+    assert_eq!(m.pop_depth("g", &g, "q"), (1, 3));
+
+    let me = super::Holder { node: m.broker.config().node_id, session: m.session };
+    let someone_else = super::Holder { node: me.node, session: me.session.wrapping_add(1) };
+    assert_eq!(m.abandon_pop("g", &g, "q", someone_else, 7).await.expect("abandon"), 0, "not its pop");
+    // What a failed `pop_at_leader` does in the background.
+    m.abandon_everywhere("g", &g, "q", None, 7).await;
+    assert_eq!(m.pop_depth("g", &g, "q"), (3, 1), "pop 7's two are back, pop 8's stays out");
+    assert_eq!(m.abandon_pop("g", &g, "q", me, 7).await.expect("abandon"), 0, "taken back once");
+
+    let again = m.pop(named(9, 3)).await.expect("pop");
+    let offsets: Vec<u64> = again.iter().map(|p| p.message.offset).collect();
+    assert!(offsets.contains(&lost[0].message.offset) && offsets.contains(&lost[1].message.offset), "{offsets:?}");
+    assert!(again.iter().all(|p| p.attempt == 1), "never delivered: not a redelivery");
+    assert!(m.ack("g", &g, &lost[0].receipt).await.is_err(), "the lost pop's receipts are stale");
+    m.ack("g", &g, &kept[0].receipt).await.expect("the other pop's receipt holds");
+    close(m).await;
+}
