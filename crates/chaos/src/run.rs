@@ -305,10 +305,20 @@ impl Run<'_> {
             self.errors.push(format!("AMQP final drain: {e:#}"));
         }
         if let Some(r) = rmq_running {
-            self.errors.extend(r.stop(&self.history, Duration::from_secs(60), rocketmq::check::all_delivered));
+            self.errors.extend(r.stop(
+                &self.history,
+                Duration::from_secs(60),
+                rocketmq::check::all_delivered,
+                rocketmq::check::reads,
+            ));
         }
         if let Some(p) = pop_running {
-            self.errors.extend(p.stop(&self.history, Duration::from_secs(60), rocketmq::pop_check::all_acked));
+            self.errors.extend(p.stop(
+                &self.history,
+                Duration::from_secs(60),
+                rocketmq::pop_check::all_acked,
+                rocketmq::pop_check::reads,
+            ));
         }
         if let Err(e) = self.cluster.await_healthy(TOPIC, Duration::from_secs(60)) {
             self.errors.push(format!("not recovered after the faults were repaired: {e:#}"));

@@ -50,6 +50,11 @@ pub(crate) fn totals(history: &[Entry]) -> RmqTotals {
 
 /// Whether every acknowledged value has been delivered (the final drain
 /// waits for it).
+/// Deliveries so far (the drain's measure of progress).
+pub(crate) fn reads(history: &[Entry]) -> usize {
+    history.iter().filter(|e| matches!(e.event, Event::RmqRead { .. })).count()
+}
+
 pub(crate) fn all_delivered(history: &[Entry]) -> bool {
     let read = delivered(history);
     history.iter().all(|e| !matches!(&e.event, Event::RmqOk { value } if !read.contains(value.as_str())))

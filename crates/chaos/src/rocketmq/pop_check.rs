@@ -64,6 +64,11 @@ pub(crate) fn totals(history: &[Entry]) -> PopTotals {
 
 /// Whether every value answered OK has been acked by a consumer, or its
 /// last ack failed with an unknown outcome (the final drain waits for it).
+/// Deliveries so far (the drain's measure of progress).
+pub(crate) fn reads(history: &[Entry]) -> usize {
+    history.iter().filter(|e| matches!(e.event, Event::PopRead { .. })).count()
+}
+
 pub(crate) fn all_acked(history: &[Entry]) -> bool {
     let settled = settled(history);
     history.iter().all(|e| !matches!(&e.event, Event::PopOk { value } if !settled.contains(value.as_str())))
