@@ -133,12 +133,19 @@ impl AppendQueue {
             let (results, mark) = self.log.write_many(requests);
             let end = results.iter().filter_map(|r| r.as_ref().ok()).map(|i| i.last_offset + 1).max();
             let failed = results.iter().any(|r| matches!(r, Err(LogError::Poisoned { .. } | LogError::Io { .. })));
-            self.producers.apply(
+            let aborted = self.producers.apply(
                 facts
                     .iter()
                     .zip(&results)
                     .filter_map(|((f, origin), r)| r.as_ref().ok().map(|info| (f.as_slice(), *origin, info))),
             );
+            if !aborted.is_empty()
+                && let Err(e) = self.log.add_aborted(&aborted)
+            {
+                // Derived again by the load that follows (see `producers`).
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "indexing aborted transactions failed: reloading the producer state");
+                self.producers.reset();
+            }
             if end.is_some() {
                 self.snapshot_if_rolled();
             }

@@ -240,6 +240,30 @@ impl Partition {
         self.commit.high_watermark()
     }
 
+    /// The last stable offset (`docs/design/transactions.md` §3): below
+    /// it, every record is committed and no transaction is open — what
+    /// `read_committed` readers see. Never past the high watermark, never
+    /// below the log start. Loads the producer state first if a cut or an
+    /// open left it unloaded (after an unclean open, the replay that
+    /// re-derives the aborted transactions of the rescanned tail).
+    pub async fn last_stable_offset(&self) -> crate::error::Result<u64> {
+        for _ in 0..8 {
+            self.producers.ensure_loaded(&self.log).await?;
+            let hw = self.high_watermark();
+            if let Some(lso) = self.producers.last_stable_offset(hw) {
+                return Ok(lso.max(self.log_start_offset()).min(hw));
+            }
+        }
+        Err(crate::BrokerError::Unavailable(format!("{}: its producer state keeps being cut while loading", self.id)))
+    }
+
+    /// The aborted transactions with records in `[from, to)`, for a
+    /// `read_committed` reader of that range (Kafka's
+    /// `collectAbortedTxns`, `to` being the last stable offset).
+    pub fn aborted_transactions(&self, from: u64, to: u64) -> Vec<fjord_log::AbortedTxn> {
+        self.log.aborted(from, to)
+    }
+
     /// The first offset still retained.
     pub fn log_start_offset(&self) -> u64 {
         self.log.log_start_offset()

@@ -112,6 +112,7 @@ impl Broker {
             self.check_in_sync(tp, false)?;
         }
         let header = BatchHeader::parse(&data).map_err(|e| BrokerError::log(tp.to_string(), e.into()))?;
+        refuse_control_batches(&data)?;
         let Some(sequenced) = Sequenced::of(&header) else {
             let (info, written) = Self::write(&partition, data).await?;
             let result = Self::result_of(&partition, &info);
@@ -390,4 +391,20 @@ fn payload_bytes(r: &fjord_log::batch::Record) -> usize {
     r.key.as_ref().map_or(0, |k| k.len())
         + r.value.as_ref().map_or(0, |v| v.len())
         + r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len())).sum::<usize>()
+}
+
+/// Control batches (transaction markers) are the broker's to write: one
+/// from a client could end another producer's transaction.
+fn refuse_control_batches(data: &[u8]) -> Result<()> {
+    let mut pos = 0;
+    while let Ok(h) = BatchHeader::parse(&data[pos..]) {
+        if h.is_control() {
+            return Err(BrokerError::InvalidRequest("control batches are written by the broker, not produced".into()));
+        }
+        pos += h.total_len();
+        if pos >= data.len() {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -589,6 +589,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     transactional: bool,
+    control: bool,
     compression: Compression,
     records: Vec<u8>,
     count: u32,
@@ -604,6 +605,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             transactional: false,
+            control: false,
             compression: Compression::None,
             records: Vec::new(),
             count: 0,
@@ -622,6 +624,13 @@ impl BatchBuilder {
     /// Marks the batch transactional.
     pub fn transactional(mut self, yes: bool) -> Self {
         self.transactional = yes;
+        self
+    }
+
+    /// Marks the batch a control batch (transaction markers: see
+    /// [`crate::control`]).
+    pub(crate) fn control(mut self) -> Self {
+        self.control = true;
         self
     }
 
@@ -700,6 +709,9 @@ impl BatchBuilder {
         let mut attrs: i16 = self.compression as i16;
         if self.transactional {
             attrs |= TRANSACTIONAL_BIT;
+        }
+        if self.control {
+            attrs |= CONTROL_BIT;
         }
         b.extend_from_slice(&0i64.to_be_bytes());
         b.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());

@@ -61,6 +61,7 @@ mod checkpoint;
 pub mod clock;
 pub mod compression;
 mod config;
+pub mod control;
 mod epoch;
 mod error;
 mod index;

@@ -141,6 +141,12 @@ pub(crate) struct ProducerEntry {
     /// The largest timestamp of its last batch (expiry, as Kafka's
     /// `lastTimestamp`).
     last_timestamp: i64,
+    /// The first offset of its transaction open in this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) txn_first: Option<u64>,
+    /// The coordinator epoch of the last marker it got here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) coordinator_epoch: Option<i32>,
 }
 
 /// Outcome of a sequence check.
@@ -205,6 +211,17 @@ impl ProducerEntry {
         }
     }
 
+    /// A marker of `epoch` (TV2 markers carry the next epoch: the batches
+    /// of the epoch before are forgotten, as a new epoch's first batch
+    /// does).
+    pub(crate) fn marker_epoch(&mut self, epoch: i16, written: Stamped) {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+        self.last_timestamp = self.last_timestamp.max(written.max_timestamp);
+    }
+
     /// Records a batch of this producer written at `base_offset..=last_offset`.
     pub(crate) fn record(&mut self, b: &Sequenced, base_offset: u64, last_offset: u64, written: Stamped) {
         if b.epoch != self.epoch {
@@ -246,6 +263,8 @@ fn out_of_order(b: &Sequenced, last: Option<i32>) -> BrokerError {
 
 #[cfg(test)]
 mod table_tests;
+#[cfg(test)]
+mod txn_tests;
 
 #[cfg(test)]
 mod tests {

@@ -35,11 +35,12 @@ fn small_segments() -> TopicConfig {
     TopicConfig::from_entries([("segment.bytes", "600")]).unwrap()
 }
 
-/// The table a replay of the whole log from its start gives.
-fn replayed(log: &Log) -> (u64, HashMap<i64, ProducerEntry>) {
+/// The table a replay of the whole log from its start gives, with the
+/// aborted transactions its markers make.
+fn replayed_with_aborts(log: &Log) -> ((u64, HashMap<i64, ProducerEntry>), Vec<fjord_log::AbortedTxn>) {
     let mut loaded = super::table::Loaded::empty_at(log.log_start_offset());
-    super::table::replay(log, &mut loaded).unwrap();
-    loaded.into_parts()
+    let aborted = super::table::replay(log, &mut loaded).unwrap();
+    (loaded.into_parts(), aborted)
 }
 
 #[tokio::test]
@@ -150,8 +151,10 @@ async fn idle_producers_expire() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Batches in one write: each of producer `Some(p)` or of none.
-    Write(Vec<(Option<u8>, u8)>),
+    /// Batches in one write: each of producer `Some(p)` or of none, with
+    /// its record count and kind (0 idempotent, 1 transactional, 2 an
+    /// abort marker, 3 a commit marker; a producer's only).
+    Write(Vec<(Option<u8>, u8, u8)>),
     /// Cut the log at this fraction (per mille) of its end.
     Cut(u16),
     /// Close (saving the state at the end) or drop, and open again.
@@ -160,7 +163,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => prop::collection::vec((prop::option::of(0u8..3), 1u8..4), 1..3).prop_map(Op::Write),
+        6 => prop::collection::vec((prop::option::of(0u8..3), 1u8..4, 0u8..4), 1..3).prop_map(Op::Write),
         1 => (0u16..1000).prop_map(Op::Cut),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
@@ -186,13 +189,29 @@ async fn run(ops: Vec<Op>) {
         match op {
             Op::Write(batches) => {
                 let mut data = BytesMut::new();
-                for (producer, records) in batches {
+                for (producer, records, kind) in batches {
+                    if let (Some(i), 2 | 3) = (producer, kind) {
+                        let m = fjord_log::control::TxnMarker { commit: kind == 3, coordinator_epoch: 0 };
+                        data.extend_from_slice(&fjord_log::control::marker_batch(i64::from(i) + 100, 0, m, now()));
+                        continue;
+                    }
                     let producer = producer.map(|i| {
                         let seq = next[i as usize];
                         next[i as usize] += i32::from(records);
                         (i64::from(i) + 100, seq)
                     });
-                    data.extend_from_slice(&batch(producer, records as usize));
+                    let mut b = batch(producer, records as usize);
+                    if producer.is_some() && kind == 1 {
+                        let mut t = BatchBuilder::new(now()).transactional(true);
+                        if let Some((pid, seq)) = producer {
+                            t = t.producer(pid, 0, seq);
+                        }
+                        for i in 0..records {
+                            t.push(&NewRecord { value: Some(Bytes::from(format!("t{i}"))), ..Default::default() });
+                        }
+                        b = t.build();
+                    }
+                    data.extend_from_slice(&b);
                 }
                 p.append(data).await.unwrap().unwrap();
             }
@@ -211,16 +230,19 @@ async fn run(ops: Vec<Op>) {
             }
         }
         p.producers.ensure_loaded(p.log()).await.unwrap();
-        assert_eq!(p.producers.snapshot_for_tests().unwrap(), replayed(p.log()));
+        let (state, aborted) = replayed_with_aborts(p.log());
+        assert_eq!(p.producers.snapshot_for_tests().unwrap(), state);
+        assert_eq!(p.aborted_transactions(0, u64::MAX), aborted, "the index holds what the log's aborts make");
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Whatever writes, cuts and restarts happen, the table equals a
-    /// replay of the whole log: snapshots and incremental applies never
-    /// drift from it.
+    /// Whatever writes (transactions and their markers among them), cuts
+    /// and restarts happen, the table equals a replay of the whole log,
+    /// and the aborted-transaction index holds the entries that replay
+    /// derives: snapshots and incremental applies never drift from it.
     #[test]
     fn the_table_is_always_a_replay_of_the_log(ops in prop::collection::vec(op(), 1..24)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -1,0 +1,155 @@
+//! Transactions in the producer table: open transactions hold the last
+//! stable offset, markers end them, aborts are indexed — and all of it
+//! survives a restart, clean or not (`docs/design/transactions.md` §3).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fjord_log::batch::{BatchBuilder, NewRecord};
+use fjord_log::control::{TxnMarker, marker_batch};
+use fjord_log::{AbortedTxn, SystemClock};
+
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::{Broker, BrokerConfig, TopicConfig, TopicPartition};
+
+fn data(producer: Option<(i64, i32)>, transactional: bool, records: usize) -> BytesMut {
+    let mut b = BatchBuilder::new(1_700_000_000_000);
+    if let Some((pid, seq)) = producer {
+        b = b.producer(pid, 0, seq).transactional(transactional);
+    }
+    for i in 0..records {
+        b.push(&NewRecord { value: Some(Bytes::from(format!("v{i}"))), ..Default::default() });
+    }
+    b.build()
+}
+
+fn marker(pid: i64, commit: bool) -> BytesMut {
+    marker_batch(pid, 0, TxnMarker { commit, coordinator_epoch: 3 }, 1_700_000_000_000)
+}
+
+/// Appends as the leader and waits for the commit; returns the base offset.
+async fn write(p: &Partition, bytes: BytesMut) -> u64 {
+    let (info, written) = p.append(bytes).await.unwrap().unwrap();
+    p.committed(written).await.unwrap();
+    info.base_offset
+}
+
+async fn broker(dir: &std::path::Path) -> Arc<Broker> {
+    Broker::open(BrokerConfig::new(dir), Arc::new(SystemClock)).await.unwrap()
+}
+
+#[tokio::test]
+async fn open_transactions_hold_the_last_stable_offset_and_aborts_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TopicPartition::new("txn", 0);
+    {
+        let b = broker(dir.path()).await;
+        b.create_topic("txn", 1, TopicConfig::default()).await.unwrap();
+        let p = b.partition(&t).unwrap();
+        assert_eq!(write(&p, data(None, false, 1)).await, 0);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 1, "nothing open: the high watermark");
+        assert_eq!(write(&p, data(Some((1, 0)), true, 2)).await, 1);
+        assert_eq!(write(&p, data(None, false, 1)).await, 3);
+        assert_eq!(write(&p, data(Some((2, 0)), true, 1)).await, 4);
+        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 1, "producer 1's transaction, open since 1");
+        assert_eq!(write(&p, data(Some((1, 2)), true, 1)).await, 5);
+        // Producer 1 aborts: its entry's stable offset is producer 2's
+        // open transaction's start.
+        assert_eq!(write(&p, marker(1, false)).await, 6);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 4);
+        let aborted = AbortedTxn { producer_id: 1, first_offset: 1, last_offset: 6, last_stable_offset: 4 };
+        assert_eq!(p.aborted_transactions(0, 7), vec![aborted]);
+        assert_eq!(write(&p, marker(2, true)).await, 7);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 8);
+        assert_eq!(p.aborted_transactions(7, 8), vec![], "nothing aborted in that range");
+        // Producer 1 opens another; a clean shutdown keeps it.
+        assert_eq!(write(&p, data(Some((1, 3)), true, 1)).await, 8);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 8);
+        b.shutdown().await.unwrap();
+    }
+    let b = broker(dir.path()).await;
+    let p = b.partition(&t).unwrap();
+    assert_eq!(p.last_stable_offset().await.unwrap(), 8, "the open transaction came back from the snapshot");
+    assert_eq!(write(&p, marker(1, false)).await, 9);
+    assert_eq!(p.last_stable_offset().await.unwrap(), 10);
+    assert_eq!(p.aborted_transactions(0, 10).len(), 2);
+}
+
+/// A crash that kept the markers but lost the index's entries (written
+/// after the segment's pages, say): the unclean open's replay derives
+/// them again, and the transaction left open is open again.
+#[tokio::test]
+async fn an_unclean_restart_derives_lost_abort_entries_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = TopicPartition::new("txn-crash", 0);
+    let part_dir = {
+        let b = broker(dir.path()).await;
+        // Small segments: rolls after the marker save snapshots past it.
+        let small = TopicConfig::from_entries([("segment.bytes", "600")]).unwrap();
+        b.create_topic("txn-crash", 1, small).await.unwrap();
+        let p = b.partition(&t).unwrap();
+        write(&p, data(Some((5, 0)), true, 2)).await;
+        write(&p, marker(5, false)).await;
+        write(&p, data(Some((6, 0)), true, 1)).await;
+        for _ in 0..12 {
+            write(&p, data(None, false, 1)).await;
+        }
+        assert!(p.log().snapshot_offsets().unwrap().iter().any(|o| *o > 3), "a snapshot past the marker");
+        assert_eq!(p.aborted_transactions(0, 4).len(), 1);
+        assert_eq!(p.last_stable_offset().await.unwrap(), 3);
+        p.log().dir().to_path_buf()
+        // Dropped without a shutdown.
+    };
+    for f in std::fs::read_dir(&part_dir).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|e| e == "txnindex") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let b = broker(dir.path()).await;
+    let p = b.partition(&t).unwrap();
+    assert_eq!(p.last_stable_offset().await.unwrap(), 3, "producer 6's transaction is open again");
+    let want = AbortedTxn { producer_id: 5, first_offset: 0, last_offset: 2, last_stable_offset: 3 };
+    assert_eq!(p.aborted_transactions(0, 4), vec![want]);
+}
+
+/// A completed transaction whose marker the high watermark does not cover
+/// yet still holds the last stable offset (its readers would otherwise
+/// see records a cut of the marker could turn back into an open
+/// transaction's).
+#[tokio::test]
+async fn a_marker_not_yet_committed_holds_the_last_stable_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    b.create_topic("txn-hw", 1, TopicConfig::default()).await.unwrap();
+    let p = b.partition(&TopicPartition::new("txn-hw", 0)).unwrap();
+    write(&p, data(Some((9, 0)), true, 2)).await;
+    // A follower in sync that has not fetched yet: no commit past 2.
+    p.set_replica_role(true, &[2]);
+    p.follower_fetched(2, 2, 2);
+    let (_, w) = p.append(marker(9, true)).await.unwrap().unwrap();
+    assert_eq!(p.high_watermark(), 2);
+    assert_eq!(p.last_stable_offset().await.unwrap(), 0, "the commit marker is not committed yet");
+    p.follower_fetched(2, 3, 3);
+    p.committed(w).await.unwrap();
+    assert_eq!(p.last_stable_offset().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn clients_cannot_produce_control_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    b.create_topic("txn-ctl", 1, TopicConfig::default()).await.unwrap();
+    let t = TopicPartition::new("txn-ctl", 0);
+    let p = b.partition(&t).unwrap();
+    write(&p, data(Some((4, 0)), true, 1)).await;
+    let refused = b.produce(&t, marker(4, false)).await;
+    assert!(matches!(refused, Err(BrokerError::InvalidRequest(_))), "{refused:?}");
+    let mut two = data(None, false, 1);
+    two.extend_from_slice(&marker(4, false));
+    assert!(matches!(b.produce(&t, two).await, Err(BrokerError::InvalidRequest(_))), "behind a data batch too");
+    assert_eq!(p.last_stable_offset().await.unwrap(), 0, "producer 4's transaction is still open");
+}
