@@ -44,6 +44,11 @@ pub struct FetchRequest {
     /// Whether partitions this node follows in sync are read too, up to
     /// their high watermark (KIP-392); otherwise only led ones.
     pub follower_reads: bool,
+    /// Consumers that see committed transactions only (Kafka's
+    /// `read_committed`): each partition is read up to its last stable
+    /// offset, and answered with the aborted transactions of what is
+    /// returned. Ignored for other bounds.
+    pub read_committed: bool,
 }
 
 /// Data for one partition.
@@ -57,6 +62,12 @@ pub struct PartitionData {
     pub log_start_offset: u64,
     /// Log end offset at read time.
     pub log_end_offset: u64,
+    /// Last stable offset at read time (consumers' reads; the high
+    /// watermark for others).
+    pub last_stable_offset: u64,
+    /// The aborted transactions with records in what was returned
+    /// (`read_committed` reads only).
+    pub aborted: Vec<fjord_log::AbortedTxn>,
 }
 
 /// Result for one partition.
@@ -84,7 +95,16 @@ impl Broker {
         let mut shutdown = self.shutdown_signal();
         loop {
             let mut watchers: Vec<_> = known.iter().flatten().map(|p| p.subscribe()).collect();
-            let mut results = read_all(&req, &known).await;
+            // Consumers' reads know the last stable offset (after the
+            // subscription: a later change still wakes the wait).
+            let mut stable = Vec::with_capacity(known.len());
+            for p in &known {
+                stable.push(match p {
+                    Some(p) if matches!(req.bound, ReadBound::HighWatermark) => Some(p.last_stable_offset().await),
+                    _ => None,
+                });
+            }
+            let mut results = read_all(&req, &known, stable).await;
             let bytes: usize = results
                 .iter()
                 .flatten()
@@ -134,18 +154,41 @@ impl Broker {
     }
 }
 
+/// One partition to read: what is asked, the partition if found, and its
+/// last stable offset (consumers' reads).
+type Work = (FetchPartition, Option<Arc<Partition>>, Option<Result<u64>>);
+
 /// Reads every known partition in one blocking task, sharing the response
-/// byte budget in request order. `None` marks partitions that were not found.
-async fn read_all(req: &FetchRequest, known: &[Option<Arc<Partition>>]) -> Vec<Option<Result<PartitionData>>> {
-    let work: Vec<(FetchPartition, Option<Arc<Partition>>)> =
-        req.partitions.iter().cloned().zip(known.iter().cloned()).collect();
-    let (max_total, bound) = (req.max_bytes, req.bound);
+/// byte budget in request order. `None` marks partitions that were not
+/// found; `stable`: each one's last stable offset, for consumers' reads.
+async fn read_all(
+    req: &FetchRequest,
+    known: &[Option<Arc<Partition>>],
+    stable: Vec<Option<Result<u64>>>,
+) -> Vec<Option<Result<PartitionData>>> {
+    let work: Vec<Work> = req
+        .partitions
+        .iter()
+        .cloned()
+        .zip(known.iter().cloned())
+        .zip(stable)
+        .map(|((fp, p), lso)| (fp, p, lso))
+        .collect();
+    let (max_total, bound, read_committed) = (req.max_bytes, req.bound, req.read_committed);
     let n = work.len();
     let read = blocking(move || {
         let mut budget = max_total;
         work.into_iter()
-            .map(|(fp, p)| {
+            .map(|(fp, p, lso)| {
                 let p = p?;
+                let lso = match lso.transpose() {
+                    Ok(lso) => lso,
+                    Err(e) => return Some(Err(e)),
+                };
+                let bound = match lso {
+                    Some(lso) if read_committed => ReadBound::Below(lso),
+                    _ => bound,
+                };
                 let result = p.log().read(fp.offset, fp.max_bytes.min(budget), bound);
                 Some(match result {
                     Ok(r) => {
@@ -154,11 +197,19 @@ async fn read_all(req: &FetchRequest, known: &[Option<Arc<Partition>>]) -> Vec<O
                         // after the budget is spent, partitions return no data.
                         let slice = if budget == 0 { None } else { r.slice };
                         budget = budget.saturating_sub(slice.as_ref().map_or(0, LogSlice::len));
+                        let aborted = match &slice {
+                            Some(s) if read_committed && lso.is_some() => {
+                                p.aborted_transactions(fp.offset, s.end_offset)
+                            }
+                            _ => Vec::new(),
+                        };
                         Ok(PartitionData {
                             slice,
                             high_watermark: r.high_watermark,
                             log_start_offset: r.log_start_offset,
                             log_end_offset: r.log_end_offset,
+                            last_stable_offset: lso.unwrap_or(r.high_watermark).min(r.high_watermark),
+                            aborted,
                         })
                     }
                     Err(e) => Err(BrokerError::log(fp.tp.to_string(), e)),

@@ -62,6 +62,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark (next offset a consumer would see).
     Latest,
+    /// The last stable offset (the latest a `read_committed` consumer
+    /// would see).
+    LatestStable,
     /// The first offset whose timestamp is `>=` this (ms).
     Timestamp(i64),
     /// The record with the largest timestamp.
@@ -305,6 +308,7 @@ impl Broker {
         let found = match spec {
             OffsetSpec::Earliest => Some((log.log_start_offset(), None)),
             OffsetSpec::Latest => Some((hw, None)),
+            OffsetSpec::LatestStable => Some((partition.last_stable_offset().await?, None)),
             OffsetSpec::Timestamp(ts) => blocking(move || log.offset_for_timestamp(ts))
                 .await?
                 .map_err(|e| BrokerError::log(tp.to_string(), e))?

@@ -47,6 +47,7 @@ fn fetch_req(tp: &TopicPartition, offset: u64, wait: Duration) -> FetchRequest {
         max_bytes: 1 << 20,
         bound: ReadBound::HighWatermark,
         follower_reads: false,
+        read_committed: false,
     }
 }
 

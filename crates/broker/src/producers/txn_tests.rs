@@ -153,3 +153,48 @@ async fn clients_cannot_produce_control_batches() {
     assert!(matches!(b.produce(&t, two).await, Err(BrokerError::InvalidRequest(_))), "behind a data batch too");
     assert_eq!(p.last_stable_offset().await.unwrap(), 0, "producer 4's transaction is still open");
 }
+
+/// `read_committed` fetches stop at the last stable offset and carry the
+/// aborted transactions of what they return; `read_uncommitted` ones read
+/// to the high watermark and report the last stable offset. ListOffsets'
+/// "latest" is the last stable offset for `read_committed`.
+#[tokio::test]
+async fn read_committed_fetches_stop_at_the_last_stable_offset() {
+    use crate::fetch::{FetchPartition, FetchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    b.create_topic("txn-fetch", 1, TopicConfig::default()).await.unwrap();
+    let t = TopicPartition::new("txn-fetch", 0);
+    let p = b.partition(&t).unwrap();
+    write(&p, data(None, false, 1)).await;
+    write(&p, data(Some((3, 0)), true, 2)).await;
+    write(&p, data(None, false, 1)).await;
+    let fetch = |read_committed| FetchRequest {
+        partitions: vec![FetchPartition { tp: t.clone(), offset: 0, max_bytes: 1 << 20 }],
+        max_wait: std::time::Duration::ZERO,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        bound: fjord_log::ReadBound::HighWatermark,
+        follower_reads: false,
+        read_committed,
+    };
+    let got = b.fetch(fetch(true)).await.remove(0).result.unwrap();
+    assert_eq!((got.slice.unwrap().end_offset, got.last_stable_offset, got.high_watermark), (1, 1, 4));
+    let all = b.fetch(fetch(false)).await.remove(0).result.unwrap();
+    assert_eq!((all.slice.unwrap().end_offset, all.last_stable_offset), (4, 1), "read_uncommitted reads on");
+    let latest = |spec| {
+        let (b, t) = (b.clone(), t.clone());
+        async move { b.list_offset(&t, spec).await.unwrap().unwrap().offset }
+    };
+    assert_eq!(latest(crate::OffsetSpec::LatestStable).await, 1);
+    assert_eq!(latest(crate::OffsetSpec::Latest).await, 4);
+
+    write(&p, marker(3, false)).await;
+    let got = b.fetch(fetch(true)).await.remove(0).result.unwrap();
+    assert_eq!((got.slice.unwrap().end_offset, got.last_stable_offset), (5, 5));
+    let aborted = AbortedTxn { producer_id: 3, first_offset: 1, last_offset: 4, last_stable_offset: 5 };
+    assert_eq!(got.aborted, vec![aborted], "the consumer skips producer 3's records");
+    assert!(b.fetch(fetch(false)).await.remove(0).result.unwrap().aborted.is_empty());
+    assert_eq!(latest(crate::OffsetSpec::LatestStable).await, 5);
+}

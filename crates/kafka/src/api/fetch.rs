@@ -2,9 +2,11 @@
 //! limits), bounded by the high watermark. With the rack-aware replica
 //! selector (KIP-392), a leader answers a v11+ consumer in the rack of an
 //! in-sync follower with that follower as its `preferred_read_replica`
-//! (no records), and such a follower serves the consumer's reads. Without transactions the last
-//! stable offset equals the high watermark, so `read_committed` and
-//! `read_uncommitted` see the same records.
+//! (no records), and such a follower serves the consumer's reads.
+//! `read_committed` (isolation level 1) reads up to each partition's last
+//! stable offset and gets the aborted transactions (producer id, first
+//! offset) of what it is sent, from v4; every answer reports the last
+//! stable offset.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use bytes::Bytes;
 use fjord_broker::{FetchPartition, FetchRequest as CoreFetch, TopicPartition};
 use fjord_kafka_codec::kafka_protocol::error::ResponseError;
 use fjord_kafka_codec::kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use fjord_kafka_codec::kafka_protocol::messages::{FetchRequest, TopicName};
 use fjord_log::{LogSlice, ReadBound};
@@ -148,6 +150,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         max_bytes: (req.max_bytes.max(0) as usize).min(ctx.gw.config.fetch_max_bytes),
         bound: ReadBound::HighWatermark,
         follower_reads: rack_aware,
+        read_committed: req.isolation_level == 1,
     };
     let fetched = broker.fetch(core).await;
     let mut data = fetched.into_iter().map(|f| Some(f.result)).collect::<Vec<_>>();
@@ -183,10 +186,21 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             Slot::Read(i) => match data.get_mut(i).and_then(Option::take) {
                 Some(Ok(d)) => {
                     let hw = d.high_watermark as i64;
+                    let aborted = (v >= 4 && req.isolation_level == 1).then(|| {
+                        d.aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(a.producer_id.into())
+                                    .with_first_offset(a.first_offset as i64)
+                            })
+                            .collect()
+                    });
                     let pd = PartitionData::default()
                         .with_partition_index(key.partition)
                         .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_last_stable_offset(d.last_stable_offset as i64)
+                        .with_aborted_transactions(aborted)
                         .with_log_start_offset(if v >= 5 { d.log_start_offset as i64 } else { -1 })
                         .with_preferred_read_replica((-1).into())
                         .with_records(Some(Bytes::new()));

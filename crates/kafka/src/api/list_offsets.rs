@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest
+//! ListOffsets: earliest (-2), latest (-1: the last stable offset for
+//! `read_committed`), max timestamp (-3), earliest
 //! local (-4, the same as earliest without tiered storage), latest tiered
 //! (-5, none without tiered storage), or the first offset at or after a
 //! timestamp.
@@ -25,6 +26,8 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) ->
                 .with_offset(-1)
                 .with_leader_epoch(-1);
             let spec = match p.timestamp {
+                // v2+: `read_committed` clients are told the last stable offset.
+                -1 if req.isolation_level == 1 => Some(OffsetSpec::LatestStable),
                 -1 => Some(OffsetSpec::Latest),
                 -2 | -4 => Some(OffsetSpec::Earliest),
                 -3 => Some(OffsetSpec::MaxTimestamp),

@@ -18,6 +18,9 @@ pub enum ReadBound {
     HighWatermark,
     /// Replicas and tools: everything written.
     LogEnd,
+    /// `read_committed` consumers: only offsets below this one (their last
+    /// stable offset) and below the high watermark.
+    Below(u64),
 }
 
 /// A byte range of a segment file holding whole batches (the last one may
@@ -121,6 +124,7 @@ impl Log {
         let upper = match bound {
             ReadBound::HighWatermark => hw,
             ReadBound::LogEnd => end,
+            ReadBound::Below(o) => o.min(hw),
         };
         for seg in segments {
             if offset >= upper || seg.base_offset >= upper {
