@@ -100,6 +100,17 @@ pub enum BrokerError {
         /// Current epoch.
         current: i16,
     },
+    /// A transaction marker from a coordinator older than the one the
+    /// partition last heard from for this producer (a deposed coordinator).
+    #[error("producer {producer_id}: coordinator epoch {coordinator_epoch} is older than {current}")]
+    CoordinatorFenced {
+        /// Producer id.
+        producer_id: i64,
+        /// The refused marker's coordinator epoch.
+        coordinator_epoch: i32,
+        /// The newest the partition has seen.
+        current: i32,
+    },
     /// The topic's data exists but could not be loaded at start (a partition
     /// that cannot be opened, a corrupt `topic.json`): it is served by no
     /// one and never re-created over, until an operator repairs or deletes it.

@@ -80,6 +80,7 @@ pub mod services;
 pub mod topic;
 pub mod topic_keys;
 pub mod traffic;
+mod txn_markers;
 
 pub use broker::{Broker, BrokerConfig, StoredTopic, TopicDeletedHook, stored_topics};
 pub use documents::{DocumentChange, DocumentScope, DocumentTable, DocumentUpdate};

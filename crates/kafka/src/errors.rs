@@ -27,6 +27,7 @@ pub(crate) fn kind(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         BrokerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         BrokerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        BrokerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower,
         BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
         BrokerError::NotEnoughReplicas { appended: false, .. } => ResponseError::NotEnoughReplicas,

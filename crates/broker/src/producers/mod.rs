@@ -211,6 +211,19 @@ impl ProducerEntry {
         }
     }
 
+    /// See [`ProducerTable::check_marker`].
+    pub(crate) fn check_marker(&self, producer_id: i64, epoch: i16, coordinator_epoch: i32) -> Result<()> {
+        if epoch < self.epoch {
+            return Err(BrokerError::InvalidProducerEpoch { producer_id, epoch, current: self.epoch });
+        }
+        match self.coordinator_epoch {
+            Some(current) if coordinator_epoch < current => {
+                Err(BrokerError::CoordinatorFenced { producer_id, coordinator_epoch, current })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A marker of `epoch` (TV2 markers carry the next epoch: the batches
     /// of the epoch before are forgotten, as a new epoch's first batch
     /// does).

@@ -177,6 +177,18 @@ impl ProducerTable {
         self.locks.lock().entry(producer_id).or_default().clone()
     }
 
+    /// Checks a marker of `producer_id` at `epoch` from `coordinator_epoch`
+    /// against the producer's state (`docs/design/transactions.md` §3): an
+    /// older producer epoch is INVALID_PRODUCER_EPOCH, an older coordinator
+    /// epoch TRANSACTION_COORDINATOR_FENCED; a newer producer epoch passes
+    /// (TV2 markers carry the next one). `None` while not loaded.
+    pub(crate) fn check_marker(&self, producer_id: i64, epoch: i16, coordinator_epoch: i32) -> Option<Result<()>> {
+        let st = self.state.lock();
+        let loaded = st.loaded.as_ref()?;
+        let Some(e) = loaded.entries.get(&producer_id) else { return Some(Ok(())) };
+        Some(e.check_marker(producer_id, epoch, coordinator_epoch))
+    }
+
     /// Checks `b` against its producer's state; `None` while the table is
     /// not loaded.
     pub(crate) fn check(&self, b: &Sequenced) -> Option<Result<Check>> {
