@@ -204,10 +204,39 @@ impl Partition {
     }
 
     /// Committed records from `offset` (the batch holding it and those
-    /// after), about `max_bytes` of them, never past the high watermark.
-    /// Blocking file I/O: call it from the blocking pool.
+    /// after), about `max_bytes` of them, as Kafka's `read_committed`
+    /// consumers see them: never past the last stable offset, without
+    /// markers or the records of aborted transactions. Empty only when
+    /// nothing readable lies between `offset` and the last stable offset:
+    /// batches that hold no record to return (markers, aborted
+    /// transactions) are read past, so callers may take "empty" for "the
+    /// end for now". Blocking file I/O: call it from the blocking pool.
     pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<Vec<Record>, LogError> {
-        self.log.read_records(offset, max_bytes, ReadBound::HighWatermark)
+        let end = self.stable_end()?;
+        let mut from = offset;
+        loop {
+            let aborted = self.log.aborted(from, end);
+            let (records, next) = self.log.read_records_skipping(from, max_bytes, ReadBound::Below(end), &aborted)?;
+            if !records.is_empty() || next <= from || next >= end {
+                return Ok(records);
+            }
+            from = next;
+        }
+    }
+
+    /// The last stable offset, for readers on the blocking pool (loads
+    /// the producer state if need be).
+    fn stable_end(&self) -> Result<u64, LogError> {
+        for _ in 0..8 {
+            let hw = self.high_watermark();
+            if let Some(lso) = self.producers.last_stable_offset(hw) {
+                return Ok(lso.max(self.log_start_offset()).min(hw));
+            }
+            self.producers
+                .ensure_loaded_blocking(&self.log)
+                .map_err(|e| LogError::Internal(format!("{}: loading the producer state: {e}", self.id)))?;
+        }
+        Err(LogError::Internal(format!("{}: its producer state keeps being cut while loading", self.id)))
     }
 
     /// Records from `offset` up to the log end, including appended ones the

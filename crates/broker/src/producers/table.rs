@@ -154,9 +154,40 @@ impl ProducerTable {
                 drop(st);
                 continue;
             }
+            if st.loaded.is_some() {
+                // A blocking reader loaded it meanwhile.
+                return Ok(());
+            }
             // What was written while loading (the appends skipped it, as
             // the table was not loaded): a short tail, read under the lock
             // so no write group applies in between.
+            let aborted = replay(log, &mut loaded)?;
+            add_aborted(log, &aborted)?;
+            st.loaded = Some(loaded);
+            return Ok(());
+        }
+    }
+
+    /// [`ProducerTable::ensure_loaded`] for readers on the blocking pool
+    /// (the messaging layer's reads need the last stable offset). Blocking
+    /// file I/O.
+    pub(crate) fn ensure_loaded_blocking(&self, log: &Log) -> Result<()> {
+        loop {
+            let generation = {
+                let st = self.state.lock();
+                if st.loaded.is_some() {
+                    return Ok(());
+                }
+                st.generation
+            };
+            let mut loaded = load(log)?;
+            let mut st = self.state.lock();
+            if st.loaded.is_some() {
+                return Ok(());
+            }
+            if st.generation != generation {
+                continue;
+            }
             let aborted = replay(log, &mut loaded)?;
             add_aborted(log, &aborted)?;
             st.loaded = Some(loaded);

@@ -198,3 +198,35 @@ async fn read_committed_fetches_stop_at_the_last_stable_offset() {
     assert!(b.fetch(fetch(false)).await.remove(0).result.unwrap().aborted.is_empty());
     assert_eq!(latest(crate::OffsetSpec::LatestStable).await, 5);
 }
+
+/// The messaging layer's reads (pops, pulls, queries) see what Kafka's
+/// `read_committed` consumers see — up to the last stable offset, without
+/// markers or aborted records — and read past batches that hold nothing
+/// to return, so "empty" still means "nothing more for now".
+#[tokio::test]
+async fn the_messaging_layers_reads_skip_markers_and_aborted_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path()).await;
+    b.create_topic("txn-read", 1, TopicConfig::default()).await.unwrap();
+    let p = b.partition(&TopicPartition::new("txn-read", 0)).unwrap();
+    let values = |p: &Partition, from| -> Vec<u64> {
+        p.read_committed(from, 1 << 20).unwrap().iter().map(|r| r.offset).collect()
+    };
+    write(&p, data(None, false, 1)).await; // 0
+    write(&p, data(Some((1, 0)), true, 2)).await; // 1, 2: aborted below
+    write(&p, data(Some((2, 0)), true, 1)).await; // 3: committed below
+    assert_eq!(values(&p, 0), [0], "stops at the last stable offset (1)");
+    write(&p, marker(1, false)).await; // 4
+    assert_eq!(values(&p, 0), [0], "producer 2's transaction still holds it at 3");
+    write(&p, marker(2, true)).await; // 5
+    assert_eq!(values(&p, 0), [0, 3], "aborted records and markers left out");
+    assert_eq!(values(&p, 1), [3]);
+    assert!(values(&p, 4).is_empty(), "only markers after 4: nothing more for now");
+    write(&p, data(Some((1, 2)), true, 1)).await; // 6
+    write(&p, marker(1, false)).await; // 7
+    write(&p, data(None, false, 1)).await; // 8
+    // A one-batch budget reads a marker or an aborted batch first: read
+    // past, not taken for the end.
+    let past = p.read_committed(4, 1).unwrap();
+    assert_eq!(past.iter().map(|r| r.offset).collect::<Vec<_>>(), [8]);
+}

@@ -173,7 +173,41 @@ impl Log {
         Ok(out)
     }
 
-    /// The earliest offset whose batch has a timestamp `>= ts`, with that
+    /// Reads and decodes records with offsets `>= offset`, as
+    /// [`Log::read_records`], leaving out those of the `aborted`
+    /// transactions (a transactional batch of an entry's producer whose
+    /// base offset lies in its `[first, last]`); returns them with the
+    /// offset after the last whole batch read (past control batches and
+    /// aborted ones too: where a reader goes on from).
+    pub fn read_records_skipping(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        bound: ReadBound,
+        aborted: &[crate::AbortedTxn],
+    ) -> Result<(Vec<Record>, u64)> {
+        let r = self.read(offset, max_bytes, bound)?;
+        let Some(slice) = r.slice else { return Ok((Vec::new(), offset)) };
+        let mut out = Vec::new();
+        let mut next = offset;
+        for b in BatchSplitter::new(slice.to_bytes()?) {
+            let b = b?;
+            let h = batch::validate(&b)?;
+            next = next.max(h.next_offset());
+            let aborted_batch = h.is_transactional()
+                && aborted.iter().any(|a| {
+                    a.producer_id == h.producer_id && (a.first_offset..=a.last_offset).contains(&h.base_offset)
+                });
+            if h.is_control() || aborted_batch {
+                continue;
+            }
+            let (_, recs) = batch::decode_records(&b)?;
+            out.extend(recs.into_iter().filter(|r| r.offset >= offset));
+        }
+        Ok((out, next))
+    }
+
+    /// The earliest offset whose timestamp is `>= ts`, with that
     /// batch's max timestamp; `None` if every record is older.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(u64, i64)>> {
         let (segments, start) = {
