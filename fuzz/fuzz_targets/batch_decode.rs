@@ -1,5 +1,6 @@
 //! Arbitrary bytes through the decoders that read untrusted fetch/produce
-//! data: `decode_records` and `BatchSplitter`. Must never panic nor allocate
+//! data: `decode_records`, `BatchSplitter` and the transaction-marker
+//! reader `control::read_marker`. Must never panic nor allocate
 //! out of proportion to the input (scripts/fuzz runs this with
 //! `-rss_limit_mb=512 -malloc_limit_mb=256`).
 #![no_main]
@@ -25,6 +26,9 @@ fn check_decode(b: &Bytes) {
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
     check_decode(&bytes);
+    // A marker is read from a control batch's first record, whatever else
+    // the bytes hold.
+    let _ = fjord_log::control::read_marker(data);
 
     let mut consumed = 0usize;
     let mut batches = 0usize;
