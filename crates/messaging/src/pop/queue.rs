@@ -295,6 +295,13 @@ impl Messaging {
             if a.req.fifo && f.group.is_some_and(|g| s.group_busy(g, o)) {
                 continue;
             }
+            if o < log.log_start_offset() {
+                // Deleted (retention, DeleteRecords) while in flight: a read
+                // there fails for good, which would fail every pop after.
+                s.ack(o, f.seq);
+                dropped.push(o);
+                continue;
+            }
             let Some(recs) = read(o, 1, &mut failed) else { break };
             match recs.into_iter().find(|r| r.offset == o) {
                 Some(r) => {
@@ -313,6 +320,15 @@ impl Messaging {
         for (o, g) in ready {
             if k.out.len() >= a.max || failed.is_some() {
                 break;
+            }
+            if o < log.log_start_offset() {
+                // Deleted while held back: nothing to deliver (the shard
+                // applies it as unheld and acked).
+                s.held.remove(&o);
+                s.acked.insert(o);
+                unheld.push(o);
+                dropped.push(o);
+                continue;
             }
             if s.group_busy(g, o) {
                 continue;

@@ -215,3 +215,30 @@ async fn a_pop_whose_answer_was_lost_is_taken_back_by_its_name() {
     m.ack("g", &g, &kept[0].receipt).await.expect("the other pop's receipt holds");
     close(m).await;
 }
+
+/// A message in flight whose records retention (or DeleteRecords) deleted
+/// before its ack is dropped when its invisibility runs out: a read below
+/// the log start fails, and it failed every later pop of the queue.
+#[tokio::test]
+async fn a_delivery_deleted_while_in_flight_is_dropped_not_a_stuck_queue() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let b = Broker::open(BrokerConfig::new(dir.path()), clock.clone()).await.expect("broker");
+    b.create_topic("q", 1, TopicConfig::default()).await.expect("topic");
+    let m = Messaging::open(b, MessagingConfig::default()).await.expect("messaging");
+    for i in 0..6 {
+        m.send(Message::new("q", format!("m{i}")), Partitioning::Auto).await.expect("send");
+    }
+    let req = |n| PopRequest { invisible: Duration::from_secs(10), ..PopRequest::new("g", "q", n) };
+    let first = m.pop(req(2)).await.expect("pop");
+    assert_eq!(first.iter().map(|p| p.message.offset).collect::<Vec<_>>(), [0, 1]);
+    let tp = fjord_broker::TopicPartition::new("q", 0);
+    m.broker.delete_records(&tp, 3).await.expect("delete records");
+    clock.advance(11_000);
+    let next = m.pop(req(3)).await.expect("the queue is not stuck on the deleted deliveries");
+    assert_eq!(next.iter().map(|p| p.message.offset).collect::<Vec<_>>(), [3, 4, 5], "2 was deleted unread");
+    let g = ConsumeModel::Clustering;
+    assert!(m.ack("g", &g, &first[0].receipt).await.is_err(), "dropped: its receipt is stale");
+    assert_eq!(m.pop_depth("g", &g, "q"), (0, 3));
+    close(m).await;
+}
