@@ -252,9 +252,12 @@ impl Partition {
     /// at most `limit` (callers check the key itself: the index holds
     /// hashes). Needs the topic's key index. Blocking file I/O.
     pub fn lookup_key(&self, key: &[u8], limit: usize) -> Result<Vec<Record>, LogError> {
-        let hw = self.high_watermark();
+        // Below the last stable offset, as the other reads (records of
+        // aborted transactions are not told apart here yet: the key index
+        // returns records without their batch).
+        let end = self.stable_end()?;
         let mut recs = self.log.lookup_key(key, limit)?;
-        recs.retain(|r| r.offset < hw);
+        recs.retain(|r| r.offset < end);
         Ok(recs)
     }
 
