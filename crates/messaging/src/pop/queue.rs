@@ -59,8 +59,24 @@ impl Messaging {
     }
 
     /// [`Messaging::pop`] for a consumer connected to `holder` (this node,
-    /// or the node that forwarded the pop).
+    /// or the node that forwarded the pop). A pop its caller gave up while
+    /// it ran (`Messaging::abandon_pop` reached this node first) takes
+    /// back what it took and answers nothing: nobody is there to get it.
     pub(crate) async fn pop_for(&self, req: PopRequest, holder: Holder) -> Result<Vec<Popped>> {
+        if self.pop.is_abandoned(holder, req.id) {
+            return Ok(Vec::new());
+        }
+        let (group, model, id) = (req.group.clone(), req.model.clone(), req.id);
+        let out = self.pop_for_taking(req, holder).await?;
+        if !out.is_empty() && self.pop.is_abandoned(holder, id) {
+            let receipts: Vec<ReceiptHandle> = out.into_iter().map(|p| p.receipt).collect();
+            self.unpop_many(&group, &model, &receipts).await?;
+            return Ok(Vec::new());
+        }
+        Ok(out)
+    }
+
+    async fn pop_for_taking(&self, req: PopRequest, holder: Holder) -> Result<Vec<Popped>> {
         if req.max_messages == 0 || req.max_messages > 1024 {
             return Err(MessagingError::InvalidRequest("max_messages must be within 1..=1024".into()));
         }

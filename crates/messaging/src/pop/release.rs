@@ -86,11 +86,16 @@ impl Messaging {
         id: u64,
     ) -> Result<usize> {
         let Some(t) = self.broker.topic(topic) else { return Ok(0) };
+        // Before the scan: a pop of that name still running here takes
+        // back what it takes (`pop_for`); one that took already is found.
+        self.pop.abandon(holder, id);
         let mut by_queue = Vec::new();
+        let mut led = 0;
         for p in t.partitions() {
             if self.pop.lead(p.id()) == super::service::Lead::NotLeading {
                 continue;
             }
+            led += 1;
             let q = self.queue_id(group, model, p.id());
             let Some(state) = self.served_queue(&q).await? else { continue };
             let now = self.pop.clock.now_ms();
@@ -104,6 +109,13 @@ impl Messaging {
             if !taken.is_empty() {
                 by_queue.push((q, taken));
             }
+        }
+        if led == 0 && self.broker.placement().is_some() {
+            // Asked here on a stale view of who serves the queues: the
+            // caller asks again where they are now.
+            return Err(
+                fjord_broker::BrokerError::Unavailable(format!("no queue of {topic} is served here now")).into()
+            );
         }
         let n = self.release_at(by_queue, true).await?;
         if n > 0 {

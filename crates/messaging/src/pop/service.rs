@@ -206,6 +206,10 @@ pub(crate) struct PopService {
     pub(crate) writers: Writers,
     /// One load at a time per queue.
     pub(crate) opening: Mutex<HashMap<QueueId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pops taken back (by holder and name), until when (ms) they are
+    /// remembered: a pop still running here when its caller gave up takes
+    /// back what it took itself (see `Messaging::abandon_pop`).
+    pub(crate) abandoned: Mutex<HashMap<(super::Holder, u64), i64>>,
 }
 
 /// Whether this node may serve its queues on a partition.
@@ -232,7 +236,22 @@ impl PopService {
             shards: Default::default(),
             writers: Default::default(),
             opening: Default::default(),
+            abandoned: Default::default(),
         }
+    }
+
+    /// Remembers that `holder`'s pop `id` was given up (for two minutes,
+    /// longer than any pop runs).
+    pub(crate) fn abandon(&self, holder: super::Holder, id: u64) {
+        let now = self.clock.now_ms();
+        let mut a = self.abandoned.lock();
+        a.retain(|_, until| *until > now);
+        a.insert((holder, id), now + 120_000);
+    }
+
+    /// Whether `holder`'s pop `id` was given up.
+    pub(crate) fn is_abandoned(&self, holder: super::Holder, id: Option<u64>) -> bool {
+        id.is_some_and(|id| self.abandoned.lock().contains_key(&(holder, id)))
     }
 
     pub(crate) fn seq(&self) -> u64 {

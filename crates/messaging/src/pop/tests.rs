@@ -213,6 +213,15 @@ async fn a_pop_whose_answer_was_lost_is_taken_back_by_its_name() {
     assert!(again.iter().all(|p| p.attempt == 1), "never delivered: not a redelivery");
     assert!(m.ack("g", &g, &lost[0].receipt).await.is_err(), "the lost pop's receipts are stale");
     m.ack("g", &g, &kept[0].receipt).await.expect("the other pop's receipt holds");
+
+    // Given up before it took anything (the checker's seed 3 again: the
+    // caller's forwarded call timed out while the serving node still
+    // waited to load the queue, and the take-back found nothing): the pop,
+    // when it runs, takes nothing.
+    let before = m.pop_depth("g", &g, "q");
+    assert_eq!(m.abandon_pop("g", &g, "q", me, 10).await.expect("abandon"), 0);
+    assert!(m.pop(named(10, 3)).await.expect("pop").is_empty(), "abandoned before it ran");
+    assert_eq!(m.pop_depth("g", &g, "q"), before, "nothing taken");
     close(m).await;
 }
 
